@@ -1,0 +1,34 @@
+# Two commands set everything up on a fresh machine with Python 3.11:
+#   make run   - create .venv, install the locked dependencies, run the main job, (later) serve the API
+#   make test  - create .venv if needed and run the whole test suite
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+DATA_DIR ?= var/demo
+COMPANIES ?= 5000
+YEARS ?= 3
+
+.PHONY: run test lint venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+run: venv
+	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup simulate --companies $(COMPANIES) --years $(YEARS) --seed 7 --out $(DATA_DIR)/simulated --ingest
+	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup records
+
+test: venv
+	$(BIN)/python -m pytest -n 2 -q
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) var
