@@ -1,0 +1,139 @@
+"""The versioned record catalogue (信用信息目录): which categories exist and how each behaves.
+
+Loaded from YAML and validated with pydantic; ../shared/DOMAIN.md §4 and §9 give the defaults.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Dimension = Literal["basic", "operations", "supervision", "relations", "social"]
+Polarity = Literal["positive", "neutral", "negative"]
+
+DIMENSIONS: tuple[Dimension, ...] = ("basic", "operations", "supervision", "relations", "social")
+
+REQUIRED_CODES = frozenset(
+    {
+        "registration", "annual_report", "tax_credit_grade", "admin_license", "admin_penalty",
+        "admin_coercion", "spot_check", "abnormal_operation_list", "serious_dishonest_list",
+        "focus_attention_list", "dishonest_judgment_debtor", "court_judgment",
+        "credit_commitment", "commitment_breach", "warning_talk", "complaint", "honor",
+        "red_list", "news", "third_party_signal",
+    }
+)  # fmt: skip
+"""Codes every catalogue must define, with the meanings the rest of the service relies on."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Names(_Strict):
+    zh: str
+    en: str
+
+
+class PublicityPeriod(_Strict):
+    """Days from the event date: published at least `min_days`, at most `max_days` (None = open)."""
+
+    min_days: int | None = Field(default=None, ge=0)
+    max_days: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PublicityPeriod:
+        if self.min_days is not None and self.max_days is not None:
+            if self.min_days > self.max_days:
+                raise ValueError(f"min_days {self.min_days} exceeds max_days {self.max_days}")
+        return self
+
+
+class Category(_Strict):
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: Names
+    dimension: Dimension
+    severities: tuple[str, ...] = ()
+    severity_required: bool = False
+    polarity: dict[str, Polarity] = Field(default_factory=dict)
+    amount: Literal["none", "optional", "required"] = "none"
+    amount_meaning: str | None = None
+    attributes: dict[str, str] = Field(default_factory=dict)
+    required_attributes: tuple[str, ...] = ()
+    publicity: dict[str, PublicityPeriod]
+    publicity_natural_person_days: int | None = None
+    shared_with_public: bool = True
+    repairable: bool = False
+    never_repairable_early: tuple[str, ...] = ()
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Category:
+        keys = set(self.severities) | {"*"}
+        for what, mapping in (("polarity", self.polarity), ("publicity", self.publicity)):
+            unknown = set(mapping) - keys
+            if unknown:
+                raise ValueError(f"{self.code}: {what} names unknown severities {sorted(unknown)}")
+        if self.severity_required and not self.severities:
+            raise ValueError(f"{self.code}: severity_required without severities")
+        if "*" not in self.publicity and set(self.severities) - set(self.publicity):
+            missing = sorted(set(self.severities) - set(self.publicity))
+            raise ValueError(f"{self.code}: no publicity period for severities {missing}")
+        return self
+
+    def publicity_for(self, severity: str | None) -> PublicityPeriod:
+        if severity is not None and severity in self.publicity:
+            return self.publicity[severity]
+        return self.publicity["*"]
+
+    def polarity_of(self, severity: str | None) -> Polarity:
+        if severity is not None and severity in self.polarity:
+            return self.polarity[severity]
+        return self.polarity.get("*", "neutral")
+
+
+class Catalogue(_Strict):
+    version: str
+    categories: tuple[Category, ...]
+
+    @field_validator("categories")
+    @classmethod
+    def _complete(cls, categories: tuple[Category, ...]) -> tuple[Category, ...]:
+        codes = [c.code for c in categories]
+        duplicates = sorted({c for c in codes if codes.count(c) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate category codes {duplicates}")
+        missing = sorted(REQUIRED_CODES - set(codes))
+        if missing:
+            raise ValueError(f"catalogue lacks required categories {missing}")
+        return categories
+
+    def __getitem__(self, code: str) -> Category:
+        for c in self.categories:
+            if c.code == code:
+                return c
+        raise KeyError(f"unknown record category {code!r}")
+
+    def __contains__(self, code: object) -> bool:
+        return any(c.code == code for c in self.categories)
+
+    @property
+    def codes(self) -> list[str]:
+        return [c.code for c in self.categories]
+
+
+def load_catalogue(path: str | Path | None = None) -> Catalogue:
+    """Load and validate a catalogue file; without a path, the packaged default."""
+    if path is None:
+        return default_catalogue()
+    return Catalogue.model_validate(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
+
+
+@lru_cache(maxsize=1)
+def default_catalogue() -> Catalogue:
+    text = resources.files(__package__).joinpath("catalogue-v1.yaml").read_text(encoding="utf-8")
+    return Catalogue.model_validate(yaml.safe_load(text))

@@ -1,0 +1,95 @@
+"""Canonical formats of records, entities, record events and quarantined rows."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+RECORD_COLUMNS = (
+    "record_id", "uscc", "category", "event_date", "recorded_date",
+    "source_dept", "severity", "amount", "attributes",
+)  # fmt: skip
+"""A department's record, as every input file is mapped to. `attributes` is a JSON object."""
+
+RECORD_REQUIRED = ("record_id", "uscc", "category", "event_date")
+
+ENTITY_COLUMNS = (
+    "uscc", "name", "industry", "region", "entity_type",
+    "registered_capital", "established_date", "status",
+)  # fmt: skip
+"""Registration facts of one entity; `recorded_date` may be given too (default: ingest day)."""
+
+ENTITY_REQUIRED = ("uscc", "name")
+
+ENTITY_TYPES = (
+    "enterprise", "individual_business", "cooperative",
+    "social_organisation", "public_institution", "other",
+)  # fmt: skip
+ENTITY_STATUSES = ("active", "suspended", "revoked", "deregistered")
+
+EVENT_TYPES = ("withdrawal", "correction", "repair", "objection_opened", "objection_closed")
+"""Later events that change how a record counts; stored append-only, never by rewriting it."""
+
+RECORDS = pa.schema(
+    [
+        ("record_id", pa.string()),
+        ("uscc", pa.string()),
+        ("category", pa.string()),
+        ("event_date", pa.date32()),
+        ("recorded_date", pa.date32()),
+        ("source_dept", pa.string()),
+        ("severity", pa.string()),
+        ("amount", pa.float64()),
+        ("attributes", pa.string()),
+        ("content_hash", pa.string()),
+        ("batch_id", pa.string()),
+    ]
+)
+
+ENTITIES = pa.schema(
+    [
+        ("uscc", pa.string()),
+        ("name", pa.string()),
+        ("industry", pa.string()),
+        ("region", pa.string()),
+        ("entity_type", pa.string()),
+        ("registered_capital", pa.float64()),
+        ("established_date", pa.date32()),
+        ("status", pa.string()),
+        ("recorded_date", pa.date32()),
+        ("content_hash", pa.string()),
+        ("batch_id", pa.string()),
+    ]
+)
+
+EVENTS = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("record_id", pa.string()),
+        ("event_type", pa.string()),
+        ("effective_date", pa.date32()),
+        ("recorded_date", pa.date32()),
+        ("attributes", pa.string()),
+        ("batch_id", pa.string()),
+    ]
+)
+
+QUARANTINE = pa.schema(
+    [
+        ("quarantine_id", pa.string()),
+        ("batch_id", pa.string()),
+        ("kind", pa.string()),
+        ("source_file", pa.string()),
+        ("source_dept", pa.string()),
+        ("row", pa.int64()),
+        ("reason", pa.string()),
+        ("message", pa.string()),
+        ("raw", pa.string()),
+    ]
+)
+
+TABLES: dict[str, pa.Schema] = {
+    "records": RECORDS,
+    "entities": ENTITIES,
+    "events": EVENTS,
+    "quarantine": QUARANTINE,
+}
