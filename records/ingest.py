@@ -102,7 +102,9 @@ class IngestResult:
 # ---- reading ----------------------------------------------------------------------------------
 
 
-def read_input(path: Path, encoding: str = "utf-8", sheet: str | None = None) -> tuple[pa.Table, list[tuple[int | None, str]]]:
+def read_input(
+    path: Path, encoding: str = "utf-8", sheet: str | None = None
+) -> tuple[pa.Table, list[tuple[int | None, str]]]:
     """Read a CSV, Excel or Parquet file with every column as text, plus `_row` (1-based).
 
     Returns the table and the malformed lines (line number, text) that could not be split.
@@ -138,7 +140,9 @@ def _header_names(names: list[str]) -> list[str]:
     return out
 
 
-def _read_csv(path: Path, encoding: str, delimiter: str, malformed: list[tuple[int | None, str]]) -> pa.Table:
+def _read_csv(
+    path: Path, encoding: str, delimiter: str, malformed: list[tuple[int | None, str]]
+) -> pa.Table:
     with open(path, encoding=encoding, newline="") as fh:
         header = next(csv.reader(fh, delimiter=delimiter), None)
     if not header:
@@ -152,7 +156,9 @@ def _read_csv(path: Path, encoding: str, delimiter: str, malformed: list[tuple[i
     return pacsv.read_csv(
         path,
         read_options=pacsv.ReadOptions(encoding=encoding, column_names=names, skip_rows=1),
-        parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid, newlines_in_values=True),
+        parse_options=pacsv.ParseOptions(
+            delimiter=delimiter, invalid_row_handler=on_invalid, newlines_in_values=True
+        ),
         convert_options=pacsv.ConvertOptions(
             column_types={n: pa.string() for n in names}, strings_can_be_null=False
         ),
@@ -163,7 +169,11 @@ def _cell_text(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        return value.date().isoformat() if value.time() == datetime.min.time() else value.isoformat(sep=" ")
+        return (
+            value.date().isoformat()
+            if value.time() == datetime.min.time()
+            else value.isoformat(sep=" ")
+        )
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, float) and value.is_integer():
@@ -346,11 +356,21 @@ def ingest_table(
     if "_row" not in table.column_names:
         table = table.append_column("_row", pa.array(np.arange(1, table.num_rows + 1), pa.int64()))
     mapping = mapping or identity_mapping(kind, table.column_names)
-    ctx = _Context(kind, source_dept, source_file, today or date.today(), mapping, catalogue or default_catalogue())
+    ctx = _Context(
+        kind,
+        source_dept,
+        source_file,
+        today or date.today(),
+        mapping,
+        catalogue or default_catalogue(),
+    )
     _check_columns(ctx, table)
     table = _add_derived_codes(ctx, table)
 
-    with store.begin(kind, source_file=source_file, source_dept=source_dept) as batch, store.connect() as con:
+    with (
+        store.begin(kind, source_file=source_file, source_dept=source_dept) as batch,
+        store.connect() as con,
+    ):
         result = IngestResult(batch.batch_id, kind, source_file, source_dept)
         result.rows_read = table.num_rows + len(malformed or [])
         con.register("raw_input", table)
@@ -360,7 +380,10 @@ def ingest_table(
         mapped = con.sql(_stage1_sql(ctx)).to_arrow_table()
         mapped = mapped.append_column("uscc_ok", pa.array(uscc.valid_mask(mapped.column("uscc"))))
         con.register("mapped", mapped)
-        con.execute("CREATE TEMP TABLE checked AS " + (_records_checks_sql(ctx) if kind == "records" else _entity_checks_sql(ctx)))
+        con.execute(
+            "CREATE TEMP TABLE checked AS "
+            + (_records_checks_sql(ctx) if kind == "records" else _entity_checks_sql(ctx))
+        )
         key = "record_id" if kind == "records" else "uscc"
         _mark_conflicts(con, ctx, key)
         step("writing")
@@ -399,7 +422,9 @@ def _add_derived_codes(ctx: _Context, table: pa.Table) -> pa.Table:
             continue
         source = pc.utf8_trim_whitespace(table.column(spec.derive_uscc))
         uniques = pc.unique(source).to_pylist()
-        codes = {u: uscc.derive(u, derive.namespace, derive.kind, derive.region) for u in uniques if u}
+        codes = {
+            u: uscc.derive(u, derive.namespace, derive.kind, derive.region) for u in uniques if u
+        }
         keys = pa.array(list(codes), pa.string())
         values = pa.array(list(codes.values()), pa.string())
         derived = pc.take(values, pc.index_in(source, value_set=keys))
@@ -434,7 +459,23 @@ def _stage1_sql(ctx: _Context) -> str:
             expr = f"upper(regexp_replace({expr}, '[\\s\\-]', '', 'g'))"
         if name == "source_dept":
             expr = f"coalesce({expr}, {_lit(ctx.source_dept)})"
-        suffix = "" if name in ("record_id", "uscc", "category", "source_dept", "severity", "name", "industry", "region", "entity_type", "status") else "_raw"
+        suffix = (
+            ""
+            if name
+            in (
+                "record_id",
+                "uscc",
+                "category",
+                "source_dept",
+                "severity",
+                "name",
+                "industry",
+                "region",
+                "entity_type",
+                "status",
+            )
+            else "_raw"
+        )
         select.append(f"CAST({expr} AS VARCHAR) AS {name}{suffix}")
     return "SELECT " + ", ".join(select) + " FROM src"
 
@@ -537,7 +578,12 @@ def _records_checks_sql(ctx: _Context) -> str:
     """
 
 
-_ENTITY_TYPE_OF_CODE = {"91": "enterprise", "92": "individual_business", "93": "cooperative", "12": "public_institution"}
+_ENTITY_TYPE_OF_CODE = {
+    "91": "enterprise",
+    "92": "individual_business",
+    "93": "cooperative",
+    "12": "public_institution",
+}
 
 
 def _entity_checks_sql(ctx: _Context) -> str:
@@ -636,7 +682,9 @@ def _mark_conflicts(con: duckdb.DuckDBPyConnection, ctx: _Context, key: str) -> 
     del table
 
 
-def _write_new_rows(con: duckdb.DuckDBPyConnection, batch: Any, ctx: _Context, result: IngestResult) -> None:
+def _write_new_rows(
+    con: duckdb.DuckDBPyConnection, batch: Any, ctx: _Context, result: IngestResult
+) -> None:
     batch_id = _lit(batch.batch_id)
     new_rows = """
         FROM checked c
@@ -651,7 +699,9 @@ def _write_new_rows(con: duckdb.DuckDBPyConnection, batch: Any, ctx: _Context, r
         f"SELECT count(*) FROM existing e JOIN checked c ON c._seq = e._seq LEFT JOIN dup d "
         f"ON d.{key} = c.{key} WHERE e.same AND (d.{key} IS NULL OR c._seq = d.keep)",
     )
-    result.duplicates_in_file = _scalar(con, "SELECT coalesce(sum(n - 1), 0) FROM dup WHERE NOT conflict")
+    result.duplicates_in_file = _scalar(
+        con, "SELECT coalesce(sum(n - 1), 0) FROM dup WHERE NOT conflict"
+    )
     result.already_stored = int(already)
     if ctx.kind == "records":
         select = (
@@ -684,11 +734,17 @@ def _write_quarantine(
 ) -> None:
     raw_cols = [c for c in con.sql("SELECT * FROM raw_input LIMIT 0").columns
                 if c != "_row" and not c.startswith("__derived_")]  # fmt: skip
-    raw_json = "to_json(struct_pack(" + ", ".join(f"{_ident(c)} := r.{_ident(c)}" for c in raw_cols) + "))"
-    rejected = con.sql(
-        f"""SELECT c._row AS row, c.reason, c.message, c.uscc, CAST({raw_json} AS VARCHAR) AS raw
+    raw_json = (
+        "to_json(struct_pack(" + ", ".join(f"{_ident(c)} := r.{_ident(c)}" for c in raw_cols) + "))"
+    )
+    rejected = (
+        con.sql(
+            f"""SELECT c._row AS row, c.reason, c.message, c.uscc, CAST({raw_json} AS VARCHAR) AS raw
         FROM checked c JOIN raw_input r ON r._row = c._row WHERE c.reason IS NOT NULL ORDER BY c._row"""
-    ).to_arrow_table().to_pylist()
+        )
+        .to_arrow_table()
+        .to_pylist()
+    )
     if ctx.mapping.unpivot is not None:
         rejected += _empty_rows(con, ctx, raw_json)
     for r in rejected:
@@ -709,7 +765,9 @@ def _write_quarantine(
 
     rows = []
     for r in rejected:
-        qid = hashlib.md5(f"{ctx.kind}\x1f{r['reason']}\x1f{r['row']}\x1f{r['raw']}".encode()).hexdigest()
+        qid = hashlib.md5(
+            f"{ctx.kind}\x1f{r['reason']}\x1f{r['row']}\x1f{r['raw']}".encode()
+        ).hexdigest()
         rows.append(
             {
                 "quarantine_id": qid, "batch_id": batch.batch_id, "kind": ctx.kind,
@@ -737,13 +795,19 @@ def _write_quarantine(
     batch.write_arrow("quarantine", table)
 
 
-def _empty_rows(con: duckdb.DuckDBPyConnection, ctx: _Context, raw_json: str) -> list[dict[str, Any]]:
+def _empty_rows(
+    con: duckdb.DuckDBPyConnection, ctx: _Context, raw_json: str
+) -> list[dict[str, Any]]:
     unpivot = ctx.mapping.unpivot
     assert unpivot is not None
     none = " AND ".join(f"{_text(c)} IS NULL" for c in unpivot.columns)
-    rows: list[dict[str, Any]] = con.sql(
-        f"""SELECT r._row AS row, 'empty_row' AS reason,
-            'none of ' || {_lit(', '.join(unpivot.columns))} || ' has a value' AS message,
+    rows: list[dict[str, Any]] = (
+        con.sql(
+            f"""SELECT r._row AS row, 'empty_row' AS reason,
+            'none of ' || {_lit(", ".join(unpivot.columns))} || ' has a value' AS message,
             NULL AS uscc, CAST({raw_json} AS VARCHAR) AS raw FROM raw_input r WHERE {none}"""
-    ).to_arrow_table().to_pylist()
+        )
+        .to_arrow_table()
+        .to_pylist()
+    )
     return rows

@@ -4,7 +4,7 @@ Layout under ``<data_dir>/store``::
 
     records/recorded_month=YYYY-MM/<batch>-<n>.parquet   (a month's new records add files only)
     entities/<batch>-<n>.parquet                          (registration facts, versioned)
-    events/<batch>-<n>.parquet                            (withdrawals, corrections, repairs, objections)
+    events/<batch>-<n>.parquet                            (withdrawals, corrections, repairs …)
     quarantine/<batch>-<n>.parquet                        (rejected input rows with their reason)
     _log/<seq>-<batch>.json                               (one commit entry per batch)
 
@@ -65,7 +65,7 @@ class Batch:
     def copy_partitioned(
         self, con: duckdb.DuckDBPyConnection, table: str, select_sql: str, partition: str
     ) -> None:
-        """Stage the result of `select_sql` (which yields column `partition` too), hive-partitioned."""
+        """Stage the result of `select_sql` (yielding column `partition` too), hive-partitioned."""
         out = self.staging / "_copy" / table
         out.parent.mkdir(parents=True, exist_ok=True)
         con.execute(

@@ -167,7 +167,9 @@ def valid_mask(codes: pa.Array | pa.ChunkedArray) -> np.ndarray:
     if len(idx) == 0:
         return ok
     fixed = codes.take(pa.array(idx)) if len(idx) < n else codes
-    offsets = np.frombuffer(fixed.buffers()[1], dtype=np.int32)[fixed.offset : fixed.offset + len(fixed) + 1]
+    offsets = np.frombuffer(fixed.buffers()[1], dtype=np.int32)[
+        fixed.offset : fixed.offset + len(fixed) + 1
+    ]
     values = np.frombuffer(fixed.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
     raw = values.reshape(len(idx), 18)
     val = _VALUE[raw]

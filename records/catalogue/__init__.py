@@ -47,9 +47,9 @@ class PublicityPeriod(_Strict):
 
     @model_validator(mode="after")
     def _ordered(self) -> PublicityPeriod:
-        if self.min_days is not None and self.max_days is not None:
-            if self.min_days > self.max_days:
-                raise ValueError(f"min_days {self.min_days} exceeds max_days {self.max_days}")
+        lo, hi = self.min_days, self.max_days
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"min_days {lo} exceeds max_days {hi}")
         return self
 
 

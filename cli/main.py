@@ -1,0 +1,224 @@
+"""`credsup`: the one command line of the service. Each stage adds its subcommands here.
+
+Commands that report figures accept `--json` and then print exactly one JSON object on stdout;
+progress goes to stderr, so scripts and schedulers can read stdout as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from records.catalogue import load_catalogue
+from records.ingest import REASONS, IngestError, ingest_file
+from records.mapping import packaged_mappings
+from records.settings import Settings
+from records.store import Store
+from records.summary import store_summary
+
+app = typer.Typer(
+    name="credsup",
+    help="Credit-based supervision: records, scores, tiers and spot checks.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+EXIT_OK, EXIT_QUARANTINED, EXIT_FILE_ERROR = 0, 1, 2
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object.")]
+
+
+def _store(settings: Settings) -> Store:
+    return Store(settings.store_dir, settings.duckdb_memory_limit, settings.duckdb_threads)
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[Any]:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(label, total=None)
+        yield lambda msg: progress.update(task, description=f"{label}: {msg}")
+
+
+def _emit_json(payload: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str) + "\n")
+
+
+@app.command()
+def simulate(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the simulated files.")] = Path(
+        "var/simulated"
+    ),
+    companies: Annotated[int, typer.Option(min=1)] = 10_000,
+    years: Annotated[int, typer.Option(min=1, max=30)] = 3,
+    seed: int = 0,
+    end: Annotated[str, typer.Option(help="Last simulated day, YYYY-MM-DD.")] = "2026-06-30",
+    fmt: Annotated[str, typer.Option("--format", help="parquet or csv")] = "parquet",
+    ingest: Annotated[bool, typer.Option(help="Also ingest the result into the store.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a synthetic province in the canonical formats (hidden truth kept apart)."""
+    from records.simulate import SimulationConfig, simulate as run, write_simulation
+
+    if fmt not in ("parquet", "csv"):
+        raise typer.BadParameter("--format must be parquet or csv")
+    config = SimulationConfig(
+        companies=companies, years=years, seed=seed, end=date.fromisoformat(end)
+    )
+    with _progress("simulating") as step:
+        sim = run(config, progress=step)
+        paths = write_simulation(sim, out_dir, fmt)  # type: ignore[arg-type]
+    payload: dict[str, Any] = {
+        "companies": sim.entities.num_rows,
+        "records": sim.records.num_rows,
+        "files": {k: str(v) for k, v in paths.items()},
+    }
+    if ingest:
+        settings = Settings()
+        store = _store(settings)
+        results = {}
+        for kind in ("entities", "records"):
+            with _progress(f"ingesting {kind}") as step:
+                res = ingest_file(
+                    store, paths[kind], kind, "simulator", today=config.end, progress=step
+                )
+            results[kind] = res.to_dict()
+        payload["ingest"] = results
+    if as_json:
+        _emit_json(payload)
+        return
+    out.print(
+        f"simulated {payload['companies']:,} companies and {payload['records']:,} records "
+        f"into {out_dir}"
+    )
+    for kind, res in payload.get("ingest", {}).items():
+        _print_ingest(res, kind)
+
+
+@app.command()
+def ingest(
+    file: Annotated[Path, typer.Argument(help="CSV, Excel (.xlsx) or Parquet file.")],
+    kind: Annotated[str, typer.Option(help="records or entities")] = "records",
+    source: Annotated[str, typer.Option(help="Department the file comes from.")] = ...,  # type: ignore[assignment]
+    mapping: Annotated[
+        str | None,
+        typer.Option(help="Mapping YAML file, or the name of a packaged mapping."),
+    ] = None,
+    today: Annotated[
+        str | None, typer.Option(help="Ingestion day (YYYY-MM-DD); dates after it are rejected.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ingest a department's export. Exit 0: all rows stored; 1: some quarantined; 2: file error."""
+    settings = Settings()
+    store = _store(settings)
+    catalogue = load_catalogue(settings.catalogue_path)
+    try:
+        with _progress(f"ingesting {file.name}") as step:
+            result = ingest_file(
+                store,
+                file,
+                kind,
+                source,
+                mapping=mapping,
+                today=date.fromisoformat(today) if today else None,
+                catalogue=catalogue,
+                progress=step,
+            )
+    except (IngestError, FileNotFoundError, ValueError) as exc:
+        if as_json:
+            _emit_json({"error": str(exc), "file": str(file)})
+        else:
+            err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_FILE_ERROR) from None
+    res = result.to_dict()
+    if as_json:
+        _emit_json(res)
+    else:
+        _print_ingest(res, kind)
+    raise typer.Exit(EXIT_QUARANTINED if result.quarantined else EXIT_OK)
+
+
+def _print_ingest(res: dict[str, Any], kind: str) -> None:
+    out.print(
+        f"[bold]{kind}[/bold] from {res['source_file']}: {res['rows_read']:,} rows read, "
+        f"{res['stored']:,} stored, {res['already_stored']:,} already stored, "
+        f"{res['duplicates_in_file']:,} duplicates in file, "
+        f"[{'red' if res['quarantined'] else 'green'}]{res['quarantined']:,} quarantined[/] "
+        f"({res['seconds']} s, {res['rows_per_second']:,} rows/s, batch {res['batch_id']})"
+    )
+    for reason, n in res["by_reason"].items():
+        out.print(f"  {reason:<24} {n:>8,}  {REASONS.get(reason, '')}")
+
+
+@app.command()
+def records(
+    quarantine: Annotated[
+        int, typer.Option(help="Also list up to N quarantined rows with their reasons.")
+    ] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Counts per category and a summary of the quarantine."""
+    settings = Settings()
+    store = _store(settings)
+    summary = store_summary(store)
+    rows: list[dict[str, Any]] = []
+    if quarantine:
+        with store.connect() as con:
+            rows = (
+                con.sql(
+                    "SELECT source_file, row, reason, message FROM quarantine "
+                    f"ORDER BY batch_id, row LIMIT {int(quarantine)}"
+                )
+                .to_arrow_table()
+                .to_pylist()
+            )
+        summary["quarantine_rows"] = rows
+    if as_json:
+        _emit_json(summary)
+        return
+    table = Table(title=f"records in {summary['store']}")
+    table.add_column("category")
+    table.add_column("records", justify="right")
+    for category, n in summary["records_by_category"].items():
+        table.add_row(category, f"{n:,}")
+    table.add_row("[bold]total", f"[bold]{summary['records']:,}")
+    out.print(table)
+    out.print(
+        f"entities: {summary['entities']:,} ({summary['individual_businesses']:,} individual "
+        f"businesses); events: {summary['events']:,}; batches: {summary['batches']:,}; "
+        f"event dates {summary['first_event_date']} … {summary['last_event_date']}"
+    )
+    out.print(f"quarantine: {summary['quarantined']:,} rows")
+    for reason, n in summary["quarantine_by_reason"].items():
+        out.print(f"  {reason:<24} {n:>8,}  {REASONS.get(reason, '')}")
+    for r in rows:
+        out.print(f"  {r['source_file']}:{r['row']}  {r['reason']}: {r['message']}")
+
+
+@app.command()
+def mappings() -> None:
+    """List the packaged mappings (usable by name with `ingest --mapping`)."""
+    for name in packaged_mappings():
+        out.print(name)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

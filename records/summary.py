@@ -1,0 +1,48 @@
+"""Figures about the store: counts per category and the quarantine by reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from records.store import Store
+
+
+def store_summary(store: Store) -> dict[str, Any]:
+    """Counts of records per category, entities, events, quarantined rows by reason, batches."""
+    log = store.log()
+    with store.connect() as con:
+        per_category = dict(
+            con.execute(
+                "SELECT category, count(*) FROM records GROUP BY category ORDER BY category"
+            ).fetchall()
+        )
+        span = con.execute(
+            "SELECT CAST(min(event_date) AS VARCHAR), CAST(max(event_date) AS VARCHAR), "
+            "CAST(max(recorded_date) AS VARCHAR), count(DISTINCT uscc) FROM records"
+        ).fetchall()[0]
+        entities = con.execute(
+            "SELECT count(DISTINCT uscc), count(*), "
+            "count(DISTINCT uscc) FILTER (WHERE entity_type = 'individual_business') FROM entities"
+        ).fetchall()[0]
+        by_reason = dict(
+            con.execute(
+                "SELECT reason, count(*) FROM quarantine GROUP BY reason ORDER BY reason"
+            ).fetchall()
+        )
+        events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
+    return {
+        "store": str(store.root),
+        "records": sum(per_category.values()),
+        "records_by_category": per_category,
+        "companies_with_records": span[3],
+        "first_event_date": span[0],
+        "last_event_date": span[1],
+        "last_recorded_date": span[2],
+        "entities": entities[0],
+        "entity_versions": entities[1],
+        "individual_businesses": entities[2],
+        "events": events,
+        "quarantined": sum(by_reason.values()),
+        "quarantine_by_reason": by_reason,
+        "batches": len(log),
+    }
