@@ -81,6 +81,9 @@ class IngestResult:
     source_file: str
     source_dept: str
     rows_read: int = 0
+    rows_mapped: int = 0
+    """Rows after mapping (an unpivot makes several of one); = stored + already_stored +
+    duplicates_in_file + quarantined."""
     stored: int = 0
     already_stored: int = 0
     duplicates_in_file: int = 0
@@ -248,6 +251,9 @@ def _field_sql(spec: FieldSpec) -> str:
             else:
                 parts.append(_text(piece))
         expr = "(" + " || ".join(parts or ["''"]) + ")"
+    elif spec.hash_of is not None:
+        cols = ", ".join(f"coalesce({_text(c)}, chr(0))" for c in spec.hash_of)
+        expr = f"({_lit(spec.prefix)} || md5(concat_ws(chr(31), {cols})))"
     elif spec.sql is not None:
         expr = f"nullif(trim(CAST(({spec.sql}) AS VARCHAR)), '')"
     else:
@@ -379,6 +385,7 @@ def ingest_table(
         step("validating")
         mapped = con.sql(_stage1_sql(ctx)).to_arrow_table()
         mapped = mapped.append_column("uscc_ok", pa.array(uscc.valid_mask(mapped.column("uscc"))))
+        result.rows_mapped = mapped.num_rows
         con.register("mapped", mapped)
         con.execute(
             "CREATE TEMP TABLE checked AS "
@@ -500,6 +507,7 @@ def _catalogue_table(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> No
                 "severity_required": [c.severity_required for c in catalogue.categories],
                 "amount_rule": [c.amount for c in catalogue.categories],
                 "required_attributes": [list(c.required_attributes) for c in catalogue.categories],
+                "negative_amount_allowed": [c.negative_amount_allowed for c in catalogue.categories],
             }
         ),
     )
@@ -517,7 +525,7 @@ def _records_checks_sql(ctx: _Context) -> str:
                {amount} AS amount,
                coalesce(attributes_raw, '{{}}') AS attributes_text,
                c.code AS known, c.severities AS allowed, c.severity_required,
-               c.amount_rule, c.required_attributes
+               c.amount_rule, c.required_attributes, c.negative_amount_allowed
         FROM mapped m LEFT JOIN catalogue c ON c.code = m.category
     ), v AS (
         SELECT *, CASE
@@ -534,7 +542,7 @@ def _records_checks_sql(ctx: _Context) -> str:
             WHEN severity IS NOT NULL AND NOT list_contains(allowed, severity) THEN 'severity_not_allowed'
             WHEN severity IS NULL AND severity_required THEN 'missing_severity'
             WHEN amount_raw IS NOT NULL AND amount IS NULL THEN 'invalid_amount'
-            WHEN amount < 0 THEN 'negative_amount'
+            WHEN amount < 0 AND NOT negative_amount_allowed THEN 'negative_amount'
             WHEN amount IS NOT NULL AND amount_rule = 'none' THEN 'amount_not_applicable'
             WHEN amount IS NULL AND amount_rule = 'required' THEN 'invalid_amount'
             WHEN NOT json_valid(attributes_text) THEN 'invalid_attributes'
@@ -788,6 +796,7 @@ def _write_quarantine(
         table = table.filter(mask)
     result.already_quarantined = len(rows) - table.num_rows
     result.quarantined = len(rows)
+    result.rows_mapped += sum(1 for r in rows if r["reason"] in ("malformed_row", "empty_row"))
     reasons: dict[str, int] = {}
     for r in rows:
         reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1

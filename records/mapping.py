@@ -6,6 +6,8 @@ A new export needs a YAML file, not code. Each canonical field is given by exact
 - ``value: TEXT``         a constant
 - ``template: "x-{A}"``   text with ``{COLUMN}`` placeholders (``{_row}`` = 1-based data row)
 - ``sql: EXPR``           a DuckDB SQL expression over the source columns (for conditions)
+- ``hash_of: [NAMES]``    ``prefix`` + MD5 of those columns: a stable id for exports without one,
+                          independent of row order (so re-exports stay idempotent)
 - ``derive_uscc: NAME``   a deterministic valid code derived from a foreign id (real data sets
                           without codes; see `records.uscc.derive`), using the mapping's
                           ``derive`` settings
@@ -57,6 +59,8 @@ class FieldSpec(_Strict):
     template: str | None = None
     sql: str | None = None
     derive_uscc: str | None = None
+    hash_of: tuple[str, ...] | None = None
+    prefix: str = ""
     map: dict[str, str] | None = None
     formats: tuple[str, ...] | None = None
     scale: float | None = None
@@ -65,12 +69,12 @@ class FieldSpec(_Strict):
     @model_validator(mode="after")
     def _one_source(self) -> FieldSpec:
         given = [
-            k for k in ("column", "value", "template", "sql", "derive_uscc")
+            k for k in ("column", "value", "template", "sql", "derive_uscc", "hash_of")
             if getattr(self, k) is not None
         ]  # fmt: skip
         if len(given) != 1:
             raise ValueError(
-                "give exactly one of column, value, template, sql, derive_uscc; "
+                "give exactly one of column, value, template, sql, derive_uscc, hash_of; "
                 f"got {given or 'none'}"
             )
         return self
@@ -80,6 +84,8 @@ class FieldSpec(_Strict):
             return [self.column]
         if self.derive_uscc is not None:
             return [self.derive_uscc]
+        if self.hash_of is not None:
+            return list(self.hash_of)
         if self.template is not None:
             return [c for c in re.findall(r"{([^{}]+)}", self.template) if c != "_row"]
         return []

@@ -62,6 +62,7 @@ class Category(_Strict):
     polarity: dict[str, Polarity] = Field(default_factory=dict)
     amount: Literal["none", "optional", "required"] = "none"
     amount_meaning: str | None = None
+    negative_amount_allowed: bool = False
     attributes: dict[str, str] = Field(default_factory=dict)
     required_attributes: tuple[str, ...] = ()
     publicity: dict[str, PublicityPeriod]
