@@ -33,7 +33,7 @@ app = typer.Typer(
     add_completion=False,
 )
 err = Console(stderr=True)
-out = Console()
+out = Console(soft_wrap=True)
 
 EXIT_OK, EXIT_QUARANTINED, EXIT_FILE_ERROR = 0, 1, 2
 

@@ -1,0 +1,114 @@
+"""Acceptance: 10,000 valid rows mixed with 1,000 rows carrying 10 kinds of defects."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from records.ingest import ingest_file
+from records.store import Store
+from tests.records.factory import DEFECTS, TODAY, defective, valid_rows, write_csv
+
+
+def _table(store: Store, table: str, order: str) -> list[dict[str, Any]]:
+    with store.connect() as con:
+        rows: list[dict[str, Any]] = con.sql(f"SELECT * FROM {table} ORDER BY {order}").to_arrow_table().to_pylist()
+    return rows
+
+
+@pytest.fixture
+def mixed_file(tmp_path: Path) -> tuple[Path, Path, list[dict[str, Any]], dict[int, str]]:
+    """(earlier file, mixed file, the valid rows of the mixed file, data row → expected reason)."""
+    earlier = valid_rows(100, seed=1, prefix="E")
+    good = valid_rows(10_000, seed=2, prefix="G")
+    rng = np.random.default_rng(3)
+    bad: list[tuple[dict[str, Any], str]] = []
+    for k, defect in enumerate(DEFECTS):
+        for j in range(100):
+            base = good[int(rng.integers(len(good)))]
+            row = defective(base, defect, j)
+            row["record_id"] = f"B{k:02d}{j:03d}" if defect != "missing_field" else ""
+            if defect == "record_id_conflict":
+                # same record_id as a stored record, other content
+                attrs = {**json.loads(earlier[j]["attributes"]), "corrected": j}
+                row = dict(earlier[j], attributes=json.dumps(attrs))
+            bad.append((row, defect))
+    items: list[tuple[dict[str, Any], str | None]] = [(r, None) for r in good] + bad  # type: ignore[misc]
+    order = rng.permutation(len(items))
+    shuffled = [items[i] for i in order]
+    expected = {n: reason for n, (_row, reason) in enumerate(shuffled, start=1) if reason}
+    mixed = write_csv(tmp_path / "mixed.csv", [r for r, _ in shuffled])
+    return write_csv(tmp_path / "earlier.csv", earlier), mixed, good, expected
+
+
+def test_exactly_the_valid_rows_land_and_each_bad_row_is_quarantined_with_its_reason(
+    store: Store, mixed_file: tuple[Path, Path, list[dict[str, Any]], dict[int, str]]
+) -> None:
+    earlier, mixed, good, expected = mixed_file
+    first = ingest_file(store, earlier, "records", "samr", today=TODAY)
+    assert (first.stored, first.quarantined) == (100, 0)
+
+    result = ingest_file(store, mixed, "records", "samr", today=TODAY)
+    assert result.rows_read == 11_000
+    assert result.stored == 10_000
+    assert result.quarantined == 1_000
+    assert result.by_reason == {d: 100 for d in DEFECTS}
+
+    stored = {r["record_id"]: r for r in _table(store, "records", "record_id")}
+    assert set(stored) == {r["record_id"] for r in good} | {f"E{i:07d}" for i in range(100)}
+    for row in good[::97]:
+        got = stored[row["record_id"]]
+        assert got["uscc"] == row["uscc"] and got["category"] == row["category"]
+        assert got["event_date"].isoformat() == row["event_date"]
+        assert got["recorded_date"].isoformat() == row["recorded_date"]
+        assert (got["severity"] or "") == row["severity"]
+        assert got["amount"] == (float(row["amount"]) if row["amount"] else None)
+        assert json.loads(got["attributes"]) == json.loads(row["attributes"])
+
+    quarantine = _table(store, "quarantine", "row")
+    assert {q["row"]: q["reason"] for q in quarantine} == expected
+    messages = {q["reason"]: q["message"] for q in quarantine}
+    assert "check character should be" in messages["invalid_uscc"] or "should be" in messages["invalid_uscc"]
+    assert "already stored with different content" in messages["record_id_conflict"]
+    assert "is negative" in messages["negative_amount"]
+    assert "is not allowed for admin_penalty" in messages["severity_not_allowed"]
+    for q in quarantine:
+        raw = json.loads(q["raw"])
+        assert set(raw) >= {"record_id", "uscc", "category"}  # the original row, for correction
+        assert q["source_file"] == str(mixed)
+
+    # ingesting it again changes nothing
+    before_records, before_quarantine = _table(store, "records", "record_id"), quarantine
+    again = ingest_file(store, mixed, "records", "samr", today=TODAY)
+    assert (again.stored, again.already_stored, again.quarantined) == (0, 10_000, 1_000)
+    assert again.already_quarantined == 1_000
+    assert _table(store, "records", "record_id") == before_records
+    assert _table(store, "quarantine", "row") == before_quarantine
+
+
+def test_cli_exit_code_and_json_summary_say_so(
+    tmp_path: Path, mixed_file: tuple[Path, Path, list[dict[str, Any]], dict[int, str]]
+) -> None:
+    earlier, mixed, _good, _expected = mixed_file
+    env = {"CREDSUP_DATA_DIR": str(tmp_path / "data")}
+    runner = CliRunner()
+    ok = runner.invoke(app, ["ingest", str(earlier), "--source", "samr", "--today", "2026-11-22", "--json"], env=env)
+    assert ok.exit_code == 0, ok.output
+    res = runner.invoke(app, ["ingest", str(mixed), "--source", "samr", "--today", "2026-11-22", "--json"], env=env)
+    assert res.exit_code == 1
+    summary = json.loads(res.stdout)
+    assert summary["stored"] == 10_000 and summary["quarantined"] == 1_000
+    assert summary["by_reason"]["invalid_uscc"] == 100
+    text = runner.invoke(app, ["ingest", str(mixed), "--source", "samr", "--today", "2026-11-22"], env=env)
+    assert text.exit_code == 1
+    assert "1,000 quarantined" in text.stdout and "invalid_uscc" in text.stdout
+    counts = json.loads(runner.invoke(app, ["records", "--json"], env=env).stdout)
+    assert counts["records"] == 10_100
+    assert counts["quarantined"] == 1_000
+    assert counts["quarantine_by_reason"]["future_date"] == 100

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from records import uscc
+
+REAL_CODES = [
+    line.strip()
+    for line in (Path(__file__).parent / "data" / "real_uscc_codes.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+]
+
+KINDS = [a + c for a, cats in uscc.AUTHORITY_CATEGORIES.items() for c in cats]
+REGIONS = ["110000", "110105", "310115", "410102", "411700", "650100", "100000", "820000"]
+
+
+def test_real_codes_validate() -> None:
+    assert len(REAL_CODES) >= 300
+    for code in REAL_CODES:
+        assert uscc.validate(code) == code
+    assert uscc.valid_mask(pa.array(REAL_CODES)).all()
+
+
+def test_validate_compacts_spaces_and_case() -> None:
+    assert uscc.validate(" 91 110000 600037341l") == "91110000600037341L"
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "message"),
+    [
+        ("91110000600037341N", "check", "check character should be L, got N"),
+        ("12345", "length", "code must have 18 characters, got 5"),
+        ("9111000060003IOZSV", "charset", "character 'I' at position 14 is not allowed"),
+        ("B1110000600037341L", "authority", "registration authority code 'B' is not allocated"),
+        ("94110000600037341L", "category", "organisation category '4' is not allocated"),
+        ("91990000600037341L", "region", "starts with 99, which is not a province"),
+        ("9111000060003734XL", "org_check", "check digit (position 17) should be 1, got X"),
+    ],
+)
+def test_messages_say_exactly_what_is_wrong(code: str, reason: str, message: str) -> None:
+    with pytest.raises(uscc.InvalidUSCC) as info:
+        uscc.validate(code)
+    assert info.value.reason == reason
+    assert message in str(info.value)
+
+
+@st.composite
+def generated_codes(draw: st.DrawFn) -> str:
+    seed = draw(st.integers(0, 2**32 - 1))
+    kind = draw(st.sampled_from(KINDS))
+    region = draw(st.sampled_from(REGIONS))
+    return uscc.generate(np.random.default_rng(seed), kind, region)
+
+
+@given(generated_codes())
+def test_every_generated_code_validates(code: str) -> None:
+    assert uscc.validate(code) == code
+    assert uscc.valid_mask(pa.array([code]))[0]
+
+
+def _substitutions(code: str) -> list[str]:
+    others = uscc.CHARSET + "IOZSV*#"
+    return [code[:i] + ch + code[i + 1 :] for i in range(18) for ch in others if ch != code[i]]
+
+
+@settings(max_examples=30)
+@given(generated_codes())
+def test_every_single_character_substitution_is_detected(code: str) -> None:
+    subs = _substitutions(code)
+    for bad in subs:
+        with pytest.raises(uscc.InvalidUSCC):
+            uscc.validate(bad)
+    assert not uscc.valid_mask(pa.array(subs)).any()
+
+
+def test_substitutions_in_real_codes_are_detected() -> None:
+    subs = [s for code in REAL_CODES[::10] for s in _substitutions(code)]
+    assert not uscc.valid_mask(pa.array(subs)).any()
+    assert not any(uscc.is_valid(s) for s in subs[:: max(1, len(subs) // 2000)])
+
+
+@given(st.lists(st.text(alphabet=uscc.CHARSET + "IOa -", min_size=0, max_size=20), max_size=30))
+def test_vectorised_mask_agrees_with_validate(texts: list[str]) -> None:
+    compacted = [uscc.compact(t) for t in texts]
+    mask = uscc.valid_mask(pa.array(compacted, pa.string()))
+    assert mask.tolist() == [uscc.is_valid(c) for c in compacted]
+
+
+def test_mask_handles_nulls_and_sliced_arrays() -> None:
+    arr = pa.array([None, "91110000600037341L", "x", *REAL_CODES[:5]])
+    assert uscc.valid_mask(arr).tolist() == [False, True, False, *[True] * 5]
+    assert uscc.valid_mask(arr.slice(1, 3)).tolist() == [True, False, True]
+    chunked = pa.chunked_array([arr.slice(0, 2), arr.slice(2)])
+    assert uscc.valid_mask(chunked).tolist() == uscc.valid_mask(arr).tolist()
+
+
+def test_generate_many_gives_distinct_valid_codes_of_the_asked_kind() -> None:
+    rng = np.random.default_rng(1)
+    kinds = ["92"] * 5000 + ["91"] * 5000
+    codes = uscc.generate_many(rng, kinds, ["410102"] * 10_000)
+    assert len(set(codes)) == 10_000
+    assert uscc.valid_mask(pa.array(codes)).all()
+    assert all(c.startswith("92410102") for c in codes[:5000])
+
+
+def test_derive_is_deterministic_and_valid() -> None:
+    a = uscc.derive("9c7fa510616a683058ce97d0bc768a62", "bdci2020")
+    assert a == uscc.derive("9c7fa510616a683058ce97d0bc768a62", "bdci2020")
+    assert a != uscc.derive("9c7fa510616a683058ce97d0bc768a62", "boston")
+    assert uscc.is_valid(a)
