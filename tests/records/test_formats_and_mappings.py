@@ -1,0 +1,166 @@
+"""Excel, Parquet and department-specific CSV exports through declarative mappings."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from pathlib import Path
+
+import openpyxl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pydantic import ValidationError
+
+from records.ingest import IngestError, ingest_file
+from records.mapping import Mapping, load_mapping, packaged_mappings
+from records.store import Store
+from tests.records.factory import TODAY, valid_rows, write_csv
+
+CODE = "91110000600037341L"
+
+
+def test_excel_with_typed_cells(store: Store, tmp_path: Path) -> None:
+    book = openpyxl.Workbook()
+    ws = book.active
+    assert ws is not None
+    ws.append(["record_id", "uscc", "category", "event_date", "recorded_date", "severity", "amount"])
+    ws.append(["x1", CODE, "admin_penalty", datetime(2024, 3, 1), date(2024, 3, 5), "serious", 20000])
+    ws.append(["x2", CODE, "admin_penalty", "2024/03/02", "2024-03-06", "minor", 12.5])
+    ws.append([None, None, None, None, None, None, None])  # blank line: ignored
+    ws.append(["x3", CODE, "admin_penalty", "not a date", "2024-03-06", "minor", None])
+    path = tmp_path / "dept.xlsx"
+    book.save(path)
+    result = ingest_file(store, path, "records", "samr", today=TODAY)
+    assert (result.stored, result.quarantined) == (2, 1)
+    assert result.by_reason == {"invalid_date": 1}
+    rows = {r["record_id"]: r for r in store.read("records").to_pylist()}
+    assert rows["x1"]["event_date"] == date(2024, 3, 1) and rows["x1"]["amount"] == 20000.0
+    assert rows["x2"]["event_date"] == date(2024, 3, 2) and rows["x2"]["amount"] == 12.5
+    assert rows["x1"]["source_dept"] == "samr"
+
+
+def test_parquet_with_typed_columns(store: Store, tmp_path: Path) -> None:
+    table = pa.table(
+        {
+            "record_id": ["p1", "p2"],
+            "uscc": [CODE, CODE],
+            "category": ["complaint", "honor"],
+            "event_date": pa.array([date(2023, 1, 1), date(2023, 2, 1)], pa.date32()),
+            "severity": ["verified", "national"],
+            "amount": [300.0, None],
+        }
+    )
+    path = tmp_path / "dept.parquet"
+    pq.write_table(table, path)
+    result = ingest_file(store, path, "records", "12315", today=TODAY)
+    assert (result.stored, result.quarantined) == (2, 0)
+    got = {r["record_id"]: r for r in store.read("records").to_pylist()}
+    assert got["p1"]["amount"] == 300.0 and got["p2"]["amount"] is None
+    # no recorded_date column: the platform learned them on the day of ingestion
+    assert got["p1"]["recorded_date"] == TODAY
+
+
+MAPPING = """
+kind: records
+encoding: gbk
+date_formats: ["%Y年%m月%d日", "%Y-%m-%d"]
+fields:
+  record_id: {column: 决定书文号}
+  uscc: {column: 统一社会信用代码}
+  category: {value: admin_penalty}
+  event_date: {column: 处罚决定日期}
+  recorded_date: {column: 公示日期}
+  severity: {column: 处罚类别, map: {警告: minor, 罚款: general, 吊销许可证: serious}}
+  amount: {column: 罚款金额（万元）, scale: 10000}
+attributes:
+  legal_basis: {column: 处罚依据}
+  penalty_types: {column: 处罚类别}
+"""
+
+
+def test_a_department_export_needs_only_a_mapping(store: Store, tmp_path: Path) -> None:
+    mapping_file = tmp_path / "penalties.yaml"
+    mapping_file.write_text(MAPPING, encoding="utf-8")
+    export = tmp_path / "penalties.csv"
+    export.write_text(
+        "决定书文号,统一社会信用代码,处罚决定日期,公示日期,处罚类别,罚款金额（万元）,处罚依据\n"
+        f"郑市监罚〔2024〕1号,{CODE},2024年1月5日,2024年1月12日,罚款,1.5,《食品安全法》第一百二十四条\n"
+        f"郑市监罚〔2024〕2号,9111 0000 6000 3734 1L,2024年2月5日,2024年2月8日,警告,,《产品质量法》\n"
+        f"郑市监罚〔2024〕3号,{CODE},2024年3月5日,2024年3月9日,没收,,《广告法》\n",
+        encoding="gbk",
+    )
+    result = ingest_file(store, export, "records", "zz-samr", mapping=mapping_file, today=TODAY)
+    assert (result.stored, result.quarantined) == (2, 1)
+    assert result.by_reason == {"severity_not_allowed": 1}  # 没收 is not in the map
+    rows = {r["record_id"]: r for r in store.read("records").to_pylist()}
+    first = rows["郑市监罚〔2024〕1号"]
+    assert first["amount"] == 15000.0 and first["severity"] == "general"
+    assert first["event_date"] == date(2024, 1, 5) and first["recorded_date"] == date(2024, 1, 12)
+    assert json.loads(first["attributes"])["legal_basis"] == "《食品安全法》第一百二十四条"
+    assert rows["郑市监罚〔2024〕2号"]["uscc"] == CODE  # spaces removed
+    q = store.read("quarantine").to_pylist()[0]
+    assert "severity \"没收\" is not allowed for admin_penalty" in q["message"]
+    assert json.loads(q["raw"])["处罚类别"] == "没收"
+
+
+def test_missing_source_column_is_a_file_error(store: Store, tmp_path: Path) -> None:
+    mapping = Mapping.model_validate(
+        {"fields": {"record_id": {"column": "编号"}, "uscc": {"column": "代码"},
+                    "category": {"value": "news"}, "event_date": {"column": "日期"}}}
+    )  # fmt: skip
+    path = write_csv(tmp_path / "a.csv", valid_rows(3))
+    with pytest.raises(IngestError, match="missing column\\(s\\) 代码, 日期, 编号"):
+        ingest_file(store, path, "records", "x", mapping=mapping, today=TODAY)
+    assert store.log() == []
+
+
+def test_mapping_validation_names_the_problem() -> None:
+    with pytest.raises(ValidationError, match="give exactly one of"):
+        Mapping.model_validate({"fields": {"uscc": {"column": "a", "value": "b"}}})
+    with pytest.raises(ValidationError, match="unknown records fields \\['colour'\\]"):
+        Mapping.model_validate({"fields": {"colour": {"value": "red"}}})
+    with pytest.raises(ValidationError, match="derive_uscc needs"):
+        Mapping.model_validate({"fields": {"uscc": {"derive_uscc": "id"}}})
+    with pytest.raises(FileNotFoundError, match="packaged mappings: bdci-annual-report"):
+        load_mapping("no-such-mapping")
+
+
+def test_packaged_mappings_load() -> None:
+    names = packaged_mappings()
+    assert {"bdci-news", "bdci-tax", "boston-inspections", "bdci-entities"} <= set(names)
+    for name in names:
+        load_mapping(name)
+
+
+def test_malformed_lines_are_quarantined_not_lost(store: Store, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "a.csv", valid_rows(5))
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write("only,three,fields\n")
+    result = ingest_file(store, path, "records", "samr", today=TODAY)
+    assert (result.stored, result.quarantined, result.rows_read) == (5, 1, 6)
+    q = store.read("quarantine").to_pylist()[0]
+    assert q["reason"] == "malformed_row" and "only,three,fields" in q["message"]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"category": "admin_penalty", "severity": ""}, "missing_severity"),
+        ({"category": "admin_penalty", "severity": "minor", "amount": "12 yuan"}, "invalid_amount"),
+        ({"category": "news", "severity": "negative", "amount": "5"}, "amount_not_applicable"),
+        ({"category": "third_party_signal", "severity": "", "attributes": '{"x": 1}'}, "missing_attribute"),
+        ({"category": "news", "severity": "awful", "amount": ""}, "severity_not_allowed"),
+        ({"category": "honor", "severity": "national", "amount": "", "uscc": ""}, "missing_field"),
+    ],
+)
+def test_more_defects(store: Store, tmp_path: Path, change: dict[str, str], reason: str) -> None:
+    row = {**valid_rows(1)[0], "amount": "", **change}
+    result = ingest_file(store, write_csv(tmp_path / "a.csv", [row]), "records", "samr", today=TODAY)
+    assert result.by_reason == {reason: 1}, store.read("quarantine").to_pylist()
+
+
+def test_negative_amounts_where_the_catalogue_allows_them(store: Store, tmp_path: Path) -> None:
+    row = {**valid_rows(1)[0], "category": "tax_declaration", "severity": "", "amount": "-12.5"}
+    result = ingest_file(store, write_csv(tmp_path / "a.csv", [row]), "records", "tax", today=TODAY)
+    assert result.stored == 1
