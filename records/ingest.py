@@ -372,6 +372,10 @@ def ingest_table(
     )
     _check_columns(ctx, table)
     table = _add_derived_codes(ctx, table)
+    prechecked = _uscc_spec(ctx) is not None
+    if prechecked:
+        step("checking codes")
+        table = _precheck_codes(ctx, table)
 
     with (
         store.begin(kind, source_file=source_file, source_dept=source_dept) as batch,
@@ -382,24 +386,31 @@ def ingest_table(
         con.register("raw_input", table)
         _catalogue_table(con, ctx.catalogue)
         _create_source_view(con, ctx)
-        step("validating")
-        mapped = con.sql(_stage1_sql(ctx)).to_arrow_table()
-        mapped = mapped.append_column("uscc_ok", pa.array(uscc.valid_mask(mapped.column("uscc"))))
-        result.rows_mapped = mapped.num_rows
-        con.register("mapped", mapped)
+        step("mapping")
+        if prechecked:  # codes already checked on the input column: map and check in one pass
+            con.execute(f"CREATE TEMP VIEW mapped AS {_stage1_sql(ctx, prechecked)}")
+        else:  # codes computed by the mapping: materialise them, then check
+            mapped = con.sql(_stage1_sql(ctx, prechecked)).to_arrow_table()
+            mask = uscc.valid_mask(mapped.column("uscc"))
+            con.register("mapped", mapped.append_column("uscc_ok", pa.array(mask)))
+        step("checking rules")
         con.execute(
             "CREATE TEMP TABLE checked AS "
             + (_records_checks_sql(ctx) if kind == "records" else _entity_checks_sql(ctx))
         )
+        result.rows_mapped = _scalar(con, "SELECT count(*) FROM checked")
         key = "record_id" if kind == "records" else "uscc"
+        step("checking conflicts")
         _mark_conflicts(con, ctx, key)
         step("writing")
         _write_new_rows(con, batch, ctx, result)
+        step("writing quarantine")
         _write_quarantine(con, batch, ctx, result, malformed or [])
         batch.info.update(
             rows_read=result.rows_read, stored=result.stored, quarantined=result.quarantined,
             already_stored=result.already_stored, by_reason=result.by_reason,
         )  # fmt: skip
+    step("committed")
     result.seconds = round(time.perf_counter() - started, 3)
     return result
 
@@ -442,28 +453,57 @@ def _add_derived_codes(ctx: _Context, table: pa.Table) -> pa.Table:
 def _create_source_view(con: duckdb.DuckDBPyConnection, ctx: _Context) -> None:
     unpivot = ctx.mapping.unpivot
     if unpivot is None:
-        con.execute("CREATE TEMP VIEW src AS SELECT * FROM raw_input")
+        con.execute("CREATE TEMP VIEW src AS SELECT *, _row AS _seq FROM raw_input")
         return
+    width = len(unpivot.columns)
     parts = [
         f"SELECT *, {_lit(name)} AS {_ident(unpivot.name_column)}, {_text(col)} AS "
-        f"{_ident(unpivot.value_column)} FROM raw_input WHERE {_text(col)} IS NOT NULL"
-        for col, name in unpivot.columns.items()
+        f"{_ident(unpivot.value_column)}, _row * {width} + {i} AS _seq "
+        f"FROM raw_input WHERE {_text(col)} IS NOT NULL"
+        for i, (col, name) in enumerate(unpivot.columns.items())
     ]
     con.execute("CREATE TEMP VIEW src AS " + " UNION ALL ".join(parts))
 
 
-def _stage1_sql(ctx: _Context) -> str:
+def _uscc_spec(ctx: _Context) -> FieldSpec | None:
+    """The code's field spec when it is a plain or derived column (checkable before mapping)."""
+    spec = ctx.mapping.fields.get("uscc")
+    if spec is None or spec.map or ctx.mapping.unpivot is not None:
+        return None
+    return spec if (spec.column is not None or spec.derive_uscc is not None) else None
+
+
+def _precheck_codes(ctx: _Context, table: pa.Table) -> pa.Table:
+    """Add `__uscc` (compacted code) and `__uscc_ok` (valid) computed with Arrow and numpy."""
+    spec = _uscc_spec(ctx)
+    assert spec is not None
+    source = spec.column if spec.column is not None else f"__derived_{spec.derive_uscc}"
+    column = table.column(source).combine_chunks()
+    ok = uscc.valid_mask(column)
+    if not ok.all():  # compact only what fails as it is (spaces, hyphens, lower case, empty)
+        redo = pa.array(~ok)
+        fixed = pc.utf8_upper(pc.replace_substring_regex(column.filter(redo), r"[\s\-]", ""))
+        fixed = pc.if_else(pc.equal(fixed, ""), pa.scalar(None, pa.string()), fixed)
+        column = pc.replace_with_mask(column, redo, fixed)
+        ok[~ok] = uscc.valid_mask(fixed)
+    table = table.append_column("__uscc", column)
+    return table.append_column("__uscc_ok", pa.array(ok))
+
+
+def _stage1_sql(ctx: _Context, prechecked: bool) -> str:
     """Canonical text columns from the source: the compiled mapping."""
     fields = ctx.mapping.fields
     columns = RECORD_COLUMNS if ctx.kind == "records" else ENTITY_COLUMNS
-    select = ["_row", "row_number() OVER () AS _seq"]
+    select = ["_row", "_seq"]
     for name in (*columns, "recorded_date"):
         if name == "attributes":
             select.append(f"{_attributes_sql(ctx.mapping)} AS attributes_raw")
             continue
         expr = _field_sql(fields[name]) if name in fields else "NULL"
         if name == "uscc":
-            expr = f"upper(regexp_replace({expr}, '[\\s\\-]', '', 'g'))"
+            expr = (
+                '"__uscc"' if prechecked else f"upper(regexp_replace({expr}, '[\\s\\-]', '', 'g'))"
+            )
         if name == "source_dept":
             expr = f"coalesce({expr}, {_lit(ctx.source_dept)})"
         suffix = (
@@ -484,6 +524,8 @@ def _stage1_sql(ctx: _Context) -> str:
             else "_raw"
         )
         select.append(f"CAST({expr} AS VARCHAR) AS {name}{suffix}")
+    if prechecked:
+        select.append('"__uscc_ok" AS uscc_ok')
     return "SELECT " + ", ".join(select) + " FROM src"
 
 
@@ -507,7 +549,9 @@ def _catalogue_table(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> No
                 "severity_required": [c.severity_required for c in catalogue.categories],
                 "amount_rule": [c.amount for c in catalogue.categories],
                 "required_attributes": [list(c.required_attributes) for c in catalogue.categories],
-                "negative_amount_allowed": [c.negative_amount_allowed for c in catalogue.categories],
+                "negative_amount_allowed": [
+                    c.negative_amount_allowed for c in catalogue.categories
+                ],
             }
         ),
     )
@@ -578,10 +622,7 @@ def _records_checks_sql(ctx: _Context) -> str:
             WHEN 'amount_not_applicable' THEN format('category {{}} takes no amount, got {{}}', category, amount)
             WHEN 'invalid_attributes' THEN format('attributes "{{}}" are not a JSON object', left(attributes_text, 200))
             WHEN 'missing_attribute' THEN format('category {{}} requires attribute(s) {{}}', category, array_to_string(required_attributes, ', '))
-        END AS message,
-        CASE WHEN reason IS NULL THEN md5(concat_ws(chr(31), uscc, category, CAST(event_date AS VARCHAR),
-            coalesce(source_dept, chr(0)), coalesce(severity, chr(0)), coalesce(CAST(amount AS VARCHAR), chr(0)),
-            CAST(json(attributes_text) AS VARCHAR))) END AS content_hash
+        END AS message
     FROM v
     """
 
@@ -647,20 +688,33 @@ def _entity_checks_sql(ctx: _Context) -> str:
                 THEN format('entity_type "{{}}" is unknown (one of: {", ".join(ENTITY_TYPES)})', type_final)
                 ELSE format('entity_type "{{}}" contradicts the code, which says {{}}', entity_type, code_type) END
             WHEN 'invalid_status' THEN format('status "{{}}" is unknown (one of: {", ".join(ENTITY_STATUSES)})', status_final)
-        END AS message,
-        CASE WHEN reason IS NULL THEN md5(concat_ws(chr(31), uscc, name, coalesce(industry, chr(0)), region_final,
-            type_final, coalesce(CAST(registered_capital AS VARCHAR), chr(0)),
-            coalesce(CAST(established_date AS VARCHAR), chr(0)), status_final)) END AS content_hash
+        END AS message
     FROM v
     """
 
 
+CONTENT = {
+    "records": ("uscc", "category", "event_date", "source_dept", "severity", "amount", "attributes"),
+    "entities": (
+        "name", "industry", "region", "entity_type", "registered_capital", "established_date",
+        "status",
+    ),
+}  # fmt: skip
+"""What makes two rows with the same key the same record (recorded_date is when we learned it)."""
+
+
 def _mark_conflicts(con: duckdb.DuckDBPyConnection, ctx: _Context, key: str) -> None:
     """Within-file conflicts, identical duplicates, and rows already stored (by key and content)."""
+    content = CONTENT[ctx.kind]
+    struct = "struct_pack(" + ", ".join(f"{c} := c.{c}" for c in content) + ")"
     con.execute(
         f"""CREATE TEMP TABLE dup AS
-        SELECT {key}, count(*) AS n, min(content_hash) <> max(content_hash) AS conflict, min(_seq) AS keep
-        FROM checked WHERE reason IS NULL GROUP BY {key} HAVING count(*) > 1"""
+        WITH repeated AS (
+            SELECT {key} FROM checked WHERE reason IS NULL GROUP BY {key} HAVING count(*) > 1
+        )
+        SELECT c.{key}, count(*) AS n, count(DISTINCT {struct}) > 1 AS conflict, min(c._seq) AS keep
+        FROM checked c SEMI JOIN repeated r ON r.{key} = c.{key}
+        WHERE c.reason IS NULL GROUP BY c.{key}"""
     )
     con.execute(
         f"""UPDATE checked SET reason = 'duplicate_conflict',
@@ -668,16 +722,22 @@ def _mark_conflicts(con: duckdb.DuckDBPyConnection, ctx: _Context, key: str) -> 
         FROM dup WHERE dup.conflict AND checked.{key} = dup.{key} AND checked.reason IS NULL"""
     )
     table = "records" if ctx.kind == "records" else "entities"
+    # first only the key column of the store, then the full rows of the (usually few) hits
+    con.execute(
+        f"""CREATE TEMP TABLE hits AS SELECT DISTINCT {key} FROM {table}
+        WHERE {key} IN (SELECT {key} FROM checked WHERE reason IS NULL)"""
+    )
+    stored_struct = "struct_pack(" + ", ".join(f"{c} := s.{c}" for c in content) + ")"
     if ctx.kind == "records":
-        stored = "SELECT record_id, content_hash, batch_id FROM records"
+        stored = f"""SELECT s.record_id, {stored_struct} AS content, s.batch_id
+            FROM records s SEMI JOIN hits h ON h.record_id = s.record_id"""
     else:
-        stored = (
-            "SELECT uscc, arg_max(content_hash, (recorded_date, batch_id)) AS content_hash, "
-            "max(batch_id) AS batch_id FROM entities GROUP BY uscc"
-        )
+        stored = f"""SELECT s.uscc, arg_max({stored_struct}, (s.recorded_date, s.batch_id)) AS content,
+                max(s.batch_id) AS batch_id
+            FROM entities s SEMI JOIN hits h ON h.uscc = s.uscc GROUP BY s.uscc"""
     con.execute(
         f"""CREATE TEMP TABLE existing AS
-        SELECT c._seq, s.content_hash = c.content_hash AS same, s.batch_id
+        SELECT c._seq, {struct} IS NOT DISTINCT FROM s.content AS same, s.batch_id
         FROM checked c JOIN ({stored}) s ON s.{key} = c.{key} WHERE c.reason IS NULL"""
     )
     if ctx.kind == "records":
@@ -687,46 +747,52 @@ def _mark_conflicts(con: duckdb.DuckDBPyConnection, ctx: _Context, key: str) -> 
                                  'send a correction instead', checked.record_id, existing.batch_id)
             FROM existing WHERE NOT existing.same AND existing._seq = checked._seq"""
         )
-    del table
 
 
 def _write_new_rows(
     con: duckdb.DuckDBPyConnection, batch: Any, ctx: _Context, result: IngestResult
 ) -> None:
-    batch_id = _lit(batch.batch_id)
-    new_rows = """
-        FROM checked c
-        LEFT JOIN dup d ON d.{key} = c.{key}
-        LEFT JOIN existing e ON e._seq = c._seq
-        WHERE c.reason IS NULL AND (d.{key} IS NULL OR c._seq = d.keep) AND (e._seq IS NULL OR NOT e.same)
-    """
-    valid = _scalar(con, "SELECT count(*) FROM checked WHERE reason IS NULL")
     key = "record_id" if ctx.kind == "records" else "uscc"
-    already = _scalar(
-        con,
-        f"SELECT count(*) FROM existing e JOIN checked c ON c._seq = e._seq LEFT JOIN dup d "
-        f"ON d.{key} = c.{key} WHERE e.same AND (d.{key} IS NULL OR c._seq = d.keep)",
-    )
+    valid = _scalar(con, "SELECT count(*) FROM checked WHERE reason IS NULL")
     result.duplicates_in_file = _scalar(
         con, "SELECT coalesce(sum(n - 1), 0) FROM dup WHERE NOT conflict"
     )
-    result.already_stored = int(already)
+    if _scalar(con, "SELECT (SELECT count(*) FROM dup) + (SELECT count(*) FROM existing)") == 0:
+        new_rows = "FROM checked c WHERE c.reason IS NULL"  # the common case: nothing to skip
+        result.already_stored = 0
+    else:
+        new_rows = f"""FROM checked c
+            LEFT JOIN dup d ON d.{key} = c.{key}
+            LEFT JOIN existing e ON e._seq = c._seq
+            WHERE c.reason IS NULL AND (d.{key} IS NULL OR c._seq = d.keep)
+                AND (e._seq IS NULL OR NOT e.same)"""
+        result.already_stored = _scalar(
+            con,
+            f"SELECT count(*) FROM existing e JOIN checked c ON c._seq = e._seq LEFT JOIN dup d "
+            f"ON d.{key} = c.{key} WHERE e.same AND (d.{key} IS NULL OR c._seq = d.keep)",
+        )
+    batch_id = _lit(batch.batch_id)
     if ctx.kind == "records":
         select = (
             f"SELECT c.record_id, c.uscc, c.category, c.event_date, c.recorded_date, c.source_dept, "
-            f"c.severity, c.amount, c.attributes, c.content_hash, {batch_id} AS batch_id, "
-            f"strftime(c.recorded_date, '%Y-%m') AS recorded_month {new_rows.format(key=key)}"
+            f"c.severity, c.amount, c.attributes, {batch_id} AS batch_id, "
+            f"strftime(c.recorded_date, '%Y-%m') AS recorded_month {new_rows}"
         )
-        batch.copy_partitioned(con, "records", select, "recorded_month")
+        result.stored = batch.copy_partitioned(con, "records", select, "recorded_month")
     else:
         select = (
             f"SELECT c.uscc, c.name, c.industry, c.region, c.entity_type, c.registered_capital, "
-            f"c.established_date, c.status, c.recorded_date, c.content_hash, {batch_id} AS batch_id "
-            f"{new_rows.format(key=key)}"
+            f"c.established_date, c.status, c.recorded_date, {batch_id} AS batch_id "
+            f"{new_rows}"
         )
-        batch.write_arrow("entities", con.sql(select).to_arrow_table())
-    result.stored = _scalar(con, f"SELECT count(*) {new_rows.format(key=key)}")
-    assert result.stored + result.already_stored + result.duplicates_in_file == valid
+        entities = con.sql(select).to_arrow_table()
+        batch.write_arrow("entities", entities)
+        result.stored = entities.num_rows
+    if result.stored + result.already_stored + result.duplicates_in_file != valid:
+        raise AssertionError(
+            f"ingest accounting: {result.stored} stored + {result.already_stored} already stored "
+            f"+ {result.duplicates_in_file} duplicates != {valid} valid rows"
+        )
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
@@ -748,7 +814,9 @@ def _write_quarantine(
     rejected = (
         con.sql(
             f"""SELECT c._row AS row, c.reason, c.message, c.uscc, CAST({raw_json} AS VARCHAR) AS raw
-        FROM checked c JOIN raw_input r ON r._row = c._row WHERE c.reason IS NOT NULL ORDER BY c._row"""
+        FROM (SELECT * FROM checked WHERE reason IS NOT NULL) c
+        JOIN (SELECT * FROM raw_input WHERE _row IN (SELECT _row FROM checked WHERE reason IS NOT NULL)) r
+        ON r._row = c._row ORDER BY c._seq"""
         )
         .to_arrow_table()
         .to_pylist()

@@ -40,7 +40,6 @@ RECORDS = pa.schema(
         ("severity", pa.string()),
         ("amount", pa.float64()),
         ("attributes", pa.string()),
-        ("content_hash", pa.string()),
         ("batch_id", pa.string()),
     ]
 )
@@ -56,7 +55,6 @@ ENTITIES = pa.schema(
         ("established_date", pa.date32()),
         ("status", pa.string()),
         ("recorded_date", pa.date32()),
-        ("content_hash", pa.string()),
         ("batch_id", pa.string()),
     ]
 )

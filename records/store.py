@@ -64,22 +64,26 @@ class Batch:
 
     def copy_partitioned(
         self, con: duckdb.DuckDBPyConnection, table: str, select_sql: str, partition: str
-    ) -> None:
-        """Stage the result of `select_sql` (yielding column `partition` too), hive-partitioned."""
+    ) -> int:
+        """Stage the result of `select_sql` (yielding column `partition` too), hive-partitioned.
+
+        Returns the number of rows written."""
         out = self.staging / "_copy" / table
         out.parent.mkdir(parents=True, exist_ok=True)
-        con.execute(
-            f"COPY ({select_sql}) TO '{out}' (FORMAT parquet, COMPRESSION zstd, "
+        written = con.execute(
+            f"COPY ({select_sql}) TO '{out}' (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, "
             f"PARTITION_BY ({partition}), FILENAME_PATTERN 'f{{i}}', OVERWRITE_OR_IGNORE true)"
-        )
+        ).fetchall()
+        count = int(written[0][0]) if written else 0
         if not out.exists():
-            return
+            return count
         for path in sorted(out.rglob("*.parquet")):
             subdir = str(path.parent.relative_to(out))
             rel = self._next_name(table, subdir)
             (self.staging / rel).parent.mkdir(parents=True, exist_ok=True)
             path.rename(self.staging / rel)
             self.files.setdefault(table, []).append(rel)
+        return count
 
     def _next_name(self, table: str, subdir: str) -> str:
         self.counter += 1

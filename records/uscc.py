@@ -155,36 +155,39 @@ def valid_mask(codes: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Boolean mask of valid codes (already compacted; nulls are invalid). Vectorised over bytes."""
     if isinstance(codes, pa.ChunkedArray):
         codes = codes.combine_chunks() if codes.num_chunks else pa.array([], pa.string())
-    codes = codes.cast(pa.string())
+    if not pa.types.is_string(codes.type):
+        codes = codes.cast(pa.string())
     n = len(codes)
-    ok = np.zeros(n, dtype=bool)
     if n == 0:
+        return np.zeros(0, dtype=bool)
+    offsets = np.frombuffer(codes.buffers()[1], dtype=np.int32)[codes.offset : codes.offset + n + 1]
+    length_ok = np.diff(offsets) == 18
+    if codes.null_count:
+        length_ok &= ~pc.is_null(codes).to_numpy(zero_copy_only=False)
+    if not length_ok.all():
+        ok = np.zeros(n, dtype=bool)
+        idx = np.flatnonzero(length_ok)
+        if len(idx):
+            ok[idx] = valid_mask(codes.take(pa.array(idx)))
         return ok
-    length_ok = pc.fill_null(pc.equal(pc.binary_length(codes), 18), False).to_numpy(
-        zero_copy_only=False
-    )
-    idx = np.flatnonzero(length_ok)
-    if len(idx) == 0:
-        return ok
-    fixed = codes.take(pa.array(idx)) if len(idx) < n else codes
-    offsets = np.frombuffer(fixed.buffers()[1], dtype=np.int32)[
-        fixed.offset : fixed.offset + len(fixed) + 1
-    ]
-    values = np.frombuffer(fixed.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
-    raw = values.reshape(len(idx), 18)
-    val = _VALUE[raw]
-    good = (val >= 0).all(axis=1)
-    val = np.where(val < 0, 0, val)
-    good &= _ALLOWED_PAIR[val[:, 0], val[:, 1]]
-    good &= (val[:, 2:8] < 10).all(axis=1)
-    good &= _PROVINCE_OK[(val[:, 2] * 10 + val[:, 3]) % 100]
-    org = (_ORG_VALUE[raw[:, 8:16]] * np.array(ORG_WEIGHTS, dtype=np.int16)).sum(axis=1)
+    values = np.frombuffer(codes.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    raw = np.ascontiguousarray(values.reshape(n, 18).T)  # one contiguous row per position
+    val = _VALUE[raw]  # int16, -1 outside the charset
+    good = (val >= 0).all(axis=0)
+    np.maximum(val, 0, out=val)
+    good &= _ALLOWED_PAIR[val[0], val[1]]
+    good &= (val[2:8] < 10).all(axis=0)
+    good &= _PROVINCE_OK[(val[2] * 10 + val[3]) % 100]
+    org = np.zeros(n, dtype=np.int16)
+    for i, w in enumerate(ORG_WEIGHTS):
+        org += _ORG_VALUE[raw[8 + i]] * w
     org_c = 11 - org % 11
-    good &= _ORG_CHECK_VALUE[np.where(org_c == 11, 0, org_c)] == val[:, 16]
-    total = (val[:, :17].astype(np.int32) * np.array(CHECK_WEIGHTS, dtype=np.int32)).sum(axis=1)
-    good &= (31 - total % 31) % 31 == val[:, 17]
-    ok[idx] = good
-    return ok
+    good &= _ORG_CHECK_VALUE[np.where(org_c == 11, 0, org_c)] == val[16]
+    total = np.zeros(n, dtype=np.int16)
+    for i, w in enumerate(CHECK_WEIGHTS):
+        total += val[i] * w  # at most 17 * 30 * 30 < 2**15
+    good &= (31 - total % 31) % 31 == val[17]
+    return good
 
 
 # ---- generation -------------------------------------------------------------------------------

@@ -99,7 +99,9 @@ def defective(row: dict[str, Any], defect: str, i: int) -> dict[str, Any]:
     elif defect == "missing_field":
         bad["record_id"] = ""
     elif defect == "recorded_before_event":
-        bad["recorded_date"] = (date.fromisoformat(row["event_date"]) - timedelta(days=1 + i % 9)).isoformat()
+        bad["recorded_date"] = (
+            date.fromisoformat(row["event_date"]) - timedelta(days=1 + i % 9)
+        ).isoformat()
     elif defect == "record_id_conflict":
         pass  # the caller gives it the record_id of a stored record with other content
     else:

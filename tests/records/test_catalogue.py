@@ -23,7 +23,10 @@ def test_meanings_the_service_relies_on() -> None:
     assert penalty.publicity_for("minor").max_days == 90
     assert penalty.publicity_for("general").min_days == 90
     assert penalty.publicity_for("general").max_days == 365
-    assert (penalty.publicity_for("serious").min_days, penalty.publicity_for("serious").max_days) == (
+    assert (
+        penalty.publicity_for("serious").min_days,
+        penalty.publicity_for("serious").max_days,
+    ) == (
         365,
         1095,
     )

@@ -34,7 +34,9 @@ def _row(code: str, **kw: str) -> dict[str, str]:
 
 
 def test_entities_defaults_come_from_the_code(store: Store, tmp_path: Path) -> None:
-    path = _write(tmp_path / "e.csv", [_row(ENT), _row(IND, name="金水区王记小吃店", industry="H62")])
+    path = _write(
+        tmp_path / "e.csv", [_row(ENT), _row(IND, name="金水区王记小吃店", industry="H62")]
+    )
     result = ingest_file(store, path, "entities", "samr", today=TODAY)
     assert (result.stored, result.quarantined) == (2, 0)
     got = {r["uscc"]: r for r in store.read("entities").to_pylist()}
@@ -61,7 +63,9 @@ def test_invalid_entities_are_quarantined(store: Store, tmp_path: Path) -> None:
     }  # fmt: skip
 
 
-def test_changes_become_new_versions_and_repeats_change_nothing(store: Store, tmp_path: Path) -> None:
+def test_changes_become_new_versions_and_repeats_change_nothing(
+    store: Store, tmp_path: Path
+) -> None:
     v1 = _write(tmp_path / "v1.csv", [_row(ENT), _row(IND)])
     ingest_file(store, v1, "entities", "samr", today=TODAY)
     again = ingest_file(store, v1, "entities", "samr", today=TODAY)

@@ -24,8 +24,12 @@ def test_excel_with_typed_cells(store: Store, tmp_path: Path) -> None:
     book = openpyxl.Workbook()
     ws = book.active
     assert ws is not None
-    ws.append(["record_id", "uscc", "category", "event_date", "recorded_date", "severity", "amount"])
-    ws.append(["x1", CODE, "admin_penalty", datetime(2024, 3, 1), date(2024, 3, 5), "serious", 20000])
+    ws.append(
+        ["record_id", "uscc", "category", "event_date", "recorded_date", "severity", "amount"]
+    )
+    ws.append(
+        ["x1", CODE, "admin_penalty", datetime(2024, 3, 1), date(2024, 3, 5), "serious", 20000]
+    )
     ws.append(["x2", CODE, "admin_penalty", "2024/03/02", "2024-03-06", "minor", 12.5])
     ws.append([None, None, None, None, None, None, None])  # blank line: ignored
     ws.append(["x3", CODE, "admin_penalty", "not a date", "2024-03-06", "minor", None])
@@ -100,7 +104,7 @@ def test_a_department_export_needs_only_a_mapping(store: Store, tmp_path: Path) 
     assert json.loads(first["attributes"])["legal_basis"] == "《食品安全法》第一百二十四条"
     assert rows["郑市监罚〔2024〕2号"]["uscc"] == CODE  # spaces removed
     q = store.read("quarantine").to_pylist()[0]
-    assert "severity \"没收\" is not allowed for admin_penalty" in q["message"]
+    assert 'severity "没收" is not allowed for admin_penalty' in q["message"]
     assert json.loads(q["raw"])["处罚类别"] == "没收"
 
 
@@ -149,14 +153,19 @@ def test_malformed_lines_are_quarantined_not_lost(store: Store, tmp_path: Path) 
         ({"category": "admin_penalty", "severity": ""}, "missing_severity"),
         ({"category": "admin_penalty", "severity": "minor", "amount": "12 yuan"}, "invalid_amount"),
         ({"category": "news", "severity": "negative", "amount": "5"}, "amount_not_applicable"),
-        ({"category": "third_party_signal", "severity": "", "attributes": '{"x": 1}'}, "missing_attribute"),
+        (
+            {"category": "third_party_signal", "severity": "", "attributes": '{"x": 1}'},
+            "missing_attribute",
+        ),
         ({"category": "news", "severity": "awful", "amount": ""}, "severity_not_allowed"),
         ({"category": "honor", "severity": "national", "amount": "", "uscc": ""}, "missing_field"),
     ],
 )
 def test_more_defects(store: Store, tmp_path: Path, change: dict[str, str], reason: str) -> None:
     row = {**valid_rows(1)[0], "amount": "", **change}
-    result = ingest_file(store, write_csv(tmp_path / "a.csv", [row]), "records", "samr", today=TODAY)
+    result = ingest_file(
+        store, write_csv(tmp_path / "a.csv", [row]), "records", "samr", today=TODAY
+    )
     assert result.by_reason == {reason: 1}, store.read("quarantine").to_pylist()
 
 

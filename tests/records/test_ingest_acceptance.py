@@ -18,7 +18,9 @@ from tests.records.factory import DEFECTS, TODAY, defective, valid_rows, write_c
 
 def _table(store: Store, table: str, order: str) -> list[dict[str, Any]]:
     with store.connect() as con:
-        rows: list[dict[str, Any]] = con.sql(f"SELECT * FROM {table} ORDER BY {order}").to_arrow_table().to_pylist()
+        rows: list[dict[str, Any]] = (
+            con.sql(f"SELECT * FROM {table} ORDER BY {order}").to_arrow_table().to_pylist()
+        )
     return rows
 
 
@@ -74,7 +76,10 @@ def test_exactly_the_valid_rows_land_and_each_bad_row_is_quarantined_with_its_re
     quarantine = _table(store, "quarantine", "row")
     assert {q["row"]: q["reason"] for q in quarantine} == expected
     messages = {q["reason"]: q["message"] for q in quarantine}
-    assert "check character should be" in messages["invalid_uscc"] or "should be" in messages["invalid_uscc"]
+    assert (
+        "check character should be" in messages["invalid_uscc"]
+        or "should be" in messages["invalid_uscc"]
+    )
     assert "already stored with different content" in messages["record_id_conflict"]
     assert "is negative" in messages["negative_amount"]
     assert "is not allowed for admin_penalty" in messages["severity_not_allowed"]
@@ -98,14 +103,22 @@ def test_cli_exit_code_and_json_summary_say_so(
     earlier, mixed, _good, _expected = mixed_file
     env = {"CREDSUP_DATA_DIR": str(tmp_path / "data")}
     runner = CliRunner()
-    ok = runner.invoke(app, ["ingest", str(earlier), "--source", "samr", "--today", "2026-11-22", "--json"], env=env)
+    ok = runner.invoke(
+        app,
+        ["ingest", str(earlier), "--source", "samr", "--today", "2026-11-22", "--json"],
+        env=env,
+    )
     assert ok.exit_code == 0, ok.output
-    res = runner.invoke(app, ["ingest", str(mixed), "--source", "samr", "--today", "2026-11-22", "--json"], env=env)
+    res = runner.invoke(
+        app, ["ingest", str(mixed), "--source", "samr", "--today", "2026-11-22", "--json"], env=env
+    )
     assert res.exit_code == 1
     summary = json.loads(res.stdout)
     assert summary["stored"] == 10_000 and summary["quarantined"] == 1_000
     assert summary["by_reason"]["invalid_uscc"] == 100
-    text = runner.invoke(app, ["ingest", str(mixed), "--source", "samr", "--today", "2026-11-22"], env=env)
+    text = runner.invoke(
+        app, ["ingest", str(mixed), "--source", "samr", "--today", "2026-11-22"], env=env
+    )
     assert text.exit_code == 1
     assert "1,000 quarantined" in text.stdout and "invalid_uscc" in text.stdout
     counts = json.loads(runner.invoke(app, ["records", "--json"], env=env).stdout)

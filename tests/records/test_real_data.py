@@ -30,14 +30,20 @@ def test_bdci_tables(store: Store, shared_data: Path) -> None:
     assert ent.stored == companies["id"].nunique() == 14_865
 
     reports = pd.read_csv(base / "annual_report_info.csv", dtype=str)
-    ar = ingest_file(store, base / "annual_report_info.csv", "records", "bdci", "bdci-annual-report", TODAY)
+    ar = ingest_file(
+        store, base / "annual_report_info.csv", "records", "bdci", "bdci-annual-report", TODAY
+    )
     _balanced(ar)
     same_key = reports.duplicated(["id", "ANCHEYEAR"], keep=False)
-    conflicting = reports[same_key].groupby(["id", "ANCHEYEAR"]).filter(
-        lambda g: len(g.drop_duplicates()) > 1
+    conflicting = (
+        reports[same_key]
+        .groupby(["id", "ANCHEYEAR"])
+        .filter(lambda g: len(g.drop_duplicates()) > 1)
     )
     assert ar.by_reason == {"duplicate_conflict": len(conflicting)}
-    assert ar.stored == reports.drop(conflicting.index).drop_duplicates(["id", "ANCHEYEAR"]).shape[0]
+    assert (
+        ar.stored == reports.drop(conflicting.index).drop_duplicates(["id", "ANCHEYEAR"]).shape[0]
+    )
 
     tax = pd.read_csv(base / "tax_info.csv", dtype=str)
     tx = ingest_file(store, base / "tax_info.csv", "records", "bdci", "bdci-tax", TODAY)
@@ -54,14 +60,29 @@ def test_bdci_tables(store: Store, shared_data: Path) -> None:
     other = pd.read_csv(base / "other_info.csv", dtype=str)
     ot = ingest_file(store, base / "other_info.csv", "records", "bdci", "bdci-other", TODAY)
     _balanced(ot)
-    signals = other.melt(id_vars="id", value_vars=["legal_judgment_num", "brand_num", "patent_num"]).dropna()
-    assert ot.stored + ot.duplicates_in_file + ot.quarantined == len(signals) + ot.by_reason.get("empty_row", 0)
+    signals = other.melt(
+        id_vars="id", value_vars=["legal_judgment_num", "brand_num", "patent_num"]
+    ).dropna()
+    assert ot.stored + ot.duplicates_in_file + ot.quarantined == len(signals) + ot.by_reason.get(
+        "empty_row", 0
+    )
 
     stored = store.read("records").to_pandas()
-    assert set(stored["category"]) == {"annual_report", "tax_declaration", "news", "third_party_signal"}
+    assert set(stored["category"]) == {
+        "annual_report",
+        "tax_declaration",
+        "news",
+        "third_party_signal",
+    }
     assert uscc.valid_mask(store.read("records").column("uscc")).all()
     # the same id gets the same code in every table, so records join to their entity
-    ids = set(companies["id"]) | set(reports["id"]) | set(tax["id"]) | set(news["id"]) | set(other["id"])
+    ids = (
+        set(companies["id"])
+        | set(reports["id"])
+        | set(tax["id"])
+        | set(news["id"])
+        | set(other["id"])
+    )
     assert set(stored["uscc"]) <= {uscc.derive(i, "bdci2020") for i in ids}
     both = sorted(set(companies["id"]) & set(news["id"]))
     entity_codes = set(store.read("entities").column("uscc").to_pylist())
