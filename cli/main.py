@@ -75,7 +75,8 @@ def simulate(
     as_json: JsonOpt = False,
 ) -> None:
     """Write a synthetic province in the canonical formats (hidden truth kept apart)."""
-    from records.simulate import SimulationConfig, simulate as run, write_simulation
+    from records.simulate import SimulationConfig, write_simulation
+    from records.simulate import simulate as run
 
     if fmt not in ("parquet", "csv"):
         raise typer.BadParameter("--format must be parquet or csv")

@@ -157,7 +157,7 @@ def identity_mapping(kind: str, columns: list[str]) -> Mapping:
         if c in present and c != "attributes"
     }
     return Mapping(
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         fields=fields,
         attributes_json="attributes" if "attributes" in present and kind == "records" else None,
     )

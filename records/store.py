@@ -71,8 +71,9 @@ class Batch:
         out = self.staging / "_copy" / table
         out.parent.mkdir(parents=True, exist_ok=True)
         written = con.execute(
-            f"COPY ({select_sql}) TO '{out}' (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, "
-            f"PARTITION_BY ({partition}), FILENAME_PATTERN 'f{{i}}', OVERWRITE_OR_IGNORE true)"
+            f"COPY ({select_sql}) TO '{out}' (FORMAT parquet, COMPRESSION zstd, "
+            f"COMPRESSION_LEVEL 1, PARTITION_BY ({partition}), FILENAME_PATTERN 'f{{i}}', "
+            "OVERWRITE_OR_IGNORE true)"
         ).fetchall()
         count = int(written[0][0]) if written else 0
         if not out.exists():
