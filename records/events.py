@@ -1,0 +1,114 @@
+"""Record events: later facts that change how a record counts, stored append-only.
+
+A withdrawal, correction, repair, or an objection opened or closed never rewrites the record it
+concerns: it is a row of its own, with the day it takes effect and the day the platform learned
+it, pointing at the record by `record_id`. What counted on any past date can therefore be
+recomputed from records + events recorded by that date. The flows that create events (objections,
+credit repair) come later; this module stores and checks them.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import pyarrow as pa
+
+from records.schema import EVENT_TYPES, EVENTS
+from records.store import Store
+
+
+class EventError(ValueError):
+    """An event that cannot be stored, with the reason."""
+
+
+@dataclass
+class EventResult:
+    batch_id: str
+    stored: int = 0
+    already_stored: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+
+def append_events(
+    store: Store, events: list[dict[str, Any]], today: date | None = None
+) -> EventResult:
+    """Validate and append events in one atomic batch; rejected ones are returned with reasons.
+
+    Each event: `record_id`, `event_type` (one of EVENT_TYPES), `effective_date`, optional
+    `event_id` (default: a new UUID), `recorded_date` (default: today), `attributes` (dict).
+    Events whose `event_id` is already stored are skipped (idempotent).
+    """
+    today = today or date.today()
+    ids = [e.get("record_id") for e in events]
+    with store.connect() as con:
+        con.register("wanted", pa.table({"record_id": pa.array(ids, pa.string())}))
+        known = {
+            r for (r,) in con.execute(
+                "SELECT DISTINCT record_id FROM records "
+                "WHERE record_id IN (SELECT record_id FROM wanted)"
+            ).fetchall()
+        }  # fmt: skip
+        stored_ids = {r for (r,) in con.execute("SELECT event_id FROM events").fetchall()}
+    rows, rejected, already = [], [], 0
+    for i, e in enumerate(events):
+        try:
+            row = _validated(e, known, today)
+        except EventError as exc:
+            rejected.append({"index": i, "event": e, "reason": str(exc)})
+            continue
+        if row["event_id"] in stored_ids:
+            already += 1
+            continue
+        stored_ids.add(row["event_id"])
+        rows.append(row)
+    with store.begin("events", source_file="<api>", source_dept="events") as batch:
+        result = EventResult(batch.batch_id, len(rows), already, rejected)
+        for row in rows:
+            row["batch_id"] = batch.batch_id
+        batch.write_arrow("events", pa.Table.from_pylist(rows, schema=EVENTS))
+        batch.info.update(stored=len(rows), rejected=len(rejected))
+    return result
+
+
+def _validated(e: dict[str, Any], known: set[str], today: date) -> dict[str, Any]:
+    record_id = e.get("record_id")
+    if not record_id:
+        raise EventError("missing record_id")
+    if record_id not in known:
+        raise EventError(f"record_id {record_id!r} is not a stored record")
+    event_type = e.get("event_type")
+    if event_type not in EVENT_TYPES:
+        raise EventError(f"event_type {event_type!r} is not one of {', '.join(EVENT_TYPES)}")
+    try:
+        effective = _as_date(e.get("effective_date"), "effective_date")
+        recorded = _as_date(e.get("recorded_date") or today, "recorded_date")
+    except ValueError as exc:
+        raise EventError(str(exc)) from None
+    if effective > today or recorded > today:
+        raise EventError(f"dates after today ({today}): effective {effective}, recorded {recorded}")
+    attributes = e.get("attributes") or {}
+    if not isinstance(attributes, dict):
+        raise EventError("attributes must be a JSON object")
+    return {
+        "event_id": str(e.get("event_id") or uuid.uuid4()),
+        "record_id": record_id,
+        "event_type": event_type,
+        "effective_date": effective,
+        "recorded_date": recorded,
+        "attributes": json.dumps(attributes, ensure_ascii=False, sort_keys=True),
+    }
+
+
+def _as_date(value: Any, name: str) -> date:
+    if isinstance(value, date):
+        return value
+    if not value:
+        raise ValueError(f"missing {name}")
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"{name} {value!r} is not a date (YYYY-MM-DD)") from None
