@@ -399,9 +399,8 @@ def ingest_table(
             + (_records_checks_sql(ctx) if kind == "records" else _entity_checks_sql(ctx))
         )
         result.rows_mapped = _scalar(con, "SELECT count(*) FROM checked")
-        key = "record_id" if kind == "records" else "uscc"
         step("checking conflicts")
-        _mark_conflicts(con, ctx, key)
+        _mark_conflicts(con, ctx)
         step("writing")
         _write_new_rows(con, batch, ctx, result)
         step("writing quarantine")
@@ -597,7 +596,7 @@ def _records_checks_sql(ctx: _Context) -> str:
         END AS reason
         FROM t
     )
-    SELECT _row, _seq, record_id, uscc, category, event_date, recorded_date, source_dept, severity, amount,
+    SELECT _row, _seq, record_id AS _key, record_id, uscc, category, event_date, recorded_date, source_dept, severity, amount,
         CASE WHEN reason IS NULL THEN CAST(json(attributes_text) AS VARCHAR) END AS attributes,
         reason,
         CASE reason
@@ -672,7 +671,8 @@ def _entity_checks_sql(ctx: _Context) -> str:
         END AS reason
         FROM t
     )
-    SELECT _row, _seq, uscc, name, industry, region_final AS region, type_final AS entity_type,
+    SELECT _row, _seq, uscc || ' recorded ' || CAST(recorded_date AS VARCHAR) AS _key,
+        uscc, name, industry, region_final AS region, type_final AS entity_type,
         registered_capital, established_date, status_final AS status, recorded_date, reason,
         CASE reason
             WHEN 'missing_field' THEN 'missing ' || CASE WHEN uscc IS NULL THEN 'uscc' ELSE 'name' END
@@ -703,24 +703,32 @@ CONTENT = {
 """What makes two rows with the same key the same record (recorded_date is when we learned it)."""
 
 
-def _mark_conflicts(con: duckdb.DuckDBPyConnection, ctx: _Context, key: str) -> None:
-    """Within-file conflicts, identical duplicates, and rows already stored (by key and content)."""
+def _mark_conflicts(con: duckdb.DuckDBPyConnection, ctx: _Context) -> None:
+    """Within-file conflicts, identical duplicates, and rows already stored.
+
+    The key is record_id for records and (uscc, recorded_date) for entities, whose versions over
+    time are history, not conflicts. A record is already stored when its record_id is stored with
+    the same content (else a conflict: changes come as events). An entity version is already
+    stored when the version in force on its recorded_date has the same content.
+    """
     content = CONTENT[ctx.kind]
     struct = "struct_pack(" + ", ".join(f"{c} := c.{c}" for c in content) + ")"
+    label = "record_id" if ctx.kind == "records" else "uscc"
     con.execute(
         f"""CREATE TEMP TABLE dup AS
         WITH repeated AS (
-            SELECT {key} FROM checked WHERE reason IS NULL GROUP BY {key} HAVING count(*) > 1
+            SELECT _key FROM checked WHERE reason IS NULL GROUP BY _key HAVING count(*) > 1
         )
-        SELECT c.{key}, count(*) AS n, count(DISTINCT {struct}) > 1 AS conflict, min(c._seq) AS keep
-        FROM checked c SEMI JOIN repeated r ON r.{key} = c.{key}
-        WHERE c.reason IS NULL GROUP BY c.{key}"""
+        SELECT c._key, count(*) AS n, count(DISTINCT {struct}) > 1 AS conflict, min(c._seq) AS keep
+        FROM checked c SEMI JOIN repeated r ON r._key = c._key
+        WHERE c.reason IS NULL GROUP BY c._key"""
     )
     con.execute(
         f"""UPDATE checked SET reason = 'duplicate_conflict',
-            message = format('{key} "{{}}" appears {{}} times in the file with different content', checked.{key}, dup.n)
-        FROM dup WHERE dup.conflict AND checked.{key} = dup.{key} AND checked.reason IS NULL"""
+            message = format('{label} "{{}}" appears {{}} times in the file with different content', checked._key, dup.n)
+        FROM dup WHERE dup.conflict AND checked._key = dup._key AND checked.reason IS NULL"""
     )
+    key = "record_id" if ctx.kind == "records" else "uscc"
     table = "records" if ctx.kind == "records" else "entities"
     # first only the key column of the store, then the full rows of the (usually few) hits
     con.execute(
@@ -729,30 +737,39 @@ def _mark_conflicts(con: duckdb.DuckDBPyConnection, ctx: _Context, key: str) -> 
     )
     stored_struct = "struct_pack(" + ", ".join(f"{c} := s.{c}" for c in content) + ")"
     if ctx.kind == "records":
-        stored = f"""SELECT s.record_id, {stored_struct} AS content, s.batch_id
-            FROM records s SEMI JOIN hits h ON h.record_id = s.record_id"""
-    else:
-        stored = f"""SELECT s.uscc, arg_max({stored_struct}, (s.recorded_date, s.batch_id)) AS content,
-                max(s.batch_id) AS batch_id
-            FROM entities s SEMI JOIN hits h ON h.uscc = s.uscc GROUP BY s.uscc"""
-    con.execute(
-        f"""CREATE TEMP TABLE existing AS
-        SELECT c._seq, {struct} IS NOT DISTINCT FROM s.content AS same, s.batch_id
-        FROM checked c JOIN ({stored}) s ON s.{key} = c.{key} WHERE c.reason IS NULL"""
-    )
-    if ctx.kind == "records":
+        con.execute(
+            f"""CREATE TEMP TABLE existing AS
+            SELECT c._seq, {struct} IS NOT DISTINCT FROM s.content AS same, s.batch_id
+            FROM checked c JOIN (
+                SELECT s.record_id, {stored_struct} AS content, s.batch_id
+                FROM records s SEMI JOIN hits h ON h.record_id = s.record_id
+            ) s ON s.record_id = c.record_id
+            WHERE c.reason IS NULL"""
+        )
         con.execute(
             """UPDATE checked SET reason = 'record_id_conflict',
                 message = format('record_id "{}" is already stored with different content (batch {}); '
                                  'send a correction instead', checked.record_id, existing.batch_id)
             FROM existing WHERE NOT existing.same AND existing._seq = checked._seq"""
         )
+    else:
+        con.execute(
+            f"""CREATE TEMP TABLE existing AS
+            WITH versions AS (
+                SELECT s.uscc, s.recorded_date, arg_max({stored_struct}, s.batch_id) AS content,
+                    max(s.batch_id) AS batch_id
+                FROM entities s SEMI JOIN hits h ON h.uscc = s.uscc
+                GROUP BY s.uscc, s.recorded_date
+            )
+            SELECT c._seq, {struct} IS NOT DISTINCT FROM s.content AS same, s.batch_id
+            FROM (SELECT * FROM checked WHERE reason IS NULL) c
+            ASOF JOIN versions s ON s.uscc = c.uscc AND c.recorded_date >= s.recorded_date"""
+        )
 
 
 def _write_new_rows(
     con: duckdb.DuckDBPyConnection, batch: Any, ctx: _Context, result: IngestResult
 ) -> None:
-    key = "record_id" if ctx.kind == "records" else "uscc"
     valid = _scalar(con, "SELECT count(*) FROM checked WHERE reason IS NULL")
     result.duplicates_in_file = _scalar(
         con, "SELECT coalesce(sum(n - 1), 0) FROM dup WHERE NOT conflict"
@@ -761,15 +778,15 @@ def _write_new_rows(
         new_rows = "FROM checked c WHERE c.reason IS NULL"  # the common case: nothing to skip
         result.already_stored = 0
     else:
-        new_rows = f"""FROM checked c
-            LEFT JOIN dup d ON d.{key} = c.{key}
+        new_rows = """FROM checked c
+            LEFT JOIN dup d ON d._key = c._key
             LEFT JOIN existing e ON e._seq = c._seq
-            WHERE c.reason IS NULL AND (d.{key} IS NULL OR c._seq = d.keep)
+            WHERE c.reason IS NULL AND (d._key IS NULL OR c._seq = d.keep)
                 AND (e._seq IS NULL OR NOT e.same)"""
         result.already_stored = _scalar(
             con,
-            f"SELECT count(*) FROM existing e JOIN checked c ON c._seq = e._seq LEFT JOIN dup d "
-            f"ON d.{key} = c.{key} WHERE e.same AND (d.{key} IS NULL OR c._seq = d.keep)",
+            "SELECT count(*) FROM existing e JOIN checked c ON c._seq = e._seq LEFT JOIN dup d "
+            "ON d._key = c._key WHERE e.same AND (d._key IS NULL OR c._seq = d.keep)",
         )
     batch_id = _lit(batch.batch_id)
     if ctx.kind == "records":

@@ -173,7 +173,7 @@ def valid_mask(codes: pa.Array | pa.ChunkedArray) -> np.ndarray:
     values = np.frombuffer(codes.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
     raw = np.ascontiguousarray(values.reshape(n, 18).T)  # one contiguous row per position
     val = _VALUE[raw]  # int16, -1 outside the charset
-    good: np.ndarray = (val >= 0).all(axis=0)
+    good = np.asarray((val >= 0).all(axis=0), dtype=bool)
     np.maximum(val, 0, out=val)
     good &= _ALLOWED_PAIR[val[0], val[1]]
     good &= (val[2:8] < 10).all(axis=0)

@@ -82,3 +82,22 @@ def test_changes_become_new_versions_and_repeats_change_nothing(
     clash = _write(tmp_path / "v3.csv", [_row(IND, name="甲"), _row(IND, name="乙")])
     res = ingest_file(store, clash, "entities", "samr", today=TODAY)
     assert res.by_reason == {"duplicate_conflict": 2} and res.stored == 0
+
+
+def test_versions_in_one_file_are_history_and_stay_idempotent(store: Store, tmp_path: Path) -> None:
+    rows = [
+        _row(ENT, recorded_date="2015-04-02"),
+        _row(ENT, status="deregistered", recorded_date="2025-01-10"),
+        _row(IND, recorded_date="2015-04-02"),
+    ]
+    path = _write(tmp_path / "h.csv", rows)
+    first = ingest_file(store, path, "entities", "samr", today=TODAY)
+    assert (first.stored, first.quarantined) == (3, 0)
+    again = ingest_file(store, path, "entities", "samr", today=TODAY)
+    assert (again.stored, again.already_stored) == (0, 3)
+    # an unchanged registration sent again without a date is no new version either
+    undated = _write(tmp_path / "u.csv", [{**_row(IND), "recorded_date": ""}])
+    assert ingest_file(store, undated, "entities", "samr", today=TODAY).already_stored == 1
+    # a late-arriving older version is history, stored
+    older = _write(tmp_path / "o.csv", [_row(ENT, name="旧名称", recorded_date="2010-01-01")])
+    assert ingest_file(store, older, "entities", "samr", today=TODAY).stored == 1

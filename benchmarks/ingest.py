@@ -1,0 +1,179 @@
+"""Ingestion throughput and simulator speed (issue: foundation).
+
+Goals: ingest at least 1 M rows/s on 2 cores (10 M simulated records), and simulate 1 M companies
+× 5 years in under 5 minutes. The baseline is what one would write first: pandas reads the CSV,
+validates row by row (the same rules, with `records.uscc.validate`), and appends the valid rows
+to Parquet. Medians of several runs, because these machines are noisy.
+
+    .venv/bin/python benchmarks/ingest.py                    # the full run (several minutes)
+    .venv/bin/python benchmarks/ingest.py --records 1000000 --sim-companies 100000 --runs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from records.simulate import SimulationConfig, simulate
+
+from records import uscc
+from records.catalogue import default_catalogue
+from records.ingest import ingest_file
+from records.store import Store
+
+
+def _records_table(n: int, years: int, seed: int) -> tuple[pa.Table, float, int, int]:
+    """At least `n` simulated records (the first n), the simulation time and its size."""
+    companies = max(1000, int(n / 3.0 / years))  # about 3 records a company-year, then top up
+    while True:
+        started = time.perf_counter()
+        sim = simulate(SimulationConfig(companies=companies, years=years, seed=seed))
+        seconds = time.perf_counter() - started
+        if sim.records.num_rows >= n:
+            return sim.records.slice(0, n), seconds, companies, sim.records.num_rows
+        companies = int(companies * n / max(sim.records.num_rows, 1) * 1.1) + 1
+
+
+def _as_text(table: pa.Table) -> pa.Table:
+    return pa.table({c: table.column(c).cast(pa.string()) for c in table.column_names})
+
+
+def _ingest_runs(path: Path, runs: int, work: Path) -> list[float]:
+    times = []
+    for i in range(runs):
+        store_dir = work / f"store-{path.suffix[1:]}-{i}"
+        started = time.perf_counter()
+        result = ingest_file(Store(store_dir), path, "records", "bench", today=date(2026, 11, 22))
+        times.append(time.perf_counter() - started)
+        assert result.quarantined == 0, result.by_reason
+        shutil.rmtree(store_dir)
+    return times
+
+
+def _baseline(csv_path: Path, rows: int, work: Path) -> float:
+    """pandas read → row-by-row validation → append valid rows to Parquet; returns seconds."""
+    cat = default_catalogue()
+    today = date(2026, 11, 22)
+    started = time.perf_counter()
+    df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, nrows=rows)
+
+    def valid(row: pd.Series) -> bool:
+        try:
+            uscc.validate(row["uscc"])
+            category = cat[row["category"]]
+            event = datetime.strptime(row["event_date"], "%Y-%m-%d").date()
+            recorded = datetime.strptime(row["recorded_date"], "%Y-%m-%d").date()
+            if event > today or recorded > today or recorded < event:
+                return False
+            if row["severity"] and row["severity"] not in category.severities:
+                return False
+            if row["amount"] and float(row["amount"]) < 0 and not category.negative_amount_allowed:
+                return False
+            return isinstance(json.loads(row["attributes"] or "{}"), dict)
+        except (ValueError, KeyError):
+            return False
+
+    keep = df[df.apply(valid, axis=1)]
+    out = work / "baseline.parquet"
+    keep.to_parquet(out, index=False)
+    seconds = time.perf_counter() - started
+    out.unlink()
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--records", type=int, default=10_000_000)
+    parser.add_argument("--years", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--baseline-rows", type=int, default=500_000)
+    parser.add_argument("--sim-companies", type=int, default=1_000_000)
+    parser.add_argument("--sim-runs", type=int, default=1)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="credsup-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+
+    sim_times, sim_records = [], 0
+    for _ in range(args.sim_runs):
+        started = time.perf_counter()
+        sim = simulate(SimulationConfig(companies=args.sim_companies, years=args.years, seed=1))
+        sim_times.append(time.perf_counter() - started)
+        sim_records = sim.records.num_rows
+        del sim
+    say(
+        f"simulate {args.sim_companies:,} companies x {args.years} years: "
+        f"median {statistics.median(sim_times):.1f} s ({sim_records:,} records; goal < 300 s)"
+    )
+
+    records, _, companies, _ = _records_table(args.records, args.years, seed=2)
+    text = _as_text(records)
+    parquet_path, csv_path = work / "records.parquet", work / "records.csv"
+    pq.write_table(records, parquet_path)
+    pacsv.write_csv(text, csv_path)
+    del records, text
+    say(
+        f"{args.records:,} simulated records from {companies:,} companies: "
+        f"CSV {csv_path.stat().st_size / 1e9:.2f} GB, "
+        f"Parquet {parquet_path.stat().st_size / 1e9:.2f} GB"
+    )
+
+    figures: dict[str, Any] = {
+        "records": args.records,
+        "simulate_companies": args.sim_companies,
+        "simulate_years": args.years,
+        "simulate_seconds_median": round(statistics.median(sim_times), 2),
+        "simulate_records": sim_records,
+    }
+    for label, path in (("parquet", parquet_path), ("csv", csv_path)):
+        times = _ingest_runs(path, args.runs, work)
+        median = statistics.median(times)
+        figures[f"ingest_{label}_seconds"] = [round(t, 2) for t in times]
+        figures[f"ingest_{label}_rows_per_s_median"] = round(args.records / median)
+        say(
+            f"ingest {label}: runs {', '.join(f'{t:.1f}' for t in times)} s; median "
+            f"{args.records / median / 1e6:.2f} M rows/s (goal >= 1 M rows/s)"
+        )
+
+    base_rows = min(args.baseline_rows, args.records)
+    base_times = [_baseline(csv_path, base_rows, work) for _ in range(max(1, args.runs - 1))]
+    base_rate = base_rows / statistics.median(base_times)
+    figures["baseline_rows"] = base_rows
+    figures["baseline_rows_per_s_median"] = round(base_rate)
+    for label in ("parquet", "csv"):
+        figures[f"ratio_{label}_vs_baseline"] = round(
+            figures[f"ingest_{label}_rows_per_s_median"] / base_rate, 1
+        )
+    say(
+        f"baseline pandas read-validate-append on {base_rows:,} CSV rows: "
+        f"{base_rate / 1e3:.0f} k rows/s; ours is {figures['ratio_csv_vs_baseline']}x (CSV) "
+        f"and {figures['ratio_parquet_vs_baseline']}x (Parquet)"
+    )
+    figures["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)
+    say(f"peak RSS of this process: {figures['peak_rss_gb']} GB")
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        print(json.dumps(figures))
+    return figures
+
+
+if __name__ == "__main__":
+    main()
