@@ -87,7 +87,8 @@ def simulate(
         sim = run(config, progress=step)
         paths = write_simulation(sim, out_dir, fmt)  # type: ignore[arg-type]
     payload: dict[str, Any] = {
-        "companies": sim.entities.num_rows,
+        "companies": sim.truth.num_rows,
+        "entity_versions": sim.entities.num_rows,
         "records": sim.records.num_rows,
         "files": {k: str(v) for k, v in paths.items()},
     }

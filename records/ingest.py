@@ -208,16 +208,9 @@ def _read_excel(path: Path, sheet: str | None) -> pa.Table:
 
 
 def _read_parquet(path: Path) -> pa.Table:
+    """Typed columns stay typed here: the mapping's SQL reads every column as text."""
     table = pq.read_table(path)
-    cols = []
-    for col in table.columns:
-        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-            cols.append(col.cast(pa.string()))
-        elif pa.types.is_timestamp(col.type):
-            cols.append(pc.strftime(col, format="%Y-%m-%d %H:%M:%S"))
-        else:
-            cols.append(col.cast(pa.string()))
-    return pa.table(cols, names=_header_names(table.column_names))
+    return table.rename_columns(_header_names(table.column_names))
 
 
 # ---- SQL compilation of a mapping ------------------------------------------------------------
@@ -232,7 +225,7 @@ def _ident(name: str) -> str:
 
 
 def _text(col: str) -> str:
-    return f"nullif(trim({_ident(col)}), '')"
+    return f"nullif(trim(CAST({_ident(col)} AS VARCHAR)), '')"
 
 
 def _field_sql(spec: FieldSpec) -> str:
@@ -478,6 +471,8 @@ def _precheck_codes(ctx: _Context, table: pa.Table) -> pa.Table:
     assert spec is not None
     source = spec.column if spec.column is not None else f"__derived_{spec.derive_uscc}"
     column = table.column(source).combine_chunks()
+    if not pa.types.is_string(column.type):
+        column = column.cast(pa.string())
     ok = uscc.valid_mask(column)
     if not ok.all():  # compact only what fails as it is (spaces, hyphens, lower case, empty)
         redo = pa.array(~ok)
@@ -494,7 +489,7 @@ def _stage1_sql(ctx: _Context, prechecked: bool) -> str:
     fields = ctx.mapping.fields
     columns = RECORD_COLUMNS if ctx.kind == "records" else ENTITY_COLUMNS
     select = ["_row", "_seq"]
-    for name in (*columns, "recorded_date"):
+    for name in dict.fromkeys((*columns, "recorded_date")):
         if name == "attributes":
             select.append(f"{_attributes_sql(ctx.mapping)} AS attributes_raw")
             continue
@@ -556,6 +551,17 @@ def _catalogue_table(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> No
     )
 
 
+def _required_attributes_sql(catalogue: Catalogue) -> str:
+    """True where a category's required attribute is missing or null (one test per category)."""
+    tests = [
+        f"(category = {_lit(c.code)} AND (json_extract(attributes_text, {_lit('$.' + a)}) IS NULL "
+        f"OR json_type(json_extract(attributes_text, {_lit('$.' + a)})) = 'NULL'))"
+        for c in catalogue.categories
+        for a in c.required_attributes
+    ]
+    return " OR ".join(tests) if tests else "false"
+
+
 def _records_checks_sql(ctx: _Context) -> str:
     today = _lit(ctx.today.isoformat())
     event = _date_sql("event_date_raw", _formats(ctx, "event_date"))
@@ -589,10 +595,8 @@ def _records_checks_sql(ctx: _Context) -> str:
             WHEN amount IS NOT NULL AND amount_rule = 'none' THEN 'amount_not_applicable'
             WHEN amount IS NULL AND amount_rule = 'required' THEN 'invalid_amount'
             WHEN NOT json_valid(attributes_text) THEN 'invalid_attributes'
-            WHEN json_type(attributes_text) <> 'OBJECT' THEN 'invalid_attributes'
-            WHEN len(required_attributes) > 0 AND list_bool_or(list_transform(required_attributes,
-                 lambda a: json_extract(attributes_text, '$.' || a) IS NULL
-                      OR json_type(json_extract(attributes_text, '$.' || a)) = 'NULL')) THEN 'missing_attribute'
+            WHEN left(ltrim(attributes_text), 1) <> '{{' THEN 'invalid_attributes'
+            WHEN {_required_attributes_sql(ctx.catalogue)} THEN 'missing_attribute'
         END AS reason
         FROM t
     )
@@ -823,8 +827,12 @@ def _write_quarantine(
     result: IngestResult,
     malformed: list[tuple[int | None, str]],
 ) -> None:
+    if not malformed and ctx.mapping.unpivot is None and not _scalar(
+        con, "SELECT count(*) FROM checked WHERE reason IS NOT NULL"
+    ):
+        return
     raw_cols = [c for c in con.sql("SELECT * FROM raw_input LIMIT 0").columns
-                if c != "_row" and not c.startswith("__derived_")]  # fmt: skip
+                if c != "_row" and not c.startswith("__")]  # fmt: skip
     raw_json = (
         "to_json(struct_pack(" + ", ".join(f"{_ident(c)} := r.{_ident(c)}" for c in raw_cols) + "))"
     )
