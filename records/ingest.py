@@ -838,8 +838,10 @@ def _write_quarantine(
     result: IngestResult,
     malformed: list[tuple[int | None, str]],
 ) -> None:
-    if not malformed and ctx.mapping.unpivot is None and not _scalar(
-        con, "SELECT count(*) FROM checked WHERE reason IS NOT NULL"
+    if (
+        not malformed
+        and ctx.mapping.unpivot is None
+        and not _scalar(con, "SELECT count(*) FROM checked WHERE reason IS NOT NULL")
     ):
         return
     raw_cols = [c for c in con.sql("SELECT * FROM raw_input LIMIT 0").columns

@@ -1926,20 +1926,7 @@ def _related_parties(rng: np.random.Generator, w: _World, rec: _Records) -> None
     comp: Ints = rng.choice(enterprises, size=n, p=weight / weight.sum()).astype(np.int32)
     day = known + 1 + _lag(rng, n, 0, 20.0, 120)
     relation = _pick(rng, n, (1, 1))
-    ok = comp != other
-    rel_uscc = pc.binary_join_element_wise('"', w.uscc.take(pa.array(other)), '"', "")
-    rec.add(
-        "related_party",
-        comp[ok],
-        day[ok],
-        day[ok] + _lag(rng, int(ok.sum()), 0, 5.0, 30),
-        severity="dishonest_party",
-        dept="samr",
-        fields={
-            "related_uscc": rel_uscc.filter(pa.array(ok)),
-            "relation": _jstr(("legal_representative", "shareholder"), relation[ok]),
-        },
-    )
+    _add_related(rng, w, rec, comp, other, day, relation, "dishonest_party", 5.0)
     big = enterprises[w.capital[enterprises] >= 2e7]
     if len(big) < 2:
         return
@@ -1950,14 +1937,29 @@ def _related_parties(rng: np.random.Generator, w: _World, rec: _Records) -> None
         np.int32
     )
     relation = _pick(rng, n, (1, 2))
+    _add_related(rng, w, rec, comp, other, day, relation, "listed_company", 10.0)
+
+
+def _add_related(
+    rng: np.random.Generator,
+    w: _World,
+    rec: _Records,
+    comp: Ints,
+    other: Ints,
+    day: Ints,
+    relation: Ints,
+    severity: str,
+    mean_lag: float,
+) -> None:
+    """related_party records of `comp` pointing at `other` (never at itself)."""
     ok = comp != other
     rel_uscc = pc.binary_join_element_wise('"', w.uscc.take(pa.array(other)), '"', "")
     rec.add(
         "related_party",
         comp[ok],
         day[ok],
-        day[ok] + _lag(rng, int(ok.sum()), 0, 10.0, 30),
-        severity="listed_company",
+        day[ok] + _lag(rng, int(ok.sum()), 0, mean_lag, 30),
+        severity=severity,
         dept="samr",
         fields={
             "related_uscc": rel_uscc.filter(pa.array(ok)),
