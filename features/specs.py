@@ -1,0 +1,346 @@
+"""Feature specifications, declared once.
+
+Each feature says what it reads (categories, severities, an attribute filter), over which window,
+how it aggregates, which way it moves risk (+1 more risk, -1 less, 0 neither), and how to say it
+to a company in Chinese and English. The point-in-time builder (`features.builder`), LightGBM's
+monotone constraints, the public score (`features.scorecard`) and reason codes all derive from
+this list. The spec set's version is a hash of its content, so any change to a definition gives a
+new version and results of different definitions are never mixed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from typing import Literal
+
+from records.catalogue import Catalogue, Dimension, default_catalogue
+
+Aggregation = Literal[
+    "count",  # number of counting records
+    "decayed_count",  # records weighted 1 / 0.6 / 0.3 / 0.15 by age ≤1, ≤2, ≤3, >3 years
+    "sum_amount",  # sum of amount
+    "max_amount",  # largest amount
+    "sum_attribute",  # sum of a numeric attribute (e.g. findings_serious)
+    "latest_amount",  # amount of the latest record (by event date, then record_id)
+    "latest_value",  # value of the latest record's severity (`values`)
+    "days_since_last",  # days from the latest record's event date to as_of
+    "open_listing",  # 1 if a `listed` record has no counting removal referring to it, else 0
+    "honoured_commitments",  # commitments due by as_of and not breached
+    "breach_share",  # breaches / commitments (null without commitments)
+]
+Direction = Literal[-1, 0, 1]
+
+WINDOW_ALL: int | None = None
+YEAR = 365
+
+MONOTONE_AGGREGATIONS = frozenset(
+    {"count", "decayed_count", "sum_amount", "max_amount", "sum_attribute", "open_listing",
+     "honoured_commitments"}
+)  # fmt: skip
+"""Aggregations that can only grow when a matching record is added: safe for the public score."""
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    name: str
+    dimension: Dimension
+    categories: tuple[str, ...]
+    aggregation: Aggregation
+    direction: Direction
+    reason_zh: str
+    reason_en: str
+    severities: tuple[str, ...] | None = None  # None: any severity
+    window_days: int | None = WINDOW_ALL
+    attribute: str | None = None  # for sum_attribute
+    attribute_equals: tuple[str, str] | None = None  # (attribute, value) filter
+    values: tuple[tuple[str, float], ...] = ()  # severity → value, for latest_value
+    description: str = ""
+
+    @property
+    def kind(self) -> str:
+        return "record"
+
+
+@dataclass(frozen=True)
+class EntitySpec:
+    """A fact of the entity version in force on the as-of date."""
+
+    name: str
+    expression: Literal["age_years", "log_capital", "industry", "region", "entity_type",
+                        "individual_business", "active"]  # fmt: skip
+    direction: Direction
+    reason_zh: str
+    reason_en: str
+    categorical: bool = False
+    dimension: Dimension = "basic"
+    categories: tuple[str, ...] = field(default=("registration",))
+
+    @property
+    def kind(self) -> str:
+        return "entity"
+
+
+@dataclass(frozen=True)
+class FlagSpec:
+    """A flag from record events: an objection open on the as-of date."""
+
+    name: str
+    event: Literal["objection_open"]
+    direction: Direction
+    reason_zh: str
+    reason_en: str
+    dimension: Dimension = "supervision"
+    categories: tuple[str, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        return "flag"
+
+
+Spec = FeatureSpec | EntitySpec | FlagSpec
+
+_3Y = 3 * YEAR
+_NEG = ("listed",)
+
+SPECS: tuple[Spec, ...] = (
+    # ---- supervision --------------------------------------------------------------------------
+    FeatureSpec("penalties_12m", "supervision", ("admin_penalty",), "count", 1,
+                "近12个月行政处罚{value}次", "{value} administrative penalties in the last 12 months",
+                window_days=YEAR),
+    FeatureSpec("penalties_3y", "supervision", ("admin_penalty",), "count", 1,
+                "近3年行政处罚{value}次", "{value} administrative penalties in the last 3 years",
+                window_days=_3Y),
+    FeatureSpec("serious_penalties_3y", "supervision", ("admin_penalty",), "count", 1,
+                "近3年严重行政处罚{value}次", "{value} serious administrative penalties in the last 3 years",
+                severities=("serious",), window_days=_3Y),
+    FeatureSpec("general_penalties_decayed", "supervision", ("admin_penalty",), "decayed_count", 1,
+                "一般及以上行政处罚（按时间衰减）{value}", "general or serious penalties, time-weighted: {value}",
+                severities=("general", "serious")),
+    FeatureSpec("minor_penalties_decayed", "supervision", ("admin_penalty",), "decayed_count", 1,
+                "轻微行政处罚（按时间衰减）{value}", "minor penalties, time-weighted: {value}",
+                severities=("minor",)),
+    FeatureSpec("fines_3y", "supervision", ("admin_penalty",), "sum_amount", 1,
+                "近3年罚款合计{value}元", "fines of CNY {value} in the last 3 years", window_days=_3Y),
+    FeatureSpec("max_fine_3y", "supervision", ("admin_penalty",), "max_amount", 1,
+                "近3年单笔最高罚款{value}元", "largest fine in the last 3 years: CNY {value}",
+                window_days=_3Y),
+    FeatureSpec("days_since_penalty", "supervision", ("admin_penalty",), "days_since_last", -1,
+                "距最近一次行政处罚{value}天", "{value} days since the last administrative penalty"),
+    FeatureSpec("coercions_3y", "supervision", ("admin_coercion",), "count", 1,
+                "近3年行政强制{value}次", "{value} administrative coercive measures in the last 3 years",
+                window_days=_3Y),
+    FeatureSpec("spot_check_problems_3y", "supervision", ("spot_check",), "count", 1,
+                "近3年抽查发现问题{value}次", "problems found in {value} spot checks in the last 3 years",
+                severities=("problem", "serious"), window_days=_3Y),
+    FeatureSpec("spot_check_serious_3y", "supervision", ("spot_check",), "count", 1,
+                "近3年抽查发现严重问题{value}次", "serious problems found in {value} spot checks in the last 3 years",
+                severities=("serious",), window_days=_3Y),
+    FeatureSpec("spot_check_passes_3y", "supervision", ("spot_check",), "count", -1,
+                "近3年抽查合格{value}次", "{value} spot checks passed in the last 3 years",
+                severities=("pass",), window_days=_3Y),
+    FeatureSpec("spot_check_serious_findings_3y", "supervision", ("spot_check",), "sum_attribute", 1,
+                "近3年抽查严重问题项{value}个", "{value} serious findings in spot checks in the last 3 years",
+                severities=("problem", "serious"), window_days=_3Y, attribute="findings_serious"),
+    FeatureSpec("days_since_spot_check", "supervision", ("spot_check",), "days_since_last", 0,
+                "距最近一次抽查{value}天", "{value} days since the last spot check"),
+    FeatureSpec("on_abnormal_list", "supervision", ("abnormal_operation_list",), "open_listing", 1,
+                "列入经营异常名录", "on the abnormal-operation list", severities=_NEG),
+    FeatureSpec("abnormal_listings_3y", "supervision", ("abnormal_operation_list",), "count", 1,
+                "近3年列入经营异常名录{value}次", "listed as abnormal {value} times in the last 3 years",
+                severities=_NEG, window_days=_3Y),
+    FeatureSpec("on_serious_dishonest_list", "supervision", ("serious_dishonest_list",), "open_listing", 1,
+                "列入严重违法失信名单", "on the serious illegal and dishonest list", severities=_NEG),
+    FeatureSpec("serious_dishonest_listings", "supervision", ("serious_dishonest_list",), "count", 1,
+                "曾列入严重违法失信名单{value}次", "listed as seriously dishonest {value} times",
+                severities=_NEG),
+    FeatureSpec("on_focus_list", "supervision", ("focus_attention_list",), "open_listing", 1,
+                "列入重点关注名单", "on the focus-attention list", severities=_NEG),
+    FeatureSpec("commitments_3y", "supervision", ("credit_commitment",), "count", 0,
+                "近3年作出信用承诺{value}项", "{value} credit commitments in the last 3 years",
+                window_days=_3Y),
+    FeatureSpec("commitment_breaches_3y", "supervision", ("commitment_breach",), "count", 1,
+                "近3年违背信用承诺{value}次", "{value} broken credit commitments in the last 3 years",
+                window_days=_3Y),
+    FeatureSpec("commitment_breach_share_3y", "supervision", ("credit_commitment", "commitment_breach"),
+                "breach_share", 1,
+                "近3年信用承诺违诺比例{value}", "share of credit commitments broken in the last 3 years: {value}",
+                window_days=_3Y),
+    FeatureSpec("honoured_commitments_3y", "supervision", ("credit_commitment", "commitment_breach"),
+                "honoured_commitments", -1,
+                "近3年信用承诺践诺{value}项", "{value} credit commitments honoured in the last 3 years",
+                window_days=_3Y),
+    FeatureSpec("warning_talks_12m", "supervision", ("warning_talk",), "count", 1,
+                "近12个月被约谈{value}次", "{value} warning talks in the last 12 months",
+                severities=("talk",), window_days=YEAR),
+    FeatureSpec("licences_revoked_3y", "supervision", ("admin_license",), "count", 1,
+                "近3年被吊销许可{value}项", "{value} licences revoked in the last 3 years",
+                severities=("revoked",), window_days=_3Y),
+    FeatureSpec("licences_granted_3y", "supervision", ("admin_license",), "count", 0,
+                "近3年取得行政许可{value}项", "{value} licences granted or renewed in the last 3 years",
+                severities=("granted", "renewed"), window_days=_3Y),
+    # ---- operations ---------------------------------------------------------------------------
+    FeatureSpec("annual_reports_missing_3y", "operations", ("annual_report",), "count", 1,
+                "近3年未按时报送年报{value}次", "{value} annual reports missing in the last 3 years",
+                severities=("missing",), window_days=_3Y),
+    FeatureSpec("annual_reports_late_3y", "operations", ("annual_report",), "count", 1,
+                "近3年年报迟报{value}次", "{value} annual reports filed late in the last 3 years",
+                severities=("late",), window_days=_3Y),
+    FeatureSpec("annual_reports_on_time_3y", "operations", ("annual_report",), "count", -1,
+                "近3年按时报送年报{value}次", "{value} annual reports filed on time in the last 3 years",
+                severities=("on_time",), window_days=_3Y),
+    FeatureSpec("tax_grade_latest", "operations", ("tax_credit_grade",), "latest_value", 1,
+                "最近纳税信用等级{value}（1=A … 4=D）", "latest tax credit grade {value} (1 = A … 4 = D)",
+                window_days=2 * YEAR, values=(("A", 1.0), ("B", 2.0), ("M", 2.5), ("C", 3.0), ("D", 4.0))),
+    FeatureSpec("tax_grade_cd_3y", "operations", ("tax_credit_grade",), "count", 1,
+                "近3年纳税信用评为C或D级{value}次", "{value} tax credit grades C or D in the last 3 years",
+                severities=("C", "D"), window_days=_3Y),
+    FeatureSpec("tax_grade_a_3y", "operations", ("tax_credit_grade",), "count", -1,
+                "近3年纳税信用A级{value}次", "{value} tax credit grades A in the last 3 years",
+                severities=("A",), window_days=_3Y),
+    FeatureSpec("tax_declarations_12m", "operations", ("tax_declaration",), "count", 0,
+                "近12个月纳税申报{value}次", "{value} tax declarations in the last 12 months",
+                window_days=YEAR),
+    FeatureSpec("tax_declared_12m", "operations", ("tax_declaration",), "sum_amount", 0,
+                "近12个月申报税额{value}元", "CNY {value} tax declared in the last 12 months",
+                window_days=YEAR),
+    FeatureSpec("social_insurance_arrears_3y", "operations", ("social_insurance_arrears",), "count", 1,
+                "近3年社会保险欠缴{value}次", "{value} social insurance arrears in the last 3 years",
+                window_days=_3Y),
+    FeatureSpec("social_insurance_arrears_amount_3y", "operations", ("social_insurance_arrears",),
+                "sum_amount", 1,
+                "近3年社会保险欠缴金额{value}元", "CNY {value} social insurance arrears in the last 3 years",
+                window_days=_3Y),
+    FeatureSpec("on_dishonest_debtor_list", "operations", ("dishonest_judgment_debtor",), "open_listing", 1,
+                "列为失信被执行人", "a dishonest judgment debtor", severities=_NEG),
+    FeatureSpec("court_defendant_3y", "operations", ("court_judgment",), "count", 1,
+                "近3年作为被告的判决{value}件", "{value} judgments as defendant in the last 3 years",
+                severities=("defendant",), window_days=_3Y),
+    FeatureSpec("court_defendant_amount_3y", "operations", ("court_judgment",), "sum_amount", 1,
+                "近3年作为被告的涉案金额{value}元", "CNY {value} in dispute as defendant in the last 3 years",
+                severities=("defendant",), window_days=_3Y),
+    FeatureSpec("court_judgments_3y", "operations", ("court_judgment",), "count", 0,
+                "近3年司法判决{value}件", "{value} court judgments in the last 3 years", window_days=_3Y),
+    # ---- basic --------------------------------------------------------------------------------
+    FeatureSpec("registration_changes_12m", "basic", ("registration_change",), "count", 1,
+                "近12个月登记事项变更{value}次", "{value} registration changes in the last 12 months",
+                window_days=YEAR),
+    FeatureSpec("legal_rep_changes_3y", "basic", ("registration_change",), "count", 1,
+                "近3年法定代表人变更{value}次", "{value} changes of legal representative in the last 3 years",
+                severities=("legal_representative",), window_days=_3Y),
+    EntitySpec("entity_age_years", "age_years", -1, "成立{value}年", "established {value} years ago"),
+    EntitySpec("registered_capital_log", "log_capital", -1,
+               "注册资本（对数）{value}", "registered capital (log10 CNY) {value}"),
+    EntitySpec("industry", "industry", 0, "行业{value}", "industry {value}", categorical=True),
+    EntitySpec("region", "region", 0, "地区{value}", "region {value}", categorical=True),
+    EntitySpec("entity_type", "entity_type", 0, "主体类型{value}", "entity type {value}", categorical=True),
+    EntitySpec("individual_business", "individual_business", 0, "个体工商户", "an individual business"),
+    EntitySpec("active", "active", 0, "存续", "active"),
+    # ---- relations ----------------------------------------------------------------------------
+    FeatureSpec("shared_address_companies", "relations", ("shared_address",), "max_amount", 1,
+                "同一登记地址有{value}家主体", "{value} companies registered at the same address"),
+    FeatureSpec("related_dishonest_parties_3y", "relations", ("related_party",), "count", 1,
+                "近3年关联失信主体{value}个", "{value} related dishonest parties in the last 3 years",
+                severities=("dishonest_party",), window_days=_3Y),
+    FeatureSpec("related_listed_companies", "relations", ("related_party",), "count", 0,
+                "关联上市公司{value}家", "{value} related listed companies", severities=("listed_company",)),
+    # ---- social -------------------------------------------------------------------------------
+    FeatureSpec("complaints_12m", "social", ("complaint",), "count", 1,
+                "近12个月投诉举报{value}次", "{value} complaints in the last 12 months",
+                severities=("unverified", "verified"), window_days=YEAR),
+    FeatureSpec("verified_complaints_3y", "social", ("complaint",), "count", 1,
+                "近3年查实的投诉举报{value}次", "{value} verified complaints in the last 3 years",
+                severities=("verified",), window_days=_3Y),
+    FeatureSpec("honours_3y", "social", ("honor",), "count", -1,
+                "近3年获得表彰{value}次", "{value} honours in the last 3 years", window_days=_3Y),
+    FeatureSpec("on_red_list", "social", ("red_list",), "open_listing", -1,
+                "列入守信红名单", "on a red list", severities=_NEG),
+    FeatureSpec("negative_news_12m", "social", ("news",), "count", 1,
+                "近12个月负面舆情{value}条", "{value} negative news items in the last 12 months",
+                severities=("negative",), window_days=YEAR),
+    FeatureSpec("positive_news_12m", "social", ("news",), "count", -1,
+                "近12个月正面报道{value}条", "{value} positive news items in the last 12 months",
+                severities=("positive",), window_days=YEAR),
+    FeatureSpec("supplier_payment_delay_days", "social", ("third_party_signal",), "latest_amount", 1,
+                "第三方数据：供应商付款平均延迟{value}天", "third-party data: supplier payments {value} days late",
+                window_days=YEAR, attribute_equals=("name", "supplier_payment_delay_days")),
+    FeatureSpec("utility_arrears_months", "social", ("third_party_signal",), "latest_amount", 1,
+                "第三方数据：水电费欠缴{value}个月", "third-party data: utility bills {value} months in arrears",
+                window_days=YEAR, attribute_equals=("name", "utility_arrears_months")),
+    FeatureSpec("ecommerce_rating", "social", ("third_party_signal",), "latest_amount", -1,
+                "第三方数据：电商评分{value}", "third-party data: e-commerce rating {value}",
+                window_days=YEAR, attribute_equals=("name", "ecommerce_rating")),
+    FeatureSpec("public_opinion_index", "social", ("third_party_signal",), "latest_amount", 1,
+                "第三方数据：舆情风险指数{value}", "third-party data: public-opinion risk index {value}",
+                window_days=YEAR, attribute_equals=("name", "public_opinion_index")),
+    FeatureSpec("third_party_signals_12m", "social", ("third_party_signal",), "count", 0,
+                "近12个月第三方信号{value}条", "{value} third-party signals in the last 12 months",
+                window_days=YEAR),
+    FlagSpec("objection_open", "objection_open", 0, "有异议处理中的记录", "a record under objection"),
+)  # fmt: skip
+
+
+def spec_version(specs: tuple[Spec, ...] = SPECS) -> str:
+    """A short hash of the specs' content: any change to any definition changes it."""
+    payload = json.dumps(
+        [(type(s).__name__, asdict(s)) for s in specs], ensure_ascii=False, sort_keys=True
+    )
+    return "fs-" + hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def by_name(specs: tuple[Spec, ...] = SPECS) -> dict[str, Spec]:
+    return {s.name: s for s in specs}
+
+
+def monotone_constraints(names: list[str], specs: tuple[Spec, ...] = SPECS) -> list[int]:
+    """LightGBM's monotone_constraints for these feature columns, from the declared directions."""
+    index = by_name(specs)
+    return [
+        int(index[n].direction) if not getattr(index[n], "categorical", False) else 0 for n in names
+    ]
+
+
+def validate_specs(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None = None) -> None:
+    """Names unique, categories and severities known, directions agree with record polarity,
+    and every catalogue category is read by some feature."""
+    cat = catalogue or default_catalogue()
+    names = [s.name for s in specs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate feature names {duplicates}")
+    read: set[str] = set()
+    for s in specs:
+        read.update(s.categories)
+        if not isinstance(s, FeatureSpec):
+            continue
+        for code in s.categories:
+            if code not in cat:
+                raise ValueError(f"{s.name}: unknown category {code!r}")
+            allowed = set(cat[code].severities)
+            for sev in s.severities or ():
+                if sev not in allowed and s.aggregation != "open_listing":
+                    raise ValueError(f"{s.name}: severity {sev!r} not in {code}")
+            counts = (
+                s.aggregation in MONOTONE_AGGREGATIONS and s.aggregation != "honoured_commitments"
+            )
+            if s.direction != 0 and counts:  # more of these records must mean more (less) risk
+                wrong = "positive" if s.direction == 1 else "negative"
+                for sev in s.severities or cat[code].severities or ("*",):
+                    if cat[code].polarity_of(sev) == wrong:
+                        raise ValueError(
+                            f"{s.name}: direction {s.direction} but {code}/{sev} is {wrong}"
+                        )
+        if s.aggregation == "sum_attribute" and not s.attribute:
+            raise ValueError(f"{s.name}: sum_attribute needs `attribute`")
+        if s.aggregation == "latest_value" and not s.values:
+            raise ValueError(f"{s.name}: latest_value needs `values`")
+    unread = sorted(set(cat.codes) - read)
+    if unread:
+        raise ValueError(f"catalogue categories read by no feature: {unread}")
+
+
+@cache
+def feature_names(specs: tuple[Spec, ...] = SPECS) -> tuple[str, ...]:
+    return tuple(s.name for s in specs)
