@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 DATA_DIR ?= var/demo
 COMPANIES ?= 5000
 YEARS ?= 3
+AS_OF ?= 2026-06-30
 
 .PHONY: run test lint venv clean
 
@@ -21,6 +22,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 run: venv
 	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup simulate --companies $(COMPANIES) --years $(YEARS) --seed 7 --out $(DATA_DIR)/simulated --ingest
 	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup records
+	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup score --as-of $(AS_OF)
 
 test: venv
 	$(BIN)/python -m pytest -n 2 -q

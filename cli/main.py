@@ -14,6 +14,8 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -213,6 +215,163 @@ def records(
         out.print(f"  {reason:<24} {n:>8,}  {REASONS.get(reason, '')}")
     for r in rows:
         out.print(f"  {r['source_file']}:{r['row']}  {r['reason']}: {r['message']}")
+
+
+def _as_of(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+@app.command()
+def features(
+    as_of: Annotated[str, typer.Option("--as-of", help="Date the features describe, YYYY-MM-DD.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Build point-in-time features of every company as of a date and store them."""
+    import time
+
+    from features.builder import build_features
+    from features.results import Results
+    from features.specs import spec_version
+
+    settings = Settings()
+    day = _as_of(as_of)
+    started = time.perf_counter()
+    with _progress(f"features as of {day}"):
+        table = build_features(_store(settings), day)
+    version = spec_version()
+    table = table.append_column("spec_version", pa.array([version] * table.num_rows))
+    path = Results(settings.data_dir).write("features", table, day, version)
+    payload = {
+        "as_of": day.isoformat(), "spec_version": version, "companies": table.num_rows,
+        "features": table.num_columns - 3, "path": str(path),
+        "seconds": round(time.perf_counter() - started, 2),
+    }  # fmt: skip
+    if as_json:
+        _emit_json(payload)
+    else:
+        out.print(
+            f"{payload['features']} features of {payload['companies']:,} companies as of {day} "
+            f"(spec {version}) in {payload['seconds']} s → {path}"
+        )
+
+
+@app.command()
+def score(
+    as_of: Annotated[str, typer.Option("--as-of", help="Date of the evaluation, YYYY-MM-DD.")],
+    scale: Annotated[
+        str | None, typer.Option(help="Grade scale preset: A-D, hunan, hebei-9.")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="A scorecard YAML file.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Public credit comprehensive evaluation as of a date: score, grade, dimension points."""
+    import time
+
+    from features.builder import build_features
+    from features.evidence import with_evidence
+    from features.results import Results
+    from features.scorecard import Scorecard, load_config
+    from features.specs import spec_version
+
+    settings = Settings()
+    day = _as_of(as_of)
+    started = time.perf_counter()
+    try:
+        card = Scorecard(load_config(config, scale))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    results = Results(settings.data_dir)
+    store = _store(settings)
+    version = spec_version()
+    with _progress(f"scoring as of {day}") as step:
+        feats = results.read("features", day, version)
+        if feats is None:
+            step("building features")
+            feats = build_features(store, day)
+            feats = feats.append_column("spec_version", pa.array([version] * feats.num_rows))
+            results.write("features", feats, day, version)
+        step("scoring")
+        scored = with_evidence(store, card.score(feats))
+    n = scored.num_rows
+    scored = scored.append_column("spec_version", pa.array([version] * n))
+    scored = scored.append_column("method_version", pa.array([card.method_version] * n))
+    path = results.write("scores", scored, day, card.method_version)
+    grades = [g.grade for g in card.config.grades()]
+    counts = {g: 0 for g in grades}
+    for g in scored.column("grade").to_pylist():
+        counts[g] += 1
+    payload = {
+        "as_of": day.isoformat(), "spec_version": version, "method_version": card.method_version,
+        "companies": n, "grades": counts,
+        "grade_shares": {g: round(c / n, 4) if n else 0.0 for g, c in counts.items()},
+        "mean_score": round(float(pc.mean(scored.column("score")).as_py() or 0), 1),
+        "vetoed": sum(1 for v in scored.column("vetoes").to_pylist() if v),
+        "path": str(path), "seconds": round(time.perf_counter() - started, 2),
+    }  # fmt: skip
+    if as_json:
+        _emit_json(payload)
+        return
+    table = Table(title=f"grades as of {day} (method {card.method_version})")
+    table.add_column("grade")
+    table.add_column("companies", justify="right")
+    table.add_column("share", justify="right")
+    for g in grades:
+        table.add_row(g, f"{counts[g]:,}", f"{payload['grade_shares'][g]:.2%}")
+    out.print(table)
+    out.print(
+        f"{n:,} companies, mean score {payload['mean_score']}, {payload['vetoed']:,} with a veto; "
+        f"{payload['seconds']} s → {path}"
+    )
+
+
+@app.command()
+def scorecard(
+    scale: Annotated[str | None, typer.Option(help="Grade scale preset.")] = None,
+    config: Annotated[Path | None, typer.Option(help="A scorecard YAML file.")] = None,
+) -> None:
+    """Print the published points rules of the public credit evaluation."""
+    from features.scorecard import Scorecard, load_config
+
+    out.print(Scorecard(load_config(config, scale)).table(), markup=False)
+
+
+@app.command()
+def grade(
+    uscc: Annotated[str, typer.Argument(help="Unified social credit code.")],
+    on: Annotated[str, typer.Option(help="The day the grade is asked for, YYYY-MM-DD.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """What was this company's score and grade on a given day (latest evaluation by then)."""
+    from features.results import Results
+    from records.uscc import InvalidUSCC, validate
+
+    try:
+        code = validate(uscc)
+    except InvalidUSCC as exc:
+        raise typer.BadParameter(exc.message) from None
+    row = Results(Settings().data_dir).score_on(code, _as_of(on))
+    if row is None:
+        if as_json:
+            _emit_json({"uscc": code, "on": on, "error": "no evaluation on or before that day"})
+        else:
+            err.print(f"no evaluation of {code} on or before {on}")
+        raise typer.Exit(1)
+    if as_json:
+        _emit_json(row)
+        return
+    out.print(
+        f"{code} on {on}: score {row['score']:g}, grade {row['grade']} "
+        f"(evaluation as of {row['as_of']}, method {row['method_version']})"
+    )
+    dims = ", ".join(f"{k[7:]} {v:g}" for k, v in row.items() if k.startswith("points_"))
+    out.print(f"  points: {dims}")
+    if row["vetoes"]:
+        out.print(f"  vetoes: {', '.join(row['vetoes'])}")
+    for d in row["top_deductions"] or []:
+        out.print(f"  {d['points']:+g} {d['feature']}: records {', '.join(d['records'])}")
 
 
 @app.command()

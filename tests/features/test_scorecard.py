@@ -1,0 +1,252 @@
+"""The public credit evaluation: monotone in records, vetoes, scales, published table, history."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from cli.main import app
+from features.builder import build_features
+from features.results import Results
+from features.scorecard import Scorecard, ScorecardConfig, load_config
+from features.specs import spec_version
+from records.catalogue import default_catalogue
+from records.events import append_events
+from records.ingest import ingest_table
+from records.simulate import SimulationConfig, simulate
+from records.store import Store
+
+AS_OF = date(2026, 6, 30)
+CARD = Scorecard(load_config())
+CAT = default_catalogue()
+
+
+@pytest.fixture(scope="module")
+def base_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("province") / "store"
+    sim = simulate(SimulationConfig(companies=150, years=3, seed=4, end=AS_OF))
+    store = Store(root)
+    ingest_table(store, sim.entities, "entities", "sim", today=AS_OF)
+    ingest_table(store, sim.records, "records", "sim", today=AS_OF)
+    return root
+
+
+def _score(store: Store, uscc: str, as_of: date = AS_OF) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = CARD.score(build_features(store, as_of, [uscc])).to_pylist()
+    return rows[0]
+
+
+def _record(uscc: str, category: str, severity: str | None, event: date, n: int) -> pa.Table:
+    spec = CAT[category]
+    amount = None if spec.amount == "none" else "1000"
+    attributes: dict[str, Any] = (
+        {"name": "utility_arrears_months"} if spec.required_attributes else {}
+    )
+    row = {
+        "record_id": f"T-{category}-{n}", "uscc": uscc, "category": category,
+        "event_date": event.isoformat(), "recorded_date": event.isoformat(), "source_dept": "test",
+        "severity": severity, "amount": amount, "attributes": json.dumps(attributes),
+    }  # fmt: skip
+    return pa.Table.from_pylist([row])
+
+
+def _polar(polarity: str) -> list[tuple[str, str | None]]:
+    out: list[tuple[str, str | None]] = []
+    for c in CAT.categories:
+        if c.code == "registration":
+            continue
+        for sev in c.severities or (None,):
+            if c.polarity_of(sev) == polarity:
+                out.append((c.code, sev))
+    return out
+
+
+NEGATIVE, POSITIVE = _polar("negative"), _polar("positive")
+GRADE_ORDER = {g.grade: i for i, g in enumerate(CARD.config.grades())}
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    company=st.integers(0, 149),
+    kind=st.sampled_from(["negative", "positive"]),
+    which=st.integers(0, 10_000),
+    days_ago=st.integers(0, 1500),
+)
+def test_adding_a_negative_record_never_raises_the_score_and_a_positive_never_lowers_it(
+    base_store: Path, tmp_path_factory: pytest.TempPathFactory, company: int, kind: str,
+    which: int, days_ago: int,
+) -> None:  # fmt: skip
+    root = tmp_path_factory.mktemp("case") / "store"
+    shutil.copytree(base_store, root)
+    store = Store(root)
+    uscc = sorted(store.read("entities").column("uscc").to_pylist())[company]
+    before = _score(store, uscc)
+    choices = NEGATIVE if kind == "negative" else POSITIVE
+    category, severity = choices[which % len(choices)]
+    ingest_table(store, _record(uscc, category, severity, AS_OF - timedelta(days=days_ago), which),
+                 "records", "test", today=AS_OF)  # fmt: skip
+    after = _score(store, uscc)
+    if kind == "negative":
+        assert after["score"] <= before["score"], (category, severity)
+        assert GRADE_ORDER[after["grade"]] >= GRADE_ORDER[before["grade"]]
+    else:
+        assert after["score"] >= before["score"], (category, severity)
+        assert GRADE_ORDER[after["grade"]] <= GRADE_ORDER[before["grade"]]
+
+
+def _fresh_company(tmp_path: Path) -> tuple[Store, str]:
+    from records import uscc as codes
+
+    store = Store(tmp_path / "store")
+    code = codes.generate(__import__("numpy").random.default_rng(9), "91", "410102")
+    ent = {"uscc": code, "name": "测试有限公司", "established_date": "2010-01-01",
+           "recorded_date": "2010-01-05"}  # fmt: skip
+    ingest_table(store, pa.Table.from_pylist([ent]), "entities", "samr", today=AS_OF)
+    return store, code
+
+
+def test_an_expired_record_stops_counting_on_the_right_day(tmp_path: Path) -> None:
+    store, code = _fresh_company(tmp_path)
+    decided = date(2025, 1, 10)
+    clean = _score(store, code, decided)["score"]
+    ingest_table(
+        store, _record(code, "admin_penalty", "minor", decided, 1), "records", "samr", today=AS_OF
+    )
+    # minor penalties are public for at most 3 months (90 days) from the decision
+    assert _score(store, code, decided + timedelta(days=89))["score"] < clean
+    assert _score(store, code, decided + timedelta(days=90))["score"] == clean
+
+
+def test_a_repaired_record_stops_counting_from_its_repair_day(tmp_path: Path) -> None:
+    store, code = _fresh_company(tmp_path)
+    decided = date(2024, 3, 1)
+    ingest_table(
+        store, _record(code, "admin_penalty", "general", decided, 2), "records", "samr", today=AS_OF
+    )
+    clean = _score(store, code, decided - timedelta(days=1))["score"]
+    repaired = date(2024, 9, 1)
+    append_events(store, [{"record_id": "T-admin_penalty-2", "event_type": "repair",
+                           "effective_date": repaired, "recorded_date": repaired}], today=AS_OF)  # fmt: skip
+    assert _score(store, code, repaired - timedelta(days=1))["score"] < clean
+    assert _score(store, code, repaired)["score"] == clean
+
+
+def test_vetoes_cap_the_grade(tmp_path: Path) -> None:
+    store, code = _fresh_company(tmp_path)
+    for i in range(3):  # enough positive records to be an A on points alone
+        ingest_table(store, _record(code, "honor", "national", date(2026, 1, 1) + timedelta(days=i), 10 + i),
+                     "records", "samr", today=AS_OF)  # fmt: skip
+    ingest_table(
+        store,
+        _record(code, "red_list", "listed", date(2026, 2, 1), 20),
+        "records",
+        "samr",
+        today=AS_OF,
+    )
+    ingest_table(
+        store,
+        _record(code, "tax_credit_grade", "A", date(2026, 4, 1), 21),
+        "records",
+        "tax",
+        today=AS_OF,
+    )
+    ingest_table(
+        store,
+        _record(code, "spot_check", "pass", date(2026, 4, 2), 22),
+        "records",
+        "samr",
+        today=AS_OF,
+    )
+    assert _score(store, code)["grade"] == "A"
+    ingest_table(store, _record(code, "serious_dishonest_list", "listed", date(2026, 5, 1), 30),
+                 "records", "samr", today=AS_OF)  # fmt: skip
+    result = _score(store, code)
+    assert result["grade"] == "D" and result["vetoes"] == ["on_serious_dishonest_list"]
+    assert result["top_deductions"][0]["feature"] == "on_serious_dishonest_list"
+
+
+def test_a_company_without_records_scores_the_base_share() -> None:
+    table = pa.table({"uscc": ["x"], "as_of": [AS_OF]})
+    names = {r.feature for r in CARD.config.rules}
+    for name in sorted(names):
+        table = table.append_column(name, pa.array([0.0]))
+    row = CARD.score(table).to_pylist()[0]
+    assert row["score"] == 800 and row["grade"] == "B" and row["top_deductions"] == []
+
+
+def test_scales_and_cut_offs_are_configuration() -> None:
+    assert [g.grade for g in load_config(scale="hunan").grades()] == ["优", "良", "中", "差"]
+    assert len(load_config(scale="hebei-9").grades()) == 9
+    data = load_config().model_dump()
+    data["scale"] = [
+        {"grade": "好", "min_score": 750, "level": 1},
+        {"grade": "差", "min_score": 0, "level": 4},
+    ]
+    custom = ScorecardConfig.model_validate(data)
+    assert [g.grade for g in custom.grades()] == ["好", "差"]
+    with pytest.raises(ValidationError, match="unknown scale"):
+        load_config(scale="Z")
+
+
+def test_rules_must_be_monotone_and_signed_by_direction() -> None:
+    data = load_config().model_dump()
+    data["rules"] = [*data["rules"], {"feature": "tax_grade_latest", "points": -10, "max": 30}]
+    with pytest.raises(ValidationError, match="not monotone"):
+        ScorecardConfig.model_validate(data)
+    data = load_config().model_dump()
+    data["rules"] = [*data["rules"], {"feature": "honours_3y", "points": -10, "max": 30}]
+    with pytest.raises(ValidationError, match="disagree with direction"):
+        ScorecardConfig.model_validate(data)
+
+
+def test_the_points_table_is_published() -> None:
+    text = CARD.table()
+    assert "total 1000 points" in text
+    assert "general_penalties_decayed" in text and "-50" in text
+    assert "on_serious_dishonest_list → grade at most D" in text
+    assert CARD.method_version.startswith("sc-")
+
+
+def test_cli_keeps_history_and_answers_the_grade_on_a_day(base_store: Path, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    shutil.copytree(base_store, data_dir / "store")
+    env = {"CREDSUP_DATA_DIR": str(data_dir)}
+    runner = CliRunner()
+    feats = runner.invoke(app, ["features", "--as-of", "2025-12-31", "--json"], env=env)
+    assert feats.exit_code == 0, feats.output
+    assert json.loads(feats.stdout)["spec_version"] == spec_version()
+    for day in ("2025-12-31", "2026-03-31"):
+        res = runner.invoke(app, ["score", "--as-of", day, "--json"], env=env)
+        assert res.exit_code == 0, res.output
+        payload = json.loads(res.stdout)
+        # companies registered by that day, and only those
+        ent = Store(data_dir / "store").read("entities").to_pylist()
+        known = {e["uscc"] for e in ent if e["recorded_date"] <= date.fromisoformat(day)}
+        assert payload["companies"] == len(known) == sum(payload["grades"].values())
+    uscc = sorted(Store(data_dir / "store").read("entities").column("uscc").to_pylist())[0]
+    history = Results(data_dir).history(uscc)
+    assert [r["as_of"] for r in history] == [date(2025, 12, 31), date(2026, 3, 31)]
+    on = runner.invoke(app, ["grade", uscc, "--on", "2026-02-15", "--json"], env=env)
+    assert json.loads(on.stdout)["as_of"] == "2025-12-31"
+    assert (
+        json.loads(
+            runner.invoke(app, ["grade", uscc, "--on", "2026-04-01", "--json"], env=env).stdout
+        )["as_of"]
+        == "2026-03-31"
+    )
+    early = runner.invoke(app, ["grade", uscc, "--on", "2025-01-01"], env=env)
+    assert early.exit_code == 1
+    text = runner.invoke(app, ["score", "--as-of", "2026-03-31"], env=env)
+    assert "grades as of 2026-03-31" in text.stdout and "companies" in text.stdout
