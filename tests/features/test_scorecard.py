@@ -137,8 +137,9 @@ def test_a_repaired_record_stops_counting_from_its_repair_day(tmp_path: Path) ->
     )
     clean = _score(store, code, decided - timedelta(days=1))["score"]
     repaired = date(2024, 9, 1)
-    append_events(store, [{"record_id": "T-admin_penalty-2", "event_type": "repair",
-                           "effective_date": repaired, "recorded_date": repaired}], today=AS_OF)  # fmt: skip
+    repair = {"record_id": "T-admin_penalty-2", "event_type": "repair",
+              "effective_date": repaired, "recorded_date": repaired}  # fmt: skip
+    append_events(store, [repair], today=AS_OF)
     assert _score(store, code, repaired - timedelta(days=1))["score"] < clean
     assert _score(store, code, repaired)["score"] == clean
 
@@ -146,8 +147,8 @@ def test_a_repaired_record_stops_counting_from_its_repair_day(tmp_path: Path) ->
 def test_vetoes_cap_the_grade(tmp_path: Path) -> None:
     store, code = _fresh_company(tmp_path)
     for i in range(3):  # enough positive records to be an A on points alone
-        ingest_table(store, _record(code, "honor", "national", date(2026, 1, 1) + timedelta(days=i), 10 + i),
-                     "records", "samr", today=AS_OF)  # fmt: skip
+        honour = _record(code, "honor", "national", date(2026, 1, 1) + timedelta(days=i), 10 + i)
+        ingest_table(store, honour, "records", "samr", today=AS_OF)
     ingest_table(
         store,
         _record(code, "red_list", "listed", date(2026, 2, 1), 20),
