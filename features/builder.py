@@ -79,7 +79,7 @@ def _predicate(spec: FeatureSpec) -> str:
 
 def _decay() -> str:
     steps = " ".join(f"WHEN age < {d} THEN {w}" for d, w in DECAY_STEPS)
-    return f"CASE {steps} ELSE {DECAY_TAIL} END"
+    return f"CAST(CASE {steps} ELSE {DECAY_TAIL} END AS DOUBLE)"  # literals alone are DECIMAL
 
 
 def _aggregate(spec: FeatureSpec) -> str:
@@ -96,13 +96,15 @@ def _aggregate(spec: FeatureSpec) -> str:
     if a == "sum_attribute":
         value = f"TRY_CAST(json_extract_string(attributes, {_lit('$.' + str(spec.attribute))}) AS DOUBLE)"
         return f"coalesce(sum({value}) FILTER (WHERE {f}), 0.0)"
+    # the value wrapped in a struct: arg_max skips rows whose value is NULL, and the latest
+    # record's own value is wanted even when it is NULL (as Spark's max_by gives it)
     if a == "latest_amount":
-        return f"arg_max(amount, struct_pack(d := event_date, r := record_id)) FILTER (WHERE {f})"
+        return f"(arg_max(struct_pack(v := amount), struct_pack(d := event_date, r := record_id)) FILTER (WHERE {f})).v"
     if a == "latest_value":
         cases = " ".join(f"WHEN {_lit(k)} THEN {v}" for k, v in spec.values)
         return (
-            f"arg_max(CASE severity {cases} END, struct_pack(d := event_date, r := record_id)) "
-            f"FILTER (WHERE {f})"
+            f"(arg_max(struct_pack(v := CAST(CASE severity {cases} END AS DOUBLE)), "
+            f"struct_pack(d := event_date, r := record_id)) FILTER (WHERE {f})).v"
         )
     if a == "days_since_last":
         return f"date_diff('day', max(event_date) FILTER (WHERE {f}), any_value(as_of))"

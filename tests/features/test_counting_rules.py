@@ -1,0 +1,388 @@
+"""The counting rules, one at a time, on hand-made records: publicity periods, repairs and
+withdrawals, listings and removals, objections, entity versions, windows, decay, commitments,
+latest values; and the spec set itself. Each value is checked on the builder and the reference."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+import sqlglot
+
+from features.builder import LIST_CATEGORIES, build_features_at, features_sql, to_spark_sql
+from features.specs import SPECS, FeatureSpec, by_name, spec_version, validate_specs
+from records.catalogue import default_catalogue
+from records.store import Store
+from tests.features.reference import list_categories
+from tests.features.scenarios import CODES
+from tests.features.stores import (
+    add_entities,
+    add_events,
+    add_records,
+    builder_rows,
+    differences,
+    points_table,
+    reference_for,
+)
+
+CO = CODES[0]
+OTHER = CODES[1]
+D0 = date(2024, 1, 1)
+
+
+def rec(
+    record_id: str,
+    category: str,
+    event: date,
+    recorded: date | None = None,
+    severity: str | None = None,
+    amount: float | None = None,
+    uscc: str = CO,
+    **attributes: Any,
+) -> dict[str, Any]:
+    return {
+        "record_id": record_id, "uscc": uscc, "category": category, "severity": severity,
+        "event_date": event, "recorded_date": recorded or event, "source_dept": "samr",
+        "amount": amount, "attributes": json.dumps(attributes, ensure_ascii=False),
+    }  # fmt: skip
+
+
+def event(record_id: str, event_type: str, effective: date, recorded: date) -> dict[str, Any]:
+    return {"record_id": record_id, "event_type": event_type, "effective_date": effective,
+            "recorded_date": recorded}  # fmt: skip
+
+
+def values(
+    store: Store, name: str, dates: list[date], uscc: str = CO, specs: tuple[Any, ...] = SPECS
+) -> list[Any]:
+    """The feature of `uscc` on each date, from the builder, after checking that the reference
+    agrees (on both companies: the other one is computed alongside, as in a batch)."""
+    points = [(code, d) for code in (CO, OTHER) for d in dates]
+    got = builder_rows(store, points, specs)
+    want = reference_for(store, specs).rows(points)
+    problems = differences(got, want)
+    assert not problems, "builder and reference differ:\n" + "\n".join(problems)
+    return [row[name] for row in got if row["uscc"] == uscc]
+
+
+def days(n: int, start: date = D0) -> date:
+    return start + timedelta(days=n)
+
+
+# ---- publicity periods and windows -----------------------------------------------------------
+
+
+def test_a_minor_penalty_counts_through_day_89_and_not_on_day_90(store: Store) -> None:
+    add_records(store, [rec("P1", "admin_penalty", D0, severity="minor", amount=200.0)])
+    at = [days(-1), D0, days(89), days(90)]
+    assert values(store, "penalties_12m", at) == [0, 1, 1, 0]
+    assert values(store, "minor_penalties_decayed", at) == [0.0, 1.0, 1.0, 0.0]
+    assert values(store, "fines_3y", at) == [0.0, 200.0, 200.0, 0.0]
+    assert values(store, "days_since_penalty", at) == [None, 0, 89, None]
+
+
+@pytest.mark.parametrize(("severity", "max_days"), [("general", 365), ("serious", 1095)])
+def test_general_and_serious_penalties_expire_with_their_publicity_period(
+    store: Store, severity: str, max_days: int
+) -> None:
+    add_records(store, [rec("P1", "admin_penalty", D0, severity=severity, amount=1000.0)])
+    assert values(store, "penalties_3y", [days(max_days - 1), days(max_days)]) == [1, 0]
+
+
+def test_a_record_counts_only_once_it_is_recorded(store: Store) -> None:
+    add_records(store, [rec("P1", "admin_penalty", D0, days(19), severity="general")])
+    assert values(store, "penalties_12m", [D0, days(18), days(19)]) == [0, 0, 1]
+
+
+def test_windows_hold_records_younger_than_their_length(store: Store) -> None:
+    add_records(store, [
+        rec("P1", "admin_penalty", D0, severity="serious", amount=5000.0),
+        rec("T1", "tax_declaration", D0, amount=-250.5),  # never published: the window alone
+    ])  # fmt: skip
+    at = [days(364), days(365), days(1094), days(1095)]
+    assert values(store, "penalties_12m", at) == [1, 0, 0, 0]
+    assert values(store, "penalties_3y", at) == [1, 1, 1, 0]
+    assert values(store, "serious_penalties_3y", at) == [1, 1, 1, 0]
+    assert values(store, "max_fine_3y", at) == [5000.0, 5000.0, 5000.0, 0.0]
+    assert values(store, "tax_declarations_12m", at) == [1, 0, 0, 0]
+    assert values(store, "tax_declared_12m", at) == [-250.5, 0.0, 0.0, 0.0]
+
+
+def test_negative_records_decay_with_age(store: Store) -> None:
+    add_records(store, [rec("P1", "admin_penalty", D0, severity="serious")])
+    at = [days(364), days(365), days(729), days(730), days(1094), days(1095)]
+    assert values(store, "general_penalties_decayed", at) == [1.0, 0.6, 0.6, 0.3, 0.3, 0.0]
+
+
+# ---- repairs, withdrawals, corrections -------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["repair", "withdrawal"])
+def test_a_repair_or_withdrawal_stops_counting_from_its_day_once_recorded(
+    store: Store, kind: str
+) -> None:
+    add_records(store, [
+        rec("P1", "admin_penalty", D0, severity="general"),
+        rec("P2", "admin_penalty", D0, severity="general", uscc=OTHER),
+    ])  # fmt: skip
+    add_events(store, [
+        event("P1", kind, days(60), days(64)),  # learned four days after it took effect
+        event("P2", kind, days(60), days(50)),  # decided ahead of the day it takes effect
+    ])  # fmt: skip
+    at = [days(59), days(60), days(63), days(64)]
+    assert values(store, "penalties_12m", at) == [1, 1, 1, 0]
+    assert values(store, "penalties_12m", at, uscc=OTHER) == [1, 0, 0, 0]
+
+
+def test_corrections_and_objections_do_not_stop_a_record_counting(store: Store) -> None:
+    add_records(store, [rec("P1", "admin_penalty", D0, severity="general")])
+    add_events(store, [event("P1", "correction", days(10), days(10)),
+                       event("P1", "objection_opened", days(20), days(20))])  # fmt: skip
+    assert values(store, "penalties_12m", [days(30)]) == [1]
+
+
+# ---- listings ---------------------------------------------------------------------------------
+
+
+def test_an_open_listing_closes_when_its_removal_is_recorded(store: Store) -> None:
+    add_records(store, [
+        rec("L1", "abnormal_operation_list", days(9), days(11), "listed", reason="unreachable"),
+        rec("X1", "abnormal_operation_list", days(120), days(140), "removed", ref="L1"),
+    ])  # fmt: skip
+    at = [days(10), days(11), days(139), days(140)]
+    assert values(store, "on_abnormal_list", at) == [0, 1, 1, 0]
+    assert values(store, "abnormal_listings_3y", at) == [0, 1, 1, 1]  # the listing still happened
+
+
+def test_a_removal_without_reference_closes_earlier_listings_of_its_list_only(
+    store: Store,
+) -> None:
+    add_records(store, [
+        rec("L1", "abnormal_operation_list", days(10), severity="listed"),
+        rec("F1", "focus_attention_list", days(10), severity="listed"),
+        rec("X1", "abnormal_operation_list", days(60), severity="removed"),
+        rec("L2", "abnormal_operation_list", days(90), severity="listed"),
+        rec("X2", "abnormal_operation_list", days(200), severity="removed"),  # same day as L3
+        rec("L3", "abnormal_operation_list", days(200), severity="listed"),
+    ])  # fmt: skip
+    at = [days(50), days(60), days(100), days(200)]
+    assert values(store, "on_abnormal_list", at) == [1, 0, 1, 0]
+    assert values(store, "on_focus_list", at) == [1, 1, 1, 1]
+
+
+def test_a_removal_closes_only_the_listing_it_refers_to(store: Store) -> None:
+    add_records(store, [
+        rec("D1", "dishonest_judgment_debtor", days(1), severity="listed", amount=10_000.0),
+        rec("D2", "dishonest_judgment_debtor", days(2), severity="listed"),
+        rec("Y1", "dishonest_judgment_debtor", days(30), severity="removed", ref="D1"),
+        rec("Y2", "dishonest_judgment_debtor", days(40), severity="removed", ref="D2",
+            uscc=OTHER),  # another company's removal does not close this company's listing
+    ])  # fmt: skip
+    assert values(store, "on_dishonest_debtor_list", [days(50)]) == [1]
+    add_records(store, [rec("Y3", "dishonest_judgment_debtor", days(60), severity="removed",
+                            ref="D2")])  # fmt: skip
+    assert values(store, "on_dishonest_debtor_list", [days(50), days(60)]) == [1, 0]
+    # a removal refers to its listing by record_id, whichever list it was filed under
+    add_records(store, [
+        rec("D3", "dishonest_judgment_debtor", days(61), severity="listed"),
+        rec("Y4", "abnormal_operation_list", days(70), severity="removed", ref="D3"),
+    ])  # fmt: skip
+    assert values(store, "on_dishonest_debtor_list", [days(69), days(70)]) == [1, 0]
+
+
+def test_a_listing_reopens_when_its_removal_is_withdrawn(store: Store) -> None:
+    add_records(store, [
+        rec("L1", "red_list", days(1), severity="listed", list="a_grade_taxpayer"),
+        rec("X1", "red_list", days(30), severity="removed", ref="L1"),
+    ])  # fmt: skip
+    add_events(store, [event("X1", "withdrawal", days(45), days(45))])
+    assert values(store, "on_red_list", [days(29), days(30), days(45)]) == [1, 0, 1]
+
+
+def test_a_serious_dishonest_listing_ends_with_its_publicity_period(store: Store) -> None:
+    add_records(store, [rec("S1", "serious_dishonest_list", D0, severity="listed")])
+    at = [days(1094), days(1095)]
+    assert values(store, "on_serious_dishonest_list", at) == [1, 0]
+    assert values(store, "serious_dishonest_listings", at) == [1, 0]
+
+
+# ---- objections -------------------------------------------------------------------------------
+
+
+def test_an_objection_flag_opens_and_closes(store: Store) -> None:
+    add_records(store, [
+        rec("P1", "admin_penalty", D0, severity="minor"),
+        rec("P2", "complaint", days(5), days(400), "unverified", uscc=OTHER),
+    ])  # fmt: skip
+    add_events(store, [
+        event("P1", "objection_opened", days(100), days(100)),  # after the record expired
+        event("P1", "objection_closed", days(110), days(112)),
+        event("P1", "objection_opened", days(200), days(201)),
+        event("P2", "objection_opened", days(300), days(300)),  # P2 is recorded on day 400
+    ])  # fmt: skip
+    at = [days(99), days(100), days(111), days(112), days(200), days(201), days(399)]
+    assert values(store, "objection_open", at) == [0, 1, 1, 0, 0, 1, 1]
+    assert values(store, "objection_open", [days(300), days(399), days(400)], OTHER) == [0, 0, 1]
+
+
+def test_an_objection_opened_and_closed_on_one_day_is_closed(store: Store) -> None:
+    add_records(store, [rec("P1", "admin_penalty", D0, severity="general")])
+    add_events(store, [event("P1", "objection_opened", days(10), days(10)),
+                       event("P1", "objection_closed", days(10), days(11))])  # fmt: skip
+    assert values(store, "objection_open", [days(10), days(11)]) == [1, 0]
+
+
+# ---- entity versions --------------------------------------------------------------------------
+
+
+def test_an_entity_change_shows_only_from_its_recorded_date(store: Store) -> None:
+    base = {"uscc": CO, "name": "郑州市某某商贸有限公司", "industry": "F52",
+            "established_date": date(2019, 12, 20)}  # fmt: skip
+    add_entities(store, [{**base, "registered_capital": 1_000_000.0, "status": "active",
+                          "recorded_date": date(2020, 1, 5)}])  # fmt: skip
+    add_entities(store, [{**base, "registered_capital": 2_000_000.0, "status": "deregistered",
+                          "recorded_date": date(2025, 7, 10)}])  # fmt: skip
+    at = [date(2020, 1, 4), date(2025, 7, 9), date(2025, 7, 10)]
+    assert values(store, "active", at) == [0, 1, 0]
+    assert values(store, "individual_business", at) == [0, 0, 0]
+    assert values(store, "industry", at) == [None, "F52", "F52"]
+    assert values(store, "entity_type", at) == [None, "enterprise", "enterprise"]
+    assert values(store, "region", at) == [None, CO[2:8], CO[2:8]]
+    assert values(store, "registered_capital_log", at) == [
+        None, round(math.log10(1_000_001), 6), round(math.log10(2_000_001), 6)
+    ]  # fmt: skip
+    age = (date(2025, 7, 9) - date(2019, 12, 20)).days / 365.25
+    assert values(store, "entity_age_years", at)[:2] == [None, round(age, 4)]
+
+
+# ---- commitments ------------------------------------------------------------------------------
+
+
+def test_commitments_are_honoured_once_due_and_unless_breached(store: Store) -> None:
+    add_records(store, [
+        rec("K1", "credit_commitment", D0, matter="licence conditions", due_date="2024-06-30"),
+        rec("K2", "credit_commitment", D0),  # no due date: due on its event date
+        rec("K3", "credit_commitment", D0, due_date="2024-03-01"),
+        rec("B1", "commitment_breach", date(2024, 4, 1), date(2024, 4, 5), ref="K3"),
+    ])  # fmt: skip
+    at = [date(2024, 3, 1), date(2024, 4, 4), date(2024, 4, 5), date(2024, 6, 30)]
+    assert values(store, "honoured_commitments_3y", at) == [2, 2, 1, 2]
+    assert values(store, "commitment_breach_share_3y", at) == [0.0, 0.0, 1 / 3, 1 / 3]
+    assert values(store, "commitments_3y", at) == [3, 3, 3, 3]
+    assert values(store, "commitment_breaches_3y", at) == [0, 0, 1, 1]
+
+
+def test_a_breach_filed_for_another_company_breaks_no_commitment_of_this_one(
+    store: Store,
+) -> None:
+    add_records(store, [rec("K1", "credit_commitment", D0),
+                        rec("B1", "commitment_breach", days(5), uscc=OTHER, ref="K1")])  # fmt: skip
+    assert values(store, "honoured_commitments_3y", [days(10)]) == [1]
+
+
+def test_without_commitments_the_breach_share_is_null(store: Store) -> None:
+    add_records(store, [rec("B1", "commitment_breach", D0)])
+    assert values(store, "commitment_breach_share_3y", [days(10)]) == [None]
+    assert values(store, "honoured_commitments_3y", [days(10)]) == [0]
+
+
+# ---- latest values ----------------------------------------------------------------------------
+
+
+def test_latest_amount_is_the_latest_records_own_amount(store: Store) -> None:
+    signal, rating = "third_party_signal", "ecommerce_rating"
+    add_records(store, [
+        rec("S1", signal, D0, amount=4.5, name=rating),
+        rec("S3", signal, days(30), amount=3.5, name=rating, source="a"),
+        rec("S2", signal, days(30), amount=4.0, name=rating, source="b"),  # same day: S3 wins
+        rec("S4", signal, days(60), amount=None, name=rating),  # the latest says nothing
+        rec("S5", signal, days(70), amount=1.0, name="other"),
+    ])  # fmt: skip
+    at = [days(29), days(30), days(59), days(60), days(70 + 365)]
+    assert values(store, "ecommerce_rating", at) == [4.5, 3.5, 3.5, None, None]
+    assert values(store, "third_party_signals_12m", at) == [1, 3, 3, 4, 0]
+
+
+def test_latest_value_is_the_latest_records_even_without_a_value(store: Store) -> None:
+    grades = FeatureSpec("tax_grade_ab", "operations", ("tax_credit_grade",), "latest_value", 1,
+                         "纳税等级{value}", "tax grade {value}",
+                         values=(("A", 1.0), ("B", 2.0)))  # fmt: skip
+    add_records(store, [rec("G1", "tax_credit_grade", D0, severity="B", amount=80.0),
+                        rec("G2", "tax_credit_grade", days(365), severity="C")])  # fmt: skip
+    at = [days(364), days(365)]
+    assert values(store, "tax_grade_ab", at, specs=(grades,)) == [2.0, None]
+    assert values(store, "tax_grade_latest", at) == [2.0, 3.0]
+
+
+# ---- the spec set -----------------------------------------------------------------------------
+
+
+def test_the_spec_set_is_valid_and_reads_every_catalogue_category() -> None:
+    validate_specs()
+    assert len(SPECS) >= 40
+    catalogue = default_catalogue()
+    read = {c for s in SPECS for c in s.categories}
+    assert set(catalogue.codes) <= read
+    assert set(LIST_CATEGORIES) == set(list_categories(catalogue))
+
+
+def test_validation_rejects_a_spec_against_the_records_polarity() -> None:
+    wrong = dataclasses.replace(by_name()["penalties_12m"], direction=-1)
+    with pytest.raises(ValueError, match="penalties_12m"):
+        validate_specs(tuple(wrong if s.name == "penalties_12m" else s for s in SPECS))
+    with pytest.raises(ValueError, match="read by no feature"):
+        validate_specs(tuple(s for s in SPECS if s.name != "honours_3y"))
+
+
+def test_the_spec_version_is_stable_and_changes_with_any_definition() -> None:
+    version = spec_version()
+    assert re.fullmatch(r"fs-[0-9a-f]{12}", version)
+    assert spec_version(tuple(dataclasses.replace(s) for s in SPECS)) == version
+    script = "from features.specs import spec_version; print(spec_version())"
+    root = Path(__file__).resolve().parents[2]
+    for seed in ("1", "2"):  # not dependent on hashing or dict order in this process
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                             check=True, env=env, cwd=root)  # fmt: skip
+        assert out.stdout.strip() == version
+    first = SPECS[0]
+    assert isinstance(first, FeatureSpec)
+    changed = [
+        dataclasses.replace(first, window_days=366),
+        dataclasses.replace(first, reason_en=first.reason_en + "."),
+        dataclasses.replace(first, direction=0),
+        dataclasses.replace(first, severities=("serious",)),
+    ]
+    versions = {spec_version((c, *SPECS[1:])) for c in changed}
+    assert version not in versions and len(versions) == len(changed)
+
+
+def test_the_query_transpiles_to_spark_sql() -> None:
+    spark = to_spark_sql(features_sql())
+    assert "MAX_BY" in spark.upper() or "GET_JSON_OBJECT" in spark.upper()
+    assert "json_extract_string" not in spark and "arg_max" not in spark.lower()
+    sqlglot.parse_one(spark, read="spark")  # the output is itself valid Spark SQL
+
+
+def test_feature_columns_are_integers_doubles_or_text(store: Store) -> None:
+    """Models and the public score read plain numbers: no DECIMAL (a bare SQL literal like 0.6
+    is one) reaches a feature column."""
+    add_records(store, [rec("P1", "admin_penalty", D0, severity="general"),
+                        rec("G1", "tax_credit_grade", D0, severity="A")])  # fmt: skip
+    table = build_features_at(store, points_table([(CO, days(1))]))
+    for spec in SPECS:
+        kind = table.schema.field(spec.name).type
+        if getattr(spec, "categorical", False):
+            assert pa.types.is_string(kind), (spec.name, kind)
+        else:
+            assert pa.types.is_integer(kind) or pa.types.is_float64(kind), (spec.name, kind)
