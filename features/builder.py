@@ -73,7 +73,9 @@ def _predicate(spec: FeatureSpec) -> str:
         parts.append(f"age < {spec.window_days}")
     if spec.attribute_equals is not None:
         key, value = spec.attribute_equals
-        parts.append(f"json_extract_string(attributes, {_lit('$.' + key)}) = {_lit(value)}")
+        # only the category's rows are parsed (a projection evaluates every part of an AND)
+        only = f"CASE WHEN {_in('category', spec.categories)} THEN attributes END"
+        parts.append(f"json_extract_string({only}, {_lit('$.' + key)}) = {_lit(value)}")
     return " AND ".join(parts)
 
 
@@ -94,7 +96,7 @@ def _aggregate(spec: FeatureSpec) -> str:
     if a == "max_amount":
         return f"coalesce(max(amount) FILTER (WHERE {f}), 0.0)"
     if a == "sum_attribute":
-        value = f"TRY_CAST(json_extract_string(attributes, {_lit('$.' + str(spec.attribute))}) AS DOUBLE)"
+        value = f"TRY_CAST(json_extract_string(CASE WHEN {f} THEN attributes END, {_lit('$.' + str(spec.attribute))}) AS DOUBLE)"
         return f"coalesce(sum({value}) FILTER (WHERE {f}), 0.0)"
     # the value wrapped in a struct: arg_max skips rows whose value is NULL, and the latest
     # record's own value is wanted even when it is NULL (as Spark's max_by gives it)
@@ -111,6 +113,13 @@ def _aggregate(spec: FeatureSpec) -> str:
     raise ValueError(f"{spec.name}: {a} is not a plain aggregation")
 
 
+UNDONE_CTE = """undone AS (  -- records repaired or withdrawn, and from when (both dates reached)
+        SELECT record_id, min(greatest(effective_date, recorded_date)) AS undone_on
+        FROM events WHERE event_type IN ('repair', 'withdrawal') GROUP BY record_id
+    )"""
+"""The CTE `_counting` needs: the first day each repaired or withdrawn record stops counting."""
+
+
 def _counting(categories: Iterable[str] | None, catalogue: Catalogue) -> str:
     """Records counting at each point (see the module docstring), with their age in days."""
     where = f"AND {_in('r.category', categories)}" if categories is not None else ""
@@ -119,13 +128,32 @@ def _counting(categories: Iterable[str] | None, catalogue: Catalogue) -> str:
                r.attributes, date_diff('day', r.event_date, p.as_of) AS age
         FROM points p
         JOIN records r ON r.uscc = p.uscc
+        LEFT JOIN undone u ON u.record_id = r.record_id
         WHERE r.recorded_date <= p.as_of AND r.event_date <= p.as_of {where}
           AND coalesce(date_diff('day', r.event_date, p.as_of) < nullif({expiry_days_sql(catalogue)}, 0), true)
-          AND NOT EXISTS (
-              SELECT 1 FROM events e
-              WHERE e.record_id = r.record_id AND e.event_type IN ('repair', 'withdrawal')
-                AND e.effective_date <= p.as_of AND e.recorded_date <= p.as_of)
+          AND (u.undone_on IS NULL OR u.undone_on > p.as_of)
     """
+
+
+def _horizon(specs: tuple[Spec, ...]) -> str:
+    """Rows of plain categories older than every window that reads them cannot count."""
+    special = ("open_listing", "honoured_commitments", "breach_share")
+    widest: dict[str, int | None] = {}
+    for s in specs:
+        if isinstance(s, FeatureSpec) and s.aggregation not in special:
+            for c in s.categories:
+                w = s.window_days
+                widest[c] = (
+                    None
+                    if w is None or (c in widest and widest[c] is None)
+                    else max(w, widest.get(c) or 0)
+                )
+    cases = " ".join(f"WHEN {_lit(c)} THEN {w}" for c, w in sorted(widest.items()) if w is not None)
+    return (
+        f"AND coalesce(date_diff('day', r.event_date, p.as_of) < CASE r.category {cases} END, true)"
+        if cases
+        else ""
+    )
 
 
 def features_sql(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None = None) -> str:
@@ -186,10 +214,11 @@ def features_sql(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None = 
             select.append(f"coalesce(a.{s.name}, {zero}) AS {s.name}" if zero else f"a.{s.name}")
     entity_fields = "established_date, registered_capital, industry, region, entity_type, status"
     return f"""
-    WITH plain AS (
+    WITH {UNDONE_CTE},
+    plain AS (
         SELECT uscc, as_of,
             {plain_cols}
-        FROM ({_counting(needed, cat)}) GROUP BY uscc, as_of
+        FROM ({_counting(needed, cat)} {_horizon(specs)}) GROUP BY uscc, as_of
     ),
     list_rows AS ({_counting(LIST_CATEGORIES, cat)}),
     removals AS (

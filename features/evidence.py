@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import pyarrow as pa
 
-from features.builder import _counting, _lit, _predicate
+from features.builder import UNDONE_CTE, _counting, _lit, _predicate
 from features.specs import SPECS, FeatureSpec, Spec
 from records.catalogue import Catalogue, default_catalogue
 from records.store import Store
@@ -30,7 +30,8 @@ def evidence_sql(
     categories = sorted({c for s in chosen for c in s.categories})
     cases = " ".join(f"WHEN {_lit(s.name)} THEN ({_predicate(s)})" for s in chosen)
     return f"""
-    WITH rows AS ({_counting(categories, cat)}),
+    WITH {UNDONE_CTE},
+    rows AS ({_counting(categories, cat)}),
     matched AS (
         SELECT w.uscc, w.as_of, w.feature, r.record_id, r.event_date
         FROM wanted w JOIN rows r ON r.uscc = w.uscc AND r.as_of = w.as_of

@@ -127,6 +127,7 @@ class Store:
                 "preserve_insertion_order": False,
             }
         )
+        con.execute("SET enable_progress_bar = false")  # it writes to stdout, which --json owns
         self.attach_views(con)
         return con
 
