@@ -145,16 +145,17 @@ def scenarios(draw: st.DrawFn, max_records: int = 40, entity_ties: bool = True) 
     focus = st.sampled_from(draw(st.lists(st.sampled_from(WEIGHTED_CATEGORIES), min_size=1,
                                           max_size=5)))  # fmt: skip
     for i in range(draw(st.integers(0, max_records))):
-        event = draw(when)
         if s.records and draw(st.integers(0, 2)) == 0:  # another record of the same kind
             like = draw(st.sampled_from(s.records))
             company, category, severity = like["uscc"], like["category"], like["severity"]
             attributes = dict(like["attributes"])
             shift = draw(st.one_of(st.just(0), st.integers(-40, 40)))  # ties are common
             event = _clip(like["event_date"] + timedelta(days=shift))
+            c = CATALOGUE[category]
         else:
             company = draw(st.sampled_from(companies))
             category = draw(st.one_of(focus, st.sampled_from(WEIGHTED_CATEGORIES)))
+            event = draw(when)
             severity = None
             c = CATALOGUE[category]
             if c.severities:
@@ -163,7 +164,6 @@ def scenarios(draw: st.DrawFn, max_records: int = 40, entity_ties: bool = True) 
             attributes = _attributes(draw, category, severity, event)
         later = event + timedelta(days=draw(st.integers(0, 400)))
         recorded = draw(st.one_of(st.just(event), when, st.just(later)))
-        c = CATALOGUE[category]
         amount = None
         if c.amount != "none":
             amount = draw(st.one_of(st.none(), amounts(c.negative_amount_allowed)))
