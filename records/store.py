@@ -8,6 +8,9 @@ Layout under ``<data_dir>/store``::
     quarantine/<batch>-<n>.parquet                        (rejected input rows with their reason)
     _log/<seq>-<batch>.json                               (one commit entry per batch)
 
+Batch ids start with the commit sequence number, so they sort in commit order (later versions of
+an entity recorded on the same day win by batch id).
+
 A batch becomes visible only when its log entry exists: data files are first written to
 ``_staging``, moved into place, then the log entry is written with an atomic rename. Readers take
 the file list from the log, so a writer killed at any point leaves the store as it was; the next
@@ -44,6 +47,7 @@ class Batch:
     batch_id: str
     kind: str
     info: dict[str, Any] = field(default_factory=dict)
+    seq: int = 0
     files: dict[str, list[str]] = field(default_factory=dict)
     counter: int = 0
 
@@ -161,8 +165,12 @@ class Store:
         with open(self.root / "_lock", "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             self._collect_garbage()
+            # the id sorts in commit order: the sequence number comes first, and the lock is held
+            # from here to the commit (a killed batch's number is simply used again)
+            seq = self._next_seq()
             now = datetime.now(UTC)
-            batch = Batch(self, f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}", kind, dict(info))
+            batch_id = f"{seq:08d}-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+            batch = Batch(self, batch_id, kind, dict(info), seq=seq)
             batch.staging.mkdir(parents=True)
             try:
                 yield batch
@@ -179,7 +187,7 @@ class Store:
         _fsync_dirs({(self.root / rel).parent for rels in batch.files.values() for rel in rels})
         log_dir = self.root / "_log"
         log_dir.mkdir(exist_ok=True)
-        seq = len(list(log_dir.glob("*.json"))) + 1
+        seq = batch.seq
         entry = {
             "seq": seq,
             "batch_id": batch.batch_id,
@@ -195,6 +203,10 @@ class Store:
             os.fsync(fh.fileno())
         os.replace(tmp, log_dir / f"{seq:08d}-{batch.batch_id}.json")
         _fsync_dirs({log_dir})
+
+    def _next_seq(self) -> int:
+        log_dir = self.root / "_log"
+        return len(list(log_dir.glob("*.json"))) + 1 if log_dir.exists() else 1
 
     def _collect_garbage(self) -> None:
         """Remove what a killed writer left: staging directories and uncommitted data files."""

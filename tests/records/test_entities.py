@@ -101,3 +101,21 @@ def test_versions_in_one_file_are_history_and_stay_idempotent(store: Store, tmp_
     # a late-arriving older version is history, stored
     older = _write(tmp_path / "o.csv", [_row(ENT, name="旧名称", recorded_date="2010-01-01")])
     assert ingest_file(store, older, "entities", "samr", today=TODAY).stored == 1
+
+
+def test_batch_ids_sort_in_commit_order_so_the_later_same_day_version_wins(
+    tmp_path: Path,
+) -> None:
+    for attempt in range(5):  # commits within one second used to tie at random
+        store = Store(tmp_path / f"s{attempt}")
+        v1 = _write(tmp_path / "v1.csv", [_row(ENT, recorded_date="2024-06-01")])
+        v2 = _write(tmp_path / "v2.csv", [_row(ENT, status="revoked", recorded_date="2024-06-01")])
+        ingest_file(store, v1, "entities", "samr", today=TODAY)
+        ingest_file(store, v2, "entities", "samr", today=TODAY)
+        with store.connect() as con:
+            latest = con.execute(
+                "SELECT arg_max(status, batch_id) FROM entities WHERE uscc = ?", [ENT]
+            ).fetchall()[0][0]
+        assert latest == "revoked"
+        assert [e["seq"] for e in store.log()] == [1, 2]
+        assert store.log()[0]["batch_id"] < store.log()[1]["batch_id"]
