@@ -129,8 +129,10 @@ class Scorecard:
 
     @property
     def method_version(self) -> str:
+        grades = [g.model_dump(mode="json") for g in self.config.grades()]  # presets resolved
         payload = json.dumps(
-            [self.config.model_dump(mode="json"), spec_version(self.specs)], sort_keys=True
+            [self.config.model_dump(mode="json"), grades, spec_version(self.specs)],
+            sort_keys=True,
         )
         return "sc-" + hashlib.sha256(payload.encode()).hexdigest()[:12]
 

@@ -251,3 +251,12 @@ def test_cli_keeps_history_and_answers_the_grade_on_a_day(base_store: Path, tmp_
     assert early.exit_code == 1
     text = runner.invoke(app, ["score", "--as-of", "2026-03-31"], env=env)
     assert "grades as of 2026-03-31" in text.stdout and "companies" in text.stdout
+
+
+def test_the_method_version_follows_rules_and_cut_offs() -> None:
+    base = Scorecard(load_config())
+    assert Scorecard(load_config()).method_version == base.method_version
+    assert Scorecard(load_config(scale="hunan")).method_version != base.method_version
+    data = load_config().model_dump()
+    data["rules"][0]["points"] = -51
+    assert Scorecard(ScorecardConfig.model_validate(data)).method_version != base.method_version
