@@ -260,3 +260,15 @@ def test_the_method_version_follows_rules_and_cut_offs() -> None:
     data = load_config().model_dump()
     data["rules"][0]["points"] = -51
     assert Scorecard(ScorecardConfig.model_validate(data)).method_version != base.method_version
+
+
+def test_changing_a_preset_cut_off_changes_the_method_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import features.scorecard as module
+
+    before = Scorecard(load_config()).method_version
+    monkeypatch.setitem(
+        module.SCALES, "A-D", (("A", 900, 1), ("B", 700, 2), ("C", 600, 3), ("D", 0, 4))
+    )
+    assert Scorecard(load_config()).method_version != before
