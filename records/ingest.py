@@ -808,7 +808,7 @@ def _write_new_rows(
         select = (
             f"SELECT c.record_id, c.uscc, c.category, c.event_date, c.recorded_date, c.source_dept, "
             f"c.severity, c.amount, c.attributes, {batch_id} AS batch_id, "
-            f"strftime(c.recorded_date, '%Y-%m') AS recorded_month {new_rows}"
+            f"year(c.recorded_date) * 100 + month(c.recorded_date) AS recorded_month {new_rows}"
         )
         result.stored = batch.copy_partitioned(con, "records", select, "recorded_month")
     else:

@@ -2,7 +2,7 @@
 
 Layout under ``<data_dir>/store``::
 
-    records/recorded_month=YYYY-MM/<batch>-<n>.parquet   (a month's new records add files only)
+    records/recorded_month=YYYYMM/<batch>-<n>.parquet    (a month's new records add files only)
     entities/<batch>-<n>.parquet                          (registration facts, versioned)
     events/<batch>-<n>.parquet                            (withdrawals, corrections, repairs …)
     quarantine/<batch>-<n>.parquet                        (rejected input rows with their reason)

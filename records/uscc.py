@@ -171,7 +171,19 @@ def valid_mask(codes: pa.Array | pa.ChunkedArray) -> np.ndarray:
             ok[idx] = valid_mask(codes.take(pa.array(idx)))
         return ok
     values = np.frombuffer(codes.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
-    raw = np.ascontiguousarray(values.reshape(n, 18).T)  # one contiguous row per position
+    rows = values.reshape(n, 18)
+    # in slices: small working arrays stay in cache and are reused, instead of page-faulting in
+    # hundreds of MB of fresh memory for a whole file at once
+    return np.concatenate([_valid_rows(rows[i : i + _SLICE]) for i in range(0, n, _SLICE)])
+
+
+_SLICE = 1 << 16
+
+
+def _valid_rows(rows: np.ndarray) -> np.ndarray:
+    """Validity of codes given as an (n, 18) array of ASCII bytes."""
+    n = rows.shape[0]
+    raw = np.ascontiguousarray(rows.T)  # one contiguous row per position
     val = _VALUE[raw]  # int16, -1 outside the charset
     good = np.asarray((val >= 0).all(axis=0), dtype=bool)
     np.maximum(val, 0, out=val)

@@ -82,7 +82,7 @@ def test_files_of_an_uncommitted_batch_are_invisible_and_collected(
     before = _snapshot(store)
     # what a writer killed after moving its files but before writing its log entry leaves
     orphan = (
-        store.root / "records" / "recorded_month=2024-01" / "99990101T000000-dead0000-00001.parquet"
+        store.root / "records" / "recorded_month=202401" / "99990101T000000-dead0000-00001.parquet"
     )
     orphan.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(store.read("records").slice(0, 5), orphan)
