@@ -584,6 +584,7 @@ def _records_checks_sql(ctx: _Context) -> str:
                coalesce({recorded}, CASE WHEN recorded_date_raw IS NULL THEN DATE {today} END) AS recorded_date,
                {amount} AS amount,
                coalesce(attributes_raw, '{{}}') AS attributes_text,
+               CAST(try(json(coalesce(attributes_raw, '{{}}'))) AS VARCHAR) AS attributes_json,
                c.code AS known, c.severities AS allowed, c.severity_required,
                c.amount_rule, c.required_attributes, c.negative_amount_allowed
         FROM mapped m LEFT JOIN catalogue c ON c.code = m.category
@@ -605,14 +606,14 @@ def _records_checks_sql(ctx: _Context) -> str:
             WHEN amount < 0 AND NOT negative_amount_allowed THEN 'negative_amount'
             WHEN amount IS NOT NULL AND amount_rule = 'none' THEN 'amount_not_applicable'
             WHEN amount IS NULL AND amount_rule = 'required' THEN 'invalid_amount'
-            WHEN NOT json_valid(attributes_text) THEN 'invalid_attributes'
+            WHEN attributes_json IS NULL THEN 'invalid_attributes'
             WHEN left(ltrim(attributes_text), 1) <> '{{' THEN 'invalid_attributes'
             WHEN {_required_attributes_sql(ctx.catalogue)} THEN 'missing_attribute'
         END AS reason
         FROM t
     )
     SELECT _row, _seq, record_id AS _key, record_id, uscc, category, event_date, recorded_date, source_dept, severity, amount,
-        CASE WHEN reason IS NULL THEN CAST(json(attributes_text) AS VARCHAR) END AS attributes,
+        CASE WHEN reason IS NULL THEN attributes_json END AS attributes,
         reason,
         CASE reason
             WHEN 'missing_field' THEN 'missing ' || CASE WHEN record_id IS NULL THEN 'record_id'
