@@ -182,7 +182,7 @@ def features_sql(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None = 
             )
         else:
             commit_cols.append(
-                f"CAST(count(*) FILTER (WHERE category = 'commitment_breach' AND {window}) AS DOUBLE) / "
+                f"CAST(count(*) FILTER (WHERE category = 'credit_commitment' AND {window} AND breached) AS DOUBLE) / "
                 f"nullif(count(*) FILTER (WHERE category = 'credit_commitment' AND {window}), 0) AS {s.name}"
             )
     entity_exprs = {

@@ -166,7 +166,7 @@ SPECS: tuple[Spec, ...] = (
                 window_days=_3Y),
     FeatureSpec("commitment_breach_share_3y", "supervision", ("credit_commitment", "commitment_breach"),
                 "breach_share", 1,
-                "近3年信用承诺违诺比例{value}", "share of credit commitments broken in the last 3 years: {value}",
+                "近3年信用承诺违诺比例{value}", "share of the last 3 years' credit commitments that were broken: {value}",
                 window_days=_3Y),
     FeatureSpec("honoured_commitments_3y", "supervision", ("credit_commitment", "commitment_breach"),
                 "honoured_commitments", -1,
@@ -282,10 +282,17 @@ SPECS: tuple[Spec, ...] = (
 )  # fmt: skip
 
 
+COUNTING_RULES_REVISION = 2
+"""Bumped whenever the builder's counting rules change meaning (2: the breach share is the share
+of the window's commitments that were breached), so that the version changes with them."""
+
+
 def spec_version(specs: tuple[Spec, ...] = SPECS) -> str:
-    """A short hash of the specs' content: any change to any definition changes it."""
+    """A short hash of the specs' content and the counting rules' revision."""
     payload = json.dumps(
-        [(type(s).__name__, asdict(s)) for s in specs], ensure_ascii=False, sort_keys=True
+        [COUNTING_RULES_REVISION, [(type(s).__name__, asdict(s)) for s in specs]],
+        ensure_ascii=False,
+        sort_keys=True,
     )
     return "fs-" + hashlib.sha256(payload.encode()).hexdigest()[:12]
 

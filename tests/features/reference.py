@@ -234,7 +234,7 @@ class Reference:
             return honoured
         if not commitments:
             return None
-        return sum(1 for b in breaches if in_window(b)) / len(commitments)
+        return sum(1 for k in commitments if k["record_id"] in breached) / len(commitments)
 
     def objection_open(self, uscc: str, as_of: date) -> int:
         for r in self.records_of[uscc]:

@@ -290,6 +290,17 @@ def test_a_breach_filed_for_another_company_breaks_no_commitment_of_this_one(
     assert values(store, "honoured_commitments_3y", [days(10)]) == [1]
 
 
+def test_the_breach_share_is_the_share_of_the_windows_commitments_broken(store: Store) -> None:
+    add_records(store, [
+        rec("K0", "credit_commitment", D0 - timedelta(days=4 * 365)),  # outside the 3-year window
+        rec("B0", "commitment_breach", D0, ref="K0"),  # breaks the old one
+        rec("K1", "credit_commitment", D0),
+        rec("B9", "commitment_breach", D0),  # refers to nothing
+    ])  # fmt: skip
+    assert values(store, "commitment_breach_share_3y", [days(10)]) == [0.0]
+    assert values(store, "commitment_breaches_3y", [days(10)]) == [2]
+
+
 def test_without_commitments_the_breach_share_is_null(store: Store) -> None:
     add_records(store, [rec("B1", "commitment_breach", D0)])
     assert values(store, "commitment_breach_share_3y", [days(10)]) == [None]
