@@ -224,6 +224,18 @@ def _as_of(text: str) -> date:
         raise typer.BadParameter(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
+def _build_and_store_features(settings: Settings, day: date) -> tuple[pa.Table, Path]:
+    """Features of every company as of `day`, stored with the spec version."""
+    from features.builder import build_features
+    from features.results import Results
+    from features.specs import spec_version
+
+    version = spec_version()
+    table = build_features(_store(settings), day)
+    table = table.append_column("spec_version", pa.array([version] * table.num_rows))
+    return table, Results(settings.data_dir).write("features", table, day, version)
+
+
 @app.command()
 def features(
     as_of: Annotated[str, typer.Option("--as-of", help="Date the features describe, YYYY-MM-DD.")],
@@ -232,18 +244,14 @@ def features(
     """Build point-in-time features of every company as of a date and store them."""
     import time
 
-    from features.builder import build_features
-    from features.results import Results
     from features.specs import spec_version
 
     settings = Settings()
     day = _as_of(as_of)
     started = time.perf_counter()
     with _progress(f"features as of {day}"):
-        table = build_features(_store(settings), day)
+        table, path = _build_and_store_features(settings, day)
     version = spec_version()
-    table = table.append_column("spec_version", pa.array([version] * table.num_rows))
-    path = Results(settings.data_dir).write("features", table, day, version)
     payload = {
         "as_of": day.isoformat(), "spec_version": version, "companies": table.num_rows,
         "features": table.num_columns - 3, "path": str(path),
@@ -270,7 +278,6 @@ def score(
     """Public credit comprehensive evaluation as of a date: score, grade, dimension points."""
     import time
 
-    from features.builder import build_features
     from features.evidence import with_evidence
     from features.results import Results
     from features.scorecard import Scorecard, load_config
@@ -287,12 +294,9 @@ def score(
     store = _store(settings)
     version = spec_version()
     with _progress(f"scoring as of {day}") as step:
-        feats = results.read("features", day, version)
-        if feats is None:
-            step("building features")
-            feats = build_features(store, day)
-            feats = feats.append_column("spec_version", pa.array([version] * feats.num_rows))
-            results.write("features", feats, day, version)
+        # always rebuilt: records recorded on the as-of day may have arrived since the last build
+        step("building features")
+        feats, _ = _build_and_store_features(settings, day)
         step("scoring")
         scored = with_evidence(store, card.score(feats))
     n = scored.num_rows
