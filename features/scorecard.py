@@ -20,17 +20,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from features.specs import MONOTONE_AGGREGATIONS, SPECS, FeatureSpec, Spec, by_name, spec_version
 from records.catalogue import DIMENSIONS, Dimension
+from records.config import StrictModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Grade(_Strict):
+class Grade(StrictModel):
     grade: str
     min_score: float
     level: int = Field(ge=1, le=4)
@@ -52,18 +49,18 @@ scores 800 (B). Provinces set their own cut-offs in the scorecard YAML (`scale: 
 LEVELS = {"A": 1, "B": 2, "C": 3, "D": 4}
 
 
-class Rule(_Strict):
+class Rule(StrictModel):
     feature: str
     points: float
     max: float | None = Field(default=None, gt=0)
 
 
-class Veto(_Strict):
+class Veto(StrictModel):
     feature: str
     grade_at_most: str = Field(pattern="^[ABCD]$")
 
 
-class ScorecardConfig(_Strict):
+class ScorecardConfig(StrictModel):
     version: str
     base_share: float = Field(default=0.8, ge=0, le=1)
     dimensions: dict[Dimension, float]

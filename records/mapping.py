@@ -39,8 +39,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from records.config import StrictModel
 from records.schema import ENTITY_COLUMNS, RECORD_COLUMNS
 
 DEFAULT_DATE_FORMATS = (
@@ -49,11 +50,7 @@ DEFAULT_DATE_FORMATS = (
 )  # fmt: skip
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FieldSpec(_Strict):
+class FieldSpec(StrictModel):
     column: str | None = None
     value: str | None = None
     template: str | None = None
@@ -91,13 +88,13 @@ class FieldSpec(_Strict):
         return []
 
 
-class DeriveSettings(_Strict):
+class DeriveSettings(StrictModel):
     namespace: str
     region: str = "110000"
     kind: str = "91"
 
 
-class Unpivot(_Strict):
+class Unpivot(StrictModel):
     """One output row per non-empty column of `columns` (column → name)."""
 
     columns: dict[str, str]
@@ -105,7 +102,7 @@ class Unpivot(_Strict):
     value_column: str = "_value"
 
 
-class Mapping(_Strict):
+class Mapping(StrictModel):
     kind: Literal["records", "entities", "events"] = "records"
     description: str | None = None
     encoding: str = "utf-8"

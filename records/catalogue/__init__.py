@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from records.config import StrictModel
 
 Dimension = Literal["basic", "operations", "supervision", "relations", "social"]
 Polarity = Literal["positive", "neutral", "negative"]
@@ -30,16 +32,12 @@ REQUIRED_CODES = frozenset(
 """Codes every catalogue must define, with the meanings the rest of the service relies on."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Names(_Strict):
+class Names(StrictModel):
     zh: str
     en: str
 
 
-class PublicityPeriod(_Strict):
+class PublicityPeriod(StrictModel):
     """Days from the event date: published at least `min_days`, at most `max_days` (None = open)."""
 
     min_days: int | None = Field(default=None, ge=0)
@@ -53,7 +51,7 @@ class PublicityPeriod(_Strict):
         return self
 
 
-class Category(_Strict):
+class Category(StrictModel):
     code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     name: Names
     dimension: Dimension
@@ -97,7 +95,7 @@ class Category(_Strict):
         return self.polarity.get("*", "neutral")
 
 
-class Catalogue(_Strict):
+class Catalogue(StrictModel):
     version: str
     categories: tuple[Category, ...]
 
