@@ -808,10 +808,10 @@ def _write_new_rows(
     if ctx.kind == "records":
         select = (
             f"SELECT c.record_id, c.uscc, c.category, c.event_date, c.recorded_date, c.source_dept, "
-            f"c.severity, c.amount, c.attributes, {batch_id} AS batch_id, "
-            f"year(c.recorded_date) * 100 + month(c.recorded_date) AS recorded_month {new_rows}"
+            f"c.severity, c.amount, c.attributes, {batch_id} AS batch_id "
+            f"{new_rows}"
         )
-        result.stored = batch.copy_partitioned(con, "records", select, "recorded_month")
+        result.stored = batch.copy(con, "records", select)
     else:
         select = (
             f"SELECT c.uscc, c.name, c.industry, c.region, c.entity_type, c.registered_capital, "
