@@ -46,7 +46,7 @@ def test_sigkill_mid_ingest_leaves_store_unchanged_and_rerun_matches(tmp_path: P
     store = Store(data_dir / "store")
     first = write_csv(tmp_path / "first.csv", valid_rows(500, seed=5, prefix="F"))
     assert ingest_file(store, first, "records", "samr", today=TODAY).stored == 500
-    big = write_bulk_csv(tmp_path / "big.csv", 600_000, seed=6)
+    big = write_bulk_csv(tmp_path / "big.csv", 1_200_000, seed=6)
     before = _snapshot(store)
 
     staging = data_dir / "store" / "_staging"
@@ -54,7 +54,7 @@ def test_sigkill_mid_ingest_leaves_store_unchanged_and_rerun_matches(tmp_path: P
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if staging.exists() and any(staging.iterdir()):  # a batch is being staged
-            time.sleep(0.3)  # let it get into validation or writing
+            time.sleep(0.2)  # into validation or writing (about 1 s of work remains)
             break
         time.sleep(0.005)
     assert proc.poll() is None, "ingest finished before it could be killed; make the file larger"
@@ -67,7 +67,7 @@ def test_sigkill_mid_ingest_leaves_store_unchanged_and_rerun_matches(tmp_path: P
 
     # re-running the ingest gives the same result as an uninterrupted run
     rerun = ingest_file(store, big, "records", "samr", today=TODAY)
-    assert rerun.stored == 600_000
+    assert rerun.stored == 1_200_000
     assert not staging.exists() or not any(staging.iterdir())
     clean = Store(tmp_path / "clean" / "store")
     ingest_file(clean, first, "records", "samr", today=TODAY)
