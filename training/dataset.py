@@ -1,0 +1,80 @@
+"""Training examples: every past spot check, with features as of the day before it.
+
+Label: the check found a problem (`problem` or `serious`; or only `serious`). Because draws are
+tier-weighted, each example carries the inverse of its inclusion probability (stored with the
+draw in `attributes.inclusion_prob`; 1 where unknown) as its weight, so that a model and its
+evaluation describe the whole population, not only the inspected part. Features come from
+`features.builder.build_features_at`, so an example uses only what was recorded before its check.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from features.builder import build_features_at
+from records.store import Store
+
+Label = Literal["problem", "serious"]
+
+
+def spot_check_examples(
+    store: Store,
+    label: Label = "problem",
+    since: date | None = None,
+    until: date | None = None,
+) -> pa.Table:
+    """One row per spot check: record_id, uscc, check_date, as_of (the day before), label, weight.
+
+    Checks are taken as stored (a withdrawn check result still says what an inspector found);
+    `since`/`until` bound the check date.
+    """
+    positive = "'problem', 'serious'" if label == "problem" else "'serious'"
+    where = ["category = 'spot_check'", "severity IS NOT NULL"]
+    params: list[object] = []
+    if since is not None:
+        where.append("event_date >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("event_date <= ?")
+        params.append(until)
+    sql = f"""
+        SELECT record_id, uscc, event_date AS check_date,
+            CAST(event_date - INTERVAL 1 DAY AS DATE) AS as_of,
+            CASE WHEN severity IN ({positive}) THEN 1 ELSE 0 END AS label,
+            1.0 / coalesce(nullif(TRY_CAST(json_extract_string(attributes, '$.inclusion_prob')
+                                           AS DOUBLE), 0), 1.0) AS weight
+        FROM records WHERE {" AND ".join(where)}
+        ORDER BY check_date, record_id
+    """
+    with store.connect() as con:
+        return con.sql(sql, params=params).to_arrow_table()
+
+
+def training_frame(
+    store: Store,
+    label: Label = "problem",
+    since: date | None = None,
+    until: date | None = None,
+) -> pa.Table:
+    """The examples joined with their point-in-time features (one row per check)."""
+    examples = spot_check_examples(store, label, since, until)
+    points = pa.table({"uscc": examples.column("uscc"), "as_of": examples.column("as_of")})
+    features = build_features_at(store, points)
+    keys = ["uscc", "as_of"]
+    return examples.join(features, keys=keys, join_type="left outer").sort_by(
+        [("check_date", "ascending"), ("record_id", "ascending")]
+    )
+
+
+def time_split(frame: pa.Table, validation_days: int = 183) -> tuple[pa.Table, pa.Table]:
+    """Train on earlier checks, validate on the latest `validation_days` of check dates."""
+    if frame.num_rows == 0:
+        return frame, frame
+    last = pc.max(frame.column("check_date")).as_py()
+    cut = last - timedelta(days=validation_days)
+    early = pc.less_equal(frame.column("check_date"), pa.scalar(cut, pa.date32()))
+    return frame.filter(early), frame.filter(pc.invert(early))
