@@ -1,0 +1,145 @@
+"""The risk model: LightGBM with monotone constraints from the feature specs, calibrated.
+
+`RiskModel` follows scikit-learn's conventions: `__init__` stores its arguments, `fit` validates
+and learns (`booster_`, `calibrator_`, `feature_names_`, `categories_`), returns self. Input rows
+must be in time order when `calibration_fraction` is used: the latest rows calibrate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+
+from features.specs import SPECS, EntitySpec, Spec, by_name, monotone_constraints
+
+ID_COLUMNS = ("uscc", "as_of", "spec_version", "record_id", "check_date", "label", "weight")
+
+
+def model_columns(specs: tuple[Spec, ...] = SPECS) -> list[str]:
+    """The feature columns a model reads, in spec order."""
+    return [s.name for s in specs]
+
+
+def categorical_columns(specs: tuple[Spec, ...] = SPECS) -> list[str]:
+    return [s.name for s in specs if isinstance(s, EntitySpec) and s.categorical]
+
+
+class RiskModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    """Probability that an inspection finds a problem, from point-in-time features."""
+
+    def __init__(
+        self,
+        n_estimators: int = 300,
+        learning_rate: float = 0.05,
+        num_leaves: int = 15,
+        min_child_samples: int = 20,
+        calibration_fraction: float = 0.2,
+        random_state: int = 0,
+    ) -> None:
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.calibration_fraction = calibration_fraction
+        self.random_state = random_state
+
+    # ---- input --------------------------------------------------------------------------------
+
+    def _frame(self, X: pd.DataFrame, learn: bool = False) -> pd.DataFrame:
+        names = model_columns()
+        missing = [c for c in names if c not in X.columns]
+        if missing:
+            raise ValueError(
+                f"missing feature columns: {missing[:5]}{' …' if len(missing) > 5 else ''}"
+            )
+        frame = X[names].copy()
+        cats = categorical_columns()
+        if learn:
+            self.categories_ = {c: sorted(frame[c].dropna().astype(str).unique()) for c in cats}
+        for c in cats:
+            text = frame[c].astype("string")
+            known = text.where(text.isin(self.categories_[c]))  # unseen levels → missing
+            frame[c] = pd.Categorical(known, categories=self.categories_[c])
+        for c in names:
+            if c not in cats:
+                frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
+        return frame
+
+    # ---- learning -----------------------------------------------------------------------------
+
+    def fit(self, X: pd.DataFrame, y: Any, sample_weight: Any = None) -> RiskModel:
+        labels = np.asarray(y, dtype=float)
+        if len(labels) != len(X):
+            raise ValueError(f"{len(X)} rows but {len(labels)} labels")
+        if not set(np.unique(labels)) <= {0.0, 1.0} or len(np.unique(labels)) < 2:
+            raise ValueError("labels must be 0/1 and contain both classes")
+        weights = (
+            np.ones(len(labels)) if sample_weight is None else np.asarray(sample_weight, float)
+        )
+        if (weights <= 0).any():
+            raise ValueError("sample weights must be positive")
+        frame = self._frame(X, learn=True)
+        self.feature_names_ = list(frame.columns)
+        n_cal = int(len(frame) * self.calibration_fraction)
+        fit_rows = slice(0, len(frame) - n_cal) if n_cal >= 20 else slice(0, len(frame))
+        params = {
+            "objective": "binary",
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_child_samples": self.min_child_samples,
+            "monotone_constraints": monotone_constraints(self.feature_names_),
+            "monotone_constraints_method": "advanced",
+            "seed": self.random_state,
+            "deterministic": True,
+            "num_threads": 2,
+            "verbose": -1,
+        }
+        data = lgb.Dataset(
+            frame.iloc[fit_rows], labels[fit_rows], weight=weights[fit_rows],
+            categorical_feature=categorical_columns(), free_raw_data=False,
+        )  # fmt: skip
+        self.booster_ = lgb.train(params, data, num_boost_round=self.n_estimators)
+        self.classes_ = np.array([0, 1])
+        if n_cal >= 20:
+            # Platt scaling on the latest rows: strictly increasing, so the model's ranking and
+            # hence the tiers are kept, and no two companies tie on a calibration step
+            cal = slice(len(frame) - n_cal, len(frame))
+            raw = np.asarray(self.booster_.predict(frame.iloc[cal], raw_score=True)).reshape(-1, 1)
+            self.calibrator_: LogisticRegression | None = LogisticRegression(C=1e6).fit(
+                raw, labels[cal], sample_weight=weights[cal]
+            )
+        else:
+            self.calibrator_ = None
+        return self
+
+    # ---- prediction ---------------------------------------------------------------------------
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        frame = self._frame(X)
+        if self.calibrator_ is None:
+            p = np.asarray(self.booster_.predict(frame), dtype=float)
+        else:
+            raw = np.asarray(self.booster_.predict(frame, raw_score=True)).reshape(-1, 1)
+            p = np.asarray(self.calibrator_.predict_proba(raw)[:, 1], dtype=float)
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+
+    def raw_score(self, X: pd.DataFrame) -> np.ndarray:
+        """The booster's log-odds (before calibration)."""
+        return np.asarray(self.booster_.predict(self._frame(X), raw_score=True), dtype=float)
+
+    def contributions(self, X: pd.DataFrame) -> np.ndarray:
+        """Exact TreeSHAP values (LightGBM's pred_contrib): one column per feature plus the base
+        value last; each row sums to `raw_score`."""
+        return np.asarray(self.booster_.predict(self._frame(X), pred_contrib=True), dtype=float)
+
+
+def feature_spec(name: str) -> Spec:
+    return by_name()[name]
