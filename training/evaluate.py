@@ -31,7 +31,7 @@ def calibration_error(
         observed = float(np.average(label[part], weights=w))
         predicted = float(np.average(proba[part], weights=w))
         error += w.sum() / total * abs(observed - predicted)
-    return error
+    return float(error)
 
 
 def tier_table(label: np.ndarray, tiers: list[str], weight: np.ndarray) -> list[dict[str, Any]]:
