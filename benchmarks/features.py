@@ -52,7 +52,6 @@ from typing import Any
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-import duckdb  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402
@@ -86,15 +85,6 @@ Say = Callable[..., None]
 # ---- helpers run in fresh processes -----------------------------------------------------------
 
 
-class _QuietStore(Store):
-    """The store without DuckDB's progress bar, which would print to stdout (--json owns it)."""
-
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        con = super().connect()
-        con.execute("SET enable_progress_bar = false")
-        return con
-
-
 def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
@@ -112,7 +102,7 @@ def _idle_child() -> dict[str, Any]:
 
 def _duckdb_child(root: str, as_of: date, memory_limit: str, threads: int) -> dict[str, Any]:
     """One measured build: `build_features` for every company registered by `as_of`."""
-    store = _QuietStore(Path(root), memory_limit=memory_limit, threads=threads)
+    store = Store(Path(root), memory_limit=memory_limit, threads=threads)
     started = time.perf_counter()
     table = build_features(store, as_of)
     seconds = time.perf_counter() - started
@@ -152,7 +142,7 @@ def _check_child(
     threads: int,
 ) -> dict[str, Any]:
     """Unmeasured: the builder on the baseline's companies, compared with the saved baseline."""
-    store = _QuietStore(Path(root), memory_limit=memory_limit, threads=threads)
+    store = Store(Path(root), memory_limit=memory_limit, threads=threads)
     duck = build_features(store, as_of, companies)
     return compare(duck, pd.read_parquet(saved).set_index("uscc"))
 
@@ -160,7 +150,7 @@ def _check_child(
 def _profile_child(root: str, as_of: date, memory_limit: str, threads: int) -> dict[str, Any]:
     """Where the time goes: each CTE of the query materialised on its own, then the whole query
     with DuckDB's profiler (operator timings are summed over threads)."""
-    store = _QuietStore(Path(root), memory_limit=memory_limit, threads=threads)
+    store = Store(Path(root), memory_limit=memory_limit, threads=threads)
     sql = features_sql()
     stages: dict[str, float] = {}
     with store.connect() as con:
@@ -293,7 +283,7 @@ def _setup_child(
         records = pa.concat_tables([records, _onto(extra.records, extra.entities, entities)])
         del extra
     simulate_seconds = time.perf_counter() - started
-    store = _QuietStore(Path(root))
+    store = Store(Path(root))
     started = time.perf_counter()
     quarantined = ingest_table(store, entities, "entities", "bench", today=END).quarantined
     for offset in range(0, records.num_rows, slice_rows):
@@ -449,7 +439,8 @@ def _commitments(c: pd.DataFrame, spec: FeatureSpec, day: pd.Timestamp) -> pd.Se
     if spec.aggregation == "honoured_commitments":
         honoured = commitment & window & (due <= day) & ~breached
         return honoured.groupby(rows["uscc"]).sum()
-    breaches = (breach & window).astype("float64").groupby(rows["uscc"]).sum()
+    # the share of the window's commitments that were breached (as the builder)
+    breaches = (commitment & window & breached).astype("float64").groupby(rows["uscc"]).sum()
     commitments = (commitment & window).astype("float64").groupby(rows["uscc"]).sum()
     return breaches / commitments.where(commitments > 0)
 
@@ -700,7 +691,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.baseline_runs:
         subset: list[str] | None = None
         if 0 < args.baseline_companies < points:
-            with _QuietStore(root).connect() as con:
+            with Store(root).connect() as con:
                 codes = [
                     u
                     for (u,) in con.execute(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from functools import cache
 from typing import Literal
 
 from records.catalogue import Catalogue, Dimension, default_catalogue
@@ -346,8 +345,3 @@ def validate_specs(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None 
     unread = sorted(set(cat.codes) - read)
     if unread:
         raise ValueError(f"catalogue categories read by no feature: {unread}")
-
-
-@cache
-def feature_names(specs: tuple[Spec, ...] = SPECS) -> tuple[str, ...]:
-    return tuple(s.name for s in specs)

@@ -15,9 +15,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 
-from features.specs import SPECS, EntitySpec, Spec, by_name, monotone_constraints
-
-ID_COLUMNS = ("uscc", "as_of", "spec_version", "record_id", "check_date", "label", "weight")
+from features.specs import SPECS, EntitySpec, Spec, monotone_constraints
 
 
 def model_columns(specs: tuple[Spec, ...] = SPECS) -> list[str]:
@@ -139,7 +137,3 @@ class RiskModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         """Exact TreeSHAP values (LightGBM's pred_contrib): one column per feature plus the base
         value last; each row sums to `raw_score`."""
         return np.asarray(self.booster_.predict(self._frame(X), pred_contrib=True), dtype=float)
-
-
-def feature_spec(name: str) -> Spec:
-    return by_name()[name]

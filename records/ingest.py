@@ -13,7 +13,9 @@ detection and the partitioned Parquet write run in DuckDB. Python touches only r
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -276,8 +278,6 @@ def _field_sql(spec: FieldSpec) -> str:
 
 
 def _split_template(template: str) -> list[str]:
-    import re
-
     return re.split(r"{([^{}]+)}", template)
 
 
@@ -882,8 +882,6 @@ def _write_quarantine(
         )  # fmt: skip
     if not rejected:
         return
-    import hashlib
-
     rows = []
     for r in rejected:
         qid = hashlib.md5(
