@@ -125,7 +125,7 @@ def _counting(categories: Iterable[str] | None, catalogue: Catalogue) -> str:
     where = f"AND {_in('r.category', categories)}" if categories is not None else ""
     return f"""
         SELECT p.uscc, p.as_of, r.record_id, r.category, r.severity, r.event_date, r.amount,
-               r.attributes, date_diff('day', r.event_date, p.as_of) AS age
+               r.attributes, r.source_dept, date_diff('day', r.event_date, p.as_of) AS age
         FROM points p
         JOIN records r ON r.uscc = p.uscc
         LEFT JOIN undone u ON u.record_id = r.record_id

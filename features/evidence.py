@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import date
+from typing import Any
 
 import pyarrow as pa
 
@@ -18,14 +20,17 @@ def evidence_sql(
     catalogue: Catalogue | None = None,
     per_feature: int = 5,
 ) -> str:
-    """Over views `wanted(uscc, as_of, feature)` and `points(uscc, as_of)`: the latest
-    `per_feature` counting records matching each wanted feature's filter."""
+    """Over views `wanted(uscc, as_of, feature)` and `points(uscc, as_of)`: per wanted feature,
+    the number of counting records matching its filter, the latest one's date, the departments
+    that sent them and the latest `per_feature` record ids."""
     cat = catalogue or default_catalogue()
     index = {s.name: s for s in specs if isinstance(s, FeatureSpec)}
     chosen = [index[n] for n in dict.fromkeys(feature_names) if n in index]
     if not chosen:
         return (
-            "SELECT uscc, as_of, feature, CAST([] AS VARCHAR[]) AS records FROM wanted WHERE false"
+            "SELECT uscc, as_of, feature, CAST([] AS VARCHAR[]) AS records, 0 AS matched, "
+            "CAST(NULL AS DATE) AS latest, CAST([] AS VARCHAR[]) AS departments "
+            "FROM wanted WHERE false"
         )
     categories = sorted({c for s in chosen for c in s.categories})
     cases = " ".join(f"WHEN {_lit(s.name)} THEN ({_predicate(s)})" for s in chosen)
@@ -33,14 +38,44 @@ def evidence_sql(
     WITH {UNDONE_CTE},
     rows AS ({_counting(categories, cat)}),
     matched AS (
-        SELECT w.uscc, w.as_of, w.feature, r.record_id, r.event_date
+        SELECT w.uscc, w.as_of, w.feature, r.record_id, r.event_date, r.source_dept
         FROM wanted w JOIN rows r ON r.uscc = w.uscc AND r.as_of = w.as_of
         WHERE CASE w.feature {cases} ELSE false END
     )
     SELECT uscc, as_of, feature,
-        list(record_id ORDER BY event_date DESC, record_id)[1:{per_feature}] AS records
+        list(record_id ORDER BY event_date DESC, record_id)[1:{per_feature}] AS records,
+        count(*) AS matched, max(event_date) AS latest,
+        list(DISTINCT source_dept ORDER BY source_dept) FILTER (WHERE source_dept IS NOT NULL)
+            AS departments
     FROM matched GROUP BY uscc, as_of, feature
     """
+
+
+Key = tuple[str, date, str]
+
+
+def feature_evidence(
+    store: Store, wanted: pa.Table, specs: tuple[Spec, ...] = SPECS
+) -> dict[Key, dict[str, Any]]:
+    """For rows `(uscc, as_of, feature)`: the records behind that feature at that date, as
+    `{records, matched, latest, departments}` keyed by the row (absent when none count)."""
+    schema = pa.schema([("uscc", pa.string()), ("as_of", pa.date32()), ("feature", pa.string())])
+    wanted = wanted.select(["uscc", "as_of", "feature"]).cast(schema)
+    if wanted.num_rows == 0:
+        return {}
+    with store.connect() as con:
+        con.register("wanted", wanted)
+        con.execute("CREATE TEMP TABLE points AS SELECT DISTINCT uscc, as_of FROM wanted")
+        sql = evidence_sql(set(wanted.column("feature").to_pylist()), specs)
+        return {
+            (r["uscc"], r["as_of"], r["feature"]): {
+                "records": r["records"],
+                "matched": r["matched"],
+                "latest": r["latest"],
+                "departments": r["departments"] or [],
+            }
+            for r in con.sql(sql).to_arrow_table().to_pylist()
+        }
 
 
 def with_evidence(store: Store, scores: pa.Table, specs: tuple[Spec, ...] = SPECS) -> pa.Table:
@@ -56,24 +91,19 @@ def with_evidence(store: Store, scores: pa.Table, specs: tuple[Spec, ...] = SPEC
         for d in ds or []
     ]
     schema = pa.schema([("uscc", pa.string()), ("as_of", pa.date32()), ("feature", pa.string())])
-    wanted_table = pa.Table.from_pylist(wanted, schema=schema)
-    with store.connect() as con:
-        con.register("wanted", wanted_table)
-        con.execute("CREATE TEMP TABLE points AS SELECT DISTINCT uscc, as_of FROM wanted")
-        sql = evidence_sql({w["feature"] for w in wanted}, specs)
-        found = {
-            (r["uscc"], r["as_of"], r["feature"]): r["records"]
-            for r in con.sql(sql).to_arrow_table().to_pylist()
-        }
+    found = feature_evidence(store, pa.Table.from_pylist(wanted, schema=schema), specs)
     evidence = [
-        [{**d, "records": found.get((u, a, d["feature"]), [])} for d in ds or []]
+        [
+            {**d, "records": found.get((u, a, d["feature"]), {}).get("records", [])}
+            for d in ds or []
+        ]
         for u, a, ds in zip(
             scores.column("uscc").to_pylist(),
             scores.column("as_of").to_pylist(),
             scores.column("top_deductions").to_pylist(),
             strict=True,
         )
-    ]  # fmt: skip
+    ]
     item = pa.struct(
         [("feature", pa.string()), ("points", pa.float64()), ("records", pa.list_(pa.string()))]
     )

@@ -76,6 +76,8 @@ class EntitySpec:
     categorical: bool = False
     dimension: Dimension = "basic"
     categories: tuple[str, ...] = field(default=("registration",))
+    in_model: bool = True
+    """False: computed and reported, but not a risk-model input."""
 
     @property
     def kind(self) -> str:
@@ -233,7 +235,10 @@ SPECS: tuple[Spec, ...] = (
     EntitySpec("registered_capital_log", "log_capital", -1,
                "注册资本（对数）{value}", "registered capital (log10 CNY) {value}"),
     EntitySpec("industry", "industry", 0, "行业{value}", "industry {value}", categorical=True),
-    EntitySpec("region", "region", 0, "地区{value}", "region {value}", categorical=True),
+    # the district is not a model input: about 160 levels overfit (validation AUC 0.680 without it
+    # against 0.670 with it on a 200,000-company province), and where a company is located is
+    # not a reason to inspect it more often
+    EntitySpec("region", "region", 0, "地区{value}", "region {value}", categorical=True, in_model=False),
     EntitySpec("entity_type", "entity_type", 0, "主体类型{value}", "entity type {value}", categorical=True),
     EntitySpec("individual_business", "individual_business", 0, "个体工商户", "an individual business"),
     EntitySpec("active", "active", 0, "存续", "active"),

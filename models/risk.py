@@ -20,11 +20,11 @@ from features.specs import SPECS, EntitySpec, Spec, monotone_constraints
 
 def model_columns(specs: tuple[Spec, ...] = SPECS) -> list[str]:
     """The feature columns a model reads, in spec order."""
-    return [s.name for s in specs]
+    return [s.name for s in specs if getattr(s, "in_model", True)]
 
 
 def categorical_columns(specs: tuple[Spec, ...] = SPECS) -> list[str]:
-    return [s.name for s in specs if isinstance(s, EntitySpec) and s.categorical]
+    return [s.name for s in specs if isinstance(s, EntitySpec) and s.categorical and s.in_model]
 
 
 class RiskModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
@@ -92,6 +92,11 @@ class RiskModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             "min_child_samples": self.min_child_samples,
             "monotone_constraints": monotone_constraints(self.feature_names_),
             "monotone_constraints_method": "advanced",
+            # high-cardinality categories (about 160 districts) overfit without these
+            "min_data_per_group": 200,
+            "cat_smooth": 50.0,
+            "cat_l2": 10.0,
+            "max_cat_threshold": 16,
             "seed": self.random_state,
             "deterministic": True,
             "num_threads": 2,
@@ -117,13 +122,17 @@ class RiskModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 
     # ---- prediction ---------------------------------------------------------------------------
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        frame = self._frame(X)
+    def calibrate(self, raw: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities from the booster's log-odds."""
+        raw = np.asarray(raw, dtype=float)
         if self.calibrator_ is None:
-            p = np.asarray(self.booster_.predict(frame), dtype=float)
-        else:
-            raw = np.asarray(self.booster_.predict(frame, raw_score=True)).reshape(-1, 1)
-            p = np.asarray(self.calibrator_.predict_proba(raw)[:, 1], dtype=float)
+            return np.asarray(1.0 / (1.0 + np.exp(-raw)), dtype=float)
+        coef = float(self.calibrator_.coef_[0, 0])
+        intercept = float(self.calibrator_.intercept_[0])
+        return np.asarray(1.0 / (1.0 + np.exp(-(coef * raw + intercept))), dtype=float)
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = self.calibrate(self.raw_score(X))
         return np.column_stack([1 - p, p])
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:

@@ -62,6 +62,9 @@ class TierPolicy:
         self.cutoffs_ = (cut[0], cut[1], cut[2])
         return self
 
+    def veto_features(self) -> list[str]:
+        return [v.feature for v in self.vetoes]
+
     def assign(
         self, proba: np.ndarray, features: dict[str, np.ndarray], has_history: np.ndarray
     ) -> tuple[list[str], list[list[dict[str, Any]]]]:
