@@ -21,10 +21,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from mlflow.pyfunc.model import PythonModel
 
 from features.evidence import feature_evidence
 from features.specs import SPECS, FeatureSpec, spec_version
@@ -33,7 +33,9 @@ from models.risk import RiskModel, model_columns
 from models.tiers import TIERS, TierPolicy
 from records.store import Store
 
-HISTORY_FEATURES = tuple(s.name for s in SPECS if isinstance(s, FeatureSpec) and s.aggregation == "count")
+HISTORY_FEATURES = tuple(
+    s.name for s in SPECS if isinstance(s, FeatureSpec) and s.aggregation == "count"
+)
 """A company has history when any of these counts is positive at the as-of date."""
 
 BUNDLE_FILE = "tier_model.pkl"
@@ -110,9 +112,10 @@ class TierModel:
         if reasons > 0:
             names = model_columns()
             top = top_reasons(contrib, names, frame[names], k=reasons)
-            out["reasons"] = [
+            out["reasons"] = [  # type: ignore[assignment]
                 [{"kind": "veto" if o["code"].startswith("veto:") else "default",
-                  "contribution": None, **o} for o in over] + model
+                  "contribution": None, **o}
+                 for o in sorted(over, key=lambda o: not o["code"].startswith("veto:"))] + model
                 for over, model in zip(overrides, top, strict=True)
             ]  # fmt: skip
         return out
@@ -178,7 +181,8 @@ def with_evidence(store: Store, scored: pd.DataFrame) -> pd.DataFrame:
                 en_depts = ", ".join(department_names(ev["departments"], "en"))
                 r = {
                     **r,
-                    "zh": f"{r['zh']}（{ev['matched']}条记录，最近{ev['latest']}，来源：{zh_depts}）",
+                    "zh": f"{r['zh']}（{ev['matched']}条记录，最近{ev['latest']}，"
+                    f"来源：{zh_depts}）",
                     "en": f"{r['en']} ({ev['matched']} records, latest {ev['latest']}, "
                     f"from {en_depts})",
                     "evidence": {
@@ -195,7 +199,7 @@ def with_evidence(store: Store, scored: pd.DataFrame) -> pd.DataFrame:
     return result
 
 
-class TierModelPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class TierModelPyfunc(PythonModel):
     """MLflow pyfunc flavour: feature rows in, probability, tiers and reasons out."""
 
     def load_context(self, context: Any) -> None:

@@ -56,11 +56,16 @@ def top_reasons(
     values: pd.DataFrame | list[dict[str, Any]],
     k: int = 3,
 ) -> list[list[dict[str, Any]]]:
-    """For each row, the `k` features with the largest positive contributions to risk, with the
-    spec's Chinese and English text and the feature's value filled in. `contributions` has one
+    """For each row, the `k` features with the largest positive contributions to risk (among
+    those that can be named, see below), with the spec's Chinese and English text and the
+    feature's value filled in. `contributions` has one
     column per name (a trailing base-value column is ignored)."""
     specs = [by_name()[n] for n in names]
-    contrib = contributions[:, : len(names)]
+    # a reason must say something about risk: features with a declared direction, and the
+    # categorical entity facts (industry, type); undirected context (amounts of tax declared,
+    # days since the last check) still adds to the score but is not named as a reason
+    named = np.array([s.direction != 0 or getattr(s, "categorical", False) for s in specs])
+    contrib = np.where(named[None, :], contributions[:, : len(names)], 0.0)
     k = min(k, len(names))
     # the k largest per row without sorting whole rows, then ordered (ties: spec order)
     part = np.argpartition(-contrib, k - 1, axis=1)[:, :k] if k < len(names) else None
@@ -82,7 +87,7 @@ def top_reasons(
             if c <= 0:
                 break
             spec = specs[j]
-            raw = columns[j][row] if columns else values[row].get(names[j])  # type: ignore[union-attr]
+            raw = columns[j][row] if columns else values[row].get(names[j])
             text = _value_text(raw)
             reasons.append(
                 {

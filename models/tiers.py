@@ -4,7 +4,8 @@ Cut-offs come from target shares (default A 20 %, B 60 %, C 15 %, D 5 %, weighte
 describe the whole population) or are given as probability thresholds. After the model, the
 vetoes of ../shared/DOMAIN.md §6 apply (serious dishonest list → D; abnormal-operation list or
 dishonest judgment debtor → at least C), and a company without any history is B. Every veto or
-override is returned as a reason.
+override is returned as a reason (a veto whenever it holds, with `raised` saying whether it
+moved the tier).
 """
 
 from __future__ import annotations
@@ -81,8 +82,9 @@ class TierPolicy:
             hit = np.nan_to_num(np.asarray(features[veto.feature], dtype=float)) > 0
             floor = TIERS.index(veto.at_least)
             for i in np.flatnonzero(hit).tolist():
-                if level[i] <= floor:
-                    reasons[i].append({"code": f"veto:{veto.feature}", "zh": veto.reason_zh,
-                                       "en": veto.reason_en})  # fmt: skip
+                # listed whenever it holds, also when the model's tier was already that high
+                reasons[i].append({"code": f"veto:{veto.feature}", "zh": veto.reason_zh,
+                                   "en": veto.reason_en,
+                                   "raised": bool(level[i] < floor)})  # fmt: skip
             level = np.where(hit, np.maximum(level, floor), level)
         return [TIERS[i] for i in level], reasons

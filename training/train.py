@@ -74,7 +74,8 @@ def _check(frame: pd.DataFrame, what: str) -> None:
 def population_snapshot(store: Store, as_of: date) -> pd.DataFrame:
     """Features of every company registered by `as_of` and active on that day."""
     feats = build_features(store, as_of).to_pandas()
-    return feats[feats["active"].fillna(0) > 0].reset_index(drop=True)
+    active: pd.DataFrame = feats[feats["active"].fillna(0) > 0].reset_index(drop=True)
+    return active
 
 
 def _period_column(truth: pa.Schema, day: date) -> str | None:
@@ -224,4 +225,5 @@ def train(
 
 
 def _day(value: Any) -> date:
-    return value.date() if isinstance(value, pd.Timestamp) else value  # type: ignore[no-any-return]
+    day: date = value.date() if isinstance(value, pd.Timestamp) else value
+    return day

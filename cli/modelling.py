@@ -1,0 +1,326 @@
+"""`credsup train`, `promote`, `models`, `tier` and `predict`: the risk model's commands."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import typer
+from rich.table import Table
+
+from cli.main import JsonOpt, _as_of, _emit_json, _progress, _store, app, err, out
+from records.settings import Settings
+
+ModelOpt = Annotated[
+    str, typer.Option("--model", help="A registered version number or alias.")
+]  # fmt: skip
+
+
+def _registry(settings: Settings) -> Any:
+    from training.registry import Registry
+
+    return Registry(settings.data_dir)
+
+
+def _load(settings: Settings, ref: str) -> tuple[Any, str, Any]:
+    from models.bundle import SpecMismatch
+    from training.registry import ModelNotFound
+
+    registry = _registry(settings)
+    try:
+        version, model = registry.load(ref)
+        model.check_spec()
+    except ModelNotFound as exc:
+        err.print(f"{exc}; train one with `credsup train` and promote it with `credsup promote`")
+        raise typer.Exit(2) from None
+    except SpecMismatch as exc:
+        err.print(f"model {registry.name} version {ref}: {exc}")
+        raise typer.Exit(2) from None
+    return registry, version, model
+
+
+def _tier_rows(rows: list[dict[str, Any]], title: str, truth: bool = False) -> Table:
+    table = Table(title=title)
+    for c in ("tier", "checks", "weighted companies", "problem rate"):
+        table.add_column(c, justify="right")
+    for r in rows:
+        rate = "-" if r["problem_rate"] is None else f"{r['problem_rate']:.1%}"
+        table.add_row(r["tier"], f"{r['examples']:,}", f"{r['weighted']:,.0f}", rate)
+    return table
+
+
+def print_report(report: dict[str, Any]) -> None:
+    """The evaluation report, as tables and lines."""
+    out.print(
+        f"validation: {report['examples']:,} checks {report['validation_from']} – "
+        f"{report['validation_until']} (trained on {report['training_examples']:,} earlier)"
+    )
+    out.print(
+        f"AUC {report['auc']:.4f}  PR-AUC {report['pr_auc']:.4f}  Brier {report['brier']:.4f}  "
+        f"calibration error {report['calibration_error']:.4f}   (all weighted by 1/inclusion)"
+    )
+    out.print(_tier_rows(report["tiers"], "observed problem rate by tier"))
+    plan = report["plan"]
+    out.print(
+        f"tier-weighted plan (A 3 %, B 10 %, C 40 %, D 100 %) finds problems in "
+        f"{plan['tiered']:.1%} of inspections, a uniform plan of the same size "
+        f"{plan['uniform']:.1%}: lift {plan['lift']:.2f}"
+    )
+    pop = report["population"]
+    shares = "  ".join(f"{t} {s:.1%}" for t, s in pop["shares"].items())
+    out.print(f"population {pop['companies']:,} active companies as of {pop['as_of']}: {shares}")
+    if "stability" in report:
+        s = report["stability"]
+        out.print(
+            f"against the previous model: PSI {s['psi']:.4f}, {s['changed_share']:.1%} of "
+            "companies change tier"
+        )
+        matrix = Table(title="transitions (rows: previous tier, columns: new tier)")
+        matrix.add_column("")
+        for t in "ABCD":
+            matrix.add_column(t, justify="right")
+        for t, row in s["transitions"].items():
+            matrix.add_row(t, *(f"{row[x]:,}" for x in "ABCD"))
+        out.print(matrix)
+    truth = report.get("truth")
+    if truth:
+        out.print(_tier_rows(truth["tiers"], "hidden truth: true problem probability by tier"))
+        out.print(
+            f"hidden truth, validation checks: tier-weighted plan {truth['plan']['tiered']:.1%} vs "
+            f"uniform {truth['plan']['uniform']:.1%}: lift {truth['plan']['lift']:.2f} "
+            f"(ranking by the truth itself: {truth['oracle_plan']['lift']:.2f})"
+        )
+        if "population" in truth:
+            p = truth["population"]
+            out.print(
+                f"hidden truth, whole population ({p['companies']:,} companies, "
+                f"{p['truth_column']}): lift {p['plan']['lift']:.2f} (ranking by the truth itself: "
+                f"{p['oracle_plan']['lift']:.2f}); true rate by tier "
+                + "  ".join(f"{r['tier']} {r['problem_rate']:.1%}" for r in p["tiers"]
+                            if r["problem_rate"] is not None)
+            )  # fmt: skip
+
+
+@app.command()
+def train(
+    label: Annotated[
+        str, typer.Option(help="problem (problem or serious) or serious.")
+    ] = "problem",
+    validation_days: Annotated[
+        int, typer.Option(min=30, help="Validate on the checks of the last N days.")
+    ] = 183,
+    truth: Annotated[
+        Path | None,
+        typer.Option(help="Hidden truth folder of a simulated province (evaluation only)."),
+    ] = None,
+    plots: Annotated[bool, typer.Option(help="Log the ROC, calibration, SHAP plots.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a tier model on the stored spot checks, evaluate it, log it to MLflow and register
+    it as a new version (not promoted: see `credsup promote`)."""
+    from training.train import NotEnoughData, TrainConfig
+    from training.train import train as run_training
+
+    if label not in ("problem", "serious"):
+        raise typer.BadParameter(f"label must be problem or serious, got {label!r}")
+    settings = Settings()
+    registry = _registry(settings)
+    config = TrainConfig(label=label, validation_days=validation_days)  # type: ignore[arg-type]
+    started = time.perf_counter()
+    with _progress("training") as step:
+        step("loading the champion")
+        previous = registry.champion()
+        step("building examples and fitting")
+        try:
+            outcome = run_training(
+                _store(settings), config, truth_dir=truth,
+                previous=previous[1] if previous else None,
+            )  # fmt: skip
+        except NotEnoughData as exc:
+            err.print(f"cannot train: {exc}")
+            raise typer.Exit(1) from None
+        step("logging to MLflow")
+        registered = registry.log_training(outcome, config, plots=plots)
+    payload = {
+        "model": registry.name, "version": registered.version, "run_id": registered.run_id,
+        "tracking_uri": registry.uri, "spec_version": outcome.model.spec_version,
+        "previous_champion": previous[0] if previous else None,
+        "seconds": round(time.perf_counter() - started, 1), "report": outcome.report,
+    }  # fmt: skip
+    if as_json:
+        _emit_json(payload)
+        return
+    print_report(outcome.report)
+    out.print(
+        f"registered {registry.name} version {registered.version} (run {registered.run_id}) at "
+        f"{registry.uri} in {payload['seconds']} s; promote it with "
+        f"`credsup promote {registered.version}`"
+    )
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="Version number to promote (or 'latest').")],
+    force: Annotated[
+        bool, typer.Option(help="Promote even if it does not beat the champion.")
+    ] = False,
+    reason: Annotated[str | None, typer.Option(help="Why (required with --force).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a version the champion if it beats the current one on the validation metrics."""
+    from training.registry import ModelNotFound
+
+    registry = _registry(Settings())
+    if version == "latest":
+        versions = registry.versions()
+        if not versions:
+            err.print(f"no versions of {registry.name} registered yet")
+            raise typer.Exit(2)
+        version = versions[-1]["version"]
+    try:
+        decision = registry.promote(version, force=force, reason=reason)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    except ModelNotFound as exc:
+        err.print(str(exc))
+        raise typer.Exit(2) from None
+    if as_json:
+        _emit_json(decision)
+    else:
+        verb = "promoted to champion" if decision["promoted"] else "not promoted"
+        out.print(f"{registry.name} version {decision['version']} {verb}: {decision['why']}")
+        if decision.get("forced"):
+            out.print(f"forced: {decision['reason']}")
+    if not decision["promoted"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def models(as_json: JsonOpt = False) -> None:
+    """Registered versions of the tier model, their metrics and aliases."""
+    registry = _registry(Settings())
+    rows = registry.versions()
+    if as_json:
+        _emit_json({"model": registry.name, "tracking_uri": registry.uri, "versions": rows})
+        return
+    table = Table(title=f"{registry.name} at {registry.uri}")
+    for c in ("version", "aliases", "created", "spec", "AUC", "Brier"):
+        table.add_column(c)
+    for r in rows:
+        m = r["metrics"]
+        table.add_row(
+            r["version"], ",".join(r["aliases"]), r["created"], r["spec_version"] or "-",
+            f"{m.get('auc', float('nan')):.4f}", f"{m.get('brier', float('nan')):.4f}",
+        )  # fmt: skip
+    out.print(table)
+
+
+@app.command()
+def tier(
+    as_of: Annotated[str, typer.Option("--as-of", help="Date the tiers describe, YYYY-MM-DD.")],
+    model: ModelOpt = "champion",
+    reasons: Annotated[int, typer.Option(min=0, max=10, help="Reasons per company.")] = 3,
+    evidence: Annotated[bool, typer.Option(help="Fill the records behind reasons in.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Tier every active company as of a date with a registered model (default: the champion)
+    and store probability, tier and reasons with the as-of date and model version."""
+    from features.results import Results
+    from models.batch import tier_companies
+
+    settings = Settings()
+    day = _as_of(as_of)
+    started = time.perf_counter()
+    with _progress(f"tiering as of {day}") as step:
+        step("loading the model")
+        registry, version, tier_model = _load(settings, model)
+        step("features, scores and reasons")
+        table = tier_companies(
+            _store(settings), tier_model, day, registry.name, version, reasons, evidence
+        )
+        path = Results(settings.data_dir).write("tiers", table, day, f"{registry.name}-v{version}")
+    tiers = table.column("tier").to_pylist()
+    n = len(tiers)
+    counts = {t: tiers.count(t) for t in "ABCD"}
+    payload = {
+        "as_of": day.isoformat(), "model": registry.name, "version": version,
+        "spec_version": tier_model.spec_version, "companies": n, "tiers": counts,
+        "shares": {t: round(c / n, 4) if n else 0.0 for t, c in counts.items()},
+        "overridden": sum(a != b for a, b in zip(table.column("model_tier").to_pylist(), tiers,
+                                                 strict=True)),
+        "path": str(path), "seconds": round(time.perf_counter() - started, 2),
+    }  # fmt: skip
+    if as_json:
+        _emit_json(payload)
+        return
+    grid = Table(title=f"tiers as of {day} ({registry.name} v{version})")
+    for c in ("tier", "companies", "share"):
+        grid.add_column(c, justify="right")
+    for t in "ABCD":
+        grid.add_row(t, f"{counts[t]:,}", f"{payload['shares'][t]:.1%}")
+    out.print(grid)
+    out.print(
+        f"{n:,} companies, {payload['overridden']:,} moved by a veto or the no-history default; "
+        f"{payload['seconds']} s → {path}"
+    )
+
+
+def _read_table(path: Path) -> pa.Table:
+    if path.suffix.lower() == ".parquet":
+        return pq.read_table(path)
+    if path.suffix.lower() == ".csv":
+        opts = pacsv.ConvertOptions(column_types={"uscc": pa.string(), "as_of": pa.string()})
+        return pacsv.read_csv(path, convert_options=opts)
+    raise typer.BadParameter(f"{path}: points must be a .csv or .parquet file")
+
+
+@app.command()
+def predict(
+    points: Annotated[Path, typer.Option("--points", help="CSV or Parquet with uscc, as_of.")],
+    output: Annotated[
+        Path | None, typer.Option("--out", help="Output .csv or .parquet (default: next to input).")
+    ] = None,
+    model: ModelOpt = "champion",
+    reasons: Annotated[int, typer.Option(min=0, max=10, help="Reasons per row.")] = 3,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score (uscc, as_of) pairs point in time (a backtest): probability, tier and reasons."""
+    from models.batch import BadPoints, predict_points
+
+    settings = Settings()
+    if not points.exists():
+        raise typer.BadParameter(f"{points} does not exist")
+    started = time.perf_counter()
+    registry, version, tier_model = _load(settings, model)
+    try:
+        table = predict_points(
+            _store(settings), tier_model, _read_table(points), registry.name, version, reasons
+        )
+    except BadPoints as exc:
+        err.print(f"{points}: {exc}")
+        raise typer.Exit(2) from None
+    target = output or points.with_name(points.stem + f".predicted-v{version}.csv")
+    if target.suffix.lower() == ".parquet":
+        pq.write_table(table, target)
+    else:
+        pacsv.write_csv(table, target)
+    statuses = table.column("status").to_pylist()
+    payload = {
+        "model": registry.name, "version": version, "points": table.num_rows,
+        "scored": statuses.count("scored"), "unknown": statuses.count("unknown"),
+        "path": str(target), "seconds": round(time.perf_counter() - started, 2),
+    }  # fmt: skip
+    if as_json:
+        _emit_json(payload)
+        return
+    out.print(
+        f"{payload['scored']:,} of {payload['points']:,} points scored with {registry.name} "
+        f"v{version} ({payload['unknown']:,} unknown companies) in {payload['seconds']} s "
+        f"→ {target}"
+    )
+    if payload["unknown"]:
+        err.print("unknown: no entity with that code registered by its as-of date (not scored)")

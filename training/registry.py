@@ -1,0 +1,308 @@
+"""MLflow tracking and registry for tier models: log a training run, load versions, promote.
+
+The tracking store follows `MLFLOW_TRACKING_URI` and defaults to a SQLite file under the data
+directory (`<data_dir>/mlflow/mlflow.db`, artifacts in `<data_dir>/mlflow/artifacts`), so it works
+offline. Each training run logs its parameters, metrics, the feature-spec version, plots, the
+evaluation report, the validation checks (for fair comparisons later) and one pyfunc model that
+bundles model, calibrator, cut-offs and vetoes, registered as a new version of `credit-tier`.
+
+Promotion moves the alias `champion`. A candidate is promoted when there is no champion, when the
+champion was trained on another feature-spec version (it cannot score today's features), or when
+it beats the champion on the candidate's validation checks: higher weighted AUC and a Brier score
+no worse than the champion's + `BRIER_TOLERANCE`, both models scoring the same rows. `force`
+promotes anyway and requires a reason. Every decision is tagged on the version (who, when, why,
+the figures, the previous champion).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from sklearn.metrics import brier_score_loss, roc_auc_score
+
+from features.specs import spec_version
+from models.bundle import BUNDLE_FILE, TierModel, TierModelPyfunc
+from training.train import TrainConfig, TrainOutcome
+
+MODEL_NAME = "credit-tier"
+EXPERIMENT = "credit-tier"
+CHAMPION = "champion"
+BRIER_TOLERANCE = 0.001
+PIP_REQUIREMENTS = [
+    "lightgbm==4.7.0", "scikit-learn==1.9.1", "pandas==3.1.1", "numpy==2.4.6", "mlflow==3.17.2",
+]  # fmt: skip
+
+
+def tracking_uri(data_dir: Path) -> str:
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    path = (Path(data_dir) / "mlflow" / "mlflow.db").resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+@dataclass(frozen=True)
+class Registered:
+    version: str
+    run_id: str
+
+
+class ModelNotFound(LookupError):
+    pass
+
+
+class Registry:
+    def __init__(self, data_dir: Path, name: str = MODEL_NAME, uri: str | None = None) -> None:
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        self.data_dir = Path(data_dir)
+        self.name = name
+        self.uri = uri or tracking_uri(self.data_dir)
+        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+    def _activate(self) -> None:
+        mlflow.set_tracking_uri(self.uri)
+        mlflow.set_registry_uri(self.uri)
+
+    def experiment_id(self) -> str:
+        found = self.client.get_experiment_by_name(EXPERIMENT)
+        if found is not None:
+            return str(found.experiment_id)
+        root = (self.data_dir / "mlflow" / "artifacts").resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        return str(self.client.create_experiment(EXPERIMENT, artifact_location=root.as_uri()))
+
+    # ---- logging ------------------------------------------------------------------------------
+
+    def log_training(
+        self, outcome: TrainOutcome, config: TrainConfig, plots: bool = True
+    ) -> Registered:
+        """Log one training run and register its model as a new version."""
+        from training.plots import training_plots
+
+        self._activate()
+        model, report = outcome.model, outcome.report
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            mlflow.start_run(experiment_id=self.experiment_id()) as run,
+        ):
+            work = Path(tmp)
+            mlflow.log_params(
+                {
+                    **{k: json.dumps(v) if isinstance(v, list) else v
+                       for k, v in config.params().items()},
+                    "spec_version": model.spec_version,
+                    "trained_from": str(model.trained_from),
+                    "trained_until": str(model.trained_until),
+                    "training_examples": report["training_examples"],
+                    "validation_examples": report["examples"],
+                }
+            )  # fmt: skip
+            mlflow.log_metrics(flat_metrics(report))
+            mlflow.set_tags({"spec_version": model.spec_version, "label": model.label})
+            (work / "report.json").write_text(
+                json.dumps(report, ensure_ascii=False, indent=2, default=str)
+            )
+            mlflow.log_artifact(str(work / "report.json"), "evaluation")
+            outcome.validation.to_parquet(work / "validation.parquet", index=False)
+            mlflow.log_artifact(str(work / "validation.parquet"), "evaluation")
+            if plots:
+                for path in training_plots(model, outcome.validation, report, work / "plots"):
+                    mlflow.log_artifact(str(path), "plots")
+            artifacts = model.save(work / "bundle")
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=TierModelPyfunc(),
+                artifacts=artifacts,
+                pip_requirements=PIP_REQUIREMENTS,
+                registered_model_name=self.name,
+                metadata={"spec_version": model.spec_version},
+            )
+            version = str(info.registered_model_version)
+            self.client.set_model_version_tag(
+                self.name, version, "spec_version", model.spec_version
+            )
+            self.client.set_model_version_tag(
+                self.name, version, "metrics", json.dumps(model.metrics)
+            )
+            return Registered(version=version, run_id=run.info.run_id)
+
+    # ---- loading ------------------------------------------------------------------------------
+
+    def _version(self, ref: str) -> ModelVersion:
+        try:
+            if ref.isdigit():
+                return self.client.get_model_version(self.name, ref)
+            return self.client.get_model_version_by_alias(self.name, ref)
+        except MlflowException as e:
+            raise ModelNotFound(f"no version '{ref}' of model {self.name} at {self.uri}") from e
+
+    def load(self, ref: str = CHAMPION) -> tuple[str, TierModel]:
+        """(version, model) for a version number or an alias; the bundle is read from the
+        registered pyfunc's artifacts (no code runs but unpickling our own classes)."""
+        mv = self._version(ref)
+        self._activate()
+        with tempfile.TemporaryDirectory() as tmp:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{self.name}/{mv.version}", dst_path=tmp
+            )
+            bundle = next(Path(local).rglob(BUNDLE_FILE), None)
+            if bundle is None:
+                raise ModelNotFound(f"version {mv.version} of {self.name} has no {BUNDLE_FILE}")
+            return str(mv.version), TierModel.load(bundle)
+
+    def champion(self) -> tuple[str, TierModel] | None:
+        try:
+            return self.load(CHAMPION)
+        except ModelNotFound:
+            return None
+
+    def versions(self) -> list[dict[str, Any]]:
+        try:
+            found = self.client.search_model_versions(f"name='{self.name}'")
+        except MlflowException:
+            return []
+        aliases: dict[str, list[str]] = {}
+        for alias, v in self.client.get_registered_model(self.name).aliases.items():
+            aliases.setdefault(str(v), []).append(alias)
+        rows = []
+        for mv in sorted(found, key=lambda m: int(m.version)):
+            rows.append(
+                {
+                    "version": str(mv.version),
+                    "aliases": aliases.get(str(mv.version), []),
+                    "run_id": mv.run_id,
+                    "spec_version": mv.tags.get("spec_version"),
+                    "metrics": json.loads(mv.tags.get("metrics", "{}")),
+                    "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).isoformat(
+                        timespec="seconds"
+                    ),
+                    "promotion": mv.tags.get("promotion"),
+                }
+            )
+        return rows
+
+    # ---- promotion ----------------------------------------------------------------------------
+
+    def validation_frame(self, version: str) -> pd.DataFrame:
+        mv = self._version(version)
+        self._activate()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=mv.run_id, artifact_path="evaluation/validation.parquet", dst_path=tmp
+            )
+            return pd.read_parquet(path)
+
+    def compare(self, candidate: str, champion: str) -> dict[str, Any]:
+        """Both models on the candidate's validation checks: weighted AUC and Brier score."""
+        frame = self.validation_frame(candidate)
+        y = frame["label"].to_numpy(float)
+        w = frame["weight"].to_numpy(float)
+        out: dict[str, Any] = {"examples": len(frame)}
+        for role, ref in (("candidate", candidate), ("champion", champion)):
+            _, model = self.load(ref)
+            p = model.predict_proba(frame)
+            out[role] = {
+                "version": ref,
+                "auc": round(float(roc_auc_score(y, p, sample_weight=w)), 5),
+                "brier": round(float(brier_score_loss(y, p, sample_weight=w)), 5),
+            }
+        c, ch = out["candidate"], out["champion"]
+        out["better"] = bool(c["auc"] > ch["auc"] and c["brier"] <= ch["brier"] + BRIER_TOLERANCE)
+        return out
+
+    def promote(
+        self, version: str, force: bool = False, reason: str | None = None
+    ) -> dict[str, Any]:
+        """Set `champion` to `version` if it beats the current champion (or `force` with a
+        reason); returns the decision, which is also tagged on the version."""
+        if force and not (reason and reason.strip()):
+            raise ValueError("--force needs a --reason, which is logged with the promotion")
+        mv = self._version(version)
+        version = str(mv.version)
+        current = None
+        with contextlib.suppress(MlflowException):
+            current = str(self.client.get_model_version_by_alias(self.name, CHAMPION).version)
+        decision: dict[str, Any] = {
+            "model": self.name, "version": version, "previous_champion": current,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"), "by": getpass.getuser(),
+        }  # fmt: skip
+        if current == version:
+            return {**decision, "promoted": False, "why": f"version {version} is already champion"}
+        if current is None:
+            decision.update(promoted=True, why="no champion yet")
+        else:
+            champion_spec = self.client.get_model_version(self.name, current).tags.get(
+                "spec_version"
+            )
+            if champion_spec != spec_version():
+                decision.update(
+                    promoted=True,
+                    why=f"the champion was trained on feature spec {champion_spec}, this code "
+                    f"computes {spec_version()}",
+                )
+            else:
+                comparison = self.compare(version, current)
+                decision["comparison"] = comparison
+                c, ch = comparison["candidate"], comparison["champion"]
+                figures = (
+                    f"AUC {c['auc']:.4f} vs {ch['auc']:.4f}, Brier {c['brier']:.4f} vs "
+                    f"{ch['brier']:.4f} on {comparison['examples']} validation checks"
+                )
+                decision.update(
+                    promoted=comparison["better"],
+                    why=("beats the champion: " if comparison["better"]
+                         else "does not beat the champion: ") + figures,
+                )  # fmt: skip
+        if not decision["promoted"] and force:
+            decision.update(promoted=True, forced=True, reason=reason)
+        elif reason:
+            decision["reason"] = reason
+        if decision["promoted"]:
+            self.client.set_registered_model_alias(self.name, CHAMPION, version)
+        self.client.set_model_version_tag(
+            self.name, version, "promotion", json.dumps(decision, ensure_ascii=False, default=str)
+        )
+        return decision
+
+
+def flat_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """The report's figures as MLflow metrics (tier rates, plan lifts, truth figures)."""
+    out: dict[str, float] = {
+        k: float(report[k]) for k in ("auc", "pr_auc", "brier", "calibration_error")
+    }
+
+    def tiers(prefix: str, rows: list[dict[str, Any]]) -> None:
+        for r in rows:
+            if r["problem_rate"] is not None:
+                out[f"{prefix}problem_rate_{r['tier']}"] = float(r["problem_rate"])
+
+    tiers("", report["tiers"])
+    out["plan_lift"] = float(report["plan"]["lift"])
+    for t, share in report.get("population", {}).get("shares", {}).items():
+        out[f"population_share_{t}"] = float(share)
+    if "stability" in report:
+        out["psi"] = float(report["stability"]["psi"])
+        out["tier_changed_share"] = float(report["stability"]["changed_share"])
+    truth = report.get("truth")
+    if truth:
+        tiers("truth_", truth["tiers"])
+        out["truth_plan_lift"] = float(truth["plan"]["lift"])
+        out["truth_oracle_plan_lift"] = float(truth["oracle_plan"]["lift"])
+        if "population" in truth:
+            out["truth_population_plan_lift"] = float(truth["population"]["plan"]["lift"])
+    return {k: v for k, v in out.items() if np.isfinite(v)}
