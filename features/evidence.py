@@ -93,10 +93,7 @@ def with_evidence(store: Store, scores: pa.Table, specs: tuple[Spec, ...] = SPEC
     schema = pa.schema([("uscc", pa.string()), ("as_of", pa.date32()), ("feature", pa.string())])
     found = feature_evidence(store, pa.Table.from_pylist(wanted, schema=schema), specs)
     evidence = [
-        [
-            {**d, "records": found.get((u, a, d["feature"]), {}).get("records", [])}
-            for d in ds or []
-        ]
+        [{**d, "records": found.get((u, a, d["feature"]), {}).get("records", [])} for d in ds or []]
         for u, a, ds in zip(
             scores.column("uscc").to_pylist(),
             scores.column("as_of").to_pylist(),
