@@ -56,6 +56,10 @@ class FeatureSpec:
     attribute: str | None = None  # for sum_attribute
     attribute_equals: tuple[str, str] | None = None  # (attribute, value) filter
     values: tuple[tuple[str, float], ...] = ()  # severity → value, for latest_value
+    model_missing: float | None = None
+    """What the risk model reads when the feature is null (no matching record); None: missing.
+    Set where "no record" has a natural place on the feature's risk scale, so that a first
+    negative record moves the model's input in its risk direction."""
     description: str = ""
 
     @property
@@ -129,7 +133,8 @@ SPECS: tuple[Spec, ...] = (
                 "近3年单笔最高罚款{value}元", "largest fine in the last 3 years: CNY {value}",
                 window_days=_3Y),
     FeatureSpec("days_since_penalty", "supervision", ("admin_penalty",), "days_since_last", -1,
-                "距最近一次行政处罚{value}天", "{value} days since the last administrative penalty"),
+                "距最近一次行政处罚{value}天", "{value} days since the last administrative penalty",
+                model_missing=36500.0),  # never penalised: as if a century ago
     FeatureSpec("coercions_3y", "supervision", ("admin_coercion",), "count", 1,
                 "近3年行政强制{value}次", "{value} administrative coercive measures in the last 3 years",
                 window_days=_3Y),
@@ -145,8 +150,9 @@ SPECS: tuple[Spec, ...] = (
     FeatureSpec("spot_check_serious_findings_3y", "supervision", ("spot_check",), "sum_attribute", 1,
                 "近3年抽查严重问题项{value}个", "{value} serious findings in spot checks in the last 3 years",
                 severities=("problem", "serious"), window_days=_3Y, attribute="findings_serious"),
-    FeatureSpec("days_since_spot_check", "supervision", ("spot_check",), "days_since_last", 0,
-                "距最近一次抽查{value}天", "{value} days since the last spot check"),
+    FeatureSpec("days_since_passed_check", "supervision", ("spot_check",), "days_since_last", 0,
+                "距最近一次抽查合格{value}天", "{value} days since the last passed spot check",
+                severities=("pass",)),
     FeatureSpec("on_abnormal_list", "supervision", ("abnormal_operation_list",), "open_listing", 1,
                 "列入经营异常名录", "on the abnormal-operation list", severities=_NEG),
     FeatureSpec("abnormal_listings_3y", "supervision", ("abnormal_operation_list",), "count", 1,
@@ -168,7 +174,7 @@ SPECS: tuple[Spec, ...] = (
     FeatureSpec("commitment_breach_share_3y", "supervision", ("credit_commitment", "commitment_breach"),
                 "breach_share", 1,
                 "近3年信用承诺违诺比例{value}", "share of the last 3 years' credit commitments that were broken: {value}",
-                window_days=_3Y),
+                window_days=_3Y, model_missing=0.0),
     FeatureSpec("honoured_commitments_3y", "supervision", ("credit_commitment", "commitment_breach"),
                 "honoured_commitments", -1,
                 "近3年信用承诺践诺{value}项", "{value} credit commitments honoured in the last 3 years",
@@ -194,7 +200,8 @@ SPECS: tuple[Spec, ...] = (
                 severities=("on_time",), window_days=_3Y),
     FeatureSpec("tax_grade_latest", "operations", ("tax_credit_grade",), "latest_value", 1,
                 "最近纳税信用等级{value}（1=A … 4=D）", "latest tax credit grade {value} (1 = A … 4 = D)",
-                window_days=2 * YEAR, values=(("A", 1.0), ("B", 2.0), ("M", 2.5), ("C", 3.0), ("D", 4.0))),
+                window_days=2 * YEAR, values=(("A", 1.0), ("B", 2.0), ("M", 2.5), ("C", 3.0), ("D", 4.0)),
+                model_missing=2.5),  # not graded reads as M
     FeatureSpec("tax_grade_cd_3y", "operations", ("tax_credit_grade",), "count", 1,
                 "近3年纳税信用评为C或D级{value}次", "{value} tax credit grades C or D in the last 3 years",
                 severities=("C", "D"), window_days=_3Y),
@@ -222,8 +229,9 @@ SPECS: tuple[Spec, ...] = (
     FeatureSpec("court_defendant_amount_3y", "operations", ("court_judgment",), "sum_amount", 1,
                 "近3年作为被告的涉案金额{value}元", "CNY {value} in dispute as defendant in the last 3 years",
                 severities=("defendant",), window_days=_3Y),
-    FeatureSpec("court_judgments_3y", "operations", ("court_judgment",), "count", 0,
-                "近3年司法判决{value}件", "{value} court judgments in the last 3 years", window_days=_3Y),
+    FeatureSpec("court_other_judgments_3y", "operations", ("court_judgment",), "count", 0,
+                "近3年作为原告或第三人的司法判决{value}件", "{value} court judgments as plaintiff or third party in the last 3 years",
+                severities=("plaintiff", "third_party"), window_days=_3Y),
     # ---- basic --------------------------------------------------------------------------------
     FeatureSpec("registration_changes_12m", "basic", ("registration_change",), "count", 1,
                 "近12个月登记事项变更{value}次", "{value} registration changes in the last 12 months",
@@ -315,7 +323,9 @@ def monotone_constraints(names: list[str], specs: tuple[Spec, ...] = SPECS) -> l
 
 def validate_specs(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None = None) -> None:
     """Names unique, categories and severities known, directions agree with record polarity,
-    and every catalogue category is read by some feature."""
+    features without a direction read no negative records (so that adding a negative record
+    moves every model input towards risk), and every catalogue category is read by some
+    feature."""
     cat = catalogue or default_catalogue()
     names = [s.name for s in specs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -343,6 +353,16 @@ def validate_specs(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None 
                         raise ValueError(
                             f"{s.name}: direction {s.direction} but {code}/{sev} is {wrong}"
                         )
+            if s.direction == 0:  # a negative record must move features only towards risk
+                negative = [
+                    sev for sev in s.severities or cat[code].severities or ("*",)
+                    if cat[code].polarity_of(sev) == "negative"
+                ]  # fmt: skip
+                if negative:
+                    raise ValueError(
+                        f"{s.name}: no risk direction, but reads negative records "
+                        f"{code}/{', '.join(negative)}: restrict its severities or give it one"
+                    )
         if s.aggregation == "sum_attribute" and not s.attribute:
             raise ValueError(f"{s.name}: sum_attribute needs `attribute`")
         if s.aggregation == "latest_value" and not s.values:

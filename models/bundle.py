@@ -38,6 +38,14 @@ HISTORY_FEATURES = tuple(
 )
 """A company has history when any of these counts is positive at the as-of date."""
 
+GOOD_HISTORY_FEATURES = tuple(
+    s.name
+    for s in SPECS
+    if isinstance(s, FeatureSpec) and s.aggregation == "count" and s.direction <= 0
+)
+"""Counts of records that are not negative (`validate_specs` makes sure none reads negative
+records): a company with none of them has only negative history."""
+
 BUNDLE_FILE = "tier_model.pkl"
 MANIFEST_FILE = "manifest.json"
 
@@ -56,8 +64,8 @@ class SpecMismatch(RuntimeError):
     """The model was trained on features of another spec version than this code computes."""
 
 
-def has_history(features: pd.DataFrame) -> np.ndarray:
-    present = [c for c in HISTORY_FEATURES if c in features.columns]
+def has_history(features: pd.DataFrame, names: tuple[str, ...] = HISTORY_FEATURES) -> np.ndarray:
+    present = [c for c in names if c in features.columns]
     counts = features[present].apply(pd.to_numeric, errors="coerce").fillna(0).to_numpy()
     return np.asarray(counts.sum(axis=1) > 0)
 
@@ -98,7 +106,9 @@ class TierModel:
         proba = self.risk.calibrate(raw)
         level = np.searchsorted(np.asarray(self.policy.cutoffs_), proba, side="left")
         columns = {c: frame[c].to_numpy() for c in self.policy.veto_features() if c in frame}
-        tiers, overrides = self.policy.assign(proba, columns, has_history(frame))
+        tiers, overrides = self.policy.assign(
+            proba, columns, has_history(frame), has_history(frame, GOOD_HISTORY_FEATURES)
+        )
         out = pd.DataFrame(
             {
                 "uscc": frame["uscc"].to_numpy() if "uscc" in frame else None,
@@ -113,11 +123,8 @@ class TierModel:
             names = model_columns()
             top = top_reasons(contrib, names, frame[names], k=reasons)
             out["reasons"] = [  # type: ignore[assignment]
-                [{"kind": "veto" if o["code"].startswith("veto:") else "default",
-                  "contribution": None, **o}
-                 for o in sorted(over, key=lambda o: not o["code"].startswith("veto:"))] + model
-                for over, model in zip(overrides, top, strict=True)
-            ]  # fmt: skip
+                _overrides(over) + model for over, model in zip(overrides, top, strict=True)
+            ]
         return out
 
     # ---- artifact -----------------------------------------------------------------------------
@@ -157,6 +164,15 @@ class TierModel:
         if not isinstance(model, TierModel):
             raise TypeError(f"{path} does not hold a TierModel")
         return model
+
+
+def _overrides(over: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Policy overrides as reasons, vetoes first."""
+    rows = [
+        {"kind": "veto" if o["code"].startswith("veto:") else "default", "contribution": None, **o}
+        for o in over
+    ]
+    return sorted(rows, key=lambda o: o["kind"] != "veto")
 
 
 def with_evidence(store: Store, scored: pd.DataFrame) -> pd.DataFrame:

@@ -15,12 +15,21 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 
-from features.specs import SPECS, EntitySpec, Spec, monotone_constraints
+from features.specs import SPECS, EntitySpec, FeatureSpec, Spec, monotone_constraints
 
 
 def model_columns(specs: tuple[Spec, ...] = SPECS) -> list[str]:
     """The feature columns a model reads, in spec order."""
     return [s.name for s in specs if getattr(s, "in_model", True)]
+
+
+def model_fills(specs: tuple[Spec, ...] = SPECS) -> dict[str, float]:
+    """Values the model reads in place of nulls (`FeatureSpec.model_missing`)."""
+    return {
+        s.name: s.model_missing
+        for s in specs
+        if isinstance(s, FeatureSpec) and s.model_missing is not None
+    }
 
 
 def categorical_columns(specs: tuple[Spec, ...] = SPECS) -> list[str]:
@@ -63,9 +72,12 @@ class RiskModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             text = frame[c].astype("string")
             known = text.where(text.isin(self.categories_[c]))  # unseen levels → missing
             frame[c] = pd.Categorical(known, categories=self.categories_[c])
+        fills = model_fills()
         for c in names:
             if c not in cats:
                 frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
+                if c in fills:
+                    frame[c] = frame[c].fillna(fills[c])
         return frame
 
     # ---- learning -----------------------------------------------------------------------------

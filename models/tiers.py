@@ -36,6 +36,13 @@ DEFAULT_VETOES = (
 )  # fmt: skip
 
 
+NO_GOOD_HISTORY = {
+    "code": "no_good_history",
+    "zh": "仅有失信或风险记录、无良好记录，不评为A类",
+    "en": "only negative records, none of good conduct: not tier A",
+}
+
+
 @dataclass
 class TierPolicy:
     """Cut-offs on calibrated risk (`cutoffs_`: upper bounds of A, B, C) plus vetoes."""
@@ -67,9 +74,18 @@ class TierPolicy:
         return [v.feature for v in self.vetoes]
 
     def assign(
-        self, proba: np.ndarray, features: dict[str, np.ndarray], has_history: np.ndarray
+        self,
+        proba: np.ndarray,
+        features: dict[str, np.ndarray],
+        has_history: np.ndarray,
+        good_history: np.ndarray | None = None,
     ) -> tuple[list[str], list[list[dict[str, Any]]]]:
-        """Tier per company and the overrides applied (veto or no-history), as reasons."""
+        """Tier per company and the overrides applied (veto or default), as reasons.
+
+        `good_history`: the company has records that are not negative (on-time reports,
+        declarations, passed checks ...). A company whose history is only negative records is
+        not tier A: otherwise its first negative record could move it from the default B to A.
+        """
         p = np.asarray(proba, dtype=float)
         level = np.searchsorted(np.asarray(self.cutoffs_), p, side="left")
         reasons: list[list[dict[str, Any]]] = [[] for _ in range(len(p))]
@@ -78,6 +94,11 @@ class TierPolicy:
         for i in np.flatnonzero(no_history).tolist():
             reasons[i].append({"code": "no_history", "zh": "无历史信用记录，默认为B类",
                                "en": "no credit history: tier B by default"})  # fmt: skip
+        if good_history is not None:
+            only_negative = ~no_history & ~np.asarray(good_history, dtype=bool) & (level < 1)
+            for i in np.flatnonzero(only_negative).tolist():
+                reasons[i].append(NO_GOOD_HISTORY)
+            level = np.where(only_negative, 1, level)
         for veto in self.vetoes:
             hit = np.nan_to_num(np.asarray(features[veto.feature], dtype=float)) > 0
             floor = TIERS.index(veto.at_least)
