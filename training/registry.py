@@ -19,8 +19,10 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
+import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +47,20 @@ BRIER_TOLERANCE = 0.001
 PIP_REQUIREMENTS = [
     "lightgbm==4.7.0", "scikit-learn==1.9.1", "pandas==3.1.1", "numpy==2.4.6", "mlflow==3.17.2",
 ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def _quiet(*names: str) -> Iterator[None]:
+    """Silence MLflow's advice we have considered (cloudpickled wrapper, no signature)."""
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def tracking_uri(data_dir: Path) -> str:
@@ -124,14 +140,15 @@ class Registry:
                 for path in training_plots(model, outcome.validation, report, work / "plots"):
                     mlflow.log_artifact(str(path), "plots")
             artifacts = model.save(work / "bundle")
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=TierModelPyfunc(),
-                artifacts=artifacts,
-                pip_requirements=PIP_REQUIREMENTS,
-                registered_model_name=self.name,
-                metadata={"spec_version": model.spec_version},
-            )
+            with _quiet("mlflow.pyfunc", "mlflow.models.model"):
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=TierModelPyfunc(),
+                    artifacts=artifacts,
+                    pip_requirements=PIP_REQUIREMENTS,
+                    registered_model_name=self.name,
+                    metadata={"spec_version": model.spec_version},
+                )
             version = str(info.registered_model_version)
             self.client.set_model_version_tag(
                 self.name, version, "spec_version", model.spec_version

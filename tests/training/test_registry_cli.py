@@ -1,0 +1,186 @@
+"""`credsup train / promote / models / tier / predict` against a real MLflow SQLite store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from cli.main import app
+from features.builder import build_features
+from models.batch import tier_companies
+from records.store import Store
+from training.registry import CHAMPION, MODEL_NAME, Registry
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("registry")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CREDSUP_DATA_DIR", str(root))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        result = runner.invoke(
+            app,
+            ["simulate", "--companies", "6000", "--years", "4", "--seed", "5",
+             "--out", str(root / "sim"), "--ingest", "--json"],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        yield root
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir: Path) -> dict[str, object]:
+    code, out, err = _run("train", "--truth", str(data_dir / "sim" / "truth"), "--json")
+    assert code == 0, err
+    payload: dict[str, object] = json.loads(out)
+    return payload
+
+
+def test_train_logs_a_run_and_registers_a_version(data_dir: Path, trained: dict) -> None:
+    assert trained["version"] == "1"
+    assert str(trained["tracking_uri"]).startswith("sqlite:///")
+    assert (data_dir / "mlflow" / "mlflow.db").exists()
+    report = trained["report"]
+    for key in ("auc", "pr_auc", "brier", "calibration_error", "tiers", "plan", "population"):
+        assert key in report
+    assert 0.5 < report["auc"] <= 1
+    assert [r["tier"] for r in report["tiers"]] == ["A", "B", "C", "D"]
+    truth = report["truth"]  # simulated data: the same figures against the hidden truth
+    assert truth["plan"]["lift"] > 1 and truth["population"]["plan"]["lift"] > 1
+    assert truth["tiers"][3]["problem_rate"] > truth["tiers"][0]["problem_rate"]
+
+    client = MlflowClient(
+        tracking_uri=trained["tracking_uri"], registry_uri=trained["tracking_uri"]
+    )
+    run = client.get_run(str(trained["run_id"]))
+    assert run.data.params["spec_version"] == trained["spec_version"]
+    for metric in ("auc", "pr_auc", "brier", "calibration_error", "plan_lift", "truth_plan_lift"):
+        assert metric in run.data.metrics
+    logged = {
+        a.path
+        for folder in ("plots", "evaluation")
+        for a in client.list_artifacts(run.info.run_id, folder)
+    }
+    wanted = {
+        "plots/roc.png", "plots/calibration.png", "plots/shap_beeswarm.png", "plots/tiers.png",
+        "evaluation/report.json", "evaluation/validation.parquet",
+    }  # fmt: skip
+    assert wanted <= logged
+    version = client.get_model_version(MODEL_NAME, "1")
+    assert version.tags["spec_version"] == trained["spec_version"]
+
+    # one artifact bundles model, calibrator, cut-offs and vetoes, readable as a pyfunc
+    manifest = json.loads(
+        Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{MODEL_NAME}/1/artifacts/manifest.json",
+                dst_path=str(data_dir / "dl"),
+                tracking_uri=str(trained["tracking_uri"]),
+            )
+        ).read_text()
+    )
+    assert manifest["calibrated"] and len(manifest["cutoffs"]) == 3
+    assert manifest["vetoes"][0]["feature"] == "on_serious_dishonest_list"
+    mlflow.set_tracking_uri(str(trained["tracking_uri"]))
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/1")
+    feats = build_features(Store(data_dir / "store"), date(2026, 6, 30)).to_pandas().head(50)
+    served = pyfunc.predict(feats)
+    _, model = Registry(data_dir).load("1")
+    direct = model.score(feats, reasons=3)
+    pd.testing.assert_series_equal(served["probability"], direct["probability"])
+    assert served["tier"].tolist() == direct["tier"].tolist()
+
+
+def test_promotion_needs_a_better_model_or_a_forced_reason(data_dir: Path, trained: dict) -> None:
+    code, out, _ = _run("promote", "1", "--json")
+    assert code == 0 and json.loads(out)["why"] == "no champion yet"
+    # the same data and settings give the same model: not better, not promoted
+    code, out, err = _run("train", "--no-plots", "--json")
+    assert code == 0, err
+    second = json.loads(out)
+    assert second["version"] == "2" and second["previous_champion"] == "1"
+    assert second["report"]["stability"]["psi"] == pytest.approx(0, abs=1e-9)
+    assert second["report"]["stability"]["changed_share"] == 0
+    code, out, _ = _run("promote", "2", "--json")
+    decision = json.loads(out)
+    assert code == 1 and not decision["promoted"]
+    assert decision["why"].startswith("does not beat the champion")
+    assert decision["comparison"]["candidate"]["auc"] == decision["comparison"]["champion"]["auc"]
+    code, _, err = _run("promote", "2", "--force")
+    assert code == 2 and "--reason" in err
+    code, out, _ = _run("promote", "2", "--force", "--reason", "rollback drill", "--json")
+    decision = json.loads(out)
+    assert code == 0 and decision["promoted"] and decision["forced"]
+    registry = Registry(data_dir)
+    assert str(registry.client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == "2"
+    tag = json.loads(registry.client.get_model_version(MODEL_NAME, "2").tags["promotion"])
+    assert tag["reason"] == "rollback drill" and tag["previous_champion"] == "1"
+    code, out, _ = _run("models", "--json")
+    rows = json.loads(out)["versions"]
+    assert [r["version"] for r in rows] == ["1", "2"] and rows[1]["aliases"] == ["champion"]
+
+
+def test_tier_stores_every_company_with_its_model_version(data_dir: Path, trained: dict) -> None:
+    code, out, err = _run("tier", "--as-of", "2026-06-30", "--json")
+    assert code == 0, err
+    payload = json.loads(out)
+    table = pq.read_table(payload["path"]).to_pandas()
+    assert len(table) == payload["companies"] > 5000
+    assert set(table["tier"]) == {"A", "B", "C", "D"}
+    assert (table["as_of"] == date(2026, 6, 30)).all()
+    assert set(table["model_version"]) == {payload["version"]}
+    assert set(table["spec_version"]) == {trained["spec_version"]}
+    reasons = [json.loads(r) for r in table["reasons"]]
+    assert all(isinstance(r, list) for r in reasons)
+    evidence = [x for rs in reasons for x in rs if "evidence" in x]
+    assert len(evidence) > 1000
+    sample = evidence[0]
+    assert sample["evidence"]["matched"] >= 1 and sample["evidence"]["latest"] <= "2026-06-30"
+    assert "条记录" in sample["zh"] and "records, latest" in sample["en"]
+
+
+def test_predict_is_point_in_time_and_matches_the_batch(data_dir: Path, trained: dict) -> None:
+    store = Store(data_dir / "store")
+    registry = Registry(data_dir)
+    version, model = registry.load("champion")
+    day = date(2025, 6, 30)
+    batch = tier_companies(store, model, day, MODEL_NAME, version).to_pandas().head(30)
+    points = data_dir / "points.csv"
+    pd.DataFrame({"uscc": batch["uscc"], "as_of": day.isoformat()}).to_csv(points, index=False)
+    with points.open("a") as f:
+        f.write("91110000600037341L,2025-06-30\n")  # a valid code the store has never seen
+    target = data_dir / "predicted.parquet"
+    code, out, err = _run("predict", "--points", str(points), "--out", str(target), "--json")
+    assert code == 0, err
+    assert json.loads(out)["unknown"] == 1
+    got = pq.read_table(target).to_pandas()
+    scored = got[got["status"] == "scored"].set_index("uscc").loc[batch["uscc"]]
+    assert scored["probability"].tolist() == pytest.approx(batch["probability"].tolist())
+    assert scored["tier"].tolist() == batch["tier"].tolist()
+    assert got.loc[got["status"] == "unknown", "uscc"].tolist() == ["91110000600037341L"]
+
+
+def test_bad_input_is_named(data_dir: Path, trained: dict) -> None:
+    bad = data_dir / "bad.csv"
+    bad.write_text("uscc,as_of\n91110000600037341X,2025-06-30\n")
+    code, _, err = _run("predict", "--points", str(bad))
+    assert code == 2 and "row 1" in err and "check character" in err
+    code, _, err = _run("tier", "--as-of", "2026-06-30", "--model", "99")
+    assert code == 2 and "no version '99'" in err
+    code, _, err = _run("train", "--label", "everything")
+    assert code == 2 and "problem or serious" in err
