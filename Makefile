@@ -23,6 +23,10 @@ run: venv
 	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup simulate --companies $(COMPANIES) --years $(YEARS) --seed 7 --out $(DATA_DIR)/simulated --ingest
 	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup records
 	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup score --as-of $(AS_OF)
+	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup train --truth $(DATA_DIR)/simulated/truth
+	# a retrained model becomes champion only if it is better (exit 1 otherwise: not an error here)
+	-CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup promote latest
+	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup tier --as-of $(AS_OF)
 
 test: venv
 	$(BIN)/python -m pytest -n 2 -q
