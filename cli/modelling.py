@@ -28,7 +28,7 @@ def _registry(settings: Settings) -> Any:
 
 def _load(settings: Settings, ref: str) -> tuple[Any, str, Any]:
     from models.bundle import SpecMismatch
-    from training.registry import ModelNotFound
+    from models.published import ModelNotFound
 
     registry = _registry(settings)
     try:
@@ -172,7 +172,7 @@ def promote(
     as_json: JsonOpt = False,
 ) -> None:
     """Make a version the champion if it beats the current one on the validation metrics."""
-    from training.registry import ModelNotFound
+    from models.published import ModelNotFound
 
     registry = _registry(Settings())
     if version == "latest":

@@ -20,7 +20,6 @@ import contextlib
 import getpass
 import json
 import logging
-import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,18 +30,15 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow import MlflowClient
-from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from features.specs import spec_version
-from models.bundle import BUNDLE_FILE, TierModel, TierModelPyfunc
+from models.bundle import TierModelPyfunc
+from models.published import CHAMPION, PublishedModels
 from training.train import TrainConfig, TrainOutcome
 
-MODEL_NAME = "credit-tier"
 EXPERIMENT = "credit-tier"
-CHAMPION = "champion"
 BRIER_TOLERANCE = 0.001
 PIP_REQUIREMENTS = [
     "lightgbm==4.7.0", "scikit-learn==1.9.1", "pandas==3.1.1", "numpy==2.4.6", "mlflow==3.17.2",
@@ -63,32 +59,14 @@ def _quiet(*names: str) -> Iterator[None]:
             lg.setLevel(level)
 
 
-def tracking_uri(data_dir: Path) -> str:
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return env
-    path = (Path(data_dir) / "mlflow" / "mlflow.db").resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
-
-
 @dataclass(frozen=True)
 class Registered:
     version: str
     run_id: str
 
 
-class ModelNotFound(LookupError):
-    pass
-
-
-class Registry:
-    def __init__(self, data_dir: Path, name: str = MODEL_NAME, uri: str | None = None) -> None:
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        self.data_dir = Path(data_dir)
-        self.name = name
-        self.uri = uri or tracking_uri(self.data_dir)
-        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+class Registry(PublishedModels):
+    """Tracking and registry of tier models: log, register, compare, promote."""
 
     def _activate(self) -> None:
         mlflow.set_tracking_uri(self.uri)
@@ -159,34 +137,6 @@ class Registry:
             return Registered(version=version, run_id=run.info.run_id)
 
     # ---- loading ------------------------------------------------------------------------------
-
-    def _version(self, ref: str) -> ModelVersion:
-        try:
-            if ref.isdigit():
-                return self.client.get_model_version(self.name, ref)
-            return self.client.get_model_version_by_alias(self.name, ref)
-        except MlflowException as e:
-            raise ModelNotFound(f"no version '{ref}' of model {self.name} at {self.uri}") from e
-
-    def load(self, ref: str = CHAMPION) -> tuple[str, TierModel]:
-        """(version, model) for a version number or an alias; the bundle is read from the
-        registered pyfunc's artifacts (no code runs but unpickling our own classes)."""
-        mv = self._version(ref)
-        self._activate()
-        with tempfile.TemporaryDirectory() as tmp:
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{self.name}/{mv.version}", dst_path=tmp
-            )
-            bundle = next(Path(local).rglob(BUNDLE_FILE), None)
-            if bundle is None:
-                raise ModelNotFound(f"version {mv.version} of {self.name} has no {BUNDLE_FILE}")
-            return str(mv.version), TierModel.load(bundle)
-
-    def champion(self) -> tuple[str, TierModel] | None:
-        try:
-            return self.load(CHAMPION)
-        except ModelNotFound:
-            return None
 
     def versions(self) -> list[dict[str, Any]]:
         try:

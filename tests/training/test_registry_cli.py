@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 from cli.main import app
 from features.builder import build_features
 from models.batch import tier_companies
+from models.published import CHAMPION, MODEL_NAME
 from records.store import Store
-from training.registry import CHAMPION, MODEL_NAME, Registry
+from training.registry import Registry
 
 runner = CliRunner()
 
