@@ -45,6 +45,11 @@ class PublishedModels:
         self.uri = uri or tracking_uri(self.data_dir)
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
 
+    def _activate(self) -> None:
+        # `models:/` URIs are resolved through the global registry URI
+        mlflow.set_tracking_uri(self.uri)
+        mlflow.set_registry_uri(self.uri)
+
     def _version(self, ref: str) -> ModelVersion:
         try:
             if ref.isdigit():
@@ -57,6 +62,7 @@ class PublishedModels:
         """(version, model) for a version number or an alias; the bundle is read from the
         registered pyfunc's artifacts (no code runs but unpickling our own classes)."""
         mv = self._version(ref)
+        self._activate()
         with tempfile.TemporaryDirectory() as tmp:
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=f"models:/{self.name}/{mv.version}", dst_path=tmp,

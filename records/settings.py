@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,7 +19,19 @@ class Settings(BaseSettings):
     """A catalogue YAML to use instead of the packaged default."""
     duckdb_memory_limit: str = "6GB"
     duckdb_threads: int = 2
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "CREDSUP_DATABASE_URL")
+    )
+    """Serving database (SQLAlchemy URL); default: a SQLite file in the data directory."""
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    model_reload_seconds: float | None = None
+    """Also look for a new champion on this period (None: only on POST /v1/admin/reload)."""
 
     @property
     def store_dir(self) -> Path:
         return self.data_dir / "store"
+
+    @property
+    def serving_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'serving.db').resolve()}"

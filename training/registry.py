@@ -68,10 +68,6 @@ class Registered:
 class Registry(PublishedModels):
     """Tracking and registry of tier models: log, register, compare, promote."""
 
-    def _activate(self) -> None:
-        mlflow.set_tracking_uri(self.uri)
-        mlflow.set_registry_uri(self.uri)
-
     def experiment_id(self) -> str:
         found = self.client.get_experiment_by_name(EXPERIMENT)
         if found is not None:

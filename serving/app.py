@@ -1,0 +1,115 @@
+"""The tier API for departments: `create_app(settings)` builds it; `lifespan` opens the database
+(running its migrations), the key cache, the audit writer and loads the champion model.
+
+Run it with `credsup serve` (uvicorn, 127.0.0.1:8000 by default). Nothing happens at import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
+
+from fastapi import FastAPI
+from prometheus_client import Counter, Histogram
+
+from models.published import PublishedModels
+from records.settings import Settings
+from records.store import Store
+from serving import errors
+from serving.audit import AuditWriter
+from serving.auth import KeyCache
+from serving.db import make_engine, upgrade
+from serving.routes import admin, companies, health, tiers
+from serving.state import ModelSlot, ServiceState
+
+REQUESTS = Counter("credsup_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram(
+    "credsup_request_seconds", "HTTP request latency", ["route"],
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+)  # fmt: skip
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
+                   Awaitable[None]]  # fmt: skip
+
+
+class MetricsMiddleware:
+    """Counts and times requests by route template (plain ASGI: no per-request task)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(
+        self, scope: Scope, receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
+    ) -> None:  # fmt: skip
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def _send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, _send)
+        finally:
+            route = scope.get("route")
+            name = getattr(route, "path", "unmatched")
+            REQUESTS.labels(scope["method"], name, str(status["code"])).inc()
+            LATENCY.labels(name).observe(time.perf_counter() - started)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = settings.serving_url
+        upgrade(url)
+        engine = make_engine(url)
+        audit = AuditWriter(engine)
+        audit.start()
+        models = PublishedModels(settings.data_dir)
+        slot = ModelSlot()
+        slot.reload(models)
+        app.state.service = ServiceState(
+            settings=settings, engine=engine,
+            store=Store(settings.store_dir, settings.duckdb_memory_limit, settings.duckdb_threads),
+            keys=KeyCache(engine), audit=audit, models=models, slot=slot,
+        )  # fmt: skip
+        timer = None
+        if settings.model_reload_seconds:
+            timer = asyncio.create_task(_reload_every(settings.model_reload_seconds, slot, models))
+        try:
+            yield
+        finally:
+            if timer is not None:
+                timer.cancel()
+            audit.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="credit-supervision tier API",
+        version="1",
+        description="Public credit evaluation, supervision tiers A–D and reasons for departments.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for router in (companies.router, tiers.router, admin.router, health.router):
+        app.include_router(router)
+    app.add_middleware(MetricsMiddleware)
+    return app
+
+
+async def _reload_every(seconds: float, slot: ModelSlot, models: PublishedModels) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        await asyncio.to_thread(slot.reload, models)

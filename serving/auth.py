@@ -1,0 +1,115 @@
+"""API keys and the role matrix.
+
+A key is `cs_` + 43 URL-safe characters (256 random bits), shown once at creation and stored as
+its SHA-256 hash. Roles (../shared/DOMAIN.md §1, §10):
+
+- admin: full company view, history, all records, summary, audit log, model reload, keys.
+- regulator, analyst: full company view, history, all records, summary.
+- department: full company view, history, summary; records: the public ones and its own.
+- public: the public view (masked); records public on the day, masked; no history or summary.
+
+"Full" is score, grade, dimension points, tier, probability, reasons (zh/en) and versions; the
+public view is what DOMAIN §9–§10 let anyone see: the public credit evaluation (score and grade)
+and the open-objection flag, with an individual business's name masked. Non-public roles must
+say why they read a company's credit information (`X-Purpose`), which goes to the audit log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from serving.db import api_keys
+
+Role = Literal["admin", "regulator", "department", "analyst", "public"]
+ROLES: tuple[Role, ...] = ("admin", "regulator", "department", "analyst", "public")
+FULL_VIEW = frozenset({"admin", "regulator", "analyst", "department"})
+HISTORY = FULL_VIEW
+SUMMARY = FULL_VIEW
+ADMIN = frozenset({"admin"})
+
+
+@dataclass(frozen=True)
+class Caller:
+    key_id: int
+    role: Role
+    department: str | None
+    name: str | None
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_key(engine: Engine, role: str, department: str | None, name: str | None) -> str:
+    """Store a new key and return it (the only time it is visible)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}; got {role!r}")
+    if role == "department" and not department:
+        raise ValueError("a department key needs --department")
+    key = "cs_" + secrets.token_urlsafe(32)
+    with engine.begin() as con:
+        con.execute(
+            api_keys.insert().values(
+                key_hash=hash_key(key),
+                prefix=key[:10],
+                role=role,
+                department=department,
+                name=name,
+                created_at=datetime.now(UTC),
+            )
+        )
+    return key
+
+
+def revoke_key(engine: Engine, prefix: str) -> int:
+    with engine.begin() as con:
+        result = con.execute(
+            api_keys.update()
+            .where(api_keys.c.prefix == prefix, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=datetime.now(UTC))
+        )
+        return int(result.rowcount)
+
+
+class KeyCache:
+    """Key look-ups without a database round trip per request (refreshed on a miss, so a new
+    key works at once; a revoked key stops working within `ttl` seconds)."""
+
+    def __init__(self, engine: Engine, ttl: float = 30.0) -> None:
+        self.engine = engine
+        self.ttl = ttl
+        self._keys: dict[str, Caller] = {}
+        self._loaded = 0.0
+
+    def _load(self) -> None:
+        import time
+
+        with self.engine.connect() as con:
+            rows = con.execute(
+                sa.select(api_keys.c.id, api_keys.c.key_hash, api_keys.c.role,
+                          api_keys.c.department, api_keys.c.name)
+                .where(api_keys.c.revoked_at.is_(None))
+            ).all()  # fmt: skip
+        self._keys = {r.key_hash: Caller(r.id, r.role, r.department, r.name) for r in rows}
+        self._loaded = time.monotonic()
+
+    def get(self, key: str | None) -> Caller | None:
+        import time
+
+        if not key:
+            return None
+        digest = hash_key(key)
+        if time.monotonic() - self._loaded > self.ttl:
+            self._load()
+        found = self._keys.get(digest)
+        if found is None and time.monotonic() - self._loaded > 1.0:
+            self._load()  # a key created a moment ago
+            found = self._keys.get(digest)
+        return found

@@ -1,0 +1,62 @@
+"""Request dependencies: the service state, the caller (401/403) and the declared purpose."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from records import uscc as codes
+from serving.auth import Caller
+from serving.errors import ApiError
+from serving.state import ServiceState
+
+
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+def get_caller(
+    state: StateDep, x_api_key: Annotated[str | None, Header(description="API key")] = None
+) -> Caller:
+    caller = state.keys.get(x_api_key)
+    if caller is None:
+        raise ApiError(401, "unauthorized", "a valid X-API-Key header is required")
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def require(caller: Caller, roles: frozenset[str], what: str) -> None:
+    if caller.role not in roles:
+        raise ApiError(403, "forbidden", f"role {caller.role} may not {what}")
+
+
+def purpose_of(
+    caller: Caller,
+    x_purpose: str | None,
+) -> str | None:
+    """Non-public roles must say why they read credit information (DOMAIN §10)."""
+    text = (x_purpose or "").strip()
+    if caller.role != "public" and not text:
+        raise ApiError(
+            400, "purpose_required", "send X-Purpose: why this credit information is read"
+        )
+    return text[:256] or None
+
+
+PurposeHeader = Annotated[
+    str | None, Header(description="Why the credit information is read (non-public roles).")
+]
+
+
+def valid_code(uscc: str) -> str:
+    try:
+        return codes.validate(uscc)
+    except codes.InvalidUSCC as exc:
+        raise ApiError(422, f"invalid_uscc:{exc.reason}", exc.message) from None

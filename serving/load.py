@@ -1,0 +1,226 @@
+"""Load batch results (`credsup score`, `credsup tier`) into the serving tables.
+
+For an as-of date: the stored evaluation (latest method file) and tiers (the given model
+version, else the most recent file), the entity facts in force and the list and objection flags
+from the stored features. Each company gets two ready-to-serve JSON documents (full and public).
+A company's row is replaced only by a result at least as recent as the one it has (companies
+that left the register keep their last result); every load also adds to `company_history`.
+One transaction: a failed load leaves the tables as they were.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from records.catalogue import DIMENSIONS
+from records.store import Store
+from serving.db import companies, company_history
+
+LIST_FLAGS = {
+    "on_serious_dishonest_list": "serious_dishonest",
+    "on_abnormal_list": "abnormal_operation",
+    "on_dishonest_debtor_list": "dishonest_judgment_debtor",
+    "on_focus_list": "focus_attention",
+}
+
+
+class NothingToLoad(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Loaded:
+    as_of: date
+    companies: int
+    kept_newer: int
+    """Companies whose row already holds a later result (theirs is kept)."""
+    score_file: str | None
+    tier_file: str | None
+
+
+def mask_name(name: str | None) -> str | None:
+    """An individual business's name carries its owner's name: keep the ends only."""
+    if not name:
+        return name
+    if len(name) <= 4:
+        return name[0] + "*" * (len(name) - 1)
+    return name[:2] + "*" * (len(name) - 4) + name[-2:]
+
+
+def _latest(folder: Path, version: str | None) -> Path | None:
+    if not folder.is_dir():
+        return None
+    if version is not None:
+        path = folder / f"{version}.parquet"
+        return path if path.exists() else None
+    files = sorted(folder.glob("*.parquet"), key=lambda p: p.stat().st_mtime)
+    return files[-1] if files else None
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def build_documents(
+    store: Store, data_dir: Path, as_of: date, tier_version: str | None = None
+) -> tuple[pd.DataFrame, Path | None, Path | None]:
+    results = Path(data_dir) / "results"
+    day = f"as_of={as_of.isoformat()}"
+    score_file = _latest(results / "scores" / day, None)
+    tier_file = _latest(results / "tiers" / day, tier_version)
+    if score_file is None and tier_file is None:
+        raise NothingToLoad(
+            f"no results as of {as_of} under {results}: run `credsup score --as-of {as_of}` "
+            f"and `credsup tier --as-of {as_of}` first"
+        )
+    with store.connect() as con:
+        entities = con.execute(
+            "SELECT uscc, arg_max(name, recorded_date) AS name, "
+            "arg_max(entity_type, recorded_date) AS entity_type, "
+            "arg_max(region, recorded_date) AS region, "
+            "arg_max(industry, recorded_date) AS industry "
+            "FROM entities WHERE recorded_date <= ? GROUP BY uscc",
+            [as_of],
+        ).df()
+    frame = entities
+    if score_file is not None:
+        scores = pq.read_table(score_file).to_pandas()
+        frame = frame.merge(scores, on="uscc", how="left", suffixes=("", "_score"))
+    if tier_file is not None:
+        tiers = pq.read_table(tier_file).to_pandas()
+        frame = frame.merge(tiers, on="uscc", how="left", suffixes=("", "_tier"))
+    feature_files = sorted((results / "features" / day).glob("*.parquet"))
+    flags = ["objection_open", *LIST_FLAGS]
+    if feature_files:
+        feats = pq.read_table(feature_files[-1], columns=["uscc", *flags]).to_pandas()
+        frame = frame.merge(feats, on="uscc", how="left")
+    has_score = frame["score"].notna() if "score" in frame else pd.Series(False, index=frame.index)
+    has_tier = frame["tier"].notna() if "tier" in frame else pd.Series(False, index=frame.index)
+    frame = frame[has_score | has_tier].reset_index(drop=True)
+    full, public = [], []
+    for row in frame.to_dict("records"):
+        doc, pub = _documents({str(k): v for k, v in row.items()}, as_of)
+        full.append(json.dumps(doc, ensure_ascii=False, default=str))
+        public.append(json.dumps(pub, ensure_ascii=False, default=str))
+    frame["full_doc"] = full
+    frame["public_doc"] = public
+    return frame, score_file, tier_file
+
+
+def _documents(row: dict[str, Any], as_of: date) -> tuple[dict[str, Any], dict[str, Any]]:
+    individual = row.get("entity_type") == "individual_business"
+    lists = [name for col, name in LIST_FLAGS.items() if (_clean(row.get(col)) or 0) > 0]
+    objection = bool((_clean(row.get("objection_open")) or 0) > 0)
+    evaluation = None
+    if _clean(row.get("score")) is not None:
+        evaluation = {
+            "score": float(row["score"]),
+            "grade": row["grade"],
+            "points": {d: _clean(row.get(f"points_{d}")) for d in DIMENSIONS},
+            "vetoes": [] if row.get("vetoes") is None else list(row["vetoes"]),
+            "method_version": row.get("method_version"),
+        }
+    tier = None
+    if _clean(row.get("tier")) is not None:
+        tier = {
+            "tier": row["tier"],
+            "model_tier": row.get("model_tier"),
+            "probability": round(float(row["probability"]), 6),
+            "reasons": json.loads(row["reasons"]) if row.get("reasons") else [],
+            "model": row.get("model_name"),
+            "model_version": row.get("model_version"),
+            "spec_version": row.get("spec_version_tier") or row.get("spec_version"),
+        }
+    base = {
+        "uscc": row["uscc"], "entity_type": row.get("entity_type"),
+        "region": row.get("region"), "industry": row.get("industry"), "as_of": as_of.isoformat(),
+    }  # fmt: skip
+    full = {
+        **base, "name": row.get("name"), "evaluation": evaluation, "tier": tier,
+        "flags": {"objection_open": objection, "lists": lists},
+    }  # fmt: skip
+    public = {
+        **base,
+        "name": mask_name(row.get("name")) if individual else row.get("name"),
+        "evaluation": None if evaluation is None
+        else {"score": evaluation["score"], "grade": evaluation["grade"]},
+        "flags": {"objection_open": objection},
+    }  # fmt: skip
+    return full, public
+
+
+def _upsert(engine: Engine) -> Any:
+    """Insert, or replace a company's row unless it holds a later result."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    stmt: Any = (
+        postgresql.insert(companies)
+        if engine.dialect.name == "postgresql"
+        else sqlite.insert(companies)
+    )
+    columns = ("region", "industry", "entity_type", "as_of", "tier", "grade", "full_doc",
+               "public_doc")  # fmt: skip
+    return stmt.on_conflict_do_update(
+        index_elements=[companies.c.uscc],
+        set_={c: stmt.excluded[c] for c in columns},
+        where=companies.c.as_of <= stmt.excluded.as_of,
+    )
+
+
+def load_results(
+    engine: Engine, store: Store, data_dir: Path, as_of: date, tier_version: str | None = None
+) -> Loaded:
+    frame, score_file, tier_file = build_documents(store, data_dir, as_of, tier_version)
+    rows = [
+        {
+            "uscc": r["uscc"],
+            "region": r.get("region"),
+            "industry": r.get("industry"),
+            "entity_type": r.get("entity_type"),
+            "as_of": as_of,
+            "tier": _clean(r.get("tier")),
+            "grade": _clean(r.get("grade")),
+            "full_doc": r["full_doc"],
+            "public_doc": r["public_doc"],
+        }
+        for r in frame.to_dict("records")
+    ]
+    history = [
+        {
+            "uscc": r["uscc"],
+            "as_of": as_of,
+            "tier": _clean(r.get("tier")),
+            "probability": _clean(r.get("probability")),
+            "score": _clean(r.get("score")),
+            "grade": _clean(r.get("grade")),
+            "model_version": _clean(r.get("model_version")),
+            "method_version": _clean(r.get("method_version")),
+        }
+        for r in frame.to_dict("records")
+    ]
+    with engine.begin() as con:
+        newer = con.execute(
+            sa.select(sa.func.count()).select_from(companies).where(companies.c.as_of > as_of)
+        ).scalar_one()
+        for start in range(0, len(rows), 20_000):
+            con.execute(_upsert(engine), rows[start : start + 20_000])
+        con.execute(company_history.delete().where(company_history.c.as_of == as_of))
+        for start in range(0, len(history), 20_000):
+            con.execute(company_history.insert(), history[start : start + 20_000])
+    return Loaded(
+        as_of=as_of, companies=len(rows), kept_newer=int(newer),
+        score_file=str(score_file) if score_file else None,
+        tier_file=str(tier_file) if tier_file else None,
+    )  # fmt: skip

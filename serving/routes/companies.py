@@ -1,0 +1,196 @@
+"""Company look-ups: evaluation and tier, batch, history, records. Every read is audited."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from features.builder import expiry_days_sql
+from records.catalogue import default_catalogue
+from serving.auth import FULL_VIEW, HISTORY, Caller
+from serving.db import companies, company_history
+from serving.deps import CallerDep, PurposeHeader, StateDep, purpose_of, require, valid_code
+from serving.errors import ApiError, ErrorBody
+from serving.schemas import BatchRequest, BatchResponse, Company, History, Records
+from serving.state import ServiceState
+
+router = APIRouter(prefix="/v1", tags=["companies"])
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorBody} for s in (400, 401, 403, 404, 422)
+}
+
+_LOOKUP_FULL = sa.select(companies.c.full_doc).where(companies.c.uscc == sa.bindparam("u"))
+_LOOKUP_PUBLIC = sa.select(companies.c.public_doc).where(companies.c.uscc == sa.bindparam("u"))
+
+
+def _audited(
+    state: ServiceState, caller: Caller, endpoint: str, uscc: str | None, purpose: str | None,
+    status: int,
+) -> None:  # fmt: skip
+    state.audit.log(caller, endpoint, uscc, purpose, status)
+
+
+@router.get(
+    "/companies/{uscc}", response_model=Company, responses=ERRORS,
+    summary="A company's public credit evaluation, supervision tier, reasons and flags",
+)  # fmt: skip
+async def get_company(
+    uscc: str, state: StateDep, caller: CallerDep, x_purpose: PurposeHeader = None
+) -> Response:
+    purpose = purpose_of(caller, x_purpose)
+    code = valid_code(uscc)
+    query = _LOOKUP_FULL if caller.role in FULL_VIEW else _LOOKUP_PUBLIC
+    with state.engine.connect() as con:
+        doc = con.execute(query, {"u": code}).scalar()
+    _audited(state, caller, "GET /v1/companies/{uscc}", code, purpose, 200 if doc else 404)
+    if doc is None:
+        raise ApiError(404, "not_found", f"no evaluation or tier of {code}")
+    return Response(content=doc, media_type="application/json")
+
+
+@router.post(
+    "/companies:batch", response_model=BatchResponse, responses=ERRORS,
+    summary="The same for up to 10,000 companies",
+)  # fmt: skip
+async def batch(
+    body: BatchRequest, state: StateDep, caller: CallerDep, x_purpose: PurposeHeader = None
+) -> Response:
+    purpose = purpose_of(caller, x_purpose)
+    valid, invalid = [], []
+    for raw in body.usccs:
+        try:
+            valid.append(valid_code(raw))
+        except ApiError as exc:
+            invalid.append({"uscc": raw, "message": exc.message})
+    column = companies.c.full_doc if caller.role in FULL_VIEW else companies.c.public_doc
+    found: dict[str, str] = {}
+    wanted = list(dict.fromkeys(valid))
+    with state.engine.connect() as con:
+        for start in range(0, len(wanted), 900):
+            part = wanted[start : start + 900]
+            rows = con.execute(
+                sa.select(companies.c.uscc, column).where(companies.c.uscc.in_(part))
+            ).all()
+            found.update({u: d for u, d in rows})
+    for code in wanted:
+        _audited(state, caller, "POST /v1/companies:batch", code, purpose,
+                 200 if code in found else 404)  # fmt: skip
+    docs = ",".join(found[u] for u in wanted if u in found)
+    missing = json.dumps([u for u in wanted if u not in found])
+    content = (
+        f'{{"companies":[{docs}],"not_found":{missing},'
+        f'"invalid":{json.dumps(invalid, ensure_ascii=False)}}}'
+    )
+    return Response(content=content, media_type="application/json")
+
+
+@router.get(
+    "/companies/{uscc}/history", response_model=History, responses=ERRORS,
+    summary="Scores and tiers over time",
+)  # fmt: skip
+async def history(
+    uscc: str, state: StateDep, caller: CallerDep, x_purpose: PurposeHeader = None
+) -> History:
+    require(caller, HISTORY, "read histories")
+    purpose = purpose_of(caller, x_purpose)
+    code = valid_code(uscc)
+    with state.engine.connect() as con:
+        rows = con.execute(
+            sa.select(company_history).where(company_history.c.uscc == code)
+            .order_by(company_history.c.as_of)
+        ).mappings().all()  # fmt: skip
+    _audited(state, caller, "GET /v1/companies/{uscc}/history", code, purpose,
+             200 if rows else 404)  # fmt: skip
+    if not rows:
+        raise ApiError(404, "not_found", f"no history of {code}")
+    points = [{**{k: v for k, v in r.items() if k != "uscc"}, "as_of": r["as_of"].isoformat()}
+              for r in rows]  # fmt: skip
+    return History.model_validate({"uscc": code, "history": points})
+
+
+@router.get(
+    "/companies/{uscc}/records", response_model=Records, responses=ERRORS,
+    summary="The records of a company this caller may see (public ones for the public, masked)",
+)  # fmt: skip
+def records(
+    uscc: str,
+    state: StateDep,
+    caller: CallerDep,
+    on: Annotated[date | None, Query(description="Day the records are seen on (default today)")]
+    = None,
+    x_purpose: PurposeHeader = None,
+) -> Records:  # fmt: skip
+    purpose = purpose_of(caller, x_purpose)
+    code = valid_code(uscc)
+    day = on or date.today()
+    rows = _records(state, code, day, caller)
+    _audited(state, caller, "GET /v1/companies/{uscc}/records", code, purpose, 200)
+    return Records.model_validate({"uscc": code, "on": day.isoformat(), "records": rows})
+
+
+def _records(state: ServiceState, code: str, day: date, caller: Caller) -> list[dict[str, Any]]:
+    catalogue = default_catalogue()
+    shared = [c.code for c in catalogue.categories if c.shared_with_public]
+    sql = f"""
+        WITH undone AS (
+            SELECT record_id, min(greatest(effective_date, recorded_date)) AS undone_on
+            FROM events WHERE event_type IN ('repair', 'withdrawal') AND recorded_date <= ?
+            GROUP BY record_id
+        ),
+        objections AS (
+            SELECT record_id,
+                max(effective_date) FILTER (WHERE event_type = 'objection_opened') AS opened,
+                max(effective_date) FILTER (WHERE event_type = 'objection_closed') AS closed
+            FROM events WHERE recorded_date <= ? GROUP BY record_id
+        )
+        SELECT r.record_id, r.category, r.event_date, r.recorded_date, r.source_dept, r.severity,
+            r.amount, r.attributes, ({expiry_days_sql(catalogue)}) AS publicity_days,
+            u.undone_on,
+            coalesce(o.opened > coalesce(o.closed, DATE '1900-01-01'), false) AS objection_open
+        FROM records r
+        LEFT JOIN undone u ON u.record_id = r.record_id
+        LEFT JOIN objections o ON o.record_id = r.record_id
+        WHERE r.uscc = ? AND r.recorded_date <= ? AND r.event_date <= ?
+        ORDER BY r.event_date DESC, r.record_id
+    """
+    with state.store.connect() as con:
+        found = con.sql(sql, params=[day, day, code, day, day]).to_arrow_table().to_pylist()
+    out = []
+    for r in found:
+        days = r["publicity_days"]
+        end = None
+        if days is not None:
+            end = date.fromordinal(r["event_date"].toordinal() + int(days))
+        public = (
+            r["category"] in shared
+            and (days is None or int(days) > 0)
+            and (end is None or day < end)
+            and (r["undone_on"] is None or r["undone_on"] > day)
+        )  # fmt: skip
+        if caller.role == "public" and not public:
+            continue
+        if caller.role == "department" and not public and r["source_dept"] != caller.department:
+            continue
+        attributes = json.loads(r["attributes"]) if r["attributes"] else None
+        out.append(
+            {
+                "record_id": r["record_id"],
+                "category": r["category"],
+                "event_date": r["event_date"].isoformat(),
+                "recorded_date": None
+                if caller.role == "public"
+                else r["recorded_date"].isoformat(),
+                "source_dept": r["source_dept"],
+                "severity": r["severity"],
+                "amount": r["amount"],
+                "attributes": None if caller.role == "public" else attributes,
+                "publicity_end": end.isoformat() if end else None,
+                "objection_open": bool(r["objection_open"]),
+            }
+        )
+    return out

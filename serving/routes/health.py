@@ -1,0 +1,53 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from serving.deps import StateDep
+from serving.schemas import Readiness
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
+def readyz(state: StateDep) -> JSONResponse:
+    """Ready when the database and the store answer and a model is loaded. A failed reload is
+    reported here while the previous model keeps serving."""
+    try:
+        with state.engine.connect() as con:
+            con.execute(sa.text("SELECT 1"))
+        database = "ok"
+    except Exception as exc:
+        database = f"error: {type(exc).__name__}: {exc}"
+    try:
+        with state.store.connect() as con:
+            con.execute("SELECT count(*) FROM entities").fetchall()
+        store = "ok"
+    except Exception as exc:
+        store = f"error: {type(exc).__name__}: {exc}"
+    slot = state.slot
+    model = {
+        "loaded": slot.model is not None, "version": slot.version,
+        "spec_version": slot.model.spec_version if slot.model else None,
+        "last_reload_error": slot.last_error,
+    }  # fmt: skip
+    ready = database == "ok" and store == "ok" and slot.model is not None
+    body = Readiness(
+        ready=ready, database=database, store=store, model=model,
+        audit_backlog=state.audit.backlog,
+    )  # fmt: skip
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

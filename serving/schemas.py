@@ -1,0 +1,151 @@
+"""Response models (the OpenAPI contract); stored documents follow them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Reason(BaseModel):
+    code: str
+    kind: str = Field(description="veto | default | model")
+    contribution: float | None = None
+    zh: str
+    en: str
+    raised: bool | None = None
+    evidence: dict[str, Any] | None = None
+
+
+class Evaluation(BaseModel):
+    score: float
+    grade: str
+    points: dict[str, float | None] | None = None
+    vetoes: list[str] | None = None
+    method_version: str | None = None
+
+
+class Tier(BaseModel):
+    tier: str
+    model_tier: str | None = None
+    probability: float
+    reasons: list[Reason]
+    model: str | None = None
+    model_version: str | None = None
+    spec_version: str | None = None
+
+
+class Flags(BaseModel):
+    objection_open: bool
+    lists: list[str] | None = None
+
+
+class Company(BaseModel):
+    """One company's public credit evaluation, supervision tier and flags (what the caller's
+    role may see: the public view has no tier and masks an individual business's name)."""
+
+    uscc: str
+    name: str | None = None
+    entity_type: str | None = None
+    region: str | None = None
+    industry: str | None = None
+    as_of: str
+    evaluation: Evaluation | None = None
+    tier: Tier | None = None
+    flags: Flags
+
+
+class BatchRequest(BaseModel):
+    usccs: list[str] = Field(min_length=1, max_length=10_000)
+
+
+class Invalid(BaseModel):
+    uscc: str
+    message: str
+
+
+class BatchResponse(BaseModel):
+    companies: list[Company]
+    not_found: list[str]
+    invalid: list[Invalid]
+
+
+class HistoryPoint(BaseModel):
+    as_of: str
+    tier: str | None = None
+    probability: float | None = None
+    score: float | None = None
+    grade: str | None = None
+    model_version: str | None = None
+    method_version: str | None = None
+
+
+class History(BaseModel):
+    uscc: str
+    history: list[HistoryPoint]
+
+
+class RecordView(BaseModel):
+    record_id: str
+    category: str
+    event_date: str
+    recorded_date: str | None = None
+    source_dept: str | None = None
+    severity: str | None = None
+    amount: float | None = None
+    attributes: dict[str, Any] | None = None
+    publicity_end: str | None = None
+    objection_open: bool
+
+
+class Records(BaseModel):
+    uscc: str
+    on: str
+    records: list[RecordView]
+
+
+class SummaryRow(BaseModel):
+    group: str | None
+    A: int
+    B: int
+    C: int
+    D: int
+    total: int
+
+
+class Summary(BaseModel):
+    as_of: str | None
+    by: str
+    rows: list[SummaryRow]
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: str
+    key_id: int
+    role: str
+    department: str | None = None
+    uscc: str | None = None
+    endpoint: str
+    purpose: str | None = None
+    status: int
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditEntry]
+
+
+class ReloadResult(BaseModel):
+    loaded: bool
+    version: str | None = None
+    changed: bool | None = None
+    error: str | None = None
+    serving: str | None = None
+
+
+class Readiness(BaseModel):
+    ready: bool
+    database: str
+    store: str
+    model: dict[str, Any]
+    audit_backlog: int
