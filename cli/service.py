@@ -125,3 +125,33 @@ def serve(
         "serving.asgi:app", host=host or settings.api_host, port=port or settings.api_port,
         workers=workers, log_level="warning", access_log=False,
     )  # fmt: skip
+
+
+@keys_app.command("demo")
+def keys_demo() -> None:
+    """Create a regulator key and print example requests for a loaded company."""
+    import sqlalchemy as sa
+
+    from serving.auth import create_key
+    from serving.db import companies, make_engine, upgrade
+
+    settings = Settings()
+    upgrade(settings.serving_url)
+    engine = make_engine(settings.serving_url)
+    key = create_key(engine, "regulator", None, "make run demo")
+    public = create_key(engine, "public", None, "make run demo")
+    with engine.connect() as con:
+        code = con.execute(
+            sa.select(companies.c.uscc).where(companies.c.tier == "D").limit(1)
+        ).scalar()
+    code = code or "91410100MA44XXXXXX"
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    out.print(f"demo keys: regulator {key}\n           public    {public}")
+    for line in (
+        f"curl -s -H 'X-API-Key: {key}' -H 'X-Purpose: demo' {base}/v1/companies/{code}",
+        f"curl -s -H 'X-API-Key: {public}' {base}/v1/companies/{code}",
+        f"curl -s -H 'X-API-Key: {key}' -H 'X-Purpose: demo' {base}/v1/companies/{code}/history",
+        f"curl -s -H 'X-API-Key: {key}' '{base}/v1/tiers/summary?by=region'",
+        f"curl -s {base}/readyz      # docs: {base}/docs",
+    ):
+        out.print(f"  {line}", markup=False, highlight=False)
