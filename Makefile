@@ -1,5 +1,5 @@
 # Two commands set everything up on a fresh machine with Python 3.11:
-#   make run   - create .venv, install the locked dependencies, run the main job, (later) serve the API
+#   make run   - create .venv, install the locked dependencies, run the main job, serve the API
 #   make test  - create .venv if needed and run the whole test suite
 PYTHON ?= python3.11
 VENV := .venv
@@ -27,9 +27,12 @@ run: venv
 	# a retrained model becomes champion only if it is better (exit 1 otherwise: not an error here)
 	-CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup promote latest
 	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup tier --as-of $(AS_OF)
+	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup load --as-of $(AS_OF)
+	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup keys demo
+	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup serve
 
 test: venv
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q tests notebooks --nbmake
 
 lint: venv
 	$(BIN)/ruff check .

@@ -28,7 +28,7 @@ from mlflow.pyfunc.model import PythonModel
 
 from features.evidence import feature_evidence
 from features.specs import SPECS, FeatureSpec, spec_version
-from models.reasons import department_names, top_reasons
+from models.reasons import contributions, department_names, top_reasons
 from models.risk import RiskModel, model_columns
 from models.tiers import TIERS, TierPolicy
 from records.store import Store
@@ -99,7 +99,7 @@ class TierModel:
         frame = features.to_pandas() if isinstance(features, pa.Table) else features
         rows = self.risk._frame(frame)
         if reasons > 0:
-            contrib = np.asarray(self.risk.booster_.predict(rows, pred_contrib=True), float)
+            contrib = contributions(self.risk.booster_, rows)  # = pred_contrib, tabulated
             raw = contrib.sum(axis=1)
         else:
             raw = np.asarray(self.risk.booster_.predict(rows, raw_score=True), float)
@@ -123,7 +123,8 @@ class TierModel:
             names = model_columns()
             top = top_reasons(contrib, names, frame[names], k=reasons)
             out["reasons"] = [  # type: ignore[assignment]
-                _overrides(over) + model for over, model in zip(overrides, top, strict=True)
+                _overrides(over) + model if over else model
+                for over, model in zip(overrides, top, strict=True)
             ]
         return out
 
@@ -199,7 +200,8 @@ def with_evidence(store: Store, scored: pd.DataFrame) -> pd.DataFrame:
                     **r,
                     "zh": f"{r['zh']}（{ev['matched']}条记录，最近{ev['latest']}，"
                     f"来源：{zh_depts}）",
-                    "en": f"{r['en']} ({ev['matched']} records, latest {ev['latest']}, "
+                    "en": f"{r['en']} ({ev['matched']} record{'s' if ev['matched'] != 1 else ''}, "
+                    f"latest {ev['latest']}, "
                     f"from {en_depts})",
                     "evidence": {
                         "records": ev["records"],

@@ -20,6 +20,7 @@ lock because committed files never change.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -131,7 +132,10 @@ class Store:
                 "preserve_insertion_order": False,
             }
         )
-        con.execute("SET enable_progress_bar = false")  # it writes to stdout, which --json owns
+        # the bar writes to stdout, which --json owns; in Jupyter DuckDB refuses the setting
+        # without ipywidgets (and shows no bar there anyway)
+        with contextlib.suppress(duckdb.InvalidInputException):
+            con.execute("SET enable_progress_bar = false")
         self.attach_views(con)
         return con
 

@@ -49,6 +49,8 @@ def trained(data_dir: Path) -> dict[str, object]:
     code, out, err = _run("train", "--truth", str(data_dir / "sim" / "truth"), "--json")
     assert code == 0, err
     payload: dict[str, object] = json.loads(out)
+    code, out, err = _run("promote", "1", "--json")  # the first model: no champion yet
+    assert code == 0 and json.loads(out)["why"] == "no champion yet", err
     return payload
 
 
@@ -109,7 +111,7 @@ def test_train_logs_a_run_and_registers_a_version(data_dir: Path, trained: dict)
 
 def test_promotion_needs_a_better_model_or_a_forced_reason(data_dir: Path, trained: dict) -> None:
     code, out, _ = _run("promote", "1", "--json")
-    assert code == 0 and json.loads(out)["why"] == "no champion yet"
+    assert code == 1 and json.loads(out)["why"] == "version 1 is already champion"
     # the same data and settings give the same model: not better, not promoted
     code, out, err = _run("train", "--no-plots", "--json")
     assert code == 0, err
@@ -152,7 +154,7 @@ def test_tier_stores_every_company_with_its_model_version(data_dir: Path, traine
     assert len(evidence) > 1000
     sample = evidence[0]
     assert sample["evidence"]["matched"] >= 1 and sample["evidence"]["latest"] <= "2026-06-30"
-    assert "条记录" in sample["zh"] and "records, latest" in sample["en"]
+    assert "条记录" in sample["zh"] and ", latest 20" in sample["en"]
 
 
 def test_predict_is_point_in_time_and_matches_the_batch(data_dir: Path, trained: dict) -> None:
