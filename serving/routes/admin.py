@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 import sqlalchemy as sa
@@ -22,8 +22,10 @@ def audit(
     state: StateDep,
     caller: CallerDep,
     uscc: Annotated[str | None, Query()] = None,
-    key_id: Annotated[int | None, Query()] = None,
-    since: Annotated[datetime | None, Query()] = None,
+    key_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    since: Annotated[
+        datetime | None, Query(description="Entries at or after this time (UTC if no offset)")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> AuditPage:
     """Who read which company's credit information, when and why (newest first)."""
@@ -35,10 +37,23 @@ def audit(
     if key_id is not None:
         query = query.where(audit_log.c.key_id == key_id)
     if since is not None:
-        query = query.where(audit_log.c.at >= since)
+        # SQLite keeps the UTC wall time without an offset: compare in UTC on both databases
+        query = query.where(audit_log.c.at >= _utc(since))
     with state.engine.connect() as con:
         rows = con.execute(query).mappings().all()
-    return AuditPage.model_validate({"entries": [{**r, "at": r["at"].isoformat()} for r in rows]})
+    return AuditPage.model_validate(
+        {"entries": [{**r, "at": _utc(r["at"]).isoformat()} for r in rows]}
+    )
+
+
+def _utc(moment: datetime) -> datetime:
+    """Aware and in UTC (a time without an offset is taken as UTC, as stored)."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # beyond year 1 or 9999 in UTC
+        return (datetime.min if moment.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
 @router.post("/reload", response_model=ReloadResult, responses=ERRORS)

@@ -129,6 +129,12 @@ def records(
     code = valid_code(uscc)
     day = on or date.today()
     rows = _records(state, code, day, caller)
+    if not rows:
+        with state.engine.connect() as con:
+            known = con.execute(_LOOKUP_PUBLIC, {"u": code}).scalar() is not None
+        if not known:
+            _audited(state, caller, "GET /v1/companies/{uscc}/records", code, purpose, 404)
+            raise ApiError(404, "not_found", f"no company {code}")
     _audited(state, caller, "GET /v1/companies/{uscc}/records", code, purpose, 200)
     return Records.model_validate({"uscc": code, "on": day.isoformat(), "records": rows})
 

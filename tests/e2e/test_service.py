@@ -1,0 +1,575 @@
+"""End to end: the batch pipeline on a small simulated province, `credsup load`, and the tier API
+served by a real uvicorn process (`credsup serve`) on a free loopback port, queried over HTTP:
+every endpoint, the role matrix, the audit log, schemathesis against /openapi.json, and a
+champion whose artifact cannot be loaded (the service keeps the previous model; /readyz says so).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow.parquet as pq
+import pytest
+import schemathesis
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from records.store import Store
+from serving.db import api_keys, make_engine
+from serving.load import mask_name
+from tests.serving.pipeline import AS_OF, build_province, credsup
+
+REPO = Path(__file__).resolve().parents[2]
+ROLES = ("admin", "regulator", "analyst", "department", "public")
+DEPARTMENT = "tax"
+UNKNOWN = "91110000600037341L"  # a valid code the province does not have
+MALFORMED = "91110000600037341X"  # wrong check character
+STARTUP_SECONDS = 120.0
+CHECKS = [
+    not_a_server_error, status_code_conformance, content_type_conformance,
+    response_headers_conformance, response_schema_conformance,
+]  # fmt: skip
+EXAMPLES = 25
+
+
+@dataclass
+class Province:
+    data_dir: Path
+    keys: dict[str, str]
+    key_ids: dict[str, int]
+    tiers: dict[str, int]
+    """Companies per tier as of AS_OF, as `credsup tier` reported them."""
+    tiered: str
+    """An enterprise with a tier."""
+    individual: str
+    """An individual business with a tier (its name is masked in the public view)."""
+    individual_name: str
+    busy: list[str]
+    """Companies with records from many departments."""
+
+
+@dataclass
+class Server:
+    base_url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def province(tmp_path_factory: pytest.TempPathFactory) -> Province:
+    data_dir = tmp_path_factory.mktemp("e2e")
+    built = build_province(data_dir)
+    loaded = credsup(data_dir, "load", "--as-of", AS_OF.isoformat())
+    assert loaded["companies"] >= built["tiers"][AS_OF]["companies"] > 2500
+    keys = {
+        role: credsup(data_dir, "keys", "create", "--role", role, "--name", f"e2e {role}",
+                      *(["--department", DEPARTMENT] if role == "department" else []))["key"]
+        for role in ROLES
+    }  # fmt: skip
+    engine = make_engine(f"sqlite:///{data_dir / 'serving.db'}")
+    with engine.connect() as con:
+        ids = dict(con.execute(sa.select(api_keys.c.prefix, api_keys.c.id)).all())
+    engine.dispose()
+    tier_file = next((data_dir / "results" / "tiers" / f"as_of={AS_OF}").glob("*.parquet"))
+    tiers = pq.read_table(tier_file, columns=["uscc", "tier"]).to_pandas().set_index("uscc")
+    with Store(data_dir / "store", memory_limit="1GB", threads=2).connect() as con:
+        entities = con.sql(
+            "SELECT uscc, arg_max(name, recorded_date) AS name, "
+            "arg_max(entity_type, recorded_date) AS entity_type FROM entities GROUP BY uscc"
+        ).df()
+        busy = con.sql(
+            "SELECT uscc FROM records GROUP BY uscc "
+            "ORDER BY count(DISTINCT source_dept) DESC, count(*) DESC, uscc LIMIT 3"
+        ).fetchall()
+    entities = entities[entities["uscc"].isin(tiers.index)].sort_values("uscc")
+    enterprise = entities[entities["entity_type"] == "enterprise"].iloc[0]
+    individual = entities[
+        (entities["entity_type"] == "individual_business") & (entities["name"].str.len() > 4)
+    ].iloc[0]
+    return Province(
+        data_dir=data_dir,
+        keys=keys,
+        key_ids={role: ids[key[:10]] for role, key in keys.items()},
+        tiers=built["tiers"][AS_OF]["tiers"],
+        tiered=str(enterprise["uscc"]),
+        individual=str(individual["uscc"]),
+        individual_name=str(individual["name"]),
+        busy=[str(u) for (u,) in busy],
+    )
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _start(data_dir: Path, log: Path) -> tuple[subprocess.Popen[bytes], str] | None:
+    """`credsup serve` on a free port; None if it exited before answering (port taken)."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CREDSUP_")}
+    for name in ("DATABASE_URL", "MLFLOW_TRACKING_URI"):
+        env.pop(name, None)
+    env["CREDSUP_DATA_DIR"] = str(data_dir)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    command = [sys.executable, "-c", "from cli.main import app; app()", "serve",
+               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            command, cwd=data_dir, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return None
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=2, trust_env=False).status_code == 200:
+                return process, base_url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)  # poll again (bounded by the deadline)
+    _stop(process)
+    pytest.fail(f"the service did not answer /healthz within {STARTUP_SECONDS} s:\n"
+                f"{log.read_text(errors='replace')[-4000:]}")  # fmt: skip
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def server(province: Province) -> Iterator[Server]:
+    log = province.data_dir / "uvicorn.log"
+    started = None
+    for _ in range(3):  # another process may take the port between our probe and uvicorn's bind
+        started = _start(province.data_dir, log)
+        if started is not None:
+            break
+    if started is None:
+        pytest.fail(f"the service did not start:\n{log.read_text(errors='replace')[-4000:]}")
+    process, base_url = started
+    try:
+        yield Server(base_url=base_url, process=process, log=log)
+    finally:
+        _stop(process)
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url, timeout=60, trust_env=False) as http:
+        yield http
+    assert server.process.poll() is None, server.log.read_text(errors="replace")[-4000:]
+
+
+def as_(province: Province, role: str, purpose: str | None = "e2e test") -> dict[str, str]:
+    headers = {"X-API-Key": province.keys[role]}
+    if purpose is not None:
+        headers["X-Purpose"] = purpose
+    return headers
+
+
+def error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    """The response is the JSON error {code, message} with this status."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"code", "message"} and body["message"], body
+    if code is not None:
+        assert body["code"] == code, body
+    return body
+
+
+# ---- checks, run in order by the one test ------------------------------------------------
+
+
+def check_health_readiness_metrics_docs_and_openapi(
+    client: httpx.Client, province: Province
+) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    body = ready.json()
+    assert body["ready"] and body["database"] == "ok" and body["store"] == "ok"
+    assert body["model"]["loaded"] and body["model"]["version"] == "1"
+    assert body["model"]["last_reload_error"] is None
+    assert body["audit_backlog"] >= 0
+
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    spec = client.get("/openapi.json").json()
+    assert spec["info"]["title"] == "credit-supervision tier API"
+    assert set(spec["paths"]) == {
+        "/v1/companies/{uscc}", "/v1/companies:batch", "/v1/companies/{uscc}/history",
+        "/v1/companies/{uscc}/records", "/v1/tiers/summary", "/v1/admin/audit",
+        "/v1/admin/reload", "/healthz", "/readyz", "/metrics",
+    }  # fmt: skip
+
+    client.get("/v1/tiers/summary")  # a 401, counted like any request
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert 'credsup_requests_total{method="GET",route="/healthz",status="200"}' in metrics.text
+    assert 'route="/v1/tiers/summary",status="401"' in metrics.text
+    assert "credsup_request_seconds_bucket" in metrics.text
+
+
+def check_keys_purposes_and_codes(client: httpx.Client, province: Province) -> None:
+    company = f"/v1/companies/{province.tiered}"
+    reads = [("GET", company), ("GET", f"{company}/history"), ("GET", f"{company}/records"),
+             ("GET", "/v1/tiers/summary"), ("GET", "/v1/admin/audit"),
+             ("POST", "/v1/admin/reload")]  # fmt: skip
+    bad = {"X-API-Key": "cs_" + "x" * 43, "X-Purpose": "e2e"}
+    for method, path in reads:
+        error(client.request(method, path), 401, "unauthorized")
+        error(client.request(method, path, headers=bad), 401, "unauthorized")
+    for headers in ({}, bad):
+        batch = client.post("/v1/companies:batch", headers=headers, json={"usccs": [UNKNOWN]})
+        error(batch, 401, "unauthorized")
+    # non-public roles say why they read credit information
+    for role in ("admin", "regulator", "analyst", "department"):
+        for path in (company, f"{company}/history", f"{company}/records"):
+            error(client.get(path, headers=as_(province, role, None)), 400, "purpose_required")
+            error(client.get(path, headers=as_(province, role, "")), 400, "purpose_required")
+        batch = client.post(
+            "/v1/companies:batch", headers=as_(province, role, None),
+            json={"usccs": [province.tiered]},
+        )  # fmt: skip
+        error(batch, 400, "purpose_required")
+    assert client.get(company, headers=as_(province, "public", None)).status_code == 200
+    # malformed codes name what is wrong; valid unknown codes are 404
+    for path in ("/v1/companies/{}", "/v1/companies/{}/history", "/v1/companies/{}/records"):
+        bad = error(client.get(path.format(MALFORMED), headers=as_(province, "regulator")), 422)
+        assert bad["code"] == "invalid_uscc:check" and "check character" in bad["message"]
+        short = error(client.get(path.format("9111"), headers=as_(province, "regulator")), 422)
+        assert short["code"] == "invalid_uscc:length"
+        error(client.get(path.format(UNKNOWN), headers=as_(province, "regulator")), 404)
+    error(client.get(f"/v1/companies/{UNKNOWN}", headers=as_(province, "public")), 404)
+    error(client.get("/v1/nothing-here"), 404, "not_found")
+    error(client.delete(company, headers=as_(province, "admin")), 405, "method_not_allowed")
+    error(client.get("/v1/tiers/summary", headers=as_(province, "admin"),
+                     params={"by": "colour"}), 422, "invalid")  # fmt: skip
+
+
+def check_company_views_by_role(client: httpx.Client, province: Province) -> None:
+    for uscc in (province.tiered, province.individual):
+        docs = {}
+        for role in ROLES:
+            response = client.get(f"/v1/companies/{uscc}", headers=as_(province, role))
+            assert response.status_code == 200, response.text
+            docs[role] = response.json()
+        full = docs["regulator"]
+        for role in ("admin", "analyst", "department"):
+            assert docs[role] == full
+        assert full["uscc"] == uscc and full["as_of"] == AS_OF.isoformat()
+        assert set(full["evaluation"]) >= {"score", "grade", "points", "vetoes", "method_version"}
+        tier = full["tier"]
+        assert tier["tier"] in "ABCD" and 0 <= tier["probability"] <= 1
+        assert (tier["model"], tier["model_version"]) == ("credit-tier", "1")
+        assert tier["reasons"] and all(r["zh"] and r["en"] for r in tier["reasons"])
+        assert set(full["flags"]) == {"objection_open", "lists"}
+        public = docs["public"]
+        assert "tier" not in public
+        assert public["evaluation"] == {
+            "score": full["evaluation"]["score"], "grade": full["evaluation"]["grade"],
+        }  # fmt: skip
+        assert public["flags"] == {"objection_open": full["flags"]["objection_open"]}
+    individual = client.get(
+        f"/v1/companies/{province.individual}", headers=as_(province, "regulator")
+    ).json()
+    shown = client.get(f"/v1/companies/{province.individual}", headers=as_(province, "public"))
+    assert individual["name"] == province.individual_name
+    assert shown.json()["name"] == mask_name(province.individual_name) != province.individual_name
+    assert "*" in shown.json()["name"]
+    enterprise = client.get(f"/v1/companies/{province.tiered}", headers=as_(province, "public"))
+    assert enterprise.json()["name"] and "*" not in enterprise.json()["name"]
+
+
+def check_batch(client: httpx.Client, province: Province) -> None:
+    wanted = [province.tiered, UNKNOWN, "not a code", province.individual, province.tiered]
+    response = client.post(
+        "/v1/companies:batch", headers=as_(province, "analyst"), json={"usccs": wanted}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [c["uscc"] for c in body["companies"]] == [province.tiered, province.individual]
+    assert all(c["tier"]["tier"] in "ABCD" for c in body["companies"])
+    assert body["not_found"] == [UNKNOWN]
+    assert [i["uscc"] for i in body["invalid"]] == ["not a code"]
+    public = client.post(
+        "/v1/companies:batch", headers=as_(province, "public", None), json={"usccs": wanted}
+    ).json()
+    assert [c["uscc"] for c in public["companies"]] == [province.tiered, province.individual]
+    assert all("tier" not in c for c in public["companies"])
+    # the limit is 10,000 codes
+    limit = [province.tiered] + [f"bad-{i}" for i in range(9_999)]
+    full = client.post("/v1/companies:batch", headers=as_(province, "admin"), json={"usccs": limit})
+    assert full.status_code == 200, full.text
+    assert len(full.json()["companies"]) == 1 and len(full.json()["invalid"]) == 9_999
+    over = client.post(
+        "/v1/companies:batch", headers=as_(province, "admin"), json={"usccs": [*limit, "one"]}
+    )
+    error(over, 422, "invalid")
+    error(client.post("/v1/companies:batch", headers=as_(province, "admin"),
+                      json={"usccs": []}), 422, "invalid")  # fmt: skip
+
+
+def check_history_records_and_summary_by_role(client: httpx.Client, province: Province) -> None:
+    uscc = province.tiered
+    current = client.get(f"/v1/companies/{uscc}", headers=as_(province, "regulator")).json()
+    for role in ("admin", "regulator", "analyst", "department"):
+        history = client.get(f"/v1/companies/{uscc}/history", headers=as_(province, role))
+        assert history.status_code == 200, history.text
+        (point,) = history.json()["history"]
+        assert point["as_of"] == AS_OF.isoformat() and point["tier"] == current["tier"]["tier"]
+        assert point["model_version"] == "1"
+        assert point["score"] == current["evaluation"]["score"]
+    error(client.get(f"/v1/companies/{uscc}/history", headers=as_(province, "public")), 403,
+          "forbidden")  # fmt: skip
+
+    # records: everything for the full roles, public + own for a department, public masked
+    narrowed = False
+    for company in province.busy:
+        seen = {}
+        for role in ("admin", "regulator", "analyst", "department", "public"):
+            response = client.get(
+                f"/v1/companies/{company}/records", headers=as_(province, role),
+                params={"on": AS_OF.isoformat()},
+            )  # fmt: skip
+            assert response.status_code == 200, response.text
+            assert response.json()["on"] == AS_OF.isoformat()
+            seen[role] = response.json()["records"]
+        every = seen["regulator"]
+        assert seen["admin"] == seen["analyst"] == every and every
+        public_ids = {r["record_id"] for r in seen["public"]}
+        assert public_ids < {r["record_id"] for r in every}
+        assert all(r["recorded_date"] is None and r["attributes"] is None for r in seen["public"])
+        expected = [r["record_id"] for r in every
+                    if r["record_id"] in public_ids or r["source_dept"] == DEPARTMENT]  # fmt: skip
+        assert [r["record_id"] for r in seen["department"]] == expected
+        narrowed |= len(public_ids) < len(expected) < len(every)
+    assert narrowed, "no company shows the department rule (public + own records)"
+
+    # the tier summary: the full roles only, totals as `credsup tier` reported
+    tiered = sum(province.tiers.values())
+    for role in ("admin", "regulator", "analyst", "department"):
+        for params in ({}, {"by": "region"}, {"by": "industry"}, {"by": "entity_type"},
+                       {"as_of": AS_OF.isoformat()}):  # fmt: skip
+            response = client.get("/v1/tiers/summary", headers=as_(province, role, None),
+                                  params=params)  # fmt: skip
+            assert response.status_code == 200, response.text
+            rows = response.json()["rows"]
+            assert sum(r["total"] for r in rows) == tiered
+            assert {t: sum(r[t] for r in rows) for t in "ABCD"} == province.tiers
+    by_all = client.get("/v1/tiers/summary", headers=as_(province, "regulator")).json()
+    assert by_all["by"] == "all" and [r["group"] for r in by_all["rows"]] == ["all"]
+    empty = client.get("/v1/tiers/summary", headers=as_(province, "regulator"),
+                       params={"as_of": date(2020, 1, 1).isoformat()}).json()  # fmt: skip
+    assert empty["rows"] == [] and empty["as_of"] == "2020-01-01"
+    error(client.get("/v1/tiers/summary", headers=as_(province, "public")), 403, "forbidden")
+
+
+def check_every_company_read_is_audited(client: httpx.Client, province: Province) -> None:
+    purpose = f"e2e audit {time.time_ns()}"
+    uscc = province.individual
+    for role in ROLES:
+        response = client.get(f"/v1/companies/{uscc}", headers=as_(province, role, purpose))
+        assert response.status_code == 200, response.text
+    reads = [
+        client.get(f"/v1/companies/{uscc}/history", headers=as_(province, "analyst", purpose)),
+        client.get(f"/v1/companies/{uscc}/records", headers=as_(province, "department", purpose)),
+        client.post("/v1/companies:batch", headers=as_(province, "regulator", purpose),
+                    json={"usccs": [uscc, UNKNOWN]}),
+        client.get(f"/v1/companies/{UNKNOWN}", headers=as_(province, "regulator", purpose)),
+    ]  # fmt: skip
+    assert [r.status_code for r in reads] == [200, 200, 200, 404]
+
+    for role in ("regulator", "analyst", "department", "public"):
+        error(client.get("/v1/admin/audit", headers=as_(province, role)), 403, "forbidden")
+    admin = {"X-API-Key": province.keys["admin"]}
+    response = client.get("/v1/admin/audit", headers=admin, params={"uscc": uscc, "limit": 10_000})
+    assert response.status_code == 200, response.text  # flushed before it answers
+    mine = [e for e in response.json()["entries"] if e["purpose"] == purpose]
+    got = sorted((e["endpoint"], e["role"], e["key_id"], e["status"]) for e in mine)
+    ids = province.key_ids
+    assert got == sorted(
+        [("GET /v1/companies/{uscc}", role, ids[role], 200) for role in ROLES]
+        + [
+            ("GET /v1/companies/{uscc}/history", "analyst", ids["analyst"], 200),
+            ("GET /v1/companies/{uscc}/records", "department", ids["department"], 200),
+            ("POST /v1/companies:batch", "regulator", ids["regulator"], 200),
+        ]
+    )
+    assert {e["department"] for e in mine if e["role"] == "department"} == {DEPARTMENT}
+    assert [e["id"] for e in mine] == sorted((e["id"] for e in mine), reverse=True)
+    # the unknown company's reads are logged with their 404
+    unknown = client.get("/v1/admin/audit", headers=admin, params={"uscc": UNKNOWN}).json()
+    statuses = {(e["endpoint"], e["status"]) for e in unknown["entries"]
+                if e["purpose"] == purpose}  # fmt: skip
+    assert statuses == {("GET /v1/companies/{uscc}", 404), ("POST /v1/companies:batch", 404)}
+    # filters: by key, and a page size
+    by_key = client.get(
+        "/v1/admin/audit", headers=admin, params={"key_id": ids["analyst"], "limit": 10_000}
+    ).json()["entries"]
+    assert by_key and {e["key_id"] for e in by_key} == {ids["analyst"]}
+    page = client.get("/v1/admin/audit", headers=admin, params={"limit": 2}).json()["entries"]
+    assert len(page) == 2
+    error(client.get("/v1/admin/audit", headers=admin, params={"uscc": MALFORMED}), 422)
+    error(client.get("/v1/admin/audit", headers=admin, params={"limit": 0}), 422, "invalid")
+    huge = {"key_id": str(10**20)}  # once a 500: too large for the database's integer
+    error(client.get("/v1/admin/audit", headers=admin, params=huge), 422, "invalid")
+    for since in ("0001-01-01T00:00:00+08:00", "9999-12-31T23:00:00-08:00"):
+        response = client.get("/v1/admin/audit", headers=admin, params={"since": since})
+        assert response.status_code == 200, response.text
+
+
+def _fuzz(operation: Any, headers: dict[str, str], mode: Any, statuses: set[int]) -> str | None:
+    """Generated requests to one operation with these headers; a failure's text, or None."""
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(
+        max_examples=EXAMPLES, deadline=None, database=None,
+        suppress_health_check=list(HealthCheck),
+    )  # fmt: skip
+    def run(case: Any) -> None:
+        case.headers = {**(case.headers or {}), **headers}
+        response = case.call_and_validate(headers=headers, checks=CHECKS, timeout=60)
+        statuses.add(response.status_code)
+
+    try:
+        run()
+    except Unsatisfiable:  # nothing in this operation's schema can be made invalid
+        return None
+    except (AssertionError, BaseExceptionGroup) as exc:
+        return f"{operation.label} ({mode.value}):\n{exc}"
+    return None
+
+
+def check_schemathesis_finds_no_server_errors_and_conforming_responses(
+    client: httpx.Client, province: Province
+) -> None:
+    schema = schemathesis.openapi.from_url(str(client.base_url.join("/openapi.json")))
+    regulator = {"X-API-Key": province.keys["regulator"], "X-Purpose": "schemathesis"}
+    admin = {"X-API-Key": province.keys["admin"], "X-Purpose": "schemathesis"}
+    failures: list[str] = []
+    statuses: dict[str, set[int]] = {}
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        seen = statuses.setdefault(operation.label, set())
+        runs = [regulator]
+        if operation.label == "GET /v1/admin/audit":
+            runs.append(admin)  # the regulator only gets 403 here
+        for headers in runs:
+            for mode in (schemathesis.GenerationMode.POSITIVE,
+                         schemathesis.GenerationMode.NEGATIVE):  # fmt: skip
+                failure = _fuzz(operation, headers, mode, seen)
+                if failure:
+                    failures.append(failure)
+    assert not failures, "\n\n".join(failures)
+    assert len(statuses) == 10
+    assert all(401 not in s for s in statuses.values()), statuses  # the key was sent
+    assert 200 in statuses["GET /v1/tiers/summary"] and 200 in statuses["GET /v1/admin/audit"]
+    assert statuses["POST /v1/admin/reload"] == {403}
+
+
+def check_an_unloadable_champion_leaves_the_previous_model_serving(
+    client: httpx.Client, province: Province
+) -> None:
+    admin = {"X-API-Key": province.keys["admin"]}
+    error(client.post("/v1/admin/reload", headers=as_(province, "regulator")), 403, "forbidden")
+    same = client.post("/v1/admin/reload", headers=admin)
+    assert same.status_code == 200, same.text
+    assert same.json() == {
+        "loaded": True, "version": "1", "changed": False, "error": None, "serving": None,
+    }  # fmt: skip
+
+    # a second version, promoted, whose artifact is then damaged
+    artifacts = province.data_dir / "mlflow" / "artifacts"
+    before = set(artifacts.rglob("tier_model.pkl"))
+    trained = credsup(province.data_dir, "train", "--no-plots")
+    assert trained["version"] == "2"
+    promoted = credsup(province.data_dir, "promote", "2", "--force", "--reason", "e2e drill")
+    assert promoted["promoted"]
+    damaged = sorted(set(artifacts.rglob("tier_model.pkl")) - before)
+    assert damaged, f"no new tier_model.pkl under {artifacts}"
+    good = {path: path.read_bytes() for path in damaged}
+    for path in damaged:
+        path.write_bytes(b"not a pickle")
+    try:
+        failed = client.post("/v1/admin/reload", headers=admin)
+        assert failed.status_code == 200, failed.text
+        outcome = failed.json()
+        assert outcome["loaded"] is False and outcome["serving"] == "1", outcome
+        assert outcome["error"]
+
+        # still answering, with the previous model, and saying why it did not change
+        looked_up = client.get(f"/v1/companies/{province.tiered}", headers=as_(province, "admin"))
+        assert looked_up.status_code == 200 and looked_up.json()["tier"]["tier"] in "ABCD"
+        batch = client.post(
+            "/v1/companies:batch", headers=as_(province, "regulator"),
+            json={"usccs": [province.tiered, province.individual]},
+        )  # fmt: skip
+        assert batch.status_code == 200 and len(batch.json()["companies"]) == 2
+        ready = client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        model = ready.json()["model"]
+        assert model["loaded"] and model["version"] == "1"
+        assert model["last_reload_error"] == outcome["error"]
+    finally:
+        for path, content in good.items():
+            path.write_bytes(content)
+
+    # repaired: the reload takes version 2 and the error is cleared
+    repaired = client.post("/v1/admin/reload", headers=admin).json()
+    assert repaired["loaded"] and repaired["version"] == "2" and repaired["changed"]
+    assert client.get("/readyz").json()["model"] == {
+        "loaded": True, "version": "2", "spec_version": trained["spec_version"],
+        "last_reload_error": None,
+    }  # fmt: skip
+
+
+CHECKS_IN_ORDER = [
+    check_health_readiness_metrics_docs_and_openapi,
+    check_keys_purposes_and_codes,
+    check_company_views_by_role,
+    check_batch,
+    check_history_records_and_summary_by_role,
+    check_every_company_read_is_audited,
+    check_schemathesis_finds_no_server_errors_and_conforming_responses,
+    check_an_unloadable_champion_leaves_the_previous_model_serving,  # changes the champion: last
+]
+
+
+def test_the_tier_api_end_to_end(
+    client: httpx.Client, province: Province, subtests: pytest.Subtests
+) -> None:
+    """One test (the pipeline and the server are built once even under xdist, which spreads a
+    module's tests over its workers), each part reported as a subtest."""
+    for check in CHECKS_IN_ORDER:
+        with subtests.test(msg=check.__name__.removeprefix("check_")):
+            check(client, province)

@@ -1,0 +1,369 @@
+"""The serving database on SQLite (the embedded default) and PostgreSQL (`DATABASE_URL`).
+
+Every test runs on both. PostgreSQL is expected at 127.0.0.1:5432 (trust auth, user postgres,
+database `test`, or `CREDSUP_TEST_POSTGRES_URL`); each test session works in databases of its
+own (`credsup_test_<random>`, created through `test` and dropped at the end), so runs never
+collide. Without a reachable server these tests skip, except under `CI=true`, where they fail.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine, make_url
+
+from records.settings import Settings
+from records.store import Store
+from serving.app import create_app
+from serving.audit import AuditWriter
+from serving.auth import Caller, KeyCache, create_key, hash_key, revoke_key
+from serving.db import (
+    alembic_config,
+    api_keys,
+    audit_log,
+    companies,
+    company_history,
+    make_engine,
+    upgrade,
+)
+from serving.load import Loaded, load_results
+from tests.serving.pipeline import AS_OF, build_province
+
+OLDER = date(2025, 12, 31)
+POSTGRES_URL = os.environ.get(
+    "CREDSUP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+BACKENDS = ["sqlite", "postgresql"]
+TABLES = {"companies", "company_history", "api_keys", "audit_log"}
+
+
+# ---- databases --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Callable[[], str]]:
+    """A factory of fresh PostgreSQL databases, all dropped when the session ends."""
+    admin = sa.create_engine(
+        POSTGRES_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
+    )
+    try:
+        with admin.connect() as con:
+            con.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        where = make_url(POSTGRES_URL).render_as_string(hide_password=True)
+        message = (
+            f"PostgreSQL is not reachable at {where} ({' '.join(str(exc.orig).split())}); the "
+            "PostgreSQL storage tests need it (set CREDSUP_TEST_POSTGRES_URL to use another)"
+        )
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{message}; CI=true: a missing PostgreSQL is a failure", pytrace=False)
+        pytest.skip(message)
+    created: list[str] = []
+
+    def new_database() -> str:
+        name = f"credsup_test_{secrets.token_hex(6)}"
+        with admin.connect() as con:
+            con.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+
+    try:
+        yield new_database
+    finally:
+        with admin.connect() as con:
+            for name in created:
+                con.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _fresh(backend: str, request: pytest.FixtureRequest, folder: Path) -> str:
+    """The URL of an empty database of this backend."""
+    if backend == "sqlite":
+        return f"sqlite:///{folder / f'serving-{secrets.token_hex(4)}.db'}"
+    factory: Callable[[], str] = request.getfixturevalue("postgres")
+    return factory()
+
+
+@pytest.fixture(scope="module")
+def province(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Results as of `OLDER` and `AS_OF`, and a champion model, in a data directory.
+
+    The tests only read it, so it is built once per run: under xdist, which spreads this
+    module's tests over its workers, the first worker builds it in the run's shared temporary
+    directory while the others wait on a lock.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the same for every worker of this run
+    data_dir = root / "storage-province"
+    with (root / "storage-province.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not (data_dir / "complete").exists():
+                shutil.rmtree(data_dir, ignore_errors=True)
+                data_dir.mkdir()
+                build_province(data_dir, OLDER)
+                (data_dir / "complete").touch()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return data_dir
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, province: Path
+) -> Iterator[tuple[str, Engine, list[Loaded]]]:
+    """A migrated database of each backend, loaded with `AS_OF` and then the older `OLDER`."""
+    url = _fresh(request.param, request, tmp_path_factory.mktemp(request.param))
+    upgrade(url)
+    engine = make_engine(url)
+    store = Store(province / "store", memory_limit="1GB", threads=2)
+    loads = [load_results(engine, store, province, day) for day in (AS_OF, OLDER)]
+    try:
+        yield url, engine, loads
+    finally:
+        engine.dispose()
+
+
+# ---- tests ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_migrations_run_and_are_idempotent(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    url = _fresh(backend, request, tmp_path)
+    upgrade(url)
+    upgrade(url)  # a second run finds the schema at head and changes nothing
+    engine = make_engine(url)
+    try:
+        head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+        with engine.connect() as con:
+            assert MigrationContext.configure(con).get_current_revision() == head == "0001"
+            assert con.execute(sa.text("SELECT count(*) FROM alembic_version")).scalar() == 1
+        inspector = sa.inspect(engine)
+        assert set(inspector.get_table_names()) == TABLES | {"alembic_version"}
+        for table in (companies, company_history, api_keys, audit_log):
+            assert {c["name"] for c in inspector.get_columns(table.name)} == set(table.c.keys())
+        indexed = {i["name"] for i in inspector.get_indexes("companies")}
+        assert {"ix_companies_as_of", "ix_companies_tier", "ix_companies_region"} <= indexed
+        assert {i["name"] for i in inspector.get_indexes("audit_log")} >= {"ix_audit_log_uscc"}
+    finally:
+        engine.dispose()
+
+
+def test_results_load_and_an_older_load_keeps_newer_rows(
+    database: tuple[str, Engine, list[Loaded]], province: Path
+) -> None:
+    _, engine, (current, older) = database
+    assert current.as_of == AS_OF and older.as_of == OLDER
+    assert current.kept_newer == 0 and current.companies > 2500
+    assert current.score_file and current.tier_file and older.tier_file
+    assert Path(current.tier_file).parent.name == f"as_of={AS_OF}"
+    with engine.connect() as con:
+        rows = con.execute(sa.select(companies)).mappings().all()
+        dates = con.execute(
+            sa.select(company_history.c.as_of, sa.func.count())
+            .group_by(company_history.c.as_of).order_by(company_history.c.as_of)
+        ).all()  # fmt: skip
+    # every company of the older load already held the newer result, which is kept
+    assert older.kept_newer == current.companies
+    assert len(rows) == current.companies
+    assert {r["as_of"] for r in rows} == {AS_OF}
+    docs = [json.loads(r["full_doc"]) for r in rows]
+    assert {d["as_of"] for d in docs} == {AS_OF.isoformat()}
+    tiered = [d for d in docs if d["tier"] is not None]
+    assert len(tiered) == sum(province_tiers(province, AS_OF).values())
+    assert {d["tier"]["tier"] for d in tiered} == set("ABCD")
+    assert all(r["tier"] == (d["tier"] or {}).get("tier") for r, d in zip(rows, docs, strict=True))
+    # the public document holds no tier, probability or reasons
+    assert all("tier" not in json.loads(r["public_doc"]) for r in rows)
+    # both dates are in the history, each once
+    assert [d for d, _ in dates] == [OLDER, AS_OF]
+    assert dates[1][1] == current.companies and 0 < dates[0][1] <= current.companies
+
+    # loading the same date again replaces its history rather than adding to it
+    again = load_results(engine, Store(province / "store"), province, AS_OF)
+    assert again.companies == current.companies and again.kept_newer == 0
+    with engine.connect() as con:
+        n = con.execute(
+            sa.select(sa.func.count()).select_from(company_history)
+            .where(company_history.c.as_of == AS_OF)
+        ).scalar_one()  # fmt: skip
+    assert n == current.companies
+
+
+def province_tiers(data_dir: Path, day: date) -> dict[str, int]:
+    import pyarrow.parquet as pq
+
+    files = sorted((data_dir / "results" / "tiers" / f"as_of={day}").glob("*.parquet"))
+    tiers = pq.read_table(files[-1], columns=["tier"]).column("tier").to_pylist()
+    return {t: tiers.count(t) for t in "ABCD"}
+
+
+def test_api_keys_are_stored_hashed_and_revocable(
+    database: tuple[str, Engine, list[Loaded]],
+) -> None:
+    _, engine, _ = database
+    with pytest.raises(ValueError, match="role must be one of"):
+        create_key(engine, "superuser", None, None)
+    with pytest.raises(ValueError, match="needs --department"):
+        create_key(engine, "department", None, None)
+    keys = {
+        role: create_key(engine, role, "tax" if role == "department" else None, f"{role} test")
+        for role in ("admin", "regulator", "analyst", "department", "public")
+    }
+    assert all(k.startswith("cs_") and len(k) == 46 for k in keys.values())
+    assert len(set(keys.values())) == len(keys)
+    with engine.connect() as con:
+        stored = con.execute(
+            sa.select(api_keys).where(api_keys.c.key_hash.in_([hash_key(k) for k in keys.values()]))
+        ).mappings().all()  # fmt: skip
+    assert len(stored) == len(keys)
+    for row in stored:
+        key = keys[row["role"]]
+        assert row["prefix"] == key[:10] and row["revoked_at"] is None
+        assert row["created_at"] is not None
+        assert key not in {str(v) for v in row.values()}  # only the hash is kept
+    cache = KeyCache(engine, ttl=0)
+    caller = cache.get(keys["department"])
+    assert isinstance(caller, Caller)
+    assert (caller.role, caller.department, caller.name) == ("department", "tax", "department test")
+    assert cache.get(keys["admin"]) is not None
+    assert cache.get(keys["admin"] + "x") is None and cache.get(None) is None
+    assert revoke_key(engine, keys["admin"][:10]) == 1
+    assert revoke_key(engine, keys["admin"][:10]) == 0
+    assert cache.get(keys["admin"]) is None
+    assert cache.get(keys["regulator"]) is not None
+
+
+def test_audit_log_is_append_only(database: tuple[str, Engine, list[Loaded]]) -> None:
+    _, engine, _ = database
+    writer = AuditWriter(engine)  # not started: flush() writes synchronously
+    caller = Caller(key_id=7, role="regulator", department=None, name="audit test")
+    marker = f"append-only {secrets.token_hex(4)}"
+    for status in (200, 404):
+        writer.log(caller, "GET /v1/companies/{uscc}", "91110000600037341L", marker, status)
+    writer.flush()
+    assert writer.written == 2 and writer.backlog == 0
+    mine = audit_log.c.purpose == marker
+    for statement in (
+        audit_log.update().where(mine).values(purpose="rewritten"),
+        audit_log.update().where(mine).values(status=200),
+        audit_log.delete().where(mine),
+        audit_log.delete(),
+    ):
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as con:
+            con.execute(statement)
+    with engine.connect() as con:
+        rows = con.execute(sa.select(audit_log).where(mine).order_by(audit_log.c.id)).all()
+    assert [(r.status, r.purpose, r.key_id) for r in rows] == [(200, marker, 7), (404, marker, 7)]
+
+
+def test_the_api_on_each_database(
+    database: tuple[str, Engine, list[Loaded]],
+    province: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, engine, _ = database
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    settings = Settings(data_dir=province, DATABASE_URL=url, duckdb_memory_limit="1GB")
+    assert settings.serving_url == url
+    regulator = create_key(engine, "regulator", None, "api test")
+    public = create_key(engine, "public", None, "api test")
+    admin = create_key(engine, "admin", None, "api test")
+    with engine.connect() as con:
+        known = con.execute(
+            sa.select(companies.c.uscc, companies.c.entity_type)
+            .where(companies.c.tier.is_not(None)).order_by(companies.c.uscc).limit(20)
+        ).all()  # fmt: skip
+    uscc = known[0].uscc
+    started = datetime.now(UTC) - timedelta(seconds=1)
+    reg = {"X-API-Key": regulator, "X-Purpose": "storage test"}
+
+    with TestClient(create_app(settings)) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["database"] == "ok" and ready.json()["model"]["version"] == "1"
+
+        full = client.get(f"/v1/companies/{uscc}", headers=reg)
+        assert full.status_code == 200, full.text
+        body = full.json()
+        assert body["uscc"] == uscc and body["as_of"] == AS_OF.isoformat()
+        assert body["tier"]["tier"] in "ABCD" and body["tier"]["model_version"] == "1"
+        shown = client.get(f"/v1/companies/{uscc}", headers={"X-API-Key": public}).json()
+        assert "tier" not in shown and shown["evaluation"].keys() == {"score", "grade"}
+        assert client.get("/v1/companies/91110000600037341L", headers=reg).status_code == 404
+
+        batch = client.post(
+            "/v1/companies:batch", headers=reg,
+            json={"usccs": [k.uscc for k in known] + ["91110000600037341L", "nonsense"]},
+        )  # fmt: skip
+        assert batch.status_code == 200, batch.text
+        got = batch.json()
+        assert [c["uscc"] for c in got["companies"]] == [k.uscc for k in known]
+        assert got["not_found"] == ["91110000600037341L"]
+        assert [i["uscc"] for i in got["invalid"]] == ["nonsense"]
+
+        history = client.get(f"/v1/companies/{uscc}/history", headers=reg)
+        assert history.status_code == 200, history.text
+        points = history.json()["history"]
+        assert [p["as_of"] for p in points][-1] == AS_OF.isoformat()
+        assert points[-1]["tier"] == body["tier"]["tier"]
+
+        records = client.get(f"/v1/companies/{uscc}/records", headers=reg)
+        assert records.status_code == 200 and records.json()["uscc"] == uscc
+
+        for query in ({"by": "all"}, {"by": "region"}, {"by": "entity_type", "as_of": AS_OF}):
+            summary = client.get("/v1/tiers/summary", headers=reg, params=query)
+            assert summary.status_code == 200, summary.text
+            rows = summary.json()["rows"]
+            assert sum(r["total"] for r in rows) == sum(province_tiers(province, AS_OF).values())
+            assert all(r["A"] + r["B"] + r["C"] + r["D"] == r["total"] for r in rows)
+        older = client.get("/v1/tiers/summary", headers=reg, params={"as_of": OLDER}).json()
+        assert older["as_of"] == OLDER.isoformat()
+        assert older["rows"][0]["total"] == sum(province_tiers(province, OLDER).values())
+
+        # the audit log, filtered by company, key and time given with another offset
+        since = started.astimezone(timezone(timedelta(hours=8))).isoformat()
+        audit = client.get(
+            "/v1/admin/audit", headers={"X-API-Key": admin},
+            params={"uscc": uscc, "since": since, "limit": 1000},
+        )  # fmt: skip
+        assert audit.status_code == 200, audit.text
+        entries = audit.json()["entries"]
+        endpoints = {(e["endpoint"], e["role"], e["status"]) for e in entries}
+        assert endpoints == {
+            ("GET /v1/companies/{uscc}", "regulator", 200),
+            ("GET /v1/companies/{uscc}", "public", 200),
+            ("POST /v1/companies:batch", "regulator", 200),
+            ("GET /v1/companies/{uscc}/history", "regulator", 200),
+            ("GET /v1/companies/{uscc}/records", "regulator", 200),
+        }
+        assert {e["purpose"] for e in entries if e["role"] == "regulator"} == {"storage test"}
+        for e in entries:
+            at = datetime.fromisoformat(e["at"])
+            assert at.utcoffset() == timedelta(0) and at >= started
+        later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+        assert client.get(
+            "/v1/admin/audit", headers={"X-API-Key": admin}, params={"since": later}
+        ).json() == {"entries": []}
+
+    with engine.connect() as con:  # the writer flushed at shutdown
+        logged = con.execute(
+            sa.select(sa.func.count()).select_from(audit_log).where(audit_log.c.uscc == uscc)
+        ).scalar_one()
+    assert logged == len(entries)
