@@ -1,0 +1,63 @@
+"""The tabulated TreeSHAP of `models.reasons.contributions` equals LightGBM's `pred_contrib`."""
+
+from __future__ import annotations
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.reasons import _pattern_tables, contributions
+
+
+def _data(seed: int, n: int = 3000) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = pd.DataFrame(
+        {
+            "count": rng.poisson(1.0, n).astype(float),
+            "amount": rng.lognormal(8, 2, n),
+            "days": rng.integers(0, 2000, n).astype(float),
+            "share": rng.random(n),
+            "kind": pd.Categorical(rng.choice(["a", "b", "c", "d"], n)),
+        }
+    )
+    x.loc[rng.random(n) < 0.2, "days"] = np.nan  # missing values take the learned default side
+    x.loc[rng.random(n) < 0.1, "amount"] = 0.0
+    logit = 0.6 * x["count"] - 0.001 * x["days"].fillna(3000) + (x["kind"] == "b") - 0.5
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return x, y.to_numpy()
+
+
+@pytest.mark.parametrize(
+    ("seed", "params"),
+    [
+        (0, {"num_leaves": 7}),
+        (1, {"num_leaves": 7, "monotone_constraints": [1, 0, -1, 0, 0]}),
+        (2, {"num_leaves": 5, "min_data_per_group": 10, "cat_smooth": 1.0}),
+        (3, {"num_leaves": 63, "max_depth": 12}),  # too big for tables: LightGBM answers
+    ],
+)
+def test_equal_to_pred_contrib(seed: int, params: dict[str, object]) -> None:
+    x, y = _data(seed)
+    booster = lgb.train(
+        {"objective": "binary", "verbose": -1, "seed": seed, "num_threads": 2, **params},
+        lgb.Dataset(x, y, categorical_feature=["kind"]),
+        num_boost_round=60,
+    )
+    # small trees go through the tables, the big one is left to LightGBM
+    assert (_pattern_tables(booster) is not None) == (params["num_leaves"] != 63)
+    test, _ = _data(seed + 100, 2000)
+    # awkward inputs: values exactly at split thresholds, infinities, unseen categories
+    thresholds = [t for t in booster.dump_model()["tree_info"][0]["tree_structure"].values()
+                  if isinstance(t, float)]  # fmt: skip
+    if thresholds:
+        test.loc[:9, "count"] = thresholds[0]
+    test.loc[10:19, "amount"] = np.inf
+    test.loc[20:29, "share"] = -np.inf
+    expected = np.asarray(booster.predict(test, pred_contrib=True), dtype=float)
+    got = contributions(booster, test)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        got.sum(axis=1), booster.predict(test, raw_score=True), rtol=0, atol=1e-9
+    )
