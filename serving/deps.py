@@ -12,7 +12,7 @@ from serving.errors import ApiError
 from serving.state import ServiceState
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.service
     return state
 
@@ -20,7 +20,7 @@ def get_state(request: Request) -> ServiceState:
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
-def get_caller(
+async def get_caller(
     state: StateDep, x_api_key: Annotated[str | None, Header(description="API key")] = None
 ) -> Caller:
     caller = state.keys.get(x_api_key)

@@ -15,6 +15,7 @@ from records.settings import Settings
 from records.store import Store
 from serving.audit import AuditWriter
 from serving.auth import KeyCache
+from serving.lookup import Lookup
 
 
 @dataclass
@@ -53,3 +54,4 @@ class ServiceState:
     audit: AuditWriter
     models: PublishedModels
     slot: ModelSlot
+    lookup: Lookup

@@ -44,9 +44,7 @@ async def get_company(
 ) -> Response:
     purpose = purpose_of(caller, x_purpose)
     code = valid_code(uscc)
-    query = _LOOKUP_FULL if caller.role in FULL_VIEW else _LOOKUP_PUBLIC
-    with state.engine.connect() as con:
-        doc = con.execute(query, {"u": code}).scalar()
+    doc = await state.lookup.company(code, caller.role in FULL_VIEW)
     _audited(state, caller, "GET /v1/companies/{uscc}", code, purpose, 200 if doc else 404)
     if doc is None:
         raise ApiError(404, "not_found", f"no evaluation or tier of {code}")
