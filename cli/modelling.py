@@ -193,6 +193,12 @@ def promote(
     else:
         verb = "promoted to champion" if decision["promoted"] else "not promoted"
         out.print(f"{registry.name} version {decision['version']} {verb}: {decision['why']}")
+        gain = decision.get("comparison", {}).get("auc_gain")
+        if gain:
+            out.print(
+                f"AUC gain {gain['estimate']:+.4f}, 90 % bootstrap interval "
+                f"[{gain['p05']:+.4f}, {gain['p95']:+.4f}] ({gain['resamples']} resamples)"
+            )
         if decision.get("forced"):
             out.print(f"forced: {decision['reason']}")
     if not decision["promoted"]:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from training.evaluate import calibration_error, plan_hit_rate, psi, report, transitions
+from training.registry import auc_gain_interval
 
 
 def test_a_perfect_ranking_and_calibration() -> None:
@@ -40,3 +41,17 @@ def test_stability_of_tiers() -> None:
     moved = transitions(before, after)
     assert moved["A"]["A"] == 10 and moved["A"]["B"] == 10 and moved["B"]["C"] == 10
     assert sum(sum(v.values()) for v in moved.values()) == 100
+
+
+def test_auc_gain_interval_separates_a_real_gain_from_noise() -> None:
+    rng = np.random.default_rng(3)
+    n = 3000
+    risk = rng.normal(size=n)
+    label = (rng.random(n) < 1 / (1 + np.exp(-2 * risk))).astype(float)
+    weight = rng.uniform(1, 5, n)
+    good = risk + rng.normal(scale=0.5, size=n)
+    noise = rng.normal(size=n)
+    gain = auc_gain_interval(label, weight, good, noise)
+    assert 0 < gain["p05"] <= gain["estimate"] <= gain["p95"]
+    tie = auc_gain_interval(label, weight, good, good + 1e-3 * rng.normal(size=n))
+    assert tie["p05"] < 0.01 and tie["p95"] > -0.01

@@ -124,6 +124,8 @@ def test_promotion_needs_a_better_model_or_a_forced_reason(data_dir: Path, train
     assert code == 1 and not decision["promoted"]
     assert decision["why"].startswith("does not beat the champion")
     assert decision["comparison"]["candidate"]["auc"] == decision["comparison"]["champion"]["auc"]
+    gain = decision["comparison"]["auc_gain"]  # the same model: no gain in any resample
+    assert gain["estimate"] == gain["p05"] == gain["p95"] == 0 and gain["resamples"] > 150
     code, _, err = _run("promote", "2", "--force")
     assert code == 2 and "--reason" in err
     code, out, _ = _run("promote", "2", "--force", "--reason", "rollback drill", "--json")
