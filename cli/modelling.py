@@ -113,6 +113,9 @@ def train(
     validation_days: Annotated[
         int, typer.Option(min=30, help="Validate on the checks of the last N days.")
     ] = 183,
+    until: Annotated[
+        str | None, typer.Option(help="Train as of this day: only checks made by then.")
+    ] = None,
     truth: Annotated[
         Path | None,
         typer.Option(help="Hidden truth folder of a simulated province (evaluation only)."),
@@ -129,7 +132,11 @@ def train(
         raise typer.BadParameter(f"label must be problem or serious, got {label!r}")
     settings = Settings()
     registry = _registry(settings)
-    config = TrainConfig(label=label, validation_days=validation_days)  # type: ignore[arg-type]
+    config = TrainConfig(
+        label=label,  # type: ignore[arg-type]
+        validation_days=validation_days,
+        until=_as_of(until) if until else None,
+    )
     started = time.perf_counter()
     with _progress("training") as step:
         step("loading the champion")

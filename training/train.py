@@ -45,9 +45,15 @@ class TrainConfig:
     min_child_samples: int = 50
     calibration_fraction: float = 0.2
     seed: int = 0
+    until: date | None = None
+    """Use only checks made by this day, as if training then (features are point in time, so
+    this is the model one would have had on that day: for backtests)."""
 
     def params(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        return {
+            k: list(v) if isinstance(v, tuple) else str(v) if isinstance(v, date) else v
+            for k, v in asdict(self).items()
+        }
 
 
 @dataclass
@@ -159,7 +165,7 @@ def train(
     truth_dir: Path | None = None,
     previous: TierModel | None = None,
 ) -> TrainOutcome:
-    table = training_frame(store, config.label)
+    table = training_frame(store, config.label, until=config.until)
     frame = table.to_pandas()
     _check(frame, "stored")
     early_t, late_t = time_split(table, config.validation_days)

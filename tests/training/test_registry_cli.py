@@ -180,6 +180,17 @@ def test_predict_is_point_in_time_and_matches_the_batch(data_dir: Path, trained:
     assert got.loc[got["status"] == "unknown", "uscc"].tolist() == ["91110000600037341L"]
 
 
+def test_train_as_of_an_earlier_day(data_dir: Path, trained: dict) -> None:
+    code, out, err = _run("train", "--until", "2025-06-30", "--no-plots", "--json")
+    assert code == 0, err
+    report = json.loads(out)["report"]
+    assert report["validation_until"] <= "2025-06-30"
+    assert report["population"]["as_of"] <= "2025-06-30"
+    assert report["examples"] + report["training_examples"] < (
+        trained["report"]["examples"] + trained["report"]["training_examples"]
+    )
+
+
 def test_bad_input_is_named(data_dir: Path, trained: dict) -> None:
     bad = data_dir / "bad.csv"
     bad.write_text("uscc,as_of\n91110000600037341X,2025-06-30\n")
