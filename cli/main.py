@@ -217,6 +217,18 @@ def records(
         out.print(f"  {r['source_file']}:{r['row']}  {r['reason']}: {r['message']}")
 
 
+def share_table(title: str, label: str, counts: dict[str, int]) -> Table:
+    """Companies per class (grade, tier) and their share, in the order of `counts`."""
+    n = sum(counts.values())
+    table = Table(title=title)
+    table.add_column(label)
+    table.add_column("companies", justify="right")
+    table.add_column("share", justify="right")
+    for key, count in counts.items():
+        table.add_row(key, f"{count:,}", f"{count / n:.2%}" if n else "-")
+    return table
+
+
 def _as_of(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -318,13 +330,7 @@ def score(
     if as_json:
         _emit_json(payload)
         return
-    table = Table(title=f"grades as of {day} (method {card.method_version})")
-    table.add_column("grade")
-    table.add_column("companies", justify="right")
-    table.add_column("share", justify="right")
-    for g in grades:
-        table.add_row(g, f"{counts[g]:,}", f"{payload['grade_shares'][g]:.2%}")
-    out.print(table)
+    out.print(share_table(f"grades as of {day} (method {card.method_version})", "grade", counts))
     out.print(
         f"{n:,} companies, mean score {payload['mean_score']}, {payload['vetoed']:,} with a veto; "
         f"{payload['seconds']} s → {path}"

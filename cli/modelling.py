@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import typer
 from rich.table import Table
 
-from cli.main import JsonOpt, _as_of, _emit_json, _progress, _store, app, err, out
+from cli.main import JsonOpt, _as_of, _emit_json, _progress, _store, app, err, out, share_table
 from records.settings import Settings
 
 ModelOpt = Annotated[
@@ -43,7 +43,7 @@ def _load(settings: Settings, ref: str) -> tuple[Any, str, Any]:
     return registry, version, model
 
 
-def _tier_rows(rows: list[dict[str, Any]], title: str, truth: bool = False) -> Table:
+def _tier_rows(rows: list[dict[str, Any]], title: str) -> Table:
     table = Table(title=title)
     for c in ("tier", "checks", "weighted companies", "problem rate"):
         table.add_column(c, justify="right")
@@ -270,12 +270,7 @@ def tier(
     if as_json:
         _emit_json(payload)
         return
-    grid = Table(title=f"tiers as of {day} ({registry.name} v{version})")
-    for c in ("tier", "companies", "share"):
-        grid.add_column(c, justify="right")
-    for t in "ABCD":
-        grid.add_row(t, f"{counts[t]:,}", f"{payload['shares'][t]:.1%}")
-    out.print(grid)
+    out.print(share_table(f"tiers as of {day} ({registry.name} v{version})", "tier", counts))
     out.print(
         f"{n:,} companies, {payload['overridden']:,} moved by a veto or the no-history default; "
         f"{payload['seconds']} s → {path}"

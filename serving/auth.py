@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -89,8 +90,6 @@ class KeyCache:
         self._loaded = 0.0
 
     def _load(self) -> None:
-        import time
-
         with self.engine.connect() as con:
             rows = con.execute(
                 sa.select(api_keys.c.id, api_keys.c.key_hash, api_keys.c.role,
@@ -101,8 +100,6 @@ class KeyCache:
         self._loaded = time.monotonic()
 
     def get(self, key: str | None) -> Caller | None:
-        import time
-
         if not key:
             return None
         digest = hash_key(key)

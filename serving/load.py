@@ -183,6 +183,7 @@ def load_results(
     engine: Engine, store: Store, data_dir: Path, as_of: date, tier_version: str | None = None
 ) -> Loaded:
     frame, score_file, tier_file = build_documents(store, data_dir, as_of, tier_version)
+    records = frame.to_dict("records")
     rows = [
         {
             "uscc": r["uscc"],
@@ -195,7 +196,7 @@ def load_results(
             "full_doc": r["full_doc"],
             "public_doc": r["public_doc"],
         }
-        for r in frame.to_dict("records")
+        for r in records
     ]
     history = [
         {
@@ -208,7 +209,7 @@ def load_results(
             "model_version": _clean(r.get("model_version")),
             "method_version": _clean(r.get("method_version")),
         }
-        for r in frame.to_dict("records")
+        for r in records
     ]
     with engine.begin() as con:
         newer = con.execute(

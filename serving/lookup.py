@@ -21,8 +21,8 @@ _SQL = {
     True: "SELECT full_doc FROM companies WHERE uscc = %s",
     False: "SELECT public_doc FROM companies WHERE uscc = %s",
 }
-_FULL = sa.select(companies.c.full_doc).where(companies.c.uscc == sa.bindparam("u"))
-_PUBLIC = sa.select(companies.c.public_doc).where(companies.c.uscc == sa.bindparam("u"))
+FULL_DOC = sa.select(companies.c.full_doc).where(companies.c.uscc == sa.bindparam("u"))
+PUBLIC_DOC = sa.select(companies.c.public_doc).where(companies.c.uscc == sa.bindparam("u"))
 
 
 class Lookup:
@@ -58,7 +58,7 @@ class Lookup:
     async def company(self, uscc: str, full: bool) -> str | None:
         if self._pool is None:
             with self.engine.connect() as db:
-                doc = db.execute(_FULL if full else _PUBLIC, {"u": uscc}).scalar()
+                doc = db.execute(FULL_DOC if full else PUBLIC_DOC, {"u": uscc}).scalar()
             return None if doc is None else str(doc)
         con = await self._pool.get()
         try:

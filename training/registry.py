@@ -24,6 +24,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,12 @@ from training.train import TrainConfig, TrainOutcome
 
 EXPERIMENT = "credit-tier"
 BRIER_TOLERANCE = 0.001
-PIP_REQUIREMENTS = [
-    "lightgbm==4.7.0", "scikit-learn==1.9.1", "pandas==3.1.1", "numpy==2.4.6", "mlflow==3.17.2",
-]  # fmt: skip
+SERVING_PACKAGES = ("lightgbm", "scikit-learn", "pandas", "numpy", "mlflow")
+
+
+def pip_requirements() -> list[str]:
+    """What loading the logged model needs, pinned to the installed (locked) versions."""
+    return [f"{p}=={metadata.version(p)}" for p in SERVING_PACKAGES]
 
 
 @contextlib.contextmanager
@@ -119,7 +123,7 @@ class Registry(PublishedModels):
                     name="model",
                     python_model=TierModelPyfunc(),
                     artifacts=artifacts,
-                    pip_requirements=PIP_REQUIREMENTS,
+                    pip_requirements=pip_requirements(),
                     registered_model_name=self.name,
                     metadata={"spec_version": model.spec_version},
                 )

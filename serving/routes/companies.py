@@ -10,12 +10,13 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from features.builder import expiry_days_sql
+from features.builder import UNDONE_CTE, expiry_days_sql
 from records.catalogue import default_catalogue
 from serving.auth import FULL_VIEW, HISTORY, Caller
 from serving.db import companies, company_history
 from serving.deps import CallerDep, PurposeHeader, StateDep, purpose_of, require, valid_code
 from serving.errors import ApiError, ErrorBody
+from serving.lookup import PUBLIC_DOC
 from serving.schemas import BatchRequest, BatchResponse, Company, History, Records
 from serving.state import ServiceState
 
@@ -23,16 +24,6 @@ router = APIRouter(prefix="/v1", tags=["companies"])
 ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"model": ErrorBody} for s in (400, 401, 403, 404, 422)
 }
-
-_LOOKUP_FULL = sa.select(companies.c.full_doc).where(companies.c.uscc == sa.bindparam("u"))
-_LOOKUP_PUBLIC = sa.select(companies.c.public_doc).where(companies.c.uscc == sa.bindparam("u"))
-
-
-def _audited(
-    state: ServiceState, caller: Caller, endpoint: str, uscc: str | None, purpose: str | None,
-    status: int,
-) -> None:  # fmt: skip
-    state.audit.log(caller, endpoint, uscc, purpose, status)
 
 
 @router.get(
@@ -45,7 +36,7 @@ async def get_company(
     purpose = purpose_of(caller, x_purpose)
     code = valid_code(uscc)
     doc = await state.lookup.company(code, caller.role in FULL_VIEW)
-    _audited(state, caller, "GET /v1/companies/{uscc}", code, purpose, 200 if doc else 404)
+    state.audit.log(caller, "GET /v1/companies/{uscc}", code, purpose, 200 if doc else 404)
     if doc is None:
         raise ApiError(404, "not_found", f"no evaluation or tier of {code}")
     return Response(content=doc, media_type="application/json")
@@ -76,7 +67,7 @@ async def batch(
             ).all()
             found.update({u: d for u, d in rows})
     for code in wanted:
-        _audited(state, caller, "POST /v1/companies:batch", code, purpose,
+        state.audit.log(caller, "POST /v1/companies:batch", code, purpose,
                  200 if code in found else 404)  # fmt: skip
     docs = ",".join(found[u] for u in wanted if u in found)
     missing = json.dumps([u for u in wanted if u not in found])
@@ -102,7 +93,7 @@ async def history(
             sa.select(company_history).where(company_history.c.uscc == code)
             .order_by(company_history.c.as_of)
         ).mappings().all()  # fmt: skip
-    _audited(state, caller, "GET /v1/companies/{uscc}/history", code, purpose,
+    state.audit.log(caller, "GET /v1/companies/{uscc}/history", code, purpose,
              200 if rows else 404)  # fmt: skip
     if not rows:
         raise ApiError(404, "not_found", f"no history of {code}")
@@ -129,11 +120,11 @@ def records(
     rows = _records(state, code, day, caller)
     if not rows:
         with state.engine.connect() as con:
-            known = con.execute(_LOOKUP_PUBLIC, {"u": code}).scalar() is not None
+            known = con.execute(PUBLIC_DOC, {"u": code}).scalar() is not None
         if not known:
-            _audited(state, caller, "GET /v1/companies/{uscc}/records", code, purpose, 404)
+            state.audit.log(caller, "GET /v1/companies/{uscc}/records", code, purpose, 404)
             raise ApiError(404, "not_found", f"no company {code}")
-    _audited(state, caller, "GET /v1/companies/{uscc}/records", code, purpose, 200)
+    state.audit.log(caller, "GET /v1/companies/{uscc}/records", code, purpose, 200)
     return Records.model_validate({"uscc": code, "on": day.isoformat(), "records": rows})
 
 
@@ -141,11 +132,7 @@ def _records(state: ServiceState, code: str, day: date, caller: Caller) -> list[
     catalogue = default_catalogue()
     shared = [c.code for c in catalogue.categories if c.shared_with_public]
     sql = f"""
-        WITH undone AS (
-            SELECT record_id, min(greatest(effective_date, recorded_date)) AS undone_on
-            FROM events WHERE event_type IN ('repair', 'withdrawal') AND recorded_date <= ?
-            GROUP BY record_id
-        ),
+        WITH {UNDONE_CTE},
         objections AS (
             SELECT record_id,
                 max(effective_date) FILTER (WHERE event_type = 'objection_opened') AS opened,
@@ -163,7 +150,7 @@ def _records(state: ServiceState, code: str, day: date, caller: Caller) -> list[
         ORDER BY r.event_date DESC, r.record_id
     """
     with state.store.connect() as con:
-        found = con.sql(sql, params=[day, day, code, day, day]).to_arrow_table().to_pylist()
+        found = con.sql(sql, params=[day, code, day, day]).to_arrow_table().to_pylist()
     out = []
     for r in found:
         days = r["publicity_days"]
