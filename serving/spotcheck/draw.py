@@ -1,0 +1,607 @@
+"""The sampling design: a pure function of (parameters, pool snapshot, seed) → the list.
+
+Nothing here reads a database or the clock, so a stored plan can be replayed anywhere and gives
+the identical list (`canonical_list` is what is hashed and compared).
+
+**Companies** (per item, in item-id order): the eligible companies of each tier are those in the
+plan's population that the item applies to, minus those over a yearly cap (the department has
+inspected them `department_yearly_cap` times this year, or the item `yearly_cap` times, tier D
+exempt from the latter) and minus triggered companies (which are taken with probability 1).
+From a tier of E eligible companies with ratio r, n = ⌊rE⌋ or ⌈rE⌉ companies are drawn (the
+latter with probability rE − ⌊rE⌋), the n with the smallest uniform keys: every company of the
+tier is drawn with probability exactly r, which is the `inclusion_prob` stored with it.
+Before the draw, a general item's ratios are scaled down so that at most `max_ratio` of its
+eligible companies are expected to be drawn, and any item's ratios are scaled up (capped at 1)
+so that at least `floor` are.
+
+**Joint visits**: all items drawn for one company form one visit (进一次门、查多项事).
+
+**Inspectors**: each department of a visit sends a team of `inspectors_per_task` (≥ 2)
+distinct active inspectors of that department, whose area is a prefix of the company's
+region code and who are qualified for all of the department's items in the visit (if fewer
+than that exist, each item gets its own team). Teams with the same candidates are shuffled and
+dealt the candidates in order of (workload so far, a random key), so workloads stay within one
+task of each other inside a group. An inspector with a conflict (declared, or on the company's
+previous inspection) is replaced by the least-loaded candidate without one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from serving.spotcheck.items import TIERS, CheckItem
+
+MAX_ITEMS = 62
+"""Items per plan (an item set is a bit mask in an int64)."""
+
+LIST_COLUMNS = (
+    "visit_no", "uscc", "tier", "item_id", "department", "inspectors", "inclusion_prob", "basis",
+)  # fmt: skip
+
+SNAPSHOT_TABLES: dict[str, tuple[str, ...]] = {
+    "companies": ("uscc", "tier", "region", "industry", "entity_type"),
+    "department_checks": ("uscc", "department", "n"),
+    "item_checks": ("uscc", "item_id", "n"),
+    "inspectors": ("inspector_id", "department", "area", "items", "active"),
+    "conflicts": ("inspector_id", "uscc"),
+}
+"""What a draw reads. `department_checks`/`item_checks`: inspections in the plan's calendar year
+before the plan; `conflicts`: declared conflicts plus the inspectors of each company's previous
+inspection; `inspectors.items`: qualified item ids joined by ';'."""
+
+
+class PlanError(ValueError):
+    """The plan cannot be drawn as asked (the message says why and what to change)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class PopulationFilter:
+    regions: tuple[str, ...] = ()
+    """Division-code prefixes (e.g. '4101' for a city); empty: all."""
+    industries: tuple[str, ...] = ()
+    entity_types: tuple[str, ...] = ()
+    tiers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DrawParams:
+    """Everything the draw depends on besides the snapshot and the seed (stored with the plan)."""
+
+    items: tuple[CheckItem, ...]
+    """The plan's items with the ratios in force (preset and overrides already applied)."""
+    population: PopulationFilter = PopulationFilter()
+    department_yearly_cap: int = 2
+    inspectors_per_task: int = 2
+    triggered: tuple[str, ...] = ()
+    """Companies checked on a trigger (complaint, referral): every applicable item, p = 1."""
+
+
+@dataclass
+class Snapshot:
+    """The pools as they were when the plan was drawn (see `SNAPSHOT_TABLES`)."""
+
+    tables: dict[str, pd.DataFrame]
+
+    def __post_init__(self) -> None:
+        for name, columns in SNAPSHOT_TABLES.items():
+            frame = self.tables.get(name)
+            if frame is None:
+                frame = pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in columns})
+            missing = [c for c in columns if c not in frame.columns]
+            if missing:
+                raise ValueError(f"snapshot table {name} lacks columns {missing}")
+            frame = frame[list(columns)].astype({c: _dtype(c) for c in columns})
+            # companies have one row per code: sorting by it alone is the same order, faster
+            keys = ["uscc"] if name == "companies" else list(columns)
+            self.tables[name] = frame.sort_values(keys, kind="stable").reset_index(drop=True)
+        codes = self.tables["companies"]["uscc"]
+        if codes.duplicated().any():
+            raise ValueError("snapshot companies: a code appears twice")
+
+    def digest(self, *names: str) -> str:
+        """SHA-256 over the canonical CSV of the named tables (sorted rows, fixed columns)."""
+        h = hashlib.sha256()
+        for name in names:
+            h.update(f"#{name}\n".encode())
+            h.update(_csv_bytes(self.tables[name]))
+        return h.hexdigest()
+
+    @property
+    def pool_hash(self) -> str:
+        return self.digest("companies", "department_checks", "item_checks")
+
+    @property
+    def inspector_hash(self) -> str:
+        return self.digest("inspectors", "conflicts")
+
+
+def _dtype(column: str) -> Any:
+    if column == "n":
+        return "int64"
+    if column == "active":
+        return "bool"
+    return "string"
+
+
+def _csv_bytes(frame: pd.DataFrame) -> bytes:
+    sink = io.BytesIO()
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=True, quoting_style="needed"))
+    return sink.getvalue()
+
+
+@dataclass
+class ItemSummary:
+    item_id: str
+    department: str
+    eligible: dict[str, int]
+    ratios: dict[str, float]
+    """Ratios in force after the cap or floor."""
+    scale: float
+    drawn: dict[str, int]
+    triggered: int
+    excluded_over_cap: int
+
+
+@dataclass
+class Drawn:
+    tasks: pd.DataFrame
+    """One row per (company, item), columns `LIST_COLUMNS` (inspectors: ids joined by ';')."""
+    items: list[ItemSummary] = field(default_factory=list)
+    workload: dict[str, int] = field(default_factory=dict)
+
+    def canonical_list(self) -> bytes:
+        return canonical_list(self.tasks)
+
+
+def canonical_list(tasks: pd.DataFrame) -> bytes:
+    """The list as UTF-8 CSV bytes: what is stored, hashed and compared on replay."""
+    frame = tasks[list(LIST_COLUMNS)].copy()
+    values, where = np.unique(frame["inclusion_prob"].to_numpy(dtype=np.float64), return_inverse=True)
+    frame["inclusion_prob"] = np.array([f"{p:.10g}" for p in values], dtype=object)[where]
+    frame = frame.astype({c: "string" for c in LIST_COLUMNS})
+    return _csv_bytes(frame)
+
+
+def list_sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---- the draw ---------------------------------------------------------------------------------
+
+
+def draw_plan(params: DrawParams, snapshot: Snapshot, seed: int) -> Drawn:
+    """Draw companies per item and tier, merge them into visits and staff every visit."""
+    items = sorted(params.items, key=lambda i: i.id)
+    if not items:
+        raise PlanError("no_items", "the plan has no check items")
+    if len(items) > MAX_ITEMS:
+        raise PlanError("too_many_items", f"at most {MAX_ITEMS} items in one plan")
+    if params.inspectors_per_task < 2:
+        raise PlanError("team_too_small", "at least 2 inspectors per task (DOMAIN §7)")
+    rng = np.random.Generator(np.random.PCG64(seed))
+    comp = snapshot.tables["companies"]
+    n = len(comp)
+    tier = _tier_codes(comp["tier"])
+    columns = _Columns(comp)
+    in_population = _population_mask(columns, tier, params.population)
+    triggered = comp["uscc"].isin(set(params.triggered)).to_numpy() & in_population
+    chosen_company: list[np.ndarray] = []
+    chosen_item: list[np.ndarray] = []
+    chosen_prob: list[np.ndarray] = []
+    chosen_basis: list[np.ndarray] = []
+    summaries = []
+    dept_capped = _over_cap(snapshot.tables["department_checks"], comp, "department",
+                            params.department_yearly_cap)  # fmt: skip
+    item_counts = _counts(snapshot.tables["item_checks"], comp, "item_id")
+    for k, item in enumerate(items):
+        applies = in_population & _applies(columns, item)
+        capped = dept_capped.get(item.department, np.zeros(n, bool)).copy()
+        over_item = item_counts.get(item.id)
+        if over_item is not None:
+            capped |= (over_item >= item.yearly_cap) & (tier != 3)
+        eligible = applies & ~capped & ~triggered
+        base = np.array(item.ratios.as_tuple(), dtype=np.float64)
+        if not item.samples_tier_a:
+            base[0] = 0.0
+        counts = np.bincount(tier[eligible], minlength=4)
+        ratios, scale = _scaled_ratios(base, counts, item)
+        drawn = {}
+        for t in range(4):
+            idx = np.flatnonzero(eligible & (tier == t))
+            picked = _draw_stratum(rng, idx, ratios[t])
+            drawn[TIERS[t]] = len(picked)
+            chosen_company.append(picked)
+            chosen_item.append(np.full(len(picked), k, np.int32))
+            chosen_prob.append(np.full(len(picked), ratios[t]))
+            chosen_basis.append(np.zeros(len(picked), np.int8))
+        trig = np.flatnonzero(applies & triggered)
+        chosen_company.append(trig)
+        chosen_item.append(np.full(len(trig), k, np.int32))
+        chosen_prob.append(np.ones(len(trig)))
+        chosen_basis.append(np.ones(len(trig), np.int8))
+        summaries.append(
+            ItemSummary(
+                item.id, item.department,
+                eligible={TIERS[t]: int(counts[t]) for t in range(4)},
+                ratios={TIERS[t]: round(float(ratios[t]), 10) for t in range(4)},
+                scale=round(scale, 10), drawn=drawn, triggered=len(trig),
+                excluded_over_cap=int((applies & capped & ~triggered).sum()),
+            )
+        )  # fmt: skip
+    company = np.concatenate(chosen_company).astype(np.int64)
+    item_k = np.concatenate(chosen_item)
+    prob = np.concatenate(chosen_prob)
+    basis = np.concatenate(chosen_basis)
+    order = np.lexsort((item_k, company))
+    company, item_k, prob, basis = company[order], item_k[order], prob[order], basis[order]
+    team_of_task, team_members, insp_ids, load = _staff(
+        rng, params, snapshot, items, company, item_k
+    )
+    visit_no = np.unique(company, return_inverse=True)[1] + 1 if len(company) else company
+    members = _member_text(team_members, insp_ids)
+    tasks = pd.DataFrame(
+        {
+            "visit_no": np.asarray(visit_no, np.int64),
+            "uscc": comp["uscc"].to_numpy(dtype=object)[company],
+            "tier": np.array(TIERS, dtype=object)[tier[company]],
+            "item_id": np.array([i.id for i in items], dtype=object)[item_k],
+            "department": np.array([i.department for i in items], dtype=object)[item_k],
+            "inspectors": members[team_of_task],
+            "inclusion_prob": prob,
+            "basis": np.where(basis == 1, "triggered", "random").astype(object),
+        }
+    )
+    workload = {insp_ids[i]: int(c) for i, c in enumerate(load) if c}
+    return Drawn(tasks=tasks, items=summaries, workload=workload)
+
+
+def _member_text(members: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Each team's inspector ids, sorted and joined by ';' (rows with -1: unused teams)."""
+    if len(members) == 0:
+        return np.zeros(0, dtype=object)
+    ids = np.asarray(ids, dtype=object)
+    rank = np.argsort(np.argsort(ids.astype(str), kind="stable"), kind="stable")
+    used = (members >= 0).all(axis=1)
+    safe = np.where(members >= 0, members, 0)
+    ordered = np.take_along_axis(safe, np.argsort(rank[safe], axis=1), axis=1)
+    # few distinct teams: name each once (a team as one integer where that fits)
+    base = max(len(ids), 2)
+    if base ** ordered.shape[1] < 2**62:
+        key = np.zeros(len(ordered), np.int64)
+        for col in range(ordered.shape[1]):
+            key = key * base + ordered[:, col]
+        where, uniq = pd.factorize(key)
+        teams = ordered[np.unique(where, return_index=True)[1]]
+    else:
+        teams, where = np.unique(ordered, axis=0, return_inverse=True)
+    text = np.array([";".join(str(ids[m]) for m in row) for row in teams], dtype=object)
+    return np.where(used, text[where.reshape(-1)], "")
+
+
+def _tier_codes(tiers: pd.Series) -> np.ndarray:
+    codes, uniques = pd.factorize(tiers.fillna(""))
+    known = np.array([TIERS.index(u) if u in TIERS else -1 for u in uniques], np.int64)
+    mapped = known[codes] if len(codes) else np.zeros(0, np.int64)
+    if (mapped < 0).any():
+        bad = sorted({str(u) for u in uniques if u not in TIERS})[:5]
+        raise PlanError("invalid_tier", f"companies without a tier A–D in the snapshot: {bad}")
+    return mapped
+
+
+class _Columns:
+    """The companies' text columns, factorised once (filters test each distinct value once)."""
+
+    def __init__(self, comp: pd.DataFrame) -> None:
+        self.n = len(comp)
+        self.coded = {
+            c: pd.factorize(comp[c].fillna("")) for c in ("region", "industry", "entity_type")
+        }
+
+    def match(self, column: str, test: Any) -> np.ndarray:
+        codes, uniques = self.coded[column]
+        hit = np.array([bool(test(str(u))) for u in uniques], dtype=bool)
+        return hit[codes] if self.n else np.zeros(0, bool)
+
+    def prefixed(self, column: str, prefixes: tuple[str, ...]) -> np.ndarray:
+        if not prefixes:
+            return np.ones(self.n, bool)
+        return self.match(column, lambda v: v.startswith(tuple(prefixes)))
+
+    def within(self, column: str, values: tuple[str, ...]) -> np.ndarray:
+        if not values:
+            return np.ones(self.n, bool)
+        return self.match(column, lambda v: v in values)
+
+
+def _population_mask(cols: _Columns, tier: np.ndarray, pop: PopulationFilter) -> np.ndarray:
+    mask = cols.prefixed("region", pop.regions) & cols.prefixed("industry", pop.industries)
+    mask &= cols.within("entity_type", pop.entity_types)
+    if pop.tiers:
+        mask &= np.isin(tier, [TIERS.index(t) for t in pop.tiers])
+    return mask
+
+
+def _applies(cols: _Columns, item: CheckItem) -> np.ndarray:
+    return cols.prefixed("industry", item.industries) & cols.within("entity_type", item.entity_types)
+
+
+def _counts(frame: pd.DataFrame, comp: pd.DataFrame, key: str) -> dict[str, np.ndarray]:
+    """Per value of `key`, the count for each company of the snapshot (0 if none)."""
+    out: dict[str, np.ndarray] = {}
+    if frame.empty:
+        return out
+    pos = pd.Index(comp["uscc"]).get_indexer(frame["uscc"])
+    known = pos >= 0
+    for value, part in frame[known].assign(_pos=pos[known]).groupby(key, sort=True):
+        arr = np.zeros(len(comp), np.int64)
+        np.add.at(arr, part["_pos"].to_numpy(), part["n"].to_numpy())
+        out[str(value)] = arr
+    return out
+
+
+def _over_cap(frame: pd.DataFrame, comp: pd.DataFrame, key: str, cap: int) -> dict[str, Any]:
+    return {k: v >= cap for k, v in _counts(frame, comp, key).items()}
+
+
+def _scaled_ratios(
+    base: np.ndarray, counts: np.ndarray, item: CheckItem
+) -> tuple[np.ndarray, float]:
+    """Ratios after the general-item cap and the floor (share of the eligible companies)."""
+    total = counts.sum()
+    if total == 0:
+        return base, 1.0
+    expected = float((base * counts).sum() / total)
+    if item.max_ratio is not None and expected > item.max_ratio:
+        scale = item.max_ratio / expected
+        return base * scale, scale
+    if item.floor > 0 and expected < item.floor:
+        if float((np.minimum(1.0, base * 1e9) * counts).sum() / total) < item.floor:
+            # not reachable by scaling (tier A left alone, or ratios of 0): every tier at least
+            # the floor
+            base = np.maximum(base, item.floor)
+            expected = float((base * counts).sum() / total)
+            if expected >= item.floor:
+                return base, 1.0
+        lo, hi = 1.0, 1e9
+        for _ in range(200):  # bisection on s: sum(min(1, s r) E) = floor * total
+            mid = (lo + hi) / 2
+            if float((np.minimum(1.0, base * mid) * counts).sum() / total) < item.floor:
+                lo = mid
+            else:
+                hi = mid
+        return np.minimum(1.0, base * hi), hi
+    return base, 1.0
+
+
+def _draw_stratum(rng: np.random.Generator, idx: np.ndarray, ratio: float) -> np.ndarray:
+    """n = ⌊rE⌋ or ⌈rE⌉ (randomised rounding) of the E companies, each with probability r."""
+    size = len(idx)
+    jitter = rng.random()  # drawn even for an empty stratum, so the stream does not depend on it
+    keys = rng.random(size)
+    expected = ratio * size
+    n = int(np.floor(expected)) + int(jitter < expected - np.floor(expected))
+    n = min(n, size)
+    if n == 0:
+        return idx[:0]
+    if n == size:
+        return idx
+    return np.sort(idx[np.argpartition(keys, n - 1)[:n]])
+
+
+# ---- inspectors -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Pool:
+    ids: np.ndarray
+    dept: np.ndarray
+    area: np.ndarray
+    qualified: np.ndarray
+    """Bit mask over the plan's items."""
+    tiebreak: np.ndarray
+    load: np.ndarray
+
+
+def _inspector_pool(
+    rng: np.random.Generator, snapshot: Snapshot, items: list[CheckItem]
+) -> _Pool:
+    frame = snapshot.tables["inspectors"]
+    frame = frame[frame["active"].to_numpy(dtype=bool)].reset_index(drop=True)
+    bit = {item.id: 1 << k for k, item in enumerate(items)}
+    qualified = np.array(
+        [sum(bit.get(i, 0) for i in set(str(q).split(";")) if i) for q in frame["items"]],
+        dtype=np.int64,
+    )
+    return _Pool(
+        ids=frame["inspector_id"].to_numpy(dtype=object),
+        dept=frame["department"].to_numpy(dtype=object),
+        area=frame["area"].fillna("").to_numpy(dtype=object),
+        qualified=qualified,
+        tiebreak=rng.random(len(frame)),
+        load=np.zeros(len(frame), np.int64),
+    )
+
+
+def _staff(
+    rng: np.random.Generator,
+    params: DrawParams,
+    snapshot: Snapshot,
+    items: list[CheckItem],
+    company: np.ndarray,
+    item_k: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Teams per (company, department): returns (team of each task, members, ids, loads).
+
+    `members` is (teams × size) of inspector positions in `ids`.
+    """
+    pool = _inspector_pool(rng, snapshot, items)
+    size = params.inspectors_per_task
+    comp = snapshot.tables["companies"]
+    regions, region_k = np.unique(comp["region"].fillna("").to_numpy(dtype=str), return_inverse=True)
+    depts = sorted({i.department for i in items})
+    dept_k = np.array([depts.index(i.department) for i in items], np.int64)
+    if len(company) == 0:
+        return np.zeros(0, np.int64), np.zeros((0, size), np.int64), pool.ids, pool.load
+    # first pass: one team per (company, department) with every item of that department
+    team_key = company * len(depts) + dept_k[item_k]
+    uniq, team_of_task = np.unique(team_key, return_inverse=True)
+    masks = np.zeros(len(uniq), np.int64)
+    np.bitwise_or.at(masks, team_of_task, np.int64(1) << item_k.astype(np.int64))
+    team_company = uniq // len(depts)
+    team_dept = uniq % len(depts)
+    staff = _Staffing(pool, size, depts, regions, region_k, len(comp), _conflict_keys(snapshot, pool, comp))
+    members = np.full((len(uniq), size), -1, np.int64)
+    short = staff.assign(rng, team_company, team_dept, masks, np.arange(len(uniq)), members)
+    if len(short):
+        # too few inspectors qualified for all of a department's items: one team per item
+        team_of_task = team_of_task.copy()
+        split_tasks = np.flatnonzero(np.isin(team_of_task, short))
+        new_ids = np.arange(len(members), len(members) + len(split_tasks))
+        team_of_task[split_tasks] = new_ids
+        team_company = np.concatenate([team_company, company[split_tasks]])
+        team_dept = np.concatenate([team_dept, dept_k[item_k[split_tasks]]])
+        masks = np.concatenate([masks, np.int64(1) << item_k[split_tasks].astype(np.int64)])
+        members = np.vstack([members, np.full((len(split_tasks), size), -1, np.int64)])
+        still = staff.assign(rng, team_company, team_dept, masks, new_ids, members)
+        if len(still):
+            staff.raise_short(still, items, team_company, team_dept, masks)
+    return team_of_task, members, pool.ids, pool.load
+
+
+def _conflict_keys(snapshot: Snapshot, pool: _Pool, comp: pd.DataFrame) -> np.ndarray:
+    frame = snapshot.tables["conflicts"]
+    if frame.empty or len(pool.ids) == 0:
+        return np.zeros(0, np.int64)
+    ipos = pd.Index(pool.ids).get_indexer(frame["inspector_id"])
+    cpos = pd.Index(comp["uscc"]).get_indexer(frame["uscc"])
+    ok = (ipos >= 0) & (cpos >= 0)
+    return np.unique(ipos[ok].astype(np.int64) * len(comp) + cpos[ok])
+
+
+@dataclass
+class _Staffing:
+    pool: _Pool
+    size: int
+    depts: list[str]
+    regions: np.ndarray
+    region_k: np.ndarray
+    """Region index of each snapshot company."""
+    n_comp: int
+    conflicts: np.ndarray
+    _base: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
+
+    def candidates(self, dept: int, region: int, mask: int) -> np.ndarray:
+        """Active inspectors of the department whose area covers the region, qualified."""
+        base = self._base.get((dept, region))
+        if base is None:
+            code = str(self.regions[region])
+            prefixes = [""] + [code[:k] for k in range(1, len(code) + 1)]
+            base = np.flatnonzero(
+                (self.pool.dept == self.depts[dept]) & np.isin(self.pool.area, prefixes)
+            )
+            self._base[(dept, region)] = base
+        return base[(self.pool.qualified[base] & mask) == mask]
+
+    def assign(
+        self,
+        rng: np.random.Generator,
+        team_company: np.ndarray,
+        team_dept: np.ndarray,
+        masks: np.ndarray,
+        teams: np.ndarray,
+        members: np.ndarray,
+    ) -> np.ndarray:
+        """Staff `teams` (rows of `members`); returns those with too few candidates."""
+        pool, size = self.pool, self.size
+        reg = self.region_k[team_company[teams]]
+        order = np.lexsort((masks[teams], reg, team_dept[teams]))
+        teams = teams[order]
+        d_s, r_s, m_s = team_dept[teams], self.region_k[team_company[teams]], masks[teams]
+        change = np.flatnonzero((np.diff(d_s) != 0) | (np.diff(r_s) != 0) | (np.diff(m_s) != 0))
+        bounds = np.concatenate([[0], change + 1, [len(teams)]])
+        short = []
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            group = teams[lo:hi]
+            cand = self.candidates(int(d_s[lo]), int(r_s[lo]), int(m_s[lo]))
+            if len(cand) < size:
+                short.append(group)
+                continue
+            group = group[rng.permutation(len(group))]
+            ranked = cand[np.lexsort((pool.tiebreak[cand], pool.load[cand]))]
+            slots = ranked[np.arange(len(group) * size) % len(ranked)]
+            np.add.at(pool.load, slots, 1)
+            members[group] = slots.reshape(len(group), size)
+        done = np.setdiff1d(teams, np.concatenate(short)) if short else teams
+        if len(self.conflicts) and len(done):
+            keys = members[done] * self.n_comp + team_company[done][:, None]
+            for team in done[np.isin(keys, self.conflicts).any(axis=1)]:
+                self._replace_conflicted(int(team), team_company, team_dept, masks, members)
+        return np.concatenate(short) if short else np.zeros(0, np.int64)
+
+    def _replace_conflicted(
+        self,
+        team: int,
+        team_company: np.ndarray,
+        team_dept: np.ndarray,
+        masks: np.ndarray,
+        members: np.ndarray,
+    ) -> None:
+        pool, company = self.pool, int(team_company[team])
+        cand = self.candidates(
+            int(team_dept[team]), int(self.region_k[company]), int(masks[team])
+        )
+        conflicted = set(cand[np.isin(cand * self.n_comp + company, self.conflicts)].tolist())
+        row = members[team]
+        for s in range(len(row)):
+            if int(row[s]) not in conflicted:
+                continue
+            ranked = cand[np.lexsort((pool.tiebreak[cand], pool.load[cand]))]
+            free = [int(c) for c in ranked if int(c) not in conflicted and c not in row]
+            if not free:
+                raise PlanError(
+                    "insufficient_inspectors",
+                    f"department {self.depts[int(team_dept[team])]}, region "
+                    f"{self.regions[self.region_k[company]]}: every qualified inspector left has "
+                    "a conflict with a drawn company; add inspectors or clear conflicts",
+                )
+            pool.load[row[s]] -= 1
+            pool.load[free[0]] += 1
+            row[s] = free[0]
+
+    def raise_short(
+        self,
+        short: np.ndarray,
+        items: list[CheckItem],
+        team_company: np.ndarray,
+        team_dept: np.ndarray,
+        masks: np.ndarray,
+    ) -> None:
+        problems = set()
+        for team in short[:1000]:
+            d, r = int(team_dept[team]), int(self.region_k[team_company[team]])
+            mask = int(masks[team])
+            have = len(self.candidates(d, r, mask))
+            names = [i.id for k, i in enumerate(items) if mask >> k & 1]
+            problems.add(
+                f"{self.depts[d]} in {self.regions[r] or '(no region)'} for "
+                f"{'+'.join(names)}: {have} of {self.size}"
+            )
+        listed = "; ".join(sorted(problems)[:10])
+        raise PlanError(
+            "insufficient_inspectors",
+            f"too few active, qualified inspectors for {len(short)} task(s) ({listed}); "
+            "import inspectors for these departments and areas, or narrow the plan",
+        )

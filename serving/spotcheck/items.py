@@ -1,0 +1,126 @@
+"""The check-item list (抽查事项清单) and the ratio presets, from versioned YAML files.
+
+A preset file holds the tier ratios, the provincial cap on general items, the department's
+yearly cap on inspections of one company and the check items. Items are loaded into the serving
+database (`credsup plan items import`, `PUT /v1/check-items/{id}`); a plan may name a preset to
+take its ratios from instead of each item's own.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+TIERS = ("A", "B", "C", "D")
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+class Ratios(BaseModel):
+    """Share of a tier's companies drawn for one item (0–1)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    A: float = Field(ge=0, le=1)
+    B: float = Field(ge=0, le=1)
+    C: float = Field(ge=0, le=1)
+    D: float = Field(ge=0, le=1)
+
+    def as_tuple(self) -> tuple[float, float, float, float]:
+        return (self.A, self.B, self.C, self.D)
+
+
+class CheckItem(BaseModel):
+    """One check item: who checks what, on which legal basis, how often."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+    department: str = Field(min_length=1, max_length=64)
+    name_zh: str = Field(min_length=1, max_length=128)
+    name_en: str = Field(default="", max_length=128)
+    legal_basis: str = Field(default="", max_length=512)
+    kind: Literal["general", "key"]
+    """General items carry the provincial cap on their ratio; key items (safety, quality,
+    public interest) have none."""
+    ratios: Ratios
+    max_ratio: float | None = Field(default=None, gt=0, le=1)
+    """Cap on the share of the eligible companies drawn (general items only)."""
+    floor: float = Field(default=0.0, ge=0, le=1)
+    """Least share of the eligible companies drawn (company information checks: 3 %)."""
+    yearly_cap: int = Field(default=1, ge=1, le=12)
+    """Checks of one company on this item in a calendar year (tier D and triggers exempt)."""
+    a_tier: Literal["sample", "triggered_only"] | None = None
+    """Whether tier A is sampled at its ratio or checked only on a trigger (default: key items
+    sample A, general items leave A alone: 无事不扰)."""
+    industries: tuple[str, ...] = ()
+    """GB/T 4754 code prefixes the item applies to (empty: all)."""
+    entity_types: tuple[str, ...] = ()
+    """Entity types the item applies to (empty: all)."""
+    active: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> CheckItem:
+        if self.kind == "key" and self.max_ratio is not None:
+            raise ValueError(f"item {self.id}: a key item has no cap (max_ratio)")
+        if self.max_ratio is not None and self.floor > self.max_ratio:
+            raise ValueError(f"item {self.id}: floor {self.floor} above max_ratio {self.max_ratio}")
+        return self
+
+    @property
+    def samples_tier_a(self) -> bool:
+        return (self.a_tier or ("sample" if self.kind == "key" else "triggered_only")) == "sample"
+
+
+class Preset(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str = ""
+    source: str = ""
+    ratios: Ratios
+    general_item_cap: float | None = Field(default=None, gt=0, le=1)
+    department_yearly_cap: int = Field(default=2, ge=1, le=12)
+    """Inspections of one company by one department in a calendar year (DOMAIN §7: 2)."""
+    items: tuple[CheckItem, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique(self) -> Preset:
+        ids = [i.id for i in self.items]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"preset {self.name}: item ids repeated: {dup}")
+        return self
+
+
+def load_preset_file(path: Path) -> Preset:
+    """A preset from a YAML file; items inherit the preset's ratios and general-item cap."""
+    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: not a preset (a mapping with name, ratios, items)")
+    items = []
+    for item in raw.get("items") or []:
+        if not isinstance(item, dict):
+            raise ValueError(f"{path}: an item is not a mapping: {item!r}")
+        item = dict(item)
+        item.setdefault("ratios", raw.get("ratios"))
+        if item.get("kind") == "general" and raw.get("general_item_cap") is not None:
+            item.setdefault("max_ratio", raw["general_item_cap"])
+        items.append(item)
+    return Preset.model_validate({**raw, "items": items})
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+@cache
+def preset(name: str) -> Preset:
+    """A packaged preset: `national-default` or `henan-2021`."""
+    path = PRESET_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise KeyError(f"no ratio preset {name!r}: one of {', '.join(preset_names())}")
+    return load_preset_file(path)
