@@ -9,6 +9,10 @@ PostgreSQL. The schema is created and upgraded by Alembic only (`serving/migrati
 - `company_history`: every loaded evaluation and tier, per as-of date.
 - `api_keys`: keys stored as SHA-256 hashes (keys are 256-bit random, so no slow hash is needed),
   with role and department.
+- spot checks (`serving.spotcheck`): `check_items`, `inspectors`, `inspector_conflicts`,
+  `spot_check_plans` (parameters, seed, hashes, the stored list and snapshot), `spot_check_tasks`
+  (one per company and item, with its result) and `spot_check_assignments` (task → inspector);
+  `plan_counter` numbers plans and serialises their creation.
 - `audit_log`: every read of a company's credit information; append-only (triggers refuse
   UPDATE and DELETE on both databases).
 """
@@ -35,6 +39,7 @@ companies = sa.Table(
     sa.Column("grade", sa.String(8)),
     sa.Column("full_doc", sa.Text, nullable=False),
     sa.Column("public_doc", sa.Text, nullable=False),
+    sa.Column("name", sa.String(256)),
 )  # fmt: skip
 
 company_history = sa.Table(
@@ -73,6 +78,98 @@ audit_log = sa.Table(
     sa.Column("endpoint", sa.String(128), nullable=False),
     sa.Column("purpose", sa.String(256)),
     sa.Column("status", sa.Integer, nullable=False),
+)  # fmt: skip
+
+
+check_items = sa.Table(
+    "check_items", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("department", sa.String(64), nullable=False, index=True),
+    sa.Column("definition", sa.Text, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)  # fmt: skip
+
+inspectors = sa.Table(
+    "inspectors", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(128)),
+    sa.Column("department", sa.String(64), nullable=False, index=True),
+    sa.Column("area", sa.String(12), nullable=False),
+    sa.Column("items", sa.Text, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)  # fmt: skip
+
+inspector_conflicts = sa.Table(
+    "inspector_conflicts", metadata,
+    sa.Column("inspector_id", sa.String(64), primary_key=True),
+    sa.Column("uscc", sa.String(18), primary_key=True),
+    sa.Column("reason", sa.String(256)),
+    sa.Column("declared_at", sa.DateTime(timezone=True), nullable=False),
+)  # fmt: skip
+
+plan_counter = sa.Table(
+    "plan_counter", metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("n", sa.Integer, nullable=False),
+)  # fmt: skip
+
+spot_check_plans = sa.Table(
+    "spot_check_plans", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("seq", sa.Integer, nullable=False, unique=True),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.Integer),
+    sa.Column("start_date", sa.Date, nullable=False),
+    sa.Column("due_date", sa.Date, nullable=False),
+    sa.Column("due_estimated", sa.Boolean, nullable=False),
+    sa.Column("snapshot_date", sa.Date, nullable=False),
+    sa.Column("seed", sa.String(40), nullable=False),
+    sa.Column("params", sa.Text, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("pool_hash", sa.String(64), nullable=False),
+    sa.Column("inspector_hash", sa.String(64), nullable=False),
+    sa.Column("list_sha256", sa.String(64), nullable=False),
+    sa.Column("list_blob", sa.LargeBinary, nullable=False),
+    sa.Column("snapshot_blob", sa.LargeBinary, nullable=False),
+    sa.Column("tasks", sa.Integer, nullable=False),
+    sa.Column("visits", sa.Integer, nullable=False),
+)  # fmt: skip
+
+spot_check_tasks = sa.Table(
+    "spot_check_tasks", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("plan_id", sa.String(32), sa.ForeignKey("spot_check_plans.id"), nullable=False,
+              index=True),
+    sa.Column("plan_seq", sa.Integer, nullable=False),
+    sa.Column("visit_no", sa.Integer, nullable=False),
+    sa.Column("uscc", sa.String(18), nullable=False, index=True),
+    sa.Column("company_name", sa.String(256)),
+    sa.Column("region", sa.String(6)),
+    sa.Column("entity_type", sa.String(32)),
+    sa.Column("tier", sa.String(1), nullable=False),
+    sa.Column("item_id", sa.String(32), nullable=False),
+    sa.Column("department", sa.String(64), nullable=False, index=True),
+    sa.Column("inspectors", sa.String(512), nullable=False),
+    sa.Column("inclusion_prob", sa.Float, nullable=False),
+    sa.Column("basis", sa.String(16), nullable=False),
+    sa.Column("due_date", sa.Date, nullable=False, index=True),
+    sa.Column("result", sa.String(16)),
+    sa.Column("check_date", sa.Date),
+    sa.Column("findings", sa.Text),
+    sa.Column("result_at", sa.DateTime(timezone=True)),
+    sa.Column("result_by", sa.Integer),
+    sa.Column("record_id", sa.String(64)),
+    sa.Column("published_late", sa.Boolean),
+    sa.UniqueConstraint("plan_id", "uscc", "item_id", name="uq_task_plan_company_item"),
+)  # fmt: skip
+
+spot_check_assignments = sa.Table(
+    "spot_check_assignments", metadata,
+    sa.Column("task_id", sa.BigInteger, sa.ForeignKey("spot_check_tasks.id"), primary_key=True),
+    sa.Column("inspector_id", sa.String(64), primary_key=True, index=True),
 )  # fmt: skip
 
 

@@ -171,7 +171,7 @@ def _upsert(engine: Engine) -> Any:
         else sqlite.insert(companies)
     )
     columns = ("region", "industry", "entity_type", "as_of", "tier", "grade", "full_doc",
-               "public_doc")  # fmt: skip
+               "public_doc", "name")  # fmt: skip
     return stmt.on_conflict_do_update(
         index_elements=[companies.c.uscc],
         set_={c: stmt.excluded[c] for c in columns},
@@ -195,6 +195,7 @@ def load_results(
             "grade": _clean(r.get("grade")),
             "full_doc": r["full_doc"],
             "public_doc": r["public_doc"],
+            "name": _clean(r.get("name")),
         }
         for r in records
     ]

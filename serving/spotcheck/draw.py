@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,7 +170,9 @@ class Drawn:
 def canonical_list(tasks: pd.DataFrame) -> bytes:
     """The list as UTF-8 CSV bytes: what is stored, hashed and compared on replay."""
     frame = tasks[list(LIST_COLUMNS)].copy()
-    values, where = np.unique(frame["inclusion_prob"].to_numpy(dtype=np.float64), return_inverse=True)
+    values, where = np.unique(
+        frame["inclusion_prob"].to_numpy(dtype=np.float64), return_inverse=True
+    )
     frame["inclusion_prob"] = np.array([f"{p:.10g}" for p in values], dtype=object)[where]
     frame = frame.astype({c: "string" for c in LIST_COLUMNS})
     return _csv_bytes(frame)
@@ -283,7 +286,7 @@ def _member_text(members: np.ndarray, ids: np.ndarray) -> np.ndarray:
         key = np.zeros(len(ordered), np.int64)
         for col in range(ordered.shape[1]):
             key = key * base + ordered[:, col]
-        where, uniq = pd.factorize(key)
+        where, _uniq = pd.factorize(key)
         teams = ordered[np.unique(where, return_index=True)[1]]
     else:
         teams, where = np.unique(ordered, axis=0, return_inverse=True)
@@ -313,7 +316,8 @@ class _Columns:
     def match(self, column: str, test: Any) -> np.ndarray:
         codes, uniques = self.coded[column]
         hit = np.array([bool(test(str(u))) for u in uniques], dtype=bool)
-        return hit[codes] if self.n else np.zeros(0, bool)
+        out: np.ndarray = hit[codes] if self.n else np.zeros(0, bool)
+        return out
 
     def prefixed(self, column: str, prefixes: tuple[str, ...]) -> np.ndarray:
         if not prefixes:
@@ -327,7 +331,9 @@ class _Columns:
 
 
 def _population_mask(cols: _Columns, tier: np.ndarray, pop: PopulationFilter) -> np.ndarray:
-    mask = cols.prefixed("region", pop.regions) & cols.prefixed("industry", pop.industries)
+    mask: np.ndarray = cols.prefixed("region", pop.regions) & cols.prefixed(
+        "industry", pop.industries
+    )
     mask &= cols.within("entity_type", pop.entity_types)
     if pop.tiers:
         mask &= np.isin(tier, [TIERS.index(t) for t in pop.tiers])
@@ -335,7 +341,9 @@ def _population_mask(cols: _Columns, tier: np.ndarray, pop: PopulationFilter) ->
 
 
 def _applies(cols: _Columns, item: CheckItem) -> np.ndarray:
-    return cols.prefixed("industry", item.industries) & cols.within("entity_type", item.entity_types)
+    mask: np.ndarray = cols.prefixed("industry", item.industries)
+    mask = mask & cols.within("entity_type", item.entity_types)
+    return mask
 
 
 def _counts(frame: pd.DataFrame, comp: pd.DataFrame, key: str) -> dict[str, np.ndarray]:
@@ -415,9 +423,7 @@ class _Pool:
     load: np.ndarray
 
 
-def _inspector_pool(
-    rng: np.random.Generator, snapshot: Snapshot, items: list[CheckItem]
-) -> _Pool:
+def _inspector_pool(rng: np.random.Generator, snapshot: Snapshot, items: list[CheckItem]) -> _Pool:
     frame = snapshot.tables["inspectors"]
     frame = frame[frame["active"].to_numpy(dtype=bool)].reset_index(drop=True)
     bit = {item.id: 1 << k for k, item in enumerate(items)}
@@ -450,7 +456,9 @@ def _staff(
     pool = _inspector_pool(rng, snapshot, items)
     size = params.inspectors_per_task
     comp = snapshot.tables["companies"]
-    regions, region_k = np.unique(comp["region"].fillna("").to_numpy(dtype=str), return_inverse=True)
+    regions, region_k = np.unique(
+        comp["region"].fillna("").to_numpy(dtype=str), return_inverse=True
+    )
     depts = sorted({i.department for i in items})
     dept_k = np.array([depts.index(i.department) for i in items], np.int64)
     if len(company) == 0:
@@ -462,7 +470,9 @@ def _staff(
     np.bitwise_or.at(masks, team_of_task, np.int64(1) << item_k.astype(np.int64))
     team_company = uniq // len(depts)
     team_dept = uniq % len(depts)
-    staff = _Staffing(pool, size, depts, regions, region_k, len(comp), _conflict_keys(snapshot, pool, comp))
+    staff = _Staffing(
+        pool, size, depts, regions, region_k, len(comp), _conflict_keys(snapshot, pool, comp)
+    )
     members = np.full((len(uniq), size), -1, np.int64)
     short = staff.assign(rng, team_company, team_dept, masks, np.arange(len(uniq)), members)
     if len(short):
@@ -513,7 +523,8 @@ class _Staffing:
                 (self.pool.dept == self.depts[dept]) & np.isin(self.pool.area, prefixes)
             )
             self._base[(dept, region)] = base
-        return base[(self.pool.qualified[base] & mask) == mask]
+        found: np.ndarray = base[(self.pool.qualified[base] & mask) == mask]
+        return found
 
     def assign(
         self,
@@ -533,7 +544,7 @@ class _Staffing:
         change = np.flatnonzero((np.diff(d_s) != 0) | (np.diff(r_s) != 0) | (np.diff(m_s) != 0))
         bounds = np.concatenate([[0], change + 1, [len(teams)]])
         short = []
-        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        for lo, hi in itertools.pairwise(bounds):
             group = teams[lo:hi]
             cand = self.candidates(int(d_s[lo]), int(r_s[lo]), int(m_s[lo]))
             if len(cand) < size:
@@ -560,9 +571,7 @@ class _Staffing:
         members: np.ndarray,
     ) -> None:
         pool, company = self.pool, int(team_company[team])
-        cand = self.candidates(
-            int(team_dept[team]), int(self.region_k[company]), int(masks[team])
-        )
+        cand = self.candidates(int(team_dept[team]), int(self.region_k[company]), int(masks[team]))
         conflicted = set(cand[np.isin(cand * self.n_comp + company, self.conflicts)].tolist())
         row = members[team]
         for s in range(len(row)):

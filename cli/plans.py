@@ -1,0 +1,285 @@
+"""`credsup plan`: check items, the inspector pool, drawing, listing, verifying, results."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cli.main import JsonOpt, _as_of, _emit_json, _store, app, err, out
+from records.settings import Settings
+
+plan_app = typer.Typer(help="Double random, one public: spot-check plans.", no_args_is_help=True)
+items_app = typer.Typer(help="The check-item list.", no_args_is_help=True)
+inspectors_app = typer.Typer(help="The inspector pool.", no_args_is_help=True)
+app.add_typer(plan_app, name="plan")
+plan_app.add_typer(items_app, name="items")
+plan_app.add_typer(inspectors_app, name="inspectors")
+
+
+def _engine() -> Any:
+    from serving.db import make_engine, upgrade
+
+    settings = Settings()
+    upgrade(settings.serving_url)
+    return make_engine(settings.serving_url)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def _split(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+@items_app.command("import")
+def items_import(
+    preset: Annotated[str | None, typer.Option(help="national-default or henan-2021.")] = None,
+    file: Annotated[Path | None, typer.Option(help="A preset YAML file of your own.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load check items from a packaged preset or a YAML file (replacing items of the same id)."""
+    from serving.spotcheck.items import load_preset_file
+    from serving.spotcheck.items import preset as packaged
+    from serving.spotcheck.plans import save_items
+
+    if (preset is None) == (file is None):
+        _fail("give exactly one of --preset and --file")
+    try:
+        chosen = packaged(preset) if preset else load_preset_file(file)  # type: ignore[arg-type]
+    except (KeyError, ValueError, OSError) as exc:
+        _fail(str(exc))
+    n = save_items(_engine(), list(chosen.items))
+    if as_json:
+        _emit_json({"preset": chosen.name, "items": n})
+    else:
+        out.print(f"{n} check items from {chosen.name}")
+
+
+@items_app.command("list")
+def items_list(as_json: JsonOpt = False) -> None:
+    """The check items in the database."""
+    from serving.spotcheck.plans import load_items
+
+    items = load_items(_engine())
+    if as_json:
+        _emit_json({"items": [i.model_dump(mode="json") for i in items]})
+        return
+    for i in items:
+        r = i.ratios
+        out.print(f"{i.id:10} {i.department:10} {i.kind:7} A {r.A:.0%} B {r.B:.0%} C {r.C:.0%} "
+                  f"D {r.D:.0%}  {i.name_zh}")  # fmt: skip
+
+
+@inspectors_app.command("import")
+def inspectors_import(
+    file: Annotated[Path, typer.Argument(help="CSV or Excel, English or Chinese headers.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Import inspectors (id, name, department, area, items, active, conflicts)."""
+    from pydantic import ValidationError
+
+    from serving.spotcheck.export import read_inspectors
+    from serving.spotcheck.plans import InspectorIn, save_inspectors
+
+    try:
+        frame = read_inspectors(file)
+        pool = [
+            InspectorIn(
+                inspector_id=r["inspector_id"], name=r.get("name") or None,
+                department=r["department"], area=r.get("area") or "", items=list(r["items"]),
+                active=bool(r["active"]), conflicts=list(r["conflicts"]),
+            )
+            for r in frame.to_dict("records")
+        ]  # fmt: skip
+    except (ValueError, ValidationError, OSError) as exc:
+        _fail(f"{file}: {exc}")
+    counts = save_inspectors(_engine(), pool)
+    if as_json:
+        _emit_json(counts)
+    else:
+        out.print(f"{counts['inspectors']} inspectors, {counts['conflicts']} declared conflicts")
+
+
+@inspectors_app.command("demo")
+def inspectors_demo(
+    per_city: Annotated[int, typer.Option(help="Inspectors per department and city.")] = 8,
+    seed: int = 7,
+    as_json: JsonOpt = False,
+) -> None:
+    """A simulated inspector pool for the loaded companies (demo and tests)."""
+    from serving.spotcheck.demo import load_demo_inspectors
+
+    counts = load_demo_inspectors(_engine(), per_city, seed)
+    if as_json:
+        _emit_json(counts)
+    else:
+        out.print(f"{counts['inspectors']} inspectors, {counts['conflicts']} declared conflicts")
+
+
+@plan_app.command("create")
+def plan_create(
+    name: Annotated[str, typer.Option(help="The plan's title.")],
+    departments: Annotated[str, typer.Option(help="Department codes, comma-separated.")],
+    items: Annotated[str | None, typer.Option(help="Item ids (default: all of them).")] = None,
+    preset: Annotated[str | None, typer.Option(help="Ratio preset for every item.")] = None,
+    regions: Annotated[str | None, typer.Option(help="Division-code prefixes.")] = None,
+    industries: Annotated[str | None, typer.Option(help="GB/T 4754 code prefixes.")] = None,
+    tiers: Annotated[str | None, typer.Option(help="Only these tiers, e.g. C,D.")] = None,
+    snapshot: Annotated[str | None, typer.Option(help="Tier snapshot date.")] = None,
+    start: Annotated[str | None, typer.Option(help="First day of checks (default today).")]
+    = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (default: random, stored).")] = None,
+    triggered: Annotated[str | None, typer.Option(help="Codes checked on a trigger.")] = None,
+    request_file: Annotated[
+        Path | None, typer.Option("--request", help="A JSON plan request (overrides the rest).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:  # fmt: skip
+    """Draw a plan: companies by tier at random, inspectors at random, joint visits."""
+    from pydantic import ValidationError
+
+    from serving.spotcheck.draw import PlanError
+    from serving.spotcheck.plans import PlanRequest, create_plan
+
+    try:
+        if request_file is not None:
+            request = PlanRequest.model_validate_json(request_file.read_text(encoding="utf-8"))
+        else:
+            request = PlanRequest(
+                name=name, departments=_split(departments),
+                items=_split(items) or None, ratio_preset=preset,
+                population={"regions": _split(regions), "industries": _split(industries),
+                            "tiers": _split(tiers)},
+                snapshot_date=_as_of(snapshot) if snapshot else None,
+                start_date=_as_of(start) if start else None, seed=seed,
+                triggered=_split(triggered),
+            )  # fmt: skip
+        created = create_plan(_engine(), request)
+    except (ValidationError, PlanError, OSError) as exc:
+        _fail(str(exc))
+    if as_json:
+        _emit_json(created.__dict__)
+        return
+    out.print(
+        f"plan {created.plan_id}: {created.visits} visits, {created.tasks} tasks, due "
+        f"{created.due_date}{' (estimated calendar)' if created.due_estimated else ''}"
+    )
+    out.print(f"  seed {created.seed}, list sha256 {created.list_sha256}")
+    for s in created.summary["items"]:
+        drawn = ", ".join(f"{t} {s['drawn'][t]}/{s['eligible'][t]}" for t in "ABCD")
+        out.print(f"  {s['item_id']:10} {drawn}  triggered {s['triggered']}")  # fmt: skip
+
+
+@plan_app.command("show")
+def plan_show(
+    plan_id: Annotated[str, typer.Argument()],
+    format: Annotated[str, typer.Option(help="csv, xlsx or json.")] = "csv",
+    output: Annotated[Path | None, typer.Option("--out", help="File (default: stdout).")] = None,
+    department: str | None = None,
+    inspector: str | None = None,
+) -> None:
+    """A plan's list with Chinese headers (CSV or Excel), optionally for one department or
+    inspector."""
+    from serving.spotcheck import export
+    from serving.spotcheck.plans import plan_list
+
+    with _engine().connect() as con:
+        try:
+            plan, frame = plan_list(con, plan_id, department, inspector)
+        except LookupError as exc:
+            _fail(str(exc))
+    if format == "xlsx":
+        data = export.to_xlsx_bytes(frame, title=f"{plan['name']}（{plan_id}）")
+    elif format == "csv":
+        data = export.to_csv_bytes(frame)
+    elif format == "json":
+        data = frame.to_json(orient="records", date_format="iso", force_ascii=False).encode()
+    else:
+        _fail(f"unknown format {format!r}: csv, xlsx or json")
+    if output is None:
+        if format == "xlsx":
+            _fail("give --out for Excel")
+        typer.echo(data.decode("utf-8-sig"))
+    else:
+        output.write_bytes(data)
+        err.print(f"{len(frame)} tasks → {output}")
+
+
+@plan_app.command("verify")
+def plan_verify(plan_id: Annotated[str, typer.Argument()], as_json: JsonOpt = False) -> None:
+    """Replay a stored plan and confirm the identical list (exit 1 if it differs)."""
+    from serving.spotcheck.plans import verify_plan
+
+    try:
+        result = verify_plan(_engine(), plan_id)
+    except LookupError as exc:
+        _fail(str(exc))
+    if as_json:
+        _emit_json(result.__dict__)
+    else:
+        verdict = "identical" if result.identical else "DIFFERENT"
+        out.print(f"{plan_id}: replayed list {verdict} ({result.tasks} tasks, sha256 "
+                  f"{result.replayed_sha256}); pool hash {'ok' if result.pool_hash_ok else 'BAD'}, "
+                  f"inspector hash {'ok' if result.inspector_hash_ok else 'BAD'}")  # fmt: skip
+    if not result.identical:
+        raise typer.Exit(1)
+
+
+@plan_app.command("result")
+def plan_result(
+    task_id: Annotated[int, typer.Argument()],
+    result: Annotated[str, typer.Option(help="pass, problem or serious.")],
+    check_date: Annotated[str, typer.Option("--date", help="Day of the check.")],
+    minor: int = 0,
+    major: int = 0,
+    serious: int = 0,
+    description: str = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Record a task's result (it becomes a spot_check record and is published)."""
+    from pydantic import ValidationError
+
+    from serving.spotcheck.draw import PlanError
+    from serving.spotcheck.plans import ResultConflict, TaskResult, post_result
+
+    try:
+        body = TaskResult.model_validate(
+            {"result": result, "check_date": check_date,
+             "findings": {"minor": minor, "major": major, "serious": serious,
+                          "description": description}}
+        )  # fmt: skip
+        done = post_result(_engine(), _store(Settings()), task_id, body)
+    except (ValidationError, PlanError, LookupError, ResultConflict) as exc:
+        _fail(str(exc))
+    if as_json:
+        _emit_json(done)
+    else:
+        out.print(f"task {task_id}: {result} on {check_date}, record {done['record_id']}")
+
+
+@plan_app.command("overdue")
+def plan_overdue(
+    department: str | None = None,
+    as_of: Annotated[str | None, typer.Option("--as-of")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Tasks past their 20 working days without a result."""
+    from serving.spotcheck.plans import overdue_tasks
+
+    day = _as_of(as_of) if as_of else date.today()
+    with _engine().connect() as con:
+        frame = overdue_tasks(con, day, department, limit=100_000)
+    if as_json:
+        _emit_json(
+            {"as_of": day, "tasks": json.loads(frame.to_json(orient="records", date_format="iso"))}
+        )
+        return
+    out.print(f"{len(frame)} overdue task(s) as of {day}")
+    for r in frame.head(50).to_dict("records"):
+        out.print(f"  {r['id']:>8} {r['plan_id']} {r['uscc']} {r['item_id']} due {r['due_date']}")

@@ -1,0 +1,400 @@
+"""Double random, one public: check items, inspectors, plans, lists, results, publication.
+
+Roles: admin and regulator manage items and inspectors and draw plans; a department key sees
+and reports on its own department's tasks only; everyone (public included) reads the check-item
+list, a plan's public notice, its verification and the published results. Reads of company
+lists are audited like any read of credit information.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Annotated, Any, Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from serving.auth import Caller
+from serving.db import check_items, inspectors, spot_check_plans
+from serving.deps import CallerDep, PurposeHeader, StateDep, purpose_of, require, valid_code
+from serving.errors import ApiError
+from serving.routes.companies import ERRORS
+from serving.spotcheck import export
+from serving.spotcheck.draw import PlanError
+from serving.spotcheck.items import CheckItem
+from serving.spotcheck.plans import (
+    InspectorIn,
+    PlanRequest,
+    ResultConflict,
+    TaskNotFound,
+    TaskResult,
+    create_plan,
+    overdue_tasks,
+    plan_list,
+    post_result,
+    public_notice,
+    published_results,
+    save_inspectors,
+    save_items,
+    verify_plan,
+)
+
+router = APIRouter(prefix="/v1", tags=["spot checks"])
+MANAGE = frozenset({"admin", "regulator"})
+TASKS = frozenset({"admin", "regulator", "department"})
+LIST_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, 409: ERRORS[422]}
+
+
+def _plan_error(exc: PlanError) -> ApiError:
+    return ApiError(422, exc.code, str(exc))
+
+
+def _own_department(caller: Caller, department: str | None) -> str | None:
+    """A department key is limited to its own department."""
+    if caller.role == "department":
+        if department is not None and department != caller.department:
+            raise ApiError(403, "forbidden", f"a {caller.department} key sees its own tasks only")
+        return caller.department or "-"
+    return department
+
+
+# ---- check items and inspectors ---------------------------------------------------------------
+
+
+class ItemList(BaseModel):
+    items: list[CheckItem]
+
+
+@router.get("/check-items", response_model=ItemList, responses=ERRORS)
+def list_items(
+    state: StateDep, caller: CallerDep, department: Annotated[str | None, Query()] = None
+) -> ItemList:
+    """The check-item list (抽查事项清单): public."""
+    query = sa.select(check_items.c.definition).order_by(check_items.c.id)
+    if department is not None:
+        query = query.where(check_items.c.department == department)
+    with state.engine.connect() as con:
+        return ItemList(items=[CheckItem.model_validate_json(d) for (d,) in con.execute(query)])
+
+
+@router.put("/check-items/{item_id}", response_model=CheckItem, responses=ERRORS)
+def put_item(item_id: str, item: CheckItem, state: StateDep, caller: CallerDep) -> CheckItem:
+    """Add or replace a check item."""
+    require(caller, MANAGE, "change check items")
+    if item.id != item_id:
+        raise ApiError(422, "invalid", f"path item {item_id} differs from body id {item.id}")
+    save_items(state.engine, [item])
+    return item
+
+
+class InspectorsIn(BaseModel):
+    inspectors: list[InspectorIn]
+
+
+class Imported(BaseModel):
+    inspectors: int
+    conflicts: int
+
+
+class InspectorOut(BaseModel):
+    inspector_id: str
+    name: str | None
+    department: str
+    area: str
+    items: list[str]
+    active: bool
+
+
+class InspectorList(BaseModel):
+    inspectors: list[InspectorOut]
+
+
+@router.post("/inspectors", response_model=Imported, responses=ERRORS)
+def post_inspectors(body: InspectorsIn, state: StateDep, caller: CallerDep) -> Imported:
+    """Add or replace inspectors (and their declared conflicts)."""
+    require(caller, MANAGE, "manage the inspector pool")
+    return Imported(**save_inspectors(state.engine, body.inspectors))
+
+
+@router.get("/inspectors", response_model=InspectorList, responses=ERRORS)
+def list_inspectors(
+    state: StateDep, caller: CallerDep, department: Annotated[str | None, Query()] = None
+) -> InspectorList:
+    require(caller, TASKS, "read the inspector pool")
+    department = _own_department(caller, department)
+    query = sa.select(inspectors).order_by(inspectors.c.id)
+    if department is not None:
+        query = query.where(inspectors.c.department == department)
+    with state.engine.connect() as con:
+        rows = con.execute(query).mappings().all()
+    return InspectorList(
+        inspectors=[
+            InspectorOut(
+                inspector_id=r["id"],
+                name=r["name"],
+                department=r["department"],
+                area=r["area"],
+                items=[i for i in r["items"].split(";") if i],
+                active=r["active"],
+            )
+            for r in rows
+        ]
+    )
+
+
+# ---- plans ------------------------------------------------------------------------------------
+
+
+class PlanOut(BaseModel):
+    plan_id: str
+    name: str
+    seed: str
+    start_date: date
+    due_date: date
+    due_estimated: bool
+    snapshot_date: date
+    tasks: int
+    visits: int
+    pool_hash: str
+    inspector_hash: str
+    list_sha256: str
+    summary: dict[str, Any]
+    seconds: float | None = None
+
+
+@router.post("/spot-check-plans", response_model=PlanOut, status_code=201, responses=ERRORS)
+def post_plan(body: PlanRequest, state: StateDep, caller: CallerDep) -> PlanOut:
+    """Draw a plan: companies at random by tier, inspectors at random, joint visits."""
+    require(caller, MANAGE, "draw spot-check plans")
+    try:
+        created = create_plan(state.engine, body, created_by=caller.key_id)
+    except PlanError as exc:
+        raise _plan_error(exc) from None
+    return PlanOut.model_validate(created.__dict__)
+
+
+class PlanBrief(BaseModel):
+    plan_id: str
+    name: str
+    start_date: date
+    due_date: date
+    snapshot_date: date
+    tasks: int
+    visits: int
+    list_sha256: str
+
+
+class PlanPage(BaseModel):
+    plans: list[PlanBrief]
+
+
+@router.get("/spot-check-plans", response_model=PlanPage, responses=ERRORS)
+def list_plans(
+    state: StateDep, caller: CallerDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> PlanPage:
+    query = sa.select(
+        spot_check_plans.c.id, spot_check_plans.c.name, spot_check_plans.c.start_date,
+        spot_check_plans.c.due_date, spot_check_plans.c.snapshot_date, spot_check_plans.c.tasks,
+        spot_check_plans.c.visits, spot_check_plans.c.list_sha256,
+    ).order_by(spot_check_plans.c.seq.desc()).limit(limit)  # fmt: skip
+    with state.engine.connect() as con:
+        rows = con.execute(query).mappings().all()
+    return PlanPage(plans=[PlanBrief(plan_id=r["id"], **{k: r[k] for k in r if k != "id"})
+                           for r in rows])  # fmt: skip
+
+
+@router.get(
+    "/spot-check-plans/{plan_id}", responses=ERRORS,
+    summary="A plan's list: JSON, CSV or Excel (Chinese headers), by department or inspector",
+)  # fmt: skip
+def get_plan_list(
+    plan_id: str,
+    state: StateDep,
+    caller: CallerDep,
+    format: Annotated[Literal["json", "csv", "xlsx"], Query()] = "json",
+    department: Annotated[str | None, Query()] = None,
+    inspector: Annotated[str | None, Query()] = None,
+    x_purpose: PurposeHeader = None,
+) -> Response:
+    require(caller, TASKS, "read spot-check lists")
+    purpose = purpose_of(caller, x_purpose)
+    department = _own_department(caller, department)
+    with state.engine.connect() as con:
+        try:
+            plan, frame = plan_list(con, plan_id, department, inspector)
+        except LookupError as exc:
+            raise ApiError(404, "not_found", str(exc)) from None
+    state.audit.log(caller, "GET /v1/spot-check-plans/{plan_id}", None,
+                    f"{plan_id}: {purpose or ''}"[:256], 200)  # fmt: skip
+    if format == "csv":
+        return Response(
+            export.to_csv_bytes(frame), media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{plan_id}.csv"'},
+        )  # fmt: skip
+    if format == "xlsx":
+        return Response(
+            export.to_xlsx_bytes(frame, title=f"{plan['name']}（{plan_id}）"),
+            media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            headers={"Content-Disposition": f'attachment; filename="{plan_id}.xlsx"'},
+        )  # fmt: skip
+    tasks = json.loads(frame.to_json(orient="records", date_format="iso", force_ascii=False))
+    for task in tasks:
+        for key in ("due_date", "check_date"):
+            if task[key]:
+                task[key] = task[key][:10]
+    body = {
+        "plan_id": plan_id, "name": plan["name"], "start_date": plan["start_date"].isoformat(),
+        "due_date": plan["due_date"].isoformat(), "list_sha256": plan["list_sha256"],
+        "tasks": tasks,
+    }  # fmt: skip
+    return Response(json.dumps(body, ensure_ascii=False), media_type="application/json")
+
+
+@router.get("/spot-check-plans/{plan_id}/notice", responses=ERRORS)
+def get_notice(plan_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+    """The public notice of a plan: scope, items, ratios, counts, seed and hashes."""
+    try:
+        return public_notice(state.engine, plan_id)
+    except LookupError as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+
+
+class VerificationOut(BaseModel):
+    plan_id: str
+    identical: bool
+    list_sha256: str
+    replayed_sha256: str
+    pool_hash_ok: bool
+    inspector_hash_ok: bool
+    tasks_match: bool
+    tasks: int
+    seconds: float
+
+
+@router.get(
+    "/spot-check-plans/{plan_id}/verification", response_model=VerificationOut, responses=ERRORS
+)
+def get_verification(plan_id: str, state: StateDep, caller: CallerDep) -> VerificationOut:
+    """Replay the draw from the stored seed, parameters and snapshot and compare the lists."""
+    try:
+        return VerificationOut.model_validate(verify_plan(state.engine, plan_id).__dict__)
+    except LookupError as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+
+
+# ---- tasks and results ------------------------------------------------------------------------
+
+
+class ResultOut(BaseModel):
+    task_id: int
+    plan_id: str
+    uscc: str
+    item_id: str
+    result: str
+    check_date: date
+    record_id: str
+    published_late: bool
+
+
+@router.post(
+    "/spot-check-tasks/{task_id}/result", response_model=ResultOut, status_code=201,
+    responses=LIST_ERRORS,
+)  # fmt: skip
+def post_task_result(
+    task_id: int, body: TaskResult, state: StateDep, caller: CallerDep
+) -> ResultOut:
+    """Record a check's result: it becomes a `spot_check` record and is published."""
+    require(caller, TASKS, "report spot-check results")
+    department = caller.department if caller.role == "department" else None
+    if caller.role == "department" and not department:
+        raise ApiError(403, "forbidden", "this department key names no department")
+    try:
+        out = post_result(state.engine, state.store, task_id, body, caller.key_id, department)
+    except TaskNotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    except PermissionError as exc:
+        raise ApiError(403, "forbidden", str(exc)) from None
+    except ResultConflict as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    except PlanError as exc:
+        raise _plan_error(exc) from None
+    return ResultOut.model_validate(out)
+
+
+class TaskOut(BaseModel):
+    task_id: int
+    plan_id: str
+    uscc: str
+    company_name: str | None
+    item_id: str
+    department: str
+    inspectors: str
+    due_date: date
+
+
+class TaskPage(BaseModel):
+    as_of: date
+    tasks: list[TaskOut]
+
+
+@router.get("/spot-check-tasks/overdue", response_model=TaskPage, responses=ERRORS)
+def get_overdue(
+    state: StateDep,
+    caller: CallerDep,
+    department: Annotated[str | None, Query()] = None,
+    plan_id: Annotated[str | None, Query()] = None,
+    as_of: Annotated[date | None, Query(description="Default: today")] = None,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+) -> TaskPage:
+    """Tasks whose 20 working days have passed without a result."""
+    require(caller, TASKS, "read overdue tasks")
+    department = _own_department(caller, department)
+    day = as_of or date.today()
+    with state.engine.connect() as con:
+        frame = overdue_tasks(con, day, department, plan_id, limit)
+    return TaskPage(
+        as_of=day,
+        tasks=[TaskOut.model_validate({**r, "task_id": r["id"]})
+               for r in frame.to_dict("records")],
+    )  # fmt: skip
+
+
+class PublishedResult(BaseModel):
+    task_id: int
+    plan_id: str
+    uscc: str
+    company_name: str | None
+    item_id: str
+    item_name: str
+    department: str
+    result: str
+    check_date: date
+    published_at: str | None
+    published_late: bool
+
+
+class PublishedPage(BaseModel):
+    results: list[PublishedResult]
+
+
+@router.get("/spot-check-results", response_model=PublishedPage, responses=ERRORS)
+def get_results(
+    state: StateDep,
+    caller: CallerDep,
+    uscc: Annotated[str | None, Query()] = None,
+    plan_id: Annotated[str | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    x_purpose: PurposeHeader = None,
+) -> PublishedPage:
+    """Published results (一公开): public, 5 years (2 for an individual business)."""
+    if uscc is None and plan_id is None:
+        raise ApiError(400, "bad_request", "give uscc or plan_id")
+    code = valid_code(uscc) if uscc is not None else None
+    purpose = purpose_of(caller, x_purpose)
+    with state.engine.connect() as con:
+        rows = published_results(con, date.today(), code, plan_id, limit)
+    state.audit.log(caller, "GET /v1/spot-check-results", code, purpose, 200)
+    return PublishedPage(results=[PublishedResult.model_validate(r) for r in rows])

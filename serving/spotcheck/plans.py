@@ -1,0 +1,913 @@
+"""Spot-check plans in the serving database: the two pools, drawing, storing, replaying,
+results (→ `spot_check` records in the store) and deadlines.
+
+A plan is created in one transaction that first takes the plan counter's row lock, so plans are
+drawn one at a time: each sees every earlier plan's tasks (yearly caps, last inspectors) and
+concurrent requests neither lose nor duplicate a task. The plan stores its seed, its resolved
+parameters, the pool and inspector snapshot (compressed Parquet) with their hashes, and the list
+(canonical CSV bytes) with its SHA-256; `verify_plan` replays the draw from those and compares.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import secrets
+import time
+import zipfile
+import zlib
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy.engine import Connection, Engine
+
+from records import uscc as codes
+from records.ingest import ingest_table
+from records.store import Store
+from serving.db import (
+    check_items,
+    companies,
+    company_history,
+    inspector_conflicts,
+    inspectors,
+    plan_counter,
+    spot_check_assignments,
+    spot_check_plans,
+    spot_check_tasks,
+)
+from serving.load import mask_name
+from serving.spotcheck import workdays
+from serving.spotcheck.draw import (
+    SNAPSHOT_TABLES,
+    DrawParams,
+    PlanError,
+    PopulationFilter,
+    Snapshot,
+    canonical_list,
+    draw_plan,
+    list_sha256,
+)
+from serving.spotcheck.items import TIERS, CheckItem, Preset, Ratios, preset
+
+PUBLICATION_WORKING_DAYS = 20
+"""Results are due, and published, within 20 working days (DOMAIN §7)."""
+PUBLIC_YEARS = 5
+PUBLIC_YEARS_NATURAL_PERSON = 2
+RESULTS = ("pass", "problem", "serious")
+
+
+# ---- requests ---------------------------------------------------------------------------------
+
+
+class Population(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    regions: list[str] = Field(default_factory=list, max_length=500)
+    industries: list[str] = Field(default_factory=list, max_length=500)
+    entity_types: list[str] = Field(default_factory=list, max_length=10)
+    tiers: list[Literal["A", "B", "C", "D"]] = Field(default_factory=list, max_length=4)
+
+    @field_validator("regions")
+    @classmethod
+    def _digits(cls, value: list[str]) -> list[str]:
+        for region in value:
+            if not (region.isdigit() and 1 <= len(region) <= 6):
+                raise ValueError(f"region {region!r} is not a division-code prefix (1–6 digits)")
+        return value
+
+
+class PartialRatios(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    A: float | None = Field(default=None, ge=0, le=1)
+    B: float | None = Field(default=None, ge=0, le=1)
+    C: float | None = Field(default=None, ge=0, le=1)
+    D: float | None = Field(default=None, ge=0, le=1)
+
+    def over(self, ratios: Ratios) -> Ratios:
+        given = {k: v for k, v in self.model_dump().items() if v is not None}
+        return Ratios.model_validate({**ratios.model_dump(), **given})
+
+
+class PlanRequest(BaseModel):
+    """What a regulator asks for (`POST /v1/spot-check-plans`, `credsup plan create`).
+
+    Ratios in force, by precedence: `item_ratios` for an item, else `ratios`, else the named
+    `ratio_preset`'s tier ratios, else the item's own ratios.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=256)
+    departments: list[str] = Field(min_length=1, max_length=20)
+    items: list[str] | None = Field(default=None, max_length=62)
+    """Check-item ids (default: every active item of the departments)."""
+    population: Population = Field(default_factory=Population)
+    ratio_preset: str | None = None
+    ratios: PartialRatios | None = None
+    item_ratios: dict[str, PartialRatios] = Field(default_factory=dict)
+    general_item_cap: float | None = Field(default=None, gt=0, le=1)
+    department_yearly_cap: int | None = Field(default=None, ge=1, le=12)
+    inspectors_per_task: int = Field(default=2, ge=2, le=6)
+    snapshot_date: date | None = None
+    """Tiers as loaded for this day (default: the latest load on or before `start_date`)."""
+    start_date: date | None = None
+    """First day of the checks (default: today); results are due 20 working days later."""
+    working_days: int = Field(default=PUBLICATION_WORKING_DAYS, ge=1, le=250)
+    seed: int | None = Field(default=None, ge=0, lt=2**63)
+    triggered: list[str] = Field(default_factory=list, max_length=10_000)
+
+    @field_validator("triggered")
+    @classmethod
+    def _codes(cls, value: list[str]) -> list[str]:
+        out = []
+        for code in value:
+            try:
+                out.append(codes.validate(code))
+            except codes.InvalidUSCC as exc:
+                raise ValueError(f"triggered: {exc.message}") from None
+        return sorted(set(out))
+
+    @model_validator(mode="after")
+    def _unique_departments(self) -> PlanRequest:
+        self.departments = sorted(set(self.departments))
+        if self.items is not None:
+            self.items = sorted(set(self.items))
+        return self
+
+
+class Findings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    minor: int = Field(default=0, ge=0, le=10_000)
+    major: int = Field(default=0, ge=0, le=10_000)
+    serious: int = Field(default=0, ge=0, le=10_000)
+    description: str = Field(default="", max_length=4000)
+
+
+class TaskResult(BaseModel):
+    """The result of one task: pass (未发现问题), problem (发现问题), serious (发现严重问题)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    result: Literal["pass", "problem", "serious"]
+    check_date: date
+    findings: Findings = Field(default_factory=Findings)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TaskResult:
+        f = self.findings
+        if self.result == "pass" and f.minor + f.major + f.serious:
+            raise ValueError("a passed check has no findings")
+        if self.result == "problem" and (f.serious or not (f.minor + f.major)):
+            raise ValueError("a problem has minor or major findings and no serious one")
+        if self.result == "serious" and not f.serious:
+            raise ValueError("a serious problem has at least one serious finding")
+        return self
+
+
+# ---- the pools --------------------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _upsert(con: Connection, table: sa.Table, rows: list[dict[str, Any]], keys: list[str]) -> None:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    if not rows:
+        return
+    stmt: Any = (
+        postgresql.insert(table) if con.dialect.name == "postgresql" else sqlite.insert(table)
+    )
+    update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+    stmt = stmt.on_conflict_do_update(index_elements=keys, set_=update)
+    for start in range(0, len(rows), 5000):
+        con.execute(stmt, rows[start : start + 5000])
+
+
+def save_items(engine: Engine, items: list[CheckItem]) -> int:
+    """Insert or replace check items (the list is versioned by `updated_at`)."""
+    now = _now()
+    rows = [
+        {"id": i.id, "department": i.department, "definition": i.model_dump_json(),
+         "active": i.active, "updated_at": now}
+        for i in items
+    ]  # fmt: skip
+    with engine.begin() as con:
+        _upsert(con, check_items, rows, ["id"])
+    return len(rows)
+
+
+def load_items(engine: Engine, department: str | None = None) -> list[CheckItem]:
+    query = sa.select(check_items.c.definition).order_by(check_items.c.id)
+    if department is not None:
+        query = query.where(check_items.c.department == department)
+    with engine.connect() as con:
+        return [CheckItem.model_validate_json(d) for (d,) in con.execute(query)]
+
+
+def import_preset_items(engine: Engine, name: str) -> Preset:
+    chosen = preset(name)
+    save_items(engine, list(chosen.items))
+    return chosen
+
+
+class InspectorIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    inspector_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    name: str | None = Field(default=None, max_length=128)
+    department: str = Field(min_length=1, max_length=64)
+    area: str = Field(default="", pattern=r"^\d{0,6}$")
+    """Division-code prefix of the area covered ('' = the whole jurisdiction)."""
+    items: list[str] = Field(default_factory=list, max_length=62)
+    active: bool = True
+    conflicts: list[str] = Field(default_factory=list, max_length=10_000)
+    """Companies the inspector has declared a conflict with (回避)."""
+
+    @field_validator("conflicts")
+    @classmethod
+    def _codes(cls, value: list[str]) -> list[str]:
+        out = []
+        for code in value:
+            try:
+                out.append(codes.validate(code))
+            except codes.InvalidUSCC as exc:
+                raise ValueError(f"conflicts: {exc.message}") from None
+        return sorted(set(out))
+
+
+def save_inspectors(engine: Engine, pool: list[InspectorIn]) -> dict[str, int]:
+    """Insert or replace inspectors and add their declared conflicts (never removed here)."""
+    now = _now()
+    rows = [
+        {"id": p.inspector_id, "name": p.name, "department": p.department, "area": p.area,
+         "items": ";".join(sorted(set(p.items))), "active": p.active, "updated_at": now}
+        for p in pool
+    ]  # fmt: skip
+    pairs = {
+        (p.inspector_id, c): {"inspector_id": p.inspector_id, "uscc": c, "reason": "declared",
+                              "declared_at": now}
+        for p in pool for c in p.conflicts
+    }  # fmt: skip
+    with engine.begin() as con:
+        _upsert(con, inspectors, rows, ["id"])
+        _upsert(con, inspector_conflicts, list(pairs.values()), ["inspector_id", "uscc"])
+    return {"inspectors": len(rows), "conflicts": len(pairs)}
+
+
+# ---- resolving a request ----------------------------------------------------------------------
+
+
+def resolve(engine: Engine, request: PlanRequest) -> DrawParams:
+    """The request's items with the ratios in force; refuses unknown or foreign items."""
+    stored = {i.id: i for i in load_items(engine)}
+    if request.items is None:
+        chosen = [i for i in stored.values() if i.active and i.department in request.departments]
+        if not chosen:
+            raise PlanError(
+                "no_items",
+                f"no active check items for {', '.join(request.departments)}: import a preset "
+                "(`credsup plan items import --preset national-default`) or PUT /v1/check-items",
+            )
+    else:
+        unknown = [i for i in request.items if i not in stored]
+        if unknown:
+            raise PlanError("unknown_item", f"unknown check items: {', '.join(unknown)}")
+        chosen = [stored[i] for i in request.items]
+        foreign = [i.id for i in chosen if i.department not in request.departments]
+        if foreign:
+            raise PlanError(
+                "item_department",
+                f"items {', '.join(foreign)} belong to departments not in the plan",
+            )
+        inactive = [i.id for i in chosen if not i.active]
+        if inactive:
+            raise PlanError("inactive_item", f"items no longer active: {', '.join(inactive)}")
+    unknown_overrides = sorted(set(request.item_ratios) - {i.id for i in chosen})
+    if unknown_overrides:
+        raise PlanError(
+            "unknown_item", f"item_ratios for items not in the plan: {', '.join(unknown_overrides)}"
+        )
+    base: Preset | None = None
+    if request.ratio_preset is not None:
+        try:
+            base = preset(request.ratio_preset)
+        except KeyError as exc:
+            raise PlanError("unknown_preset", str(exc.args[0])) from None
+    items = []
+    for item in chosen:
+        update: dict[str, Any] = {}
+        ratios = item.ratios
+        if base is not None:
+            ratios = base.ratios
+            if item.kind == "general":
+                update["max_ratio"] = base.general_item_cap
+        if request.ratios is not None:
+            ratios = request.ratios.over(ratios)
+        if item.id in request.item_ratios:
+            ratios = request.item_ratios[item.id].over(ratios)
+        if request.general_item_cap is not None and item.kind == "general":
+            update["max_ratio"] = request.general_item_cap
+        update["ratios"] = ratios
+        merged = item.model_copy(update=update)
+        if merged.max_ratio is not None and merged.floor > merged.max_ratio:
+            merged = merged.model_copy(update={"floor": merged.max_ratio})
+        items.append(CheckItem.model_validate(merged.model_dump()))
+    cap = request.department_yearly_cap or (base.department_yearly_cap if base else 2)
+    return DrawParams(
+        items=tuple(sorted(items, key=lambda i: i.id)),
+        population=PopulationFilter(
+            regions=tuple(request.population.regions),
+            industries=tuple(request.population.industries),
+            entity_types=tuple(request.population.entity_types),
+            tiers=tuple(request.population.tiers),
+        ),
+        department_yearly_cap=cap,
+        inspectors_per_task=request.inspectors_per_task,
+        triggered=tuple(request.triggered),
+    )
+
+
+def params_to_json(params: DrawParams) -> str:
+    doc = {
+        "items": [i.model_dump(mode="json") for i in params.items],
+        "population": asdict(params.population),
+        "department_yearly_cap": params.department_yearly_cap,
+        "inspectors_per_task": params.inspectors_per_task,
+        "triggered": list(params.triggered),
+    }
+    return json.dumps(doc, ensure_ascii=False, sort_keys=True)
+
+
+def params_from_json(text: str) -> DrawParams:
+    doc = json.loads(text)
+    pop = doc["population"]
+    return DrawParams(
+        items=tuple(CheckItem.model_validate(i) for i in doc["items"]),
+        population=PopulationFilter(**{k: tuple(v) for k, v in pop.items()}),
+        department_yearly_cap=int(doc["department_yearly_cap"]),
+        inspectors_per_task=int(doc["inspectors_per_task"]),
+        triggered=tuple(doc["triggered"]),
+    )
+
+
+# ---- snapshots --------------------------------------------------------------------------------
+
+
+def latest_load(con: Connection, on_or_before: date) -> date | None:
+    return con.execute(
+        sa.select(sa.func.max(company_history.c.as_of)).where(
+            company_history.c.as_of <= on_or_before, company_history.c.tier.is_not(None)
+        )
+    ).scalar_one_or_none()
+
+
+def take_snapshot(
+    con: Connection, params: DrawParams, snapshot_date: date, start_date: date
+) -> tuple[Snapshot, pd.DataFrame]:
+    """The pools for a plan: companies tiered on `snapshot_date`, checks earlier this year,
+    inspectors of the plan's departments, declared conflicts and last inspectors.
+
+    Returns the snapshot and the companies' names, regions and types (for the task rows)."""
+    rows = con.execute(
+        sa.select(
+            company_history.c.uscc, company_history.c.tier, companies.c.region,
+            companies.c.industry, companies.c.entity_type, companies.c.name,
+        )
+        .join(companies, companies.c.uscc == company_history.c.uscc)
+        .where(company_history.c.as_of == snapshot_date, company_history.c.tier.is_not(None))
+    ).all()  # fmt: skip
+    frame = pd.DataFrame(
+        rows, columns=["uscc", "tier", "region", "industry", "entity_type", "name"]
+    )
+    year_start, year_end = date(start_date.year, 1, 1), date(start_date.year, 12, 31)
+    in_year = (
+        sa.select(spot_check_tasks.c.uscc, spot_check_tasks.c.department,
+                  spot_check_tasks.c.item_id, spot_check_tasks.c.plan_id)
+        .join(spot_check_plans, spot_check_plans.c.id == spot_check_tasks.c.plan_id)
+        .where(spot_check_plans.c.start_date.between(year_start, year_end))
+        .subquery()
+    )  # fmt: skip
+    dept_checks = pd.DataFrame(
+        con.execute(
+            sa.select(in_year.c.uscc, in_year.c.department,
+                      sa.func.count(sa.distinct(in_year.c.plan_id)))
+            .group_by(in_year.c.uscc, in_year.c.department)
+        ).all(),
+        columns=["uscc", "department", "n"],
+    )  # fmt: skip
+    item_checks = pd.DataFrame(
+        con.execute(
+            sa.select(in_year.c.uscc, in_year.c.item_id, sa.func.count())
+            .group_by(in_year.c.uscc, in_year.c.item_id)
+        ).all(),
+        columns=["uscc", "item_id", "n"],
+    )  # fmt: skip
+    depts = sorted({i.department for i in params.items})
+    pool = pd.DataFrame(
+        con.execute(
+            sa.select(inspectors.c.id, inspectors.c.department, inspectors.c.area,
+                      inspectors.c["items"], inspectors.c.active)
+            .where(inspectors.c.department.in_(depts))
+        ).all(),
+        columns=["inspector_id", "department", "area", "items", "active"],
+    )  # fmt: skip
+    declared = pd.DataFrame(
+        con.execute(
+            sa.select(inspector_conflicts.c.inspector_id, inspector_conflicts.c.uscc)
+            .join(inspectors, inspectors.c.id == inspector_conflicts.c.inspector_id)
+            .where(inspectors.c.department.in_(depts))
+        ).all(),
+        columns=["inspector_id", "uscc"],
+    )  # fmt: skip
+    last_plan = (
+        sa.select(spot_check_tasks.c.uscc, sa.func.max(spot_check_tasks.c.plan_seq).label("seq"))
+        .group_by(spot_check_tasks.c.uscc)
+        .subquery()
+    )
+    last = pd.DataFrame(
+        con.execute(
+            sa.select(spot_check_assignments.c.inspector_id, spot_check_tasks.c.uscc)
+            .join(spot_check_tasks, spot_check_tasks.c.id == spot_check_assignments.c.task_id)
+            .join(last_plan, (last_plan.c.uscc == spot_check_tasks.c.uscc)
+                  & (last_plan.c.seq == spot_check_tasks.c.plan_seq))
+        ).all(),
+        columns=["inspector_id", "uscc"],
+    )  # fmt: skip
+    pool_ids = set(pool["inspector_id"])
+    last = last[last["inspector_id"].isin(pool_ids)]
+    conflicts = pd.concat([declared, last]).drop_duplicates()
+    snapshot = Snapshot(
+        {
+            "companies": frame.drop(columns=["name"]),
+            "department_checks": dept_checks,
+            "item_checks": item_checks,
+            "inspectors": pool,
+            "conflicts": conflicts,
+        }
+    )
+    return snapshot, frame[["uscc", "name", "region", "entity_type"]]
+
+
+def snapshot_to_bytes(snapshot: Snapshot) -> bytes:
+    """The snapshot as a zip of Parquet files, one per table."""
+    sink = io.BytesIO()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name in SNAPSHOT_TABLES:
+            buf = io.BytesIO()
+            table = pa.Table.from_pandas(snapshot.tables[name], preserve_index=False)
+            pq.write_table(table, buf, compression="zstd")
+            archive.writestr(f"{name}.parquet", buf.getvalue())
+    return sink.getvalue()
+
+
+def snapshot_from_bytes(data: bytes) -> Snapshot:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        tables = {
+            name: pq.read_table(io.BytesIO(archive.read(f"{name}.parquet"))).to_pandas()
+            for name in SNAPSHOT_TABLES
+        }
+    return Snapshot(tables)
+
+
+# ---- creating a plan --------------------------------------------------------------------------
+
+
+@dataclass
+class PlanCreated:
+    plan_id: str
+    name: str
+    seed: str
+    start_date: date
+    due_date: date
+    due_estimated: bool
+    snapshot_date: date
+    tasks: int
+    visits: int
+    pool_hash: str
+    inspector_hash: str
+    list_sha256: str
+    summary: dict[str, Any]
+    seconds: float
+
+
+def create_plan(
+    engine: Engine,
+    request: PlanRequest,
+    created_by: int | None = None,
+    today: date | None = None,
+) -> PlanCreated:
+    """Draw and store a plan (one transaction; plans are drawn one at a time)."""
+    started = time.perf_counter()
+    today = today or date.today()
+    params = resolve(engine, request)
+    start = request.start_date or today
+    seed = request.seed if request.seed is not None else secrets.randbits(63)
+    due = workdays.add_working_days(start, request.working_days)
+    with engine.begin() as con:
+        # the counter's row lock serialises plan creation (PostgreSQL row lock, SQLite write lock)
+        con.execute(
+            plan_counter.update().where(plan_counter.c.name == "plans")
+            .values(n=plan_counter.c.n + 1)
+        )  # fmt: skip
+        seq = con.execute(
+            sa.select(plan_counter.c.n).where(plan_counter.c.name == "plans")
+        ).scalar_one()
+        snapshot_date = request.snapshot_date or latest_load(con, start)
+        if snapshot_date is None:
+            raise PlanError(
+                "no_tiers", f"no tiers loaded on or before {start}: run `credsup load` first"
+            )
+        snapshot, facts = take_snapshot(con, params, snapshot_date, start)
+        if snapshot.tables["companies"].empty:
+            raise PlanError("no_tiers", f"no companies with a tier loaded for {snapshot_date}")
+        drawn = draw_plan(params, snapshot, seed)
+        listing = drawn.canonical_list()
+        plan_id = f"SJ-{start.year}-{seq:05d}"
+        summary = {
+            "items": [asdict(s) for s in drawn.items],
+            "companies_in_pool": len(snapshot.tables["companies"]),
+            "inspectors_in_pool": int(snapshot.tables["inspectors"]["active"].sum()),
+            "workload": {
+                "inspectors": len(drawn.workload),
+                "min": min(drawn.workload.values(), default=0),
+                "max": max(drawn.workload.values(), default=0),
+            },
+        }
+        visits = int(drawn.tasks["visit_no"].max()) if len(drawn.tasks) else 0
+        con.execute(
+            spot_check_plans.insert().values(
+                id=plan_id, seq=seq, name=request.name, created_at=_now(), created_by=created_by,
+                start_date=start, due_date=due,
+                due_estimated=not all(
+                    workdays.schedule_published(y) for y in range(start.year, due.year + 1)
+                ),
+                snapshot_date=snapshot_date, seed=str(seed), params=params_to_json(params),
+                summary=json.dumps(summary, ensure_ascii=False), pool_hash=snapshot.pool_hash,
+                inspector_hash=snapshot.inspector_hash, list_sha256=list_sha256(listing),
+                list_blob=zlib.compress(listing, 6), snapshot_blob=snapshot_to_bytes(snapshot),
+                tasks=len(drawn.tasks), visits=visits,
+            )
+        )  # fmt: skip
+        _insert_tasks(con, plan_id, seq, due, drawn.tasks, facts)
+    return PlanCreated(
+        plan_id=plan_id, name=request.name, seed=str(seed), start_date=start, due_date=due,
+        due_estimated=not workdays.schedule_published(due.year), snapshot_date=snapshot_date,
+        tasks=len(drawn.tasks), visits=visits, pool_hash=snapshot.pool_hash,
+        inspector_hash=snapshot.inspector_hash, list_sha256=list_sha256(listing),
+        summary=summary, seconds=round(time.perf_counter() - started, 3),
+    )  # fmt: skip
+
+
+def _insert_tasks(
+    con: Connection, plan_id: str, seq: int, due: date, tasks: pd.DataFrame, facts: pd.DataFrame
+) -> None:
+    if tasks.empty:
+        return
+    first = (con.execute(sa.select(sa.func.max(spot_check_tasks.c.id))).scalar_one() or 0) + 1
+    frame = tasks.merge(facts, on="uscc", how="left", validate="many_to_one")
+    frame["id"] = np.arange(first, first + len(frame), dtype=np.int64)
+    frame["plan_id"], frame["plan_seq"], frame["due_date"] = plan_id, seq, due
+    frame = frame.rename(columns={"name": "company_name"})
+    columns = [c.name for c in spot_check_tasks.columns if c.name in frame.columns]
+    frame = frame[columns].astype(object).where(frame[columns].notna(), None)
+    rows: list[dict[str, Any]] = frame.to_dict("records")  # type: ignore[assignment]
+    for row in rows:
+        row["id"], row["visit_no"] = int(row["id"]), int(row["visit_no"])
+        row["plan_seq"], row["inclusion_prob"] = int(row["plan_seq"]), float(row["inclusion_prob"])
+    for start in range(0, len(rows), 20_000):
+        con.execute(spot_check_tasks.insert(), rows[start : start + 20_000])
+    assignment_rows = [
+        {"task_id": row["id"], "inspector_id": member}
+        for row in rows
+        for member in str(row["inspectors"]).split(";")
+    ]
+    for start in range(0, len(assignment_rows), 20_000):
+        con.execute(spot_check_assignments.insert(), assignment_rows[start : start + 20_000])
+
+
+# ---- reading and verifying --------------------------------------------------------------------
+
+
+def get_plan(con: Connection, plan_id: str) -> dict[str, Any]:
+    row = con.execute(
+        sa.select(spot_check_plans).where(spot_check_plans.c.id == plan_id)
+    ).mappings().one_or_none()  # fmt: skip
+    if row is None:
+        raise LookupError(f"no spot-check plan {plan_id}")
+    return dict(row)
+
+
+def plan_tasks(
+    con: Connection,
+    plan_id: str,
+    department: str | None = None,
+    inspector: str | None = None,
+) -> pd.DataFrame:
+    query = sa.select(spot_check_tasks).where(spot_check_tasks.c.plan_id == plan_id)
+    if department is not None:
+        query = query.where(spot_check_tasks.c.department == department)
+    if inspector is not None:
+        query = query.where(
+            spot_check_tasks.c.id.in_(
+                sa.select(spot_check_assignments.c.task_id).where(
+                    spot_check_assignments.c.inspector_id == inspector
+                )
+            )
+        )
+    query = query.order_by(spot_check_tasks.c.visit_no, spot_check_tasks.c.item_id)
+    return pd.DataFrame(
+        con.execute(query).mappings().all(), columns=[c.name for c in spot_check_tasks.columns]
+    )
+
+
+LIST_FIELDS = (
+    "task_id", "plan_id", "visit_no", "uscc", "company_name", "region", "tier", "item_id",
+    "item_name", "department", "inspectors", "inclusion_prob", "basis", "due_date", "status",
+    "result", "check_date",
+)  # fmt: skip
+"""The columns of a plan's list as regulators fetch it."""
+
+
+def plan_list(
+    con: Connection,
+    plan_id: str,
+    department: str | None = None,
+    inspector: str | None = None,
+    today: date | None = None,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The plan and its list (`LIST_FIELDS`), with item names and each task's status: done,
+    overdue (deadline passed without a result) or open."""
+    plan = get_plan(con, plan_id)
+    frame = plan_tasks(con, plan_id, department, inspector).rename(columns={"id": "task_id"})
+    names = {
+        i: json.loads(d)["name_zh"]
+        for i, d in con.execute(sa.select(check_items.c.id, check_items.c.definition))
+    }
+    frame["item_name"] = frame["item_id"].map(names).fillna(frame["item_id"])
+    status = np.where(frame["due_date"] < (today or date.today()), "overdue", "open")
+    frame["status"] = np.where(frame["result"].notna(), "done", status)
+    return plan, frame[list(LIST_FIELDS)]
+
+
+@dataclass
+class Verification:
+    plan_id: str
+    identical: bool
+    """The replayed list equals the stored list byte for byte, and the stored tasks match it."""
+    list_sha256: str
+    replayed_sha256: str
+    pool_hash_ok: bool
+    inspector_hash_ok: bool
+    tasks_match: bool
+    tasks: int
+    seconds: float
+
+
+def verify_plan(engine: Engine, plan_id: str) -> Verification:
+    """Replay the draw from the stored seed, parameters and snapshot; compare with what is
+    stored (the list and the task rows)."""
+    started = time.perf_counter()
+    with engine.connect() as con:
+        plan = get_plan(con, plan_id)
+        stored_tasks = plan_tasks(con, plan_id)
+    snapshot = snapshot_from_bytes(plan["snapshot_blob"])
+    replayed = canonical_list(
+        draw_plan(params_from_json(plan["params"]), snapshot, int(plan["seed"])).tasks
+    )
+    stored = zlib.decompress(plan["list_blob"])
+    from_rows = canonical_list(stored_tasks.sort_values(["visit_no", "item_id"]))
+    return Verification(
+        plan_id=plan_id,
+        identical=replayed == stored
+        and from_rows == stored
+        and list_sha256(stored) == plan["list_sha256"],
+        list_sha256=plan["list_sha256"],
+        replayed_sha256=list_sha256(replayed),
+        pool_hash_ok=snapshot.pool_hash == plan["pool_hash"],
+        inspector_hash_ok=snapshot.inspector_hash == plan["inspector_hash"],
+        tasks_match=from_rows == stored,
+        tasks=int(plan["tasks"]),
+        seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+def public_notice(engine: Engine, plan_id: str) -> dict[str, Any]:
+    """What is published about a plan before the checks: scope, items, ratios, counts, the
+    seed and the hashes anyone can check a replay against (no company list)."""
+    with engine.connect() as con:
+        plan = get_plan(con, plan_id)
+    params = params_from_json(plan["params"])
+    summary = json.loads(plan["summary"])
+    drawn = {s["item_id"]: s for s in summary["items"]}
+    return {
+        "plan_id": plan["id"],
+        "name": plan["name"],
+        "start_date": plan["start_date"].isoformat(),
+        "due_date": plan["due_date"].isoformat(),
+        "due_estimated": bool(plan["due_estimated"]),
+        "tier_snapshot_date": plan["snapshot_date"].isoformat(),
+        "departments": sorted({i.department for i in params.items}),
+        "population": asdict(params.population),
+        "items": [
+            {
+                "item_id": i.id,
+                "department": i.department,
+                "name_zh": i.name_zh,
+                "name_en": i.name_en,
+                "legal_basis": i.legal_basis,
+                "kind": i.kind,
+                "ratios": drawn[i.id]["ratios"],
+                "eligible": drawn[i.id]["eligible"],
+                "drawn": drawn[i.id]["drawn"],
+                "triggered": drawn[i.id]["triggered"],
+            }
+            for i in params.items
+        ],
+        "companies_in_pool": summary["companies_in_pool"],
+        "visits": int(plan["visits"]),
+        "tasks": int(plan["tasks"]),
+        "seed": plan["seed"],
+        "pool_hash": plan["pool_hash"],
+        "inspector_hash": plan["inspector_hash"],
+        "list_sha256": plan["list_sha256"],
+    }
+
+
+# ---- results ----------------------------------------------------------------------------------
+
+
+class TaskNotFound(LookupError):
+    pass
+
+
+class ResultConflict(Exception):
+    pass
+
+
+def record_id_of(task: dict[str, Any]) -> str:
+    return f"{task['plan_id']}-T{int(task['id']):09d}"
+
+
+def post_result(
+    engine: Engine,
+    store: Store,
+    task_id: int,
+    body: TaskResult,
+    posted_by: int | None = None,
+    department: str | None = None,
+    today: date | None = None,
+) -> dict[str, Any]:
+    """Record a task's result: the task row and a `spot_check` record in the store, together.
+
+    The row is claimed first (`result IS NULL`), the record written while the claim is held and
+    the claim committed only after the record is: a second result for the task gets
+    `ResultConflict`, a failed record write leaves the task open.
+    """
+    today = today or date.today()
+    with engine.begin() as con:
+        task = con.execute(
+            sa.select(spot_check_tasks, spot_check_plans.c.start_date)
+            .join(spot_check_plans, spot_check_plans.c.id == spot_check_tasks.c.plan_id)
+            .where(spot_check_tasks.c.id == task_id)
+        ).mappings().one_or_none()  # fmt: skip
+        if task is None:
+            raise TaskNotFound(f"no spot-check task {task_id}")
+        if department is not None and task["department"] != department:
+            raise PermissionError(
+                f"task {task_id} belongs to department {task['department']}, not {department}"
+            )
+        if body.check_date > today:
+            raise PlanError("future_date", f"check_date {body.check_date} is after today {today}")
+        if body.check_date < task["start_date"]:
+            raise PlanError(
+                "before_plan",
+                f"check_date {body.check_date} is before the plan starts ({task['start_date']})",
+            )
+        late = workdays.add_working_days(body.check_date, PUBLICATION_WORKING_DAYS) < today
+        record_id = record_id_of(dict(task))
+        claimed = con.execute(
+            spot_check_tasks.update()
+            .where(spot_check_tasks.c.id == task_id, spot_check_tasks.c.result.is_(None))
+            .values(
+                result=body.result, check_date=body.check_date,
+                findings=body.findings.model_dump_json(), result_at=_now(), result_by=posted_by,
+                record_id=record_id, published_late=late,
+            )
+        ).rowcount  # fmt: skip
+        if claimed != 1:
+            raise ResultConflict(f"task {task_id} already has a result")
+        attributes = {
+            "check_item": task["item_id"], "plan_id": task["plan_id"],
+            "inclusion_prob": float(task["inclusion_prob"]),
+            "findings_minor": body.findings.minor, "findings_major": body.findings.major,
+            "findings_serious": body.findings.serious,
+        }  # fmt: skip
+        record = pa.table(
+            {
+                "record_id": [record_id], "uscc": [task["uscc"]], "category": ["spot_check"],
+                "event_date": [body.check_date.isoformat()],
+                "recorded_date": [today.isoformat()], "source_dept": [task["department"]],
+                "severity": [body.result], "amount": pa.array([None], pa.string()),
+                "attributes": [json.dumps(attributes, ensure_ascii=False, sort_keys=True)],
+            }
+        )  # fmt: skip
+        outcome = ingest_table(
+            store, record, "records", task["department"], today=today,
+            source_file=f"spot-check-result:{record_id}",
+        )  # fmt: skip
+        if outcome.stored + outcome.already_stored != 1:
+            raise RuntimeError(
+                f"the result of task {task_id} was not stored as a record: {outcome.by_reason}"
+            )
+    return {
+        "task_id": task_id, "plan_id": task["plan_id"], "uscc": task["uscc"],
+        "item_id": task["item_id"], "result": body.result,
+        "check_date": body.check_date.isoformat(), "record_id": record_id,
+        "published_late": late,
+    }  # fmt: skip
+
+
+def overdue_tasks(
+    con: Connection,
+    today: date,
+    department: str | None = None,
+    plan_id: str | None = None,
+    limit: int = 1000,
+) -> pd.DataFrame:
+    """Tasks without a result whose deadline has passed."""
+    query = sa.select(spot_check_tasks).where(
+        spot_check_tasks.c.result.is_(None), spot_check_tasks.c.due_date < today
+    )
+    if department is not None:
+        query = query.where(spot_check_tasks.c.department == department)
+    if plan_id is not None:
+        query = query.where(spot_check_tasks.c.plan_id == plan_id)
+    query = query.order_by(spot_check_tasks.c.due_date, spot_check_tasks.c.id).limit(limit)
+    return pd.DataFrame(
+        con.execute(query).mappings().all(), columns=[c.name for c in spot_check_tasks.columns]
+    )
+
+
+def published_results(
+    con: Connection,
+    today: date,
+    uscc: str | None = None,
+    plan_id: str | None = None,
+    limit: int = 1000,
+) -> list[dict[str, Any]]:
+    """Results in their publicity period: 5 years, 2 for an individual business (a natural
+    person's), whose name is masked."""
+    query = sa.select(
+        spot_check_tasks.c.id, spot_check_tasks.c.plan_id, spot_check_tasks.c.uscc,
+        spot_check_tasks.c.company_name, spot_check_tasks.c.entity_type,
+        spot_check_tasks.c.item_id, spot_check_tasks.c.department, spot_check_tasks.c.result,
+        spot_check_tasks.c.check_date, spot_check_tasks.c.result_at,
+        spot_check_tasks.c.published_late, check_items.c.definition,
+    ).join(check_items, check_items.c.id == spot_check_tasks.c.item_id, isouter=True).where(
+        spot_check_tasks.c.result.is_not(None),
+        spot_check_tasks.c.check_date >= date(today.year - PUBLIC_YEARS, today.month, 1),
+    )  # fmt: skip
+    if uscc is not None:
+        query = query.where(spot_check_tasks.c.uscc == uscc)
+    if plan_id is not None:
+        query = query.where(spot_check_tasks.c.plan_id == plan_id)
+    query = query.order_by(spot_check_tasks.c.check_date.desc(), spot_check_tasks.c.id).limit(limit)
+    out = []
+    for row in con.execute(query).mappings():
+        person = row["entity_type"] == "individual_business"
+        years = PUBLIC_YEARS_NATURAL_PERSON if person else PUBLIC_YEARS
+        if (today - row["check_date"]).days > round(365.25 * years):
+            continue
+        name_zh = json.loads(row["definition"])["name_zh"] if row["definition"] else row["item_id"]
+        out.append(
+            {
+                "task_id": int(row["id"]), "plan_id": row["plan_id"], "uscc": row["uscc"],
+                "company_name": mask_name(row["company_name"]) if person
+                else row["company_name"],
+                "item_id": row["item_id"], "item_name": name_zh,
+                "department": row["department"], "result": row["result"],
+                "check_date": row["check_date"].isoformat(),
+                "published_at": row["result_at"].isoformat() if row["result_at"] else None,
+                "published_late": bool(row["published_late"]),
+            }
+        )  # fmt: skip
+    return out
+
+
+__all__ = [
+    "TIERS", "Findings", "InspectorIn", "PlanCreated", "PlanError", "PlanRequest",
+    "ResultConflict", "TaskNotFound", "TaskResult", "Verification", "create_plan",
+    "import_preset_items", "load_items", "overdue_tasks", "post_result", "public_notice",
+    "published_results", "save_inspectors", "save_items", "verify_plan",
+]  # fmt: skip
