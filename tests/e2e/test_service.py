@@ -6,10 +6,7 @@ champion whose artifact cannot be loaded (the service keeps the previous model; 
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +33,7 @@ from records.store import Store
 from serving.db import api_keys, make_engine
 from serving.load import mask_name
 from tests.serving.pipeline import AS_OF, build_province, credsup
+from tests.serving.uvicorn import start_server, stop_server
 
 REPO = Path(__file__).resolve().parents[2]
 ROLES = ("admin", "regulator", "analyst", "department", "public")
@@ -116,59 +114,12 @@ def province(tmp_path_factory: pytest.TempPathFactory) -> Province:
     )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _start(data_dir: Path, log: Path) -> tuple[subprocess.Popen[bytes], str] | None:
-    """`credsup serve` on a free port; None if it exited before answering (port taken)."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CREDSUP_")}
-    for name in ("DATABASE_URL", "MLFLOW_TRACKING_URI"):
-        env.pop(name, None)
-    env["CREDSUP_DATA_DIR"] = str(data_dir)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    command = [sys.executable, "-c", "from cli.main import app; app()", "serve",
-               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            command, cwd=data_dir, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return None
-        try:
-            if httpx.get(f"{base_url}/healthz", timeout=2, trust_env=False).status_code == 200:
-                return process, base_url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)  # poll again (bounded by the deadline)
-    _stop(process)
-    pytest.fail(f"the service did not answer /healthz within {STARTUP_SECONDS} s:\n"
-                f"{log.read_text(errors='replace')[-4000:]}")  # fmt: skip
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=20)
-
-
 @pytest.fixture(scope="module")
 def server(province: Province) -> Iterator[Server]:
     log = province.data_dir / "uvicorn.log"
     started = None
     for _ in range(3):  # another process may take the port between our probe and uvicorn's bind
-        started = _start(province.data_dir, log)
+        started = start_server(province.data_dir, log)
         if started is not None:
             break
     if started is None:
@@ -177,7 +128,7 @@ def server(province: Province) -> Iterator[Server]:
     try:
         yield Server(base_url=base_url, process=process, log=log)
     finally:
-        _stop(process)
+        stop_server(process)
 
 
 @pytest.fixture

@@ -8,12 +8,9 @@ collide. Without a reachable server these tests skip, except under `CI=true`, wh
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import secrets
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -22,7 +19,7 @@ import sqlalchemy as sa
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
 from records.settings import Settings
 from records.store import Store
@@ -36,90 +33,18 @@ from serving.db import (
     companies,
     company_history,
     make_engine,
+    metadata,
     upgrade,
 )
 from serving.load import Loaded, load_results
-from tests.serving.pipeline import AS_OF, build_province
+from tests.serving.databases import BACKENDS, OLDER, fresh_url
+from tests.serving.pipeline import AS_OF
 
-OLDER = date(2025, 12, 31)
-POSTGRES_URL = os.environ.get(
-    "CREDSUP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-BACKENDS = ["sqlite", "postgresql"]
-TABLES = {"companies", "company_history", "api_keys", "audit_log"}
-
-
-# ---- databases --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[Callable[[], str]]:
-    """A factory of fresh PostgreSQL databases, all dropped when the session ends."""
-    admin = sa.create_engine(
-        POSTGRES_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
-    )
-    try:
-        with admin.connect() as con:
-            con.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        where = make_url(POSTGRES_URL).render_as_string(hide_password=True)
-        message = (
-            f"PostgreSQL is not reachable at {where} ({' '.join(str(exc.orig).split())}); the "
-            "PostgreSQL storage tests need it (set CREDSUP_TEST_POSTGRES_URL to use another)"
-        )
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{message}; CI=true: a missing PostgreSQL is a failure", pytrace=False)
-        pytest.skip(message)
-    created: list[str] = []
-
-    def new_database() -> str:
-        name = f"credsup_test_{secrets.token_hex(6)}"
-        with admin.connect() as con:
-            con.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        created.append(name)
-        return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-
-    try:
-        yield new_database
-    finally:
-        with admin.connect() as con:
-            for name in created:
-                con.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def _fresh(backend: str, request: pytest.FixtureRequest, folder: Path) -> str:
-    """The URL of an empty database of this backend."""
-    if backend == "sqlite":
-        return f"sqlite:///{folder / f'serving-{secrets.token_hex(4)}.db'}"
-    factory: Callable[[], str] = request.getfixturevalue("postgres")
-    return factory()
-
-
-@pytest.fixture(scope="module")
-def province(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Results as of `OLDER` and `AS_OF`, and a champion model, in a data directory.
-
-    The tests only read it, so it is built once per run: under xdist, which spreads this
-    module's tests over its workers, the first worker builds it in the run's shared temporary
-    directory while the others wait on a lock.
-    """
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # the same for every worker of this run
-    data_dir = root / "storage-province"
-    with (root / "storage-province.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if not (data_dir / "complete").exists():
-                shutil.rmtree(data_dir, ignore_errors=True)
-                data_dir.mkdir()
-                build_province(data_dir, OLDER)
-                (data_dir / "complete").touch()
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    return data_dir
+TABLES = {
+    "companies", "company_history", "api_keys", "audit_log", "check_items", "inspectors",
+    "inspector_conflicts", "plan_counter", "spot_check_plans", "spot_check_tasks",
+    "spot_check_assignments",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -127,7 +52,7 @@ def database(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, province: Path
 ) -> Iterator[tuple[str, Engine, list[Loaded]]]:
     """A migrated database of each backend, loaded with `AS_OF` and then the older `OLDER`."""
-    url = _fresh(request.param, request, tmp_path_factory.mktemp(request.param))
+    url = fresh_url(request.param, request, tmp_path_factory.mktemp(request.param))
     upgrade(url)
     engine = make_engine(url)
     store = Store(province / "store", memory_limit="1GB", threads=2)
@@ -145,18 +70,18 @@ def database(
 def test_migrations_run_and_are_idempotent(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    url = _fresh(backend, request, tmp_path)
+    url = fresh_url(backend, request, tmp_path)
     upgrade(url)
     upgrade(url)  # a second run finds the schema at head and changes nothing
     engine = make_engine(url)
     try:
         head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
         with engine.connect() as con:
-            assert MigrationContext.configure(con).get_current_revision() == head == "0001"
+            assert MigrationContext.configure(con).get_current_revision() == head == "0002"
             assert con.execute(sa.text("SELECT count(*) FROM alembic_version")).scalar() == 1
         inspector = sa.inspect(engine)
         assert set(inspector.get_table_names()) == TABLES | {"alembic_version"}
-        for table in (companies, company_history, api_keys, audit_log):
+        for table in metadata.sorted_tables:  # the migrations build what the code declares
             assert {c["name"] for c in inspector.get_columns(table.name)} == set(table.c.keys())
         indexed = {i["name"] for i in inspector.get_indexes("companies")}
         assert {"ix_companies_as_of", "ix_companies_tier", "ix_companies_region"} <= indexed

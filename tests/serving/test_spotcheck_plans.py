@@ -1,0 +1,454 @@
+"""Spot-check plans on each serving database (SQLite and PostgreSQL): drawing, storing,
+verifying and replaying, caps and conflicts across plans, lists as CSV and Excel, results that
+become records and change features, publication, overdue tasks, roles and audit; 20 plans
+created concurrently through a real uvicorn process.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import threading
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openpyxl
+import pandas as pd
+import pyarrow as pa
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
+
+from features.builder import build_features
+from records.ingest import ingest_table
+from records.settings import Settings
+from records.store import Store
+from serving.app import create_app
+from serving.auth import create_key
+from serving.db import (
+    audit_log,
+    companies,
+    company_history,
+    make_engine,
+    spot_check_assignments,
+    spot_check_plans,
+    spot_check_tasks,
+    upgrade,
+)
+from serving.load import load_results
+from serving.spotcheck import workdays
+from serving.spotcheck.demo import load_demo_inspectors
+from serving.spotcheck.draw import canonical_list
+from serving.spotcheck.plans import (
+    InspectorIn,
+    PlanRequest,
+    create_plan,
+    import_preset_items,
+    save_inspectors,
+    take_snapshot,
+    verify_plan,
+)
+from tests.serving.databases import BACKENDS, fresh_url
+from tests.serving.pipeline import AS_OF
+from tests.serving.uvicorn import running_server
+
+JOINT = ["samr", "fire", "emergency", "ecology", "health"]
+
+
+@dataclass
+class World:
+    url: str
+    engine: Engine
+    store: Store
+    data_dir: Path
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, province: Path
+) -> Iterator[World]:
+    """A copy of the province (the tests add records) loaded into a fresh database, with the
+    national-default items and a simulated inspector pool."""
+    data_dir = tmp_path_factory.mktemp(f"spotcheck-{request.param}")
+    shutil.copytree(province, data_dir, dirs_exist_ok=True)
+    url = fresh_url(request.param, request, data_dir)
+    upgrade(url)
+    engine = make_engine(url)
+    store = Store(data_dir / "store", memory_limit="1GB", threads=2)
+    load_results(engine, store, data_dir, AS_OF)
+    import_preset_items(engine, "national-default")
+    load_demo_inspectors(engine, per_city=6)
+    try:
+        yield World(url, engine, store, data_dir)
+    finally:
+        engine.dispose()
+
+
+def _tasks(engine: Engine, plan_id: str) -> pd.DataFrame:
+    with engine.connect() as con:
+        rows = con.execute(
+            sa.select(spot_check_tasks).where(spot_check_tasks.c.plan_id == plan_id)
+        ).mappings()
+        return pd.DataFrame([dict(r) for r in rows])
+
+
+def _request(**kw: Any) -> PlanRequest:
+    base: dict[str, Any] = {"name": "test plan", "departments": JOINT, "seed": 20261122,
+                            "snapshot_date": AS_OF, "start_date": date(2026, 7, 6)}  # fmt: skip
+    return PlanRequest.model_validate({**base, **kw})
+
+
+# ---- drawing, storing, verifying --------------------------------------------------------------
+
+
+def test_a_plan_is_stored_with_its_list_and_replays_identically_after_the_store_grows(
+    world: World,
+) -> None:
+    created = create_plan(world.engine, _request(name="replay"))
+    assert created.tasks > 100 and created.visits < created.tasks  # joint visits
+    assert created.due_date == workdays.add_working_days(date(2026, 7, 6), 20)
+    tasks = _tasks(world.engine, created.plan_id)
+    assert len(tasks) == created.tasks
+    assert tasks.groupby("uscc")["visit_no"].nunique().max() == 1  # one visit per company
+    assert not tasks.duplicated(["uscc", "item_id"]).any()
+    with world.engine.connect() as con:
+        plan = con.execute(
+            sa.select(spot_check_plans).where(spot_check_plans.c.id == created.plan_id)
+        ).mappings().one()  # fmt: skip
+        members = con.execute(
+            sa.select(spot_check_assignments.c.task_id, spot_check_assignments.c.inspector_id)
+        ).all()
+    stored = zlib.decompress(plan["list_blob"])
+    assert canonical_list(tasks.sort_values(["visit_no", "item_id"])) == stored
+    by_task: dict[int, set[str]] = {}
+    for task_id, inspector in members:
+        by_task.setdefault(task_id, set()).add(inspector)
+    assert all(by_task[t] == set(i.split(";")) and len(by_task[t]) >= 2
+               for t, i in zip(tasks["id"], tasks["inspectors"], strict=True))  # fmt: skip
+    # the drawn counts per tier are what the plan summary and the public notice say
+    summary = json.loads(plan["summary"])
+    for item in summary["items"]:
+        drawn = tasks[(tasks["item_id"] == item["item_id"]) & (tasks["basis"] == "random")]
+        assert drawn.groupby("tier").size().reindex(list("ABCD"), fill_value=0).to_dict() == (
+            item["drawn"]
+        )
+
+    first = verify_plan(world.engine, created.plan_id)
+    assert first.identical and first.pool_hash_ok and first.inspector_hash_ok
+    assert first.replayed_sha256 == created.list_sha256
+
+    # the store and the pools grow: new companies tiered on the snapshot day, new records, new
+    # inspectors, another plan's tasks ...
+    new_codes = ["91410100MA9XY0001N", "91410100MA9XY0002L"]
+    with world.engine.begin() as con:
+        for code in new_codes:
+            con.execute(companies.insert().values(
+                uscc=code, region="410102", industry="C13", entity_type="enterprise",
+                as_of=AS_OF, tier="D", grade="C", full_doc="{}", public_doc="{}", name="新公司",
+            ))  # fmt: skip
+            con.execute(company_history.insert().values(uscc=code, as_of=AS_OF, tier="D"))
+    ingest_table(
+        world.store,
+        pa.table({"record_id": ["NEW-PEN-1"], "uscc": [new_codes[0]],
+                  "category": ["admin_penalty"], "event_date": ["2026-06-01"],
+                  "recorded_date": ["2026-06-02"], "source_dept": ["samr"],
+                  "severity": ["general"], "amount": ["5000"], "attributes": ["{}"]}),
+        "records", "samr",
+    )  # fmt: skip
+    save_inspectors(world.engine, [InspectorIn(inspector_id="samr-4101-99", department="samr",
+                                               area="4101", items=["SC-GS-01"])])  # fmt: skip
+    create_plan(world.engine, _request(name="another", departments=["samr"], seed=5))
+    with world.engine.connect() as con:
+        now, _ = take_snapshot(con, create_plan_params(world), AS_OF, date(2026, 7, 6))
+    assert now.pool_hash != created.pool_hash  # the live pool has changed ...
+    again = verify_plan(world.engine, created.plan_id)
+    assert again.identical and again.replayed_sha256 == created.list_sha256  # ... the plan not
+
+    # tampering with a stored task is detected
+    task_id = int(tasks["id"].iloc[0])
+    original = tasks["inspectors"].iloc[0]
+    with world.engine.begin() as con:
+        con.execute(spot_check_tasks.update().where(spot_check_tasks.c.id == task_id)
+                    .values(inspectors="x;y"))  # fmt: skip
+    try:
+        tampered = verify_plan(world.engine, created.plan_id)
+        assert not tampered.identical and not tampered.tasks_match
+    finally:
+        with world.engine.begin() as con:
+            con.execute(spot_check_tasks.update().where(spot_check_tasks.c.id == task_id)
+                        .values(inspectors=original))  # fmt: skip
+
+
+def create_plan_params(world: World) -> Any:
+    from serving.spotcheck.plans import resolve
+
+    return resolve(world.engine, _request())
+
+
+def test_yearly_caps_and_last_inspectors_hold_across_plans(world: World) -> None:
+    """Product quality at 100 % for every tier, three plans in one year: the first takes every
+    eligible company, the second only tier D (the item's yearly cap exempts D) with none of the
+    inspectors who came last time, the third nobody (the department's 2 inspections a year)."""
+    kw: dict[str, Any] = {
+        "departments": ["samr"], "items": ["SC-CP-04"],
+        "item_ratios": {"SC-CP-04": {"A": 1, "B": 1, "C": 1, "D": 1}},
+        "start_date": date(2027, 3, 1),
+    }  # fmt: skip
+    first = create_plan(world.engine, _request(name="cap 1", **kw))
+    second = create_plan(world.engine, _request(name="cap 2", seed=2, **kw))
+    third = create_plan(world.engine, _request(name="cap 3", seed=3, **kw))
+    t1, t2 = _tasks(world.engine, first.plan_id), _tasks(world.engine, second.plan_id)
+    eligible = first.summary["items"][0]["eligible"]
+    assert len(t1) == sum(eligible.values()) > 50
+    assert set(t2["uscc"]) == set(t1.loc[t1["tier"] == "D", "uscc"])
+    assert second.summary["items"][0]["excluded_over_cap"] == len(t1) - len(t2)
+    last = dict(zip(t1["uscc"], t1["inspectors"].str.split(";").map(set), strict=True))
+    for code, team in zip(t2["uscc"], t2["inspectors"].str.split(";").map(set), strict=True):
+        assert not team & last[code], (code, team, last[code])
+    assert third.tasks == 0 and third.summary["items"][0]["excluded_over_cap"] == len(t1)
+    assert verify_plan(world.engine, third.plan_id).identical
+
+
+def test_declared_conflicts_and_inactive_inspectors_are_never_drawn(world: World) -> None:
+    created = create_plan(world.engine, _request(name="conflicts", seed=99))
+    tasks = _tasks(world.engine, created.plan_id)
+    with world.engine.connect() as con:
+        declared = set(con.execute(sa.text(
+            "SELECT inspector_id, uscc FROM inspector_conflicts")).all())  # fmt: skip
+        inactive = {r for (r,) in con.execute(sa.text(
+            "SELECT id FROM inspectors WHERE NOT active"))}  # fmt: skip
+    assert declared and inactive
+    for code, team in zip(tasks["uscc"], tasks["inspectors"].str.split(";"), strict=True):
+        assert not set(team) & inactive
+        assert not {(i, code) for i in team} & declared
+
+
+def test_plans_refuse_bad_requests_with_a_reason(world: World) -> None:
+    from serving.spotcheck.draw import PlanError
+
+    cases = [
+        ({"items": ["NOPE-1"]}, "unknown_item"),
+        ({"departments": ["tax"], "items": ["SC-GS-01"]}, "item_department"),
+        ({"ratio_preset": "mars-2030"}, "unknown_preset"),
+        ({"snapshot_date": date(2001, 1, 1)}, "no_tiers"),
+        ({"departments": ["education"]}, "no_items"),
+    ]
+    for override, code in cases:
+        with pytest.raises(PlanError) as caught:
+            create_plan(world.engine, _request(**override))
+        assert caught.value.code == code, (override, caught.value)
+    with pytest.raises(ValueError, match="triggered"):
+        _request(triggered=["91110000600037341X"])
+
+
+# ---- the API: lists, results, publication, overdue --------------------------------------------
+
+
+def test_lists_results_publication_and_overdue_through_the_api(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    settings = Settings(data_dir=world.data_dir, DATABASE_URL=world.url,
+                        duckdb_memory_limit="1GB")  # fmt: skip
+    keys = {role: create_key(world.engine, role, dept, f"plan test {role}")
+            for role, dept in (("regulator", None), ("public", None), ("admin", None))}  # fmt: skip
+    samr = create_key(world.engine, "department", "samr", "samr inspectors")
+    fire = create_key(world.engine, "department", "fire", "fire inspectors")
+    reg = {"X-API-Key": keys["regulator"], "X-Purpose": "spot-check plan test"}
+    public = {"X-API-Key": keys["public"]}
+    today = date.today()
+    start = today - timedelta(days=45)  # more than 20 working days ago: open tasks are overdue
+    with TestClient(create_app(settings)) as client:
+        made = client.post("/v1/spot-check-plans", headers=reg, json={
+            "name": "API 联合抽查", "departments": JOINT, "seed": 4242,
+            "snapshot_date": AS_OF.isoformat(), "start_date": start.isoformat(),
+        })  # fmt: skip
+        assert made.status_code == 201, made.text
+        plan = made.json()
+        plan_id = plan["plan_id"]
+        assert client.post("/v1/spot-check-plans", headers=public,
+                           json={"name": "x", "departments": ["samr"]}).status_code == 403
+
+        listing = client.get(f"/v1/spot-check-plans/{plan_id}", headers=reg)
+        assert listing.status_code == 200, listing.text
+        tasks = listing.json()["tasks"]
+        assert len(tasks) == plan["tasks"] and all(t["status"] == "overdue" for t in tasks)
+        csv = client.get(f"/v1/spot-check-plans/{plan_id}", headers=reg,
+                         params={"format": "csv", "department": "samr"})  # fmt: skip
+        assert csv.status_code == 200 and csv.content.startswith(b"\xef\xbb\xbf")
+        frame = pd.read_csv(io.BytesIO(csv.content), dtype=str, encoding="utf-8-sig")
+        assert "统一社会信用代码" in frame.columns and "执法检查人员" in frame.columns
+        samr_tasks = [t for t in tasks if t["department"] == "samr"]
+        assert sorted(frame["统一社会信用代码"]) == sorted(t["uscc"] for t in samr_tasks)
+        xlsx = client.get(f"/v1/spot-check-plans/{plan_id}", headers=reg,
+                          params={"format": "xlsx"})  # fmt: skip
+        assert xlsx.status_code == 200
+        sheet = openpyxl.load_workbook(io.BytesIO(xlsx.content), read_only=True).worksheets[0]
+        rows = [r for r in sheet.iter_rows(values_only=True) if any(v is not None for v in r)]
+        header = next(i for i, r in enumerate(rows) if "统一社会信用代码" in r)
+        codes = [r[rows[header].index("统一社会信用代码")] for r in rows[header + 1 :]]
+        assert sorted(codes) == sorted(t["uscc"] for t in tasks)
+        one = tasks[0]["inspectors"].split(";")[0]
+        mine = client.get(f"/v1/spot-check-plans/{plan_id}", headers=reg,
+                          params={"inspector": one}).json()["tasks"]  # fmt: skip
+        assert mine and all(one in t["inspectors"].split(";") for t in mine)
+        # a department key sees its own department only
+        own = client.get(f"/v1/spot-check-plans/{plan_id}",
+                         headers={"X-API-Key": samr, "X-Purpose": "my tasks"}).json()["tasks"]
+        assert own and {t["department"] for t in own} == {"samr"}
+        assert client.get(f"/v1/spot-check-plans/{plan_id}", params={"department": "fire"},
+                          headers={"X-API-Key": samr, "X-Purpose": "x"}).status_code == 403
+
+        notice = client.get(f"/v1/spot-check-plans/{plan_id}/notice", headers=public)
+        assert notice.status_code == 200 and notice.json()["list_sha256"] == plan["list_sha256"]
+        assert "tasks" not in notice.json() or isinstance(notice.json()["tasks"], int)
+        check = client.get(f"/v1/spot-check-plans/{plan_id}/verification", headers=public)
+        assert check.status_code == 200 and check.json()["identical"], check.text
+
+        # results: a problem and a pass from samr; fire's key may not report samr's task
+        problem = next(t for t in samr_tasks if t["tier"] in "BCD")
+        passed = next(t for t in samr_tasks if t["uscc"] != problem["uscc"])
+        before = _features(world.store, problem["uscc"], today)
+        body = {"result": "problem", "check_date": (start + timedelta(days=3)).isoformat(),
+                "findings": {"minor": 2, "major": 1, "description": "台账不全"}}  # fmt: skip
+        assert client.post(f"/v1/spot-check-tasks/{problem['task_id']}/result", json=body,
+                           headers={"X-API-Key": fire}).status_code == 403  # fmt: skip
+        bad = {**body, "result": "pass"}
+        assert client.post(f"/v1/spot-check-tasks/{problem['task_id']}/result", json=bad,
+                           headers={"X-API-Key": samr}).status_code == 422  # fmt: skip
+        future = {**body, "check_date": (today + timedelta(days=1)).isoformat()}
+        refused = client.post(f"/v1/spot-check-tasks/{problem['task_id']}/result", json=future,
+                              headers={"X-API-Key": samr})  # fmt: skip
+        assert refused.status_code == 422 and refused.json()["code"] == "future_date"
+        posted = client.post(f"/v1/spot-check-tasks/{problem['task_id']}/result", json=body,
+                             headers={"X-API-Key": samr})  # fmt: skip
+        assert posted.status_code == 201, posted.text
+        assert posted.json()["published_late"] is True  # checked 3 days in, reported 45 later
+        again = client.post(f"/v1/spot-check-tasks/{problem['task_id']}/result", json=body,
+                            headers={"X-API-Key": samr})  # fmt: skip
+        assert again.status_code == 409
+        ok = client.post(f"/v1/spot-check-tasks/{passed['task_id']}/result", headers=reg,
+                         json={"result": "pass", "check_date": today.isoformat()})  # fmt: skip
+        assert ok.status_code == 201, ok.text
+        assert client.post("/v1/spot-check-tasks/999999999/result", headers=reg,
+                           json={"result": "pass", "check_date": today.isoformat()}
+                           ).status_code == 404  # fmt: skip
+
+        # the result is a record in the store and changes the company's features
+        with world.store.connect() as con:
+            record = con.execute(
+                "SELECT category, severity, source_dept, event_date, attributes FROM records "
+                "WHERE record_id = ?", [posted.json()["record_id"]],
+            ).fetchall()  # fmt: skip
+        assert len(record) == 1
+        category, severity, dept, event_date, attributes = record[0]
+        assert (category, severity, dept) == ("spot_check", "problem", "samr")
+        attrs = json.loads(attributes)
+        assert attrs["plan_id"] == plan_id and attrs["check_item"] == problem["item_id"]
+        assert attrs["inclusion_prob"] == pytest.approx(problem["inclusion_prob"])
+        after = _features(world.store, problem["uscc"], today)
+        assert after["spot_check_problems_3y"] == (before["spot_check_problems_3y"] or 0) + 1
+        assert after["days_since_problem_check"] == (today - event_date).days
+
+        # published, to anyone
+        shown = client.get("/v1/spot-check-results", headers=public,
+                           params={"uscc": problem["uscc"]}).json()["results"]  # fmt: skip
+        assert [r["task_id"] for r in shown if r["plan_id"] == plan_id] == [problem["task_id"]]
+        by_plan = client.get("/v1/spot-check-results", headers=public,
+                             params={"plan_id": plan_id}).json()["results"]  # fmt: skip
+        assert {r["task_id"] for r in by_plan} == {problem["task_id"], passed["task_id"]}
+
+        # overdue: every task without a result, past its 20 working days
+        overdue = client.get("/v1/spot-check-tasks/overdue", headers=reg,
+                             params={"plan_id": plan_id, "limit": 100000}).json()["tasks"]  # fmt: skip
+        assert {t["task_id"] for t in overdue} == (
+            {t["task_id"] for t in tasks} - {problem["task_id"], passed["task_id"]}
+        )
+        due = date.fromisoformat(plan["due_date"])
+        assert due == workdays.add_working_days(start, 20)
+        on_time = client.get("/v1/spot-check-tasks/overdue", headers=reg,
+                             params={"plan_id": plan_id, "as_of": due.isoformat()}).json()
+        assert on_time["tasks"] == []  # due that day: not yet overdue
+        samr_late = client.get("/v1/spot-check-tasks/overdue",
+                               headers={"X-API-Key": samr}, params={"limit": 100000}).json()
+        assert {t["department"] for t in samr_late["tasks"]} == {"samr"}
+
+    with world.engine.connect() as con:
+        logged = con.execute(
+            sa.select(audit_log.c.endpoint, audit_log.c.uscc, audit_log.c.purpose)
+            .where(audit_log.c.endpoint.like("%spot-check%"))
+        ).all()  # fmt: skip
+    assert ("GET /v1/spot-check-results", problem["uscc"], None) in logged
+    assert any(e == "GET /v1/spot-check-plans/{plan_id}" and p.startswith(plan_id)
+               for e, _, p in logged)  # fmt: skip
+
+
+def _features(store: Store, code: str, day: date) -> dict[str, Any]:
+    table = build_features(store, day, [code])
+    row: dict[str, Any] = table.to_pylist()[0]
+    return row
+
+
+# ---- concurrency through a real server --------------------------------------------------------
+
+
+def test_twenty_plans_created_concurrently_through_the_api(world: World) -> None:
+    """20 simultaneous POSTs to a real uvicorn process: each succeeds (or fails with a clean
+    error), plan numbers are distinct, no task is lost or duplicated, every plan replays, and
+    the department's yearly cap holds across them (plans are drawn one at a time)."""
+    key = create_key(world.engine, "regulator", None, "concurrency test")
+    with world.engine.connect() as con:
+        before = con.execute(sa.select(sa.func.count()).select_from(spot_check_tasks)).scalar()
+    log = world.data_dir / "uvicorn-concurrent.log"
+    responses: list[httpx.Response] = []
+    lock = threading.Lock()
+    with running_server(world.data_dir, log, {"DATABASE_URL": world.url}) as base_url:
+        barrier = threading.Barrier(20)
+
+        def create(n: int) -> None:
+            with httpx.Client(base_url=base_url, timeout=300, trust_env=False) as http:
+                barrier.wait()
+                answer = http.post("/v1/spot-check-plans", headers={"X-API-Key": key}, json={
+                    "name": f"并发 {n}", "departments": ["samr", "fire"], "seed": n,
+                    "snapshot_date": AS_OF.isoformat(), "start_date": "2028-03-01",
+                })  # fmt: skip
+            with lock:
+                responses.append(answer)
+
+        threads = [threading.Thread(target=create, args=(n,)) for n in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert len(responses) == 20
+    for r in responses:
+        assert r.status_code == 201 or (r.status_code in (409, 422, 503)
+                                        and set(r.json()) == {"code", "message"}), r.text
+    made = [r.json() for r in responses if r.status_code == 201]
+    assert len(made) == 20, [r.text for r in responses if r.status_code != 201]
+    assert len({m["plan_id"] for m in made}) == 20
+    with world.engine.connect() as con:
+        after = con.execute(sa.select(sa.func.count()).select_from(spot_check_tasks)).scalar()
+        stored = dict(con.execute(
+            sa.select(spot_check_tasks.c.plan_id, sa.func.count())
+            .group_by(spot_check_tasks.c.plan_id)
+            .where(spot_check_tasks.c.plan_id.in_([m["plan_id"] for m in made]))
+        ).all())  # fmt: skip
+        per_company = con.execute(sa.text(
+            "SELECT uscc, department, count(DISTINCT plan_id) FROM spot_check_tasks t "
+            "JOIN spot_check_plans p ON p.id = t.plan_id WHERE p.start_date >= :d "
+            "AND t.basis = 'random' GROUP BY uscc, department"
+        ), {"d": date(2028, 1, 1)}).all()  # fmt: skip
+    assert after - before == sum(m["tasks"] for m in made)
+    assert all(stored.get(m["plan_id"], 0) == m["tasks"] for m in made)
+    assert max(n for _, _, n in per_company) <= 2  # the department's yearly cap
+    assert sum(m["tasks"] for m in made[:2]) > 0
+    for m in made[:3]:
+        assert verify_plan(world.engine, m["plan_id"]).identical
