@@ -28,6 +28,9 @@ run: venv
 	-CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup promote latest
 	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup tier --as-of $(AS_OF)
 	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup load --as-of $(AS_OF)
+	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup plan items import --preset national-default
+	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup plan inspectors demo
+	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup plan create --name "联合抽查（演示）" --departments samr,fire,emergency,ecology,health --snapshot $(AS_OF)
 	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup keys demo
 	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup serve
 

@@ -364,6 +364,11 @@ def params_from_json(text: str) -> DrawParams:
 # ---- snapshots --------------------------------------------------------------------------------
 
 
+def _frame(con: Connection, query: Any, columns: list[str]) -> pd.DataFrame:
+    """A query's rows as a frame (rows as plain tuples: pandas probes Row objects slowly)."""
+    return pd.DataFrame([tuple(r) for r in con.execute(query)], columns=columns)
+
+
 def latest_load(con: Connection, on_or_before: date) -> date | None:
     return con.execute(
         sa.select(sa.func.max(company_history.c.as_of)).where(
@@ -379,17 +384,16 @@ def take_snapshot(
     inspectors of the plan's departments, declared conflicts and last inspectors.
 
     Returns the snapshot and the companies' names, regions and types (for the task rows)."""
-    rows = con.execute(
+    frame = _frame(
+        con,
         sa.select(
             company_history.c.uscc, company_history.c.tier, companies.c.region,
             companies.c.industry, companies.c.entity_type, companies.c.name,
         )
         .join(companies, companies.c.uscc == company_history.c.uscc)
-        .where(company_history.c.as_of == snapshot_date, company_history.c.tier.is_not(None))
-    ).all()  # fmt: skip
-    frame = pd.DataFrame(
-        rows, columns=["uscc", "tier", "region", "industry", "entity_type", "name"]
-    )
+        .where(company_history.c.as_of == snapshot_date, company_history.c.tier.is_not(None)),
+        ["uscc", "tier", "region", "industry", "entity_type", "name"],
+    )  # fmt: skip
     year_start, year_end = date(start_date.year, 1, 1), date(start_date.year, 12, 31)
     in_year = (
         sa.select(spot_check_tasks.c.uscc, spot_check_tasks.c.department,
@@ -398,51 +402,46 @@ def take_snapshot(
         .where(spot_check_plans.c.start_date.between(year_start, year_end))
         .subquery()
     )  # fmt: skip
-    dept_checks = pd.DataFrame(
-        con.execute(
+    dept_checks = _frame(
+        con,
             sa.select(in_year.c.uscc, in_year.c.department,
                       sa.func.count(sa.distinct(in_year.c.plan_id)))
-            .group_by(in_year.c.uscc, in_year.c.department)
-        ).all(),
-        columns=["uscc", "department", "n"],
+            .group_by(in_year.c.uscc, in_year.c.department),
+        ["uscc", "department", "n"],
     )  # fmt: skip
-    item_checks = pd.DataFrame(
-        con.execute(
+    item_checks = _frame(
+        con,
             sa.select(in_year.c.uscc, in_year.c.item_id, sa.func.count())
-            .group_by(in_year.c.uscc, in_year.c.item_id)
-        ).all(),
-        columns=["uscc", "item_id", "n"],
+            .group_by(in_year.c.uscc, in_year.c.item_id),
+        ["uscc", "item_id", "n"],
     )  # fmt: skip
     depts = sorted({i.department for i in params.items})
-    pool = pd.DataFrame(
-        con.execute(
+    pool = _frame(
+        con,
             sa.select(inspectors.c.id, inspectors.c.department, inspectors.c.area,
                       inspectors.c["items"], inspectors.c.active)
-            .where(inspectors.c.department.in_(depts))
-        ).all(),
-        columns=["inspector_id", "department", "area", "items", "active"],
+            .where(inspectors.c.department.in_(depts)),
+        ["inspector_id", "department", "area", "items", "active"],
     )  # fmt: skip
-    declared = pd.DataFrame(
-        con.execute(
+    declared = _frame(
+        con,
             sa.select(inspector_conflicts.c.inspector_id, inspector_conflicts.c.uscc)
             .join(inspectors, inspectors.c.id == inspector_conflicts.c.inspector_id)
-            .where(inspectors.c.department.in_(depts))
-        ).all(),
-        columns=["inspector_id", "uscc"],
+            .where(inspectors.c.department.in_(depts)),
+        ["inspector_id", "uscc"],
     )  # fmt: skip
     last_plan = (
         sa.select(spot_check_tasks.c.uscc, sa.func.max(spot_check_tasks.c.plan_seq).label("seq"))
         .group_by(spot_check_tasks.c.uscc)
         .subquery()
     )
-    last = pd.DataFrame(
-        con.execute(
+    last = _frame(
+        con,
             sa.select(spot_check_assignments.c.inspector_id, spot_check_tasks.c.uscc)
             .join(spot_check_tasks, spot_check_tasks.c.id == spot_check_assignments.c.task_id)
             .join(last_plan, (last_plan.c.uscc == spot_check_tasks.c.uscc)
-                  & (last_plan.c.seq == spot_check_tasks.c.plan_seq))
-        ).all(),
-        columns=["inspector_id", "uscc"],
+                  & (last_plan.c.seq == spot_check_tasks.c.plan_seq)),
+        ["inspector_id", "uscc"],
     )  # fmt: skip
     pool_ids = set(pool["inspector_id"])
     last = last[last["inspector_id"].isin(pool_ids)]
@@ -626,9 +625,7 @@ def plan_tasks(
             )
         )
     query = query.order_by(spot_check_tasks.c.visit_no, spot_check_tasks.c.item_id)
-    return pd.DataFrame(
-        con.execute(query).mappings().all(), columns=[c.name for c in spot_check_tasks.columns]
-    )
+    return _frame(con, query, [c.name for c in spot_check_tasks.columns])
 
 
 LIST_FIELDS = (
@@ -854,9 +851,7 @@ def overdue_tasks(
     if plan_id is not None:
         query = query.where(spot_check_tasks.c.plan_id == plan_id)
     query = query.order_by(spot_check_tasks.c.due_date, spot_check_tasks.c.id).limit(limit)
-    return pd.DataFrame(
-        con.execute(query).mappings().all(), columns=[c.name for c in spot_check_tasks.columns]
-    )
+    return _frame(con, query, [c.name for c in spot_check_tasks.columns])
 
 
 def published_results(

@@ -23,14 +23,11 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
-from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from features.builder import build_features
 from records.ingest import ingest_table
-from records.settings import Settings
 from records.store import Store
-from serving.app import create_app
 from serving.auth import create_key
 from serving.db import (
     audit_log,
@@ -136,8 +133,9 @@ def test_a_plan_is_stored_with_its_list_and_replays_identically_after_the_store_
     summary = json.loads(plan["summary"])
     for item in summary["items"]:
         drawn = tasks[(tasks["item_id"] == item["item_id"]) & (tasks["basis"] == "random")]
-        assert drawn.groupby("tier").size().reindex(list("ABCD"), fill_value=0).to_dict() == (
-            item["drawn"]
+        assert (
+            drawn.groupby("tier").size().reindex(list("ABCD"), fill_value=0).to_dict()
+            == (item["drawn"])
         )
 
     first = verify_plan(world.engine, created.plan_id)
@@ -251,12 +249,8 @@ def test_plans_refuse_bad_requests_with_a_reason(world: World) -> None:
 # ---- the API: lists, results, publication, overdue --------------------------------------------
 
 
-def test_lists_results_publication_and_overdue_through_the_api(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    settings = Settings(data_dir=world.data_dir, DATABASE_URL=world.url,
-                        duckdb_memory_limit="1GB")  # fmt: skip
+def test_lists_results_publication_and_overdue_through_the_api(world: World) -> None:
+    """End to end over HTTP against a real uvicorn process on this database."""
     keys = {role: create_key(world.engine, role, dept, f"plan test {role}")
             for role, dept in (("regulator", None), ("public", None), ("admin", None))}  # fmt: skip
     samr = create_key(world.engine, "department", "samr", "samr inspectors")
@@ -265,7 +259,11 @@ def test_lists_results_publication_and_overdue_through_the_api(
     public = {"X-API-Key": keys["public"]}
     today = date.today()
     start = today - timedelta(days=45)  # more than 20 working days ago: open tasks are overdue
-    with TestClient(create_app(settings)) as client:
+    log = world.data_dir / "uvicorn-api.log"
+    with (
+        running_server(world.data_dir, log, {"DATABASE_URL": world.url}) as base_url,
+        httpx.Client(base_url=base_url, timeout=120, trust_env=False) as client,
+    ):
         made = client.post("/v1/spot-check-plans", headers=reg, json={
             "name": "API 联合抽查", "departments": JOINT, "seed": 4242,
             "snapshot_date": AS_OF.isoformat(), "start_date": start.isoformat(),
@@ -273,8 +271,12 @@ def test_lists_results_publication_and_overdue_through_the_api(
         assert made.status_code == 201, made.text
         plan = made.json()
         plan_id = plan["plan_id"]
-        assert client.post("/v1/spot-check-plans", headers=public,
-                           json={"name": "x", "departments": ["samr"]}).status_code == 403
+        assert (
+            client.post(
+                "/v1/spot-check-plans", headers=public, json={"name": "x", "departments": ["samr"]}
+            ).status_code
+            == 403
+        )
 
         listing = client.get(f"/v1/spot-check-plans/{plan_id}", headers=reg)
         assert listing.status_code == 200, listing.text
@@ -300,11 +302,18 @@ def test_lists_results_publication_and_overdue_through_the_api(
                           params={"inspector": one}).json()["tasks"]  # fmt: skip
         assert mine and all(one in t["inspectors"].split(";") for t in mine)
         # a department key sees its own department only
-        own = client.get(f"/v1/spot-check-plans/{plan_id}",
-                         headers={"X-API-Key": samr, "X-Purpose": "my tasks"}).json()["tasks"]
+        own = client.get(
+            f"/v1/spot-check-plans/{plan_id}", headers={"X-API-Key": samr, "X-Purpose": "my tasks"}
+        ).json()["tasks"]
         assert own and {t["department"] for t in own} == {"samr"}
-        assert client.get(f"/v1/spot-check-plans/{plan_id}", params={"department": "fire"},
-                          headers={"X-API-Key": samr, "X-Purpose": "x"}).status_code == 403
+        assert (
+            client.get(
+                f"/v1/spot-check-plans/{plan_id}",
+                params={"department": "fire"},
+                headers={"X-API-Key": samr, "X-Purpose": "x"},
+            ).status_code
+            == 403
+        )
 
         notice = client.get(f"/v1/spot-check-plans/{plan_id}/notice", headers=public)
         assert notice.status_code == 200 and notice.json()["list_sha256"] == plan["list_sha256"]
@@ -367,17 +376,22 @@ def test_lists_results_publication_and_overdue_through_the_api(
 
         # overdue: every task without a result, past its 20 working days
         overdue = client.get("/v1/spot-check-tasks/overdue", headers=reg,
-                             params={"plan_id": plan_id, "limit": 100000}).json()["tasks"]  # fmt: skip
-        assert {t["task_id"] for t in overdue} == (
+                             params={"plan_id": plan_id, "limit": 100000})  # fmt: skip
+        assert overdue.status_code == 200, overdue.text
+        assert {t["task_id"] for t in overdue.json()["tasks"]} == (
             {t["task_id"] for t in tasks} - {problem["task_id"], passed["task_id"]}
         )
         due = date.fromisoformat(plan["due_date"])
         assert due == workdays.add_working_days(start, 20)
-        on_time = client.get("/v1/spot-check-tasks/overdue", headers=reg,
-                             params={"plan_id": plan_id, "as_of": due.isoformat()}).json()
+        on_time = client.get(
+            "/v1/spot-check-tasks/overdue",
+            headers=reg,
+            params={"plan_id": plan_id, "as_of": due.isoformat()},
+        ).json()
         assert on_time["tasks"] == []  # due that day: not yet overdue
-        samr_late = client.get("/v1/spot-check-tasks/overdue",
-                               headers={"X-API-Key": samr}, params={"limit": 100000}).json()
+        samr_late = client.get(
+            "/v1/spot-check-tasks/overdue", headers={"X-API-Key": samr}, params={"limit": 100000}
+        ).json()
         assert {t["department"] for t in samr_late["tasks"]} == {"samr"}
 
     with world.engine.connect() as con:
@@ -429,8 +443,9 @@ def test_twenty_plans_created_concurrently_through_the_api(world: World) -> None
             t.join()
     assert len(responses) == 20
     for r in responses:
-        assert r.status_code == 201 or (r.status_code in (409, 422, 503)
-                                        and set(r.json()) == {"code", "message"}), r.text
+        assert r.status_code == 201 or (
+            r.status_code in (409, 422, 503) and set(r.json()) == {"code", "message"}
+        ), r.text
     made = [r.json() for r in responses if r.status_code == 201]
     assert len(made) == 20, [r.text for r in responses if r.status_code != 201]
     assert len({m["plan_id"] for m in made}) == 20
