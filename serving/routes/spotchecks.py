@@ -13,7 +13,7 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel
 
@@ -304,7 +304,10 @@ class ResultOut(BaseModel):
     responses=LIST_ERRORS,
 )  # fmt: skip
 def post_task_result(
-    task_id: int, body: TaskResult, state: StateDep, caller: CallerDep
+    task_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    body: TaskResult,
+    state: StateDep,
+    caller: CallerDep,
 ) -> ResultOut:
     """Record a check's result: it becomes a `spot_check` record and is published."""
     require(caller, TASKS, "report spot-check results")

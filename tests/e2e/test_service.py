@@ -76,6 +76,11 @@ def province(tmp_path_factory: pytest.TempPathFactory) -> Province:
     data_dir = tmp_path_factory.mktemp("e2e")
     built = build_province(data_dir)
     loaded = credsup(data_dir, "load", "--as-of", AS_OF.isoformat())
+    # a spot-check plan, so the spot-check endpoints have something to serve
+    credsup(data_dir, "plan", "items", "import", "--preset", "national-default")
+    credsup(data_dir, "plan", "inspectors", "demo")
+    credsup(data_dir, "plan", "create", "--name", "e2e", "--departments", "samr,fire",
+            "--snapshot", AS_OF.isoformat(), "--seed", "1")  # fmt: skip
     assert loaded["companies"] >= built["tiers"][AS_OF]["companies"] > 2500
     keys = {
         role: credsup(data_dir, "keys", "create", "--role", role, "--name", f"e2e {role}",
@@ -179,6 +184,11 @@ def check_health_readiness_metrics_docs_and_openapi(
         "/v1/companies/{uscc}", "/v1/companies:batch", "/v1/companies/{uscc}/history",
         "/v1/companies/{uscc}/records", "/v1/tiers/summary", "/v1/admin/audit",
         "/v1/admin/reload", "/healthz", "/readyz", "/metrics",
+        "/v1/check-items", "/v1/check-items/{item_id}", "/v1/inspectors",
+        "/v1/spot-check-plans", "/v1/spot-check-plans/{plan_id}",
+        "/v1/spot-check-plans/{plan_id}/notice", "/v1/spot-check-plans/{plan_id}/verification",
+        "/v1/spot-check-tasks/{task_id}/result", "/v1/spot-check-tasks/overdue",
+        "/v1/spot-check-results",
     }  # fmt: skip
 
     client.get("/v1/tiers/summary")  # a 401, counted like any request
@@ -442,7 +452,8 @@ def check_schemathesis_finds_no_server_errors_and_conforming_responses(
                 if failure:
                     failures.append(failure)
     assert not failures, "\n\n".join(failures)
-    assert len(statuses) == 10
+    assert len(statuses) == 22
+    assert 200 in statuses["GET /v1/check-items"] and 200 in statuses["GET /v1/spot-check-plans"]
     assert all(401 not in s for s in statuses.values()), statuses  # the key was sent
     assert 200 in statuses["GET /v1/tiers/summary"] and 200 in statuses["GET /v1/admin/audit"]
     assert statuses["POST /v1/admin/reload"] == {403}
