@@ -206,9 +206,10 @@ def draw_plan(params: DrawParams, snapshot: Snapshot, seed: int) -> Drawn:
     chosen_prob: list[np.ndarray] = []
     chosen_basis: list[np.ndarray] = []
     summaries = []
-    dept_capped = _over_cap(snapshot.tables["department_checks"], comp, "department",
+    code_index = _Codes(comp["uscc"])
+    dept_capped = _over_cap(snapshot.tables["department_checks"], code_index, "department",
                             params.department_yearly_cap)  # fmt: skip
-    item_counts = _counts(snapshot.tables["item_checks"], comp, "item_id")
+    item_counts = _counts(snapshot.tables["item_checks"], code_index, "item_id")
     for k, item in enumerate(items):
         applies = in_population & _applies(columns, item)
         capped = dept_capped.get(item.department, np.zeros(n, bool)).copy()
@@ -251,7 +252,7 @@ def draw_plan(params: DrawParams, snapshot: Snapshot, seed: int) -> Drawn:
     order = np.lexsort((item_k, company))
     company, item_k, prob, basis = company[order], item_k[order], prob[order], basis[order]
     team_of_task, team_members, insp_ids, load = _staff(
-        rng, params, snapshot, items, company, item_k
+        rng, params, snapshot, items, company, item_k, code_index, columns.coded["region"]
     )
     visit_no = np.unique(company, return_inverse=True)[1] + 1 if len(company) else company
     members = _member_text(team_members, insp_ids)
@@ -310,7 +311,8 @@ class _Columns:
     def __init__(self, comp: pd.DataFrame) -> None:
         self.n = len(comp)
         self.coded = {
-            c: pd.factorize(comp[c].fillna("")) for c in ("region", "industry", "entity_type")
+            c: pd.factorize(comp[c].fillna(""), sort=True)
+            for c in ("region", "industry", "entity_type")
         }
 
     def match(self, column: str, test: Any) -> np.ndarray:
@@ -346,22 +348,37 @@ def _applies(cols: _Columns, item: CheckItem) -> np.ndarray:
     return mask
 
 
-def _counts(frame: pd.DataFrame, comp: pd.DataFrame, key: str) -> dict[str, np.ndarray]:
+class _Codes:
+    """The snapshot's company codes, indexed once (the hash table is reused by every look-up)."""
+
+    def __init__(self, codes: pd.Series) -> None:
+        self.index = pd.Index(codes)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def positions(self, values: pd.Series) -> np.ndarray:
+        """Each value's position among the codes, -1 where it is not one of them."""
+        found: np.ndarray = self.index.get_indexer(pd.Index(values))
+        return found
+
+
+def _counts(frame: pd.DataFrame, codes: _Codes, key: str) -> dict[str, np.ndarray]:
     """Per value of `key`, the count for each company of the snapshot (0 if none)."""
     out: dict[str, np.ndarray] = {}
     if frame.empty:
         return out
-    pos = pd.Index(comp["uscc"]).get_indexer(frame["uscc"])
+    pos = codes.positions(frame["uscc"])
     known = pos >= 0
     for value, part in frame[known].assign(_pos=pos[known]).groupby(key, sort=True):
-        arr = np.zeros(len(comp), np.int64)
+        arr = np.zeros(len(codes), np.int64)
         np.add.at(arr, part["_pos"].to_numpy(), part["n"].to_numpy())
         out[str(value)] = arr
     return out
 
 
-def _over_cap(frame: pd.DataFrame, comp: pd.DataFrame, key: str, cap: int) -> dict[str, Any]:
-    return {k: v >= cap for k, v in _counts(frame, comp, key).items()}
+def _over_cap(frame: pd.DataFrame, codes: _Codes, key: str, cap: int) -> dict[str, Any]:
+    return {k: v >= cap for k, v in _counts(frame, codes, key).items()}
 
 
 def _scaled_ratios(
@@ -417,6 +434,8 @@ class _Pool:
     ids: np.ndarray
     dept: np.ndarray
     area: np.ndarray
+    area_code: np.ndarray
+    area_codes: dict[str, int]
     qualified: np.ndarray
     """Bit mask over the plan's items."""
     tiebreak: np.ndarray
@@ -431,10 +450,14 @@ def _inspector_pool(rng: np.random.Generator, snapshot: Snapshot, items: list[Ch
         [sum(bit.get(i, 0) for i in set(str(q).split(";")) if i) for q in frame["items"]],
         dtype=np.int64,
     )
+    area = frame["area"].fillna("").to_numpy(dtype=object)
+    area_code, area_uniques = pd.factorize(area)
     return _Pool(
         ids=frame["inspector_id"].to_numpy(dtype=object),
         dept=frame["department"].to_numpy(dtype=object),
-        area=frame["area"].fillna("").to_numpy(dtype=object),
+        area=area,
+        area_code=area_code,
+        area_codes={str(a): k for k, a in enumerate(area_uniques)},
         qualified=qualified,
         tiebreak=rng.random(len(frame)),
         load=np.zeros(len(frame), np.int64),
@@ -448,6 +471,8 @@ def _staff(
     items: list[CheckItem],
     company: np.ndarray,
     item_k: np.ndarray,
+    code_index: _Codes,
+    region_codes: tuple[np.ndarray, Any],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Teams per (company, department): returns (team of each task, members, ids, loads).
 
@@ -456,9 +481,7 @@ def _staff(
     pool = _inspector_pool(rng, snapshot, items)
     size = params.inspectors_per_task
     comp = snapshot.tables["companies"]
-    regions, region_k = np.unique(
-        comp["region"].fillna("").to_numpy(dtype=str), return_inverse=True
-    )
+    region_k, regions = region_codes  # sorted: groups are staffed in code order
     depts = sorted({i.department for i in items})
     dept_k = np.array([depts.index(i.department) for i in items], np.int64)
     if len(company) == 0:
@@ -471,8 +494,9 @@ def _staff(
     team_company = uniq // len(depts)
     team_dept = uniq % len(depts)
     staff = _Staffing(
-        pool, size, depts, regions, region_k, len(comp), _conflict_keys(snapshot, pool, comp)
-    )
+        pool, size, depts, np.asarray(regions, dtype=object), region_k, len(comp),
+        _conflict_keys(snapshot, pool, code_index),
+    )  # fmt: skip
     members = np.full((len(uniq), size), -1, np.int64)
     short = staff.assign(rng, team_company, team_dept, masks, np.arange(len(uniq)), members)
     if len(short):
@@ -491,14 +515,24 @@ def _staff(
     return team_of_task, members, pool.ids, pool.load
 
 
-def _conflict_keys(snapshot: Snapshot, pool: _Pool, comp: pd.DataFrame) -> np.ndarray:
+def _conflict_keys(snapshot: Snapshot, pool: _Pool, codes: _Codes) -> np.ndarray:
+    """(inspector position × companies + company position) of each conflict, sorted."""
     frame = snapshot.tables["conflicts"]
     if frame.empty or len(pool.ids) == 0:
         return np.zeros(0, np.int64)
     ipos = pd.Index(pool.ids).get_indexer(frame["inspector_id"])
-    cpos = pd.Index(comp["uscc"]).get_indexer(frame["uscc"])
+    cpos = codes.positions(frame["uscc"])
     ok = (ipos >= 0) & (cpos >= 0)
-    return np.unique(ipos[ok].astype(np.int64) * len(comp) + cpos[ok])
+    return np.unique(ipos[ok].astype(np.int64) * len(codes) + cpos[ok])
+
+
+def _in_sorted(keys: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """`np.isin(keys, table)` for a sorted `table` (binary search: no hashing of the table)."""
+    if len(table) == 0:
+        return np.zeros(np.shape(keys), bool)
+    pos = np.minimum(np.searchsorted(table, keys), len(table) - 1)
+    found: np.ndarray = table[pos] == keys
+    return found
 
 
 @dataclass
@@ -520,7 +554,8 @@ class _Staffing:
             code = str(self.regions[region])
             prefixes = [""] + [code[:k] for k in range(1, len(code) + 1)]
             base = np.flatnonzero(
-                (self.pool.dept == self.depts[dept]) & np.isin(self.pool.area, prefixes)
+                (self.pool.dept == self.depts[dept])
+                & np.isin(self.pool.area_code, [self.pool.area_codes.get(p, -1) for p in prefixes])
             )
             self._base[(dept, region)] = base
         found: np.ndarray = base[(self.pool.qualified[base] & mask) == mask]
@@ -558,7 +593,7 @@ class _Staffing:
         done = np.setdiff1d(teams, np.concatenate(short)) if short else teams
         if len(self.conflicts) and len(done):
             keys = members[done] * self.n_comp + team_company[done][:, None]
-            for team in done[np.isin(keys, self.conflicts).any(axis=1)]:
+            for team in done[_in_sorted(keys, self.conflicts).any(axis=1)]:
                 self._replace_conflicted(int(team), team_company, team_dept, masks, members)
         return np.concatenate(short) if short else np.zeros(0, np.int64)
 
@@ -572,13 +607,16 @@ class _Staffing:
     ) -> None:
         pool, company = self.pool, int(team_company[team])
         cand = self.candidates(int(team_dept[team]), int(self.region_k[company]), int(masks[team]))
-        conflicted = set(cand[np.isin(cand * self.n_comp + company, self.conflicts)].tolist())
+        bad = _in_sorted(cand * self.n_comp + company, self.conflicts).tolist()
+        clear = [int(c) for c, b in zip(cand.tolist(), bad, strict=True) if not b]
+        clear_set = set(clear)
         row = members[team]
+        in_row = set(row.tolist())
         for s in range(len(row)):
-            if int(row[s]) not in conflicted:
+            member = int(row[s])
+            if member in clear_set:
                 continue
-            ranked = cand[np.lexsort((pool.tiebreak[cand], pool.load[cand]))]
-            free = [int(c) for c in ranked if int(c) not in conflicted and c not in row]
+            free = [c for c in clear if c not in in_row]
             if not free:
                 raise PlanError(
                     "insufficient_inspectors",
@@ -586,9 +624,13 @@ class _Staffing:
                     f"{self.regions[self.region_k[company]]}: every qualified inspector left has "
                     "a conflict with a drawn company; add inspectors or clear conflicts",
                 )
-            pool.load[row[s]] -= 1
-            pool.load[free[0]] += 1
-            row[s] = free[0]
+            # the least loaded, ties broken by the random key (the order of the first deal)
+            best = min(free, key=lambda c: (pool.load[c], pool.tiebreak[c]))
+            pool.load[member] -= 1
+            pool.load[best] += 1
+            row[s] = best
+            in_row.discard(member)
+            in_row.add(best)
 
     def raise_short(
         self,
