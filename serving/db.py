@@ -52,6 +52,11 @@ company_history = sa.Table(
     sa.Column("grade", sa.String(8)),
     sa.Column("model_version", sa.String(64)),
     sa.Column("method_version", sa.String(64)),
+    sa.Column("region", sa.String(6)),
+    sa.Column("industry", sa.String(8)),
+    sa.Column("entity_type", sa.String(32)),
+    sa.Column("name", sa.String(256)),
+    sa.Index("ix_company_history_as_of_uscc", "as_of", "uscc"),
 )  # fmt: skip
 
 api_keys = sa.Table(

@@ -209,6 +209,10 @@ def load_results(
             "grade": _clean(r.get("grade")),
             "model_version": _clean(r.get("model_version")),
             "method_version": _clean(r.get("method_version")),
+            "region": _clean(r.get("region")),
+            "industry": _clean(r.get("industry")),
+            "entity_type": _clean(r.get("entity_type")),
+            "name": _clean(r.get("name")),
         }
         for r in records
     ]

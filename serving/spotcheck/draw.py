@@ -106,9 +106,11 @@ class Snapshot:
             frame = frame[list(columns)].astype({c: _dtype(c) for c in columns})
             # companies have one row per code: sorting by it alone is the same order, faster
             keys = ["uscc"] if name == "companies" else list(columns)
-            self.tables[name] = frame.sort_values(keys, kind="stable").reset_index(drop=True)
-        codes = self.tables["companies"]["uscc"]
-        if codes.duplicated().any():
+            if not (name == "companies" and frame["uscc"].is_monotonic_increasing):
+                frame = frame.sort_values(keys, kind="stable")
+            self.tables[name] = frame.reset_index(drop=True)
+        codes = self.tables["companies"]["uscc"].to_numpy(dtype=object)
+        if len(codes) > 1 and (codes[1:] == codes[:-1]).any():  # sorted: twins are neighbours
             raise ValueError("snapshot companies: a code appears twice")
 
     def digest(self, *names: str) -> str:

@@ -365,8 +365,16 @@ def params_from_json(text: str) -> DrawParams:
 
 
 def _frame(con: Connection, query: Any, columns: list[str]) -> pd.DataFrame:
-    """A query's rows as a frame (rows as plain tuples: pandas probes Row objects slowly)."""
-    return pd.DataFrame([tuple(r) for r in con.execute(query)], columns=columns)
+    """A query's rows as a frame, fetched through the driver (SQLAlchemy's row objects cost 10 of
+    the 14 s a snapshot of 1 M companies took). Only for text and number columns."""
+    sql = str(query.compile(dialect=con.dialect, compile_kwargs={"literal_binds": True}))
+    cursor = con.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql)
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    return pd.DataFrame(rows, columns=columns)
 
 
 def latest_load(con: Connection, on_or_before: date) -> date | None:
@@ -387,11 +395,11 @@ def take_snapshot(
     frame = _frame(
         con,
         sa.select(
-            company_history.c.uscc, company_history.c.tier, companies.c.region,
-            companies.c.industry, companies.c.entity_type, companies.c.name,
+            company_history.c.uscc, company_history.c.tier, company_history.c.region,
+            company_history.c.industry, company_history.c.entity_type, company_history.c.name,
         )
-        .join(companies, companies.c.uscc == company_history.c.uscc)
-        .where(company_history.c.as_of == snapshot_date, company_history.c.tier.is_not(None)),
+        .where(company_history.c.as_of == snapshot_date, company_history.c.tier.is_not(None))
+        .order_by(company_history.c.uscc),
         ["uscc", "tier", "region", "industry", "entity_type", "name"],
     )  # fmt: skip
     year_start, year_end = date(start_date.year, 1, 1), date(start_date.year, 12, 31)
@@ -579,20 +587,50 @@ def _insert_tasks(
     frame["plan_id"], frame["plan_seq"], frame["due_date"] = plan_id, seq, due
     frame = frame.rename(columns={"name": "company_name"})
     columns = [c.name for c in spot_check_tasks.columns if c.name in frame.columns]
-    frame = frame[columns].astype(object).where(frame[columns].notna(), None)
-    rows: list[dict[str, Any]] = frame.to_dict("records")  # type: ignore[assignment]
-    for row in rows:
-        row["id"], row["visit_no"] = int(row["id"]), int(row["visit_no"])
-        row["plan_seq"], row["inclusion_prob"] = int(row["plan_seq"]), float(row["inclusion_prob"])
-    for start in range(0, len(rows), 20_000):
-        con.execute(spot_check_tasks.insert(), rows[start : start + 20_000])
-    assignment_rows = [
-        {"task_id": row["id"], "inspector_id": member}
-        for row in rows
-        for member in str(row["inspectors"]).split(";")
-    ]
-    for start in range(0, len(assignment_rows), 20_000):
-        con.execute(spot_check_assignments.insert(), assignment_rows[start : start + 20_000])
+    values = [_plain(frame[c]) for c in columns]
+    _bulk_insert(con, spot_check_tasks, columns, list(zip(*values, strict=True)))
+    members = [str(team).split(";") for team in frame["inspectors"].tolist()]
+    task_ids = np.repeat(frame["id"].to_numpy(), [len(team) for team in members])
+    inspector_ids = [m for team in members for m in team]
+    _bulk_insert(con, spot_check_assignments, ["task_id", "inspector_id"],
+                 list(zip(task_ids.tolist(), inspector_ids, strict=True)))  # fmt: skip
+
+
+def _plain(values: pd.Series) -> list[Any]:
+    """A column as Python values (None for missing) that both drivers take."""
+    if pd.api.types.is_integer_dtype(values.dtype) or pd.api.types.is_float_dtype(values.dtype):
+        return values.astype(object).where(values.notna(), None).tolist()
+    return [None if v is None or v is pd.NA or v != v else v for v in values.tolist()]
+
+
+def _bulk_insert(
+    con: Connection, table: sa.Table, columns: list[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """Insert many rows through the driver in the connection's transaction: COPY on
+    PostgreSQL, executemany on SQLite (SQLAlchemy's per-row parameter handling cost 5.7 of
+    8.9 s for 92 k tasks)."""
+    if not rows:
+        return
+    names = ", ".join(columns)
+    raw: Any = con.connection.dbapi_connection
+    if con.dialect.name == "postgresql":
+        with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    # SQLite keeps dates as ISO text, as SQLAlchemy's Date type writes them
+    dated = [k for k, c in enumerate(columns) if isinstance(table.c[c].type, sa.Date)]
+    if dated:
+        rows = [
+            tuple(v.isoformat() if k in dated and v is not None else v for k, v in enumerate(r))
+            for r in rows
+        ]
+    marks = ", ".join("?" for _ in columns)
+    cursor = raw.cursor()
+    try:
+        cursor.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
+    finally:
+        cursor.close()
 
 
 # ---- reading and verifying --------------------------------------------------------------------

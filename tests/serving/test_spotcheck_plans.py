@@ -151,7 +151,10 @@ def test_a_plan_is_stored_with_its_list_and_replays_identically_after_the_store_
                 uscc=code, region="410102", industry="C13", entity_type="enterprise",
                 as_of=AS_OF, tier="D", grade="C", full_doc="{}", public_doc="{}", name="新公司",
             ))  # fmt: skip
-            con.execute(company_history.insert().values(uscc=code, as_of=AS_OF, tier="D"))
+            con.execute(company_history.insert().values(
+                uscc=code, as_of=AS_OF, tier="D", region="410102", industry="C13",
+                entity_type="enterprise", name="新公司",
+            ))  # fmt: skip
     ingest_table(
         world.store,
         pa.table({"record_id": ["NEW-PEN-1"], "uscc": [new_codes[0]],

@@ -1,5 +1,5 @@
 """Spot checks: check items, inspectors and conflicts, plans, tasks, inspector assignments;
-the company name in `companies`.
+the company name in `companies`; region, industry, type and name in `company_history`.
 
 Revision ID: 0002
 Revises: 0001
@@ -18,6 +18,11 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("companies", sa.Column("name", sa.String(256)))
+    # the facts a plan's pool needs, as of each load (read without the served documents)
+    for column in (sa.Column("region", sa.String(6)), sa.Column("industry", sa.String(8)),
+                   sa.Column("entity_type", sa.String(32)), sa.Column("name", sa.String(256))):
+        op.add_column("company_history", column)
+    op.create_index("ix_company_history_as_of_uscc", "company_history", ["as_of", "uscc"])
     op.create_table(
         "check_items",
         sa.Column("id", sa.String(32), primary_key=True),
@@ -117,4 +122,7 @@ def downgrade() -> None:
         "check_items",
     ):
         op.drop_table(table)  # fmt: skip
+    op.drop_index("ix_company_history_as_of_uscc", "company_history")
+    for column in ("region", "industry", "entity_type", "name"):
+        op.drop_column("company_history", column)
     op.drop_column("companies", "name")
