@@ -109,6 +109,10 @@ class Snapshot:
             if not (name == "companies" and frame["uscc"].is_monotonic_increasing):
                 frame = frame.sort_values(keys, kind="stable")
             self.tables[name] = frame.reset_index(drop=True)
+        twice = self.tables["inspectors"]["inspector_id"]
+        if twice.duplicated().any():
+            shown = sorted(set(twice[twice.duplicated()].astype(str)))[:5]
+            raise ValueError(f"snapshot inspectors: an id appears twice: {shown}")
         codes = self.tables["companies"]["uscc"].to_numpy(dtype=object)
         if len(codes) > 1 and (codes[1:] == codes[:-1]).any():  # sorted: twins are neighbours
             raise ValueError("snapshot companies: a code appears twice")
@@ -395,14 +399,14 @@ def _scaled_ratios(
         scale = item.max_ratio / expected
         return base * scale, scale
     if item.floor > 0 and expected < item.floor:
-        if float((np.minimum(1.0, base * 1e9) * counts).sum() / total) < item.floor:
-            # not reachable by scaling (tier A left alone, or ratios of 0): every tier at least
-            # the floor
-            base = np.maximum(base, item.floor)
-            expected = float((base * counts).sum() / total)
-            if expected >= item.floor:
-                return base, 1.0
-        lo, hi = 1.0, 1e9
+        # only tiers with a ratio are raised (tier A left alone stays alone); at most to 1
+        sampled = base > 0
+        if not sampled.any():
+            return base, 1.0
+        top = 1.0 / float(base[sampled].min())  # every sampled tier at 1
+        if float((counts * sampled).sum() / total) <= item.floor:
+            return np.where(sampled, 1.0, 0.0), top  # the floor is out of reach: all of them
+        lo, hi = 1.0, top
         for _ in range(200):  # bisection on s: sum(min(1, s r) E) = floor * total
             mid = (lo + hi) / 2
             if float((np.minimum(1.0, base * mid) * counts).sum() / total) < item.floor:
@@ -596,7 +600,10 @@ class _Staffing:
         if len(self.conflicts) and len(done):
             keys = members[done] * self.n_comp + team_company[done][:, None]
             for team in done[_in_sorted(keys, self.conflicts).any(axis=1)]:
-                self._replace_conflicted(int(team), team_company, team_dept, masks, members)
+                if not self._replace_conflicted(int(team), team_company, team_dept, masks, members):
+                    np.add.at(pool.load, members[team], -1)  # unstaffed: split or refused
+                    members[team] = -1
+                    short.append(np.array([team]))
         return np.concatenate(short) if short else np.zeros(0, np.int64)
 
     def _replace_conflicted(
@@ -606,7 +613,8 @@ class _Staffing:
         team_dept: np.ndarray,
         masks: np.ndarray,
         members: np.ndarray,
-    ) -> None:
+    ) -> bool:
+        """Replace the team's conflicted members; False if there are too few without one."""
         pool, company = self.pool, int(team_company[team])
         cand = self.candidates(int(team_dept[team]), int(self.region_k[company]), int(masks[team]))
         bad = _in_sorted(cand * self.n_comp + company, self.conflicts).tolist()
@@ -619,13 +627,8 @@ class _Staffing:
             if member in clear_set:
                 continue
             free = [c for c in clear if c not in in_row]
-            if not free:
-                raise PlanError(
-                    "insufficient_inspectors",
-                    f"department {self.depts[int(team_dept[team])]}, region "
-                    f"{self.regions[self.region_k[company]]}: every qualified inspector left has "
-                    "a conflict with a drawn company; add inspectors or clear conflicts",
-                )
+            if not free:  # the caller takes the team apart (its loads as they stand)
+                return False
             # the least loaded, ties broken by the random key (the order of the first deal)
             best = min(free, key=lambda c: (pool.load[c], pool.tiebreak[c]))
             pool.load[member] -= 1
@@ -633,6 +636,7 @@ class _Staffing:
             row[s] = best
             in_row.discard(member)
             in_row.add(best)
+        return True
 
     def raise_short(
         self,
@@ -655,6 +659,7 @@ class _Staffing:
         listed = "; ".join(sorted(problems)[:10])
         raise PlanError(
             "insufficient_inspectors",
-            f"too few active, qualified inspectors for {len(short)} task(s) ({listed}); "
+            f"too few active, qualified inspectors without a conflict for {len(short)} task(s) "
+            f"(department, region, items: qualified of needed: {listed}); "
             "import inspectors for these departments and areas, or narrow the plan",
         )
