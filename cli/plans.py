@@ -214,11 +214,12 @@ def plan_show(
 @plan_app.command("verify")
 def plan_verify(plan_id: Annotated[str, typer.Argument()], as_json: JsonOpt = False) -> None:
     """Replay a stored plan and confirm the identical list (exit 1 if it differs)."""
+    from serving.spotcheck.draw import PlanError
     from serving.spotcheck.plans import verify_plan
 
     try:
         result = verify_plan(_engine(), plan_id)
-    except LookupError as exc:
+    except (LookupError, PlanError) as exc:
         _fail(str(exc))
     if as_json:
         _emit_json(result.__dict__)

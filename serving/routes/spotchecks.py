@@ -283,6 +283,8 @@ def get_verification(plan_id: str, state: StateDep, caller: CallerDep) -> Verifi
         return VerificationOut.model_validate(verify_plan(state.engine, plan_id).__dict__)
     except LookupError as exc:
         raise ApiError(404, "not_found", str(exc)) from None
+    except PlanError as exc:
+        raise _plan_error(exc) from None
 
 
 # ---- tasks and results ------------------------------------------------------------------------

@@ -40,6 +40,11 @@ import pyarrow.csv as pacsv
 
 from serving.spotcheck.items import TIERS, CheckItem
 
+DRAW_VERSION = 1
+"""The sampling design's version, stored with every plan: a change to anything that alters the
+list drawn from the same (parameters, snapshot, seed) must increase it, so that a stored plan is
+never "verified" against another design."""
+
 MAX_ITEMS = 62
 """Items per plan (an item set is a bit mask in an int64)."""
 

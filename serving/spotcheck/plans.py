@@ -33,7 +33,6 @@ from records.ingest import ingest_table
 from records.store import Store
 from serving.db import (
     check_items,
-    companies,
     company_history,
     inspector_conflicts,
     inspectors,
@@ -45,6 +44,7 @@ from serving.db import (
 from serving.load import mask_name
 from serving.spotcheck import workdays
 from serving.spotcheck.draw import (
+    DRAW_VERSION,
     SNAPSHOT_TABLES,
     DrawParams,
     PlanError,
@@ -340,6 +340,7 @@ def resolve(engine: Engine, request: PlanRequest) -> DrawParams:
 
 def params_to_json(params: DrawParams) -> str:
     doc = {
+        "draw_version": DRAW_VERSION,
         "items": [i.model_dump(mode="json") for i in params.items],
         "population": asdict(params.population),
         "department_yearly_cap": params.department_yearly_cap,
@@ -349,8 +350,14 @@ def params_to_json(params: DrawParams) -> str:
     return json.dumps(doc, ensure_ascii=False, sort_keys=True)
 
 
-def params_from_json(text: str) -> DrawParams:
+def params_from_json(text: str, for_replay: bool = True) -> DrawParams:
     doc = json.loads(text)
+    if for_replay and doc.get("draw_version") != DRAW_VERSION:
+        raise PlanError(
+            "draw_version",
+            f"the plan was drawn by version {doc.get('draw_version')} of the sampling design and "
+            f"this is version {DRAW_VERSION}: replay it with the release that drew it",
+        )
     pop = doc["population"]
     return DrawParams(
         items=tuple(CheckItem.model_validate(i) for i in doc["items"]),
@@ -742,7 +749,7 @@ def public_notice(engine: Engine, plan_id: str) -> dict[str, Any]:
     seed and the hashes anyone can check a replay against (no company list)."""
     with engine.connect() as con:
         plan = get_plan(con, plan_id)
-    params = params_from_json(plan["params"])
+    params = params_from_json(plan["params"], for_replay=False)
     summary = json.loads(plan["summary"])
     drawn = {s["item_id"]: s for s in summary["items"]}
     return {

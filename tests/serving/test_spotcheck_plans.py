@@ -42,7 +42,7 @@ from serving.db import (
 from serving.load import load_results
 from serving.spotcheck import workdays
 from serving.spotcheck.demo import load_demo_inspectors
-from serving.spotcheck.draw import canonical_list
+from serving.spotcheck.draw import PlanError, canonical_list
 from serving.spotcheck.plans import (
     InspectorIn,
     PlanRequest,
@@ -172,6 +172,20 @@ def test_a_plan_is_stored_with_its_list_and_replays_identically_after_the_store_
     again = verify_plan(world.engine, created.plan_id)
     assert again.identical and again.replayed_sha256 == created.list_sha256  # ... the plan not
 
+    # a plan drawn by another version of the sampling design is not "verified" by this one
+    with world.engine.begin() as con:
+        params = json.loads(plan["params"])
+        con.execute(spot_check_plans.update().where(spot_check_plans.c.id == created.plan_id)
+                    .values(params=json.dumps({**params, "draw_version": 0})))  # fmt: skip
+    try:
+        with pytest.raises(PlanError) as refused:
+            verify_plan(world.engine, created.plan_id)
+        assert refused.value.code == "draw_version"
+    finally:
+        with world.engine.begin() as con:
+            con.execute(spot_check_plans.update().where(spot_check_plans.c.id == created.plan_id)
+                        .values(params=plan["params"]))  # fmt: skip
+
     # tampering with a stored task is detected
     task_id = int(tasks["id"].iloc[0])
     original = tasks["inspectors"].iloc[0]
@@ -232,8 +246,6 @@ def test_declared_conflicts_and_inactive_inspectors_are_never_drawn(world: World
 
 
 def test_plans_refuse_bad_requests_with_a_reason(world: World) -> None:
-    from serving.spotcheck.draw import PlanError
-
     cases = [
         ({"items": ["NOPE-1"]}, "unknown_item"),
         ({"departments": ["tax"], "items": ["SC-GS-01"]}, "item_department"),

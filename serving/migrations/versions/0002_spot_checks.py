@@ -19,8 +19,12 @@ depends_on = None
 def upgrade() -> None:
     op.add_column("companies", sa.Column("name", sa.String(256)))
     # the facts a plan's pool needs, as of each load (read without the served documents)
-    for column in (sa.Column("region", sa.String(6)), sa.Column("industry", sa.String(8)),
-                   sa.Column("entity_type", sa.String(32)), sa.Column("name", sa.String(256))):
+    for column in (
+        sa.Column("region", sa.String(6)),
+        sa.Column("industry", sa.String(8)),
+        sa.Column("entity_type", sa.String(32)),
+        sa.Column("name", sa.String(256)),
+    ):
         op.add_column("company_history", column)
     op.create_index("ix_company_history_as_of_uscc", "company_history", ["as_of", "uscc"])
     op.create_table(
