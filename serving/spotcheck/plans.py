@@ -384,6 +384,11 @@ def _frame(con: Connection, query: Any, columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def _typed_frame(con: Connection, query: Any, columns: list[str]) -> pd.DataFrame:
+    """A query's rows as a frame with SQLAlchemy's types (dates as dates on SQLite too)."""
+    return pd.DataFrame([tuple(r) for r in con.execute(query)], columns=columns)
+
+
 def latest_load(con: Connection, on_or_before: date) -> date | None:
     return con.execute(
         sa.select(sa.func.max(company_history.c.as_of)).where(
@@ -670,7 +675,7 @@ def plan_tasks(
             )
         )
     query = query.order_by(spot_check_tasks.c.visit_no, spot_check_tasks.c.item_id)
-    return _frame(con, query, [c.name for c in spot_check_tasks.columns])
+    return _typed_frame(con, query, [c.name for c in spot_check_tasks.columns])
 
 
 LIST_FIELDS = (
@@ -896,7 +901,7 @@ def overdue_tasks(
     if plan_id is not None:
         query = query.where(spot_check_tasks.c.plan_id == plan_id)
     query = query.order_by(spot_check_tasks.c.due_date, spot_check_tasks.c.id).limit(limit)
-    return _frame(con, query, [c.name for c in spot_check_tasks.columns])
+    return _typed_frame(con, query, [c.name for c in spot_check_tasks.columns])
 
 
 def published_results(
