@@ -17,7 +17,7 @@ import time
 import zipfile
 import zlib
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sqlalchemy.engine import Connection, Engine
 
 from records import uscc as codes
+from records.catalogue import default_catalogue
 from records.ingest import ingest_table
 from records.store import Store
 from serving.db import (
@@ -58,8 +59,6 @@ from serving.spotcheck.items import TIERS, CheckItem, Preset, Ratios, preset
 
 PUBLICATION_WORKING_DAYS = 20
 """Results are due, and published, within 20 working days (DOMAIN §7)."""
-PUBLIC_YEARS = 5
-PUBLIC_YEARS_NATURAL_PERSON = 2
 RESULTS = ("pass", "problem", "serious")
 
 
@@ -904,6 +903,15 @@ def overdue_tasks(
     return _typed_frame(con, query, [c.name for c in spot_check_tasks.columns])
 
 
+def _public_days(entity_type: str | None) -> int:
+    """Days a spot-check result stays public (catalogue: 1825; a natural person's: 730)."""
+    category = default_catalogue()["spot_check"]
+    days = category.publicity_for(None).max_days or 0
+    if entity_type == "individual_business" and category.publicity_natural_person_days:
+        return min(days, category.publicity_natural_person_days)
+    return days
+
+
 def published_results(
     con: Connection,
     today: date,
@@ -921,7 +929,7 @@ def published_results(
         spot_check_tasks.c.published_late, check_items.c.definition,
     ).join(check_items, check_items.c.id == spot_check_tasks.c.item_id, isouter=True).where(
         spot_check_tasks.c.result.is_not(None),
-        spot_check_tasks.c.check_date >= date(today.year - PUBLIC_YEARS, today.month, 1),
+        spot_check_tasks.c.check_date > today - timedelta(days=_public_days(None)),
     )  # fmt: skip
     if uscc is not None:
         query = query.where(spot_check_tasks.c.uscc == uscc)
@@ -931,8 +939,8 @@ def published_results(
     out = []
     for row in con.execute(query).mappings():
         person = row["entity_type"] == "individual_business"
-        years = PUBLIC_YEARS_NATURAL_PERSON if person else PUBLIC_YEARS
-        if (today - row["check_date"]).days > round(365.25 * years):
+        # public from the check day for the catalogue's period (the last day excluded)
+        if (today - row["check_date"]).days >= _public_days(row["entity_type"]):
             continue
         name_zh = json.loads(row["definition"])["name_zh"] if row["definition"] else row["item_id"]
         out.append(

@@ -482,3 +482,31 @@ def test_twenty_plans_created_concurrently_through_the_api(world: World) -> None
     assert sum(m["tasks"] for m in made[:2]) > 0
     for m in made[:3]:
         assert verify_plan(world.engine, m["plan_id"]).identical
+
+
+def test_results_are_public_for_the_catalogue_period(world: World) -> None:
+    """5 years from the check (the last day excluded), 2 for an individual business."""
+    from serving.spotcheck.plans import published_results
+
+    created = create_plan(world.engine, _request(
+        name="publicity", departments=["samr"], items=["SC-GS-01"], seed=8,
+        start_date=date(2020, 1, 6),
+    ))  # fmt: skip
+    tasks = _tasks(world.engine, created.plan_id).head(4)
+    assert len(tasks) == 4
+    today = date(2026, 11, 22)
+    cases = [  # (entity type, days since the check, public?)
+        ("enterprise", 1824, True), ("enterprise", 1825, False),
+        ("individual_business", 729, True), ("individual_business", 730, False),
+    ]  # fmt: skip
+    with world.engine.begin() as con:
+        for task_id, (kind, age, _) in zip(tasks["id"], cases, strict=True):
+            con.execute(spot_check_tasks.update().where(spot_check_tasks.c.id == int(task_id))
+                        .values(result="pass", check_date=today - timedelta(days=age),
+                                entity_type=kind, company_name="王小明食品店"))  # fmt: skip
+    with world.engine.connect() as con:
+        shown = {r["task_id"]: r for r in published_results(con, today, plan_id=created.plan_id)}
+    for task_id, (kind, _, public) in zip(tasks["id"], cases, strict=True):
+        assert (int(task_id) in shown) == public, (kind, task_id)
+    masked = shown[int(tasks["id"].iloc[2])]["company_name"]
+    assert masked != "王小明食品店" and masked.startswith("王小")
