@@ -13,6 +13,8 @@ PostgreSQL. The schema is created and upgraded by Alembic only (`serving/migrati
   `spot_check_plans` (parameters, seed, hashes, the stored list and snapshot), `spot_check_tasks`
   (one per company and item, with its result) and `spot_check_assignments` (task → inspector);
   `plan_counter` numbers plans and serialises their creation.
+- credit lifecycle: `credit_repairs` (applications, never deleted) and `lifecycle_log` (every step
+  of their handling; append-only like the audit log).
 - `audit_log`: every read of a company's credit information; append-only (triggers refuse
   UPDATE and DELETE on both databases).
 """
@@ -175,6 +177,37 @@ spot_check_assignments = sa.Table(
     "spot_check_assignments", metadata,
     sa.Column("task_id", sa.BigInteger, sa.ForeignKey("spot_check_tasks.id"), primary_key=True),
     sa.Column("inspector_id", sa.String(64), primary_key=True, index=True),
+)  # fmt: skip
+
+
+credit_repairs = sa.Table(
+    "credit_repairs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uscc", sa.String(18), nullable=False, index=True),
+    sa.Column("record_id", sa.String(128), nullable=False, index=True),
+    sa.Column("category", sa.String(64), nullable=False),
+    sa.Column("applied_on", sa.Date, nullable=False),
+    sa.Column("applicant", sa.Integer),
+    sa.Column("reason", sa.Text),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("due_date", sa.Date),
+    sa.Column("decided_on", sa.Date),
+    sa.Column("decided_by", sa.Integer),
+    sa.Column("refusal_code", sa.String(32)),
+    sa.Column("decision_reason", sa.Text),
+)  # fmt: skip
+
+lifecycle_log = sa.Table(
+    "lifecycle_log", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("case_type", sa.String(16), nullable=False),
+    sa.Column("case_id", sa.Integer, nullable=False),
+    sa.Column("uscc", sa.String(18), nullable=False, index=True),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("actor", sa.Integer),
+    sa.Column("detail", sa.Text, nullable=False),
 )  # fmt: skip
 
 

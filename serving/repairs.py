@@ -1,0 +1,238 @@
+"""Credit repair (信用修复, DOMAIN §9): applications, eligibility, decisions.
+
+A company (or a regulator on its behalf) applies to repair one record. The application is checked
+at once and either refused with a reason code, or accepted for a decision due in 3 working days.
+Approval appends a `repair` event to the store: from the approval date the record stops being
+public and stops counting in features, score and tier (earlier as-of dates are unchanged, by the
+point-in-time construction of the features). Applications and every step of their handling are
+kept: `credit_repairs` rows are never deleted and each step is appended to `lifecycle_log`
+(append-only by database triggers).
+
+Refusal codes:
+- `not_repairable`: the record's category cannot be repaired (e.g. a spot-check result).
+- `never_repairable_early`: the decision includes closure, business restriction, employment ban,
+  downgraded qualification or a revoked licence: it runs its full publicity period.
+- `minimum_period`: the record's minimum publicity period has not passed (the date it will).
+- `repeated`: the company has a later negative record of the same category (not "did not repeat").
+- `on_list`: the company is on the serious illegal and dishonest or the abnormal-operation list.
+- `already_repaired`: the record is repaired or withdrawn already; `pending`: an application
+  for it is waiting for a decision.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from features.builder import UNDONE_CTE, build_features
+from records.catalogue import default_catalogue
+from records.events import append_events
+from records.store import Store
+from serving.db import credit_repairs, lifecycle_log
+from serving.spotcheck import workdays
+
+DECISION_WORKING_DAYS = 3
+LIST_FLAGS = ("on_serious_dishonest_list", "on_abnormal_list")
+
+
+class RepairNotFound(LookupError):
+    pass
+
+
+class RepairConflict(Exception):
+    """The application cannot change state this way (decided already)."""
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    eligible: bool
+    code: str | None = None
+    message: str | None = None
+
+
+def _record(store: Store, record_id: str, today: date) -> dict[str, Any] | None:
+    with store.connect() as con:
+        rows = con.sql(
+            f"""WITH {UNDONE_CTE}
+            SELECT r.record_id, r.uscc, r.category, r.severity, r.event_date, r.attributes,
+                   u.undone_on
+            FROM records r LEFT JOIN undone u ON u.record_id = r.record_id
+            WHERE r.record_id = ? AND r.recorded_date <= ?""",
+            params=[record_id, today],
+        ).to_arrow_table().to_pylist()  # fmt: skip
+    return rows[0] if rows else None
+
+
+def eligibility(store: Store, record: dict[str, Any], today: date) -> Eligibility:
+    """Whether the record may be repaired today, and if not, why (DOMAIN §9)."""
+    catalogue = default_catalogue()
+    category = catalogue[record["category"]]
+    if record["undone_on"] is not None and record["undone_on"] <= today:
+        return Eligibility(False, "already_repaired", "the record is repaired or withdrawn")
+    if not category.repairable or category.polarity_of(record["severity"]) != "negative":
+        return Eligibility(
+            False, "not_repairable", f"{record['category']} records cannot be repaired"
+        )
+    attributes = json.loads(record["attributes"]) if record["attributes"] else {}
+    types = set(attributes.get("penalty_types") or [])
+    early = sorted(types & set(category.never_repairable_early))
+    if early:
+        return Eligibility(
+            False, "never_repairable_early",
+            f"the decision includes {', '.join(early)}: it runs its full publicity period",
+        )  # fmt: skip
+    period = category.publicity_for(record["severity"])
+    if period.min_days:
+        open_on = record["event_date"] + timedelta(days=period.min_days)
+        if today < open_on:
+            return Eligibility(
+                False, "minimum_period",
+                f"the minimum publicity period ({period.min_days} days) ends on {open_on}",
+            )  # fmt: skip
+    with store.connect() as con:
+        later = con.execute(
+            "SELECT count(*) FROM records WHERE uscc = ? AND category = ? AND event_date > ? "
+            "AND recorded_date <= ? AND record_id <> ?",
+            [record["uscc"], record["category"], record["event_date"], today,
+             record["record_id"]],
+        ).fetchone()  # fmt: skip
+    repeats = int(later[0]) if later else 0  # a later record of the category: repeated
+    if repeats:
+        return Eligibility(
+            False, "repeated", f"{repeats} later {record['category']} record(s) of the company"
+        )
+    feats = build_features(store, today, [record["uscc"]]).to_pylist()
+    listed = [f for f in LIST_FLAGS if feats and (feats[0].get(f) or 0) > 0]
+    if listed:
+        return Eligibility(False, "on_list", f"the company is on a list ({', '.join(listed)})")
+    return Eligibility(True)
+
+
+def _log(con: Connection, case_id: int, uscc: str, action: str, actor: int | None,
+         detail: dict[str, Any]) -> None:  # fmt: skip
+    con.execute(
+        lifecycle_log.insert().values(
+            at=datetime.now(UTC), case_type="repair", case_id=case_id, uscc=uscc, action=action,
+            actor=actor, detail=json.dumps(detail, ensure_ascii=False, default=str),
+        )
+    )  # fmt: skip
+
+
+def apply(
+    engine: Engine,
+    store: Store,
+    record_id: str,
+    reason: str,
+    applicant: int | None,
+    today: date | None = None,
+) -> dict[str, Any]:
+    """File an application; it is stored whatever the outcome (refused with a reason, or
+    pending with its decision deadline)."""
+    today = today or date.today()
+    record = _record(store, record_id, today)
+    if record is None:
+        raise RepairNotFound(f"no record {record_id}")
+    with engine.begin() as con:
+        waiting = con.execute(
+            sa.select(credit_repairs.c.id).where(
+                credit_repairs.c.record_id == record_id, credit_repairs.c.status == "pending"
+            )
+        ).first()
+        verdict = (
+            Eligibility(False, "pending", f"application {waiting[0]} is waiting for a decision")
+            if waiting
+            else eligibility(store, record, today)
+        )
+        values = {
+            "uscc": record["uscc"], "record_id": record_id, "category": record["category"],
+            "applied_on": today, "applicant": applicant, "reason": reason,
+            "status": "pending" if verdict.eligible else "refused",
+            "due_date": workdays.add_working_days(today, DECISION_WORKING_DAYS)
+            if verdict.eligible else None,
+            "refusal_code": verdict.code, "decision_reason": verdict.message,
+            "decided_on": None if verdict.eligible else today,
+        }  # fmt: skip
+        key = con.execute(credit_repairs.insert().values(**values)).inserted_primary_key
+        assert key is not None
+        case_id = int(key[0])
+        _log(con, case_id, record["uscc"], "applied", applicant, {"reason": reason})
+        if not verdict.eligible:
+            _log(con, case_id, record["uscc"], "refused", None,
+                 {"code": verdict.code, "message": verdict.message})  # fmt: skip
+    return get(engine, case_id)
+
+
+def decide(
+    engine: Engine,
+    store: Store,
+    case_id: int,
+    approve: bool,
+    reason: str,
+    decided_by: int | None,
+    today: date | None = None,
+) -> dict[str, Any]:
+    """Approve (the record stops counting and being public from today) or refuse."""
+    today = today or date.today()
+    with engine.begin() as con:
+        case = con.execute(
+            sa.select(credit_repairs).where(credit_repairs.c.id == case_id)
+        ).mappings().one_or_none()  # fmt: skip
+        if case is None:
+            raise RepairNotFound(f"no repair application {case_id}")
+        verdict = Eligibility(True)
+        if approve:  # checked again on the day: a listing or a repeat may have come since
+            record = _record(store, case["record_id"], today)
+            verdict = eligibility(store, record, today) if record else Eligibility(False, "gone")
+        granted = approve and verdict.eligible
+        claimed = con.execute(
+            credit_repairs.update()
+            .where(credit_repairs.c.id == case_id, credit_repairs.c.status == "pending")
+            .values(
+                status="approved" if granted else "refused", decided_on=today,
+                decided_by=decided_by,
+                decision_reason=reason if granted or not approve else verdict.message,
+                refusal_code=None if granted else ("refused_by_authority" if not approve
+                                                   else verdict.code),
+            )
+        ).rowcount  # fmt: skip
+        if claimed != 1:
+            raise RepairConflict(f"application {case_id} is {case['status']}, not pending")
+        if granted:
+            stored = append_events(
+                store,
+                [{"event_id": f"repair-{case_id}", "record_id": case["record_id"],
+                  "event_type": "repair", "effective_date": today, "recorded_date": today,
+                  "attributes": {"repair_id": case_id, "reason": reason}}],
+                today=today,
+            )  # fmt: skip
+            if stored.rejected:
+                raise RuntimeError(f"the repair event was refused: {stored.rejected}")
+        _log(con, case_id, case["uscc"], "approved" if granted else "refused", decided_by,
+             {"reason": reason, "code": None if granted else verdict.code,
+              "late": today > case["due_date"]})  # fmt: skip
+    return get(engine, case_id)
+
+
+def get(engine: Engine, case_id: int) -> dict[str, Any]:
+    with engine.connect() as con:
+        case = con.execute(
+            sa.select(credit_repairs).where(credit_repairs.c.id == case_id)
+        ).mappings().one_or_none()  # fmt: skip
+        if case is None:
+            raise RepairNotFound(f"no repair application {case_id}")
+        steps = con.execute(
+            sa.select(lifecycle_log.c.at, lifecycle_log.c.action, lifecycle_log.c.detail)
+            .where(lifecycle_log.c.case_type == "repair", lifecycle_log.c.case_id == case_id)
+            .order_by(lifecycle_log.c.id)
+        ).all()  # fmt: skip
+    out = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in dict(case).items()}
+    out["steps"] = [
+        {"at": at.isoformat(), "action": action, "detail": json.loads(detail)}
+        for at, action, detail in steps
+    ]
+    return out

@@ -1,0 +1,117 @@
+"""Credit repair: apply, see, decide (DOMAIN §9). Every step is kept in `lifecycle_log`."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, Field
+
+from serving import repairs
+from serving.auth import FULL_VIEW
+from serving.db import credit_repairs
+from serving.deps import CallerDep, StateDep, require, valid_code
+from serving.errors import ApiError
+from serving.routes.companies import ERRORS
+
+router = APIRouter(prefix="/v1", tags=["credit repair"])
+DECIDE = frozenset({"admin", "regulator"})
+REPAIR_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, 409: ERRORS[422]}
+CaseId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+class RepairIn(BaseModel):
+    record_id: str = Field(min_length=1, max_length=128)
+    reason: str = Field(min_length=1, max_length=4000, description="What the company did")
+
+
+class DecisionIn(BaseModel):
+    approve: bool
+    reason: str = Field(min_length=1, max_length=4000)
+
+
+class Step(BaseModel):
+    at: str
+    action: str
+    detail: dict[str, Any]
+
+
+class RepairOut(BaseModel):
+    id: int
+    uscc: str
+    record_id: str
+    category: str
+    applied_on: date
+    status: str
+    due_date: date | None
+    decided_on: date | None
+    refusal_code: str | None
+    decision_reason: str | None
+    steps: list[Step]
+    rescored: dict[str, Any] | None = None
+
+
+class RepairPage(BaseModel):
+    repairs: list[RepairOut]
+
+
+@router.post("/repairs", response_model=RepairOut, status_code=201, responses=REPAIR_ERRORS)
+def post_repair(body: RepairIn, state: StateDep, caller: CallerDep) -> RepairOut:
+    """Apply to repair a record: refused at once with a reason code, or pending with its
+    decision deadline (3 working days)."""
+    try:
+        case = repairs.apply(state.engine, state.store, body.record_id, body.reason,
+                             caller.key_id)  # fmt: skip
+    except repairs.RepairNotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    return RepairOut.model_validate(case)
+
+
+@router.get("/repairs/{case_id}", response_model=RepairOut, responses=ERRORS)
+def get_repair(case_id: CaseId, state: StateDep, caller: CallerDep) -> RepairOut:
+    """An application with its steps (the applicant's key or a full-view role)."""
+    try:
+        case = repairs.get(state.engine, case_id)
+    except repairs.RepairNotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    if caller.role not in FULL_VIEW and case["applicant"] != caller.key_id:
+        raise ApiError(403, "forbidden", "only the applicant and the authorities see it")
+    return RepairOut.model_validate(case)
+
+
+@router.get("/repairs", response_model=RepairPage, responses=ERRORS)
+def list_repairs(
+    state: StateDep,
+    caller: CallerDep,
+    uscc: Annotated[str | None, Query()] = None,
+    status: Annotated[str | None, Query(pattern="^(pending|approved|refused)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> RepairPage:
+    require(caller, DECIDE, "list repair applications")
+    query = sa.select(credit_repairs.c.id).order_by(credit_repairs.c.id.desc()).limit(limit)
+    if uscc is not None:
+        query = query.where(credit_repairs.c.uscc == valid_code(uscc))
+    if status is not None:
+        query = query.where(credit_repairs.c.status == status)
+    with state.engine.connect() as con:
+        ids = [i for (i,) in con.execute(query)]
+    return RepairPage(repairs=[RepairOut.model_validate(repairs.get(state.engine, i)) for i in ids])
+
+
+@router.post("/repairs/{case_id}/decision", response_model=RepairOut, responses=REPAIR_ERRORS)
+def post_decision(
+    case_id: CaseId, body: DecisionIn, state: StateDep, caller: CallerDep
+) -> RepairOut:
+    """Approve or refuse; on approval the record stops counting and being public from today
+    and the company is re-scored at once."""
+    require(caller, DECIDE, "decide repair applications")
+    try:
+        case = repairs.decide(state.engine, state.store, case_id, body.approve, body.reason,
+                              caller.key_id)  # fmt: skip
+    except repairs.RepairNotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    except repairs.RepairConflict as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    return RepairOut.model_validate(case)

@@ -1,0 +1,215 @@
+"""Credit repair over HTTP against a real uvicorn process, on SQLite and PostgreSQL: an
+application refused at once with its reason, one refused by the authority, one granted; the
+record stops being public and counting from the approval day and not before; the steps are kept
+in an append-only log.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from features.builder import build_features
+from records.store import Store
+from serving import repairs
+from serving.auth import create_key
+from serving.db import lifecycle_log, make_engine, upgrade
+from serving.load import load_results
+from serving.spotcheck import workdays
+from tests.serving.databases import BACKENDS, fresh_url
+from tests.serving.pipeline import AS_OF
+from tests.serving.uvicorn import running_server
+
+
+@dataclass
+class World:
+    url: str
+    engine: Engine
+    store: Store
+    data_dir: Path
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, province: Path
+) -> Iterator[World]:
+    data_dir = tmp_path_factory.mktemp(f"repairs-{request.param}")
+    shutil.copytree(province, data_dir, dirs_exist_ok=True)
+    url = fresh_url(request.param, request, data_dir)
+    upgrade(url)
+    engine = make_engine(url)
+    store = Store(data_dir / "store", memory_limit="1GB", threads=2)
+    load_results(engine, store, data_dir, AS_OF)
+    try:
+        yield World(url, engine, store, data_dir)
+    finally:
+        engine.dispose()
+
+
+def _candidates(store: Store, today: date) -> dict[str, list[dict[str, Any]]]:
+    """Records by what an application for them would get today."""
+    with store.connect() as con:
+        rows = con.sql(
+            "(SELECT record_id FROM records WHERE category = 'spot_check' "
+            " ORDER BY record_id LIMIT 1) UNION ALL "
+            "(SELECT record_id FROM records WHERE category = 'admin_penalty' "
+            " ORDER BY record_id LIMIT 300)"
+        ).fetchall()
+    found: dict[str, list[dict[str, Any]]] = {}
+    for (record_id,) in rows:
+        record = repairs._record(store, record_id, today)
+        assert record is not None
+        verdict = repairs.eligibility(store, record, today)
+        found.setdefault(verdict.code or "eligible", []).append(record)
+        if len(found.get("eligible", [])) >= 2 and found.get("not_repairable"):
+            break
+    return found
+
+
+def _penalties(store: Store, code: str, day: date) -> tuple[int, int]:
+    """The company's penalties counted on that day: (in 3 years, all time, decayed weight > 0)."""
+    row = build_features(store, day, [code]).to_pylist()[0]
+    return int(row["penalties_3y"] or 0), int(row["days_since_penalty"] or -1)
+
+
+def test_repair_refused_at_once_refused_by_the_authority_and_granted(world: World) -> None:
+    today = date.today()
+    found = _candidates(world.store, today)
+    assert len(found.get("eligible", [])) >= 2, {k: len(v) for k, v in found.items()}
+    assert found.get("not_repairable"), "spot-check results cannot be repaired"
+    granted, refused = found["eligible"][0], found["eligible"][1]
+    keys = {
+        "company": create_key(world.engine, "public", None, "the company"),
+        "other": create_key(world.engine, "public", None, "someone else"),
+        "regulator": create_key(world.engine, "regulator", None, "credit office"),
+        "department": create_key(world.engine, "department", "tax", "tax office"),
+    }
+    log = world.data_dir / "uvicorn-repairs.log"
+    with (
+        running_server(world.data_dir, log, {"DATABASE_URL": world.url}) as base_url,
+        httpx.Client(base_url=base_url, timeout=120, trust_env=False) as client,
+    ):
+
+        def call(method: str, path: str, who: str, **kw: Any) -> httpx.Response:
+            headers = {"X-API-Key": keys[who], "X-Purpose": "repair test"}
+            return client.request(method, path, headers=headers, **kw)
+
+        # refused at once, with the reason
+        spot = found["not_repairable"][0]
+        answer = call("POST", "/v1/repairs", "company",
+                      json={"record_id": spot["record_id"], "reason": "已整改"})  # fmt: skip
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["status"] == "refused"
+        assert answer.json()["refusal_code"] == "not_repairable"
+        assert (
+            call(
+                "POST",
+                "/v1/repairs",
+                "company",
+                json={"record_id": "NO-SUCH-RECORD", "reason": "x"},
+            ).status_code
+            == 404
+        )
+
+        # applied, then refused by the authority
+        answer = call(
+            "POST",
+            "/v1/repairs",
+            "company",
+            json={"record_id": refused["record_id"], "reason": "已缴纳罚款"},
+        )
+        assert answer.status_code == 201 and answer.json()["status"] == "pending", answer.text
+        case = answer.json()["id"]
+        no = call("POST", f"/v1/repairs/{case}/decision", "regulator",
+                  json={"approve": False, "reason": "危害后果未消除"})  # fmt: skip
+        assert no.status_code == 200 and no.json()["status"] == "refused", no.text
+        assert no.json()["refusal_code"] == "refused_by_authority"
+
+        # applied and granted
+        yesterday_date = today - timedelta(days=1)
+        before = _penalties(world.store, granted["uscc"], today)
+        before_yesterday = _penalties(world.store, granted["uscc"], yesterday_date)
+        answer = call(
+            "POST",
+            "/v1/repairs",
+            "company",
+            json={"record_id": granted["record_id"], "reason": "已整改并缴纳罚款"},
+        )
+        body = answer.json()
+        assert answer.status_code == 201 and body["status"] == "pending", answer.text
+        assert body["due_date"] == workdays.add_working_days(today, 3).isoformat()
+        case = body["id"]
+        again = call(
+            "POST",
+            "/v1/repairs",
+            "company",
+            json={"record_id": granted["record_id"], "reason": "again"},
+        )
+        assert again.json()["refusal_code"] == "pending"
+        assert call("GET", f"/v1/repairs/{case}", "company").status_code == 200
+        assert call("GET", f"/v1/repairs/{case}", "other").status_code == 403
+        assert (
+            call(
+                "POST",
+                f"/v1/repairs/{case}/decision",
+                "department",
+                json={"approve": True, "reason": "x"},
+            ).status_code
+            == 403
+        )
+        records_before = call("GET", f"/v1/companies/{granted['uscc']}/records", "other").json()
+        yes = call("POST", f"/v1/repairs/{case}/decision", "regulator",
+                   json={"approve": True, "reason": "符合修复条件"})  # fmt: skip
+        assert yes.status_code == 200 and yes.json()["status"] == "approved", yes.text
+        assert [s["action"] for s in yes.json()["steps"]] == ["applied", "approved"]
+        assert (
+            call(
+                "POST",
+                f"/v1/repairs/{case}/decision",
+                "regulator",
+                json={"approve": True, "reason": "twice"},
+            ).status_code
+            == 409
+        )
+        listed = call("GET", "/v1/repairs", "regulator", params={"uscc": granted["uscc"]})
+        assert case in [r["id"] for r in listed.json()["repairs"]]
+
+        # the record is no longer public from today, still was yesterday (point in time)
+        shown_now = call("GET", f"/v1/companies/{granted['uscc']}/records", "other").json()
+        yesterday = (today - timedelta(days=1)).isoformat()
+        shown_then = call("GET", f"/v1/companies/{granted['uscc']}/records", "other",
+                          params={"on": yesterday}).json()  # fmt: skip
+        ids = lambda page: {r["record_id"] for r in page["records"]}  # noqa: E731
+        if granted["record_id"] in ids(records_before):
+            assert granted["record_id"] not in ids(shown_now)
+            assert granted["record_id"] in ids(shown_then)
+
+    # it stops counting from the approval day; what counted before is unchanged
+    after = _penalties(world.store, granted["uscc"], today)
+    if granted["event_date"] > today - timedelta(days=3 * 365):
+        assert after[0] == before[0] - 1, (before, after)
+    assert _penalties(world.store, granted["uscc"], yesterday_date) == before_yesterday
+    with world.store.connect() as con:
+        undone = con.execute(
+            "SELECT effective_date, recorded_date FROM events WHERE record_id = ? "
+            "AND event_type = 'repair'", [granted["record_id"]],
+        ).fetchall()  # fmt: skip
+    assert undone == [(today, today)]
+    # the append-only trail
+    with world.engine.connect() as con:
+        steps = con.execute(
+            sa.select(lifecycle_log.c.action).where(lifecycle_log.c.case_id == case)
+            .order_by(lifecycle_log.c.id)
+        ).scalars().all()  # fmt: skip
+    assert steps == ["applied", "approved"]
+    with pytest.raises(sa.exc.DBAPIError), world.engine.begin() as con:
+        con.execute(lifecycle_log.delete().where(lifecycle_log.c.case_id == case))
