@@ -641,8 +641,8 @@ def _load_database(engine: sa.Engine, pool: Pool) -> dict[str, float]:
             )  # fmt: skip
             cursor.executemany(
                 "INSERT INTO company_history (uscc, as_of, tier, grade, model_version, "
-                "method_version, region, industry, entity_type, name) "
-                "VALUES (?, ?, ?, ?, 'bench', 'bench', ?, ?, ?, ?)",
+                "method_version, region, industry, entity_type, name, source) "
+                "VALUES (?, ?, ?, ?, 'bench', 'bench', ?, ?, ?, ?, 'batch')",
                 list(zip(part["uscc"], itertools.repeat(as_of), part["tier"],
                          map(grade.get, part["tier"]), part["region"], part["industry"],
                          part["entity_type"], names)),

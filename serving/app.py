@@ -24,7 +24,7 @@ from serving.audit import AuditWriter
 from serving.auth import KeyCache
 from serving.db import make_engine, upgrade
 from serving.lookup import Lookup
-from serving.routes import admin, companies, health, repairs, spotchecks, tiers
+from serving.routes import admin, companies, health, repairs, rescore, spotchecks, tiers
 from serving.state import ModelSlot, ServiceState
 
 REQUESTS = Counter("credsup_requests_total", "HTTP requests", ["method", "route", "status"])
@@ -113,8 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     for router in (
-        companies.router, tiers.router, spotchecks.router, repairs.router, admin.router,
-        health.router,
+        companies.router, rescore.router, tiers.router, spotchecks.router, repairs.router,
+        admin.router, health.router,
     ):  # fmt: skip
         app.include_router(router)
     app.add_middleware(MetricsMiddleware)

@@ -6,7 +6,8 @@ PostgreSQL. The schema is created and upgraded by Alembic only (`serving/migrati
 
 - `companies`: one row per company, the latest evaluation and tier as documents ready to serve
   (`full_doc` for the roles that see everything, `public_doc` for the public view, masked).
-- `company_history`: every loaded evaluation and tier, per as-of date.
+- `company_history`: every loaded evaluation and tier, per as-of date; `source` is `batch` for a
+  load of a whole batch and `rescore` for one company re-scored on demand.
 - `api_keys`: keys stored as SHA-256 hashes (keys are 256-bit random, so no slow hash is needed),
   with role and department.
 - spot checks (`serving.spotcheck`): `check_items`, `inspectors`, `inspector_conflicts`,
@@ -58,6 +59,7 @@ company_history = sa.Table(
     sa.Column("industry", sa.String(8)),
     sa.Column("entity_type", sa.String(32)),
     sa.Column("name", sa.String(256)),
+    sa.Column("source", sa.String(8)),
     sa.Index("ix_company_history_as_of_uscc", "as_of", "uscc"),
 )  # fmt: skip
 

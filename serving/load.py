@@ -213,6 +213,7 @@ def load_results(
             "industry": _clean(r.get("industry")),
             "entity_type": _clean(r.get("entity_type")),
             "name": _clean(r.get("name")),
+            "source": "batch",
         }
         for r in records
     ]

@@ -14,6 +14,7 @@ from serving.auth import FULL_VIEW
 from serving.db import credit_repairs
 from serving.deps import CallerDep, StateDep, require, valid_code
 from serving.errors import ApiError
+from serving.rescore import RescoreRefused, rescore_company
 from serving.routes.companies import ERRORS
 
 router = APIRouter(prefix="/v1", tags=["credit repair"])
@@ -114,4 +115,14 @@ def post_decision(
         raise ApiError(404, "not_found", str(exc)) from None
     except repairs.RepairConflict as exc:
         raise ApiError(409, "conflict", str(exc)) from None
+    if case["status"] == "approved":  # the repaired company does not wait for the next batch
+        with state.slot.lock:
+            model, version = state.slot.model, state.slot.version
+        try:
+            case["rescored"] = rescore_company(
+                state.engine, state.store, state.settings.data_dir, model, version,
+                case["uscc"], date.today(), model_name=state.models.name,
+            )  # fmt: skip
+        except RescoreRefused as exc:  # approved all the same; the next batch re-scores it
+            case["rescored"] = {"error": str(exc)}
     return RepairOut.model_validate(case)

@@ -389,9 +389,12 @@ def _typed_frame(con: Connection, query: Any, columns: list[str]) -> pd.DataFram
 
 
 def latest_load(con: Connection, on_or_before: date) -> date | None:
+    """The latest batch load on or before the day (a one-company re-score is no pool)."""
     return con.execute(
         sa.select(sa.func.max(company_history.c.as_of)).where(
-            company_history.c.as_of <= on_or_before, company_history.c.tier.is_not(None)
+            company_history.c.as_of <= on_or_before,
+            company_history.c.tier.is_not(None),
+            company_history.c.source == "batch",
         )
     ).scalar_one_or_none()
 

@@ -25,6 +25,7 @@ from serving.auth import create_key
 from serving.db import lifecycle_log, make_engine, upgrade
 from serving.load import load_results
 from serving.spotcheck import workdays
+from serving.spotcheck.plans import latest_load
 from tests.serving.databases import BACKENDS, fresh_url
 from tests.serving.pipeline import AS_OF
 from tests.serving.uvicorn import running_server
@@ -171,6 +172,12 @@ def test_repair_refused_at_once_refused_by_the_authority_and_granted(world: Worl
                    json={"approve": True, "reason": "符合修复条件"})  # fmt: skip
         assert yes.status_code == 200 and yes.json()["status"] == "approved", yes.text
         assert [s["action"] for s in yes.json()["steps"]] == ["applied", "approved"]
+        rescored = yes.json()["rescored"]
+        assert rescored["as_of"] == today.isoformat(), rescored
+        assert rescored["after"]["score"] >= (rescored["before"] or {}).get("score", 0) - 1e-9
+        served = call("GET", f"/v1/companies/{granted['uscc']}", "regulator").json()
+        assert served["as_of"] == today.isoformat()
+        assert served["evaluation"]["score"] == rescored["after"]["score"]
         assert (
             call(
                 "POST",
@@ -204,6 +211,10 @@ def test_repair_refused_at_once_refused_by_the_authority_and_granted(world: Worl
             "AND event_type = 'repair'", [granted["record_id"]],
         ).fetchall()  # fmt: skip
     assert undone == [(today, today)]
+    # a one-company re-score is no pool to draw spot checks from
+    with world.engine.connect() as con:
+        assert latest_load(con, today) == AS_OF
+
     # the append-only trail
     with world.engine.connect() as con:
         steps = con.execute(

@@ -1,4 +1,5 @@
-"""Credit repair applications and the append-only lifecycle log.
+"""Credit repair applications, the append-only lifecycle log, and where each history row came
+from (a batch load or a one-company re-score).
 
 Revision ID: 0003
 Revises: 0002
@@ -16,6 +17,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.add_column("company_history", sa.Column("source", sa.String(8)))
+    op.execute("UPDATE company_history SET source = 'batch'")
     op.create_table(
         "credit_repairs",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -63,6 +66,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_column("company_history", "source")
     op.drop_table("lifecycle_log")
     op.drop_table("credit_repairs")
     if op.get_bind().dialect.name == "postgresql":

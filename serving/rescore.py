@@ -1,0 +1,252 @@
+"""Re-scoring one company on demand: after a credit repair, a correction or a list change, its
+public credit evaluation and supervision tier are recomputed at once instead of at the next batch.
+
+`rescore_company` computes for one company exactly what the batch computes for every company
+(`credsup score`, `credsup tier`, `serving.load.load_results`), with the same library code:
+point-in-time features (`features.builder.build_features`), the packaged scorecard with the
+records behind its deductions, the tier model with its reasons and their evidence (active
+companies only, as `models.batch.tier_companies`), and the documents of `serving.load`. It then
+writes that company's `companies` row (only if it holds no later result) and its
+`company_history` row for the as-of date, in one transaction. Other companies and other as-of
+dates are never touched, so what was published for an earlier date stays as it was.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from features import evidence
+from features.builder import build_features
+from features.scorecard import Scorecard, load_config
+from features.specs import spec_version
+from models import bundle
+from models.batch import _finish
+from models.bundle import TierModel
+from models.published import MODEL_NAME
+from records.store import Store
+from serving.db import companies, company_history
+from serving.load import LIST_FLAGS, _clean, _documents, _latest, _upsert
+
+TIER_REASONS = 3
+"""Reasons per company, as `credsup tier` writes them (its `--reasons` default)."""
+
+FLAGS = ("objection_open", *LIST_FLAGS)
+"""The feature columns `serving.load` reads into the documents' flags."""
+
+
+class RescoreRefused(ValueError):
+    """A company, date or method that cannot be re-scored; the message says why."""
+
+
+class UnknownCompany(RescoreRefused):
+    """No entity of that code registered by the as-of date (natural persons never are)."""
+
+
+class MethodMismatch(RescoreRefused):
+    """The batch evaluated that date with another scorecard method than the packaged one."""
+
+
+def rescore_company(
+    engine: Engine,
+    store: Store,
+    data_dir: Path,
+    model: TierModel | None,
+    model_version: str | None,
+    uscc: str,
+    as_of: date,
+    *,
+    model_name: str = MODEL_NAME,
+) -> dict[str, Any]:
+    """Recompute one company's evaluation and tier as of `as_of` and store them for serving.
+
+    Returns `uscc`, `as_of`, `before` (the served score, grade, tier and their as-of date;
+    None when the company was not served), `after` (score, grade, tier, probability),
+    `model_version`, `current` (whether the served row now holds this result: not when it
+    already held a later one) and `notes`. Without a model the tier is left out (None).
+    """
+    if model is not None and model_version is None:
+        raise ValueError("a tier model needs its registered version (model_version)")
+    if as_of > date.today():
+        raise RescoreRefused(f"as-of date {as_of} is after today: records are not known yet")
+    entity = _entity(store, uscc, as_of)
+    card = Scorecard(load_config(None, None))
+    _check_method(data_dir, as_of, card.method_version)
+    features = build_features(store, as_of, [uscc])
+    scores = _evaluation(store, card, features)
+    notes: list[str] = []
+    tiers = None
+    if model is None:
+        notes.append("no tier model is loaded: the evaluation was recomputed, the tier left out")
+    else:
+        tiers = _tiers(store, model, features, model_name, str(model_version))
+        if tiers is None:
+            notes.append(f"not active on {as_of}: the batch tiers active companies only")
+    row = _row(entity, scores, tiers, features)
+    full, public = _documents(row, as_of)
+    served = {
+        "uscc": uscc,
+        "region": row.get("region"),
+        "industry": row.get("industry"),
+        "entity_type": row.get("entity_type"),
+        "as_of": as_of,
+        "tier": _clean(row.get("tier")),
+        "grade": _clean(row.get("grade")),
+        "full_doc": json.dumps(full, ensure_ascii=False, default=str),
+        "public_doc": json.dumps(public, ensure_ascii=False, default=str),
+        "name": _clean(row.get("name")),
+    }
+    history = {
+        "uscc": uscc,
+        "as_of": as_of,
+        "tier": _clean(row.get("tier")),
+        "probability": _clean(row.get("probability")),
+        "score": _clean(row.get("score")),
+        "grade": _clean(row.get("grade")),
+        "model_version": _clean(row.get("model_version")),
+        "method_version": _clean(row.get("method_version")),
+        "region": _clean(row.get("region")),
+        "industry": _clean(row.get("industry")),
+        "entity_type": _clean(row.get("entity_type")),
+        "name": _clean(row.get("name")),
+        "source": "rescore",
+    }
+    with engine.begin() as con:
+        before = _served(con, uscc)
+        con.execute(_upsert(engine), [served])
+        con.execute(_history_upsert(engine), [history])
+    current = before is None or before["as_of"] <= as_of
+    if before is not None and not current:
+        notes.append(
+            f"the served result is as of {before['as_of']} (later): it is kept; "
+            f"the result as of {as_of} was added to the history"
+        )
+    probability = _clean(row.get("probability"))
+    return {
+        "uscc": uscc,
+        "as_of": as_of,
+        "before": before,
+        "after": {
+            "score": float(row["score"]),
+            "grade": str(row["grade"]),
+            "tier": _clean(row.get("tier")),
+            "probability": None if probability is None else float(probability),
+        },
+        "model_version": history["model_version"],
+        "current": current,
+        "notes": notes,
+    }
+
+
+def _entity(store: Store, uscc: str, as_of: date) -> pd.DataFrame:
+    """The entity facts in force on `as_of` (the latest version recorded by then), as
+    `serving.load` reads them; later versions recorded the same day win by batch id."""
+    with store.connect() as con:
+        found = con.execute(
+            "SELECT uscc, "
+            "arg_max(name, struct_pack(d := recorded_date, b := batch_id)) AS name, "
+            "arg_max(entity_type, struct_pack(d := recorded_date, b := batch_id)) AS entity_type, "
+            "arg_max(region, struct_pack(d := recorded_date, b := batch_id)) AS region, "
+            "arg_max(industry, struct_pack(d := recorded_date, b := batch_id)) AS industry "
+            "FROM entities WHERE uscc = ? AND recorded_date <= ? GROUP BY uscc",
+            [uscc, as_of],
+        ).df()
+    if found.empty:
+        raise UnknownCompany(
+            f"{uscc} is not an entity registered by {as_of}: only registered market entities "
+            "are evaluated and tiered (natural persons never are)"
+        )
+    return found
+
+
+def _check_method(data_dir: Path, as_of: date, method_version: str) -> None:
+    """Refuse to mix methods on one date: the packaged scorecard is what this module applies,
+    so a date the batch evaluated with another (`credsup score --scale/--config`) is refused."""
+    day = Path(data_dir) / "results" / "scores" / f"as_of={as_of.isoformat()}"
+    batch = _latest(day, None)  # the file `serving.load` loads for that date
+    if batch is not None and batch.stem != method_version:
+        raise MethodMismatch(
+            f"the batch evaluated {as_of} with method {batch.stem}, re-scoring applies the "
+            f"packaged scorecard ({method_version}): re-run the batch for that date instead"
+        )
+
+
+def _evaluation(store: Store, card: Scorecard, features: pa.Table) -> pa.Table:
+    """The evaluation as `credsup score` stores it: scores, the records behind the largest
+    deductions, the spec and method versions."""
+    scored = evidence.with_evidence(store, card.score(features))
+    n = scored.num_rows
+    scored = scored.append_column("spec_version", pa.array([spec_version()] * n))
+    return scored.append_column("method_version", pa.array([card.method_version] * n))
+
+
+def _tiers(
+    store: Store, model: TierModel, features: pa.Table, name: str, version: str
+) -> pa.Table | None:
+    """The tier as `models.batch.tier_companies` computes it for the batch (active companies
+    only, reasons with their evidence); None when the company is not active."""
+    model.check_spec()
+    feats = features.to_pandas()
+    feats = feats[feats["active"].fillna(0) > 0].reset_index(drop=True)
+    if feats.empty:
+        return None
+    # Scored as a pair, the first kept: the TreeSHAP tables of `models.reasons` sum a single
+    # row's terms in another order (numpy's pairwise sum) than a block of rows, which moves
+    # probabilities by an ulp, and the batch has companies within an ulp of a cut-off.
+    pair = pd.concat([feats, feats], ignore_index=True)
+    scored = model.score(pair, reasons=TIER_REASONS).iloc[:1]
+    scored = bundle.with_evidence(store, scored)
+    return _finish(scored, model, name, version)
+
+
+def _row(
+    entity: pd.DataFrame, scores: pa.Table, tiers: pa.Table | None, features: pa.Table
+) -> dict[str, Any]:
+    """The company's row as `serving.load.build_documents` assembles it from the batch files."""
+    frame = entity.merge(scores.to_pandas(), on="uscc", how="left", suffixes=("", "_score"))
+    if tiers is not None:
+        frame = frame.merge(tiers.to_pandas(), on="uscc", how="left", suffixes=("", "_tier"))
+    flags = features.select(["uscc", *FLAGS]).to_pandas()
+    frame = frame.merge(flags, on="uscc", how="left")
+    return {str(k): v for k, v in frame.to_dict("records")[0].items()}
+
+
+def _served(con: Connection, uscc: str) -> dict[str, Any] | None:
+    """The company's served score, grade and tier (and their date), locked until commit."""
+    found = con.execute(
+        sa.select(companies.c.as_of, companies.c.tier, companies.c.grade, companies.c.full_doc)
+        .where(companies.c.uscc == uscc)
+        .with_for_update()
+    ).first()
+    if found is None:
+        return None
+    evaluation = json.loads(found.full_doc).get("evaluation") or {}
+    return {
+        "as_of": found.as_of,
+        "score": evaluation.get("score"),
+        "grade": found.grade,
+        "tier": found.tier,
+    }
+
+
+def _history_upsert(engine: Engine) -> Any:
+    """Insert the company's history row for the date, or replace it."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    stmt: Any = (
+        postgresql.insert(company_history)
+        if engine.dialect.name == "postgresql"
+        else sqlite.insert(company_history)
+    )
+    keys = {"uscc", "as_of"}
+    return stmt.on_conflict_do_update(
+        index_elements=[company_history.c.uscc, company_history.c.as_of],
+        set_={c.name: stmt.excluded[c.name] for c in company_history.c if c.name not in keys},
+    )

@@ -1,0 +1,92 @@
+"""Re-scoring on demand: a company's evaluation and tier recomputed after a credit repair, a
+correction or a list change, without waiting for the monthly batch (`serving.rescore`)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from serving.deps import CallerDep, PurposeHeader, StateDep, purpose_of, require, valid_code
+from serving.errors import ApiError, ErrorBody
+from serving.rescore import MethodMismatch, RescoreRefused, UnknownCompany, rescore_company
+
+router = APIRouter(prefix="/v1", tags=["companies"])
+
+RESCORE = frozenset({"admin", "regulator"})
+ENDPOINT = "POST /v1/companies/{uscc}:rescore"
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorBody} for s in (400, 401, 403, 404, 409, 422)
+}
+
+
+class Served(BaseModel):
+    """What the service published for the company before: its latest result."""
+
+    as_of: date
+    score: float | None = None
+    grade: str | None = None
+    tier: str | None = None
+
+
+class Rescored(BaseModel):
+    score: float
+    grade: str
+    tier: str | None = Field(
+        default=None, description="None without a loaded model or for an inactive company"
+    )
+    probability: float | None = None
+
+
+class RescoreResult(BaseModel):
+    uscc: str
+    as_of: date
+    before: Served | None = Field(description="None when the company was not served yet")
+    after: Rescored
+    model_version: str | None = None
+    current: bool = Field(
+        description="The served result is now this one (false: a later one is kept)"
+    )
+    notes: list[str] = []
+
+
+@router.post(
+    "/companies/{uscc}:rescore", response_model=RescoreResult, responses=ERRORS,
+    summary="Recompute a company's evaluation and tier now (after a repair or correction)",
+)  # fmt: skip
+def rescore(
+    uscc: str,
+    state: StateDep,
+    caller: CallerDep,
+    as_of: Annotated[
+        date | None, Query(description="Date of the evaluation, no later than today (default)")
+    ] = None,
+    x_purpose: PurposeHeader = None,
+) -> RescoreResult:
+    """Point in time: the result is stored for `as_of` only; other dates keep theirs."""
+    require(caller, RESCORE, "rescore companies")
+    purpose = purpose_of(caller, x_purpose)
+    code = valid_code(uscc)
+    today = date.today()
+    day = as_of or today
+    if day > today:
+        raise ApiError(422, "invalid", f"as_of {day} is after today ({today})")
+    with state.slot.lock:  # the model and its version as one pair
+        model, version = state.slot.model, state.slot.version
+    try:
+        result = rescore_company(
+            state.engine, state.store, state.settings.data_dir, model, version, code, day,
+            model_name=state.models.name,
+        )  # fmt: skip
+    except RescoreRefused as exc:
+        status, reason = (
+            (404, "not_found") if isinstance(exc, UnknownCompany)
+            else (409, "method_mismatch") if isinstance(exc, MethodMismatch)
+            else (422, "invalid")
+        )  # fmt: skip
+        state.audit.log(caller, ENDPOINT, code, purpose, status)
+        raise ApiError(status, reason, str(exc)) from None
+    state.audit.log(caller, ENDPOINT, code, purpose, 200)
+    return RescoreResult.model_validate(result)

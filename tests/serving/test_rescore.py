@@ -1,0 +1,319 @@
+"""Re-scoring one company on demand (`serving.rescore`, `POST /v1/companies/{uscc}:rescore`) on
+each serving database: it reproduces the batch exactly, a repair lifts the score from its day on
+and leaves earlier dates as published, it is idempotent, and it refuses what the batch does not
+score; the route checks roles and purpose and is audited.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
+
+from features.builder import build_features
+from models.bundle import TierModel
+from models.published import PublishedModels
+from records.events import append_events
+from records.settings import Settings
+from records.store import Store
+from serving.app import create_app
+from serving.auth import create_key
+from serving.db import audit_log, companies, company_history, make_engine, upgrade
+from serving.load import load_results
+from serving.rescore import MethodMismatch, RescoreRefused, UnknownCompany, rescore_company
+from serving.routes import rescore as rescore_route
+from tests.serving.databases import BACKENDS, fresh_url
+from tests.serving.pipeline import AS_OF
+
+LATER = date(2026, 9, 30)
+"""The day of the repair: after the batch (`AS_OF`), not after today (2026-11-22)."""
+UNKNOWN = "91110000600037341L"  # a valid code no entity of the province has
+TIERS = "ABCD"
+
+
+@dataclass
+class World:
+    url: str
+    engine: Engine
+    store: Store
+    data_dir: Path
+    model: TierModel
+    version: str
+
+    def rescore(self, uscc: str, as_of: date, with_model: bool = True) -> dict[str, Any]:
+        model, version = (self.model, self.version) if with_model else (None, None)
+        return rescore_company(self.engine, self.store, self.data_dir, model, version, uscc, as_of)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, province: Path
+) -> Iterator[World]:
+    """A copy of the province (the tests add events) loaded as of `AS_OF` into a fresh database,
+    with its champion model."""
+    data_dir = tmp_path_factory.mktemp(f"rescore-{request.param}")
+    shutil.copytree(province, data_dir, dirs_exist_ok=True)
+    url = fresh_url(request.param, request, data_dir)
+    upgrade(url)
+    engine = make_engine(url)
+    store = Store(data_dir / "store", memory_limit="1GB", threads=2)
+    load_results(engine, store, data_dir, AS_OF)
+    uri = f"sqlite:///{(data_dir / 'mlflow' / 'mlflow.db').resolve()}"
+    version, model = PublishedModels(data_dir, uri=uri).load("champion")
+    try:
+        yield World(url, engine, store, data_dir, model, version)
+    finally:
+        engine.dispose()
+
+
+def _served(engine: Engine, uscc: str) -> dict[str, Any] | None:
+    with engine.connect() as con:
+        row = con.execute(sa.select(companies).where(companies.c.uscc == uscc)).mappings().first()
+    return None if row is None else dict(row)
+
+
+def _history(engine: Engine, uscc: str) -> dict[date, dict[str, Any]]:
+    """The company's history rows by date, without `source` (batch or rescore: compared apart)."""
+    with engine.connect() as con:
+        rows = con.execute(
+            sa.select(company_history).where(company_history.c.uscc == uscc)
+        ).mappings().all()  # fmt: skip
+    return {r["as_of"]: {k: v for k, v in r.items() if k != "source"} for r in rows}
+
+
+def _sources(engine: Engine, uscc: str) -> dict[date, str]:
+    with engine.connect() as con:
+        rows = con.execute(
+            sa.select(company_history.c.as_of, company_history.c.source)
+            .where(company_history.c.uscc == uscc)
+        ).all()  # fmt: skip
+    return {day: source for day, source in rows}
+
+
+def _sample(engine: Engine) -> list[str]:
+    """Companies of every kind the documents distinguish: inactive (no tier), individual
+    businesses (masked names), vetoed, listed, with an open objection, and plain ones."""
+    with engine.connect() as con:
+        rows = pd.DataFrame(
+            con.execute(sa.select(companies.c.uscc, companies.c.entity_type, companies.c.tier,
+                                  companies.c.full_doc).order_by(companies.c.uscc)).all(),
+            columns=["uscc", "entity_type", "tier", "full_doc"],
+        )  # fmt: skip
+    docs = rows["full_doc"].map(json.loads)
+    kinds = [
+        rows["tier"].isna(),
+        rows["entity_type"] == "individual_business",
+        rows["entity_type"] == "cooperative",
+        docs.map(lambda d: bool(d["evaluation"]["vetoes"])),
+        docs.map(lambda d: bool(d["flags"]["lists"])),
+        docs.map(lambda d: d["flags"]["objection_open"]),
+        rows["tier"] == "A",
+        rows["tier"] == "D",
+    ]
+    chosen = [u for kind in kinds for u in rows.loc[kind, "uscc"].head(2)]
+    return list(dict.fromkeys(chosen))
+
+
+def test_rescoring_as_of_a_batch_date_reproduces_the_batch_exactly(world: World) -> None:
+    sample = _sample(world.engine)
+    assert len(sample) >= 10
+    for uscc in sample:
+        served, history = _served(world.engine, uscc), _history(world.engine, uscc)
+        result = world.rescore(uscc, AS_OF)
+        # the same row and documents, to the last bit of the probability
+        assert _served(world.engine, uscc) == served, uscc
+        assert _history(world.engine, uscc) == history, uscc
+        assert _sources(world.engine, uscc)[AS_OF] == "rescore"  # a batch date re-scored
+        assert served is not None and result["current"]
+        assert result["before"] == {
+            "as_of": AS_OF, "score": result["after"]["score"], "grade": served["grade"],
+            "tier": served["tier"],
+        }  # fmt: skip
+        assert result["after"]["probability"] == history[AS_OF]["probability"]
+        if served["tier"] is None:  # not active: the batch evaluates it but does not tier it
+            assert any("not active" in n for n in result["notes"])
+
+
+def _penalised(store: Store, day: date) -> tuple[str, str]:
+    """An active company with one administrative penalty counting on `day`, a general or serious
+    one (it carries points), and that penalty's record id."""
+    feats = build_features(store, day).to_pandas()
+    candidates = feats[(feats["active"] > 0) & (feats["penalties_3y"] == 1)]["uscc"].tolist()
+    with store.connect() as con:
+        con.register("candidates", pa.table({"uscc": pa.array(candidates, pa.string())}))
+        found = con.execute(
+            "SELECT uscc, record_id FROM records WHERE category = 'admin_penalty' "
+            "AND severity IN ('general', 'serious') AND recorded_date <= ? "
+            "AND event_date > ? AND uscc IN (SELECT uscc FROM candidates) "
+            "ORDER BY event_date DESC, record_id LIMIT 1",
+            [day, day - timedelta(days=365)],
+        ).fetchone()
+    assert found is not None, "no penalised company in the province"
+    return str(found[0]), str(found[1])
+
+
+def test_a_repair_counts_from_its_day_on_and_earlier_dates_stay_as_published(
+    world: World,
+) -> None:
+    uscc, record_id = _penalised(world.store, LATER)
+    published = _history(world.engine, uscc)[AS_OF]
+    features_then = build_features(world.store, AS_OF, [uscc]).to_pylist()
+
+    first = world.rescore(uscc, LATER)
+    assert first["before"]["as_of"] == AS_OF and first["current"]
+    assert _served(world.engine, uscc)["as_of"] == LATER  # type: ignore[index]
+    penalised = _served(world.engine, uscc)
+    assert _history(world.engine, uscc)[LATER]["score"] == first["after"]["score"]
+
+    stored = append_events(
+        world.store,
+        [{"record_id": record_id, "event_type": "repair", "effective_date": LATER,
+          "recorded_date": LATER, "attributes": {"decision": "test"}}],
+        today=LATER,
+    )  # fmt: skip
+    assert stored.stored == 1 and not stored.rejected
+    # the penalty stops counting on the repair's day, not before
+    assert build_features(world.store, LATER, [uscc]).column("penalties_3y").to_pylist() == [0]
+    before_repair = build_features(world.store, LATER - timedelta(days=1), [uscc])
+    assert before_repair.column("penalties_3y").to_pylist() == [1]
+    assert build_features(world.store, AS_OF, [uscc]).to_pylist() == features_then
+
+    second = world.rescore(uscc, LATER)
+    assert second["before"] == {
+        "as_of": LATER, "score": first["after"]["score"], "grade": first["after"]["grade"],
+        "tier": first["after"]["tier"],
+    }  # fmt: skip
+    assert second["after"]["score"] > first["after"]["score"]  # a deduction less
+    assert TIERS.index(second["after"]["tier"]) <= TIERS.index(first["after"]["tier"])
+    assert second["after"]["probability"] <= first["after"]["probability"]  # monotone model
+    repaired = _served(world.engine, uscc)
+    assert repaired is not None and penalised is not None
+    assert repaired["as_of"] == LATER and repaired["full_doc"] != penalised["full_doc"]
+    assert json.loads(repaired["full_doc"])["evaluation"]["score"] == second["after"]["score"]
+    history = _history(world.engine, uscc)
+    assert history[LATER]["score"] == second["after"]["score"]
+    assert history[LATER]["probability"] == second["after"]["probability"]
+    assert history[AS_OF] == published  # point in time: the batch date keeps what it had
+
+    # idempotent: nothing changed, nothing moves
+    third = world.rescore(uscc, LATER)
+    assert third["after"] == second["after"]
+    assert third["before"] == {"as_of": LATER, **{k: second["after"][k] for k in
+                                                  ("score", "grade", "tier")}}  # fmt: skip
+    assert _served(world.engine, uscc) == repaired and _history(world.engine, uscc) == history
+
+    # re-scoring the batch date now: the repair does not reach back, the later row is kept
+    again = world.rescore(uscc, AS_OF)
+    assert not again["current"] and any("later" in n for n in again["notes"])
+    assert again["after"]["score"] == published["score"]
+    assert _history(world.engine, uscc)[AS_OF] == published
+    assert _served(world.engine, uscc) == repaired
+
+
+def test_what_the_batch_does_not_score_is_refused_and_nothing_is_written(
+    world: World,
+) -> None:
+    with world.engine.connect() as con:
+        counts = [con.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+                  for t in (companies, company_history)]  # fmt: skip
+    with pytest.raises(UnknownCompany, match="not an entity registered"):
+        world.rescore(UNKNOWN, AS_OF)
+    with world.store.connect() as con:
+        newcomer, registered = con.execute(
+            "SELECT uscc, min(recorded_date) AS m FROM entities GROUP BY uscc "
+            "ORDER BY m DESC, uscc LIMIT 1"
+        ).fetchone()  # type: ignore[misc]
+    with pytest.raises(UnknownCompany):  # not registered yet on that day
+        world.rescore(newcomer, registered - timedelta(days=1))
+    with pytest.raises(RescoreRefused, match="after today"):
+        world.rescore(newcomer, date.today() + timedelta(days=1))
+    # a date the batch evaluated with another scorecard method is not mixed with this one
+    other = world.data_dir / "results" / "scores" / "as_of=2026-10-30" / "sc-other.parquet"
+    other.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"uscc": pa.array([], pa.string())}), other)
+    with pytest.raises(MethodMismatch, match="sc-other"):
+        world.rescore(newcomer, date(2026, 10, 30))
+    with world.engine.connect() as con:
+        assert counts == [con.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+                          for t in (companies, company_history)]  # fmt: skip
+
+
+def test_without_a_model_the_evaluation_is_rescored_and_the_tier_left_out(world: World) -> None:
+    uscc = _sample(world.engine)[-1]
+    day = date(2026, 10, 31)
+    result = world.rescore(uscc, day, with_model=False)
+    assert result["after"]["tier"] is None and result["after"]["probability"] is None
+    assert result["model_version"] is None and any("no tier model" in n for n in result["notes"])
+    row = _history(world.engine, uscc)[day]
+    assert row["tier"] is None and row["score"] == result["after"]["score"]
+    doc = json.loads(_served(world.engine, uscc)["full_doc"])  # type: ignore[index]
+    assert doc["tier"] is None and doc["evaluation"]["score"] == result["after"]["score"]
+
+
+def test_the_rescore_route(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    settings = Settings(data_dir=world.data_dir, DATABASE_URL=world.url, duckdb_memory_limit="1GB")
+    app = create_app(settings)
+    if not any(getattr(r, "path", None) == "/v1/companies/{uscc}:rescore" for r in app.routes):
+        app.include_router(rescore_route.router)  # until serving/app.py registers it
+    keys = {role: create_key(world.engine, role, "samr" if role == "department" else None,
+                             "rescore test")
+            for role in ("admin", "regulator", "public", "department")}  # fmt: skip
+    with world.engine.connect() as con:
+        uscc, tier = con.execute(
+            sa.select(companies.c.uscc, companies.c.tier).where(companies.c.as_of == AS_OF)
+            .where(companies.c.tier.is_not(None)).order_by(companies.c.uscc.desc()).limit(1)
+        ).one()  # fmt: skip
+    path = f"/v1/companies/{uscc}:rescore"
+    reg = {"X-API-Key": keys["regulator"], "X-Purpose": "credit repair decision 2026-017"}
+
+    with TestClient(app) as client:
+        for role in ("public", "department"):
+            denied = client.post(path, headers={"X-API-Key": keys[role], "X-Purpose": "x"})
+            assert denied.status_code == 403 and denied.json()["code"] == "forbidden"
+        missing = client.post(path, headers={"X-API-Key": keys["regulator"]})
+        assert missing.status_code == 400 and missing.json()["code"] == "purpose_required"
+        assert client.post("/v1/companies/nonsense:rescore", headers=reg).status_code == 422
+        future = client.post(path, headers=reg, params={"as_of": "2099-01-01"})
+        assert future.status_code == 422 and "after today" in future.json()["message"]
+        unknown = client.post(f"/v1/companies/{UNKNOWN}:rescore", headers=reg)
+        assert unknown.status_code == 404 and unknown.json()["code"] == "not_found"
+
+        same = client.post(path, headers=reg, params={"as_of": AS_OF.isoformat()})
+        assert same.status_code == 200, same.text
+        body = same.json()
+        assert body["as_of"] == AS_OF.isoformat() and body["model_version"] == world.version
+        assert body["before"]["tier"] == body["after"]["tier"] == tier
+        assert body["before"]["score"] == body["after"]["score"]
+
+        now = client.post(path, headers={**reg, "X-API-Key": keys["admin"]})  # as of today
+        assert now.status_code == 200, now.text
+        body = now.json()
+        assert body["as_of"] == date.today().isoformat() and body["current"]
+        assert body["before"]["as_of"] == AS_OF.isoformat()
+        assert body["after"]["tier"] in TIERS and 0 < body["after"]["probability"] < 1
+        shown = client.get(f"/v1/companies/{uscc}", headers=reg).json()
+        assert shown["as_of"] == date.today().isoformat()
+        assert shown["evaluation"]["score"] == body["after"]["score"]
+
+    with world.engine.connect() as con:
+        audited = con.execute(
+            sa.select(audit_log.c.uscc, audit_log.c.status, audit_log.c.purpose)
+            .where(audit_log.c.endpoint == "POST /v1/companies/{uscc}:rescore")
+        ).all()  # fmt: skip
+    assert sorted((u, s) for u, s, _ in audited) == sorted(
+        [(uscc, 200), (uscc, 200), (UNKNOWN, 404)]
+    )
+    assert {p for _, _, p in audited} == {reg["X-Purpose"]}
