@@ -224,3 +224,15 @@ def test_repair_refused_at_once_refused_by_the_authority_and_granted(world: Worl
     assert steps == ["applied", "approved"]
     with pytest.raises(sa.exc.DBAPIError), world.engine.begin() as con:
         con.execute(lifecycle_log.delete().where(lifecycle_log.c.case_id == case))
+
+
+def test_the_decision_is_due_in_3_working_days_across_national_day(world: World) -> None:
+    """Applied on Tuesday 2025-09-30: 1–8 October are holidays and Saturday 11 October a
+    make-up working day, so the third working day is 2025-10-11."""
+    day = date(2025, 9, 30)
+    eligible = _candidates(world.store, day).get("eligible")
+    assert eligible, "an eligible record on 2025-09-30"
+    case = repairs.apply(world.engine, world.store, eligible[-1]["record_id"], "已整改", None,
+                         today=day)  # fmt: skip
+    assert case["status"] == "pending" and case["due_date"] == "2025-10-11"
+    assert case["steps"][0]["action"] == "applied"
