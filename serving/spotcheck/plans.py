@@ -65,6 +65,17 @@ RESULTS = ("pass", "problem", "serious")
 # ---- requests ---------------------------------------------------------------------------------
 
 
+def _valid_codes(value: list[str], field: str) -> list[str]:
+    """Unified social credit codes, checked, without repeats (sorted)."""
+    out = []
+    for code in value:
+        try:
+            out.append(codes.validate(code))
+        except codes.InvalidUSCC as exc:
+            raise ValueError(f"{field}: {exc.message}") from None
+    return sorted(set(out))
+
+
 class Population(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -126,13 +137,7 @@ class PlanRequest(BaseModel):
     @field_validator("triggered")
     @classmethod
     def _codes(cls, value: list[str]) -> list[str]:
-        out = []
-        for code in value:
-            try:
-                out.append(codes.validate(code))
-            except codes.InvalidUSCC as exc:
-                raise ValueError(f"triggered: {exc.message}") from None
-        return sorted(set(out))
+        return _valid_codes(value, "triggered")
 
     @model_validator(mode="after")
     def _unique_departments(self) -> PlanRequest:
@@ -236,13 +241,7 @@ class InspectorIn(BaseModel):
     @field_validator("conflicts")
     @classmethod
     def _codes(cls, value: list[str]) -> list[str]:
-        out = []
-        for code in value:
-            try:
-                out.append(codes.validate(code))
-            except codes.InvalidUSCC as exc:
-                raise ValueError(f"conflicts: {exc.message}") from None
-        return sorted(set(out))
+        return _valid_codes(value, "conflicts")
 
 
 def save_inspectors(engine: Engine, pool: list[InspectorIn]) -> dict[str, int]:

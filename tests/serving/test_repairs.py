@@ -6,9 +6,7 @@ in an append-only log.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,44 +14,27 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 
 from features.builder import build_features
 from records.store import Store
 from serving import repairs
 from serving.auth import create_key
-from serving.db import lifecycle_log, make_engine, upgrade
-from serving.load import load_results
+from serving.db import lifecycle_log
 from serving.spotcheck import workdays
 from serving.spotcheck.plans import latest_load
-from tests.serving.databases import BACKENDS, fresh_url
+from tests.serving.databases import BACKENDS, Loaded, loaded_copy
 from tests.serving.pipeline import AS_OF
 from tests.serving.uvicorn import running_server
 
-
-@dataclass
-class World:
-    url: str
-    engine: Engine
-    store: Store
-    data_dir: Path
+World = Loaded
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, province: Path
-) -> Iterator[World]:
-    data_dir = tmp_path_factory.mktemp(f"repairs-{request.param}")
-    shutil.copytree(province, data_dir, dirs_exist_ok=True)
-    url = fresh_url(request.param, request, data_dir)
-    upgrade(url)
-    engine = make_engine(url)
-    store = Store(data_dir / "store", memory_limit="1GB", threads=2)
-    load_results(engine, store, data_dir, AS_OF)
-    try:
-        yield World(url, engine, store, data_dir)
-    finally:
-        engine.dispose()
+) -> Iterator[Loaded]:
+    with loaded_copy(request.param, request, tmp_path_factory, province, "repairs") as loaded:
+        yield loaded
 
 
 def _candidates(store: Store, today: date) -> dict[str, list[dict[str, Any]]]:

@@ -7,7 +7,6 @@ score; the route checks roles and purpose and is audited.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -30,11 +29,10 @@ from records.settings import Settings
 from records.store import Store
 from serving.app import create_app
 from serving.auth import create_key
-from serving.db import audit_log, companies, company_history, make_engine, upgrade
-from serving.load import load_results
+from serving.db import audit_log, companies, company_history
 from serving.rescore import MethodMismatch, RescoreRefused, UnknownCompany, rescore_company
 from serving.routes import rescore as rescore_route
-from tests.serving.databases import BACKENDS, fresh_url
+from tests.serving.databases import BACKENDS, loaded_copy
 from tests.serving.pipeline import AS_OF
 
 LATER = date(2026, 9, 30)
@@ -63,19 +61,10 @@ def world(
 ) -> Iterator[World]:
     """A copy of the province (the tests add events) loaded as of `AS_OF` into a fresh database,
     with its champion model."""
-    data_dir = tmp_path_factory.mktemp(f"rescore-{request.param}")
-    shutil.copytree(province, data_dir, dirs_exist_ok=True)
-    url = fresh_url(request.param, request, data_dir)
-    upgrade(url)
-    engine = make_engine(url)
-    store = Store(data_dir / "store", memory_limit="1GB", threads=2)
-    load_results(engine, store, data_dir, AS_OF)
-    uri = f"sqlite:///{(data_dir / 'mlflow' / 'mlflow.db').resolve()}"
-    version, model = PublishedModels(data_dir, uri=uri).load("champion")
-    try:
-        yield World(url, engine, store, data_dir, model, version)
-    finally:
-        engine.dispose()
+    with loaded_copy(request.param, request, tmp_path_factory, province, "rescore") as loaded:
+        uri = f"sqlite:///{(loaded.data_dir / 'mlflow' / 'mlflow.db').resolve()}"
+        version, model = PublishedModels(loaded.data_dir, uri=uri).load("champion")
+        yield World(loaded.url, loaded.engine, loaded.store, loaded.data_dir, model, version)
 
 
 def _served(engine: Engine, uscc: str) -> dict[str, Any] | None:

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import threading
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,13 +31,10 @@ from serving.db import (
     audit_log,
     companies,
     company_history,
-    make_engine,
     spot_check_assignments,
     spot_check_plans,
     spot_check_tasks,
-    upgrade,
 )
-from serving.load import load_results
 from serving.spotcheck import workdays
 from serving.spotcheck.demo import load_demo_inspectors
 from serving.spotcheck.draw import PlanError, canonical_list
@@ -52,40 +47,26 @@ from serving.spotcheck.plans import (
     take_snapshot,
     verify_plan,
 )
-from tests.serving.databases import BACKENDS, fresh_url
+from tests.serving.databases import BACKENDS, Loaded, loaded_copy
 from tests.serving.pipeline import AS_OF
 from tests.serving.uvicorn import running_server
 
 JOINT = ["samr", "fire", "emergency", "ecology", "health"]
 
 
-@dataclass
-class World:
-    url: str
-    engine: Engine
-    store: Store
-    data_dir: Path
+World = Loaded
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, province: Path
-) -> Iterator[World]:
-    """A copy of the province (the tests add records) loaded into a fresh database, with the
-    national-default items and a simulated inspector pool."""
-    data_dir = tmp_path_factory.mktemp(f"spotcheck-{request.param}")
-    shutil.copytree(province, data_dir, dirs_exist_ok=True)
-    url = fresh_url(request.param, request, data_dir)
-    upgrade(url)
-    engine = make_engine(url)
-    store = Store(data_dir / "store", memory_limit="1GB", threads=2)
-    load_results(engine, store, data_dir, AS_OF)
-    import_preset_items(engine, "national-default")
-    load_demo_inspectors(engine, per_city=6)
-    try:
-        yield World(url, engine, store, data_dir)
-    finally:
-        engine.dispose()
+) -> Iterator[Loaded]:
+    """A copy of the province loaded into a fresh database, with the national-default items and
+    a simulated inspector pool."""
+    with loaded_copy(request.param, request, tmp_path_factory, province, "spotcheck") as loaded:
+        import_preset_items(loaded.engine, "national-default")
+        load_demo_inspectors(loaded.engine, per_city=6)
+        yield loaded
 
 
 def _tasks(engine: Engine, plan_id: str) -> pd.DataFrame:
