@@ -68,7 +68,8 @@ def test_csv_round_trip_keeps_codes_and_has_chinese_headers() -> None:
     assert list(back["检查结果"]) == ["", "发现问题", "发现严重问题"]
     assert list(back["完成期限"]) == ["2026-10-29", "2026-10-30", ""]
     assert list(back["检查日期"]) == ["2026-09-25", "", "2026-09-27"]
-    assert list(back["企业名称"]) == list(frame["company_name"])
+    # names kept as they are, except that a would-be formula is defused (see the next test)
+    assert list(back["企业名称"]) == [*frame["company_name"][:2], "'" + frame["company_name"][2]]
     assert back["note"].iloc[1] == "c"
 
 
@@ -315,3 +316,24 @@ def test_read_inspectors_missing_columns(tmp_path: Path) -> None:
     pd.DataFrame({"foo": [1]}).to_csv(other, index=False)
     with pytest.raises(ValueError, match="no inspector header"):
         read_inspectors(other)
+
+
+def test_csv_text_is_never_a_formula() -> None:
+    """Text a spreadsheet would run (= + - @ first) gets a leading apostrophe; codes, numbers,
+    dates and ordinary text are unchanged."""
+    frame = pd.DataFrame(
+        {
+            "uscc": CODES,
+            "company_name": ['=HYPERLINK("http://x","y")', "+86 食品店", "郑州市某公司"],
+            "inclusion_prob": [0.1, -0.5, 1.0],
+            "check_date": [date(2026, 9, 25), None, date(2026, 9, 27)],
+        }
+    )
+    back = pd.read_csv(io.BytesIO(to_csv_bytes(frame, chinese=False)), dtype=str,
+                       encoding="utf-8-sig", keep_default_na=False)  # fmt: skip
+    assert list(back["company_name"]) == [
+        "'" + '=HYPERLINK("http://x","y")', "'+86 食品店", "郑州市某公司",
+    ]  # fmt: skip
+    assert list(back["uscc"]) == CODES
+    assert list(back["inclusion_prob"]) == ["0.1", "-0.5", "1"]
+    assert list(back["check_date"]) == ["2026-09-25", "", "2026-09-27"]
