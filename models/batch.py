@@ -53,8 +53,23 @@ def tier_companies(
     evidence: bool = True,
 ) -> pa.Table:
     """Every active company as of `as_of`, tiered."""
+    return tier_features(store, model, build_features(store, as_of), name, version, reasons,
+                         evidence)  # fmt: skip
+
+
+def tier_features(
+    store: Store,
+    model: TierModel,
+    features: pa.Table,
+    name: str,
+    version: str,
+    reasons: int = 3,
+    evidence: bool = True,
+) -> pa.Table:
+    """The active companies among built features, tiered (the batch, or one company re-scored:
+    the same code gives the same bits)."""
     model.check_spec()
-    feats = build_features(store, as_of).to_pandas()
+    feats = features.to_pandas()
     feats = feats[feats["active"].fillna(0) > 0].reset_index(drop=True)
     scored = model.score(feats, reasons=reasons)
     if reasons and evidence and len(scored):

@@ -398,7 +398,9 @@ class _PatternTables:
         pattern *= self.width
         out = np.zeros((self.features + 1, n))
         for f, trees, where in self.by_feature:
-            out[f] = self.table.take(pattern[trees] + where).sum(axis=0)
+            # cumsum adds the trees one after another for one row as for many (sum would add a
+            # lone row pairwise): a company re-scored alone gets the batch's bits
+            out[f] = np.cumsum(self.table.take(pattern[trees] + where), axis=0)[-1]
         out[self.features] = self.base
         return out
 

@@ -27,8 +27,7 @@ from features import evidence
 from features.builder import build_features
 from features.scorecard import Scorecard, load_config
 from features.specs import spec_version
-from models import bundle
-from models.batch import _finish
+from models.batch import tier_features
 from models.bundle import TierModel
 from models.published import MODEL_NAME
 from records.store import Store
@@ -192,18 +191,10 @@ def _tiers(
 ) -> pa.Table | None:
     """The tier as `models.batch.tier_companies` computes it for the batch (active companies
     only, reasons with their evidence); None when the company is not active."""
-    model.check_spec()
-    feats = features.to_pandas()
-    feats = feats[feats["active"].fillna(0) > 0].reset_index(drop=True)
-    if feats.empty:
+    active = features.column("active").to_pylist()
+    if not any((a or 0) > 0 for a in active):
         return None
-    # Scored as a pair, the first kept: the TreeSHAP tables of `models.reasons` sum a single
-    # row's terms in another order (numpy's pairwise sum) than a block of rows, which moves
-    # probabilities by an ulp, and the batch has companies within an ulp of a cut-off.
-    pair = pd.concat([feats, feats], ignore_index=True)
-    scored = model.score(pair, reasons=TIER_REASONS).iloc[:1]
-    scored = bundle.with_evidence(store, scored)
-    return _finish(scored, model, name, version)
+    return tier_features(store, model, features, name, version, reasons=TIER_REASONS)
 
 
 def _row(

@@ -61,3 +61,19 @@ def test_equal_to_pred_contrib(seed: int, params: dict[str, object]) -> None:
     np.testing.assert_allclose(
         got.sum(axis=1), booster.predict(test, raw_score=True), rtol=0, atol=1e-9
     )
+
+
+def test_a_row_alone_gets_the_same_bits_as_in_a_block() -> None:
+    """Re-scoring one company must reproduce the batch exactly: the tables sum each row's terms
+    in one order whatever the number of rows."""
+    x, y = _data(5)
+    booster = lgb.train(
+        {"objective": "binary", "verbose": -1, "seed": 5, "num_threads": 2, "num_leaves": 7},
+        lgb.Dataset(x, y, categorical_feature=["kind"]),
+        num_boost_round=200,
+    )
+    assert _pattern_tables(booster) is not None
+    test, _ = _data(105, 300)
+    block = contributions(booster, test)
+    alone = np.vstack([contributions(booster, test.iloc[[i]]) for i in range(len(test))])
+    np.testing.assert_array_equal(alone, block)
