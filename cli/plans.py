@@ -164,7 +164,7 @@ def plan_create(
     except (ValidationError, PlanError, OSError) as exc:
         _fail(str(exc))
     if as_json:
-        _emit_json(created.__dict__)
+        _emit_json(created.model_dump(mode="json"))
         return
     out.print(
         f"plan {created.plan_id}: {created.visits} visits, {created.tasks} tasks, due "
@@ -222,7 +222,7 @@ def plan_verify(plan_id: Annotated[str, typer.Argument()], as_json: JsonOpt = Fa
     except (LookupError, PlanError) as exc:
         _fail(str(exc))
     if as_json:
-        _emit_json(result.__dict__)
+        _emit_json(result.model_dump(mode="json"))
     else:
         verdict = "identical" if result.identical else "DIFFERENT"
         out.print(f"{plan_id}: replayed list {verdict} ({result.tasks} tasks, sha256 "

@@ -27,10 +27,12 @@ from serving.spotcheck.draw import PlanError
 from serving.spotcheck.items import CheckItem
 from serving.spotcheck.plans import (
     InspectorIn,
+    PlanCreated,
     PlanRequest,
     ResultConflict,
     TaskNotFound,
     TaskResult,
+    Verification,
     create_plan,
     overdue_tasks,
     plan_list,
@@ -148,32 +150,15 @@ def list_inspectors(
 # ---- plans ------------------------------------------------------------------------------------
 
 
-class PlanOut(BaseModel):
-    plan_id: str
-    name: str
-    seed: str
-    start_date: date
-    due_date: date
-    due_estimated: bool
-    snapshot_date: date
-    tasks: int
-    visits: int
-    pool_hash: str
-    inspector_hash: str
-    list_sha256: str
-    summary: dict[str, Any]
-    seconds: float | None = None
-
-
-@router.post("/spot-check-plans", response_model=PlanOut, status_code=201, responses=ERRORS)
-def post_plan(body: PlanRequest, state: StateDep, caller: CallerDep) -> PlanOut:
+@router.post("/spot-check-plans", response_model=PlanCreated, status_code=201, responses=ERRORS)
+def post_plan(body: PlanRequest, state: StateDep, caller: CallerDep) -> PlanCreated:
     """Draw a plan: companies at random by tier, inspectors at random, joint visits."""
     require(caller, MANAGE, "draw spot-check plans")
     try:
         created = create_plan(state.engine, body, created_by=caller.key_id)
     except PlanError as exc:
         raise _plan_error(exc) from None
-    return PlanOut.model_validate(created.__dict__)
+    return created
 
 
 class PlanBrief(BaseModel):
@@ -262,25 +247,13 @@ def get_notice(plan_id: str, state: StateDep, caller: CallerDep) -> dict[str, An
         raise ApiError(404, "not_found", str(exc)) from None
 
 
-class VerificationOut(BaseModel):
-    plan_id: str
-    identical: bool
-    list_sha256: str
-    replayed_sha256: str
-    pool_hash_ok: bool
-    inspector_hash_ok: bool
-    tasks_match: bool
-    tasks: int
-    seconds: float
-
-
 @router.get(
-    "/spot-check-plans/{plan_id}/verification", response_model=VerificationOut, responses=ERRORS
+    "/spot-check-plans/{plan_id}/verification", response_model=Verification, responses=ERRORS
 )
-def get_verification(plan_id: str, state: StateDep, caller: CallerDep) -> VerificationOut:
+def get_verification(plan_id: str, state: StateDep, caller: CallerDep) -> Verification:
     """Replay the draw from the stored seed, parameters and snapshot and compare the lists."""
     try:
-        return VerificationOut.model_validate(verify_plan(state.engine, plan_id).__dict__)
+        return verify_plan(state.engine, plan_id)
     except LookupError as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     except PlanError as exc:

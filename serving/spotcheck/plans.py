@@ -16,7 +16,7 @@ import secrets
 import time
 import zipfile
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
@@ -503,8 +503,9 @@ def snapshot_from_bytes(data: bytes) -> Snapshot:
 # ---- creating a plan --------------------------------------------------------------------------
 
 
-@dataclass
-class PlanCreated:
+class PlanCreated(BaseModel):
+    """What `create_plan` answers (and `POST /v1/spot-check-plans`)."""
+
     plan_id: str
     name: str
     seed: str
@@ -534,6 +535,7 @@ def create_plan(
     start = request.start_date or today
     seed = request.seed if request.seed is not None else secrets.randbits(63)
     due = workdays.add_working_days(start, request.working_days)
+    estimated = workdays.deadline_estimated(start, due)
     with engine.begin() as con:
         # the counter's row lock serialises plan creation (PostgreSQL row lock, SQLite write lock)
         con.execute(
@@ -569,9 +571,7 @@ def create_plan(
             spot_check_plans.insert().values(
                 id=plan_id, seq=seq, name=request.name, created_at=_now(), created_by=created_by,
                 start_date=start, due_date=due,
-                due_estimated=not all(
-                    workdays.schedule_published(y) for y in range(start.year, due.year + 1)
-                ),
+                due_estimated=estimated,
                 snapshot_date=snapshot_date, seed=str(seed), params=params_to_json(params),
                 summary=json.dumps(summary, ensure_ascii=False), pool_hash=snapshot.pool_hash,
                 inspector_hash=snapshot.inspector_hash, list_sha256=list_sha256(listing),
@@ -582,7 +582,7 @@ def create_plan(
         _insert_tasks(con, plan_id, seq, due, drawn.tasks, facts)
     return PlanCreated(
         plan_id=plan_id, name=request.name, seed=str(seed), start_date=start, due_date=due,
-        due_estimated=not workdays.schedule_published(due.year), snapshot_date=snapshot_date,
+        due_estimated=estimated, snapshot_date=snapshot_date,
         tasks=len(drawn.tasks), visits=visits, pool_hash=snapshot.pool_hash,
         inspector_hash=snapshot.inspector_hash, list_sha256=list_sha256(listing),
         summary=summary, seconds=round(time.perf_counter() - started, 3),
@@ -708,8 +708,7 @@ def plan_list(
     return plan, frame[list(LIST_FIELDS)]
 
 
-@dataclass
-class Verification:
+class Verification(BaseModel):
     plan_id: str
     identical: bool
     """The replayed list equals the stored list byte for byte, and the stored tasks match it."""
