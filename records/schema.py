@@ -26,7 +26,9 @@ ENTITY_TYPES = (
 )  # fmt: skip
 ENTITY_STATUSES = ("active", "suspended", "revoked", "deregistered")
 
-EVENT_TYPES = ("withdrawal", "correction", "repair", "objection_opened", "objection_closed")
+EVENT_TYPES = (
+    "withdrawal", "correction", "repair", "objection_opened", "objection_closed", "unpublish",
+)
 """Later events that change how a record counts; stored append-only, never by rewriting it."""
 
 RECORDS = pa.schema(

@@ -24,7 +24,9 @@ from serving.audit import AuditWriter
 from serving.auth import KeyCache
 from serving.db import make_engine, upgrade
 from serving.lookup import Lookup
-from serving.routes import admin, companies, health, repairs, rescore, spotchecks, tiers
+from serving.routes import (
+    admin, companies, health, lists, objections, repairs, rescore, spotchecks, tiers,
+)  # fmt: skip
 from serving.state import ModelSlot, ServiceState
 
 REQUESTS = Counter("credsup_requests_total", "HTTP requests", ["method", "route", "status"])
@@ -114,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for router in (
         companies.router, rescore.router, tiers.router, spotchecks.router, repairs.router,
+        objections.router, lists.router,
         admin.router, health.router,
     ):  # fmt: skip
         app.include_router(router)

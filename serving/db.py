@@ -15,7 +15,8 @@ PostgreSQL. The schema is created and upgraded by Alembic only (`serving/migrati
   (one per company and item, with its result) and `spot_check_assignments` (task → inspector);
   `plan_counter` numbers plans and serialises their creation.
 - credit lifecycle: `credit_repairs` (applications, never deleted) and `lifecycle_log` (every step
-  of their handling; append-only like the audit log).
+  of their handling; append-only like the audit log); `objections` and `list_entries` (migration
+  0004), whose steps go to the same log.
 - `audit_log`: every read of a company's credit information; append-only (triggers refuse
   UPDATE and DELETE on both databases).
 """
@@ -198,6 +199,51 @@ credit_repairs = sa.Table(
     sa.Column("refusal_code", sa.String(32)),
     sa.Column("decision_reason", sa.Text),
 )  # fmt: skip
+
+objections = sa.Table(
+    "objections", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uscc", sa.String(18), nullable=False, index=True),
+    sa.Column("record_id", sa.String(128), nullable=False, index=True),
+    sa.Column("category", sa.String(64), nullable=False),
+    sa.Column("filed_on", sa.Date, nullable=False),
+    sa.Column("filed_by", sa.Integer),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("requested", sa.Text),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("due_date", sa.Date, nullable=False),
+    sa.Column("extended", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("outcome", sa.String(24)),
+    sa.Column("correction", sa.Text),
+    sa.Column("decided_on", sa.Date),
+    sa.Column("decided_by", sa.Integer),
+    sa.Column("decision_reason", sa.Text),
+)  # fmt: skip
+"""Objections to records (DOMAIN §10): open → decided, never deleted."""
+
+list_entries = sa.Table(
+    "list_entries", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uscc", sa.String(18), nullable=False, index=True),
+    sa.Column("list", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("legal_basis", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("source_records", sa.Text),
+    sa.Column("proposed_on", sa.Date, nullable=False),
+    sa.Column("proposed_by", sa.Integer),
+    sa.Column("objection_due", sa.Date),
+    sa.Column("objection_reason", sa.Text),
+    sa.Column("objection_outcome", sa.String(16)),
+    sa.Column("listed_on", sa.Date),
+    sa.Column("record_id", sa.String(128), index=True),
+    sa.Column("term_end", sa.Date),
+    sa.Column("earliest_removal", sa.Date),
+    sa.Column("removed_on", sa.Date),
+    sa.Column("removal_reason", sa.Text),
+    sa.Column("removal_record_id", sa.String(128)),
+)  # fmt: skip
+"""List entries (DOMAIN §8): proposed/notified → listed → removed or expired, never deleted."""
 
 lifecycle_log = sa.Table(
     "lifecycle_log", metadata,
