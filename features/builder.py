@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from features.specs import SPECS, EntitySpec, FeatureSpec, FlagSpec, Spec, spec_version
 from records.catalogue import Catalogue, default_catalogue
+from records.publicity import period_days_sql
 from records.store import Store
 
 DECAY_STEPS = ((365, 1.0), (730, 0.6), (1095, 0.3))
@@ -50,19 +51,9 @@ def _in(column: str, values: Iterable[str]) -> str:
 
 
 def expiry_days_sql(catalogue: Catalogue) -> str:
-    """SQL giving a record's publicity max_days (NULL = open-ended, 0 = never published)."""
-    cases = []
-    for c in catalogue.categories:
-        for sev, period in c.publicity.items():
-            if sev == "*":
-                continue
-            value = "NULL" if period.max_days is None else str(period.max_days)
-            cases.append(f"WHEN category = {_lit(c.code)} AND severity = {_lit(sev)} THEN {value}")
-        default = c.publicity.get("*")
-        if default is not None:
-            value = "NULL" if default.max_days is None else str(default.max_days)
-            cases.append(f"WHEN category = {_lit(c.code)} THEN {value}")
-    return "CASE " + " ".join(cases) + " END"
+    """SQL giving a record's period max_days (NULL = open-ended, 0 = never published): the
+    publicity rule of `records.publicity`, over the columns category, severity, attributes."""
+    return period_days_sql(catalogue)
 
 
 def _predicate(spec: FeatureSpec) -> str:
@@ -119,19 +110,46 @@ UNDONE_CTE = """undone AS (  -- records repaired or withdrawn, and from when (bo
     )"""
 """The CTE `_counting` needs: the first day each repaired or withdrawn record stops counting."""
 
+FIXES_CTE = """fixes AS (  -- the latest correction in force at each point, per corrected record
+        SELECT p.uscc, p.as_of, e.record_id,
+            arg_max(e.attributes, struct_pack(s := greatest(e.effective_date, e.recorded_date),
+                                              i := e.event_id)) AS fix
+        FROM events e
+        JOIN records r ON r.record_id = e.record_id
+        JOIN points p ON p.uscc = r.uscc
+        WHERE e.event_type = 'correction' AND greatest(e.effective_date, e.recorded_date) <= p.as_of
+        GROUP BY p.uscc, p.as_of, e.record_id
+    )"""
+"""The CTE `_counting` needs over `points`: each correction replaces severity, amount and
+attributes (overlaid as a JSON merge patch) from the day it is in force; the latest wins."""
 
-def _counting(categories: Iterable[str] | None, catalogue: Catalogue) -> str:
-    """Records counting at each point (see the module docstring), with their age in days."""
+CORRECTED_COLUMNS = """coalesce(json_extract_string(f.fix, '$.severity'), r.severity) AS severity,
+               CASE WHEN f.fix IS NOT NULL AND json_exists(f.fix, '$.amount')
+                    THEN TRY_CAST(json_extract_string(f.fix, '$.amount') AS DOUBLE)
+                    ELSE r.amount END AS amount,
+               CASE WHEN json_type(f.fix, '$.attributes') = 'OBJECT'
+                    THEN CAST(json_merge_patch(coalesce(r.attributes, '{}'),
+                                               json_extract(f.fix, '$.attributes')) AS VARCHAR)
+                    ELSE r.attributes END AS attributes"""
+"""A record's severity, amount and attributes in their corrected form (needs `fixes` as f)."""
+
+
+def _counting(categories: Iterable[str] | None, catalogue: Catalogue, extra: str = "") -> str:
+    """Records counting at each point (see the module docstring), in their corrected form, with
+    their age in days. `extra` adds conditions on `r` and `p`."""
     where = f"AND {_in('r.category', categories)}" if categories is not None else ""
     return f"""
-        SELECT p.uscc, p.as_of, r.record_id, r.category, r.severity, r.event_date, r.amount,
-               r.attributes, r.source_dept, date_diff('day', r.event_date, p.as_of) AS age
-        FROM points p
-        JOIN records r ON r.uscc = p.uscc
-        LEFT JOIN undone u ON u.record_id = r.record_id
-        WHERE r.recorded_date <= p.as_of AND r.event_date <= p.as_of {where}
-          AND coalesce(date_diff('day', r.event_date, p.as_of) < nullif({expiry_days_sql(catalogue)}, 0), true)
-          AND (u.undone_on IS NULL OR u.undone_on > p.as_of)
+        SELECT * FROM (
+            SELECT p.uscc, p.as_of, r.record_id, r.category, r.event_date, r.source_dept,
+                   {CORRECTED_COLUMNS},
+                   date_diff('day', r.event_date, p.as_of) AS age
+            FROM points p
+            JOIN records r ON r.uscc = p.uscc
+            LEFT JOIN undone u ON u.record_id = r.record_id
+            LEFT JOIN fixes f ON f.uscc = p.uscc AND f.as_of = p.as_of AND f.record_id = r.record_id
+            WHERE r.recorded_date <= p.as_of AND r.event_date <= p.as_of {where} {extra}
+              AND (u.undone_on IS NULL OR u.undone_on > p.as_of)
+        ) WHERE coalesce(age < nullif({expiry_days_sql(catalogue)}, 0), true)
     """
 
 
@@ -215,10 +233,11 @@ def features_sql(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None = 
     entity_fields = "established_date, registered_capital, industry, region, entity_type, status"
     return f"""
     WITH {UNDONE_CTE},
+    {FIXES_CTE},
     plain AS (
         SELECT uscc, as_of,
             {plain_cols}
-        FROM ({_counting(needed, cat)} {_horizon(specs)}) GROUP BY uscc, as_of
+        FROM ({_counting(needed, cat, _horizon(specs))}) GROUP BY uscc, as_of
     ),
     list_rows AS ({_counting(LIST_CATEGORIES, cat)}),
     removals AS (

@@ -8,7 +8,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from features.builder import UNDONE_CTE, _counting, _lit, _predicate
+from features.builder import FIXES_CTE, UNDONE_CTE, _counting, _lit, _predicate
 from features.specs import SPECS, FeatureSpec, Spec
 from records.catalogue import Catalogue, default_catalogue
 from records.store import Store
@@ -36,6 +36,7 @@ def evidence_sql(
     cases = " ".join(f"WHEN {_lit(s.name)} THEN ({_predicate(s)})" for s in chosen)
     return f"""
     WITH {UNDONE_CTE},
+    {FIXES_CTE},
     rows AS ({_counting(categories, cat)}),
     matched AS (
         SELECT w.uscc, w.as_of, w.feature, r.record_id, r.event_date, r.source_dept

@@ -3,8 +3,8 @@
 A withdrawal, correction, repair, or an objection opened or closed never rewrites the record it
 concerns: it is a row of its own, with the day it takes effect and the day the platform learned
 it, pointing at the record by `record_id`. What counted on any past date can therefore be
-recomputed from records + events recorded by that date. The flows that create events (objections,
-credit repair) come later; this module stores and checks them.
+recomputed from records + events recorded by that date; `records.publicity` says how each kind
+acts. Credit repair and objections create them; this module stores and checks them.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from records.publicity import CORRECTABLE
 from records.schema import EVENT_TYPES, EVENTS
 from records.store import Store
 
@@ -93,6 +94,8 @@ def _validated(e: dict[str, Any], known: set[str], today: date) -> dict[str, Any
     attributes = e.get("attributes") or {}
     if not isinstance(attributes, dict):
         raise EventError("attributes must be a JSON object")
+    if event_type == "correction":
+        _check_correction(attributes)
     return {
         "event_id": str(e.get("event_id") or uuid.uuid4()),
         "record_id": record_id,
@@ -101,6 +104,22 @@ def _validated(e: dict[str, Any], known: set[str], today: date) -> dict[str, Any
         "recorded_date": recorded,
         "attributes": json.dumps(attributes, ensure_ascii=False, sort_keys=True),
     }
+
+
+def _check_correction(fix: dict[str, Any]) -> None:
+    """A correction restates the record's severity, amount or attributes (records.publicity)."""
+    unknown = sorted(set(fix) - set(CORRECTABLE))
+    if unknown:
+        raise EventError(
+            f"a correction may restate {', '.join(CORRECTABLE)}; not {', '.join(unknown)}"
+        )
+    if fix.get("severity") is not None and not isinstance(fix["severity"], str):
+        raise EventError(f"corrected severity {fix['severity']!r} is not text")
+    amount = fix.get("amount")
+    if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int | float)):
+        raise EventError(f"corrected amount {amount!r} is not a number")
+    if fix.get("attributes") is not None and not isinstance(fix["attributes"], dict):
+        raise EventError("corrected attributes must be a JSON object")
 
 
 def _as_date(value: Any, name: str) -> date:

@@ -25,7 +25,15 @@ from serving.auth import KeyCache
 from serving.db import make_engine, upgrade
 from serving.lookup import Lookup
 from serving.routes import (
-    admin, companies, health, lists, objections, repairs, rescore, spotchecks, tiers,
+    admin,
+    companies,
+    health,
+    lists,
+    objections,
+    repairs,
+    rescore,
+    spotchecks,
+    tiers,
 )  # fmt: skip
 from serving.state import ModelSlot, ServiceState
 

@@ -12,7 +12,8 @@ Refusal codes:
 - `not_repairable`: the record's category cannot be repaired (e.g. a spot-check result).
 - `never_repairable_early`: the decision includes closure, business restriction, employment ban,
   downgraded qualification or a revoked licence: it runs its full publicity period.
-- `minimum_period`: the record's minimum publicity period has not passed (the date it will).
+- `minimum_period`: the record's minimum publicity period has not passed (the date it will), by
+  the publicity rule (`records.publicity`: a fire or work-safety decision waits a year).
 - `repeated`: the company has a later negative record of the same category (not "did not repeat").
 - `on_list`: the company is on the serious illegal and dishonest or the abnormal-operation list.
 - `already_repaired`: the record is repaired or withdrawn already; `pending`: an application
@@ -30,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from features.builder import UNDONE_CTE, build_features
+from records import publicity
 from records.catalogue import default_catalogue
 from records.events import append_events
 from records.store import Store
@@ -86,7 +88,7 @@ def eligibility(store: Store, record: dict[str, Any], today: date) -> Eligibilit
             False, "never_repairable_early",
             f"the decision includes {', '.join(early)}: it runs its full publicity period",
         )  # fmt: skip
-    period = category.publicity_for(record["severity"])
+    period = publicity.period(record["category"], record["severity"], attributes)
     if period.min_days:
         open_on = record["event_date"] + timedelta(days=period.min_days)
         if today < open_on:

@@ -96,6 +96,12 @@ class RecordView(BaseModel):
     attributes: dict[str, Any] | None = None
     publicity_end: str | None = None
     objection_open: bool
+    corrected: bool = False
+    """Shown in its corrected form (an objection's correction is in force)."""
+    public: bool | None = None
+    """Public on the day (authorities' view; the public sees only public records)."""
+    counts: bool | None = None
+    """Counts in features, score and tier on the day (authorities' view)."""
 
 
 class Records(BaseModel):

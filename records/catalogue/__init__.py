@@ -68,6 +68,15 @@ class Category(StrictModel):
     shared_with_public: bool = True
     repairable: bool = False
     never_repairable_early: tuple[str, ...] = ()
+    unpublished_types: tuple[str, ...] = ()
+    """Penalty types (attribute `penalty_types`) never published: a decision of these alone is
+    not public (warnings)."""
+    type_severity: dict[str, str] = Field(default_factory=dict)
+    """Penalty types whose decision runs at least this severity's period (the longest applies)."""
+    special_domains: tuple[str, ...] = ()
+    special_domain_days: int | None = Field(default=None, ge=0)
+    """Records of these domains (attribute `domain`) are public and wait before repair at least
+    this many days."""
     description: str | None = None
 
     @model_validator(mode="after")
@@ -77,6 +86,11 @@ class Category(StrictModel):
             unknown = set(mapping) - keys
             if unknown:
                 raise ValueError(f"{self.code}: {what} names unknown severities {sorted(unknown)}")
+        strange = sorted(set(self.type_severity.values()) - set(self.severities))
+        if strange:
+            raise ValueError(f"{self.code}: type_severity names unknown severities {strange}")
+        if self.special_domains and self.special_domain_days is None:
+            raise ValueError(f"{self.code}: special_domains without special_domain_days")
         if self.severity_required and not self.severities:
             raise ValueError(f"{self.code}: severity_required without severities")
         if "*" not in self.publicity and set(self.severities) - set(self.publicity):
@@ -85,9 +99,10 @@ class Category(StrictModel):
         return self
 
     def publicity_for(self, severity: str | None) -> PublicityPeriod:
+        """The severity's period, else the category's default ("*"), else open (no periods)."""
         if severity is not None and severity in self.publicity:
             return self.publicity[severity]
-        return self.publicity["*"]
+        return self.publicity.get("*", PublicityPeriod())
 
     def polarity_of(self, severity: str | None) -> Polarity:
         if severity is not None and severity in self.polarity:

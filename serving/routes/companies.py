@@ -10,8 +10,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from features.builder import UNDONE_CTE, expiry_days_sql
-from records.catalogue import default_catalogue
+from records.publicity import records_on
 from serving.auth import FULL_VIEW, HISTORY, Caller
 from serving.db import companies, company_history
 from serving.deps import CallerDep, PurposeHeader, StateDep, purpose_of, require, valid_code
@@ -129,59 +128,32 @@ def records(
 
 
 def _records(state: ServiceState, code: str, day: date, caller: Caller) -> list[dict[str, Any]]:
-    catalogue = default_catalogue()
-    shared = [c.code for c in catalogue.categories if c.shared_with_public]
-    sql = f"""
-        WITH {UNDONE_CTE},
-        objections AS (
-            SELECT record_id,
-                max(effective_date) FILTER (WHERE event_type = 'objection_opened') AS opened,
-                max(effective_date) FILTER (WHERE event_type = 'objection_closed') AS closed
-            FROM events WHERE recorded_date <= ? GROUP BY record_id
-        )
-        SELECT r.record_id, r.category, r.event_date, r.recorded_date, r.source_dept, r.severity,
-            r.amount, r.attributes, ({expiry_days_sql(catalogue)}) AS publicity_days,
-            u.undone_on,
-            coalesce(o.opened > coalesce(o.closed, DATE '1900-01-01'), false) AS objection_open
-        FROM records r
-        LEFT JOIN undone u ON u.record_id = r.record_id
-        LEFT JOIN objections o ON o.record_id = r.record_id
-        WHERE r.uscc = ? AND r.recorded_date <= ? AND r.event_date <= ?
-        ORDER BY r.event_date DESC, r.record_id
-    """
-    with state.store.connect() as con:
-        found = con.sql(sql, params=[day, code, day, day]).to_arrow_table().to_pylist()
+    """The company's records on `day` that this caller may see, by the publicity rule
+    (`records.publicity`): the public sees the public ones, a department also its own."""
     out = []
-    for r in found:
-        days = r["publicity_days"]
-        end = None
-        if days is not None:
-            end = date.fromordinal(r["event_date"].toordinal() + int(days))
-        public = (
-            r["category"] in shared
-            and (days is None or int(days) > 0)
-            and (end is None or day < end)
-            and (r["undone_on"] is None or r["undone_on"] > day)
-        )  # fmt: skip
-        if caller.role == "public" and not public:
+    for r in records_on(state.store, code, day):
+        if caller.role == "public" and not r["public"]:
             continue
-        if caller.role == "department" and not public and r["source_dept"] != caller.department:
+        own = r["source_dept"] == caller.department
+        if caller.role == "department" and not r["public"] and not own:
             continue
-        attributes = json.loads(r["attributes"]) if r["attributes"] else None
+        end = r["public_until"] if r["public"] else None
+        full = caller.role != "public"
         out.append(
             {
                 "record_id": r["record_id"],
                 "category": r["category"],
                 "event_date": r["event_date"].isoformat(),
-                "recorded_date": None
-                if caller.role == "public"
-                else r["recorded_date"].isoformat(),
+                "recorded_date": r["recorded_date"].isoformat() if full else None,
                 "source_dept": r["source_dept"],
                 "severity": r["severity"],
                 "amount": r["amount"],
-                "attributes": None if caller.role == "public" else attributes,
+                "attributes": r["attributes"] if full else None,
                 "publicity_end": end.isoformat() if end else None,
-                "objection_open": bool(r["objection_open"]),
+                "objection_open": r["objection_open"],
+                "corrected": r["corrected"],
+                "public": r["public"] if full else None,
+                "counts": r["counts"] if full else None,
             }
         )
     return out

@@ -28,8 +28,8 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.engine import Connection, Engine
 
+from records import publicity
 from records import uscc as codes
-from records.catalogue import default_catalogue
 from records.ingest import ingest_table
 from records.store import Store
 from serving.db import (
@@ -905,12 +905,9 @@ def overdue_tasks(
 
 
 def _public_days(entity_type: str | None) -> int:
-    """Days a spot-check result stays public (catalogue: 1825; a natural person's: 730)."""
-    category = default_catalogue()["spot_check"]
-    days = category.publicity_for(None).max_days or 0
-    if entity_type == "individual_business" and category.publicity_natural_person_days:
-        return min(days, category.publicity_natural_person_days)
-    return days
+    """Days a spot-check result stays public, by the publicity rule (catalogue: 1825; a natural
+    person's: 730)."""
+    return publicity.period("spot_check", None, None, entity_type).public_days or 0
 
 
 def published_results(

@@ -17,11 +17,10 @@ from datetime import date
 from typing import Any
 
 from features.specs import SPECS, EntitySpec, FeatureSpec, FlagSpec, Spec
+from records import publicity
 from records.catalogue import Catalogue, default_catalogue
 
 Row = dict[str, Any]
-
-CANCELLING_EVENTS = ("repair", "withdrawal")
 
 
 def decay_weight(age: int) -> float:
@@ -38,16 +37,6 @@ def decay_weight(age: int) -> float:
 def list_categories(catalogue: Catalogue) -> list[str]:
     """Lists are the categories whose records are listings and removals."""
     return [c.code for c in catalogue.categories if set(c.severities) == {"listed", "removed"}]
-
-
-def publicity_max_days(catalogue: Catalogue, category: str, severity: str | None) -> int | None:
-    """Days from the event date a record stays public; None or 0 means it never expires."""
-    c = catalogue[category]
-    if severity is not None and severity in c.publicity:
-        return c.publicity[severity].max_days
-    if "*" in c.publicity:
-        return c.publicity["*"].max_days
-    return None
 
 
 def attribute(record: Row, key: str) -> str | None:
@@ -121,16 +110,19 @@ class Reference:
         ]
 
     def counts(self, record: Row, as_of: date) -> bool:
-        if record["recorded_date"] > as_of or record["event_date"] > as_of:
-            return False
-        age = (as_of - record["event_date"]).days
-        max_days = publicity_max_days(self.catalogue, record["category"], record["severity"])
-        if max_days is not None and max_days > 0 and age >= max_days:
-            return False
-        return not self.known_events(record["record_id"], as_of, CANCELLING_EVENTS)
+        """The publicity rule (`records.publicity`): the builder renders the same rule as SQL."""
+        return publicity.counts_on(record, self.events_of[record["record_id"]], as_of,
+                                   self.catalogue)  # fmt: skip
 
     def counting(self, uscc: str, as_of: date) -> list[Row]:
-        return [r for r in self.records_of[uscc] if self.counts(r, as_of)]
+        """Counting records in their corrected form (attributes as JSON text, as stored)."""
+        out = []
+        for r in self.records_of[uscc]:
+            if self.counts(r, as_of):
+                form = publicity.corrected(r, self.events_of[r["record_id"]], as_of)
+                form["attributes"] = json.dumps(form["attributes"], ensure_ascii=False)
+                out.append(form)
+        return out
 
     # ---- features -----------------------------------------------------------------------------
 

@@ -104,7 +104,32 @@ def _attributes(draw: st.DrawFn, category: str, severity: str | None, event: dat
             attrs["findings_serious"] = None
     elif category == "third_party_signal":
         attrs["name"] = draw(st.sampled_from(SIGNALS))
+    elif category == "admin_penalty":  # the publicity rule reads the types and the domain
+        if draw(st.booleans()):
+            attrs["penalty_types"] = draw(st.lists(st.sampled_from(PENALTY_TYPES), max_size=3))
+        if draw(st.booleans()):
+            attrs["domain"] = draw(st.sampled_from(["fire", "work_safety", "food_safety"]))
     return attrs
+
+
+PENALTY_TYPES = ("warning", "fine", "confiscation", "licence_revoked", "closure")
+
+
+def correction(draw: st.DrawFn, record: Row) -> Row:
+    """A correction's attributes: a new severity, amount or attributes (or several)."""
+    c = CATALOGUE[record["category"]]
+    fix: Row = {}
+    if c.severities and draw(st.booleans()):
+        fix["severity"] = draw(st.sampled_from(c.severities))
+    if c.amount != "none" and draw(st.booleans()):
+        fix["amount"] = draw(st.one_of(st.none(), amounts(c.negative_amount_allowed)))
+    if draw(st.booleans()):
+        overlay: Row = {"note": draw(st.one_of(st.none(), st.just("更正")))}
+        if record["category"] == "admin_penalty":
+            overlay["penalty_types"] = draw(st.lists(st.sampled_from(PENALTY_TYPES), max_size=2))
+            overlay["domain"] = draw(st.one_of(st.none(), st.just("fire")))
+        fix["attributes"] = overlay
+    return fix
 
 
 @st.composite
@@ -202,9 +227,10 @@ def scenarios(draw: st.DrawFn, max_records: int = 40, entity_ties: bool = True) 
             record = draw(st.sampled_from(s.records))
             effective = draw(st.one_of(when, st.just(record["event_date"])))
             recorded = draw(st.one_of(st.just(effective), when))
+            kind = draw(st.sampled_from(EVENT_TYPES))
             s.events.append({
                 "event_id": f"E{j:03d}", "record_id": record["record_id"],
-                "event_type": draw(st.sampled_from(EVENT_TYPES)),
-                "effective_date": effective, "recorded_date": recorded,
+                "event_type": kind, "effective_date": effective, "recorded_date": recorded,
+                "attributes": correction(draw, record) if kind == "correction" else {},
             })  # fmt: skip
     return s

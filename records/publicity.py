@@ -1,0 +1,337 @@
+"""When a record is public and how long it counts: the one rule (DOMAIN §9), in Python and SQL.
+
+The public window of a record starts on its event date (the decision date) and lasts the
+catalogue's `max_days` for its category and severity, with three refinements for penalty
+decisions:
+- **warnings are never published**: a decision whose only penalty types are `unpublished_types`
+  (警告) is not public; it still counts for supervision while its severity's period runs, as the
+  categories that are never published do;
+- **the longest penalty type applies**: a decision that includes a heavy type (closure, a revoked
+  licence, …: `type_severity`) runs the period of that type's severity when it is longer;
+- **special domains run at least a year**: special equipment, work safety and fire decisions are
+  public (and wait before repair) at least `special_domain_days`.
+A record stops counting when its period ends and is public until then, unless earlier
+- a `repair` or a `withdrawal` in force (both its effective and its recorded day reached) ends
+  both;
+- an `unpublish` (an objection decided "stop publishing") ends its publicity only.
+A `correction` in force replaces the record's severity, amount and attributes (overlaid key by
+key) from its day: the latest correction wins, and each states the corrected form relative to
+the original record. The record then counts and is public in that form, with the period that form
+has. An individual business's records of categories with `publicity_natural_person_days` are
+published at most that long (the natural person behind it); they count for the full period.
+
+`period` is the rule for one record; `period_days_sql` renders the same rule as SQL over the
+columns `category`, `severity` and `attributes` for the feature builder, and the reference tests
+check the two against each other. `public_on` and `counts_on` apply the rule to a record and its
+events on a day: the records page, the public company page and published spot-check results use
+them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from records.catalogue import Catalogue, Category, default_catalogue
+from records.store import Store
+
+STOPS_COUNTING = ("repair", "withdrawal")
+STOPS_PUBLICITY = ("repair", "withdrawal", "unpublish")
+CORRECTABLE = ("severity", "amount", "attributes")
+"""What a `correction` event may restate (its attributes hold the corrected values)."""
+
+
+@dataclass(frozen=True)
+class Period:
+    """A record's periods in days from its event date (None: open-ended)."""
+
+    published: bool
+    """Shown to the public at all (not a warning, a category shared with the public, max > 0)."""
+    min_days: int | None
+    """The minimum publicity period: repair may be applied for from then."""
+    max_days: int | None
+    """It counts (and, when published, is public) until event date + max_days; 0: the category
+    is never published and counts by each feature's window alone."""
+    public_days: int | None
+    """Public until event date + public_days (max_days, shortened for a natural person)."""
+
+
+def _attributes(value: Mapping[str, Any] | str | None) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        value = json.loads(value) if value else {}
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def _penalty_types(attributes: Mapping[str, Any]) -> list[Any]:
+    types = attributes.get("penalty_types")
+    return list(types) if isinstance(types, list) else []
+
+
+def _rank(category: Category, severity: str | None) -> int:
+    return category.severities.index(severity) if severity in category.severities else -1
+
+
+def period(
+    category: str,
+    severity: str | None,
+    attributes: Mapping[str, Any] | str | None,
+    entity_type: str | None = None,
+    catalogue: Catalogue | None = None,
+) -> Period:
+    """The periods of one record (in its corrected form, when corrected)."""
+    c = (catalogue or default_catalogue())[category]
+    attrs = _attributes(attributes)
+    types = _penalty_types(attrs)
+    published = c.shared_with_public
+    effective = severity
+    if c.unpublished_types or c.type_severity:
+        shown = [t for t in types if t not in c.unpublished_types]
+        if types and not shown:
+            published = False  # warnings only
+        ranks = [_rank(c, c.type_severity[t]) for t in shown if isinstance(t, str)
+                 and t in c.type_severity]  # fmt: skip
+        if ranks and max(ranks) > _rank(c, severity):
+            effective = c.severities[max(ranks)]
+    base = c.publicity_for(effective)  # open-ended when the severity has no period
+    lo, hi = base.min_days, base.max_days
+    if c.special_domains and attrs.get("domain") in c.special_domains and hi:
+        floor = c.special_domain_days or 0
+        lo, hi = max(lo or 0, floor), max(hi, floor)
+    if hi == 0:
+        published = False
+    public = hi
+    if entity_type == "individual_business" and c.publicity_natural_person_days is not None:
+        public = c.publicity_natural_person_days if hi in (None, 0) else min(
+            hi, c.publicity_natural_person_days)  # fmt: skip
+    return Period(published, lo, hi, public)
+
+
+def _in_force(event: Mapping[str, Any]) -> date:
+    """The first day an event is both effective and known."""
+    day: date = max(event["effective_date"], event["recorded_date"])
+    return day
+
+
+def stopped_on(events: Iterable[Mapping[str, Any]], kinds: Iterable[str]) -> date | None:
+    """The first day an event of these kinds is in force (None: none is)."""
+    wanted = set(kinds)
+    days = [_in_force(e) for e in events if e["event_type"] in wanted]
+    return min(days) if days else None
+
+
+def corrected(
+    record: Mapping[str, Any], events: Iterable[Mapping[str, Any]], day: date
+) -> dict[str, Any]:
+    """The record as it counts on `day`: its latest correction in force applied (attributes as
+    a dict)."""
+    out = dict(record)
+    out["attributes"] = _attributes(record.get("attributes"))
+    fixes = [e for e in events if e["event_type"] == "correction" and _in_force(e) <= day]
+    if not fixes:
+        return out
+    latest = max(fixes, key=lambda e: (_in_force(e), str(e.get("event_id") or "")))
+    fix = _attributes(latest.get("attributes"))
+    if fix.get("severity") is not None:
+        out["severity"] = fix["severity"]
+    if "amount" in fix:
+        amount = fix["amount"]
+        try:
+            out["amount"] = None if amount is None else float(amount)
+        except (TypeError, ValueError):
+            out["amount"] = None
+    overlay = fix.get("attributes")
+    if isinstance(overlay, Mapping):
+        out["attributes"] = merge_patch(out["attributes"], overlay)
+    return out
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON merge patch (as SQL `json_merge_patch`): objects merge key by key,
+    recursively; null removes a key; anything else replaces."""
+    if not isinstance(patch, Mapping):
+        return patch
+    out = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+def _within(record: Mapping[str, Any], day: date, days: int | None) -> bool:
+    if record["recorded_date"] > day or record["event_date"] > day:
+        return False
+    return not days or day < record["event_date"] + timedelta(days=days)
+
+
+def counts_on(
+    record: Mapping[str, Any],
+    events: Iterable[Mapping[str, Any]],
+    day: date,
+    catalogue: Catalogue | None = None,
+) -> bool:
+    """Whether the record counts in features, score and tier on `day`."""
+    events = list(events)
+    form = corrected(record, events, day)
+    p = period(form["category"], form["severity"], form["attributes"], None, catalogue)
+    stop = stopped_on(events, STOPS_COUNTING)
+    return _within(form, day, p.max_days) and (stop is None or stop > day)
+
+
+def public_on(
+    record: Mapping[str, Any],
+    events: Iterable[Mapping[str, Any]],
+    day: date,
+    entity_type: str | None = None,
+    catalogue: Catalogue | None = None,
+) -> bool:
+    """Whether the record is shown to the public on `day`."""
+    events = list(events)
+    form = corrected(record, events, day)
+    p = period(form["category"], form["severity"], form["attributes"], entity_type, catalogue)
+    stop = stopped_on(events, STOPS_PUBLICITY)
+    return (
+        p.published
+        and _within(form, day, p.public_days)
+        and (stop is None or stop > day)
+    )  # fmt: skip
+
+
+def public_until(
+    record: Mapping[str, Any],
+    events: Iterable[Mapping[str, Any]],
+    day: date,
+    entity_type: str | None = None,
+    catalogue: Catalogue | None = None,
+) -> date | None:
+    """The first day the record is no longer public, as known on `day` (None: open-ended)."""
+    events = [e for e in events if _in_force(e) <= day]
+    form = corrected(record, events, day)
+    p = period(form["category"], form["severity"], form["attributes"], entity_type, catalogue)
+    end = None if not p.public_days else form["event_date"] + timedelta(days=p.public_days)
+    stop = stopped_on(events, STOPS_PUBLICITY)
+    if stop is not None and (end is None or stop < end):
+        return stop
+    return end
+
+
+# ---- a company's records on a day -------------------------------------------------------------
+
+
+def _objection_open(events: Iterable[Mapping[str, Any]], day: date) -> bool:
+    opened = [e["effective_date"] for e in events if e["event_type"] == "objection_opened"
+              and e["effective_date"] <= day and e["recorded_date"] <= day]  # fmt: skip
+    closed = [e["effective_date"] for e in events if e["event_type"] == "objection_closed"
+              and e["effective_date"] <= day and e["recorded_date"] <= day]  # fmt: skip
+    return bool(opened) and (not closed or max(opened) > max(closed))
+
+
+def records_on(
+    store: Store, uscc: str, day: date, catalogue: Catalogue | None = None
+) -> list[dict[str, Any]]:
+    """Every record of a company known on `day`, newest first, in the form it has that day,
+    with `public`, `counts`, `public_until`, `corrected` and `objection_open` by the rule."""
+    cat = catalogue or default_catalogue()
+    with store.connect() as con:
+        records = con.sql(
+            "SELECT record_id, uscc, category, event_date, recorded_date, source_dept, severity, "
+            "amount, attributes FROM records WHERE uscc = ? AND recorded_date <= ? "
+            "AND event_date <= ? ORDER BY event_date DESC, record_id",
+            params=[uscc, day, day],
+        ).to_arrow_table().to_pylist()  # fmt: skip
+        events = con.sql(
+            "SELECT e.event_id, e.record_id, e.event_type, e.effective_date, e.recorded_date, "
+            "e.attributes FROM events e WHERE e.recorded_date <= ? AND e.record_id IN "
+            "(SELECT record_id FROM records WHERE uscc = ?)",
+            params=[day, uscc],
+        ).to_arrow_table().to_pylist()  # fmt: skip
+        kind = con.execute(
+            "SELECT arg_max(entity_type, recorded_date) FROM entities "
+            "WHERE uscc = ? AND recorded_date <= ?",
+            [uscc, day],
+        ).fetchone()  # fmt: skip
+    entity_type = kind[0] if kind else None
+    by_record: dict[str, list[dict[str, Any]]] = {}
+    for e in events:
+        by_record.setdefault(e["record_id"], []).append(e)
+    out = []
+    for r in records:
+        evs = by_record.get(r["record_id"], [])
+        form = corrected(r, evs, day)
+        form["original"] = r
+        form["entity_type"] = entity_type
+        form["corrected"] = any(e["event_type"] == "correction" and _in_force(e) <= day
+                                for e in evs)  # fmt: skip
+        form["public"] = public_on(r, evs, day, entity_type, cat)
+        form["counts"] = counts_on(r, evs, day, cat)
+        form["public_until"] = public_until(r, evs, day, entity_type, cat)
+        form["objection_open"] = _objection_open(evs, day)
+        out.append(form)
+    return out
+
+
+# ---- SQL --------------------------------------------------------------------------------------
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _days(value: int | None) -> str:
+    return "NULL" if value is None else str(value)
+
+
+def _category_days_sql(c: Category) -> str:
+    """SQL for `period(...).max_days` of a record of category `c`."""
+    by_severity = " ".join(
+        f"WHEN {_lit(s)} THEN {_days(p.max_days)}" for s, p in c.publicity.items() if s != "*"
+    )
+    default = _days(c.publicity["*"].max_days) if "*" in c.publicity else "NULL"
+    plain = f"CASE severity {by_severity} ELSE {default} END" if by_severity else default
+    if not (c.type_severity or c.special_domains):
+        return plain
+    days = plain
+    if c.type_severity:
+        # the decision's severity rank, raised by the heaviest shown type it names
+        ranks = " ".join(f"WHEN {_lit(s)} THEN {i}" for i, s in enumerate(c.severities))
+        types = "json_extract_string(attributes, '$.penalty_types')"
+        raised = []
+        for level in sorted({c.severities.index(s) for s in c.type_severity.values()}):
+            names = [t for t, s in c.type_severity.items() if c.severities.index(s) == level]
+            found = " OR ".join(f"{types} LIKE {_lit('%' + json.dumps(t) + '%')}" for t in names)
+            raised.append(f"CASE WHEN json_type(attributes, '$.penalty_types') = 'ARRAY' "
+                          f"AND ({found}) THEN {level} ELSE -1 END")  # fmt: skip
+        rank = f"greatest(CASE severity {ranks} ELSE -1 END, {', '.join(raised)})"
+        choices = " ".join(
+            f"WHEN {i} THEN {_days(c.publicity_for(s).max_days)}"
+            for i, s in enumerate(c.severities)
+        )
+        days = f"CASE {rank} {choices} ELSE {default} END"
+    if c.special_domains:
+        special = ", ".join(_lit(d) for d in c.special_domains)
+        floor = c.special_domain_days or 0
+        days = (
+            f"CASE WHEN json_extract_string(attributes, '$.domain') IN ({special}) "
+            f"AND ({days}) > 0 THEN greatest({days}, {floor}) ELSE {days} END"
+        )
+    return days
+
+
+def period_days_sql(catalogue: Catalogue | None = None) -> str:
+    """SQL giving each record's `max_days` (NULL: open-ended, 0: never published)."""
+    cat = catalogue or default_catalogue()
+    cases = " ".join(f"WHEN {_lit(c.code)} THEN {_category_days_sql(c)}" for c in cat.categories)
+    return f"CASE category {cases} END"
+
+
+__all__ = [
+    "CORRECTABLE", "STOPS_COUNTING", "STOPS_PUBLICITY", "Period", "corrected", "counts_on",
+    "merge_patch", "period", "period_days_sql", "public_on", "public_until", "records_on",
+    "stopped_on",
+]  # fmt: skip
