@@ -144,6 +144,31 @@ def test_a_repair_or_withdrawal_stops_counting_from_its_day_once_recorded(
     assert values(store, "penalties_12m", at, uscc=OTHER) == [1, 0, 0, 0]
 
 
+def test_penalties_count_for_the_period_of_the_publicity_rule(store: Store) -> None:
+    """A warning counts its 3 months though never published; a minor fire decision a year; a
+    general decision that revokes a licence the serious 3 years (the longest type applies)."""
+    add_records(store, [
+        rec("W1", "admin_penalty", D0, severity="minor", penalty_types=["warning"]),
+        rec("F1", "admin_penalty", D0, severity="minor", penalty_types=["fine"], domain="fire"),
+        rec("R1", "admin_penalty", D0, severity="general",
+            penalty_types=["fine", "licence_revoked"], uscc=OTHER),
+    ])  # fmt: skip
+    at = [days(89), days(90), days(364), days(365)]
+    assert values(store, "penalties_3y", at) == [2, 1, 1, 0]
+    assert values(store, "penalties_3y", [days(1094), days(1095)], uscc=OTHER) == [1, 0]
+
+
+def test_a_correction_counts_in_its_corrected_form_from_its_day(store: Store) -> None:
+    add_records(store, [rec("P1", "admin_penalty", D0, severity="serious", amount=9000.0)])
+    fix = {**event("P1", "correction", days(30), days(32)),
+           "attributes": {"severity": "general", "amount": 900}}  # fmt: skip
+    add_events(store, [fix])
+    at = [days(31), days(32)]
+    assert values(store, "serious_penalties_3y", at) == [1, 0]
+    assert values(store, "penalties_3y", at) == [1, 1]
+    assert values(store, "fines_3y", at) == [9000.0, 900.0]
+
+
 def test_corrections_and_objections_do_not_stop_a_record_counting(store: Store) -> None:
     add_records(store, [rec("P1", "admin_penalty", D0, severity="general")])
     add_events(store, [event("P1", "correction", days(10), days(10)),
