@@ -37,8 +37,10 @@ def oracle_public(record: dict[str, Any], events: list[dict[str, Any]], day: dat
         return False
     severity, attributes = record["severity"], dict(record["attributes"])
     in_force = [e for e in events if max(e["effective_date"], e["recorded_date"]) <= day]
-    fixes = sorted((e for e in in_force if e["event_type"] == "correction"),
-                   key=lambda e: (max(e["effective_date"], e["recorded_date"]), e["event_id"]))  # fmt: skip
+    fixes = sorted(
+        (e for e in in_force if e["event_type"] == "correction"),
+        key=lambda e: (max(e["effective_date"], e["recorded_date"]), e["event_id"]),
+    )
     if fixes:
         fix = fixes[-1]["attributes"]
         severity = fix.get("severity") or severity
