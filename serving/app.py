@@ -30,6 +30,7 @@ from serving.routes import (
     health,
     lists,
     objections,
+    public,
     repairs,
     rescore,
     spotchecks,
@@ -124,7 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for router in (
         companies.router, rescore.router, tiers.router, spotchecks.router, repairs.router,
-        objections.router, lists.router,
+        objections.router, lists.router, public.router,
         admin.router, health.router,
     ):  # fmt: skip
         app.include_router(router)
