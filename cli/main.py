@@ -391,7 +391,7 @@ def mappings() -> None:
         out.print(name)
 
 
-from cli import modelling, plans, service  # noqa: E402, F401  (register their commands on `app`)
+from cli import lists, modelling, plans, service  # noqa: E402, F401  (register their commands on `app`)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -1,7 +1,307 @@
-"""(being written)"""
+"""Credit lists (DOMAIN §8): propose, object, decide, list, remove, read, derive, publish.
+
+A listing or removal writes a record of the list's category to the store and re-scores the
+company at once (its tier vetoes follow from the record); every step is kept in `lifecycle_log`.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from serving import lists
+from serving.auth import Caller
+from serving.deps import CallerDep, PurposeHeader, StateDep, purpose_of, require, valid_code
+from serving.errors import ApiError, ErrorBody
+from serving.state import ServiceState
 
 router = APIRouter(prefix="/v1", tags=["lists"])
+DECIDE = frozenset({"admin", "regulator"})
+READ = frozenset({"admin", "regulator", "department"})
+DERIVE = frozenset({"admin"})
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorBody} for s in (400, 401, 403, 404, 409, 422)
+}
+EntryId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+StatusName = Literal["notified", "objected", "rejected", "listed", "removed", "expired"]
+
+
+class EntryIn(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    uscc: str = Field(min_length=1, max_length=64)
+    list_: lists.ListName = Field(alias="list")
+    legal_basis: str = Field(min_length=1, max_length=1000, description="The legal provision")
+    reason: str = Field(min_length=1, max_length=4000, description="The facts behind it")
+    source_records: list[str] = Field(
+        default_factory=list, max_length=200, description="Records the entry rests on"
+    )
+    ground: str | None = Field(
+        default=None, max_length=64,
+        description="Abnormal-operation list: missing_annual_report, false_disclosure or "
+        "unreachable; red list: its name (a_grade_taxpayer, contract_abiding, honour, other)",
+    )  # fmt: skip
+
+
+class ObjectionIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=4000)
+
+
+class ObjectionDecisionIn(BaseModel):
+    upheld: bool = Field(description="True: the objection is accepted and the entry rejected")
+    reason: str = Field(min_length=1, max_length=4000)
+
+
+class ListingIn(BaseModel):
+    pass
+
+
+class RemovalIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=4000)
+
+
+class DeriveIn(BaseModel):
+    as_of: date = Field(description="The records as of this date (no later than today)")
+
+
+class Step(BaseModel):
+    at: str
+    action: str
+    actor: int | None
+    detail: dict[str, Any]
+
+
+class EntryOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: int
+    uscc: str
+    list_: str = Field(alias="list")
+    status: str = Field(description="notified, objected, rejected, listed, removed or expired")
+    legal_basis: str
+    reason: str
+    ground: str | None
+    source_records: list[str]
+    proposed_on: date
+    objection_due: date | None
+    objection_reason: str | None
+    objection_outcome: str | None
+    listed_on: date | None
+    record_id: str | None = Field(description="The listing record in the store")
+    term_end: date | None
+    earliest_removal: date | None
+    removed_on: date | None
+    removal_reason: str | None
+    removal_record_id: str | None
+    steps: list[Step]
+    rescored: dict[str, Any] | None = Field(
+        default=None, description="The company re-scored today, after a listing or removal"
+    )
+
+
+class EntryPage(BaseModel):
+    entries: list[EntryOut]
+
+
+class ObjectionReceipt(BaseModel):
+    """What the objecting company learns: its objection is on file, and the entry's state."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: int
+    uscc: str
+    list_: str = Field(alias="list")
+    status: str
+    objection_due: date | None
+
+
+class DeriveOut(BaseModel):
+    as_of: date
+    today: date
+    report_year: int = Field(description="The annual reports checked (last due by as_of)")
+    proposed: dict[str, int]
+    listed: int
+    notified: int
+
+
+class PublicEntry(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    uscc: str
+    name: str | None = Field(description="Masked for an individual business")
+    entity_type: str | None
+    list_: str = Field(alias="list")
+    legal_basis: str
+    listed_on: date
+    term_end: date | None
+
+
+class PublicPage(BaseModel):
+    entries: list[PublicEntry]
+
+
+def _fail(exc: lists.ListError) -> ApiError:
+    return ApiError(exc.status, exc.code, exc.message)
+
+
+def _rescored(state: ServiceState, entry: dict[str, Any]) -> dict[str, Any]:
+    """The entry with the company re-scored today (a listing or removal changed its tier)."""
+    with state.slot.lock:  # the model and its version as one pair
+        model, version = state.slot.model, state.slot.version
+    entry["rescored"] = lists.rescore_now(
+        state.engine, state.store, state.settings.data_dir, model, version, entry["uscc"],
+        model_name=state.models.name,
+    )  # fmt: skip
+    return entry
+
+
+def _read(caller: Caller, state: ServiceState, endpoint: str, usccs: list[str],
+          x_purpose: str | None) -> None:  # fmt: skip
+    """Entries are credit information: a stated purpose and an audit line per company."""
+    require(caller, READ, "read list entries")
+    purpose = purpose_of(caller, x_purpose)
+    for code in dict.fromkeys(usccs):
+        state.audit.log(caller, endpoint, code, purpose, 200)
+
+
+@router.post("/list-entries", response_model=EntryOut, status_code=201, responses=ERRORS)
+def post_entry(body: EntryIn, state: StateDep, caller: CallerDep) -> EntryOut:
+    """Propose an entry. Serious illegal and dishonest list: `notified`, the company has 5
+    working days to object before it can be listed; other lists: listed at once (and the
+    company re-scored)."""
+    require(caller, DECIDE, "propose list entries")
+    code = valid_code(body.uscc)
+    try:
+        entry = lists.propose(
+            state.engine, state.store, code, body.list_, body.legal_basis, body.reason,
+            body.source_records, caller.key_id, body.ground,
+        )  # fmt: skip
+    except lists.ListError as exc:
+        raise _fail(exc) from None
+    if entry["status"] == "listed":
+        entry = _rescored(state, entry)
+    return EntryOut.model_validate(entry)
+
+
+@router.post("/list-entries:derive", response_model=DeriveOut, responses=ERRORS)
+def post_derive(body: DeriveIn, state: StateDep, caller: CallerDep) -> DeriveOut:
+    """Propose the entries the records call for (missing annual reports, heavy penalties,
+    A-grade taxpayers); companies already on a list are left out. Companies listed by it are
+    re-scored by the next batch."""
+    require(caller, DERIVE, "derive list entries")
+    try:
+        counts = lists.derive(state.engine, state.store, body.as_of, by=caller.key_id)
+    except lists.ListError as exc:
+        raise _fail(exc) from None
+    return DeriveOut.model_validate(counts)
+
+
+@router.get("/list-entries/{entry_id}", response_model=EntryOut, responses=ERRORS)
+def get_entry(
+    entry_id: EntryId, state: StateDep, caller: CallerDep, x_purpose: PurposeHeader = None
+) -> EntryOut:
+    """An entry with its steps."""
+    require(caller, READ, "read list entries")
+    try:
+        entry = lists.get(state.engine, entry_id)
+    except lists.ListError as exc:
+        raise _fail(exc) from None
+    _read(caller, state, "GET /v1/list-entries/{id}", [entry["uscc"]], x_purpose)
+    return EntryOut.model_validate(entry)
+
+
+@router.get("/list-entries", response_model=EntryPage, responses=ERRORS)
+def get_entries(
+    state: StateDep,
+    caller: CallerDep,
+    uscc: Annotated[str | None, Query()] = None,
+    list_: Annotated[lists.ListName | None, Query(alias="list")] = None,
+    status: Annotated[StatusName | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    x_purpose: PurposeHeader = None,
+) -> EntryPage:
+    """Entries, newest first (`expired`: listed entries past their term)."""
+    require(caller, READ, "read list entries")
+    code = valid_code(uscc) if uscc is not None else None
+    found = lists.find(state.engine, code, list_, status, limit)
+    _read(caller, state, "GET /v1/list-entries", [e["uscc"] for e in found], x_purpose)
+    return EntryPage(entries=[EntryOut.model_validate(e) for e in found])
+
+
+@router.post(
+    "/list-entries/{entry_id}/objection", response_model=ObjectionReceipt, responses=ERRORS
+)
+def post_objection(
+    entry_id: EntryId, body: ObjectionIn, state: StateDep, caller: CallerDep
+) -> ObjectionReceipt:
+    """The company objects to a notified entry within its 5 working days
+    (`objection_window_closed` after them)."""
+    try:
+        entry = lists.object_to(state.engine, entry_id, body.reason, caller.key_id)
+    except lists.ListError as exc:
+        raise _fail(exc) from None
+    return ObjectionReceipt.model_validate(entry)
+
+
+@router.post(
+    "/list-entries/{entry_id}/objection-decision", response_model=EntryOut, responses=ERRORS
+)
+def post_objection_decision(
+    entry_id: EntryId, body: ObjectionDecisionIn, state: StateDep, caller: CallerDep
+) -> EntryOut:
+    """Uphold the objection (the entry is rejected) or dismiss it (it may be listed now)."""
+    require(caller, DECIDE, "decide objections to list entries")
+    try:
+        entry = lists.decide_objection(state.engine, entry_id, body.upheld, body.reason,
+                                       caller.key_id)  # fmt: skip
+    except lists.ListError as exc:
+        raise _fail(exc) from None
+    return EntryOut.model_validate(entry)
+
+
+@router.post("/list-entries/{entry_id}/listing", response_model=EntryOut, responses=ERRORS)
+def post_listing(
+    entry_id: EntryId, body: ListingIn, state: StateDep, caller: CallerDep
+) -> EntryOut:
+    """List a notified entry once its objection period has passed or its objection was
+    dismissed (`objection_window_open` before); the company is re-scored at once."""
+    require(caller, DECIDE, "list companies")
+    try:
+        entry = lists.confirm(state.engine, state.store, entry_id, caller.key_id)
+    except lists.ListError as exc:
+        raise _fail(exc) from None
+    return EntryOut.model_validate(_rescored(state, entry))
+
+
+@router.post("/list-entries/{entry_id}/removal", response_model=EntryOut, responses=ERRORS)
+def post_removal(
+    entry_id: EntryId, body: RemovalIn, state: StateDep, caller: CallerDep
+) -> EntryOut:
+    """Take a listed entry off its list from today (`too_early` before its earliest removal
+    date: a year on the serious dishonest list); the company is re-scored at once."""
+    require(caller, DECIDE, "remove list entries")
+    try:
+        entry = lists.remove(state.engine, state.store, entry_id, body.reason, caller.key_id)
+    except lists.ListError as exc:
+        raise _fail(exc) from None
+    return EntryOut.model_validate(_rescored(state, entry))
+
+
+@router.get("/public/lists", response_model=PublicPage, responses=ERRORS)
+def public_lists(
+    state: StateDep,
+    caller: CallerDep,
+    list_: Annotated[
+        Literal["serious_dishonest_list", "abnormal_operation_list", "red_list"] | None,
+        Query(alias="list"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> PublicPage:
+    """The published lists: companies currently listed, newest first (public information: an
+    individual business's name is masked; no reasons, no proposals)."""
+    found = lists.public_entries(state.engine, state.store, list_, limit, offset)
+    return PublicPage(entries=[PublicEntry.model_validate(e) for e in found])

@@ -1,0 +1,187 @@
+"""`credsup lists`: derive list entries from the records, show, list, confirm and remove them.
+
+The commands work on the serving database and the store directly (like `credsup plan`); a
+listing or removal re-scores the company with the champion model, as the service does.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from cli.main import JsonOpt, _as_of, _emit_json, _store, app, err, out
+from records.settings import Settings
+
+lists_app = typer.Typer(
+    help="Credit lists: abnormal operation, serious dishonest, focus attention, red.",
+    no_args_is_help=True,
+)
+app.add_typer(lists_app, name="lists")
+
+RescoreOpt = Annotated[
+    bool, typer.Option("--rescore/--no-rescore", help="Re-score the company now (champion).")
+]
+
+
+def _engine() -> Any:
+    from serving.db import make_engine, upgrade
+
+    settings = Settings()
+    upgrade(settings.serving_url)
+    return make_engine(settings.serving_url)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def _rescore(settings: Settings, engine: Any, entry: dict[str, Any]) -> dict[str, Any]:
+    """Re-score the company with the champion model, checked as the service checks it on
+    loading; without a usable one nothing is re-scored (a score without a tier would replace
+    the served tier) and the next batch catches up. The list change stands either way."""
+    from models.published import PublishedModels
+    from serving.lists import rescore_now
+
+    models = PublishedModels(settings.data_dir)
+    try:
+        champion = models.champion()
+        if champion is None:
+            return {"error": f"no champion of {models.name}"}
+        version, model = champion
+        model.check_spec()
+    except Exception as exc:  # whatever stops the service from loading it stops us too
+        return {"error": f"the champion cannot be used: {type(exc).__name__}: {exc}"}
+    return rescore_now(engine, _store(settings), settings.data_dir, model, version,
+                       entry["uscc"], model_name=models.name)  # fmt: skip
+
+
+def _print_entry(entry: dict[str, Any], steps: bool = True) -> None:
+    dates = ", ".join(
+        f"{k} {entry[k]}" for k in ("proposed_on", "objection_due", "listed_on", "term_end",
+                                    "earliest_removal", "removed_on") if entry.get(k)
+    )  # fmt: skip
+    out.print(f"[bold]{entry['id']}[/bold] {entry['uscc']} {entry['list']} "
+              f"[bold]{entry['status']}[/bold]  {dates}")  # fmt: skip
+    if steps:
+        out.print(f"  {entry['legal_basis']}: {entry['reason']}")
+        if entry.get("record_id"):
+            out.print(f"  record {entry['record_id']}"
+                      + (f", removal {entry['removal_record_id']}"
+                         if entry.get("removal_record_id") else ""))  # fmt: skip
+        for s in entry["steps"]:
+            out.print(f"  {s['at'][:19]} {s['action']}")
+    rescored = entry.get("rescored")
+    if rescored:
+        after = rescored.get("after")
+        out.print(f"  re-scored: {after}" if after else f"  not re-scored: {rescored.get('error')}")
+
+
+@lists_app.command("derive")
+def lists_derive(
+    as_of: Annotated[str, typer.Option("--as-of", help="Read the records as of this date.")],
+    today: Annotated[
+        str | None, typer.Option(help="Day of the entries (default today; tests, back-fills).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Propose the entries the records call for: missing annual reports (listed at once), heavy
+    penalties (notified: 5 working days to object), A-grade taxpayers (red list)."""
+    from serving.lists import ListError, derive
+
+    settings = Settings()
+    try:
+        counts = derive(_engine(), _store(settings), _as_of(as_of),
+                        _as_of(today) if today else None)  # fmt: skip
+    except ListError as exc:
+        _fail(exc.message)
+    if as_json:
+        _emit_json(counts)
+        return
+    out.print(f"as of {counts['as_of']} (annual reports of {counts['report_year']}): "
+              f"{counts['listed']} listed, {counts['notified']} notified")  # fmt: skip
+    for name, n in counts["proposed"].items():
+        out.print(f"  {name:<26} {n:>8,}")
+
+
+@lists_app.command("show")
+def lists_show(entry_id: int, as_json: JsonOpt = False) -> None:
+    """An entry with its steps."""
+    from serving.lists import ListError, get
+
+    try:
+        entry = get(_engine(), entry_id)
+    except ListError as exc:
+        _fail(exc.message, 1)
+    if as_json:
+        _emit_json(entry)
+    else:
+        _print_entry(entry)
+
+
+@lists_app.command("list")
+def lists_list(
+    uscc: Annotated[str | None, typer.Option(help="One company.")] = None,
+    list_: Annotated[str | None, typer.Option("--list", help="One list, e.g. red_list.")] = None,
+    status: Annotated[str | None, typer.Option(help="notified, listed, expired, …")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """Entries, newest first."""
+    from serving.lists import LISTS, STATUSES, find
+
+    if list_ is not None and list_ not in LISTS:
+        raise typer.BadParameter(f"--list must be one of {', '.join(LISTS)}")
+    if status is not None and status not in STATUSES:
+        raise typer.BadParameter(f"--status must be one of {', '.join(STATUSES)}")
+    found = find(_engine(), uscc, list_, status, limit)
+    if as_json:
+        _emit_json({"entries": found})
+        return
+    out.print(f"{len(found)} entr{'y' if len(found) == 1 else 'ies'}")
+    for entry in found:
+        _print_entry(entry, steps=False)
+
+
+@lists_app.command("confirm")
+def lists_confirm(entry_id: int, rescore: RescoreOpt = True, as_json: JsonOpt = False) -> None:
+    """List a notified entry (after its objection period, or a dismissed objection)."""
+    from serving.lists import ListError, confirm
+
+    settings = Settings()
+    engine = _engine()
+    try:
+        entry = confirm(engine, _store(settings), entry_id, None)
+    except ListError as exc:
+        _fail(exc.message, 1)
+    if rescore:
+        entry["rescored"] = _rescore(settings, engine, entry)
+    if as_json:
+        _emit_json(entry)
+    else:
+        _print_entry(entry)
+
+
+@lists_app.command("remove")
+def lists_remove(
+    entry_id: int,
+    reason: Annotated[str, typer.Option(help="Why it comes off the list.")],
+    rescore: RescoreOpt = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Take a listed entry off its list from today."""
+    from serving.lists import ListError, remove
+
+    settings = Settings()
+    engine = _engine()
+    try:
+        entry = remove(engine, _store(settings), entry_id, reason, None)
+    except ListError as exc:
+        _fail(exc.message, 1)
+    if rescore:
+        entry["rescored"] = _rescore(settings, engine, entry)
+    if as_json:
+        _emit_json(entry)
+    else:
+        _print_entry(entry)

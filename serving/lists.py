@@ -1,0 +1,884 @@
+"""Credit lists (DOMAIN §8): entries with their legal basis, dates and status, and their records.
+
+Four lists: the abnormal-operation list (经营异常名录), the serious illegal and dishonest list
+(严重违法失信名单), the focus-attention list (重点关注名单) and the red list (守信红名单). An entry
+is managed here; what it does to features, scores and tiers it does through the record store,
+like every other fact: listing writes a record of the list's category with severity `listed`
+(record id `LIST-<entry id>`), removal a record with severity `removed` whose `attributes.ref`
+is the listing's record id. The feature builder turns those into `on_serious_dishonest_list`,
+`on_abnormal_list`, … and the tier vetoes follow, point in time, from the listing day on.
+
+Life of an entry:
+- serious illegal and dishonest list: proposed as `notified` (the company is told first and
+  has 5 working days to object, `objection_due`), possibly `objected` → `rejected` (objection
+  upheld: never listed) or back to `notified` with the objection dismissed → `listed` once the
+  window has passed or the objection was dismissed → `removed` (not before a year, the
+  catalogue's minimum publicity) or `expired` (3 years, the catalogue's maximum publicity);
+- the other lists: `listed` at once → `removed` (abnormal operation: once cured, any time) or
+  `expired` at the end of the catalogue's publicity period.
+`expired` is not written: it is what a listed entry reads as from its `term_end` on, the day the
+catalogue's publicity period stops the listing record from counting.
+
+Entries are never deleted; every step is appended to `lifecycle_log` (case_type `list`,
+append-only by database triggers). `derive` proposes entries from the records, set-based in
+DuckDB (a province has millions of companies), and writes the listing records of the entries
+listed at once in one batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from features.builder import LIST_CATEGORIES, UNDONE_CTE, expiry_days_sql
+from models.bundle import TierModel
+from models.published import MODEL_NAME
+from records.catalogue import Catalogue, default_catalogue
+from records.ingest import ingest_table
+from records.store import Store
+from serving.db import lifecycle_log, list_entries
+from serving.load import mask_name
+from serving.rescore import RescoreRefused, rescore_company
+from serving.spotcheck import workdays
+
+ListName = Literal[
+    "abnormal_operation_list", "serious_dishonest_list", "focus_attention_list", "red_list"
+]
+LISTS: tuple[ListName, ...] = (
+    "abnormal_operation_list", "serious_dishonest_list", "focus_attention_list", "red_list",
+)  # fmt: skip
+"""The lists kept here; their codes are the record categories of the catalogue."""
+
+PUBLIC_LISTS: tuple[ListName, ...] = (
+    "serious_dishonest_list", "abnormal_operation_list", "red_list",
+)  # fmt: skip
+"""Lists published to everyone (the focus-attention list is a supervision tool, not public)."""
+
+NOTIFIED_FIRST = frozenset({"serious_dishonest_list"})
+"""Lists whose company is told before listing and may object (DOMAIN §8)."""
+
+OBJECTION_WORKING_DAYS = 5
+
+OPEN_STATUSES = ("notified", "objected", "listed")
+"""An entry in one of these blocks a new entry of its list for the company (unless expired)."""
+
+STATUSES = ("notified", "objected", "rejected", "listed", "removed", "expired")
+
+GROUNDS: dict[str, tuple[str, ...]] = {
+    "abnormal_operation_list": ("missing_annual_report", "false_disclosure", "unreachable"),
+    "red_list": ("a_grade_taxpayer", "contract_abiding", "honour", "other"),
+}
+"""The grounds a list's record carries in its catalogue attribute (`reason` of the
+abnormal-operation list, `list` of the red list); required for those two lists."""
+
+GROUND_ATTRIBUTE = {"abnormal_operation_list": "reason", "red_list": "list"}
+
+LIST_DEPARTMENT = "samr"
+"""The department the list records come from: the market regulator keeps the lists."""
+
+SERIOUS_PENALTY_TYPES = ("licence_revoked", "closure", "employment_ban")
+"""Penalty types that make a serious penalty a case for the serious dishonest list."""
+
+BASIS_ABNORMAL = "《企业信息公示暂行条例》第十七条"
+BASIS_SERIOUS = "《市场监督管理严重违法失信名单管理办法》"
+BASIS_RED = "《纳税信用管理办法》（纳税信用A级纳税人）"
+
+ANNUAL_REPORT_DUE = (6, 30)
+"""Annual reports of a year are due by 30 June of the next (DOMAIN §8)."""
+
+NEGATIVE_LOOKBACK_DAYS = 3 * 365
+SERIOUS_LOOKBACK_DAYS = 365
+TAX_GRADE_DAYS = 730
+"""A tax credit grade is current for two years (its publicity period in the catalogue)."""
+
+_LOCK_KEY = int.from_bytes(hashlib.sha256(b"credsup:list_entries").digest()[:8], "big", signed=True)
+
+
+class ListError(Exception):
+    """A request about list entries that cannot be carried out; `code` is machine-readable."""
+
+    status = 422
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class ListNotFound(ListError):
+    status = 404
+
+
+class ListConflict(ListError):
+    """The entry is not in a state (or not yet on a date) that allows the step."""
+
+    status = 409
+
+
+# ---- dates and state ---------------------------------------------------------------------------
+
+
+def term_of(list_: str, listed_on: date, catalogue: Catalogue | None = None) -> tuple[
+    date | None, date | None
+]:  # fmt: skip
+    """(term_end, earliest_removal) of a listing: the catalogue's publicity period of the
+    list's `listed` records, so the entry ends on the day its record stops counting."""
+    period = (catalogue or default_catalogue())[list_].publicity_for("listed")
+    end = listed_on + timedelta(days=period.max_days) if period.max_days else None
+    earliest = listed_on + timedelta(days=period.min_days) if period.min_days else None
+    return end, earliest
+
+
+def status_on(row: dict[str, Any], today: date) -> str:
+    """The entry's status as read on `today`: a listing past its term reads `expired`."""
+    if row["status"] == "listed" and row["term_end"] is not None and today >= row["term_end"]:
+        return "expired"
+    return str(row["status"])
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _log_row(case_id: int, uscc: str, action: str, actor: int | None,
+             detail: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    return {
+        "at": _now(), "case_type": "list", "case_id": case_id, "uscc": uscc, "action": action,
+        "actor": actor, "detail": json.dumps(detail, ensure_ascii=False, default=str),
+    }  # fmt: skip
+
+
+def _log(con: Connection, case_id: int, uscc: str, action: str, actor: int | None,
+         detail: dict[str, Any]) -> None:  # fmt: skip
+    con.execute(lifecycle_log.insert().values(**_log_row(case_id, uscc, action, actor, detail)))
+
+
+def _serialise(con: Connection) -> None:
+    """One creator of entries at a time, so that two proposals for the same company and list
+    cannot both find no open entry (there is no unique constraint: closed entries stay)."""
+    if con.dialect.name == "postgresql":
+        con.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+    else:  # SQLite: any write statement takes the database's write lock until commit
+        con.execute(list_entries.update().where(sa.false()).values(status=list_entries.c.status))
+
+
+def _open_entry(con: Connection, uscc: str, list_: str, today: date) -> int | None:
+    """The company's entry of the list that blocks a new one, if any."""
+    found = con.execute(
+        sa.select(list_entries.c.id)
+        .where(
+            list_entries.c.uscc == uscc, list_entries.c.list == list_,
+            list_entries.c.status.in_(OPEN_STATUSES),
+            sa.or_(list_entries.c.term_end.is_(None), list_entries.c.term_end > today),
+        )
+        .order_by(list_entries.c.id)
+    ).first()  # fmt: skip
+    return None if found is None else int(found[0])
+
+
+# ---- records -----------------------------------------------------------------------------------
+
+
+def _record_row(record_id: str, uscc: str, list_: str, severity: str, day: date,
+                attributes: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    return {
+        "record_id": record_id, "uscc": uscc, "category": list_, "event_date": day.isoformat(),
+        "recorded_date": day.isoformat(), "source_dept": LIST_DEPARTMENT, "severity": severity,
+        "amount": None, "attributes": json.dumps(attributes, ensure_ascii=False, sort_keys=True),
+    }  # fmt: skip
+
+
+def _listing_attributes(entry_id: int, list_: str, legal_basis: str, reason: str,
+                        ground: str | None) -> dict[str, Any]:  # fmt: skip
+    """The listing record's attributes: the entry, its legal basis and reason, and the ground in
+    the attribute the catalogue declares for it (`reason` of the abnormal-operation list, a code;
+    the text then goes to `note`)."""
+    attributes: dict[str, Any] = {"entry_id": entry_id, "legal_basis": legal_basis,
+                                  "reason": reason}  # fmt: skip
+    key = GROUND_ATTRIBUTE.get(list_)
+    if key is not None and ground is not None:
+        if key == "reason":
+            attributes["note"] = reason
+        attributes[key] = ground
+    return attributes
+
+
+def _write_records(store: Store, rows: Sequence[dict[str, Any]], today: date, what: str) -> None:
+    """Store list records in one batch (the way spot-check results are stored); every row must
+    land: the caller's transaction is rolled back otherwise."""
+    if not rows:
+        return
+    columns = ("record_id", "uscc", "category", "event_date", "recorded_date", "source_dept",
+               "severity", "amount", "attributes")  # fmt: skip
+    table = pa.table({c: pa.array([r[c] for r in rows], pa.string()) for c in columns})
+    outcome = ingest_table(store, table, "records", LIST_DEPARTMENT, today=today,
+                           source_file=f"list-entries:{what}")  # fmt: skip
+    if outcome.stored + outcome.already_stored != len(rows):
+        raise RuntimeError(
+            f"list records were not stored ({what}): {outcome.quarantined} refused, "
+            f"{outcome.by_reason}"
+        )
+
+
+def _entity(store: Store, uscc: str, day: date) -> dict[str, Any] | None:
+    """The entity facts in force on `day` (natural persons are never entities)."""
+    with store.connect() as con:
+        rows = con.execute(
+            "SELECT uscc, "
+            "arg_max(name, struct_pack(d := recorded_date, b := batch_id)) AS name, "
+            "arg_max(entity_type, struct_pack(d := recorded_date, b := batch_id)) AS entity_type, "
+            "arg_max(status, struct_pack(d := recorded_date, b := batch_id)) AS status "
+            "FROM entities WHERE uscc = ? AND recorded_date <= ? GROUP BY uscc",
+            [uscc, day],
+        ).fetchall()
+    if not rows:
+        return None
+    code, name, entity_type, status = rows[0]
+    return {"uscc": code, "name": name, "entity_type": entity_type, "status": status}
+
+
+def _check_sources(store: Store, uscc: str, record_ids: Sequence[str], day: date) -> None:
+    if not record_ids:
+        return
+    with store.connect() as con:
+        found = {
+            r for (r,) in con.execute(
+                "SELECT record_id FROM records WHERE uscc = ? AND recorded_date <= ? "
+                "AND record_id IN (SELECT unnest(?))",
+                [uscc, day, list(record_ids)],
+            ).fetchall()
+        }  # fmt: skip
+    missing = [r for r in record_ids if r not in found]
+    if missing:
+        raise ListError("unknown_record", f"no record of {uscc} with id {', '.join(missing[:5])}")
+
+
+# ---- the steps ---------------------------------------------------------------------------------
+
+
+def propose(
+    engine: Engine,
+    store: Store,
+    uscc: str,
+    list_: str,
+    legal_basis: str,
+    reason: str,
+    source_records: Sequence[str] = (),
+    proposed_by: int | None = None,
+    ground: str | None = None,
+    today: date | None = None,
+) -> dict[str, Any]:
+    """Propose an entry: `notified` with its objection deadline (serious dishonest list), else
+    listed at once with its listing record written. Returns the entry."""
+    today = today or date.today()
+    if list_ not in LISTS:
+        raise ListError("unknown_list", f"no list {list_!r} (one of {', '.join(LISTS)})")
+    grounds = GROUNDS.get(list_)
+    if grounds is None and ground is not None:
+        raise ListError("ground_not_applicable", f"{list_} takes no ground")
+    if grounds is not None and ground not in grounds:
+        raise ListError("ground_required",
+                        f"{list_} needs a ground, one of {', '.join(grounds)}")  # fmt: skip
+    entity = _entity(store, uscc, today)
+    if entity is None:
+        raise ListNotFound("unknown_company",
+                           f"{uscc} is not a registered market entity by {today}")  # fmt: skip
+    if entity["status"] == "deregistered":
+        raise ListError("deregistered", f"{uscc} is deregistered: it cannot be listed")
+    sources = list(dict.fromkeys(source_records))
+    _check_sources(store, uscc, sources, today)
+    notified = list_ in NOTIFIED_FIRST
+    with engine.begin() as con:
+        _serialise(con)
+        blocking = _open_entry(con, uscc, list_, today)
+        if blocking is not None:
+            raise ListConflict("already_open",
+                               f"{uscc} has entry {blocking} of {list_} open")  # fmt: skip
+        key = con.execute(
+            list_entries.insert().values(
+                uscc=uscc, list=list_, status="notified" if notified else "listed",
+                legal_basis=legal_basis, reason=reason,
+                source_records=json.dumps(sources, ensure_ascii=False),
+                proposed_on=today, proposed_by=proposed_by,
+                objection_due=workdays.add_working_days(today, OBJECTION_WORKING_DAYS)
+                if notified else None,
+            )
+        ).inserted_primary_key  # fmt: skip
+        assert key is not None
+        entry_id = int(key[0])
+        _log(con, entry_id, uscc, "proposed", proposed_by,
+             {"list": list_, "legal_basis": legal_basis, "reason": reason, "ground": ground,
+              "source_records": sources})  # fmt: skip
+        if notified:
+            _log(con, entry_id, uscc, "notified", proposed_by, {
+                "objection_due": workdays.add_working_days(today, OBJECTION_WORKING_DAYS),
+            })  # fmt: skip
+        else:
+            _list(con, store, entry_id, uscc, list_, legal_basis, reason, ground, proposed_by,
+                  today, claim_from=None)  # fmt: skip
+    return get(engine, entry_id, today)
+
+
+def _list(con: Connection, store: Store, entry_id: int, uscc: str, list_: str, legal_basis: str,
+          reason: str, ground: str | None, actor: int | None, today: date,
+          claim_from: str | None) -> None:  # fmt: skip
+    """Put the entry on its list: its dates, then its listing record (within the caller's
+    transaction, so a refused record leaves the entry as it was)."""
+    record_id = f"LIST-{entry_id}"
+    term_end, earliest = term_of(list_, today)
+    query = list_entries.update().where(list_entries.c.id == entry_id)
+    if claim_from is not None:
+        query = query.where(list_entries.c.status == claim_from)
+    claimed = con.execute(
+        query.values(status="listed", listed_on=today, record_id=record_id, term_end=term_end,
+                     earliest_removal=earliest)
+    ).rowcount  # fmt: skip
+    if claimed != 1:
+        raise ListConflict("conflict", f"entry {entry_id} changed meanwhile: try again")
+    attributes = _listing_attributes(entry_id, list_, legal_basis, reason, ground)
+    _write_records(store, [_record_row(record_id, uscc, list_, "listed", today, attributes)],
+                   today, record_id)  # fmt: skip
+    _log(con, entry_id, uscc, "listed", actor,
+         {"record_id": record_id, "term_end": term_end, "earliest_removal": earliest})  # fmt: skip
+
+
+def _row(con: Connection, entry_id: int) -> dict[str, Any]:
+    row = con.execute(
+        sa.select(list_entries).where(list_entries.c.id == entry_id)
+    ).mappings().one_or_none()  # fmt: skip
+    if row is None:
+        raise ListNotFound("not_found", f"no list entry {entry_id}")
+    return dict(row)
+
+
+def object_to(
+    engine: Engine, entry_id: int, reason: str, by: int | None, today: date | None = None
+) -> dict[str, Any]:
+    """The company objects to a notified entry, within its 5 working days."""
+    today = today or date.today()
+    with engine.begin() as con:
+        row = _row(con, entry_id)
+        if row["status"] == "objected" or row["objection_outcome"] is not None:
+            raise ListConflict("already_objected",
+                               f"entry {entry_id} has had its objection already")  # fmt: skip
+        if row["status"] != "notified":
+            raise ListConflict(
+                "not_notified", f"entry {entry_id} is {status_on(row, today)}, not notified"
+            )
+        if today > row["objection_due"]:
+            raise ListConflict(
+                "objection_window_closed",
+                f"the objection period of entry {entry_id} ended on {row['objection_due']}",
+            )
+        claimed = con.execute(
+            list_entries.update()
+            .where(list_entries.c.id == entry_id, list_entries.c.status == "notified")
+            .values(status="objected", objection_reason=reason)
+        ).rowcount  # fmt: skip
+        if claimed != 1:
+            raise ListConflict("conflict", f"entry {entry_id} changed meanwhile: try again")
+        _log(con, entry_id, row["uscc"], "objected", by, {"reason": reason})
+    return get(engine, entry_id, today)
+
+
+def decide_objection(
+    engine: Engine,
+    entry_id: int,
+    upheld: bool,
+    reason: str,
+    by: int | None,
+    today: date | None = None,
+) -> dict[str, Any]:
+    """Uphold the objection (the entry is `rejected`, never listed) or dismiss it (the entry is
+    `notified` again and may be listed at once)."""
+    today = today or date.today()
+    with engine.begin() as con:
+        row = _row(con, entry_id)
+        if row["status"] != "objected":
+            raise ListConflict(
+                "not_objected", f"entry {entry_id} is {status_on(row, today)}, not objected"
+            )
+        outcome = "upheld" if upheld else "dismissed"
+        claimed = con.execute(
+            list_entries.update()
+            .where(list_entries.c.id == entry_id, list_entries.c.status == "objected")
+            .values(status="rejected" if upheld else "notified", objection_outcome=outcome)
+        ).rowcount  # fmt: skip
+        if claimed != 1:
+            raise ListConflict("conflict", f"entry {entry_id} changed meanwhile: try again")
+        _log(con, entry_id, row["uscc"], f"objection_{outcome}", by,
+             {"reason": reason, "late": today > row["objection_due"]})  # fmt: skip
+    return get(engine, entry_id, today)
+
+
+def confirm(
+    engine: Engine, store: Store, entry_id: int, by: int | None, today: date | None = None
+) -> dict[str, Any]:
+    """List a notified entry: only once the objection period has passed without an objection,
+    or its objection was dismissed."""
+    today = today or date.today()
+    with engine.begin() as con:
+        row = _row(con, entry_id)
+        if row["status"] != "notified":
+            raise ListConflict(
+                "not_notified", f"entry {entry_id} is {status_on(row, today)}, not notified"
+            )
+        if row["objection_outcome"] != "dismissed" and today <= row["objection_due"]:
+            raise ListConflict(
+                "objection_window_open",
+                f"the company may object until {row['objection_due']}: list entry {entry_id} "
+                f"from {row['objection_due'] + timedelta(days=1)} or after a dismissed objection",
+            )
+        ground = _ground(con, entry_id)
+        _list(con, store, entry_id, row["uscc"], row["list"], row["legal_basis"], row["reason"],
+              ground, by, today, claim_from="notified")  # fmt: skip
+    return get(engine, entry_id, today)
+
+
+def remove(
+    engine: Engine,
+    store: Store,
+    entry_id: int,
+    reason: str,
+    by: int | None,
+    today: date | None = None,
+) -> dict[str, Any]:
+    """Take a listed entry off its list: a `removed` record referring to the listing, from
+    today. Not before the catalogue's minimum publicity period (a year on the serious dishonest
+    list); an expired entry is off the list already."""
+    today = today or date.today()
+    with engine.begin() as con:
+        row = _row(con, entry_id)
+        status = status_on(row, today)
+        if status != "listed":
+            raise ListConflict("expired" if status == "expired" else "not_listed",
+                               f"entry {entry_id} is {status}, not listed")  # fmt: skip
+        if row["earliest_removal"] is not None and today < row["earliest_removal"]:
+            raise ListConflict(
+                "too_early",
+                f"entry {entry_id} may be removed from {row['earliest_removal']} on "
+                f"(listed on {row['listed_on']})",
+            )
+        removal_id = f"{row['record_id']}-REMOVED"
+        claimed = con.execute(
+            list_entries.update()
+            .where(list_entries.c.id == entry_id, list_entries.c.status == "listed")
+            .values(status="removed", removed_on=today, removal_reason=reason,
+                    removal_record_id=removal_id)
+        ).rowcount  # fmt: skip
+        if claimed != 1:
+            raise ListConflict("conflict", f"entry {entry_id} changed meanwhile: try again")
+        attributes = {"ref": row["record_id"], "reason": reason, "entry_id": entry_id}
+        _write_records(
+            store,
+            [_record_row(removal_id, row["uscc"], row["list"], "removed", today, attributes)],
+            today, removal_id,
+        )  # fmt: skip
+        _log(con, entry_id, row["uscc"], "removed", by,
+             {"reason": reason, "record_id": removal_id})  # fmt: skip
+    return get(engine, entry_id, today)
+
+
+# ---- reading -----------------------------------------------------------------------------------
+
+
+def _ground(con: Connection, entry_id: int) -> str | None:
+    """The ground given with the proposal (kept in its logged step)."""
+    detail = con.execute(
+        sa.select(lifecycle_log.c.detail)
+        .where(lifecycle_log.c.case_type == "list", lifecycle_log.c.case_id == entry_id,
+               lifecycle_log.c.action == "proposed")
+        .order_by(lifecycle_log.c.id)
+    ).scalar()  # fmt: skip
+    return None if detail is None else json.loads(detail).get("ground")
+
+
+def _steps(con: Connection, ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    steps: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+    for start in range(0, len(ids), 900):
+        rows = con.execute(
+            sa.select(lifecycle_log.c.case_id, lifecycle_log.c.at, lifecycle_log.c.action,
+                      lifecycle_log.c.actor, lifecycle_log.c.detail)
+            .where(lifecycle_log.c.case_type == "list",
+                   lifecycle_log.c.case_id.in_(ids[start : start + 900]))
+            .order_by(lifecycle_log.c.id)
+        ).all()  # fmt: skip
+        for case_id, at, action, actor, detail in rows:
+            steps[case_id].append({"at": at.isoformat(), "action": action, "actor": actor,
+                                   "detail": json.loads(detail)})  # fmt: skip
+    return steps
+
+
+def _out(row: dict[str, Any], steps: list[dict[str, Any]], today: date) -> dict[str, Any]:
+    out = dict(row)
+    out["status"] = status_on(row, today)
+    out["source_records"] = json.loads(row["source_records"] or "[]")
+    proposed = next((s for s in steps if s["action"] == "proposed"), None)
+    out["ground"] = proposed["detail"].get("ground") if proposed else None
+    out["steps"] = steps
+    return out
+
+
+def get(engine: Engine, entry_id: int, today: date | None = None) -> dict[str, Any]:
+    """The entry, its status as read today and its steps."""
+    today = today or date.today()
+    with engine.connect() as con:
+        row = _row(con, entry_id)
+        return _out(row, _steps(con, [entry_id])[entry_id], today)
+
+
+def _status_filter(status: str, today: date) -> Any:
+    c = list_entries.c
+    if status == "expired":
+        return sa.and_(c.status == "listed", c.term_end.is_not(None), c.term_end <= today)
+    if status == "listed":
+        return sa.and_(c.status == "listed", sa.or_(c.term_end.is_(None), c.term_end > today))
+    return c.status == status
+
+
+def find(
+    engine: Engine,
+    uscc: str | None = None,
+    list_: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+    today: date | None = None,
+) -> list[dict[str, Any]]:
+    """Entries, newest first, with their steps."""
+    today = today or date.today()
+    query = sa.select(list_entries).order_by(list_entries.c.id.desc()).limit(limit)
+    if uscc is not None:
+        query = query.where(list_entries.c.uscc == uscc)
+    if list_ is not None:
+        query = query.where(list_entries.c.list == list_)
+    if status is not None:
+        query = query.where(_status_filter(status, today))
+    with engine.connect() as con:
+        rows = [dict(r) for r in con.execute(query).mappings()]
+        steps = _steps(con, [r["id"] for r in rows])
+    return [_out(r, steps[r["id"]], today) for r in rows]
+
+
+def public_entries(
+    engine: Engine,
+    store: Store,
+    list_: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    today: date | None = None,
+) -> list[dict[str, Any]]:
+    """What is published of the lists: current listings of the public lists with the company's
+    name (an individual business's masked: it carries its owner's name) and no reason text
+    (it may name people); proposals, rejected, removed and expired entries are not shown."""
+    today = today or date.today()
+    lists = [list_] if list_ is not None else list(PUBLIC_LISTS)
+    c = list_entries.c
+    query = (
+        sa.select(c.id, c.uscc, c.list, c.legal_basis, c.listed_on, c.term_end)
+        .where(c.list.in_([x for x in lists if x in PUBLIC_LISTS]), _status_filter("listed", today))
+        .order_by(c.listed_on.desc(), c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )  # fmt: skip
+    with engine.connect() as con:
+        rows = [dict(r) for r in con.execute(query).mappings()]
+    names = _names(store, {r["uscc"] for r in rows}, today)
+    for r in rows:
+        name, entity_type = names.get(r["uscc"], (None, None))
+        r["name"] = mask_name(name) if entity_type == "individual_business" else name
+        r["entity_type"] = entity_type
+    return rows
+
+
+def _names(
+    store: Store, codes: Iterable[str], day: date
+) -> dict[str, tuple[str | None, str | None]]:
+    wanted = sorted(codes)
+    if not wanted:
+        return {}
+    with store.connect() as con:
+        rows = con.execute(
+            "SELECT uscc, arg_max(name, struct_pack(d := recorded_date, b := batch_id)), "
+            "arg_max(entity_type, struct_pack(d := recorded_date, b := batch_id)) "
+            "FROM entities WHERE recorded_date <= ? AND uscc IN (SELECT unnest(?)) GROUP BY uscc",
+            [day, wanted],
+        ).fetchall()
+    return {u: (n, t) for u, n, t in rows}
+
+
+# ---- re-scoring --------------------------------------------------------------------------------
+
+
+def rescore_now(
+    engine: Engine,
+    store: Store,
+    data_dir: Path,
+    model: TierModel | None,
+    version: str | None,
+    uscc: str,
+    model_name: str = MODEL_NAME,
+) -> dict[str, Any]:
+    """Re-score the company today after a listing or removal, so its tier does not wait for the
+    next batch. A failure is returned, not raised: the list change is committed already and
+    stands (an error response would invite a retry that conflicts); the next batch catches up."""
+    try:
+        return rescore_company(engine, store, data_dir, model, version, uscc, date.today(),
+                               model_name=model_name)  # fmt: skip
+    except RescoreRefused as exc:
+        return {"error": str(exc)}
+    except Exception as exc:  # e.g. the model and the installed feature spec disagree
+        return {"error": f"not re-scored: {type(exc).__name__}: {exc}"}
+
+
+# ---- derivation from records -------------------------------------------------------------------
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _negative_sql(catalogue: Catalogue) -> str:
+    """SQL true for a record whose category and severity read negative in the catalogue."""
+    cases = []
+    for c in catalogue.categories:
+        for sev, polarity in c.polarity.items():
+            if sev != "*":
+                cases.append(f"WHEN category = {_lit(c.code)} AND severity = {_lit(sev)} "
+                             f"THEN {str(polarity == 'negative').lower()}")  # fmt: skip
+        default = c.polarity.get("*", "neutral")
+        cases.append(f"WHEN category = {_lit(c.code)} THEN {str(default == 'negative').lower()}")
+    return "CASE " + " ".join(cases) + " ELSE false END"
+
+
+def report_year_due(as_of: date) -> int:
+    """The latest report year whose annual report was due by `as_of` (30 June of the next)."""
+    month, day = ANNUAL_REPORT_DUE
+    return as_of.year - 1 if as_of >= date(as_of.year, month, day) else as_of.year - 2
+
+
+def candidates_sql(catalogue: Catalogue) -> str:
+    """Companies the records put on a list, one row per company and list with the records
+    behind it (`$as_of`: what the records showed then; `$today`: the day of listing, on which
+    a company already listed, or cured, is left out). Parameters `$as_of`, `$today`, `$year`,
+    `$open_entries` (a table of (uscc, list) with an open entry)."""
+    lists = ", ".join(_lit(c) for c in LIST_CATEGORIES)
+    penalty_types = "[" + ", ".join(_lit(t) for t in SERIOUS_PENALTY_TYPES) + "]"
+    return f"""
+    WITH {UNDONE_CTE},
+    entity AS (
+        SELECT uscc, arg_max(status, struct_pack(d := recorded_date, b := batch_id)) AS status
+        FROM entities WHERE recorded_date <= $today GROUP BY uscc
+    ),
+    known AS (  -- records known on the day of listing and counting then
+        SELECT r.uscc, r.record_id, r.category, r.severity, r.event_date, r.recorded_date,
+               r.attributes
+        FROM records r LEFT JOIN undone u ON u.record_id = r.record_id
+        WHERE r.recorded_date <= $today AND r.event_date <= $today
+          AND (u.undone_on IS NULL OR u.undone_on > $today)
+    ),
+    seen AS (  -- the records as they were known on the as-of date
+        SELECT r.uscc, r.record_id, r.category, r.severity, r.event_date, r.attributes
+        FROM records r LEFT JOIN undone u ON u.record_id = r.record_id
+        WHERE r.recorded_date <= $as_of AND r.event_date <= $as_of
+          AND (u.undone_on IS NULL OR u.undone_on > $as_of)
+    ),
+    list_rows AS (
+        SELECT uscc, record_id, category, severity, event_date,
+               json_extract_string(attributes, '$.ref') AS ref
+        FROM known
+        WHERE category IN ({lists})
+          AND coalesce(date_diff('day', event_date, $today)
+                       < nullif({expiry_days_sql(catalogue)}, 0), true)
+    ),
+    open_listed AS (  -- listings open on the day of listing, as the feature builder reads them
+        SELECT DISTINCT l.uscc, l.category AS list FROM list_rows l
+        WHERE l.severity = 'listed'
+          AND NOT EXISTS (SELECT 1 FROM list_rows x WHERE x.severity = 'removed'
+                          AND x.uscc = l.uscc AND x.ref = l.record_id)
+          AND NOT EXISTS (SELECT 1 FROM list_rows x WHERE x.severity = 'removed'
+                          AND x.uscc = l.uscc AND x.category = l.category AND x.ref IS NULL
+                          AND x.event_date >= l.event_date)
+    ),
+    abnormal AS (  -- the annual report due last is missing and was not filed since
+        SELECT uscc, 'abnormal_operation_list' AS list,
+               list(record_id ORDER BY record_id) AS source_records
+        FROM seen
+        WHERE category = 'annual_report' AND severity = 'missing'
+          AND TRY_CAST(json_extract_string(attributes, '$.year') AS INTEGER) = $year
+          AND uscc NOT IN (
+              SELECT uscc FROM known WHERE category = 'annual_report'
+                AND coalesce(severity, '') <> 'missing'
+                AND TRY_CAST(json_extract_string(attributes, '$.year') AS INTEGER) = $year)
+        GROUP BY uscc
+    ),
+    serious AS (  -- heavy penalties of the last year
+        SELECT uscc, 'serious_dishonest_list' AS list,
+               list(record_id ORDER BY record_id) AS source_records
+        FROM seen
+        WHERE category = 'admin_penalty' AND severity = 'serious'
+          AND date_diff('day', event_date, $as_of) < {SERIOUS_LOOKBACK_DAYS}
+          AND list_has_any(from_json(json_extract(attributes, '$.penalty_types'), '["VARCHAR"]'),
+                           {penalty_types})
+        GROUP BY uscc
+    ),
+    grade AS (  -- the latest current tax credit grade
+        SELECT uscc, arg_max(struct_pack(grade := severity, rid := record_id),
+                             struct_pack(d := event_date, r := record_id)) AS latest
+        FROM seen
+        WHERE category = 'tax_credit_grade'
+          AND date_diff('day', event_date, $as_of) < {TAX_GRADE_DAYS}
+        GROUP BY uscc
+    ),
+    negative AS (
+        SELECT DISTINCT uscc FROM seen
+        WHERE date_diff('day', event_date, $as_of) < {NEGATIVE_LOOKBACK_DAYS}
+          AND {_negative_sql(catalogue)}
+    ),
+    red AS (  -- A-grade taxpayers without a negative record in three years
+        SELECT g.uscc, 'red_list' AS list, [g.latest.rid] AS source_records
+        FROM grade g
+        WHERE g.latest.grade = 'A'
+          AND g.uscc NOT IN (SELECT uscc FROM negative)
+          AND g.uscc NOT IN (SELECT uscc FROM open_listed WHERE list <> 'red_list')
+          AND g.uscc IN (SELECT uscc FROM entity WHERE status = 'active')
+    ),
+    proposed AS (
+        SELECT * FROM abnormal UNION ALL SELECT * FROM serious UNION ALL SELECT * FROM red
+    )
+    SELECT p.uscc, p.list, p.source_records
+    FROM proposed p JOIN entity e ON e.uscc = p.uscc
+    WHERE e.status <> 'deregistered'
+      AND NOT EXISTS (SELECT 1 FROM open_listed o WHERE o.uscc = p.uscc AND o.list = p.list)
+      AND NOT EXISTS (SELECT 1 FROM $open_entries x WHERE x.uscc = p.uscc AND x.list = p.list)
+    ORDER BY p.list, p.uscc
+    """
+
+
+DERIVED = {
+    "abnormal_operation_list": (BASIS_ABNORMAL, "missing_annual_report"),
+    "serious_dishonest_list": (BASIS_SERIOUS, None),
+    "red_list": (BASIS_RED, "a_grade_taxpayer"),
+}
+
+
+def _derived_reason(list_: str, year: int) -> str:
+    return {
+        "abnormal_operation_list": f"未按规定报送{year}年度报告（截止{year + 1}年6月30日）",
+        "serious_dishonest_list": "受到吊销许可证件、责令关闭或从业禁止等较重行政处罚",
+        "red_list": "纳税信用A级，三年内无不良信用记录",
+    }[list_]
+
+
+def derive(
+    engine: Engine,
+    store: Store,
+    as_of: date,
+    today: date | None = None,
+    by: int | None = None,
+    catalogue: Catalogue | None = None,
+) -> dict[str, Any]:
+    """Propose the entries the records call for as of `as_of` (DOMAIN §8):
+
+    - abnormal-operation list: the annual report last due (report year `report_year_due`) is
+      `missing` and not filed since: listed at once;
+    - serious dishonest list: a serious penalty of the last year that revoked a licence, closed
+      the business or banned from the trade: `notified`, the company may object;
+    - red list: the latest current tax credit grade is A and no negative record in 3 years
+      (and on no negative list): listed at once.
+    A company already on the list (by a record or by an open entry) is left out, so running it
+    again proposes nothing new. Returns the counts per list.
+    """
+    today = today or date.today()
+    if as_of > today:
+        raise ListError("invalid", f"as_of {as_of} is after today ({today})")
+    cat = catalogue or default_catalogue()
+    year = report_year_due(as_of)
+    with engine.begin() as con:
+        _serialise(con)
+        c = list_entries.c
+        open_rows = con.execute(
+            sa.select(c.uscc, c.list).where(
+                c.status.in_(OPEN_STATUSES), sa.or_(c.term_end.is_(None), c.term_end > today)
+            )
+        ).all()  # fmt: skip
+        open_entries = pa.table({
+            "uscc": pa.array([u for u, _ in open_rows], pa.string()),
+            "list": pa.array([x for _, x in open_rows], pa.string()),
+        })  # fmt: skip
+        with store.connect() as duck:
+            duck.register("open_entries_input", open_entries)
+            found = duck.sql(
+                candidates_sql(cat).replace("$open_entries", "open_entries_input"),
+                params={"as_of": as_of, "today": today, "year": year},
+            ).to_arrow_table().to_pylist()  # fmt: skip
+        objection_due = workdays.add_working_days(today, OBJECTION_WORKING_DAYS)
+        rows: list[dict[str, Any]] = []
+        for f in found:
+            notified = f["list"] in NOTIFIED_FIRST
+            term_end, earliest = (None, None) if notified else term_of(f["list"], today, cat)
+            rows.append({
+                "uscc": f["uscc"], "list": f["list"],
+                "status": "notified" if notified else "listed",
+                "legal_basis": DERIVED[f["list"]][0], "reason": _derived_reason(f["list"], year),
+                "source_records": json.dumps(f["source_records"], ensure_ascii=False),
+                "proposed_on": today, "proposed_by": by,
+                "objection_due": objection_due if notified else None,
+                "listed_on": None if notified else today,
+                "term_end": term_end, "earliest_removal": earliest,
+            })  # fmt: skip
+        ids: list[int] = []
+        if rows:
+            ids = [
+                int(i) for i in con.execute(
+                    list_entries.insert().returning(list_entries.c.id,
+                                                    sort_by_parameter_order=True),
+                    rows,
+                ).scalars()
+            ]  # fmt: skip
+        logs: list[dict[str, Any]] = []
+        records: list[dict[str, Any]] = []
+        named: list[dict[str, Any]] = []
+        for entry_id, row in zip(ids, rows, strict=True):
+            basis, ground = DERIVED[row["list"]]
+            logs.append(_log_row(entry_id, row["uscc"], "proposed", by, {
+                "list": row["list"], "legal_basis": basis, "reason": row["reason"],
+                "ground": ground, "source_records": json.loads(row["source_records"]),
+                "derived": {"as_of": as_of, "report_year": year},
+            }))  # fmt: skip
+            if row["status"] == "notified":
+                logs.append(_log_row(entry_id, row["uscc"], "notified", by,
+                                     {"objection_due": objection_due}))  # fmt: skip
+                continue
+            record_id = f"LIST-{entry_id}"
+            named.append({"entry": entry_id, "rid": record_id})
+            attributes = _listing_attributes(entry_id, row["list"], basis, row["reason"], ground)
+            records.append(_record_row(record_id, row["uscc"], row["list"], "listed", today,
+                                       attributes))  # fmt: skip
+            logs.append(_log_row(entry_id, row["uscc"], "listed", by, {
+                "record_id": record_id, "term_end": row["term_end"],
+                "earliest_removal": row["earliest_removal"],
+            }))  # fmt: skip
+        if named:
+            con.execute(
+                list_entries.update()
+                .where(list_entries.c.id == sa.bindparam("entry"))
+                .values(record_id=sa.bindparam("rid")),
+                named,
+            )  # fmt: skip
+        if logs:
+            con.execute(lifecycle_log.insert(), logs)
+        _write_records(store, records, today, f"derive-{as_of.isoformat()}")
+    counts = {name: 0 for name in DERIVED}
+    for row in rows:
+        counts[row["list"]] += 1
+    return {
+        "as_of": as_of, "today": today, "report_year": year, "proposed": counts,
+        "listed": len(records), "notified": len(rows) - len(records),
+    }  # fmt: skip

@@ -1,0 +1,446 @@
+"""Credit lists over HTTP against a real uvicorn process, on SQLite and PostgreSQL: a serious
+dishonest listing with its objection window, objection and dismissal, the veto it brings and
+its earliest removal; an upheld objection and a late one; the abnormal-operation list; the
+working-day windows across holidays; derivation from the records; the public lists, the roles
+and the append-only trail; the `credsup lists` commands.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import holidays
+import httpx
+import pyarrow as pa
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from cli.main import app
+from features.builder import LIST_CATEGORIES, build_features
+from records.ingest import ingest_table
+from serving import lists
+from serving.auth import create_key
+from serving.db import companies, lifecycle_log, list_entries
+from serving.load import mask_name
+from serving.spotcheck import workdays
+from tests.serving.databases import BACKENDS, Loaded, loaded_copy
+from tests.serving.uvicorn import running_server
+
+SERIOUS_BASIS = "《市场监督管理严重违法失信名单管理办法》第二条"
+DERIVE_DAY = date(2025, 7, 3)
+"""Three days after the 2024 annual reports fell due: the simulator has recorded the missing
+ones, and listed few of them yet."""
+
+
+@dataclass
+class Api:
+    world: Loaded
+    client: httpx.Client
+    keys: dict[str, str]
+
+    def call(self, method: str, path: str, who: str, **kw: Any) -> httpx.Response:
+        headers = {"X-API-Key": self.keys[who], "X-Purpose": "list test"}
+        return self.client.request(method, path, headers=headers, **kw)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, province: Path
+) -> Iterator[Loaded]:
+    with loaded_copy(request.param, request, tmp_path_factory, province, "lists") as loaded:
+        yield loaded
+
+
+@pytest.fixture(scope="module")
+def api(world: Loaded) -> Iterator[Api]:
+    """One served API per backend for the whole module."""
+    keys = {
+        "company": create_key(world.engine, "public", None, "the company"),
+        "public": create_key(world.engine, "public", None, "anyone"),
+        "regulator": create_key(world.engine, "regulator", None, "credit office"),
+        "admin": create_key(world.engine, "admin", None, "administrator"),
+        "department": create_key(world.engine, "department", "tax", "tax office"),
+    }
+    log = world.data_dir / "uvicorn-lists.log"
+    with (
+        running_server(world.data_dir, log, {"DATABASE_URL": world.url}) as base_url,
+        httpx.Client(base_url=base_url, timeout=120, trust_env=False) as client,
+    ):
+        yield Api(world, client, keys)
+
+
+def _companies(world: Loaded, n: int, entity_type: str = "enterprise",
+               known_by: date | None = None) -> list[str]:  # fmt: skip
+    """Active served companies of the type, registered by `known_by`, without any list record
+    or list entry: their listings are the tests' own."""
+    categories = ", ".join(f"'{c}'" for c in LIST_CATEGORIES)
+    with world.store.connect() as con:
+        rows = con.execute(
+            "WITH v AS (SELECT uscc, min(recorded_date) AS first, "
+            " arg_max(struct_pack(s := status, t := entity_type), "
+            "         struct_pack(d := recorded_date, b := batch_id)) AS e "
+            " FROM entities GROUP BY uscc) "
+            "SELECT uscc FROM v WHERE e.s = 'active' AND e.t = ? AND first <= ? "
+            f"AND uscc NOT IN (SELECT uscc FROM records WHERE category IN ({categories})) "
+            "ORDER BY uscc",
+            [entity_type, known_by or date(2025, 1, 1)],
+        ).fetchall()
+    with world.engine.connect() as con:
+        taken = set(con.execute(sa.select(list_entries.c.uscc)).scalars())
+        served = set(con.execute(sa.select(companies.c.uscc)).scalars())
+    found = [u for (u,) in rows if u not in taken and u in served]
+    assert len(found) >= n, f"only {len(found)} clean {entity_type} companies"
+    return found[:n]
+
+
+def _flag(world: Loaded, uscc: str, day: date, name: str = "on_serious_dishonest_list") -> int:
+    return int(build_features(world.store, day, [uscc]).to_pylist()[0][name] or 0)
+
+
+def _tier(api: Api, uscc: str) -> str | None:
+    doc = api.call("GET", f"/v1/companies/{uscc}", "regulator").json()
+    return (doc.get("tier") or {}).get("tier")
+
+
+def _serious(api: Api, uscc: str) -> httpx.Response:
+    return api.call("POST", "/v1/list-entries", "regulator", json={
+        "uscc": uscc, "list": "serious_dishonest_list", "legal_basis": SERIOUS_BASIS,
+        "reason": "吊销营业执照", "source_records": [],
+    })  # fmt: skip
+
+
+def test_serious_dishonest_listing_with_objection_veto_and_earliest_removal(api: Api) -> None:
+    world, today = api.world, date.today()
+    yesterday = today - timedelta(days=1)
+    (uscc,) = _companies(world, 1)
+
+    proposed = _serious(api, uscc)
+    assert proposed.status_code == 201, proposed.text
+    entry = proposed.json()
+    assert entry["status"] == "notified" and entry["listed_on"] is None
+    due = workdays.add_working_days(today, 5)
+    assert entry["objection_due"] == due.isoformat()
+    case = entry["id"]
+    assert _serious(api, uscc).json()["code"] == "already_open"
+
+    early = api.call("POST", f"/v1/list-entries/{case}/listing", "regulator", json={})
+    assert early.status_code == 409 and early.json()["code"] == "objection_window_open"
+    assert due.isoformat() in early.json()["message"]
+
+    objected = api.call("POST", f"/v1/list-entries/{case}/objection", "company",
+                        json={"reason": "处罚决定正在行政复议中"})  # fmt: skip
+    assert objected.status_code == 200, objected.text
+    assert objected.json()["status"] == "objected" and "steps" not in objected.json()
+    again = api.call("POST", f"/v1/list-entries/{case}/objection", "company",
+                     json={"reason": "再次异议"})  # fmt: skip
+    assert again.status_code == 409 and again.json()["code"] == "already_objected"
+    assert api.call("POST", f"/v1/list-entries/{case}/objection-decision", "department",
+                    json={"upheld": False, "reason": "x"}).status_code == 403  # fmt: skip
+    dismissed = api.call("POST", f"/v1/list-entries/{case}/objection-decision", "regulator",
+                         json={"upheld": False, "reason": "复议维持原处罚决定"})  # fmt: skip
+    assert dismissed.status_code == 200, dismissed.text
+    assert dismissed.json()["status"] == "notified"
+    assert dismissed.json()["objection_outcome"] == "dismissed"
+
+    listed = api.call("POST", f"/v1/list-entries/{case}/listing", "regulator", json={})
+    assert listed.status_code == 200, listed.text
+    body = listed.json()
+    assert body["status"] == "listed" and body["listed_on"] == today.isoformat()
+    assert body["record_id"] == f"LIST-{case}"
+    assert body["term_end"] == (today + timedelta(days=1095)).isoformat()
+    assert body["earliest_removal"] == (today + timedelta(days=365)).isoformat()
+    assert [s["action"] for s in body["steps"]] == [
+        "proposed", "notified", "objected", "objection_dismissed", "listed",
+    ]  # fmt: skip
+    assert body["rescored"]["after"]["tier"] == "D", body["rescored"]
+
+    # the listing counts from today, not before (point in time), and the veto follows
+    assert _flag(world, uscc, today) == 1
+    assert _flag(world, uscc, yesterday) == 0
+    assert _tier(api, uscc) == "D"
+    with world.store.connect() as con:
+        record = con.execute(
+            "SELECT category, severity, event_date, recorded_date, attributes FROM records "
+            "WHERE record_id = ?", [f"LIST-{case}"],
+        ).fetchall()  # fmt: skip
+    assert [r[:4] for r in record] == [("serious_dishonest_list", "listed", today, today)]
+    assert json.loads(record[0][4])["legal_basis"] == SERIOUS_BASIS
+
+    too_early = api.call("POST", f"/v1/list-entries/{case}/removal", "regulator",
+                         json={"reason": "信用修复"})  # fmt: skip
+    assert too_early.status_code == 409 and too_early.json()["code"] == "too_early"
+    assert (today + timedelta(days=365)).isoformat() in too_early.json()["message"]
+    shown = api.call("GET", f"/v1/list-entries/{case}", "department")
+    assert shown.status_code == 200 and shown.json()["status"] == "listed"
+    public = api.call("GET", "/v1/public/lists", "public",
+                      params={"list": "serious_dishonest_list", "limit": 1000}).json()  # fmt: skip
+    assert uscc in {e["uscc"] for e in public["entries"]}
+
+
+def test_a_listing_of_more_than_a_year_ago_can_be_removed(api: Api) -> None:
+    """Listed (by the module functions) 400 days ago: removed over HTTP today, it stops
+    counting from today and still counted yesterday."""
+    world, today = api.world, date.today()
+    (uscc,) = _companies(world, 1)
+    proposed_on = today - timedelta(days=420)
+    entry = lists.propose(world.engine, world.store, uscc, "serious_dishonest_list",
+                          SERIOUS_BASIS, "责令关闭", today=proposed_on)  # fmt: skip
+    listed_on = entry["objection_due"] + timedelta(days=1)
+    entry = lists.confirm(world.engine, world.store, entry["id"], None, today=listed_on)
+    assert entry["status"] == "listed" and entry["earliest_removal"] < today
+    assert _flag(world, uscc, today) == 1
+
+    removed = api.call("POST", f"/v1/list-entries/{entry['id']}/removal", "regulator",
+                       json={"reason": "完成信用修复，提前移出"})  # fmt: skip
+    assert removed.status_code == 200, removed.text
+    body = removed.json()
+    assert body["status"] == "removed" and body["removed_on"] == today.isoformat()
+    assert body["removal_record_id"] == f"LIST-{entry['id']}-REMOVED"
+    assert "after" in body["rescored"], body["rescored"]
+    assert _flag(world, uscc, today) == 0
+    assert _flag(world, uscc, today - timedelta(days=1)) == 1
+    twice = api.call("POST", f"/v1/list-entries/{entry['id']}/removal", "regulator",
+                     json={"reason": "again"})  # fmt: skip
+    assert twice.status_code == 409 and twice.json()["code"] == "not_listed"
+
+
+def test_an_upheld_objection_rejects_and_a_late_one_is_refused(api: Api) -> None:
+    world, today = api.world, date.today()
+    upheld_uscc, late_uscc = _companies(world, 2)
+
+    case = _serious(api, upheld_uscc).json()["id"]
+    assert api.call("POST", f"/v1/list-entries/{case}/objection", "company",
+                    json={"reason": "处罚已被撤销"}).status_code == 200  # fmt: skip
+    decided = api.call("POST", f"/v1/list-entries/{case}/objection-decision", "regulator",
+                       json={"upheld": True, "reason": "处罚决定已撤销"})  # fmt: skip
+    assert decided.status_code == 200 and decided.json()["status"] == "rejected"
+    assert decided.json()["objection_outcome"] == "upheld"
+    never = api.call("POST", f"/v1/list-entries/{case}/listing", "regulator", json={})
+    assert never.status_code == 409 and never.json()["code"] == "not_notified"
+    assert decided.json()["record_id"] is None and _flag(world, upheld_uscc, today) == 0
+
+    # notified a month ago: its 5 working days are over
+    late = lists.propose(world.engine, world.store, late_uscc, "serious_dishonest_list",
+                         SERIOUS_BASIS, "从业禁止", today=today - timedelta(days=30))  # fmt: skip
+    refused = api.call("POST", f"/v1/list-entries/{late['id']}/objection", "company",
+                       json={"reason": "逾期异议"})  # fmt: skip
+    assert refused.status_code == 409 and refused.json()["code"] == "objection_window_closed"
+    assert late["objection_due"].isoformat() in refused.json()["message"]
+
+    public = api.call("GET", "/v1/public/lists", "public", params={"limit": 1000}).json()
+    shown = {e["uscc"] for e in public["entries"]}
+    assert upheld_uscc not in shown and late_uscc not in shown
+
+
+def test_the_abnormal_operation_list_lists_at_once_and_removes_once_cured(api: Api) -> None:
+    world, today = api.world, date.today()
+    (uscc,) = _companies(world, 1)
+    body = {"uscc": uscc, "list": "abnormal_operation_list", "legal_basis": lists.BASIS_ABNORMAL,
+            "reason": "通过登记的住所无法联系"}  # fmt: skip
+    missing = api.call("POST", "/v1/list-entries", "regulator", json=body)
+    assert missing.status_code == 422 and missing.json()["code"] == "ground_required"
+    assert api.call("POST", "/v1/list-entries", "department",
+                    json={**body, "ground": "unreachable"}).status_code == 403  # fmt: skip
+    answer = api.call(
+        "POST", "/v1/list-entries", "regulator", json={**body, "ground": "unreachable"}
+    )
+    assert answer.status_code == 201, answer.text
+    entry = answer.json()
+    assert entry["status"] == "listed" and entry["objection_due"] is None
+    assert entry["term_end"] is None and entry["earliest_removal"] is None
+    assert entry["ground"] == "unreachable"
+    assert entry["rescored"]["after"]["tier"] in ("C", "D"), entry["rescored"]
+    assert _flag(world, uscc, today, "on_abnormal_list") == 1
+    assert _tier(api, uscc) in ("C", "D")
+    with world.store.connect() as con:
+        (attributes,) = con.execute(
+            "SELECT attributes FROM records WHERE record_id = ?", [entry["record_id"]]
+        ).fetchone() or (None,)  # fmt: skip
+    assert json.loads(attributes)["reason"] == "unreachable"
+
+    removed = api.call("POST", f"/v1/list-entries/{entry['id']}/removal", "regulator",
+                       json={"reason": "已恢复联系，申请移出"})  # fmt: skip
+    assert removed.status_code == 200 and removed.json()["status"] == "removed", removed.text
+    assert _flag(world, uscc, today, "on_abnormal_list") == 0
+    assert _flag(world, uscc, today - timedelta(days=1), "on_abnormal_list") == 0
+
+
+def test_the_objection_window_is_5_working_days_across_holidays(world: Loaded) -> None:
+    """Notified on Tuesday 2025-09-30: 1–8 October are the National Day holidays and Saturday
+    11 October a make-up working day, so the days are 9, 10, 11, 13 and 14 October. Notified on
+    Friday 2026-02-13: Saturday 14 February is a make-up working day, 15–23 February the Spring
+    Festival, so the days are 14, 24, 25, 26 and 27 February."""
+    cn = holidays.country_holidays("CN", years=[2025, 2026])
+    assert all(not cn.is_working_day(date(2025, 10, d)) for d in range(1, 9))
+    assert cn.is_working_day(date(2025, 10, 11)) and cn.is_working_day(date(2025, 9, 28))
+    assert all(not cn.is_working_day(date(2026, 2, d)) for d in range(15, 24))
+    assert cn.is_working_day(date(2026, 2, 14))
+
+    national_day, spring, late = _companies(world, 3, known_by=date(2025, 9, 30))
+    entry = lists.propose(world.engine, world.store, national_day, "serious_dishonest_list",
+                          SERIOUS_BASIS, "吊销许可证", today=date(2025, 9, 30))  # fmt: skip
+    assert entry["objection_due"] == date(2025, 10, 14)
+    assert entry["steps"][1]["detail"]["objection_due"] == "2025-10-14"
+    with pytest.raises(lists.ListConflict, match="2025-10-14") as early:
+        lists.confirm(world.engine, world.store, entry["id"], None, today=date(2025, 10, 14))
+    assert early.value.code == "objection_window_open"
+    listed = lists.confirm(world.engine, world.store, entry["id"], None, today=date(2025, 10, 15))
+    assert listed["listed_on"] == date(2025, 10, 15)
+    assert listed["term_end"] == date(2028, 10, 14)  # 1095 days: 2028 is a leap year
+    assert listed["earliest_removal"] == date(2026, 10, 15)
+
+    entry = lists.propose(world.engine, world.store, spring, "serious_dishonest_list",
+                          SERIOUS_BASIS, "责令关闭", today=date(2026, 2, 13))  # fmt: skip
+    assert entry["objection_due"] == date(2026, 2, 27)
+    objected = lists.object_to(world.engine, entry["id"], "异议", None, today=date(2026, 2, 27))
+    assert objected["status"] == "objected"
+
+    entry = lists.propose(world.engine, world.store, late, "serious_dishonest_list",
+                          SERIOUS_BASIS, "从业禁止", today=date(2026, 2, 13))  # fmt: skip
+    with pytest.raises(lists.ListConflict) as closed:
+        lists.object_to(world.engine, entry["id"], "异议", None, today=date(2026, 2, 28))
+    assert closed.value.code == "objection_window_closed"
+
+
+def test_the_commands_show_list_confirm_and_remove(world: Loaded) -> None:
+    (uscc,) = _companies(world, 1)
+    today = date.today()
+    month_ago = today - timedelta(days=30)
+    entry = lists.propose(world.engine, world.store, uscc, "serious_dishonest_list",
+                          SERIOUS_BASIS, "吊销许可证", today=month_ago)  # fmt: skip
+    runner = CliRunner()
+    env = {"CREDSUP_DATA_DIR": str(world.data_dir), "DATABASE_URL": world.url,
+           "CREDSUP_DATABASE_URL": None, "MLFLOW_TRACKING_URI": None}  # fmt: skip
+
+    def credsup(*args: str, code: int = 0) -> Any:
+        result = runner.invoke(app, ["lists", *args, "--json"], env=env)
+        assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
+        return json.loads(result.stdout) if code == 0 else None
+
+    confirmed = credsup("confirm", str(entry["id"]), "--no-rescore")
+    assert confirmed["status"] == "listed" and confirmed["listed_on"] == today.isoformat()
+    shown = credsup("show", str(entry["id"]))
+    assert [s["action"] for s in shown["steps"]] == ["proposed", "notified", "listed"]
+    found = credsup("list", "--uscc", uscc, "--status", "listed")
+    assert [e["id"] for e in found["entries"]] == [entry["id"]]
+    credsup("remove", str(entry["id"]), "--reason", "提前移出", "--no-rescore", code=1)
+    assert credsup("list", "--uscc", uscc, "--status", "removed")["entries"] == []
+
+
+def test_derive_lists_missing_annual_reports_and_notifies_heavy_penalties(api: Api) -> None:
+    world = api.world
+    # a clean A-grade taxpayer the simulator did not put on the red list
+    (clean,) = _companies(world, 1, known_by=date(2024, 1, 1))
+    grade = pa.table({
+        "record_id": ["TEST-TCG-RED"], "uscc": [clean], "category": ["tax_credit_grade"],
+        "event_date": ["2025-04-15"], "recorded_date": ["2025-04-15"], "source_dept": ["tax"],
+        "severity": ["A"], "amount": ["95"], "attributes": ['{"year": 2024}'],
+    })  # fmt: skip
+    stored = ingest_table(world.store, grade, "records", "tax", today=date(2025, 4, 15))
+    assert stored.stored == 1, stored.by_reason
+
+    derived = lists.derive(world.engine, world.store, DERIVE_DAY, today=DERIVE_DAY)
+    counts = derived["proposed"]
+    assert derived["report_year"] == 2024
+    assert counts["abnormal_operation_list"] > 0, derived
+    assert counts["serious_dishonest_list"] + counts["red_list"] > 0, derived
+    assert derived["listed"] == counts["abnormal_operation_list"] + counts["red_list"]
+    with world.engine.connect() as con:
+        rows = con.execute(
+            sa.select(list_entries).where(list_entries.c.proposed_on == DERIVE_DAY)
+        ).mappings().all()  # fmt: skip
+    red = [r for r in rows if r["list"] == "red_list"]
+    assert [r["uscc"] for r in red] == [clean] and json.loads(red[0]["source_records"]) == [
+        "TEST-TCG-RED"
+    ]
+    notified = [r for r in rows if r["list"] == "serious_dishonest_list"]
+    assert all(r["status"] == "notified" and r["objection_due"] for r in notified)
+    assert all(r["legal_basis"] == lists.BASIS_SERIOUS for r in notified)
+
+    # every entry listed at once has its listing record, on the day, from the records it cites
+    at_once = {r["record_id"]: r for r in rows if r["status"] == "listed"}
+    assert len(at_once) == derived["listed"]
+    with world.store.connect() as con:
+        stored_rows = con.execute(
+            "SELECT record_id, uscc, category, severity, event_date FROM records "
+            "WHERE record_id IN (SELECT unnest(?))", [list(at_once)],
+        ).fetchall()  # fmt: skip
+    assert {r[0] for r in stored_rows} == set(at_once)
+    for record_id, uscc, category, severity, event_date in stored_rows:
+        entry = at_once[record_id]
+        assert (uscc, category, severity, event_date) == (
+            entry["uscc"], entry["list"], "listed", DERIVE_DAY
+        )  # fmt: skip
+    abnormal = next(r for r in rows if r["list"] == "abnormal_operation_list")
+    assert _flag(world, abnormal["uscc"], DERIVE_DAY, "on_abnormal_list") == 1
+    assert _flag(world, clean, DERIVE_DAY, "on_red_list") == 1
+
+    again = lists.derive(world.engine, world.store, DERIVE_DAY, today=DERIVE_DAY)
+    assert again["proposed"] == {k: 0 for k in counts}, again
+
+    assert api.call("POST", "/v1/list-entries:derive", "regulator",
+                    json={"as_of": DERIVE_DAY.isoformat()}).status_code == 403  # fmt: skip
+    over_http = api.call("POST", "/v1/list-entries:derive", "admin",
+                         json={"as_of": date.today().isoformat()})  # fmt: skip
+    assert over_http.status_code == 200, over_http.text
+    assert set(over_http.json()["proposed"]) == set(counts)
+
+
+def test_public_lists_roles_and_the_append_only_trail(api: Api) -> None:
+    world = api.world
+    public = api.call("GET", "/v1/public/lists", "public",
+                      params={"list": "abnormal_operation_list", "limit": 1000})  # fmt: skip
+    assert public.status_code == 200, public.text
+    shown = public.json()["entries"]
+    assert shown and {e["list"] for e in shown} == {"abnormal_operation_list"}
+    assert all("reason" not in e for e in shown)
+    with world.engine.connect() as con:
+        states = dict(con.execute(sa.select(list_entries.c.id, list_entries.c.status)).all())
+        by_uscc = con.execute(
+            sa.select(list_entries.c.uscc, list_entries.c.status)
+            .where(list_entries.c.list == "abnormal_operation_list")
+        ).all()  # fmt: skip
+    listed = {u for u, s in by_uscc if s == "listed"}
+    assert {e["uscc"] for e in shown} <= listed
+    everything = api.call("GET", "/v1/public/lists", "public", params={"limit": 1000}).json()
+    with world.engine.connect() as con:
+        pairs = con.execute(
+            sa.select(list_entries.c.uscc, list_entries.c.list, list_entries.c.status)
+        ).all()  # fmt: skip
+    hidden = {(u, x) for u, x, s in pairs if s in ("notified", "objected", "rejected")}
+    hidden -= {(u, x) for u, x, s in pairs if s == "listed"}
+    assert hidden, "proposals and rejections to keep out of the public lists"
+    assert not {(e["uscc"], e["list"]) for e in everything["entries"]} & hidden
+    individual = [e for e in shown if e["entity_type"] == "individual_business"]
+    assert individual, "the derived abnormal-operation list holds individual businesses"
+    with world.store.connect() as con:
+        names = dict(con.execute(
+            "SELECT uscc, arg_max(name, struct_pack(d := recorded_date, b := batch_id)) "
+            "FROM entities WHERE uscc IN (SELECT unnest(?)) GROUP BY uscc",
+            [[e["uscc"] for e in individual]],
+        ).fetchall())  # fmt: skip
+    for e in individual:
+        assert e["name"] == mask_name(names[e["uscc"]]) and e["name"] != names[e["uscc"]]
+
+    any_id = next(iter(states))
+    assert api.call("GET", f"/v1/list-entries/{any_id}", "public").status_code == 403
+    assert api.call("GET", "/v1/list-entries", "public").status_code == 403
+    assert api.call("GET", f"/v1/list-entries/{any_id}", "department").status_code == 200
+    page = api.call("GET", "/v1/list-entries", "regulator",
+                    params={"status": "listed", "list": "abnormal_operation_list"})  # fmt: skip
+    assert page.status_code == 200 and all(e["status"] == "listed" for e in page.json()["entries"])
+    assert api.call("GET", "/v1/list-entries/999999", "regulator").status_code == 404
+
+    with world.engine.connect() as con:
+        logged = set(con.execute(
+            sa.select(lifecycle_log.c.case_id).where(lifecycle_log.c.case_type == "list")
+        ).scalars())  # fmt: skip
+    assert set(states) <= logged
+    with pytest.raises(sa.exc.DBAPIError), world.engine.begin() as con:
+        con.execute(lifecycle_log.delete().where(lifecycle_log.c.case_type == "list"))
