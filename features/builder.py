@@ -8,8 +8,9 @@ A record counts for a company on date `as_of` when
 - no repair or withdrawal event for it took effect by `as_of` and was recorded by `as_of`.
 A listing (`listed`) is open while no counting `removed` record of the same company refers to it
 (`attributes.ref`), or, for removals without a reference, none of the same list dated on or after
-it. An objection is open when its latest `objection_opened` event is later than its latest
-`objection_closed`, both as known on `as_of`. Entity facts come from the entity version in force
+it. An objection is open when the latest of its `objection_opened` and `objection_closed` events
+known on `as_of` (by effective day, then commit order; in one batch a closing of the same day
+comes last) is an opening. Entity facts come from the entity version in force
 (latest `recorded_date <= as_of`).
 
 Why SQL text and not Ibis: the query is generated from the specs as plain ANSI-style SQL with
@@ -113,7 +114,7 @@ UNDONE_CTE = """undone AS (  -- records repaired or withdrawn, and from when (bo
 FIXES_CTE = """fixes AS (  -- the latest correction in force at each point, per corrected record
         SELECT p.uscc, p.as_of, e.record_id,
             arg_max(e.attributes, struct_pack(s := greatest(e.effective_date, e.recorded_date),
-                                              i := e.event_id)) AS fix
+                                              b := e.batch_id, i := e.event_id)) AS fix
         FROM events e
         JOIN records r ON r.record_id = e.record_id
         JOIN points p ON p.uscc = r.uscc
@@ -121,7 +122,8 @@ FIXES_CTE = """fixes AS (  -- the latest correction in force at each point, per 
         GROUP BY p.uscc, p.as_of, e.record_id
     )"""
 """The CTE `_counting` needs over `points`: each correction replaces severity, amount and
-attributes (overlaid as a JSON merge patch) from the day it is in force; the latest wins."""
+attributes (overlaid as a JSON merge patch) from the day it is in force; the latest wins (by that
+day, then commit order)."""
 
 CORRECTED_COLUMNS = """coalesce(json_extract_string(f.fix, '$.severity'), r.severity) AS severity,
                CASE WHEN f.fix IS NOT NULL AND json_exists(f.fix, '$.amount')
@@ -271,10 +273,12 @@ def features_sql(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None = 
             {", ".join(commit_cols) if commit_cols else "0 AS _none"}
         FROM commit_marked GROUP BY uscc, as_of
     ),
-    objection_state AS (
+    objection_state AS (  -- the latest step (by day, then commit order) decides
         SELECT p.uscc, p.as_of, e.record_id,
-            max(e.effective_date) FILTER (WHERE e.event_type = 'objection_opened') AS opened,
-            max(e.effective_date) FILTER (WHERE e.event_type = 'objection_closed') AS closed
+            arg_max(e.event_type, struct_pack(
+                d := e.effective_date, b := e.batch_id,
+                k := CASE WHEN e.event_type = 'objection_closed' THEN 1 ELSE 0 END,
+                i := e.event_id)) AS last_step
         FROM points p
         JOIN records r ON r.uscc = p.uscc AND r.recorded_date <= p.as_of
         JOIN events e ON e.record_id = r.record_id
@@ -284,7 +288,7 @@ def features_sql(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None = 
     ),
     objections AS (
         SELECT uscc, as_of,
-            {", ".join(f"max(CASE WHEN opened IS NOT NULL AND (closed IS NULL OR opened > closed) THEN 1 ELSE 0 END) AS {s.name}" for s in flags) or "0 AS _none"}
+            {", ".join(f"max(CASE WHEN last_step = 'objection_opened' THEN 1 ELSE 0 END) AS {s.name}" for s in flags) or "0 AS _none"}
         FROM objection_state GROUP BY uscc, as_of
     ),
     entity_version AS (

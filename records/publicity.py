@@ -15,10 +15,11 @@ A record stops counting when its period ends and is public until then, unless ea
   both;
 - an `unpublish` (an objection decided "stop publishing") ends its publicity only.
 A `correction` in force replaces the record's severity, amount and attributes (overlaid key by
-key) from its day: the latest correction wins, and each states the corrected form relative to
-the original record. The record then counts and is public in that form, with the period that form
-has. An individual business's records of categories with `publicity_natural_person_days` are
-published at most that long (the natural person behind it); they count for the full period.
+key) from its day: the latest correction wins (ties on one day go by commit order), and each
+states the corrected form relative to the original record. The record then counts and is public
+in that form, with the period that form has. An individual business's records of categories
+with `publicity_natural_person_days` are published at most that long (the natural person behind
+it); they count for the full period.
 
 `period` is the rule for one record; `period_days_sql` renders the same rule as SQL over the
 columns `category`, `severity` and `attributes` for the feature builder, and the reference tests
@@ -117,6 +118,12 @@ def _in_force(event: Mapping[str, Any]) -> date:
     return day
 
 
+def _order(event: Mapping[str, Any]) -> tuple[date, str, str]:
+    """Events of one day are ordered as they were stored (batch ids begin with the commit
+    sequence), then by id."""
+    return (_in_force(event), str(event.get("batch_id") or ""), str(event.get("event_id") or ""))
+
+
 def stopped_on(events: Iterable[Mapping[str, Any]], kinds: Iterable[str]) -> date | None:
     """The first day an event of these kinds is in force (None: none is)."""
     wanted = set(kinds)
@@ -134,7 +141,7 @@ def corrected(
     fixes = [e for e in events if e["event_type"] == "correction" and _in_force(e) <= day]
     if not fixes:
         return out
-    latest = max(fixes, key=lambda e: (_in_force(e), str(e.get("event_id") or "")))
+    latest = max(fixes, key=_order)
     fix = _attributes(latest.get("attributes"))
     if fix.get("severity") is not None:
         out["severity"] = fix["severity"]
@@ -225,11 +232,17 @@ def public_until(
 
 
 def _objection_open(events: Iterable[Mapping[str, Any]], day: date) -> bool:
-    opened = [e["effective_date"] for e in events if e["event_type"] == "objection_opened"
-              and e["effective_date"] <= day and e["recorded_date"] <= day]  # fmt: skip
-    closed = [e["effective_date"] for e in events if e["event_type"] == "objection_closed"
-              and e["effective_date"] <= day and e["recorded_date"] <= day]  # fmt: skip
-    return bool(opened) and (not closed or max(opened) > max(closed))
+    """Open when the latest objection step known on the day (by its day, then commit order; in
+    one batch a closing of the same day comes last) is an opening, as the feature builder
+    decides."""
+    steps = [e for e in events if e["event_type"] in ("objection_opened", "objection_closed")
+             and e["effective_date"] <= day and e["recorded_date"] <= day]  # fmt: skip
+    if not steps:
+        return False
+    last = max(steps, key=lambda e: (e["effective_date"], str(e.get("batch_id") or ""),
+                                     e["event_type"] == "objection_closed",
+                                     str(e.get("event_id") or "")))  # fmt: skip
+    return bool(last["event_type"] == "objection_opened")
 
 
 def records_on(
@@ -247,7 +260,7 @@ def records_on(
         ).to_arrow_table().to_pylist()  # fmt: skip
         events = con.sql(
             "SELECT e.event_id, e.record_id, e.event_type, e.effective_date, e.recorded_date, "
-            "e.attributes FROM events e WHERE e.recorded_date <= ? AND e.record_id IN "
+            "e.attributes, e.batch_id FROM events e WHERE e.recorded_date <= ? AND e.record_id IN "
             "(SELECT record_id FROM records WHERE uscc = ?)",
             params=[day, uscc],
         ).to_arrow_table().to_pylist()  # fmt: skip

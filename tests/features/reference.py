@@ -232,15 +232,18 @@ class Reference:
         for r in self.records_of[uscc]:
             if r["recorded_date"] > as_of:
                 continue
-            opened = [
-                ev["effective_date"]
-                for ev in self.known_events(r["record_id"], as_of, ["objection_opened"])
-            ]
-            closed = [
-                ev["effective_date"]
-                for ev in self.known_events(r["record_id"], as_of, ["objection_closed"])
-            ]
-            if opened and (not closed or max(opened) > max(closed)):
+            known = self.known_events(
+                r["record_id"], as_of, ["objection_opened", "objection_closed"]
+            )
+            if not known:
+                continue
+            # the latest step decides: by day, then commit order (a decision and a new
+            # objection on one day are told apart by the order they were stored in); within
+            # one batch a closing of the same day comes last
+            last = max(known, key=lambda ev: (ev["effective_date"], ev["batch_id"],
+                                              ev["event_type"] == "objection_closed",
+                                              ev["event_id"]))  # fmt: skip
+            if last["event_type"] == "objection_opened":
                 return 1
         return 0
 

@@ -267,6 +267,15 @@ def test_an_objection_opened_and_closed_on_one_day_is_closed(store: Store) -> No
     assert values(store, "objection_open", [days(10), days(11)]) == [1, 0]
 
 
+def test_an_objection_filed_again_the_day_the_first_is_decided_is_open(store: Store) -> None:
+    """A decision and a new objection on one day: the order they were stored in tells."""
+    add_records(store, [rec("P1", "admin_penalty", D0, severity="general")])
+    add_events(store, [event("P1", "objection_opened", days(3), days(3))])
+    add_events(store, [event("P1", "objection_closed", days(10), days(10))])
+    add_events(store, [event("P1", "objection_opened", days(10), days(10))])
+    assert values(store, "objection_open", [days(9), days(10), days(11)]) == [1, 1, 1]
+
+
 # ---- entity versions --------------------------------------------------------------------------
 
 

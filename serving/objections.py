@@ -1,0 +1,404 @@
+"""Objections to records (异议处理, DOMAIN §10): filing, extension, decision, the trail.
+
+A company objects to one record. The objection is stored and an `objection_opened` event is
+appended at once, so every consumer of the record sees the flag from the filing day (the
+records route per record, the features' `objection_open` flag per company). The authority
+decides within 5 working days, extendable once to 20 (both counted from the filing day on the
+Chinese working-day calendar). Outcomes, each closing the objection (`objection_closed`):
+
+- `upheld`: the record stands as it is.
+- `corrected`: the record counts in its corrected form (`severity`, `amount`, `attributes`) from
+  the decision day; `supplemented`: information is added (`attributes` only). The `correction`
+  event carries the full correction relative to the original record, earlier corrections merged
+  in, so the latest correction in force is the whole truth about the record.
+- `stop_publishing`: an `unpublish` event: the record stops being public but counts while its
+  period runs.
+- `removed_from_list`: for a listing record only: a `withdrawal` event (it stops counting and
+  being public) and the list entry, if one is kept, is marked removed.
+
+All events of one decision are appended in one batch (all or none), only after the objection
+was claimed (open → decided), so a decision is made once. Objections are never deleted and each
+step goes to `lifecycle_log` (append-only by database triggers). Earlier dates never change:
+events take effect and are recorded on the decision day.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, RowMapping
+
+from records.catalogue import default_catalogue
+from records.events import append_events
+from records.store import Store
+from serving.db import lifecycle_log, list_entries, objections
+from serving.spotcheck import workdays
+
+DECISION_WORKING_DAYS = 5
+EXTENDED_WORKING_DAYS = 20
+"""The deadline to decide, in working days after filing: by default, and once extended."""
+
+Outcome = Literal["upheld", "corrected", "supplemented", "stop_publishing", "removed_from_list"]
+OUTCOMES: tuple[Outcome, ...] = (
+    "upheld", "corrected", "supplemented", "stop_publishing", "removed_from_list",
+)  # fmt: skip
+LISTING_CATEGORIES = (
+    "abnormal_operation_list", "serious_dishonest_list", "focus_attention_list", "red_list",
+)  # fmt: skip
+"""Categories whose `listed` records put a company on a list (what `removed_from_list` undoes)."""
+CORRECTION_KEYS = ("severity", "amount", "attributes")
+
+
+class ObjectionNotFound(LookupError):
+    pass
+
+
+class ObjectionConflict(Exception):
+    """The objection cannot change state this way (one open already, decided, extended)."""
+
+
+class InvalidDecision(ValueError):
+    """A decision the record does not allow (a correction that does not fit, a non-listing)."""
+
+
+def _record(store: Store, record_id: str, today: date) -> dict[str, Any] | None:
+    """The record as stored (its original form), if the platform knew it by `today`."""
+    with store.connect() as con:
+        rows = con.sql(
+            "SELECT record_id, uscc, category, severity, amount, attributes FROM records "
+            "WHERE record_id = ? AND recorded_date <= ? ORDER BY batch_id LIMIT 1",
+            params=[record_id, today],
+        ).to_arrow_table().to_pylist()  # fmt: skip
+    return rows[0] if rows else None
+
+
+def _log(con: Connection, case_type: str, case_id: int, uscc: str, action: str,
+         actor: int | None, detail: dict[str, Any]) -> None:  # fmt: skip
+    con.execute(
+        lifecycle_log.insert().values(
+            at=datetime.now(UTC), case_type=case_type, case_id=case_id, uscc=uscc, action=action,
+            actor=actor, detail=json.dumps(detail, ensure_ascii=False, default=str),
+        )
+    )  # fmt: skip
+
+
+def _append(store: Store, events: list[dict[str, Any]], today: date) -> None:
+    """Append the events in one batch; a refused event aborts the caller's transaction."""
+    stored = append_events(store, events, today=today)
+    if stored.rejected:
+        raise RuntimeError(f"objection events were refused: {stored.rejected}")
+
+
+def _event(case_id: int, suffix: str, record_id: str, event_type: str, today: date,
+           attributes: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    return {
+        "event_id": f"objection-{case_id}-{suffix}", "record_id": record_id,
+        "event_type": event_type, "effective_date": today, "recorded_date": today,
+        "attributes": attributes,
+    }  # fmt: skip
+
+
+def file_objection(
+    engine: Engine,
+    store: Store,
+    record_id: str,
+    reason: str,
+    requested: str | None,
+    filed_by: int | None,
+    today: date | None = None,
+) -> dict[str, Any]:
+    """File an objection: stored open with its deadline, and the record flagged from today.
+
+    One open objection per record: a second is a conflict until the first is decided.
+    """
+    today = today or date.today()
+    record = _record(store, record_id, today)
+    if record is None:
+        raise ObjectionNotFound(f"no record {record_id}")
+    due = workdays.add_working_days(today, DECISION_WORKING_DAYS)
+    with engine.begin() as con:
+        if con.dialect.name == "postgresql":  # two filings at once must not both see none open
+            con.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                        {"key": f"objection:{record_id}"})  # fmt: skip
+        # SQLite: the insert comes first, so it takes the write lock before the check reads
+        key = con.execute(
+            objections.insert().values(
+                uscc=record["uscc"], record_id=record_id, category=record["category"],
+                filed_on=today, filed_by=filed_by, reason=reason, requested=requested,
+                status="open", due_date=due, extended=False,
+            )
+        ).inserted_primary_key  # fmt: skip
+        assert key is not None
+        case_id = int(key[0])
+        other = con.execute(
+            sa.select(objections.c.id).where(
+                objections.c.record_id == record_id, objections.c.status == "open",
+                objections.c.id != case_id,
+            )
+        ).first()  # fmt: skip
+        if other is not None:
+            raise ObjectionConflict(f"objection {other[0]} to record {record_id} is open already")
+        _append(store, [_event(case_id, "opened", record_id, "objection_opened", today,
+                               {"objection_id": case_id})], today)  # fmt: skip
+        _log(con, "objection", case_id, record["uscc"], "filed", filed_by,
+             {"record_id": record_id, "reason": reason, "requested": requested,
+              "due_date": due})  # fmt: skip
+    return get(engine, case_id)
+
+
+def extend(
+    engine: Engine, case_id: int, reason: str, actor: int | None, today: date | None = None
+) -> dict[str, Any]:
+    """Extend the deadline, once, to 20 working days after filing."""
+    today = today or date.today()
+    case = _case(engine, case_id)
+    due = workdays.add_working_days(case["filed_on"], EXTENDED_WORKING_DAYS)
+    with engine.begin() as con:
+        claimed = con.execute(
+            objections.update()
+            .where(objections.c.id == case_id, objections.c.status == "open",
+                   objections.c.extended.is_(False))
+            .values(extended=True, due_date=due)
+        ).rowcount  # fmt: skip
+        if claimed != 1:
+            now = con.execute(
+                sa.select(objections.c.status, objections.c.extended)
+                .where(objections.c.id == case_id)
+            ).one()  # fmt: skip
+            why = "decided" if now.status != "open" else "extended already (only once)"
+            raise ObjectionConflict(f"objection {case_id} is {why}")
+        _log(con, "objection", case_id, case["uscc"], "extended", actor,
+             {"reason": reason, "due_date": due, "previous_due_date": case["due_date"],
+              "on": today})  # fmt: skip
+    return get(engine, case_id)
+
+
+def validated_correction(
+    outcome: Outcome, record: dict[str, Any], correction: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The correction a decision carries, checked against the record's category: required for
+    `corrected` (severity, amount, attributes) and `supplemented` (attributes only), refused
+    for the other outcomes."""
+    if outcome not in ("corrected", "supplemented"):
+        if correction:
+            raise InvalidDecision(
+                f"a correction goes with corrected or supplemented, not {outcome}"
+            )
+        return None
+    if not correction:
+        raise InvalidDecision(f"{outcome} needs a correction (what changes in the record)")
+    allowed = CORRECTION_KEYS if outcome == "corrected" else ("attributes",)
+    unknown = sorted(set(correction) - set(allowed))
+    if unknown:
+        raise InvalidDecision(
+            f"{outcome}: the correction may hold only {', '.join(allowed)}; "
+            f"not {', '.join(unknown)}"
+        )
+    if "severity" in correction:
+        severities = default_catalogue()[record["category"]].severities
+        severity = correction["severity"]
+        if not severities:
+            raise InvalidDecision(f"{record['category']} records have no severity")
+        if severity not in severities:
+            raise InvalidDecision(
+                f"severity {severity!r} is not one of {record['category']}'s: "
+                f"{', '.join(severities)}"
+            )
+    if "amount" in correction:
+        amount = correction["amount"]
+        number = isinstance(amount, int | float) and not isinstance(amount, bool)
+        if amount is not None and not (number and math.isfinite(amount)):
+            raise InvalidDecision(f"amount must be a number or null, not {amount!r}")
+    if "attributes" in correction:
+        if not isinstance(correction["attributes"], dict):
+            raise InvalidDecision("attributes must be an object (keys overlaid on the record's)")
+        if outcome == "supplemented" and not correction["attributes"]:
+            raise InvalidDecision("supplemented needs the attributes added")
+    return dict(correction)
+
+
+def merged_correction(
+    store: Store, record_id: str, correction: dict[str, Any], today: date
+) -> dict[str, Any]:
+    """This correction over the ones already in force for the record (earliest first,
+    `attributes` merged key by key), so the new event is the whole correction relative to the
+    original record: a later correction never drops what an earlier one fixed."""
+    with store.connect() as con:
+        earlier = con.execute(
+            "SELECT attributes FROM events WHERE record_id = ? AND event_type = 'correction' "
+            "AND greatest(effective_date, recorded_date) <= ? "
+            "ORDER BY greatest(effective_date, recorded_date), batch_id, event_id",
+            [record_id, today],
+        ).fetchall()  # fmt: skip
+    merged: dict[str, Any] = {}
+    for layer in [*(json.loads(a) if a else {} for (a,) in earlier), correction]:
+        for k, v in layer.items():
+            if k == "attributes" and isinstance(v, dict):
+                merged["attributes"] = {**(merged.get("attributes") or {}), **v}
+            else:
+                merged[k] = v
+    return merged
+
+
+def decide(
+    engine: Engine,
+    store: Store,
+    case_id: int,
+    outcome: Outcome,
+    reason: str,
+    correction: dict[str, Any] | None,
+    decided_by: int | None,
+    today: date | None = None,
+) -> dict[str, Any]:
+    """Decide an open objection (see the module docstring for the outcomes); the objection is
+    claimed first, then the decision's events are appended in one batch."""
+    today = today or date.today()
+    case = _case(engine, case_id)
+    if case["status"] != "open":
+        raise ObjectionConflict(f"objection {case_id} is {case['status']}, not open")
+    if outcome not in OUTCOMES:
+        raise InvalidDecision(f"outcome must be one of {', '.join(OUTCOMES)}; got {outcome!r}")
+    record_id = case["record_id"]
+    record = _record(store, record_id, today)
+    if record is None:
+        raise ObjectionNotFound(f"record {record_id} is not known on {today}")
+    fix = validated_correction(outcome, record, correction)
+    listing = record["category"] in LISTING_CATEGORIES and record["severity"] == "listed"
+    if outcome == "removed_from_list" and not listing:
+        raise InvalidDecision(
+            f"removed_from_list is for a listing record ({', '.join(LISTING_CATEGORIES)} with "
+            f"severity listed); record {record_id} is {record['category']}/{record['severity']}"
+        )
+    note = {"objection_id": case_id, "reason": reason}
+    events = []
+    in_force = None
+    if fix is not None:
+        in_force = merged_correction(store, record_id, fix, today)
+        events.append(_event(case_id, "correction", record_id, "correction", today, in_force))
+    elif outcome == "stop_publishing":
+        events.append(_event(case_id, "unpublish", record_id, "unpublish", today, note))
+    elif outcome == "removed_from_list":
+        events.append(_event(case_id, "withdrawal", record_id, "withdrawal", today, note))
+    events.append(_event(case_id, "closed", record_id, "objection_closed", today,
+                         {**note, "outcome": outcome}))  # fmt: skip
+    with engine.begin() as con:  # the claim is the first statement: it takes the write lock
+        claimed = con.execute(
+            objections.update()
+            .where(objections.c.id == case_id, objections.c.status == "open")
+            .values(
+                status="decided", outcome=outcome, decided_on=today, decided_by=decided_by,
+                decision_reason=reason,
+                correction=None if fix is None else json.dumps(fix, ensure_ascii=False),
+            )
+        ).rowcount  # fmt: skip
+        if claimed != 1:
+            raise ObjectionConflict(f"objection {case_id} was decided meanwhile")
+        due = con.execute(
+            sa.select(objections.c.due_date).where(objections.c.id == case_id)
+        ).scalar_one()  # as claimed: an extension granted meanwhile counts
+        late = today > due
+        removed = []
+        if outcome == "removed_from_list":
+            removed = _remove_list_entries(con, case, reason, decided_by, today)
+        _append(store, events, today)
+        _log(con, "objection", case_id, case["uscc"], "decided", decided_by,
+             {"outcome": outcome, "reason": reason, "late": late, "correction": fix,
+              "in_force": in_force, "events": [e["event_id"] for e in events],
+              "list_entries_removed": removed})  # fmt: skip
+    return get(engine, case_id)
+
+
+def _remove_list_entries(con: Connection, case: RowMapping, reason: str, actor: int | None,
+                         today: date) -> list[int]:  # fmt: skip
+    """Mark the list entries kept for the record removed, each step logged for its entry."""
+    entries = con.execute(
+        sa.select(list_entries.c.id, list_entries.c.uscc, list_entries.c.list).where(
+            list_entries.c.record_id == case["record_id"], list_entries.c.status == "listed"
+        )
+    ).all()  # fmt: skip
+    removal = f"objection {case['id']}: {reason}"
+    removed = []
+    for entry in entries:
+        changed = con.execute(
+            list_entries.update()
+            .where(list_entries.c.id == entry.id, list_entries.c.status == "listed")
+            .values(status="removed", removed_on=today, removal_reason=removal)
+        ).rowcount  # fmt: skip
+        if changed == 1:
+            removed.append(int(entry.id))
+            _log(con, "list", int(entry.id), entry.uscc, "removed", actor,
+                 {"list": entry.list, "reason": removal, "objection_id": case["id"],
+                  "record_id": case["record_id"]})  # fmt: skip
+    return removed
+
+
+def _case(engine: Engine, case_id: int) -> RowMapping:
+    with engine.connect() as con:
+        case = con.execute(
+            sa.select(objections).where(objections.c.id == case_id)
+        ).mappings().one_or_none()  # fmt: skip
+    if case is None:
+        raise ObjectionNotFound(f"no objection {case_id}")
+    return case
+
+
+def _documents(con: Connection, cases: list[RowMapping]) -> list[dict[str, Any]]:
+    """The objections as served, each with its steps (two queries whatever their number)."""
+    ids = [int(c["id"]) for c in cases]
+    steps: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+    if ids:
+        rows = con.execute(
+            sa.select(lifecycle_log.c.case_id, lifecycle_log.c.at, lifecycle_log.c.action,
+                      lifecycle_log.c.actor, lifecycle_log.c.detail)
+            .where(lifecycle_log.c.case_type == "objection", lifecycle_log.c.case_id.in_(ids))
+            .order_by(lifecycle_log.c.id)
+        ).all()  # fmt: skip
+        for case_id, at, action, actor, detail in rows:
+            steps[case_id].append({"at": at.isoformat(), "action": action, "actor": actor,
+                                   "detail": json.loads(detail)})  # fmt: skip
+    out = []
+    for case in cases:
+        doc = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in dict(case).items()}
+        doc["extended"] = bool(doc["extended"])
+        doc["correction"] = json.loads(doc["correction"]) if doc["correction"] else None
+        doc["steps"] = steps[int(case["id"])]
+        out.append(doc)
+    return out
+
+
+def get(engine: Engine, case_id: int) -> dict[str, Any]:
+    """One objection with its steps."""
+    with engine.connect() as con:
+        case = con.execute(
+            sa.select(objections).where(objections.c.id == case_id)
+        ).mappings().one_or_none()  # fmt: skip
+        if case is None:
+            raise ObjectionNotFound(f"no objection {case_id}")
+        return _documents(con, [case])[0]
+
+
+def search(
+    engine: Engine,
+    uscc: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+    overdue_on: date | None = None,
+) -> list[dict[str, Any]]:
+    """Objections, newest first; with `overdue_on`, the open ones past their deadline on that
+    day (due_date < overdue_on), the longest overdue first."""
+    query = sa.select(objections).limit(limit)
+    if uscc is not None:
+        query = query.where(objections.c.uscc == uscc)
+    if status is not None:
+        query = query.where(objections.c.status == status)
+    if overdue_on is not None:
+        query = query.where(objections.c.status == "open", objections.c.due_date < overdue_on)
+        query = query.order_by(objections.c.due_date, objections.c.id)
+    else:
+        query = query.order_by(objections.c.id.desc())
+    with engine.connect() as con:
+        return _documents(con, list(con.execute(query).mappings().all()))

@@ -1,0 +1,453 @@
+"""Objections over HTTP against a real uvicorn process, on SQLite and PostgreSQL: a record is
+flagged at once when objected to and the flag goes with the decision; corrections merge with
+earlier ones; "stop publishing" hides a record that still counts; "removed from a list" takes
+the company off the list from the decision day and not before; the deadline runs on the Chinese
+working-day calendar, extendable once; only the authorities decide, once; the trail is kept.
+
+One server per backend serves every test of the module; each test works on companies of its
+own, so the order of the tests does not matter.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from features.builder import build_features
+from records.store import Store
+from serving import objections
+from serving.auth import create_key
+from serving.db import companies, lifecycle_log, list_entries
+from serving.spotcheck import workdays
+from tests.serving.databases import BACKENDS, Loaded, loaded_copy
+from tests.serving.uvicorn import running_server
+
+
+@dataclass
+class Served:
+    """The loaded province, its running service, a key per role and the companies in use."""
+
+    world: Loaded
+    client: httpx.Client
+    keys: dict[str, str]
+    served: set[str]
+    used: set[str] = field(default_factory=set)
+
+    def call(self, method: str, path: str, who: str, **kw: Any) -> httpx.Response:
+        headers = {"X-API-Key": self.keys[who], "X-Purpose": "objection test"}
+        return self.client.request(method, path, headers=headers, **kw)
+
+    def pick(self, where: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        """Records matching `where` (SQL over `r`) without any event, of served companies no
+        other test uses, one per company; the first company found is then taken."""
+        with self.world.store.connect() as con:
+            rows = con.sql(
+                f"""SELECT r.record_id, r.uscc, r.category, r.severity, r.event_date,
+                    r.recorded_date, r.amount
+                FROM records r
+                WHERE {where} AND NOT EXISTS (
+                    SELECT 1 FROM events e WHERE e.record_id = r.record_id)
+                ORDER BY r.record_id""",
+                params=params or [],
+            ).to_arrow_table().to_pylist()  # fmt: skip
+        found, seen = [], set()
+        for row in rows:
+            if row["uscc"] in self.served and row["uscc"] not in self.used | seen:
+                seen.add(row["uscc"])
+                found.append(row)
+        return found
+
+    def take(self, record: dict[str, Any]) -> dict[str, Any]:
+        self.used.add(record["uscc"])
+        return record
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, province: Path
+) -> Iterator[Loaded]:
+    with loaded_copy(request.param, request, tmp_path_factory, province, "objections") as loaded:
+        yield loaded
+
+
+@pytest.fixture(scope="module")
+def service(world: Loaded) -> Iterator[Served]:
+    keys = {
+        "company": create_key(world.engine, "public", None, "the company"),
+        "other": create_key(world.engine, "public", None, "someone else"),
+        "regulator": create_key(world.engine, "regulator", None, "credit office"),
+        "admin": create_key(world.engine, "admin", None, "platform admin"),
+        "department": create_key(world.engine, "department", "tax", "tax office"),
+    }
+    with world.engine.connect() as con:
+        served = set(con.execute(sa.select(companies.c.uscc)).scalars())
+    log = world.data_dir / "uvicorn-objections.log"
+    with (
+        running_server(world.data_dir, log, {"DATABASE_URL": world.url}) as base_url,
+        httpx.Client(base_url=base_url, timeout=120, trust_env=False) as client,
+    ):
+        yield Served(world, client, keys, served)
+
+
+def _features(store: Store, uscc: str, day: date) -> dict[str, Any]:
+    row: dict[str, Any] = build_features(store, day, [uscc]).to_pylist()[0]
+    return row
+
+
+def _events(store: Store, record_id: str) -> dict[str, dict[str, Any]]:
+    with store.connect() as con:
+        rows = con.execute(
+            "SELECT event_id, event_type, effective_date, recorded_date, attributes FROM events "
+            "WHERE record_id = ?", [record_id],
+        ).fetchall()  # fmt: skip
+    return {
+        r[0]: {"type": r[1], "effective": r[2], "recorded": r[3], "attributes": json.loads(r[4])}
+        for r in rows
+    }
+
+
+def _shown(page: httpx.Response) -> dict[str, dict[str, Any]]:
+    assert page.status_code == 200, page.text
+    return {r["record_id"]: r for r in page.json()["records"]}
+
+
+def _file(service: Served, record_id: str, who: str = "company", **extra: Any) -> dict[str, Any]:
+    answer = service.call("POST", "/v1/objections", who,
+                          json={"record_id": record_id, "reason": "记录有误", **extra})  # fmt: skip
+    assert answer.status_code == 201, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def _decide(service: Served, case: int, outcome: str, **extra: Any) -> httpx.Response:
+    return service.call("POST", f"/v1/objections/{case}/decision", "regulator",
+                        json={"outcome": outcome, "reason": "经核查", **extra})  # fmt: skip
+
+
+def test_the_record_is_flagged_at_once_and_the_flag_goes_with_the_decision(
+    service: Served,
+) -> None:
+    today = date.today()
+    candidates = service.pick("r.category = 'admin_penalty' AND r.recorded_date <= ?", [today])
+    assert candidates, "an administrative penalty to object to"
+    record = service.take(candidates[0])
+    uscc, record_id = record["uscc"], record["record_id"]
+    company = f"/v1/companies/{uscc}"
+    assert service.call("GET", company, "regulator").json()["flags"]["objection_open"] is False
+
+    body = _file(service, record_id, requested="撤销该处罚记录")
+    assert body["status"] == "open" and body["uscc"] == uscc and body["extended"] is False
+    assert body["filed_on"] == today.isoformat()
+    assert body["due_date"] == workdays.add_working_days(today, 5).isoformat()
+    assert body["requested"] == "撤销该处罚记录"
+    assert [s["action"] for s in body["steps"]] == ["filed"]
+    assert body["rescored"]["as_of"] == today.isoformat(), body["rescored"]
+    case = body["id"]
+
+    # visible at once to every consumer: the company's flags (every view) and the record
+    for who in ("regulator", "other"):
+        doc = service.call("GET", company, who).json()
+        assert doc["flags"]["objection_open"] is True, (who, doc)
+        assert doc["as_of"] == today.isoformat()
+    records = _shown(service.call("GET", f"{company}/records", "regulator"))
+    assert records[record_id]["objection_open"] is True
+    assert not any(r["objection_open"] for k, r in records.items() if k != record_id)
+    assert _features(service.world.store, uscc, today)["objection_open"] == 1
+    assert _features(service.world.store, uscc, today - timedelta(days=1))["objection_open"] == 0
+
+    # one open objection per record; the filer and the authorities see it, no one else
+    again = service.call("POST", "/v1/objections", "other",
+                         json={"record_id": record_id, "reason": "again"})  # fmt: skip
+    assert again.status_code == 409 and again.json()["code"] == "conflict", again.text
+    assert service.call("GET", f"/v1/objections/{case}", "company").status_code == 200
+    assert service.call("GET", f"/v1/objections/{case}", "other").status_code == 403
+    assert service.call("GET", f"/v1/objections/{case}", "department").status_code == 200
+    listed = service.call("GET", "/v1/objections", "regulator",
+                          params={"uscc": uscc, "status": "open"})  # fmt: skip
+    assert [o["id"] for o in listed.json()["objections"]] == [case]
+    assert service.call("GET", "/v1/objections", "company").status_code == 403
+
+    upheld = _decide(service, case, "upheld")
+    body = upheld.json()
+    assert upheld.status_code == 200, upheld.text
+    assert (body["status"], body["outcome"], body["decided_on"]) == (
+        "decided", "upheld", today.isoformat(),
+    )  # fmt: skip
+    assert body["correction"] is None
+    assert [s["action"] for s in body["steps"]] == ["filed", "decided"]
+    assert body["steps"][1]["detail"]["late"] is False
+    assert body["rescored"]["before"]["as_of"] == today.isoformat()
+    assert service.call("GET", company, "other").json()["flags"]["objection_open"] is False
+    records = _shown(service.call("GET", f"{company}/records", "regulator"))
+    assert records[record_id]["objection_open"] is False
+    events = _events(service.world.store, record_id)
+    assert {e["type"] for e in events.values()} == {"objection_opened", "objection_closed"}
+    assert events[f"objection-{case}-opened"]["effective"] == today
+    assert events[f"objection-{case}-closed"]["attributes"]["outcome"] == "upheld"
+    decided = service.call("GET", "/v1/objections", "admin",
+                           params={"uscc": uscc, "status": "decided"})  # fmt: skip
+    assert [o["id"] for o in decided.json()["objections"]] == [case]
+
+
+def test_a_correction_merges_with_earlier_ones_and_takes_effect_from_the_decision_day(
+    service: Served,
+) -> None:
+    """A first objection supplements the record, a second corrects its severity: the second
+    `correction` event restates both against the original record."""
+    today, yesterday = date.today(), date.today() - timedelta(days=1)
+    store = service.world.store
+    candidates = service.pick(
+        "r.category = 'admin_penalty' AND r.severity = 'serious' AND r.recorded_date <= ? "
+        "AND r.event_date > ?",
+        [yesterday, today - timedelta(days=365)],
+    )
+    record = next(
+        (c for c in candidates if _features(store, c["uscc"], today)["serious_penalties_3y"]),
+        None,
+    )
+    assert record is not None, "a serious penalty that counts today"
+    service.take(record)
+    uscc, record_id = record["uscc"], record["record_id"]
+    before_today = _features(store, uscc, today)
+    before_yesterday = _features(store, uscc, yesterday)
+    assert before_yesterday["serious_penalties_3y"] == before_today["serious_penalties_3y"]
+
+    first = _file(service, record_id)["id"]
+    bad = {
+        "unknown severity": {"severity": "catastrophic"},
+        "non-numeric amount": {"amount": "lots"},
+        "unknown key": {"category": "warning_talk"},
+    }
+    for what, correction in bad.items():
+        refused = _decide(service, first, "corrected", correction=correction)
+        assert refused.status_code == 422, (what, refused.text)
+        assert refused.json()["message"], what
+    assert _decide(service, first, "corrected").status_code == 422  # a correction is required
+    only_attributes = _decide(service, first, "supplemented", correction={"severity": "minor"})
+    assert only_attributes.status_code == 422
+    assert "attributes" in only_attributes.json()["message"]
+    added = {"rectified": True, "note": "已补充整改材料"}
+    supplemented = _decide(service, first, "supplemented", correction={"attributes": added})
+    assert supplemented.status_code == 200, supplemented.text
+    assert supplemented.json()["correction"] == {"attributes": added}
+
+    second = _file(service, record_id)["id"]
+    fix = {"severity": "minor", "attributes": {"note": "处罚决定已变更为轻微"}}
+    corrected = _decide(service, second, "corrected", correction=fix)
+    assert corrected.status_code == 200, corrected.text
+    body = corrected.json()
+    assert body["outcome"] == "corrected" and body["correction"] == fix
+    merged = {"severity": "minor", "attributes": {**added, "note": "处罚决定已变更为轻微"}}
+    assert body["steps"][-1]["detail"]["in_force"] == merged
+    assert "error" not in body["rescored"], body["rescored"]
+
+    events = _events(store, record_id)
+    assert events[f"objection-{first}-correction"]["attributes"] == {"attributes": added}
+    latest = events[f"objection-{second}-correction"]
+    assert latest == {"type": "correction", "effective": today, "recorded": today,
+                      "attributes": merged}  # fmt: skip
+    assert events[f"objection-{second}-closed"]["type"] == "objection_closed"
+    # what counted before the decision day is unchanged
+    assert _features(store, uscc, yesterday) == before_yesterday
+    # from today the record counts as a minor penalty (the builder applies `correction` events)
+    after_today = _features(store, uscc, today)
+    assert after_today["serious_penalties_3y"] == before_today["serious_penalties_3y"] - 1, (
+        "the corrected severity does not count yet: features/builder.py does not apply "
+        "correction events"
+    )
+    assert after_today["penalties_3y"] == before_today["penalties_3y"]
+
+
+def test_stop_publishing_hides_the_record_that_still_counts(service: Served) -> None:
+    today, yesterday = date.today(), date.today() - timedelta(days=1)
+    store = service.world.store
+    candidates = service.pick(
+        "r.category = 'admin_penalty' AND r.severity IN ('general', 'serious') "
+        "AND r.recorded_date <= ? AND r.event_date > ?",
+        [yesterday, today - timedelta(days=300)],
+    )
+    record = None
+    for c in candidates[:20]:
+        shown = _shown(service.call("GET", f"/v1/companies/{c['uscc']}/records", "other"))
+        if c["record_id"] in shown:
+            record = service.take(c)
+            break
+    assert record is not None, "a penalty public today"
+    uscc, record_id = record["uscc"], record["record_id"]
+    page = f"/v1/companies/{uscc}/records"
+    before = _features(store, uscc, today)
+
+    case = _file(service, record_id)["id"]
+    assert _shown(service.call("GET", page, "other"))[record_id]["objection_open"] is True
+    stopped = _decide(service, case, "stop_publishing")
+    assert stopped.status_code == 200, stopped.text
+    assert stopped.json()["outcome"] == "stop_publishing"
+    events = _events(store, record_id)
+    assert events[f"objection-{case}-unpublish"]["type"] == "unpublish"
+    assert events[f"objection-{case}-unpublish"]["effective"] == today
+
+    # it still counts, and the authorities still see it; the public saw it until yesterday
+    assert _features(store, uscc, today) == before
+    assert record_id in _shown(service.call("GET", page, "regulator"))
+    assert record_id in _shown(
+        service.call("GET", page, "other", params={"on": yesterday.isoformat()})
+    )
+    # not public from today (the records route applies `unpublish` by records.publicity)
+    assert record_id not in _shown(service.call("GET", page, "other")), (
+        "the unpublished record is still public: the records route does not apply unpublish"
+    )
+
+
+def test_removed_from_list_takes_the_company_off_the_list_from_today(service: Served) -> None:
+    today, yesterday = date.today(), date.today() - timedelta(days=1)
+    store, engine = service.world.store, service.world.engine
+    candidates = service.pick(
+        "r.category = 'serious_dishonest_list' AND r.severity = 'listed' AND r.recorded_date <= ? "
+        "AND r.event_date <= ? AND (SELECT count(*) FROM records o WHERE o.uscc = r.uscc "
+        "AND o.category = r.category AND o.severity = 'listed') = 1",
+        [yesterday, yesterday],
+    )
+    flag = "on_serious_dishonest_list"
+    record = next(
+        (c for c in candidates[:30] if _features(store, c["uscc"], today)[flag] == 1), None
+    )
+    if record is None:
+        pytest.skip("the simulated province has no company on the serious dishonest list today")
+    service.take(record)
+    uscc, record_id = record["uscc"], record["record_id"]
+    assert _features(store, uscc, yesterday)[flag] == 1
+    with engine.begin() as con:  # the entry the lists workflow would keep for the listing
+        entry = con.execute(
+            list_entries.insert().values(
+                uscc=uscc, list="serious_dishonest_list", status="listed", legal_basis="test",
+                reason="test listing", proposed_on=record["event_date"],
+                listed_on=record["event_date"], record_id=record_id,
+            )
+        ).inserted_primary_key[0]  # fmt: skip
+
+    case = _file(service, record_id)["id"]
+    removed = _decide(service, case, "removed_from_list", reason="列入依据不成立")
+    assert removed.status_code == 200, removed.text
+    body = removed.json()
+    assert body["outcome"] == "removed_from_list"
+    assert body["steps"][-1]["detail"]["list_entries_removed"] == [entry]
+    assert body["rescored"]["after"] is not None
+
+    assert _features(store, uscc, today)[flag] == 0
+    assert _features(store, uscc, yesterday)[flag] == 1
+    events = _events(store, record_id)
+    assert events[f"objection-{case}-withdrawal"]["type"] == "withdrawal"
+    doc = service.call("GET", f"/v1/companies/{uscc}", "regulator").json()
+    assert "serious_dishonest" not in doc["flags"]["lists"], doc["flags"]
+    with engine.connect() as con:
+        row = con.execute(sa.select(list_entries).where(list_entries.c.id == entry)).one()
+        steps = con.execute(
+            sa.select(lifecycle_log.c.action, lifecycle_log.c.detail).where(
+                lifecycle_log.c.case_type == "list", lifecycle_log.c.case_id == entry
+            )
+        ).all()  # fmt: skip
+    assert (row.status, row.removed_on) == ("removed", today)
+    assert row.removal_reason == f"objection {case}: 列入依据不成立"
+    assert [s.action for s in steps] == ["removed"]
+    assert json.loads(steps[0].detail)["objection_id"] == case
+
+
+def test_the_deadline_is_extended_once_to_20_working_days(service: Served) -> None:
+    today = date.today()
+    candidates = service.pick("r.category = 'spot_check' AND r.recorded_date <= ?", [today])
+    record = service.take(candidates[0])
+    body = _file(service, record["record_id"])
+    case = body["id"]
+    assert body["due_date"] == workdays.add_working_days(today, 5).isoformat()
+    assert service.call("POST", f"/v1/objections/{case}/extension", "department",
+                        json={"reason": "x"}).status_code == 403  # fmt: skip
+    extended = service.call("POST", f"/v1/objections/{case}/extension", "admin",
+                            json={"reason": "需要现场核查"})  # fmt: skip
+    assert extended.status_code == 200, extended.text
+    assert extended.json()["extended"] is True
+    assert extended.json()["due_date"] == workdays.add_working_days(today, 20).isoformat()
+    assert [s["action"] for s in extended.json()["steps"]] == ["filed", "extended"]
+    twice = service.call("POST", f"/v1/objections/{case}/extension", "regulator",
+                         json={"reason": "再次延期"})  # fmt: skip
+    assert twice.status_code == 409, twice.text
+    assert "once" in twice.json()["message"]
+    overdue = service.call("GET", "/v1/objections/overdue", "regulator").json()["objections"]
+    assert case not in [o["id"] for o in overdue]
+
+
+def test_only_the_authorities_decide_once_and_the_trail_is_append_only(service: Served) -> None:
+    assert (
+        service.call("POST", "/v1/objections", "company",
+                     json={"record_id": "NO-SUCH-RECORD", "reason": "x"}).status_code
+        == 404
+    )  # fmt: skip
+    assert service.call("GET", "/v1/objections/999999", "regulator").status_code == 404
+    assert _decide(service, 999999, "upheld").status_code == 404
+    candidates = service.pick(
+        "r.category = 'admin_penalty' AND r.recorded_date <= ?", [date.today()]
+    )
+    record = service.take(candidates[0])
+    case = _file(service, record["record_id"])["id"]
+    for who in ("department", "company", "other"):
+        answer = service.call("POST", f"/v1/objections/{case}/decision", who,
+                              json={"outcome": "upheld", "reason": "x"})  # fmt: skip
+        assert answer.status_code == 403, (who, answer.text)
+    not_listing = _decide(service, case, "removed_from_list")
+    assert not_listing.status_code == 422 and "listing" in not_listing.json()["message"]
+    with_correction = _decide(service, case, "upheld", correction={"amount": 1.0})
+    assert with_correction.status_code == 422
+    assert _decide(service, case, "upheld").status_code == 200
+    twice = _decide(service, case, "corrected", correction={"severity": "minor"})
+    assert twice.status_code == 409, twice.text
+    late_extension = service.call("POST", f"/v1/objections/{case}/extension", "admin",
+                                  json={"reason": "x"})  # fmt: skip
+    assert late_extension.status_code == 409 and "decided" in late_extension.json()["message"]
+
+    engine = service.world.engine
+    with engine.connect() as con:
+        steps = con.execute(
+            sa.select(lifecycle_log.c.action)
+            .where(lifecycle_log.c.case_type == "objection", lifecycle_log.c.case_id == case)
+            .order_by(lifecycle_log.c.id)
+        ).scalars().all()  # fmt: skip
+    assert steps == ["filed", "decided"]
+    with pytest.raises(sa.exc.DBAPIError), engine.begin() as con:
+        con.execute(lifecycle_log.delete().where(lifecycle_log.c.case_type == "objection"))
+    with pytest.raises(sa.exc.DBAPIError), engine.begin() as con:
+        con.execute(lifecycle_log.update().where(lifecycle_log.c.case_id == case)
+                    .values(action="erased"))  # fmt: skip
+
+
+def test_the_deadline_runs_on_working_days_across_national_day(service: Served) -> None:
+    """Filed on Tuesday 2025-09-30: 1–8 October are holidays and Saturday 11 October a make-up
+    working day, so the 5 working days are 9, 10, 11, 13 and 14 October; extended, the 20th
+    working day is 4 November. Decided on 15 October without extension: late."""
+    day = date(2025, 9, 30)
+    candidates = service.pick("r.category = 'admin_penalty' AND r.recorded_date <= ?", [day])
+    record = service.take(candidates[0])
+    engine, store = service.world.engine, service.world.store
+    case = objections.file_objection(engine, store, record["record_id"], "记录有误", None, None,
+                                     today=day)  # fmt: skip
+    assert case["due_date"] == "2025-10-14"
+    assert workdays.add_working_days(day, 20) == date(2025, 11, 4)
+    overdue_ids = lambda on: [c["id"] for c in objections.search(engine, overdue_on=on)]  # noqa: E731
+    assert case["id"] not in overdue_ids(date(2025, 10, 14))
+    assert case["id"] in overdue_ids(date(2025, 10, 15))
+    listed = service.call("GET", "/v1/objections/overdue", "regulator")
+    assert case["id"] in [o["id"] for o in listed.json()["objections"]]
+
+    decided = objections.decide(engine, store, case["id"], "upheld", "经核查", None, None,
+                                today=date(2025, 10, 15))  # fmt: skip
+    assert decided["steps"][-1]["detail"]["late"] is True
+    assert case["id"] not in overdue_ids(date.today())
+    opened = _features(store, record["uscc"], date(2025, 10, 1))["objection_open"]
+    closed = _features(store, record["uscc"], date(2025, 10, 15))["objection_open"]
+    assert (opened, closed) == (1, 0)
