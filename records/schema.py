@@ -28,7 +28,7 @@ ENTITY_STATUSES = ("active", "suspended", "revoked", "deregistered")
 
 EVENT_TYPES = (
     "withdrawal", "correction", "repair", "objection_opened", "objection_closed", "unpublish",
-)
+)  # fmt: skip
 """Later events that change how a record counts; stored append-only, never by rewriting it."""
 
 RECORDS = pa.schema(
