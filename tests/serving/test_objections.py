@@ -239,7 +239,12 @@ def test_a_correction_merges_with_earlier_ones_and_takes_effect_from_the_decisio
     assert supplemented.status_code == 200, supplemented.text
     assert supplemented.json()["correction"] == {"attributes": added}
 
+    assert _features(store, uscc, today)["objection_open"] == 0  # the first is decided
     second = _file(service, record_id)["id"]
+    # filed the day the first was decided: open (the steps are ordered as they were stored)
+    assert _features(store, uscc, today)["objection_open"] == 1
+    company = f"/v1/companies/{uscc}"
+    assert service.call("GET", company, "regulator").json()["flags"]["objection_open"] is True
     fix = {"severity": "minor", "attributes": {"note": "处罚决定已变更为轻微"}}
     corrected = _decide(service, second, "corrected", correction=fix)
     assert corrected.status_code == 200, corrected.text
