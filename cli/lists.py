@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.main import JsonOpt, _as_of, _emit_json, _store, app, err, out
+from cli.main import JsonOpt, _as_of, _emit_json, _store, app, out
+from cli.plans import _engine, _fail
 from records.settings import Settings
 
 lists_app = typer.Typer(
@@ -22,19 +23,6 @@ app.add_typer(lists_app, name="lists")
 RescoreOpt = Annotated[
     bool, typer.Option("--rescore/--no-rescore", help="Re-score the company now (champion).")
 ]
-
-
-def _engine() -> Any:
-    from serving.db import make_engine, upgrade
-
-    settings = Settings()
-    upgrade(settings.serving_url)
-    return make_engine(settings.serving_url)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
 
 
 def _rescore(settings: Settings, engine: Any, entry: dict[str, Any]) -> dict[str, Any]:
