@@ -66,6 +66,7 @@ from features.builder import (  # noqa: E402
     features_sql,
 )
 from features.specs import SPECS, EntitySpec, FeatureSpec, FlagSpec, Spec, spec_version  # noqa: E402
+from records import publicity  # noqa: E402
 from records.catalogue import Catalogue, default_catalogue  # noqa: E402
 from records.ingest import ingest_table  # noqa: E402
 from records.schema import TABLES  # noqa: E402
@@ -357,6 +358,16 @@ def _publicity_limit(c: pd.DataFrame, catalogue: Catalogue) -> np.ndarray[Any, A
         in_cat = category == cat.code
         if not in_cat.any():
             continue
+        if cat.type_severity or cat.special_domains:  # penalty types and domains: the rule
+            rows = np.flatnonzero(in_cat)
+            pairs = c.iloc[rows][["severity", "attributes"]].astype(object)
+            keys = list(zip(pairs["severity"], pairs["attributes"], strict=True))
+            days_of = {
+                k: publicity.period(cat.code, k[0], k[1], None, catalogue).max_days
+                for k in set(keys)
+            }
+            limit[rows] = [float(d) if (d := days_of[k]) else np.inf for k in keys]
+            continue
         periods = sorted(cat.publicity.items(), key=lambda kv: kv[0] != "*")  # "*" first
         for sev, period in periods:
             days = np.inf if not period.max_days else float(period.max_days)
@@ -452,15 +463,12 @@ def _objections(known: pd.DataFrame, events: pd.DataFrame, day: pd.Timestamp) ->
         & (events["recorded_date"] <= day)
     ]
     e = e.merge(known[["record_id", "uscc"]], on="record_id")
-    opened = e["effective_date"].where(e["event_type"] == "objection_opened")
-    closed = e["effective_date"].where(e["event_type"] == "objection_closed")
-    state = (
-        pd.DataFrame({"uscc": e["uscc"], "record_id": e["record_id"], "o": opened, "c": closed})
-        .groupby(["uscc", "record_id"])
-        .max()
-    )
-    open_now = state["o"].notna() & (state["c"].isna() | (state["o"] > state["c"]))
-    return open_now.groupby(level="uscc").max().astype("int64")
+    # the latest step decides: by day, commit order, a closing last within a batch, id
+    e = e.assign(k=(e["event_type"] == "objection_closed").astype("int64"))
+    order = ["effective_date", "batch_id", "k", "event_id"]
+    last = e.sort_values(order).groupby(["uscc", "record_id"]).tail(1)
+    open_now = last["event_type"] == "objection_opened"
+    return open_now.groupby(last["uscc"]).max().astype("int64")
 
 
 def _read(files: Iterable[Path], table: str, **options: Any) -> pd.DataFrame:
