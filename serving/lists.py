@@ -41,13 +41,13 @@ from sqlalchemy.engine import Connection, Engine
 from features.builder import LIST_CATEGORIES, UNDONE_CTE, expiry_days_sql
 from models.bundle import TierModel
 from models.published import MODEL_NAME
+from records import workdays
 from records.catalogue import Catalogue, default_catalogue
 from records.ingest import ingest_table
 from records.store import Store
 from serving.db import lifecycle_log, list_entries
 from serving.load import mask_name
 from serving.rescore import RescoreRefused, rescore_company
-from serving.spotcheck import workdays
 
 ListName = Literal[
     "abnormal_operation_list", "serious_dishonest_list", "focus_attention_list", "red_list"

@@ -32,11 +32,11 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
+from records import workdays
 from records.catalogue import default_catalogue
 from records.events import append_events
 from records.store import Store
 from serving.db import lifecycle_log, list_entries, objections
-from serving.spotcheck import workdays
 
 DECISION_WORKING_DAYS = 5
 EXTENDED_WORKING_DAYS = 20

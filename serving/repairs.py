@@ -31,12 +31,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from features.builder import UNDONE_CTE, build_features
-from records import publicity
+from records import publicity, workdays
 from records.catalogue import default_catalogue
 from records.events import append_events
 from records.store import Store
 from serving.db import credit_repairs, lifecycle_log
-from serving.spotcheck import workdays
 
 DECISION_WORKING_DAYS = 3
 LIST_FLAGS = ("on_serious_dishonest_list", "on_abnormal_list")
@@ -58,16 +57,27 @@ class Eligibility:
 
 
 def _record(store: Store, record_id: str, today: date) -> dict[str, Any] | None:
+    """The record as it stands today: in its corrected form (a correction in force replaces its
+    severity and attributes), with the day it was repaired or withdrawn, if it was."""
     with store.connect() as con:
         rows = con.sql(
             f"""WITH {UNDONE_CTE}
-            SELECT r.record_id, r.uscc, r.category, r.severity, r.event_date, r.attributes,
-                   u.undone_on
+            SELECT r.record_id, r.uscc, r.category, r.severity, r.event_date, r.recorded_date,
+                   r.amount, r.attributes, u.undone_on
             FROM records r LEFT JOIN undone u ON u.record_id = r.record_id
             WHERE r.record_id = ? AND r.recorded_date <= ?""",
             params=[record_id, today],
         ).to_arrow_table().to_pylist()  # fmt: skip
-    return rows[0] if rows else None
+        events = con.sql(
+            "SELECT event_id, event_type, effective_date, recorded_date, attributes, batch_id "
+            "FROM events WHERE record_id = ? AND event_type = 'correction'",
+            params=[record_id],
+        ).to_arrow_table().to_pylist()  # fmt: skip
+    if not rows:
+        return None
+    form = publicity.corrected(rows[0], events, today)
+    form["attributes"] = json.dumps(form["attributes"], ensure_ascii=False)
+    return form
 
 
 def eligibility(store: Store, record: dict[str, Any], today: date) -> Eligibility:

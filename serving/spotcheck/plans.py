@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.engine import Connection, Engine
 
-from records import publicity
+from records import publicity, workdays
 from records import uscc as codes
 from records.ingest import ingest_table
 from records.store import Store
@@ -43,7 +43,6 @@ from serving.db import (
     spot_check_tasks,
 )
 from serving.load import mask_name
-from serving.spotcheck import workdays
 from serving.spotcheck.draw import (
     DRAW_VERSION,
     SNAPSHOT_TABLES,

@@ -23,12 +23,12 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from features.builder import LIST_CATEGORIES, build_features
+from records import workdays
 from records.ingest import ingest_table
 from serving import lists
 from serving.auth import create_key
 from serving.db import companies, lifecycle_log, list_entries
 from serving.load import mask_name
-from serving.spotcheck import workdays
 from tests.serving.databases import BACKENDS, Loaded, loaded_copy
 from tests.serving.uvicorn import running_server
 

@@ -22,11 +22,11 @@ import pytest
 import sqlalchemy as sa
 
 from features.builder import build_features
+from records import workdays
 from records.store import Store
 from serving import objections
 from serving.auth import create_key
 from serving.db import companies, lifecycle_log, list_entries
-from serving.spotcheck import workdays
 from tests.serving.databases import BACKENDS, Loaded, loaded_copy
 from tests.serving.uvicorn import running_server
 

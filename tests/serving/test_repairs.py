@@ -16,11 +16,12 @@ import pytest
 import sqlalchemy as sa
 
 from features.builder import build_features
+from records import workdays
+from records.events import append_events
 from records.store import Store
 from serving import repairs
 from serving.auth import create_key
 from serving.db import lifecycle_log
-from serving.spotcheck import workdays
 from serving.spotcheck.plans import latest_load
 from tests.serving.databases import BACKENDS, Loaded, loaded_copy
 from tests.serving.pipeline import AS_OF
@@ -217,3 +218,39 @@ def test_the_decision_is_due_in_3_working_days_across_national_day(world: World)
                          today=day)  # fmt: skip
     assert case["status"] == "pending" and case["due_date"] == "2025-10-11"
     assert case["steps"][0]["action"] == "applied"
+
+
+def test_eligibility_reads_the_record_in_its_corrected_form(world: World) -> None:
+    """A serious penalty waits a year before repair; corrected to minor (an objection found the
+    severity wrong), it may be repaired at once, from the day the correction is in force."""
+    today = date.today()
+    with world.store.connect() as con:
+        rows = con.execute(
+            "SELECT record_id FROM records WHERE category = 'admin_penalty' "
+            "AND severity = 'serious' AND event_date > ? AND attributes NOT LIKE '%licence_%' "
+            "AND attributes NOT LIKE '%closure%' AND attributes NOT LIKE '%employment_ban%' "
+            "AND attributes NOT LIKE '%qualification_%' AND attributes NOT LIKE '%restriction%' "
+            "AND attributes NOT LIKE '%\"fire\"%' AND attributes NOT LIKE '%work_safety%' "
+            "AND attributes NOT LIKE '%special_equipment%' "
+            "AND record_id NOT IN (SELECT record_id FROM events) ORDER BY record_id LIMIT 20",
+            [today - timedelta(days=360)],
+        ).fetchall()  # fmt: skip
+    waiting = []
+    for (record_id,) in rows:
+        record = repairs._record(world.store, record_id, today)
+        assert record is not None
+        if repairs.eligibility(world.store, record, today).code == "minimum_period":
+            waiting.append(record_id)
+    assert waiting, "a serious penalty within its minimum period"
+    record_id = waiting[0]
+    stored = append_events(world.store, [
+        {"event_id": "test-repair-correction", "record_id": record_id, "event_type": "correction",
+         "effective_date": today, "recorded_date": today, "attributes": {"severity": "minor"}},
+    ], today=today)  # fmt: skip
+    assert stored.stored == 1, stored.rejected
+    yesterday = today - timedelta(days=1)
+    before = repairs._record(world.store, record_id, yesterday)
+    after = repairs._record(world.store, record_id, today)
+    assert before is not None and after is not None
+    assert (before["severity"], after["severity"]) == ("serious", "minor")
+    assert repairs.eligibility(world.store, after, today).code != "minimum_period"

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from features.builder import build_features
+from records import workdays
 from records.ingest import ingest_table
 from records.store import Store
 from serving.auth import create_key
@@ -35,7 +36,6 @@ from serving.db import (
     spot_check_plans,
     spot_check_tasks,
 )
-from serving.spotcheck import workdays
 from serving.spotcheck.demo import load_demo_inspectors
 from serving.spotcheck.draw import PlanError, canonical_list
 from serving.spotcheck.plans import (

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serving.spotcheck.workdays import (
+from records.workdays import (
     PUBLICATION_WORKING_DAYS,
     add_working_days,
     deadline_estimated,

@@ -1,4 +1,6 @@
-"""The Chinese working-day calendar: results are published within 20 working days (DOMAIN §7).
+"""The Chinese working-day calendar for every deadline: spot-check results within 20 working days
+(DOMAIN §7), repair decisions within 3, objections within 5 (extendable to 20) and the 5-day
+window before a serious dishonest listing (§8–§10).
 
 Working days follow the State Council's yearly schedule (statutory holidays plus the make-up
 working weekends, 调休) as the `holidays` package records it. For a year whose schedule the
