@@ -35,10 +35,14 @@ def _safe(url: str) -> str:
 
 @keys_app.command("create")
 def keys_create(
-    role: Annotated[str, typer.Option(help="admin, regulator, department, analyst or public.")],
+    role: Annotated[
+        str, typer.Option(help="admin, regulator, department, analyst, company or public.")
+    ],
     department: Annotated[str | None, typer.Option(help="Department code (role department).")]
     = None,
     name: Annotated[str | None, typer.Option(help="Who holds the key.")] = None,
+    uscc: Annotated[str | None, typer.Option(help="The company a company key speaks for.")]
+    = None,
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
     """Create an API key; it is shown once and stored only as a hash."""
@@ -48,11 +52,12 @@ def keys_create(
     settings = Settings()
     upgrade(settings.serving_url)
     try:
-        key = create_key(make_engine(settings.serving_url), role, department, name)
-    except ValueError as exc:
+        key = create_key(make_engine(settings.serving_url), role, department, name, uscc)
+    except ValueError as exc:  # InvalidUSCC is one
         raise typer.BadParameter(str(exc)) from None
     if as_json:
-        _emit_json({"key": key, "role": role, "department": department, "prefix": key[:10]})
+        _emit_json({"key": key, "role": role, "department": department, "uscc": uscc,
+                    "prefix": key[:10]})  # fmt: skip
     else:
         out.print(key)
         err.print(f"role {role}{f', department {department}' if department else ''}: "

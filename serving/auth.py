@@ -6,6 +6,8 @@ its SHA-256 hash. Roles (../shared/DOMAIN.md §1, §10):
 - admin: full company view, history, all records, summary, audit log, model reload, keys.
 - regulator, analyst: full company view, history, all records, summary.
 - department: full company view, history, summary; records: the public ones and its own.
+- company: speaks for one company (`uscc`): its own full view, history and records; applies for
+  repair of and objects to its own records and listings; anything else as the public.
 - public: the public view (masked); records public on the day, masked; no history or summary.
 
 "Full" is score, grade, dimension points, tier, probability, reasons (zh/en) and versions; the
@@ -26,14 +28,20 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from records import uscc as codes
 from serving.db import api_keys
 
-Role = Literal["admin", "regulator", "department", "analyst", "public"]
-ROLES: tuple[Role, ...] = ("admin", "regulator", "department", "analyst", "public")
+Role = Literal["admin", "regulator", "department", "analyst", "company", "public"]
+ROLES: tuple[Role, ...] = ("admin", "regulator", "department", "analyst", "company", "public")
 FULL_VIEW = frozenset({"admin", "regulator", "analyst", "department"})
 HISTORY = FULL_VIEW
 SUMMARY = FULL_VIEW
 ADMIN = frozenset({"admin"})
+AUTHORITIES = frozenset({"admin", "regulator"})
+"""Who decides repairs, objections and listings, and may file on a company's behalf."""
+NO_PURPOSE = frozenset({"public", "company"})
+"""Roles that read without declaring a purpose (the public, a company about itself or others'
+public information)."""
 
 
 @dataclass(frozen=True)
@@ -42,18 +50,40 @@ class Caller:
     role: Role
     department: str | None
     name: str | None
+    uscc: str | None = None
+    """The company a `company` key speaks for."""
+
+    def is_company(self, uscc: str) -> bool:
+        """The key speaks for this company."""
+        return self.role == "company" and self.uscc == uscc
+
+    def sees_fully(self, uscc: str) -> bool:
+        """The full view of this company: the authorities, or the company itself."""
+        return self.role in FULL_VIEW or self.is_company(uscc)
+
+    def acts_for(self, uscc: str) -> bool:
+        """May apply, object or file for this company: the company itself or an authority."""
+        return self.role in AUTHORITIES or self.is_company(uscc)
 
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_key(engine: Engine, role: str, department: str | None, name: str | None) -> str:
+def create_key(
+    engine: Engine, role: str, department: str | None, name: str | None, uscc: str | None = None
+) -> str:
     """Store a new key and return it (the only time it is visible)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}; got {role!r}")
     if role == "department" and not department:
         raise ValueError("a department key needs --department")
+    if role == "company":
+        if not uscc:
+            raise ValueError("a company key needs --uscc (the company it speaks for)")
+        uscc = codes.validate(uscc)
+    elif uscc:
+        raise ValueError("--uscc is for company keys only")
     key = "cs_" + secrets.token_urlsafe(32)
     with engine.begin() as con:
         con.execute(
@@ -62,6 +92,7 @@ def create_key(engine: Engine, role: str, department: str | None, name: str | No
                 prefix=key[:10],
                 role=role,
                 department=department,
+                uscc=uscc,
                 name=name,
                 created_at=datetime.now(UTC),
             )
@@ -80,8 +111,9 @@ def revoke_key(engine: Engine, prefix: str) -> int:
 
 
 class KeyCache:
-    """Key look-ups without a database round trip per request (refreshed on a miss, so a new
-    key works at once; a revoked key stops working within `ttl` seconds)."""
+    """Key look-ups without a database round trip per request: all keys are reloaded every
+    `ttl` seconds, and a key not in the cache is looked up on its own (an indexed read), so a
+    new key works at once; a revoked key stops working within `ttl` seconds."""
 
     def __init__(self, engine: Engine, ttl: float = 30.0) -> None:
         self.engine = engine
@@ -93,10 +125,10 @@ class KeyCache:
         with self.engine.connect() as con:
             rows = con.execute(
                 sa.select(api_keys.c.id, api_keys.c.key_hash, api_keys.c.role,
-                          api_keys.c.department, api_keys.c.name)
+                          api_keys.c.department, api_keys.c.name, api_keys.c.uscc)
                 .where(api_keys.c.revoked_at.is_(None))
             ).all()  # fmt: skip
-        self._keys = {r.key_hash: Caller(r.id, r.role, r.department, r.name) for r in rows}
+        self._keys = {r.key_hash: Caller(r.id, r.role, r.department, r.name, r.uscc) for r in rows}
         self._loaded = time.monotonic()
 
     def get(self, key: str | None) -> Caller | None:
@@ -106,7 +138,17 @@ class KeyCache:
         if time.monotonic() - self._loaded > self.ttl:
             self._load()
         found = self._keys.get(digest)
-        if found is None and time.monotonic() - self._loaded > 1.0:
-            self._load()  # a key created a moment ago
-            found = self._keys.get(digest)
+        if found is None:  # perhaps a key created since the last load: one indexed read
+            found = self._one(digest)
+            if found is not None:
+                self._keys[digest] = found
         return found
+
+    def _one(self, digest: str) -> Caller | None:
+        with self.engine.connect() as con:
+            r = con.execute(
+                sa.select(api_keys.c.id, api_keys.c.role, api_keys.c.department, api_keys.c.name,
+                          api_keys.c.uscc)
+                .where(api_keys.c.key_hash == digest, api_keys.c.revoked_at.is_(None))
+            ).first()  # fmt: skip
+        return None if r is None else Caller(r.id, r.role, r.department, r.name, r.uscc)

@@ -9,7 +9,7 @@ PostgreSQL. The schema is created and upgraded by Alembic only (`serving/migrati
 - `company_history`: every loaded evaluation and tier, per as-of date; `source` is `batch` for a
   load of a whole batch and `rescore` for one company re-scored on demand.
 - `api_keys`: keys stored as SHA-256 hashes (keys are 256-bit random, so no slow hash is needed),
-  with role and department.
+  with role and department, or the company a `company` key speaks for (migration 0005).
 - spot checks (`serving.spotcheck`): `check_items`, `inspectors`, `inspector_conflicts`,
   `spot_check_plans` (parameters, seed, hashes, the stored list and snapshot), `spot_check_tasks`
   (one per company and item, with its result) and `spot_check_assignments` (task → inspector);
@@ -71,6 +71,7 @@ api_keys = sa.Table(
     sa.Column("prefix", sa.String(12), nullable=False),
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("department", sa.String(64)),
+    sa.Column("uscc", sa.String(18)),
     sa.Column("name", sa.String(128)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked_at", sa.DateTime(timezone=True)),

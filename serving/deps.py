@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from records import uscc as codes
-from serving.auth import Caller
+from serving.auth import NO_PURPOSE, Caller
 from serving.errors import ApiError
 from serving.state import ServiceState
 
@@ -37,13 +37,22 @@ def require(caller: Caller, roles: frozenset[str], what: str) -> None:
         raise ApiError(403, "forbidden", f"role {caller.role} may not {what}")
 
 
+def require_acting_for(caller: Caller, uscc: str, what: str) -> None:
+    """Only the company itself (a `company` key for it) or an authority may do this for it."""
+    if not caller.acts_for(uscc):
+        raise ApiError(
+            403, "forbidden",
+            f"only {uscc} itself (a company key) or an authority may {what}",
+        )  # fmt: skip
+
+
 def purpose_of(
     caller: Caller,
     x_purpose: str | None,
 ) -> str | None:
     """Non-public roles must say why they read credit information (DOMAIN §10)."""
     text = (x_purpose or "").strip()
-    if caller.role != "public" and not text:
+    if caller.role not in NO_PURPOSE and not text:
         raise ApiError(
             400, "purpose_required", "send X-Purpose: why this credit information is read"
         )

@@ -65,7 +65,7 @@ class InvalidDecision(ValueError):
     """A decision the record does not allow (a correction that does not fit, a non-listing)."""
 
 
-def _record(store: Store, record_id: str, today: date) -> dict[str, Any] | None:
+def record_on(store: Store, record_id: str, today: date) -> dict[str, Any] | None:
     """The record as stored (its original form), if the platform knew it by `today`."""
     with store.connect() as con:
         rows = con.sql(
@@ -116,7 +116,7 @@ def file_objection(
     One open objection per record: a second is a conflict until the first is decided.
     """
     today = today or date.today()
-    record = _record(store, record_id, today)
+    record = record_on(store, record_id, today)
     if record is None:
         raise ObjectionNotFound(f"no record {record_id}")
     due = workdays.add_working_days(today, DECISION_WORKING_DAYS)
@@ -263,7 +263,7 @@ def decide(
     if outcome not in OUTCOMES:
         raise InvalidDecision(f"outcome must be one of {', '.join(OUTCOMES)}; got {outcome!r}")
     record_id = case["record_id"]
-    record = _record(store, record_id, today)
+    record = record_on(store, record_id, today)
     if record is None:
         raise ObjectionNotFound(f"record {record_id} is not known on {today}")
     fix = validated_correction(outcome, record, correction)

@@ -56,7 +56,7 @@ class Eligibility:
     message: str | None = None
 
 
-def _record(store: Store, record_id: str, today: date) -> dict[str, Any] | None:
+def record_on(store: Store, record_id: str, today: date) -> dict[str, Any] | None:
     """The record as it stands today: in its corrected form (a correction in force replaces its
     severity and attributes), with the day it was repaired or withdrawn, if it was."""
     with store.connect() as con:
@@ -146,7 +146,7 @@ def apply(
     """File an application; it is stored whatever the outcome (refused with a reason, or
     pending with its decision deadline)."""
     today = today or date.today()
-    record = _record(store, record_id, today)
+    record = record_on(store, record_id, today)
     if record is None:
         raise RepairNotFound(f"no record {record_id}")
     with engine.begin() as con:
@@ -198,7 +198,7 @@ def decide(
             raise RepairNotFound(f"no repair application {case_id}")
         verdict = Eligibility(True)
         if approve:  # checked again on the day: a listing or a repeat may have come since
-            record = _record(store, case["record_id"], today)
+            record = record_on(store, case["record_id"], today)
             verdict = eligibility(store, record, today) if record else Eligibility(False, "gone")
         granted = approve and verdict.eligible
         claimed = con.execute(

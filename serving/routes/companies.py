@@ -34,7 +34,7 @@ async def get_company(
 ) -> Response:
     purpose = purpose_of(caller, x_purpose)
     code = valid_code(uscc)
-    doc = await state.lookup.company(code, caller.role in FULL_VIEW)
+    doc = await state.lookup.company(code, caller.sees_fully(code))
     state.audit.log(caller, "GET /v1/companies/{uscc}", code, purpose, 200 if doc else 404)
     if doc is None:
         raise ApiError(404, "not_found", f"no evaluation or tier of {code}")
@@ -55,16 +55,16 @@ async def batch(
             valid.append(valid_code(raw))
         except ApiError as exc:
             invalid.append({"uscc": raw, "message": exc.message})
-    column = companies.c.full_doc if caller.role in FULL_VIEW else companies.c.public_doc
     found: dict[str, str] = {}
     wanted = list(dict.fromkeys(valid))
     with state.engine.connect() as con:
         for start in range(0, len(wanted), 900):
             part = wanted[start : start + 900]
             rows = con.execute(
-                sa.select(companies.c.uscc, column).where(companies.c.uscc.in_(part))
-            ).all()
-            found.update({u: d for u, d in rows})
+                sa.select(companies.c.uscc, companies.c.full_doc, companies.c.public_doc)
+                .where(companies.c.uscc.in_(part))
+            ).all()  # fmt: skip
+            found.update({u: full if caller.sees_fully(u) else public for u, full, public in rows})
     for code in wanted:
         state.audit.log(caller, "POST /v1/companies:batch", code, purpose,
                  200 if code in found else 404)  # fmt: skip
@@ -84,9 +84,10 @@ async def batch(
 async def history(
     uscc: str, state: StateDep, caller: CallerDep, x_purpose: PurposeHeader = None
 ) -> History:
-    require(caller, HISTORY, "read histories")
     purpose = purpose_of(caller, x_purpose)
     code = valid_code(uscc)
+    if not caller.is_company(code):  # a company reads its own
+        require(caller, HISTORY, "read histories")
     with state.engine.connect() as con:
         rows = con.execute(
             sa.select(company_history).where(company_history.c.uscc == code)
@@ -129,16 +130,17 @@ def records(
 
 def _records(state: ServiceState, code: str, day: date, caller: Caller) -> list[dict[str, Any]]:
     """The company's records on `day` that this caller may see, by the publicity rule
-    (`records.publicity`): the public sees the public ones, a department also its own."""
+    (`records.publicity`): the public (and other companies) see the public ones, a department
+    also its own, the company itself and the other authorities all."""
     out = []
+    full = caller.role in FULL_VIEW or caller.is_company(code)  # a company sees its own
     for r in records_on(state.store, code, day):
-        if caller.role == "public" and not r["public"]:
+        if not full and not r["public"]:
             continue
         own = r["source_dept"] == caller.department
         if caller.role == "department" and not r["public"] and not own:
             continue
         end = r["public_until"] if r["public"] else None
-        full = caller.role != "public"
         out.append(
             {
                 "record_id": r["record_id"],

@@ -14,7 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from serving import lists
 from serving.auth import Caller
-from serving.deps import CallerDep, PurposeHeader, StateDep, purpose_of, require, valid_code
+from serving.deps import (
+    CallerDep,
+    PurposeHeader,
+    StateDep,
+    purpose_of,
+    require,
+    require_acting_for,
+    valid_code,
+)  # fmt: skip
 from serving.errors import ApiError, ErrorBody
 from serving.state import ServiceState
 
@@ -240,6 +248,8 @@ def post_objection(
     """The company objects to a notified entry within its 5 working days
     (`objection_window_closed` after them)."""
     try:
+        require_acting_for(caller, lists.get(state.engine, entry_id)["uscc"],
+                           "object to its listing")  # fmt: skip
         entry = lists.object_to(state.engine, entry_id, body.reason, caller.key_id)
     except lists.ListError as exc:
         raise _fail(exc) from None
@@ -299,7 +309,7 @@ def public_lists(
         Query(alias="list"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> PublicPage:
     """The published lists: companies currently listed, newest first (public information: an
     individual business's name is masked; no reasons, no proposals)."""

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from serving import objections
 from serving.auth import FULL_VIEW
-from serving.deps import CallerDep, StateDep, require, valid_code
+from serving.deps import CallerDep, StateDep, require, require_acting_for, valid_code
 from serving.errors import ApiError
 from serving.rescore import RescoreRefused, rescore_company
 from serving.routes.companies import ERRORS
@@ -111,6 +111,10 @@ def _rescore(state: ServiceState, uscc: str) -> dict[str, Any]:
 def post_objection(body: FileObjectionIn, state: StateDep, caller: CallerDep) -> ObjectionOut:
     """Object to a record: it is flagged at once (the company re-scored with the flag) and the
     decision is due in 5 working days. 409 while an objection to the record is open."""
+    record = objections.record_on(state.store, body.record_id, date.today())
+    if record is None:
+        raise ApiError(404, "not_found", f"no record {body.record_id}")
+    require_acting_for(caller, record["uscc"], "object to its records")
     try:
         case = objections.file_objection(state.engine, state.store, body.record_id, body.reason,
                                          body.requested, caller.key_id)  # fmt: skip
@@ -154,7 +158,8 @@ def get_objection(case_id: CaseId, state: StateDep, caller: CallerDep) -> Object
         case = objections.get(state.engine, case_id)
     except objections.ObjectionNotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
-    if caller.role not in FULL_VIEW and case["filed_by"] != caller.key_id:
+    own = case["filed_by"] == caller.key_id or caller.is_company(case["uscc"])
+    if caller.role not in FULL_VIEW and not own:
         raise ApiError(403, "forbidden", "only the filer and the authorities see it")
     return ObjectionOut.model_validate(case)
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from serving import repairs
 from serving.auth import FULL_VIEW
 from serving.db import credit_repairs
-from serving.deps import CallerDep, StateDep, require, valid_code
+from serving.deps import CallerDep, StateDep, require, require_acting_for, valid_code
 from serving.errors import ApiError
 from serving.rescore import RescoreRefused, rescore_company
 from serving.routes.companies import ERRORS
@@ -60,8 +60,12 @@ class RepairPage(BaseModel):
 
 @router.post("/repairs", response_model=RepairOut, status_code=201, responses=REPAIR_ERRORS)
 def post_repair(body: RepairIn, state: StateDep, caller: CallerDep) -> RepairOut:
-    """Apply to repair a record: refused at once with a reason code, or pending with its
-    decision deadline (3 working days)."""
+    """Apply to repair a record (the company's own key, or an authority on its behalf): refused
+    at once with a reason code, or pending with its decision deadline (3 working days)."""
+    record = repairs.record_on(state.store, body.record_id, date.today())
+    if record is None:
+        raise ApiError(404, "not_found", f"no record {body.record_id}")
+    require_acting_for(caller, record["uscc"], "apply for repair of its records")
     try:
         case = repairs.apply(state.engine, state.store, body.record_id, body.reason,
                              caller.key_id)  # fmt: skip
@@ -72,12 +76,13 @@ def post_repair(body: RepairIn, state: StateDep, caller: CallerDep) -> RepairOut
 
 @router.get("/repairs/{case_id}", response_model=RepairOut, responses=ERRORS)
 def get_repair(case_id: CaseId, state: StateDep, caller: CallerDep) -> RepairOut:
-    """An application with its steps (the applicant's key or a full-view role)."""
+    """An application with its steps (the applicant's key, the company, a full-view role)."""
     try:
         case = repairs.get(state.engine, case_id)
     except repairs.RepairNotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
-    if caller.role not in FULL_VIEW and case["applicant"] != caller.key_id:
+    own = case["applicant"] == caller.key_id or caller.is_company(case["uscc"])
+    if caller.role not in FULL_VIEW and not own:
         raise ApiError(403, "forbidden", "only the applicant and the authorities see it")
     return RepairOut.model_validate(case)
 

@@ -45,6 +45,9 @@ class Api:
     keys: dict[str, str]
 
     def call(self, method: str, path: str, who: str, **kw: Any) -> httpx.Response:
+        """`who`: a role's key, or `company:<uscc>` for a key speaking for that company."""
+        if who.startswith("company:") and who not in self.keys:
+            self.keys[who] = create_key(self.world.engine, "company", None, who, who[8:])
         headers = {"X-API-Key": self.keys[who], "X-Purpose": "list test"}
         return self.client.request(method, path, headers=headers, **kw)
 
@@ -61,7 +64,6 @@ def world(
 def api(world: Loaded) -> Iterator[Api]:
     """One served API per backend for the whole module."""
     keys = {
-        "company": create_key(world.engine, "public", None, "the company"),
         "public": create_key(world.engine, "public", None, "anyone"),
         "regulator": create_key(world.engine, "regulator", None, "credit office"),
         "admin": create_key(world.engine, "admin", None, "administrator"),
@@ -133,11 +135,15 @@ def test_serious_dishonest_listing_with_objection_veto_and_earliest_removal(api:
     assert early.status_code == 409 and early.json()["code"] == "objection_window_open"
     assert due.isoformat() in early.json()["message"]
 
-    objected = api.call("POST", f"/v1/list-entries/{case}/objection", "company",
+    for who in ("public", "department"):  # only the company itself (or an authority)
+        denied = api.call("POST", f"/v1/list-entries/{case}/objection", who,
+                          json={"reason": "x"})  # fmt: skip
+        assert denied.status_code == 403, (who, denied.text)
+    objected = api.call("POST", f"/v1/list-entries/{case}/objection", f"company:{uscc}",
                         json={"reason": "处罚决定正在行政复议中"})  # fmt: skip
     assert objected.status_code == 200, objected.text
     assert objected.json()["status"] == "objected" and "steps" not in objected.json()
-    again = api.call("POST", f"/v1/list-entries/{case}/objection", "company",
+    again = api.call("POST", f"/v1/list-entries/{case}/objection", f"company:{uscc}",
                      json={"reason": "再次异议"})  # fmt: skip
     assert again.status_code == 409 and again.json()["code"] == "already_objected"
     assert api.call("POST", f"/v1/list-entries/{case}/objection-decision", "department",
@@ -215,7 +221,7 @@ def test_an_upheld_objection_rejects_and_a_late_one_is_refused(api: Api) -> None
     upheld_uscc, late_uscc = _companies(world, 2)
 
     case = _serious(api, upheld_uscc).json()["id"]
-    assert api.call("POST", f"/v1/list-entries/{case}/objection", "company",
+    assert api.call("POST", f"/v1/list-entries/{case}/objection", f"company:{upheld_uscc}",
                     json={"reason": "处罚已被撤销"}).status_code == 200  # fmt: skip
     decided = api.call("POST", f"/v1/list-entries/{case}/objection-decision", "regulator",
                        json={"upheld": True, "reason": "处罚决定已撤销"})  # fmt: skip
@@ -228,7 +234,7 @@ def test_an_upheld_objection_rejects_and_a_late_one_is_refused(api: Api) -> None
     # notified a month ago: its 5 working days are over
     late = lists.propose(world.engine, world.store, late_uscc, "serious_dishonest_list",
                          SERIOUS_BASIS, "从业禁止", today=today - timedelta(days=30))  # fmt: skip
-    refused = api.call("POST", f"/v1/list-entries/{late['id']}/objection", "company",
+    refused = api.call("POST", f"/v1/list-entries/{late['id']}/objection", f"company:{late_uscc}",
                        json={"reason": "逾期异议"})  # fmt: skip
     assert refused.status_code == 409 and refused.json()["code"] == "objection_window_closed"
     assert late["objection_due"].isoformat() in refused.json()["message"]

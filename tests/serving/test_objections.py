@@ -42,6 +42,9 @@ class Served:
     used: set[str] = field(default_factory=set)
 
     def call(self, method: str, path: str, who: str, **kw: Any) -> httpx.Response:
+        """`who`: a role's key, or `company:<uscc>` for a key speaking for that company."""
+        if who.startswith("company:") and who not in self.keys:
+            self.keys[who] = create_key(self.world.engine, "company", None, who, who[8:])
         headers = {"X-API-Key": self.keys[who], "X-Purpose": "objection test"}
         return self.client.request(method, path, headers=headers, **kw)
 
@@ -81,7 +84,6 @@ def world(
 @pytest.fixture(scope="module")
 def service(world: Loaded) -> Iterator[Served]:
     keys = {
-        "company": create_key(world.engine, "public", None, "the company"),
         "other": create_key(world.engine, "public", None, "someone else"),
         "regulator": create_key(world.engine, "regulator", None, "credit office"),
         "admin": create_key(world.engine, "admin", None, "platform admin"),
@@ -120,11 +122,20 @@ def _shown(page: httpx.Response) -> dict[str, dict[str, Any]]:
 
 
 def _file(service: Served, record_id: str, who: str = "company", **extra: Any) -> dict[str, Any]:
+    """File an objection; by default with a key of the record's company."""
+    if who == "company":
+        with service.world.store.connect() as con:
+            found = con.execute("SELECT uscc FROM records WHERE record_id = ?", [record_id])
+            who = f"company:{found.fetchone()[0]}"  # type: ignore[index]
     answer = service.call("POST", "/v1/objections", who,
                           json={"record_id": record_id, "reason": "记录有误", **extra})  # fmt: skip
     assert answer.status_code == 201, answer.text
     body: dict[str, Any] = answer.json()
     return body
+
+
+def _another(service: Served, uscc: str) -> str:
+    return next(u for u in sorted(service.served) if u != uscc)
 
 
 def _decide(service: Served, case: int, outcome: str, **extra: Any) -> httpx.Response:
@@ -157,6 +168,10 @@ def test_the_record_is_flagged_at_once_and_the_flag_goes_with_the_decision(
         doc = service.call("GET", company, who).json()
         assert doc["flags"]["objection_open"] is True, (who, doc)
         assert doc["as_of"] == today.isoformat()
+    # the company itself sees its full view, reasons included; others the public view
+    own = service.call("GET", company, f"company:{uscc}").json()
+    assert own["tier"] is not None and own["tier"]["reasons"], own
+    assert "tier" not in service.call("GET", company, "other").json()
     records = _shown(service.call("GET", f"{company}/records", "regulator"))
     assert records[record_id]["objection_open"] is True
     assert not any(r["objection_open"] for k, r in records.items() if k != record_id)
@@ -164,16 +179,20 @@ def test_the_record_is_flagged_at_once_and_the_flag_goes_with_the_decision(
     assert _features(service.world.store, uscc, today - timedelta(days=1))["objection_open"] == 0
 
     # one open objection per record; the filer and the authorities see it, no one else
-    again = service.call("POST", "/v1/objections", "other",
+    for who in ("other", f"company:{_another(service, uscc)}"):  # not the public, not another
+        denied = service.call("POST", "/v1/objections", who,
+                              json={"record_id": record_id, "reason": "x"})  # fmt: skip
+        assert denied.status_code == 403, (who, denied.text)
+    again = service.call("POST", "/v1/objections", "regulator",
                          json={"record_id": record_id, "reason": "again"})  # fmt: skip
     assert again.status_code == 409 and again.json()["code"] == "conflict", again.text
-    assert service.call("GET", f"/v1/objections/{case}", "company").status_code == 200
+    assert service.call("GET", f"/v1/objections/{case}", f"company:{uscc}").status_code == 200
     assert service.call("GET", f"/v1/objections/{case}", "other").status_code == 403
     assert service.call("GET", f"/v1/objections/{case}", "department").status_code == 200
     listed = service.call("GET", "/v1/objections", "regulator",
                           params={"uscc": uscc, "status": "open"})  # fmt: skip
     assert [o["id"] for o in listed.json()["objections"]] == [case]
-    assert service.call("GET", "/v1/objections", "company").status_code == 403
+    assert service.call("GET", "/v1/objections", f"company:{uscc}").status_code == 403
 
     upheld = _decide(service, case, "upheld")
     body = upheld.json()
@@ -390,7 +409,7 @@ def test_the_deadline_is_extended_once_to_20_working_days(service: Served) -> No
 
 def test_only_the_authorities_decide_once_and_the_trail_is_append_only(service: Served) -> None:
     assert (
-        service.call("POST", "/v1/objections", "company",
+        service.call("POST", "/v1/objections", "other",
                      json={"record_id": "NO-SUCH-RECORD", "reason": "x"}).status_code
         == 404
     )  # fmt: skip
@@ -401,7 +420,7 @@ def test_only_the_authorities_decide_once_and_the_trail_is_append_only(service: 
     )
     record = service.take(candidates[0])
     case = _file(service, record["record_id"])["id"]
-    for who in ("department", "company", "other"):
+    for who in ("department", f"company:{record['uscc']}", "other"):
         answer = service.call("POST", f"/v1/objections/{case}/decision", who,
                               json={"outcome": "upheld", "reason": "x"})  # fmt: skip
         assert answer.status_code == 403, (who, answer.text)

@@ -49,7 +49,7 @@ def _candidates(store: Store, today: date) -> dict[str, list[dict[str, Any]]]:
         ).fetchall()
     found: dict[str, list[dict[str, Any]]] = {}
     for (record_id,) in rows:
-        record = repairs._record(store, record_id, today)
+        record = repairs.record_on(store, record_id, today)
         assert record is not None
         verdict = repairs.eligibility(store, record, today)
         found.setdefault(verdict.code or "eligible", []).append(record)
@@ -71,7 +71,6 @@ def test_repair_refused_at_once_refused_by_the_authority_and_granted(world: Worl
     assert found.get("not_repairable"), "spot-check results cannot be repaired"
     granted, refused = found["eligible"][0], found["eligible"][1]
     keys = {
-        "company": create_key(world.engine, "public", None, "the company"),
         "other": create_key(world.engine, "public", None, "someone else"),
         "regulator": create_key(world.engine, "regulator", None, "credit office"),
         "department": create_key(world.engine, "department", "tax", "tax office"),
@@ -83,12 +82,21 @@ def test_repair_refused_at_once_refused_by_the_authority_and_granted(world: Worl
     ):
 
         def call(method: str, path: str, who: str, **kw: Any) -> httpx.Response:
+            if who.startswith("company:") and who not in keys:  # a key speaking for it
+                keys[who] = create_key(world.engine, "company", None, who, who.split(":")[1])
             headers = {"X-API-Key": keys[who], "X-Purpose": "repair test"}
             return client.request(method, path, headers=headers, **kw)
 
+        # only the company itself or an authority applies: not the public, not another company
+        for who in ("other", f"company:{refused['uscc']}" if refused["uscc"] != granted["uscc"]
+                    else "department"):  # fmt: skip
+            denied = call("POST", "/v1/repairs", who,
+                          json={"record_id": granted["record_id"], "reason": "x"})  # fmt: skip
+            assert denied.status_code == 403, (who, denied.text)
+
         # refused at once, with the reason
         spot = found["not_repairable"][0]
-        answer = call("POST", "/v1/repairs", "company",
+        answer = call("POST", "/v1/repairs", f"company:{spot['uscc']}",
                       json={"record_id": spot["record_id"], "reason": "已整改"})  # fmt: skip
         assert answer.status_code == 201, answer.text
         assert answer.json()["status"] == "refused"
@@ -97,7 +105,7 @@ def test_repair_refused_at_once_refused_by_the_authority_and_granted(world: Worl
             call(
                 "POST",
                 "/v1/repairs",
-                "company",
+                "other",
                 json={"record_id": "NO-SUCH-RECORD", "reason": "x"},
             ).status_code
             == 404
@@ -107,7 +115,7 @@ def test_repair_refused_at_once_refused_by_the_authority_and_granted(world: Worl
         answer = call(
             "POST",
             "/v1/repairs",
-            "company",
+            "regulator",  # on the company's behalf
             json={"record_id": refused["record_id"], "reason": "已缴纳罚款"},
         )
         assert answer.status_code == 201 and answer.json()["status"] == "pending", answer.text
@@ -124,7 +132,7 @@ def test_repair_refused_at_once_refused_by_the_authority_and_granted(world: Worl
         answer = call(
             "POST",
             "/v1/repairs",
-            "company",
+            f"company:{granted['uscc']}",
             json={"record_id": granted["record_id"], "reason": "已整改并缴纳罚款"},
         )
         body = answer.json()
@@ -134,11 +142,11 @@ def test_repair_refused_at_once_refused_by_the_authority_and_granted(world: Worl
         again = call(
             "POST",
             "/v1/repairs",
-            "company",
+            f"company:{granted['uscc']}",
             json={"record_id": granted["record_id"], "reason": "again"},
         )
         assert again.json()["refusal_code"] == "pending"
-        assert call("GET", f"/v1/repairs/{case}", "company").status_code == 200
+        assert call("GET", f"/v1/repairs/{case}", f"company:{granted['uscc']}").status_code == 200
         assert call("GET", f"/v1/repairs/{case}", "other").status_code == 403
         assert (
             call(
@@ -237,7 +245,7 @@ def test_eligibility_reads_the_record_in_its_corrected_form(world: World) -> Non
         ).fetchall()  # fmt: skip
     waiting = []
     for (record_id,) in rows:
-        record = repairs._record(world.store, record_id, today)
+        record = repairs.record_on(world.store, record_id, today)
         assert record is not None
         if repairs.eligibility(world.store, record, today).code == "minimum_period":
             waiting.append(record_id)
@@ -249,8 +257,8 @@ def test_eligibility_reads_the_record_in_its_corrected_form(world: World) -> Non
     ], today=today)  # fmt: skip
     assert stored.stored == 1, stored.rejected
     yesterday = today - timedelta(days=1)
-    before = repairs._record(world.store, record_id, yesterday)
-    after = repairs._record(world.store, record_id, today)
+    before = repairs.record_on(world.store, record_id, yesterday)
+    after = repairs.record_on(world.store, record_id, today)
     assert before is not None and after is not None
     assert (before["severity"], after["severity"]) == ("serious", "minor")
     assert repairs.eligibility(world.store, after, today).code != "minimum_period"

@@ -43,7 +43,7 @@ from tests.serving.pipeline import AS_OF
 TABLES = {
     "companies", "company_history", "api_keys", "audit_log", "check_items", "inspectors",
     "inspector_conflicts", "plan_counter", "spot_check_plans", "spot_check_tasks",
-    "spot_check_assignments", "credit_repairs", "lifecycle_log",
+    "spot_check_assignments", "credit_repairs", "lifecycle_log", "objections", "list_entries",
 }  # fmt: skip
 
 
@@ -77,7 +77,7 @@ def test_migrations_run_and_are_idempotent(
     try:
         head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
         with engine.connect() as con:
-            assert MigrationContext.configure(con).get_current_revision() == head == "0003"
+            assert MigrationContext.configure(con).get_current_revision() == head == "0005"
             assert con.execute(sa.text("SELECT count(*) FROM alembic_version")).scalar() == 1
         inspector = sa.inspect(engine)
         assert set(inspector.get_table_names()) == TABLES | {"alembic_version"}
@@ -173,6 +173,28 @@ def test_api_keys_are_stored_hashed_and_revocable(
     assert revoke_key(engine, keys["admin"][:10]) == 0
     assert cache.get(keys["admin"]) is None
     assert cache.get(keys["regulator"]) is not None
+
+
+def test_a_company_key_speaks_for_its_own_company_only(
+    database: tuple[str, Engine, list[Loaded]],
+) -> None:
+    _, engine, _ = database
+    own, other = "91110000600037341L", "91350100M000100Y43"
+    with pytest.raises(ValueError, match="needs --uscc"):
+        create_key(engine, "company", None, None)
+    with pytest.raises(ValueError, match="check"):
+        create_key(engine, "company", None, None, own[:-1] + "X")  # wrong check character
+    with pytest.raises(ValueError, match="company keys only"):
+        create_key(engine, "public", None, None, own)
+    caller = KeyCache(engine, ttl=0).get(create_key(engine, "company", None, "co", own))
+    assert caller is not None and (caller.role, caller.uscc) == ("company", own)
+    assert caller.is_company(own) and caller.sees_fully(own) and caller.acts_for(own)
+    assert not caller.is_company(other) and not caller.sees_fully(other)
+    assert not caller.acts_for(other)
+    regulator = Caller(1, "regulator", None, None)
+    department = Caller(2, "department", "tax", None)
+    assert regulator.acts_for(other) and regulator.sees_fully(other)
+    assert department.sees_fully(other) and not department.acts_for(other)
 
 
 def test_audit_log_is_append_only(database: tuple[str, Engine, list[Loaded]]) -> None:
