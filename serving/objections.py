@@ -35,8 +35,10 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 from records import workdays
 from records.catalogue import default_catalogue
 from records.events import append_events
+from records.publicity import CORRECTABLE
 from records.store import Store
 from serving.db import lifecycle_log, list_entries, objections
+from serving.lists import LISTS
 
 DECISION_WORKING_DAYS = 5
 EXTENDED_WORKING_DAYS = 20
@@ -46,11 +48,9 @@ Outcome = Literal["upheld", "corrected", "supplemented", "stop_publishing", "rem
 OUTCOMES: tuple[Outcome, ...] = (
     "upheld", "corrected", "supplemented", "stop_publishing", "removed_from_list",
 )  # fmt: skip
-LISTING_CATEGORIES = (
-    "abnormal_operation_list", "serious_dishonest_list", "focus_attention_list", "red_list",
-)  # fmt: skip
+LISTING_CATEGORIES = LISTS
 """Categories whose `listed` records put a company on a list (what `removed_from_list` undoes)."""
-CORRECTION_KEYS = ("severity", "amount", "attributes")
+CORRECTION_KEYS = CORRECTABLE
 
 
 class ObjectionNotFound(LookupError):
