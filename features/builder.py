@@ -125,14 +125,18 @@ FIXES_CTE = """fixes AS (  -- the latest correction in force at each point, per 
 attributes (overlaid as a JSON merge patch) from the day it is in force; the latest wins (by that
 day, then commit order)."""
 
-CORRECTED_COLUMNS = """coalesce(json_extract_string(f.fix, '$.severity'), r.severity) AS severity,
-               CASE WHEN f.fix IS NOT NULL AND json_exists(f.fix, '$.amount')
-                    THEN TRY_CAST(json_extract_string(f.fix, '$.amount') AS DOUBLE)
-                    ELSE r.amount END AS amount,
-               CASE WHEN json_type(f.fix, '$.attributes') = 'OBJECT'
-                    THEN CAST(json_merge_patch(coalesce(r.attributes, '{}'),
+CORRECTED_COLUMNS = """CASE WHEN f.fix IS NULL THEN r.severity
+                    ELSE coalesce(json_extract_string(f.fix, '$.severity'), r.severity)
+                    END AS severity,
+               CASE WHEN f.fix IS NULL OR NOT coalesce(json_exists(f.fix, '$.amount'), false)
+                    THEN r.amount
+                    ELSE TRY_CAST(json_extract_string(f.fix, '$.amount') AS DOUBLE)
+                    END AS amount,
+               CASE WHEN f.fix IS NULL OR coalesce(json_type(f.fix, '$.attributes'), '') <> 'OBJECT'
+                    THEN r.attributes
+                    ELSE CAST(json_merge_patch(coalesce(r.attributes, '{}'),
                                                json_extract(f.fix, '$.attributes')) AS VARCHAR)
-                    ELSE r.attributes END AS attributes"""
+                    END AS attributes"""
 """A record's severity, amount and attributes in their corrected form (needs `fixes` as f)."""
 
 

@@ -317,9 +317,11 @@ def _category_days_sql(c: Category) -> str:
         raised = []
         for level in sorted({c.severities.index(s) for s in c.type_severity.values()}):
             names = [t for t, s in c.type_severity.items() if c.severities.index(s) == level]
+            # a cheap text test first: the JSON is parsed only for records naming such a type
+            named = " OR ".join(f"contains(attributes, {_lit(json.dumps(t))})" for t in names)
             found = " OR ".join(f"{types} LIKE {_lit('%' + json.dumps(t) + '%')}" for t in names)
-            raised.append(f"CASE WHEN json_type(attributes, '$.penalty_types') = 'ARRAY' "
-                          f"AND ({found}) THEN {level} ELSE -1 END")  # fmt: skip
+            raised.append(f"CASE WHEN ({named}) AND json_type(attributes, '$.penalty_types') = "
+                          f"'ARRAY' AND ({found}) THEN {level} ELSE -1 END")  # fmt: skip
         rank = f"greatest(CASE severity {ranks} ELSE -1 END, {', '.join(raised)})"
         choices = " ".join(
             f"WHEN {i} THEN {_days(c.publicity_for(s).max_days)}"
@@ -329,8 +331,10 @@ def _category_days_sql(c: Category) -> str:
     if c.special_domains:
         special = ", ".join(_lit(d) for d in c.special_domains)
         floor = c.special_domain_days or 0
+        named = " OR ".join(f"contains(attributes, {_lit(json.dumps(d))})"
+                            for d in c.special_domains)  # fmt: skip
         days = (
-            f"CASE WHEN json_extract_string(attributes, '$.domain') IN ({special}) "
+            f"CASE WHEN ({named}) AND json_extract_string(attributes, '$.domain') IN ({special}) "
             f"AND ({days}) > 0 THEN greatest({days}, {floor}) ELSE {days} END"
         )
     return days
