@@ -31,6 +31,8 @@ run: venv
 	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup plan items import --preset national-default
 	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup plan inspectors demo
 	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup plan create --name "联合抽查（演示）" --departments samr,fire,emergency,ecology,health --snapshot $(AS_OF)
+	# credit lists derived from the records (missing annual reports, heavy penalties, A-grade taxpayers)
+	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup lists derive --as-of $(AS_OF)
 	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup keys demo
 	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup serve
 
