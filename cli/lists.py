@@ -30,7 +30,7 @@ def _rescore(settings: Settings, engine: Any, entry: dict[str, Any]) -> dict[str
     loading; without a usable one nothing is re-scored (a score without a tier would replace
     the served tier) and the next batch catches up. The list change stands either way."""
     from models.published import PublishedModels
-    from serving.lists import rescore_now
+    from serving.rescore import rescore_today
 
     models = PublishedModels(settings.data_dir)
     try:
@@ -41,8 +41,8 @@ def _rescore(settings: Settings, engine: Any, entry: dict[str, Any]) -> dict[str
         model.check_spec()
     except Exception as exc:  # whatever stops the service from loading it stops us too
         return {"error": f"the champion cannot be used: {type(exc).__name__}: {exc}"}
-    return rescore_now(engine, _store(settings), settings.data_dir, model, version,
-                       entry["uscc"], model_name=models.name)  # fmt: skip
+    return rescore_today(engine, _store(settings), settings.data_dir, model, version,
+                         entry["uscc"], model_name=models.name)  # fmt: skip
 
 
 def _print_entry(entry: dict[str, Any], steps: bool = True) -> None:

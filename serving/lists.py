@@ -30,8 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from datetime import date, timedelta
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -39,15 +38,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from features.builder import LIST_CATEGORIES, UNDONE_CTE, expiry_days_sql
-from models.bundle import TierModel
-from models.published import MODEL_NAME
 from records import workdays
 from records.catalogue import Catalogue, default_catalogue
 from records.ingest import ingest_table
 from records.store import Store
+from serving import lifecycle
 from serving.db import lifecycle_log, list_entries
 from serving.load import mask_name
-from serving.rescore import RescoreRefused, rescore_company
 
 ListName = Literal[
     "abnormal_operation_list", "serious_dishonest_list", "focus_attention_list", "red_list"
@@ -141,23 +138,6 @@ def status_on(row: dict[str, Any], today: date) -> str:
     if row["status"] == "listed" and row["term_end"] is not None and today >= row["term_end"]:
         return "expired"
     return str(row["status"])
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _log_row(case_id: int, uscc: str, action: str, actor: int | None,
-             detail: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
-    return {
-        "at": _now(), "case_type": "list", "case_id": case_id, "uscc": uscc, "action": action,
-        "actor": actor, "detail": json.dumps(detail, ensure_ascii=False, default=str),
-    }  # fmt: skip
-
-
-def _log(con: Connection, case_id: int, uscc: str, action: str, actor: int | None,
-         detail: dict[str, Any]) -> None:  # fmt: skip
-    con.execute(lifecycle_log.insert().values(**_log_row(case_id, uscc, action, actor, detail)))
 
 
 def _serialise(con: Connection) -> None:
@@ -313,11 +293,11 @@ def propose(
         ).inserted_primary_key  # fmt: skip
         assert key is not None
         entry_id = int(key[0])
-        _log(con, entry_id, uscc, "proposed", proposed_by,
+        lifecycle.log(con, "list", entry_id, uscc, "proposed", proposed_by,
              {"list": list_, "legal_basis": legal_basis, "reason": reason, "ground": ground,
               "source_records": sources})  # fmt: skip
         if notified:
-            _log(con, entry_id, uscc, "notified", proposed_by, {
+            lifecycle.log(con, "list", entry_id, uscc, "notified", proposed_by, {
                 "objection_due": workdays.add_working_days(today, OBJECTION_WORKING_DAYS),
             })  # fmt: skip
         else:
@@ -345,7 +325,7 @@ def _list(con: Connection, store: Store, entry_id: int, uscc: str, list_: str, l
     attributes = _listing_attributes(entry_id, list_, legal_basis, reason, ground)
     _write_records(store, [_record_row(record_id, uscc, list_, "listed", today, attributes)],
                    today, record_id)  # fmt: skip
-    _log(con, entry_id, uscc, "listed", actor,
+    lifecycle.log(con, "list", entry_id, uscc, "listed", actor,
          {"record_id": record_id, "term_end": term_end, "earliest_removal": earliest})  # fmt: skip
 
 
@@ -384,7 +364,7 @@ def object_to(
         ).rowcount  # fmt: skip
         if claimed != 1:
             raise ListConflict("conflict", f"entry {entry_id} changed meanwhile: try again")
-        _log(con, entry_id, row["uscc"], "objected", by, {"reason": reason})
+        lifecycle.log(con, "list", entry_id, row["uscc"], "objected", by, {"reason": reason})
     return get(engine, entry_id, today)
 
 
@@ -413,7 +393,7 @@ def decide_objection(
         ).rowcount  # fmt: skip
         if claimed != 1:
             raise ListConflict("conflict", f"entry {entry_id} changed meanwhile: try again")
-        _log(con, entry_id, row["uscc"], f"objection_{outcome}", by,
+        lifecycle.log(con, "list", entry_id, row["uscc"], f"objection_{outcome}", by,
              {"reason": reason, "late": today > row["objection_due"]})  # fmt: skip
     return get(engine, entry_id, today)
 
@@ -481,7 +461,7 @@ def remove(
             [_record_row(removal_id, row["uscc"], row["list"], "removed", today, attributes)],
             today, removal_id,
         )  # fmt: skip
-        _log(con, entry_id, row["uscc"], "removed", by,
+        lifecycle.log(con, "list", entry_id, row["uscc"], "removed", by,
              {"reason": reason, "record_id": removal_id})  # fmt: skip
     return get(engine, entry_id, today)
 
@@ -500,22 +480,6 @@ def _ground(con: Connection, entry_id: int) -> str | None:
     return None if detail is None else json.loads(detail).get("ground")
 
 
-def _steps(con: Connection, ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
-    steps: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
-    for start in range(0, len(ids), 900):
-        rows = con.execute(
-            sa.select(lifecycle_log.c.case_id, lifecycle_log.c.at, lifecycle_log.c.action,
-                      lifecycle_log.c.actor, lifecycle_log.c.detail)
-            .where(lifecycle_log.c.case_type == "list",
-                   lifecycle_log.c.case_id.in_(ids[start : start + 900]))
-            .order_by(lifecycle_log.c.id)
-        ).all()  # fmt: skip
-        for case_id, at, action, actor, detail in rows:
-            steps[case_id].append({"at": at.isoformat(), "action": action, "actor": actor,
-                                   "detail": json.loads(detail)})  # fmt: skip
-    return steps
-
-
 def _out(row: dict[str, Any], steps: list[dict[str, Any]], today: date) -> dict[str, Any]:
     out = dict(row)
     out["status"] = status_on(row, today)
@@ -531,7 +495,7 @@ def get(engine: Engine, entry_id: int, today: date | None = None) -> dict[str, A
     today = today or date.today()
     with engine.connect() as con:
         row = _row(con, entry_id)
-        return _out(row, _steps(con, [entry_id])[entry_id], today)
+        return _out(row, lifecycle.steps(con, "list", [entry_id])[entry_id], today)
 
 
 def _status_filter(status: str, today: date) -> Any:
@@ -562,7 +526,7 @@ def find(
         query = query.where(_status_filter(status, today))
     with engine.connect() as con:
         rows = [dict(r) for r in con.execute(query).mappings()]
-        steps = _steps(con, [r["id"] for r in rows])
+        steps = lifecycle.steps(con, "list", [r["id"] for r in rows])
     return [_out(r, steps[r["id"]], today) for r in rows]
 
 
@@ -611,30 +575,6 @@ def _names(
             [day, wanted],
         ).fetchall()
     return {u: (n, t) for u, n, t in rows}
-
-
-# ---- re-scoring --------------------------------------------------------------------------------
-
-
-def rescore_now(
-    engine: Engine,
-    store: Store,
-    data_dir: Path,
-    model: TierModel | None,
-    version: str | None,
-    uscc: str,
-    model_name: str = MODEL_NAME,
-) -> dict[str, Any]:
-    """Re-score the company today after a listing or removal, so its tier does not wait for the
-    next batch. A failure is returned, not raised: the list change is committed already and
-    stands (an error response would invite a retry that conflicts); the next batch catches up."""
-    try:
-        return rescore_company(engine, store, data_dir, model, version, uscc, date.today(),
-                               model_name=model_name)  # fmt: skip
-    except RescoreRefused as exc:
-        return {"error": str(exc)}
-    except Exception as exc:  # e.g. the model and the installed feature spec disagree
-        return {"error": f"not re-scored: {type(exc).__name__}: {exc}"}
 
 
 # ---- derivation from records -------------------------------------------------------------------
@@ -847,13 +787,13 @@ def derive(
         named: list[dict[str, Any]] = []
         for entry_id, row in zip(ids, rows, strict=True):
             basis, ground = DERIVED[row["list"]]
-            logs.append(_log_row(entry_id, row["uscc"], "proposed", by, {
+            logs.append(lifecycle.step("list", entry_id, row["uscc"], "proposed", by, {
                 "list": row["list"], "legal_basis": basis, "reason": row["reason"],
                 "ground": ground, "source_records": json.loads(row["source_records"]),
                 "derived": {"as_of": as_of, "report_year": year},
             }))  # fmt: skip
             if row["status"] == "notified":
-                logs.append(_log_row(entry_id, row["uscc"], "notified", by,
+                logs.append(lifecycle.step("list", entry_id, row["uscc"], "notified", by,
                                      {"objection_due": objection_due}))  # fmt: skip
                 continue
             record_id = f"LIST-{entry_id}"
@@ -861,7 +801,7 @@ def derive(
             attributes = _listing_attributes(entry_id, row["list"], basis, row["reason"], ground)
             records.append(_record_row(record_id, row["uscc"], row["list"], "listed", today,
                                        attributes))  # fmt: skip
-            logs.append(_log_row(entry_id, row["uscc"], "listed", by, {
+            logs.append(lifecycle.step("list", entry_id, row["uscc"], "listed", by, {
                 "record_id": record_id, "term_end": row["term_end"],
                 "earliest_removal": row["earliest_removal"],
             }))  # fmt: skip

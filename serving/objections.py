@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, date, datetime
+from collections.abc import Callable
+from datetime import date
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -37,7 +38,8 @@ from records.catalogue import default_catalogue
 from records.events import append_events
 from records.publicity import CORRECTABLE
 from records.store import Store
-from serving.db import lifecycle_log, list_entries, objections
+from serving import lifecycle
+from serving.db import list_entries, objections
 from serving.lists import LISTS
 
 DECISION_WORKING_DAYS = 5
@@ -76,16 +78,6 @@ def record_on(store: Store, record_id: str, today: date) -> dict[str, Any] | Non
     return rows[0] if rows else None
 
 
-def _log(con: Connection, case_type: str, case_id: int, uscc: str, action: str,
-         actor: int | None, detail: dict[str, Any]) -> None:  # fmt: skip
-    con.execute(
-        lifecycle_log.insert().values(
-            at=datetime.now(UTC), case_type=case_type, case_id=case_id, uscc=uscc, action=action,
-            actor=actor, detail=json.dumps(detail, ensure_ascii=False, default=str),
-        )
-    )  # fmt: skip
-
-
 def _append(store: Store, events: list[dict[str, Any]], today: date) -> None:
     """Append the events in one batch; a refused event aborts the caller's transaction."""
     stored = append_events(store, events, today=today)
@@ -110,15 +102,20 @@ def file_objection(
     requested: str | None,
     filed_by: int | None,
     today: date | None = None,
+    check: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """File an objection: stored open with its deadline, and the record flagged from today.
 
     One open objection per record: a second is a conflict until the first is decided.
+    `check(uscc)` may refuse the filer by raising (the service: only the company itself or an
+    authority objects).
     """
     today = today or date.today()
     record = record_on(store, record_id, today)
     if record is None:
         raise ObjectionNotFound(f"no record {record_id}")
+    if check is not None:
+        check(record["uscc"])
     due = workdays.add_working_days(today, DECISION_WORKING_DAYS)
     with engine.begin() as con:
         if con.dialect.name == "postgresql":  # two filings at once must not both see none open
@@ -144,7 +141,7 @@ def file_objection(
             raise ObjectionConflict(f"objection {other[0]} to record {record_id} is open already")
         _append(store, [_event(case_id, "opened", record_id, "objection_opened", today,
                                {"objection_id": case_id})], today)  # fmt: skip
-        _log(con, "objection", case_id, record["uscc"], "filed", filed_by,
+        lifecycle.log(con, "objection", case_id, record["uscc"], "filed", filed_by,
              {"record_id": record_id, "reason": reason, "requested": requested,
               "due_date": due})  # fmt: skip
     return get(engine, case_id)
@@ -171,7 +168,7 @@ def extend(
             ).one()  # fmt: skip
             why = "decided" if now.status != "open" else "extended already (only once)"
             raise ObjectionConflict(f"objection {case_id} is {why}")
-        _log(con, "objection", case_id, case["uscc"], "extended", actor,
+        lifecycle.log(con, "objection", case_id, case["uscc"], "extended", actor,
              {"reason": reason, "due_date": due, "previous_due_date": case["due_date"],
               "on": today})  # fmt: skip
     return get(engine, case_id)
@@ -305,7 +302,7 @@ def decide(
         if outcome == "removed_from_list":
             removed = _remove_list_entries(con, case, reason, decided_by, today)
         _append(store, events, today)
-        _log(con, "objection", case_id, case["uscc"], "decided", decided_by,
+        lifecycle.log(con, "objection", case_id, case["uscc"], "decided", decided_by,
              {"outcome": outcome, "reason": reason, "late": late, "correction": fix,
               "in_force": in_force, "events": [e["event_id"] for e in events],
               "list_entries_removed": removed})  # fmt: skip
@@ -330,7 +327,7 @@ def _remove_list_entries(con: Connection, case: RowMapping, reason: str, actor: 
         ).rowcount  # fmt: skip
         if changed == 1:
             removed.append(int(entry.id))
-            _log(con, "list", int(entry.id), entry.uscc, "removed", actor,
+            lifecycle.log(con, "list", int(entry.id), entry.uscc, "removed", actor,
                  {"list": entry.list, "reason": removal, "objection_id": case["id"],
                   "record_id": case["record_id"]})  # fmt: skip
     return removed
@@ -348,18 +345,7 @@ def _case(engine: Engine, case_id: int) -> RowMapping:
 
 def _documents(con: Connection, cases: list[RowMapping]) -> list[dict[str, Any]]:
     """The objections as served, each with its steps (two queries whatever their number)."""
-    ids = [int(c["id"]) for c in cases]
-    steps: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
-    if ids:
-        rows = con.execute(
-            sa.select(lifecycle_log.c.case_id, lifecycle_log.c.at, lifecycle_log.c.action,
-                      lifecycle_log.c.actor, lifecycle_log.c.detail)
-            .where(lifecycle_log.c.case_type == "objection", lifecycle_log.c.case_id.in_(ids))
-            .order_by(lifecycle_log.c.id)
-        ).all()  # fmt: skip
-        for case_id, at, action, actor, detail in rows:
-            steps[case_id].append({"at": at.isoformat(), "action": action, "actor": actor,
-                                   "detail": json.loads(detail)})  # fmt: skip
+    steps = lifecycle.steps(con, "objection", [int(c["id"]) for c in cases])
     out = []
     for case in cases:
         doc = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in dict(case).items()}

@@ -23,19 +23,21 @@ Refusal codes:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from features.builder import UNDONE_CTE, build_features
 from records import publicity, workdays
 from records.catalogue import default_catalogue
 from records.events import append_events
 from records.store import Store
-from serving.db import credit_repairs, lifecycle_log
+from serving import lifecycle
+from serving.db import credit_repairs
 
 DECISION_WORKING_DAYS = 3
 LIST_FLAGS = ("on_serious_dishonest_list", "on_abnormal_list")
@@ -125,16 +127,6 @@ def eligibility(store: Store, record: dict[str, Any], today: date) -> Eligibilit
     return Eligibility(True)
 
 
-def _log(con: Connection, case_id: int, uscc: str, action: str, actor: int | None,
-         detail: dict[str, Any]) -> None:  # fmt: skip
-    con.execute(
-        lifecycle_log.insert().values(
-            at=datetime.now(UTC), case_type="repair", case_id=case_id, uscc=uscc, action=action,
-            actor=actor, detail=json.dumps(detail, ensure_ascii=False, default=str),
-        )
-    )  # fmt: skip
-
-
 def apply(
     engine: Engine,
     store: Store,
@@ -142,13 +134,17 @@ def apply(
     reason: str,
     applicant: int | None,
     today: date | None = None,
+    check: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """File an application; it is stored whatever the outcome (refused with a reason, or
-    pending with its decision deadline)."""
+    pending with its decision deadline). `check(uscc)` may refuse the applicant by raising
+    (the service: only the company itself or an authority applies)."""
     today = today or date.today()
     record = record_on(store, record_id, today)
     if record is None:
         raise RepairNotFound(f"no record {record_id}")
+    if check is not None:
+        check(record["uscc"])
     with engine.begin() as con:
         waiting = con.execute(
             sa.select(credit_repairs.c.id).where(
@@ -172,9 +168,10 @@ def apply(
         key = con.execute(credit_repairs.insert().values(**values)).inserted_primary_key
         assert key is not None
         case_id = int(key[0])
-        _log(con, case_id, record["uscc"], "applied", applicant, {"reason": reason})
+        lifecycle.log(con, "repair", case_id, record["uscc"], "applied", applicant,
+                      {"reason": reason})  # fmt: skip
         if not verdict.eligible:
-            _log(con, case_id, record["uscc"], "refused", None,
+            lifecycle.log(con, "repair", case_id, record["uscc"], "refused", None,
                  {"code": verdict.code, "message": verdict.message})  # fmt: skip
     return get(engine, case_id)
 
@@ -224,9 +221,10 @@ def decide(
             )  # fmt: skip
             if stored.rejected:
                 raise RuntimeError(f"the repair event was refused: {stored.rejected}")
-        _log(con, case_id, case["uscc"], "approved" if granted else "refused", decided_by,
-             {"reason": reason, "code": None if granted else verdict.code,
-              "late": today > case["due_date"]})  # fmt: skip
+        lifecycle.log(con, "repair", case_id, case["uscc"],
+                      "approved" if granted else "refused", decided_by,
+                      {"reason": reason, "code": None if granted else verdict.code,
+                       "late": today > case["due_date"]})  # fmt: skip
     return get(engine, case_id)
 
 
@@ -237,14 +235,7 @@ def get(engine: Engine, case_id: int) -> dict[str, Any]:
         ).mappings().one_or_none()  # fmt: skip
         if case is None:
             raise RepairNotFound(f"no repair application {case_id}")
-        steps = con.execute(
-            sa.select(lifecycle_log.c.at, lifecycle_log.c.action, lifecycle_log.c.detail)
-            .where(lifecycle_log.c.case_type == "repair", lifecycle_log.c.case_id == case_id)
-            .order_by(lifecycle_log.c.id)
-        ).all()  # fmt: skip
+        trail = lifecycle.steps(con, "repair", [case_id])[case_id]
     out = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in dict(case).items()}
-    out["steps"] = [
-        {"at": at.isoformat(), "action": action, "detail": json.loads(detail)}
-        for at, action, detail in steps
-    ]
+    out["steps"] = trail
     return out

@@ -28,11 +28,12 @@ from features.builder import build_features
 from features.scorecard import Scorecard, load_config
 from features.specs import spec_version
 from models.batch import tier_features
-from models.bundle import TierModel
+from models.bundle import SpecMismatch, TierModel
 from models.published import MODEL_NAME
 from records.store import Store
 from serving.db import companies, company_history
 from serving.load import LIST_FLAGS, _clean, _documents, _latest, _upsert
+from serving.state import ServiceState
 
 TIER_REASONS = 3
 """Reasons per company, as `credsup tier` writes them (its `--reasons` default)."""
@@ -142,6 +143,36 @@ def rescore_company(
         "current": current,
         "notes": notes,
     }
+
+
+def rescore_today(
+    engine: Engine,
+    store: Store,
+    data_dir: Path,
+    model: TierModel | None,
+    model_version: str | None,
+    uscc: str,
+    *,
+    model_name: str = MODEL_NAME,
+) -> dict[str, Any]:
+    """Re-score the company today after a repair, a correction, an objection or a list change,
+    so that it does not wait for the next batch. A refusal (or a model of another feature spec)
+    is returned as `{"error": ...}`, not raised: the change is committed already and stands, an
+    error response would only invite a conflicting retry, and the next batch catches up."""
+    try:
+        return rescore_company(engine, store, data_dir, model, model_version, uscc, date.today(),
+                               model_name=model_name)  # fmt: skip
+    except (RescoreRefused, SpecMismatch) as exc:
+        return {"error": str(exc)}
+
+
+def rescore_served(state: ServiceState, uscc: str) -> dict[str, Any]:
+    """`rescore_today` with the model the service is serving (model and version read as one
+    pair)."""
+    with state.slot.lock:
+        model, version = state.slot.model, state.slot.version
+    return rescore_today(state.engine, state.store, state.settings.data_dir, model, version,
+                         uscc, model_name=state.models.name)  # fmt: skip
 
 
 def _entity(store: Store, uscc: str, as_of: date) -> pd.DataFrame:

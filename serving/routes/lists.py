@@ -24,6 +24,7 @@ from serving.deps import (
     valid_code,
 )  # fmt: skip
 from serving.errors import ApiError, ErrorBody
+from serving.rescore import rescore_served
 from serving.state import ServiceState
 
 router = APIRouter(prefix="/v1", tags=["lists"])
@@ -157,12 +158,7 @@ def _fail(exc: lists.ListError) -> ApiError:
 
 def _rescored(state: ServiceState, entry: dict[str, Any]) -> dict[str, Any]:
     """The entry with the company re-scored today (a listing or removal changed its tier)."""
-    with state.slot.lock:  # the model and its version as one pair
-        model, version = state.slot.model, state.slot.version
-    entry["rescored"] = lists.rescore_now(
-        state.engine, state.store, state.settings.data_dir, model, version, entry["uscc"],
-        model_name=state.models.name,
-    )  # fmt: skip
+    entry["rescored"] = rescore_served(state, entry["uscc"])
     return entry
 
 

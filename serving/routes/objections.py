@@ -16,9 +16,8 @@ from serving import objections
 from serving.auth import FULL_VIEW
 from serving.deps import CallerDep, StateDep, require, require_acting_for, valid_code
 from serving.errors import ApiError
-from serving.rescore import RescoreRefused, rescore_company
+from serving.rescore import rescore_served
 from serving.routes.companies import ERRORS
-from serving.state import ServiceState
 
 router = APIRouter(prefix="/v1", tags=["objections"])
 DECIDE = frozenset({"admin", "regulator"})
@@ -92,37 +91,23 @@ class ObjectionPage(BaseModel):
     objections: list[ObjectionOut]
 
 
-def _rescore(state: ServiceState, uscc: str) -> dict[str, Any]:
-    """Re-score the company now; a refusal is reported, not raised: the step stands all the
-    same and the next batch re-scores the company."""
-    with state.slot.lock:
-        model, version = state.slot.model, state.slot.version
-    try:
-        return rescore_company(
-            state.engine, state.store, state.settings.data_dir, model, version, uscc,
-            date.today(), model_name=state.models.name,
-        )  # fmt: skip
-    except RescoreRefused as exc:
-        return {"error": str(exc)}
-
-
 @router.post("/objections", response_model=ObjectionOut, status_code=201,
              responses=OBJECTION_ERRORS)  # fmt: skip
 def post_objection(body: FileObjectionIn, state: StateDep, caller: CallerDep) -> ObjectionOut:
     """Object to a record: it is flagged at once (the company re-scored with the flag) and the
     decision is due in 5 working days. 409 while an objection to the record is open."""
-    record = objections.record_on(state.store, body.record_id, date.today())
-    if record is None:
-        raise ApiError(404, "not_found", f"no record {body.record_id}")
-    require_acting_for(caller, record["uscc"], "object to its records")
+
+    def check(uscc: str) -> None:
+        require_acting_for(caller, uscc, "object to its records")
+
     try:
         case = objections.file_objection(state.engine, state.store, body.record_id, body.reason,
-                                         body.requested, caller.key_id)  # fmt: skip
+                                         body.requested, caller.key_id, check=check)  # fmt: skip
     except objections.ObjectionNotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     except objections.ObjectionConflict as exc:
         raise ApiError(409, "conflict", str(exc)) from None
-    case["rescored"] = _rescore(state, case["uscc"])
+    case["rescored"] = rescore_served(state, case["uscc"])
     return ObjectionOut.model_validate(case)
 
 
@@ -200,5 +185,5 @@ def post_decision(
         raise ApiError(409, "conflict", str(exc)) from None
     except objections.InvalidDecision as exc:
         raise ApiError(422, "invalid_decision", str(exc)) from None
-    case["rescored"] = _rescore(state, case["uscc"])
+    case["rescored"] = rescore_served(state, case["uscc"])
     return ObjectionOut.model_validate(case)

@@ -14,7 +14,7 @@ from serving.auth import FULL_VIEW
 from serving.db import credit_repairs
 from serving.deps import CallerDep, StateDep, require, require_acting_for, valid_code
 from serving.errors import ApiError
-from serving.rescore import RescoreRefused, rescore_company
+from serving.rescore import rescore_served
 from serving.routes.companies import ERRORS
 
 router = APIRouter(prefix="/v1", tags=["credit repair"])
@@ -62,13 +62,13 @@ class RepairPage(BaseModel):
 def post_repair(body: RepairIn, state: StateDep, caller: CallerDep) -> RepairOut:
     """Apply to repair a record (the company's own key, or an authority on its behalf): refused
     at once with a reason code, or pending with its decision deadline (3 working days)."""
-    record = repairs.record_on(state.store, body.record_id, date.today())
-    if record is None:
-        raise ApiError(404, "not_found", f"no record {body.record_id}")
-    require_acting_for(caller, record["uscc"], "apply for repair of its records")
+
+    def check(uscc: str) -> None:
+        require_acting_for(caller, uscc, "apply for repair of its records")
+
     try:
         case = repairs.apply(state.engine, state.store, body.record_id, body.reason,
-                             caller.key_id)  # fmt: skip
+                             caller.key_id, check=check)  # fmt: skip
     except repairs.RepairNotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     return RepairOut.model_validate(case)
@@ -121,13 +121,5 @@ def post_decision(
     except repairs.RepairConflict as exc:
         raise ApiError(409, "conflict", str(exc)) from None
     if case["status"] == "approved":  # the repaired company does not wait for the next batch
-        with state.slot.lock:
-            model, version = state.slot.model, state.slot.version
-        try:
-            case["rescored"] = rescore_company(
-                state.engine, state.store, state.settings.data_dir, model, version,
-                case["uscc"], date.today(), model_name=state.models.name,
-            )  # fmt: skip
-        except RescoreRefused as exc:  # approved all the same; the next batch re-scores it
-            case["rescored"] = {"error": str(exc)}
+        case["rescored"] = rescore_served(state, case["uscc"])
     return RepairOut.model_validate(case)
