@@ -98,8 +98,15 @@ def print_report(report: dict[str, Any]) -> None:
             p = truth["population"]
             out.print(
                 f"hidden truth, whole population ({p['companies']:,} companies, "
-                f"{p['truth_column']}): lift {p['plan']['lift']:.2f} (ranking by the truth itself: "
-                f"{p['oracle_plan']['lift']:.2f}); true rate by tier "
+                f"{p['truth_column']}): lift {p['plan']['lift']:.2f} ("
+                + (
+                    f"best model of these records, fitted on the truth itself: "
+                    f"{p['information_plan']['lift']:.2f}; "
+                    if "information_plan" in p
+                    else ""
+                )
+                + f"ranking by the truth itself: {p['oracle_plan']['lift']:.2f}); "
+                + "true rate by tier "
                 + "  ".join(f"{r['tier']} {r['problem_rate']:.1%}" for r in p["tiers"]
                             if r["problem_rate"] is not None)
             )  # fmt: skip

@@ -308,5 +308,11 @@ def flat_metrics(report: dict[str, Any]) -> dict[str, float]:
         out["truth_plan_lift"] = float(truth["plan"]["lift"])
         out["truth_oracle_plan_lift"] = float(truth["oracle_plan"]["lift"])
         if "population" in truth:
-            out["truth_population_plan_lift"] = float(truth["population"]["plan"]["lift"])
+            pop = truth["population"]
+            out["truth_population_plan_lift"] = float(pop["plan"]["lift"])
+            out["truth_population_oracle_plan_lift"] = float(pop["oracle_plan"]["lift"])
+            if "information_plan" in pop:
+                out["truth_population_information_plan_lift"] = float(
+                    pop["information_plan"]["lift"]
+                )
     return {k: v for k, v in out.items() if np.isfinite(v)}

@@ -29,6 +29,7 @@ from models.bundle import TierModel
 from models.risk import RiskModel
 from models.tiers import TIERS, TierPolicy
 from records.store import Store
+from training.ceiling import cross_fitted_truth_ranking
 from training.dataset import Label, time_split, training_frame
 from training.evaluate import plan_hit_rate, psi, report, tier_table, transitions
 
@@ -101,6 +102,7 @@ def truth_report(
     validation: pd.DataFrame,
     tiers: list[str],
     population: pd.DataFrame | None = None,
+    features: pd.DataFrame | None = None,
 ) -> dict[str, Any] | None:
     """On simulated data: the tier and plan figures against the hidden truth.
 
@@ -108,6 +110,9 @@ def truth_report(
       the same for tiers made by ranking on the truth itself (the best any model could do).
     - `population`: every company of the snapshot with its true propensity in that year: what a
       tier-weighted plan drawn from the whole population would find against a uniform one.
+      With the snapshot's `features` (rows in the order of `population`), also the information
+      ceiling: tiers ranked by a model of these features fitted on the truth itself
+      (`training.ceiling`), the best any model of the records could do.
     """
     path = truth_dir / "spot_checks.parquet"
     if not path.exists():
@@ -133,7 +138,9 @@ def truth_report(
         column = _period_column(schema, day)
         if column is not None:
             props = pq.read_table(companies, columns=["uscc", column]).to_pandas()
-            joined = population[["uscc", "tier"]].merge(props, on="uscc", how="inner")
+            rows = population[["uscc", "tier"]].reset_index(drop=True)
+            rows["row"] = np.arange(len(rows))
+            joined = rows.merge(props, on="uscc", how="inner")
             yp = joined[column].to_numpy(float)
             tp = joined["tier"].tolist()
             ones = np.ones(len(yp))
@@ -144,6 +151,14 @@ def truth_report(
                 "plan": plan_hit_rate(yp, tp, ones),
                 "oracle_plan": plan_hit_rate(yp, _tiers_like(yp, tp, ones), ones),
             }
+            if features is not None and len(joined) >= 1000:
+                if len(features) != len(population):
+                    raise ValueError("features and population must have the same rows")
+                own = features.iloc[joined["row"].to_numpy()].reset_index(drop=True)
+                ranking = cross_fitted_truth_ranking(own, yp)
+                out["population"]["information_plan"] = plan_hit_rate(
+                    yp, _tiers_like(ranking, tp, ones), ones
+                )
     return out
 
 
@@ -222,7 +237,7 @@ def train(
             "changed_share": round(float(np.mean(np.asarray(before) != pop["tier"].to_numpy())), 4),
         }
     if truth_dir is not None:
-        truth = truth_report(truth_dir, late, tiers, pop)
+        truth = truth_report(truth_dir, late, tiers, pop, features=population)
         if truth is not None:
             result["truth"] = truth
     model.metrics = {k: result[k] for k in ("auc", "pr_auc", "brier", "calibration_error")}

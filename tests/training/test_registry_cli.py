@@ -66,13 +66,19 @@ def test_train_logs_a_run_and_registers_a_version(data_dir: Path, trained: dict)
     truth = report["truth"]  # simulated data: the same figures against the hidden truth
     assert truth["plan"]["lift"] > 1 and truth["population"]["plan"]["lift"] > 1
     assert truth["tiers"][3]["problem_rate"] > truth["tiers"][0]["problem_rate"]
+    # the information ceiling: a model of the same records fitted on the truth itself
+    population = truth["population"]
+    assert 1 < population["information_plan"]["lift"] <= population["oracle_plan"]["lift"]
 
     client = MlflowClient(
         tracking_uri=trained["tracking_uri"], registry_uri=trained["tracking_uri"]
     )
     run = client.get_run(str(trained["run_id"]))
     assert run.data.params["spec_version"] == trained["spec_version"]
-    for metric in ("auc", "pr_auc", "brier", "calibration_error", "plan_lift", "truth_plan_lift"):
+    for metric in (
+        "auc", "pr_auc", "brier", "calibration_error", "plan_lift", "truth_plan_lift",
+        "truth_population_oracle_plan_lift", "truth_population_information_plan_lift",
+    ):  # fmt: skip
         assert metric in run.data.metrics
     logged = {
         a.path
