@@ -73,6 +73,17 @@ def print_report(report: dict[str, Any]) -> None:
     pop = report["population"]
     shares = "  ".join(f"{t} {s:.1%}" for t, s in pop["shares"].items())
     out.print(f"population {pop['companies']:,} active companies as of {pop['as_of']}: {shares}")
+    if pop.get("model_shares"):
+        model = "  ".join(f"{t} {s:.1%}" for t, s in pop["model_shares"].items())
+        target = pop.get("target_shares")
+        wanted = (
+            "  (target " + "  ".join(f"{t} {s:.0%}" for t, s in target.items()) + ")"
+            if target
+            else ""
+        )
+        out.print(f"  before vetoes and defaults: {model}{wanted}")
+    if report.get("truth_skipped"):
+        out.print(f"hidden truth not used: {report['truth_skipped']}")
     if "stability" in report:
         s = report["stability"]
         out.print(
@@ -112,6 +123,16 @@ def print_report(report: dict[str, Any]) -> None:
             )  # fmt: skip
 
 
+def _numbers(option: str, text: str, count: int) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != count:
+        raise typer.BadParameter(f"{option} needs {count} comma-separated numbers, got {text!r}")
+    return values
+
+
 @app.command()
 def train(
     label: Annotated[
@@ -128,6 +149,14 @@ def train(
         typer.Option(help="Hidden truth folder of a simulated province (evaluation only)."),
     ] = None,
     plots: Annotated[bool, typer.Option(help="Log the ROC, calibration, SHAP plots.")] = True,
+    shares: Annotated[
+        str,
+        typer.Option(help="Target tier shares A,B,C,D in per cent of the active companies."),
+    ] = "20,60,15,5",
+    thresholds: Annotated[
+        str | None,
+        typer.Option(help="Probability cut-offs A|B,B|C,C|D instead of shares, e.g. 0.1,0.2,0.4."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a tier model on the stored spot checks, evaluate it, log it to MLflow and register
@@ -139,11 +168,22 @@ def train(
         raise typer.BadParameter(f"label must be problem or serious, got {label!r}")
     settings = Settings()
     registry = _registry(settings)
+    share_values = _numbers("--shares", shares, 4)
+    if min(share_values) < 0 or abs(sum(share_values) - 100) > 1e-6:
+        raise typer.BadParameter(f"--shares must be 4 per cents that add up to 100, got {shares}")
+    cutoffs = _numbers("--thresholds", thresholds, 3) if thresholds else None
+    if cutoffs and not (0 <= cutoffs[0] <= cutoffs[1] <= cutoffs[2] <= 1):
+        raise typer.BadParameter(
+            f"--thresholds must be 3 increasing probabilities in [0, 1], got {thresholds}"
+        )
     config = TrainConfig(
         label=label,  # type: ignore[arg-type]
         validation_days=validation_days,
         until=_as_of(until) if until else None,
-    )
+        shares=(share_values[0] / 100, share_values[1] / 100, share_values[2] / 100,
+                share_values[3] / 100),
+        thresholds=(cutoffs[0], cutoffs[1], cutoffs[2]) if cutoffs else None,
+    )  # fmt: skip
     started = time.perf_counter()
     with _progress("training") as step:
         step("loading the champion")
@@ -262,6 +302,9 @@ def tier(
         table = tier_companies(
             _store(settings), tier_model, day, registry.name, version, reasons, evidence
         )
+        if table.num_rows == 0:
+            err.print(f"no company registered and active as of {day}: nothing tiered or stored")
+            raise typer.Exit(1)
         path = Results(settings.data_dir).write("tiers", table, day, f"{registry.name}-v{version}")
     tiers = table.column("tier").to_pylist()
     n = len(tiers)
@@ -311,10 +354,9 @@ def predict(
         raise typer.BadParameter(f"{points} does not exist")
     started = time.perf_counter()
     registry, version, tier_model = _load(settings, model)
+    read = _read_table(points)
     try:
-        table = predict_points(
-            _store(settings), tier_model, _read_table(points), registry.name, version, reasons
-        )
+        table = predict_points(_store(settings), tier_model, read, registry.name, version, reasons)
     except BadPoints as exc:
         err.print(f"{points}: {exc}")
         raise typer.Exit(2) from None
@@ -326,6 +368,7 @@ def predict(
     statuses = table.column("status").to_pylist()
     payload = {
         "model": registry.name, "version": version, "points": table.num_rows,
+        "duplicates": read.num_rows - table.num_rows,
         "scored": statuses.count("scored"), "unknown": statuses.count("unknown"),
         "path": str(target), "seconds": round(time.perf_counter() - started, 2),
     }  # fmt: skip
@@ -339,3 +382,5 @@ def predict(
     )
     if payload["unknown"]:
         err.print("unknown: no entity with that code registered by its as-of date (not scored)")
+    if payload["duplicates"]:
+        err.print(f"{payload['duplicates']:,} repeated (uscc, as_of) rows were scored once")

@@ -114,11 +114,14 @@ def predict_points(
     reasons: int = 3,
     evidence: bool = True,
 ) -> pa.Table:
-    """Each (uscc, as_of) pair scored with features as of its own date. Codes without an entity
-    registered by that date are returned with status `unknown` and no score (natural persons and
-    codes the store has never seen are not scored)."""
+    """Each distinct (uscc, as_of) pair scored once with features as of its own date. Codes
+    without an entity registered by that date are returned with status `unknown` and no score
+    (natural persons and codes the store has never seen are not scored)."""
     model.check_spec()
     points = read_points(points)
+    if points.num_rows == 0:
+        raise BadPoints("no points to score: the file has no rows")
+    points = points.group_by(["uscc", "as_of"], use_threads=False).aggregate([])  # once each
     with store.connect() as con:
         con.register("pts", points)
         known = con.sql(
@@ -126,7 +129,7 @@ def predict_points(
             "AND e.recorded_date <= p.as_of) AS known FROM pts p"
         ).to_arrow_table()
     feats = build_features_at(store, known.filter(known.column("known"))).to_pandas()
-    scored = model.score(feats, reasons=reasons) if len(feats) else pd.DataFrame()
+    scored = model.score(feats, reasons=reasons)  # no known point: no rows, the same columns
     if reasons and evidence and len(scored):
         scored = with_evidence(store, scored)
     scored["status"] = "scored"

@@ -33,18 +33,21 @@ from models.risk import RiskModel, model_columns
 from models.tiers import TIERS, TierPolicy
 from records.store import Store
 
-HISTORY_FEATURES = tuple(
-    s.name for s in SPECS if isinstance(s, FeatureSpec) and s.aggregation == "count"
-)
-"""A company has history when any of these counts is positive at the as-of date."""
+HISTORY_FEATURES = tuple(s.name for s in SPECS if isinstance(s, FeatureSpec) and s.categories)
+"""A company has history when any feature read from its records is set (not null, not 0) at the
+as-of date: counts, open listings, latest grades and signals, amounts (every such feature is
+null or 0 without a counting record)."""
 
 GOOD_HISTORY_FEATURES = tuple(
     s.name
     for s in SPECS
-    if isinstance(s, FeatureSpec) and s.aggregation == "count" and s.direction <= 0
+    if isinstance(s, FeatureSpec)
+    and s.categories
+    and s.aggregation in ("count", "open_listing", "honoured_commitments")
+    and s.direction <= 0
 )
-"""Counts of records that are not negative (`validate_specs` makes sure none reads negative
-records): a company with none of them has only negative history."""
+"""Records that are not negative (`validate_specs` makes sure no such count reads negative
+records), the red list among them: a company with none of them has only negative history."""
 
 BUNDLE_FILE = "tier_model.pkl"
 MANIFEST_FILE = "manifest.json"
@@ -66,8 +69,8 @@ class SpecMismatch(RuntimeError):
 
 def has_history(features: pd.DataFrame, names: tuple[str, ...] = HISTORY_FEATURES) -> np.ndarray:
     present = [c for c in names if c in features.columns]
-    counts = features[present].apply(pd.to_numeric, errors="coerce").fillna(0).to_numpy()
-    return np.asarray(counts.sum(axis=1) > 0)
+    values = features[present].apply(pd.to_numeric, errors="coerce").fillna(0).to_numpy()
+    return np.asarray((values != 0).any(axis=1))
 
 
 @dataclass
@@ -98,11 +101,18 @@ class TierModel:
         base value equal raw_score; the reasons list the `reasons` largest positive ones."""
         frame = features.to_pandas() if isinstance(features, pa.Table) else features
         rows = self.risk._frame(frame)
-        if reasons > 0:
-            contrib = contributions(self.risk.booster_, rows)  # = pred_contrib, tabulated
-            raw = contrib.sum(axis=1)
+        if len(rows) == 0:
+            raw = np.zeros(0)
         else:
+            # one path for the score whether reasons are asked for or not, so that a tier never
+            # depends on it (the contributions' sum differs from it in the last bits)
             raw = np.asarray(self.risk.booster_.predict(rows, raw_score=True), float)
+        if reasons > 0:
+            contrib = (
+                contributions(self.risk.booster_, rows)  # = pred_contrib, tabulated
+                if len(rows)
+                else np.zeros((0, len(rows.columns) + 1))
+            )
         proba = self.risk.calibrate(raw)
         level = np.searchsorted(np.asarray(self.policy.cutoffs_), proba, side="left")
         columns = {c: frame[c].to_numpy() for c in self.policy.veto_features() if c in frame}
@@ -176,14 +186,23 @@ def _overrides(over: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda o: o["kind"] != "veto")
 
 
+def _evidence_feature(reason: dict[str, Any]) -> str | None:
+    """The feature whose records back a reason: a model reason's own, a veto's listing."""
+    if reason["kind"] == "model":
+        return str(reason["code"])
+    if reason["kind"] == "veto":
+        return str(reason["code"]).removeprefix("veto:")
+    return None
+
+
 def with_evidence(store: Store, scored: pd.DataFrame) -> pd.DataFrame:
-    """Fill the records behind each model reason into its text: how many, the latest date and
-    the departments that sent them (`evidence` on each reason too)."""
+    """Fill the records behind each model reason and veto into its text: how many, the latest
+    date and the departments that sent them (`evidence` on each reason too)."""
     wanted = [
-        {"uscc": u, "as_of": a, "feature": r["code"]}
+        {"uscc": u, "as_of": a, "feature": _evidence_feature(r)}
         for u, a, rs in zip(scored["uscc"], scored["as_of"], scored["reasons"], strict=True)
         for r in rs
-        if r["kind"] == "model"
+        if _evidence_feature(r)
     ]
     schema = pa.schema([("uscc", pa.string()), ("as_of", pa.date32()), ("feature", pa.string())])
     found = feature_evidence(store, pa.Table.from_pylist(wanted, schema=schema))
@@ -192,7 +211,8 @@ def with_evidence(store: Store, scored: pd.DataFrame) -> pd.DataFrame:
         day = a.date() if isinstance(a, pd.Timestamp) else a
         out = []
         for r in rs:
-            ev = found.get((u, day, r["code"])) if r["kind"] == "model" else None
+            feature = _evidence_feature(r)
+            ev = found.get((u, day, feature)) if feature else None
             if ev:
                 zh_depts = "、".join(department_names(ev["departments"], "zh"))
                 en_depts = ", ".join(department_names(ev["departments"], "en"))

@@ -84,9 +84,58 @@ def _round4(values: np.ndarray) -> list[float]:
     return out
 
 
-def _phrases(column: np.ndarray, zh: str, en: str) -> tuple[list[str], list[str]]:
+ENTITY_TYPE_NAMES = {
+    "enterprise": ("企业", "enterprise"),
+    "individual_business": ("个体工商户", "individual business"),
+    "cooperative": ("农民专业合作社", "farmers' cooperative"),
+    "social_organisation": ("社会组织", "social organisation"),
+    "public_institution": ("事业单位", "public institution"),
+    "other": ("其他", "other"),
+}
+"""Entity types (records.schema.ENTITY_TYPES) as a reason names them."""
+
+INDUSTRY_SECTIONS = {
+    "A": ("农、林、牧、渔业", "agriculture, forestry, animal husbandry and fishery"),
+    "B": ("采矿业", "mining"),
+    "C": ("制造业", "manufacturing"),
+    "D": ("电力、热力、燃气及水生产和供应业", "electricity, heat, gas and water supply"),
+    "E": ("建筑业", "construction"),
+    "F": ("批发和零售业", "wholesale and retail trade"),
+    "G": ("交通运输、仓储和邮政业", "transport, storage and post"),
+    "H": ("住宿和餐饮业", "accommodation and catering"),
+    "I": ("信息传输、软件和信息技术服务业", "information transmission, software and IT services"),
+    "J": ("金融业", "finance"),
+    "K": ("房地产业", "real estate"),
+    "L": ("租赁和商务服务业", "leasing and business services"),
+    "M": ("科学研究和技术服务业", "scientific research and technical services"),
+    "N": ("水利、环境和公共设施管理业", "water, environment and public facilities management"),
+    "O": ("居民服务、修理和其他服务业", "residents' services, repair and other services"),
+    "P": ("教育", "education"),
+    "Q": ("卫生和社会工作", "health and social work"),
+    "R": ("文化、体育和娱乐业", "culture, sports and entertainment"),
+    "S": ("公共管理、社会保障和社会组织", "public administration and social organisations"),
+    "T": ("国际组织", "international organisations"),
+}
+"""GB/T 4754-2017 sections, by the letter an industry code starts with."""
+
+
+def _category_texts(feature: str, value: str) -> tuple[str, str]:
+    """A categorical value as a reason says it, in Chinese and English (the code itself where
+    no name is known)."""
+    if feature == "entity_type":
+        return ENTITY_TYPE_NAMES.get(value, (value, value))
+    if feature == "industry" and value[:1] in INDUSTRY_SECTIONS:
+        zh, en = INDUSTRY_SECTIONS[value[:1]]
+        return f"{value}（{zh}）", f"{value} ({en})"
+    return value, value
+
+
+def _phrases(
+    column: np.ndarray, zh: str, en: str, feature: str = ""
+) -> tuple[list[str], list[str]]:
     """The spec's Chinese and English reason with each value of `column` filled in, as
-    `_value_text` writes it; worked out once per distinct value (numbers: per bit pattern)."""
+    `_value_text` writes it (categories by name, `_category_texts`); worked out once per
+    distinct value (numbers: per bit pattern)."""
     kind, size = column.dtype.kind, column.dtype.itemsize
     if kind in "biu" or (kind == "f" and size in (2, 4, 8)):
         keys = column.view(f"u{size}") if kind == "f" else column
@@ -102,7 +151,10 @@ def _phrases(column: np.ndarray, zh: str, en: str) -> tuple[list[str], list[str]
         text = value if type(value) is str else _value_text(value)
         pair = known.get(text)
         if pair is None:
-            pair = known[text] = (zh.replace("{value}", text), en.replace("{value}", text))
+            text_zh, text_en = (
+                _category_texts(feature, text) if type(value) is str else (text, text)
+            )
+            pair = known[text] = (zh.replace("{value}", text_zh), en.replace("{value}", text_en))
         out_zh.append(pair[0])
         out_en.append(pair[1])
     return out_zh, out_en
@@ -184,7 +236,7 @@ def top_reasons(
             column = np.fromiter(
                 (values[r].get(names[j]) for r in picked_rows), dtype=object, count=len(at)
             )
-        zh[at], en[at] = _phrases(column, specs[j].reason_zh, specs[j].reason_en)
+        zh[at], en[at] = _phrases(column, specs[j].reason_zh, specs[j].reason_en, names[j])
     codes = np.asarray(names, dtype=object)[feature].tolist()
     flat = [
         {"code": code, "kind": "model", "contribution": c, "zh": z, "en": e}

@@ -97,6 +97,11 @@ class RiskModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.feature_names_ = list(frame.columns)
         n_cal = int(len(frame) * self.calibration_fraction)
         fit_rows = slice(0, len(frame) - n_cal) if n_cal >= 20 else slice(0, len(frame))
+        if n_cal >= 20 and len(np.unique(labels[len(frame) - n_cal :])) < 2:
+            raise ValueError(
+                f"the latest {n_cal} rows, which calibrate the model, carry only label "
+                f"{int(labels[-1])}: use more checks or a smaller calibration_fraction"
+            )
         params = {
             "objective": "binary",
             "learning_rate": self.learning_rate,

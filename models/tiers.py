@@ -62,11 +62,27 @@ class TierPolicy:
         if abs(sum(self.shares) - 1) > 1e-9 or min(self.shares) < 0:
             raise ValueError(f"shares must be non-negative and sum to 1, got {self.shares}")
         p = np.asarray(proba, dtype=float)
+        if len(p) == 0 or not np.isfinite(p).all():
+            raise ValueError("cut-offs need at least one probability, and only finite ones")
         w = np.ones(len(p)) if sample_weight is None else np.asarray(sample_weight, float)
-        order = np.argsort(p, kind="stable")
-        cum = np.cumsum(w[order]) / w.sum()
-        bounds = np.cumsum(self.shares)[:3]
-        cut = [float(p[order][min(np.searchsorted(cum, b), len(p) - 1)]) for b in bounds]
+        # Companies with the same probability share a tier, so a cut-off goes between two
+        # distinct values: where the share of the population below it comes closest to the
+        # target (a tie group larger than a tier's share cannot be split; a share of 0 leaves
+        # the tier empty).
+        values, group = np.unique(p, return_inverse=True)
+        below = np.concatenate([[0.0], np.cumsum(np.bincount(group, weights=w)) / w.sum()])
+        cut: list[float] = []
+        first = 0
+        for bound in np.cumsum(self.shares)[:3]:
+            j = max(first, int(np.argmin(np.abs(below - bound))))  # values[:j] lie below
+            first = j
+            if j == 0:
+                cut.append(float(np.nextafter(values[0], -np.inf)))
+            elif j == len(values):
+                cut.append(float(values[-1]))
+            else:
+                middle = float((values[j - 1] + values[j]) / 2)
+                cut.append(middle if middle < values[j] else float(values[j - 1]))
         self.cutoffs_ = (cut[0], cut[1], cut[2])
         return self
 

@@ -5,6 +5,15 @@ tier-weighted, each example carries the inverse of its inclusion probability (st
 draw in `attributes.inclusion_prob`; 1 where unknown) as its weight, so that a model and its
 evaluation describe the whole population, not only the inspected part. Features come from
 `features.builder.build_features_at`, so an example uses only what was recorded before its check.
+
+The examples are those one would have had on the training day (`until` for a backtest, else
+everything stored): a check counts once its result is recorded by then, and its label and weight
+come from the check result in its corrected form as known by then (the latest `correction` in
+force, as the feature builder applies it: an objection decided "corrected" restates what the
+inspection found). A check result withdrawn by then is left out: a `withdrawal` declares the
+record void (it stops counting and being public), so it no longer says what the inspector found;
+a `repair` leaves the example as it is (the problem was found; the company has since put it
+right).
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.builder import build_features_at
+from features.builder import CORRECTED_COLUMNS, FIXES_CTE, build_features_at
 from records.store import Store
 
 Label = Literal["problem", "serious"]
@@ -29,25 +38,39 @@ def spot_check_examples(
 ) -> pa.Table:
     """One row per spot check: record_id, uscc, check_date, as_of (the day before), label, weight.
 
-    Checks are taken as stored (a withdrawn check result still says what an inspector found);
-    `since`/`until` bound the check date.
+    `since`/`until` bound the check date; with `until`, the checks, their corrections and
+    withdrawals are those known on that day (see the module docstring).
     """
     positive = "'problem', 'serious'" if label == "problem" else "'serious'"
-    where = ["category = 'spot_check'", "severity IS NOT NULL"]
-    params: list[object] = []
+    where = ["r.category = 'spot_check'", "r.recorded_date <= $day"]
+    params: dict[str, object] = {"day": until or date.max}
     if since is not None:
-        where.append("event_date >= ?")
-        params.append(since)
+        where.append("r.event_date >= $since")
+        params["since"] = since
     if until is not None:
-        where.append("event_date <= ?")
-        params.append(until)
+        where.append("r.event_date <= $day")
+    # `points` (one per company, on the training day) is what the builder's FIXES_CTE reads
     sql = f"""
+        WITH points AS (
+            SELECT DISTINCT uscc, CAST($day AS DATE) AS as_of
+            FROM records WHERE category = 'spot_check'
+        ),
+        {FIXES_CTE},
+        checks AS (
+            SELECT r.record_id, r.uscc, r.event_date, {CORRECTED_COLUMNS}
+            FROM records r
+            LEFT JOIN fixes f ON f.uscc = r.uscc AND f.record_id = r.record_id
+            WHERE {" AND ".join(where)}
+              AND NOT EXISTS (SELECT 1 FROM events w
+                              WHERE w.record_id = r.record_id AND w.event_type = 'withdrawal'
+                                AND greatest(w.effective_date, w.recorded_date) <= $day)
+        )
         SELECT record_id, uscc, event_date AS check_date,
             CAST(event_date - INTERVAL 1 DAY AS DATE) AS as_of,
             CASE WHEN severity IN ({positive}) THEN 1 ELSE 0 END AS label,
             1.0 / coalesce(nullif(TRY_CAST(json_extract_string(attributes, '$.inclusion_prob')
                                            AS DOUBLE), 0), 1.0) AS weight
-        FROM records WHERE {" AND ".join(where)}
+        FROM checks WHERE severity IS NOT NULL
         ORDER BY check_date, record_id
     """
     with store.connect() as con:

@@ -103,8 +103,14 @@ def truth_report(
     tiers: list[str],
     population: pd.DataFrame | None = None,
     features: pd.DataFrame | None = None,
+    *,
+    label: Label,
 ) -> dict[str, Any] | None:
-    """On simulated data: the tier and plan figures against the hidden truth.
+    """On simulated data: the tier and plan figures against the hidden truth (None without it).
+
+    The truth is a probability that a check finds a problem, so it only measures a model of
+    label 'problem'; for another label the report is `{"label": ..., "skipped": why}` and no
+    figures (the truth of 'serious' findings is not kept, and 'problem' figures would mislead).
 
     - `checks`: each validation check's true problem probability in place of its outcome, and
       the same for tiers made by ranking on the truth itself (the best any model could do).
@@ -117,6 +123,14 @@ def truth_report(
     path = truth_dir / "spot_checks.parquet"
     if not path.exists():
         return None
+    if label != "problem":
+        return {
+            "label": label,
+            "skipped": (
+                f"the hidden truth gives only the probability that a check finds a problem "
+                f"(label 'problem'), not the label {label!r} this model was trained on"
+            ),
+        }
     truth = pq.read_table(path, columns=["record_id", "true_problem_probability"]).to_pandas()
     p = validation[["record_id"]].merge(truth, on="record_id", how="left")
     known = p["true_problem_probability"].notna().to_numpy()
@@ -188,6 +202,9 @@ def train(
     _check(early, "training")
     _check(late, "validation")
 
+    n_cal = int(len(early) * config.calibration_fraction)
+    if n_cal >= 20:
+        _check(early.tail(n_cal), "calibration (the latest training)")
     risk = RiskModel(
         n_estimators=config.n_estimators,
         learning_rate=config.learning_rate,
@@ -223,10 +240,19 @@ def train(
     )
     pop = model.score(population, reasons=0)
     counts = pop["tier"].value_counts()
+    model_counts = pop["model_tier"].value_counts()
     result["population"] = {
         "as_of": str(snapshot_day),
         "companies": len(pop),
         "shares": {t: round(float(counts.get(t, 0)) / max(len(pop), 1), 4) for t in TIERS},
+        # before vetoes and defaults: what the cut-offs achieve against the target shares (a
+        # group of companies with one probability is never split between two tiers)
+        "model_shares": {
+            t: round(float(model_counts.get(t, 0)) / max(len(pop), 1), 4) for t in TIERS
+        },
+        "target_shares": None
+        if config.thresholds
+        else dict(zip(TIERS, config.shares, strict=True)),
         "cutoffs": [round(c, 6) for c in policy.cutoffs_],
     }
     if previous is not None and previous.spec_version == model.spec_version:
@@ -237,8 +263,10 @@ def train(
             "changed_share": round(float(np.mean(np.asarray(before) != pop["tier"].to_numpy())), 4),
         }
     if truth_dir is not None:
-        truth = truth_report(truth_dir, late, tiers, pop, features=population)
-        if truth is not None:
+        truth = truth_report(truth_dir, late, tiers, pop, features=population, label=config.label)
+        if truth is not None and "skipped" in truth:
+            result["truth_skipped"] = truth["skipped"]
+        elif truth is not None:
             result["truth"] = truth
     model.metrics = {k: result[k] for k in ("auc", "pr_auc", "brier", "calibration_error")}
     population_out = pop[["uscc", "as_of", "probability", "tier"]]

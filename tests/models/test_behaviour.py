@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from features.builder import build_features
 from features.specs import SPECS, FeatureSpec, spec_version, validate_specs
-from models.bundle import GOOD_HISTORY_FEATURES, SpecMismatch, TierModel
+from models.bundle import GOOD_HISTORY_FEATURES, SpecMismatch, TierModel, has_history
 from models.risk import model_columns
 from models.tiers import TIERS, TierPolicy
 from records.catalogue import default_catalogue
@@ -239,3 +239,55 @@ def test_scores_do_not_depend_on_row_order(province: tuple[Path, Store, TierMode
     a = model.score(feats, reasons=3).set_index("uscc")
     b = model.score(feats.iloc[::-1], reasons=3).set_index("uscc").loc[a.index]
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_the_tier_does_not_depend_on_asking_for_reasons(
+    province: tuple[Path, Store, TierModel],
+) -> None:
+    """With cut-offs exactly on observed probabilities, where a last-bit difference between
+    two ways of computing the score would move whole tie groups, both ways agree bit for bit."""
+    _root, store, model = province
+    feats = build_features(store, END).to_pandas()
+    p = model.predict_proba(feats)
+    on_values = np.quantile(p, [0.2, 0.8, 0.95], method="nearest")
+    policy = TierPolicy(thresholds=(on_values[0], on_values[1], on_values[2])).fit(p)
+    assert np.isin(policy.cutoffs_, p).all()
+    exact = TierModel(model.risk, policy, model.spec_version)
+    plain, explained = exact.score(feats, reasons=0), exact.score(feats, reasons=3)
+    pd.testing.assert_frame_equal(plain, explained.drop(columns="reasons"), check_exact=True)
+    np.testing.assert_array_equal(plain["probability"], model.predict_proba(feats))
+
+
+def test_records_without_a_count_are_history_too(province: tuple[Path, Store, TierModel]) -> None:
+    """A listing, a grade or a signal alone is credit history (the company is not "new"); the
+    red list is good history."""
+    _root, store, model = province
+    feats = build_features(store, END).to_pandas()
+    blank = feats[~has_history(feats)].head(1).reset_index(drop=True)
+    assert len(blank) == 1
+
+    def codes(row: pd.DataFrame) -> list[str]:
+        return [r["code"] for r in model.score(row, reasons=3)["reasons"][0]]
+
+    assert codes(blank)[0] == "no_history"
+    for column, value in (
+        ("on_focus_list", 1), ("on_red_list", 1), ("shared_address_companies", 12),
+        ("tax_grade_latest", 3.0), ("ecommerce_rating", 4.5),
+    ):  # fmt: skip
+        row = blank.copy()
+        row[column] = value
+        assert "no_history" not in codes(row), column
+    red = blank.copy()
+    red["on_red_list"] = 1
+    assert "no_good_history" not in codes(red)
+    focus = blank.copy()
+    focus["on_focus_list"] = 1
+    assert "no_good_history" in codes(focus) or model.score(focus)["tier"][0] != "A"
+
+
+def test_no_rows_score_to_no_rows(province: tuple[Path, Store, TierModel]) -> None:
+    _root, store, model = province
+    empty = build_features(store, END).to_pandas().head(0)
+    for reasons in (0, 3):
+        scored = model.score(empty, reasons=reasons)
+        assert len(scored) == 0 and {"probability", "tier"} <= set(scored.columns)

@@ -131,3 +131,26 @@ def test_fit_validates_its_input(trained: tuple[Store, pd.DataFrame, RiskModel])
         RiskModel().fit(frame, np.zeros(len(frame)))
     with pytest.raises(ValueError, match="missing feature columns"):
         RiskModel().fit(frame.drop(columns=["penalties_3y"]), frame["label"])
+    one_class_at_the_end = np.r_[
+        frame["label"].to_numpy()[: len(frame) // 2], np.zeros(len(frame) - len(frame) // 2)
+    ]
+    with pytest.raises(ValueError, match="calibrate the model, carry only label 0"):
+        RiskModel(calibration_fraction=0.2).fit(frame, one_class_at_the_end)
+
+
+def test_categorical_reasons_name_the_category_in_both_languages() -> None:
+    from models.reasons import top_reasons
+
+    names = ["entity_type", "industry", "penalties_3y"]
+    values = pd.DataFrame(
+        {"entity_type": ["social_organisation", "other"], "industry": ["H62", "Z99"],
+         "penalties_3y": [2.0, 1.0]}
+    )  # fmt: skip
+    contrib = np.array([[0.3, 0.2, 0.1, -1.0], [0.3, 0.2, 0.1, -1.0]])
+    first, second = top_reasons(contrib, names, values, k=3)
+    assert [r["zh"] for r in first][:2] == ["主体类型社会组织", "行业H62（住宿和餐饮业）"]
+    assert [r["en"] for r in first][:2] == [
+        "entity type social organisation",
+        "industry H62 (accommodation and catering)",
+    ]
+    assert [r["zh"] for r in second][:2] == ["主体类型其他", "行业Z99"]  # no name known: the code

@@ -1,27 +1,38 @@
-"""Training examples from past spot checks: labels, weights, features from before the check."""
+"""Training examples from past spot checks: labels, weights, features from before the check;
+a backtest sees only the checks, corrections and withdrawals known on its day; the hidden-truth
+report of `training.train` only for the label the truth describes."""
 
 from __future__ import annotations
 
 import json
 from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
 
 import pyarrow.compute as pc
 import pytest
 
 from records.ingest import ingest_table
-from records.simulate import SimulationConfig, simulate
+from records.simulate import Simulation, SimulationConfig, simulate, write_simulation
 from records.store import Store
-from training.dataset import spot_check_examples, time_split, training_frame
+from tests.features.scenarios import CODES
+from tests.features.stores import add_events, add_records
+from training.dataset import Label, spot_check_examples, time_split, training_frame
+from training.train import TrainConfig, train, truth_report
 
 END = date(2026, 6, 30)
 
 
 @pytest.fixture(scope="module")
-def province(tmp_path_factory: pytest.TempPathFactory) -> Store:
+def simulation() -> Simulation:
+    return simulate(SimulationConfig(companies=800, years=3, seed=11, end=END))
+
+
+@pytest.fixture(scope="module")
+def province(tmp_path_factory: pytest.TempPathFactory, simulation: Simulation) -> Store:
     store = Store(tmp_path_factory.mktemp("training") / "store")
-    sim = simulate(SimulationConfig(companies=800, years=3, seed=11, end=END))
-    ingest_table(store, sim.entities, "entities", "sim", today=END)
-    ingest_table(store, sim.records, "records", "sim", today=END)
+    ingest_table(store, simulation.entities, "entities", "sim", today=END)
+    ingest_table(store, simulation.records, "records", "sim", today=END)
     return store
 
 
@@ -66,3 +77,124 @@ def test_time_split_puts_the_latest_checks_in_validation(province: Store) -> Non
     assert train.num_rows + valid.num_rows == frame.num_rows
     assert train.num_rows and valid.num_rows
     assert pc.max(train.column("check_date")).as_py() < pc.min(valid.column("check_date")).as_py()
+
+
+# ---- the training day: what a backtest could have known ---------------------------------------
+
+CO = CODES[0]
+D0 = date(2024, 10, 1)
+
+
+def days(n: int) -> date:
+    return D0 + timedelta(days=n)
+
+
+def check(
+    record_id: str, event: date, recorded: date, severity: str, **attributes: Any
+) -> dict[str, Any]:
+    return {
+        "record_id": record_id, "uscc": CO, "category": "spot_check", "severity": severity,
+        "event_date": event, "recorded_date": recorded, "source_dept": "samr", "amount": None,
+        "attributes": json.dumps(attributes),
+    }  # fmt: skip
+
+
+def fix(record_id: str, effective: date, recorded: date, **correction: Any) -> dict[str, Any]:
+    return {"record_id": record_id, "event_type": "correction", "effective_date": effective,
+            "recorded_date": recorded, "attributes": correction}  # fmt: skip
+
+
+def examples_on(
+    store: Store, until: date | None, label: Label = "problem"
+) -> dict[str, tuple[int, float]]:
+    rows = spot_check_examples(store, label=label, until=until).to_pylist()
+    return {r["record_id"]: (r["label"], round(r["weight"], 9)) for r in rows}
+
+
+def test_a_backtest_uses_only_check_results_recorded_by_its_day(
+    store: Store, province: Store
+) -> None:
+    add_records(store, [
+        check("C1", days(9), days(11), "problem", inclusion_prob=0.5),
+        check("C2", days(14), days(24), "problem", inclusion_prob=0.5),  # result came 10 days late
+    ])  # fmt: skip
+    assert set(examples_on(store, days(19))) == {"C1"}
+    assert set(examples_on(store, days(24))) == {"C1", "C2"}
+    # the simulated province: results are recorded 1-28 days after the check
+    until = date(2024, 10, 20)
+    records = province.read("records").to_pylist()
+    recorded = {
+        r["record_id"]: r["recorded_date"] for r in records if r["category"] == "spot_check"
+    }
+    used = spot_check_examples(province, until=until).column("record_id").to_pylist()
+    assert used and all(recorded[r] <= until for r in used)
+    assert len(used) == sum(1 for d in recorded.values() if d <= until)
+
+
+def test_labels_and_weights_follow_the_corrections_known_on_the_training_day(
+    store: Store,
+) -> None:
+    add_records(store, [
+        check("C1", days(0), days(3), "problem", inclusion_prob=0.1, items=["labels"]),
+        check("C2", days(0), days(3), "pass", inclusion_prob=0.1),
+        check("C3", days(0), days(3), "problem", inclusion_prob=0.1),
+    ])  # fmt: skip
+    add_events(store, [
+        # an objection decided "corrected": no problem after all; the probability restated
+        fix("C1", days(30), days(30), severity="pass", attributes={"inclusion_prob": 0.4}),
+        # decided on day 40, recorded on day 50: a backtest of day 45 cannot know it
+        fix("C2", days(40), days(50), severity="serious"),
+        # the merge patch removes the probability: weight 1
+        fix("C3", days(40), days(40), attributes={"inclusion_prob": None}),
+    ])  # fmt: skip
+    assert examples_on(store, days(29)) == {"C1": (1, 10.0), "C2": (0, 10.0), "C3": (1, 10.0)}
+    assert examples_on(store, days(45)) == {"C1": (0, 2.5), "C2": (0, 10.0), "C3": (1, 1.0)}
+    later = {"C1": (0, 2.5), "C2": (1, 10.0), "C3": (1, 1.0)}
+    assert examples_on(store, days(50)) == examples_on(store, None) == later
+    assert examples_on(store, None, "serious")["C2"][0] == 1
+    # each correction states the corrected form relative to the original record; the latest in
+    # force wins, and on one day the one committed last
+    add_events(store, [fix("C1", days(60), days(60), severity="serious")])
+    add_events(store, [fix("C1", days(60), days(60), severity="problem")])
+    assert examples_on(store, days(59))["C1"] == (0, 2.5)
+    assert examples_on(store, days(60))["C1"] == (1, 10.0)
+    assert examples_on(store, days(60), "serious")["C1"][0] == 0
+
+
+def test_a_withdrawn_check_result_is_left_out_once_the_withdrawal_is_known(
+    store: Store,
+) -> None:
+    add_records(store, [
+        check("W1", days(0), days(2), "problem"),
+        check("R1", days(0), days(2), "problem"),
+    ])  # fmt: skip
+    add_events(store, [
+        {"record_id": "W1", "event_type": "withdrawal", "effective_date": days(20),
+         "recorded_date": days(25)},
+        {"record_id": "R1", "event_type": "repair", "effective_date": days(20),
+         "recorded_date": days(20)},
+    ])  # fmt: skip
+    assert set(examples_on(store, days(24))) == {"W1", "R1"}
+    # a repair keeps the finding (the company put it right); a withdrawal voids the result
+    assert set(examples_on(store, days(25))) == set(examples_on(store, None)) == {"R1"}
+    assert examples_on(store, None)["R1"] == (1, 1.0)
+
+
+# ---- the hidden truth describes problems only ------------------------------------------------
+
+
+def test_the_truth_report_is_skipped_for_a_label_the_truth_does_not_describe(
+    province: Store, simulation: Simulation, tmp_path: Path
+) -> None:
+    truth_dir = write_simulation(simulation, tmp_path)["truth"].parent
+    config = TrainConfig(label="serious", n_estimators=30, min_child_samples=10)
+    serious = train(province, config, truth_dir=truth_dir)
+    assert "truth" not in serious.report
+    why = serious.report["truth_skipped"]
+    assert "only" in why and "'problem'" in why
+    validation, tiers = serious.validation, ["B"] * len(serious.validation)
+    skipped = {"label": "serious", "skipped": why}
+    assert truth_report(truth_dir, validation, tiers, label="serious") == skipped
+    # the label the truth describes: the figures as before
+    problem = truth_report(truth_dir, validation, tiers, label="problem")
+    assert problem is not None and problem["checks"] == len(validation) and "plan" in problem
