@@ -315,9 +315,10 @@ def _breakdown(model: TierModel, frame: pd.DataFrame) -> dict[str, float]:
     laps = _Laps(steps)
     rows = model.risk._frame(frame)
     laps("input frame (RiskModel._frame)")
+    raw = np.asarray(model.risk.booster_.predict(rows, raw_score=True), float)
+    laps("raw score (LightGBM predict)")
     contrib = contributions(model.risk.booster_, rows)
     laps("TreeSHAP contributions (tabulated)")
-    raw = contrib.sum(axis=1)
     proba = model.risk.calibrate(raw)
     level = np.searchsorted(np.asarray(model.policy.cutoffs_), proba, side="left")
     columns = {c: frame[c].to_numpy() for c in model.policy.veto_features() if c in frame}

@@ -6,12 +6,16 @@ offline. Each training run logs its parameters, metrics, the feature-spec versio
 evaluation report, the validation checks (for fair comparisons later) and one pyfunc model that
 bundles model, calibrator, cut-offs and vetoes, registered as a new version of `credit-tier`.
 
-Promotion moves the alias `champion`. A candidate is promoted when there is no champion, when the
-champion was trained on another feature-spec version (it cannot score today's features), or when
-it beats the champion on the candidate's validation checks: higher weighted AUC and a Brier score
-no worse than the champion's + `BRIER_TOLERANCE`, both models scoring the same rows. `force`
-promotes anyway and requires a reason. Every decision is tagged on the version (who, when, why,
-the figures, the previous champion).
+Promotion moves the alias `champion`. A candidate whose feature-spec version differs from the
+installed code's is never promoted, not even with `force` (it could not score). Otherwise it is
+promoted when there is no champion, when the champion was trained on another feature-spec version
+(it cannot score today's features), or when it beats the champion on the candidate's validation
+checks dated after both models' training data (checks either model trained on would favour it):
+higher weighted AUC and a Brier score no worse than the champion's + `BRIER_TOLERANCE`, both
+models scoring the same rows. With fewer than `MIN_COMPARISON_CHECKS` such checks, or only one
+outcome among them, the models cannot be compared fairly and the candidate is not promoted.
+`force` promotes anyway and requires a reason. Every decision is tagged on the version (who, when,
+why, the figures, the previous champion).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import logging
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -35,12 +39,14 @@ from mlflow.exceptions import MlflowException
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from features.specs import spec_version
-from models.bundle import TierModelPyfunc
+from models.bundle import TierModel, TierModelPyfunc
 from models.published import CHAMPION, PublishedModels
 from training.train import TrainConfig, TrainOutcome
 
 EXPERIMENT = "credit-tier"
 BRIER_TOLERANCE = 0.001
+MIN_COMPARISON_CHECKS = 200
+"""Fewest validation checks, dated after both models' training data, that a comparison needs."""
 SERVING_PACKAGES = ("lightgbm", "scikit-learn", "pandas", "numpy", "mlflow")
 
 
@@ -72,10 +78,22 @@ class Registered:
 class Registry(PublishedModels):
     """Tracking and registry of tier models: log, register, compare, promote."""
 
+    def local_store(self) -> bool:
+        """Whether tracking goes to the default SQLite file under the data directory."""
+        prefix = "sqlite:///"
+        if not self.uri.startswith(prefix):
+            return False
+        default = (self.data_dir / "mlflow" / "mlflow.db").resolve()
+        return Path(self.uri.removeprefix(prefix)).resolve() == default
+
     def experiment_id(self) -> str:
+        """The experiment's id, created on first use; its artifacts go beside the default local
+        store, or where another tracking store (`MLFLOW_TRACKING_URI`) puts them."""
         found = self.client.get_experiment_by_name(EXPERIMENT)
         if found is not None:
             return str(found.experiment_id)
+        if not self.local_store():
+            return str(self.client.create_experiment(EXPERIMENT))
         root = (self.data_dir / "mlflow" / "artifacts").resolve()
         root.mkdir(parents=True, exist_ok=True)
         return str(self.client.create_experiment(EXPERIMENT, artifact_location=root.as_uri()))
@@ -174,25 +192,65 @@ class Registry(PublishedModels):
             )
             return pd.read_parquet(path)
 
+    def trained_until(self, version: str, model: TierModel) -> date | None:
+        """The last check date a version trained on: the bundle's, else the run parameter."""
+        if model.trained_until is not None:
+            return model.trained_until
+        run_id = self._version(version).run_id
+        param = self.client.get_run(run_id).data.params.get("trained_until") if run_id else None
+        try:
+            return date.fromisoformat(param) if param else None
+        except ValueError:
+            return None
+
     def compare(self, candidate: str, champion: str) -> dict[str, Any]:
-        """Both models on the candidate's validation checks: weighted AUC and Brier score."""
+        """Both models on the candidate's validation checks dated after both models' training
+        data (a check either trained on would favour it): weighted AUC and Brier score. `fair`
+        says whether there were at least `MIN_COMPARISON_CHECKS` of them with both outcomes;
+        `better` is the promotion rule and needs a fair comparison."""
         frame = self.validation_frame(candidate)
-        y = frame["label"].to_numpy(float)
-        w = frame["weight"].to_numpy(float)
-        out: dict[str, Any] = {"examples": len(frame)}
+        models = {"candidate": self.load(candidate), "champion": self.load(champion)}
+        until = {role: self.trained_until(v, m) for role, (v, m) in models.items()}
+        known = [d for d in until.values() if d is not None]
+        after = max(known) if len(known) == len(until) else None
+        days = pd.to_datetime(frame["check_date"])
+        window = (
+            frame[(days > pd.Timestamp(after)).to_numpy()] if after is not None else frame.iloc[:0]
+        )
+        y = window["label"].to_numpy(float)
+        w = window["weight"].to_numpy(float)
+        both_outcomes = len(np.unique(y)) == 2
+        window_days = pd.to_datetime(window["check_date"])
+        out: dict[str, Any] = {
+            "examples": len(window),
+            "validation_checks": len(frame),
+            "window": {
+                "after": str(after) if after is not None else None,
+                "from": str(window_days.min().date()) if len(window) else None,
+                "until": str(window_days.max().date()) if len(window) else None,
+            },
+            "min_checks": MIN_COMPARISON_CHECKS,
+            "fair": bool(both_outcomes and len(window) >= MIN_COMPARISON_CHECKS),
+        }
         scores = {}
-        for role, ref in (("candidate", candidate), ("champion", champion)):
-            _, model = self.load(ref)
-            p = model.predict_proba(frame)
-            scores[role] = p
+        for role, (version, model) in models.items():
             out[role] = {
-                "version": ref,
-                "auc": round(float(roc_auc_score(y, p, sample_weight=w)), 5),
-                "brier": round(float(brier_score_loss(y, p, sample_weight=w)), 5),
+                "version": version,
+                "trained_until": str(until[role]),
+                "auc": None,
+                "brier": None,
             }
+            if both_outcomes:
+                p = model.predict_proba(window)
+                scores[role] = p
+                out[role]["auc"] = round(float(roc_auc_score(y, p, sample_weight=w)), 5)
+                out[role]["brier"] = round(float(brier_score_loss(y, p, sample_weight=w)), 5)
         c, ch = out["candidate"], out["champion"]
-        out["better"] = bool(c["auc"] > ch["auc"] and c["brier"] <= ch["brier"] + BRIER_TOLERANCE)
-        out["auc_gain"] = auc_gain_interval(y, w, scores["candidate"], scores["champion"])
+        out["better"] = bool(
+            out["fair"] and c["auc"] > ch["auc"] and c["brier"] <= ch["brier"] + BRIER_TOLERANCE
+        )
+        if both_outcomes:
+            out["auc_gain"] = auc_gain_interval(y, w, scores["candidate"], scores["champion"])
         return out
 
     def promote(
@@ -204,6 +262,13 @@ class Registry(PublishedModels):
             raise ValueError("--force needs a --reason, which is logged with the promotion")
         mv = self._version(version)
         version = str(mv.version)
+        candidate_spec = mv.tags.get("spec_version")
+        if candidate_spec != spec_version():
+            raise ValueError(
+                f"version {version} of {self.name} was trained on feature spec {candidate_spec}, "
+                f"this code computes {spec_version()}: it could not score, so it is never "
+                "promoted (not even with --force); retrain it with this code"
+            )
         current = None
         with contextlib.suppress(MlflowException):
             current = str(self.client.get_model_version_by_alias(self.name, CHAMPION).version)
@@ -229,15 +294,28 @@ class Registry(PublishedModels):
                 comparison = self.compare(version, current)
                 decision["comparison"] = comparison
                 c, ch = comparison["candidate"], comparison["champion"]
-                figures = (
-                    f"AUC {c['auc']:.4f} vs {ch['auc']:.4f}, Brier {c['brier']:.4f} vs "
-                    f"{ch['brier']:.4f} on {comparison['examples']} validation checks"
-                )
-                decision.update(
-                    promoted=comparison["better"],
-                    why=("beats the champion: " if comparison["better"]
-                         else "does not beat the champion: ") + figures,
-                )  # fmt: skip
+                span = comparison["window"]
+                if not comparison["fair"]:
+                    decision.update(
+                        promoted=False,
+                        why=f"the models cannot be compared fairly: {comparison['examples']} of "
+                        f"the candidate's {comparison['validation_checks']} validation checks "
+                        f"are dated after both models' training data (after {span['after']}; "
+                        f"candidate trained until {c['trained_until']}, champion until "
+                        f"{ch['trained_until']}), at least {MIN_COMPARISON_CHECKS} with both "
+                        "outcomes are needed",
+                    )
+                else:
+                    figures = (
+                        f"AUC {c['auc']:.4f} vs {ch['auc']:.4f}, Brier {c['brier']:.4f} vs "
+                        f"{ch['brier']:.4f} on {comparison['examples']} validation checks "
+                        f"{span['from']} – {span['until']}"
+                    )
+                    decision.update(
+                        promoted=comparison["better"],
+                        why=("beats the champion: " if comparison["better"]
+                             else "does not beat the champion: ") + figures,
+                    )  # fmt: skip
         if not decision["promoted"] and force:
             decision.update(promoted=True, forced=True, reason=reason)
         elif reason:

@@ -185,6 +185,19 @@ def test_predict_is_point_in_time_and_matches_the_batch(data_dir: Path, trained:
     assert scored["tier"].tolist() == batch["tier"].tolist()
     assert got.loc[got["status"] == "unknown", "uscc"].tolist() == ["91110000600037341L"]
 
+    # a repeated point is scored once and said; points all unknown still give the columns
+    with points.open("a") as f:
+        f.write(f"{batch['uscc'].iloc[0]},2025-06-30\n")
+    code, out, err = _run("predict", "--points", str(points), "--out", str(target), "--json")
+    assert code == 0 and json.loads(out)["duplicates"] == 1, err
+    assert len(pq.read_table(target)) == 31
+    unknown = data_dir / "unknown.csv"
+    unknown.write_text("uscc,as_of\n91110000600037341L,2025-06-30\n")
+    code, out, err = _run("predict", "--points", str(unknown), "--out", str(target), "--json")
+    assert code == 0 and json.loads(out)["unknown"] == 1, err
+    got = pq.read_table(target).to_pandas()
+    assert {"probability", "tier", "reasons"} <= set(got.columns) and got["tier"].isna().all()
+
 
 def test_train_as_of_an_earlier_day(data_dir: Path, trained: dict) -> None:
     code, out, err = _run("train", "--until", "2025-06-30", "--no-plots", "--json")
@@ -202,7 +215,29 @@ def test_bad_input_is_named(data_dir: Path, trained: dict) -> None:
     bad.write_text("uscc,as_of\n91110000600037341X,2025-06-30\n")
     code, _, err = _run("predict", "--points", str(bad))
     assert code == 2 and "row 1" in err and "check character" in err
+    empty = data_dir / "empty.csv"
+    empty.write_text("uscc,as_of\n")
+    code, _, err = _run("predict", "--points", str(empty))
+    assert code == 2 and "no points" in err
+    code, _, err = _run("tier", "--as-of", "1900-01-01")  # before any company
+    assert code == 1 and "no company registered and active as of 1900-01-01" in err
     code, _, err = _run("tier", "--as-of", "2026-06-30", "--model", "99")
     assert code == 2 and "no version '99'" in err
     code, _, err = _run("train", "--label", "everything")
     assert code == 2 and "problem or serious" in err
+
+
+def test_tier_shares_or_thresholds_from_the_command_line(data_dir: Path, trained: dict) -> None:
+    code, out, err = _run("train", "--no-plots", "--thresholds", "0.1,0.2,0.4", "--json")
+    assert code == 0, err
+    assert json.loads(out)["report"]["population"]["cutoffs"] == [0.1, 0.2, 0.4]
+    code, out, err = _run("train", "--no-plots", "--shares", "0,80,15,5", "--json")
+    assert code == 0, err
+    assert json.loads(out)["report"]["population"]["shares"]["A"] == 0  # vetoes only raise
+    for option, value, message in (
+        ("--shares", "50,50,10", "4 comma-separated numbers"),
+        ("--shares", "20,60,15,10", "add up to 100"),
+        ("--thresholds", "0.3,0.2,0.4", "3 increasing probabilities"),
+    ):
+        code, _, err = _run("train", option, value)
+        assert code == 2 and message in err, err
