@@ -94,7 +94,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from features.builder import build_features  # noqa: E402
 from features.specs import by_name, spec_version  # noqa: E402
 from models.bundle import GOOD_HISTORY_FEATURES, TierModel, _overrides, has_history  # noqa: E402
-from models.reasons import _value_text, contributions, top_reasons  # noqa: E402
+from models.reasons import _category_texts, _value_text, contributions, top_reasons  # noqa: E402
 from models.risk import categorical_columns, model_columns  # noqa: E402
 from models.tiers import TIERS  # noqa: E402
 from records.ingest import ingest_table  # noqa: E402
@@ -247,14 +247,16 @@ def reasons_row_by_row(
             c = float(masked[row, j])
             if c <= 0:
                 break
-            text = _value_text(columns[j][row])
+            value = columns[j][row]
+            text = value if type(value) is str else _value_text(value)
+            zh, en = _category_texts(names[j], text) if type(value) is str else (text, text)
             reasons.append(
                 {
                     "code": names[j],
                     "kind": "model",
                     "contribution": round(c, 4),
-                    "zh": specs[j].reason_zh.replace("{value}", text),
-                    "en": specs[j].reason_en.replace("{value}", text),
+                    "zh": specs[j].reason_zh.replace("{value}", zh),
+                    "en": specs[j].reason_en.replace("{value}", en),
                 }
             )
         out.append(reasons)
