@@ -68,9 +68,12 @@ class SpecMismatch(RuntimeError):
 
 
 def has_history(features: pd.DataFrame, names: tuple[str, ...] = HISTORY_FEATURES) -> np.ndarray:
-    present = [c for c in names if c in features.columns]
-    values = features[present].apply(pd.to_numeric, errors="coerce").fillna(0).to_numpy()
-    return np.asarray((values != 0).any(axis=1))
+    found = np.zeros(len(features), dtype=bool)
+    for c in names:  # column by column: no copy of the whole frame
+        if c in features.columns:
+            column = pd.to_numeric(features[c], errors="coerce")
+            found |= column.to_numpy(dtype=float, na_value=0.0) != 0
+    return found
 
 
 @dataclass
