@@ -64,6 +64,9 @@ def feature_evidence(
     wanted = wanted.select(["uscc", "as_of", "feature"]).cast(schema)
     if wanted.num_rows == 0:
         return {}
+    # once per row: a feature asked for twice (a veto and a model reason on one listing) must
+    # not count its records twice
+    wanted = wanted.group_by(["uscc", "as_of", "feature"], use_threads=False).aggregate([])
     with store.connect() as con:
         con.register("wanted", wanted)
         con.execute("CREATE TEMP TABLE points AS SELECT DISTINCT uscc, as_of FROM wanted")

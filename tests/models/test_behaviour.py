@@ -291,3 +291,26 @@ def test_no_rows_score_to_no_rows(province: tuple[Path, Store, TierModel]) -> No
     for reasons in (0, 3):
         scored = model.score(empty, reasons=reasons)
         assert len(scored) == 0 and {"probability", "tier"} <= set(scored.columns)
+
+
+def test_a_listing_behind_a_veto_and_a_model_reason_is_counted_once(
+    province: tuple[Path, Store, TierModel],
+) -> None:
+    from models.bundle import with_evidence
+
+    _root, store, model = province
+    feats = build_features(store, END).to_pandas()
+    listed = feats[feats["on_abnormal_list"] > 0].head(40).reset_index(drop=True)
+    scored = with_evidence(store, model.score(listed, reasons=10))
+    both = 0
+    for reasons in scored["reasons"]:
+        found = {r["code"].removeprefix("veto:"): r for r in reasons if "evidence" in r}
+        veto = next(r for r in reasons if r["code"] == "veto:on_abnormal_list")
+        evidence = veto["evidence"]
+        assert len(set(evidence["records"])) == len(evidence["records"])
+        assert evidence["matched"] >= len(evidence["records"]) >= 1
+        model_reason = [r for r in reasons if r["code"] == "on_abnormal_list"]
+        if model_reason:
+            both += 1
+            assert model_reason[0]["evidence"] == evidence == found["on_abnormal_list"]["evidence"]
+    assert both > 0
