@@ -36,6 +36,10 @@ def categorical_columns(specs: tuple[Spec, ...] = SPECS) -> list[str]:
     return [s.name for s in specs if isinstance(s, EntitySpec) and s.categorical and s.in_model]
 
 
+class OneLabelCalibration(ValueError):
+    """The rows kept for calibration carry only one label: Platt scaling cannot be fitted."""
+
+
 class RiskModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     """Probability that an inspection finds a problem, from point-in-time features."""
 
@@ -98,7 +102,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         n_cal = int(len(frame) * self.calibration_fraction)
         fit_rows = slice(0, len(frame) - n_cal) if n_cal >= 20 else slice(0, len(frame))
         if n_cal >= 20 and len(np.unique(labels[len(frame) - n_cal :])) < 2:
-            raise ValueError(
+            raise OneLabelCalibration(
                 f"the latest {n_cal} rows, which calibrate the model, carry only label "
                 f"{int(labels[-1])}: use more checks or a smaller calibration_fraction"
             )

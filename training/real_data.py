@@ -23,6 +23,7 @@ from typing import Any, Literal
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from sklearn.metrics import (
     f1_score,
     precision_recall_curve,
@@ -386,19 +387,6 @@ def bdci_cross_validation(
     }
 
 
-__all__ = [
-    "BDCI_EXTRA_SPECS",
-    "ID_DERIVED_COLUMNS",
-    "bdci_cross_validation",
-    "bdci_labels",
-    "boston_backtest",
-    "ingest_bdci",
-    "ingest_boston",
-    "latest_date",
-    "top_share",
-]
-
-
 def boston_heterogeneity(data_dir: Path, min_gap_days: int = 60, nodes: int = 10) -> dict[str, Any]:
     """How unequal the real inspection history is: a random-effects logit of "the inspection
     found a severe violation" with one effect per restaurant and one per restaurant and year,
@@ -454,8 +442,6 @@ def boston_heterogeneity(data_dir: Path, min_gap_days: int = 60, nodes: int = 10
 def simulated_heterogeneity(truth_companies: Path, column: str) -> dict[str, float]:
     """The same spread for a simulated province: log-odds of its companies' `propensity_<Y>`
     (the chance an inspection that year finds a problem) and of their persistent part."""
-    import pyarrow.parquet as pq
-
     truth = pq.read_table(truth_companies, columns=["base_propensity", column]).to_pandas()
 
     def logit(p: pd.Series) -> np.ndarray:
@@ -470,3 +456,18 @@ def simulated_heterogeneity(truth_companies: Path, column: str) -> dict[str, flo
         "sd_persistent": round(float(base.std()), 3),
         "sd_total": round(float(year.std()), 3),
     }
+
+
+__all__ = [
+    "BDCI_EXTRA_SPECS",
+    "ID_DERIVED_COLUMNS",
+    "bdci_cross_validation",
+    "bdci_labels",
+    "boston_backtest",
+    "boston_heterogeneity",
+    "ingest_bdci",
+    "ingest_boston",
+    "latest_date",
+    "simulated_heterogeneity",
+    "top_share",
+]

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from features.builder import build_features
 from features.specs import spec_version
 from models.bundle import TierModel
-from models.risk import RiskModel
+from models.risk import OneLabelCalibration, RiskModel
 from models.tiers import TIERS, TierPolicy
 from records.store import Store
 from training.ceiling import cross_fitted_truth_ranking
@@ -202,17 +202,17 @@ def train(
     _check(early, "training")
     _check(late, "validation")
 
-    n_cal = int(len(early) * config.calibration_fraction)
-    if n_cal >= 20:
-        _check(early.tail(n_cal), "calibration (the latest training)")
-    risk = RiskModel(
-        n_estimators=config.n_estimators,
-        learning_rate=config.learning_rate,
-        num_leaves=config.num_leaves,
-        min_child_samples=config.min_child_samples,
-        calibration_fraction=config.calibration_fraction,
-        random_state=config.seed,
-    ).fit(early, early["label"], sample_weight=early["weight"])
+    try:
+        risk = RiskModel(
+            n_estimators=config.n_estimators,
+            learning_rate=config.learning_rate,
+            num_leaves=config.num_leaves,
+            min_child_samples=config.min_child_samples,
+            calibration_fraction=config.calibration_fraction,
+            random_state=config.seed,
+        ).fit(early, early["label"], sample_weight=early["weight"])
+    except OneLabelCalibration as exc:
+        raise NotEnoughData(str(exc)) from None
 
     snapshot_day: date = frame["check_date"].max()
     if isinstance(snapshot_day, pd.Timestamp):

@@ -11,7 +11,7 @@ import pytest
 from features.builder import build_features
 from features.specs import SPECS, FeatureSpec
 from models.reasons import top_reasons
-from models.risk import RiskModel, model_columns
+from models.risk import OneLabelCalibration, RiskModel, model_columns
 from models.tiers import TierPolicy
 from records.ingest import ingest_table
 from records.simulate import SimulationConfig, simulate
@@ -134,7 +134,7 @@ def test_fit_validates_its_input(trained: tuple[Store, pd.DataFrame, RiskModel])
     one_class_at_the_end = np.r_[
         frame["label"].to_numpy()[: len(frame) // 2], np.zeros(len(frame) - len(frame) // 2)
     ]
-    with pytest.raises(ValueError, match="calibrate the model, carry only label 0"):
+    with pytest.raises(OneLabelCalibration, match="calibrate the model, carry only label 0"):
         RiskModel(calibration_fraction=0.2).fit(frame, one_class_at_the_end)
 
 
