@@ -246,11 +246,21 @@ def _objection_open(events: Iterable[Mapping[str, Any]], day: date) -> bool:
 
 
 def records_on(
-    store: Store, uscc: str, day: date, catalogue: Catalogue | None = None
+    store: Store,
+    uscc: str,
+    day: date,
+    catalogue: Catalogue | None = None,
+    now: date | None = None,
 ) -> list[dict[str, Any]]:
     """Every record of a company known on `day`, newest first, in the form it has that day,
-    with `public`, `counts`, `public_until`, `corrected` and `objection_open` by the rule."""
+    with `public`, `counts`, `public_until`, `corrected` and `objection_open` by the rule.
+
+    `now`: the day the view is made, for a view of the past made for the public. A record that
+    is no longer public on `now` (repaired, expired, withdrawn, no longer published) is then not
+    public on `day` either: after repair or expiry a record stops being published (DOMAIN §9),
+    also in views of the days it was."""
     cat = catalogue or default_catalogue()
+    known = max(day, now) if now is not None else day
     with store.connect() as con:
         records = con.sql(
             "SELECT record_id, uscc, category, event_date, recorded_date, source_dept, severity, "
@@ -262,7 +272,7 @@ def records_on(
             "SELECT e.event_id, e.record_id, e.event_type, e.effective_date, e.recorded_date, "
             "e.attributes, e.batch_id FROM events e WHERE e.recorded_date <= ? AND e.record_id IN "
             "(SELECT record_id FROM records WHERE uscc = ?)",
-            params=[day, uscc],
+            params=[known, uscc],
         ).to_arrow_table().to_pylist()  # fmt: skip
         kind = con.execute(
             "SELECT arg_max(entity_type, recorded_date) FROM entities "
@@ -275,13 +285,16 @@ def records_on(
         by_record.setdefault(e["record_id"], []).append(e)
     out = []
     for r in records:
-        evs = by_record.get(r["record_id"], [])
+        later = by_record.get(r["record_id"], [])
+        evs = [e for e in later if e["recorded_date"] <= day]
         form = corrected(r, evs, day)
         form["original"] = r
         form["entity_type"] = entity_type
         form["corrected"] = any(e["event_type"] == "correction" and _in_force(e) <= day
                                 for e in evs)  # fmt: skip
-        form["public"] = public_on(r, evs, day, entity_type, cat)
+        form["public"] = public_on(r, evs, day, entity_type, cat) and (
+            now is None or now <= day or public_on(r, later, now, entity_type, cat)
+        )
         form["counts"] = counts_on(r, evs, day, cat)
         form["public_until"] = public_until(r, evs, day, entity_type, cat)
         form["objection_open"] = _objection_open(evs, day)

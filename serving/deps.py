@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import unquote
 
 from fastapi import Depends, Header, Request
 
@@ -50,13 +51,26 @@ def purpose_of(
     caller: Caller,
     x_purpose: str | None,
 ) -> str | None:
-    """Non-public roles must say why they read credit information (DOMAIN §10)."""
-    text = (x_purpose or "").strip()
+    """Non-public roles must say why they read credit information (DOMAIN §10). The header is
+    UTF-8, sent as raw bytes (curl) or percent-encoded (browsers); the server reads header bytes
+    as latin-1, so they are decoded again here to log the purpose as it was written."""
+    text = _utf8(x_purpose or "").strip()
     if caller.role not in NO_PURPOSE and not text:
         raise ApiError(
             400, "purpose_required", "send X-Purpose: why this credit information is read"
         )
     return text[:256] or None
+
+
+def _utf8(header: str) -> str:
+    try:
+        text = header.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        text = header  # not UTF-8 bytes: kept as received
+    try:
+        return unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        return text  # percent signs that are no UTF-8 encoding: kept as written
 
 
 PurposeHeader = Annotated[

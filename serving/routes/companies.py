@@ -117,6 +117,8 @@ def records(
     purpose = purpose_of(caller, x_purpose)
     code = valid_code(uscc)
     day = on or date.today()
+    if day > date.today():
+        raise ApiError(422, "future_day", f"{day} is after today: records are not forecast")
     rows = _records(state, code, day, caller)
     if not rows:
         with state.engine.connect() as con:
@@ -131,10 +133,11 @@ def records(
 def _records(state: ServiceState, code: str, day: date, caller: Caller) -> list[dict[str, Any]]:
     """The company's records on `day` that this caller may see, by the publicity rule
     (`records.publicity`): the public (and other companies) see the public ones, a department
-    also its own, the company itself and the other authorities all."""
+    also its own, the company itself and the other authorities all. What the public sees of a
+    past day leaves out what is no longer public today (repaired, expired, unpublished)."""
     out = []
     full = caller.role in FULL_VIEW or caller.is_company(code)  # a company sees its own
-    for r in records_on(state.store, code, day):
+    for r in records_on(state.store, code, day, now=None if full else date.today()):
         if not full and not r["public"]:
             continue
         own = r["source_dept"] == caller.department

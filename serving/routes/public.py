@@ -30,7 +30,9 @@ router = APIRouter(prefix="/v1", tags=["public"])
 
 SHOWN_ATTRIBUTES = ("penalty_types", "domain", "reason", "list", "year", "check_item", "licence",
                     "legal_basis", "ref")  # fmt: skip
-"""Attributes of a public record that carry no personal data."""
+"""Attributes of a public record that carry no personal data; `reason` only where the catalogue
+declares it a code (the abnormal-operation list's ground), never free text, which may name
+people (a proposer's reason for a listing, a removal's reason)."""
 LISTS = ("serious_dishonest_list", "abnormal_operation_list", "focus_attention_list", "red_list")
 
 
@@ -52,7 +54,7 @@ class Listing(BaseModel):
     list: str
     record_id: str
     listed_on: date
-    reason: str | None = None
+    reason: str | None = Field(None, description="The ground, where the list has coded ones")
 
 
 class PublicCompany(BaseModel):
@@ -79,6 +81,21 @@ def _entity(state: Any, code: str, day: date) -> dict[str, Any] | None:
     return rows[0] if rows and rows[0]["n"] else None
 
 
+def _reason_codes(category: str) -> frozenset[str]:
+    """The codes a category's `reason` attribute takes, as the catalogue declares them
+    ("missing_annual_report / false_disclosure / unreachable"); empty where it declares none."""
+    declared = default_catalogue()[category].attributes.get("reason", "")
+    return frozenset(c.strip() for c in declared.split("/") if c.strip().isidentifier())
+
+
+def shown_attributes(category: str, attributes: dict[str, Any]) -> dict[str, Any]:
+    """The attributes of a record the public may see (see `SHOWN_ATTRIBUTES`)."""
+    out = {k: attributes[k] for k in SHOWN_ATTRIBUTES if k in attributes}
+    if "reason" in out and out["reason"] not in _reason_codes(category):
+        del out["reason"]
+    return out
+
+
 def _open_listings(rows: list[dict[str, Any]]) -> list[Listing]:
     """Public listings not ended by a counting removal (one naming it, or a later one of the
     list without a reference), as the feature builder decides."""
@@ -93,7 +110,7 @@ def _open_listings(rows: list[dict[str, Any]]) -> list[Listing]:
             for x in rows
         )  # fmt: skip
         if not ended:
-            reason = r["attributes"].get("reason")
+            reason = shown_attributes(r["category"], r["attributes"]).get("reason")
             out.append(Listing(list=r["category"], record_id=r["record_id"],
                                listed_on=r["event_date"], reason=reason))  # fmt: skip
     return out
@@ -119,7 +136,7 @@ def public_company(
     if entity is None:
         state.audit.log(caller, "GET /v1/public/companies/{uscc}", code, purpose, 404)
         raise ApiError(404, "not_found", f"no company {code} registered by {day}")
-    rows = records_on(state.store, code, day)
+    rows = records_on(state.store, code, day, now=date.today())
     catalogue = default_catalogue()
     shown = [r for r in rows if r["public"]]
     with state.engine.connect() as con:
@@ -141,8 +158,7 @@ def public_company(
                 record_id=r["record_id"], category=r["category"],
                 category_name=catalogue[r["category"]].name.zh, event_date=r["event_date"],
                 source_dept=r["source_dept"], severity=r["severity"], amount=r["amount"],
-                attributes={k: r["attributes"][k] for k in SHOWN_ATTRIBUTES
-                            if k in r["attributes"]},
+                attributes=shown_attributes(r["category"], r["attributes"]),
                 public_until=r["public_until"], corrected=r["corrected"],
                 objection_open=r["objection_open"],
             )

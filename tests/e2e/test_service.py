@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pyarrow.parquet as pq
@@ -395,6 +396,14 @@ def check_every_company_read_is_audited(client: httpx.Client, province: Province
     )
     assert {e["department"] for e in mine if e["role"] == "department"} == {DEPARTMENT}
     assert [e["id"] for e in mine] == sorted((e["id"] for e in mine), reverse=True)
+    # a purpose in Chinese is logged as written, sent as UTF-8 bytes (curl) or percent-encoded
+    chinese = f"行政许可审查 {time.time_ns()}"
+    sends: tuple[bytes | str, ...] = (chinese.encode(), quote(chinese))
+    for sent in sends:
+        headers = {"X-API-Key": province.keys["regulator"], "X-Purpose": sent}
+        assert client.get(f"/v1/companies/{uscc}", headers=headers).status_code == 200
+    logged = client.get("/v1/admin/audit", headers=admin, params={"uscc": uscc}).json()
+    assert [e["purpose"] for e in logged["entries"][:2]] == [chinese, chinese]
     # the unknown company's reads are logged with their 404
     unknown = client.get("/v1/admin/audit", headers=admin, params={"uscc": UNKNOWN}).json()
     statuses = {(e["endpoint"], e["status"]) for e in unknown["entries"]

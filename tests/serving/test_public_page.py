@@ -92,6 +92,7 @@ def test_the_page_shows_exactly_the_public_records(world: Loaded) -> None:
     catalogue = default_catalogue()
     day = AS_OF
     known = _history(world.store, codes, day)
+    now = _history(world.store, codes, date.today())  # a record no longer public is not shown
     key = create_key(world.engine, "public", None, "a citizen")
     log = world.data_dir / "uvicorn-public.log"
     seen_warning = seen_masked = 0
@@ -109,13 +110,16 @@ def test_the_page_shows_exactly_the_public_records(world: Loaded) -> None:
             for r in (x for x in known["records"] if x["uscc"] == code):
                 events = known["events"].get(r["record_id"], [])
                 if r["category"] in COVERED:
-                    expected = oracle_public(r, events, day, kind)
+                    later = now["events"].get(r["record_id"], [])
+                    expected = oracle_public(r, events, day, kind) and oracle_public(
+                        r, later, date.today(), kind
+                    )
                     assert (r["record_id"] in shown) == expected, (r, events)
-                elif r["record_id"] in shown:  # public categories, within their period
+                elif r["record_id"] in shown:  # public categories, within their period today
                     c = catalogue[r["category"]]
                     days = c.publicity_for(r["severity"]).max_days
                     assert c.shared_with_public and days != 0
-                    assert days is None or day < r["event_date"] + timedelta(days=days)
+                    assert days is None or date.today() < r["event_date"] + timedelta(days=days)
                 types = r["attributes"].get("penalty_types") or []
                 if types and set(types) == {"warning"}:
                     seen_warning += 1
@@ -148,7 +152,12 @@ def test_the_page_shows_exactly_the_public_records(world: Loaded) -> None:
     assert n >= len(codes)
 
 
-def test_stop_publishing_and_a_correction_show_from_their_day(world: Loaded) -> None:
+def test_stop_publishing_hides_every_day_and_a_correction_shows_from_its_day(
+    world: Loaded,
+) -> None:
+    """A record no longer published is not shown on the public view of any day, the days it
+    was public included (DOMAIN §9: after repair or expiry it stops being published); the
+    authorities still see that it was public then."""
     today = date.today()
     yesterday = today - timedelta(days=1)
     with world.store.connect() as con:
@@ -182,14 +191,67 @@ def test_stop_publishing_and_a_correction_show_from_their_day(world: Loaded) -> 
             assert got.status_code == 200, got.text
             return {r["record_id"]: r for r in got.json()["records"]}
 
-        assert hidden in page(hidden_co, yesterday) and hidden not in page(hidden_co, today)
-        # the authorities still see it: no longer public, still counting
+        assert hidden not in page(hidden_co, yesterday) and hidden not in page(hidden_co, today)
+        public = {"X-API-Key": keys["public"]}
+        for day in (yesterday, today):
+            got = client.get(f"/v1/companies/{hidden_co}/records", headers=public,
+                             params={"on": day.isoformat()})  # fmt: skip
+            assert got.status_code == 200, got.text
+            assert hidden not in {r["record_id"] for r in got.json()["records"]}
+        # the authorities still see it: no longer public, still counting; public yesterday
         headers = {"X-API-Key": keys["regulator"], "X-Purpose": "test"}
-        seen = client.get(f"/v1/companies/{hidden_co}/records", headers=headers)
-        record = next(r for r in seen.json()["records"] if r["record_id"] == hidden)
-        assert (record["public"], record["counts"]) == (False, True)
+        for day, was_public in ((today, False), (yesterday, True)):
+            seen = client.get(f"/v1/companies/{hidden_co}/records", headers=headers,
+                              params={"on": day.isoformat()})  # fmt: skip
+            record = next(r for r in seen.json()["records"] if r["record_id"] == hidden)
+            assert (record["public"], record["counts"]) == (was_public, True)
 
         before, after = page(fixed_co, yesterday)[fixed], page(fixed_co, today)[fixed]
         assert (before["severity"], before["corrected"]) == ("serious", False)
         assert (after["severity"], after["corrected"]) == ("general", True)
         assert after["attributes"]["domain"] == "fire"
+
+
+def test_free_text_reasons_are_not_published(world: Loaded) -> None:
+    """A listing's reason written by its proposer may name people: the public page shows only
+    the coded grounds the catalogue declares (the abnormal-operation list's), never free text."""
+    with world.store.connect() as con:
+        code = con.execute(
+            "SELECT uscc FROM entities WHERE entity_type = 'individual_business' "
+            "AND uscc NOT IN (SELECT uscc FROM records WHERE category LIKE '%_list') "
+            "ORDER BY uscc LIMIT 1"
+        ).fetchone()[0]  # fmt: skip
+        coded = con.execute(
+            "SELECT uscc, record_id FROM records WHERE category = 'abnormal_operation_list' "
+            "AND severity = 'listed' AND attributes LIKE '%unreachable%' "
+            "ORDER BY event_date DESC LIMIT 1"
+        ).fetchone()  # fmt: skip
+    text = "经营者张伟（身份证410102198001011234，电话13812345678）获评诚信经营户"
+    keys = {"public": create_key(world.engine, "public", None, "a citizen"),
+            "regulator": create_key(world.engine, "regulator", None, "credit office")}  # fmt: skip
+    log = world.data_dir / "uvicorn-public-3.log"
+    with (
+        running_server(world.data_dir, log, {"DATABASE_URL": world.url}) as base_url,
+        httpx.Client(base_url=base_url, timeout=60, trust_env=False) as client,
+    ):
+        listed = client.post(
+            "/v1/list-entries",
+            headers={"X-API-Key": keys["regulator"], "X-Purpose": "test"},
+            json={"uscc": code, "list": "red_list", "legal_basis": "豫信用办〔2025〕1号",
+                  "reason": text, "ground": "honour"},
+        )  # fmt: skip
+        assert listed.status_code in (200, 201), listed.text
+        record_id = listed.json()["record_id"]
+        page = client.get(f"/v1/public/companies/{code}", headers={"X-API-Key": keys["public"]})
+        assert page.status_code == 200, page.text
+        assert "张伟" not in page.text and "13812345678" not in page.text
+        body = page.json()
+        assert [x["reason"] for x in body["lists"] if x["record_id"] == record_id] == [None]
+        shown = next(r for r in body["records"] if r["record_id"] == record_id)
+        assert shown["attributes"]["list"] == "honour" and "reason" not in shown["attributes"]
+        # a coded ground is public
+        if coded is not None:
+            other = client.get(f"/v1/public/companies/{coded[0]}",
+                               headers={"X-API-Key": keys["public"]}).json()  # fmt: skip
+            reasons = {x["record_id"]: x["reason"] for x in other["lists"]}
+            assert reasons.get(coded[1], "unreachable") == "unreachable"
