@@ -83,26 +83,39 @@ def keys_revoke(
 def load(
     as_of: Annotated[str, typer.Option("--as-of", help="Results of this date, YYYY-MM-DD.")],
     model_version: Annotated[
-        str | None, typer.Option(help="Tier results of this model (default: the latest file).")
+        str | None,
+        typer.Option(
+            help="Tier results of this model version (default: the champion's; without a "
+            "champion, the date's only tier file)."
+        ),
     ] = None,
+    replace: Annotated[
+        bool, typer.Option(help="Replace the tiers published for the date by another model's.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Load the stored evaluation and tiers of a date into the serving database."""
+    from models.published import ModelNotFound, PublishedModels
     from serving.db import make_engine, upgrade
-    from serving.load import NothingToLoad, load_results
+    from serving.load import AmbiguousLoad, NothingToLoad, load_results
 
     settings = Settings()
     day = _as_of(as_of)
     started = time.perf_counter()
+    if model_version is None:
+        try:
+            model_version = PublishedModels(settings.data_dir).version("champion")
+        except ModelNotFound:
+            model_version = None  # no champion: the date's only tier file, if any
     version = f"credit-tier-v{model_version}" if model_version else None
     with _progress(f"loading results as of {day}"):
         upgrade(settings.serving_url)
         try:
             loaded = load_results(
                 make_engine(settings.serving_url), _store(settings), settings.data_dir, day,
-                version,
+                version, replace=replace,
             )  # fmt: skip
-        except NothingToLoad as exc:
+        except (NothingToLoad, AmbiguousLoad) as exc:
             err.print(str(exc))
             raise typer.Exit(1) from None
     payload = {**loaded.__dict__, "as_of": day.isoformat(),

@@ -73,6 +73,10 @@ class PublishedModels:
                 raise ModelNotFound(f"version {mv.version} of {self.name} has no {BUNDLE_FILE}")
             return str(mv.version), TierModel.load(bundle)
 
+    def version(self, ref: str) -> str:
+        """The version number an alias (or number) names, without loading the model."""
+        return str(self._version(ref).version)
+
     def champion(self) -> tuple[str, TierModel] | None:
         try:
             return self.load(CHAMPION)

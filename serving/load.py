@@ -1,10 +1,13 @@
 """Load batch results (`credsup score`, `credsup tier`) into the serving tables.
 
 For an as-of date: the stored evaluation (latest method file) and tiers (the given model
-version, else the most recent file), the entity facts in force and the list and objection flags
-from the stored features. Each company gets two ready-to-serve JSON documents (full and public).
+version; without one, the date's only tier file: several are refused, since the newest file
+need not be the champion's), the entity facts in force and the list and objection flags from the
+stored features. Each company gets two ready-to-serve JSON documents (full and public).
 A company's row is replaced only by a result at least as recent as the one it has (companies
 that left the register keep their last result); every load also adds to `company_history`.
+What was published for a date stays: loading the tiers of another model version for a date
+already loaded is refused unless `replace` is asked for (the same version loads again freely).
 One transaction: a failed load leaves the tables as they were.
 """
 
@@ -38,6 +41,10 @@ class NothingToLoad(LookupError):
     pass
 
 
+class AmbiguousLoad(ValueError):
+    """Which results to load is not clear, or loading them would rewrite what was published."""
+
+
 @dataclass(frozen=True)
 class Loaded:
     as_of: date
@@ -67,6 +74,19 @@ def _latest(folder: Path, version: str | None) -> Path | None:
     return files[-1] if files else None
 
 
+def _tier_file(folder: Path, version: str | None) -> Path | None:
+    """The tiers of the given model version, or the only tier file of the date."""
+    if version is not None or not folder.is_dir():
+        return _latest(folder, version)
+    files = sorted(p.stem for p in folder.glob("*.parquet"))
+    if len(files) > 1:
+        raise AmbiguousLoad(
+            f"{len(files)} tier files for {folder.name} ({', '.join(files)}): say which model's "
+            "tiers to load (`credsup load --model-version N`; by default the champion's)"
+        )
+    return folder / f"{files[0]}.parquet" if files else None
+
+
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
@@ -79,7 +99,12 @@ def build_documents(
     results = Path(data_dir) / "results"
     day = f"as_of={as_of.isoformat()}"
     score_file = _latest(results / "scores" / day, None)
-    tier_file = _latest(results / "tiers" / day, tier_version)
+    tier_file = _tier_file(results / "tiers" / day, tier_version)
+    if tier_version is not None and tier_file is None:
+        raise NothingToLoad(
+            f"no tiers of {tier_version} as of {as_of} under {results}: run "
+            f"`credsup tier --as-of {as_of} --model {tier_version.rsplit('-v', 1)[-1]}` first"
+        )
     if score_file is None and tier_file is None:
         raise NothingToLoad(
             f"no results as of {as_of} under {results}: run `credsup score --as-of {as_of}` "
@@ -180,7 +205,12 @@ def _upsert(engine: Engine) -> Any:
 
 
 def load_results(
-    engine: Engine, store: Store, data_dir: Path, as_of: date, tier_version: str | None = None
+    engine: Engine,
+    store: Store,
+    data_dir: Path,
+    as_of: date,
+    tier_version: str | None = None,
+    replace: bool = False,
 ) -> Loaded:
     frame, score_file, tier_file = build_documents(store, data_dir, as_of, tier_version)
     records = frame.to_dict("records")
@@ -217,7 +247,26 @@ def load_results(
         }
         for r in records
     ]
+    versions = {str(v) for v in frame["model_version"].dropna().unique()} if (
+        "model_version" in frame
+    ) else set()  # fmt: skip
     with engine.begin() as con:
+        published = {
+            str(v)
+            for (v,) in con.execute(
+                sa.select(company_history.c.model_version).distinct().where(
+                    company_history.c.as_of == as_of, company_history.c.source == "batch",
+                    company_history.c.model_version.is_not(None),
+                )
+            )
+        }  # fmt: skip
+        if published - versions and versions and not replace:
+            raise AmbiguousLoad(
+                f"the tiers published for {as_of} are of model version(s) "
+                f"{', '.join(sorted(published))}; loading version(s) "
+                f"{', '.join(sorted(versions))} would rewrite them: load that version, or "
+                "replace them knowingly (`credsup load --replace`)"
+            )
         newer = con.execute(
             sa.select(sa.func.count()).select_from(companies).where(companies.c.as_of > as_of)
         ).scalar_one()

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 from alembic.runtime.migration import MigrationContext
@@ -36,7 +38,7 @@ from serving.db import (
     metadata,
     upgrade,
 )
-from serving.load import Loaded, load_results
+from serving.load import AmbiguousLoad, Loaded, NothingToLoad, load_results
 from tests.serving.databases import BACKENDS, OLDER, fresh_url
 from tests.serving.pipeline import AS_OF
 
@@ -314,3 +316,64 @@ def test_the_api_on_each_database(
             sa.select(sa.func.count()).select_from(audit_log).where(audit_log.c.uscc == uscc)
         ).scalar_one()
     assert logged == len(entries)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_load_never_picks_tiers_by_file_age_nor_rewrites_what_was_published(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, province: Path
+) -> None:
+    """Two models' tiers for one date: without a version the load is refused (the newest file
+    need not be the champion's); once version 1 is published for the date, version 2 is refused
+    unless it knowingly replaces it, and version 1 loads again freely."""
+    data = tmp_path / "data"
+    (data / "results").mkdir(parents=True)
+    for kind in ("scores", "features"):
+        (data / "results" / kind).symlink_to(province / "results" / kind)
+    day = f"as_of={AS_OF.isoformat()}"
+    (original,) = (province / "results" / "tiers" / day).glob("*.parquet")
+    tiers = data / "results" / "tiers" / day
+    tiers.mkdir(parents=True)
+    first = pq.read_table(original)
+    version = str(first.column("model_version")[0])
+    other = str(int(version) + 1)
+    pq.write_table(first, tiers / f"credit-tier-v{version}.parquet")
+    second = first.set_column(
+        first.schema.get_field_index("model_version"), "model_version",
+        pa.array([other] * first.num_rows, pa.string()),
+    )  # fmt: skip
+    pq.write_table(second, tiers / f"credit-tier-v{other}.parquet")  # the newest file
+
+    (tmp_path / "db").mkdir()
+    url = fresh_url(backend, request, tmp_path / "db")
+    upgrade(url)
+    engine = make_engine(url)
+    store = Store(province / "store", memory_limit="1GB", threads=2)
+
+    def published() -> set[str]:
+        with engine.connect() as con:
+            rows = con.execute(
+                sa.select(company_history.c.model_version).distinct()
+                .where(company_history.c.as_of == AS_OF)
+            ).scalars()  # fmt: skip
+            return {str(v) for v in rows if v is not None}
+
+    try:
+        with pytest.raises(AmbiguousLoad, match="2 tier files"):
+            load_results(engine, store, data, AS_OF)
+        with pytest.raises(NothingToLoad, match="credit-tier-v99"):
+            load_results(engine, store, data, AS_OF, "credit-tier-v99")
+        assert published() == set()
+        load_results(engine, store, data, AS_OF, f"credit-tier-v{version}")
+        assert published() == {version}
+        with pytest.raises(AmbiguousLoad, match="would rewrite"):
+            load_results(engine, store, data, AS_OF, f"credit-tier-v{other}")
+        assert published() == {version}
+        load_results(engine, store, data, AS_OF, f"credit-tier-v{version}")  # again: fine
+        load_results(engine, store, data, AS_OF, f"credit-tier-v{other}", replace=True)
+        assert published() == {other}
+        with engine.connect() as con:
+            served = con.execute(sa.select(companies.c.full_doc).limit(50)).scalars().all()
+        assert {json.loads(d)["tier"]["model_version"] for d in served
+                if json.loads(d).get("tier")} == {other}  # fmt: skip
+    finally:
+        engine.dispose()
