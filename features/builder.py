@@ -159,6 +159,29 @@ def _counting(categories: Iterable[str] | None, catalogue: Catalogue, extra: str
     """
 
 
+def open_listings_sql(catalogue: Catalogue | None = None) -> str:
+    """CTEs `list_rows`, `removals` and `open_listings` (after `undone` and `fixes`, over
+    `points`): the listings counting at each point that no counting removal has ended (one
+    naming it in `ref`, or a later one of the list without a reference), in corrected form.
+    The features' list flags and the published lists both read them."""
+    cat = catalogue or default_catalogue()
+    return f"""list_rows AS ({_counting(LIST_CATEGORIES, cat)}),
+    removals AS (
+        SELECT uscc, as_of, category, json_extract_string(attributes, '$.ref') AS ref, event_date
+        FROM list_rows WHERE severity = 'removed'
+    ),
+    open_listings AS (
+        SELECT l.uscc, l.as_of, l.category, l.severity, l.record_id, l.event_date, l.source_dept,
+               l.attributes
+        FROM list_rows l
+        WHERE l.severity = 'listed'
+          AND NOT EXISTS (SELECT 1 FROM removals x WHERE x.uscc = l.uscc AND x.as_of = l.as_of
+                          AND x.ref = l.record_id)
+          AND NOT EXISTS (SELECT 1 FROM removals x WHERE x.uscc = l.uscc AND x.as_of = l.as_of
+                          AND x.category = l.category AND x.ref IS NULL AND x.event_date >= l.event_date)
+    )"""
+
+
 def _horizon(specs: tuple[Spec, ...]) -> str:
     """Rows of plain categories older than every window that reads them cannot count."""
     special = ("open_listing", "honoured_commitments", "breach_share")
@@ -245,19 +268,7 @@ def features_sql(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None = 
             {plain_cols}
         FROM ({_counting(needed, cat, _horizon(specs))}) GROUP BY uscc, as_of
     ),
-    list_rows AS ({_counting(LIST_CATEGORIES, cat)}),
-    removals AS (
-        SELECT uscc, as_of, category, json_extract_string(attributes, '$.ref') AS ref, event_date
-        FROM list_rows WHERE severity = 'removed'
-    ),
-    open_listings AS (
-        SELECT l.uscc, l.as_of, l.category, l.severity FROM list_rows l
-        WHERE l.severity = 'listed'
-          AND NOT EXISTS (SELECT 1 FROM removals x WHERE x.uscc = l.uscc AND x.as_of = l.as_of
-                          AND x.ref = l.record_id)
-          AND NOT EXISTS (SELECT 1 FROM removals x WHERE x.uscc = l.uscc AND x.as_of = l.as_of
-                          AND x.category = l.category AND x.ref IS NULL AND x.event_date >= l.event_date)
-    ),
+    {open_listings_sql(cat)},
     listed AS (
         SELECT uscc, as_of,
             {list_cols}
@@ -365,4 +376,7 @@ def build_features(
         return build_features_at(store, points, specs, catalogue, con)
 
 
-__all__ = ["build_features", "build_features_at", "features_sql", "spec_version", "to_spark_sql"]
+__all__ = [
+    "build_features", "build_features_at", "features_sql", "open_listings_sql", "spec_version",
+    "to_spark_sql",
+]  # fmt: skip

@@ -231,7 +231,7 @@ def public_until(
 # ---- a company's records on a day -------------------------------------------------------------
 
 
-def _objection_open(events: Iterable[Mapping[str, Any]], day: date) -> bool:
+def objection_open(events: Iterable[Mapping[str, Any]], day: date) -> bool:
     """Open when the latest objection step known on the day (by its day, then commit order; in
     one batch a closing of the same day comes last) is an opening, as the feature builder
     decides."""
@@ -297,7 +297,7 @@ def records_on(
         )
         form["counts"] = counts_on(r, evs, day, cat)
         form["public_until"] = public_until(r, evs, day, entity_type, cat)
-        form["objection_open"] = _objection_open(evs, day)
+        form["objection_open"] = objection_open(evs, day)
         out.append(form)
     return out
 

@@ -37,8 +37,14 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from features.builder import LIST_CATEGORIES, UNDONE_CTE, expiry_days_sql
-from records import workdays
+from features.builder import (
+    FIXES_CTE,
+    LIST_CATEGORIES,
+    UNDONE_CTE,
+    expiry_days_sql,
+    open_listings_sql,
+)
+from records import publicity, workdays
 from records.catalogue import Catalogue, default_catalogue
 from records.ingest import ingest_table
 from records.store import Store
@@ -538,27 +544,84 @@ def public_entries(
     offset: int = 0,
     today: date | None = None,
 ) -> list[dict[str, Any]]:
-    """What is published of the lists: current listings of the public lists with the company's
-    name (an individual business's masked: it carries its owner's name) and no reason text
-    (it may name people); proposals, rejected, removed and expired entries are not shown."""
+    """What is published of the lists: every listing open and public today, whoever recorded it
+    (an entry managed here, or a listing record a department sent), newest first. The record
+    store is the one source, read by the feature builder's rule (`open_listings_sql`) and the
+    publicity rule (`records.publicity.public_on`), so the lists agree with the company pages,
+    the features and the tiers. Each entry: the company's name (an individual business's masked:
+    it carries its owner's name), the legal basis (the entry's, the record's, or the list's
+    default), the term's end where known, and whether an objection to it is open; no reason
+    text (it may name people). Proposals, rejected, removed, expired, repaired, withdrawn and
+    unpublished listings are not shown."""
     today = today or date.today()
-    lists = [list_] if list_ is not None else list(PUBLIC_LISTS)
-    c = list_entries.c
-    query = (
-        sa.select(c.id, c.uscc, c.list, c.legal_basis, c.listed_on, c.term_end)
-        .where(c.list.in_([x for x in lists if x in PUBLIC_LISTS]), _status_filter("listed", today))
-        .order_by(c.listed_on.desc(), c.id.desc())
-        .limit(limit)
-        .offset(offset)
-    )  # fmt: skip
-    with engine.connect() as con:
-        rows = [dict(r) for r in con.execute(query).mappings()]
-    names = _names(store, {r["uscc"] for r in rows}, today)
-    for r in rows:
+    wanted = [x for x in ([list_] if list_ is not None else PUBLIC_LISTS) if x in PUBLIC_LISTS]
+    if not wanted:
+        return []
+    catalogue = default_catalogue()
+    with store.connect() as con:
+        open_ids = [r[0] for r in con.execute(
+            f"""WITH points AS (
+                SELECT DISTINCT uscc, CAST(? AS DATE) AS as_of FROM records
+                WHERE category IN (SELECT unnest(?)) AND recorded_date <= ?
+            ),
+            {UNDONE_CTE},
+            {FIXES_CTE},
+            {open_listings_sql(catalogue)}
+            SELECT record_id FROM open_listings WHERE category IN (SELECT unnest(?))""",
+            [today, wanted, today, wanted],
+        ).fetchall()]  # fmt: skip
+        originals = con.sql(
+            "SELECT record_id, uscc, category, event_date, recorded_date, source_dept, severity, "
+            "amount, attributes FROM records WHERE record_id IN (SELECT unnest(?))",
+            params=[open_ids],
+        ).to_arrow_table().to_pylist()  # fmt: skip
+        events = con.sql(
+            "SELECT event_id, record_id, event_type, effective_date, recorded_date, attributes, "
+            "batch_id FROM events WHERE record_id IN (SELECT unnest(?)) AND recorded_date <= ?",
+            params=[open_ids, today],
+        ).to_arrow_table().to_pylist()  # fmt: skip
+    by_record: dict[str, list[dict[str, Any]]] = {}
+    for e in events:
+        by_record.setdefault(e["record_id"], []).append(e)
+    names = _names(store, {r["uscc"] for r in originals}, today)
+    shown = []
+    for r in originals:
+        evs = by_record.get(r["record_id"], [])
         name, entity_type = names.get(r["uscc"], (None, None))
-        r["name"] = mask_name(name) if entity_type == "individual_business" else name
-        r["entity_type"] = entity_type
-    return rows
+        if publicity.public_on(r, evs, today, entity_type, catalogue):
+            shown.append((r, evs, name, entity_type))
+    shown.sort(key=lambda x: (x[0]["event_date"], x[0]["record_id"]), reverse=True)
+    page = shown[offset : offset + limit]
+    entry_ids = {}
+    for r, evs, _, _ in page:
+        entry_id = publicity.corrected(r, evs, today)["attributes"].get("entry_id")
+        if entry_id is not None:
+            entry_ids[r["record_id"]] = int(entry_id)
+    c = list_entries.c
+    with engine.connect() as con:
+        entries = {
+            row.id: row
+            for row in con.execute(
+                sa.select(c.id, c.legal_basis, c.term_end).where(c.id.in_(entry_ids.values()))
+            )
+        }  # fmt: skip
+    out = []
+    for r, evs, name, entity_type in page:
+        form = publicity.corrected(r, evs, today)
+        entry = entries.get(entry_ids.get(r["record_id"], -1))
+        if entry is not None:
+            basis, term_end = entry.legal_basis, entry.term_end
+        else:
+            basis = form["attributes"].get("legal_basis") or DERIVED[form["category"]][0]
+            term_end = term_of(form["category"], form["event_date"], catalogue)[0]
+        out.append({
+            "uscc": r["uscc"], "record_id": r["record_id"], "list": form["category"],
+            "name": mask_name(name) if entity_type == "individual_business" else name,
+            "entity_type": entity_type, "legal_basis": basis, "listed_on": form["event_date"],
+            "term_end": term_end, "source_dept": form["source_dept"],
+            "objection_open": publicity.objection_open(evs, today),
+        })  # fmt: skip
+    return out
 
 
 def _names(

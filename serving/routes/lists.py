@@ -140,12 +140,15 @@ class PublicEntry(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     uscc: str
+    record_id: str = Field(description="The listing record")
     name: str | None = Field(description="Masked for an individual business")
     entity_type: str | None
     list_: str = Field(alias="list")
     legal_basis: str
     listed_on: date
-    term_end: date | None
+    term_end: date | None = Field(description="The day the listing ends, where a term is set")
+    source_dept: str | None = Field(description="The department that recorded the listing")
+    objection_open: bool = Field(description="An objection to the listing is being decided")
 
 
 class PublicPage(BaseModel):
@@ -307,7 +310,10 @@ def public_lists(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> PublicPage:
-    """The published lists: companies currently listed, newest first (public information: an
-    individual business's name is masked; no reasons, no proposals)."""
+    """The published lists: companies currently listed, newest first, whoever recorded the
+    listing (public information: an individual business's name is masked; no reasons, no
+    proposals; an open objection is flagged). Each company shown is a line in the audit log."""
     found = lists.public_entries(state.engine, state.store, list_, limit, offset)
+    for code in dict.fromkeys(e["uscc"] for e in found):
+        state.audit.log(caller, "GET /v1/public/lists", code, None, 200)
     return PublicPage(entries=[PublicEntry.model_validate(e) for e in found])

@@ -13,11 +13,20 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from serving import objections
-from serving.auth import FULL_VIEW
-from serving.deps import CallerDep, StateDep, require, require_acting_for, valid_code
+from serving.auth import FULL_VIEW, Caller
+from serving.deps import (
+    CallerDep,
+    PurposeHeader,
+    StateDep,
+    purpose_of,
+    require,
+    require_acting_for,
+    valid_code,
+)
 from serving.errors import ApiError
 from serving.rescore import rescore_served
 from serving.routes.companies import ERRORS
+from serving.state import ServiceState
 
 router = APIRouter(prefix="/v1", tags=["objections"])
 DECIDE = frozenset({"admin", "regulator"})
@@ -118,21 +127,35 @@ def list_objections(
     uscc: Annotated[str | None, Query()] = None,
     status: Annotated[str | None, Query(pattern="^(open|decided)$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    x_purpose: PurposeHeader = None,
 ) -> ObjectionPage:
-    """Objections, newest first (the authorities)."""
+    """Objections, newest first (the authorities); a line in the audit log per company."""
     require(caller, DECIDE, "list objections")
     code = None if uscc is None else valid_code(uscc)
     found = objections.search(state.engine, code, status, limit)
+    _audit(state, caller, "GET /v1/objections", found, x_purpose)
     return ObjectionPage(objections=[ObjectionOut.model_validate(c) for c in found])
+
+
+def _audit(state: ServiceState, caller: Caller, endpoint: str, found: list[dict[str, Any]],
+           x_purpose: str | None) -> None:  # fmt: skip
+    """Objections name companies and their records: every company listed is logged."""
+    why = purpose_of(caller, x_purpose) if (x_purpose or "").strip() else None
+    for code in dict.fromkeys(c["uscc"] for c in found):
+        state.audit.log(caller, endpoint, code, why, 200)
 
 
 @router.get("/objections/overdue", response_model=ObjectionPage, responses=ERRORS)
 def overdue_objections(
-    state: StateDep, caller: CallerDep, limit: Annotated[int, Query(ge=1, le=1000)] = 1000
+    state: StateDep,
+    caller: CallerDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+    x_purpose: PurposeHeader = None,
 ) -> ObjectionPage:
     """Open objections past their deadline today, the longest overdue first (the authorities)."""
     require(caller, DECIDE, "list overdue objections")
     found = objections.search(state.engine, limit=limit, overdue_on=date.today())
+    _audit(state, caller, "GET /v1/objections/overdue", found, x_purpose)
     return ObjectionPage(objections=[ObjectionOut.model_validate(c) for c in found])
 
 

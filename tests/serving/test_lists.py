@@ -8,6 +8,7 @@ and the append-only trail; the `credsup lists` commands.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -27,7 +28,7 @@ from records import workdays
 from records.ingest import ingest_table
 from serving import lists
 from serving.auth import create_key
-from serving.db import companies, lifecycle_log, list_entries
+from serving.db import audit_log, companies, lifecycle_log, list_entries
 from serving.load import mask_name
 from tests.serving.databases import BACKENDS, Loaded, loaded_copy
 from tests.serving.uvicorn import running_server
@@ -413,7 +414,13 @@ def test_public_lists_roles_and_the_append_only_trail(api: Api) -> None:
             .where(list_entries.c.list == "abnormal_operation_list")
         ).all()  # fmt: skip
     listed = {u for u, s in by_uscc if s == "listed"}
-    assert {e["uscc"] for e in shown} <= listed
+    # one source: the entries listed here and the listings departments sent, as the features
+    # (and so the tiers and the company pages) have them today
+    today = date.today()
+    on_list = {r["uscc"] for r in build_features(world.store, today).to_pylist()
+               if r["on_abnormal_list"]}  # fmt: skip
+    assert listed <= {e["uscc"] for e in shown} == on_list
+    assert len(shown) == len({e["record_id"] for e in shown})
     everything = api.call("GET", "/v1/public/lists", "public", params={"limit": 1000}).json()
     with world.engine.connect() as con:
         pairs = con.execute(
@@ -450,3 +457,58 @@ def test_public_lists_roles_and_the_append_only_trail(api: Api) -> None:
     assert set(states) <= logged
     with pytest.raises(sa.exc.DBAPIError), world.engine.begin() as con:
         con.execute(lifecycle_log.delete().where(lifecycle_log.c.case_type == "list"))
+
+
+def test_a_department_listing_is_published_flagged_under_objection_and_unpublished(
+    api: Api,
+) -> None:
+    """A listing a department sends as a record is on the public list like an entry made here
+    (one source: the record store); an objection to it is flagged there; a "stop publishing"
+    decision takes it off; every company shown is a line in the audit log."""
+    world, today = api.world, date.today()
+    (uscc,) = _companies(world, 1)
+    listing = pa.table({
+        "record_id": ["TEST-AOL-DEPT"], "uscc": [uscc], "category": ["abnormal_operation_list"],
+        "event_date": [today.isoformat()], "recorded_date": [today.isoformat()],
+        "source_dept": ["samr"], "severity": ["listed"], "amount": [None],
+        "attributes": ['{"reason": "unreachable"}'],
+    })  # fmt: skip
+    stored = ingest_table(world.store, listing, "records", "samr", today=today)
+    assert stored.stored == 1, stored.by_reason
+
+    def entry() -> dict[str, Any] | None:
+        got = api.call("GET", "/v1/public/lists", "public",
+                       params={"list": "abnormal_operation_list", "limit": 1000})  # fmt: skip
+        assert got.status_code == 200, got.text
+        return next((e for e in got.json()["entries"] if e["record_id"] == "TEST-AOL-DEPT"), None)
+
+    shown = entry()
+    assert shown is not None
+    assert (shown["uscc"], shown["source_dept"], shown["listed_on"], shown["objection_open"]) == (
+        uscc, "samr", today.isoformat(), False
+    )
+    assert shown["legal_basis"] == lists.BASIS_ABNORMAL and "reason" not in shown
+
+    objection = {"record_id": "TEST-AOL-DEPT", "reason": "已在住所地正常经营"}
+    filed = api.call("POST", "/v1/objections", f"company:{uscc}", json=objection)
+    assert filed.status_code == 201, filed.text
+    assert (entry() or {}).get("objection_open") is True
+    decided = api.call(
+        "POST", f"/v1/objections/{filed.json()['id']}/decision", "regulator",
+        json={"outcome": "stop_publishing", "reason": "核实后停止公示"},
+    )  # fmt: skip
+    assert decided.status_code == 200, decided.text
+    assert entry() is None
+
+    deadline = time.monotonic() + 10
+    while True:  # the audit writer flushes in the background
+        with world.engine.connect() as con:
+            logged = con.execute(
+                sa.select(sa.func.count()).select_from(audit_log).where(
+                    audit_log.c.endpoint == "GET /v1/public/lists", audit_log.c.uscc == uscc
+                )
+            ).scalar_one()  # fmt: skip
+        if logged >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert logged >= 2

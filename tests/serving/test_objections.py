@@ -318,10 +318,13 @@ def test_stop_publishing_hides_the_record_that_still_counts(service: Served) -> 
     assert events[f"objection-{case}-unpublish"]["type"] == "unpublish"
     assert events[f"objection-{case}-unpublish"]["effective"] == today
 
-    # it still counts, and the authorities still see it; the public saw it until yesterday
+    # it still counts, and the authorities still see it, and that it was public until yesterday
     assert _features(store, uscc, today) == before
     assert record_id in _shown(service.call("GET", page, "regulator"))
-    assert record_id in _shown(
+    then = _shown(service.call("GET", page, "regulator", params={"on": yesterday.isoformat()}))
+    assert then[record_id]["public"] is True
+    # the public no longer sees it on any day, the days it was public included (DOMAIN §9)
+    assert record_id not in _shown(
         service.call("GET", page, "other", params={"on": yesterday.isoformat()})
     )
     # not public from today (the records route applies `unpublish` by records.publicity)
