@@ -133,11 +133,13 @@ def records(
 def _records(state: ServiceState, code: str, day: date, caller: Caller) -> list[dict[str, Any]]:
     """The company's records on `day` that this caller may see, by the publicity rule
     (`records.publicity`): the public (and other companies) see the public ones, a department
-    also its own, the company itself and the other authorities all. What the public sees of a
-    past day leaves out what is no longer public today (repaired, expired, unpublished)."""
+    also its own, the company itself and the other authorities all. What is seen of a past day
+    as public (by the public, other companies, a department for others' records) leaves out what
+    is no longer public today (repaired, expired, unpublished)."""
     out = []
     full = caller.role in FULL_VIEW or caller.is_company(code)  # a company sees its own
-    for r in records_on(state.store, code, day, now=None if full else date.today()):
+    sees_all = full and caller.role != "department"
+    for r in records_on(state.store, code, day, now=None if sees_all else date.today()):
         if not full and not r["public"]:
             continue
         own = r["source_dept"] == caller.department

@@ -296,6 +296,17 @@ def test_the_rescore_route(world: World, monkeypatch: pytest.MonkeyPatch) -> Non
         shown = client.get(f"/v1/companies/{uscc}", headers=reg).json()
         assert shown["as_of"] == date.today().isoformat()
         assert shown["evaluation"]["score"] == body["after"]["score"]
+        # one company re-scored today is not today's distribution; the batch date still counts
+        # every company, the re-scored one included
+        today = client.get("/v1/tiers/summary", headers=reg,
+                           params={"as_of": date.today().isoformat()})  # fmt: skip
+        assert today.status_code == 404 and today.json()["code"] == "not_loaded"
+        with world.engine.connect() as con:
+            batch = con.execute(
+                sa.select(sa.func.count()).select_from(companies).where(companies.c.tier.is_not(None))
+            ).scalar_one()  # fmt: skip
+        loaded = client.get("/v1/tiers/summary", headers=reg, params={"as_of": AS_OF.isoformat()})
+        assert loaded.status_code == 200 and loaded.json()["rows"][0]["total"] == batch
 
     with world.engine.connect() as con:
         audited = con.execute(
