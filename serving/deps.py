@@ -22,11 +22,14 @@ StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
 async def get_caller(
-    state: StateDep, x_api_key: Annotated[str | None, Header(description="API key")] = None
+    request: Request,
+    state: StateDep,
+    x_api_key: Annotated[str | None, Header(description="API key")] = None,
 ) -> Caller:
     caller = state.keys.get(x_api_key)
     if caller is None:
         raise ApiError(401, "unauthorized", "a valid X-API-Key header is required")
+    request.state.caller = caller  # a refused read of a company is audited too (serving.errors)
     return caller
 
 

@@ -26,13 +26,40 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+REFUSED = (400, 403)
+"""Refusals (no purpose, a role that may not) of a request naming a company: logged like the
+reads they refused, since every query of a company's credit information is (DOMAIN §10)."""
+
+
+def _audit_refusal(request: Request, status: int) -> None:
+    from records import uscc as codes
+    from serving.deps import _utf8
+
+    caller = getattr(request.state, "caller", None)
+    route = request.scope.get("route")
+    raw = request.path_params.get("uscc")
+    if caller is None or route is None or not raw:
+        return
+    try:
+        code = codes.validate(raw)
+    except codes.InvalidUSCC:
+        return  # a malformed code names no company
+    purpose = _utf8(request.headers.get("x-purpose", "")).strip()[:256] or None
+    request.app.state.service.audit.log(
+        caller, f"{request.method} {getattr(route, 'path', request.url.path)}", code, purpose,
+        status,
+    )  # fmt: skip
+
+
 def error_response(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"code": code, "message": message}, status_code=status)
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api(_: Request, exc: ApiError) -> JSONResponse:
+    async def _api(request: Request, exc: ApiError) -> JSONResponse:
+        if exc.status in REFUSED:
+            _audit_refusal(request, exc.status)
         return error_response(exc.status, exc.code, exc.message)
 
     @app.exception_handler(StarletteHTTPException)

@@ -397,6 +397,18 @@ def check_every_company_read_is_audited(client: httpx.Client, province: Province
     )
     assert {e["department"] for e in mine if e["role"] == "department"} == {DEPARTMENT}
     assert [e["id"] for e in mine] == sorted((e["id"] for e in mine), reverse=True)
+
+    # refused reads are logged too: a role that may not (403), a missing purpose (400)
+    def refusals() -> set[tuple[str, str, int]]:
+        got = client.get("/v1/admin/audit", headers=admin, params={"uscc": uscc, "limit": 10_000})
+        return {(e["endpoint"], e["role"], e["status"]) for e in got.json()["entries"]
+                if e["status"] in (400, 403) and e["purpose"] in (None, purpose)}  # fmt: skip
+
+    history = f"/v1/companies/{uscc}/history"
+    assert client.get(history, headers=as_(province, "public", purpose)).status_code == 403
+    assert client.get(history, headers=as_(province, "regulator", None)).status_code == 400
+    assert {("GET /v1/companies/{uscc}/history", "public", 403),
+            ("GET /v1/companies/{uscc}/history", "regulator", 400)} <= refusals()  # fmt: skip
     # a purpose in Chinese is logged as written, sent as UTF-8 bytes (curl) or percent-encoded
     chinese = f"行政许可审查 {time.time_ns()}"
     sends: tuple[bytes | str, ...] = (chinese.encode(), quote(chinese))
