@@ -117,6 +117,12 @@ class Store:
             entries.append(json.loads(path.read_text(encoding="utf-8")))
         return entries
 
+    def version(self) -> str:
+        """The last committed batch (its log entry's name): it changes with every commit, so
+        what is computed from the store can be kept until it does."""
+        log_dir = self.root / "_log"
+        return max((p.name for p in log_dir.glob("*.json")), default="") if log_dir.exists() else ""
+
     def files(self, table: str) -> list[Path]:
         return [self.root / f for entry in self.log() for f in entry["files"].get(table, [])]
 

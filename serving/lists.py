@@ -536,28 +536,21 @@ def find(
     return [_out(r, steps[r["id"]], today) for r in rows]
 
 
-def public_entries(
-    engine: Engine,
-    store: Store,
-    list_: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
-    today: date | None = None,
-) -> list[dict[str, Any]]:
-    """What is published of the lists: every listing open and public today, whoever recorded it
-    (an entry managed here, or a listing record a department sent), newest first. The record
-    store is the one source, read by the feature builder's rule (`open_listings_sql`) and the
-    publicity rule (`records.publicity.public_on`), so the lists agree with the company pages,
-    the features and the tiers. Each entry: the company's name (an individual business's masked:
-    it carries its owner's name), the legal basis (the entry's, the record's, or the list's
-    default), the term's end where known, and whether an objection to it is open; no reason
-    text (it may name people). Proposals, rejected, removed, expired, repaired, withdrawn and
-    unpublished listings are not shown."""
-    today = today or date.today()
-    wanted = [x for x in ([list_] if list_ is not None else PUBLIC_LISTS) if x in PUBLIC_LISTS]
-    if not wanted:
-        return []
-    catalogue = default_catalogue()
+Published = tuple[dict[str, Any], list[dict[str, Any]], str | None, str | None]
+"""A published listing: its record, the record's events, the company's name and type."""
+
+_published_cache: dict[str, tuple[tuple[str, date], list[Published]]] = {}
+"""Per store: the published listings of the public lists, for (store version, day)."""
+
+
+def _published(store: Store, today: date, catalogue: Catalogue) -> list[Published]:
+    """Every listing of the public lists open and public today, newest first. Computed once per
+    store version and day (it reads every listing of the province: ~2 s at 200,000 companies)."""
+    key = (store.version(), today)
+    cached = _published_cache.get(str(store.root))
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    wanted = list(PUBLIC_LISTS)
     with store.connect() as con:
         open_ids = [r[0] for r in con.execute(
             f"""WITH points AS (
@@ -584,13 +577,40 @@ def public_entries(
     for e in events:
         by_record.setdefault(e["record_id"], []).append(e)
     names = _names(store, {r["uscc"] for r in originals}, today)
-    shown = []
+    shown: list[Published] = []
     for r in originals:
         evs = by_record.get(r["record_id"], [])
         name, entity_type = names.get(r["uscc"], (None, None))
         if publicity.public_on(r, evs, today, entity_type, catalogue):
             shown.append((r, evs, name, entity_type))
     shown.sort(key=lambda x: (x[0]["event_date"], x[0]["record_id"]), reverse=True)
+    _published_cache[str(store.root)] = (key, shown)
+    return shown
+
+
+def public_entries(
+    engine: Engine,
+    store: Store,
+    list_: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    today: date | None = None,
+) -> list[dict[str, Any]]:
+    """What is published of the lists: every listing open and public today, whoever recorded it
+    (an entry managed here, or a listing record a department sent), newest first. The record
+    store is the one source, read by the feature builder's rule (`open_listings_sql`) and the
+    publicity rule (`records.publicity.public_on`), so the lists agree with the company pages,
+    the features and the tiers. Each entry: the company's name (an individual business's masked:
+    it carries its owner's name), the legal basis (the entry's, the record's, or the list's
+    default), the term's end where known, and whether an objection to it is open; no reason
+    text (it may name people). Proposals, rejected, removed, expired, repaired, withdrawn and
+    unpublished listings are not shown."""
+    today = today or date.today()
+    if list_ is not None and list_ not in PUBLIC_LISTS:
+        return []
+    catalogue = default_catalogue()
+    shown = [p for p in _published(store, today, catalogue)
+             if list_ is None or p[0]["category"] == list_]  # fmt: skip
     page = shown[offset : offset + limit]
     entry_ids = {}
     for r, evs, _, _ in page:
