@@ -160,7 +160,7 @@ def plan_create(
                 start_date=_as_of(start) if start else None, seed=seed,
                 triggered=_split(triggered),
             )  # fmt: skip
-        created = create_plan(_engine(), request)
+        created = create_plan(_engine(), request, store=_store(Settings()))
     except (ValidationError, PlanError, OSError) as exc:
         _fail(str(exc))
     if as_json:

@@ -155,7 +155,7 @@ def post_plan(body: PlanRequest, state: StateDep, caller: CallerDep) -> PlanCrea
     """Draw a plan: companies at random by tier, inspectors at random, joint visits."""
     require(caller, MANAGE, "draw spot-check plans")
     try:
-        created = create_plan(state.engine, body, created_by=caller.key_id)
+        created = create_plan(state.engine, body, created_by=caller.key_id, store=state.store)
     except PlanError as exc:
         raise _plan_error(exc) from None
     return created
@@ -212,8 +212,11 @@ def get_plan_list(
             plan, frame = plan_list(con, plan_id, department, inspector)
         except LookupError as exc:
             raise ApiError(404, "not_found", str(exc)) from None
-    state.audit.log(caller, "GET /v1/spot-check-plans/{plan_id}", None,
-                    f"{plan_id}: {purpose or ''}"[:256], 200)  # fmt: skip
+    why = f"{plan_id}: {purpose or ''}"[:256]
+    for code in dict.fromkeys(frame["uscc"]):  # a line per company read, as every read is
+        state.audit.log(caller, "GET /v1/spot-check-plans/{plan_id}", code, why, 200)
+    if frame.empty:
+        state.audit.log(caller, "GET /v1/spot-check-plans/{plan_id}", None, why, 200)
     if format == "csv":
         return Response(
             export.to_csv_bytes(frame), media_type="text/csv; charset=utf-8",
@@ -326,13 +329,18 @@ def get_overdue(
     plan_id: Annotated[str | None, Query()] = None,
     as_of: Annotated[date | None, Query(description="Default: today")] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+    x_purpose: PurposeHeader = None,
 ) -> TaskPage:
-    """Tasks whose 20 working days have passed without a result."""
+    """Tasks whose 20 working days have passed without a result; a line in the audit log per
+    company listed."""
     require(caller, TASKS, "read overdue tasks")
     department = _own_department(caller, department)
     day = as_of or date.today()
     with state.engine.connect() as con:
         frame = overdue_tasks(con, day, department, plan_id, limit)
+    why = purpose_of(caller, x_purpose) if (x_purpose or "").strip() else None
+    for code in dict.fromkeys(frame["uscc"]):
+        state.audit.log(caller, "GET /v1/spot-check-tasks/overdue", code, why, 200)
     return TaskPage(
         as_of=day,
         tasks=[TaskOut.model_validate({**r, "task_id": r["id"]})
@@ -349,6 +357,8 @@ class PublishedResult(BaseModel):
     item_name: str
     department: str
     result: str
+    """In its corrected form once corrected (an objection decided "corrected")."""
+    corrected: bool = False
     check_date: date
     published_at: str | None
     published_late: bool
@@ -367,12 +377,13 @@ def get_results(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     x_purpose: PurposeHeader = None,
 ) -> PublishedPage:
-    """Published results (一公开): public, 5 years (2 for an individual business)."""
+    """Published results (一公开): public, 5 years (2 for an individual business), by the one
+    publicity rule: a withdrawn or unpublished result is hidden, a corrected one shown corrected."""
     if uscc is None and plan_id is None:
         raise ApiError(400, "bad_request", "give uscc or plan_id")
     code = valid_code(uscc) if uscc is not None else None
     purpose = purpose_of(caller, x_purpose)
     with state.engine.connect() as con:
-        rows = published_results(con, date.today(), code, plan_id, limit)
+        rows = published_results(con, state.store, date.today(), code, plan_id, limit)
     state.audit.log(caller, "GET /v1/spot-check-results", code, purpose, 200)
     return PublishedPage(results=[PublishedResult.model_validate(r) for r in rows])

@@ -21,8 +21,9 @@ distinct active inspectors of that department, whose area is a prefix of the com
 region code and who are qualified for all of the department's items in the visit (if fewer
 than that exist, each item gets its own team). Teams with the same candidates are shuffled and
 dealt the candidates in order of (workload so far, a random key), so workloads stay within one
-task of each other inside a group. An inspector with a conflict (declared, or on the company's
-previous inspection) is replaced by the least-loaded candidate without one.
+task of each other inside a group. An inspector with a conflict (declared, or on the
+department's previous inspection of the company) is replaced by the least-loaded candidate
+without one.
 """
 
 from __future__ import annotations
@@ -60,8 +61,10 @@ SNAPSHOT_TABLES: dict[str, tuple[str, ...]] = {
     "conflicts": ("inspector_id", "uscc"),
 }
 """What a draw reads. `department_checks`/`item_checks`: inspections in the plan's calendar year
-before the plan; `conflicts`: declared conflicts plus the inspectors of each company's previous
-inspection; `inspectors.items`: qualified item ids joined by ';'."""
+known when it was drawn (earlier plans' tasks and the departments' `spot_check` records in the
+store, each inspection once); `conflicts`: declared conflicts plus, per department, the
+inspectors of its previous inspection of each company; `inspectors.items`: qualified item ids
+joined by ';'."""
 
 
 class PlanError(ValueError):
@@ -281,6 +284,74 @@ def draw_plan(params: DrawParams, snapshot: Snapshot, seed: int) -> Drawn:
     )
     workload = {insp_ids[i]: int(c) for i, c in enumerate(load) if c}
     return Drawn(tasks=tasks, items=summaries, workload=workload)
+
+
+def check_population(params: DrawParams, snapshot: Snapshot) -> None:
+    """Refuse a request that could only draw nothing or drop what it asked for: a population
+    filter (or one of its region or industry prefixes) that leaves no company of the pool, items
+    that apply to none of the population, and triggered companies the draw would leave out.
+
+    Only for new plans: it is not part of `draw_plan`, so stored plans replay as they were."""
+    comp = snapshot.tables["companies"]
+    cols = _Columns(comp)
+    tier = _tier_codes(comp["tier"])
+    pop = params.population
+    pool = f"of the {len(comp)} companies in the pool (tiered on the snapshot day)"
+    for column, values in (("region", pop.regions), ("industry", pop.industries)):
+        unmatched = [v for v in values if not cols.prefixed(column, (v,)).any()]
+        if unmatched:
+            raise PlanError(
+                "empty_population",
+                f"no company {pool} has a {column} code starting with {', '.join(unmatched)}",
+            )
+    steps = (
+        ("regions", pop.regions, cols.prefixed("region", pop.regions)),
+        ("industries", pop.industries, cols.prefixed("industry", pop.industries)),
+        ("entity_types", pop.entity_types, cols.within("entity_type", pop.entity_types)),
+        ("tiers", pop.tiers, np.isin(tier, [TIERS.index(t) for t in pop.tiers])),
+    )
+    mask = np.ones(len(comp), bool)
+    named: list[str] = []
+    for name, values, matches in steps:
+        if not values:
+            continue
+        mask &= matches
+        named.append(f"{name} {', '.join(values)}")
+        if not mask.any():
+            raise PlanError(
+                "empty_population",
+                f"no company {pool} is left by the population filter {'; '.join(named)}",
+            )
+    applies = np.zeros(len(comp), bool)
+    for item in params.items:
+        applies |= _applies(cols, item)
+    if not (mask & applies).any():
+        within = f"the population ({'; '.join(named)})" if named else "the pool"
+        raise PlanError(
+            "empty_population",
+            f"no item of the plan ({', '.join(i.id for i in params.items)}) applies to any of the "
+            f"{int(mask.sum())} companies of {within}: the items' industries and entity types "
+            "match none of them",
+        )
+    if not params.triggered:
+        return
+    position = pd.Index(comp["uscc"]).get_indexer(pd.Index(list(params.triggered)))
+    dropped = []
+    for code, k in zip(params.triggered, position, strict=True):
+        if k < 0:
+            dropped.append(f"{code} (not in the pool: no tier on the snapshot day)")
+            continue
+        outside = [name for name, values, matches in steps if values and not matches[k]]
+        if outside:
+            dropped.append(f"{code} (outside the population: {', '.join(outside)})")
+        elif not applies[k]:
+            dropped.append(f"{code} (no item of the plan applies to it)")
+    if dropped:
+        raise PlanError(
+            "triggered_not_drawable",
+            f"triggered companies the plan cannot check: {'; '.join(dropped)}. Remove them, or "
+            "widen the plan's population or items",
+        )
 
 
 def _member_text(members: np.ndarray, ids: np.ndarray) -> np.ndarray:

@@ -2,7 +2,8 @@
 results (→ `spot_check` records in the store) and deadlines.
 
 A plan is created in one transaction that first takes the plan counter's row lock, so plans are
-drawn one at a time: each sees every earlier plan's tasks (yearly caps, last inspectors) and
+drawn one at a time: each sees every earlier plan's tasks (yearly caps, last inspectors), and
+the departments' `spot_check` records in the store known on the draw day (yearly caps), and
 concurrent requests neither lose nor duplicate a task. The plan stores its seed, its resolved
 parameters, the pool and inspector snapshot (compressed Parquet) with their hashes, and the list
 (canonical CSV bytes) with its SHA-256; `verify_plan` replays the draw from those and compares.
@@ -10,6 +11,7 @@ parameters, the pool and inspector snapshot (compressed Parquet) with their hash
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import secrets
@@ -30,7 +32,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from records import publicity, workdays
 from records import uscc as codes
+from records.events import append_events
 from records.ingest import ingest_table
+from records.schema import ENTITY_TYPES
 from records.store import Store
 from serving.db import (
     check_items,
@@ -51,9 +55,11 @@ from serving.spotcheck.draw import (
     PopulationFilter,
     Snapshot,
     canonical_list,
+    check_population,
     draw_plan,
     list_sha256,
 )
+from serving.spotcheck.export import DEPARTMENT_NAMES
 from serving.spotcheck.items import TIERS, CheckItem, Preset, Ratios, preset
 
 PUBLICATION_WORKING_DAYS = 20
@@ -89,6 +95,17 @@ class Population(BaseModel):
         for region in value:
             if not (region.isdigit() and 1 <= len(region) <= 6):
                 raise ValueError(f"region {region!r} is not a division-code prefix (1–6 digits)")
+        return value
+
+    @field_validator("entity_types")
+    @classmethod
+    def _known_types(cls, value: list[str]) -> list[str]:
+        unknown = [t for t in value if t not in ENTITY_TYPES]
+        if unknown:
+            raise ValueError(
+                f"unknown entity type(s) {', '.join(map(repr, unknown))} "
+                f"(one of: {', '.join(ENTITY_TYPES)})"
+            )
         return value
 
 
@@ -268,12 +285,24 @@ def save_inspectors(engine: Engine, pool: list[InspectorIn]) -> dict[str, int]:
 def resolve(engine: Engine, request: PlanRequest) -> DrawParams:
     """The request's items with the ratios in force; refuses unknown or foreign items."""
     stored = {i.id: i for i in load_items(engine)}
+    with engine.connect() as con:
+        staffed = {d for (d,) in con.execute(sa.select(inspectors.c.department).distinct())}
+    known = set(DEPARTMENT_NAMES) | {i.department for i in stored.values()} | staffed
+    strangers = [d for d in request.departments if d not in known]
+    if strangers:
+        raise PlanError(
+            "unknown_department",
+            f"unknown department(s) {', '.join(strangers)}: no check item, inspector or "
+            f"department name has that code (known: {', '.join(sorted(known))})",
+        )
     if request.items is None:
         chosen = [i for i in stored.values() if i.active and i.department in request.departments]
-        if not chosen:
+        # every department asked for takes part: one without active items is not dropped
+        idle = [d for d in request.departments if not any(i.department == d for i in chosen)]
+        if idle:
             raise PlanError(
                 "no_items",
-                f"no active check items for {', '.join(request.departments)}: import a preset "
+                f"no active check items for {', '.join(idle)}: import a preset "
                 "(`credsup plan items import --preset national-default`) or PUT /v1/check-items",
             )
     else:
@@ -398,10 +427,21 @@ def latest_load(con: Connection, on_or_before: date) -> date | None:
 
 
 def take_snapshot(
-    con: Connection, params: DrawParams, snapshot_date: date, start_date: date
+    con: Connection,
+    params: DrawParams,
+    snapshot_date: date,
+    start_date: date,
+    recorded: pd.DataFrame | None = None,
 ) -> tuple[Snapshot, pd.DataFrame]:
-    """The pools for a plan: companies tiered on `snapshot_date`, checks earlier this year,
+    """The pools for a plan: companies tiered on `snapshot_date`, inspections this year,
     inspectors of the plan's departments, declared conflicts and last inspectors.
+
+    Inspections this year (the calendar year of `start_date`) are the tasks of the plans that
+    start in it and the `recorded` inspections (`store_inspections`: the departments'
+    `spot_check` records of that year known on the draw day), by the record's department and
+    check item, less the results posted through a plan of this database (already counted as
+    its tasks). Last inspectors: for each company and department of the plan, the inspectors of
+    that department's latest plan task at the company.
 
     Returns the snapshot and the companies' names, regions and types (for the task rows)."""
     frame = _frame(
@@ -435,6 +475,18 @@ def take_snapshot(
             .group_by(in_year.c.uscc, in_year.c.item_id),
         ["uscc", "item_id", "n"],
     )  # fmt: skip
+    if recorded is not None:
+        # a result posted through a plan here is its task: `attributes.plan_id` one of our
+        # plans, or a record id `<plan id>-T<task id>` as `post_result` writes it
+        ours = set(con.execute(sa.select(spot_check_plans.c.id)).scalars())
+        task_of = recorded["record_id"].str.rsplit("-T", n=1).str[0]
+        recorded = recorded[~(recorded["plan_id"].isin(ours) | task_of.isin(ours))]
+        visits = recorded.drop_duplicates(["uscc", "department", "visit"])
+        dept_checks = _add_counts(dept_checks, visits, ["uscc", "department"])
+        checked = recorded[recorded["item_id"].notna()]
+        item_checks = _add_counts(
+            item_checks, checked.drop_duplicates(["uscc", "item_id", "visit"]), ["uscc", "item_id"]
+        )
     depts = sorted({i.department for i in params.items})
     pool = _frame(
         con,
@@ -450,17 +502,22 @@ def take_snapshot(
             .where(inspectors.c.department.in_(depts)),
         ["inspector_id", "uscc"],
     )  # fmt: skip
-    last_plan = (
-        sa.select(spot_check_tasks.c.uscc, sa.func.max(spot_check_tasks.c.plan_seq).label("seq"))
-        .group_by(spot_check_tasks.c.uscc)
+    # 回避: each department's previous inspection of the company (not another department's)
+    # (a window, not a join on a grouped subquery: SQLite planned that join through the
+    # department index, quadratic in the tasks: 0.3 s more per plan already)
+    t = spot_check_tasks.c
+    ranked = (
+        sa.select(t.id, t.uscc, t.plan_seq,
+                  sa.func.max(t.plan_seq).over(partition_by=(t.uscc, t.department))
+                  .label("last_seq"))
+        .where(t.department.in_(depts))
         .subquery()
-    )
+    )  # fmt: skip
     last = _frame(
         con,
-            sa.select(spot_check_assignments.c.inspector_id, spot_check_tasks.c.uscc)
-            .join(spot_check_tasks, spot_check_tasks.c.id == spot_check_assignments.c.task_id)
-            .join(last_plan, (last_plan.c.uscc == spot_check_tasks.c.uscc)
-                  & (last_plan.c.seq == spot_check_tasks.c.plan_seq)),
+            sa.select(spot_check_assignments.c.inspector_id, ranked.c.uscc)
+            .join(ranked, ranked.c.id == spot_check_assignments.c.task_id)
+            .where(ranked.c.plan_seq == ranked.c.last_seq),
         ["inspector_id", "uscc"],
     )  # fmt: skip
     pool_ids = set(pool["inspector_id"])
@@ -476,6 +533,43 @@ def take_snapshot(
         }
     )
     return snapshot, frame[["uscc", "name", "region", "entity_type"]]
+
+
+def store_inspections(store: Store, year: int, known_on: date) -> pd.DataFrame:
+    """The inspections in the store: `spot_check` records checked in `year` and known on
+    `known_on` (recorded by then, not withdrawn by then), as (record_id, uscc, department =
+    `source_dept`, item_id = `attributes.check_item`, plan_id = `attributes.plan_id`, visit).
+    A visit is one inspection of the company by the department: its plan id, else its check day.
+    Read before a plan's transaction (DuckDB over Parquet: not while holding the plan lock);
+    `take_snapshot` leaves out the results posted through this database's plans."""
+    first, last = date(year, 1, 1), date(year, 12, 31)
+    columns = ["record_id", "uscc", "department", "item_id", "plan_id", "visit"]
+    with store.connect() as duck:
+        found = duck.execute(
+            """
+            SELECT record_id, uscc, source_dept,
+                   json_extract_string(attributes, '$.check_item'),
+                   json_extract_string(attributes, '$.plan_id'), CAST(event_date AS VARCHAR)
+            FROM records
+            WHERE category = 'spot_check' AND event_date BETWEEN ? AND ?
+              AND recorded_date <= ? AND source_dept IS NOT NULL
+              AND record_id NOT IN (
+                  SELECT record_id FROM events WHERE event_type = 'withdrawal'
+                  AND greatest(effective_date, recorded_date) <= ?)
+            """,
+            [first, last, known_on, known_on],
+        ).fetchall()
+    frame = pd.DataFrame(found, columns=columns).drop_duplicates("record_id")
+    frame["visit"] = frame["plan_id"].where(frame["plan_id"].notna(), "day " + frame["visit"])
+    return frame.reset_index(drop=True)
+
+
+def _add_counts(counts: pd.DataFrame, rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """`counts` (keys, n) plus one for each of `rows`."""
+    more = rows.groupby(keys).size().rename("n").reset_index()
+    both = pd.concat([counts.astype({"n": "int64"}), more], ignore_index=True)
+    summed: pd.DataFrame = both.groupby(keys)["n"].sum().reset_index()
+    return summed
 
 
 def snapshot_to_bytes(snapshot: Snapshot) -> bytes:
@@ -526,15 +620,35 @@ def create_plan(
     request: PlanRequest,
     created_by: int | None = None,
     today: date | None = None,
+    store: Store | None = None,
 ) -> PlanCreated:
-    """Draw and store a plan (one transaction; plans are drawn one at a time)."""
+    """Draw and store a plan (one transaction; plans are drawn one at a time).
+
+    With the `store`, the yearly caps also count the departments' `spot_check` records known
+    on `today` (the draw day); the counts are stored in the plan's snapshot, so records that
+    arrive later leave its replay unchanged. Without it, only plan tasks count."""
     started = time.perf_counter()
     today = today or date.today()
     params = resolve(engine, request)
     start = request.start_date or today
+    if request.snapshot_date is not None and request.snapshot_date > start:
+        raise PlanError(
+            "snapshot_after_start",
+            f"snapshot_date {request.snapshot_date} is after start_date {start}: a plan draws from "
+            f"the tiers known when its checks begin; give a snapshot on or before {start}",
+        )
     seed = request.seed if request.seed is not None else secrets.randbits(63)
-    due = workdays.add_working_days(start, request.working_days)
+    try:
+        due = workdays.add_working_days(start, request.working_days)
+    except ValueError:
+        raise PlanError(
+            "no_calendar",
+            f"a plan starting {start} is due {request.working_days} working days later, outside "
+            f"the working-day calendar ({workdays.FIRST_YEAR}-01-01 to {workdays.LAST_YEAR}-12-31)"
+            ": choose a start date whose deadline falls within it",
+        ) from None
     estimated = workdays.deadline_estimated(start, due)
+    recorded = store_inspections(store, start.year, today) if store is not None else None
     with engine.begin() as con:
         # the counter's row lock serialises plan creation (PostgreSQL row lock, SQLite write lock)
         con.execute(
@@ -549,9 +663,10 @@ def create_plan(
             raise PlanError(
                 "no_tiers", f"no tiers loaded on or before {start}: run `credsup load` first"
             )
-        snapshot, facts = take_snapshot(con, params, snapshot_date, start)
+        snapshot, facts = take_snapshot(con, params, snapshot_date, start, recorded)
         if snapshot.tables["companies"].empty:
             raise PlanError("no_tiers", f"no companies with a tier loaded for {snapshot_date}")
+        check_population(params, snapshot)
         drawn = draw_plan(params, snapshot, seed)
         listing = drawn.canonical_list()
         plan_id = f"SJ-{start.year}-{seq:05d}"
@@ -818,70 +933,139 @@ def post_result(
 
     The row is claimed first (`result IS NULL`), the record written while the claim is held and
     the claim committed only after the record is: a second result for the task gets
-    `ResultConflict`, a failed record write leaves the task open.
+    `ResultConflict`, a failed record write leaves the task open. The store commits first, so
+    when the database then fails, the record is withdrawn at once (it neither counts nor is
+    published); if the process died instead, the next attempt for the task finds the record and
+    completes with it or withdraws it (`_write_result`): posting again always works.
     """
     today = today or date.today()
-    with engine.begin() as con:
-        task = con.execute(
-            sa.select(spot_check_tasks, spot_check_plans.c.start_date)
-            .join(spot_check_plans, spot_check_plans.c.id == spot_check_tasks.c.plan_id)
-            .where(spot_check_tasks.c.id == task_id)
-        ).mappings().one_or_none()  # fmt: skip
-        if task is None:
-            raise TaskNotFound(f"no spot-check task {task_id}")
-        if department is not None and task["department"] != department:
-            raise PermissionError(
-                f"task {task_id} belongs to department {task['department']}, not {department}"
-            )
-        if body.check_date > today:
-            raise PlanError("future_date", f"check_date {body.check_date} is after today {today}")
-        if body.check_date < task["start_date"]:
-            raise PlanError(
-                "before_plan",
-                f"check_date {body.check_date} is before the plan starts ({task['start_date']})",
-            )
-        late = workdays.add_working_days(body.check_date, PUBLICATION_WORKING_DAYS) < today
-        record_id = record_id_of(dict(task))
-        claimed = con.execute(
-            spot_check_tasks.update()
-            .where(spot_check_tasks.c.id == task_id, spot_check_tasks.c.result.is_(None))
-            .values(
-                result=body.result, check_date=body.check_date,
-                findings=body.findings.model_dump_json(), result_at=_now(), result_by=posted_by,
-                record_id=record_id, published_late=late,
-            )
-        ).rowcount  # fmt: skip
-        if claimed != 1:
-            raise ResultConflict(f"task {task_id} already has a result")
-        attributes = {
-            "check_item": task["item_id"], "plan_id": task["plan_id"],
-            "inclusion_prob": float(task["inclusion_prob"]),
-            "findings_minor": body.findings.minor, "findings_major": body.findings.major,
-            "findings_serious": body.findings.serious,
-        }  # fmt: skip
-        record = pa.table(
-            {
-                "record_id": [record_id], "uscc": [task["uscc"]], "category": ["spot_check"],
-                "event_date": [body.check_date.isoformat()],
-                "recorded_date": [today.isoformat()], "source_dept": [task["department"]],
-                "severity": [body.result], "amount": pa.array([None], pa.string()),
-                "attributes": [json.dumps(attributes, ensure_ascii=False, sort_keys=True)],
-            }
-        )  # fmt: skip
-        outcome = ingest_table(
-            store, record, "records", task["department"], today=today,
-            source_file=f"spot-check-result:{record_id}",
-        )  # fmt: skip
-        if outcome.stored + outcome.already_stored != 1:
-            raise RuntimeError(
-                f"the result of task {task_id} was not stored as a record: {outcome.by_reason}"
-            )
+    written: list[str] = []
+    try:
+        with engine.begin() as con:
+            task = con.execute(
+                sa.select(spot_check_tasks, spot_check_plans.c.start_date)
+                .join(spot_check_plans, spot_check_plans.c.id == spot_check_tasks.c.plan_id)
+                .where(spot_check_tasks.c.id == task_id)
+            ).mappings().one_or_none()  # fmt: skip
+            if task is None:
+                raise TaskNotFound(f"no spot-check task {task_id}")
+            if department is not None and task["department"] != department:
+                raise PermissionError(
+                    f"task {task_id} belongs to department {task['department']}, not {department}"
+                )
+            if body.check_date > today:
+                raise PlanError(
+                    "future_date", f"check_date {body.check_date} is after today {today}"
+                )
+            if body.check_date < task["start_date"]:
+                raise PlanError(
+                    "before_plan",
+                    f"check_date {body.check_date} is before the plan starts "
+                    f"({task['start_date']})",
+                )
+            late = workdays.add_working_days(body.check_date, PUBLICATION_WORKING_DAYS) < today
+            claimed = con.execute(
+                spot_check_tasks.update()
+                .where(spot_check_tasks.c.id == task_id, spot_check_tasks.c.result.is_(None))
+                .values(
+                    result=body.result, check_date=body.check_date,
+                    findings=body.findings.model_dump_json(), result_at=_now(),
+                    result_by=posted_by, record_id=record_id_of(dict(task)), published_late=late,
+                )
+            ).rowcount  # fmt: skip
+            if claimed != 1:
+                raise ResultConflict(f"task {task_id} already has a result")
+            record_id = _write_result(store, dict(task), body, today, written)
+            if record_id != record_id_of(dict(task)):
+                con.execute(spot_check_tasks.update().where(spot_check_tasks.c.id == task_id)
+                            .values(record_id=record_id))  # fmt: skip
+    except Exception:
+        # the database kept the task open: the record written for it must not count either (if
+        # this fails too, the next attempt for the task withdraws it)
+        with contextlib.suppress(Exception):
+            _withdraw(store, written, f"the result of task {task_id} was not committed", today)
+        raise
     return {
         "task_id": task_id, "plan_id": task["plan_id"], "uscc": task["uscc"],
         "item_id": task["item_id"], "result": body.result,
         "check_date": body.check_date.isoformat(), "record_id": record_id,
         "published_late": late,
     }  # fmt: skip
+
+
+def _write_result(
+    store: Store, task: dict[str, Any], body: TaskResult, today: date, written: list[str]
+) -> str:
+    """Store the record of an open task's result; returns its id (added to `written` first).
+
+    A record of the task already in the store was left by an attempt whose database commit did
+    not happen (the task is open and this attempt holds its claim). One that is not withdrawn
+    and states this very result is this result's record: the retry completes with it. Any other
+    is withdrawn, and the result gets a fresh id (`<plan>-T<task>-R<n>`)."""
+    base = record_id_of(task)
+    attributes = {
+        "check_item": task["item_id"], "plan_id": task["plan_id"],
+        "inclusion_prob": float(task["inclusion_prob"]),
+        "findings_minor": body.findings.minor, "findings_major": body.findings.major,
+        "findings_serious": body.findings.serious,
+    }  # fmt: skip
+    with store.connect() as con:
+        left = con.sql(
+            "SELECT DISTINCT record_id, uscc, event_date, source_dept, severity, attributes "
+            "FROM records WHERE record_id = ? OR record_id LIKE ? ORDER BY record_id",
+            params=[base, f"{base}-R%"],
+        ).to_arrow_table().to_pylist()  # fmt: skip
+        withdrawn = {r for (r,) in con.execute(
+            "SELECT record_id FROM events WHERE event_type = 'withdrawal' "
+            "AND (record_id = ? OR record_id LIKE ?)", [base, f"{base}-R%"],
+        ).fetchall()}  # fmt: skip
+    live = [r for r in left if r["record_id"] not in withdrawn]
+    wanted = (task["uscc"], body.check_date, task["department"], body.result, attributes)
+    same = next((r for r in live if (r["uscc"], r["event_date"], r["source_dept"], r["severity"],
+                 json.loads(r["attributes"] or "{}")) == wanted), None)  # fmt: skip
+    stale = [r["record_id"] for r in live if r is not same]
+    if stale:
+        refused = _withdraw(store, stale, f"superseded by the result of task {task['id']}", today)
+        if refused:
+            raise RuntimeError(f"records {', '.join(stale)} could not be withdrawn: {refused}")
+    if same is not None:
+        written.append(same["record_id"])
+        return str(same["record_id"])
+    ids = {r["record_id"] for r in left}
+    record_id = base if not ids else f"{base}-R{len(ids) + 1}"
+    written.append(record_id)
+    record = pa.table(
+        {
+            "record_id": [record_id], "uscc": [task["uscc"]], "category": ["spot_check"],
+            "event_date": [body.check_date.isoformat()],
+            "recorded_date": [today.isoformat()], "source_dept": [task["department"]],
+            "severity": [body.result], "amount": pa.array([None], pa.string()),
+            "attributes": [json.dumps(attributes, ensure_ascii=False, sort_keys=True)],
+        }
+    )  # fmt: skip
+    outcome = ingest_table(
+        store, record, "records", task["department"], today=today,
+        source_file=f"spot-check-result:{record_id}",
+    )  # fmt: skip
+    if outcome.stored + outcome.already_stored != 1:
+        raise PlanError(
+            "result_not_recorded",
+            f"the result of task {task['id']} was refused as a record: {outcome.by_reason}",
+        )
+    return record_id
+
+
+def _withdraw(store: Store, record_ids: list[str], reason: str, today: date) -> list[Any]:
+    """Withdraw spot-check records no task names (idempotent: one event id per record);
+    returns the refused events (a record that never reached the store is refused, harmlessly)."""
+    if not record_ids:
+        return []
+    events = [
+        {"event_id": f"spot-check-uncommitted-{r}", "record_id": r, "event_type": "withdrawal",
+         "effective_date": today, "recorded_date": today, "attributes": {"reason": reason}}
+        for r in record_ids
+    ]  # fmt: skip
+    return [e["reason"] for e in append_events(store, events, today=today).rejected]
 
 
 def overdue_tasks(
@@ -909,55 +1093,112 @@ def _public_days(entity_type: str | None) -> int:
     return publicity.period("spot_check", None, None, entity_type).public_days or 0
 
 
+def _stored_results(
+    store: Store, record_ids: list[str], today: date
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """The results' records as stored and their events, as known on `today`."""
+    if not record_ids:
+        return {}, {}
+    with store.connect() as con:
+        con.register("wanted", pa.table({"record_id": pa.array(record_ids, pa.string())}))
+        rows = con.sql(
+            "SELECT record_id, uscc, category, event_date, recorded_date, source_dept, severity, "
+            "amount, attributes FROM records WHERE recorded_date <= ? "
+            "AND record_id IN (SELECT record_id FROM wanted) ORDER BY batch_id",
+            params=[today],
+        ).to_arrow_table().to_pylist()  # fmt: skip
+        events = con.sql(
+            "SELECT event_id, record_id, event_type, effective_date, recorded_date, attributes, "
+            "batch_id FROM events WHERE recorded_date <= ? "
+            "AND record_id IN (SELECT record_id FROM wanted)",
+            params=[today],
+        ).to_arrow_table().to_pylist()  # fmt: skip
+    records: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        records.setdefault(r["record_id"], r)
+    by_record: dict[str, list[dict[str, Any]]] = {}
+    for e in events:
+        by_record.setdefault(e["record_id"], []).append(e)
+    return records, by_record
+
+
 def published_results(
     con: Connection,
+    store: Store,
     today: date,
     uscc: str | None = None,
     plan_id: str | None = None,
     limit: int = 1000,
 ) -> list[dict[str, Any]]:
-    """Results in their publicity period: 5 years, 2 for an individual business (a natural
-    person's), whose name is masked."""
+    """Results public on `today`, by the one publicity rule (`records.publicity`) applied to
+    each result's record and its events: 5 years, 2 for an individual business (a natural
+    person's, whose name is masked); hidden once withdrawn, repaired or no longer published;
+    in its corrected form once corrected."""
     query = sa.select(
         spot_check_tasks.c.id, spot_check_tasks.c.plan_id, spot_check_tasks.c.uscc,
         spot_check_tasks.c.company_name, spot_check_tasks.c.entity_type,
         spot_check_tasks.c.item_id, spot_check_tasks.c.department, spot_check_tasks.c.result,
         spot_check_tasks.c.check_date, spot_check_tasks.c.result_at,
-        spot_check_tasks.c.published_late, check_items.c.definition,
+        spot_check_tasks.c.published_late, spot_check_tasks.c.record_id,
+        check_items.c.definition,
     ).join(check_items, check_items.c.id == spot_check_tasks.c.item_id, isouter=True).where(
         spot_check_tasks.c.result.is_not(None),
+        # a cheap bound: no result is public longer than the catalogue's period
         spot_check_tasks.c.check_date > today - timedelta(days=_public_days(None)),
     )  # fmt: skip
     if uscc is not None:
         query = query.where(spot_check_tasks.c.uscc == uscc)
     if plan_id is not None:
         query = query.where(spot_check_tasks.c.plan_id == plan_id)
-    query = query.order_by(spot_check_tasks.c.check_date.desc(), spot_check_tasks.c.id).limit(limit)
-    out = []
-    for row in con.execute(query).mappings():
-        person = row["entity_type"] == "individual_business"
-        # public from the check day for the catalogue's period (the last day excluded)
-        if (today - row["check_date"]).days >= _public_days(row["entity_type"]):
-            continue
-        name_zh = json.loads(row["definition"])["name_zh"] if row["definition"] else row["item_id"]
-        out.append(
-            {
-                "task_id": int(row["id"]), "plan_id": row["plan_id"], "uscc": row["uscc"],
-                "company_name": mask_name(row["company_name"]) if person
-                else row["company_name"],
-                "item_id": row["item_id"], "item_name": name_zh,
-                "department": row["department"], "result": row["result"],
-                "check_date": row["check_date"].isoformat(),
-                "published_at": row["result_at"].isoformat() if row["result_at"] else None,
-                "published_late": bool(row["published_late"]),
-            }
-        )  # fmt: skip
+    query = query.order_by(spot_check_tasks.c.check_date.desc(), spot_check_tasks.c.id)
+    out: list[dict[str, Any]] = []
+    offset = 0
+    while len(out) < limit:  # hidden results do not count against the limit
+        page = con.execute(query.limit(limit).offset(offset)).mappings().all()
+        offset += len(page)
+        records, events = _stored_results(
+            store, [r["record_id"] for r in page if r["record_id"]], today
+        )
+        for row in page:
+            shown = _published(row, records.get(row["record_id"] or ""),
+                               events.get(row["record_id"] or "", []), today)  # fmt: skip
+            if shown is not None and len(out) < limit:
+                out.append(shown)
+        if len(page) < limit:
+            break
     return out
+
+
+def _published(
+    row: Any, record: dict[str, Any] | None, events: list[dict[str, Any]], today: date
+) -> dict[str, Any] | None:
+    """A result as the public sees it on `today` (None: not public)."""
+    if record is None:  # a result without a stored record: as the task row states it
+        record = {
+            "record_id": row["record_id"], "uscc": row["uscc"], "category": "spot_check",
+            "event_date": row["check_date"], "recorded_date": row["check_date"],
+            "severity": row["result"], "amount": None, "attributes": "{}",
+        }  # fmt: skip
+    if not publicity.public_on(record, events, today, row["entity_type"]):
+        return None
+    form = publicity.corrected(record, events, today)
+    person = row["entity_type"] == "individual_business"
+    name_zh = json.loads(row["definition"])["name_zh"] if row["definition"] else row["item_id"]
+    return {
+        "task_id": int(row["id"]), "plan_id": row["plan_id"], "uscc": row["uscc"],
+        "company_name": mask_name(row["company_name"]) if person else row["company_name"],
+        "item_id": row["item_id"], "item_name": name_zh,
+        "department": row["department"], "result": form["severity"],
+        "corrected": form != publicity.corrected(record, [], today),
+        "check_date": row["check_date"].isoformat(),
+        "published_at": row["result_at"].isoformat() if row["result_at"] else None,
+        "published_late": bool(row["published_late"]),
+    }  # fmt: skip
 
 
 __all__ = [
     "TIERS", "Findings", "InspectorIn", "PlanCreated", "PlanError", "PlanRequest",
     "ResultConflict", "TaskNotFound", "TaskResult", "Verification", "create_plan",
     "import_preset_items", "load_items", "overdue_tasks", "post_result", "public_notice",
-    "published_results", "save_inspectors", "save_items", "verify_plan",
+    "published_results", "save_inspectors", "save_items", "store_inspections", "verify_plan",
 ]  # fmt: skip

@@ -485,7 +485,10 @@ def test_a_department_listing_is_published_flagged_under_objection_and_unpublish
     shown = entry()
     assert shown is not None
     assert (shown["uscc"], shown["source_dept"], shown["listed_on"], shown["objection_open"]) == (
-        uscc, "samr", today.isoformat(), False
+        uscc,
+        "samr",
+        today.isoformat(),
+        False,
     )
     assert shown["legal_basis"] == lists.BASIS_ABNORMAL and "reason" not in shown
 

@@ -21,12 +21,19 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 
 from features.builder import build_features
 from records import workdays
+from records.events import append_events
 from records.ingest import ingest_table
+from records.publicity import records_on
+from records.settings import Settings
 from records.store import Store
+from records.uscc import derive, is_valid
+from serving.app import create_app
 from serving.auth import create_key
 from serving.db import (
     audit_log,
@@ -41,9 +48,13 @@ from serving.spotcheck.draw import PlanError, canonical_list
 from serving.spotcheck.plans import (
     InspectorIn,
     PlanRequest,
+    TaskResult,
     create_plan,
     import_preset_items,
+    post_result,
+    resolve,
     save_inspectors,
+    store_inspections,
     take_snapshot,
     verify_plan,
 )
@@ -210,6 +221,141 @@ def test_yearly_caps_and_last_inspectors_hold_across_plans(world: World) -> None
         assert not team & last[code], (code, team, last[code])
     assert third.tasks == 0 and third.summary["items"][0]["excluded_over_cap"] == len(t1)
     assert verify_plan(world.engine, third.plan_id).identical
+
+
+def _spot_check_records(
+    store: Store, department: str, rows: list[tuple[str, str, str, str, str]], today: date
+) -> None:
+    """Department-uploaded `spot_check` records: (record id, company, item, checked, recorded)."""
+    outcome = ingest_table(
+        store,
+        pa.table({
+            "record_id": [r[0] for r in rows], "uscc": [r[1] for r in rows],
+            "category": ["spot_check"] * len(rows), "event_date": [r[3] for r in rows],
+            "recorded_date": [r[4] for r in rows], "source_dept": [department] * len(rows),
+            "severity": ["pass"] * len(rows), "amount": pa.array([None] * len(rows), pa.string()),
+            "attributes": [json.dumps({"check_item": r[2]}) for r in rows],
+        }),
+        "records", department, today=today,
+    )  # fmt: skip
+    assert outcome.stored == len(rows), outcome.by_reason
+
+
+def _manufacturers(engine: Engine) -> dict[str, list[str]]:
+    """Companies tiered on the snapshot day that product quality (SC-CP-04, industry C) applies
+    to, by tier (valid codes only: a test adds made-up companies)."""
+    with engine.connect() as con:
+        rows = con.execute(
+            sa.select(company_history.c.uscc, company_history.c.tier)
+            .where(company_history.c.as_of == AS_OF, company_history.c.tier.is_not(None),
+                   company_history.c.industry.like("C%"))
+            .order_by(company_history.c.uscc)
+        ).all()  # fmt: skip
+    out: dict[str, list[str]] = {t: [] for t in "ABCD"}
+    for code, tier in rows:
+        if is_valid(code):
+            out[tier].append(code)
+    return out
+
+
+def test_yearly_caps_count_department_records_known_on_the_draw_day_once(world: World) -> None:
+    """Inspections that reach the store as departments' `spot_check` records count for the
+    yearly caps like plan tasks, by the record's department and check item, if recorded by the
+    draw day; a result posted through a plan counts once (as its task)."""
+    day = date(2029, 3, 1)
+    kw: dict[str, Any] = {
+        "departments": ["samr"], "items": ["SC-CP-04"],
+        "item_ratios": {"SC-CP-04": {"A": 1, "B": 1, "C": 1, "D": 1}}, "start_date": day,
+    }  # fmt: skip
+    by_tier = _manufacturers(world.engine)
+    twice, item_done, later, last_year, other_body = (by_tier["B"] + by_tier["C"])[:5]
+    d_once, d_later, d_posted = by_tier["D"][:3]
+    _spot_check_records(world.store, "samr", [
+        ("DEPT-2029-01", twice, "SC-GS-01", "2029-01-10", "2029-01-12"),
+        ("DEPT-2029-02", twice, "SC-DJ-02", "2029-02-10", "2029-02-12"),
+        ("DEPT-2029-03", item_done, "SC-CP-04", "2029-01-20", "2029-01-25"),
+        ("DEPT-2029-04", d_once, "SC-CP-04", "2029-01-20", "2029-01-25"),
+        ("DEPT-2029-05", later, "SC-CP-04", "2029-02-20", "2029-03-05"),  # known after the draw
+        ("DEPT-2029-06", d_later, "SC-CP-04", "2029-02-20", "2029-03-05"),
+        ("DEPT-2028-01", last_year, "SC-CP-04", "2028-11-20", "2028-11-25"),
+        ("DEPT-2029-07", other_body, "SC-GS-01", "2029-01-05", "2029-01-06"),
+    ], today=date(2029, 3, 5))  # fmt: skip
+    _spot_check_records(world.store, "fire", [  # another body: not samr's cap
+        ("DEPT-2029-08", other_body, "XF-01", "2029-02-05", "2029-02-06"),
+    ], today=date(2029, 3, 5))  # fmt: skip
+
+    first = create_plan(world.engine, _request(name="store 1", **kw), store=world.store, today=day)
+    t1 = _tasks(world.engine, first.plan_id)
+    drawn = set(t1["uscc"])
+    assert twice not in drawn  # samr's 2 inspections this year, both from the store
+    assert item_done not in drawn  # the item's yearly cap (not tier D)
+    assert {d_once, d_later, d_posted, later, last_year, other_body} <= drawn
+    assert first.summary["items"][0]["excluded_over_cap"] == 2
+
+    # a result posted through the plan is a task and a record: one inspection
+    task_id = int(t1.loc[t1["uscc"] == d_posted, "id"].iloc[0])
+    result = TaskResult(result="pass", check_date=date(2029, 3, 2))
+    post_result(world.engine, world.store, task_id, result, today=date(2029, 3, 3))
+    second = create_plan(world.engine, _request(name="store 2", seed=2, **kw),
+                         store=world.store, today=date(2029, 3, 10))  # fmt: skip
+    t2 = set(_tasks(world.engine, second.plan_id)["uscc"])
+    assert d_posted in t2  # tier D, 1 samr inspection (its task, not also its record)
+    assert d_once not in t2 and d_later not in t2  # a record and the first plan: 2 this year
+    assert t2 == set(t1.loc[t1["tier"] == "D", "uscc"]) - {d_once, d_later}
+
+
+def test_a_replay_is_unchanged_by_records_that_arrive_after_the_draw(world: World) -> None:
+    """The inspections a draw counted are stored with it: a department's record that arrives
+    later (even dated before the draw) changes the next plan's pool, not the replay."""
+    day = date(2031, 3, 1)
+    kw: dict[str, Any] = {
+        "departments": ["samr"], "items": ["SC-CP-04"],
+        "item_ratios": {"SC-CP-04": {"A": 1, "B": 1, "C": 1, "D": 1}}, "start_date": day,
+    }  # fmt: skip
+    created = create_plan(world.engine, _request(name="replay store", **kw),
+                          store=world.store, today=day)  # fmt: skip
+    drawn = _tasks(world.engine, created.plan_id)
+    code = next(c for c in drawn.loc[drawn["tier"] == "D", "uscc"] if is_valid(c))
+    _spot_check_records(world.store, "samr", [
+        ("DEPT-2031-01", code, "SC-GS-01", "2031-02-01", "2031-02-02"),
+    ], today=date(2031, 3, 2))  # fmt: skip
+    with world.engine.connect() as con:
+        params = resolve(world.engine, _request(**kw))
+        recorded = store_inspections(world.store, day.year, day)
+        live, _ = take_snapshot(con, params, AS_OF, day, recorded)
+    checks = live.tables["department_checks"]
+    assert checks.loc[(checks["uscc"] == code) & (checks["department"] == "samr"), "n"].sum() == 2
+    replay = verify_plan(world.engine, created.plan_id)
+    assert (
+        replay.identical and replay.pool_hash_ok and replay.replayed_sha256 == created.list_sha256
+    )
+    later = create_plan(world.engine, _request(name="replay store 2", seed=2, **kw),
+                        store=world.store, today=date(2031, 3, 3))  # fmt: skip
+    assert code not in set(_tasks(world.engine, later.plan_id)["uscc"])
+
+
+def test_the_last_inspectors_of_the_same_department_are_not_sent_again(world: World) -> None:
+    """samr, then fire, then samr again at the same companies: samr's second team has none of
+    samr's first (the company's last inspection, by fire, does not hide samr's)."""
+    start = date(2030, 3, 1)
+    samr: dict[str, Any] = {
+        "departments": ["samr"], "items": ["SC-CP-04"],
+        "item_ratios": {"SC-CP-04": {"A": 1, "B": 1, "C": 1, "D": 1}}, "start_date": start,
+    }  # fmt: skip
+    fire: dict[str, Any] = {
+        "departments": ["fire"], "items": ["XF-01"], "population": {"industries": ["C"]},
+        "item_ratios": {"XF-01": {"A": 1, "B": 1, "C": 1, "D": 1}}, "start_date": start,
+    }  # fmt: skip
+    first = create_plan(world.engine, _request(name="samr 1", seed=31, **samr))
+    between = create_plan(world.engine, _request(name="fire", seed=32, **fire))
+    again = create_plan(world.engine, _request(name="samr 2", seed=33, **samr))
+    t1, t3 = _tasks(world.engine, first.plan_id), _tasks(world.engine, again.plan_id)
+    fire_codes = set(_tasks(world.engine, between.plan_id)["uscc"])
+    assert len(t3) >= 5 and set(t3["uscc"]) <= fire_codes  # tier D, inspected by fire between
+    last = dict(zip(t1["uscc"], t1["inspectors"].str.split(";").map(set), strict=True))
+    for code, team in zip(t3["uscc"], t3["inspectors"].str.split(";").map(set), strict=True):
+        assert not team & last[code], (code, team, last[code])
+    assert verify_plan(world.engine, again.plan_id).identical
 
 
 def test_declared_conflicts_and_inactive_inspectors_are_never_drawn(world: World) -> None:
@@ -398,6 +544,12 @@ def test_lists_results_publication_and_overdue_through_the_api(world: World) -> 
     assert ("GET /v1/spot-check-results", problem["uscc"], None) in logged
     assert any(e == "GET /v1/spot-check-plans/{plan_id}" and p.startswith(plan_id)
                for e, _, p in logged)  # fmt: skip
+    # a list read names its companies: a line per company, for the plan and the overdue tasks
+    exported = {u for e, u, p in logged
+                if e == "GET /v1/spot-check-plans/{plan_id}" and p.startswith(plan_id)}  # fmt: skip
+    assert exported == {t["uscc"] for t in tasks}
+    late = {u for e, u, _ in logged if e == "GET /v1/spot-check-tasks/overdue"}
+    assert late >= {t["uscc"] for t in tasks} - {problem["uscc"], passed["uscc"]}
 
 
 def _features(store: Store, code: str, day: date) -> dict[str, Any]:
@@ -454,9 +606,9 @@ def test_twenty_plans_created_concurrently_through_the_api(world: World) -> None
         ).all())  # fmt: skip
         per_company = con.execute(sa.text(
             "SELECT uscc, department, count(DISTINCT plan_id) FROM spot_check_tasks t "
-            "JOIN spot_check_plans p ON p.id = t.plan_id WHERE p.start_date >= :d "
+            "JOIN spot_check_plans p ON p.id = t.plan_id WHERE p.start_date BETWEEN :d AND :e "
             "AND t.basis = 'random' GROUP BY uscc, department"
-        ), {"d": date(2028, 1, 1)}).all()  # fmt: skip
+        ), {"d": date(2028, 1, 1), "e": date(2028, 12, 31)}).all()  # fmt: skip
     assert after - before == sum(m["tasks"] for m in made)
     assert all(stored.get(m["plan_id"], 0) == m["tasks"] for m in made)
     assert max(n for _, _, n in per_company) <= 2  # the department's yearly cap
@@ -471,7 +623,7 @@ def test_results_are_public_for_the_catalogue_period(world: World) -> None:
 
     created = create_plan(world.engine, _request(
         name="publicity", departments=["samr"], items=["SC-GS-01"], seed=8,
-        start_date=date(2020, 1, 6),
+        start_date=date(2030, 1, 7),  # the task rows get their check days below
     ))  # fmt: skip
     tasks = _tasks(world.engine, created.plan_id).head(4)
     assert len(tasks) == 4
@@ -486,8 +638,286 @@ def test_results_are_public_for_the_catalogue_period(world: World) -> None:
                         .values(result="pass", check_date=today - timedelta(days=age),
                                 entity_type=kind, company_name="王小明食品店"))  # fmt: skip
     with world.engine.connect() as con:
-        shown = {r["task_id"]: r for r in published_results(con, today, plan_id=created.plan_id)}
+        shown = {
+            r["task_id"]: r
+            for r in published_results(con, world.store, today, plan_id=created.plan_id)
+        }
     for task_id, (kind, _, public) in zip(tasks["id"], cases, strict=True):
         assert (int(task_id) in shown) == public, (kind, task_id)
     masked = shown[int(tasks["id"].iloc[2])]["company_name"]
     assert masked != "王小明食品店" and masked.startswith("王小")
+
+
+# ---- publication follows the record's events; results survive a crash; refused requests -------
+
+
+@pytest.fixture()
+def api(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    """The application on the world's data directory and database, with a regulator's key."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    settings = Settings(data_dir=world.data_dir, DATABASE_URL=world.url, duckdb_memory_limit="1GB")
+    key = create_key(world.engine, "regulator", None, "spot-check api test")
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client, {"X-API-Key": key, "X-Purpose": "spot-check test"}
+
+
+def _plan_count(engine: Engine) -> int:
+    with engine.connect() as con:
+        return int(con.execute(sa.select(sa.func.count()).select_from(spot_check_plans)).scalar())
+
+
+def test_published_results_follow_withdrawals_unpublishing_and_corrections(
+    world: World, api: tuple[TestClient, dict[str, str]]
+) -> None:
+    """A withdrawn or no-longer-published result disappears from the published results and a
+    corrected one shows in its corrected form, as on the public company page (one rule)."""
+    client, reg = api
+    today = date.today()
+    created = create_plan(world.engine, _request(
+        name="published events", departments=["samr"], items=["SC-GS-01"], seed=31,
+        start_date=today - timedelta(days=10),
+    ))  # fmt: skip
+    tasks = [int(t) for t in _tasks(world.engine, created.plan_id)["id"].head(4)]
+    assert len(tasks) == 4
+    problem = TaskResult(result="problem", check_date=today - timedelta(days=5),
+                         findings={"minor": 1})  # fmt: skip
+    posted = [post_result(world.engine, world.store, t, problem, today=today) for t in tasks]
+    withdrawn, unpublished, corrected, _untouched = (p["record_id"] for p in posted)
+    stored = append_events(world.store, [
+        {"record_id": withdrawn, "event_type": "withdrawal", "effective_date": today},
+        {"record_id": unpublished, "event_type": "unpublish", "effective_date": today},
+        {"record_id": corrected, "event_type": "correction", "effective_date": today,
+         "attributes": {"severity": "pass", "attributes": {"findings_minor": 0}}},
+    ], today=today)  # fmt: skip
+    assert stored.stored == 3 and not stored.rejected
+
+    shown = client.get("/v1/spot-check-results", headers=reg, params={"plan_id": created.plan_id})
+    assert shown.status_code == 200, shown.text
+    results = {r["task_id"]: r["result"] for r in shown.json()["results"]}
+    assert results == {tasks[2]: "pass", tasks[3]: "problem"}
+    by_company = client.get("/v1/spot-check-results", headers=reg,
+                            params={"uscc": posted[0]["uscc"]}).json()["results"]  # fmt: skip
+    assert tasks[0] not in {r["task_id"] for r in by_company}
+    # the same verdict as the records page and the public company page
+    for p in posted:
+        [record] = [r for r in records_on(world.store, p["uscc"], today)
+                    if r["record_id"] == p["record_id"]]  # fmt: skip
+        assert record["public"] == (p["task_id"] in results), p
+        if record["public"]:
+            assert record["severity"] == results[p["task_id"]]
+
+
+def _results_of(store: Store, task_record_prefix: str) -> list[dict[str, Any]]:
+    with store.connect() as con:
+        return con.sql(
+            "SELECT record_id, uscc, severity FROM records WHERE record_id LIKE ? "
+            "ORDER BY record_id", params=[task_record_prefix + "%"],
+        ).to_arrow_table().to_pylist()  # fmt: skip
+
+
+def test_a_result_that_fails_after_the_store_write_can_be_posted_again(
+    world: World, api: tuple[TestClient, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store is written before the database commits: when the commit does not happen (an
+    error, or the process dies), the record it left neither counts nor is published, the task
+    stays open and posting the result again succeeds (201, never 500), with another result or
+    the same one."""
+    import serving.spotcheck.plans as plans
+
+    client, reg = api
+    today = date.today()
+    created = create_plan(world.engine, _request(
+        name="crash", departments=["samr"], items=["SC-GS-01"], seed=37,
+        start_date=today - timedelta(days=10),
+    ))  # fmt: skip
+    first, second = (int(t) for t in _tasks(world.engine, created.plan_id)["id"].head(2))
+    real_ingest = plans.ingest_table
+
+    def then(failure: BaseException) -> Any:
+        def ingest_and_fail(*args: Any, **kwargs: Any) -> Any:
+            real_ingest(*args, **kwargs)
+            raise failure
+
+        return ingest_and_fail
+
+    serious = TaskResult(result="serious", check_date=today - timedelta(days=2),
+                         findings={"serious": 1})  # fmt: skip
+    body = {"result": "pass", "check_date": (today - timedelta(days=2)).isoformat()}
+    # an error after the store write (the commit fails): undone at once
+    monkeypatch.setattr(plans, "ingest_table", then(OSError("the commit failed")))
+    with pytest.raises(OSError, match="the commit failed"):
+        post_result(world.engine, world.store, first, serious, today=today)
+    # the process dies after the store write: nothing can run until the next attempt
+    monkeypatch.setattr(plans, "ingest_table", then(SystemExit("killed")))
+    with pytest.raises(SystemExit):
+        post_result(world.engine, world.store, second, serious, today=today)
+    monkeypatch.setattr(plans, "ingest_table", real_ingest)
+
+    tasks = _tasks(world.engine, created.plan_id).set_index("id")
+    assert tasks.loc[first, "result"] is None and tasks.loc[second, "result"] is None
+    code = tasks.loc[first, "uscc"]
+    [left] = _results_of(world.store, f"{created.plan_id}-T{first:09d}")
+    [record] = [
+        r for r in records_on(world.store, code, today) if r["record_id"] == left["record_id"]
+    ]
+    assert not record["counts"] and not record["public"]  # as if never written
+
+    again = client.post(f"/v1/spot-check-tasks/{first}/result", headers=reg, json=body)
+    assert again.status_code == 201, again.text
+    again = client.post(f"/v1/spot-check-tasks/{second}/result", headers=reg, json={
+        "result": "serious", "check_date": serious.check_date.isoformat(),
+        "findings": {"serious": 1},
+    })  # fmt: skip
+    assert again.status_code == 201, again.text
+    assert client.post(f"/v1/spot-check-tasks/{second}/result", headers=reg,
+                       json=body).status_code == 409  # fmt: skip
+
+    tasks = _tasks(world.engine, created.plan_id).set_index("id")
+    for task_id, expected in ((first, "pass"), (second, "serious")):
+        assert tasks.loc[task_id, "result"] == expected
+        code = tasks.loc[task_id, "uscc"]
+        records = [r for r in records_on(world.store, code, today)
+                   if r["record_id"].startswith(f"{created.plan_id}-T{task_id:09d}")]  # fmt: skip
+        counting = [r for r in records if r["counts"]]
+        # exactly one record of the task counts: the one the task names, with its result
+        assert [(r["record_id"], r["severity"]) for r in counting] == [
+            (tasks.loc[task_id, "record_id"], expected)
+        ]
+    shown = client.get("/v1/spot-check-results", headers=reg, params={"plan_id": created.plan_id})
+    assert {r["task_id"]: r["result"] for r in shown.json()["results"]} == {
+        first: "pass",
+        second: "serious",
+    }
+
+
+def test_a_request_that_leaves_no_company_is_refused_naming_the_filter(
+    world: World, api: tuple[TestClient, dict[str, str]]
+) -> None:
+    """No plan of 0 tasks for a filter that matches nobody: the filter is named, and an entity
+    type the register does not know is refused by name."""
+    client, reg = api
+    before = _plan_count(world.engine)
+    cases = [
+        ({"population": {"regions": ["99"]}}, "empty_population", "99"),
+        ({"population": {"regions": ["4101", "98"]}}, "empty_population", "98"),
+        ({"population": {"industries": ["Z9"]}}, "empty_population", "Z9"),
+        ({"departments": ["health"], "items": ["WS-01"], "population": {"industries": ["C"]}},
+         "empty_population", "WS-01"),
+    ]  # fmt: skip
+    for override, code, named in cases:
+        with pytest.raises(PlanError) as caught:
+            create_plan(world.engine, _request(name="empty", **override))
+        assert caught.value.code == code and named in str(caught.value), (override, caught.value)
+    with pytest.raises(ValidationError, match="enterprize"):
+        _request(population={"entity_types": ["enterprize"]})
+    base = {"name": "empty", "departments": ["fire"], "seed": 1,
+            "snapshot_date": AS_OF.isoformat(), "start_date": "2026-07-06"}  # fmt: skip
+    empty = client.post("/v1/spot-check-plans", headers=reg,
+                        json={**base, "population": {"regions": ["99"]}})  # fmt: skip
+    assert empty.status_code == 422 and empty.json()["code"] == "empty_population", empty.text
+    assert "99" in empty.json()["message"]
+    misspelt = client.post(
+        "/v1/spot-check-plans", headers=reg,
+        json={**base, "population": {"entity_types": ["enterprize"]}},
+    )  # fmt: skip
+    assert misspelt.status_code == 422 and "enterprize" in misspelt.json()["message"]
+    assert _plan_count(world.engine) == before
+
+
+def test_an_unknown_department_next_to_a_known_one_is_refused(
+    world: World, api: tuple[TestClient, dict[str, str]]
+) -> None:
+    client, reg = api
+    before = _plan_count(world.engine)
+    with pytest.raises(PlanError) as caught:
+        create_plan(world.engine, _request(departments=["fire", "nosuchdept"]))
+    assert caught.value.code == "unknown_department" and "nosuchdept" in str(caught.value)
+    # a known department without active items is not dropped either
+    with pytest.raises(PlanError) as caught:
+        create_plan(world.engine, _request(departments=["fire", "education"]))
+    assert caught.value.code == "no_items" and "education" in str(caught.value)
+    answer = client.post("/v1/spot-check-plans", headers=reg, json={
+        "name": "x", "departments": ["fire", "nosuchdept"], "seed": 1,
+        "snapshot_date": AS_OF.isoformat(), "start_date": "2026-07-06",
+    })  # fmt: skip
+    assert answer.status_code == 422 and answer.json()["code"] == "unknown_department"
+    assert "nosuchdept" in answer.json()["message"]
+    assert _plan_count(world.engine) == before
+
+
+def test_triggered_companies_the_plan_cannot_check_are_refused_by_name(
+    world: World, api: tuple[TestClient, dict[str, str]]
+) -> None:
+    """A triggered company (a complaint, a referral) must be checked: one that is not in the
+    pool on the snapshot day, outside the plan's population or not concerned by any item of the
+    plan is named with the reason, and no plan is drawn."""
+    client, reg = api
+    with world.engine.connect() as con:
+        pool = con.execute(
+            sa.select(company_history.c.uscc, company_history.c.region,
+                      company_history.c.industry)
+            .where(company_history.c.as_of == AS_OF, company_history.c.tier.is_not(None))
+            .order_by(company_history.c.uscc)
+        ).all()  # fmt: skip
+    fire = ("C", "F52", "H", "O80", "P", "Q", "R")  # the industries XF-01 applies to
+    # (an earlier test adds companies with made-up codes: a request names only valid ones)
+    inside = next(c for c, region, industry in pool if is_valid(c)
+                  and region.startswith("4101") and industry.startswith(fire))  # fmt: skip
+    outside = next(c for c, region, industry in pool if is_valid(c)
+                   and not region.startswith("4101") and industry.startswith(fire))  # fmt: skip
+    unknown = derive("never-registered", "spot-check test", region="410100")
+    assert unknown not in {c for c, _, _ in pool}
+    before = _plan_count(world.engine)
+    kw: dict[str, Any] = {"departments": ["fire"], "population": {"regions": ["4101"]},
+                          "start_date": date(2026, 7, 6)}  # fmt: skip
+    with pytest.raises(PlanError) as caught:
+        create_plan(world.engine, _request(triggered=[inside, outside, unknown], **kw))
+    message = str(caught.value)
+    assert caught.value.code == "triggered_not_drawable", message
+    assert outside in message and unknown in message and inside not in message
+    answer = client.post("/v1/spot-check-plans", headers=reg, json={
+        "name": "x", "departments": ["fire"], "seed": 1, "snapshot_date": AS_OF.isoformat(),
+        "start_date": "2026-07-06", "population": {"regions": ["4101"]},
+        "triggered": [inside, outside],
+    })  # fmt: skip
+    assert answer.status_code == 422 and outside in answer.json()["message"], answer.text
+    assert _plan_count(world.engine) == before
+    made = create_plan(world.engine, _request(name="triggered", triggered=[inside], seed=5, **kw))
+    assert made.summary["items"][0]["triggered"] == 1
+
+
+def test_a_start_date_beyond_the_holiday_calendar_is_refused(
+    world: World, api: tuple[TestClient, dict[str, str]]
+) -> None:
+    client, reg = api
+    last = workdays.LAST_YEAR
+    for start in (date(last + 1, 1, 4), date(last, 12, 20)):
+        with pytest.raises(PlanError) as caught:
+            create_plan(world.engine, _request(start_date=start))
+        assert caught.value.code == "no_calendar", caught.value
+        assert start.isoformat() in str(caught.value) and str(last) in str(caught.value)
+    answer = client.post("/v1/spot-check-plans", headers=reg, json={
+        "name": "x", "departments": ["fire"], "seed": 1, "snapshot_date": AS_OF.isoformat(),
+        "start_date": f"{last}-12-20",
+    })  # fmt: skip
+    assert answer.status_code == 422 and answer.json()["code"] == "no_calendar", answer.text
+
+
+def test_a_snapshot_after_the_start_date_is_refused(
+    world: World, api: tuple[TestClient, dict[str, str]]
+) -> None:
+    """Point in time: a plan draws from the tiers known when its checks begin."""
+    client, reg = api
+    before = _plan_count(world.engine)
+    with pytest.raises(PlanError) as caught:
+        create_plan(world.engine, _request(start_date=date(2025, 3, 3), snapshot_date=AS_OF))
+    assert caught.value.code == "snapshot_after_start"
+    assert AS_OF.isoformat() in str(caught.value) and "2025-03-03" in str(caught.value)
+    answer = client.post("/v1/spot-check-plans", headers=reg, json={
+        "name": "x", "departments": ["fire"], "seed": 1, "snapshot_date": AS_OF.isoformat(),
+        "start_date": "2025-03-03",
+    })  # fmt: skip
+    assert answer.status_code == 422 and answer.json()["code"] == "snapshot_after_start"
+    assert _plan_count(world.engine) == before
