@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from serving.auth import Caller
 from serving.db import check_items, inspectors, spot_check_plans
@@ -362,6 +362,7 @@ class PublishedResult(BaseModel):
     check_date: date
     published_at: str | None
     published_late: bool
+    objection_open: bool = Field(False, description="An objection to the result is being decided")
 
 
 class PublishedPage(BaseModel):

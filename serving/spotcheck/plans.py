@@ -1193,6 +1193,7 @@ def _published(
         "check_date": row["check_date"].isoformat(),
         "published_at": row["result_at"].isoformat() if row["result_at"] else None,
         "published_late": bool(row["published_late"]),
+        "objection_open": publicity.objection_open(events, today),
     }  # fmt: skip
 
 

@@ -684,19 +684,22 @@ def test_published_results_follow_withdrawals_unpublishing_and_corrections(
     problem = TaskResult(result="problem", check_date=today - timedelta(days=5),
                          findings={"minor": 1})  # fmt: skip
     posted = [post_result(world.engine, world.store, t, problem, today=today) for t in tasks]
-    withdrawn, unpublished, corrected, _untouched = (p["record_id"] for p in posted)
+    withdrawn, unpublished, corrected, objected = (p["record_id"] for p in posted)
     stored = append_events(world.store, [
         {"record_id": withdrawn, "event_type": "withdrawal", "effective_date": today},
         {"record_id": unpublished, "event_type": "unpublish", "effective_date": today},
         {"record_id": corrected, "event_type": "correction", "effective_date": today,
          "attributes": {"severity": "pass", "attributes": {"findings_minor": 0}}},
+        {"record_id": objected, "event_type": "objection_opened", "effective_date": today},
     ], today=today)  # fmt: skip
-    assert stored.stored == 3 and not stored.rejected
+    assert stored.stored == 4 and not stored.rejected
 
     shown = client.get("/v1/spot-check-results", headers=reg, params={"plan_id": created.plan_id})
     assert shown.status_code == 200, shown.text
     results = {r["task_id"]: r["result"] for r in shown.json()["results"]}
     assert results == {tasks[2]: "pass", tasks[3]: "problem"}
+    flags = {r["task_id"]: r["objection_open"] for r in shown.json()["results"]}
+    assert flags == {tasks[2]: False, tasks[3]: True}  # an open objection is shown to all
     by_company = client.get("/v1/spot-check-results", headers=reg,
                             params={"uscc": posted[0]["uscc"]}).json()["results"]  # fmt: skip
     assert tasks[0] not in {r["task_id"] for r in by_company}
