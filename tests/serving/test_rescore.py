@@ -301,9 +301,11 @@ def test_the_rescore_route(world: World, monkeypatch: pytest.MonkeyPatch) -> Non
         today = client.get("/v1/tiers/summary", headers=reg,
                            params={"as_of": date.today().isoformat()})  # fmt: skip
         assert today.status_code == 404 and today.json()["code"] == "not_loaded"
-        with world.engine.connect() as con:
+        with world.engine.connect() as con:  # every company tiered as of that date, once
             batch = con.execute(
-                sa.select(sa.func.count()).select_from(companies).where(companies.c.tier.is_not(None))
+                sa.select(sa.func.count(sa.distinct(company_history.c.uscc))).where(
+                    company_history.c.as_of == AS_OF, company_history.c.tier.is_not(None)
+                )
             ).scalar_one()  # fmt: skip
         loaded = client.get("/v1/tiers/summary", headers=reg, params={"as_of": AS_OF.isoformat()})
         assert loaded.status_code == 200 and loaded.json()["rows"][0]["total"] == batch
@@ -313,7 +315,8 @@ def test_the_rescore_route(world: World, monkeypatch: pytest.MonkeyPatch) -> Non
             sa.select(audit_log.c.uscc, audit_log.c.status, audit_log.c.purpose)
             .where(audit_log.c.endpoint == "POST /v1/companies/{uscc}:rescore")
         ).all()  # fmt: skip
+    # the refusals too: two roles that may not (403), a regulator without a purpose (400)
     assert sorted((u, s) for u, s, _ in audited) == sorted(
-        [(uscc, 200), (uscc, 200), (UNKNOWN, 404)]
+        [(uscc, 403), (uscc, 403), (uscc, 400), (uscc, 200), (uscc, 200), (UNKNOWN, 404)]
     )
-    assert {p for _, _, p in audited} == {reg["X-Purpose"]}
+    assert {p for _, s, p in audited if s not in (400, 403)} == {reg["X-Purpose"]}
