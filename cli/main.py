@@ -17,7 +17,9 @@ from typing import Annotated, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -40,6 +42,23 @@ out = Console(soft_wrap=True)
 EXIT_OK, EXIT_QUARANTINED, EXIT_FILE_ERROR = 0, 1, 2
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object.")]
+
+
+def _settings(as_json: bool = False) -> Settings:
+    """The process settings; a bad CREDSUP_* value is a usage error named in one line."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"CREDSUP_{'_'.join(str(p) for p in e['loc']).upper()}={e['input']!r}: "
+            + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()
+        )
+        if as_json:
+            _emit_json({"error": f"bad setting {problems}"})
+        else:
+            err.print(f"[red]error:[/red] bad setting {escape(problems)}", soft_wrap=True)
+        raise typer.Exit(EXIT_FILE_ERROR) from None
 
 
 def _store(settings: Settings) -> Store:
@@ -95,7 +114,7 @@ def simulate(
         "files": {k: str(v) for k, v in paths.items()},
     }
     if ingest:
-        settings = Settings()
+        settings = _settings()
         store = _store(settings)
         results = {}
         for kind in ("entities", "records"):
@@ -131,7 +150,7 @@ def ingest(
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest a department's export. Exit 0: all rows stored; 1: some quarantined; 2: file error."""
-    settings = Settings()
+    settings = _settings(as_json)
     store = _store(settings)
     catalogue = load_catalogue(settings.catalogue_path)
     try:
@@ -150,7 +169,7 @@ def ingest(
         if as_json:
             _emit_json({"error": str(exc), "file": str(file)})
         else:
-            err.print(f"[red]error:[/red] {exc}")
+            err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(EXIT_FILE_ERROR) from None
     res = result.to_dict()
     if as_json:
@@ -180,7 +199,7 @@ def records(
     as_json: JsonOpt = False,
 ) -> None:
     """Counts per category and a summary of the quarantine."""
-    settings = Settings()
+    settings = _settings()
     store = _store(settings)
     summary = store_summary(store)
     rows: list[dict[str, Any]] = []
@@ -258,7 +277,7 @@ def features(
 
     from features.specs import spec_version
 
-    settings = Settings()
+    settings = _settings()
     day = _as_of(as_of)
     started = time.perf_counter()
     with _progress(f"features as of {day}"):
@@ -295,7 +314,7 @@ def score(
     from features.scorecard import Scorecard, load_config
     from features.specs import spec_version
 
-    settings = Settings()
+    settings = _settings()
     day = _as_of(as_of)
     started = time.perf_counter()
     try:
@@ -362,7 +381,7 @@ def grade(
         code = validate(uscc)
     except InvalidUSCC as exc:
         raise typer.BadParameter(exc.message) from None
-    row = Results(Settings().data_dir).score_on(code, _as_of(on))
+    row = Results(_settings().data_dir).score_on(code, _as_of(on))
     if row is None:
         if as_json:
             _emit_json({"uscc": code, "on": on, "error": "no evaluation on or before that day"})

@@ -10,6 +10,7 @@ acts. Credit repair and objections create them; this module stores and checks th
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import date
@@ -17,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from records.catalogue import Catalogue, default_catalogue
 from records.publicity import CORRECTABLE
 from records.schema import EVENT_TYPES, EVENTS
 from records.store import Store
@@ -35,29 +37,34 @@ class EventResult:
 
 
 def append_events(
-    store: Store, events: list[dict[str, Any]], today: date | None = None
+    store: Store,
+    events: list[dict[str, Any]],
+    today: date | None = None,
+    catalogue: Catalogue | None = None,
 ) -> EventResult:
     """Validate and append events in one atomic batch; rejected ones are returned with reasons.
 
     Each event: `record_id`, `event_type` (one of EVENT_TYPES), `effective_date`, optional
     `event_id` (default: a new UUID), `recorded_date` (default: today), `attributes` (dict).
-    Events whose `event_id` is already stored are skipped (idempotent).
+    A correction is checked against the record's category in the catalogue, as ingestion checks
+    the record itself. Events whose `event_id` is already stored are skipped (idempotent).
     """
     today = today or date.today()
+    catalogue = catalogue or default_catalogue()
     ids = [e.get("record_id") for e in events]
     with store.connect() as con:
         con.register("wanted", pa.table({"record_id": pa.array(ids, pa.string())}))
-        known = {
-            r for (r,) in con.execute(
-                "SELECT DISTINCT record_id FROM records "
-                "WHERE record_id IN (SELECT record_id FROM wanted)"
+        known: dict[str, str] = dict(
+            con.execute(
+                "SELECT record_id, any_value(category) FROM records "
+                "WHERE record_id IN (SELECT record_id FROM wanted) GROUP BY record_id"
             ).fetchall()
-        }  # fmt: skip
+        )
         stored_ids = {r for (r,) in con.execute("SELECT event_id FROM events").fetchall()}
     rows, rejected, already = [], [], 0
     for i, e in enumerate(events):
         try:
-            row = _validated(e, known, today)
+            row = _validated(e, known, today, catalogue)
         except EventError as exc:
             rejected.append({"index": i, "event": e, "reason": str(exc)})
             continue
@@ -75,7 +82,9 @@ def append_events(
     return result
 
 
-def _validated(e: dict[str, Any], known: set[str], today: date) -> dict[str, Any]:
+def _validated(
+    e: dict[str, Any], known: dict[str, str], today: date, catalogue: Catalogue
+) -> dict[str, Any]:
     record_id = e.get("record_id")
     if not record_id:
         raise EventError("missing record_id")
@@ -95,7 +104,7 @@ def _validated(e: dict[str, Any], known: set[str], today: date) -> dict[str, Any
     if not isinstance(attributes, dict):
         raise EventError("attributes must be a JSON object")
     if event_type == "correction":
-        _check_correction(attributes)
+        check_correction(attributes, known[record_id], catalogue)
     return {
         "event_id": str(e.get("event_id") or uuid.uuid4()),
         "record_id": record_id,
@@ -106,18 +115,46 @@ def _validated(e: dict[str, Any], known: set[str], today: date) -> dict[str, Any
     }
 
 
-def _check_correction(fix: dict[str, Any]) -> None:
-    """A correction restates the record's severity, amount or attributes (records.publicity)."""
+def check_correction(fix: dict[str, Any], category_code: str, catalogue: Catalogue) -> None:
+    """A correction restates the record's severity, amount or attributes (records.publicity),
+    within what the record's category allows: the rules ingestion applies to the record."""
     unknown = sorted(set(fix) - set(CORRECTABLE))
     if unknown:
         raise EventError(
             f"a correction may restate {', '.join(CORRECTABLE)}; not {', '.join(unknown)}"
         )
-    if fix.get("severity") is not None and not isinstance(fix["severity"], str):
-        raise EventError(f"corrected severity {fix['severity']!r} is not text")
-    amount = fix.get("amount")
-    if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int | float)):
-        raise EventError(f"corrected amount {amount!r} is not a number")
+    if category_code not in catalogue:
+        raise EventError(f"the record's category {category_code!r} is not in the catalogue")
+    category = catalogue[category_code]
+    if "severity" in fix:
+        severity = fix["severity"]
+        if severity is None:
+            if category.severity_required:
+                raise EventError(
+                    f"{category.code} requires a severity ({', '.join(category.severities)})"
+                )
+        elif not isinstance(severity, str):
+            raise EventError(f"corrected severity {severity!r} is not text")
+        elif not category.severities:
+            raise EventError(f"{category.code} takes no severity, got {severity!r}")
+        elif severity not in category.severities:
+            raise EventError(
+                f"severity {severity!r} is not one of {category.code}'s: "
+                f"{', '.join(category.severities)}"
+            )
+    if "amount" in fix:
+        amount = fix["amount"]
+        if amount is None:
+            if category.amount == "required":
+                raise EventError(f"{category.code} requires an amount")
+        elif isinstance(amount, bool) or not isinstance(amount, int | float):
+            raise EventError(f"corrected amount {amount!r} is not a number")
+        elif not math.isfinite(amount):
+            raise EventError(f"corrected amount {amount!r} is not a finite number")
+        elif category.amount == "none":
+            raise EventError(f"{category.code} takes no amount, got {amount!r}")
+        elif amount < 0 and not category.negative_amount_allowed:
+            raise EventError(f"corrected amount {amount!r} is negative")
     if fix.get("attributes") is not None and not isinstance(fix["attributes"], dict):
         raise EventError("corrected attributes must be a JSON object")
 

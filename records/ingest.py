@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import re
 import time
@@ -32,7 +33,7 @@ import pyarrow.parquet as pq
 
 from records import uscc
 from records.catalogue import Catalogue, default_catalogue
-from records.mapping import FieldSpec, Mapping, identity_mapping, load_mapping
+from records.mapping import FieldSpec, Mapping, MappingError, identity_mapping, load_mapping
 from records.schema import (
     ENTITY_COLUMNS,
     ENTITY_REQUIRED,
@@ -55,7 +56,7 @@ REASONS = {
     "recorded_before_event": "recorded_date before event_date",
     "severity_not_allowed": "severity not allowed for the category",
     "missing_severity": "the category requires a severity",
-    "invalid_amount": "amount is not a number",
+    "invalid_amount": "amount is not a finite number",
     "negative_amount": "amount is negative",
     "amount_not_applicable": "the category has no amount",
     "invalid_attributes": "attributes are not a JSON object",
@@ -116,8 +117,10 @@ def read_input(
 ) -> tuple[pa.Table, list[tuple[int | None, str]]]:
     """Read a CSV, Excel or Parquet file with every column as text, plus `_row` (1-based).
 
-    Returns the table and the malformed lines (line number, text) that could not be split.
-    Blank header names become `_c<position>` (0-based), e.g. an unnamed index column `_c0`.
+    `_row` is the data row in the file (the first line after the header is 1; blank lines are
+    not rows), also after malformed lines. Returns the table and the malformed lines (data row,
+    text) that could not be split. Blank header names become `_c<position>` (0-based), e.g. an
+    unnamed index column `_c0`.
     """
     suffix = path.suffix.lower()
     malformed: list[tuple[int | None, str]] = []
@@ -134,7 +137,8 @@ def read_input(
         if isinstance(exc, IngestError):
             raise
         raise IngestError(f"{path.name}: cannot read file: {exc}") from exc
-    table = table.append_column("_row", pa.array(np.arange(1, table.num_rows + 1), pa.int64()))
+    if "_row" not in table.column_names:
+        table = table.append_column("_row", pa.array(np.arange(1, table.num_rows + 1), pa.int64()))
     return table, malformed
 
 
@@ -154,15 +158,19 @@ def _read_csv(
 ) -> pa.Table:
     with open(path, encoding=encoding, newline="") as fh:
         header = next(csv.reader(fh, delimiter=delimiter), None)
+        has_data = bool(fh.read(1))
     if not header:
         raise IngestError(f"{path.name}: empty file (no header line)")
     names = _header_names(header)
+    if not has_data:  # the header alone (pyarrow cannot skip a line without its newline)
+        return pa.table({n: pa.array([], pa.string()) for n in names})
+    skipped: list[str] = []
 
     def on_invalid(row: Any) -> str:
-        malformed.append((row.number, row.text))
+        skipped.append(row.text)
         return "skip"
 
-    return pacsv.read_csv(
+    table = pacsv.read_csv(
         path,
         read_options=pacsv.ReadOptions(
             encoding=encoding, column_names=names, skip_rows=1, block_size=CSV_BLOCK_BYTES
@@ -174,6 +182,50 @@ def _read_csv(
             column_types={n: pa.string() for n in names}, strings_can_be_null=False
         ),
     )
+    if not skipped:
+        return table
+    numbered = _number_rows(path, encoding, delimiter, len(names), skipped, table.num_rows)
+    if numbered is None:  # the two parsers disagree: keep the order, without row numbers
+        malformed.extend((None, text) for text in skipped)
+        return table
+    rows, bad = numbered
+    malformed.extend(bad)
+    return table.append_column("_row", pa.array(rows, pa.int64()))
+
+
+def _number_rows(
+    path: Path, encoding: str, delimiter: str, width: int, skipped: list[str], valid: int
+) -> tuple[np.ndarray, list[tuple[int | None, str]]] | None:
+    """Data row numbers of the valid rows and of the malformed ones (text as pyarrow gave it).
+
+    pyarrow's invalid-row handler does not know the row's position once values may hold
+    newlines, so a second pass with the csv module, only for files with malformed lines,
+    numbers them. None if the two parsers do not agree on which rows are malformed.
+    """
+    positions: dict[tuple[str, ...], list[int]] = {}
+    n = 0
+    try:
+        with open(path, encoding=encoding, newline="") as fh:
+            reader = csv.reader(fh, delimiter=delimiter)
+            next(reader, None)
+            for record in reader:
+                if not record:  # blank line: not a row for pyarrow either
+                    continue
+                n += 1
+                if len(record) != width:
+                    positions.setdefault(tuple(record), []).append(n)
+    except csv.Error:
+        return None
+    bad_rows = sorted(r for rows in positions.values() for r in rows)
+    if len(bad_rows) != len(skipped) or n - len(bad_rows) != valid:
+        return None
+    bad: list[tuple[int | None, str]] = []
+    for text in skipped:
+        fields = tuple(next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), []))
+        found = positions.get(fields)
+        bad.append((found.pop(0) if found else None, text))
+    rows = np.setdiff1d(np.arange(1, n + 1, dtype=np.int64), np.array(bad_rows, np.int64))
+    return rows, bad
 
 
 def _cell_text(value: Any) -> str | None:
@@ -286,9 +338,25 @@ def _date_sql(raw: str, formats: tuple[str, ...]) -> str:
     return f"CAST(try_strptime({raw}, {fmts}) AS DATE)"
 
 
+_THOUSANDS = r"[+-]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]*)?"
+"""A number with thousands separators, as Chinese spreadsheets export it: 1,234 or 1,234.5."""
+
+
 def _number_sql(raw: str, scale: float | None) -> str:
-    expr = f"TRY_CAST(replace({raw}, ',', '') AS DOUBLE)"
-    return f"({expr} * {float(scale)!r})" if scale else expr
+    """A finite number, else NULL (the row is quarantined as invalid_amount).
+
+    NaN, inf and overflowing values (1e400) are not amounts: a NaN would poison every max() over
+    the records of its company. Commas are only accepted as thousands separators ("1,2,3" is not
+    a number).
+    """
+    expr = (
+        f"(CASE WHEN NOT contains({raw}, ',') THEN TRY_CAST({raw} AS DOUBLE) "
+        f"WHEN regexp_full_match({raw}, {_lit(_THOUSANDS)}) "
+        f"THEN TRY_CAST(replace({raw}, ',', '') AS DOUBLE) END)"
+    )
+    if scale:
+        expr = f"({expr} * {float(scale)!r})"
+    return f"(CASE WHEN isfinite({expr}) THEN {expr} END)"
 
 
 def _attributes_sql(mapping: Mapping) -> str:
@@ -337,7 +405,10 @@ def ingest_file(
     if not path.exists():
         raise IngestError(f"{path}: no such file")
     if mapping is not None and not isinstance(mapping, Mapping):
-        mapping = load_mapping(mapping)
+        try:
+            mapping = load_mapping(mapping)
+        except (MappingError, FileNotFoundError) as exc:
+            raise IngestError(str(exc)) from None
     if mapping is not None and mapping.kind != kind:
         raise IngestError(f"mapping is for {mapping.kind}, not {kind}")
     step = progress or (lambda _msg: None)
@@ -381,6 +452,7 @@ def ingest_table(
         catalogue or default_catalogue(),
     )
     _check_columns(ctx, table)
+    table = _china_local_timestamps(table)
     table = _add_derived_codes(ctx, table)
     prechecked = _uscc_spec(ctx) is not None
     if prechecked:
@@ -397,17 +469,23 @@ def ingest_table(
         _catalogue_table(con, ctx.catalogue)
         _create_source_view(con, ctx)
         step("mapping")
-        if prechecked:  # codes already checked on the input column: map and check in one pass
-            con.execute(f"CREATE TEMP VIEW mapped AS {_stage1_sql(ctx, prechecked)}")
-        else:  # codes computed by the mapping: materialise them, then check
-            mapped = con.sql(_stage1_sql(ctx, prechecked)).to_arrow_table()
-            mask = uscc.valid_mask(mapped.column("uscc"))
-            con.register("mapped", mapped.append_column("uscc_ok", pa.array(mask)))
-        step("checking rules")
-        con.execute(
-            "CREATE TEMP TABLE checked AS "
-            + (_records_checks_sql(ctx) if kind == "records" else _entity_checks_sql(ctx))
-        )
+        try:
+            if prechecked:  # codes already checked on the input column: map and check in one pass
+                con.execute(f"CREATE TEMP VIEW mapped AS {_stage1_sql(ctx, prechecked)}")
+            else:  # codes computed by the mapping: materialise them, then check
+                mapped = con.sql(_stage1_sql(ctx, prechecked)).to_arrow_table()
+                mask = uscc.valid_mask(mapped.column("uscc"))
+                con.register("mapped", mapped.append_column("uscc_ok", pa.array(mask)))
+            step("checking rules")
+            con.execute(
+                "CREATE TEMP TABLE checked AS "
+                + (_records_checks_sql(ctx) if kind == "records" else _entity_checks_sql(ctx))
+            )
+        except _MAPPING_SQL_ERRORS as exc:  # a mapping's `sql:` DuckDB cannot compile or run
+            problem = str(exc).splitlines()[0]
+            raise IngestError(
+                f"{Path(source_file).name}: the SQL of {mapping.origin} fails: {problem}"
+            ) from None
         result.rows_mapped = _scalar(con, "SELECT count(*) FROM checked")
         step("checking conflicts")
         _mark_conflicts(con, ctx)
@@ -422,6 +500,13 @@ def ingest_table(
     step("committed")
     result.seconds = round(time.perf_counter() - started, 3)
     return result
+
+
+_MAPPING_SQL_ERRORS = (
+    duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException,
+    duckdb.ConversionException, duckdb.InvalidInputException,
+)  # fmt: skip
+"""What a mapping's own SQL expressions can raise; the file as a whole cannot be ingested."""
 
 
 def _check_columns(ctx: _Context, table: pa.Table) -> None:
@@ -440,6 +525,22 @@ def _check_columns(ctx: _Context, table: pa.Table) -> None:
             f"{', '.join(unmapped)}; the file has: "
             f"{', '.join(c for c in table.column_names if c != '_row')} (give --mapping)"
         )
+
+
+CHINA_STANDARD_TIME = "+08:00"
+"""Time stamps with a time zone are read as the wall-clock time in China (UTC+8, no daylight
+saving since 1991): a decision taken on 5 January in Beijing is dated 5 January, even when an
+export stores it as 2024-01-04 16:00 UTC."""
+
+
+def _china_local_timestamps(table: pa.Table) -> pa.Table:
+    """Time-zone-aware timestamp columns (Parquet, Arrow) → China's wall-clock time, no zone."""
+    for i, column_field in enumerate(table.schema):
+        kind = column_field.type
+        if pa.types.is_timestamp(kind) and kind.tz is not None:
+            china = table.column(i).cast(pa.timestamp(kind.unit, CHINA_STANDARD_TIME))
+            table = table.set_column(i, column_field.name, pc.local_timestamp(china))
+    return table
 
 
 def _add_derived_codes(ctx: _Context, table: pa.Table) -> pa.Table:
@@ -493,7 +594,9 @@ def _precheck_codes(ctx: _Context, table: pa.Table) -> pa.Table:
     ok = uscc.valid_mask(column)
     if not ok.all():  # compact only what fails as it is (spaces, hyphens, lower case, empty)
         redo = pa.array(~ok)
-        fixed = pc.utf8_upper(pc.replace_substring_regex(column.filter(redo), r"[\s\-]", ""))
+        fixed = pc.utf8_upper(
+            pc.replace_substring_regex(column.filter(redo), uscc.SEPARATORS_RE2, "")
+        )
         fixed = pc.if_else(pc.equal(fixed, ""), pa.scalar(None, pa.string()), fixed)
         column = pc.replace_with_mask(column, redo, fixed)
         ok[~ok] = uscc.valid_mask(fixed)
@@ -513,7 +616,9 @@ def _stage1_sql(ctx: _Context, prechecked: bool) -> str:
         expr = _field_sql(fields[name]) if name in fields else "NULL"
         if name == "uscc":
             expr = (
-                '"__uscc"' if prechecked else f"upper(regexp_replace({expr}, '[\\s\\-]', '', 'g'))"
+                '"__uscc"'
+                if prechecked
+                else f"upper(regexp_replace({expr}, {_lit(uscc.SEPARATORS_RE2)}, '', 'g'))"
             )
         if name == "source_dept":
             expr = f"coalesce({expr}, {_lit(ctx.source_dept)})"
@@ -638,7 +743,7 @@ def _records_checks_sql(ctx: _Context) -> str:
             WHEN 'missing_severity' THEN format('category {{}} requires a severity ({{}})', category, array_to_string(allowed, ', '))
             WHEN 'invalid_amount' THEN CASE WHEN amount_raw IS NULL
                 THEN format('category {{}} requires an amount', category)
-                ELSE format('amount "{{}}" is not a number', amount_raw) END
+                ELSE format('amount "{{}}" is not a finite number', amount_raw) END
             WHEN 'negative_amount' THEN format('amount {{}} is negative', amount)
             WHEN 'amount_not_applicable' THEN format('category {{}} takes no amount, got {{}}', category, amount)
             WHEN 'invalid_attributes' THEN format('attributes "{{}}" are not a JSON object', left(attributes_text, 200))
@@ -702,7 +807,7 @@ def _entity_checks_sql(ctx: _Context) -> str:
                 THEN format('recorded_date "{{}}" is not a valid date on or after {EARLIEST_DATE}', recorded_date_raw)
                 ELSE format('established_date "{{}}" is not a valid date on or after {EARLIEST_DATE}', established_date_raw) END
             WHEN 'future_date' THEN format('date after today ({{}}): established {{}}, recorded {{}}', DATE {today}, established_date, recorded_date)
-            WHEN 'invalid_amount' THEN format('registered_capital "{{}}" is not a number', registered_capital_raw)
+            WHEN 'invalid_amount' THEN format('registered_capital "{{}}" is not a finite number', registered_capital_raw)
             WHEN 'negative_amount' THEN format('registered_capital {{}} is negative', registered_capital)
             WHEN 'invalid_industry' THEN format('industry "{{}}" is not a GB/T 4754 code (section letter A-T, optional 2-4 digits)', industry)
             WHEN 'invalid_region' THEN format('region "{{}}" is not a 6-digit GB/T 2260 division code', region_final)
@@ -761,17 +866,26 @@ def _mark_conflicts(con: duckdb.DuckDBPyConnection, ctx: _Context) -> None:
     if ctx.kind == "records":
         con.execute(
             f"""CREATE TEMP TABLE existing AS
-            SELECT c._seq, {struct} IS NOT DISTINCT FROM s.content AS same, s.batch_id
+            SELECT c._seq, {struct} IS NOT DISTINCT FROM s.content AS same, s.batch_id,
+                s.source_dept AS stored_dept, c.source_dept IS DISTINCT FROM s.source_dept AS other_dept
             FROM checked c JOIN (
-                SELECT s.record_id, {stored_struct} AS content, s.batch_id
+                SELECT s.record_id, {stored_struct} AS content, s.batch_id, s.source_dept
                 FROM records s SEMI JOIN hits h ON h.record_id = s.record_id
             ) s ON s.record_id = c.record_id
             WHERE c.reason IS NULL"""
         )
+        # record_id is the idempotency key across all departments: a clash with another
+        # department's record is not a change to correct but an id to make unique
         con.execute(
             """UPDATE checked SET reason = 'record_id_conflict',
-                message = format('record_id "{}" is already stored with different content (batch {}); '
-                                 'send a correction instead', checked.record_id, existing.batch_id)
+                message = CASE WHEN existing.other_dept
+                    THEN format('record_id "{}" is already used by {}''s record (batch {}): record ids '
+                                'must be unique across departments; prefix them with the department, '
+                                'e.g. "{}-{}"', checked.record_id, existing.stored_dept,
+                                existing.batch_id, checked.source_dept, checked.record_id)
+                    ELSE format('record_id "{}" is already stored with different content (batch {}); '
+                                'send a correction instead', checked.record_id, existing.batch_id)
+                END
             FROM existing WHERE NOT existing.same AND existing._seq = checked._seq"""
         )
     else:
@@ -793,8 +907,12 @@ def _write_new_rows(
     con: duckdb.DuckDBPyConnection, batch: Any, ctx: _Context, result: IngestResult
 ) -> None:
     valid = _scalar(con, "SELECT count(*) FROM checked WHERE reason IS NULL")
+    # counted over rows still valid: identical repeats of a record_id that turned out to conflict
+    # with the store were quarantined, all of them, after `dup` was made
     result.duplicates_in_file = _scalar(
-        con, "SELECT coalesce(sum(n - 1), 0) FROM dup WHERE NOT conflict"
+        con,
+        "SELECT count(*) FROM checked c JOIN dup d ON d._key = c._key "
+        "WHERE c.reason IS NULL AND NOT d.conflict AND c._seq <> d.keep",
     )
     if _scalar(con, "SELECT (SELECT count(*) FROM dup) + (SELECT count(*) FROM existing)") == 0:
         new_rows = "FROM checked c WHERE c.reason IS NULL"  # the common case: nothing to skip
@@ -878,7 +996,7 @@ def _write_quarantine(
     for line, text in malformed:
         rejected.append(
             {"row": line, "reason": "malformed_row", "raw": json.dumps({"line": text}, ensure_ascii=False),
-             "message": f"line {line or '?'} does not split into the header's columns: {text[:120]!r}"}
+             "message": f"row {line or '?'} does not split into the header's columns: {text[:120]!r}"}
         )  # fmt: skip
     if not rejected:
         return

@@ -33,21 +33,40 @@ Example (../shared/data's news table)::
 
 from __future__ import annotations
 
+import codecs
 import re
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+import duckdb
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from records.config import StrictModel
 from records.schema import ENTITY_COLUMNS, RECORD_COLUMNS
 
 DEFAULT_DATE_FORMATS = (
     "%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y.%m.%d", "%Y年%m月%d日",
-    "%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S.%f",
 )  # fmt: skip
+
+
+class MappingError(ValueError):
+    """A mapping file that cannot be used, with the file and the problem in one line."""
+
+
+def check_date_format(fmt: str) -> str:
+    """The strptime format if DuckDB understands it (ingestion parses dates with DuckDB)."""
+    problem = None
+    with duckdb.connect() as con:
+        try:
+            con.execute("SELECT try_strptime('2000-01-01', '" + fmt.replace("'", "''") + "')")
+        except duckdb.Error as exc:
+            problem = str(exc).split(": ", 1)[-1]
+    if problem is not None:  # raised outside the handler: no DuckDB exception kept alive
+        raise ValueError(f"date format {fmt!r} is not a strptime format: {problem}")
+    return fmt
 
 
 class FieldSpec(StrictModel):
@@ -62,6 +81,11 @@ class FieldSpec(StrictModel):
     formats: tuple[str, ...] | None = None
     scale: float | None = None
     type: Literal["str", "int", "float"] = "str"
+
+    @field_validator("formats")
+    @classmethod
+    def _known_formats(cls, formats: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return tuple(check_date_format(f) for f in formats) if formats else formats
 
     @model_validator(mode="after")
     def _one_source(self) -> FieldSpec:
@@ -113,6 +137,28 @@ class Mapping(StrictModel):
     fields: dict[str, FieldSpec] = Field(default_factory=dict)
     attributes: dict[str, FieldSpec] = Field(default_factory=dict)
     attributes_json: str | None = None
+    _origin: str = PrivateAttr(default="the mapping")
+    """Where it was loaded from, for error messages ("mapping path/to/m.yaml")."""
+
+    @property
+    def origin(self) -> str:
+        return self._origin
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, encoding: str) -> str:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding {encoding!r} (e.g. utf-8, gbk, gb18030)") from None
+        return encoding
+
+    @field_validator("date_formats")
+    @classmethod
+    def _known_date_formats(cls, formats: tuple[str, ...]) -> tuple[str, ...]:
+        if formats == DEFAULT_DATE_FORMATS:
+            return formats
+        return tuple(check_date_format(f) for f in formats)
 
     @model_validator(mode="after")
     def _known_fields(self) -> Mapping:
@@ -167,16 +213,42 @@ def packaged_mappings() -> list[str]:
 
 
 def load_mapping(name_or_path: str | Path) -> Mapping:
-    """Load a mapping from a YAML path, or by the name of a packaged mapping."""
+    """Load a mapping from a YAML path, or by the name of a packaged mapping.
+
+    Raises FileNotFoundError for an unknown name, and MappingError (one line naming the file)
+    for a file that is not YAML or not a valid mapping.
+    """
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and path.exists():
         text = path.read_text(encoding="utf-8")
+        where = str(path)
     elif str(name_or_path) in packaged_mappings():
         res = resources.files("records").joinpath("mappings", f"{name_or_path}.yaml")
         text = res.read_text(encoding="utf-8")
+        where = f"packaged mapping {name_or_path}"
     else:
         raise FileNotFoundError(
             f"no mapping file {str(name_or_path)!r}; packaged mappings: "
             + ", ".join(packaged_mappings())
         )
-    return Mapping.model_validate(yaml.safe_load(text))
+    try:
+        mapping = Mapping.model_validate(yaml.safe_load(text))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise MappingError(f"mapping {where}: not valid YAML{at}: {problem}") from None
+    except ValidationError as exc:
+        raise MappingError(f"mapping {where}: {validation_problems(exc)}") from None
+    mapping._origin = f"mapping {where}"
+    return mapping
+
+
+def validation_problems(exc: ValidationError) -> str:
+    """A pydantic error as one line: `where: what` for each problem."""
+    parts = []
+    for e in exc.errors():
+        where = ".".join(str(p) for p in e["loc"])
+        message = e["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+import duckdb
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,6 +28,15 @@ class Settings(BaseSettings):
     api_port: int = 8000
     model_reload_seconds: float | None = None
     """Also look for a new champion on this period (None: only on POST /v1/admin/reload)."""
+
+    @field_validator("duckdb_memory_limit")
+    @classmethod
+    def _memory_limit_duckdb_understands(cls, limit: str) -> str:
+        try:
+            duckdb.connect(config={"memory_limit": limit}).close()
+        except duckdb.Error as exc:
+            raise ValueError(str(exc).split(": ", 1)[-1]) from None
+        return limit
 
     @property
     def store_dir(self) -> Path:

@@ -64,6 +64,12 @@ def compact(code: str) -> str:
     return "".join(code.split()).replace("-", "").upper()
 
 
+SEPARATORS_RE2 = r"[\s\v\x{1c}-\x{1f}\x{85}\p{Z}\-]"
+r"""What `compact` removes, as an RE2 class for Arrow and DuckDB: every character Python counts as
+whitespace (RE2's `\s` is ASCII only; `\p{Z}` adds the no-break and ideographic spaces that
+Chinese spreadsheets carry) and the hyphen."""
+
+
 def _org_value(ch: str) -> int:
     return int(ch) if ch.isdigit() else ord(ch) - ord("A") + 10
 

@@ -2,11 +2,14 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from records.events import append_events
 from records.ingest import ingest_file
 from records.store import Store
-from tests.records.factory import TODAY, valid_rows, write_csv
+from tests.records.factory import TODAY, penalty, valid_rows, write_csv
 
 
 def test_events_are_appended_never_rewriting_records(store: Store, tmp_path: Path) -> None:
@@ -34,3 +37,35 @@ def test_events_are_appended_never_rewriting_records(store: Store, tmp_path: Pat
     assert store.read("records").sort_by("record_id").equals(before)
     again = append_events(store, events[:2], today=TODAY)
     assert (again.stored, again.already_stored) == (0, 2)
+
+
+@pytest.mark.parametrize(
+    ("fix", "problem"),
+    [
+        ({"severity": "Serious"}, "severity 'Serious' is not one of admin_penalty's"),
+        ({"severity": None}, "admin_penalty requires a severity"),
+        ({"amount": -7}, "amount -7 is negative"),
+        ({"amount": float("nan")}, "amount nan is not a finite number"),
+        ({"amount": float("inf")}, "amount inf is not a finite number"),
+        ({"amount": "5000"}, "amount '5000' is not a number"),
+        ({"attributes": ["fine"]}, "attributes must be a JSON object"),
+    ],
+)
+def test_corrections_are_checked_against_the_catalogue(
+    store: Store, tmp_path: Path, fix: dict[str, Any], problem: str
+) -> None:
+    rows = [penalty("P1"), penalty("N1", category="news", severity="negative", amount="")]
+    ingest_file(store, write_csv(tmp_path / "a.csv", rows), "records", "samr", today=TODAY)
+    event = {"record_id": "P1", "event_type": "correction", "effective_date": "2026-01-02"}
+    result = append_events(store, [{**event, "attributes": fix}], today=TODAY)
+    assert result.stored == 0
+    assert len(result.rejected) == 1 and problem in result.rejected[0]["reason"]
+    news = append_events(
+        store, [{**event, "record_id": "N1", "attributes": {"amount": 5}}], today=TODAY
+    )
+    assert news.stored == 0 and "news takes no amount" in news.rejected[0]["reason"]
+    fine = append_events(
+        store, [{**event, "attributes": {"severity": "serious", "amount": 9000}}], today=TODAY
+    )
+    assert (fine.stored, fine.rejected) == (1, [])
+    assert store.read("events").num_rows == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import openpyxl
@@ -11,9 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
+from cli.main import app
 from records.ingest import IngestError, ingest_file
 from records.mapping import Mapping, load_mapping, packaged_mappings
+from records.schema import RECORD_COLUMNS
 from records.store import Store
 from tests.records.factory import TODAY, valid_rows, write_csv
 
@@ -188,3 +191,154 @@ def test_surrounding_whitespace_is_trimmed_and_blank_is_missing(
     assert (result.stored, result.by_reason) == (1, {"missing_field": 1})
     got = store.read("records").to_pylist()[0]
     assert (got["record_id"], got["category"], got["severity"]) == ("W1", "news", "negative")
+
+
+def test_quarantine_rows_point_to_the_data_row_after_a_malformed_line(
+    store: Store, tmp_path: Path
+) -> None:
+    rows = valid_rows(4)
+    rows[3]["event_date"] = "2024-13-05"
+    path = write_csv(tmp_path / "a.csv", rows)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[2] += ",extra"  # data row 2 has a field too many
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = ingest_file(store, path, "records", "samr", today=TODAY)
+    assert (result.stored, result.quarantined) == (2, 2)
+    quarantine = sorted(store.read("quarantine").to_pylist(), key=lambda q: q["row"])
+    assert [(q["row"], q["reason"]) for q in quarantine] == [
+        (2, "malformed_row"),
+        (4, "invalid_date"),
+    ]
+    assert quarantine[0]["message"].startswith("row 2 does not split")
+
+
+@pytest.mark.parametrize("amount", ["NaN", "nan", "inf", "-Infinity", "1e400", "1,2,3", "1,23"])
+def test_amounts_that_are_not_finite_numbers_are_quarantined(
+    store: Store, tmp_path: Path, amount: str
+) -> None:
+    row = {**valid_rows(1)[0], "category": "admin_penalty", "severity": "minor", "amount": amount}
+    result = ingest_file(store, write_csv(tmp_path / "a.csv", [row]), "records", "x", today=TODAY)
+    assert (result.stored, result.by_reason) == (0, {"invalid_amount": 1})
+    assert f'amount "{amount}" is not a' in store.read("quarantine").to_pylist()[0]["message"]
+
+
+def test_thousands_separators_are_accepted(store: Store, tmp_path: Path) -> None:
+    rows = [
+        {**row, "category": "admin_penalty", "severity": "minor", "amount": amount}
+        for row, amount in zip(valid_rows(3), ["1,234", "1,234,567.5", "-0"], strict=True)
+    ]
+    ingest_file(store, write_csv(tmp_path / "a.csv", rows), "records", "x", today=TODAY)
+    assert sorted(r["amount"] for r in store.read("records").to_pylist()) == [0, 1234, 1234567.5]
+
+
+def test_codes_with_unicode_spaces_are_normalised_as_the_validator_does(
+    store: Store, tmp_path: Path
+) -> None:
+    rows = valid_rows(2)
+    rows[0]["uscc"] = CODE + "\u00a0"
+    rows[1]["uscc"] = "\u3000" + CODE[:9] + "\u2002" + CODE[9:]
+    result = ingest_file(store, write_csv(tmp_path / "a.csv", rows), "records", "x", today=TODAY)
+    assert (result.stored, result.quarantined) == (2, 0)
+    assert {r["uscc"] for r in store.read("records").to_pylist()} == {CODE}
+
+
+def test_codes_computed_by_a_mapping_are_normalised_too(store: Store, tmp_path: Path) -> None:
+    mapping = Mapping.model_validate(
+        {"fields": {"record_id": {"column": "id"}, "category": {"value": "news"},
+                    "uscc": {"column": "code", "map": {"-": ""}},
+                    "event_date": {"column": "day"}, "severity": {"value": "negative"}}}
+    )  # fmt: skip
+    path = tmp_path / "a.csv"
+    path.write_text(f"id,code,day\nu1,{CODE}\u3000,2024-01-05\n", encoding="utf-8")
+    result = ingest_file(store, path, "records", "x", mapping=mapping, today=TODAY)
+    assert (result.stored, result.quarantined) == (1, 0)
+
+
+def test_parquet_timestamps_with_a_time_zone_are_dates_in_china_standard_time(
+    store: Store, tmp_path: Path
+) -> None:
+    utc = UTC
+    table = pa.table(
+        {
+            "record_id": ["t1", "t2", "t3"],
+            "uscc": [CODE] * 3,
+            "category": ["news"] * 3,
+            "severity": ["negative"] * 3,
+            "event_date": pa.array(
+                [
+                    datetime(2024, 1, 5, tzinfo=utc),
+                    datetime(2024, 1, 5, 15, 59, 1, 5, tzinfo=utc),
+                    datetime(2024, 1, 5, 16, 0, tzinfo=utc),
+                ],
+                pa.timestamp("us", tz="UTC"),
+            ),
+            "recorded_date": pa.array(
+                [datetime(2024, 1, 9, 12, tzinfo=timezone(timedelta(hours=8)))] * 3,
+                pa.timestamp("ms", tz="+08:00"),
+            ),
+        }
+    )
+    path = tmp_path / "typed.parquet"
+    pq.write_table(table, path)
+    result = ingest_file(store, path, "records", "x", today=TODAY)
+    assert (result.stored, result.quarantined) == (3, 0)
+    got = {r["record_id"]: r for r in store.read("records").to_pylist()}
+    assert [got[k]["event_date"] for k in ("t1", "t2", "t3")] == [
+        date(2024, 1, 5),
+        date(2024, 1, 5),
+        date(2024, 1, 6),  # 16:00 UTC is midnight in Beijing
+    ]
+    assert got["t1"]["recorded_date"] == date(2024, 1, 9)
+
+
+@pytest.mark.parametrize("ending", ["", "\n", "\r\n"])
+def test_a_header_without_data_rows_stores_nothing_and_succeeds(
+    store: Store, tmp_path: Path, ending: str
+) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_text(",".join(RECORD_COLUMNS) + ending, encoding="utf-8")
+    result = ingest_file(store, path, "records", "x", today=TODAY)
+    assert (result.rows_read, result.stored, result.quarantined) == (0, 0, 0)
+
+
+BROKEN_MAPPINGS = {
+    "syntax.yaml": ("kind: records\nfields: {record_id: {column: record_id}\n", "syntax.yaml"),
+    "encoding.yaml": ("kind: records\nencoding: gb2312x\n", "unknown encoding 'gb2312x'"),
+    "format.yaml": (
+        "kind: records\nfields:\n  record_id: {column: record_id}\n  uscc: {column: uscc}\n"
+        "  category: {column: category}\n  event_date: {column: event_date, formats: ['%Q']}\n",
+        "date format '%Q'",
+    ),
+    "sql.yaml": (
+        "kind: records\nfields:\n  record_id: {column: record_id}\n  uscc: {column: uscc}\n"
+        "  category: {sql: 'no_such_function(category)'}\n  event_date: {column: event_date}\n",
+        "no_such_function",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN_MAPPINGS))
+def test_a_broken_mapping_is_a_file_error_naming_the_problem(tmp_path: Path, name: str) -> None:
+    text, expected = BROKEN_MAPPINGS[name]
+    mapping = tmp_path / name
+    mapping.write_text(text, encoding="utf-8")
+    path = tmp_path / "x.csv"
+    path.write_text(f"record_id,uscc,category,event_date\nA,{CODE},news,2024-01-05\n")
+    env = {"CREDSUP_DATA_DIR": str(tmp_path / "data")}
+    args = ["ingest", str(path), "--source", "x", "--mapping", str(mapping), "--json"]
+    res = CliRunner().invoke(app, args, env=env)
+    assert res.exit_code == 2, res.output
+    error = json.loads(res.stdout)["error"]
+    assert expected in error and name in error and "\n" not in error
+    assert not (tmp_path / "data" / "store" / "_log").exists() or not any(
+        (tmp_path / "data" / "store" / "_log").iterdir()
+    )
+
+
+def test_a_bad_memory_limit_setting_is_a_clear_error(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "a.csv", valid_rows(1))
+    env = {"CREDSUP_DATA_DIR": str(tmp_path / "data"), "CREDSUP_DUCKDB_MEMORY_LIMIT": "lots"}
+    res = CliRunner().invoke(app, ["ingest", str(path), "--source", "x"], env=env)
+    assert res.exit_code == 2, res.output
+    assert "CREDSUP_DUCKDB_MEMORY_LIMIT" in res.output and "'lots'" in res.output
+    assert "Traceback" not in res.output

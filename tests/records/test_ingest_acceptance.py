@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from records.ingest import ingest_file
 from records.store import Store
-from tests.records.factory import DEFECTS, TODAY, defective, valid_rows, write_csv
+from tests.records.factory import DEFECTS, TODAY, defective, penalty, valid_rows, write_csv
 
 
 def _table(store: Store, table: str, order: str) -> list[dict[str, Any]]:
@@ -125,3 +125,48 @@ def test_cli_exit_code_and_json_summary_say_so(
     assert counts["records"] == 10_100
     assert counts["quarantined"] == 1_000
     assert counts["quarantine_by_reason"]["future_date"] == 100
+
+
+def test_identical_repeats_of_a_conflicting_record_id_are_quarantined_and_the_rest_stored(
+    tmp_path: Path,
+) -> None:
+    stored = penalty("B-01")
+    changed = penalty("B-01", amount="9999")
+    other = penalty("D-01", category="news", severity="negative", amount="")
+    env = {"CREDSUP_DATA_DIR": str(tmp_path / "data")}
+    runner = CliRunner()
+    first = write_csv(tmp_path / "a.csv", [stored])
+    ok = runner.invoke(app, ["ingest", str(first), "--source", "samr", "--json"], env=env)
+    assert ok.exit_code == 0, ok.output
+    second = write_csv(tmp_path / "b.csv", [changed, changed, other])
+    res = runner.invoke(app, ["ingest", str(second), "--source", "samr", "--json"], env=env)
+    assert res.exit_code == 1, res.output
+    summary = json.loads(res.stdout)
+    assert (summary["stored"], summary["duplicates_in_file"], summary["quarantined"]) == (1, 0, 2)
+    assert summary["by_reason"] == {"record_id_conflict": 2}
+    store = Store(tmp_path / "data" / "store")
+    records = {r["record_id"]: r["amount"] for r in _table(store, "records", "record_id")}
+    assert records == {"B-01": 5000.0, "D-01": None}
+    assert [q["row"] for q in _table(store, "quarantine", "row")] == [1, 2]
+
+
+def test_a_record_id_another_department_already_used_is_explained(
+    store: Store, tmp_path: Path
+) -> None:
+    samr = penalty("2024-001")
+    tax = penalty(
+        "2024-001", source_dept="tax", category="tax_credit_grade", severity="B", amount=""
+    )
+    ingest_file(store, write_csv(tmp_path / "samr.csv", [samr]), "records", "samr", today=TODAY)
+    result = ingest_file(
+        store, write_csv(tmp_path / "tax.csv", [tax]), "records", "tax", today=TODAY
+    )
+    assert result.by_reason == {"record_id_conflict": 1}
+    message = _table(store, "quarantine", "row")[0]["message"]
+    assert "already used by samr's record" in message
+    assert "unique across departments" in message and "correction" not in message
+    # the same department re-sending changed content is still told to send a correction
+    again = penalty("2024-001", amount="7000")
+    ingest_file(store, write_csv(tmp_path / "again.csv", [again]), "records", "samr", today=TODAY)
+    messages = [q["message"] for q in _table(store, "quarantine", "batch_id")]
+    assert "send a correction instead" in messages[-1]

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -114,3 +116,11 @@ def test_derive_is_deterministic_and_valid() -> None:
     assert a == uscc.derive("9c7fa510616a683058ce97d0bc768a62", "bdci2020")
     assert a != uscc.derive("9c7fa510616a683058ce97d0bc768a62", "boston")
     assert uscc.is_valid(a)
+
+
+def test_the_re2_separator_class_removes_what_compact_removes() -> None:
+    chars = [chr(c) for c in range(sys.maxunicode + 1) if c < 0xD800 or c > 0xDFFF]
+    texts = pa.array(["a" + c + "b" for c in chars])
+    removed = pc.equal(pc.replace_substring_regex(texts, uscc.SEPARATORS_RE2, ""), "ab")
+    by_re2 = {c for c, r in zip(chars, removed.to_pylist(), strict=True) if r}
+    assert by_re2 == {c for c in chars if uscc.compact("a" + c + "b") == "AB"}
