@@ -24,9 +24,11 @@ events take effect and are recorded on the decision day.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from typing import Any, Literal
 
@@ -117,7 +119,7 @@ def file_objection(
     if check is not None:
         check(record["uscc"])
     due = workdays.add_working_days(today, DECISION_WORKING_DAYS)
-    with engine.begin() as con:
+    with _closed_unless_committed(engine, store, today) as opened, engine.begin() as con:
         if con.dialect.name == "postgresql":  # two filings at once must not both see none open
             con.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
                         {"key": f"objection:{record_id}"})  # fmt: skip
@@ -139,12 +141,93 @@ def file_objection(
         ).first()  # fmt: skip
         if other is not None:
             raise ObjectionConflict(f"objection {other[0]} to record {record_id} is open already")
-        _append(store, [_event(case_id, "opened", record_id, "objection_opened", today,
-                               {"objection_id": case_id})], today)  # fmt: skip
         lifecycle.log(con, "objection", case_id, record["uscc"], "filed", filed_by,
              {"record_id": record_id, "reason": reason, "requested": requested,
               "due_date": due})  # fmt: skip
+        # the store last, so a database error before it leaves both stores as they were
+        _append_opening(con, store, case_id, record_id, today, opened)
     return get(engine, case_id)
+
+
+UNCOMMITTED = "uncommitted"
+"""The suffix of the `objection_closed` event that ends the flag of an uncommitted filing."""
+
+
+@contextmanager
+def _closed_unless_committed(
+    engine: Engine, store: Store, today: date
+) -> Iterator[list[dict[str, Any]]]:
+    """Yields the list the filing puts its `objection_opened` event in before appending it; when
+    the filing fails after that (its database commit did not happen), the flag is ended at once
+    by an `objection_closed` event (unless an objection to the record is open meanwhile). If this
+    fails too, the next filing that gets the same objection id ends it (`_append_opening`)."""
+    opened: list[dict[str, Any]] = []
+    try:
+        yield opened
+    except BaseException:
+        with contextlib.suppress(Exception):
+            _close_uncommitted(engine, store, opened, today, exclude=None)
+        raise
+
+
+def _close_uncommitted(engine: Engine, store: Store, opened: list[dict[str, Any]], today: date,
+                       exclude: int | None, con: Connection | None = None) -> None:  # fmt: skip
+    """End the flags of these opening events of filings that were not committed, but not of a
+    record with an objection open (other than `exclude`, the filing under way)."""
+    if not opened:
+        return
+    record_ids = sorted({e["record_id"] for e in opened})
+    query = sa.select(objections.c.record_id).where(
+        objections.c.record_id.in_(record_ids), objections.c.status == "open"
+    )
+    if exclude is not None:
+        query = query.where(objections.c.id != exclude)
+    if con is None:
+        with engine.connect() as fresh:
+            busy = set(fresh.execute(query).scalars().all())
+    else:
+        busy = set(con.execute(query).scalars().all())
+    events = [
+        {"event_id": f"{e['event_id']}-{UNCOMMITTED}", "record_id": e["record_id"],
+         "event_type": "objection_closed", "effective_date": today, "recorded_date": today,
+         "attributes": {"objection_id": e["attributes"]["objection_id"],
+                        "reason": "the filing was not committed"}}
+        for e in opened if e["record_id"] not in busy
+    ]  # fmt: skip
+    if events:
+        _append(store, events, today)
+
+
+def _append_opening(con: Connection, store: Store, case_id: int, record_id: str, today: date,
+                    opened: list[dict[str, Any]]) -> None:  # fmt: skip
+    """Append the filing's `objection_opened` event (put in `opened` first). Its id is
+    `objection-<id>-opened`, unless a filing that was not committed left one of that id (SQLite
+    gives a rolled-back id again): that one's flag is ended, if it was not, and this filing's
+    event gets a fresh id (`objection-<id>-opened-R<n>`), never taken for another's."""
+    base = f"objection-{case_id}-opened"
+    with store.connect() as duck:
+        left = {
+            event_id: (rid, attributes)
+            for event_id, rid, attributes in duck.execute(
+                "SELECT event_id, record_id, attributes FROM events "
+                "WHERE event_id = ? OR event_id LIKE ?", [base, f"{base}-%"],
+            ).fetchall()
+        }  # fmt: skip
+    stale = [
+        {"event_id": event_id, "record_id": rid, "attributes": json.loads(attributes or "{}")}
+        for event_id, (rid, attributes) in left.items()
+        if not event_id.endswith(UNCOMMITTED) and f"{event_id}-{UNCOMMITTED}" not in left
+        and rid != record_id  # this filing opens that record's flag again anyway
+    ]  # fmt: skip
+    if stale:
+        _close_uncommitted(con.engine, store, stale, today, exclude=case_id, con=con)
+    taken = [e for e in left if not e.endswith(UNCOMMITTED)]
+    event = _event(case_id, "opened", record_id, "objection_opened", today,
+                   {"objection_id": case_id})  # fmt: skip
+    if taken:
+        event["event_id"] = f"{base}-R{len(taken) + 1}"
+    opened.append(event)
+    _append(store, [event], today)
 
 
 def extend(
@@ -215,30 +298,64 @@ def validated_correction(
             raise InvalidDecision("attributes must be an object (keys overlaid on the record's)")
         if outcome == "supplemented" and not correction["attributes"]:
             raise InvalidDecision("supplemented needs the attributes added")
+        _check_attribute_types(record["category"], correction["attributes"])
     return dict(correction)
 
 
+def _check_attribute_types(category: str, attributes: dict[str, Any]) -> None:
+    """The attributes the catalogue names keep its types: one described as a "list of …"
+    (`penalty_types`) a list of text, any other a single value (text, number or boolean); null
+    removes the attribute. Attributes the catalogue does not name are free."""
+    described = default_catalogue()[category].attributes
+    for name, value in attributes.items():
+        if name not in described or value is None:
+            continue
+        if described[name].strip().lower().startswith("list of"):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise InvalidDecision(
+                    f"attribute {name} of {category} records is a list of text, not {value!r}"
+                )
+        elif isinstance(value, dict | list):
+            raise InvalidDecision(
+                f"attribute {name} of {category} records is a single value, not {value!r}"
+            )
+
+
 def merged_correction(
-    store: Store, record_id: str, correction: dict[str, Any], today: date
+    store: Store, record_id: str, correction: dict[str, Any], today: date, own: str = ""
 ) -> dict[str, Any]:
     """This correction over the ones already in force for the record (earliest first,
-    `attributes` merged key by key), so the new event is the whole correction relative to the
-    original record: a later correction never drops what an earlier one fixed."""
+    `attributes` composed as JSON merge patches, recursively, as `records.publicity` applies
+    them), so the new event is the whole correction relative to the original record: a later
+    correction never drops what an earlier one fixed, however deep. `own`: the id of this
+    decision's event (left by an attempt that was not committed), not an earlier correction."""
     with store.connect() as con:
         earlier = con.execute(
             "SELECT attributes FROM events WHERE record_id = ? AND event_type = 'correction' "
-            "AND greatest(effective_date, recorded_date) <= ? "
+            "AND greatest(effective_date, recorded_date) <= ? AND event_id <> ? "
             "ORDER BY greatest(effective_date, recorded_date), batch_id, event_id",
-            [record_id, today],
+            [record_id, today, own],
         ).fetchall()  # fmt: skip
     merged: dict[str, Any] = {}
     for layer in [*(json.loads(a) if a else {} for (a,) in earlier), correction]:
         for k, v in layer.items():
             if k == "attributes" and isinstance(v, dict):
-                merged["attributes"] = {**(merged.get("attributes") or {}), **v}
+                merged["attributes"] = composed_patch(merged.get("attributes"), v)
             else:
                 merged[k] = v
     return merged
+
+
+def composed_patch(first: Any, then: Any) -> Any:
+    """Two JSON merge patches (RFC 7396, `records.publicity.merge_patch`) as one: objects merge
+    key by key, recursively; a null is kept (it still removes the key where the patch applies);
+    anything else replaces."""
+    if not isinstance(first, dict) or not isinstance(then, dict):
+        return then
+    out = dict(first)
+    for key, value in then.items():
+        out[key] = composed_patch(out.get(key), value) if isinstance(value, dict) else value
+    return out
 
 
 def decide(
@@ -274,7 +391,8 @@ def decide(
     events = []
     in_force = None
     if fix is not None:
-        in_force = merged_correction(store, record_id, fix, today)
+        own = _event(case_id, "correction", record_id, "correction", today, {})["event_id"]
+        in_force = merged_correction(store, record_id, fix, today, own=own)
         events.append(_event(case_id, "correction", record_id, "correction", today, in_force))
     elif outcome == "stop_publishing":
         events.append(_event(case_id, "unpublish", record_id, "unpublish", today, note))
@@ -282,6 +400,7 @@ def decide(
         events.append(_event(case_id, "withdrawal", record_id, "withdrawal", today, note))
     events.append(_event(case_id, "closed", record_id, "objection_closed", today,
                          {**note, "outcome": outcome}))  # fmt: skip
+    _check_left(store, case_id, events)
     with engine.begin() as con:  # the claim is the first statement: it takes the write lock
         claimed = con.execute(
             objections.update()
@@ -301,12 +420,45 @@ def decide(
         removed = []
         if outcome == "removed_from_list":
             removed = _remove_list_entries(con, case, reason, decided_by, today)
-        _append(store, events, today)
         lifecycle.log(con, "objection", case_id, case["uscc"], "decided", decided_by,
              {"outcome": outcome, "reason": reason, "late": late, "correction": fix,
               "in_force": in_force, "events": [e["event_id"] for e in events],
               "list_entries_removed": removed})  # fmt: skip
+        # the store last: a database error before it leaves both stores as they were; one after
+        # it (the commit) leaves the events, and deciding the same again completes the decision
+        _append(store, events, today)
     return get(engine, case_id)
+
+
+def _check_left(store: Store, case_id: int, events: list[dict[str, Any]]) -> None:
+    """The events of a decision of this open objection left in the store by an attempt whose
+    database commit did not happen must be this decision's: only the same decision completes
+    it (its events are skipped as stored), any other is a conflict."""
+    ids = [e["event_id"] for e in events]
+    with store.connect() as con:
+        left = {
+            event_id: (event_type, json.loads(attributes or "{}"))
+            for event_id, event_type, attributes in con.execute(
+                "SELECT event_id, event_type, attributes FROM events "
+                "WHERE event_id LIKE ? AND event_id NOT LIKE ?",
+                [f"objection-{case_id}-%", f"objection-{case_id}-opened%"],
+            ).fetchall()
+        }  # fmt: skip
+    if not left:
+        return
+    closed = left.get(f"objection-{case_id}-closed", ("", {}))[1]
+    wanted = {e["event_id"]: (e["event_type"], e["attributes"]) for e in events}
+    same = set(left) == set(ids) and all(
+        left[i][0] == wanted[i][0]
+        and (left[i][1] == wanted[i][1] or left[i][0] != "correction")
+        for i in ids
+    ) and closed.get("outcome") == wanted[ids[-1]][1]["outcome"]  # fmt: skip
+    if not same:
+        raise ObjectionConflict(
+            f"the decision {closed.get('outcome')!r} of objection {case_id} is in the record "
+            "store already (its recording did not complete): decide it the same way again to "
+            "complete it"
+        )
 
 
 def _remove_list_entries(con: Connection, case: RowMapping, reason: str, actor: int | None,

@@ -6,7 +6,13 @@ Approval appends a `repair` event to the store: from the approval date the recor
 public and stops counting in features, score and tier (earlier as-of dates are unchanged, by the
 point-in-time construction of the features). Applications and every step of their handling are
 kept: `credit_repairs` rows are never deleted and each step is appended to `lifecycle_log`
-(append-only by database triggers).
+(append-only by database triggers). One application per record is pending at a time: filings
+are serialised per record (the insert first on SQLite, an advisory lock on PostgreSQL).
+
+An approval writes both stores: the database first (the claim and its step), the `repair` event
+last, so a database error leaves both as they were. If the commit fails after the event was
+stored, the application stays pending with its event in the store: approving it again completes
+it (refusing it is a conflict).
 
 Refusal codes:
 - `not_repairable`: the record's category cannot be repaired (e.g. a spot-check result).
@@ -14,7 +20,9 @@ Refusal codes:
   downgraded qualification or a revoked licence: it runs its full publicity period.
 - `minimum_period`: the record's minimum publicity period has not passed (the date it will), by
   the publicity rule (`records.publicity`: a fire or work-safety decision waits a year).
-- `repeated`: the company has a later negative record of the same category (not "did not repeat").
+- `repeated`: the company has a later negative record of the same category: negative by the
+  catalogue's polarity of its severity in its corrected form, neither repaired nor withdrawn (a
+  tax grade B after a D, or `rectified` after a warning talk, is no repeat).
 - `on_list`: the company is on the serious illegal and dishonest or the abnormal-operation list.
 - `already_repaired`: the record is repaired or withdrawn already; `pending`: an application
   for it is waiting for a decision.
@@ -93,7 +101,12 @@ def eligibility(store: Store, record: dict[str, Any], today: date) -> Eligibilit
             False, "not_repairable", f"{record['category']} records cannot be repaired"
         )
     attributes = json.loads(record["attributes"]) if record["attributes"] else {}
-    types = set(attributes.get("penalty_types") or [])
+    attributes = attributes if isinstance(attributes, dict) else {}
+    listed_types = attributes.get("penalty_types")
+    # stored values may be odd (not a list, or holding objects): only the names count
+    types = (
+        {t for t in listed_types if isinstance(t, str)} if isinstance(listed_types, list) else set()
+    )
     early = sorted(types & set(category.never_repairable_early))
     if early:
         return Eligibility(
@@ -108,23 +121,56 @@ def eligibility(store: Store, record: dict[str, Any], today: date) -> Eligibilit
                 False, "minimum_period",
                 f"the minimum publicity period ({period.min_days} days) ends on {open_on}",
             )  # fmt: skip
-    with store.connect() as con:
-        later = con.execute(
-            "SELECT count(*) FROM records WHERE uscc = ? AND category = ? AND event_date > ? "
-            "AND recorded_date <= ? AND record_id <> ?",
-            [record["uscc"], record["category"], record["event_date"], today,
-             record["record_id"]],
-        ).fetchone()  # fmt: skip
-    repeats = int(later[0]) if later else 0  # a later record of the category: repeated
+    repeats = later_negatives(store, record, today)
     if repeats:
         return Eligibility(
-            False, "repeated", f"{repeats} later {record['category']} record(s) of the company"
-        )
+            False, "repeated",
+            f"{len(repeats)} later negative {record['category']} record(s) of the company: "
+            f"{', '.join(repeats[:5])}",
+        )  # fmt: skip
     feats = build_features(store, today, [record["uscc"]]).to_pylist()
     listed = [f for f in LIST_FLAGS if feats and (feats[0].get(f) or 0) > 0]
     if listed:
         return Eligibility(False, "on_list", f"the company is on a list ({', '.join(listed)})")
     return Eligibility(True)
+
+
+def later_negatives(store: Store, record: dict[str, Any], today: date) -> list[str]:
+    """The company's later records of the record's category that are negative today: by the
+    catalogue's polarity of their severity in their corrected form, neither repaired nor
+    withdrawn (a grade B after a grade D, or `rectified` after a warning talk, is no repeat)."""
+    category = default_catalogue()[record["category"]]
+    with store.connect() as con:
+        rows = con.sql(
+            f"""WITH {UNDONE_CTE}
+            SELECT r.record_id, r.uscc, r.category, r.severity, r.event_date, r.recorded_date,
+                   r.amount, r.attributes, u.undone_on
+            FROM records r LEFT JOIN undone u ON u.record_id = r.record_id
+            WHERE r.uscc = ? AND r.category = ? AND r.event_date > ? AND r.recorded_date <= ?
+              AND r.record_id <> ?
+            ORDER BY r.record_id, r.batch_id""",
+            params=[record["uscc"], record["category"], record["event_date"], today,
+                    record["record_id"]],
+        ).to_arrow_table().to_pylist()  # fmt: skip
+        ids = sorted({r["record_id"] for r in rows})
+        fixes = con.sql(
+            "SELECT event_id, event_type, record_id, effective_date, recorded_date, attributes, "
+            "batch_id FROM events WHERE event_type = 'correction' "
+            "AND record_id IN (SELECT unnest(?))",
+            params=[ids],
+        ).to_arrow_table().to_pylist() if ids else []  # fmt: skip
+    found: dict[str, bool] = {}
+    for row in rows:
+        if row["record_id"] in found:  # the first stored version of a record
+            continue
+        undone = row["undone_on"] is not None and row["undone_on"] <= today
+        form = publicity.corrected(
+            row, [f for f in fixes if f["record_id"] == row["record_id"]], today
+        )
+        found[row["record_id"]] = (
+            not undone and category.polarity_of(form["severity"]) == "negative"
+        )
+    return [r for r, negative in found.items() if negative]
 
 
 def apply(
@@ -145,29 +191,40 @@ def apply(
         raise RepairNotFound(f"no record {record_id}")
     if check is not None:
         check(record["uscc"])
+    found = eligibility(store, record, today)  # the store's side, read before any lock is taken
     with engine.begin() as con:
+        if con.dialect.name == "postgresql":  # two applications at once must not both see none
+            con.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                        {"key": f"repair:{record_id}"})  # fmt: skip
+        # SQLite: the insert comes first, so it takes the write lock before the check reads
+        key = con.execute(
+            credit_repairs.insert().values(
+                uscc=record["uscc"], record_id=record_id, category=record["category"],
+                applied_on=today, applicant=applicant, reason=reason, status="pending",
+            )
+        ).inserted_primary_key  # fmt: skip
+        assert key is not None
+        case_id = int(key[0])
         waiting = con.execute(
             sa.select(credit_repairs.c.id).where(
-                credit_repairs.c.record_id == record_id, credit_repairs.c.status == "pending"
-            )
-        ).first()
+                credit_repairs.c.record_id == record_id, credit_repairs.c.status == "pending",
+                credit_repairs.c.id != case_id,
+            ).order_by(credit_repairs.c.id)
+        ).first()  # fmt: skip
         verdict = (
             Eligibility(False, "pending", f"application {waiting[0]} is waiting for a decision")
             if waiting
-            else eligibility(store, record, today)
+            else found
         )
-        values = {
-            "uscc": record["uscc"], "record_id": record_id, "category": record["category"],
-            "applied_on": today, "applicant": applicant, "reason": reason,
-            "status": "pending" if verdict.eligible else "refused",
-            "due_date": workdays.add_working_days(today, DECISION_WORKING_DAYS)
-            if verdict.eligible else None,
-            "refusal_code": verdict.code, "decision_reason": verdict.message,
-            "decided_on": None if verdict.eligible else today,
-        }  # fmt: skip
-        key = con.execute(credit_repairs.insert().values(**values)).inserted_primary_key
-        assert key is not None
-        case_id = int(key[0])
+        con.execute(
+            credit_repairs.update().where(credit_repairs.c.id == case_id).values(
+                status="pending" if verdict.eligible else "refused",
+                due_date=workdays.add_working_days(today, DECISION_WORKING_DAYS)
+                if verdict.eligible else None,
+                refusal_code=verdict.code, decision_reason=verdict.message,
+                decided_on=None if verdict.eligible else today,
+            )
+        )  # fmt: skip
         lifecycle.log(con, "repair", case_id, record["uscc"], "applied", applicant,
                       {"reason": reason})  # fmt: skip
         if not verdict.eligible:
@@ -193,8 +250,15 @@ def decide(
         ).mappings().one_or_none()  # fmt: skip
         if case is None:
             raise RepairNotFound(f"no repair application {case_id}")
+        event_id = repair_event_id(case_id)
+        left = case["status"] == "pending" and _stored(store, event_id)
+        if left and not approve:
+            raise RepairConflict(
+                f"the approval of application {case_id} is in the record store already (its "
+                "recording did not complete): approve it again to complete it"
+            )
         verdict = Eligibility(True)
-        if approve:  # checked again on the day: a listing or a repeat may have come since
+        if approve and not left:  # checked again on the day: a listing or a repeat may have come
             record = record_on(store, case["record_id"], today)
             verdict = eligibility(store, record, today) if record else Eligibility(False, "gone")
         granted = approve and verdict.eligible
@@ -211,21 +275,35 @@ def decide(
         ).rowcount  # fmt: skip
         if claimed != 1:
             raise RepairConflict(f"application {case_id} is {case['status']}, not pending")
-        if granted:
+        lifecycle.log(con, "repair", case_id, case["uscc"],
+                      "approved" if granted else "refused", decided_by,
+                      {"reason": reason, "code": None if granted else verdict.code,
+                       "late": today > case["due_date"], "completed": left or None})  # fmt: skip
+        if granted:  # the store last: a database error before it leaves both stores as they were
             stored = append_events(
                 store,
-                [{"event_id": f"repair-{case_id}", "record_id": case["record_id"],
+                [{"event_id": event_id, "record_id": case["record_id"],
                   "event_type": "repair", "effective_date": today, "recorded_date": today,
                   "attributes": {"repair_id": case_id, "reason": reason}}],
                 today=today,
             )  # fmt: skip
             if stored.rejected:
                 raise RuntimeError(f"the repair event was refused: {stored.rejected}")
-        lifecycle.log(con, "repair", case_id, case["uscc"],
-                      "approved" if granted else "refused", decided_by,
-                      {"reason": reason, "code": None if granted else verdict.code,
-                       "late": today > case["due_date"]})  # fmt: skip
     return get(engine, case_id)
+
+
+def repair_event_id(case_id: int) -> str:
+    """The id of an approval's `repair` event: an application's id is never reused (the row is
+    committed when filed and never deleted), so neither is this."""
+    return f"repair-{case_id}"
+
+
+def _stored(store: Store, event_id: str) -> bool:
+    """Whether the store holds this event: a `repair` event of a pending application was left by
+    an approval whose database commit failed after the store's (the retry completes it)."""
+    with store.connect() as con:
+        row = con.execute("SELECT count(*) FROM events WHERE event_id = ?", [event_id]).fetchone()
+    return bool(row and row[0])
 
 
 def get(engine: Engine, case_id: int) -> dict[str, Any]:

@@ -160,8 +160,11 @@ def overdue_objections(
 
 
 @router.get("/objections/{case_id}", response_model=ObjectionOut, responses=ERRORS)
-def get_objection(case_id: CaseId, state: StateDep, caller: CallerDep) -> ObjectionOut:
-    """An objection with its steps (the filer's key or a full-view role)."""
+def get_objection(
+    case_id: CaseId, state: StateDep, caller: CallerDep, x_purpose: PurposeHeader = None
+) -> ObjectionOut:
+    """An objection with its steps (the filer's key or a full-view role); a line in the audit
+    log."""
     try:
         case = objections.get(state.engine, case_id)
     except objections.ObjectionNotFound as exc:
@@ -169,6 +172,7 @@ def get_objection(case_id: CaseId, state: StateDep, caller: CallerDep) -> Object
     own = case["filed_by"] == caller.key_id or caller.is_company(case["uscc"])
     if caller.role not in FULL_VIEW and not own:
         raise ApiError(403, "forbidden", "only the filer and the authorities see it")
+    _audit(state, caller, "GET /v1/objections/{case_id}", [case], x_purpose)
     return ObjectionOut.model_validate(case)
 
 

@@ -10,12 +10,21 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from serving import repairs
-from serving.auth import FULL_VIEW
+from serving.auth import FULL_VIEW, Caller
 from serving.db import credit_repairs
-from serving.deps import CallerDep, StateDep, require, require_acting_for, valid_code
+from serving.deps import (
+    CallerDep,
+    PurposeHeader,
+    StateDep,
+    purpose_of,
+    require,
+    require_acting_for,
+    valid_code,
+)
 from serving.errors import ApiError
 from serving.rescore import rescore_served
 from serving.routes.companies import ERRORS
+from serving.state import ServiceState
 
 router = APIRouter(prefix="/v1", tags=["credit repair"])
 DECIDE = frozenset({"admin", "regulator"})
@@ -75,8 +84,11 @@ def post_repair(body: RepairIn, state: StateDep, caller: CallerDep) -> RepairOut
 
 
 @router.get("/repairs/{case_id}", response_model=RepairOut, responses=ERRORS)
-def get_repair(case_id: CaseId, state: StateDep, caller: CallerDep) -> RepairOut:
-    """An application with its steps (the applicant's key, the company, a full-view role)."""
+def get_repair(
+    case_id: CaseId, state: StateDep, caller: CallerDep, x_purpose: PurposeHeader = None
+) -> RepairOut:
+    """An application with its steps (the applicant's key, the company, a full-view role); a
+    line in the audit log."""
     try:
         case = repairs.get(state.engine, case_id)
     except repairs.RepairNotFound as exc:
@@ -84,7 +96,17 @@ def get_repair(case_id: CaseId, state: StateDep, caller: CallerDep) -> RepairOut
     own = case["applicant"] == caller.key_id or caller.is_company(case["uscc"])
     if caller.role not in FULL_VIEW and not own:
         raise ApiError(403, "forbidden", "only the applicant and the authorities see it")
+    _audit(state, caller, "GET /v1/repairs/{case_id}", [case], x_purpose)
     return RepairOut.model_validate(case)
+
+
+def _audit(state: ServiceState, caller: Caller, endpoint: str, found: list[dict[str, Any]],
+           x_purpose: str | None) -> None:  # fmt: skip
+    """Applications name companies and their records: every company read is logged, with the
+    stated purpose when one is sent (as for objections)."""
+    why = purpose_of(caller, x_purpose) if (x_purpose or "").strip() else None
+    for code in dict.fromkeys(c["uscc"] for c in found):
+        state.audit.log(caller, endpoint, code, why, 200)
 
 
 @router.get("/repairs", response_model=RepairPage, responses=ERRORS)
@@ -94,7 +116,9 @@ def list_repairs(
     uscc: Annotated[str | None, Query()] = None,
     status: Annotated[str | None, Query(pattern="^(pending|approved|refused)$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    x_purpose: PurposeHeader = None,
 ) -> RepairPage:
+    """Applications, newest first (the authorities); a line in the audit log per company."""
     require(caller, DECIDE, "list repair applications")
     query = sa.select(credit_repairs.c.id).order_by(credit_repairs.c.id.desc()).limit(limit)
     if uscc is not None:
@@ -103,7 +127,9 @@ def list_repairs(
         query = query.where(credit_repairs.c.status == status)
     with state.engine.connect() as con:
         ids = [i for (i,) in con.execute(query)]
-    return RepairPage(repairs=[RepairOut.model_validate(repairs.get(state.engine, i)) for i in ids])
+    found = [repairs.get(state.engine, i) for i in ids]
+    _audit(state, caller, "GET /v1/repairs", found, x_purpose)
+    return RepairPage(repairs=[RepairOut.model_validate(c) for c in found])
 
 
 @router.post("/repairs/{case_id}/decision", response_model=RepairOut, responses=REPAIR_ERRORS)

@@ -11,7 +11,9 @@ own, so the order of the tests does not matter.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -22,11 +24,12 @@ import pytest
 import sqlalchemy as sa
 
 from features.builder import build_features
-from records import workdays
+from records import publicity, workdays
 from records.store import Store
-from serving import objections
+from serving import lifecycle, objections, repairs
 from serving.auth import create_key
-from serving.db import companies, lifecycle_log, list_entries
+from serving.db import audit_log, companies, lifecycle_log, list_entries
+from serving.db import objections as objections_table
 from tests.serving.databases import BACKENDS, Loaded, loaded_copy
 from tests.serving.uvicorn import running_server
 
@@ -478,3 +481,184 @@ def test_the_deadline_runs_on_working_days_across_national_day(service: Served) 
     opened = _features(store, record["uscc"], date(2025, 10, 1))["objection_open"]
     closed = _features(store, record["uscc"], date(2025, 10, 15))["objection_open"]
     assert (opened, closed) == (1, 0)
+
+
+def _flagged(store: Store, uscc: str, record_id: str, day: date) -> bool:
+    """Whether the record shows an open objection on the day (the records route's rule)."""
+    shown = [r for r in publicity.records_on(store, uscc, day) if r["record_id"] == record_id]
+    return bool(shown and shown[0]["objection_open"])
+
+
+@contextmanager
+def _failing_commit(engine: sa.Engine) -> Iterator[None]:
+    """Every database commit fails (after the record store took the events) while inside."""
+
+    def fail(con: sa.Connection) -> None:
+        raise RuntimeError("injected: the database commit fails")
+
+    sa.event.listen(engine, "commit", fail)
+    try:
+        yield
+    finally:
+        sa.event.remove(engine, "commit", fail)
+
+
+def _failing_log(monkeypatch: pytest.MonkeyPatch, action: str) -> None:
+    """Logging this step fails (a database error once the case's row is written)."""
+    real = lifecycle.log
+
+    def log(con: sa.Connection, case_type: str, *args: Any) -> None:
+        if args[2] == action:
+            raise RuntimeError(f"injected: the database fails while logging {action}")
+        real(con, case_type, *args)
+
+    monkeypatch.setattr(lifecycle, "log", log)
+
+
+def test_a_failed_decision_leaves_both_stores_as_they_were_or_completes_when_retried(
+    service: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database error in a `corrected` decision leaves the objection open and the record
+    without its correction and closing; when the commit fails after the store took the events,
+    only the same decision completes it (another is a conflict), its events stored once."""
+    engine, store, today = service.world.engine, service.world.store, date.today()
+    record = service.take(service.pick("r.category = 'admin_coercion' AND r.recorded_date <= ?",
+                                       [today])[0])  # fmt: skip
+    record_id = record["record_id"]
+    case = objections.file_objection(engine, store, record_id, "有误", None, None, today)["id"]
+    fix = {"severity": next(s for s in ("seizure", "freezing") if s != record["severity"])}
+
+    _failing_log(monkeypatch, "decided")
+    with pytest.raises(RuntimeError, match="injected"):
+        objections.decide(engine, store, case, "corrected", "r", fix, None, today)
+    monkeypatch.undo()
+    assert objections.get(engine, case)["status"] == "open"
+    assert sorted(_events(store, record_id)) == [f"objection-{case}-opened"]
+    assert _flagged(store, record["uscc"], record_id, today)
+
+    with _failing_commit(engine), pytest.raises(RuntimeError, match="injected"):
+        objections.decide(engine, store, case, "corrected", "r", fix, None, today)
+    assert objections.get(engine, case)["status"] == "open"
+    with pytest.raises(objections.ObjectionConflict, match="'corrected'"):
+        objections.decide(engine, store, case, "upheld", "stands", None, None, today)
+    done = objections.decide(engine, store, case, "corrected", "r", fix, None, today)
+    assert (done["status"], done["outcome"], done["correction"]) == ("decided", "corrected", fix)
+    assert [s["action"] for s in done["steps"]] == ["filed", "decided"]
+    events = _events(store, record_id)
+    assert sorted(events) == [f"objection-{case}-{s}" for s in ("closed", "correction", "opened")]
+    assert events[f"objection-{case}-correction"]["attributes"] == fix
+    assert not _flagged(store, record["uscc"], record_id, today)
+
+
+def test_a_failed_filing_leaves_no_flag_and_the_next_filing_is_flagged(
+    service: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filing whose database work fails stores no event; one whose commit fails after the
+    store took its opening has the flag ended at once. The next filing, which SQLite gives the
+    rolled-back id again, is flagged all the same: its event is never taken for the other's."""
+    engine, store, today = service.world.engine, service.world.store, date.today()
+    first, second = (service.take(r) for r in service.pick(
+        "r.category = 'admin_coercion' AND r.recorded_date <= ?", [today])[:2])  # fmt: skip
+
+    def ids() -> list[int]:
+        with engine.connect() as con:
+            return list(con.execute(sa.select(objections_table.c.id)).scalars())
+
+    known = ids()
+    _failing_log(monkeypatch, "filed")
+    with pytest.raises(RuntimeError, match="injected"):
+        objections.file_objection(engine, store, first["record_id"], "x", None, None, today)
+    monkeypatch.undo()
+    assert ids() == known
+    assert _events(store, first["record_id"]) == {}
+
+    with _failing_commit(engine), pytest.raises(RuntimeError, match="injected"):
+        objections.file_objection(engine, store, first["record_id"], "x", None, None, today)
+    assert ids() == known
+    assert not _flagged(store, first["uscc"], first["record_id"], today)
+
+    case = objections.file_objection(engine, store, second["record_id"], "y", None, None, today)
+    assert case["status"] == "open"
+    assert _flagged(store, second["uscc"], second["record_id"], today)
+    opened = [e for e, v in _events(store, second["record_id"]).items()
+              if v["type"] == "objection_opened"]  # fmt: skip
+    assert len(opened) == 1 and opened[0].startswith(f"objection-{case['id']}-opened"), opened
+    assert not _flagged(store, first["uscc"], first["record_id"], today)
+
+
+def test_a_decision_keeps_the_catalogues_attribute_types(service: Served) -> None:
+    """`penalty_types` is a list of text: a decision giving it an object is refused (422 naming
+    the attribute), so an application to repair the record is answered, never a 500; eligibility
+    reads odd stored values all the same."""
+    today = date.today()
+    record = service.take(service.pick("r.category = 'admin_penalty' AND r.recorded_date <= ?",
+                                       [today])[0])  # fmt: skip
+    case = _file(service, record["record_id"])["id"]
+    odd = {"attributes": {"penalty_types": ["fine", {"type": "closure"}]}}
+    refused = _decide(service, case, "supplemented", correction=odd)
+    assert refused.status_code == 422, refused.text
+    assert "penalty_types" in refused.json()["message"]
+    single = _decide(service, case, "supplemented", correction={"attributes": {"domain": ["x"]}})
+    assert single.status_code == 422 and "domain" in single.json()["message"], single.text
+    fine = {"attributes": {"penalty_types": ["fine"], "note": {"free": "not in the catalogue"}}}
+    assert _decide(service, case, "supplemented", correction=fine).status_code == 200
+    applied = service.call("POST", "/v1/repairs", f"company:{record['uscc']}",
+                           json={"record_id": record["record_id"], "reason": "已整改"})  # fmt: skip
+    assert applied.status_code == 201, applied.text
+    form = repairs.record_on(service.world.store, record["record_id"], today)
+    assert form is not None
+    form["attributes"] = json.dumps({"penalty_types": ["closure", {"type": "fine"}, 3]})
+    assert repairs.eligibility(service.world.store, form, today).code == "never_repairable_early"
+    form["attributes"] = json.dumps({"penalty_types": {"type": "closure"}})
+    assert repairs.eligibility(service.world.store, form, today).code != "never_repairable_early"
+
+
+def test_reads_of_repairs_and_objections_are_audited(service: Served) -> None:
+    """Reading one objection, one repair application or a list of them is a line in the audit
+    log per company, with the stated purpose."""
+    today = date.today()
+    record = service.take(service.pick("r.category = 'admin_penalty' AND r.recorded_date <= ?",
+                                       [today])[0])  # fmt: skip
+    uscc = record["uscc"]
+    objection = _file(service, record["record_id"])["id"]
+    repair = repairs.apply(service.world.engine, service.world.store, record["record_id"], "x",
+                           None, today)["id"]  # fmt: skip
+    reads = {
+        "GET /v1/objections/{case_id}": f"/v1/objections/{objection}",
+        "GET /v1/repairs/{case_id}": f"/v1/repairs/{repair}",
+        "GET /v1/repairs": f"/v1/repairs?uscc={uscc}",
+    }
+    for path in reads.values():
+        assert service.call("GET", path, "regulator").status_code == 200, path
+    deadline = time.monotonic() + 10
+    while True:  # the audit writer flushes in the background
+        with service.world.engine.connect() as con:
+            logged = {(row[0], row[1]) for row in con.execute(
+                sa.select(audit_log.c.endpoint, audit_log.c.purpose)
+                .where(audit_log.c.uscc == uscc, audit_log.c.endpoint.in_(list(reads)))
+            )}  # fmt: skip
+        if len(logged) >= len(reads) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert logged == {(endpoint, "objection test") for endpoint in reads}
+
+
+def test_a_later_correction_keeps_nested_attributes_an_earlier_one_fixed(
+    service: Served,
+) -> None:
+    """Corrections compose as the JSON merge patches the publicity rule applies: a later one
+    fixing one key of a nested attribute keeps the keys an earlier one fixed beside it."""
+    engine, store, today = service.world.engine, service.world.store, date.today()
+    record = service.take(service.pick("r.category = 'admin_penalty' AND r.recorded_date <= ?",
+                                       [today])[0])  # fmt: skip
+    record_id = record["record_id"]
+    steps = [{"basis": {"law": "广告法", "article": "55"}}, {"basis": {"article": "58"}}]
+    for attributes in steps:
+        case = objections.file_objection(engine, store, record_id, "x", None, None, today)["id"]
+        objections.decide(engine, store, case, "supplemented", "r", {"attributes": attributes},
+                          None, today)  # fmt: skip
+    latest = _events(store, record_id)[f"objection-{case}-correction"]["attributes"]
+    assert latest == {"attributes": {"basis": {"law": "广告法", "article": "58"}}}
+    form = repairs.record_on(store, record_id, today)
+    assert form is not None
+    assert json.loads(form["attributes"])["basis"] == {"law": "广告法", "article": "58"}

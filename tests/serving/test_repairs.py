@@ -6,22 +6,25 @@ in an append-only log.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
 from features.builder import build_features
 from records import workdays
+from records.catalogue import default_catalogue
 from records.events import append_events
 from records.store import Store
-from serving import repairs
+from serving import lifecycle, repairs
 from serving.auth import create_key
-from serving.db import lifecycle_log
+from serving.db import credit_repairs, lifecycle_log
 from serving.spotcheck.plans import latest_load
 from tests.serving.databases import BACKENDS, Loaded, loaded_copy
 from tests.serving.pipeline import AS_OF
@@ -38,8 +41,8 @@ def world(
         yield loaded
 
 
-def _candidates(store: Store, today: date) -> dict[str, list[dict[str, Any]]]:
-    """Records by what an application for them would get today."""
+def _candidates(store: Store, today: date, want: int = 2) -> dict[str, list[dict[str, Any]]]:
+    """Records by what an application for them would get today (until `want` are eligible)."""
     with store.connect() as con:
         rows = con.sql(
             "(SELECT record_id FROM records WHERE category = 'spot_check' "
@@ -53,7 +56,7 @@ def _candidates(store: Store, today: date) -> dict[str, list[dict[str, Any]]]:
         assert record is not None
         verdict = repairs.eligibility(store, record, today)
         found.setdefault(verdict.code or "eligible", []).append(record)
-        if len(found.get("eligible", [])) >= 2 and found.get("not_repairable"):
+        if len(found.get("eligible", [])) >= want and found.get("not_repairable"):
             break
     return found
 
@@ -262,3 +265,140 @@ def test_eligibility_reads_the_record_in_its_corrected_form(world: World) -> Non
     assert before is not None and after is not None
     assert (before["severity"], after["severity"]) == ("serious", "minor")
     assert repairs.eligibility(world.store, after, today).code != "minimum_period"
+
+
+def _unused(world: World, today: date, taken: int) -> list[dict[str, Any]]:
+    """Eligible records no application names yet (the tests of this module share the world)."""
+    with world.engine.connect() as con:
+        named = set(con.execute(sa.select(credit_repairs.c.record_id)).scalars().all())
+    found = _candidates(world.store, today, want=taken + len(named) + 2).get("eligible", [])
+    free = [r for r in found if r["record_id"] not in named]
+    assert len(free) >= taken, f"{taken} eligible records no application names"
+    return free[:taken]
+
+
+def _repair_events(store: Store, record_id: str) -> list[str]:
+    with store.connect() as con:
+        return [r for (r,) in con.execute(
+            "SELECT event_id FROM events WHERE record_id = ? AND event_type = 'repair' "
+            "ORDER BY event_id", [record_id],
+        ).fetchall()]  # fmt: skip
+
+
+def test_a_failed_approval_leaves_both_stores_as_they_were_and_a_retry_completes(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database error while recording an approval leaves the application pending and the
+    record unrepaired; if the database fails after the store took the repair event (its commit),
+    approving again completes the approval with that event, and refusing is a conflict."""
+    today = date.today()
+    (record,) = _unused(world, today, 1)
+    case = repairs.apply(world.engine, world.store, record["record_id"], "已整改", None, today)
+    assert case["status"] == "pending"
+    real_log = lifecycle.log
+
+    def failing_log(con: sa.Connection, case_type: str, *args: Any) -> None:
+        if args[2] == "approved":
+            raise RuntimeError("injected: the database fails while logging the approval")
+        real_log(con, case_type, *args)
+
+    monkeypatch.setattr(lifecycle, "log", failing_log)
+    with pytest.raises(RuntimeError, match="injected"):
+        repairs.decide(world.engine, world.store, case["id"], True, "ok", None, today)
+    monkeypatch.setattr(lifecycle, "log", real_log)
+    assert repairs.get(world.engine, case["id"])["status"] == "pending"
+    assert _repair_events(world.store, record["record_id"]) == []
+    form = repairs.record_on(world.store, record["record_id"], today)
+    assert form is not None and form["undone_on"] is None
+
+    # the commit fails after the store took the event: the retry completes the approval
+    def failing_commit(con: sa.Connection) -> None:
+        raise RuntimeError("injected: the database commit fails")
+
+    sa.event.listen(world.engine, "commit", failing_commit)
+    try:
+        with pytest.raises(RuntimeError, match="injected"):
+            repairs.decide(world.engine, world.store, case["id"], True, "ok", None, today)
+    finally:
+        sa.event.remove(world.engine, "commit", failing_commit)
+    assert repairs.get(world.engine, case["id"])["status"] == "pending"
+    with pytest.raises(repairs.RepairConflict, match="approve it again"):
+        repairs.decide(world.engine, world.store, case["id"], False, "no", None, today)
+    done = repairs.decide(world.engine, world.store, case["id"], True, "ok", None, today)
+    assert done["status"] == "approved" and done["refusal_code"] is None, done
+    assert [s["action"] for s in done["steps"]] == ["applied", "approved"]
+    assert _repair_events(world.store, record["record_id"]) == [f"repair-{case['id']}"]
+
+
+def test_two_applications_at_once_leave_one_pending(world: World) -> None:
+    """Two applications for one record filed at the same moment: one is pending, the other is
+    refused as `pending` (so the record cannot be repaired twice)."""
+    today = date.today()
+    (record,) = _unused(world, today, 1)
+    start = threading.Barrier(2)
+    cases: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+
+    def file(i: int) -> None:
+        start.wait()
+        try:
+            cases.append(repairs.apply(world.engine, world.store, record["record_id"],
+                                       f"reason {i}", None, today))  # fmt: skip
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=file, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    outcomes = sorted((c["status"], c["refusal_code"]) for c in cases)
+    assert outcomes == [("pending", None), ("refused", "pending")], outcomes
+
+
+def _later(store: Store, today: date, later_negative: bool) -> list[dict[str, Any]]:
+    """Negative records of repairable categories with severities, each followed by later
+    records of its category (of the company) of which at least one is negative
+    (`later_negative`) or none is (each later one positive or neutral)."""
+    catalogue = default_catalogue()
+    negative = {c.code: [s for s in c.severities if c.polarity_of(s) == "negative"]
+                for c in catalogue.categories if c.repairable and c.severities}  # fmt: skip
+    pairs = [(code, s) for code, severities in negative.items() for s in severities]
+    with store.connect() as con:
+        con.register("negative", pa.table({"category": [c for c, _ in pairs],
+                                           "severity": [s for _, s in pairs]}))  # fmt: skip
+        rows = con.sql(
+            f"""SELECT a.record_id,
+                bool_or(n.severity IS NOT NULL) AS any_negative
+            FROM records a
+            JOIN negative na ON na.category = a.category AND na.severity = a.severity
+            JOIN records b ON b.uscc = a.uscc AND b.category = a.category
+                AND b.event_date > a.event_date AND b.recorded_date <= ?
+                AND b.record_id <> a.record_id
+            LEFT JOIN negative n ON n.category = b.category AND n.severity = b.severity
+            WHERE a.recorded_date <= ? AND a.record_id NOT IN (SELECT record_id FROM events)
+              AND b.record_id NOT IN (SELECT record_id FROM events)
+            GROUP BY a.record_id HAVING any_negative = {'true' if later_negative else 'false'}
+            ORDER BY a.record_id LIMIT 8""",
+            params=[today, today],
+        ).fetchall()  # fmt: skip
+    out = []
+    for record_id, _ in rows:
+        record = repairs.record_on(store, record_id, today)
+        assert record is not None
+        out.append(record)
+    return out
+
+
+def test_only_a_later_negative_record_of_the_category_is_a_repeat(world: World) -> None:
+    """A tax grade D followed by a grade B, or a warning talk followed by `rectified`, did not
+    repeat: no `repeated` refusal; a later negative record of the category still refuses."""
+    today = date.today()
+    improved = _later(world.store, today, later_negative=False)
+    assert improved, "a negative record followed only by positive or neutral ones"
+    codes = {repairs.eligibility(world.store, r, today).code for r in improved}
+    assert "repeated" not in codes, codes
+    repeated = _later(world.store, today, later_negative=True)
+    assert repeated, "a negative record followed by another negative one of its category"
+    assert {repairs.eligibility(world.store, r, today).code for r in repeated} & {"repeated"}
