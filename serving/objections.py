@@ -37,7 +37,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from records import workdays
 from records.catalogue import default_catalogue
-from records.events import append_events
+from records.events import EventError, append_events, check_correction
 from records.publicity import CORRECTABLE
 from records.store import Store
 from serving import lifecycle
@@ -299,6 +299,10 @@ def validated_correction(
         if outcome == "supplemented" and not correction["attributes"]:
             raise InvalidDecision("supplemented needs the attributes added")
         _check_attribute_types(record["category"], correction["attributes"])
+    try:  # what ingestion allows the category (negative amounts, amounts where none is taken)
+        check_correction(correction, record["category"], default_catalogue())
+    except EventError as exc:
+        raise InvalidDecision(str(exc)) from None
     return dict(correction)
 
 

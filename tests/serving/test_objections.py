@@ -247,6 +247,7 @@ def test_a_correction_merges_with_earlier_ones_and_takes_effect_from_the_decisio
         "unknown severity": {"severity": "catastrophic"},
         "non-numeric amount": {"amount": "lots"},
         "unknown key": {"category": "warning_talk"},
+        "negative amount": {"amount": -7},  # once stored, and the deduction was gone
     }
     for what, correction in bad.items():
         refused = _decide(service, first, "corrected", correction=correction)
