@@ -5,8 +5,9 @@ Four lists: the abnormal-operation list (经营异常名录), the serious illega
 is managed here; what it does to features, scores and tiers it does through the record store,
 like every other fact: listing writes a record of the list's category with severity `listed`
 (record id `LIST-<entry id>`), removal a record with severity `removed` whose `attributes.ref`
-is the listing's record id. The feature builder turns those into `on_serious_dishonest_list`,
-`on_abnormal_list`, … and the tier vetoes follow, point in time, from the listing day on.
+is the listing's record id (record id `<listing's record id>-REMOVED`); the entry keeps both
+ids. The feature builder turns those into `on_serious_dishonest_list`, `on_abnormal_list`, …
+and the tier vetoes follow, point in time, from the listing day on.
 
 Life of an entry:
 - serious illegal and dishonest list: proposed as `notified` (the company is told first and
@@ -23,13 +24,25 @@ Entries are never deleted; every step is appended to `lifecycle_log` (case_type 
 append-only by database triggers). `derive` proposes entries from the records, set-based in
 DuckDB (a province has millions of companies), and writes the listing records of the entries
 listed at once in one batch.
+
+Each step writes both stores: the database first, the record store last, so a database error
+before the store's write leaves both as they were. If the database fails after it (the commit),
+the records just written are withdrawn at once (a `withdrawal` event: they neither count nor are
+published). If that did not happen either (the process died), the records stay behind with ids
+the database never committed: the next step that hands out those ids (SQLite gives a
+rolled-back entry id again; a confirmation or removal tried again) withdraws them and writes
+its own record under a fresh id (`LIST-<entry id>-R<n>`, `…-REMOVED-R<n>`), never taken for
+another's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, timedelta
 from typing import Any, Literal
 
@@ -46,6 +59,7 @@ from features.builder import (
 )
 from records import publicity, workdays
 from records.catalogue import Catalogue, default_catalogue
+from records.events import append_events
 from records.ingest import ingest_table
 from records.store import Store
 from serving import lifecycle
@@ -213,6 +227,98 @@ def _write_records(store: Store, rows: Sequence[dict[str, Any]], today: date, wh
         )
 
 
+_AGAIN = re.compile(r"^(.*?)(?:-R([0-9]+))?$")
+"""A list record id: the id its entry names it by (`LIST-<entry id>`, `…-REMOVED`) and, for one
+written under a fresh id, the number of that attempt."""
+
+
+def _record_ids(store: Store, bases: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """The id to write each of these records under, and the records in the store to withdraw
+    first. A record of one of these ids in the store (or of one of its fresh ids) was left by a
+    step whose database commit did not happen: the caller holds the entry, so none of them is a
+    committed entry's. Those not withdrawn yet are to be; the new record gets a fresh id
+    (`<id>-R<n>`, n one more than any taken); the plain id otherwise."""
+    if not bases:
+        return {}, []
+    with store.connect() as con:
+        con.register("wanted_list_ids", pa.table({"base": pa.array(list(bases), pa.string())}))
+        left = con.execute(
+            r"""WITH ids AS (
+                SELECT DISTINCT record_id,
+                       regexp_extract(record_id, '^(.*?)(-R[0-9]+)?$', 1) AS base
+                FROM records WHERE record_id LIKE 'LIST-%'
+            )
+            SELECT i.record_id, EXISTS (
+                SELECT 1 FROM events e
+                WHERE e.record_id = i.record_id AND e.event_type = 'withdrawal') AS withdrawn
+            FROM ids i WHERE i.base IN (SELECT base FROM wanted_list_ids)
+            ORDER BY i.record_id"""
+        ).fetchall()  # fmt: skip
+    taken: dict[str, int] = {}
+    for record_id, _ in left:
+        match = _AGAIN.match(record_id)
+        assert match is not None
+        base, attempt = match.group(1), int(match.group(2) or 1)
+        taken[base] = max(taken.get(base, 1), attempt)
+    ids = {b: f"{b}-R{taken[b] + 1}" if b in taken else b for b in bases}
+    return ids, [record_id for record_id, withdrawn in left if not withdrawn]
+
+
+def _withdraw(store: Store, record_ids: Sequence[str], reason: str, today: date) -> list[Any]:
+    """Withdraw list records no committed entry names (idempotent: one event id per record);
+    returns the refused events (a record that never reached the store is refused, harmlessly)."""
+    if not record_ids:
+        return []
+    events = [
+        {"event_id": f"list-uncommitted-{r}", "record_id": r, "event_type": "withdrawal",
+         "effective_date": today, "recorded_date": today, "attributes": {"reason": reason}}
+        for r in record_ids
+    ]  # fmt: skip
+    return [e["reason"] for e in append_events(store, events, today=today).rejected]
+
+
+def _store_last(store: Store, stale: Sequence[str], rows: Sequence[dict[str, Any]], today: date,
+                what: str, written: list[str]) -> None:  # fmt: skip
+    """The step's store writes, the last thing in its transaction: the records left behind by
+    uncommitted steps withdrawn, then its own records (their ids put in `written` first)."""
+    refused = _withdraw(store, stale, f"left by a step that was not committed ({what})", today)
+    if refused:
+        raise RuntimeError(f"list records {', '.join(stale)} could not be withdrawn: {refused}")
+    written.extend(r["record_id"] for r in rows)
+    _write_records(store, rows, today, what)
+
+
+@contextmanager
+def _withdrawn_unless_committed(engine: Engine, store: Store, today: date) -> Iterator[list[str]]:
+    """Yields the list a step puts the ids of its records in before writing them; when the step
+    fails after that (its database commit did not happen), they are withdrawn at once. If this
+    fails too, the next step that hands out their ids withdraws them (`_record_ids`)."""
+    written: list[str] = []
+    try:
+        yield written
+    except BaseException:
+        with contextlib.suppress(Exception):
+            _withdraw_uncommitted(engine, store, written, today)
+        raise
+
+
+def _withdraw_uncommitted(engine: Engine, store: Store, written: list[str], today: date) -> None:
+    """Withdraw these records unless an entry names them: a commit that raised may still have
+    happened (a connection lost while committing); if the database cannot tell, it did not."""
+    if not written:
+        return
+    named: set[str] = set()
+    with contextlib.suppress(Exception), engine.connect() as con:
+        c = list_entries.c
+        for i in range(0, len(written), 500):
+            chunk = written[i : i + 500]
+            named |= set(con.execute(sa.select(c.record_id).where(c.record_id.in_(chunk)))
+                         .scalars())  # fmt: skip
+            named |= set(con.execute(sa.select(c.removal_record_id)
+                                     .where(c.removal_record_id.in_(chunk))).scalars())  # fmt: skip
+    _withdraw(store, [r for r in written if r not in named], "its step was not committed", today)
+
+
 def _entity(store: Store, uscc: str, day: date) -> dict[str, Any] | None:
     """The entity facts in force on `day` (natural persons are never entities)."""
     with store.connect() as con:
@@ -281,7 +387,7 @@ def propose(
     sources = list(dict.fromkeys(source_records))
     _check_sources(store, uscc, sources, today)
     notified = list_ in NOTIFIED_FIRST
-    with engine.begin() as con:
+    with _withdrawn_unless_committed(engine, store, today) as written, engine.begin() as con:
         _serialise(con)
         blocking = _open_entry(con, uscc, list_, today)
         if blocking is not None:
@@ -306,33 +412,47 @@ def propose(
             lifecycle.log(con, "list", entry_id, uscc, "notified", proposed_by, {
                 "objection_due": workdays.add_working_days(today, OBJECTION_WORKING_DAYS),
             })  # fmt: skip
+            # records of this id left by an uncommitted step (SQLite gives its id again)
+            _, stale = _record_ids(store, [listing_id(entry_id)])
+            _store_last(store, stale, [], today, f"entry-{entry_id}", written)
         else:
             _list(con, store, entry_id, uscc, list_, legal_basis, reason, ground, proposed_by,
-                  today, claim_from=None)  # fmt: skip
+                  today, claim_from=None, written=written)  # fmt: skip
     return get(engine, entry_id, today)
+
+
+def listing_id(entry_id: int) -> str:
+    """The id of an entry's listing record, unless a record of that id was left by a step that
+    was not committed (`_record_ids`): the entry's `record_id` is the one written."""
+    return f"LIST-{entry_id}"
 
 
 def _list(con: Connection, store: Store, entry_id: int, uscc: str, list_: str, legal_basis: str,
           reason: str, ground: str | None, actor: int | None, today: date,
-          claim_from: str | None) -> None:  # fmt: skip
-    """Put the entry on its list: its dates, then its listing record (within the caller's
-    transaction, so a refused record leaves the entry as it was)."""
-    record_id = f"LIST-{entry_id}"
+          claim_from: str | None, written: list[str]) -> None:  # fmt: skip
+    """Put the entry on its list: its dates and step, then its listing record, the last thing
+    in the caller's transaction (so a refused record leaves the entry as it was; `written`: see
+    `_withdrawn_unless_committed`)."""
     term_end, earliest = term_of(list_, today)
     query = list_entries.update().where(list_entries.c.id == entry_id)
     if claim_from is not None:
         query = query.where(list_entries.c.status == claim_from)
+    # the claim first: it holds the entry (and SQLite's write lock) while the store is read
     claimed = con.execute(
-        query.values(status="listed", listed_on=today, record_id=record_id, term_end=term_end,
+        query.values(status="listed", listed_on=today, term_end=term_end,
                      earliest_removal=earliest)
     ).rowcount  # fmt: skip
     if claimed != 1:
         raise ListConflict("conflict", f"entry {entry_id} changed meanwhile: try again")
-    attributes = _listing_attributes(entry_id, list_, legal_basis, reason, ground)
-    _write_records(store, [_record_row(record_id, uscc, list_, "listed", today, attributes)],
-                   today, record_id)  # fmt: skip
+    ids, stale = _record_ids(store, [listing_id(entry_id)])
+    record_id = ids[listing_id(entry_id)]
+    con.execute(list_entries.update().where(list_entries.c.id == entry_id)
+                .values(record_id=record_id))  # fmt: skip
     lifecycle.log(con, "list", entry_id, uscc, "listed", actor,
          {"record_id": record_id, "term_end": term_end, "earliest_removal": earliest})  # fmt: skip
+    attributes = _listing_attributes(entry_id, list_, legal_basis, reason, ground)
+    _store_last(store, stale, [_record_row(record_id, uscc, list_, "listed", today, attributes)],
+                today, record_id, written)  # fmt: skip
 
 
 def _row(con: Connection, entry_id: int) -> dict[str, Any]:
@@ -410,7 +530,7 @@ def confirm(
     """List a notified entry: only once the objection period has passed without an objection,
     or its objection was dismissed."""
     today = today or date.today()
-    with engine.begin() as con:
+    with _withdrawn_unless_committed(engine, store, today) as written, engine.begin() as con:
         row = _row(con, entry_id)
         if row["status"] != "notified":
             raise ListConflict(
@@ -424,7 +544,7 @@ def confirm(
             )
         ground = _ground(con, entry_id)
         _list(con, store, entry_id, row["uscc"], row["list"], row["legal_basis"], row["reason"],
-              ground, by, today, claim_from="notified")  # fmt: skip
+              ground, by, today, claim_from="notified", written=written)  # fmt: skip
     return get(engine, entry_id, today)
 
 
@@ -440,7 +560,7 @@ def remove(
     today. Not before the catalogue's minimum publicity period (a year on the serious dishonest
     list); an expired entry is off the list already."""
     today = today or date.today()
-    with engine.begin() as con:
+    with _withdrawn_unless_committed(engine, store, today) as written, engine.begin() as con:
         row = _row(con, entry_id)
         status = status_on(row, today)
         if status != "listed":
@@ -452,23 +572,27 @@ def remove(
                 f"entry {entry_id} may be removed from {row['earliest_removal']} on "
                 f"(listed on {row['listed_on']})",
             )
-        removal_id = f"{row['record_id']}-REMOVED"
+        # the claim first: it holds the entry (and SQLite's write lock) while the store is read
         claimed = con.execute(
             list_entries.update()
             .where(list_entries.c.id == entry_id, list_entries.c.status == "listed")
-            .values(status="removed", removed_on=today, removal_reason=reason,
-                    removal_record_id=removal_id)
+            .values(status="removed", removed_on=today, removal_reason=reason)
         ).rowcount  # fmt: skip
         if claimed != 1:
             raise ListConflict("conflict", f"entry {entry_id} changed meanwhile: try again")
-        attributes = {"ref": row["record_id"], "reason": reason, "entry_id": entry_id}
-        _write_records(
-            store,
-            [_record_row(removal_id, row["uscc"], row["list"], "removed", today, attributes)],
-            today, removal_id,
-        )  # fmt: skip
+        base = f"{row['record_id']}-REMOVED"
+        ids, stale = _record_ids(store, [base])
+        removal_id = ids[base]
+        con.execute(list_entries.update().where(list_entries.c.id == entry_id)
+                    .values(removal_record_id=removal_id))  # fmt: skip
         lifecycle.log(con, "list", entry_id, row["uscc"], "removed", by,
              {"reason": reason, "record_id": removal_id})  # fmt: skip
+        attributes = {"ref": row["record_id"], "reason": reason, "entry_id": entry_id}
+        _store_last(
+            store, stale,
+            [_record_row(removal_id, row["uscc"], row["list"], "removed", today, attributes)],
+            today, removal_id, written,
+        )  # fmt: skip
     return get(engine, entry_id, today)
 
 
@@ -622,14 +746,15 @@ def public_entries(
         entries = {
             row.id: row
             for row in con.execute(
-                sa.select(c.id, c.legal_basis, c.term_end).where(c.id.in_(entry_ids.values()))
+                sa.select(c.id, c.legal_basis, c.term_end, c.record_id)
+                .where(c.id.in_(entry_ids.values()))
             )
         }  # fmt: skip
     out = []
     for r, evs, name, entity_type in page:
         form = publicity.corrected(r, evs, today)
         entry = entries.get(entry_ids.get(r["record_id"], -1))
-        if entry is not None:
+        if entry is not None and entry.record_id == r["record_id"]:  # else not this entry's
             basis, term_end = entry.legal_basis, entry.term_end
         else:
             basis = form["attributes"].get("legal_basis") or DERIVED[form["category"]][0]
@@ -823,7 +948,7 @@ def derive(
         raise ListError("invalid", f"as_of {as_of} is after today ({today})")
     cat = catalogue or default_catalogue()
     year = report_year_due(as_of)
-    with engine.begin() as con:
+    with _withdrawn_unless_committed(engine, store, today) as written, engine.begin() as con:
         _serialise(con)
         c = list_entries.c
         open_rows = con.execute(
@@ -865,6 +990,8 @@ def derive(
                     rows,
                 ).scalars()
             ]  # fmt: skip
+        # records of these ids left by uncommitted steps (SQLite gives rolled-back ids again)
+        record_ids, stale = _record_ids(store, [listing_id(i) for i in ids])
         logs: list[dict[str, Any]] = []
         records: list[dict[str, Any]] = []
         named: list[dict[str, Any]] = []
@@ -879,7 +1006,7 @@ def derive(
                 logs.append(lifecycle.step("list", entry_id, row["uscc"], "notified", by,
                                      {"objection_due": objection_due}))  # fmt: skip
                 continue
-            record_id = f"LIST-{entry_id}"
+            record_id = record_ids[listing_id(entry_id)]
             named.append({"entry": entry_id, "rid": record_id})
             attributes = _listing_attributes(entry_id, row["list"], basis, row["reason"], ground)
             records.append(_record_row(record_id, row["uscc"], row["list"], "listed", today,
@@ -897,7 +1024,7 @@ def derive(
             )  # fmt: skip
         if logs:
             con.execute(lifecycle_log.insert(), logs)
-        _write_records(store, records, today, f"derive-{as_of.isoformat()}")
+        _store_last(store, stale, records, today, f"derive-{as_of.isoformat()}", written)
     counts = {name: 0 for name in DERIVED}
     for row in rows:
         counts[row["list"]] += 1

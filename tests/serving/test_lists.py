@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -26,7 +27,7 @@ from cli.main import app
 from features.builder import LIST_CATEGORIES, build_features
 from records import workdays
 from records.ingest import ingest_table
-from serving import lists
+from serving import lifecycle, lists
 from serving.auth import create_key
 from serving.db import audit_log, companies, lifecycle_log, list_entries
 from serving.load import mask_name
@@ -78,10 +79,10 @@ def api(world: Loaded) -> Iterator[Api]:
         yield Api(world, client, keys)
 
 
-def _companies(world: Loaded, n: int, entity_type: str = "enterprise",
-               known_by: date | None = None) -> list[str]:  # fmt: skip
+def _companies(world: Loaded, n: int, entity_type: str = "enterprise", known_by: date | None = None,
+               exclude: Collection[str] = ()) -> list[str]:  # fmt: skip
     """Active served companies of the type, registered by `known_by`, without any list record
-    or list entry: their listings are the tests' own."""
+    or list entry (nor in `exclude`): their listings are the tests' own."""
     categories = ", ".join(f"'{c}'" for c in LIST_CATEGORIES)
     with world.store.connect() as con:
         rows = con.execute(
@@ -97,7 +98,7 @@ def _companies(world: Loaded, n: int, entity_type: str = "enterprise",
     with world.engine.connect() as con:
         taken = set(con.execute(sa.select(list_entries.c.uscc)).scalars())
         served = set(con.execute(sa.select(companies.c.uscc)).scalars())
-    found = [u for (u,) in rows if u not in taken and u in served]
+    found = [u for (u,) in rows if u not in taken and u in served and u not in exclude]
     assert len(found) >= n, f"only {len(found)} clean {entity_type} companies"
     return found[:n]
 
@@ -515,3 +516,227 @@ def test_a_department_listing_is_published_flagged_under_objection_and_unpublish
             break
         time.sleep(0.2)
     assert logged >= 2
+
+
+@contextmanager
+def _failing_commit(engine: sa.Engine) -> Iterator[None]:
+    """Every database commit fails (after the record store took the records) while inside."""
+
+    def fail(con: sa.Connection) -> None:
+        raise RuntimeError("injected: the database commit fails")
+
+    sa.event.listen(engine, "commit", fail)
+    try:
+        yield
+    finally:
+        sa.event.remove(engine, "commit", fail)
+
+
+def _failing_log(monkeypatch: pytest.MonkeyPatch, action: str) -> None:
+    """Logging this step fails (a database error once the entry's row is written)."""
+    real = lifecycle.log
+
+    def log(con: sa.Connection, case_type: str, *args: Any) -> None:
+        if args[2] == action:
+            raise RuntimeError(f"injected: the database fails while logging {action}")
+        real(con, case_type, *args)
+
+    monkeypatch.setattr(lifecycle, "log", log)
+
+
+def _entries(world: Loaded, uscc: str) -> list[dict[str, Any]]:
+    with world.engine.connect() as con:
+        return [dict(r) for r in con.execute(
+            sa.select(list_entries).where(list_entries.c.uscc == uscc).order_by(list_entries.c.id)
+        ).mappings()]  # fmt: skip
+
+
+def _last_id(world: Loaded) -> int:
+    with world.engine.connect() as con:
+        return int(con.execute(sa.select(sa.func.max(list_entries.c.id))).scalar() or 0)
+
+
+def _published(world: Loaded, uscc: str, today: date) -> list[str]:
+    """The record ids of the company's listings on the public lists today."""
+    shown = lists.public_entries(world.engine, world.store, limit=10**7, today=today)
+    return [e["record_id"] for e in shown if e["uscc"] == uscc]
+
+
+def _stored(world: Loaded, record_id: str) -> tuple[str, dict[str, Any]]:
+    """The company and attributes of a stored record (one stored version)."""
+    with world.store.connect() as con:
+        found = con.execute(
+            "SELECT DISTINCT uscc, attributes FROM records WHERE record_id = ?", [record_id]
+        ).fetchall()
+    assert len(found) == 1, (record_id, found)
+    return found[0][0], json.loads(found[0][1])
+
+
+def _unreachable(world: Loaded, uscc: str, today: date) -> dict[str, Any]:
+    return lists.propose(world.engine, world.store, uscc, "abnormal_operation_list",
+                         lists.BASIS_ABNORMAL, "通过登记的住所无法联系", ground="unreachable",
+                         today=today)  # fmt: skip
+
+
+def test_a_failed_listing_lists_nobody_and_the_next_listing_works(
+    world: Loaded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listing whose database work fails, before or at its commit, leaves the company off the
+    list in both stores. The next listing, which SQLite gives the rolled-back entry id again,
+    lists its company with a record of its own, and its removal ends that listing."""
+    today = date.today()
+    first, second = _companies(world, 2)
+    before = _last_id(world)
+
+    _failing_log(monkeypatch, "listed")
+    with pytest.raises(RuntimeError, match="injected"):
+        _unreachable(world, first, today)
+    monkeypatch.undo()
+    assert _entries(world, first) == [] and _last_id(world) == before
+    assert _flag(world, first, today, "on_abnormal_list") == 0
+    assert _published(world, first, today) == []
+
+    with _failing_commit(world.engine), pytest.raises(RuntimeError, match="injected"):
+        _unreachable(world, first, today)
+    assert _entries(world, first) == [] and _last_id(world) == before
+    assert _flag(world, first, today, "on_abnormal_list") == 0
+    assert _published(world, first, today) == []
+
+    entry = _unreachable(world, second, today)
+    if world.engine.dialect.name == "sqlite":
+        assert entry["id"] == before + 1  # the id of the listings that were rolled back
+    assert entry["status"] == "listed" and entry["record_id"].startswith(f"LIST-{entry['id']}")
+    uscc, attributes = _stored(world, entry["record_id"])
+    assert (uscc, attributes["entry_id"]) == (second, entry["id"])
+    assert _flag(world, second, today, "on_abnormal_list") == 1
+    assert _published(world, second, today) == [entry["record_id"]]
+    assert _flag(world, first, today, "on_abnormal_list") == 0
+    assert _published(world, first, today) == []
+    assert [s["detail"].get("record_id") for s in entry["steps"] if s["action"] == "listed"] == [
+        entry["record_id"]
+    ]
+
+    removed = lists.remove(world.engine, world.store, entry["id"], "已恢复联系", None, today)
+    assert removed["removal_record_id"] == f"{entry['record_id']}-REMOVED"
+    assert _stored(world, removed["removal_record_id"])[1]["ref"] == entry["record_id"]
+    assert _flag(world, second, today, "on_abnormal_list") == 0
+    assert _published(world, second, today) == []
+
+    again = _unreachable(world, first, today)
+    assert again["status"] == "listed" and _flag(world, first, today, "on_abnormal_list") == 1
+
+
+def test_a_failed_confirmation_leaves_the_entry_notified_and_confirming_again_lists_it(
+    world: Loaded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A confirmation whose commit fails leaves the entry notified and the company off the
+    serious dishonest list. One whose clean-up did not happen either (as if the process died)
+    leaves a listing record behind: confirming again withdraws it and lists the entry with a
+    record of its own, so the company is listed once."""
+    today = date.today()
+    (uscc,) = _companies(world, 1)
+    entry = lists.propose(world.engine, world.store, uscc, "serious_dishonest_list",
+                          SERIOUS_BASIS, "吊销营业执照",
+                          today=today - timedelta(days=30))  # fmt: skip
+    case = entry["id"]
+
+    with _failing_commit(world.engine), pytest.raises(RuntimeError, match="injected"):
+        lists.confirm(world.engine, world.store, case, None, today)
+    left = lists.get(world.engine, case, today)
+    assert (left["status"], left["record_id"], left["listed_on"]) == ("notified", None, None)
+    assert _flag(world, uscc, today) == 0 and _published(world, uscc, today) == []
+
+    monkeypatch.setattr(lists, "_withdraw_uncommitted", lambda *args: None)
+    with _failing_commit(world.engine), pytest.raises(RuntimeError, match="injected"):
+        lists.confirm(world.engine, world.store, case, None, today)
+    monkeypatch.undo()
+    assert lists.get(world.engine, case, today)["status"] == "notified"
+    (orphan,) = _published(world, uscc, today)  # what a process dying there leaves
+
+    listed = lists.confirm(world.engine, world.store, case, None, today)
+    assert listed["status"] == "listed" and listed["record_id"] not in (None, orphan)
+    assert listed["record_id"].startswith(f"LIST-{case}-R")
+    assert _stored(world, listed["record_id"])[0] == uscc
+    assert _flag(world, uscc, today) == 1
+    assert _published(world, uscc, today) == [listed["record_id"]]
+
+
+def test_a_failed_removal_leaves_the_company_listed_and_removing_again_works(
+    world: Loaded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A removal whose database work fails, before or at its commit, leaves the entry listed and
+    the company on the list in both stores; removing again takes it off, with the removal
+    record the entry names."""
+    today = date.today()
+    (uscc,) = _companies(world, 1)
+    entry = _unreachable(world, uscc, today)
+    assert _flag(world, uscc, today, "on_abnormal_list") == 1
+
+    _failing_log(monkeypatch, "removed")
+    with pytest.raises(RuntimeError, match="injected"):
+        lists.remove(world.engine, world.store, entry["id"], "已恢复联系", None, today)
+    monkeypatch.undo()
+    assert lists.get(world.engine, entry["id"], today)["status"] == "listed"
+    assert _flag(world, uscc, today, "on_abnormal_list") == 1
+    assert _published(world, uscc, today) == [entry["record_id"]]
+
+    with _failing_commit(world.engine), pytest.raises(RuntimeError, match="injected"):
+        lists.remove(world.engine, world.store, entry["id"], "已恢复联系", None, today)
+    left = lists.get(world.engine, entry["id"], today)
+    assert (left["status"], left["removal_record_id"]) == ("listed", None)
+    assert _flag(world, uscc, today, "on_abnormal_list") == 1
+    assert _published(world, uscc, today) == [entry["record_id"]]
+
+    removed = lists.remove(world.engine, world.store, entry["id"], "已恢复联系", None, today)
+    assert removed["status"] == "removed"
+    assert removed["removal_record_id"].startswith(f"{entry['record_id']}-REMOVED")
+    assert _stored(world, removed["removal_record_id"])[1]["ref"] == entry["record_id"]
+    assert _flag(world, uscc, today, "on_abnormal_list") == 0
+    assert _published(world, uscc, today) == []
+
+
+def test_a_failed_derivation_lists_nobody_and_deriving_again_lists(world: Loaded) -> None:
+    """A derivation whose commit fails after the store took its listing records leaves no entry
+    and nobody listed; deriving again (SQLite hands out the same entry ids) lists them."""
+    today = date.today()
+    year = lists.report_year_due(today)
+    with world.store.connect() as con:
+        filed = {u for (u,) in con.execute(
+            "SELECT DISTINCT uscc FROM records WHERE category = 'annual_report' "
+            "AND json_extract_string(attributes, '$.year') = ?", [str(year)],
+        ).fetchall()}  # fmt: skip
+    (uscc,) = _companies(world, 1, exclude=filed)
+    missing = pa.table({
+        "record_id": [f"TEST-AR-MISSING-{uscc}"], "uscc": [uscc], "category": ["annual_report"],
+        "event_date": [today.isoformat()], "recorded_date": [today.isoformat()],
+        "source_dept": ["samr"], "severity": ["missing"], "amount": [None],
+        "attributes": [json.dumps({"year": year})],
+    })  # fmt: skip
+    assert ingest_table(world.store, missing, "records", "samr", today=today).stored == 1
+    before = _last_id(world)
+
+    with _failing_commit(world.engine), pytest.raises(RuntimeError, match="injected"):
+        lists.derive(world.engine, world.store, today, today=today)
+    assert _last_id(world) == before and _entries(world, uscc) == []
+    assert _flag(world, uscc, today, "on_abnormal_list") == 0
+    assert _published(world, uscc, today) == []
+
+    derived = lists.derive(world.engine, world.store, today, today=today)
+    assert derived["proposed"]["abnormal_operation_list"] >= 1, derived
+    (entry,) = _entries(world, uscc)
+    assert entry["status"] == "listed" and entry["id"] > before
+    assert _stored(world, entry["record_id"])[0] == uscc
+    assert _flag(world, uscc, today, "on_abnormal_list") == 1
+    assert _published(world, uscc, today) == [entry["record_id"]]
+    with world.engine.connect() as con:
+        named = con.execute(
+            sa.select(list_entries.c.id, list_entries.c.record_id)
+            .where(list_entries.c.id > before, list_entries.c.status == "listed")
+        ).all()  # fmt: skip
+    with world.store.connect() as con:
+        owners = dict(con.execute(
+            "SELECT record_id, any_value(json_extract(attributes, '$.entry_id')::INTEGER) "
+            "FROM records WHERE record_id IN (SELECT unnest(?)) GROUP BY record_id",
+            [[r for _, r in named]],
+        ).fetchall())  # fmt: skip
+    assert owners == {r: i for i, r in named}
