@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -80,6 +81,23 @@ def append_events(
         batch.write_arrow("events", pa.Table.from_pylist(rows, schema=EVENTS))
         batch.info.update(stored=len(rows), rejected=len(rejected))
     return result
+
+
+def withdraw_left(
+    store: Store, record_ids: Sequence[str], kind: str, reason: str, today: date
+) -> list[Any]:
+    """Withdraw records that a step whose database commit failed left in the store (they must
+    neither count nor be published). Idempotent: one event id per record
+    (`<kind>-uncommitted-<record id>`). Returns the refused events' reasons (a record that never
+    reached the store is refused, harmlessly)."""
+    if not record_ids:
+        return []
+    events = [
+        {"event_id": f"{kind}-uncommitted-{r}", "record_id": r, "event_type": "withdrawal",
+         "effective_date": today, "recorded_date": today, "attributes": {"reason": reason}}
+        for r in record_ids
+    ]  # fmt: skip
+    return [e["reason"] for e in append_events(store, events, today=today).rejected]
 
 
 def _validated(

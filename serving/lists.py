@@ -59,7 +59,7 @@ from features.builder import (
 )
 from records import publicity, workdays
 from records.catalogue import Catalogue, default_catalogue
-from records.events import append_events
+from records.events import withdraw_left
 from records.ingest import ingest_table
 from records.store import Store
 from serving import lifecycle
@@ -265,16 +265,8 @@ def _record_ids(store: Store, bases: Sequence[str]) -> tuple[dict[str, str], lis
 
 
 def _withdraw(store: Store, record_ids: Sequence[str], reason: str, today: date) -> list[Any]:
-    """Withdraw list records no committed entry names (idempotent: one event id per record);
-    returns the refused events (a record that never reached the store is refused, harmlessly)."""
-    if not record_ids:
-        return []
-    events = [
-        {"event_id": f"list-uncommitted-{r}", "record_id": r, "event_type": "withdrawal",
-         "effective_date": today, "recorded_date": today, "attributes": {"reason": reason}}
-        for r in record_ids
-    ]  # fmt: skip
-    return [e["reason"] for e in append_events(store, events, today=today).rejected]
+    """Withdraw list records no committed entry names (`records.events.withdraw_left`)."""
+    return withdraw_left(store, record_ids, "list", reason, today)
 
 
 def _store_last(store: Store, stale: Sequence[str], rows: Sequence[dict[str, Any]], today: date,

@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from records import publicity, workdays
 from records import uscc as codes
-from records.events import append_events
+from records.events import withdraw_left
 from records.ingest import ingest_table
 from records.schema import ENTITY_TYPES
 from records.store import Store
@@ -1056,16 +1056,8 @@ def _write_result(
 
 
 def _withdraw(store: Store, record_ids: list[str], reason: str, today: date) -> list[Any]:
-    """Withdraw spot-check records no task names (idempotent: one event id per record);
-    returns the refused events (a record that never reached the store is refused, harmlessly)."""
-    if not record_ids:
-        return []
-    events = [
-        {"event_id": f"spot-check-uncommitted-{r}", "record_id": r, "event_type": "withdrawal",
-         "effective_date": today, "recorded_date": today, "attributes": {"reason": reason}}
-        for r in record_ids
-    ]  # fmt: skip
-    return [e["reason"] for e in append_events(store, events, today=today).rejected]
+    """Withdraw spot-check records no committed task names (`records.events.withdraw_left`)."""
+    return withdraw_left(store, record_ids, "spot-check", reason, today)
 
 
 def overdue_tasks(

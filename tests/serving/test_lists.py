@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Collection, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -27,11 +26,12 @@ from cli.main import app
 from features.builder import LIST_CATEGORIES, build_features
 from records import workdays
 from records.ingest import ingest_table
-from serving import lifecycle, lists
+from serving import lists
 from serving.auth import create_key
 from serving.db import audit_log, companies, lifecycle_log, list_entries
 from serving.load import mask_name
 from tests.serving.databases import BACKENDS, Loaded, loaded_copy
+from tests.serving.faults import failing_commit, failing_log
 from tests.serving.uvicorn import running_server
 
 SERIOUS_BASIS = "《市场监督管理严重违法失信名单管理办法》第二条"
@@ -518,32 +518,6 @@ def test_a_department_listing_is_published_flagged_under_objection_and_unpublish
     assert logged >= 2
 
 
-@contextmanager
-def _failing_commit(engine: sa.Engine) -> Iterator[None]:
-    """Every database commit fails (after the record store took the records) while inside."""
-
-    def fail(con: sa.Connection) -> None:
-        raise RuntimeError("injected: the database commit fails")
-
-    sa.event.listen(engine, "commit", fail)
-    try:
-        yield
-    finally:
-        sa.event.remove(engine, "commit", fail)
-
-
-def _failing_log(monkeypatch: pytest.MonkeyPatch, action: str) -> None:
-    """Logging this step fails (a database error once the entry's row is written)."""
-    real = lifecycle.log
-
-    def log(con: sa.Connection, case_type: str, *args: Any) -> None:
-        if args[2] == action:
-            raise RuntimeError(f"injected: the database fails while logging {action}")
-        real(con, case_type, *args)
-
-    monkeypatch.setattr(lifecycle, "log", log)
-
-
 def _entries(world: Loaded, uscc: str) -> list[dict[str, Any]]:
     with world.engine.connect() as con:
         return [dict(r) for r in con.execute(
@@ -588,7 +562,7 @@ def test_a_failed_listing_lists_nobody_and_the_next_listing_works(
     first, second = _companies(world, 2)
     before = _last_id(world)
 
-    _failing_log(monkeypatch, "listed")
+    failing_log(monkeypatch, "listed")
     with pytest.raises(RuntimeError, match="injected"):
         _unreachable(world, first, today)
     monkeypatch.undo()
@@ -596,7 +570,7 @@ def test_a_failed_listing_lists_nobody_and_the_next_listing_works(
     assert _flag(world, first, today, "on_abnormal_list") == 0
     assert _published(world, first, today) == []
 
-    with _failing_commit(world.engine), pytest.raises(RuntimeError, match="injected"):
+    with failing_commit(world.engine), pytest.raises(RuntimeError, match="injected"):
         _unreachable(world, first, today)
     assert _entries(world, first) == [] and _last_id(world) == before
     assert _flag(world, first, today, "on_abnormal_list") == 0
@@ -640,14 +614,14 @@ def test_a_failed_confirmation_leaves_the_entry_notified_and_confirming_again_li
                           today=today - timedelta(days=30))  # fmt: skip
     case = entry["id"]
 
-    with _failing_commit(world.engine), pytest.raises(RuntimeError, match="injected"):
+    with failing_commit(world.engine), pytest.raises(RuntimeError, match="injected"):
         lists.confirm(world.engine, world.store, case, None, today)
     left = lists.get(world.engine, case, today)
     assert (left["status"], left["record_id"], left["listed_on"]) == ("notified", None, None)
     assert _flag(world, uscc, today) == 0 and _published(world, uscc, today) == []
 
     monkeypatch.setattr(lists, "_withdraw_uncommitted", lambda *args: None)
-    with _failing_commit(world.engine), pytest.raises(RuntimeError, match="injected"):
+    with failing_commit(world.engine), pytest.raises(RuntimeError, match="injected"):
         lists.confirm(world.engine, world.store, case, None, today)
     monkeypatch.undo()
     assert lists.get(world.engine, case, today)["status"] == "notified"
@@ -672,7 +646,7 @@ def test_a_failed_removal_leaves_the_company_listed_and_removing_again_works(
     entry = _unreachable(world, uscc, today)
     assert _flag(world, uscc, today, "on_abnormal_list") == 1
 
-    _failing_log(monkeypatch, "removed")
+    failing_log(monkeypatch, "removed")
     with pytest.raises(RuntimeError, match="injected"):
         lists.remove(world.engine, world.store, entry["id"], "已恢复联系", None, today)
     monkeypatch.undo()
@@ -680,7 +654,7 @@ def test_a_failed_removal_leaves_the_company_listed_and_removing_again_works(
     assert _flag(world, uscc, today, "on_abnormal_list") == 1
     assert _published(world, uscc, today) == [entry["record_id"]]
 
-    with _failing_commit(world.engine), pytest.raises(RuntimeError, match="injected"):
+    with failing_commit(world.engine), pytest.raises(RuntimeError, match="injected"):
         lists.remove(world.engine, world.store, entry["id"], "已恢复联系", None, today)
     left = lists.get(world.engine, entry["id"], today)
     assert (left["status"], left["removal_record_id"]) == ("listed", None)
@@ -715,7 +689,7 @@ def test_a_failed_derivation_lists_nobody_and_deriving_again_lists(world: Loaded
     assert ingest_table(world.store, missing, "records", "samr", today=today).stored == 1
     before = _last_id(world)
 
-    with _failing_commit(world.engine), pytest.raises(RuntimeError, match="injected"):
+    with failing_commit(world.engine), pytest.raises(RuntimeError, match="injected"):
         lists.derive(world.engine, world.store, today, today=today)
     assert _last_id(world) == before and _entries(world, uscc) == []
     assert _flag(world, uscc, today, "on_abnormal_list") == 0

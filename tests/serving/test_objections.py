@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -26,11 +25,12 @@ import sqlalchemy as sa
 from features.builder import build_features
 from records import publicity, workdays
 from records.store import Store
-from serving import lifecycle, objections, repairs
+from serving import objections, repairs
 from serving.auth import create_key
 from serving.db import audit_log, companies, lifecycle_log, list_entries
 from serving.db import objections as objections_table
 from tests.serving.databases import BACKENDS, Loaded, loaded_copy
+from tests.serving.faults import failing_commit, failing_log
 from tests.serving.uvicorn import running_server
 
 
@@ -490,32 +490,6 @@ def _flagged(store: Store, uscc: str, record_id: str, day: date) -> bool:
     return bool(shown and shown[0]["objection_open"])
 
 
-@contextmanager
-def _failing_commit(engine: sa.Engine) -> Iterator[None]:
-    """Every database commit fails (after the record store took the events) while inside."""
-
-    def fail(con: sa.Connection) -> None:
-        raise RuntimeError("injected: the database commit fails")
-
-    sa.event.listen(engine, "commit", fail)
-    try:
-        yield
-    finally:
-        sa.event.remove(engine, "commit", fail)
-
-
-def _failing_log(monkeypatch: pytest.MonkeyPatch, action: str) -> None:
-    """Logging this step fails (a database error once the case's row is written)."""
-    real = lifecycle.log
-
-    def log(con: sa.Connection, case_type: str, *args: Any) -> None:
-        if args[2] == action:
-            raise RuntimeError(f"injected: the database fails while logging {action}")
-        real(con, case_type, *args)
-
-    monkeypatch.setattr(lifecycle, "log", log)
-
-
 def test_a_failed_decision_leaves_both_stores_as_they_were_or_completes_when_retried(
     service: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -529,7 +503,7 @@ def test_a_failed_decision_leaves_both_stores_as_they_were_or_completes_when_ret
     case = objections.file_objection(engine, store, record_id, "有误", None, None, today)["id"]
     fix = {"severity": next(s for s in ("seizure", "freezing") if s != record["severity"])}
 
-    _failing_log(monkeypatch, "decided")
+    failing_log(monkeypatch, "decided")
     with pytest.raises(RuntimeError, match="injected"):
         objections.decide(engine, store, case, "corrected", "r", fix, None, today)
     monkeypatch.undo()
@@ -537,7 +511,7 @@ def test_a_failed_decision_leaves_both_stores_as_they_were_or_completes_when_ret
     assert sorted(_events(store, record_id)) == [f"objection-{case}-opened"]
     assert _flagged(store, record["uscc"], record_id, today)
 
-    with _failing_commit(engine), pytest.raises(RuntimeError, match="injected"):
+    with failing_commit(engine), pytest.raises(RuntimeError, match="injected"):
         objections.decide(engine, store, case, "corrected", "r", fix, None, today)
     assert objections.get(engine, case)["status"] == "open"
     with pytest.raises(objections.ObjectionConflict, match="'corrected'"):
@@ -566,14 +540,14 @@ def test_a_failed_filing_leaves_no_flag_and_the_next_filing_is_flagged(
             return list(con.execute(sa.select(objections_table.c.id)).scalars())
 
     known = ids()
-    _failing_log(monkeypatch, "filed")
+    failing_log(monkeypatch, "filed")
     with pytest.raises(RuntimeError, match="injected"):
         objections.file_objection(engine, store, first["record_id"], "x", None, None, today)
     monkeypatch.undo()
     assert ids() == known
     assert _events(store, first["record_id"]) == {}
 
-    with _failing_commit(engine), pytest.raises(RuntimeError, match="injected"):
+    with failing_commit(engine), pytest.raises(RuntimeError, match="injected"):
         objections.file_objection(engine, store, first["record_id"], "x", None, None, today)
     assert ids() == known
     assert not _flagged(store, first["uscc"], first["record_id"], today)
