@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+import pyarrow as pa
+
 from records.catalogue import Catalogue, Category, default_catalogue
 from records.store import Store
 
@@ -302,6 +304,36 @@ def records_on(
     return out
 
 
+def stored_with_events(
+    store: Store, record_ids: list[str], today: date
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """Records by id as first stored, and their events, as known on `today` (records recorded
+    later are left out): what the rule's functions here take, for many records at once."""
+    if not record_ids:
+        return {}, {}
+    with store.connect() as con:
+        con.register("wanted", pa.table({"record_id": pa.array(record_ids, pa.string())}))
+        rows = con.sql(
+            "SELECT record_id, uscc, category, event_date, recorded_date, source_dept, severity, "
+            "amount, attributes FROM records WHERE recorded_date <= ? "
+            "AND record_id IN (SELECT record_id FROM wanted) ORDER BY batch_id",
+            params=[today],
+        ).to_arrow_table().to_pylist()  # fmt: skip
+        events = con.sql(
+            "SELECT event_id, record_id, event_type, effective_date, recorded_date, attributes, "
+            "batch_id FROM events WHERE recorded_date <= ? "
+            "AND record_id IN (SELECT record_id FROM wanted)",
+            params=[today],
+        ).to_arrow_table().to_pylist()  # fmt: skip
+    records: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        records.setdefault(r["record_id"], r)
+    by_record: dict[str, list[dict[str, Any]]] = {}
+    for e in events:
+        by_record.setdefault(e["record_id"], []).append(e)
+    return records, by_record
+
+
 # ---- SQL --------------------------------------------------------------------------------------
 
 
@@ -363,5 +395,5 @@ def period_days_sql(catalogue: Catalogue | None = None) -> str:
 __all__ = [
     "CORRECTABLE", "STOPS_COUNTING", "STOPS_PUBLICITY", "Period", "corrected", "counts_on",
     "merge_patch", "period", "period_days_sql", "public_on", "public_until", "records_on",
-    "stopped_on",
+    "stopped_on", "stored_with_events",
 ]  # fmt: skip

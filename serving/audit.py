@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,6 +51,18 @@ class AuditWriter:
                 "status": status,
             }
         )
+
+    def log_companies(
+        self,
+        caller: Caller,
+        endpoint: str,
+        usccs: Iterable[str],
+        purpose: str | None,
+        status: int = 200,
+    ) -> None:
+        """A read of many companies (a list, a page, an export): a line per company, once."""
+        for code in dict.fromkeys(usccs):
+            self.log(caller, endpoint, code, purpose, status)
 
     @property
     def backlog(self) -> int:

@@ -57,12 +57,18 @@ def purpose_of(
     """Non-public roles must say why they read credit information (DOMAIN §10). The header is
     UTF-8, sent as raw bytes (curl) or percent-encoded (browsers); the server reads header bytes
     as latin-1, so they are decoded again here to log the purpose as it was written."""
-    text = _utf8(x_purpose or "").strip()
+    text = stated_purpose(x_purpose)
     if caller.role not in NO_PURPOSE and not text:
         raise ApiError(
             400, "purpose_required", "send X-Purpose: why this credit information is read"
         )
-    return text[:256] or None
+    return text
+
+
+def stated_purpose(x_purpose: str | None) -> str | None:
+    """The purpose as written (see `purpose_of`), or None where none is sent: for reads that
+    log a purpose without requiring one."""
+    return _utf8(x_purpose or "").strip()[:256] or None
 
 
 def _utf8(header: str) -> str:

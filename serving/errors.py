@@ -8,6 +8,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from records import uscc as codes
+
 STATUS_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
     405: "method_not_allowed", 413: "too_large", 422: "invalid", 500: "internal_error",
@@ -32,8 +34,7 @@ reads they refused, since every query of a company's credit information is (DOMA
 
 
 def _audit_refusal(request: Request, status: int) -> None:
-    from records import uscc as codes
-    from serving.deps import _utf8
+    from serving.deps import stated_purpose  # deps raises ApiError: imported here, not above
 
     caller = getattr(request.state, "caller", None)
     route = request.scope.get("route")
@@ -44,7 +45,7 @@ def _audit_refusal(request: Request, status: int) -> None:
         code = codes.validate(raw)
     except codes.InvalidUSCC:
         return  # a malformed code names no company
-    purpose = _utf8(request.headers.get("x-purpose", "")).strip()[:256] or None
+    purpose = stated_purpose(request.headers.get("x-purpose"))
     request.app.state.service.audit.log(
         caller, f"{request.method} {getattr(route, 'path', request.url.path)}", code, purpose,
         status,

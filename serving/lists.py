@@ -679,22 +679,10 @@ def _published(store: Store, today: date, catalogue: Catalogue) -> list[Publishe
             SELECT record_id FROM open_listings WHERE category IN (SELECT unnest(?))""",
             [today, wanted, today, wanted],
         ).fetchall()]  # fmt: skip
-        originals = con.sql(
-            "SELECT record_id, uscc, category, event_date, recorded_date, source_dept, severity, "
-            "amount, attributes FROM records WHERE record_id IN (SELECT unnest(?))",
-            params=[open_ids],
-        ).to_arrow_table().to_pylist()  # fmt: skip
-        events = con.sql(
-            "SELECT event_id, record_id, event_type, effective_date, recorded_date, attributes, "
-            "batch_id FROM events WHERE record_id IN (SELECT unnest(?)) AND recorded_date <= ?",
-            params=[open_ids, today],
-        ).to_arrow_table().to_pylist()  # fmt: skip
-    by_record: dict[str, list[dict[str, Any]]] = {}
-    for e in events:
-        by_record.setdefault(e["record_id"], []).append(e)
-    names = _names(store, {r["uscc"] for r in originals}, today)
+    originals, by_record = publicity.stored_with_events(store, open_ids, today)
+    names = _names(store, {r["uscc"] for r in originals.values()}, today)
     shown: list[Published] = []
-    for r in originals:
+    for r in originals.values():
         evs = by_record.get(r["record_id"], [])
         name, entity_type = names.get(r["uscc"], (None, None))
         if publicity.public_on(r, evs, today, entity_type, catalogue):

@@ -169,9 +169,7 @@ def _read(caller: Caller, state: ServiceState, endpoint: str, usccs: list[str],
           x_purpose: str | None) -> None:  # fmt: skip
     """Entries are credit information: a stated purpose and an audit line per company."""
     require(caller, READ, "read list entries")
-    purpose = purpose_of(caller, x_purpose)
-    for code in dict.fromkeys(usccs):
-        state.audit.log(caller, endpoint, code, purpose, 200)
+    state.audit.log_companies(caller, endpoint, usccs, purpose_of(caller, x_purpose))
 
 
 @router.post("/list-entries", response_model=EntryOut, status_code=201, responses=ERRORS)
@@ -314,6 +312,5 @@ def public_lists(
     listing (public information: an individual business's name is masked; no reasons, no
     proposals; an open objection is flagged). Each company shown is a line in the audit log."""
     found = lists.public_entries(state.engine, state.store, list_, limit, offset)
-    for code in dict.fromkeys(e["uscc"] for e in found):
-        state.audit.log(caller, "GET /v1/public/lists", code, None, 200)
+    state.audit.log_companies(caller, "GET /v1/public/lists", (e["uscc"] for e in found), None)
     return PublicPage(entries=[PublicEntry.model_validate(e) for e in found])

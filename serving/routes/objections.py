@@ -18,9 +18,9 @@ from serving.deps import (
     CallerDep,
     PurposeHeader,
     StateDep,
-    purpose_of,
     require,
     require_acting_for,
+    stated_purpose,
     valid_code,
 )
 from serving.errors import ApiError
@@ -140,9 +140,8 @@ def list_objections(
 def _audit(state: ServiceState, caller: Caller, endpoint: str, found: list[dict[str, Any]],
            x_purpose: str | None) -> None:  # fmt: skip
     """Objections name companies and their records: every company listed is logged."""
-    why = purpose_of(caller, x_purpose) if (x_purpose or "").strip() else None
-    for code in dict.fromkeys(c["uscc"] for c in found):
-        state.audit.log(caller, endpoint, code, why, 200)
+    state.audit.log_companies(caller, endpoint, (c["uscc"] for c in found),
+                              stated_purpose(x_purpose))  # fmt: skip
 
 
 @router.get("/objections/overdue", response_model=ObjectionPage, responses=ERRORS)

@@ -16,9 +16,9 @@ from serving.deps import (
     CallerDep,
     PurposeHeader,
     StateDep,
-    purpose_of,
     require,
     require_acting_for,
+    stated_purpose,
     valid_code,
 )
 from serving.errors import ApiError
@@ -104,9 +104,8 @@ def _audit(state: ServiceState, caller: Caller, endpoint: str, found: list[dict[
            x_purpose: str | None) -> None:  # fmt: skip
     """Applications name companies and their records: every company read is logged, with the
     stated purpose when one is sent (as for objections)."""
-    why = purpose_of(caller, x_purpose) if (x_purpose or "").strip() else None
-    for code in dict.fromkeys(c["uscc"] for c in found):
-        state.audit.log(caller, endpoint, code, why, 200)
+    state.audit.log_companies(caller, endpoint, (c["uscc"] for c in found),
+                              stated_purpose(x_purpose))  # fmt: skip
 
 
 @router.get("/repairs", response_model=RepairPage, responses=ERRORS)

@@ -19,7 +19,15 @@ from pydantic import BaseModel, Field
 
 from serving.auth import Caller
 from serving.db import check_items, inspectors, spot_check_plans
-from serving.deps import CallerDep, PurposeHeader, StateDep, purpose_of, require, valid_code
+from serving.deps import (
+    CallerDep,
+    PurposeHeader,
+    StateDep,
+    purpose_of,
+    require,
+    stated_purpose,
+    valid_code,
+)
 from serving.errors import ApiError
 from serving.routes.companies import ERRORS
 from serving.spotcheck import export
@@ -213,10 +221,9 @@ def get_plan_list(
         except LookupError as exc:
             raise ApiError(404, "not_found", str(exc)) from None
     why = f"{plan_id}: {purpose or ''}"[:256]
-    for code in dict.fromkeys(frame["uscc"]):  # a line per company read, as every read is
-        state.audit.log(caller, "GET /v1/spot-check-plans/{plan_id}", code, why, 200)
     if frame.empty:
         state.audit.log(caller, "GET /v1/spot-check-plans/{plan_id}", None, why, 200)
+    state.audit.log_companies(caller, "GET /v1/spot-check-plans/{plan_id}", frame["uscc"], why)
     if format == "csv":
         return Response(
             export.to_csv_bytes(frame), media_type="text/csv; charset=utf-8",
@@ -338,9 +345,8 @@ def get_overdue(
     day = as_of or date.today()
     with state.engine.connect() as con:
         frame = overdue_tasks(con, day, department, plan_id, limit)
-    why = purpose_of(caller, x_purpose) if (x_purpose or "").strip() else None
-    for code in dict.fromkeys(frame["uscc"]):
-        state.audit.log(caller, "GET /v1/spot-check-tasks/overdue", code, why, 200)
+    state.audit.log_companies(caller, "GET /v1/spot-check-tasks/overdue", frame["uscc"],
+                              stated_purpose(x_purpose))  # fmt: skip
     return TaskPage(
         as_of=day,
         tasks=[TaskOut.model_validate({**r, "task_id": r["id"]})

@@ -1085,35 +1085,6 @@ def _public_days(entity_type: str | None) -> int:
     return publicity.period("spot_check", None, None, entity_type).public_days or 0
 
 
-def _stored_results(
-    store: Store, record_ids: list[str], today: date
-) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
-    """The results' records as stored and their events, as known on `today`."""
-    if not record_ids:
-        return {}, {}
-    with store.connect() as con:
-        con.register("wanted", pa.table({"record_id": pa.array(record_ids, pa.string())}))
-        rows = con.sql(
-            "SELECT record_id, uscc, category, event_date, recorded_date, source_dept, severity, "
-            "amount, attributes FROM records WHERE recorded_date <= ? "
-            "AND record_id IN (SELECT record_id FROM wanted) ORDER BY batch_id",
-            params=[today],
-        ).to_arrow_table().to_pylist()  # fmt: skip
-        events = con.sql(
-            "SELECT event_id, record_id, event_type, effective_date, recorded_date, attributes, "
-            "batch_id FROM events WHERE recorded_date <= ? "
-            "AND record_id IN (SELECT record_id FROM wanted)",
-            params=[today],
-        ).to_arrow_table().to_pylist()  # fmt: skip
-    records: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        records.setdefault(r["record_id"], r)
-    by_record: dict[str, list[dict[str, Any]]] = {}
-    for e in events:
-        by_record.setdefault(e["record_id"], []).append(e)
-    return records, by_record
-
-
 def published_results(
     con: Connection,
     store: Store,
@@ -1148,7 +1119,7 @@ def published_results(
     while len(out) < limit:  # hidden results do not count against the limit
         page = con.execute(query.limit(limit).offset(offset)).mappings().all()
         offset += len(page)
-        records, events = _stored_results(
+        records, events = publicity.stored_with_events(
             store, [r["record_id"] for r in page if r["record_id"]], today
         )
         for row in page:
