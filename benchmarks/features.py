@@ -385,6 +385,12 @@ def _plain(c: pd.DataFrame, spec: FeatureSpec, day: pd.Timestamp) -> pd.Series:
     if spec.attribute_equals is not None:
         key, wanted = spec.attribute_equals
         sub = sub[_json_text(sub["attributes"], key) == wanted]
+    if spec.amount_equals is not None:
+        sub = sub[sub["amount"] == spec.amount_equals]
+    if spec.later_than is not None:
+        key, grace = spec.later_than
+        due = pd.to_datetime(_json_text(sub["attributes"], key), errors="coerce", format="%Y-%m-%d")
+        sub = sub[(pd.to_datetime(sub["event_date"]) - due).dt.days > grace]
     a = spec.aggregation
     if a == "count":
         return sub.groupby("uscc").size()

@@ -244,8 +244,8 @@ def reasons_row_by_row(
     for row in range(len(masked)):
         reasons = []
         for j in order[row].tolist():
-            c = float(masked[row, j])
-            if c <= 0:
+            c = round(float(masked[row, j]), 4)
+            if c <= 0:  # reported to 4 decimals: 0.0 is no reason
                 break
             value = columns[j][row]
             text = value if type(value) is str else _value_text(value)
@@ -254,7 +254,7 @@ def reasons_row_by_row(
                 {
                     "code": names[j],
                     "kind": "model",
-                    "contribution": round(c, 4),
+                    "contribution": c,
                     "zh": specs[j].reason_zh.replace("{value}", zh),
                     "en": specs[j].reason_en.replace("{value}", en),
                 }

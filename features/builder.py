@@ -68,6 +68,13 @@ def _predicate(spec: FeatureSpec) -> str:
         # only the category's rows are parsed (a projection evaluates every part of an AND)
         only = f"CASE WHEN {_in('category', spec.categories)} THEN attributes END"
         parts.append(f"json_extract_string({only}, {_lit('$.' + key)}) = {_lit(value)}")
+    if spec.amount_equals is not None:
+        parts.append(f"amount = {float(spec.amount_equals)!r}")
+    if spec.later_than is not None:
+        key, grace = spec.later_than
+        only = f"CASE WHEN {_in('category', spec.categories)} THEN attributes END"
+        due = f"TRY_CAST(json_extract_string({only}, {_lit('$.' + key)}) AS DATE)"
+        parts.append(f"date_diff('day', {due}, event_date) > {int(grace)}")
     return " AND ".join(parts)
 
 

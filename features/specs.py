@@ -55,6 +55,11 @@ class FeatureSpec:
     window_days: int | None = WINDOW_ALL
     attribute: str | None = None  # for sum_attribute
     attribute_equals: tuple[str, str] | None = None  # (attribute, value) filter
+    amount_equals: float | None = None  # only records of this amount (0: nil tax returns)
+    later_than: tuple[str, int] | None = None
+    """(date attribute, grace days): only records dated more than the grace days after that
+    attribute's date (a declaration for a period ending on `period_end` filed after its due day);
+    records without a readable date do not match."""
     values: tuple[tuple[str, float], ...] = ()  # severity → value, for latest_value
     model_missing: float | None = None
     """What the risk model reads when the feature is null (no matching record); None: missing.
@@ -156,6 +161,9 @@ SPECS: tuple[Spec, ...] = (
     FeatureSpec("days_since_passed_check", "supervision", ("spot_check",), "days_since_last", 0,
                 "距最近一次抽查合格{value}天", "{value} days since the last passed spot check",
                 severities=("pass",)),
+    FeatureSpec("spot_check_problems_all", "supervision", ("spot_check",), "count", 1,
+                "抽查发现问题共{value}次（公示期内）", "problems found in {value} spot checks still on record",
+                severities=("problem", "serious")),
     FeatureSpec("on_abnormal_list", "supervision", ("abnormal_operation_list",), "open_listing", 1,
                 "列入经营异常名录", "on the abnormal-operation list", severities=_NEG),
     FeatureSpec("abnormal_listings_3y", "supervision", ("abnormal_operation_list",), "count", 1,
@@ -211,6 +219,21 @@ SPECS: tuple[Spec, ...] = (
     FeatureSpec("tax_grade_a_3y", "operations", ("tax_credit_grade",), "count", -1,
                 "近3年纳税信用A级{value}次", "{value} tax credit grades A in the last 3 years",
                 severities=("A",), window_days=_3Y),
+    FeatureSpec("annual_reports_missing_all", "operations", ("annual_report",), "count", 1,
+                "未按时报送年报共{value}次", "{value} annual reports missing in all the years on record",
+                severities=("missing",)),
+    FeatureSpec("tax_grade_points_latest", "operations", ("tax_credit_grade",), "latest_amount", -1,
+                "最近纳税信用评价得分{value}分", "latest tax credit score {value} points",
+                window_days=2 * YEAR),
+    FeatureSpec("tax_declarations_late_3y", "operations", ("tax_declaration",), "count", 1,
+                "近3年逾期纳税申报{value}次", "{value} tax returns filed late in the last 3 years",
+                window_days=_3Y, later_than=("period_end", 15)),
+    FeatureSpec("tax_nil_declarations_3y", "operations", ("tax_declaration",), "count", 1,
+                "近3年零申报{value}次", "{value} nil tax returns in the last 3 years",
+                window_days=_3Y, amount_equals=0.0),
+    FeatureSpec("tax_declarations_3y", "operations", ("tax_declaration",), "count", 0,
+                "近3年纳税申报{value}次", "{value} tax declarations in the last 3 years",
+                window_days=_3Y),
     FeatureSpec("tax_declarations_12m", "operations", ("tax_declaration",), "count", 0,
                 "近12个月纳税申报{value}次", "{value} tax declarations in the last 12 months",
                 window_days=YEAR),

@@ -220,9 +220,11 @@ def top_reasons(
         contrib = np.where(named[None, :], contributions[:, : len(names)], 0.0)
         order = np.argsort(-contrib, axis=1, kind="stable")
         top = np.take_along_axis(contrib, order, axis=1)
-    # a row's reasons end at its first contribution that is not positive; all reasons of all
+    # a row's reasons end at its first contribution that is not positive once rounded to the
+    # 4 decimals it is reported with (a reason "adding 0.0" says nothing); all reasons of all
     # rows, row by row, then their texts per feature (once per distinct value)
-    keep = np.logical_and.accumulate(~(top <= 0), axis=1)
+    rounded = np.asarray(_round4(top.ravel()), dtype=float).reshape(top.shape)
+    keep = np.logical_and.accumulate(rounded > 0, axis=1)
     rows, slots = np.nonzero(keep)
     feature = order[rows, slots]
     zh = np.empty(len(rows), dtype=object)
@@ -241,7 +243,7 @@ def top_reasons(
     flat = [
         {"code": code, "kind": "model", "contribution": c, "zh": z, "en": e}
         for code, c, z, e in zip(
-            codes, _round4(top[rows, slots]), zh.tolist(), en.tolist(), strict=True
+            codes, rounded[rows, slots].tolist(), zh.tolist(), en.tolist(), strict=True
         )
     ]
     ends = np.cumsum(keep.sum(axis=1)).tolist()

@@ -184,6 +184,13 @@ class Reference:
             key, value = spec.attribute_equals
             if attribute(r, key) != value:
                 return False
+        if spec.amount_equals is not None and r["amount"] != spec.amount_equals:
+            return False
+        if spec.later_than is not None:
+            key, grace = spec.later_than
+            due = attribute_date(r, key)
+            if due is None or (r["event_date"] - due).days <= grace:
+                return False
         return True
 
     def open_listing(self, spec: FeatureSpec, counting: list[Row]) -> int:

@@ -40,7 +40,7 @@ WEIGHTED_CATEGORIES = (
     "admin_penalty", "admin_penalty", "abnormal_operation_list", "abnormal_operation_list",
     "serious_dishonest_list", "red_list", "credit_commitment", "credit_commitment",
     "commitment_breach", "spot_check", "third_party_signal", "third_party_signal",
-    "tax_credit_grade",
+    "tax_credit_grade", "tax_declaration", "tax_declaration",
 )  # fmt: skip
 
 
@@ -104,6 +104,15 @@ def _attributes(draw: st.DrawFn, category: str, severity: str | None, event: dat
             attrs["findings_serious"] = None
     elif category == "third_party_signal":
         attrs["name"] = draw(st.sampled_from(SIGNALS))
+    elif category == "tax_declaration":  # filed on, just after or long after the due day
+        kind = draw(st.sampled_from(["date", "date", "date", "none", "junk", "null"]))
+        if kind == "date":
+            lag = draw(st.one_of(st.sampled_from([14, 15, 16, 17]), st.integers(-10, 120)))
+            attrs["period_end"] = (event - timedelta(days=lag)).isoformat()
+        elif kind == "junk":
+            attrs["period_end"] = "2024-13-40"
+        elif kind == "null":
+            attrs["period_end"] = None
     elif category == "admin_penalty":  # the publicity rule reads the types and the domain
         if draw(st.booleans()):
             attrs["penalty_types"] = draw(st.lists(st.sampled_from(PENALTY_TYPES), max_size=3))
@@ -191,7 +200,8 @@ def scenarios(draw: st.DrawFn, max_records: int = 40, entity_ties: bool = True) 
         recorded = draw(st.one_of(st.just(event), when, st.just(later)))
         amount = None
         if c.amount != "none":
-            amount = draw(st.one_of(st.none(), amounts(c.negative_amount_allowed)))
+            zero = st.just(0.0) if category == "tax_declaration" else st.nothing()
+            amount = draw(st.one_of(st.none(), zero, amounts(c.negative_amount_allowed)))
         s.records.append({
             "record_id": f"R{i:03d}", "uscc": company, "category": category,
             "severity": severity, "event_date": event,

@@ -118,6 +118,37 @@ def test_windows_hold_records_younger_than_their_length(store: Store) -> None:
     assert values(store, "tax_declared_12m", at) == [-250.5, 0.0, 0.0, 0.0]
 
 
+def test_late_and_nil_tax_returns_are_counted_from_the_period_end(store: Store) -> None:
+    """A return is due on the 15th of the month after its period (period end + 15 days): one
+    filed on that day is on time, one filed a day later is late; a return whose period cannot be
+    read is never late; a nil return is one of amount exactly 0."""
+    q_end = date(2023, 12, 31)
+    add_records(store, [
+        rec("T1", "tax_declaration", q_end + timedelta(days=15), amount=0.0,
+            period_end=q_end.isoformat()),
+        rec("T2", "tax_declaration", q_end + timedelta(days=16), amount=0.25,
+            period_end=q_end.isoformat()),
+        rec("T3", "tax_declaration", q_end + timedelta(days=90), amount=-0.0, period_end="junk"),
+        rec("T4", "tax_declaration", q_end + timedelta(days=90), amount=None),
+    ])  # fmt: skip
+    at = [q_end + timedelta(days=15), q_end + timedelta(days=16), q_end + timedelta(days=90),
+          q_end + timedelta(days=16 + 1095)]  # fmt: skip
+    assert values(store, "tax_declarations_late_3y", at) == [0, 1, 1, 0]
+    assert values(store, "tax_nil_declarations_3y", at) == [1, 1, 2, 1]
+    assert values(store, "tax_declarations_3y", at) == [1, 2, 4, 2]
+
+
+def test_the_latest_tax_credit_score_is_the_latest_grade_s_points(store: Store) -> None:
+    add_records(store, [
+        rec("G1", "tax_credit_grade", D0, severity="B", amount=78.0),
+        rec("G2", "tax_credit_grade", days(365), severity="C", amount=52.0),
+        rec("G3", "tax_credit_grade", days(730), severity="M"),  # new or no revenue: no points
+    ])  # fmt: skip
+    at = [days(-1), days(364), days(365), days(730), days(730 + 730)]
+    assert values(store, "tax_grade_points_latest", at) == [None, 78.0, 52.0, None, None]
+    assert values(store, "tax_grade_latest", at) == [None, 2.0, 3.0, 2.5, None]
+
+
 def test_negative_records_decay_with_age(store: Store) -> None:
     add_records(store, [rec("P1", "admin_penalty", D0, severity="serious")])
     at = [days(364), days(365), days(729), days(730), days(1094), days(1095)]

@@ -154,3 +154,18 @@ def test_categorical_reasons_name_the_category_in_both_languages() -> None:
         "industry H62 (accommodation and catering)",
     ]
     assert [r["zh"] for r in second][:2] == ["主体类型其他", "行业Z99"]  # no name known: the code
+
+
+@pytest.mark.parametrize("k", [2, 3])  # the partial selection (k < columns) and the full sort
+def test_a_contribution_reported_as_zero_is_not_a_reason(k: int) -> None:
+    """Reasons carry contributions rounded to 4 decimals: one that rounds to 0.0 (seen with a
+    retrained model: a reason "adding 0.0") is not given, and the list ends there."""
+    names = ["penalties_3y", "complaints_12m", "coercions_3y"]
+    values = pd.DataFrame({"penalties_3y": [2.0, 1.0], "complaints_12m": [1.0, 3.0],
+                           "coercions_3y": [1.0, 1.0]})  # fmt: skip
+    contrib = np.array([[0.3, 0.00004, 0.000049, -1.0], [0.00005001, 0.2, -0.1, -1.0]])
+    first, second = top_reasons(contrib, names, values, k=k)
+    assert [(r["code"], r["contribution"]) for r in first] == [("penalties_3y", 0.3)]
+    assert [(r["code"], r["contribution"]) for r in second] == [
+        ("complaints_12m", 0.2), ("penalties_3y", 0.0001)
+    ][:k]  # fmt: skip
