@@ -389,7 +389,9 @@ def _plain(c: pd.DataFrame, spec: FeatureSpec, day: pd.Timestamp) -> pd.Series:
         sub = sub[sub["amount"] == spec.amount_equals]
     if spec.later_than is not None:
         key, grace = spec.later_than
-        due = pd.to_datetime(_json_text(sub["attributes"], key), errors="coerce", format="%Y-%m-%d")
+        text = _json_text(sub["attributes"], key)
+        iso = text.str.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}").fillna(False).astype(bool)
+        due = pd.to_datetime(text.where(iso), errors="coerce", format="%Y-%m-%d")
         sub = sub[(pd.to_datetime(sub["event_date"]) - due).dt.days > grace]
     a = spec.aggregation
     if a == "count":

@@ -43,6 +43,20 @@ LIST_CATEGORIES = (
 )  # fmt: skip
 
 
+ISO_DATE = "[0-9]{4}-[0-9]{2}-[0-9]{2}"
+"""The only form a date attribute compared by `later_than` is read in (other forms never match)."""
+
+
+APART_CATEGORIES = ("tax_declaration", "annual_report")
+"""Categories aggregated each in a grouping of its own: tax returns and annual reports are about
+two thirds of all records and only a few features read them, so their rows are kept out of the
+grouping that evaluates every other feature's filter on each row."""
+
+_ZERO = {"count": "0", "decayed_count": "0.0", "sum_amount": "0.0", "max_amount": "0.0",
+         "sum_attribute": "0.0"}  # fmt: skip
+"""What an aggregation gives a company without matching records (others: NULL)."""
+
+
 def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -73,7 +87,8 @@ def _predicate(spec: FeatureSpec) -> str:
     if spec.later_than is not None:
         key, grace = spec.later_than
         only = f"CASE WHEN {_in('category', spec.categories)} THEN attributes END"
-        due = f"TRY_CAST(json_extract_string({only}, {_lit('$.' + key)}) AS DATE)"
+        text = f"json_extract_string({only}, {_lit('$.' + key)})"
+        due = f"CASE WHEN regexp_full_match({text}, {_lit(ISO_DATE)}) THEN TRY_CAST({text} AS DATE) END"
         parts.append(f"date_diff('day', {due}, event_date) > {int(grace)}")
     return " AND ".join(parts)
 
@@ -219,6 +234,16 @@ def features_sql(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None = 
     commitments = [s for s in specs if isinstance(s, FeatureSpec)
                    and s.aggregation in ("honoured_commitments", "breach_share")]  # fmt: skip
     flags = [s for s in specs if isinstance(s, FlagSpec)]
+    # one grouping per category kept apart, over its rows only, for the features reading it alone
+    apart: dict[str, list[FeatureSpec]] = {}
+    for s in plain:
+        kept = set(s.categories) & set(APART_CATEGORIES)
+        if kept and len(s.categories) > 1:
+            raise ValueError(f"{s.name}: a feature reading {sorted(kept)} may read nothing else")
+        if kept:
+            apart.setdefault(s.categories[0], []).append(s)
+    alias = {s.name: f"t{i}" for i, group in enumerate(apart.values()) for s in group}
+    plain = [s for s in plain if s.name not in alias]
     needed = sorted({c for s in plain for c in s.categories})
 
     plain_cols = ",\n            ".join(f"{_aggregate(s)} AS {s.name}" for s in plain)
@@ -259,23 +284,41 @@ def features_sql(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None = 
         s = spec
         if s in listings:
             select.append(f"coalesce(l.{s.name}, 0) AS {s.name}")
+        elif s.name in alias:
+            t = alias[s.name]
+            zero = _ZERO.get(s.aggregation)
+            select.append(
+                f"coalesce({t}.{s.name}, {zero}) AS {s.name}" if zero else f"{t}.{s.name}"
+            )
         elif s in commitments:
             default = "0" if s.aggregation == "honoured_commitments" else "NULL"
             select.append(f"coalesce(c.{s.name}, {default}) AS {s.name}")
         else:
-            zero = {"count": "0", "decayed_count": "0.0", "sum_amount": "0.0", "max_amount": "0.0",
-                    "sum_attribute": "0.0"}.get(s.aggregation)  # fmt: skip
+            zero = _ZERO.get(s.aggregation)
             select.append(f"coalesce(a.{s.name}, {zero}) AS {s.name}" if zero else f"a.{s.name}")
+    apart_ctes = "".join(
+        f"""t{i} AS (  -- {category}, on its own (see APART_CATEGORIES)
+        SELECT uscc, as_of,
+            {", ".join(f"{_aggregate(s)} AS {s.name}" for s in group)}
+        FROM ({_counting((category,), cat, _horizon(specs))}) GROUP BY uscc, as_of
+    ),
+    """
+        for i, (category, group) in enumerate(apart.items())
+    )
+    apart_joins = "".join(
+        f"LEFT JOIN t{i} ON t{i}.uscc = p.uscc AND t{i}.as_of = p.as_of\n    "
+        for i in range(len(apart))
+    )
     entity_fields = "established_date, registered_capital, industry, region, entity_type, status"
     return f"""
     WITH {UNDONE_CTE},
     {FIXES_CTE},
     plain AS (
         SELECT uscc, as_of,
-            {plain_cols}
-        FROM ({_counting(needed, cat, _horizon(specs))}) GROUP BY uscc, as_of
+            {plain_cols or "0 AS _none"}
+        FROM ({_counting(needed or ("registration",), cat, _horizon(specs))}) GROUP BY uscc, as_of
     ),
-    {open_listings_sql(cat)},
+    {apart_ctes}    {open_listings_sql(cat)},
     listed AS (
         SELECT uscc, as_of,
             {list_cols}
@@ -323,6 +366,7 @@ def features_sql(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None = 
     SELECT {", ".join(select)}
     FROM points p
     LEFT JOIN plain a ON a.uscc = p.uscc AND a.as_of = p.as_of
+    {apart_joins}
     LEFT JOIN listed l ON l.uscc = p.uscc AND l.as_of = p.as_of
     LEFT JOIN commits c ON c.uscc = p.uscc AND c.as_of = p.as_of
     LEFT JOIN objections o ON o.uscc = p.uscc AND o.as_of = p.as_of

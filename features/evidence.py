@@ -8,7 +8,15 @@ from typing import Any
 
 import pyarrow as pa
 
-from features.builder import FIXES_CTE, UNDONE_CTE, _counting, _lit, _predicate
+from features.builder import (
+    FIXES_CTE,
+    UNDONE_CTE,
+    _counting,
+    _in,
+    _lit,
+    _predicate,
+    open_listings_sql,
+)
 from features.specs import SPECS, FeatureSpec, Spec
 from records.catalogue import Catalogue, default_catalogue
 from records.store import Store
@@ -32,16 +40,32 @@ def evidence_sql(
             "CAST(NULL AS DATE) AS latest, CAST([] AS VARCHAR[]) AS departments "
             "FROM wanted WHERE false"
         )
-    categories = sorted({c for s in chosen for c in s.categories})
-    cases = " ".join(f"WHEN {_lit(s.name)} THEN ({_predicate(s)})" for s in chosen)
+    # a list flag's evidence is the listings still open (not every listing in its publicity
+    # period: a removed one is no basis for a veto); other features', the records they count
+    listed = [s for s in chosen if s.aggregation == "open_listing"]
+    counted = [s for s in chosen if s.aggregation != "open_listing"]
+    categories = sorted({c for s in counted for c in s.categories}) or ["registration"]
+    cases = " ".join(f"WHEN {_lit(s.name)} THEN ({_predicate(s)})" for s in counted)
+    open_cases = " ".join(
+        f"WHEN {_lit(s.name)} THEN {_in('o.category', s.categories)}" for s in listed
+    )
     return f"""
     WITH {UNDONE_CTE},
     {FIXES_CTE},
+    {open_listings_sql(cat) + "," if listed else ""}
     rows AS ({_counting(categories, cat)}),
     matched AS (
         SELECT w.uscc, w.as_of, w.feature, r.record_id, r.event_date, r.source_dept
         FROM wanted w JOIN rows r ON r.uscc = w.uscc AND r.as_of = w.as_of
-        WHERE CASE w.feature {cases} ELSE false END
+        WHERE {f"CASE w.feature {cases} ELSE false END" if counted else "false"}
+        {
+        f'''UNION ALL
+        SELECT w.uscc, w.as_of, w.feature, o.record_id, o.event_date, o.source_dept
+        FROM wanted w JOIN open_listings o ON o.uscc = w.uscc AND o.as_of = w.as_of
+        WHERE CASE w.feature {open_cases} ELSE false END'''
+        if listed
+        else ""
+    }
     )
     SELECT uscc, as_of, feature,
         list(record_id ORDER BY event_date DESC, record_id)[1:{per_feature}] AS records,

@@ -58,8 +58,8 @@ class FeatureSpec:
     amount_equals: float | None = None  # only records of this amount (0: nil tax returns)
     later_than: tuple[str, int] | None = None
     """(date attribute, grace days): only records dated more than the grace days after that
-    attribute's date (a declaration for a period ending on `period_end` filed after its due day);
-    records without a readable date do not match."""
+    attribute's date (a return for a period ending on `period_end` filed after its due day);
+    the date must be ISO `YYYY-MM-DD` (records without such a date do not match)."""
     values: tuple[tuple[str, float], ...] = ()  # severity → value, for latest_value
     model_missing: float | None = None
     """What the risk model reads when the feature is null (no matching record); None: missing.
@@ -222,12 +222,13 @@ SPECS: tuple[Spec, ...] = (
     FeatureSpec("annual_reports_missing_all", "operations", ("annual_report",), "count", 1,
                 "未按时报送年报共{value}次", "{value} annual reports missing in all the years on record",
                 severities=("missing",)),
-    FeatureSpec("tax_grade_points_latest", "operations", ("tax_credit_grade",), "latest_amount", -1,
-                "最近纳税信用评价得分{value}分", "latest tax credit score {value} points",
-                window_days=2 * YEAR),
+    # due on the 15th of the month after the period, moved by weekends, holidays and yearly
+    # announced extensions (never past the 25th so far): counted late only after the 25th, so
+    # that no return filed within an extended deadline counts
     FeatureSpec("tax_declarations_late_3y", "operations", ("tax_declaration",), "count", 1,
-                "近3年逾期纳税申报{value}次", "{value} tax returns filed late in the last 3 years",
-                window_days=_3Y, later_than=("period_end", 15)),
+                "近3年纳税申报在所属期满次月25日后报送{value}次",
+                "{value} tax returns filed after the 25th of the month after their period in the last 3 years",
+                window_days=_3Y, later_than=("period_end", 25)),
     FeatureSpec("tax_nil_declarations_3y", "operations", ("tax_declaration",), "count", 1,
                 "近3年零申报{value}次", "{value} nil tax returns in the last 3 years",
                 window_days=_3Y, amount_equals=0.0),

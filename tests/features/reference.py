@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date
@@ -188,7 +189,8 @@ class Reference:
             return False
         if spec.later_than is not None:
             key, grace = spec.later_than
-            due = attribute_date(r, key)
+            iso = re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", attribute(r, key) or "")
+            due = attribute_date(r, key) if iso else None
             if due is None or (r["event_date"] - due).days <= grace:
                 return False
         return True

@@ -107,10 +107,14 @@ def _attributes(draw: st.DrawFn, category: str, severity: str | None, event: dat
     elif category == "tax_declaration":  # filed on, just after or long after the due day
         kind = draw(st.sampled_from(["date", "date", "date", "none", "junk", "null"]))
         if kind == "date":
-            lag = draw(st.one_of(st.sampled_from([14, 15, 16, 17]), st.integers(-10, 120)))
+            lag = draw(st.one_of(st.sampled_from([24, 25, 26, 27]), st.integers(-10, 120)))
             attrs["period_end"] = (event - timedelta(days=lag)).isoformat()
         elif kind == "junk":
-            attrs["period_end"] = "2024-13-40"
+            end = event - timedelta(days=draw(st.integers(0, 60)))
+            attrs["period_end"] = draw(st.sampled_from(
+                ["2024-13-40", end.strftime("%Y%m%d"), end.strftime("%Y/%m/%d"),
+                 end.isoformat() + " 00:00:00"]
+            ))  # fmt: skip
         elif kind == "null":
             attrs["period_end"] = None
     elif category == "admin_penalty":  # the publicity rule reads the types and the domain

@@ -119,34 +119,27 @@ def test_windows_hold_records_younger_than_their_length(store: Store) -> None:
 
 
 def test_late_and_nil_tax_returns_are_counted_from_the_period_end(store: Store) -> None:
-    """A return is due on the 15th of the month after its period (period end + 15 days): one
-    filed on that day is on time, one filed a day later is late; a return whose period cannot be
-    read is never late; a nil return is one of amount exactly 0."""
+    """A return counts as late when filed after the 25th of the month after its period (period
+    end + 25 days: past any extension of the 15th so far); a return whose period is not an ISO
+    date is never late, in the builder and the reference alike; a nil return has amount 0."""
     q_end = date(2023, 12, 31)
     add_records(store, [
-        rec("T1", "tax_declaration", q_end + timedelta(days=15), amount=0.0,
+        rec("T1", "tax_declaration", q_end + timedelta(days=25), amount=0.0,
             period_end=q_end.isoformat()),
-        rec("T2", "tax_declaration", q_end + timedelta(days=16), amount=0.25,
+        rec("T2", "tax_declaration", q_end + timedelta(days=26), amount=0.25,
             period_end=q_end.isoformat()),
         rec("T3", "tax_declaration", q_end + timedelta(days=90), amount=-0.0, period_end="junk"),
         rec("T4", "tax_declaration", q_end + timedelta(days=90), amount=None),
+        *(rec(f"T{5 + i}", "tax_declaration", q_end + timedelta(days=90), amount=1.0,
+              period_end=text)
+          for i, text in enumerate(["20231231", "2023/12/31", "2023-12-31 00:00:00",
+                                    "2023年12月31日", "2023-12-31T00:00:00"])),
     ])  # fmt: skip
-    at = [q_end + timedelta(days=15), q_end + timedelta(days=16), q_end + timedelta(days=90),
-          q_end + timedelta(days=16 + 1095)]  # fmt: skip
+    at = [q_end + timedelta(days=25), q_end + timedelta(days=26), q_end + timedelta(days=90),
+          q_end + timedelta(days=26 + 1095)]  # fmt: skip
     assert values(store, "tax_declarations_late_3y", at) == [0, 1, 1, 0]
     assert values(store, "tax_nil_declarations_3y", at) == [1, 1, 2, 1]
-    assert values(store, "tax_declarations_3y", at) == [1, 2, 4, 2]
-
-
-def test_the_latest_tax_credit_score_is_the_latest_grade_s_points(store: Store) -> None:
-    add_records(store, [
-        rec("G1", "tax_credit_grade", D0, severity="B", amount=78.0),
-        rec("G2", "tax_credit_grade", days(365), severity="C", amount=52.0),
-        rec("G3", "tax_credit_grade", days(730), severity="M"),  # new or no revenue: no points
-    ])  # fmt: skip
-    at = [days(-1), days(364), days(365), days(730), days(730 + 730)]
-    assert values(store, "tax_grade_points_latest", at) == [None, 78.0, 52.0, None, None]
-    assert values(store, "tax_grade_latest", at) == [None, 2.0, 3.0, 2.5, None]
+    assert values(store, "tax_declarations_3y", at) == [1, 2, 9, 7]
 
 
 def test_negative_records_decay_with_age(store: Store) -> None:
@@ -462,3 +455,45 @@ def test_feature_columns_are_integers_doubles_or_text(store: Store) -> None:
             assert pa.types.is_string(kind), (spec.name, kind)
         else:
             assert pa.types.is_integer(kind) or pa.types.is_float64(kind), (spec.name, kind)
+
+
+def test_a_feature_may_not_mix_a_category_kept_apart_with_others() -> None:
+    """Tax returns and annual reports are aggregated on their own (features.builder
+    APART_CATEGORIES); a feature reading one of them with another category is refused."""
+    mixed = FeatureSpec("mixed", "operations", ("tax_declaration", "annual_report"), "count", 0,
+                        "x{value}", "x {value}")  # fmt: skip
+    with pytest.raises(ValueError, match=r"mixed: a feature reading .* may read nothing else"):
+        features_sql((mixed,))
+    alone = FeatureSpec(
+        "alone", "operations", ("tax_declaration",), "count", 0, "x{value}", "x {value}"
+    )
+    assert "t0 AS (" in features_sql((alone,))
+
+
+def test_a_list_flag_s_evidence_is_the_listings_still_open(store: Store) -> None:
+    """A veto's evidence names the listing that is open, not one removed earlier (a removed
+    listing in its publicity period once showed as the basis of an abnormal-list veto)."""
+    from features.evidence import feature_evidence
+
+    add_records(store, [
+        rec("L1", "abnormal_operation_list", D0, severity="listed"),
+        rec("X1", "abnormal_operation_list", days(40), severity="removed", ref="L1"),
+        rec("L2", "abnormal_operation_list", days(200), severity="listed"),
+        rec("P1", "admin_penalty", days(10), severity="general"),
+    ])  # fmt: skip
+    at = days(300)
+    assert values(store, "on_abnormal_list", [at]) == [1]
+    wanted = pa.Table.from_pylist([
+        {"uscc": CO, "as_of": at, "feature": f}
+        for f in ("on_abnormal_list", "abnormal_listings_3y", "penalties_3y")
+    ])  # fmt: skip
+    found = feature_evidence(store, wanted)
+    flag = found[(CO, at, "on_abnormal_list")]
+    assert (flag["records"], flag["matched"], flag["latest"]) == (["L2"], 1, days(200))
+    assert found[(CO, at, "abnormal_listings_3y")]["records"] == ["L2", "L1"]
+    assert found[(CO, at, "penalties_3y")]["records"] == ["P1"]
+    only_flag = feature_evidence(store, wanted.slice(0, 1))
+    assert list(only_flag) == [(CO, at, "on_abnormal_list")]
+    gone = feature_evidence(store, pa.Table.from_pylist(
+        [{"uscc": CO, "as_of": days(100), "feature": "on_abnormal_list"}]))  # fmt: skip
+    assert gone == {}
