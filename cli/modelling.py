@@ -63,6 +63,15 @@ def print_report(report: dict[str, Any]) -> None:
         f"AUC {report['auc']:.4f}  PR-AUC {report['pr_auc']:.4f}  Brier {report['brier']:.4f}  "
         f"calibration error {report['calibration_error']:.4f}   (all weighted by 1/inclusion)"
     )
+    invalid = report.get("invalid_inclusion_prob", 0)
+    if invalid:
+        shown = report.get("invalid_inclusion_prob_records", [])
+        more = f", … {invalid - len(shown):,} more" if invalid > len(shown) else ""
+        out.print(
+            f"{invalid:,} spot check{' has' if invalid == 1 else 's have'} an inclusion "
+            f"probability that is not a number in (0, 1] ({', '.join(shown)}{more}): "
+            "weighted 1, as where it is unknown"
+        )
     out.print(_tier_rows(report["tiers"], "observed problem rate by tier"))
     plan = report["plan"]
     out.print(
@@ -84,6 +93,8 @@ def print_report(report: dict[str, Any]) -> None:
         out.print(f"  before vetoes and defaults: {model}{wanted}")
     if report.get("truth_skipped"):
         out.print(f"hidden truth not used: {report['truth_skipped']}")
+    if report.get("stability_skipped"):
+        out.print(report["stability_skipped"])
     if "stability" in report:
         s = report["stability"]
         out.print(
@@ -161,11 +172,17 @@ def train(
 ) -> None:
     """Train a tier model on the stored spot checks, evaluate it, log it to MLflow and register
     it as a new version (not promoted: see `credsup promote`)."""
-    from training.train import NotEnoughData, TrainConfig
+    from training.train import MissingTruth, NotEnoughData, TrainConfig, check_truth_dir
     from training.train import train as run_training
 
     if label not in ("problem", "serious"):
         raise typer.BadParameter(f"label must be problem or serious, got {label!r}")
+    if truth is not None:
+        try:
+            check_truth_dir(truth)  # before any work: nothing is trained or registered
+        except MissingTruth as exc:
+            err.print(f"--truth: {exc}")
+            raise typer.Exit(2) from None
     settings = Settings()
     registry = _registry(settings)
     share_values = _numbers("--shares", shares, 4)
@@ -193,6 +210,7 @@ def train(
             outcome = run_training(
                 _store(settings), config, truth_dir=truth,
                 previous=previous[1] if previous else None,
+                previous_version=previous[0] if previous else None,
             )  # fmt: skip
         except NotEnoughData as exc:
             err.print(f"cannot train: {exc}")
@@ -246,7 +264,10 @@ def promote(
         _emit_json(decision)
     else:
         verb = "promoted to champion" if decision["promoted"] else "not promoted"
-        out.print(f"{registry.name} version {decision['version']} {verb}: {decision['why']}")
+        out.print(
+            f"{registry.name} version {decision['version']} (label {decision['label'] or '-'}) "
+            f"{verb}: {decision['why']}"
+        )
         gain = decision.get("comparison", {}).get("auc_gain")
         if gain:
             out.print(
@@ -268,12 +289,13 @@ def models(as_json: JsonOpt = False) -> None:
         _emit_json({"model": registry.name, "tracking_uri": registry.uri, "versions": rows})
         return
     table = Table(title=f"{registry.name} at {registry.uri}")
-    for c in ("version", "aliases", "created", "spec", "AUC", "Brier"):
+    for c in ("version", "aliases", "created", "spec", "label", "AUC", "Brier"):
         table.add_column(c)
     for r in rows:
         m = r["metrics"]
         table.add_row(
             r["version"], ",".join(r["aliases"]), r["created"], r["spec_version"] or "-",
+            r["label"] or "-",
             f"{m.get('auc', float('nan')):.4f}", f"{m.get('brier', float('nan')):.4f}",
         )  # fmt: skip
     out.print(table)
@@ -327,13 +349,45 @@ def tier(
     )
 
 
-def _read_table(path: Path) -> pa.Table:
-    if path.suffix.lower() == ".parquet":
-        return pq.read_table(path)
-    if path.suffix.lower() == ".csv":
-        opts = pacsv.ConvertOptions(column_types={"uscc": pa.string(), "as_of": pa.string()})
-        return pacsv.read_csv(path, convert_options=opts)
-    raise typer.BadParameter(f"{path}: points must be a .csv or .parquet file")
+def _read_points(path: Path) -> pa.Table:
+    """The points file as a table; a file that cannot be read is `BadPoints` (exit 2), naming
+    the rows whose number of fields differs from the header (1 = the first row after it)."""
+    from models.batch import SHOWN, BadPoints
+
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise typer.BadParameter(f"{path}: points must be a .csv or .parquet file")
+    ragged: list[Any] = []
+
+    def skip(row: Any) -> str:
+        ragged.append(row)
+        return "skip"
+
+    try:
+        if suffix == ".parquet":
+            return pq.read_table(path)
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(use_threads=False),  # else bad rows have no number
+            parse_options=pacsv.ParseOptions(invalid_row_handler=skip),
+            convert_options=pacsv.ConvertOptions(
+                column_types={"uscc": pa.string(), "as_of": pa.string()}
+            ),
+        )
+    except (pa.ArrowException, OSError) as exc:
+        raise BadPoints(f"cannot read the file: {exc}") from None
+    if ragged:
+        rows = [
+            f"row {r.number - 1 if r.number is not None else '?'}: {r.actual_columns} fields "
+            f"({r.text[:60]!r})"
+            for r in ragged[:SHOWN]
+        ]
+        more = f" (and {len(ragged) - SHOWN} more)" if len(ragged) > SHOWN else ""
+        raise BadPoints(
+            f"cannot read the file: rows with another number of fields than the header's "
+            f"{ragged[0].expected_columns}: " + "; ".join(rows) + more
+        )
+    return table
 
 
 @app.command()
@@ -354,8 +408,8 @@ def predict(
         raise typer.BadParameter(f"{points} does not exist")
     started = time.perf_counter()
     registry, version, tier_model = _load(settings, model)
-    read = _read_table(points)
     try:
+        read = _read_points(points)
         table = predict_points(_store(settings), tier_model, read, registry.name, version, reasons)
     except BadPoints as exc:
         err.print(f"{points}: {exc}")
@@ -370,17 +424,23 @@ def predict(
         "model": registry.name, "version": version, "points": table.num_rows,
         "duplicates": read.num_rows - table.num_rows,
         "scored": statuses.count("scored"), "unknown": statuses.count("unknown"),
-        "path": str(target), "seconds": round(time.perf_counter() - started, 2),
+        "inactive": statuses.count("inactive"), "path": str(target),
+        "seconds": round(time.perf_counter() - started, 2),
     }  # fmt: skip
     if as_json:
         _emit_json(payload)
         return
     out.print(
         f"{payload['scored']:,} of {payload['points']:,} points scored with {registry.name} "
-        f"v{version} ({payload['unknown']:,} unknown companies) in {payload['seconds']} s "
-        f"→ {target}"
+        f"v{version} ({payload['unknown']:,} unknown companies, {payload['inactive']:,} "
+        f"inactive) in {payload['seconds']} s → {target}"
     )
     if payload["unknown"]:
         err.print("unknown: no entity with that code registered by its as-of date (not scored)")
+    if payload["inactive"]:
+        err.print(
+            "inactive: the company was not active (suspended, revoked or deregistered) on its "
+            "as-of date, so `credsup tier` leaves it out (not scored)"
+        )
     if payload["duplicates"]:
         err.print(f"{payload['duplicates']:,} repeated (uscc, as_of) rows were scored once")

@@ -1,10 +1,12 @@
 """Batch tiering and point-in-time predictions with a registered tier model.
 
 `tier_companies` scores every company registered and active on an as-of date; `predict_points`
-scores arbitrary (uscc, as_of) pairs, each with features as of its own date (a backtest). Both
-return one row per company and date with probability, raw score, the model's tier, the final
-tier, the reasons as JSON text (Chinese and English, overrides first, evidence filled in) and the
-model and spec versions, ready to be stored (`features.results.Results`, kind `tiers`).
+scores arbitrary (uscc, as_of) pairs, each with features as of its own date (a backtest), and
+lists the points of companies not registered or not active on their date with a status and no
+score, as the batch leaves them out. Both return one row per company and date with probability,
+raw score, the model's tier, the final tier, the reasons as JSON text (Chinese and English,
+overrides first, evidence filled in) and the model and spec versions, ready to be stored
+(`features.results.Results`, kind `tiers`).
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.builder import build_features, build_features_at
 from models.bundle import TierModel, with_evidence
 from records import uscc as codes
+from records.ingest import CHINA_STANDARD_TIME
 from records.store import Store
 
 
@@ -77,31 +81,77 @@ def tier_features(
     return _finish(scored, model, name, version)
 
 
+SHOWN = 5
+"""Rows named in a message about bad points (the file may have many more)."""
+
+
+def _named(what: str, problems: list[str], total: int) -> str:
+    more = f" (and {total - len(problems)} more)" if total > len(problems) else ""
+    return f"{what}: " + "; ".join(problems) + more
+
+
+def _dates(column: pa.ChunkedArray) -> tuple[pa.Array, list[int]]:
+    """The as-of dates (null where empty) and the indices of values that are not dates."""
+    values = column.combine_chunks()
+    kind = values.type
+    if pa.types.is_dictionary(kind):
+        values = values.cast(kind.value_type)
+        kind = values.type
+    if pa.types.is_null(kind):
+        return pa.nulls(len(values), pa.date32()), []
+    if pa.types.is_timestamp(kind) and kind.tz is not None:
+        # dated as ingestion dates records: 2026-06-29 20:00 UTC is 30 June in China
+        china = values.cast(pa.timestamp(kind.unit, CHINA_STANDARD_TIME))
+        return pc.local_timestamp(china).cast(pa.date32()), []
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+        return values.cast(pa.date32()), []  # a naive time stamp: its own date
+    try:
+        text = values.cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.nulls(len(values), pa.date32()), list(range(len(values)))
+    text = pc.utf8_trim_whitespace(text)
+    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    parsed = pc.strptime(text, format="%Y-%m-%d", unit="s", error_is_null=True)
+    bad = pc.and_(pc.is_valid(text), pc.is_null(parsed))
+    return parsed.cast(pa.date32()), np.flatnonzero(bad.to_numpy(zero_copy_only=False)).tolist()
+
+
 def read_points(table: pa.Table) -> pa.Table:
-    """Validate a points table: columns uscc and as_of, every code valid, every date a date."""
+    """Validate a points table: columns uscc and as_of, every row with a code and a date, every
+    code valid, every date a date (`YYYY-MM-DD`, a date, or a time stamp: one with a time zone is
+    dated in China Standard Time). Rows are named 1 = the first row (after a CSV's header)."""
     missing = [c for c in ("uscc", "as_of") if c not in table.column_names]
     if missing:
         raise BadPoints(f"points need columns uscc and as_of; missing: {', '.join(missing)}")
-    text = table.column("uscc").cast(pa.string())
+    text = table.column("uscc").cast(pa.string()).to_pylist()
+    as_of, not_dates = _dates(table.column("as_of"))
+    unparsed = set(not_dates)
+    empty: list[str] = []
+    for i, (code, no_day) in enumerate(zip(text, as_of.is_null().to_pylist(), strict=True)):
+        if code is None or not code.strip():
+            empty.append(f"row {i + 1}: uscc is empty")
+        if no_day and i not in unparsed:
+            empty.append(f"row {i + 1}: as_of is empty")
     bad = []
-    for i, code in enumerate(text.to_pylist()):
+    for i, code in enumerate(text):
+        if code is None or not code.strip():
+            continue
         try:
             codes.validate(code)
         except codes.InvalidUSCC as exc:
             bad.append(f"row {i + 1}: {code!r}: {exc.message}")
-        if len(bad) >= 5:
-            break
-    if bad:
-        raise BadPoints("invalid unified social credit codes: " + "; ".join(bad))
-    try:
-        as_of = table.column("as_of").cast(pa.date32())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        try:
-            as_of = pa.compute.strptime(table.column("as_of").cast(pa.string()), "%Y-%m-%d", "s")
-            as_of = as_of.cast(pa.date32())
-        except pa.ArrowInvalid as exc:
-            raise BadPoints(f"as_of must be dates YYYY-MM-DD: {exc}") from None
-    compact = pa.array([codes.compact(c) for c in text.to_pylist()], pa.string())
+            if len(bad) >= SHOWN:
+                break
+    original = table.column("as_of").combine_chunks()
+    dates = [f"row {i + 1}: {original[i].as_py()!r}" for i in not_dates[:SHOWN]]
+    problems = [
+        _named("rows without a code or a date", empty[:SHOWN], len(empty)) if empty else "",
+        "invalid unified social credit codes: " + "; ".join(bad) if bad else "",
+        _named("as_of must be dates YYYY-MM-DD", dates, len(not_dates)) if dates else "",
+    ]
+    if any(problems):
+        raise BadPoints(". ".join(p for p in problems if p))
+    compact = pa.array([codes.compact(c) for c in text], pa.string())
     return pa.table({"uscc": compact, "as_of": as_of})
 
 
@@ -115,8 +165,10 @@ def predict_points(
     evidence: bool = True,
 ) -> pa.Table:
     """Each distinct (uscc, as_of) pair scored once with features as of its own date. Codes
-    without an entity registered by that date are returned with status `unknown` and no score
-    (natural persons and codes the store has never seen are not scored)."""
+    without an entity registered by that date are returned with status `unknown`, companies
+    registered but not active on that date (suspended, revoked, deregistered as known then) with
+    status `inactive`, both with no score or tier (natural persons and codes the store has never
+    seen are not scored; `credsup tier` leaves inactive companies out)."""
     model.check_spec()
     points = read_points(points)
     if points.num_rows == 0:
@@ -129,15 +181,17 @@ def predict_points(
             "AND e.recorded_date <= p.as_of) AS known FROM pts p"
         ).to_arrow_table()
     feats = build_features_at(store, known.filter(known.column("known"))).to_pandas()
-    scored = model.score(feats, reasons=reasons)  # no known point: no rows, the same columns
+    active = (feats["active"].fillna(0) > 0).to_numpy()  # as `tier_features` selects
+    # no active point: no rows, the same columns
+    scored = model.score(feats[active].reset_index(drop=True), reasons=reasons)
     if reasons and evidence and len(scored):
         scored = with_evidence(store, scored)
     scored["status"] = "scored"
-    unknown = known.filter(pa.compute.invert(known.column("known"))).to_pandas()
-    rows: list[Any] = [scored]
-    if len(unknown):
-        rows.append(unknown[["uscc", "as_of"]].assign(status="unknown"))
-    result = pd.concat(rows, ignore_index=True) if len(unknown) else scored
+    inactive = feats.loc[~active, ["uscc", "as_of"]].assign(status="inactive")
+    unknown = known.filter(pc.invert(known.column("known"))).to_pandas()
+    unknown = unknown[["uscc", "as_of"]].assign(status="unknown")
+    others = [rows for rows in (inactive, unknown) if len(rows)]
+    result = pd.concat([scored, *others], ignore_index=True) if others else scored
     if len(result):
         result["as_of"] = pd.to_datetime(result["as_of"]).dt.date
     order: Any = np.lexsort((result["as_of"].astype(str), result["uscc"])) if len(result) else []

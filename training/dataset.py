@@ -3,7 +3,10 @@
 Label: the check found a problem (`problem` or `serious`; or only `serious`). Because draws are
 tier-weighted, each example carries the inverse of its inclusion probability (stored with the
 draw in `attributes.inclusion_prob`; 1 where unknown) as its weight, so that a model and its
-evaluation describe the whole population, not only the inspected part. Features come from
+evaluation describe the whole population, not only the inspected part. A stored value that is no
+probability (not a finite number in (0, 1]: -0.2, or 15 meaning 15 %) is treated as unknown and
+flagged (`inclusion_prob_invalid`), so that training says how many there were instead of failing
+on a negative weight or silently shrinking one. Features come from
 `features.builder.build_features_at`, so an example uses only what was recorded before its check.
 
 The examples are those one would have had on the training day (`until` for a backtest, else
@@ -36,7 +39,8 @@ def spot_check_examples(
     since: date | None = None,
     until: date | None = None,
 ) -> pa.Table:
-    """One row per spot check: record_id, uscc, check_date, as_of (the day before), label, weight.
+    """One row per spot check: record_id, uscc, check_date, as_of (the day before), label, weight
+    and inclusion_prob_invalid (a probability was stored but is not a finite number in (0, 1]).
 
     `since`/`until` bound the check date; with `until`, the checks, their corrections and
     withdrawals are those known on that day (see the module docstring).
@@ -64,13 +68,19 @@ def spot_check_examples(
               AND NOT EXISTS (SELECT 1 FROM events w
                               WHERE w.record_id = r.record_id AND w.event_type = 'withdrawal'
                                 AND greatest(w.effective_date, w.recorded_date) <= $day)
+        ),
+        stated AS (
+            SELECT *, json_extract_string(attributes, '$.inclusion_prob') AS prob_text,
+                TRY_CAST(prob_text AS DOUBLE) AS prob,
+                coalesce(isfinite(prob) AND prob > 0 AND prob <= 1, false) AS prob_ok
+            FROM checks WHERE severity IS NOT NULL
         )
         SELECT record_id, uscc, event_date AS check_date,
             CAST(event_date - INTERVAL 1 DAY AS DATE) AS as_of,
             CASE WHEN severity IN ({positive}) THEN 1 ELSE 0 END AS label,
-            1.0 / coalesce(nullif(TRY_CAST(json_extract_string(attributes, '$.inclusion_prob')
-                                           AS DOUBLE), 0), 1.0) AS weight
-        FROM checks WHERE severity IS NOT NULL
+            CASE WHEN prob_ok THEN 1.0 / prob ELSE 1.0 END AS weight,
+            prob_text IS NOT NULL AND NOT prob_ok AS inclusion_prob_invalid
+        FROM stated
         ORDER BY check_date, record_id
     """
     with store.connect() as con:

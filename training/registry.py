@@ -4,24 +4,29 @@ The tracking store follows `MLFLOW_TRACKING_URI` and defaults to a SQLite file u
 directory (`<data_dir>/mlflow/mlflow.db`, artifacts in `<data_dir>/mlflow/artifacts`), so it works
 offline. Each training run logs its parameters, metrics, the feature-spec version, plots, the
 evaluation report, the validation checks (for fair comparisons later) and one pyfunc model that
-bundles model, calibrator, cut-offs and vetoes, registered as a new version of `credit-tier`.
+bundles model, calibrator, cut-offs and vetoes, registered as a new version of `credit-tier`. The
+model carries the project's packages it unpickles and imports (`MODEL_PACKAGES`, as `code_paths`)
+and pins the distributions that code imports, so it loads where this project is not installed.
 
 Promotion moves the alias `champion`. A candidate whose feature-spec version differs from the
-installed code's is never promoted, not even with `force` (it could not score). Otherwise it is
-promoted when there is no champion, when the champion was trained on another feature-spec version
-(it cannot score today's features), or when it beats the champion on the candidate's validation
-checks dated after both models' training data (checks either model trained on would favour it):
-higher weighted AUC and a Brier score no worse than the champion's + `BRIER_TOLERANCE`, both
-models scoring the same rows. With fewer than `MIN_COMPARISON_CHECKS` such checks, or only one
-outcome among them, the models cannot be compared fairly and the candidate is not promoted.
-`force` promotes anyway and requires a reason. Every decision is tagged on the version (who, when,
-why, the figures, the previous champion).
+installed code's is never promoted, not even with `force` (it could not score). A candidate trained
+on another label than the champion (`problem` vs `serious`) predicts another outcome: the two
+cannot be compared, so it is promoted only with `force` (changing the label is a policy decision).
+Otherwise it is promoted when there is no champion, when the champion was trained on another
+feature-spec version (it cannot score today's features), or when it beats the champion on the
+candidate's validation checks dated after both models' training data (checks either model trained
+on would favour it): higher weighted AUC and a Brier score no worse than the champion's +
+`BRIER_TOLERANCE`, both models scoring the same rows. With fewer than `MIN_COMPARISON_CHECKS`
+such checks, or only one outcome among them, the models cannot be compared fairly and the
+candidate is not promoted. `force` promotes anyway and requires a reason. Every decision is tagged
+on the version (who, when, why, both labels, the figures, the previous champion).
 """
 
 from __future__ import annotations
 
 import contextlib
 import getpass
+import importlib
 import json
 import logging
 import tempfile
@@ -35,6 +40,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
@@ -47,12 +53,31 @@ EXPERIMENT = "credit-tier"
 BRIER_TOLERANCE = 0.001
 MIN_COMPARISON_CHECKS = 200
 """Fewest validation checks, dated after both models' training data, that a comparison needs."""
-SERVING_PACKAGES = ("lightgbm", "scikit-learn", "pandas", "numpy", "mlflow")
+MODEL_PACKAGES = ("records", "features", "models")
+"""The project's packages the logged model unpickles and imports: `models.bundle` and what it
+imports, which data flow limits to the stages before training (records → features → models)."""
+SERVING_PACKAGES = (
+    "lightgbm", "scikit-learn", "pandas", "numpy", "mlflow",
+    "duckdb", "pyarrow", "pydantic", "pyyaml",
+)  # fmt: skip
+"""Distributions the logged model's code imports (the last four by `records` and `features`)."""
 
 
 def pip_requirements() -> list[str]:
     """What loading the logged model needs, pinned to the installed (locked) versions."""
     return [f"{p}=={metadata.version(p)}" for p in SERVING_PACKAGES]
+
+
+def model_code_paths() -> list[str]:
+    """The folders of `MODEL_PACKAGES`, logged with the model (MLflow puts them on `sys.path`
+    when it loads it) so that loading needs no install of this project."""
+    paths = []
+    for name in MODEL_PACKAGES:
+        init = importlib.import_module(name).__file__
+        if init is None:
+            raise RuntimeError(f"package {name} has no __init__.py to locate it by")
+        paths.append(str(Path(init).parent))
+    return paths
 
 
 @contextlib.contextmanager
@@ -142,13 +167,15 @@ class Registry(PublishedModels):
                     python_model=TierModelPyfunc(),
                     artifacts=artifacts,
                     pip_requirements=pip_requirements(),
+                    code_paths=model_code_paths(),
                     registered_model_name=self.name,
-                    metadata={"spec_version": model.spec_version},
+                    metadata={"spec_version": model.spec_version, "label": model.label},
                 )
             version = str(info.registered_model_version)
             self.client.set_model_version_tag(
                 self.name, version, "spec_version", model.spec_version
             )
+            self.client.set_model_version_tag(self.name, version, "label", model.label)
             self.client.set_model_version_tag(
                 self.name, version, "metrics", json.dumps(model.metrics)
             )
@@ -172,6 +199,7 @@ class Registry(PublishedModels):
                     "aliases": aliases.get(str(mv.version), []),
                     "run_id": mv.run_id,
                     "spec_version": mv.tags.get("spec_version"),
+                    "label": self._label(mv),
                     "metrics": json.loads(mv.tags.get("metrics", "{}")),
                     "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).isoformat(
                         timespec="seconds"
@@ -180,6 +208,20 @@ class Registry(PublishedModels):
                 }
             )
         return rows
+
+    def _label(self, mv: ModelVersion) -> str | None:
+        """The label a version was trained on: its tag, else (versions registered before labels
+        were tagged on versions) its run's tag or parameter."""
+        label = mv.tags.get("label")
+        if label is None and mv.run_id:
+            with contextlib.suppress(MlflowException):
+                data = self.client.get_run(mv.run_id).data
+                label = data.tags.get("label") or data.params.get("label")
+        return str(label) if label is not None else None
+
+    def label(self, ref: str) -> str | None:
+        """The label (`problem` or `serious`) a version or alias was trained on."""
+        return self._label(self._version(ref))
 
     # ---- promotion ----------------------------------------------------------------------------
 
@@ -208,8 +250,16 @@ class Registry(PublishedModels):
         data (a check either trained on would favour it): weighted AUC and Brier score. `fair`
         says whether there were at least `MIN_COMPARISON_CHECKS` of them with both outcomes;
         `better` is the promotion rule and needs a fair comparison."""
-        frame = self.validation_frame(candidate)
         models = {"candidate": self.load(candidate), "champion": self.load(champion)}
+        labels = {role: m.label for role, (_, m) in models.items()}
+        if labels["candidate"] != labels["champion"]:
+            raise ValueError(
+                f"version {candidate} was trained on label '{labels['candidate']}' and version "
+                f"{champion} on label '{labels['champion']}': scored on the candidate's "
+                "validation checks, the champion would be judged on an outcome it does not "
+                "predict"
+            )
+        frame = self.validation_frame(candidate)
         until = {role: self.trained_until(v, m) for role, (v, m) in models.items()}
         known = [d for d in until.values() if d is not None]
         after = max(known) if len(known) == len(until) else None
@@ -236,6 +286,7 @@ class Registry(PublishedModels):
         for role, (version, model) in models.items():
             out[role] = {
                 "version": version,
+                "label": model.label,
                 "trained_until": str(until[role]),
                 "auc": None,
                 "brier": None,
@@ -272,14 +323,26 @@ class Registry(PublishedModels):
         current = None
         with contextlib.suppress(MlflowException):
             current = str(self.client.get_model_version_by_alias(self.name, CHAMPION).version)
+        label = self._label(mv)
+        champion_label = self.label(current) if current is not None else None
         decision: dict[str, Any] = {
-            "model": self.name, "version": version, "previous_champion": current,
+            "model": self.name, "version": version, "label": label,
+            "previous_champion": current, "champion_label": champion_label,
             "at": datetime.now(UTC).isoformat(timespec="seconds"), "by": getpass.getuser(),
         }  # fmt: skip
         if current == version:
             return {**decision, "promoted": False, "why": f"version {version} is already champion"}
         if current is None:
             decision.update(promoted=True, why="no champion yet")
+        elif label != champion_label:
+            # checked before the champion's spec: even a stale champion defines what the tiers
+            # mean, and a new label changes that
+            decision.update(
+                promoted=False,
+                why=f"version {version} was trained on label '{label}', the champion (version "
+                f"{current}) on label '{champion_label}': they predict different outcomes and "
+                "cannot be compared; changing the label needs --force with a --reason",
+            )
         else:
             champion_spec = self.client.get_model_version(self.name, current).tags.get(
                 "spec_version"

@@ -7,8 +7,13 @@
 4. Fit the tier cut-offs on the population: every active company's risk as of the last check
    date, so that the target shares describe the companies that will be tiered.
 5. Evaluate on the validation checks (`training.evaluate.report`); compare the tiers of the
-   population with those of the previous model (PSI, transitions); on simulated data, read the
-   hidden truth of the validation checks and repeat the tier and plan figures against it.
+   population with those of the previous model (PSI, transitions; not when it was trained on
+   another feature spec, and the report says so); on simulated data, read the hidden truth of
+   the validation checks and repeat the tier and plan figures against it.
+
+What could not be used is said, not skipped in silence: spot checks whose stored inclusion
+probability is no probability (weighted 1, counted in the report), a truth folder that is not
+there (`MissingTruth`, before any work).
 """
 
 from __future__ import annotations
@@ -71,6 +76,30 @@ class NotEnoughData(ValueError):
     pass
 
 
+class MissingTruth(FileNotFoundError):
+    """The hidden-truth folder asked for, or the file it needs, is not there."""
+
+
+TRUTH_CHECKS = "spot_checks.parquet"
+"""The file of a truth folder (`credsup simulate --out SIM` writes SIM/truth) every report needs."""
+
+
+def check_truth_dir(truth_dir: Path) -> None:
+    """Refuse a truth folder that is not there or lacks `TRUTH_CHECKS`, naming what is missing."""
+    if not truth_dir.is_dir():
+        raise MissingTruth(
+            f"truth folder {truth_dir} does not exist (the `truth` folder that "
+            "`credsup simulate --out SIM` writes: SIM/truth)"
+        )
+    if not (truth_dir / TRUTH_CHECKS).is_file():
+        hint = (
+            f"; did you mean {truth_dir / 'truth'}?"
+            if (truth_dir / "truth" / TRUTH_CHECKS).is_file()
+            else ""
+        )
+        raise MissingTruth(f"truth folder {truth_dir} has no {TRUTH_CHECKS}{hint}")
+
+
 def _check(frame: pd.DataFrame, what: str) -> None:
     if len(frame) == 0:
         raise NotEnoughData(f"no {what} spot checks in the store")
@@ -120,7 +149,7 @@ def truth_report(
       ceiling: tiers ranked by a model of these features fitted on the truth itself
       (`training.ceiling`), the best any model of the records could do.
     """
-    path = truth_dir / "spot_checks.parquet"
+    path = truth_dir / TRUTH_CHECKS
     if not path.exists():
         return None
     if label != "problem":
@@ -193,7 +222,12 @@ def train(
     config: TrainConfig = TrainConfig(),
     truth_dir: Path | None = None,
     previous: TierModel | None = None,
+    previous_version: str | None = None,
 ) -> TrainOutcome:
+    """Train and evaluate (see the module docstring); `previous` is the champion to compare the
+    population's tiers with (`previous_version` names it in the report)."""
+    if truth_dir is not None:
+        check_truth_dir(truth_dir)
     table = training_frame(store, config.label, until=config.until)
     frame = table.to_pandas()
     _check(frame, "stored")
@@ -233,6 +267,11 @@ def train(
     tiers = scored["tier"].tolist()
     result = report(late["label"], scored["probability"], late["weight"], tiers)
     result["training_examples"] = len(early)
+    # weighted 1 as unknown (`training.dataset`): say how many, and which, so they can be fixed
+    invalid = frame.loc[frame["inclusion_prob_invalid"].astype(bool), "record_id"]
+    result["invalid_inclusion_prob"] = len(invalid)
+    if len(invalid):
+        result["invalid_inclusion_prob_records"] = invalid.head(5).tolist()
     result["validation_from"] = str(_day(late["check_date"].min()))
     result["validation_until"] = str(_day(late["check_date"].max()))
     result["model_tiers"] = tier_table(
@@ -262,6 +301,12 @@ def train(
             "transitions": transitions(before, pop["tier"].tolist()),
             "changed_share": round(float(np.mean(np.asarray(before) != pop["tier"].to_numpy())), 4),
         }
+    elif previous is not None:  # its model reads other features: it cannot score these rows
+        champion = f"champion v{previous_version}" if previous_version else "the champion"
+        result["stability_skipped"] = (
+            f"stability against the champion not computed: {champion} uses feature spec "
+            f"{previous.spec_version}, this model {model.spec_version}"
+        )
     if truth_dir is not None:
         truth = truth_report(truth_dir, late, tiers, pop, features=population, label=config.label)
         if truth is not None and "skipped" in truth:

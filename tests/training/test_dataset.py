@@ -198,3 +198,34 @@ def test_the_truth_report_is_skipped_for_a_label_the_truth_does_not_describe(
     # the label the truth describes: the figures as before
     problem = truth_report(truth_dir, validation, tiers, label="problem")
     assert problem is not None and problem["checks"] == len(validation) and "plan" in problem
+
+
+# ---- an inclusion probability that is no probability -----------------------------------------
+
+
+def test_an_inclusion_probability_outside_0_1_counts_as_unknown_and_is_flagged(
+    store: Store,
+) -> None:
+    add_records(store, [
+        check("P1", days(0), days(1), "problem", inclusion_prob=0.5),
+        check("P2", days(0), days(1), "problem", inclusion_prob=1),
+        check("P3", days(0), days(1), "problem", inclusion_prob="0.25"),  # a number as text
+        check("N1", days(0), days(1), "problem", inclusion_prob=-0.2),
+        check("N2", days(0), days(1), "problem", inclusion_prob=15),  # 15 % written as 15
+        check("N3", days(0), days(1), "problem", inclusion_prob=0),
+        check("N4", days(0), days(1), "problem", inclusion_prob="high"),
+        check("N5", days(0), days(1), "problem", inclusion_prob="NaN"),
+        check("N6", days(0), days(1), "problem", inclusion_prob="inf"),
+        check("U1", days(0), days(1), "problem"),  # unknown: no probability stored
+        check("U2", days(0), days(1), "problem", inclusion_prob=None),
+    ])  # fmt: skip
+    rows = {
+        r["record_id"]: (r["weight"], r["inclusion_prob_invalid"])
+        for r in spot_check_examples(store).to_pylist()
+    }
+    assert rows == {
+        "P1": (2.0, False), "P2": (1.0, False), "P3": (4.0, False),
+        "N1": (1.0, True), "N2": (1.0, True), "N3": (1.0, True), "N4": (1.0, True),
+        "N5": (1.0, True), "N6": (1.0, True),
+        "U1": (1.0, False), "U2": (1.0, False),
+    }  # fmt: skip
