@@ -57,9 +57,12 @@ def model(province: Store, data_dir: Path) -> TierModel:
     so that `credsup predict` loads it as it would in use."""
     config = TrainConfig(n_estimators=30, min_child_samples=10)
     outcome = train(province, config)
-    registry = Registry(data_dir)
-    registered = registry.log_training(outcome, config, plots=False)
-    assert registry.promote(registered.version)["promoted"]
+    with pytest.MonkeyPatch.context() as mp:  # MLflow leaves the last store used in the env
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        registry = Registry(data_dir)
+        registered = registry.log_training(outcome, config, plots=False)
+        decision = registry.promote(registered.version)
+    assert decision["promoted"], decision
     return outcome.model
 
 
@@ -208,6 +211,7 @@ def cli_model(
     """`credsup predict` over the data directory (its store and registered champion); files of
     a test go to a folder of their own."""
     monkeypatch.setenv("CREDSUP_DATA_DIR", str(data_dir))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     files = data_dir / f"files-{next(_FOLDERS)}"
     files.mkdir()
     yield files
