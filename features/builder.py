@@ -79,18 +79,22 @@ def _predicate(spec: FeatureSpec) -> str:
         parts.append(f"age < {spec.window_days}")
     if spec.attribute_equals is not None:
         key, value = spec.attribute_equals
-        # only the category's rows are parsed (a projection evaluates every part of an AND)
-        only = f"CASE WHEN {_in('category', spec.categories)} THEN attributes END"
-        parts.append(f"json_extract_string({only}, {_lit('$.' + key)}) = {_lit(value)}")
+        parts.append(f"{_attribute_text(spec, key)} = {_lit(value)}")
     if spec.amount_equals is not None:
         parts.append(f"amount = {float(spec.amount_equals)!r}")
     if spec.later_than is not None:
         key, grace = spec.later_than
-        only = f"CASE WHEN {_in('category', spec.categories)} THEN attributes END"
-        text = f"json_extract_string({only}, {_lit('$.' + key)})"
+        text = _attribute_text(spec, key)
         due = f"CASE WHEN regexp_full_match({text}, {_lit(ISO_DATE)}) THEN TRY_CAST({text} AS DATE) END"
         parts.append(f"date_diff('day', {due}, event_date) > {int(grace)}")
     return " AND ".join(parts)
+
+
+def _attribute_text(spec: FeatureSpec, key: str) -> str:
+    """An attribute of the spec's records as text; only the spec's categories' rows are parsed
+    (a projection evaluates every part of an AND)."""
+    only = f"CASE WHEN {_in('category', spec.categories)} THEN attributes END"
+    return f"json_extract_string({only}, {_lit('$.' + key)})"
 
 
 def _decay() -> str:
@@ -313,10 +317,14 @@ def features_sql(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None = 
     return f"""
     WITH {UNDONE_CTE},
     {FIXES_CTE},
-    plain AS (
+    plain AS ({
+        f'''
         SELECT uscc, as_of,
-            {plain_cols or "0 AS _none"}
-        FROM ({_counting(needed or ("registration",), cat, _horizon(specs))}) GROUP BY uscc, as_of
+            {plain_cols}
+        FROM ({_counting(needed, cat, _horizon(specs))}) GROUP BY uscc, as_of'''
+        if plain
+        else "SELECT uscc, as_of FROM points WHERE false"
+    }
     ),
     {apart_ctes}    {open_listings_sql(cat)},
     listed AS (
@@ -353,7 +361,13 @@ def features_sql(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None = 
     ),
     objections AS (
         SELECT uscc, as_of,
-            {", ".join(f"max(CASE WHEN last_step = 'objection_opened' THEN 1 ELSE 0 END) AS {s.name}" for s in flags) or "0 AS _none"}
+            {
+        ", ".join(
+            f"max(CASE WHEN last_step = 'objection_opened' THEN 1 ELSE 0 END) AS {s.name}"
+            for s in flags
+        )
+        or "0 AS _none"
+    }
         FROM objection_state GROUP BY uscc, as_of
     ),
     entity_version AS (

@@ -44,28 +44,28 @@ def evidence_sql(
     # period: a removed one is no basis for a veto); other features', the records they count
     listed = [s for s in chosen if s.aggregation == "open_listing"]
     counted = [s for s in chosen if s.aggregation != "open_listing"]
-    categories = sorted({c for s in counted for c in s.categories}) or ["registration"]
-    cases = " ".join(f"WHEN {_lit(s.name)} THEN ({_predicate(s)})" for s in counted)
-    open_cases = " ".join(
-        f"WHEN {_lit(s.name)} THEN {_in('o.category', s.categories)}" for s in listed
-    )
-    return f"""
-    WITH {UNDONE_CTE},
-    {FIXES_CTE},
-    {open_listings_sql(cat) + "," if listed else ""}
-    rows AS ({_counting(categories, cat)}),
-    matched AS (
+    ctes, sources = [UNDONE_CTE, FIXES_CTE], []
+    if counted:
+        categories = sorted({c for s in counted for c in s.categories})
+        cases = " ".join(f"WHEN {_lit(s.name)} THEN ({_predicate(s)})" for s in counted)
+        ctes.append(f"rows AS ({_counting(categories, cat)})")
+        sources.append(f"""
         SELECT w.uscc, w.as_of, w.feature, r.record_id, r.event_date, r.source_dept
         FROM wanted w JOIN rows r ON r.uscc = w.uscc AND r.as_of = w.as_of
-        WHERE {f"CASE w.feature {cases} ELSE false END" if counted else "false"}
-        {
-        f'''UNION ALL
+        WHERE CASE w.feature {cases} ELSE false END""")
+    if listed:
+        cases = " ".join(
+            f"WHEN {_lit(s.name)} THEN {_in('o.category', s.categories)}" for s in listed
+        )
+        ctes.append(open_listings_sql(cat))
+        sources.append(f"""
         SELECT w.uscc, w.as_of, w.feature, o.record_id, o.event_date, o.source_dept
         FROM wanted w JOIN open_listings o ON o.uscc = w.uscc AND o.as_of = w.as_of
-        WHERE CASE w.feature {open_cases} ELSE false END'''
-        if listed
-        else ""
-    }
+        WHERE CASE w.feature {cases} ELSE false END""")
+    with_ = ",\n    ".join(ctes)
+    return f"""
+    WITH {with_},
+    matched AS ({" UNION ALL ".join(sources)}
     )
     SELECT uscc, as_of, feature,
         list(record_id ORDER BY event_date DESC, record_id)[1:{per_feature}] AS records,

@@ -135,7 +135,8 @@ def truth_report(
     *,
     label: Label,
 ) -> dict[str, Any] | None:
-    """On simulated data: the tier and plan figures against the hidden truth (None without it).
+    """On simulated data: the tier and plan figures against the hidden truth (`MissingTruth`
+    without a truth folder; None when it knows none of the validation checks).
 
     The truth is a probability that a check finds a problem, so it only measures a model of
     label 'problem'; for another label the report is `{"label": ..., "skipped": why}` and no
@@ -149,9 +150,8 @@ def truth_report(
       ceiling: tiers ranked by a model of these features fitted on the truth itself
       (`training.ceiling`), the best any model of the records could do.
     """
+    check_truth_dir(truth_dir)
     path = truth_dir / TRUTH_CHECKS
-    if not path.exists():
-        return None
     if label != "problem":
         return {
             "label": label,
