@@ -415,6 +415,8 @@ def _plain(c: pd.DataFrame, spec: FeatureSpec, day: pd.Timestamp) -> pd.Series:
             .drop_duplicates("uscc", keep="last")
         )
         return latest.set_index("uscc")["value"]
+    if a == "worst_value":  # the highest value; severities without one do not count
+        return sub["severity"].map(dict(spec.values)).astype("float64").groupby(sub["uscc"]).max()
     if a == "days_since_last":
         days: pd.Series = (day - sub.groupby("uscc")["event_date"].max()).dt.days
         return days

@@ -126,6 +126,9 @@ def _aggregate(spec: FeatureSpec) -> str:
             f"(arg_max(struct_pack(v := CAST(CASE severity {cases} END AS DOUBLE)), "
             f"struct_pack(d := event_date, r := record_id)) FILTER (WHERE {f})).v"
         )
+    if a == "worst_value":
+        cases = " ".join(f"WHEN {_lit(k)} THEN {v}" for k, v in spec.values)
+        return f"max(CAST(CASE severity {cases} END AS DOUBLE)) FILTER (WHERE {f})"
     if a == "days_since_last":
         return f"date_diff('day', max(event_date) FILTER (WHERE {f}), any_value(as_of))"
     raise ValueError(f"{spec.name}: {a} is not a plain aggregation")

@@ -25,6 +25,7 @@ Aggregation = Literal[
     "sum_attribute",  # sum of a numeric attribute (e.g. findings_serious)
     "latest_amount",  # amount of the latest record (by event date, then record_id)
     "latest_value",  # value of the latest record's severity (`values`)
+    "worst_value",  # highest value of the records' severities (`values`): the worst in the window
     "days_since_last",  # days from the latest record's event date to as_of
     "open_listing",  # 1 if a `listed` record has no counting removal referring to it, else 0
     "honoured_commitments",  # commitments due by as_of and not breached
@@ -60,7 +61,7 @@ class FeatureSpec:
     """(date attribute, grace days): only records dated more than the grace days after that
     attribute's date (a return for a period ending on `period_end` filed after its due day);
     the date must be ISO `YYYY-MM-DD` (records without such a date do not match)."""
-    values: tuple[tuple[str, float], ...] = ()  # severity → value, for latest_value
+    values: tuple[tuple[str, float], ...] = ()  # severity → value, for latest/worst_value
     model_missing: float | None = None
     """What the risk model reads when the feature is null (no matching record); None: missing.
     Set where "no record" has a natural place on the feature's risk scale, so that a first
@@ -209,8 +210,11 @@ SPECS: tuple[Spec, ...] = (
     FeatureSpec("annual_reports_on_time_3y", "operations", ("annual_report",), "count", -1,
                 "近3年按时报送年报{value}次", "{value} annual reports filed on time in the last 3 years",
                 severities=("on_time",), window_days=_3Y),
-    FeatureSpec("tax_grade_latest", "operations", ("tax_credit_grade",), "latest_value", 1,
-                "最近纳税信用等级{value}（1=A … 4=D）", "latest tax credit grade {value} (1 = A … 4 = D)",
+    # the worst grade, not the latest: a C given after a D is a negative record too, and the
+    # latest grade would fall with it (adding a negative record must never lower risk)
+    FeatureSpec("tax_grade_worst_2y", "operations", ("tax_credit_grade",), "worst_value", 1,
+                "近2年最低纳税信用等级{value}（1=A … 4=D）",
+                "worst tax credit grade in the last 2 years {value} (1 = A … 4 = D)",
                 window_days=2 * YEAR, values=(("A", 1.0), ("B", 2.0), ("M", 2.5), ("C", 3.0), ("D", 4.0)),
                 model_missing=2.5),  # not graded reads as M
     FeatureSpec("tax_grade_cd_3y", "operations", ("tax_credit_grade",), "count", 1,
@@ -350,10 +354,79 @@ def monotone_constraints(names: list[str], specs: tuple[Spec, ...] = SPECS) -> l
     ]
 
 
+def _negative_severities(spec: FeatureSpec, cat: Catalogue) -> list[tuple[str, str]]:
+    """The (category, severity) pairs of negative records the spec reads ("*": any)."""
+    return [
+        (code, sev)
+        for code in spec.categories
+        for sev in spec.severities or cat[code].severities or ("*",)
+        if cat[code].polarity_of(sev) == "negative"
+    ]
+
+
+def _check_rises_with_negative_records(spec: FeatureSpec, cat: Catalogue) -> None:
+    """A feature with a risk direction that reads negative records must move only towards risk
+    when one is added, whatever the company's other records (the risk model is monotone in each
+    feature in its direction, so it then never falls). Counts and sums grow (their direction is
+    checked against polarity above); the latest date gets nearer (direction -1, with no record
+    reading as at least the window); the worst value grows (direction +1, with no record reading
+    as at most every negative value); a share of breaches grows. A latest value can fall."""
+    negative = _negative_severities(spec, cat)
+    if spec.direction == 0 or not negative:
+        return
+    a = spec.aggregation
+    named = ", ".join(f"{c}/{s}" for c, s in negative)
+    if a in MONOTONE_AGGREGATIONS:
+        return
+    if a == "breach_share" and spec.direction == 1:
+        return
+    if a == "days_since_last":
+        if spec.direction != -1:
+            raise ValueError(
+                f"{spec.name}: days since negative records {named} must have direction -1"
+            )
+        if spec.model_missing is None or (
+            spec.window_days is not None and spec.model_missing < spec.window_days
+        ):
+            raise ValueError(
+                f"{spec.name}: without a record it must read as at least its window "
+                f"(model_missing), else a first negative record {named} can lower risk"
+            )
+        return
+    if a == "worst_value":
+        if spec.direction != 1:
+            raise ValueError(
+                f"{spec.name}: the worst of negative records {named} must have direction 1"
+            )
+        values = dict(spec.values)
+        if spec.model_missing is None:
+            raise ValueError(
+                f"{spec.name}: set model_missing, else a first negative record {named} makes a "
+                "missing value present, and the model's side for missing values is learned"
+            )
+        low = [
+            f"{s} ({values[s]})"
+            for _, s in negative
+            if s in values and values[s] < spec.model_missing
+        ]
+        if low:
+            raise ValueError(
+                f"{spec.name}: negative severities {', '.join(low)} are valued below "
+                f"model_missing {spec.model_missing}: a first such record would lower risk"
+            )
+        return
+    raise ValueError(
+        f"{spec.name}: {a} reads negative records {named}, and a later one can lower it "
+        "(a better but still negative grade, a smaller amount): use worst_value or max_amount, "
+        "or restrict its severities"
+    )
+
+
 def validate_specs(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None = None) -> None:
     """Names unique, categories and severities known, directions agree with record polarity,
-    features without a direction read no negative records (so that adding a negative record
-    moves every model input towards risk), and every catalogue category is read by some
+    features without a direction read no negative records, and features with one move only
+    towards risk when a negative record is added (so that adding a negative record never lowers
+    the risk of a model monotone in its inputs), and every catalogue category is read by some
     feature."""
     cat = catalogue or default_catalogue()
     names = [s.name for s in specs]
@@ -394,8 +467,9 @@ def validate_specs(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None 
                     )
         if s.aggregation == "sum_attribute" and not s.attribute:
             raise ValueError(f"{s.name}: sum_attribute needs `attribute`")
-        if s.aggregation == "latest_value" and not s.values:
-            raise ValueError(f"{s.name}: latest_value needs `values`")
+        if s.aggregation in ("latest_value", "worst_value") and not s.values:
+            raise ValueError(f"{s.name}: {s.aggregation} needs `values`")
+        _check_rises_with_negative_records(s, cat)
     unread = sorted(set(cat.codes) - read)
     if unread:
         raise ValueError(f"catalogue categories read by no feature: {unread}")

@@ -163,6 +163,9 @@ class Reference:
             assert spec.attribute is not None
             values = [attribute_number(r, spec.attribute) for r in matching]
             return sum((v for v in values if v is not None), 0.0)
+        if a == "worst_value":
+            valued = [dict(spec.values).get(r["severity"]) for r in matching]
+            return max((v for v in valued if v is not None), default=None)
         if not matching:
             return None  # latest_amount, latest_value, days_since_last
         latest = max(matching, key=lambda r: (r["event_date"], r["record_id"]))

@@ -390,7 +390,24 @@ def test_latest_value_is_the_latest_records_even_without_a_value(store: Store) -
                         rec("G2", "tax_credit_grade", days(365), severity="C")])  # fmt: skip
     at = [days(364), days(365)]
     assert values(store, "tax_grade_ab", at, specs=(grades,)) == [2.0, None]
-    assert values(store, "tax_grade_latest", at) == [2.0, 3.0]
+
+
+def test_worst_value_is_the_worst_grade_in_the_window(store: Store) -> None:
+    add_records(store, [rec("G1", "tax_credit_grade", D0, severity="D"),
+                        rec("G2", "tax_credit_grade", days(365), severity="C"),  # better, later
+                        rec("G3", "tax_credit_grade", days(730), severity="A"),
+                        rec("G4", "tax_credit_grade", days(800), severity="M")])  # fmt: skip
+    at = [D0 - timedelta(days=1), days(364), days(365), days(729), days(730), days(1095),
+          days(800 + 730)]  # fmt: skip
+    # D counts for 2 years (730 days), C until days(1095), then only A and M
+    assert values(store, "tax_grade_worst_2y", at) == [None, 4.0, 4.0, 4.0, 3.0, 2.5, None]
+    ungraded = FeatureSpec("tax_grade_ab_worst", "operations", ("tax_credit_grade",),
+                           "worst_value", 1, "纳税等级{value}", "tax grade {value}",
+                           values=(("A", 1.0), ("B", 2.0)), model_missing=2.5)  # fmt: skip
+    assert values(store, "tax_grade_ab_worst", [days(365), days(800)], specs=(ungraded,)) == [
+        None,
+        1.0,
+    ]  # severities without a value do not count
 
 
 # ---- the spec set -----------------------------------------------------------------------------

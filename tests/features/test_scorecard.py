@@ -203,7 +203,7 @@ def test_scales_and_cut_offs_are_configuration() -> None:
 
 def test_rules_must_be_monotone_and_signed_by_direction() -> None:
     data = load_config().model_dump()
-    data["rules"] = [*data["rules"], {"feature": "tax_grade_latest", "points": -10, "max": 30}]
+    data["rules"] = [*data["rules"], {"feature": "tax_grade_worst_2y", "points": -10, "max": 30}]
     with pytest.raises(ValidationError, match="not monotone"):
         ScorecardConfig.model_validate(data)
     data = load_config().model_dump()

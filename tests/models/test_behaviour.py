@@ -272,7 +272,7 @@ def test_records_without_a_count_are_history_too(province: tuple[Path, Store, Ti
     assert codes(blank)[0] == "no_history"
     for column, value in (
         ("on_focus_list", 1), ("on_red_list", 1), ("shared_address_companies", 12),
-        ("tax_grade_latest", 3.0), ("ecommerce_rating", 4.5),
+        ("tax_grade_worst_2y", 3.0), ("ecommerce_rating", 4.5),
     ):  # fmt: skip
         row = blank.copy()
         row[column] = value
