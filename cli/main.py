@@ -248,11 +248,19 @@ def share_table(title: str, label: str, counts: dict[str, int]) -> Table:
     return table
 
 
-def _as_of(text: str) -> date:
+def _as_of(text: str, known_by: date | None = None) -> date:
+    """The date in `text`; with `known_by`, a date after it is refused: results as of a day
+    whose records are not known yet would be stored as if they described it."""
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not a date (YYYY-MM-DD)") from None
+    if known_by is not None and day > known_by:
+        raise typer.BadParameter(
+            f"{day} is after today ({known_by}): the records of the days to come are not known "
+            "yet, so results as of that date cannot be built"
+        )
+    return day
 
 
 def _build_and_store_features(settings: Settings, day: date) -> tuple[pa.Table, Path]:
@@ -278,7 +286,7 @@ def features(
     from features.specs import spec_version
 
     settings = _settings()
-    day = _as_of(as_of)
+    day = _as_of(as_of, date.today())
     started = time.perf_counter()
     with _progress(f"features as of {day}"):
         table, path = _build_and_store_features(settings, day)
@@ -315,7 +323,7 @@ def score(
     from features.specs import spec_version
 
     settings = _settings()
-    day = _as_of(as_of)
+    day = _as_of(as_of, date.today())
     started = time.perf_counter()
     try:
         card = Scorecard(load_config(config, scale))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -315,7 +316,7 @@ def tier(
     from models.batch import tier_companies
 
     settings = Settings()
-    day = _as_of(as_of)
+    day = _as_of(as_of, date.today())
     started = time.perf_counter()
     with _progress(f"tiering as of {day}") as step:
         step("loading the model")

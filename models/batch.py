@@ -116,10 +116,11 @@ def _dates(column: pa.ChunkedArray) -> tuple[pa.Array, list[int]]:
     return parsed.cast(pa.date32()), np.flatnonzero(bad.to_numpy(zero_copy_only=False)).tolist()
 
 
-def read_points(table: pa.Table) -> pa.Table:
+def read_points(table: pa.Table, today: date | None = None) -> pa.Table:
     """Validate a points table: columns uscc and as_of, every row with a code and a date, every
     code valid, every date a date (`YYYY-MM-DD`, a date, or a time stamp: one with a time zone is
-    dated in China Standard Time). Rows are named 1 = the first row (after a CSV's header)."""
+    dated in China Standard Time) and not after `today` (default: the machine's date; the records
+    of later days are not known yet). Rows are named 1 = the first row (after a CSV's header)."""
     missing = [c for c in ("uscc", "as_of") if c not in table.column_names]
     if missing:
         raise BadPoints(f"points need columns uscc and as_of; missing: {', '.join(missing)}")
@@ -144,10 +145,19 @@ def read_points(table: pa.Table) -> pa.Table:
                 break
     original = table.column("as_of").combine_chunks()
     dates = [f"row {i + 1}: {original[i].as_py()!r}" for i in not_dates[:SHOWN]]
+    today = today or date.today()
+    later = np.flatnonzero(
+        pc.fill_null(pc.greater(as_of, pa.scalar(today, pa.date32())), False).to_numpy(
+            zero_copy_only=False
+        )
+    ).tolist()
+    future = [f"row {i + 1}: {as_of[i].as_py()}" for i in later[:SHOWN]]
+    unknown = f"as_of after today ({today}): the records of those days are not known yet"
     problems = [
         _named("rows without a code or a date", empty[:SHOWN], len(empty)) if empty else "",
         "invalid unified social credit codes: " + "; ".join(bad) if bad else "",
         _named("as_of must be dates YYYY-MM-DD", dates, len(not_dates)) if dates else "",
+        _named(unknown, future, len(later)) if future else "",
     ]
     if any(problems):
         raise BadPoints(". ".join(p for p in problems if p))

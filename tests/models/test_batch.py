@@ -116,6 +116,15 @@ def test_a_null_or_empty_date_or_code_is_refused_naming_the_row(province: Store)
         read_points(not_a_date)
 
 
+def test_a_date_after_today_is_refused_naming_the_rows(province: Store) -> None:
+    code = _codes(province, 1)[0]
+    today = date(2026, 7, 1)
+    points = pa.table({"uscc": [code] * 3, "as_of": ["2026-06-30", "2026-07-01", "2026-07-02"]})
+    with pytest.raises(BadPoints, match=r"as_of after today \(2026-07-01\).*: row 3: 2026-07-02$"):
+        read_points(points, today=today)
+    assert read_points(points.slice(0, 2), today=today).num_rows == 2  # today itself is known
+
+
 def test_predict_refuses_a_null_date_instead_of_failing_later(
     province: Store, model: TierModel
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import mlflow
@@ -225,6 +225,26 @@ def test_bad_input_is_named(data_dir: Path, trained: dict) -> None:
     assert code == 2 and "no version '99'" in err
     code, _, err = _run("train", "--label", "everything")
     assert code == 2 and "problem or serious" in err
+
+
+def test_dates_after_today_are_refused(data_dir: Path, trained: dict) -> None:
+    """Results as of a day whose records are not known yet are not built, nor stored as if
+    they described it; the error names the date and today."""
+    tomorrow = (date.today() + timedelta(days=1)).isoformat()
+    stored = sorted(p.name for p in data_dir.rglob("*.parquet"))
+    for command in ("tier", "score", "features"):
+        code, _, err = _run(command, "--as-of", tomorrow)
+        text = " ".join(err.split())  # rich wraps long lines
+        assert code == 2 and tomorrow in text and "after today" in text, (command, err)
+    assert sorted(p.name for p in data_dir.rglob("*.parquet")) == stored
+    points = data_dir / "future.csv"
+    tiered = _run("tier", "--as-of", "2026-06-30", "--json")[1]
+    first = pq.read_table(json.loads(tiered)["path"]).column("uscc")[0].as_py()
+    points.write_text(f"uscc,as_of\n{first},2026-06-30\n{first},{tomorrow}\n")
+    code, _, err = _run("predict", "--points", str(points))
+    text = " ".join(err.split())
+    assert code == 2 and f"row 2: {tomorrow}" in text and "after today" in text, err
+    assert not list(data_dir.glob("future.predicted-*"))
 
 
 def test_tier_shares_or_thresholds_from_the_command_line(data_dir: Path, trained: dict) -> None:
