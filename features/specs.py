@@ -376,6 +376,13 @@ def _check_rises_with_negative_records(spec: FeatureSpec, cat: Catalogue) -> Non
         return
     a = spec.aggregation
     named = ", ".join(f"{c}/{s}" for c, s in negative)
+    if a in ("sum_amount", "max_amount"):
+        signed = sorted({c for c, _ in negative if cat[c].negative_amount_allowed})
+        if signed:
+            raise ValueError(
+                f"{spec.name}: {a} of negative records of {', '.join(signed)}, whose amounts may "
+                "be negative: such a record would lower it"
+            )
     if a in MONOTONE_AGGREGATIONS:
         return
     if a == "breach_share" and spec.direction == 1:

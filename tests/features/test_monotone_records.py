@@ -236,3 +236,16 @@ def test_the_specs_refuse_a_feature_that_a_negative_record_can_lower() -> None:
     below = r"tax_grade_worst: .*C \(3\.0\).*below model_missing 3\.5"
     with pytest.raises(ValueError, match=below):
         validate_specs((*SPECS, low_missing))
+    signed = CATALOGUE.model_copy(
+        update={
+            "categories": tuple(
+                c.model_copy(update={"negative_amount_allowed": True})
+                if c.code == "admin_penalty" else c
+                for c in CATALOGUE.categories
+            )
+        }
+    )  # fmt: skip
+    with pytest.raises(
+        ValueError, match=r"fines_3y: sum_amount of negative records of admin_penalty"
+    ):
+        validate_specs(catalogue=signed)
