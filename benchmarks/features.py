@@ -333,6 +333,13 @@ def prepare_store(work: Path, args: argparse.Namespace, say: Say) -> tuple[Path,
 # ---- the pandas baseline ----------------------------------------------------------------------
 
 
+def _json_date(attributes: pd.Series, key: str) -> pd.Series:
+    """A date attribute as datetimes, NaT unless it is written `YYYY-MM-DD`."""
+    text = _json_text(attributes, key)
+    iso = text.str.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}").fillna(False).astype(bool)
+    return pd.to_datetime(text.where(iso), errors="coerce", format="%Y-%m-%d")
+
+
 def _json_text(attributes: pd.Series, key: str) -> pd.Series:
     """`json_extract_string(attributes, '$.key')`: the value as text, None when absent/null."""
 
@@ -389,10 +396,12 @@ def _plain(c: pd.DataFrame, spec: FeatureSpec, day: pd.Timestamp) -> pd.Series:
         sub = sub[sub["amount"] == spec.amount_equals]
     if spec.later_than is not None:
         key, grace = spec.later_than
-        text = _json_text(sub["attributes"], key)
-        iso = text.str.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}").fillna(False).astype(bool)
-        due = pd.to_datetime(text.where(iso), errors="coerce", format="%Y-%m-%d")
+        due = _json_date(sub["attributes"], key)
         sub = sub[(pd.to_datetime(sub["event_date"]) - due).dt.days > grace]
+    if spec.period_at_most is not None:
+        start_key, end_key, longest = spec.period_at_most
+        length = _json_date(sub["attributes"], end_key) - _json_date(sub["attributes"], start_key)
+        sub = sub[~(length.dt.days > longest).fillna(False).astype(bool)]
     a = spec.aggregation
     if a == "count":
         return sub.groupby("uscc").size()

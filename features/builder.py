@@ -44,7 +44,7 @@ LIST_CATEGORIES = (
 
 
 ISO_DATE = "[0-9]{4}-[0-9]{2}-[0-9]{2}"
-"""The only form a date attribute compared by `later_than` is read in (other forms never match)."""
+"""The only form a date attribute compared by `later_than` or `period_at_most` is read in."""
 
 
 APART_CATEGORIES = ("tax_declaration", "annual_report")
@@ -84,10 +84,20 @@ def _predicate(spec: FeatureSpec) -> str:
         parts.append(f"amount = {float(spec.amount_equals)!r}")
     if spec.later_than is not None:
         key, grace = spec.later_than
-        text = _attribute_text(spec, key)
-        due = f"CASE WHEN regexp_full_match({text}, {_lit(ISO_DATE)}) THEN TRY_CAST({text} AS DATE) END"
-        parts.append(f"date_diff('day', {due}, event_date) > {int(grace)}")
+        parts.append(f"date_diff('day', {_attribute_date(spec, key)}, event_date) > {int(grace)}")
+    if spec.period_at_most is not None:
+        start, end, days = spec.period_at_most
+        length = f"date_diff('day', {_attribute_date(spec, start)}, {_attribute_date(spec, end)})"
+        parts.append(f"NOT coalesce({length} > {int(days)}, false)")
     return " AND ".join(parts)
+
+
+def _attribute_date(spec: FeatureSpec, key: str) -> str:
+    """A date attribute of the spec's records; NULL unless it is an ISO `YYYY-MM-DD` date."""
+    text = _attribute_text(spec, key)
+    return (
+        f"CASE WHEN regexp_full_match({text}, {_lit(ISO_DATE)}) THEN TRY_CAST({text} AS DATE) END"
+    )
 
 
 def _attribute_text(spec: FeatureSpec, key: str) -> str:

@@ -61,6 +61,10 @@ class FeatureSpec:
     """(date attribute, grace days): only records dated more than the grace days after that
     attribute's date (a return for a period ending on `period_end` filed after its due day);
     the date must be ISO `YYYY-MM-DD` (records without such a date do not match)."""
+    period_at_most: tuple[str, str, int] | None = None
+    """(start attribute, end attribute, days): records whose period, from the start to the end
+    date (both ISO `YYYY-MM-DD`), is longer than the days do not match (an annual tax return
+    has another deadline than a quarterly one); records without both dates match."""
     values: tuple[tuple[str, float], ...] = ()  # severity → value, for latest/worst_value
     model_missing: float | None = None
     """What the risk model reads when the feature is null (no matching record); None: missing.
@@ -232,7 +236,8 @@ SPECS: tuple[Spec, ...] = (
     FeatureSpec("tax_declarations_late_3y", "operations", ("tax_declaration",), "count", 1,
                 "近3年纳税申报在所属期满次月25日后报送{value}次",
                 "{value} tax returns filed after the 25th of the month after their period in the last 3 years",
-                window_days=_3Y, later_than=("period_end", 25)),
+                window_days=_3Y, later_than=("period_end", 25),
+                period_at_most=("period_start", "period_end", 92)),  # annual returns: due 31 May
     FeatureSpec("tax_nil_declarations_3y", "operations", ("tax_declaration",), "count", 1,
                 "近3年零申报{value}次", "{value} nil tax returns in the last 3 years",
                 window_days=_3Y, amount_equals=0.0),

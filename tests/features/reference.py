@@ -73,6 +73,12 @@ def attribute_date(record: Row, key: str) -> date | None:
         return None
 
 
+def iso_date(record: Row, key: str) -> date | None:
+    """A date attribute written `YYYY-MM-DD` (other forms, as the builder reads them: None)."""
+    iso = re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", attribute(record, key) or "")
+    return attribute_date(record, key) if iso else None
+
+
 class Reference:
     """Features of (company, as_of) points from records, entity versions and record events."""
 
@@ -192,9 +198,13 @@ class Reference:
             return False
         if spec.later_than is not None:
             key, grace = spec.later_than
-            iso = re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", attribute(r, key) or "")
-            due = attribute_date(r, key) if iso else None
+            due = iso_date(r, key)
             if due is None or (r["event_date"] - due).days <= grace:
+                return False
+        if spec.period_at_most is not None:
+            start_key, end_key, days = spec.period_at_most
+            start, end = iso_date(r, start_key), iso_date(r, end_key)
+            if start is not None and end is not None and (end - start).days > days:
                 return False
         return True
 

@@ -108,7 +108,13 @@ def _attributes(draw: st.DrawFn, category: str, severity: str | None, event: dat
         kind = draw(st.sampled_from(["date", "date", "date", "none", "junk", "null"]))
         if kind == "date":
             lag = draw(st.one_of(st.sampled_from([24, 25, 26, 27]), st.integers(-10, 120)))
-            attrs["period_end"] = (event - timedelta(days=lag)).isoformat()
+            end = event - timedelta(days=lag)
+            attrs["period_end"] = end.isoformat()
+            length = draw(st.sampled_from([None, 89, 92, 93, 364, -1, "junk"]))
+            if length == "junk":
+                attrs["period_start"] = (end - timedelta(days=364)).strftime("%Y%m%d")
+            elif length is not None:
+                attrs["period_start"] = (end - timedelta(days=length)).isoformat()
         elif kind == "junk":
             end = event - timedelta(days=draw(st.integers(0, 60)))
             attrs["period_end"] = draw(st.sampled_from(

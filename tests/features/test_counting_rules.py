@@ -142,6 +142,32 @@ def test_late_and_nil_tax_returns_are_counted_from_the_period_end(store: Store) 
     assert values(store, "tax_declarations_3y", at) == [1, 2, 9, 7]
 
 
+def test_a_return_for_a_period_longer_than_a_quarter_is_not_late_by_the_quarterly_rule(
+    store: Store,
+) -> None:
+    """An annual income-tax return (period 1 January - 31 December, due 31 May) filed in May is
+    not late; a quarterly one with its start given still is; a start that is not an ISO date
+    leaves the return to the quarterly rule."""
+    y_end = date(2023, 12, 31)
+    may = date(2024, 5, 20)
+    add_records(store, [
+        rec("A1", "tax_declaration", may, amount=1.0, period_start="2023-01-01",
+            period_end=y_end.isoformat()),
+        rec("A2", "tax_declaration", may, amount=1.0, period_start="2023-07-01",
+            period_end=y_end.isoformat()),  # half a year: 183 days
+        rec("Q1", "tax_declaration", may, amount=1.0, period_start="2023-10-01",
+            period_end=y_end.isoformat()),  # 91 days
+        rec("Q2", "tax_declaration", may, amount=1.0, period_start="2023-09-30",
+            period_end=y_end.isoformat()),  # 92 days: the longest a quarter is counted
+        rec("Q3", "tax_declaration", may, amount=1.0, period_start="2023-09-29",
+            period_end=y_end.isoformat()),  # 93 days
+        rec("J1", "tax_declaration", may, amount=1.0, period_start="20230101",
+            period_end=y_end.isoformat()),
+    ])  # fmt: skip
+    assert values(store, "tax_declarations_late_3y", [may]) == [3]  # Q1, Q2, J1
+    assert values(store, "tax_declarations_3y", [may]) == [6]
+
+
 def test_negative_records_decay_with_age(store: Store) -> None:
     add_records(store, [rec("P1", "admin_penalty", D0, severity="serious")])
     at = [days(364), days(365), days(729), days(730), days(1094), days(1095)]
