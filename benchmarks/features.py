@@ -415,6 +415,7 @@ def _plain(c: pd.DataFrame, spec: FeatureSpec, day: pd.Timestamp) -> pd.Series:
         return sub.groupby("uscc")["amount"].max()
     if a == "sum_attribute":
         number = pd.to_numeric(_json_text(sub["attributes"], str(spec.attribute)), errors="coerce")
+        number = number.where(np.isfinite(number) & (number >= 0))  # counts only
         return number.groupby(sub["uscc"]).sum()
     if a in ("latest_amount", "latest_value"):  # the latest record's value, even when NULL
         values = sub["amount"] if a == "latest_amount" else sub["severity"].map(dict(spec.values))

@@ -29,6 +29,7 @@ from records.mapping import packaged_mappings
 from records.settings import Settings
 from records.store import Store
 from records.summary import store_summary
+from records.workdays import china_today
 
 app = typer.Typer(
     name="credsup",
@@ -286,7 +287,7 @@ def features(
     from features.specs import spec_version
 
     settings = _settings()
-    day = _as_of(as_of, date.today())
+    day = _as_of(as_of, china_today())
     started = time.perf_counter()
     with _progress(f"features as of {day}"):
         table, path = _build_and_store_features(settings, day)
@@ -323,7 +324,7 @@ def score(
     from features.specs import spec_version
 
     settings = _settings()
-    day = _as_of(as_of, date.today())
+    day = _as_of(as_of, china_today())
     started = time.perf_counter()
     try:
         card = Scorecard(load_config(config, scale))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +14,7 @@ from rich.table import Table
 
 from cli.main import JsonOpt, _as_of, _emit_json, _progress, _store, app, err, out, share_table
 from records.settings import Settings
+from records.workdays import china_today
 
 ModelOpt = Annotated[
     str, typer.Option("--model", help="A registered version number or alias.")
@@ -316,7 +316,7 @@ def tier(
     from models.batch import tier_companies
 
     settings = Settings()
-    day = _as_of(as_of, date.today())
+    day = _as_of(as_of, china_today())
     started = time.perf_counter()
     with _progress(f"tiering as of {day}") as step:
         step("loading the model")

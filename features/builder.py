@@ -125,7 +125,8 @@ def _aggregate(spec: FeatureSpec) -> str:
         return f"coalesce(max(amount) FILTER (WHERE {f}), 0.0)"
     if a == "sum_attribute":
         value = f"TRY_CAST(json_extract_string(CASE WHEN {f} THEN attributes END, {_lit('$.' + str(spec.attribute))}) AS DOUBLE)"
-        return f"coalesce(sum({value}) FILTER (WHERE {f}), 0.0)"
+        # a count in an attribute: negative, NaN or infinite values are not counts and do not count
+        return f"coalesce(sum(CASE WHEN isfinite({value}) AND {value} >= 0 THEN {value} END) FILTER (WHERE {f}), 0.0)"
     # the value wrapped in a struct: arg_max skips rows whose value is NULL, and the latest
     # record's own value is wanted even when it is NULL (as Spark's max_by gives it)
     if a == "latest_amount":

@@ -359,6 +359,11 @@ def monotone_constraints(names: list[str], specs: tuple[Spec, ...] = SPECS) -> l
     ]
 
 
+NO_RECORD_DAYS = 36_500
+"""At least what "days since the latest record" must read as without a record and without a
+window: older than any record (100 years)."""
+
+
 def _negative_severities(spec: FeatureSpec, cat: Catalogue) -> list[tuple[str, str]]:
     """The (category, severity) pairs of negative records the spec reads ("*": any)."""
     return [
@@ -388,6 +393,11 @@ def _check_rises_with_negative_records(spec: FeatureSpec, cat: Catalogue) -> Non
                 f"{spec.name}: {a} of negative records of {', '.join(signed)}, whose amounts may "
                 "be negative: such a record would lower it"
             )
+    if a == "honoured_commitments" and spec.direction != -1:
+        raise ValueError(
+            f"{spec.name}: a breach ({named}) takes a commitment from the honoured ones, so "
+            "more honoured commitments must mean less risk (direction -1)"
+        )
     if a in MONOTONE_AGGREGATIONS:
         return
     if a == "breach_share" and spec.direction == 1:
@@ -397,9 +407,7 @@ def _check_rises_with_negative_records(spec: FeatureSpec, cat: Catalogue) -> Non
             raise ValueError(
                 f"{spec.name}: days since negative records {named} must have direction -1"
             )
-        if spec.model_missing is None or (
-            spec.window_days is not None and spec.model_missing < spec.window_days
-        ):
+        if spec.model_missing is None or spec.model_missing < (spec.window_days or NO_RECORD_DAYS):
             raise ValueError(
                 f"{spec.name}: without a record it must read as at least its window "
                 f"(model_missing), else a first negative record {named} can lower risk"
@@ -481,6 +489,13 @@ def validate_specs(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None 
             raise ValueError(f"{s.name}: sum_attribute needs `attribute`")
         if s.aggregation in ("latest_value", "worst_value") and not s.values:
             raise ValueError(f"{s.name}: {s.aggregation} needs `values`")
+        keys = [k for k, _ in s.values]
+        known = {sev for code in s.categories for sev in cat[code].severities}
+        if len(set(keys)) != len(keys) or set(keys) - known:
+            raise ValueError(
+                f"{s.name}: `values` must name each severity of {', '.join(s.categories)} at most "
+                f"once; repeated or unknown: {sorted({k for k in keys if keys.count(k) > 1 or k not in known})}"
+            )
         _check_rises_with_negative_records(s, cat)
     unread = sorted(set(cat.codes) - read)
     if unread:

@@ -25,6 +25,7 @@ from models.bundle import TierModel, with_evidence
 from records import uscc as codes
 from records.ingest import CHINA_STANDARD_TIME
 from records.store import Store
+from records.workdays import china_today
 
 
 class BadPoints(ValueError):
@@ -119,7 +120,7 @@ def _dates(column: pa.ChunkedArray) -> tuple[pa.Array, list[int]]:
 def read_points(table: pa.Table, today: date | None = None) -> pa.Table:
     """Validate a points table: columns uscc and as_of, every row with a code and a date, every
     code valid, every date a date (`YYYY-MM-DD`, a date, or a time stamp: one with a time zone is
-    dated in China Standard Time) and not after `today` (default: the machine's date; the records
+    dated in China Standard Time) and not after `today` (default: today in China; the records
     of later days are not known yet). Rows are named 1 = the first row (after a CSV's header)."""
     missing = [c for c in ("uscc", "as_of") if c not in table.column_names]
     if missing:
@@ -145,7 +146,7 @@ def read_points(table: pa.Table, today: date | None = None) -> pa.Table:
                 break
     original = table.column("as_of").combine_chunks()
     dates = [f"row {i + 1}: {original[i].as_py()!r}" for i in not_dates[:SHOWN]]
-    today = today or date.today()
+    today = today or china_today()
     later = np.flatnonzero(
         pc.fill_null(pc.greater(as_of, pa.scalar(today, pa.date32())), False).to_numpy(
             zero_copy_only=False

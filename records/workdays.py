@@ -14,7 +14,7 @@ so lookups share no mutable `holidays` object between threads.
 from __future__ import annotations
 
 from bisect import bisect_right
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from functools import cache
 
 import holidays
@@ -104,3 +104,9 @@ def deadline_estimated(start: date, deadline: date) -> bool:
     if last.month == 12:
         years.append(last.year + 1)
     return not all(schedule_published(y) for y in years)
+
+
+def china_today() -> date:
+    """Today in China Standard Time (UTC+8), the calendar records and as-of dates are dated in
+    (the machine's clock may run in UTC: from 00:00 to 08:00 in China its date is yesterday)."""
+    return datetime.now(timezone(timedelta(hours=8))).date()

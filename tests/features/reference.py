@@ -168,7 +168,7 @@ class Reference:
         if a == "sum_attribute":
             assert spec.attribute is not None
             values = [attribute_number(r, spec.attribute) for r in matching]
-            return sum((v for v in values if v is not None), 0.0)
+            return sum((v for v in values if v is not None and math.isfinite(v) and v >= 0), 0.0)
         if a == "worst_value":
             valued = [dict(spec.values).get(r["severity"]) for r in matching]
             return max((v for v in valued if v is not None), default=None)

@@ -95,11 +95,13 @@ def _attributes(draw: st.DrawFn, category: str, severity: str | None, event: dat
         elif kind == "null":
             attrs["due_date"] = None
     elif category == "spot_check":
-        kind = draw(st.sampled_from(["none", "int", "int", "text", "null"]))
+        kind = draw(st.sampled_from(["none", "int", "int", "text", "null", "bad"]))
         if kind == "int":
             attrs["findings_serious"] = draw(st.integers(0, 4))
         elif kind == "text":
             attrs["findings_serious"] = "2"
+        elif kind == "bad":  # not a count: never counted
+            attrs["findings_serious"] = draw(st.sampled_from([-3, "NaN", "-inf", "Infinity"]))
         elif kind == "null":
             attrs["findings_serious"] = None
     elif category == "third_party_signal":

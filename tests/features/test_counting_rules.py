@@ -540,3 +540,15 @@ def test_a_list_flag_s_evidence_is_the_listings_still_open(store: Store) -> None
     gone = feature_evidence(store, pa.Table.from_pylist(
         [{"uscc": CO, "as_of": days(100), "feature": "on_abnormal_list"}]))  # fmt: skip
     assert gone == {}
+
+
+def test_only_counts_in_a_findings_attribute_are_summed(store: Store) -> None:
+    """A negative, NaN or infinite number of findings is not a count: it neither counts nor
+    lowers the sum (a negative record must never lower a feature with a risk direction)."""
+    add_records(store, [
+        rec("S1", "spot_check", D0, severity="serious", findings_serious=3),
+        *(rec(f"S{2 + i}", "spot_check", D0, severity="problem", findings_serious=bad)
+          for i, bad in enumerate([-3, "NaN", "-inf", "Infinity", "-1e9"])),
+        rec("S9", "spot_check", D0, severity="problem", findings_serious="2"),
+    ])  # fmt: skip
+    assert values(store, "spot_check_serious_findings_3y", [days(1)]) == [5.0]

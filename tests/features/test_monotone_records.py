@@ -10,6 +10,7 @@ kind of the catalogue, with what the model reads for a missing value.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 from datetime import date, timedelta
@@ -99,7 +100,7 @@ def against_direction(before: list[Row], after: list[Row]) -> list[str]:
             if v0 is None and v1 is None:
                 continue
             # missing on one side (the model's side for it is learned), or moved the wrong way
-            if v0 is None or v1 is None or (v1 - v0) * spec.direction < 0:
+            if v0 is None or v1 is None or v1 != v1 or (v1 - v0) * spec.direction < 0:  # NaN too
                 wrong.append(f"{b['uscc']} {b['as_of']} {spec.name}: {v0!r} -> {v1!r}")
     return wrong
 
@@ -249,3 +250,14 @@ def test_the_specs_refuse_a_feature_that_a_negative_record_can_lower() -> None:
         ValueError, match=r"fines_3y: sum_amount of negative records of admin_penalty"
     ):
         validate_specs(catalogue=signed)
+    index = {s.name: s for s in SPECS if isinstance(s, FeatureSpec)}
+    for bad, why in (
+        (
+            dataclasses.replace(index["days_since_penalty"], model_missing=10.0),
+            "at least its window",
+        ),
+        (dataclasses.replace(index["honoured_commitments_3y"], direction=1), "direction -1"),
+    ):
+        others = tuple(x for x in SPECS if x.name != bad.name)
+        with pytest.raises(ValueError, match=rf"{bad.name}: .*{why}"):
+            validate_specs((*others, bad))

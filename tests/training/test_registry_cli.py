@@ -19,6 +19,7 @@ from features.builder import build_features
 from models.batch import tier_companies
 from models.published import CHAMPION, MODEL_NAME
 from records.store import Store
+from records.workdays import china_today
 from training.registry import Registry
 
 runner = CliRunner()
@@ -230,7 +231,7 @@ def test_bad_input_is_named(data_dir: Path, trained: dict) -> None:
 def test_dates_after_today_are_refused(data_dir: Path, trained: dict) -> None:
     """Results as of a day whose records are not known yet are not built, nor stored as if
     they described it; the error names the date and today."""
-    tomorrow = (date.today() + timedelta(days=1)).isoformat()
+    tomorrow = (china_today() + timedelta(days=1)).isoformat()
     stored = sorted(p.name for p in data_dir.rglob("*.parquet"))
     for command in ("tier", "score", "features"):
         code, _, err = _run(command, "--as-of", tomorrow)
