@@ -261,3 +261,15 @@ def test_the_specs_refuse_a_feature_that_a_negative_record_can_lower() -> None:
         others = tuple(x for x in SPECS if x.name != bad.name)
         with pytest.raises(ValueError, match=rf"{bad.name}: .*{why}"):
             validate_specs((*others, bad))
+
+
+def test_a_values_table_names_each_severity_once() -> None:
+    """The SQL takes a repeated severity's first value and a lookup its last: refused, as is a
+    severity the category does not have (its records would be silently left out)."""
+    index = {s.name: s for s in SPECS if isinstance(s, FeatureSpec)}
+    grade = index["tax_grade_worst_2y"]
+    others = tuple(x for x in SPECS if x.name != grade.name)
+    for values in ((*grade.values, ("C", 1.5)), (("A", 1.0), ("d", 4.0))):
+        bad = dataclasses.replace(grade, values=values)
+        with pytest.raises(ValueError, match=r"tax_grade_worst_2y: `values` must name each"):
+            validate_specs((*others, bad))
