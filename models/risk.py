@@ -7,6 +7,7 @@ must be in time order when `calibration_fraction` is used: the latest rows calib
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import lightgbm as lgb
@@ -137,6 +138,16 @@ class RiskModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             self.calibrator_: LogisticRegression | None = LogisticRegression(C=1e6).fit(
                 raw, labels[cal], sample_weight=weights[cal]
             )
+            if float(self.calibrator_.coef_[0, 0]) <= 0:
+                # the latest rows rank against the model: a falling calibration would turn every
+                # feature's direction round (risk falling with penalties); keep the model's own
+                warnings.warn(
+                    "calibration rows rank against the model (Platt slope "
+                    f"{float(self.calibrator_.coef_[0, 0]):.3g} <= 0): probabilities left "
+                    "uncalibrated",
+                    stacklevel=2,
+                )
+                self.calibrator_ = None
         else:
             self.calibrator_ = None
         return self

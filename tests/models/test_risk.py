@@ -169,3 +169,25 @@ def test_a_contribution_reported_as_zero_is_not_a_reason(k: int) -> None:
     assert [(r["code"], r["contribution"]) for r in second] == [
         ("complaints_12m", 0.2), ("penalties_3y", 0.0001)
     ][:k]  # fmt: skip
+
+
+def test_a_calibration_that_ranks_against_the_model_is_not_used() -> None:
+    """If the latest (calibration) rows rank against the model, a Platt slope <= 0 would turn
+    every feature's direction round: the model keeps its own, increasing, probabilities."""
+    from models.risk import categorical_columns
+
+    rng = np.random.default_rng(0)
+    n = 1000
+    frame = pd.DataFrame({c: np.zeros(n) for c in model_columns()})
+    for c in categorical_columns():
+        frame[c] = "C13"
+    frame["penalties_3y"] = rng.integers(0, 6, n)
+    labels = (frame["penalties_3y"] > 2).astype(int).to_numpy().copy()
+    labels[800:] = 1 - labels[800:]  # the latest 20 % say the opposite
+    with pytest.warns(UserWarning, match="rank against the model"):
+        model = RiskModel(n_estimators=20).fit(frame, labels)
+    assert model.calibrator_ is None
+    probe = frame.iloc[:2].copy()
+    probe["penalties_3y"] = [0, 5]
+    low, high = model.predict_proba(probe)[:, 1]
+    assert high > low
