@@ -476,10 +476,7 @@ def validate_specs(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None 
                             f"{s.name}: direction {s.direction} but {code}/{sev} is {wrong}"
                         )
             if s.direction == 0:  # a negative record must move features only towards risk
-                negative = [
-                    sev for sev in s.severities or cat[code].severities or ("*",)
-                    if cat[code].polarity_of(sev) == "negative"
-                ]  # fmt: skip
+                negative = [sev for c, sev in _negative_severities(s, cat) if c == code]
                 if negative:
                     raise ValueError(
                         f"{s.name}: no risk direction, but reads negative records "
