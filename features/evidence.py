@@ -22,6 +22,19 @@ from records.catalogue import Catalogue, default_catalogue
 from records.store import Store
 
 
+_EVERY, _LARGEST, _LATEST = 0, 1, 2
+_BY_LARGEST = ("worst_value", "max_amount")
+_BY_LATEST = ("latest_value", "latest_amount")
+
+
+def _value(spec: FeatureSpec) -> str:
+    """The value a worst value or a largest amount is the largest of, per record."""
+    if spec.aggregation == "max_amount":
+        return "r.amount"
+    cases = " ".join(f"WHEN {_lit(k)} THEN {v}" for k, v in spec.values)
+    return f"CASE r.severity {cases} END"
+
+
 def evidence_sql(
     feature_names: Iterable[str],
     specs: tuple[Spec, ...] = SPECS,
@@ -29,8 +42,13 @@ def evidence_sql(
     per_feature: int = 5,
 ) -> str:
     """Over views `wanted(uscc, as_of, feature)` and `points(uscc, as_of)`: per wanted feature,
-    the number of counting records matching its filter, the latest one's date, the departments
-    that sent them and the latest `per_feature` record ids."""
+    the number of counting records behind its value, the latest one's date, the departments
+    that sent them and the latest `per_feature` record ids.
+
+    The records behind a value are those it is read from: for a count, a sum or a days-since,
+    every record matching the filter; for a worst value or a largest amount, the records that
+    have it (the D grade, not the A grade given since); for a latest value or amount, the latest
+    record alone (as the builder picks it: latest event date, then largest record id)."""
     cat = catalogue or default_catalogue()
     index = {s.name: s for s in specs if isinstance(s, FeatureSpec)}
     chosen = [index[n] for n in dict.fromkeys(feature_names) if n in index]
@@ -48,11 +66,30 @@ def evidence_sql(
     if counted:
         categories = sorted({c for s in counted for c in s.categories})
         cases = " ".join(f"WHEN {_lit(s.name)} THEN ({_predicate(s)})" for s in counted)
+        picks = " ".join(
+            f"WHEN {_lit(s.name)} THEN {_LATEST if s.aggregation in _BY_LATEST else _LARGEST}"
+            for s in counted
+            if s.aggregation in _BY_LATEST + _BY_LARGEST
+        )
+        values = " ".join(
+            f"WHEN {_lit(s.name)} THEN {_value(s)}" for s in counted if s.aggregation in _BY_LARGEST
+        )
+        pick = f"CASE w.feature {picks} ELSE {_EVERY} END" if picks else str(_EVERY)
+        value = f"CAST(CASE w.feature {values} END AS DOUBLE)" if values else "NULL::DOUBLE"
         ctes.append(f"rows AS ({_counting(categories, cat)})")
         sources.append(f"""
-        SELECT w.uscc, w.as_of, w.feature, r.record_id, r.event_date, r.source_dept
-        FROM wanted w JOIN rows r ON r.uscc = w.uscc AND r.as_of = w.as_of
-        WHERE CASE w.feature {cases} ELSE false END""")
+        SELECT uscc, as_of, feature, record_id, event_date, source_dept FROM (
+            SELECT w.uscc, w.as_of, w.feature, r.record_id, r.event_date, r.source_dept,
+                {pick} AS pick, {value} AS value
+            FROM wanted w JOIN rows r ON r.uscc = w.uscc AND r.as_of = w.as_of
+            WHERE CASE w.feature {cases} ELSE false END
+        )
+        WINDOW by_point AS (PARTITION BY uscc, as_of, feature)
+        QUALIFY CASE pick
+            WHEN {_LARGEST} THEN value = max(value) OVER by_point
+            WHEN {_LATEST} THEN row_number() OVER (
+                by_point ORDER BY event_date DESC, record_id DESC) = 1
+            ELSE true END""")
     if listed:
         cases = " ".join(
             f"WHEN {_lit(s.name)} THEN {_in('o.category', s.categories)}" for s in listed

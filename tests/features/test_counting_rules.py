@@ -542,6 +542,50 @@ def test_a_list_flag_s_evidence_is_the_listings_still_open(store: Store) -> None
     assert gone == {}
 
 
+def test_evidence_is_the_records_a_value_is_read_from(store: Store) -> None:
+    """A worst grade cites the records with that grade (not an A grade given since), a largest
+    fine the penalty with that fine, a latest signal the latest record; a count cites all."""
+    from features.evidence import feature_evidence
+
+    add_records(store, [
+        rec("G1", "tax_credit_grade", D0, severity="D"),
+        rec("G2", "tax_credit_grade", days(100), severity="D"),
+        rec("G3", "tax_credit_grade", days(365), severity="C"),
+        rec("G4", "tax_credit_grade", days(500), severity="A"),
+        rec("P1", "admin_penalty", days(10), severity="serious", amount=500.0),
+        rec("P2", "admin_penalty", days(20), severity="serious", amount=2000.0),
+        rec("P3", "admin_penalty", days(30), severity="serious", amount=100.0),
+        rec("T1", "third_party_signal", days(400), amount=30.0, name="supplier_payment_delay_days"),
+        rec("T9", "third_party_signal", days(450), amount=12.0, name="supplier_payment_delay_days"),
+        rec("T8", "third_party_signal", days(450), amount=5.0, name="supplier_payment_delay_days"),
+        rec("T2", "third_party_signal", days(460), amount=90.0, name="utility_arrears_months"),
+    ])  # fmt: skip
+    at, later = days(600), days(850)
+    features = ["tax_grade_worst_2y", "max_fine_3y", "supplier_payment_delay_days",
+                "penalties_3y", "tax_grade_cd_3y"]  # fmt: skip
+    got = [values(store, f, [at]) for f in features[:3]]
+    assert got == [[4.0], [2000.0], [12.0]]
+    assert values(store, "tax_grade_worst_2y", [later]) == [3.0]
+    wanted = pa.Table.from_pylist(
+        [{"uscc": CO, "as_of": at, "feature": f} for f in features]
+        + [{"uscc": CO, "as_of": later, "feature": "tax_grade_worst_2y"}]
+    )
+    found = feature_evidence(store, wanted)
+
+    def cited(feature: str, on: date) -> tuple[list[str], int, date]:
+        e = found[(CO, on, feature)]
+        return e["records"], e["matched"], e["latest"]
+
+    assert cited("tax_grade_worst_2y", at) == (["G2", "G1"], 2, days(100))
+    # the D grades have left the 2-year window: the C is now the worst
+    assert cited("tax_grade_worst_2y", later) == (["G3"], 1, days(365))
+    assert cited("max_fine_3y", at) == (["P2"], 1, days(20))
+    # the latest by date, then by record id (as the builder picks it), not the largest value
+    assert cited("supplier_payment_delay_days", at) == (["T9"], 1, days(450))
+    assert cited("penalties_3y", at) == (["P3", "P2", "P1"], 3, days(30))
+    assert cited("tax_grade_cd_3y", at) == (["G3", "G2", "G1"], 3, days(365))
+
+
 def test_only_counts_in_a_findings_attribute_are_summed(store: Store) -> None:
     """A negative, NaN or infinite number of findings is not a count: it neither counts nor
     lowers the sum (a negative record must never lower a feature with a risk direction)."""
