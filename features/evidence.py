@@ -21,7 +21,6 @@ from features.specs import SPECS, FeatureSpec, Spec
 from records.catalogue import Catalogue, default_catalogue
 from records.store import Store
 
-
 _EVERY, _LARGEST, _LATEST = 0, 1, 2
 _BY_LARGEST = ("worst_value", "max_amount")
 _BY_LATEST = ("latest_value", "latest_amount")
