@@ -13,6 +13,7 @@ import typer
 from cli.main import JsonOpt, _as_of, _emit_json, _store, app, out
 from cli.plans import _engine, _fail
 from records.settings import Settings
+from records.workdays import china_today
 
 lists_app = typer.Typer(
     help="Credit lists: abnormal operation, serious dishonest, focus attention, red.",
@@ -79,9 +80,10 @@ def lists_derive(
     from serving.lists import ListError, derive
 
     settings = Settings()
+    now = china_today()
+    day, entries_on = _as_of(as_of, now), _as_of(today, now) if today else None
     try:
-        counts = derive(_engine(), _store(settings), _as_of(as_of),
-                        _as_of(today) if today else None)  # fmt: skip
+        counts = derive(_engine(), _store(settings), day, entries_on)
     except ListError as exc:
         _fail(exc.message)
     if as_json:

@@ -162,7 +162,7 @@ def ingest(
                 kind,
                 source,
                 mapping=mapping,
-                today=date.fromisoformat(today) if today else None,
+                today=_as_of(today, china_today()) if today else None,
                 catalogue=catalogue,
                 progress=step,
             )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,6 +10,7 @@ import typer
 
 from cli.main import JsonOpt, _as_of, _emit_json, _store, app, err, out
 from records.settings import Settings
+from records.workdays import china_today
 
 plan_app = typer.Typer(help="Double random, one public: spot-check plans.", no_args_is_help=True)
 items_app = typer.Typer(help="The check-item list.", no_args_is_help=True)
@@ -156,7 +156,7 @@ def plan_create(
                 items=_split(items) or None, ratio_preset=preset,
                 population={"regions": _split(regions), "industries": _split(industries),
                             "tiers": _split(tiers)},
-                snapshot_date=_as_of(snapshot) if snapshot else None,
+                snapshot_date=_as_of(snapshot, china_today()) if snapshot else None,
                 start_date=_as_of(start) if start else None, seed=seed,
                 triggered=_split(triggered),
             )  # fmt: skip
@@ -273,7 +273,7 @@ def plan_overdue(
     """Tasks past their 20 working days without a result."""
     from serving.spotcheck.plans import overdue_tasks
 
-    day = _as_of(as_of) if as_of else date.today()
+    day = _as_of(as_of) if as_of else china_today()
     with _engine().connect() as con:
         frame = overdue_tasks(con, day, department, limit=100_000)
     if as_json:

@@ -9,6 +9,7 @@ import typer
 
 from cli.main import JsonOpt, _as_of, _emit_json, _progress, _store, app, err, out
 from records.settings import Settings
+from records.workdays import china_today
 
 db_app = typer.Typer(help="The serving database.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys of the tier API.", no_args_is_help=True)
@@ -100,7 +101,7 @@ def load(
     from serving.load import AmbiguousLoad, NothingToLoad, load_results
 
     settings = Settings()
-    day = _as_of(as_of)
+    day = _as_of(as_of, china_today())
     started = time.perf_counter()
     if model_version is None:
         try:

@@ -23,6 +23,7 @@ from records.catalogue import Catalogue, default_catalogue
 from records.publicity import CORRECTABLE
 from records.schema import EVENT_TYPES, EVENTS
 from records.store import Store
+from records.workdays import china_today
 
 
 class EventError(ValueError):
@@ -50,7 +51,7 @@ def append_events(
     A correction is checked against the record's category in the catalogue, as ingestion checks
     the record itself. Events whose `event_id` is already stored are skipped (idempotent).
     """
-    today = today or date.today()
+    today = today or china_today()
     catalogue = catalogue or default_catalogue()
     ids = [e.get("record_id") for e in events]
     with store.connect() as con:

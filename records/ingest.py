@@ -44,6 +44,7 @@ from records.schema import (
     RECORD_REQUIRED,
 )
 from records.store import Store
+from records.workdays import china_today
 
 REASONS = {
     "malformed_row": "the line does not split into the header's columns",
@@ -447,7 +448,7 @@ def ingest_table(
         kind,
         source_dept,
         source_file,
-        today or date.today(),
+        today or china_today(),
         mapping,
         catalogue or default_catalogue(),
     )

@@ -62,6 +62,7 @@ from records.catalogue import Catalogue, default_catalogue
 from records.events import withdraw_left
 from records.ingest import ingest_table
 from records.store import Store
+from records.workdays import china_today
 from serving import lifecycle
 from serving.db import lifecycle_log, list_entries
 from serving.load import mask_name
@@ -361,7 +362,7 @@ def propose(
 ) -> dict[str, Any]:
     """Propose an entry: `notified` with its objection deadline (serious dishonest list), else
     listed at once with its listing record written. Returns the entry."""
-    today = today or date.today()
+    today = today or china_today()
     if list_ not in LISTS:
         raise ListError("unknown_list", f"no list {list_!r} (one of {', '.join(LISTS)})")
     grounds = GROUNDS.get(list_)
@@ -460,7 +461,7 @@ def object_to(
     engine: Engine, entry_id: int, reason: str, by: int | None, today: date | None = None
 ) -> dict[str, Any]:
     """The company objects to a notified entry, within its 5 working days."""
-    today = today or date.today()
+    today = today or china_today()
     with engine.begin() as con:
         row = _row(con, entry_id)
         if row["status"] == "objected" or row["objection_outcome"] is not None:
@@ -496,7 +497,7 @@ def decide_objection(
 ) -> dict[str, Any]:
     """Uphold the objection (the entry is `rejected`, never listed) or dismiss it (the entry is
     `notified` again and may be listed at once)."""
-    today = today or date.today()
+    today = today or china_today()
     with engine.begin() as con:
         row = _row(con, entry_id)
         if row["status"] != "objected":
@@ -521,7 +522,7 @@ def confirm(
 ) -> dict[str, Any]:
     """List a notified entry: only once the objection period has passed without an objection,
     or its objection was dismissed."""
-    today = today or date.today()
+    today = today or china_today()
     with _withdrawn_unless_committed(engine, store, today) as written, engine.begin() as con:
         row = _row(con, entry_id)
         if row["status"] != "notified":
@@ -551,7 +552,7 @@ def remove(
     """Take a listed entry off its list: a `removed` record referring to the listing, from
     today. Not before the catalogue's minimum publicity period (a year on the serious dishonest
     list); an expired entry is off the list already."""
-    today = today or date.today()
+    today = today or china_today()
     with _withdrawn_unless_committed(engine, store, today) as written, engine.begin() as con:
         row = _row(con, entry_id)
         status = status_on(row, today)
@@ -614,7 +615,7 @@ def _out(row: dict[str, Any], steps: list[dict[str, Any]], today: date) -> dict[
 
 def get(engine: Engine, entry_id: int, today: date | None = None) -> dict[str, Any]:
     """The entry, its status as read today and its steps."""
-    today = today or date.today()
+    today = today or china_today()
     with engine.connect() as con:
         row = _row(con, entry_id)
         return _out(row, lifecycle.steps(con, "list", [entry_id])[entry_id], today)
@@ -638,7 +639,7 @@ def find(
     today: date | None = None,
 ) -> list[dict[str, Any]]:
     """Entries, newest first, with their steps."""
-    today = today or date.today()
+    today = today or china_today()
     query = sa.select(list_entries).order_by(list_entries.c.id.desc()).limit(limit)
     if uscc is not None:
         query = query.where(list_entries.c.uscc == uscc)
@@ -709,7 +710,7 @@ def public_entries(
     default), the term's end where known, and whether an objection to it is open; no reason
     text (it may name people). Proposals, rejected, removed, expired, repaired, withdrawn and
     unpublished listings are not shown."""
-    today = today or date.today()
+    today = today or china_today()
     if list_ is not None and list_ not in PUBLIC_LISTS:
         return []
     catalogue = default_catalogue()
@@ -923,7 +924,7 @@ def derive(
     A company already on the list (by a record or by an open entry) is left out, so running it
     again proposes nothing new. Returns the counts per list.
     """
-    today = today or date.today()
+    today = today or china_today()
     if as_of > today:
         raise ListError("invalid", f"as_of {as_of} is after today ({today})")
     cat = catalogue or default_catalogue()

@@ -40,6 +40,7 @@ from records.catalogue import default_catalogue
 from records.events import EventError, append_events, check_correction
 from records.publicity import CORRECTABLE
 from records.store import Store
+from records.workdays import china_today
 from serving import lifecycle
 from serving.db import list_entries, objections
 from serving.lists import LISTS
@@ -112,7 +113,7 @@ def file_objection(
     `check(uscc)` may refuse the filer by raising (the service: only the company itself or an
     authority objects).
     """
-    today = today or date.today()
+    today = today or china_today()
     record = record_on(store, record_id, today)
     if record is None:
         raise ObjectionNotFound(f"no record {record_id}")
@@ -234,7 +235,7 @@ def extend(
     engine: Engine, case_id: int, reason: str, actor: int | None, today: date | None = None
 ) -> dict[str, Any]:
     """Extend the deadline, once, to 20 working days after filing."""
-    today = today or date.today()
+    today = today or china_today()
     case = _case(engine, case_id)
     due = workdays.add_working_days(case["filed_on"], EXTENDED_WORKING_DAYS)
     with engine.begin() as con:
@@ -374,7 +375,7 @@ def decide(
 ) -> dict[str, Any]:
     """Decide an open objection (see the module docstring for the outcomes); the objection is
     claimed first, then the decision's events are appended in one batch."""
-    today = today or date.today()
+    today = today or china_today()
     case = _case(engine, case_id)
     if case["status"] != "open":
         raise ObjectionConflict(f"objection {case_id} is {case['status']}, not open")

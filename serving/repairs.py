@@ -44,6 +44,7 @@ from records import publicity, workdays
 from records.catalogue import default_catalogue
 from records.events import append_events
 from records.store import Store
+from records.workdays import china_today
 from serving import lifecycle
 from serving.db import credit_repairs
 
@@ -185,7 +186,7 @@ def apply(
     """File an application; it is stored whatever the outcome (refused with a reason, or
     pending with its decision deadline). `check(uscc)` may refuse the applicant by raising
     (the service: only the company itself or an authority applies)."""
-    today = today or date.today()
+    today = today or china_today()
     record = record_on(store, record_id, today)
     if record is None:
         raise RepairNotFound(f"no record {record_id}")
@@ -243,7 +244,7 @@ def decide(
     today: date | None = None,
 ) -> dict[str, Any]:
     """Approve (the record stops counting and being public from today) or refuse."""
-    today = today or date.today()
+    today = today or china_today()
     with engine.begin() as con:
         case = con.execute(
             sa.select(credit_repairs).where(credit_repairs.c.id == case_id)

@@ -31,6 +31,7 @@ from models.batch import tier_features
 from models.bundle import SpecMismatch, TierModel
 from models.published import MODEL_NAME
 from records.store import Store
+from records.workdays import china_today
 from serving.db import companies, company_history
 from serving.load import LIST_FLAGS, _clean, _documents, _latest, _upsert
 from serving.state import ServiceState
@@ -74,7 +75,7 @@ def rescore_company(
     """
     if model is not None and model_version is None:
         raise ValueError("a tier model needs its registered version (model_version)")
-    if as_of > date.today():
+    if as_of > china_today():
         raise RescoreRefused(f"as-of date {as_of} is after today: records are not known yet")
     entity = _entity(store, uscc, as_of)
     card = Scorecard(load_config(None, None))
@@ -160,7 +161,7 @@ def rescore_today(
     is returned as `{"error": ...}`, not raised: the change is committed already and stands, an
     error response would only invite a conflicting retry, and the next batch catches up."""
     try:
-        return rescore_company(engine, store, data_dir, model, model_version, uscc, date.today(),
+        return rescore_company(engine, store, data_dir, model, model_version, uscc, china_today(),
                                model_name=model_name)  # fmt: skip
     except (RescoreRefused, SpecMismatch) as exc:
         return {"error": str(exc)}

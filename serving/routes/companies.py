@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from records.publicity import records_on
+from records.workdays import china_today
 from serving.auth import FULL_VIEW, HISTORY, Caller
 from serving.db import companies, company_history
 from serving.deps import CallerDep, PurposeHeader, StateDep, purpose_of, require, valid_code
@@ -116,8 +117,8 @@ def records(
 ) -> Records:  # fmt: skip
     purpose = purpose_of(caller, x_purpose)
     code = valid_code(uscc)
-    day = on or date.today()
-    if day > date.today():
+    day = on or china_today()
+    if day > china_today():
         raise ApiError(422, "future_day", f"{day} is after today: records are not forecast")
     rows = _records(state, code, day, caller)
     if not rows:
@@ -139,7 +140,7 @@ def _records(state: ServiceState, code: str, day: date, caller: Caller) -> list[
     out = []
     full = caller.role in FULL_VIEW or caller.is_company(code)  # a company sees its own
     sees_all = full and caller.role != "department"
-    for r in records_on(state.store, code, day, now=None if sees_all else date.today()):
+    for r in records_on(state.store, code, day, now=None if sees_all else china_today()):
         if not full and not r["public"]:
             continue
         own = r["source_dept"] == caller.department

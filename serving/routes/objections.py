@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from records.workdays import china_today
 from serving import objections
 from serving.auth import FULL_VIEW, Caller
 from serving.deps import (
@@ -153,7 +154,7 @@ def overdue_objections(
 ) -> ObjectionPage:
     """Open objections past their deadline today, the longest overdue first (the authorities)."""
     require(caller, DECIDE, "list overdue objections")
-    found = objections.search(state.engine, limit=limit, overdue_on=date.today())
+    found = objections.search(state.engine, limit=limit, overdue_on=china_today())
     _audit(state, caller, "GET /v1/objections/overdue", found, x_purpose)
     return ObjectionPage(objections=[ObjectionOut.model_validate(c) for c in found])
 

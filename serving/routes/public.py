@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from records.catalogue import default_catalogue
 from records.publicity import records_on
+from records.workdays import china_today
 from serving.deps import CallerDep, PurposeHeader, StateDep, purpose_of, valid_code
 from serving.errors import ApiError
 from serving.load import mask_name
@@ -129,14 +130,14 @@ def public_company(
 ) -> PublicCompany:
     code = valid_code(uscc)
     purpose = purpose_of(caller, x_purpose) if caller.role != "public" else None
-    day = on or date.today()
-    if day > date.today():
+    day = on or china_today()
+    if day > china_today():
         raise ApiError(422, "future_day", f"{day} is after today: publicity is not forecast")
     entity = _entity(state, code, day)
     if entity is None:
         state.audit.log(caller, "GET /v1/public/companies/{uscc}", code, purpose, 404)
         raise ApiError(404, "not_found", f"no company {code} registered by {day}")
-    rows = records_on(state.store, code, day, now=date.today())
+    rows = records_on(state.store, code, day, now=china_today())
     catalogue = default_catalogue()
     shown = [r for r in rows if r["public"]]
     with state.engine.connect() as con:

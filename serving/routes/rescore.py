@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from records.workdays import china_today
 from serving.deps import CallerDep, PurposeHeader, StateDep, purpose_of, require, valid_code
 from serving.errors import ApiError, ErrorBody
 from serving.rescore import MethodMismatch, RescoreRefused, UnknownCompany, rescore_company
@@ -69,7 +70,7 @@ def rescore(
     require(caller, RESCORE, "rescore companies")
     purpose = purpose_of(caller, x_purpose)
     code = valid_code(uscc)
-    today = date.today()
+    today = china_today()
     day = as_of or today
     if day > today:
         raise ApiError(422, "invalid", f"as_of {day} is after today ({today})")

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from records.workdays import china_today
 from serving.auth import Caller
 from serving.db import check_items, inspectors, spot_check_plans
 from serving.deps import (
@@ -342,7 +343,7 @@ def get_overdue(
     company listed."""
     require(caller, TASKS, "read overdue tasks")
     department = _own_department(caller, department)
-    day = as_of or date.today()
+    day = as_of or china_today()
     with state.engine.connect() as con:
         frame = overdue_tasks(con, day, department, plan_id, limit)
     state.audit.log_companies(caller, "GET /v1/spot-check-tasks/overdue", frame["uscc"],
@@ -391,6 +392,6 @@ def get_results(
     code = valid_code(uscc) if uscc is not None else None
     purpose = purpose_of(caller, x_purpose)
     with state.engine.connect() as con:
-        rows = published_results(con, state.store, date.today(), code, plan_id, limit)
+        rows = published_results(con, state.store, china_today(), code, plan_id, limit)
     state.audit.log(caller, "GET /v1/spot-check-results", code, purpose, 200)
     return PublishedPage(results=[PublishedResult.model_validate(r) for r in rows])

@@ -36,6 +36,7 @@ from records.events import withdraw_left
 from records.ingest import ingest_table
 from records.schema import ENTITY_TYPES
 from records.store import Store
+from records.workdays import china_today
 from serving.db import (
     check_items,
     company_history,
@@ -628,7 +629,7 @@ def create_plan(
     on `today` (the draw day); the counts are stored in the plan's snapshot, so records that
     arrive later leave its replay unchanged. Without it, only plan tasks count."""
     started = time.perf_counter()
-    today = today or date.today()
+    today = today or china_today()
     params = resolve(engine, request)
     start = request.start_date or today
     if request.snapshot_date is not None and request.snapshot_date > start:
@@ -817,7 +818,7 @@ def plan_list(
         for i, d in con.execute(sa.select(check_items.c.id, check_items.c.definition))
     }
     frame["item_name"] = frame["item_id"].map(names).fillna(frame["item_id"])
-    status = np.where(frame["due_date"] < (today or date.today()), "overdue", "open")
+    status = np.where(frame["due_date"] < (today or china_today()), "overdue", "open")
     frame["status"] = np.where(frame["result"].notna(), "done", status)
     return plan, frame[list(LIST_FIELDS)]
 
@@ -938,7 +939,7 @@ def post_result(
     published); if the process died instead, the next attempt for the task finds the record and
     completes with it or withdraws it (`_write_result`): posting again always works.
     """
-    today = today or date.today()
+    today = today or china_today()
     written: list[str] = []
     try:
         with engine.begin() as con:

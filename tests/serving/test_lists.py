@@ -26,6 +26,7 @@ from cli.main import app
 from features.builder import LIST_CATEGORIES, build_features
 from records import workdays
 from records.ingest import ingest_table
+from records.workdays import china_today
 from serving import lists
 from serving.auth import create_key
 from serving.db import audit_log, companies, lifecycle_log, list_entries
@@ -120,7 +121,7 @@ def _serious(api: Api, uscc: str) -> httpx.Response:
 
 
 def test_serious_dishonest_listing_with_objection_veto_and_earliest_removal(api: Api) -> None:
-    world, today = api.world, date.today()
+    world, today = api.world, china_today()
     yesterday = today - timedelta(days=1)
     (uscc,) = _companies(world, 1)
 
@@ -194,7 +195,7 @@ def test_serious_dishonest_listing_with_objection_veto_and_earliest_removal(api:
 def test_a_listing_of_more_than_a_year_ago_can_be_removed(api: Api) -> None:
     """Listed (by the module functions) 400 days ago: removed over HTTP today, it stops
     counting from today and still counted yesterday."""
-    world, today = api.world, date.today()
+    world, today = api.world, china_today()
     (uscc,) = _companies(world, 1)
     proposed_on = today - timedelta(days=420)
     entry = lists.propose(world.engine, world.store, uscc, "serious_dishonest_list",
@@ -219,7 +220,7 @@ def test_a_listing_of_more_than_a_year_ago_can_be_removed(api: Api) -> None:
 
 
 def test_an_upheld_objection_rejects_and_a_late_one_is_refused(api: Api) -> None:
-    world, today = api.world, date.today()
+    world, today = api.world, china_today()
     upheld_uscc, late_uscc = _companies(world, 2)
 
     case = _serious(api, upheld_uscc).json()["id"]
@@ -247,7 +248,7 @@ def test_an_upheld_objection_rejects_and_a_late_one_is_refused(api: Api) -> None
 
 
 def test_the_abnormal_operation_list_lists_at_once_and_removes_once_cured(api: Api) -> None:
-    world, today = api.world, date.today()
+    world, today = api.world, china_today()
     (uscc,) = _companies(world, 1)
     body = {"uscc": uscc, "list": "abnormal_operation_list", "legal_basis": lists.BASIS_ABNORMAL,
             "reason": "通过登记的住所无法联系"}  # fmt: skip
@@ -318,7 +319,7 @@ def test_the_objection_window_is_5_working_days_across_holidays(world: Loaded) -
 
 def test_the_commands_show_list_confirm_and_remove(world: Loaded) -> None:
     (uscc,) = _companies(world, 1)
-    today = date.today()
+    today = china_today()
     month_ago = today - timedelta(days=30)
     entry = lists.propose(world.engine, world.store, uscc, "serious_dishonest_list",
                           SERIOUS_BASIS, "吊销许可证", today=month_ago)  # fmt: skip
@@ -395,7 +396,7 @@ def test_derive_lists_missing_annual_reports_and_notifies_heavy_penalties(api: A
     assert api.call("POST", "/v1/list-entries:derive", "regulator",
                     json={"as_of": DERIVE_DAY.isoformat()}).status_code == 403  # fmt: skip
     over_http = api.call("POST", "/v1/list-entries:derive", "admin",
-                         json={"as_of": date.today().isoformat()})  # fmt: skip
+                         json={"as_of": china_today().isoformat()})  # fmt: skip
     assert over_http.status_code == 200, over_http.text
     assert set(over_http.json()["proposed"]) == set(counts)
 
@@ -417,7 +418,7 @@ def test_public_lists_roles_and_the_append_only_trail(api: Api) -> None:
     listed = {u for u, s in by_uscc if s == "listed"}
     # one source: the entries listed here and the listings departments sent, as the features
     # (and so the tiers and the company pages) have them today
-    today = date.today()
+    today = china_today()
     on_list = {r["uscc"] for r in build_features(world.store, today).to_pylist()
                if r["on_abnormal_list"]}  # fmt: skip
     assert listed <= {e["uscc"] for e in shown} == on_list
@@ -466,7 +467,7 @@ def test_a_department_listing_is_published_flagged_under_objection_and_unpublish
     """A listing a department sends as a record is on the public list like an entry made here
     (one source: the record store); an objection to it is flagged there; a "stop publishing"
     decision takes it off; every company shown is a line in the audit log."""
-    world, today = api.world, date.today()
+    world, today = api.world, china_today()
     (uscc,) = _companies(world, 1)
     listing = pa.table({
         "record_id": ["TEST-AOL-DEPT"], "uscc": [uscc], "category": ["abnormal_operation_list"],
@@ -558,7 +559,7 @@ def test_a_failed_listing_lists_nobody_and_the_next_listing_works(
     """A listing whose database work fails, before or at its commit, leaves the company off the
     list in both stores. The next listing, which SQLite gives the rolled-back entry id again,
     lists its company with a record of its own, and its removal ends that listing."""
-    today = date.today()
+    today = china_today()
     first, second = _companies(world, 2)
     before = _last_id(world)
 
@@ -607,7 +608,7 @@ def test_a_failed_confirmation_leaves_the_entry_notified_and_confirming_again_li
     serious dishonest list. One whose clean-up did not happen either (as if the process died)
     leaves a listing record behind: confirming again withdraws it and lists the entry with a
     record of its own, so the company is listed once."""
-    today = date.today()
+    today = china_today()
     (uscc,) = _companies(world, 1)
     entry = lists.propose(world.engine, world.store, uscc, "serious_dishonest_list",
                           SERIOUS_BASIS, "吊销营业执照",
@@ -641,7 +642,7 @@ def test_a_failed_removal_leaves_the_company_listed_and_removing_again_works(
     """A removal whose database work fails, before or at its commit, leaves the entry listed and
     the company on the list in both stores; removing again takes it off, with the removal
     record the entry names."""
-    today = date.today()
+    today = china_today()
     (uscc,) = _companies(world, 1)
     entry = _unreachable(world, uscc, today)
     assert _flag(world, uscc, today, "on_abnormal_list") == 1
@@ -672,7 +673,7 @@ def test_a_failed_removal_leaves_the_company_listed_and_removing_again_works(
 def test_a_failed_derivation_lists_nobody_and_deriving_again_lists(world: Loaded) -> None:
     """A derivation whose commit fails after the store took its listing records leaves no entry
     and nobody listed; deriving again (SQLite hands out the same entry ids) lists them."""
-    today = date.today()
+    today = china_today()
     year = lists.report_year_due(today)
     with world.store.connect() as con:
         filed = {u for (u,) in con.execute(

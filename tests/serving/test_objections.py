@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from features.builder import build_features
 from records import publicity, workdays
 from records.store import Store
+from records.workdays import china_today
 from serving import objections, repairs
 from serving.auth import create_key
 from serving.db import audit_log, companies, lifecycle_log, list_entries
@@ -149,7 +150,7 @@ def _decide(service: Served, case: int, outcome: str, **extra: Any) -> httpx.Res
 def test_the_record_is_flagged_at_once_and_the_flag_goes_with_the_decision(
     service: Served,
 ) -> None:
-    today = date.today()
+    today = china_today()
     candidates = service.pick("r.category = 'admin_penalty' AND r.recorded_date <= ?", [today])
     assert candidates, "an administrative penalty to object to"
     record = service.take(candidates[0])
@@ -224,7 +225,7 @@ def test_a_correction_merges_with_earlier_ones_and_takes_effect_from_the_decisio
 ) -> None:
     """A first objection supplements the record, a second corrects its severity: the second
     `correction` event restates both against the original record."""
-    today, yesterday = date.today(), date.today() - timedelta(days=1)
+    today, yesterday = china_today(), china_today() - timedelta(days=1)
     store = service.world.store
     candidates = service.pick(
         "r.category = 'admin_penalty' AND r.severity = 'serious' AND r.recorded_date <= ? "
@@ -295,7 +296,7 @@ def test_a_correction_merges_with_earlier_ones_and_takes_effect_from_the_decisio
 
 
 def test_stop_publishing_hides_the_record_that_still_counts(service: Served) -> None:
-    today, yesterday = date.today(), date.today() - timedelta(days=1)
+    today, yesterday = china_today(), china_today() - timedelta(days=1)
     store = service.world.store
     candidates = service.pick(
         "r.category = 'admin_penalty' AND r.severity IN ('general', 'serious') "
@@ -338,7 +339,7 @@ def test_stop_publishing_hides_the_record_that_still_counts(service: Served) -> 
 
 
 def test_removed_from_list_takes_the_company_off_the_list_from_today(service: Served) -> None:
-    today, yesterday = date.today(), date.today() - timedelta(days=1)
+    today, yesterday = china_today(), china_today() - timedelta(days=1)
     store, engine = service.world.store, service.world.engine
     candidates = service.pick(
         "r.category = 'serious_dishonest_list' AND r.severity = 'listed' AND r.recorded_date <= ? "
@@ -392,7 +393,7 @@ def test_removed_from_list_takes_the_company_off_the_list_from_today(service: Se
 
 
 def test_the_deadline_is_extended_once_to_20_working_days(service: Served) -> None:
-    today = date.today()
+    today = china_today()
     candidates = service.pick("r.category = 'spot_check' AND r.recorded_date <= ?", [today])
     record = service.take(candidates[0])
     body = _file(service, record["record_id"])
@@ -423,7 +424,7 @@ def test_only_the_authorities_decide_once_and_the_trail_is_append_only(service: 
     assert service.call("GET", "/v1/objections/999999", "regulator").status_code == 404
     assert _decide(service, 999999, "upheld").status_code == 404
     candidates = service.pick(
-        "r.category = 'admin_penalty' AND r.recorded_date <= ?", [date.today()]
+        "r.category = 'admin_penalty' AND r.recorded_date <= ?", [china_today()]
     )
     record = service.take(candidates[0])
     case = _file(service, record["record_id"])["id"]
@@ -478,7 +479,7 @@ def test_the_deadline_runs_on_working_days_across_national_day(service: Served) 
     decided = objections.decide(engine, store, case["id"], "upheld", "经核查", None, None,
                                 today=date(2025, 10, 15))  # fmt: skip
     assert decided["steps"][-1]["detail"]["late"] is True
-    assert case["id"] not in overdue_ids(date.today())
+    assert case["id"] not in overdue_ids(china_today())
     opened = _features(store, record["uscc"], date(2025, 10, 1))["objection_open"]
     closed = _features(store, record["uscc"], date(2025, 10, 15))["objection_open"]
     assert (opened, closed) == (1, 0)
@@ -496,7 +497,7 @@ def test_a_failed_decision_leaves_both_stores_as_they_were_or_completes_when_ret
     """A database error in a `corrected` decision leaves the objection open and the record
     without its correction and closing; when the commit fails after the store took the events,
     only the same decision completes it (another is a conflict), its events stored once."""
-    engine, store, today = service.world.engine, service.world.store, date.today()
+    engine, store, today = service.world.engine, service.world.store, china_today()
     record = service.take(service.pick("r.category = 'admin_coercion' AND r.recorded_date <= ?",
                                        [today])[0])  # fmt: skip
     record_id = record["record_id"]
@@ -531,7 +532,7 @@ def test_a_failed_filing_leaves_no_flag_and_the_next_filing_is_flagged(
     """A filing whose database work fails stores no event; one whose commit fails after the
     store took its opening has the flag ended at once. The next filing, which SQLite gives the
     rolled-back id again, is flagged all the same: its event is never taken for the other's."""
-    engine, store, today = service.world.engine, service.world.store, date.today()
+    engine, store, today = service.world.engine, service.world.store, china_today()
     first, second = (service.take(r) for r in service.pick(
         "r.category = 'admin_coercion' AND r.recorded_date <= ?", [today])[:2])  # fmt: skip
 
@@ -565,7 +566,7 @@ def test_a_decision_keeps_the_catalogues_attribute_types(service: Served) -> Non
     """`penalty_types` is a list of text: a decision giving it an object is refused (422 naming
     the attribute), so an application to repair the record is answered, never a 500; eligibility
     reads odd stored values all the same."""
-    today = date.today()
+    today = china_today()
     record = service.take(service.pick("r.category = 'admin_penalty' AND r.recorded_date <= ?",
                                        [today])[0])  # fmt: skip
     case = _file(service, record["record_id"])["id"]
@@ -591,7 +592,7 @@ def test_a_decision_keeps_the_catalogues_attribute_types(service: Served) -> Non
 def test_reads_of_repairs_and_objections_are_audited(service: Served) -> None:
     """Reading one objection, one repair application or a list of them is a line in the audit
     log per company, with the stated purpose."""
-    today = date.today()
+    today = china_today()
     record = service.take(service.pick("r.category = 'admin_penalty' AND r.recorded_date <= ?",
                                        [today])[0])  # fmt: skip
     uscc = record["uscc"]
@@ -623,7 +624,7 @@ def test_a_later_correction_keeps_nested_attributes_an_earlier_one_fixed(
 ) -> None:
     """Corrections compose as the JSON merge patches the publicity rule applies: a later one
     fixing one key of a nested attribute keeps the keys an earlier one fixed beside it."""
-    engine, store, today = service.world.engine, service.world.store, date.today()
+    engine, store, today = service.world.engine, service.world.store, china_today()
     record = service.take(service.pick("r.category = 'admin_penalty' AND r.recorded_date <= ?",
                                        [today])[0])  # fmt: skip
     record_id = record["record_id"]

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from records.catalogue import default_catalogue
 from records.events import append_events
 from records.store import Store
+from records.workdays import china_today
 from serving.auth import create_key
 from serving.db import audit_log
 from tests.records.test_publicity import oracle_public
@@ -92,7 +93,7 @@ def test_the_page_shows_exactly_the_public_records(world: Loaded) -> None:
     catalogue = default_catalogue()
     day = AS_OF
     known = _history(world.store, codes, day)
-    now = _history(world.store, codes, date.today())  # a record no longer public is not shown
+    now = _history(world.store, codes, china_today())  # a record no longer public is not shown
     key = create_key(world.engine, "public", None, "a citizen")
     log = world.data_dir / "uvicorn-public.log"
     seen_warning = seen_masked = 0
@@ -112,14 +113,14 @@ def test_the_page_shows_exactly_the_public_records(world: Loaded) -> None:
                 if r["category"] in COVERED:
                     later = now["events"].get(r["record_id"], [])
                     expected = oracle_public(r, events, day, kind) and oracle_public(
-                        r, later, date.today(), kind
+                        r, later, china_today(), kind
                     )
                     assert (r["record_id"] in shown) == expected, (r, events)
                 elif r["record_id"] in shown:  # public categories, within their period today
                     c = catalogue[r["category"]]
                     days = c.publicity_for(r["severity"]).max_days
                     assert c.shared_with_public and days != 0
-                    assert days is None or date.today() < r["event_date"] + timedelta(days=days)
+                    assert days is None or china_today() < r["event_date"] + timedelta(days=days)
                 types = r["attributes"].get("penalty_types") or []
                 if types and set(types) == {"warning"}:
                     seen_warning += 1
@@ -134,7 +135,7 @@ def test_the_page_shows_exactly_the_public_records(world: Loaded) -> None:
         unknown = client.get("/v1/public/companies/91110000000000000X",
                              headers={"X-API-Key": key})  # fmt: skip
         assert unknown.status_code in (404, 422)
-        future = date.today() + timedelta(days=1)
+        future = china_today() + timedelta(days=1)
         later = client.get(f"/v1/public/companies/{codes[0]}", params={"on": future.isoformat()},
                            headers={"X-API-Key": key})  # fmt: skip
         assert later.status_code == 422 and later.json()["code"] == "future_day"
@@ -158,7 +159,7 @@ def test_stop_publishing_hides_every_day_and_a_correction_shows_from_its_day(
     """A record no longer published is not shown on the public view of any day, the days it
     was public included (DOMAIN §9: after repair or expiry it stops being published); the
     authorities still see that it was public then."""
-    today = date.today()
+    today = china_today()
     yesterday = today - timedelta(days=1)
     with world.store.connect() as con:
         rows = con.execute(

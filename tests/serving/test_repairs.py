@@ -22,6 +22,7 @@ from records import workdays
 from records.catalogue import default_catalogue
 from records.events import append_events
 from records.store import Store
+from records.workdays import china_today
 from serving import lifecycle, repairs
 from serving.auth import create_key
 from serving.db import credit_repairs, lifecycle_log
@@ -68,7 +69,7 @@ def _penalties(store: Store, code: str, day: date) -> tuple[int, int]:
 
 
 def test_repair_refused_at_once_refused_by_the_authority_and_granted(world: World) -> None:
-    today = date.today()
+    today = china_today()
     found = _candidates(world.store, today)
     assert len(found.get("eligible", [])) >= 2, {k: len(v) for k, v in found.items()}
     assert found.get("not_repairable"), "spot-check results cannot be repaired"
@@ -234,7 +235,7 @@ def test_the_decision_is_due_in_3_working_days_across_national_day(world: World)
 def test_eligibility_reads_the_record_in_its_corrected_form(world: World) -> None:
     """A serious penalty waits a year before repair; corrected to minor (an objection found the
     severity wrong), it may be repaired at once, from the day the correction is in force."""
-    today = date.today()
+    today = china_today()
     with world.store.connect() as con:
         rows = con.execute(
             "SELECT record_id FROM records WHERE category = 'admin_penalty' "
@@ -291,7 +292,7 @@ def test_a_failed_approval_leaves_both_stores_as_they_were_and_a_retry_completes
     """A database error while recording an approval leaves the application pending and the
     record unrepaired; if the database fails after the store took the repair event (its commit),
     approving again completes the approval with that event, and refusing is a conflict."""
-    today = date.today()
+    today = china_today()
     (record,) = _unused(world, today, 1)
     case = repairs.apply(world.engine, world.store, record["record_id"], "已整改", None, today)
     assert case["status"] == "pending"
@@ -333,7 +334,7 @@ def test_a_failed_approval_leaves_both_stores_as_they_were_and_a_retry_completes
 def test_two_applications_at_once_leave_one_pending(world: World) -> None:
     """Two applications for one record filed at the same moment: one is pending, the other is
     refused as `pending` (so the record cannot be repaired twice)."""
-    today = date.today()
+    today = china_today()
     (record,) = _unused(world, today, 1)
     start = threading.Barrier(2)
     cases: list[dict[str, Any]] = []
@@ -394,7 +395,7 @@ def _later(store: Store, today: date, later_negative: bool) -> list[dict[str, An
 def test_only_a_later_negative_record_of_the_category_is_a_repeat(world: World) -> None:
     """A tax grade D followed by a grade B, or a warning talk followed by `rectified`, did not
     repeat: no `repeated` refusal; a later negative record of the category still refuses."""
-    today = date.today()
+    today = china_today()
     improved = _later(world.store, today, later_negative=False)
     assert improved, "a negative record followed only by positive or neutral ones"
     codes = {repairs.eligibility(world.store, r, today).code for r in improved}

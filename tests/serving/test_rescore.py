@@ -27,6 +27,7 @@ from models.published import PublishedModels
 from records.events import append_events
 from records.settings import Settings
 from records.store import Store
+from records.workdays import china_today
 from serving.app import create_app
 from serving.auth import create_key
 from serving.db import audit_log, companies, company_history
@@ -227,7 +228,7 @@ def test_what_the_batch_does_not_score_is_refused_and_nothing_is_written(
     with pytest.raises(UnknownCompany):  # not registered yet on that day
         world.rescore(newcomer, registered - timedelta(days=1))
     with pytest.raises(RescoreRefused, match="after today"):
-        world.rescore(newcomer, date.today() + timedelta(days=1))
+        world.rescore(newcomer, china_today() + timedelta(days=1))
     # a date the batch evaluated with another scorecard method is not mixed with this one
     other = world.data_dir / "results" / "scores" / "as_of=2026-10-30" / "sc-other.parquet"
     other.parent.mkdir(parents=True)
@@ -290,16 +291,16 @@ def test_the_rescore_route(world: World, monkeypatch: pytest.MonkeyPatch) -> Non
         now = client.post(path, headers={**reg, "X-API-Key": keys["admin"]})  # as of today
         assert now.status_code == 200, now.text
         body = now.json()
-        assert body["as_of"] == date.today().isoformat() and body["current"]
+        assert body["as_of"] == china_today().isoformat() and body["current"]
         assert body["before"]["as_of"] == AS_OF.isoformat()
         assert body["after"]["tier"] in TIERS and 0 < body["after"]["probability"] < 1
         shown = client.get(f"/v1/companies/{uscc}", headers=reg).json()
-        assert shown["as_of"] == date.today().isoformat()
+        assert shown["as_of"] == china_today().isoformat()
         assert shown["evaluation"]["score"] == body["after"]["score"]
         # one company re-scored today is not today's distribution; the batch date still counts
         # every company, the re-scored one included
         today = client.get("/v1/tiers/summary", headers=reg,
-                           params={"as_of": date.today().isoformat()})  # fmt: skip
+                           params={"as_of": china_today().isoformat()})  # fmt: skip
         assert today.status_code == 404 and today.json()["code"] == "not_loaded"
         with world.engine.connect() as con:  # every company tiered as of that date, once
             batch = con.execute(

@@ -33,6 +33,7 @@ from records.publicity import records_on
 from records.settings import Settings
 from records.store import Store
 from records.uscc import derive, is_valid
+from records.workdays import china_today
 from serving.app import create_app
 from serving.auth import create_key
 from serving.db import (
@@ -399,7 +400,7 @@ def test_lists_results_publication_and_overdue_through_the_api(world: World) -> 
     fire = create_key(world.engine, "department", "fire", "fire inspectors")
     reg = {"X-API-Key": keys["regulator"], "X-Purpose": "spot-check plan test"}
     public = {"X-API-Key": keys["public"]}
-    today = date.today()
+    today = china_today()
     start = today - timedelta(days=45)  # more than 20 working days ago: open tasks are overdue
     log = world.data_dir / "uvicorn-api.log"
     with (
@@ -674,7 +675,7 @@ def test_published_results_follow_withdrawals_unpublishing_and_corrections(
     """A withdrawn or no-longer-published result disappears from the published results and a
     corrected one shows in its corrected form, as on the public company page (one rule)."""
     client, reg = api
-    today = date.today()
+    today = china_today()
     created = create_plan(world.engine, _request(
         name="published events", departments=["samr"], items=["SC-GS-01"], seed=31,
         start_date=today - timedelta(days=10),
@@ -730,7 +731,7 @@ def test_a_result_that_fails_after_the_store_write_can_be_posted_again(
     import serving.spotcheck.plans as plans
 
     client, reg = api
-    today = date.today()
+    today = china_today()
     created = create_plan(world.engine, _request(
         name="crash", departments=["samr"], items=["SC-GS-01"], seed=37,
         start_date=today - timedelta(days=10),

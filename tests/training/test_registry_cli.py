@@ -233,8 +233,21 @@ def test_dates_after_today_are_refused(data_dir: Path, trained: dict) -> None:
     they described it; the error names the date and today."""
     tomorrow = (china_today() + timedelta(days=1)).isoformat()
     stored = sorted(p.name for p in data_dir.rglob("*.parquet"))
-    for command in ("tier", "score", "features"):
-        code, _, err = _run(command, "--as-of", tomorrow)
+    penalty = data_dir / "penalty.csv"
+    penalty.write_text("record_id,uscc,category,severity,event_date,recorded_date,source_dept,"
+                       "amount,attributes\nFUT1,91110000600037341L,admin_penalty,general,"
+                       f"{tomorrow},{tomorrow},samr,100,{{}}\n")  # fmt: skip
+    for command in (
+        ["tier", "--as-of", tomorrow],
+        ["score", "--as-of", tomorrow],
+        ["features", "--as-of", tomorrow],
+        ["load", "--as-of", tomorrow],  # results stored for a day to come are not served
+        ["lists", "derive", "--as-of", tomorrow],
+        ["lists", "derive", "--as-of", "2026-06-30", "--today", tomorrow],
+        ["plan", "create", "--name", "x", "--departments", "samr", "--snapshot", tomorrow],
+        ["ingest", str(penalty), "--source", "samr", "--today", tomorrow],
+    ):
+        code, _, err = _run(*command)
         text = " ".join(err.split())  # rich wraps long lines
         assert code == 2 and tomorrow in text and "after today" in text, (command, err)
     assert sorted(p.name for p in data_dir.rglob("*.parquet")) == stored
