@@ -8,6 +8,7 @@ from urllib.parse import unquote
 from fastapi import Depends, Header, Request
 
 from records import uscc as codes
+from serving.audit import clean_purpose
 from serving.auth import NO_PURPOSE, Caller
 from serving.errors import ApiError
 from serving.state import ServiceState
@@ -68,7 +69,7 @@ def purpose_of(
 def stated_purpose(x_purpose: str | None) -> str | None:
     """The purpose as written (see `purpose_of`), or None where none is sent: for reads that
     log a purpose without requiring one."""
-    return _utf8(x_purpose or "").strip()[:256] or None
+    return clean_purpose(_utf8(x_purpose or ""))
 
 
 def _utf8(header: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -9,6 +11,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from records import uscc as codes
+from serving.audit import AuditUnavailable
 
 STATUS_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -46,10 +49,11 @@ def _audit_refusal(request: Request, status: int) -> None:
     except codes.InvalidUSCC:
         return  # a malformed code names no company
     purpose = stated_purpose(request.headers.get("x-purpose"))
-    request.app.state.service.audit.log(
-        caller, f"{request.method} {getattr(route, 'path', request.url.path)}", code, purpose,
-        status,
-    )  # fmt: skip
+    with contextlib.suppress(AuditUnavailable):  # a refusal serves nothing: it is sent anyway
+        request.app.state.service.audit.log(
+            caller, f"{request.method} {getattr(route, 'path', request.url.path)}", code,
+            purpose, status,
+        )  # fmt: skip
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
@@ -62,6 +66,10 @@ def install(app: FastAPI) -> None:
         if exc.status in REFUSED:
             _audit_refusal(request, exc.status)
         return error_response(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(AuditUnavailable)
+    async def _unlogged(_: Request, exc: AuditUnavailable) -> JSONResponse:
+        return error_response(503, "audit_unavailable", str(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

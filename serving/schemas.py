@@ -155,3 +155,5 @@ class Readiness(BaseModel):
     store: str
     model: dict[str, Any]
     audit_backlog: int
+    audit_refused: int = 0
+    """Audit rows the database refused (set aside, in the service log): not ready until seen."""

@@ -40,10 +40,14 @@ def readyz(state: StateDep) -> JSONResponse:
         "spec_version": slot.model.spec_version if slot.model else None,
         "last_reload_error": slot.last_error,
     }  # fmt: skip
-    ready = database == "ok" and store == "ok" and slot.model is not None
+    audit = state.audit
+    ready = (
+        database == "ok" and store == "ok" and slot.model is not None
+        and not audit.refused and audit.backlog < audit.max_backlog
+    )  # fmt: skip
     body = Readiness(
         ready=ready, database=database, store=store, model=model,
-        audit_backlog=state.audit.backlog,
+        audit_backlog=audit.backlog, audit_refused=len(audit.refused),
     )  # fmt: skip
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 

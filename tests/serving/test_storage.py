@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 from records.settings import Settings
 from records.store import Store
 from serving.app import create_app
-from serving.audit import AuditWriter
+from serving.audit import AuditUnavailable, AuditWriter
 from serving.auth import Caller, KeyCache, create_key, hash_key, revoke_key
 from serving.db import (
     alembic_config,
@@ -222,6 +222,38 @@ def test_audit_log_is_append_only(database: tuple[str, Engine, list[Loaded]]) ->
     assert [(r.status, r.purpose, r.key_id) for r in rows] == [(200, marker, 7), (404, marker, 7)]
 
 
+def test_a_row_the_database_refuses_does_not_stop_the_audit_log(
+    database: tuple[str, Engine, list[Loaded]],
+) -> None:
+    """A NUL in a purpose (sent as `%00`; PostgreSQL refuses NUL in text) once failed every batch
+    it was in, for ever: no read was logged again while reads went on being served."""
+    _, engine, _ = database
+    writer = AuditWriter(engine, max_backlog=5)  # not started: flush() writes synchronously
+    caller = Caller(key_id=8, role="public", department=None, name="audit test")
+    marker = f"refused {secrets.token_hex(4)}"
+    endpoint = "GET /v1/companies/{uscc}"
+    writer.log(caller, endpoint, "91110000600037341L", f"{marker}\x00\x07x\ty\n", 200)
+    writer.log(caller, None, "91110000600037341L", marker, 200)  # type: ignore[arg-type]
+    writer.log(caller, endpoint, "91110000600037341L", marker, 404)
+    writer.flush()
+    # the row the database refuses as data (no endpoint) is set aside; the others are written
+    assert (writer.written, writer.backlog, len(writer.refused)) == (2, 0, 1)
+    assert writer.refused[0][0]["endpoint"] is None and "endpoint" in writer.refused[0][1].lower()
+    with engine.connect() as con:
+        rows = con.execute(
+            sa.select(audit_log.c.purpose, audit_log.c.status)
+            .where(audit_log.c.purpose.startswith(marker)).order_by(audit_log.c.id)
+        ).all()  # fmt: skip
+    assert [tuple(r) for r in rows] == [(f"{marker}  x y", 200), (marker, 404)]
+    # a log that cannot keep up refuses more entries rather than let reads go unlogged
+    for status in range(5):
+        writer.log(caller, endpoint, "91110000600037341L", marker, status)
+    with pytest.raises(AuditUnavailable, match="not served unlogged"):
+        writer.log(caller, endpoint, "91110000600037341L", marker, 200)
+    writer.flush()
+    writer.log(caller, endpoint, "91110000600037341L", marker, 200)  # drained: logs again
+
+
 def test_the_api_on_each_database(
     database: tuple[str, Engine, list[Loaded]],
     province: Path,
@@ -311,11 +343,21 @@ def test_the_api_on_each_database(
             "/v1/admin/audit", headers={"X-API-Key": admin}, params={"since": later}
         ).json() == {"entries": []}
 
+        # a purpose of control characters alone is no purpose
+        nul = client.get(f"/v1/companies/{uscc}", headers={**reg, "X-Purpose": "%00\t"})
+        assert nul.status_code == 400 and nul.json()["code"] == "purpose_required"
+        # an audit row the database refused makes the service not ready until it is seen to
+        audit_writer = client.app.state.service.audit  # type: ignore[attr-defined]
+        audit_writer.refused.append(({"endpoint": None}, "IntegrityError: test"))
+        unready = client.get("/readyz")
+        assert unready.status_code == 503 and unready.json()["audit_refused"] == 1
+        audit_writer.refused.clear()
+
     with engine.connect() as con:  # the writer flushed at shutdown
         logged = con.execute(
             sa.select(sa.func.count()).select_from(audit_log).where(audit_log.c.uscc == uscc)
         ).scalar_one()
-    assert logged == len(entries)
+    assert logged == len(entries) + 1  # and the read refused for want of a purpose
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
