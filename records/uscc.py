@@ -4,6 +4,14 @@ A code is 18 characters: registration authority (1) + organisation category (1) 
 administrative division (GB/T 2260) + 9-character organisation code (GB 11714, whose 9th
 character is its own check digit) + one mod-31 check character. See ../shared/DOMAIN.md §3.
 
+A resident identity card number (公民身份号码, GB 11643) is also 18 characters, and about one in
+250 of them passes every check above (its city digits read as a province). Such a number names a
+natural person, who is never scored (DOMAIN §10): a code that is also a valid identity number
+(province, date of birth up to today and its MOD 11-2 check digit all fit) is refused. Only codes
+whose first two characters are digits of a province can be both, so the codes of enterprises
+(91), individual businesses (92) and cooperatives (93) are never affected; of the others (organs,
+institutions, social organisations: 11–13, 51–53, …) about 1 in 100,000 random valid codes is.
+
 `validate` checks one code and says exactly what is wrong; `valid_mask` checks millions at once
 (numpy over the raw bytes) for ingestion, and only the rejected ones go through `validate` to get
 their message. `generate_many` makes valid codes for the simulator.
@@ -13,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 import pyarrow as pa
@@ -45,6 +54,16 @@ PROVINCES = frozenset(
     | {50, 51, 52, 53, 54, 61, 62, 63, 64, 65, 71, 81, 82}
 )
 """First two digits of GB/T 2260 division codes (10 = national-level bodies)."""
+
+ID_PROVINCES = frozenset(
+    {11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46}
+    | {50, 51, 52, 53, 54, 61, 62, 63, 64, 65, 71, 81, 82, 83}
+)
+"""First two digits of a resident identity card number (GB 11643, its province)."""
+
+ID_WEIGHTS = tuple(pow(2, 17 - k, 11) for k in range(17))
+ID_CHECK = "10X98765432"
+"""GB 11643 check character (ISO 7064 MOD 11-2) by the weighted sum modulo 11."""
 
 INDIVIDUAL_BUSINESS = "92"
 """Authority 9, category 2: individual businesses (个体工商户), whose owner is a natural person."""
@@ -129,7 +148,35 @@ def validate(code: str) -> str:
     expected = check_character(c[:17])
     if c[17] != expected:
         raise InvalidUSCC("check", f"check character should be {expected}, got {c[17]}")
+    if is_resident_id(c):
+        raise InvalidUSCC(
+            "resident_id",
+            "this is a resident identity card number (GB 11643: province, date of birth and "
+            "check digit fit), not a credit code: a natural person is never scored; an "
+            "individual business has its own code starting 92",
+        )
     return c
+
+
+def _china_today() -> date:
+    # records.workdays.china_today, not imported: that module loads the holiday calendar
+    return datetime.now(timezone(timedelta(hours=8))).date()
+
+
+def is_resident_id(code: str) -> bool:
+    """Whether `code` (compacted) is a valid resident identity card number (GB 11643)."""
+    if len(code) != 18 or not all("0" <= ch <= "9" for ch in code[:17]):
+        return False
+    if code[17] not in "0123456789X" or int(code[:2]) not in ID_PROVINCES:
+        return False
+    try:
+        born = date(int(code[6:10]), int(code[10:12]), int(code[12:14]))
+    except ValueError:
+        return False
+    if not date(1900, 1, 1) <= born <= _china_today():
+        return False
+    total = sum(int(ch) * w for ch, w in zip(code[:17], ID_WEIGHTS, strict=True))
+    return ID_CHECK[total % 11] == code[17]
 
 
 def is_valid(code: str) -> bool:
@@ -186,8 +233,9 @@ def valid_mask(codes: pa.Array | pa.ChunkedArray) -> np.ndarray:
 _SLICE = 1 << 16
 
 
-def _valid_rows(rows: np.ndarray) -> np.ndarray:
-    """Validity of codes given as an (n, 18) array of ASCII bytes."""
+def _valid_rows(rows: np.ndarray, refuse_ids: bool = True) -> np.ndarray:
+    """Validity of codes given as an (n, 18) array of ASCII bytes (`refuse_ids=False`: the
+    code checks alone, identity numbers passing them included)."""
     n = rows.shape[0]
     raw = np.ascontiguousarray(rows.T)  # one contiguous row per position
     val = _VALUE[raw]  # int16, -1 outside the charset
@@ -205,7 +253,33 @@ def _valid_rows(rows: np.ndarray) -> np.ndarray:
     for i, w in enumerate(CHECK_WEIGHTS):
         total += val[i] * w  # at most 17 * 30 * 30 < 2**15
     good &= (31 - total % 31) % 31 == val[17]
-    return good
+    return good & ~_resident_ids(raw, val) if refuse_ids else good
+
+
+_ID_PROVINCE_OK = np.zeros(100, dtype=bool)
+_ID_PROVINCE_OK[list(ID_PROVINCES)] = True
+_ID_CHECK_VALUE = np.array([CHARSET.index(ch) for ch in ID_CHECK])
+_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def _resident_ids(raw: np.ndarray, val: np.ndarray) -> np.ndarray:
+    """`is_resident_id` over codes given by position (`raw` bytes, `val` CHARSET values >= 0)."""
+    v = val.astype(np.int32)
+    digits = (v[:17] < 10).all(axis=0)
+    ok = digits & _ID_PROVINCE_OK[(v[0] * 10 + v[1]) % 100]
+    year = v[6] * 1000 + v[7] * 100 + v[8] * 10 + v[9]
+    month = v[10] * 10 + v[11]
+    day = v[12] * 10 + v[13]
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    days = _MONTH_DAYS[np.clip(month, 0, 12)] + ((month == 2) & leap)
+    today = _china_today()
+    ok &= (month >= 1) & (month <= 12) & (day >= 1) & (day <= days) & (year >= 1900)
+    ok &= year * 10_000 + month * 100 + day <= today.year * 10_000 + today.month * 100 + today.day
+    total = np.zeros(v.shape[1], dtype=np.int32)
+    for k, w in enumerate(ID_WEIGHTS):
+        total += v[k] * w
+    ok &= _ID_CHECK_VALUE[total % 11] == v[17]  # 'X' has its CHARSET value; letters else fail
+    return np.asarray(ok, dtype=bool)
 
 
 # ---- generation -------------------------------------------------------------------------------
@@ -236,7 +310,8 @@ def generate_many(
     """Valid, distinct codes, one per (kind, region): kind = authority + category, e.g. "91".
 
     Organisation-code bodies are random in the style of post-2015 codes ("MA" + 6 symbols) for
-    a third of them and all-digit for the rest; duplicates are redrawn so every code is distinct.
+    a third of them and all-digit for the rest; duplicates are redrawn so every code is distinct,
+    and so are the rare codes that are also resident identity numbers.
     """
     kinds = np.asarray(kinds, dtype="S2")
     regions = np.asarray(regions, dtype="S6")
@@ -258,7 +333,7 @@ def generate_many(
         codes = _finish(head[todo])
         retry = []
         for i, code in zip(todo.tolist(), codes, strict=True):
-            if code in seen:
+            if code in seen or is_resident_id(code):  # an identity number is no credit code
                 retry.append(i)
             else:
                 seen.add(code)
@@ -279,6 +354,10 @@ def derive(source_id: str, namespace: str, kind: str = "91", region: str = "1100
     to the same code and different ids collide with probability about n²/2·31⁸.
     """
     digest = hashlib.sha256(f"{namespace}/{source_id}".encode()).digest()
-    body = "".join(CHARSET[b % 31] for b in digest[:8])
-    first16 = np.frombuffer((kind + region + body).encode(), dtype=np.uint8).reshape(1, 16)
-    return _finish(first16)[0]
+    while True:
+        body = "".join(CHARSET[b % 31] for b in digest[:8])
+        first16 = np.frombuffer((kind + region + body).encode(), dtype=np.uint8).reshape(1, 16)
+        code = _finish(first16)[0]
+        if not is_resident_id(code):  # an identity number is no credit code: hash again
+            return code
+        digest = hashlib.sha256(digest).digest()

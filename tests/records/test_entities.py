@@ -119,3 +119,17 @@ def test_batch_ids_sort_in_commit_order_so_the_later_same_day_version_wins(
         assert latest == "revoked"
         assert [e["seq"] for e in store.log()] == [1, 2]
         assert store.log()[0]["batch_id"] < store.log()[1]["batch_id"]
+
+
+def test_a_natural_person_s_identity_number_is_not_registered_as_a_company(
+    store: Store, tmp_path: Path
+) -> None:
+    """An identity number that passes the credit-code checks was stored as a social
+    organisation and then scored and published; it is quarantined, saying what it is."""
+    person = "511302198506121181"
+    path = _write(tmp_path / "e.csv", [_row(person, name="王五"), _row(ENT)])
+    result = ingest_file(store, path, "entities", "samr", today=TODAY)
+    assert (result.stored, result.quarantined) == (1, 1)
+    assert [r["uscc"] for r in store.read("entities").to_pylist()] == [ENT]
+    (held,) = store.read("quarantine").to_pylist()
+    assert held["reason"] == "invalid_uscc" and "resident identity card number" in held["message"]

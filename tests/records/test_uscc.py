@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +125,89 @@ def test_the_re2_separator_class_removes_what_compact_removes() -> None:
     removed = pc.equal(pc.replace_substring_regex(texts, uscc.SEPARATORS_RE2, ""), "ab")
     by_re2 = {c for c, r in zip(chars, removed.to_pylist(), strict=True) if r}
     assert by_re2 == {c for c in chars if uscc.compact("a" + c + "b") == "AB"}
+
+
+# ---- resident identity card numbers -----------------------------------------------------------
+
+
+def _resident_id(province: int, city: int, born: str, serial: int) -> str:
+    first17 = f"{province:02d}{city:04d}{born}{serial:03d}"
+    total = sum(int(ch) * w for ch, w in zip(first17, uscc.ID_WEIGHTS, strict=True))
+    return first17 + uscc.ID_CHECK[total % 11]
+
+
+def _passing_resident_ids(n: int, seed: int) -> list[str]:
+    """`n` valid resident identity numbers that pass every credit-code check."""
+    rng = np.random.default_rng(seed)
+
+    def born() -> str:
+        return f"{rng.integers(1930, 2010)}{rng.integers(1, 13):02d}{rng.integers(1, 29):02d}"
+
+    people = [
+        _resident_id(int(rng.choice([11, 12, 13, 51, 52, 53])), int(rng.integers(0, 10_000)),
+                     born(), int(rng.integers(0, 1000)))
+        for _ in range(1500 * n)
+    ]  # fmt: skip
+    rows = np.frombuffer("".join(people).encode(), np.uint8).reshape(-1, 18)
+    passing = np.flatnonzero(uscc._valid_rows(rows, refuse_ids=False))
+    assert len(passing) >= n, len(passing)
+    return [people[i] for i in passing[:n]]
+
+
+def test_a_resident_identity_number_is_no_credit_code() -> None:
+    """A natural person's identity number that passes the credit-code checks (the reviewer's:
+    Nanchong, born 1985-06-12) was stored, scored and published as a company."""
+    person = "511302198506121181"
+    assert uscc.is_resident_id(person)
+    with pytest.raises(uscc.InvalidUSCC) as info:
+        uscc.validate(person)
+    assert info.value.reason == "resident_id"
+    assert "natural person is never scored" in str(info.value)
+    assert not uscc.valid_mask(pa.array([person]))[0]
+    passing = _passing_resident_ids(100, seed=11)
+    assert not uscc.valid_mask(pa.array(passing)).any()
+    assert not any(uscc.is_valid(c) for c in passing)
+
+
+def test_only_a_valid_birth_date_and_check_digit_make_an_identity_number() -> None:
+    person = "511302198506121181"
+    wrong_check = person[:17] + "2"
+    no_date = person[:10] + "1332" + person[14:]  # month 13
+    feb_29 = _resident_id(51, 1302, "19850229", 118)  # 1985 is not a leap year
+    leap = _resident_id(51, 1302, "19840229", 118)
+    unborn = _resident_id(51, 1302, "20991231", 118)
+    assert [uscc.is_resident_id(c) for c in (wrong_check, no_date, feb_29, leap, unborn)] == [
+        False, False, False, True, False
+    ]  # fmt: skip
+    codes = pa.array([wrong_check, no_date, feb_29, leap, unborn, person])
+    rows = np.frombuffer("".join(codes.to_pylist()).encode(), np.uint8).reshape(-1, 18)
+    val = uscc._VALUE[np.ascontiguousarray(rows.T)]
+    assert uscc._resident_ids(rows.T, val).tolist() == [False, False, False, True, False, True]
+
+
+@settings(max_examples=200)
+@given(
+    st.sampled_from(sorted(uscc.ID_PROVINCES)), st.integers(0, 9999),
+    st.dates(date(1890, 1, 1), date(2030, 12, 31)), st.integers(0, 999),
+    st.sampled_from("0123456789X"),
+)  # fmt: skip
+def test_vectorised_identity_check_agrees_with_the_scalar_one(
+    province: int, city: int, born: date, serial: int, last: str
+) -> None:
+    right = _resident_id(province, city, born.strftime("%Y%m%d"), serial)
+    for code in (right, right[:17] + last):
+        rows = np.frombuffer(code.encode(), np.uint8).reshape(1, 18)
+        val = uscc._VALUE[np.ascontiguousarray(rows.T)]
+        assert uscc._resident_ids(rows.T, val)[0] == uscc.is_resident_id(code)
+        assert uscc.valid_mask(pa.array([code]))[0] == uscc.is_valid(code)
+
+
+def test_generated_codes_are_never_identity_numbers() -> None:
+    rng = np.random.default_rng(5)
+    kinds = ["11", "12", "13", "51", "52", "53"] * 20_000
+    regions = [
+        f"{p}{rng.integers(0, 10_000):04d}" for p in ("13", "51", "53") for _ in range(40_000)
+    ]
+    codes = uscc.generate_many(rng, kinds, regions)
+    assert uscc.valid_mask(pa.array(codes)).all()
+    assert not any(uscc.is_resident_id(c) for c in codes)
