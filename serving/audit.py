@@ -99,8 +99,10 @@ class AuditWriter:
         purpose: str | None,
         status: int = 200,
     ) -> None:
-        """A read of many companies (a list, a page, an export): a line per company, once."""
-        for code in dict.fromkeys(usccs):
+        """A read of many companies (a list, a page, an export): a line per company, once; a
+        read that found none is one line without a company (the query itself is on record)."""
+        codes = list(dict.fromkeys(usccs))
+        for code in codes or [None]:
             self.log(caller, endpoint, code, purpose, status)
 
     @property

@@ -56,12 +56,14 @@ class Loaded:
 
 
 def mask_name(name: str | None) -> str | None:
-    """An individual business's name carries its owner's name: keep the ends only."""
+    """An individual business's name carries its owner's name, often at its start ("李四便利店")
+    or as the whole name ("张三"): only the first character (a surname, as names are published
+    masked) and, from 5 characters on, the last two (the trade: "李**利店") stay visible."""
     if not name:
         return name
     if len(name) <= 4:
         return name[0] + "*" * (len(name) - 1)
-    return name[:2] + "*" * (len(name) - 4) + name[-2:]
+    return name[0] + "*" * (len(name) - 3) + name[-2:]
 
 
 def _latest(folder: Path, version: str | None) -> Path | None:

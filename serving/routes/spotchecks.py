@@ -26,7 +26,6 @@ from serving.deps import (
     StateDep,
     purpose_of,
     require,
-    stated_purpose,
     valid_code,
 )
 from serving.errors import ApiError
@@ -342,12 +341,12 @@ def get_overdue(
     """Tasks whose 20 working days have passed without a result; a line in the audit log per
     company listed."""
     require(caller, TASKS, "read overdue tasks")
+    purpose = purpose_of(caller, x_purpose)
     department = _own_department(caller, department)
     day = as_of or china_today()
     with state.engine.connect() as con:
         frame = overdue_tasks(con, day, department, plan_id, limit)
-    state.audit.log_companies(caller, "GET /v1/spot-check-tasks/overdue", frame["uscc"],
-                              stated_purpose(x_purpose))  # fmt: skip
+    state.audit.log_companies(caller, "GET /v1/spot-check-tasks/overdue", frame["uscc"], purpose)
     return TaskPage(
         as_of=day,
         tasks=[TaskOut.model_validate({**r, "task_id": r["id"]})
@@ -393,5 +392,7 @@ def get_results(
     purpose = purpose_of(caller, x_purpose)
     with state.engine.connect() as con:
         rows = published_results(con, state.store, china_today(), code, plan_id, limit)
-    state.audit.log(caller, "GET /v1/spot-check-results", code, purpose, 200)
+    # a line per company shown (a plan's page names many), or the one asked for
+    shown = [code] if code is not None else [r["uscc"] for r in rows]
+    state.audit.log_companies(caller, "GET /v1/spot-check-results", shown, purpose)
     return PublishedPage(results=[PublishedResult.model_validate(r) for r in rows])

@@ -23,6 +23,7 @@ from records.store import Store
 from records.workdays import china_today
 from serving.auth import create_key
 from serving.db import audit_log
+from serving.load import mask_name
 from tests.records.test_publicity import oracle_public
 from tests.serving.databases import BACKENDS, Loaded, loaded_copy
 from tests.serving.pipeline import AS_OF
@@ -256,3 +257,19 @@ def test_free_text_reasons_are_not_published(world: Loaded) -> None:
                                headers={"X-API-Key": keys["public"]}).json()  # fmt: skip
             reasons = {x["record_id"]: x["reason"] for x in other["lists"]}
             assert reasons.get(coded[1], "unreachable") == "unreachable"
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("李四便利店", "李**利店"),  # once "李四*利店": the owner's whole name
+        ("王小明烟酒店", "王***酒店"),
+        ("欧阳娜娜", "欧***"),  # a business without a registered name goes by its owner's
+        ("张三", "张*"),
+        ("金水区王记小吃店", "金*****吃店"),
+        ("李", "李"),
+    ],
+)
+def test_a_masked_name_shows_no_more_of_the_owner_than_the_surname(name: str, shown: str) -> None:
+    assert mask_name(name) == shown
+    assert len(mask_name(name) or "") == len(name)

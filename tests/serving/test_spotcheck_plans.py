@@ -532,9 +532,12 @@ def test_lists_results_publication_and_overdue_through_the_api(world: World) -> 
             params={"plan_id": plan_id, "as_of": due.isoformat()},
         ).json()
         assert on_time["tasks"] == []  # due that day: not yet overdue
+        unsaid = client.get("/v1/spot-check-tasks/overdue", headers={"X-API-Key": samr})
+        assert unsaid.status_code == 400 and unsaid.json()["code"] == "purpose_required"
         samr_late = client.get(
-            "/v1/spot-check-tasks/overdue", headers={"X-API-Key": samr}, params={"limit": 100000}
-        ).json()
+            "/v1/spot-check-tasks/overdue", headers={"X-API-Key": samr, "X-Purpose": "follow-up"},
+            params={"limit": 100000},
+        ).json()  # fmt: skip
         assert {t["department"] for t in samr_late["tasks"]} == {"samr"}
 
     with world.engine.connect() as con:
@@ -543,6 +546,10 @@ def test_lists_results_publication_and_overdue_through_the_api(world: World) -> 
             .where(audit_log.c.endpoint.like("%spot-check%"))
         ).all()  # fmt: skip
     assert ("GET /v1/spot-check-results", problem["uscc"], None) in logged
+    # the plan's page of results: a line per company shown on it (once a single line without one)
+    by_plan_logged = [u for e, u, _ in logged if e == "GET /v1/spot-check-results"]
+    assert set(by_plan_logged) == {problem["uscc"], passed["uscc"]}
+    assert by_plan_logged.count(passed["uscc"]) == 1
     assert any(e == "GET /v1/spot-check-plans/{plan_id}" and p.startswith(plan_id)
                for e, _, p in logged)  # fmt: skip
     # a list read names its companies: a line per company, for the plan and the overdue tasks
@@ -551,6 +558,8 @@ def test_lists_results_publication_and_overdue_through_the_api(world: World) -> 
     assert exported == {t["uscc"] for t in tasks}
     late = {u for e, u, _ in logged if e == "GET /v1/spot-check-tasks/overdue"}
     assert late >= {t["uscc"] for t in tasks} - {problem["uscc"], passed["uscc"]}
+    # a read that found nothing is on record too (the plan's tasks on their due day)
+    assert ("GET /v1/spot-check-tasks/overdue", None, "spot-check plan test") in logged
 
 
 def _features(store: Store, code: str, day: date) -> dict[str, Any]:
