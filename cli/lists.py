@@ -10,8 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.main import JsonOpt, _as_of, _emit_json, _store, app, out
-from cli.plans import _engine, _fail
+from cli.main import JsonOpt, PurposeOpt, _as_of, _emit_json, _store, app, out
+from cli.plans import _engine, _fail, _log_read
 from records.settings import Settings
 from records.workdays import china_today
 
@@ -96,14 +96,16 @@ def lists_derive(
 
 
 @lists_app.command("show")
-def lists_show(entry_id: int, as_json: JsonOpt = False) -> None:
+def lists_show(entry_id: int, purpose: PurposeOpt = None, as_json: JsonOpt = False) -> None:
     """An entry with its steps."""
     from serving.lists import ListError, get
 
+    engine = _engine()
     try:
-        entry = get(_engine(), entry_id)
+        entry = get(engine, entry_id)
     except ListError as exc:
         _fail(exc.message, 1)
+    _log_read(engine, "lists show", [entry["uscc"]], purpose)
     if as_json:
         _emit_json(entry)
     else:
@@ -116,6 +118,7 @@ def lists_list(
     list_: Annotated[str | None, typer.Option("--list", help="One list, e.g. red_list.")] = None,
     status: Annotated[str | None, typer.Option(help="notified, listed, expired, …")] = None,
     limit: Annotated[int, typer.Option(min=1)] = 100,
+    purpose: PurposeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Entries, newest first."""
@@ -125,7 +128,9 @@ def lists_list(
         raise typer.BadParameter(f"--list must be one of {', '.join(LISTS)}")
     if status is not None and status not in STATUSES:
         raise typer.BadParameter(f"--status must be one of {', '.join(STATUSES)}")
-    found = find(_engine(), uscc, list_, status, limit)
+    engine = _engine()
+    found = find(engine, uscc, list_, status, limit)
+    _log_read(engine, "lists list", [e["uscc"] for e in found], purpose)
     if as_json:
         _emit_json({"entries": found})
         return

@@ -43,6 +43,10 @@ out = Console(soft_wrap=True)
 EXIT_OK, EXIT_QUARANTINED, EXIT_FILE_ERROR = 0, 1, 2
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object.")]
+PurposeOpt = Annotated[
+    str | None,
+    typer.Option(help="Why this credit information is read (kept in the audit log)."),
+]
 
 
 def _settings(as_json: bool = False) -> Settings:

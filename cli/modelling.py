@@ -12,7 +12,18 @@ import pyarrow.parquet as pq
 import typer
 from rich.table import Table
 
-from cli.main import JsonOpt, _as_of, _emit_json, _progress, _store, app, err, out, share_table
+from cli.main import (
+    JsonOpt,
+    PurposeOpt,
+    _as_of,
+    _emit_json,
+    _progress,
+    _store,
+    app,
+    err,
+    out,
+    share_table,
+)
 from records.settings import Settings
 from records.workdays import china_today
 
@@ -399,9 +410,12 @@ def predict(
     ] = None,
     model: ModelOpt = "champion",
     reasons: Annotated[int, typer.Option(min=0, max=10, help="Reasons per row.")] = 3,
+    purpose: PurposeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Score (uscc, as_of) pairs point in time (a backtest): probability, tier and reasons."""
+    """Score (uscc, as_of) pairs point in time (a backtest): probability, tier and reasons.
+    The companies scored are logged in the audit log (a line each)."""
+    from cli.plans import _engine, _log_read
     from models.batch import BadPoints, predict_points
 
     settings = Settings()
@@ -415,6 +429,8 @@ def predict(
     except BadPoints as exc:
         err.print(f"{points}: {exc}")
         raise typer.Exit(2) from None
+    _log_read(_engine(), "predict", table.column("uscc").to_pylist(),
+              f"{purpose or 'backtest'}: {points.name}, model v{version}")  # fmt: skip
     target = output or points.with_name(points.stem + f".predicted-v{version}.csv")
     if target.suffix.lower() == ".parquet":
         pq.write_table(table, target)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import socket
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from cli.main import JsonOpt, _as_of, _emit_json, _store, app, err, out
+from cli.main import JsonOpt, PurposeOpt, _as_of, _emit_json, _store, app, err, out
 from records.settings import Settings
 from records.workdays import china_today
 
@@ -26,6 +29,27 @@ def _engine() -> Any:
     settings = Settings()
     upgrade(settings.serving_url)
     return make_engine(settings.serving_url)
+
+
+def _log_read(engine: Any, command: str, usccs: Iterable[str], purpose: str | None) -> None:
+    """A read of companies' credit information at the command line goes to the audit log like
+    the API's: a line per company (one without a company when none was found), role
+    `operator`, the operating-system user and host in the purpose. Written before anything is
+    shown: a read that cannot be logged fails."""
+    from serving.audit import AuditWriter
+    from serving.auth import Caller
+
+    user = getpass.getuser()
+    writer = AuditWriter(engine)
+    writer.log_companies(
+        Caller(key_id=0, role="operator", department=None, name=user),
+        f"credsup {command}",
+        usccs,
+        f"{purpose or 'command line'} (by {user} on {socket.gethostname()})",
+    )
+    writer.flush()
+    if writer.refused:
+        _fail(f"the audit log refused the read: {writer.refused[0][1]}", 1)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -183,17 +207,20 @@ def plan_show(
     output: Annotated[Path | None, typer.Option("--out", help="File (default: stdout).")] = None,
     department: str | None = None,
     inspector: str | None = None,
+    purpose: PurposeOpt = None,
 ) -> None:
     """A plan's list with Chinese headers (CSV or Excel), optionally for one department or
     inspector."""
     from serving.spotcheck import export
     from serving.spotcheck.plans import plan_list
 
-    with _engine().connect() as con:
+    engine = _engine()
+    with engine.connect() as con:
         try:
             plan, frame = plan_list(con, plan_id, department, inspector)
         except LookupError as exc:
             _fail(str(exc))
+    _log_read(engine, "plan show", frame["uscc"], f"{plan_id}: {purpose or 'plan list'}")
     if format == "xlsx":
         data = export.to_xlsx_bytes(frame, title=f"{plan['name']}（{plan_id}）")
     elif format == "csv":
@@ -268,14 +295,17 @@ def plan_result(
 def plan_overdue(
     department: str | None = None,
     as_of: Annotated[str | None, typer.Option("--as-of")] = None,
+    purpose: PurposeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Tasks past their 20 working days without a result."""
     from serving.spotcheck.plans import overdue_tasks
 
     day = _as_of(as_of) if as_of else china_today()
-    with _engine().connect() as con:
+    engine = _engine()
+    with engine.connect() as con:
         frame = overdue_tasks(con, day, department, limit=100_000)
+    _log_read(engine, "plan overdue", frame["uscc"], purpose)
     if as_json:
         _emit_json(
             {"as_of": day, "tasks": json.loads(frame.to_json(orient="records", date_format="iso"))}

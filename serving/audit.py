@@ -101,7 +101,7 @@ class AuditWriter:
     ) -> None:
         """A read of many companies (a list, a page, an export): a line per company, once; a
         read that found none is one line without a company (the query itself is on record)."""
-        codes = list(dict.fromkeys(usccs))
+        codes: list[str | None] = list(dict.fromkeys(usccs))
         for code in codes or [None]:
             self.log(caller, endpoint, code, purpose, status)
 

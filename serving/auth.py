@@ -31,7 +31,8 @@ from sqlalchemy.engine import Engine
 from records import uscc as codes
 from serving.db import api_keys
 
-Role = Literal["admin", "regulator", "department", "analyst", "company", "public"]
+Role = Literal["admin", "regulator", "department", "analyst", "company", "public", "operator"]
+"""`operator`: someone at the command line (the audit log's role for its reads; no key has it)."""
 ROLES: tuple[Role, ...] = ("admin", "regulator", "department", "analyst", "company", "public")
 FULL_VIEW = frozenset({"admin", "regulator", "analyst", "department"})
 HISTORY = FULL_VIEW

@@ -221,8 +221,6 @@ def get_plan_list(
         except LookupError as exc:
             raise ApiError(404, "not_found", str(exc)) from None
     why = f"{plan_id}: {purpose or ''}"[:256]
-    if frame.empty:
-        state.audit.log(caller, "GET /v1/spot-check-plans/{plan_id}", None, why, 200)
     state.audit.log_companies(caller, "GET /v1/spot-check-plans/{plan_id}", frame["uscc"], why)
     if format == "csv":
         return Response(

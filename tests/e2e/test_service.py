@@ -10,7 +10,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -31,7 +31,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from records.store import Store
-from serving.db import api_keys, make_engine
+from records.workdays import china_today
+from serving.db import api_keys, audit_log, make_engine
 from serving.load import mask_name
 from tests.serving.pipeline import AS_OF, build_province, credsup
 from tests.serving.uvicorn import start_server, stop_server
@@ -544,6 +545,29 @@ def check_an_unloadable_champion_leaves_the_previous_model_serving(
     }  # fmt: skip
 
 
+def check_command_line_reads_are_audited(client: httpx.Client, province: Province) -> None:
+    """The plan's tasks and the list entries read at the command line are logged like the
+    API's reads: a line per company, role `operator`, the purpose and the user who read."""
+    data_dir = province.data_dir
+    later = (china_today() + timedelta(days=90)).isoformat()  # every task overdue by then
+    overdue = credsup(data_dir, "plan", "overdue", "--as-of", later, "--purpose", "follow-up")
+    entries = credsup(data_dir, "lists", "list", "--limit", "5", "--purpose", "list review")
+    assert overdue["tasks"]
+    engine = make_engine(f"sqlite:///{data_dir / 'serving.db'}")
+    with engine.connect() as con:
+        rows = con.execute(
+            sa.select(audit_log.c.endpoint, audit_log.c.uscc, audit_log.c.role,
+                      audit_log.c.purpose).where(audit_log.c.endpoint.like("credsup %"))
+        ).all()  # fmt: skip
+    engine.dispose()
+    late = [r for r in rows if r.endpoint == "credsup plan overdue"]
+    assert sorted(r.uscc for r in late) == sorted({t["uscc"] for t in overdue["tasks"]})
+    assert all(r.role == "operator" and r.purpose.startswith("follow-up (by ") for r in late)
+    listed = [r for r in rows if r.endpoint == "credsup lists list"]
+    assert {r.uscc for r in listed} == ({e["uscc"] for e in entries["entries"]} or {None})
+    assert all(r.purpose.startswith("list review (by ") for r in listed)
+
+
 CHECKS_IN_ORDER = [
     check_health_readiness_metrics_docs_and_openapi,
     check_keys_purposes_and_codes,
@@ -551,6 +575,7 @@ CHECKS_IN_ORDER = [
     check_batch,
     check_history_records_and_summary_by_role,
     check_every_company_read_is_audited,
+    check_command_line_reads_are_audited,
     check_schemathesis_finds_no_server_errors_and_conforming_responses,
     check_an_unloadable_champion_leaves_the_previous_model_serving,  # changes the champion: last
 ]

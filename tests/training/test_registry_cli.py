@@ -11,6 +11,7 @@ import mlflow
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import sqlalchemy as sa
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
@@ -18,8 +19,10 @@ from cli.main import app
 from features.builder import build_features
 from models.batch import tier_companies
 from models.published import CHAMPION, MODEL_NAME
+from records.settings import Settings
 from records.store import Store
 from records.workdays import china_today
+from serving.db import audit_log, make_engine
 from training.registry import Registry
 
 runner = CliRunner()
@@ -185,6 +188,15 @@ def test_predict_is_point_in_time_and_matches_the_batch(data_dir: Path, trained:
     assert scored["probability"].tolist() == pytest.approx(batch["probability"].tolist())
     assert scored["tier"].tolist() == batch["tier"].tolist()
     assert got.loc[got["status"] == "unknown", "uscc"].tolist() == ["91110000600037341L"]
+    # the companies scored are in the audit log, with the file and the model
+    with make_engine(Settings().serving_url).connect() as con:
+        logged = con.execute(
+            sa.select(audit_log.c.uscc, audit_log.c.role, audit_log.c.purpose)
+            .where(audit_log.c.endpoint == "credsup predict")
+        ).all()  # fmt: skip
+    assert {u for u, _, _ in logged} == {*batch["uscc"], "91110000600037341L"}
+    assert len(logged) == 31 and {r for _, r, _ in logged} == {"operator"}
+    assert all(p.startswith(f"backtest: points.csv, model v{version} (by ") for *_, p in logged)
 
     # a repeated point is scored once and said; points all unknown still give the columns
     with points.open("a") as f:
