@@ -32,6 +32,7 @@ from models.bundle import SpecMismatch, TierModel
 from models.published import MODEL_NAME
 from records.store import Store
 from records.workdays import china_today
+from serving.auth import Caller
 from serving.db import companies, company_history
 from serving.load import LIST_FLAGS, _clean, _documents, _latest, _upsert
 from serving.state import ServiceState
@@ -167,13 +168,16 @@ def rescore_today(
         return {"error": str(exc)}
 
 
-def rescore_served(state: ServiceState, uscc: str) -> dict[str, Any]:
+def rescore_served(state: ServiceState, uscc: str, caller: Caller, endpoint: str) -> dict[str, Any]:
     """`rescore_today` with the model the service is serving (model and version read as one
-    pair)."""
+    pair). The score and tier it returns go back to `caller` with the change that moved them:
+    a read of the company's credit information, so a line in the audit log."""
     with state.slot.lock:
         model, version = state.slot.model, state.slot.version
-    return rescore_today(state.engine, state.store, state.settings.data_dir, model, version,
-                         uscc, model_name=state.models.name)  # fmt: skip
+    rescored = rescore_today(state.engine, state.store, state.settings.data_dir, model, version,
+                             uscc, model_name=state.models.name)  # fmt: skip
+    state.audit.log(caller, endpoint, uscc, "its score and tier after this change", 200)
+    return rescored
 
 
 def _entity(store: Store, uscc: str, as_of: date) -> pd.DataFrame:

@@ -21,6 +21,7 @@ from serving.deps import (
     purpose_of,
     require,
     require_acting_for,
+    stated_purpose,
     valid_code,
 )  # fmt: skip
 from serving.errors import ApiError, ErrorBody
@@ -159,9 +160,11 @@ def _fail(exc: lists.ListError) -> ApiError:
     return ApiError(exc.status, exc.code, exc.message)
 
 
-def _rescored(state: ServiceState, entry: dict[str, Any]) -> dict[str, Any]:
+def _rescored(
+    state: ServiceState, entry: dict[str, Any], caller: Caller, endpoint: str
+) -> dict[str, Any]:
     """The entry with the company re-scored today (a listing or removal changed its tier)."""
-    entry["rescored"] = rescore_served(state, entry["uscc"])
+    entry["rescored"] = rescore_served(state, entry["uscc"], caller, endpoint)
     return entry
 
 
@@ -187,7 +190,7 @@ def post_entry(body: EntryIn, state: StateDep, caller: CallerDep) -> EntryOut:
     except lists.ListError as exc:
         raise _fail(exc) from None
     if entry["status"] == "listed":
-        entry = _rescored(state, entry)
+        entry = _rescored(state, entry, caller, "POST /v1/list-entries")
     return EntryOut.model_validate(entry)
 
 
@@ -280,7 +283,9 @@ def post_listing(
         entry = lists.confirm(state.engine, state.store, entry_id, caller.key_id)
     except lists.ListError as exc:
         raise _fail(exc) from None
-    return EntryOut.model_validate(_rescored(state, entry))
+    return EntryOut.model_validate(
+        _rescored(state, entry, caller, "POST /v1/list-entries/{entry_id}/listing")
+    )
 
 
 @router.post("/list-entries/{entry_id}/removal", response_model=EntryOut, responses=ERRORS)
@@ -294,7 +299,9 @@ def post_removal(
         entry = lists.remove(state.engine, state.store, entry_id, body.reason, caller.key_id)
     except lists.ListError as exc:
         raise _fail(exc) from None
-    return EntryOut.model_validate(_rescored(state, entry))
+    return EntryOut.model_validate(
+        _rescored(state, entry, caller, "POST /v1/list-entries/{entry_id}/removal")
+    )
 
 
 @router.get("/public/lists", response_model=PublicPage, responses=ERRORS)
@@ -307,10 +314,13 @@ def public_lists(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    x_purpose: PurposeHeader = None,
 ) -> PublicPage:
     """The published lists: companies currently listed, newest first, whoever recorded the
     listing (public information: an individual business's name is masked; no reasons, no
-    proposals; an open objection is flagged). Each company shown is a line in the audit log."""
+    proposals; an open objection is flagged). Each company shown is a line in the audit log,
+    with the purpose when one is sent (public information: none is required)."""
     found = lists.public_entries(state.engine, state.store, list_, limit, offset)
-    state.audit.log_companies(caller, "GET /v1/public/lists", (e["uscc"] for e in found), None)
+    state.audit.log_companies(caller, "GET /v1/public/lists", (e["uscc"] for e in found),
+                              stated_purpose(x_purpose))  # fmt: skip
     return PublicPage(entries=[PublicEntry.model_validate(e) for e in found])

@@ -117,7 +117,7 @@ def post_objection(body: FileObjectionIn, state: StateDep, caller: CallerDep) ->
         raise ApiError(404, "not_found", str(exc)) from None
     except objections.ObjectionConflict as exc:
         raise ApiError(409, "conflict", str(exc)) from None
-    case["rescored"] = rescore_served(state, case["uscc"])
+    case["rescored"] = rescore_served(state, case["uscc"], caller, "POST /v1/objections")
     return ObjectionOut.model_validate(case)
 
 
@@ -212,5 +212,7 @@ def post_decision(
         raise ApiError(409, "conflict", str(exc)) from None
     except objections.InvalidDecision as exc:
         raise ApiError(422, "invalid_decision", str(exc)) from None
-    case["rescored"] = rescore_served(state, case["uscc"])
+    case["rescored"] = rescore_served(
+        state, case["uscc"], caller, "POST /v1/objections/{case_id}/decision"
+    )
     return ObjectionOut.model_validate(case)

@@ -146,5 +146,7 @@ def post_decision(
     except repairs.RepairConflict as exc:
         raise ApiError(409, "conflict", str(exc)) from None
     if case["status"] == "approved":  # the repaired company does not wait for the next batch
-        case["rescored"] = rescore_served(state, case["uscc"])
+        case["rescored"] = rescore_served(
+            state, case["uscc"], caller, "POST /v1/repairs/{case_id}/decision"
+        )
     return RepairOut.model_validate(case)

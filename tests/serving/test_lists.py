@@ -173,6 +173,20 @@ def test_serious_dishonest_listing_with_objection_veto_and_earliest_removal(api:
     assert _flag(world, uscc, today) == 1
     assert _flag(world, uscc, yesterday) == 0
     assert _tier(api, uscc) == "D"
+    # the new score and tier went back to the regulator with the listing: a read, logged
+    deadline = time.monotonic() + 10
+    while True:  # the audit writer flushes in the background
+        with world.engine.connect() as con:
+            logged = con.execute(
+                sa.select(audit_log.c.role, audit_log.c.purpose).where(
+                    audit_log.c.endpoint == "POST /v1/list-entries/{entry_id}/listing",
+                    audit_log.c.uscc == uscc,
+                )
+            ).all()  # fmt: skip
+        if logged or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert [tuple(r) for r in logged] == [("regulator", "its score and tier after this change")]
     with world.store.connect() as con:
         record = con.execute(
             "SELECT category, severity, event_date, recorded_date, attributes FROM records "
@@ -517,6 +531,13 @@ def test_a_department_listing_is_published_flagged_under_objection_and_unpublish
             break
         time.sleep(0.2)
     assert logged >= 2
+    with world.engine.connect() as con:  # with the purpose sent (once dropped)
+        purposes = con.execute(
+            sa.select(audit_log.c.purpose).distinct().where(
+                audit_log.c.endpoint == "GET /v1/public/lists", audit_log.c.uscc == uscc
+            )
+        ).scalars().all()  # fmt: skip
+    assert purposes == ["list test"]
 
 
 def _entries(world: Loaded, uscc: str) -> list[dict[str, Any]]:
