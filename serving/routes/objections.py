@@ -19,9 +19,9 @@ from serving.deps import (
     CallerDep,
     PurposeHeader,
     StateDep,
+    purpose_of,
     require,
     require_acting_for,
-    stated_purpose,
     valid_code,
 )
 from serving.errors import ApiError
@@ -140,9 +140,10 @@ def list_objections(
 
 def _audit(state: ServiceState, caller: Caller, endpoint: str, found: list[dict[str, Any]],
            x_purpose: str | None) -> None:  # fmt: skip
-    """Objections name companies and their records: every company listed is logged."""
+    """Objections name companies and their records: every company listed is logged, with the
+    purpose the authorities must state (the company itself need not)."""
     state.audit.log_companies(caller, endpoint, (c["uscc"] for c in found),
-                              stated_purpose(x_purpose))  # fmt: skip
+                              purpose_of(caller, x_purpose))  # fmt: skip
 
 
 @router.get("/objections/overdue", response_model=ObjectionPage, responses=ERRORS)

@@ -16,9 +16,9 @@ from serving.deps import (
     CallerDep,
     PurposeHeader,
     StateDep,
+    purpose_of,
     require,
     require_acting_for,
-    stated_purpose,
     valid_code,
 )
 from serving.errors import ApiError
@@ -103,9 +103,9 @@ def get_repair(
 def _audit(state: ServiceState, caller: Caller, endpoint: str, found: list[dict[str, Any]],
            x_purpose: str | None) -> None:  # fmt: skip
     """Applications name companies and their records: every company read is logged, with the
-    stated purpose when one is sent (as for objections)."""
+    purpose the authorities must state (as for objections; the company itself need not)."""
     state.audit.log_companies(caller, endpoint, (c["uscc"] for c in found),
-                              stated_purpose(x_purpose))  # fmt: skip
+                              purpose_of(caller, x_purpose))  # fmt: skip
 
 
 @router.get("/repairs", response_model=RepairPage, responses=ERRORS)

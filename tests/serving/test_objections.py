@@ -606,12 +606,19 @@ def test_reads_of_repairs_and_objections_are_audited(service: Served) -> None:
     }
     for path in reads.values():
         assert service.call("GET", path, "regulator").status_code == 200, path
+        # an authority states why it reads (once optional here); the company need not
+        unsaid = service.client.get(path, headers={"X-API-Key": service.keys["regulator"]})
+        assert unsaid.status_code == 400 and unsaid.json()["code"] == "purpose_required", path
+    own = service.client.get(f"/v1/objections/{objection}",
+                             headers={"X-API-Key": service.keys[f"company:{uscc}"]})  # fmt: skip
+    assert own.status_code == 200, own.text
     deadline = time.monotonic() + 10
     while True:  # the audit writer flushes in the background
         with service.world.engine.connect() as con:
             logged = {(row[0], row[1]) for row in con.execute(
                 sa.select(audit_log.c.endpoint, audit_log.c.purpose)
-                .where(audit_log.c.uscc == uscc, audit_log.c.endpoint.in_(list(reads)))
+                .where(audit_log.c.uscc == uscc, audit_log.c.endpoint.in_(list(reads)),
+                       audit_log.c.role == "regulator")
             )}  # fmt: skip
         if len(logged) >= len(reads) or time.monotonic() > deadline:
             break
