@@ -21,7 +21,7 @@ from features.specs import SPECS, FeatureSpec, Spec
 from records.catalogue import Catalogue, default_catalogue
 from records.store import Store
 
-_EVERY, _LARGEST, _LATEST = 0, 1, 2
+_LARGEST, _LATEST = 1, 2
 _BY_LARGEST = ("worst_value", "max_amount")
 _BY_LATEST = ("latest_value", "latest_amount")
 
@@ -64,31 +64,42 @@ def evidence_sql(
     ctes, sources = [UNDONE_CTE, FIXES_CTE], []
     if counted:
         categories = sorted({c for s in counted for c in s.categories})
-        cases = " ".join(f"WHEN {_lit(s.name)} THEN ({_predicate(s)})" for s in counted)
-        picks = " ".join(
-            f"WHEN {_lit(s.name)} THEN {_LATEST if s.aggregation in _BY_LATEST else _LARGEST}"
-            for s in counted
-            if s.aggregation in _BY_LATEST + _BY_LARGEST
-        )
-        values = " ".join(
-            f"WHEN {_lit(s.name)} THEN {_value(s)}" for s in counted if s.aggregation in _BY_LARGEST
-        )
-        pick = f"CASE w.feature {picks} ELSE {_EVERY} END" if picks else str(_EVERY)
-        value = f"CAST(CASE w.feature {values} END AS DOUBLE)" if values else "NULL::DOUBLE"
         ctes.append(f"rows AS ({_counting(categories, cat)})")
-        sources.append(f"""
-        SELECT uscc, as_of, feature, record_id, event_date, source_dept FROM (
-            SELECT w.uscc, w.as_of, w.feature, r.record_id, r.event_date, r.source_dept,
-                {pick} AS pick, {value} AS value
+        matching = """
+            SELECT w.uscc, w.as_of, w.feature, r.record_id, r.event_date, r.source_dept{extra}
             FROM wanted w JOIN rows r ON r.uscc = w.uscc AND r.as_of = w.as_of
-            WHERE CASE w.feature {cases} ELSE false END
+            WHERE CASE w.feature {cases} ELSE false END"""
+
+        def filters(specs: list[FeatureSpec]) -> str:
+            return " ".join(f"WHEN {_lit(s.name)} THEN ({_predicate(s)})" for s in specs)
+
+        # counts, sums, days-since: every matching record (no window over them: most rows)
+        every = [s for s in counted if s.aggregation not in _BY_LARGEST + _BY_LATEST]
+        if every:
+            sources.append(matching.format(extra="", cases=filters(every)))
+        # worst values, largest amounts, latest values: only the records the value is read from
+        picked = [s for s in counted if s.aggregation in _BY_LARGEST + _BY_LATEST]
+        if picked:
+            picks = " ".join(
+                f"WHEN {_lit(s.name)} THEN {_LATEST if s.aggregation in _BY_LATEST else _LARGEST}"
+                for s in picked
+            )
+            values = " ".join(
+                f"WHEN {_lit(s.name)} THEN {_value(s)}"
+                for s in picked
+                if s.aggregation in _BY_LARGEST
+            )
+            value = f"CAST(CASE w.feature {values} END AS DOUBLE)" if values else "NULL::DOUBLE"
+            extra = f", CASE w.feature {picks} END AS pick, {value} AS value"
+            sources.append(f"""
+        SELECT uscc, as_of, feature, record_id, event_date, source_dept FROM (
+            {matching.format(extra=extra, cases=filters(picked))}
         )
         WINDOW by_point AS (PARTITION BY uscc, as_of, feature)
         QUALIFY CASE pick
             WHEN {_LARGEST} THEN value = max(value) OVER by_point
-            WHEN {_LATEST} THEN row_number() OVER (
-                by_point ORDER BY event_date DESC, record_id DESC) = 1
-            ELSE true END""")
+            ELSE row_number() OVER (by_point ORDER BY event_date DESC, record_id DESC) = 1
+            END""")
     if listed:
         cases = " ".join(
             f"WHEN {_lit(s.name)} THEN {_in('o.category', s.categories)}" for s in listed
