@@ -167,6 +167,9 @@ def test_a_resident_identity_number_is_no_credit_code() -> None:
     passing = _passing_resident_ids(100, seed=11)
     assert not uscc.valid_mask(pa.array(passing)).any()
     assert not any(uscc.is_valid(c) for c in passing)
+    # a few among many codes (the mask then checks those few alone)
+    mixed = REAL_CODES + passing[:3]
+    assert uscc.valid_mask(pa.array(mixed)).tolist() == [True] * len(REAL_CODES) + [False] * 3
 
 
 def test_only_a_valid_birth_date_and_check_digit_make_an_identity_number() -> None:
