@@ -32,22 +32,31 @@ class ApiError(Exception):
 
 
 REFUSED = (400, 403)
-"""Refusals (no purpose, a role that may not) of a request naming a company: logged like the
-reads they refused, since every query of a company's credit information is (DOMAIN §10)."""
+"""Refusals (no purpose, a role that may not): logged like the reads they refused, since every
+query of credit information is (DOMAIN §10): under the company when the path names one, else
+(an entry, a case, a batch: refused before it is read) as a line without a company."""
 
 
-def _audit_refusal(request: Request, status: int) -> None:
+DENIALS = ("forbidden", "purpose_required")
+"""The refusals of access itself (a role that may not, no purpose), logged on every route."""
+
+
+def _audit_refusal(request: Request, status: int, code_name: str) -> None:
     from serving.deps import stated_purpose  # deps raises ApiError: imported here, not above
 
     caller = getattr(request.state, "caller", None)
     route = request.scope.get("route")
-    raw = request.path_params.get("uscc")
-    if caller is None or route is None or not raw:
+    if caller is None or route is None:
         return
-    try:
-        code = codes.validate(raw)
-    except codes.InvalidUSCC:
-        return  # a malformed code names no company
+    raw = request.path_params.get("uscc")
+    code: str | None = None
+    if not raw and code_name not in DENIALS:
+        return  # a malformed request that names no company reads nothing
+    if raw:
+        try:
+            code = codes.validate(raw)
+        except codes.InvalidUSCC:
+            return  # a malformed code names no company
     purpose = stated_purpose(request.headers.get("x-purpose"))
     with contextlib.suppress(AuditUnavailable):  # a refusal serves nothing: it is sent anyway
         request.app.state.service.audit.log(
@@ -64,7 +73,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api(request: Request, exc: ApiError) -> JSONResponse:
         if exc.status in REFUSED:
-            _audit_refusal(request, exc.status)
+            _audit_refusal(request, exc.status, exc.code)
         return error_response(exc.status, exc.code, exc.message)
 
     @app.exception_handler(AuditUnavailable)

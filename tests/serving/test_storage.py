@@ -343,6 +343,10 @@ def test_the_api_on_each_database(
             "/v1/admin/audit", headers={"X-API-Key": admin}, params={"since": later}
         ).json() == {"entries": []}
 
+        # a refusal on a path naming no company is on record too, without a company
+        unsaid = client.post("/v1/companies:batch", headers={"X-API-Key": regulator},
+                             json={"usccs": [uscc]})  # fmt: skip
+        assert unsaid.status_code == 400 and unsaid.json()["code"] == "purpose_required"
         # a purpose of control characters alone is no purpose
         nul = client.get(f"/v1/companies/{uscc}", headers={**reg, "X-Purpose": "%00\t"})
         assert nul.status_code == 400 and nul.json()["code"] == "purpose_required"
@@ -358,6 +362,14 @@ def test_the_api_on_each_database(
             sa.select(sa.func.count()).select_from(audit_log).where(audit_log.c.uscc == uscc)
         ).scalar_one()
     assert logged == len(entries) + 1  # and the read refused for want of a purpose
+    with engine.connect() as con:
+        refused = con.execute(
+            sa.select(audit_log.c.uscc, audit_log.c.status).where(
+                audit_log.c.endpoint == "POST /v1/companies:batch", audit_log.c.at >= started,
+                audit_log.c.status == 400,
+            )
+        ).all()  # fmt: skip
+    assert [tuple(r) for r in refused] == [(None, 400)]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
