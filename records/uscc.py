@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import date
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from records.clock import china_today
 
 CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 """The 31 symbols of GB 32100 (no I, O, Z, S, V); a symbol's value is its index."""
@@ -158,11 +160,6 @@ def validate(code: str) -> str:
     return c
 
 
-def _china_today() -> date:
-    # records.workdays.china_today, not imported: that module loads the holiday calendar
-    return datetime.now(timezone(timedelta(hours=8))).date()
-
-
 def is_resident_id(code: str) -> bool:
     """Whether `code` (compacted) is a valid resident identity card number (GB 11643)."""
     if len(code) != 18 or not all("0" <= ch <= "9" for ch in code[:17]):
@@ -173,7 +170,7 @@ def is_resident_id(code: str) -> bool:
         born = date(int(code[6:10]), int(code[10:12]), int(code[12:14]))
     except ValueError:
         return False
-    if not date(1900, 1, 1) <= born <= _china_today():
+    if not date(1900, 1, 1) <= born <= china_today():
         return False
     total = sum(int(ch) * w for ch, w in zip(code[:17], ID_WEIGHTS, strict=True))
     return ID_CHECK[total % 11] == code[17]
@@ -279,7 +276,7 @@ def _resident_ids(raw: np.ndarray, val: np.ndarray) -> np.ndarray:
     day = v[12] * 10 + v[13]
     leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
     days = _MONTH_DAYS[np.clip(month, 0, 12)] + ((month == 2) & leap)
-    today = _china_today()
+    today = china_today()
     ok &= (month >= 1) & (month <= 12) & (day >= 1) & (day <= days) & (year >= 1900)
     ok &= year * 10_000 + month * 100 + day <= today.year * 10_000 + today.month * 100 + today.day
     total = np.zeros(v.shape[1], dtype=np.int32)

@@ -14,11 +14,13 @@ so lookups share no mutable `holidays` object between threads.
 from __future__ import annotations
 
 from bisect import bisect_right
-from datetime import date, datetime, timedelta, timezone
+from datetime import date
 from functools import cache
 
 import holidays
 from holidays.countries.china import China
+
+from records.clock import china_today as china_today  # re-exported: "today" for the service
 
 PUBLICATION_WORKING_DAYS = 20
 """Results of a check are published within this many working days (DOMAIN §7)."""
@@ -104,9 +106,3 @@ def deadline_estimated(start: date, deadline: date) -> bool:
     if last.month == 12:
         years.append(last.year + 1)
     return not all(schedule_published(y) for y in years)
-
-
-def china_today() -> date:
-    """Today in China Standard Time (UTC+8), the calendar records and as-of dates are dated in
-    (the machine's clock may run in UTC: from 00:00 to 08:00 in China its date is yesterday)."""
-    return datetime.now(timezone(timedelta(hours=8))).date()
