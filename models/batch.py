@@ -23,9 +23,8 @@ import pyarrow.compute as pc
 from features.builder import build_features, build_features_at
 from models.bundle import TierModel, with_evidence
 from records import uscc as codes
-from records.ingest import CHINA_STANDARD_TIME
+from records.clock import CHINA_STANDARD_TIME, china_today
 from records.store import Store
-from records.workdays import china_today
 
 
 class BadPoints(ValueError):

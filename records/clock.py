@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 
+CHINA_STANDARD_TIME = "+08:00"
+"""Time stamps with a time zone are read as the wall-clock time in China (UTC+8, no daylight
+saving since 1991): a decision taken on 5 January in Beijing is dated 5 January, even when an
+export stores it as 2024-01-04 16:00 UTC. (The Arrow spelling; `CHINA` is the same zone.)"""
+
 CHINA = timezone(timedelta(hours=8), "China Standard Time")
 
 

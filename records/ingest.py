@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from records import uscc
 from records.catalogue import Catalogue, default_catalogue
+from records.clock import CHINA_STANDARD_TIME, china_today
 from records.mapping import FieldSpec, Mapping, MappingError, identity_mapping, load_mapping
 from records.schema import (
     ENTITY_COLUMNS,
@@ -44,7 +45,6 @@ from records.schema import (
     RECORD_REQUIRED,
 )
 from records.store import Store
-from records.workdays import china_today
 
 REASONS = {
     "malformed_row": "the line does not split into the header's columns",
@@ -526,12 +526,6 @@ def _check_columns(ctx: _Context, table: pa.Table) -> None:
             f"{', '.join(unmapped)}; the file has: "
             f"{', '.join(c for c in table.column_names if c != '_row')} (give --mapping)"
         )
-
-
-CHINA_STANDARD_TIME = "+08:00"
-"""Time stamps with a time zone are read as the wall-clock time in China (UTC+8, no daylight
-saving since 1991): a decision taken on 5 January in Beijing is dated 5 January, even when an
-export stores it as 2024-01-04 16:00 UTC."""
 
 
 def _china_local_timestamps(table: pa.Table) -> pa.Table:

@@ -9,8 +9,8 @@ Nothing read goes unlogged:
 - a purpose is kept as text a database stores: control characters (a NUL sent as `%00`, which
   PostgreSQL refuses in text) become spaces, and it is cut at 256 characters;
 - a batch the database refuses is written row by row: one row it refuses as data no longer
-  holds back the others; such a row is kept in `refused` (and in the service log), and the
-  service reports itself not ready until someone looks at it;
+  holds back the others; such a row is kept in `refused` (and written to the service log), and
+  the service reports itself not ready (/readyz 503) until it is restarted;
 - while the log cannot be written (the database is down), entries wait in the queue; past
   `max_backlog` of them `log` raises `AuditUnavailable` and the read is answered 503, not
   served unlogged.

@@ -156,4 +156,5 @@ class Readiness(BaseModel):
     model: dict[str, Any]
     audit_backlog: int
     audit_refused: int = 0
-    """Audit rows the database refused (set aside, in the service log): not ready until seen."""
+    """Audit rows the database refused (set aside, in the service log): not ready until the
+    service is restarted."""
