@@ -406,7 +406,8 @@ def _plain(c: pd.DataFrame, spec: FeatureSpec, day: pd.Timestamp) -> pd.Series:
     if a == "count":
         return sub.groupby("uscc").size()
     if a == "decayed_count":
-        conditions = [sub["age"] < d for d, _ in DECAY_STEPS]
+        events = pd.to_datetime(sub["event_date"])
+        conditions = [day <= events + pd.DateOffset(years=n) for n, _ in DECAY_STEPS]
         weight = np.select(conditions, [w for _, w in DECAY_STEPS], DECAY_TAIL)
         return pd.Series(weight, index=sub.index).groupby(sub["uscc"]).sum()
     if a == "sum_amount":

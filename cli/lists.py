@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.main import JsonOpt, PurposeOpt, _as_of, _emit_json, _store, app, out
+from cli.main import JsonOpt, PurposeOpt, _as_of, _emit_json, _settings, _store, app, out
 from cli.plans import _engine, _fail, _log_read
 from records.settings import Settings
 from records.workdays import china_today
@@ -79,7 +79,7 @@ def lists_derive(
     penalties (notified: 5 working days to object), A-grade taxpayers (red list)."""
     from serving.lists import ListError, derive
 
-    settings = Settings()
+    settings = _settings()
     now = china_today()
     day, entries_on = _as_of(as_of, now), _as_of(today, now) if today else None
     try:
@@ -144,7 +144,7 @@ def lists_confirm(entry_id: int, rescore: RescoreOpt = True, as_json: JsonOpt = 
     """List a notified entry (after its objection period, or a dismissed objection)."""
     from serving.lists import ListError, confirm
 
-    settings = Settings()
+    settings = _settings()
     engine = _engine()
     try:
         entry = confirm(engine, _store(settings), entry_id, None)
@@ -168,7 +168,7 @@ def lists_remove(
     """Take a listed entry off its list from today."""
     from serving.lists import ListError, remove
 
-    settings = Settings()
+    settings = _settings()
     engine = _engine()
     try:
         entry = remove(engine, _store(settings), entry_id, reason, None)

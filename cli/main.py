@@ -49,6 +49,23 @@ PurposeOpt = Annotated[
 ]
 
 
+RestateOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Why a past day's stored results are replaced by ones that differ (kept in "
+        "restatements.jsonl; the old file is set aside)."
+    ),
+]
+
+
+def _refuse_restatement(exc: Exception, as_json: bool) -> None:
+    if as_json:
+        _emit_json({"error": str(exc)})
+    else:
+        err.print(f"[red]refused:[/red] {escape(str(exc))}", soft_wrap=True)
+    raise typer.Exit(1)
+
+
 def _settings(as_json: bool = False) -> Settings:
     """The process settings; a bad CREDSUP_* value is a usage error named in one line."""
     try:
@@ -268,8 +285,11 @@ def _as_of(text: str, known_by: date | None = None) -> date:
     return day
 
 
-def _build_and_store_features(settings: Settings, day: date) -> tuple[pa.Table, Path]:
-    """Features of every company as of `day`, stored with the spec version."""
+def _build_and_store_features(
+    settings: Settings, day: date, store: bool = True
+) -> tuple[pa.Table, Path | None]:
+    """Features of every company as of `day`, stored with the spec version (unless not
+    `store`: the caller stores them once what depends on them may be)."""
     from features.builder import build_features
     from features.results import Results
     from features.specs import spec_version
@@ -277,6 +297,8 @@ def _build_and_store_features(settings: Settings, day: date) -> tuple[pa.Table, 
     version = spec_version()
     table = build_features(_store(settings), day)
     table = table.append_column("spec_version", pa.array([version] * table.num_rows))
+    if not store:
+        return table, None
     return table, Results(settings.data_dir).write("features", table, day, version)
 
 
@@ -317,13 +339,15 @@ def score(
         str | None, typer.Option(help="Grade scale preset: A-D, hunan, hebei-9.")
     ] = None,
     config: Annotated[Path | None, typer.Option(help="A scorecard YAML file.")] = None,
+    restate: RestateOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Public credit comprehensive evaluation as of a date: score, grade, dimension points."""
+    """Public credit comprehensive evaluation as of a date: score, grade, dimension points.
+    A past day's stored evaluation is not rewritten with other grades unless restated."""
     import time
 
     from features.evidence import with_evidence
-    from features.results import Results
+    from features.results import Restatement, Results
     from features.scorecard import Scorecard, load_config
     from features.specs import spec_version
 
@@ -340,13 +364,20 @@ def score(
     with _progress(f"scoring as of {day}") as step:
         # always rebuilt: records recorded on the as-of day may have arrived since the last build
         step("building features")
-        feats, _ = _build_and_store_features(settings, day)
+        feats, _ = _build_and_store_features(settings, day, store=False)
         step("scoring")
         scored = with_evidence(store, card.score(feats))
     n = scored.num_rows
     scored = scored.append_column("spec_version", pa.array([version] * n))
     scored = scored.append_column("method_version", pa.array([card.method_version] * n))
-    path = results.write("scores", scored, day, card.method_version)
+    results.write_method(card.method_version, card.config.model_dump(mode="json"))
+    try:
+        path = results.write_published(
+            "scores", scored, day, card.method_version, today=china_today(), restate=restate
+        )
+    except Restatement as exc:
+        _refuse_restatement(exc, as_json)
+    results.write("features", feats, day, version)  # the flags `credsup load` serves with them
     grades = [g.grade for g in card.config.grades()]
     counts = {g: 0 for g in grades}
     for g in scored.column("grade").to_pylist():
@@ -384,9 +415,12 @@ def scorecard(
 def grade(
     uscc: Annotated[str, typer.Argument(help="Unified social credit code.")],
     on: Annotated[str, typer.Option(help="The day the grade is asked for, YYYY-MM-DD.")],
+    purpose: PurposeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """What was this company's score and grade on a given day (latest evaluation by then)."""
+    """What was this company's score and grade on a given day (latest evaluation by then).
+    The read is logged in the audit log before anything is shown."""
+    from cli.plans import _engine, _log_read
     from features.results import Results
     from records.uscc import InvalidUSCC, validate
 
@@ -394,7 +428,10 @@ def grade(
         code = validate(uscc)
     except InvalidUSCC as exc:
         raise typer.BadParameter(exc.message) from None
-    row = Results(_settings().data_dir).score_on(code, _as_of(on))
+    day = _as_of(on)
+    settings = _settings()
+    _log_read(_engine(), "grade", [code], purpose)
+    row = Results(settings.data_dir).score_on(code, day)
     if row is None:
         if as_json:
             _emit_json({"uscc": code, "on": on, "error": "no evaluation on or before that day"})

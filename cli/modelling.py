@@ -15,9 +15,12 @@ from rich.table import Table
 from cli.main import (
     JsonOpt,
     PurposeOpt,
+    RestateOpt,
     _as_of,
     _emit_json,
     _progress,
+    _refuse_restatement,
+    _settings,
     _store,
     app,
     err,
@@ -195,7 +198,7 @@ def train(
         except MissingTruth as exc:
             err.print(f"--truth: {exc}")
             raise typer.Exit(2) from None
-    settings = Settings()
+    settings = _settings()
     registry = _registry(settings)
     share_values = _numbers("--shares", shares, 4)
     if min(share_values) < 0 or abs(sum(share_values) - 100) > 1e-6:
@@ -258,7 +261,7 @@ def promote(
     """Make a version the champion if it beats the current one on the validation metrics."""
     from models.published import ModelNotFound
 
-    registry = _registry(Settings())
+    registry = _registry(_settings())
     if version == "latest":
         versions = registry.versions()
         if not versions:
@@ -295,7 +298,7 @@ def promote(
 @app.command()
 def models(as_json: JsonOpt = False) -> None:
     """Registered versions of the tier model, their metrics and aliases."""
-    registry = _registry(Settings())
+    registry = _registry(_settings())
     rows = registry.versions()
     if as_json:
         _emit_json({"model": registry.name, "tracking_uri": registry.uri, "versions": rows})
@@ -319,14 +322,16 @@ def tier(
     model: ModelOpt = "champion",
     reasons: Annotated[int, typer.Option(min=0, max=10, help="Reasons per company.")] = 3,
     evidence: Annotated[bool, typer.Option(help="Fill the records behind reasons in.")] = True,
+    restate: RestateOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Tier every active company as of a date with a registered model (default: the champion)
-    and store probability, tier and reasons with the as-of date and model version."""
-    from features.results import Results
+    and store probability, tier and reasons with the as-of date and model version. A past
+    day's stored tiers of that model are not rewritten with other tiers unless restated."""
+    from features.results import Restatement, Results
     from models.batch import tier_companies
 
-    settings = Settings()
+    settings = _settings()
     day = _as_of(as_of, china_today())
     started = time.perf_counter()
     with _progress(f"tiering as of {day}") as step:
@@ -339,7 +344,13 @@ def tier(
         if table.num_rows == 0:
             err.print(f"no company registered and active as of {day}: nothing tiered or stored")
             raise typer.Exit(1)
-        path = Results(settings.data_dir).write("tiers", table, day, f"{registry.name}-v{version}")
+        try:
+            path = Results(settings.data_dir).write_published(
+                "tiers", table, day, f"{registry.name}-v{version}", today=china_today(),
+                restate=restate,
+            )  # fmt: skip
+        except Restatement as exc:
+            _refuse_restatement(exc, as_json)
     tiers = table.column("tier").to_pylist()
     n = len(tiers)
     counts = {t: tiers.count(t) for t in "ABCD"}
@@ -418,7 +429,7 @@ def predict(
     from cli.plans import _engine, _log_read
     from models.batch import BadPoints, predict_points
 
-    settings = Settings()
+    settings = _settings()
     if not points.exists():
         raise typer.BadParameter(f"{points} does not exist")
     started = time.perf_counter()

@@ -11,8 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.main import JsonOpt, PurposeOpt, _as_of, _emit_json, _store, app, err, out
-from records.settings import Settings
+from cli.main import JsonOpt, PurposeOpt, _as_of, _emit_json, _settings, _store, app, err, out
 from records.workdays import china_today
 
 plan_app = typer.Typer(help="Double random, one public: spot-check plans.", no_args_is_help=True)
@@ -26,7 +25,7 @@ plan_app.add_typer(inspectors_app, name="inspectors")
 def _engine() -> Any:
     from serving.db import make_engine, upgrade
 
-    settings = Settings()
+    settings = _settings()
     upgrade(settings.serving_url)
     return make_engine(settings.serving_url)
 
@@ -36,11 +35,11 @@ def _log_read(engine: Any, command: str, usccs: Iterable[str], purpose: str | No
     the API's: a line per company (one without a company when none was found), role
     `operator`, the operating-system user and host in the purpose. Written before anything is
     shown: a read that cannot be logged fails."""
-    from serving.audit import AuditWriter
+    from serving.audit import AuditQuarantine, AuditWriter
     from serving.auth import Caller
 
     user = getpass.getuser()
-    writer = AuditWriter(engine)
+    writer = AuditWriter(engine, quarantine=AuditQuarantine(_settings().audit_quarantine_dir))
     writer.log_companies(
         Caller(key_id=0, role="operator", department=None, name=user),
         f"credsup {command}",
@@ -184,7 +183,7 @@ def plan_create(
                 start_date=_as_of(start) if start else None, seed=seed,
                 triggered=_split(triggered),
             )  # fmt: skip
-        created = create_plan(_engine(), request, store=_store(Settings()))
+        created = create_plan(_engine(), request, store=_store(_settings()))
     except (ValidationError, PlanError, OSError) as exc:
         _fail(str(exc))
     if as_json:
@@ -282,7 +281,7 @@ def plan_result(
              "findings": {"minor": minor, "major": major, "serious": serious,
                           "description": description}}
         )  # fmt: skip
-        done = post_result(_engine(), _store(Settings()), task_id, body)
+        done = post_result(_engine(), _store(_settings()), task_id, body)
     except (ValidationError, PlanError, LookupError, ResultConflict) as exc:
         _fail(str(exc))
     if as_json:

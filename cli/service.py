@@ -7,14 +7,17 @@ from typing import Annotated
 
 import typer
 
-from cli.main import JsonOpt, _as_of, _emit_json, _progress, _store, app, err, out
-from records.settings import Settings
+from cli.main import JsonOpt, _as_of, _emit_json, _progress, _settings, _store, app, err, out
 from records.workdays import china_today
 
 db_app = typer.Typer(help="The serving database.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys of the tier API.", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="The audit quarantine: reads the database refused to log.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
 
 
 @db_app.command("upgrade")
@@ -22,7 +25,7 @@ def db_upgrade() -> None:
     """Create or upgrade the serving tables (Alembic migrations; SQLite or DATABASE_URL)."""
     from serving.db import upgrade
 
-    settings = Settings()
+    settings = _settings()
     upgrade(settings.serving_url)
     out.print(f"serving database at the latest schema: {_safe(settings.serving_url)}")
 
@@ -50,7 +53,7 @@ def keys_create(
     from serving.auth import create_key
     from serving.db import make_engine, upgrade
 
-    settings = Settings()
+    settings = _settings()
     upgrade(settings.serving_url)
     try:
         key = create_key(make_engine(settings.serving_url), role, department, name, uscc)
@@ -67,17 +70,92 @@ def keys_create(
 
 @keys_app.command("revoke")
 def keys_revoke(
-    prefix: Annotated[str, typer.Argument(help="The key's first 10 characters.")],
+    key: Annotated[
+        str, typer.Argument(help="The key's first 10 characters (`keys list`), or the key.")
+    ],
 ) -> None:
     """Revoke a key (it stops working within 30 seconds)."""
     from serving.auth import revoke_key
-    from serving.db import make_engine
+    from serving.db import make_engine, upgrade
 
-    n = revoke_key(make_engine(Settings().serving_url), prefix)
+    settings = _settings()
+    upgrade(settings.serving_url)
+    n = revoke_key(make_engine(settings.serving_url), key)
     if n == 0:
-        err.print(f"no active key starts with {prefix}")
+        shown = key.strip()[:10]  # never the secret itself
+        err.print(f"no active key {'is' if len(key.strip()) > 12 else 'starts with'} {shown}…")
         raise typer.Exit(1)
     out.print(f"revoked {n} key(s)")
+
+
+@keys_app.command("list")
+def keys_list(as_json: JsonOpt = False) -> None:
+    """Every key without its secret: prefix (for `keys revoke`), role, department, company,
+    holder, created and revoked."""
+    from serving.auth import list_keys
+    from serving.db import make_engine, upgrade
+
+    settings = _settings()
+    upgrade(settings.serving_url)
+    keys = list_keys(make_engine(settings.serving_url))
+    if as_json:
+        _emit_json({"keys": [{k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                              for k, v in row.items()} for row in keys]})  # fmt: skip
+        return
+    for row in keys:
+        state = f"revoked {row['revoked_at']:%Y-%m-%d}" if row["revoked_at"] else "active"
+        out.print(
+            f"{row['prefix']}  {row['role']:<10} {row['department'] or '-':<8} "
+            f"{row['uscc'] or '-':<18} {row['name'] or '-'}  created "
+            f"{row['created_at']:%Y-%m-%d}  {state}",
+            markup=False, highlight=False,
+        )  # fmt: skip
+
+
+@audit_app.command("refused")
+def audit_refused(as_json: JsonOpt = False) -> None:
+    """Audit rows the serving database refused, with its reason; exit 1 while any is open (not
+    acknowledged): the service is not ready until they are."""
+    from serving.audit import AuditQuarantine
+
+    quarantine = AuditQuarantine(_settings().audit_quarantine_dir)
+    entries, through = quarantine.entries(), quarantine.acknowledged_through()
+    shown = [{**e, "acknowledged": i < through} for i, e in enumerate(entries)]
+    if as_json:
+        _emit_json({"open": len(entries) - through, "entries": shown,
+                    "acknowledgements": quarantine.acknowledgements()})  # fmt: skip
+    else:
+        for e in shown:
+            row = e["row"]
+            state = "acknowledged" if e["acknowledged"] else "OPEN"
+            out.print(
+                f"{state}  refused {e['refused_at']}: read at {row.get('at')} by key "
+                f"{row.get('key_id')} ({row.get('role')}) of {row.get('uscc')} on "
+                f"{row.get('endpoint')!r}, purpose {row.get('purpose')!r}: {e['reason']}",
+                markup=False,
+                highlight=False,
+            )
+        err.print(f"{len(entries)} refused audit row(s), {len(entries) - through} open, in "
+                  f"{quarantine.entries_path}")  # fmt: skip
+    if len(entries) > through:
+        raise typer.Exit(1)
+
+
+@audit_app.command("acknowledge")
+def audit_acknowledge(
+    by: Annotated[str, typer.Option(help="Who looked at the refused rows.")],
+    note: Annotated[str, typer.Option(help="What was found and done (kept with them).")],
+) -> None:
+    """Acknowledge every refused audit row so far (they stay in the quarantine): the service
+    is ready again."""
+    from serving.audit import AuditQuarantine
+
+    quarantine = AuditQuarantine(_settings().audit_quarantine_dir)
+    try:
+        n = quarantine.acknowledge(by, note)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    out.print(f"acknowledged {n} refused audit row(s) in {quarantine.entries_path}")
 
 
 @app.command()
@@ -100,7 +178,7 @@ def load(
     from serving.db import make_engine, upgrade
     from serving.load import AmbiguousLoad, NothingToLoad, load_results
 
-    settings = Settings()
+    settings = _settings()
     day = _as_of(as_of, china_today())
     started = time.perf_counter()
     if model_version is None:
@@ -130,6 +208,11 @@ def load(
     )
 
 
+RELOAD_WITH_WORKERS = 30.0
+"""Seconds between looks at the champion alias when several workers serve (unless
+CREDSUP_MODEL_RELOAD_SECONDS says otherwise)."""
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
@@ -137,9 +220,22 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
 ) -> None:
     """Serve the tier API with uvicorn (OpenAPI docs at /docs)."""
+    import os
+
     import uvicorn
 
-    settings = Settings()
+    from serving.db import upgrade
+
+    settings = _settings()
+    upgrade(settings.serving_url)  # once, before the workers start (they find it migrated)
+    if workers > 1 and settings.model_reload_seconds is None:
+        # `POST /v1/admin/reload` reaches one worker: the others look at the champion alias on
+        # this period (re-scores always look first)
+        os.environ["CREDSUP_MODEL_RELOAD_SECONDS"] = str(RELOAD_WITH_WORKERS)
+    err.print(
+        f"serving on http://{host or settings.api_host}:{port or settings.api_port} with "
+        f"{workers} worker(s), database {_safe(settings.serving_url)}, data {settings.data_dir}"
+    )
     uvicorn.run(
         "serving.asgi:app", host=host or settings.api_host, port=port or settings.api_port,
         workers=workers, log_level="warning", access_log=False,
@@ -154,7 +250,7 @@ def keys_demo() -> None:
     from serving.auth import create_key
     from serving.db import companies, make_engine, upgrade
 
-    settings = Settings()
+    settings = _settings()
     upgrade(settings.serving_url)
     engine = make_engine(settings.serving_url)
     key = create_key(engine, "regulator", None, "make run demo")

@@ -33,9 +33,12 @@ from records.catalogue import Catalogue, default_catalogue
 from records.publicity import period_days_sql
 from records.store import Store
 
-DECAY_STEPS = ((365, 1.0), (730, 0.6), (1095, 0.3))
+DECAY_STEPS = ((1, 1.0), (2, 0.6), (3, 0.3))
 DECAY_TAIL = 0.15
-"""Time-decay weights of negative records: ≤1 year 1, ≤2 years 0.6, ≤3 years 0.3, older 0.15."""
+"""Time-decay weights of negative records by age in calendar years (DOMAIN §5): ≤1 year 1,
+≤2 years 0.6, ≤3 years 0.3, older 0.15. A record is at most n years old on every day up to
+its date n years on (29 February + 1 year is 28 February): one dated 2025-03-31 still weighs 1
+on 2026-03-31."""
 
 LIST_CATEGORIES = (
     "abnormal_operation_list", "serious_dishonest_list", "focus_attention_list",
@@ -108,7 +111,9 @@ def _attribute_text(spec: FeatureSpec, key: str) -> str:
 
 
 def _decay() -> str:
-    steps = " ".join(f"WHEN age < {d} THEN {w}" for d, w in DECAY_STEPS)
+    steps = " ".join(
+        f"WHEN as_of <= event_date + INTERVAL {n} YEAR THEN {w}" for n, w in DECAY_STEPS
+    )
     return f"CAST(CASE {steps} ELSE {DECAY_TAIL} END AS DOUBLE)"  # literals alone are DECIMAL
 
 

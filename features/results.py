@@ -4,6 +4,10 @@ Layout under ``<data_dir>/results``::
 
     features/as_of=YYYY-MM-DD/<spec_version>.parquet
     scores/as_of=YYYY-MM-DD/<method_version>.parquet
+    methods/<method_version>.json       the scorecard configuration a method version names
+
+Where one date holds scores of several methods (`credsup score --scale …` run twice), the one
+published for it is the one `credsup load` loads: the file written last.
 
 A result for another date never replaces an earlier one, so "what was this company's grade on
 2026-03-31" is answered by the latest score as of that day. Files are written to a temporary name
@@ -12,14 +16,32 @@ and renamed, so a reader never sees half a file.
 
 from __future__ import annotations
 
+import json
 import os
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+PUBLISHED = {"scores": ("score", "grade"), "tiers": ("tier", "probability")}
+"""The columns of each published kind whose change is a restatement."""
+
+
+class Restatement(Exception):
+    """A past day's published results would change (records arrived since, recorded as of that
+    day or before): refused unless restated knowingly, with a reason."""
+
+    def __init__(self, kind: str, as_of: date, version: str, changed: int) -> None:
+        super().__init__(
+            f"the {kind} as of {as_of} ({version}) are already stored, and the "
+            f"{' or '.join(PUBLISHED[kind])} of {changed:,} companies would change (records "
+            "recorded by that day arrived since): what was published for a past day is not "
+            "silently rewritten; restate it knowingly with --restate 'the reason'"
+        )
+        self.changed = changed
 
 
 class Results:
@@ -37,6 +59,53 @@ class Results:
         os.replace(tmp, path)
         return path
 
+    def write_published(
+        self,
+        kind: str,
+        table: pa.Table,
+        as_of: date,
+        version: str,
+        *,
+        today: date,
+        restate: str | None = None,
+    ) -> Path:
+        """Write scores or tiers of a date. For a past day (today's may still grow) a stored
+        file whose published columns would change is kept unless `restate` gives the reason:
+        then it is set aside (`<version>.parquet.superseded-<UTC time>`, no longer read) and the
+        restatement logged in `restatements.jsonl` of the kind's folder."""
+        old = self.read(kind, as_of, version)
+        if old is not None and as_of < today:
+            changed = changed_companies(old, table, PUBLISHED[kind])
+            if changed:
+                if not (restate or "").strip():
+                    raise Restatement(kind, as_of, version, changed)
+                path = self._path(kind, as_of, version)
+                stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+                os.replace(path, path.with_name(f"{path.name}.superseded-{stamp}"))
+                line = {"at": stamp, "kind": kind, "as_of": as_of.isoformat(),
+                        "version": version, "changed": changed, "reason": restate}  # fmt: skip
+                with (self.root / kind / "restatements.jsonl").open("a", encoding="utf-8") as f:
+                    f.write(json.dumps(line, ensure_ascii=False) + "\n")
+        return self.write(kind, table, as_of, version)
+
+    def write_method(self, version: str, config: dict[str, Any]) -> None:
+        """Keep the configuration a method version stands for (re-scoring one company later
+        applies it again); written once, since the version is a hash of it."""
+        path = self.root / "methods" / f"{version}.json"
+        if path.exists():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(config, ensure_ascii=False, indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+
+    def method(self, version: str) -> dict[str, Any] | None:
+        path = self.root / "methods" / f"{version}.json"
+        if not path.exists():
+            return None
+        config: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return config
+
     def read(self, kind: str, as_of: date, version: str) -> pa.Table | None:
         path = self._path(kind, as_of, version)
         return pq.read_table(path) if path.exists() else None
@@ -49,20 +118,40 @@ class Results:
         return sorted(str(p) for p in base.glob(f"as_of=*/{pattern}"))
 
     def history(self, uscc: str, version: str | None = None) -> list[dict[str, Any]]:
-        """Every stored score of a company, oldest first (one per as-of date and method)."""
+        """Every stored score of a company, oldest first (one per as-of date and method; the
+        methods of one date in the order their files were written, the published one last)."""
         files = self._files("scores", version)
         if not files:
             return []
+        written = {f: os.stat(f).st_mtime_ns for f in files}
         with duckdb.connect() as con:
             cursor = con.execute(
-                "SELECT * FROM read_parquet(?, union_by_name = true) WHERE uscc = ? "
-                "ORDER BY as_of, method_version",
+                "SELECT * FROM read_parquet(?, union_by_name = true, filename = '_file') "
+                "WHERE uscc = ?",
                 [files, uscc],
             )
             names = [d[0] for d in cursor.description or []]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        rows.sort(key=lambda r: (r["as_of"], written.get(r["_file"], 0), r["_file"]))
+        for r in rows:
+            del r["_file"]
+        return rows
 
     def score_on(self, uscc: str, on: date, version: str | None = None) -> dict[str, Any] | None:
-        """The company's score as published on day `on`: the latest as-of date not after it."""
+        """The company's score as published on day `on`: the latest as-of date not after it,
+        and of its methods the one published (`credsup load` loads the file written last)."""
         earlier = [r for r in self.history(uscc, version) if r["as_of"] <= on]
         return earlier[-1] if earlier else None
+
+
+def changed_companies(old: pa.Table, new: pa.Table, columns: tuple[str, ...]) -> int:
+    """Companies in one table and not the other, or whose `columns` differ (nulls equal)."""
+    with duckdb.connect() as con:
+        con.register("o", old.select(["uscc", *columns]))
+        con.register("n", new.select(["uscc", *columns]))
+        differs = " OR ".join(f"o.{c} IS DISTINCT FROM n.{c}" for c in columns)
+        (count,) = con.execute(
+            f"SELECT count(*) FROM o FULL JOIN n USING (uscc) "
+            f"WHERE o.uscc IS NULL OR n.uscc IS NULL OR {differs}"
+        ).fetchone() or (0,)
+    return int(count)

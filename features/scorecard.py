@@ -11,6 +11,7 @@ feature's direction, so that adding a negative record never raises a score.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass
 from importlib import resources
@@ -93,6 +94,25 @@ class ScorecardConfig(StrictModel):
                 raise ValueError(f"veto {veto.feature!r}: needs a risk-raising feature")
         if isinstance(self.scale, str) and self.scale not in SCALES:
             raise ValueError(f"unknown scale {self.scale!r}; presets: {', '.join(SCALES)}")
+        grades = self.grades()
+        names = [g.grade for g in grades]
+        if not grades or len(set(names)) != len(names):
+            raise ValueError(f"scale: grade names must be given and distinct, got {names}")
+        if len({g.min_score for g in grades}) != len(grades):
+            raise ValueError("scale: two grades have the same lowest score")
+        for better, worse in itertools.pairwise(grades):
+            if worse.level < better.level:
+                raise ValueError(
+                    f"scale: grade {worse.grade!r} (from {worse.min_score:g}) has a better "
+                    f"level ({worse.level}) than {better.grade!r} above it ({better.level})"
+                )
+        for veto in self.vetoes:
+            if not any(g.level >= LEVELS[veto.grade_at_most] for g in grades):
+                raise ValueError(
+                    f"veto {veto.feature!r} caps the grade at level {veto.grade_at_most} "
+                    f"({LEVELS[veto.grade_at_most]}), but no grade of the scale is at that "
+                    f"level or worse (levels {sorted({g.level for g in grades})})"
+                )
         return self
 
     @property

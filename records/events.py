@@ -134,6 +134,10 @@ def _validated(
     }
 
 
+LISTING_SEVERITIES = {"listed", "removed"}
+"""The severities of a list's records (abnormal operation, serious dishonest, red lists …)."""
+
+
 def check_correction(fix: dict[str, Any], category_code: str, catalogue: Catalogue) -> None:
     """A correction restates the record's severity, amount or attributes (records.publicity),
     within what the record's category allows: the rules ingestion applies to the record."""
@@ -145,6 +149,14 @@ def check_correction(fix: dict[str, Any], category_code: str, catalogue: Catalog
     if category_code not in catalogue:
         raise EventError(f"the record's category {category_code!r} is not in the catalogue")
     category = catalogue[category_code]
+    if "severity" in fix and set(category.severities) == LISTING_SEVERITIES:
+        # a corrected `removed` would end every earlier listing of the list, a corrected
+        # `listed` would list anew: a listing ends by a removal record (naming it in `ref`),
+        # a wrong listing or removal is withdrawn
+        raise EventError(
+            f"a correction may not restate the severity of {category.code} records (listed or "
+            "removed): end a listing with a removal record naming it, withdraw a wrong one"
+        )
     if "severity" in fix:
         severity = fix["severity"]
         if severity is None:

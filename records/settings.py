@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     """Serving database (SQLAlchemy URL); default: a SQLite file in the data directory."""
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    model_reload_seconds: float | None = None
+    model_reload_seconds: float | None = Field(default=None, gt=0)
     """Also look for a new champion on this period (None: only on POST /v1/admin/reload)."""
 
     @field_validator("duckdb_memory_limit")
@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     @property
     def store_dir(self) -> Path:
         return self.data_dir / "store"
+
+    @property
+    def audit_quarantine_dir(self) -> Path:
+        """Audit rows the serving database refused (serving.audit.AuditQuarantine)."""
+        return self.data_dir / "audit"
 
     @property
     def serving_url(self) -> str:

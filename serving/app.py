@@ -20,7 +20,7 @@ from models.published import PublishedModels
 from records.settings import Settings
 from records.store import Store
 from serving import errors
-from serving.audit import AuditWriter
+from serving.audit import AuditQuarantine, AuditWriter
 from serving.auth import KeyCache
 from serving.db import make_engine, upgrade
 from serving.lookup import Lookup
@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         url = settings.serving_url
         upgrade(url)
         engine = make_engine(url)
-        audit = AuditWriter(engine)
+        audit = AuditWriter(engine, quarantine=AuditQuarantine(settings.audit_quarantine_dir))
         audit.start()
         models = PublishedModels(settings.data_dir)
         slot = ModelSlot()
@@ -136,4 +136,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 async def _reload_every(seconds: float, slot: ModelSlot, models: PublishedModels) -> None:
     while True:
         await asyncio.sleep(seconds)
-        await asyncio.to_thread(slot.reload, models)
+        await asyncio.to_thread(slot.current, models)  # loads only a new champion

@@ -9,8 +9,10 @@ Nothing read goes unlogged:
 - a purpose is kept as text a database stores: control characters (a NUL sent as `%00`, which
   PostgreSQL refuses in text) become spaces, and it is cut at 256 characters;
 - a batch the database refuses is written row by row: one row it refuses as data no longer
-  holds back the others; such a row is kept in `refused` (and written to the service log), and
-  the service reports itself not ready (/readyz 503) until it is restarted;
+  holds back the others; such a row goes to the audit quarantine (`AuditQuarantine`: an
+  append-only JSON-lines file beside the data, with the database's reason, and the service
+  log), and the service reports itself not ready (/readyz 503) until an operator has looked
+  at it and acknowledged it (`credsup audit acknowledge`), across restarts and workers;
 - while the log cannot be written (the database is down), entries wait in the queue; past
   `max_backlog` of them `log` raises `AuditUnavailable` and the read is answered 503, not
   served unlogged.
@@ -19,12 +21,15 @@ Nothing read goes unlogged:
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import queue
 import threading
 import unicodedata
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -51,15 +56,122 @@ def clean_purpose(text: str | None) -> str | None:
     return shown.strip()[:PURPOSE_LENGTH] or None
 
 
+class AuditQuarantine:
+    """Audit rows the database refused, kept so that no read goes unrecorded: `refused.jsonl`
+    (a line per row: the row, the database's reason, when and by which process) and
+    `acknowledged.jsonl` (a line per acknowledgement: through which entry, by whom, why), both
+    only appended to. Rows are JSON with every non-ASCII and control character escaped, so the
+    file holds what the database would not (a NUL is written as \\u0000).
+
+    Open entries (not yet acknowledged) keep every service using this directory unready, also
+    after a restart; an operator reads them (`credsup audit refused`), mends the cause and
+    acknowledges them (`credsup audit acknowledge --by … --note …`)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.entries_path = directory / "refused.jsonl"
+        self.acknowledged_path = directory / "acknowledged.jsonl"
+        self._lock = threading.Lock()
+        self._seen: tuple[tuple[int, int], tuple[int, int]] | None = None
+        self._open = 0
+
+    def add(self, row: dict[str, Any], reason: str) -> None:
+        entry = {
+            "refused_at": datetime.now(UTC).isoformat(), "reason": reason,
+            "pid": os.getpid(), "row": {**row, "at": _iso(row.get("at"))},
+        }  # fmt: skip
+        self._append(self.entries_path, entry)
+
+    def entries(self) -> list[dict[str, Any]]:
+        return _read_lines(self.entries_path)
+
+    def acknowledgements(self) -> list[dict[str, Any]]:
+        return _read_lines(self.acknowledged_path)
+
+    def acknowledged_through(self) -> int:
+        """How many entries (from the first) have been acknowledged."""
+        return max((int(a["through"]) for a in self.acknowledgements()), default=0)
+
+    def open_count(self) -> int:
+        """Entries not yet acknowledged (re-read only when a file changed: /readyz asks)."""
+        seen = (_stamp(self.entries_path), _stamp(self.acknowledged_path))
+        if seen != self._seen:
+            self._open = max(len(self.entries()) - self.acknowledged_through(), 0)
+            self._seen = seen
+        return self._open
+
+    def acknowledge(self, by: str, note: str) -> int:
+        """Acknowledge every entry written so far; the number newly acknowledged."""
+        if not by.strip() or not note.strip():
+            raise ValueError("an acknowledgement names who made it (--by) and why (--note)")
+        total, done = len(self.entries()), self.acknowledged_through()
+        if total <= done:
+            return 0
+        self._append(self.acknowledged_path, {
+            "at": datetime.now(UTC).isoformat(), "through": total, "by": by.strip(),
+            "note": note.strip(),
+        })  # fmt: skip
+        return total - done
+
+    def _append(self, path: Path, entry: dict[str, Any]) -> None:
+        line = (json.dumps(entry, ensure_ascii=True, default=str) + "\n").encode()
+        with self._lock:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # one write of one line with O_APPEND: whole lines, also from several workers
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    line = b"\n" + line  # after a line cut short by a crash: a line of its own
+                os.write(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def _iso(moment: Any) -> Any:
+    return moment.isoformat() if isinstance(moment, datetime) else moment
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return (0, 0)
+    return (st.st_size, st.st_mtime_ns)
+
+
+def _read_lines(path: Path) -> list[dict[str, Any]]:
+    try:
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        return []
+    # a line cut short by a crash mid-write is not an entry (it was not acknowledged either)
+    out = []
+    for line in text.splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            out.append(json.loads(line))
+    return out
+
+
 class AuditWriter:
     def __init__(
-        self, engine: Engine, interval: float = 0.05, batch: int = 5000, max_backlog: int = 100_000
+        self,
+        engine: Engine,
+        interval: float = 0.05,
+        batch: int = 5000,
+        max_backlog: int = 100_000,
+        quarantine: AuditQuarantine | None = None,
     ) -> None:
         self.engine = engine
         self.interval = interval
         self.batch = batch
         self.max_backlog = max_backlog
+        self.quarantine = quarantine
         self.refused: list[tuple[dict[str, Any], str]] = []
+        """Rows the database refused in this process (also in the quarantine, if there is one)."""
+        self.unfiled = 0
+        """Refused rows the quarantine could not take either (in the service log only)."""
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -109,6 +221,13 @@ class AuditWriter:
     def backlog(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def open_refused(self) -> int:
+        """Refused rows nobody has acknowledged: the service is not ready while there are any."""
+        if self.quarantine is None:
+            return len(self.refused)
+        return self.quarantine.open_count() + self.unfiled
+
     def flush(self) -> None:
         with self._lock:
             while True:
@@ -148,8 +267,15 @@ class AuditWriter:
                     con.execute(audit_log.insert(), [row])
                 self.written += 1
             except (sa.exc.DataError, sa.exc.IntegrityError, sa.exc.ProgrammingError) as exc:
-                self.refused.append((row, f"{type(exc.orig).__name__}: {exc.orig}"))
+                reason = f"{type(exc.orig).__name__}: {exc.orig}"
+                self.refused.append((row, reason))
                 logger.error("audit row refused by the database (%s): %r", exc.orig, row)
+                if self.quarantine is not None:
+                    try:
+                        self.quarantine.add(row, reason)
+                    except Exception:
+                        self.unfiled += 1
+                        logger.exception("the audit quarantine could not take the row either")
             except Exception:
                 self._requeue(rows[i:])
                 raise

@@ -23,7 +23,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -101,14 +101,28 @@ def create_key(
     return key
 
 
-def revoke_key(engine: Engine, prefix: str) -> int:
+def revoke_key(engine: Engine, key_or_prefix: str) -> int:
+    """Revoke a key named by its first 10 characters (as `credsup keys list` shows them) or
+    given whole (matched by its hash); the number of keys revoked."""
+    text = key_or_prefix.strip()
+    which = api_keys.c.key_hash == hash_key(text) if len(text) > 12 else api_keys.c.prefix == text
     with engine.begin() as con:
         result = con.execute(
             api_keys.update()
-            .where(api_keys.c.prefix == prefix, api_keys.c.revoked_at.is_(None))
+            .where(which, api_keys.c.revoked_at.is_(None))
             .values(revoked_at=datetime.now(UTC))
         )
         return int(result.rowcount)
+
+
+def list_keys(engine: Engine) -> list[dict[str, Any]]:
+    """Every key without its secret: prefix, role, department, company, holder, created and
+    revoked (oldest first)."""
+    columns = [api_keys.c[c] for c in ("id", "prefix", "role", "department", "uscc", "name",
+                                       "created_at", "revoked_at")]  # fmt: skip
+    with engine.connect() as con:
+        rows = con.execute(sa.select(*columns).order_by(api_keys.c.id)).mappings().all()
+    return [dict(r) for r in rows]
 
 
 class KeyCache:

@@ -23,6 +23,7 @@ PostgreSQL. The schema is created and upgraded by Alembic only (`serving/migrati
 
 from __future__ import annotations
 
+import fcntl
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -282,6 +283,34 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+MIGRATION_LOCK = 321_002_015
+"""The PostgreSQL advisory lock that lets one process at a time migrate a database."""
+
+
 def upgrade(url: str) -> None:
-    """Bring the database to the latest schema (idempotent)."""
+    """Bring the database to the latest schema (idempotent). One process at a time: several
+    workers (or commands) starting on an empty database once raced to create the same tables and
+    the service stopped; now the others wait, then find it migrated."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        try:
+            with engine.connect() as con:
+                con.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK})
+                con.commit()
+                try:
+                    command.upgrade(alembic_config(url), "head")
+                finally:
+                    con.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK})
+                    con.commit()
+        finally:
+            engine.dispose()
+        return
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        lock = Path(f"{parsed.database}.migrate.lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with lock.open("a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)  # released when the file is closed
+            command.upgrade(alembic_config(url), "head")
+        return
     command.upgrade(alembic_config(url), "head")

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import secrets
 
+import psycopg
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -12,6 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from records import uscc as codes
 from serving.audit import AuditUnavailable
+
+logger = logging.getLogger(__name__)
 
 STATUS_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -92,5 +98,27 @@ def install(app: FastAPI) -> None:
         return error_response(422, "invalid", f"{where}: {first.get('msg', 'invalid request')}")
 
     @app.exception_handler(Exception)
-    async def _crash(_: Request, exc: Exception) -> JSONResponse:
-        return error_response(500, "internal_error", f"{type(exc).__name__}: {exc}")
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        """What the service did not foresee: the caller gets an error id, never the driver's
+        text (it can hold the SQL, its parameters and the database's address); the service log
+        gets the whole exception under that id. A database that cannot be reached is 503."""
+        error_id = secrets.token_hex(6)
+        where = f"{request.method} {request.url.path}"
+        if _unreachable(exc):
+            logger.error("database unavailable [%s] on %s: %s", error_id, where, exc)
+            return error_response(
+                503, "unavailable",
+                f"the database cannot be reached; try again shortly (error id {error_id})",
+            )  # fmt: skip
+        logger.error("internal error [%s] on %s", error_id, where, exc_info=exc)
+        return error_response(
+            500, "internal_error", f"an internal error occurred (error id {error_id})"
+        )
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A lost or refused database connection (not a refused statement)."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    lost = (sa.exc.OperationalError, sa.exc.InterfaceError, psycopg.OperationalError)
+    return isinstance(exc, lost)

@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from records.catalogue import DIMENSIONS
 from records.store import Store
@@ -64,6 +64,24 @@ def mask_name(name: str | None) -> str | None:
     if len(name) <= 4:
         return name[0] + "*" * (len(name) - 1)
     return name[0] + "*" * (len(name) - 3) + name[-2:]
+
+
+LOAD_LOCK = 321_000_000_000
+"""PostgreSQL advisory locks of loads: this plus the as-of date's ordinal."""
+
+
+def _lock_date(con: Connection, as_of: date) -> None:
+    """One load of a date at a time, from the check of what is published to the commit: two
+    loads of one date by two models once both passed the check and the later silently replaced
+    the other's tiers. PostgreSQL: a transaction advisory lock per date; SQLite: the write lock
+    taken at once (a deferred transaction would read first)."""
+    if con.dialect.name == "postgresql":
+        con.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOAD_LOCK + as_of.toordinal()}
+        )
+    elif con.dialect.name == "sqlite":
+        # an empty write takes SQLite's write lock now, before the published versions are read
+        con.execute(company_history.delete().where(sa.false()))
 
 
 def _latest(folder: Path, version: str | None) -> Path | None:
@@ -253,6 +271,7 @@ def load_results(
         "model_version" in frame
     ) else set()  # fmt: skip
     with engine.begin() as con:
+        _lock_date(con, as_of)
         published = {
             str(v)
             for (v,) in con.execute(

@@ -9,6 +9,7 @@ autocommit mode (measured: 877 → 2,614 requests/s at 32 clients on 1 M compani
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import psycopg
@@ -62,12 +63,21 @@ class Lookup:
             return None if doc is None else str(doc)
         con = await self._pool.get()
         try:
-            cursor = await con.execute(_SQL[full], (uscc,))
-            row = await cursor.fetchone()
-        except psycopg.OperationalError:
-            await con.close()  # a broken connection is replaced; this request fails
-            con = await self._connect()
-            raise
+            for attempt in (1, 2):
+                try:
+                    cursor = await con.execute(_SQL[full], (uscc,))
+                    row = await cursor.fetchone()
+                    break
+                except psycopg.OperationalError:
+                    # the server ended the connection (a restart, a failover, a terminated
+                    # backend): it is replaced and the read tried once more on the new one, so
+                    # a database that is back costs no request (each pooled connection fails
+                    # once); if it cannot be reached, the read fails (503)
+                    with contextlib.suppress(Exception):
+                        await con.close()
+                    if attempt == 2:
+                        raise
+                    con = await self._connect()
         finally:
             self._pool.put_nowait(con)
         return None if row is None else str(row[0])

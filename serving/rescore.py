@@ -3,12 +3,14 @@ public credit evaluation and supervision tier are recomputed at once instead of 
 
 `rescore_company` computes for one company exactly what the batch computes for every company
 (`credsup score`, `credsup tier`, `serving.load.load_results`), with the same library code:
-point-in-time features (`features.builder.build_features`), the packaged scorecard with the
-records behind its deductions, the tier model with its reasons and their evidence (active
-companies only, as `models.batch.tier_companies`), and the documents of `serving.load`. It then
-writes that company's `companies` row (only if it holds no later result) and its
-`company_history` row for the as-of date, in one transaction. Other companies and other as-of
-dates are never touched, so what was published for an earlier date stays as it was.
+point-in-time features (`features.builder.build_features`); the scorecard method the province
+publishes with (that of the latest batch loaded, with its scale and cut-offs, as `credsup
+score` recorded it; the packaged one before any batch) and the records behind its deductions;
+the tier model with its reasons and their evidence (active companies only, as
+`models.batch.tier_companies`); and the documents of `serving.load`. It then writes that
+company's `companies` row (only if it holds no later result) and its `company_history` row for
+the as-of date, in one transaction. Other companies and other as-of dates are never touched,
+so what was published for an earlier date stays as it was.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from features import evidence
 from features.builder import build_features
-from features.scorecard import Scorecard, load_config
+from features.results import Results
+from features.scorecard import Scorecard, ScorecardConfig, load_config
 from features.specs import spec_version
 from models.batch import tier_features
 from models.bundle import SpecMismatch, TierModel
@@ -53,7 +56,8 @@ class UnknownCompany(RescoreRefused):
 
 
 class MethodMismatch(RescoreRefused):
-    """The batch evaluated that date with another scorecard method than the packaged one."""
+    """The method the province publishes with cannot be applied (its configuration was not
+    recorded), or the batch evaluated that date with another method."""
 
 
 def rescore_company(
@@ -79,7 +83,7 @@ def rescore_company(
     if as_of > china_today():
         raise RescoreRefused(f"as-of date {as_of} is after today: records are not known yet")
     entity = _entity(store, uscc, as_of)
-    card = Scorecard(load_config(None, None))
+    card = _published_scorecard(engine, data_dir, as_of)
     _check_method(data_dir, as_of, card.method_version)
     features = build_features(store, as_of, [uscc])
     scores = _evaluation(store, card, features)
@@ -172,8 +176,7 @@ def rescore_served(state: ServiceState, uscc: str, caller: Caller, endpoint: str
     """`rescore_today` with the model the service is serving (model and version read as one
     pair). The score and tier it returns go back to `caller` with the change that moved them:
     a read of the company's credit information, so a line in the audit log."""
-    with state.slot.lock:
-        model, version = state.slot.model, state.slot.version
+    model, version = state.slot.current(state.models)
     rescored = rescore_today(state.engine, state.store, state.settings.data_dir, model, version,
                              uscc, model_name=state.models.name)  # fmt: skip
     state.audit.log(caller, endpoint, uscc, "its score and tier after this change", 200)
@@ -201,15 +204,45 @@ def _entity(store: Store, uscc: str, as_of: date) -> pd.DataFrame:
     return found
 
 
+def _published_scorecard(engine: Engine, data_dir: Path, as_of: date) -> Scorecard:
+    """The scorecard of the latest batch loaded up to `as_of` (its scale and cut-offs: a
+    province grading 优/良/中/差 keeps doing so), from the configuration `credsup score` recorded
+    for its method version; the packaged scorecard when no batch was loaded yet."""
+    packaged = Scorecard(load_config(None, None))
+    with engine.connect() as con:
+        method = con.execute(
+            sa.select(company_history.c.method_version)
+            .where(company_history.c.source == "batch", company_history.c.as_of <= as_of,
+                   company_history.c.method_version.is_not(None))
+            .order_by(company_history.c.as_of.desc()).limit(1)
+        ).scalar_one_or_none()  # fmt: skip
+    if method is None or method == packaged.method_version:
+        return packaged
+    config = Results(data_dir).method(method)
+    if config is None:
+        raise MethodMismatch(
+            f"the batch loaded last evaluated with method {method}, whose configuration is not "
+            "recorded (scored before methods were kept): re-run `credsup score` with that "
+            "scale or config, then re-score"
+        )
+    card = Scorecard(ScorecardConfig.model_validate(config))
+    if card.method_version != method:
+        raise MethodMismatch(
+            f"the configuration recorded for method {method} now gives {card.method_version} "
+            "(the feature specs changed): re-run the batch"
+        )
+    return card
+
+
 def _check_method(data_dir: Path, as_of: date, method_version: str) -> None:
-    """Refuse to mix methods on one date: the packaged scorecard is what this module applies,
-    so a date the batch evaluated with another (`credsup score --scale/--config`) is refused."""
+    """Refuse to mix methods on one date: a date the batch evaluated with another method than
+    the one applied here (`credsup score --scale/--config` since) is refused."""
     day = Path(data_dir) / "results" / "scores" / f"as_of={as_of.isoformat()}"
     batch = _latest(day, None)  # the file `serving.load` loads for that date
     if batch is not None and batch.stem != method_version:
         raise MethodMismatch(
             f"the batch evaluated {as_of} with method {batch.stem}, re-scoring applies the "
-            f"packaged scorecard ({method_version}): re-run the batch for that date instead"
+            f"published method ({method_version}): re-run the batch for that date instead"
         )
 
 

@@ -141,6 +141,22 @@ class AuditPage(BaseModel):
     entries: list[AuditEntry]
 
 
+class RefusedAuditEntry(BaseModel):
+    refused_at: str | None
+    """When the database refused the row (UTC)."""
+    reason: str
+    """The database's reason."""
+    row: dict[str, Any]
+    """The audit row as it was to be written (control characters kept, JSON-escaped)."""
+    acknowledged: bool
+
+
+class RefusedAuditPage(BaseModel):
+    open: int
+    """Entries not yet acknowledged: the service is not ready while there are any."""
+    entries: list[RefusedAuditEntry]
+
+
 class ReloadResult(BaseModel):
     loaded: bool
     version: str | None = None
@@ -156,5 +172,5 @@ class Readiness(BaseModel):
     model: dict[str, Any]
     audit_backlog: int
     audit_refused: int = 0
-    """Audit rows the database refused (set aside, in the service log): not ready until the
-    service is restarted."""
+    """Audit rows the database refused and nobody has acknowledged yet (in the audit quarantine,
+    `credsup audit refused`): not ready until they are (`credsup audit acknowledge`)."""

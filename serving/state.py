@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy.engine import Engine
 
@@ -27,7 +27,9 @@ class ModelSlot:
     loaded_at: float | None = None
     last_error: str | None = None
     last_attempt: float | None = None
+    failed_version: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    RETRY_SECONDS: ClassVar[float] = 60.0
 
     def reload(self, models: PublishedModels) -> dict[str, Any]:
         """Load the current champion; on any failure keep the model in use."""
@@ -43,6 +45,27 @@ class ModelSlot:
             self.version, self.model, self.loaded_at = version, model, time.time()
             self.last_error = None
             return {"loaded": True, "version": version, "changed": changed}
+
+    def current(self, models: PublishedModels) -> tuple[TierModel | None, str | None]:
+        """The model and its version as one pair, after a look at the `champion` alias (a
+        query of the registry, not a load): a champion promoted since is loaded first. Several
+        workers (`credsup serve --workers N`) each hold a slot; `POST /v1/admin/reload` reaches
+        one of them, so what writes with the model asks here and no worker re-scores with a
+        retired champion. A champion that failed to load is tried again only after
+        `RETRY_SECONDS` (or at once by `POST /v1/admin/reload`), not on every call."""
+        try:
+            champion = models.version("champion")
+        except Exception:
+            champion = None  # the registry cannot answer: keep what is in use
+        failed_lately = (
+            champion == self.failed_version
+            and time.time() - (self.last_attempt or 0) < self.RETRY_SECONDS
+        )
+        if champion is not None and champion != self.version and not failed_lately:
+            outcome = self.reload(models)
+            self.failed_version = None if outcome["loaded"] else champion
+        with self.lock:
+            return self.model, self.version
 
 
 @dataclass

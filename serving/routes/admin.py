@@ -12,7 +12,7 @@ from serving.auth import ADMIN
 from serving.db import audit_log
 from serving.deps import CallerDep, StateDep, require, valid_code
 from serving.routes.companies import ERRORS
-from serving.schemas import AuditPage, ReloadResult
+from serving.schemas import AuditPage, RefusedAuditPage, ReloadResult
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -44,6 +44,22 @@ def audit(
     return AuditPage.model_validate(
         {"entries": [{**r, "at": _utc(r["at"]).isoformat()} for r in rows]}
     )
+
+
+@router.get("/audit/refused", response_model=RefusedAuditPage, responses=ERRORS)
+def audit_refused(state: StateDep, caller: CallerDep) -> RefusedAuditPage:
+    """Audit rows the database refused (the audit quarantine), oldest first: while any is open
+    the service is not ready; `credsup audit acknowledge` acknowledges them."""
+    require(caller, ADMIN, "read the audit log")
+    state.audit.flush()
+    quarantine = state.audit.quarantine
+    if quarantine is None:
+        entries = [{"refused_at": None, "reason": reason, "row": {**row, "at": str(row["at"])},
+                    "acknowledged": False} for row, reason in state.audit.refused]  # fmt: skip
+        return RefusedAuditPage(open=len(entries), entries=entries)
+    through = quarantine.acknowledged_through()
+    rows = [{**e, "acknowledged": i < through} for i, e in enumerate(quarantine.entries())]
+    return RefusedAuditPage(open=state.audit.open_refused, entries=rows)
 
 
 def _utc(moment: datetime) -> datetime:

@@ -41,13 +41,14 @@ def readyz(state: StateDep) -> JSONResponse:
         "last_reload_error": slot.last_error,
     }  # fmt: skip
     audit = state.audit
+    refused = audit.open_refused
     ready = (
         database == "ok" and store == "ok" and slot.model is not None
-        and not audit.refused and audit.backlog < audit.max_backlog
+        and not refused and audit.backlog < audit.max_backlog
     )  # fmt: skip
     body = Readiness(
         ready=ready, database=database, store=store, model=model,
-        audit_backlog=audit.backlog, audit_refused=len(audit.refused),
+        audit_backlog=audit.backlog, audit_refused=refused,
     )  # fmt: skip
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 

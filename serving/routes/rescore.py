@@ -74,8 +74,7 @@ def rescore(
     day = as_of or today
     if day > today:
         raise ApiError(422, "invalid", f"as_of {day} is after today ({today})")
-    with state.slot.lock:  # the model and its version as one pair
-        model, version = state.slot.model, state.slot.version
+    model, version = state.slot.current(state.models)  # the champion, as one pair
     try:
         result = rescore_company(
             state.engine, state.store, state.settings.data_dir, model, version, code, day,

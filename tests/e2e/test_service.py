@@ -176,7 +176,7 @@ def check_health_readiness_metrics_docs_and_openapi(
     assert body["ready"] and body["database"] == "ok" and body["store"] == "ok"
     assert body["model"]["loaded"] and body["model"]["version"] == "1"
     assert body["model"]["last_reload_error"] is None
-    assert body["audit_backlog"] >= 0
+    assert body["audit_backlog"] >= 0 and body["audit_refused"] == 0
 
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
@@ -185,7 +185,7 @@ def check_health_readiness_metrics_docs_and_openapi(
     assert set(spec["paths"]) == {
         "/v1/companies/{uscc}", "/v1/companies:batch", "/v1/companies/{uscc}/history",
         "/v1/companies/{uscc}/records", "/v1/tiers/summary", "/v1/admin/audit",
-        "/v1/admin/reload", "/healthz", "/readyz", "/metrics",
+        "/v1/admin/audit/refused", "/v1/admin/reload", "/healthz", "/readyz", "/metrics",
         "/v1/check-items", "/v1/check-items/{item_id}", "/v1/inspectors",
         "/v1/spot-check-plans", "/v1/spot-check-plans/{plan_id}",
         "/v1/spot-check-plans/{plan_id}/notice", "/v1/spot-check-plans/{plan_id}/verification",
@@ -213,7 +213,7 @@ def check_keys_purposes_and_codes(client: httpx.Client, province: Province) -> N
     company = f"/v1/companies/{province.tiered}"
     reads = [("GET", company), ("GET", f"{company}/history"), ("GET", f"{company}/records"),
              ("GET", "/v1/tiers/summary"), ("GET", "/v1/admin/audit"),
-             ("POST", "/v1/admin/reload")]  # fmt: skip
+             ("GET", "/v1/admin/audit/refused"), ("POST", "/v1/admin/reload")]  # fmt: skip
     bad = {"X-API-Key": "cs_" + "x" * 43, "X-Purpose": "e2e"}
     for method, path in reads:
         error(client.request(method, path), 401, "unauthorized")
@@ -382,7 +382,10 @@ def check_every_company_read_is_audited(client: httpx.Client, province: Province
 
     for role in ("regulator", "analyst", "department", "public"):
         error(client.get("/v1/admin/audit", headers=as_(province, role)), 403, "forbidden")
+        refused = client.get("/v1/admin/audit/refused", headers=as_(province, role))
+        error(refused, 403, "forbidden")
     admin = {"X-API-Key": province.keys["admin"]}
+    assert client.get("/v1/admin/audit/refused", headers=admin).json() == {"open": 0, "entries": []}
     response = client.get("/v1/admin/audit", headers=admin, params={"uscc": uscc, "limit": 10_000})
     assert response.status_code == 200, response.text  # flushed before it answers
     mine = [e for e in response.json()["entries"] if e["purpose"] == purpose]
@@ -482,7 +485,7 @@ def check_schemathesis_finds_no_server_errors_and_conforming_responses(
                 if failure:
                     failures.append(failure)
     assert not failures, "\n\n".join(failures)
-    assert len(statuses) == 43
+    assert len(statuses) == 44
     assert 200 in statuses["GET /v1/check-items"] and 200 in statuses["GET /v1/spot-check-plans"]
     assert all(401 not in s for s in statuses.values()), statuses  # the key was sent
     assert 200 in statuses["GET /v1/tiers/summary"] and 200 in statuses["GET /v1/admin/audit"]
@@ -552,7 +555,9 @@ def check_command_line_reads_are_audited(client: httpx.Client, province: Provinc
     later = (china_today() + timedelta(days=90)).isoformat()  # every task overdue by then
     overdue = credsup(data_dir, "plan", "overdue", "--as-of", later, "--purpose", "follow-up")
     entries = credsup(data_dir, "lists", "list", "--limit", "5", "--purpose", "list review")
-    assert overdue["tasks"]
+    graded = credsup(data_dir, "grade", province.tiered, "--on", china_today().isoformat(),
+                     "--purpose", "licensing")  # fmt: skip
+    assert overdue["tasks"] and graded["uscc"] == province.tiered
     engine = make_engine(f"sqlite:///{data_dir / 'serving.db'}")
     with engine.connect() as con:
         rows = con.execute(
@@ -566,6 +571,8 @@ def check_command_line_reads_are_audited(client: httpx.Client, province: Provinc
     listed = [r for r in rows if r.endpoint == "credsup lists list"]
     assert {r.uscc for r in listed} == ({e["uscc"] for e in entries["entries"]} or {None})
     assert all(r.purpose.startswith("list review (by ") for r in listed)
+    grades = [(r.uscc, r.purpose[:13]) for r in rows if r.endpoint == "credsup grade"]
+    assert grades == [(province.tiered, "licensing (by")]
 
 
 CHECKS_IN_ORDER = [

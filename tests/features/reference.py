@@ -24,14 +24,19 @@ from records.catalogue import Catalogue, default_catalogue
 Row = dict[str, Any]
 
 
-def decay_weight(age: int) -> float:
-    """1 / 0.6 / 0.3 / 0.15 for records younger than 1 / 2 / 3 years / older."""
-    if age < 365:
-        return 1.0
-    if age < 730:
-        return 0.6
-    if age < 1095:
-        return 0.3
+def years_on(day: date, years: int) -> date:
+    """The same day `years` later; 29 February becomes 28 February (as DuckDB's intervals)."""
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:
+        return day.replace(year=day.year + years, day=28)
+
+
+def decay_weight(event_date: date, as_of: date) -> float:
+    """1 / 0.6 / 0.3 / 0.15 for records at most 1 / 2 / 3 calendar years old / older."""
+    for years, weight in ((1, 1.0), (2, 0.6), (3, 0.3)):
+        if as_of <= years_on(event_date, years):
+            return weight
     return 0.15
 
 
@@ -159,7 +164,7 @@ class Reference:
         if a == "count":
             return len(matching)
         if a == "decayed_count":
-            return sum((decay_weight((as_of - r["event_date"]).days) for r in matching), 0.0)
+            return sum((decay_weight(r["event_date"], as_of) for r in matching), 0.0)
         amounts = [r["amount"] for r in matching if r["amount"] is not None]
         if a == "sum_amount":
             return sum(amounts, 0.0)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from records import uscc
 from records.catalogue import default_catalogue
+from records.events import LISTING_SEVERITIES
 from records.schema import ENTITY_STATUSES, EVENT_TYPES
 from records.store import Store
 from tests.features.reference import list_categories
@@ -140,7 +141,9 @@ def correction(draw: st.DrawFn, record: Row) -> Row:
     """A correction's attributes: a new severity, amount or attributes (or several)."""
     c = CATALOGUE[record["category"]]
     fix: Row = {}
-    if c.severities and draw(st.booleans()):
+    # a listing's severity is not corrected (records.events.check_correction): it is ended by
+    # a removal record, or withdrawn
+    if c.severities and set(c.severities) != LISTING_SEVERITIES and draw(st.booleans()):
         fix["severity"] = draw(st.sampled_from(c.severities))
     if c.amount != "none" and draw(st.booleans()):
         fix["amount"] = draw(st.one_of(st.none(), amounts(c.negative_amount_allowed)))

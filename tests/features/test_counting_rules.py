@@ -169,9 +169,25 @@ def test_a_return_for_a_period_longer_than_a_quarter_is_not_late_by_the_quarterl
 
 
 def test_negative_records_decay_with_age(store: Store) -> None:
+    """Weights 1 / 0.6 / 0.3 for records at most 1 / 2 / 3 calendar years old (DOMAIN §5): a
+    record exactly one year old still weighs 1 (it weighed 0.6 when years were 365 days)."""
     add_records(store, [rec("P1", "admin_penalty", D0, severity="serious")])
-    at = [days(364), days(365), days(729), days(730), days(1094), days(1095)]
+    at = [date(2025, 1, 1), date(2025, 1, 2), date(2026, 1, 1), date(2026, 1, 2), days(1094),
+          days(1095)]  # fmt: skip
     assert values(store, "general_penalties_decayed", at) == [1.0, 0.6, 0.6, 0.3, 0.3, 0.0]
+
+
+def test_decay_years_are_calendar_years_across_29_february(store: Store) -> None:
+    add_records(store, [
+        rec("P1", "admin_penalty", date(2023, 3, 1), severity="serious"),
+        rec("P2", "admin_penalty", date(2024, 2, 29), severity="serious", uscc=OTHER),
+    ])  # fmt: skip
+    # 365 days after 2023-03-01 is 2024-02-29: not yet a year
+    at = [date(2024, 2, 29), date(2024, 3, 1), date(2024, 3, 2), date(2025, 2, 28)]
+    assert values(store, "general_penalties_decayed", at) == [1.0, 1.0, 0.6, 0.6]
+    # a leap day's record is a year old on 28 February
+    at = [date(2025, 2, 28), date(2025, 3, 1), date(2026, 2, 28), date(2026, 3, 1)]
+    assert values(store, "general_penalties_decayed", at, uscc=OTHER) == [1.0, 0.6, 0.6, 0.3]
 
 
 # ---- repairs, withdrawals, corrections -------------------------------------------------------

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from features.builder import build_features
-from features.results import Results
+from features.results import Restatement, Results
 from features.scorecard import Scorecard, ScorecardConfig, load_config
 from features.specs import spec_version
 from records.catalogue import default_catalogue
@@ -25,6 +25,7 @@ from records.events import append_events
 from records.ingest import ingest_table
 from records.simulate import SimulationConfig, simulate
 from records.store import Store
+from records.workdays import china_today
 
 AS_OF = date(2026, 6, 30)
 CARD = Scorecard(load_config())
@@ -201,6 +202,27 @@ def test_scales_and_cut_offs_are_configuration() -> None:
         load_config(scale="Z")
 
 
+@pytest.mark.parametrize(
+    ("scale", "message"),
+    [
+        # no grade at level 4: the serious-dishonest veto (at most D) has nowhere to go; this
+        # passed validation and crashed `credsup score` (min() of an empty sequence)
+        ([("优", 860, 1), ("良", 700, 2), ("差", 0, 3)], "no grade of the scale is at that level"),
+        ([("A", 860, 1), ("A", 700, 2), ("D", 0, 4)], "distinct"),
+        ([("A", 860, 1), ("B", 860, 2), ("D", 0, 4)], "same lowest score"),
+        ([("A", 860, 2), ("B", 700, 1), ("D", 0, 4)], "better level"),
+        ([], "must be given"),
+    ],
+)
+def test_a_scale_that_cannot_grade_is_refused_when_loaded(
+    scale: list[tuple[str, float, int]], message: str
+) -> None:
+    data = load_config().model_dump()
+    data["scale"] = [{"grade": g, "min_score": m, "level": lv} for g, m, lv in scale]
+    with pytest.raises(ValidationError, match=message):
+        ScorecardConfig.model_validate(data)
+
+
 def test_rules_must_be_monotone_and_signed_by_direction() -> None:
     data = load_config().model_dump()
     data["rules"] = [*data["rules"], {"feature": "tax_grade_worst_2y", "points": -10, "max": 30}]
@@ -251,6 +273,75 @@ def test_cli_keeps_history_and_answers_the_grade_on_a_day(base_store: Path, tmp_
     assert early.exit_code == 1
     text = runner.invoke(app, ["score", "--as-of", "2026-03-31"], env=env)
     assert "grades as of 2026-03-31" in text.stdout and "companies" in text.stdout
+    # several methods for one date: the grade published is the one `credsup load` loads (the
+    # file written last), not the method whose hash sorts last; each method's config is kept
+    for scale in ("hebei-9", "hunan", "A-D", "hunan"):
+        res = runner.invoke(app, ["score", "--as-of", "2026-03-31", "--scale", scale], env=env)
+        assert res.exit_code == 0, res.output
+        graded = runner.invoke(app, ["grade", uscc, "--on", "2026-04-01", "--json"], env=env)
+        method = Scorecard(load_config(scale=scale)).method_version
+        assert json.loads(graded.stdout)["method_version"] == method, scale
+        kept = Results(data_dir).method(method)
+        assert kept is not None and Scorecard(ScorecardConfig(**kept)).method_version == method
+
+
+def test_a_past_days_published_evaluation_is_not_silently_rewritten(
+    base_store: Path, tmp_path: Path
+) -> None:
+    """A record sent today but recorded (by its department) before a past as-of day changed
+    that day's stored grades when `score` ran again: `grade --on` then reported a grade that
+    was never published. Now that needs --restate with a reason, and the old file is kept."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(base_store, data_dir / "store")
+    env = {"CREDSUP_DATA_DIR": str(data_dir)}
+    runner = CliRunner()
+    day = "2026-03-31"
+    assert runner.invoke(app, ["score", "--as-of", day], env=env).exit_code == 0
+    assert runner.invoke(app, ["score", "--as-of", day], env=env).exit_code == 0  # the same
+    uscc = sorted(Store(data_dir / "store").read("entities").column("uscc").to_pylist())[0]
+
+    def graded() -> dict[str, Any]:
+        res = runner.invoke(app, ["grade", uscc, "--on", "2026-04-15", "--json"], env=env)
+        return dict(json.loads(res.stdout))
+
+    before = graded()
+    late = tmp_path / "late.csv"
+    late.write_text(
+        "record_id,uscc,category,severity,event_date,recorded_date,source_dept,amount,attributes\n"
+        f"LATE-1,{uscc},serious_dishonest_list,listed,2026-03-01,2026-03-01,samr,,{{}}\n"
+    )
+    ingest = ["ingest", str(late), "--kind", "records", "--source", "samr"]
+    assert runner.invoke(app, ingest, env=env).exit_code == 0
+    refused = runner.invoke(app, ["score", "--as-of", day], env=env)
+    assert refused.exit_code == 1 and "not silently rewritten" in refused.output, refused.output
+    assert "score or grade of 1 companies would change" in " ".join(refused.output.split())
+    assert graded() == before
+    restated = runner.invoke(
+        app, ["score", "--as-of", day, "--restate", "dishonest listing sent late"], env=env
+    )
+    assert restated.exit_code == 0, restated.output
+    after = graded()
+    assert after["grade"] == "D" != before["grade"]
+    assert after["vetoes"] == ["on_serious_dishonest_list"]
+    folder = data_dir / "results" / "scores" / f"as_of={day}"
+    assert len(list(folder.glob("*.parquet.superseded-*"))) == 1
+    (line,) = (data_dir / "results" / "scores" / "restatements.jsonl").read_text().splitlines()
+    assert json.loads(line)["reason"] == "dishonest listing sent late"
+    assert json.loads(line)["changed"] == 1
+    # today's evaluation may still grow (records of the day arrive all day): no restatement
+    today = china_today().isoformat()
+    assert runner.invoke(app, ["score", "--as-of", today], env=env).exit_code == 0
+    more = tmp_path / "more.csv"
+    more.write_text(
+        late.read_text()
+        .replace("LATE-1", "LATE-2")
+        .replace(
+            uscc, sorted(Store(data_dir / "store").read("entities").column("uscc").to_pylist())[1]
+        )
+    )
+    assert runner.invoke(app, ["ingest", str(more), "--kind", "records", "--source", "samr"],
+                         env=env).exit_code == 0  # fmt: skip
+    assert runner.invoke(app, ["score", "--as-of", today], env=env).exit_code == 0
 
 
 def test_the_method_version_follows_rules_and_cut_offs() -> None:
@@ -272,3 +363,21 @@ def test_changing_a_preset_cut_off_changes_the_method_version(
         module.SCALES, "A-D", (("A", 900, 1), ("B", 700, 2), ("C", 600, 3), ("D", 0, 4))
     )
     assert Scorecard(load_config()).method_version != before
+
+
+def test_stored_tiers_of_a_past_day_are_restated_only_knowingly(tmp_path: Path) -> None:
+    results = Results(tmp_path)
+    day, today = date(2026, 3, 31), date(2026, 4, 1)
+    tiers = pa.table({"uscc": ["a", "b"], "tier": ["A", "C"], "probability": [0.1, 0.4]})
+    results.write_published("tiers", tiers, day, "credit-tier-v1", today=today)
+    results.write_published("tiers", tiers, day, "credit-tier-v1", today=today)  # the same
+    moved = tiers.set_column(1, "tier", pa.array(["A", "D"]))
+    with pytest.raises(Restatement, match="tier or probability of 1 companies would change"):
+        results.write_published("tiers", moved, day, "credit-tier-v1", today=today)
+    assert results.read("tiers", day, "credit-tier-v1") == tiers
+    results.write_published("tiers", moved, day, "credit-tier-v1", today=day)  # still that day
+    assert results.read("tiers", day, "credit-tier-v1") == moved
+    with pytest.raises(Restatement):  # a company left out is a change too
+        results.write_published("tiers", moved.slice(0, 1), day, "credit-tier-v1", today=today)
+    results.write_published("tiers", tiers, day, "credit-tier-v1", today=today, restate="fix")
+    assert results.read("tiers", day, "credit-tier-v1") == tiers

@@ -69,3 +69,29 @@ def test_corrections_are_checked_against_the_catalogue(
     )
     assert (fine.stored, fine.rejected) == (1, [])
     assert store.read("events").num_rows == 1
+
+
+@pytest.mark.parametrize("severity", ["removed", "listed"])
+def test_a_listing_is_not_ended_or_made_by_correcting_its_severity(
+    store: Store, tmp_path: Path, severity: str
+) -> None:
+    """A later listing corrected to `removed` read as a removal of every earlier listing of the
+    list: the company left the abnormal-operation list (and its veto) while an earlier listing
+    stood. A listing ends by a removal record naming it; a wrong one is withdrawn."""
+    rows = [
+        penalty(f"L{i}", category="abnormal_operation_list", severity="listed", amount="",
+                event_date=day, recorded_date=day)
+        for i, day in ((1, "2025-01-01"), (2, "2025-06-01"))
+    ]  # fmt: skip
+    ingest_file(store, write_csv(tmp_path / "a.csv", rows), "records", "samr", today=TODAY)
+    fix = {"record_id": "L2", "event_type": "correction", "effective_date": "2025-07-01",
+           "attributes": {"severity": severity}}  # fmt: skip
+    result = append_events(store, [fix], today=TODAY)
+    assert result.stored == 0
+    assert (
+        "may not restate the severity of abnormal_operation_list records"
+        in (result.rejected[0]["reason"])
+    )
+    # other corrections of a listing are taken
+    other = {**fix, "attributes": {"attributes": {"reason": "unreachable"}}}
+    assert append_events(store, [other], today=TODAY).stored == 1

@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from features.builder import build_features
+from features.scorecard import Scorecard, load_config
 from models.bundle import TierModel
 from models.published import PublishedModels
 from records.events import append_events
@@ -31,10 +32,11 @@ from records.workdays import china_today
 from serving.app import create_app
 from serving.auth import create_key
 from serving.db import audit_log, companies, company_history
+from serving.load import load_results
 from serving.rescore import MethodMismatch, RescoreRefused, UnknownCompany, rescore_company
 from serving.routes import rescore as rescore_route
 from tests.serving.databases import BACKENDS, loaded_copy
-from tests.serving.pipeline import AS_OF
+from tests.serving.pipeline import AS_OF, credsup
 
 LATER = date(2026, 9, 30)
 """The day of the repair: after the batch (`AS_OF`), not after today (2026-11-22)."""
@@ -240,6 +242,32 @@ def test_what_the_batch_does_not_score_is_refused_and_nothing_is_written(
                           for t in (companies, company_history)]  # fmt: skip
 
 
+def test_a_province_grading_on_its_own_scale_keeps_it_when_a_company_is_rescored(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, province: Path
+) -> None:
+    """Re-scoring once applied the packaged A-D scorecard: after a repair, a company of a
+    province publishing 优/良/中/差 was served "C" (and another method) among 中 and 良."""
+    with loaded_copy("sqlite", request, tmp_path_factory, province, "scale") as loaded:
+        hunan = Scorecard(load_config(None, "hunan")).method_version
+        scored = credsup(loaded.data_dir, "score", "--as-of", AS_OF.isoformat(), "--scale", "hunan")
+        assert scored["method_version"] == hunan
+        load_results(loaded.engine, loaded.store, loaded.data_dir, AS_OF)  # the file written last
+        uscc = _sample(loaded.engine)[0]
+        before = _served(loaded.engine, uscc)
+        assert before is not None and before["grade"] in "优良中差"
+        result = rescore_company(
+            loaded.engine, loaded.store, loaded.data_dir, None, None, uscc, LATER
+        )
+        assert result["after"]["grade"] in ("优", "良", "中", "差"), result
+        assert _history(loaded.engine, uscc)[LATER]["method_version"] == hunan
+        doc = json.loads(_served(loaded.engine, uscc)["full_doc"])  # type: ignore[index]
+        assert doc["evaluation"]["method_version"] == hunan
+        # a method whose configuration was not recorded is refused, naming it
+        (loaded.data_dir / "results" / "methods" / f"{hunan}.json").unlink()
+        with pytest.raises(MethodMismatch, match=f"{hunan}, whose configuration is not recorded"):
+            rescore_company(loaded.engine, loaded.store, loaded.data_dir, None, None, uscc, LATER)
+
+
 def test_without_a_model_the_evaluation_is_rescored_and_the_tier_left_out(world: World) -> None:
     uscc = _sample(world.engine)[-1]
     day = date(2026, 10, 31)
@@ -250,6 +278,38 @@ def test_without_a_model_the_evaluation_is_rescored_and_the_tier_left_out(world:
     assert row["tier"] is None and row["score"] == result["after"]["score"]
     doc = json.loads(_served(world.engine, uscc)["full_doc"])  # type: ignore[index]
     assert doc["tier"] is None and doc["evaluation"]["score"] == result["after"]["score"]
+
+
+def test_a_champion_promoted_since_is_what_a_rescore_uses_in_every_worker(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    province: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With several workers, `POST /v1/admin/reload` reaches one: the others re-scored with the
+    retired champion (4 of 6 re-scores in the reviewer's run). A re-score now looks at the
+    alias first and loads a champion promoted since."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with loaded_copy("sqlite", request, tmp_path_factory, province, "champion") as loaded:
+        settings = Settings(data_dir=loaded.data_dir, DATABASE_URL=loaded.url,
+                            duckdb_memory_limit="1GB")  # fmt: skip
+        key = create_key(loaded.engine, "regulator", None, "worker test")
+        headers = {"X-API-Key": key, "X-Purpose": "repair decision"}
+        uscc = _sample(loaded.engine)[-1]
+        with TestClient(create_app(settings)) as client:  # a worker serving version 1
+            state = client.app.state.service  # type: ignore[attr-defined]
+            assert state.slot.version == "1"
+            first = client.post(f"/v1/companies/{uscc}:rescore", headers=headers)
+            assert first.status_code == 200 and first.json()["model_version"] == "1"
+            # another process promotes version 2 (the same bundle, registered again)
+            registry = state.models.client
+            one = registry.get_model_version(state.models.name, "1")
+            two = registry.create_model_version(state.models.name, one.source, one.run_id)
+            registry.set_registered_model_alias(state.models.name, "champion", two.version)
+            again = client.post(f"/v1/companies/{uscc}:rescore", headers=headers)
+            assert again.status_code == 200, again.text
+            assert again.json()["model_version"] == str(two.version) == state.slot.version
+            assert client.get("/readyz").json()["model"]["version"] == str(two.version)
 
 
 def test_the_rescore_route(world: World, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -475,7 +475,8 @@ def test_lists_results_publication_and_overdue_through_the_api(world: World) -> 
         bad = {**body, "result": "pass"}
         assert client.post(f"/v1/spot-check-tasks/{problem['task_id']}/result", json=bad,
                            headers={"X-API-Key": samr}).status_code == 422  # fmt: skip
-        future = {**body, "check_date": (today + timedelta(days=1)).isoformat()}
+        # `today` was taken minutes ago: a day after China's today now (midnight may have passed)
+        future = {**body, "check_date": (china_today() + timedelta(days=1)).isoformat()}
         refused = client.post(f"/v1/spot-check-tasks/{problem['task_id']}/result", json=future,
                               headers={"X-API-Key": samr})  # fmt: skip
         assert refused.status_code == 422 and refused.json()["code"] == "future_date"

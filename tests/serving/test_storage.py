@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -22,12 +24,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
+from typer.testing import CliRunner
 
+from cli.main import app
 from records.settings import Settings
 from records.store import Store
 from serving.app import create_app
-from serving.audit import AuditUnavailable, AuditWriter
-from serving.auth import Caller, KeyCache, create_key, hash_key, revoke_key
+from serving.audit import AuditQuarantine, AuditUnavailable, AuditWriter
+from serving.auth import Caller, KeyCache, create_key, hash_key, list_keys, revoke_key
 from serving.db import (
     alembic_config,
     api_keys,
@@ -73,13 +77,31 @@ def test_migrations_run_and_are_idempotent(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     url = fresh_url(backend, request, tmp_path)
+    # three processes (workers) starting on the empty database at once: one migrates, the
+    # others wait and find it done (they raced to create the same tables, and the service
+    # stopped); then a second run finds the schema at head and changes nothing
+    start = threading.Barrier(3)
+    errors: list[BaseException] = []
+
+    def migrate() -> None:
+        start.wait()
+        try:
+            upgrade(url)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
     upgrade(url)
-    upgrade(url)  # a second run finds the schema at head and changes nothing
     engine = make_engine(url)
     try:
         head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
         with engine.connect() as con:
-            assert MigrationContext.configure(con).get_current_revision() == head == "0005"
+            assert MigrationContext.configure(con).get_current_revision() == head == "0006"
             assert con.execute(sa.text("SELECT count(*) FROM alembic_version")).scalar() == 1
         inspector = sa.inspect(engine)
         assert set(inspector.get_table_names()) == TABLES | {"alembic_version"}
@@ -88,6 +110,38 @@ def test_migrations_run_and_are_idempotent(
         indexed = {i["name"] for i in inspector.get_indexes("companies")}
         assert {"ix_companies_as_of", "ix_companies_tier", "ix_companies_region"} <= indexed
         assert {i["name"] for i in inspector.get_indexes("audit_log")} >= {"ix_audit_log_uscc"}
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_history_loaded_before_0002_gets_what_the_pool_reads(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """0002 added region, industry, type and name to the history without filling them: a date
+    loaded under 0001 could not be drawn from (no company of region 4101) until loaded again."""
+    from alembic import command
+
+    url = fresh_url(backend, request, tmp_path)
+    command.upgrade(alembic_config(url), "0001")
+    engine = make_engine(url)
+    try:
+        with engine.begin() as con:
+            con.execute(sa.text(
+                "INSERT INTO companies (uscc, region, industry, entity_type, as_of, tier, grade, "
+                "full_doc, public_doc) VALUES ('91410100MA0000000X', '410102', 'C13', "
+                "'enterprise', '2026-06-30', 'B', 'B', '{}', '{}')"
+            ))  # fmt: skip
+            con.execute(sa.text(
+                "INSERT INTO company_history (uscc, as_of, tier) "
+                "VALUES ('91410100MA0000000X', '2026-06-30', 'B')"
+            ))  # fmt: skip
+        upgrade(url)
+        with engine.connect() as con:
+            row = con.execute(sa.select(company_history)).mappings().one()
+        assert (row["region"], row["industry"], row["entity_type"]) == (
+            "410102", "C13", "enterprise",
+        )  # fmt: skip
     finally:
         engine.dispose()
 
@@ -175,6 +229,38 @@ def test_api_keys_are_stored_hashed_and_revocable(
     assert revoke_key(engine, keys["admin"][:10]) == 0
     assert cache.get(keys["admin"]) is None
     assert cache.get(keys["regulator"]) is not None
+    # the whole key revokes it too (matched by its hash); a listing shows no secret
+    assert revoke_key(engine, keys["analyst"] + "x") == 0
+    assert revoke_key(engine, f" {keys['analyst']}\n") == 1
+    assert cache.get(keys["analyst"]) is None
+    listed = {row["prefix"]: row for row in list_keys(engine)}
+    assert listed[keys["analyst"][:10]]["revoked_at"] is not None
+    assert listed[keys["public"][:10]]["revoked_at"] is None
+    assert all("key_hash" not in row for row in listed.values())
+
+
+def test_keys_are_listed_without_secrets_and_revoked_by_prefix_or_whole(tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = {"CREDSUP_DATA_DIR": str(tmp_path), "DATABASE_URL": None, "CREDSUP_DATABASE_URL": None}
+
+    def run(*args: str) -> Any:
+        return runner.invoke(app, list(args), env=env)
+
+    made = run("keys", "create", "--role", "analyst", "--name", "王工", "--json")
+    assert made.exit_code == 0, made.output
+    key = json.loads(made.stdout)["key"]
+    listed = run("keys", "list", "--json")
+    (row,) = json.loads(listed.stdout)["keys"]
+    assert (row["prefix"], row["role"], row["name"], row["revoked_at"]) == (
+        key[:10], "analyst", "王工", None,
+    )  # fmt: skip
+    assert key not in listed.stdout and "key_hash" not in listed.stdout
+    wrong = run("keys", "revoke", key[:-1] + ("x" if key[-1] != "x" else "y"))
+    assert wrong.exit_code == 1 and key[10:] not in wrong.output and key[:10] in wrong.output
+    assert run("keys", "revoke", key).exit_code == 0  # the whole key, as it was handed out
+    assert json.loads(run("keys", "list", "--json").stdout)["keys"][0]["revoked_at"]
+    assert "revoked" in run("keys", "list").stdout
+    assert run("keys", "revoke", key[:10]).exit_code == 1  # no active key left
 
 
 def test_a_company_key_speaks_for_its_own_company_only(
@@ -217,6 +303,10 @@ def test_audit_log_is_append_only(database: tuple[str, Engine, list[Loaded]]) ->
     ):
         with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as con:
             con.execute(statement)
+    if engine.dialect.name == "postgresql":  # TRUNCATE is a statement of its own there
+        for table in ("audit_log", "lifecycle_log"):
+            with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as con:
+                con.execute(sa.text(f"TRUNCATE {table}"))
     with engine.connect() as con:
         rows = con.execute(sa.select(audit_log).where(mine).order_by(audit_log.c.id)).all()
     assert [(r.status, r.purpose, r.key_id) for r in rows] == [(200, marker, 7), (404, marker, 7)]
@@ -239,6 +329,7 @@ def test_a_row_the_database_refuses_does_not_stop_the_audit_log(
     # the row the database refuses as data (no endpoint) is set aside; the others are written
     assert (writer.written, writer.backlog, len(writer.refused)) == (2, 0, 1)
     assert writer.refused[0][0]["endpoint"] is None and "endpoint" in writer.refused[0][1].lower()
+    assert writer.open_refused == 1  # no quarantine: until the process ends
     with engine.connect() as con:
         rows = con.execute(
             sa.select(audit_log.c.purpose, audit_log.c.status)
@@ -252,6 +343,77 @@ def test_a_row_the_database_refuses_does_not_stop_the_audit_log(
         writer.log(caller, endpoint, "91110000600037341L", marker, 200)
     writer.flush()
     writer.log(caller, endpoint, "91110000600037341L", marker, 200)  # drained: logs again
+
+
+def test_the_audit_quarantine_keeps_refused_rows_until_acknowledged(tmp_path: Path) -> None:
+    """What the database refused is kept, escaped, across processes, and acknowledged only by
+    someone who says who and why; a line cut short by a crash is not an entry."""
+    quarantine = AuditQuarantine(tmp_path / "audit")
+    assert (quarantine.open_count(), quarantine.entries()) == (0, [])
+    row = {"at": datetime(2026, 12, 4, 1, 2, 3, tzinfo=UTC), "key_id": 3, "role": "regulator",
+           "department": None, "uscc": "91110000600037341L", "endpoint": "GET /x",
+           "purpose": "a\x00b 查看", "status": 200}  # fmt: skip
+    quarantine.add(row, "DataError: NUL")
+    raw = quarantine.entries_path.read_bytes()
+    assert b"\x00" not in raw and b"\\u0000" in raw and raw.isascii()
+    assert quarantine.entries()[0]["row"] == {**row, "at": "2026-12-04T01:02:03+00:00"}
+    assert quarantine.open_count() == 1
+    with pytest.raises(ValueError, match="--by"):
+        quarantine.acknowledge("", "seen")
+    with pytest.raises(ValueError, match="--note"):
+        quarantine.acknowledge("ops", "  ")
+    assert quarantine.acknowledge("ops", "seen") == 1 and quarantine.open_count() == 0
+    assert quarantine.acknowledge("ops", "again") == 0  # nothing new: nothing written
+    assert len(quarantine.acknowledgements()) == 1
+    # a line cut short by a crash, then another process adds one (a new object, same files)
+    with quarantine.entries_path.open("a") as f:
+        f.write('{"refused_at": "2026-12-')
+    AuditQuarantine(tmp_path / "audit").add({**row, "status": 404}, "DataError: again")
+    assert quarantine.open_count() == 1
+    assert [e["row"]["status"] for e in quarantine.entries()] == [200, 404]
+    assert quarantine.acknowledge("ops", "second") == 1 and quarantine.open_count() == 0
+
+
+def test_a_database_that_comes_back_costs_no_request_and_one_away_is_503(
+    database: tuple[str, Engine, list[Loaded]],
+    province: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PostgreSQL restarted (its connections ended): every pooled look-up connection once
+    failed its next request with a 500 naming the driver's error, even minutes after the
+    database was back. And an error's text (SQL, parameters, the server's address) reached any
+    caller, even one without a valid key."""
+    url, engine, _ = database
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    settings = Settings(data_dir=province, DATABASE_URL=url, duckdb_memory_limit="1GB")
+    regulator = {"X-API-Key": create_key(engine, "regulator", None, "t"), "X-Purpose": "restart"}
+    with engine.connect() as con:
+        # the last code: the other tests of this database audit reads of the first ones
+        uscc = con.execute(
+            sa.select(companies.c.uscc).order_by(companies.c.uscc.desc()).limit(1)
+        ).scalar_one()
+    with TestClient(create_app(settings)) as client:
+        assert client.get(f"/v1/companies/{uscc}", headers=regulator).status_code == 200
+        if engine.dialect.name == "postgresql":
+            with engine.connect() as con:  # every other connection to this database ends
+                ended = con.execute(sa.text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )).scalar_one()  # fmt: skip
+            assert ended >= 8  # the look-up pool at least
+        codes = [client.get(f"/v1/companies/{uscc}", headers=regulator).status_code
+                 for _ in range(12)]  # fmt: skip
+        assert codes == [200] * 12
+    # a database that cannot be reached: 503, with an error id and nothing of the driver's text
+    away = "postgresql+psycopg://postgres@127.0.0.1:9/nowhere"
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        lookup = client.app.state.service.lookup  # type: ignore[attr-defined]
+        lookup._pool, lookup.engine = None, make_engine(away)  # the database goes away
+        lost = client.get(f"/v1/companies/{uscc}", headers=regulator)
+        assert lost.status_code == 503, lost.text
+        body = lost.json()
+        assert body["code"] == "unavailable" and "error id" in body["message"]
+        assert "127.0.0.1" not in lost.text and "nowhere" not in lost.text
 
 
 def test_the_api_on_each_database(
@@ -350,12 +512,39 @@ def test_the_api_on_each_database(
         # a purpose of control characters alone is no purpose
         nul = client.get(f"/v1/companies/{uscc}", headers={**reg, "X-Purpose": "%00\t"})
         assert nul.status_code == 400 and nul.json()["code"] == "purpose_required"
-        # an audit row the database refused makes the service not ready until it is seen to
+        # an audit row the database refuses makes the service not ready until it is seen to:
+        # it is quarantined with its reason, shown to admins and acknowledged at the command line
         audit_writer = client.app.state.service.audit  # type: ignore[attr-defined]
-        audit_writer.refused.append(({"endpoint": None}, "IntegrityError: test"))
+        quarantine = audit_writer.quarantine
+        assert quarantine.directory == settings.audit_quarantine_dir
+        before = len(quarantine.entries())
+        mark = f"refused by the database {secrets.token_hex(4)}"
+        audit_writer.log(Caller(5, "regulator", None, "t"), None, uscc, mark, 200)
+        audit_writer.flush()
         unready = client.get("/readyz")
         assert unready.status_code == 503 and unready.json()["audit_refused"] == 1
-        audit_writer.refused.clear()
+        shown = client.get("/v1/admin/audit/refused", headers={"X-API-Key": admin})
+        assert shown.status_code == 200 and shown.json()["open"] == 1, shown.text
+        entry = shown.json()["entries"][before]
+        assert (entry["row"]["purpose"], entry["row"]["uscc"]) == (mark, uscc)
+        assert entry["acknowledged"] is False
+        assert "endpoint" in entry["reason"].lower()
+        assert client.get("/v1/admin/audit/refused", headers=reg).status_code == 403
+        # a restarted service (a new quarantine object over the same files) is unready too
+        assert AuditQuarantine(settings.audit_quarantine_dir).open_count() == 1
+        cli = CliRunner()
+        env = {"CREDSUP_DATA_DIR": str(province)}
+        listed = cli.invoke(app, ["audit", "refused", "--json"], env=env)
+        assert listed.exit_code == 1 and json.loads(listed.stdout)["open"] == 1, listed.output
+        unsigned = cli.invoke(app, ["audit", "acknowledge", "--by", " ", "--note", "x"], env=env)
+        assert unsigned.exit_code == 2 and "--by" in unsigned.output
+        done = cli.invoke(
+            app, ["audit", "acknowledge", "--by", "ops", "--note", "test row"], env=env
+        )
+        assert done.exit_code == 0 and "acknowledged 1 " in done.stdout, done.output
+        assert client.get("/readyz").status_code == 200
+        assert cli.invoke(app, ["audit", "refused"], env=env).exit_code == 0
+        assert quarantine.acknowledgements()[-1]["by"] == "ops"
 
     with engine.connect() as con:  # the writer flushed at shutdown
         logged = con.execute(
@@ -429,5 +618,34 @@ def test_a_load_never_picks_tiers_by_file_age_nor_rewrites_what_was_published(
             served = con.execute(sa.select(companies.c.full_doc).limit(50)).scalars().all()
         assert {json.loads(d)["tier"]["model_version"] for d in served
                 if json.loads(d).get("tier")} == {other}  # fmt: skip
+    finally:
+        engine.dispose()
+
+    # two loads of one date by two models at once (two operators): both once passed the check
+    # and the later silently replaced the other's tiers; now one loads and the other is refused
+    (tmp_path / "db2").mkdir()
+    url = fresh_url(backend, request, tmp_path / "db2")
+    upgrade(url)
+    engine = make_engine(url)
+    start = threading.Barrier(2)
+    outcomes: dict[str, str] = {}
+
+    def load(v: str) -> None:
+        start.wait()
+        try:
+            load_results(engine, store, data, AS_OF, f"credit-tier-v{v}")
+            outcomes[v] = "loaded"
+        except AmbiguousLoad:
+            outcomes[v] = "refused"
+
+    try:
+        threads = [threading.Thread(target=load, args=(v,)) for v in (version, other)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(outcomes.values()) == ["loaded", "refused"], outcomes
+        (winner,) = [v for v, o in outcomes.items() if o == "loaded"]
+        assert published() == {winner}
     finally:
         engine.dispose()

@@ -243,7 +243,8 @@ def test_bad_input_is_named(data_dir: Path, trained: dict) -> None:
 def test_dates_after_today_are_refused(data_dir: Path, trained: dict) -> None:
     """Results as of a day whose records are not known yet are not built, nor stored as if
     they described it; the error names the date and today."""
-    tomorrow = (china_today() + timedelta(days=1)).isoformat()
+    # two days on: still after today if China's midnight passes while the commands run
+    tomorrow = (china_today() + timedelta(days=2)).isoformat()
     stored = sorted(p.name for p in data_dir.rglob("*.parquet"))
     penalty = data_dir / "penalty.csv"
     penalty.write_text("record_id,uscc,category,severity,event_date,recorded_date,source_dept,"
