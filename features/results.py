@@ -34,12 +34,19 @@ class Restatement(Exception):
     """A past day's published results would change (records arrived since, recorded as of that
     day or before): refused unless restated knowingly, with a reason."""
 
-    def __init__(self, kind: str, as_of: date, version: str, changed: int) -> None:
+    def __init__(
+        self, kind: str, as_of: date, published: str, changed: int, version: str | None = None
+    ) -> None:
+        why = (
+            "records recorded by that day arrived since"
+            if version in (None, published)
+            else f"{version} would replace it"
+        )
         super().__init__(
-            f"the {kind} as of {as_of} ({version}) are already stored, and the "
-            f"{' or '.join(PUBLISHED[kind])} of {changed:,} companies would change (records "
-            "recorded by that day arrived since): what was published for a past day is not "
-            "silently rewritten; restate it knowingly with --restate 'the reason'"
+            f"the {kind} as of {as_of} ({published}) are published, and the "
+            f"{' or '.join(PUBLISHED[kind])} of {changed:,} companies would change ({why}): "
+            "what was published for a past day is not silently rewritten; restate it "
+            "knowingly with --restate 'the reason'"
         )
         self.changed = changed
 
@@ -69,24 +76,40 @@ class Results:
         today: date,
         restate: str | None = None,
     ) -> Path:
-        """Write scores or tiers of a date. For a past day (today's may still grow) a stored
-        file whose published columns would change is kept unless `restate` gives the reason:
-        then it is set aside (`<version>.parquet.superseded-<UTC time>`, no longer read) and the
+        """Write scores or tiers of a date. A past day's (today's may still grow) published
+        results are not changed unless `restate` gives the reason: for tiers, those of the same
+        model version; for scores, the date's published evaluation, whatever its method (the
+        file written last: another method written now would replace it). A past day's results
+        equal to the published ones are not rewritten (the file and its time stay). A restated
+        file is set aside (`<version>.parquet.superseded-<UTC time>`, no longer read) and the
         restatement logged in `restatements.jsonl` of the kind's folder."""
-        old = self.read(kind, as_of, version)
-        if old is not None and as_of < today:
-            changed = changed_companies(old, table, PUBLISHED[kind])
-            if changed:
-                if not (restate or "").strip():
-                    raise Restatement(kind, as_of, version, changed)
-                path = self._path(kind, as_of, version)
-                stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-                os.replace(path, path.with_name(f"{path.name}.superseded-{stamp}"))
-                line = {"at": stamp, "kind": kind, "as_of": as_of.isoformat(),
-                        "version": version, "changed": changed, "reason": restate}  # fmt: skip
-                with (self.root / kind / "restatements.jsonl").open("a", encoding="utf-8") as f:
-                    f.write(json.dumps(line, ensure_ascii=False) + "\n")
+        if as_of >= today:
+            return self.write(kind, table, as_of, version)
+        own = self._path(kind, as_of, version)
+        published = own if kind == "tiers" else self.published_file(kind, as_of)
+        if published is None or not published.exists():
+            return self.write(kind, table, as_of, version)
+        changed = changed_companies(pq.read_table(published), table, PUBLISHED[kind])
+        if not changed and published == own:
+            return own
+        if changed:
+            if not (restate or "").strip():
+                raise Restatement(kind, as_of, published.stem, changed, version)
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+            if own.exists():
+                os.replace(own, own.with_name(f"{own.name}.superseded-{stamp}"))
+            line = {"at": stamp, "kind": kind, "as_of": as_of.isoformat(),
+                    "published": published.stem, "version": version, "changed": changed,
+                    "reason": restate}  # fmt: skip
+            with (self.root / kind / "restatements.jsonl").open("a", encoding="utf-8") as f:
+                f.write(json.dumps(line, ensure_ascii=False) + "\n")
         return self.write(kind, table, as_of, version)
+
+    def published_file(self, kind: str, as_of: date) -> Path | None:
+        """The file of a date `credsup load` loads when no version is named: written last."""
+        folder = self.root / kind / f"as_of={as_of.isoformat()}"
+        files = sorted(folder.glob("*.parquet"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+        return files[-1] if files else None
 
     def write_method(self, version: str, config: dict[str, Any]) -> None:
         """Keep the configuration a method version stands for (re-scoring one company later

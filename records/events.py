@@ -149,13 +149,21 @@ def check_correction(fix: dict[str, Any], category_code: str, catalogue: Catalog
     if category_code not in catalogue:
         raise EventError(f"the record's category {category_code!r} is not in the catalogue")
     category = catalogue[category_code]
-    if "severity" in fix and set(category.severities) == LISTING_SEVERITIES:
+    listing = set(category.severities) == LISTING_SEVERITIES
+    if listing and "severity" in fix:
         # a corrected `removed` would end every earlier listing of the list, a corrected
         # `listed` would list anew: a listing ends by a removal record (naming it in `ref`),
         # a wrong listing or removal is withdrawn
         raise EventError(
             f"a correction may not restate the severity of {category.code} records (listed or "
             "removed): end a listing with a removal record naming it, withdraw a wrong one"
+        )
+    if listing and isinstance(fix.get("attributes"), dict) and "ref" in fix["attributes"]:
+        # a removal without `ref` ends every earlier listing of the list; one with another
+        # `ref` ends another listing: neither is a correction
+        raise EventError(
+            f"a correction may not restate which listing a {category.code} removal ends (its "
+            "`ref`): withdraw the removal and record the right one"
         )
     if "severity" in fix:
         severity = fix["severity"]

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import queue
+import secrets
 import threading
 import unicodedata
 from collections.abc import Iterable
@@ -77,8 +78,8 @@ class AuditQuarantine:
 
     def add(self, row: dict[str, Any], reason: str) -> None:
         entry = {
-            "refused_at": datetime.now(UTC).isoformat(), "reason": reason,
-            "pid": os.getpid(), "row": {**row, "at": _iso(row.get("at"))},
+            "id": secrets.token_hex(8), "refused_at": datetime.now(UTC).isoformat(),
+            "reason": reason, "pid": os.getpid(), "row": {**row, "at": _iso(row.get("at"))},
         }  # fmt: skip
         self._append(self.entries_path, entry)
 
@@ -89,14 +90,21 @@ class AuditQuarantine:
         return _read_lines(self.acknowledged_path)
 
     def acknowledged_through(self) -> int:
-        """How many entries (from the first) have been acknowledged."""
-        return max((int(a["through"]) for a in self.acknowledgements()), default=0)
+        """How many entries of the file, from the first, have been acknowledged: those up to
+        the last one an acknowledgement named (by its id, not its place: a file rotated or
+        archived since starts again, and what it holds is open)."""
+        named = {a.get("last_id") for a in self.acknowledgements()}
+        entries = self.entries()
+        for i in range(len(entries) - 1, -1, -1):
+            if entries[i].get("id") in named:
+                return i + 1
+        return 0
 
     def open_count(self) -> int:
         """Entries not yet acknowledged (re-read only when a file changed: /readyz asks)."""
         seen = (_stamp(self.entries_path), _stamp(self.acknowledged_path))
         if seen != self._seen:
-            self._open = max(len(self.entries()) - self.acknowledged_through(), 0)
+            self._open = len(self.entries()) - self.acknowledged_through()
             self._seen = seen
         return self._open
 
@@ -104,14 +112,14 @@ class AuditQuarantine:
         """Acknowledge every entry written so far; the number newly acknowledged."""
         if not by.strip() or not note.strip():
             raise ValueError("an acknowledgement names who made it (--by) and why (--note)")
-        total, done = len(self.entries()), self.acknowledged_through()
-        if total <= done:
+        entries, done = self.entries(), self.acknowledged_through()
+        if len(entries) <= done:
             return 0
         self._append(self.acknowledged_path, {
-            "at": datetime.now(UTC).isoformat(), "through": total, "by": by.strip(),
-            "note": note.strip(),
+            "at": datetime.now(UTC).isoformat(), "last_id": entries[-1]["id"],
+            "entries": len(entries) - done, "by": by.strip(), "note": note.strip(),
         })  # fmt: skip
-        return total - done
+        return len(entries) - done
 
     def _append(self, path: Path, entry: dict[str, Any]) -> None:
         line = (json.dumps(entry, ensure_ascii=True, default=str) + "\n").encode()

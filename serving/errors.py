@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import sqlite3
 
 import psycopg
 import sqlalchemy as sa
@@ -116,9 +117,22 @@ def install(app: FastAPI) -> None:
         )
 
 
+CONNECTION_STATES = ("08", "57P01", "57P02", "57P03")
+"""PostgreSQL SQLSTATEs of a connection lost or refused (class 08; the server shutting down or
+starting): the database is away, not the statement wrong."""
+
+SQLITE_AWAY = ("database is locked", "unable to open database file")
+
+
 def _unreachable(exc: BaseException) -> bool:
-    """A lost or refused database connection (not a refused statement)."""
+    """The database is away (a lost or refused connection, a locked or missing SQLite file), as
+    opposed to a statement it refused (no such table, a read-only file: a 500 to look into)."""
     if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
         return True
-    lost = (sa.exc.OperationalError, sa.exc.InterfaceError, psycopg.OperationalError)
-    return isinstance(exc, lost)
+    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    if isinstance(orig, psycopg.OperationalError):
+        state = orig.sqlstate
+        return state is None or state.startswith(CONNECTION_STATES)
+    if isinstance(orig, sqlite3.OperationalError):
+        return any(text in str(orig) for text in SQLITE_AWAY)
+    return isinstance(orig, psycopg.InterfaceError)

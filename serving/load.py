@@ -90,7 +90,7 @@ def _latest(folder: Path, version: str | None) -> Path | None:
     if version is not None:
         path = folder / f"{version}.parquet"
         return path if path.exists() else None
-    files = sorted(folder.glob("*.parquet"), key=lambda p: p.stat().st_mtime)
+    files = sorted(folder.glob("*.parquet"), key=lambda p: (p.stat().st_mtime_ns, p.name))
     return files[-1] if files else None
 
 

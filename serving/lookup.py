@@ -69,14 +69,14 @@ class Lookup:
                     row = await cursor.fetchone()
                     break
                 except psycopg.OperationalError:
+                    if attempt == 2 or not (con.broken or con.closed):
+                        raise  # a statement refused (a timeout) on a healthy connection
                     # the server ended the connection (a restart, a failover, a terminated
                     # backend): it is replaced and the read tried once more on the new one, so
                     # a database that is back costs no request (each pooled connection fails
                     # once); if it cannot be reached, the read fails (503)
                     with contextlib.suppress(Exception):
                         await con.close()
-                    if attempt == 2:
-                        raise
                     con = await self._connect()
         finally:
             self._pool.put_nowait(con)

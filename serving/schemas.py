@@ -153,8 +153,12 @@ class RefusedAuditEntry(BaseModel):
 
 class RefusedAuditPage(BaseModel):
     open: int
-    """Entries not yet acknowledged: the service is not ready while there are any."""
+    """Entries not yet acknowledged, and rows not filed: the service is not ready while there
+    are any."""
     entries: list[RefusedAuditEntry]
+    unfiled: int = 0
+    """Refused rows the quarantine could not take either (its directory not writable): in the
+    service log only; the service is not ready until it is restarted."""
 
 
 class ReloadResult(BaseModel):

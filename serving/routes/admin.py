@@ -59,7 +59,9 @@ def audit_refused(state: StateDep, caller: CallerDep) -> RefusedAuditPage:
         return RefusedAuditPage(open=len(entries), entries=entries)
     through = quarantine.acknowledged_through()
     rows = [{**e, "acknowledged": i < through} for i, e in enumerate(quarantine.entries())]
-    return RefusedAuditPage(open=state.audit.open_refused, entries=rows)
+    return RefusedAuditPage(
+        open=state.audit.open_refused, entries=rows, unfiled=state.audit.unfiled
+    )
 
 
 def _utc(moment: datetime) -> datetime:

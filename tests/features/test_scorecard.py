@@ -274,9 +274,13 @@ def test_cli_keeps_history_and_answers_the_grade_on_a_day(base_store: Path, tmp_
     text = runner.invoke(app, ["score", "--as-of", "2026-03-31"], env=env)
     assert "grades as of 2026-03-31" in text.stdout and "companies" in text.stdout
     # several methods for one date: the grade published is the one `credsup load` loads (the
-    # file written last), not the method whose hash sorts last; each method's config is kept
+    # file written last), not the method whose hash sorts last; each method's config is kept;
+    # on a past day, another method's grades are a restatement
     for scale in ("hebei-9", "hunan", "A-D", "hunan"):
-        res = runner.invoke(app, ["score", "--as-of", "2026-03-31", "--scale", scale], env=env)
+        args = ["score", "--as-of", "2026-03-31", "--scale", scale]
+        refused = runner.invoke(app, args, env=env)
+        assert refused.exit_code == 1 and "would replace it" in " ".join(refused.output.split())
+        res = runner.invoke(app, [*args, "--restate", "the province changed its scale"], env=env)
         assert res.exit_code == 0, res.output
         graded = runner.invoke(app, ["grade", uscc, "--on", "2026-04-01", "--json"], env=env)
         method = Scorecard(load_config(scale=scale)).method_version
@@ -297,7 +301,15 @@ def test_a_past_days_published_evaluation_is_not_silently_rewritten(
     runner = CliRunner()
     day = "2026-03-31"
     assert runner.invoke(app, ["score", "--as-of", day], env=env).exit_code == 0
+    published = data_dir / "results" / "scores" / f"as_of={day}"
+    (first,) = published.glob("*.parquet")
+    written = first.stat().st_mtime_ns
     assert runner.invoke(app, ["score", "--as-of", day], env=env).exit_code == 0  # the same
+    assert first.stat().st_mtime_ns == written  # not rewritten: still the one published
+    # another method (scale) would become the published one: a restatement as well
+    hunan = runner.invoke(app, ["score", "--as-of", day, "--scale", "hunan"], env=env)
+    assert hunan.exit_code == 1 and "would replace it" in " ".join(hunan.output.split())
+    assert list(published.glob("*.parquet")) == [first]
     uscc = sorted(Store(data_dir / "store").read("entities").column("uscc").to_pylist())[0]
 
     def graded() -> dict[str, Any]:

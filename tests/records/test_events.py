@@ -95,3 +95,24 @@ def test_a_listing_is_not_ended_or_made_by_correcting_its_severity(
     # other corrections of a listing are taken
     other = {**fix, "attributes": {"attributes": {"reason": "unreachable"}}}
     assert append_events(store, [other], today=TODAY).stored == 1
+
+
+@pytest.mark.parametrize("ref", [None, "L1"])
+def test_a_removal_is_not_pointed_at_another_listing_by_a_correction(
+    store: Store, tmp_path: Path, ref: str | None
+) -> None:
+    """Correcting a removal's `ref` away (a JSON merge patch with null deletes it) made it end
+    every earlier listing of the list: the company left the serious dishonest list."""
+    rows = [
+        penalty("L1", category="serious_dishonest_list", severity="listed", amount="",
+                event_date="2024-01-01", recorded_date="2024-01-01"),
+        penalty("L2", category="serious_dishonest_list", severity="listed", amount="",
+                event_date="2024-01-11", recorded_date="2024-01-11"),
+        penalty("R2", category="serious_dishonest_list", severity="removed", amount="",
+                event_date="2024-02-01", recorded_date="2024-02-01", attributes='{"ref": "L2"}'),
+    ]  # fmt: skip
+    ingest_file(store, write_csv(tmp_path / "a.csv", rows), "records", "samr", today=TODAY)
+    fix = {"record_id": "R2", "event_type": "correction", "effective_date": "2024-03-01",
+           "attributes": {"attributes": {"ref": ref}}}  # fmt: skip
+    result = append_events(store, [fix], today=TODAY)
+    assert result.stored == 0 and "which listing" in result.rejected[0]["reason"]

@@ -342,3 +342,29 @@ def test_a_bad_memory_limit_setting_is_a_clear_error(tmp_path: Path) -> None:
     assert res.exit_code == 2, res.output
     assert "CREDSUP_DUCKDB_MEMORY_LIMIT" in res.output and "'lots'" in res.output
     assert "Traceback" not in res.output
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "command"),
+    [
+        ("CREDSUP_DUCKDB_MEMORY_LIMIT", "lots", ["serve"]),
+        ("CREDSUP_DUCKDB_MEMORY_LIMIT", "lots", ["db", "upgrade"]),
+        ("CREDSUP_DUCKDB_MEMORY_LIMIT", "lots", ["keys", "list"]),
+        (
+            "CREDSUP_DUCKDB_MEMORY_LIMIT",
+            "lots",
+            ["plan", "items", "import", "--preset", "national-default"],
+        ),
+        # a negative period reloaded the model in a tight loop (100 % of a core, idle)
+        ("CREDSUP_MODEL_RELOAD_SECONDS", "-1", ["serve"]),
+        ("CREDSUP_MODEL_RELOAD_SECONDS", "0", ["serve"]),
+    ],
+)
+def test_every_command_names_a_bad_setting_in_one_line(
+    tmp_path: Path, variable: str, value: str, command: list[str]
+) -> None:
+    env = {"CREDSUP_DATA_DIR": str(tmp_path / "data"), variable: value}
+    res = CliRunner().invoke(app, command, env=env)
+    assert res.exit_code == 2, res.output
+    assert variable in res.output and repr(value) in res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1

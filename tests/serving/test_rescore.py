@@ -249,7 +249,8 @@ def test_a_province_grading_on_its_own_scale_keeps_it_when_a_company_is_rescored
     province publishing 优/良/中/差 was served "C" (and another method) among 中 and 良."""
     with loaded_copy("sqlite", request, tmp_path_factory, province, "scale") as loaded:
         hunan = Scorecard(load_config(None, "hunan")).method_version
-        scored = credsup(loaded.data_dir, "score", "--as-of", AS_OF.isoformat(), "--scale", "hunan")
+        scored = credsup(loaded.data_dir, "score", "--as-of", AS_OF.isoformat(), "--scale", "hunan",
+                         "--restate", "the province grades 优/良/中/差")  # fmt: skip
         assert scored["method_version"] == hunan
         load_results(loaded.engine, loaded.store, loaded.data_dir, AS_OF)  # the file written last
         uscc = _sample(loaded.engine)[0]

@@ -372,6 +372,10 @@ def test_the_audit_quarantine_keeps_refused_rows_until_acknowledged(tmp_path: Pa
     assert quarantine.open_count() == 1
     assert [e["row"]["status"] for e in quarantine.entries()] == [200, 404]
     assert quarantine.acknowledge("ops", "second") == 1 and quarantine.open_count() == 0
+    # the file archived (rotated): a row refused after that is open, whatever its place
+    quarantine.entries_path.rename(tmp_path / "refused-2026-12.jsonl")
+    quarantine.add({**row, "status": 500}, "DataError: after the rotation")
+    assert quarantine.open_count() == 1 and quarantine.acknowledged_through() == 0
 
 
 def test_a_database_that_comes_back_costs_no_request_and_one_away_is_503(
@@ -649,3 +653,22 @@ def test_a_load_never_picks_tiers_by_file_age_nor_rewrites_what_was_published(
         assert published() == {winner}
     finally:
         engine.dispose()
+
+
+def test_only_a_database_that_is_away_is_503() -> None:
+    import sqlite3
+
+    import psycopg
+
+    from serving.errors import _unreachable
+
+    def wrapped(orig: Exception) -> sa.exc.DBAPIError:
+        return sa.exc.OperationalError("SELECT 1", {}, orig)
+
+    assert _unreachable(wrapped(sqlite3.OperationalError("database is locked")))
+    assert _unreachable(wrapped(psycopg.OperationalError("connection refused")))
+    assert not _unreachable(wrapped(sqlite3.OperationalError("no such table: companies")))
+    assert not _unreachable(
+        wrapped(sqlite3.OperationalError("attempt to write a readonly database"))
+    )
+    assert not _unreachable(ValueError("a bug"))

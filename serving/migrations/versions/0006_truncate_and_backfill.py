@@ -6,8 +6,9 @@ UPDATE and DELETE, but `TRUNCATE audit_log` emptied the log. SQLite has no TRUNC
 
 0002 added `region`, `industry`, `entity_type` and `name` to `company_history` without filling
 them, so a date loaded under 0001 could not be drawn from (`credsup plan create` found no
-company of the region) until it was loaded again. They are filled from the company's served
-row, the only copy there is; a row that has its values keeps them.
+company of the region) until it was loaded again. Rows loaded before 0002 (all four empty) are
+filled from the company's served row: the only copy there is, so with today's region, industry
+and type, not those of the row's day; rows loaded since keep theirs, empty ones too.
 
 Revision ID: 0006
 Revises: 0005
@@ -33,11 +34,15 @@ def upgrade() -> None:
                 f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
                 f"FOR EACH STATEMENT EXECUTE FUNCTION {table}_append_only()"
             )
-    for column in FILLED:
-        op.execute(
-            f"UPDATE company_history SET {column} = (SELECT c.{column} FROM companies c "
-            f"WHERE c.uscc = company_history.uscc) WHERE {column} IS NULL"
+    before_0002 = " AND ".join(f"{column} IS NULL" for column in FILLED)
+    op.execute(
+        "UPDATE company_history SET "
+        + ", ".join(
+            f"{column} = (SELECT c.{column} FROM companies c WHERE c.uscc = company_history.uscc)"
+            for column in FILLED
         )
+        + f" WHERE {before_0002}"
+    )
 
 
 def downgrade() -> None:
