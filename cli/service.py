@@ -6,6 +6,7 @@ import time
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from cli.main import JsonOpt, _as_of, _emit_json, _progress, _settings, _store, app, err, out
 from records.workdays import china_today
@@ -227,7 +228,13 @@ def serve(
     from serving.db import upgrade
 
     settings = _settings()
-    upgrade(settings.serving_url)  # once, before the workers start (they find it migrated)
+    try:
+        upgrade(settings.serving_url)  # once, before the workers start (they find it migrated)
+    except Exception as exc:  # the database cannot be reached or migrated: nothing to serve
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        err.print(f"[red]error:[/red] the serving database {_safe(settings.serving_url)} cannot "
+                  f"be migrated: {escape(first)}", soft_wrap=True)  # fmt: skip
+        raise typer.Exit(3) from None
     if workers > 1 and settings.model_reload_seconds is None:
         # `POST /v1/admin/reload` reaches one worker: the others look at the champion alias on
         # this period (re-scores always look first)

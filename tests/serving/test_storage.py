@@ -672,3 +672,16 @@ def test_only_a_database_that_is_away_is_503() -> None:
         wrapped(sqlite3.OperationalError("attempt to write a readonly database"))
     )
     assert not _unreachable(ValueError("a bug"))
+
+
+def test_serve_without_a_database_says_so_in_one_line(tmp_path: Path) -> None:
+    """`credsup serve` migrates before it starts the workers: a database it cannot reach is an
+    error naming it (exit 3, as uvicorn's failed start was), not a traceback."""
+    away = "postgresql+psycopg://postgres@127.0.0.1:9/nowhere"
+    res = CliRunner().invoke(
+        app, ["serve", "--port", "18999"],
+        env={"CREDSUP_DATA_DIR": str(tmp_path), "DATABASE_URL": away},
+    )  # fmt: skip
+    assert res.exit_code == 3, res.output
+    assert "127.0.0.1:9/nowhere cannot be migrated" in " ".join(res.output.split())
+    assert "Traceback" not in res.output
