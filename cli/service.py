@@ -222,6 +222,7 @@ def serve(
 ) -> None:
     """Serve the tier API with uvicorn (OpenAPI docs at /docs)."""
     import os
+    import shutil
 
     import uvicorn
 
@@ -239,6 +240,13 @@ def serve(
         # `POST /v1/admin/reload` reaches one worker: the others look at the champion alias on
         # this period (re-scores always look first)
         os.environ["CREDSUP_MODEL_RELOAD_SECONDS"] = str(RELOAD_WITH_WORKERS)
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # /metrics adds up the workers' counts (prometheus_client's multiprocess mode): a
+        # folder of this server's own, emptied at each start
+        folder = settings.data_dir / "metrics" / str(port or settings.api_port)
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder.resolve())
     err.print(
         f"serving on http://{host or settings.api_host}:{port or settings.api_port} with "
         f"{workers} worker(s), database {_safe(settings.serving_url)}, data {settings.data_dir}"

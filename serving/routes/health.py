@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import sqlalchemy as sa
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
 from serving.deps import StateDep
 from serving.schemas import Readiness
@@ -55,4 +57,11 @@ def readyz(state: StateDep) -> JSONResponse:
 
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics() -> Response:
+    """Prometheus metrics. With several workers (`credsup serve --workers N` sets
+    PROMETHEUS_MULTIPROC_DIR), the counts of all of them, whichever answers: one worker's
+    alone read as a counter reset on every scrape another worker answered."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

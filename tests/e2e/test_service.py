@@ -597,3 +597,36 @@ def test_the_tier_api_end_to_end(
     for check in CHECKS_IN_ORDER:
         with subtests.test(msg=check.__name__.removeprefix("check_")):
             check(client, province)
+
+
+def test_two_workers_count_their_requests_together(province: Province) -> None:
+    """`credsup serve --workers 2`: each worker had its own counters, so /metrics showed the
+    counts of whichever answered (a counter reset to Prometheus at every other scrape)."""
+    log = province.data_dir / "uvicorn-workers.log"
+    started = None
+    for _ in range(3):  # another process may take the port between our probe and uvicorn's bind
+        started = start_server(province.data_dir, log, None, "--workers", "2")
+        if started is not None:
+            break
+    assert started is not None, log.read_text(errors="replace")[-4000:]
+    process, base_url = started
+    line = 'credsup_requests_total{method="GET",route="/healthz",status="200"}'
+
+    def healthz_count(http: httpx.Client) -> float:
+        text = http.get("/metrics").text
+        (value,) = [float(row.split()[-1]) for row in text.splitlines() if row.startswith(line)]
+        return value
+
+    try:
+        counts = []
+        for _ in range(3):
+            with httpx.Client(base_url=base_url, timeout=30, trust_env=False) as http:
+                before = healthz_count(http)
+            for _ in range(40):  # a connection each: the workers share them out
+                assert httpx.get(f"{base_url}/healthz", trust_env=False).status_code == 200
+            with httpx.Client(base_url=base_url, timeout=30, trust_env=False) as http:
+                counts.append(healthz_count(http) - before)
+        assert counts == [40.0, 40.0, 40.0]
+        assert process.poll() is None and (province.data_dir / "metrics").is_dir()
+    finally:
+        stop_server(process)

@@ -26,7 +26,7 @@ def free_port() -> int:
 
 
 def start_server(
-    data_dir: Path, log: Path, extra_env: dict[str, str] | None = None
+    data_dir: Path, log: Path, extra_env: dict[str, str] | None = None, *args: str
 ) -> tuple[subprocess.Popen[bytes], str] | None:
     """`credsup serve` on a free port; None if it exited before answering (port taken)."""
     port = free_port()
@@ -37,7 +37,7 @@ def start_server(
     env.update(extra_env or {})
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     command = [sys.executable, "-c", "from cli.main import app; app()", "serve",
-               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+               "--host", "127.0.0.1", "--port", str(port), *args]  # fmt: skip
     with log.open("ab") as out:
         process = subprocess.Popen(
             command, cwd=data_dir, env=env, stdout=out, stderr=subprocess.STDOUT
