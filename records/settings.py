@@ -19,7 +19,7 @@ class Settings(BaseSettings):
     catalogue_path: Path | None = None
     """A catalogue YAML to use instead of the packaged default."""
     duckdb_memory_limit: str = "6GB"
-    duckdb_threads: int = 2
+    duckdb_threads: int = Field(default=2, ge=1)
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("DATABASE_URL", "CREDSUP_DATABASE_URL")
     )

@@ -358,6 +358,9 @@ def test_a_bad_memory_limit_setting_is_a_clear_error(tmp_path: Path) -> None:
         # a negative period reloaded the model in a tight loop (100 % of a core, idle)
         ("CREDSUP_MODEL_RELOAD_SECONDS", "-1", ["serve"]),
         ("CREDSUP_MODEL_RELOAD_SECONDS", "0", ["serve"]),
+        # no thread: every worker failed to start, after the settings were taken
+        ("CREDSUP_DUCKDB_THREADS", "0", ["serve"]),
+        ("CREDSUP_DUCKDB_THREADS", "0", ["records"]),
     ],
 )
 def test_every_command_names_a_bad_setting_in_one_line(
