@@ -120,10 +120,9 @@ def audit_refused(as_json: JsonOpt = False) -> None:
     from serving.audit import AuditQuarantine
 
     quarantine = AuditQuarantine(_settings().audit_quarantine_dir)
-    entries, through = quarantine.entries(), quarantine.acknowledged_through()
-    shown = [{**e, "acknowledged": i < through} for i, e in enumerate(entries)]
+    shown, still_open = quarantine.listing()
     if as_json:
-        _emit_json({"open": len(entries) - through, "entries": shown,
+        _emit_json({"open": still_open, "entries": shown,
                     "acknowledgements": quarantine.acknowledgements()})  # fmt: skip
     else:
         for e in shown:
@@ -136,9 +135,9 @@ def audit_refused(as_json: JsonOpt = False) -> None:
                 markup=False,
                 highlight=False,
             )
-        err.print(f"{len(entries)} refused audit row(s), {len(entries) - through} open, in "
+        err.print(f"{len(shown)} refused audit row(s), {still_open} open, in "
                   f"{quarantine.entries_path}")  # fmt: skip
-    if len(entries) > through:
+    if still_open:
         raise typer.Exit(1)
 
 

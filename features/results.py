@@ -89,7 +89,8 @@ class Results:
         published = own if kind == "tiers" else self.published_file(kind, as_of)
         if published is None or not published.exists():
             return self.write(kind, table, as_of, version)
-        changed = changed_companies(pq.read_table(published), table, PUBLISHED[kind])
+        old = pq.read_table(published, columns=["uscc", *PUBLISHED[kind]])  # not the reasons
+        changed = changed_companies(old, table, PUBLISHED[kind])
         if not changed and published == own:
             return own
         if changed:
@@ -107,9 +108,7 @@ class Results:
 
     def published_file(self, kind: str, as_of: date) -> Path | None:
         """The file of a date `credsup load` loads when no version is named: written last."""
-        folder = self.root / kind / f"as_of={as_of.isoformat()}"
-        files = sorted(folder.glob("*.parquet"), key=lambda p: (p.stat().st_mtime_ns, p.name))
-        return files[-1] if files else None
+        return written_last(self.root / kind / f"as_of={as_of.isoformat()}")
 
     def write_method(self, version: str, config: dict[str, Any]) -> None:
         """Keep the configuration a method version stands for (re-scoring one company later
@@ -165,6 +164,14 @@ class Results:
         and of its methods the one published (`credsup load` loads the file written last)."""
         earlier = [r for r in self.history(uscc, version) if r["as_of"] <= on]
         return earlier[-1] if earlier else None
+
+
+def written_last(folder: Path) -> Path | None:
+    """Of a date's result files, the one written last (ties by name): the published one."""
+    if not folder.is_dir():
+        return None
+    files = sorted(folder.glob("*.parquet"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+    return files[-1] if files else None
 
 
 def changed_companies(old: pa.Table, new: pa.Table, columns: tuple[str, ...]) -> int:

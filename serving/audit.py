@@ -60,7 +60,7 @@ def clean_purpose(text: str | None) -> str | None:
 class AuditQuarantine:
     """Audit rows the database refused, kept so that no read goes unrecorded: `refused.jsonl`
     (a line per row: the row, the database's reason, when and by which process) and
-    `acknowledged.jsonl` (a line per acknowledgement: through which entry, by whom, why), both
+    `acknowledged.jsonl` (a line per acknowledgement: the last entry it covers, by whom, why), both
     only appended to. Rows are JSON with every non-ASCII and control character escaped, so the
     file holds what the database would not (a NUL is written as \\u0000).
 
@@ -89,22 +89,23 @@ class AuditQuarantine:
     def acknowledgements(self) -> list[dict[str, Any]]:
         return _read_lines(self.acknowledged_path)
 
-    def acknowledged_through(self) -> int:
-        """How many entries of the file, from the first, have been acknowledged: those up to
-        the last one an acknowledgement named (by its id, not its place: a file rotated or
+    def listing(self) -> tuple[list[dict[str, Any]], int]:
+        """(every entry with `acknowledged` set, how many are open). Acknowledged are those up
+        to the last one an acknowledgement named (by its id, not its place: a file rotated or
         archived since starts again, and what it holds is open)."""
         named = {a.get("last_id") for a in self.acknowledgements()}
         entries = self.entries()
-        for i in range(len(entries) - 1, -1, -1):
-            if entries[i].get("id") in named:
-                return i + 1
-        return 0
+        through = next(
+            (i + 1 for i in range(len(entries) - 1, -1, -1) if entries[i].get("id") in named), 0
+        )
+        shown = [{**e, "acknowledged": i < through} for i, e in enumerate(entries)]
+        return shown, len(entries) - through
 
     def open_count(self) -> int:
         """Entries not yet acknowledged (re-read only when a file changed: /readyz asks)."""
         seen = (_stamp(self.entries_path), _stamp(self.acknowledged_path))
         if seen != self._seen:
-            self._open = len(self.entries()) - self.acknowledged_through()
+            self._open = self.listing()[1]
             self._seen = seen
         return self._open
 
@@ -112,14 +113,14 @@ class AuditQuarantine:
         """Acknowledge every entry written so far; the number newly acknowledged."""
         if not by.strip() or not note.strip():
             raise ValueError("an acknowledgement names who made it (--by) and why (--note)")
-        entries, done = self.entries(), self.acknowledged_through()
-        if len(entries) <= done:
+        entries, still_open = self.listing()
+        if not still_open:
             return 0
         self._append(self.acknowledged_path, {
             "at": datetime.now(UTC).isoformat(), "last_id": entries[-1]["id"],
-            "entries": len(entries) - done, "by": by.strip(), "note": note.strip(),
+            "entries": still_open, "by": by.strip(), "note": note.strip(),
         })  # fmt: skip
-        return len(entries) - done
+        return still_open
 
     def _append(self, path: Path, entry: dict[str, Any]) -> None:
         line = (json.dumps(entry, ensure_ascii=True, default=str) + "\n").encode()

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from features.results import written_last
 from records.catalogue import DIMENSIONS
 from records.store import Store
 from serving.db import companies, company_history
@@ -90,8 +91,7 @@ def _latest(folder: Path, version: str | None) -> Path | None:
     if version is not None:
         path = folder / f"{version}.parquet"
         return path if path.exists() else None
-    files = sorted(folder.glob("*.parquet"), key=lambda p: (p.stat().st_mtime_ns, p.name))
-    return files[-1] if files else None
+    return written_last(folder)
 
 
 def _tier_file(folder: Path, version: str | None) -> Path | None:

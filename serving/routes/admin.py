@@ -52,13 +52,8 @@ def audit_refused(state: StateDep, caller: CallerDep) -> RefusedAuditPage:
     the service is not ready; `credsup audit acknowledge` acknowledges them."""
     require(caller, ADMIN, "read the audit log")
     state.audit.flush()
-    quarantine = state.audit.quarantine
-    if quarantine is None:
-        entries = [{"refused_at": None, "reason": reason, "row": {**row, "at": str(row["at"])},
-                    "acknowledged": False} for row, reason in state.audit.refused]  # fmt: skip
-        return RefusedAuditPage(open=len(entries), entries=entries)
-    through = quarantine.acknowledged_through()
-    rows = [{**e, "acknowledged": i < through} for i, e in enumerate(quarantine.entries())]
+    quarantine = state.audit.quarantine  # the service always has one
+    rows = quarantine.listing()[0] if quarantine is not None else []
     return RefusedAuditPage(
         open=state.audit.open_refused, entries=rows, unfiled=state.audit.unfiled
     )
