@@ -72,6 +72,7 @@ from records.ingest import ingest_table  # noqa: E402
 from records.schema import TABLES  # noqa: E402
 from records.settings import Settings  # noqa: E402
 from records.simulate import SimulationConfig, simulate  # noqa: E402
+from records.spans import Span  # noqa: E402
 from records.store import Store  # noqa: E402
 
 GIB = 2**30
@@ -357,9 +358,19 @@ def _json_text(attributes: pd.Series, key: str) -> pd.Series:
     return attributes.map(one).astype(object)
 
 
-def _publicity_limit(c: pd.DataFrame, catalogue: Catalogue) -> np.ndarray[Any, Any]:
-    """Age (days) from which a record stops counting; inf when open-ended or never published."""
-    limit = np.full(len(c), np.inf)
+def _counting_end(c: pd.DataFrame, catalogue: Catalogue) -> pd.Series:
+    """The day each record stops counting by its period (NaT: no end, open-ended or never
+    published): calendar months first, clamped to the month's end, then days."""
+    spans: list[Span] = []  # the periods with an end, by code
+
+    def code(span: Span | None) -> int:
+        if span is None or span.zero:
+            return -1
+        if span not in spans:
+            spans.append(span)
+        return spans.index(span)
+
+    codes = np.full(len(c), -1)
     category, severity = c["category"].to_numpy(), c["severity"].to_numpy()
     for cat in catalogue.categories:
         in_cat = category == cat.code
@@ -369,25 +380,27 @@ def _publicity_limit(c: pd.DataFrame, catalogue: Catalogue) -> np.ndarray[Any, A
             rows = np.flatnonzero(in_cat)
             pairs = c.iloc[rows][["severity", "attributes"]].astype(object)
             keys = list(zip(pairs["severity"], pairs["attributes"], strict=True))
-            days_of = {
-                k: publicity.period(cat.code, k[0], k[1], None, catalogue).max_days
-                for k in set(keys)
-            }
-            limit[rows] = [float(d) if (d := days_of[k]) else np.inf for k in keys]
+            code_of = {k: code(publicity.period(cat.code, k[0], k[1], None, catalogue).maximum)
+                       for k in set(keys)}  # fmt: skip
+            codes[rows] = [code_of[k] for k in keys]
             continue
         periods = sorted(cat.publicity.items(), key=lambda kv: kv[0] != "*")  # "*" first
         for sev, period in periods:
-            days = np.inf if not period.max_days else float(period.max_days)
-            limit[in_cat if sev == "*" else in_cat & (severity == sev)] = days
-    return limit
+            codes[in_cat if sev == "*" else in_cat & (severity == sev)] = code(period.max)
+    end = pd.Series(pd.NaT, index=c.index, dtype=c["event_date"].dtype)
+    for i, span in enumerate(spans):
+        rows = codes == i
+        start = c["event_date"][rows]
+        end[rows] = start + pd.DateOffset(months=span.months) + pd.Timedelta(days=span.days)
+    return end
 
 
 def _plain(c: pd.DataFrame, spec: FeatureSpec, day: pd.Timestamp) -> pd.Series:
     mask = c["category"].isin(spec.categories)
     if spec.severities is not None:
         mask &= c["severity"].isin(spec.severities)
-    if spec.window_days is not None:
-        mask &= c["age"] < spec.window_days
+    if spec.window_months is not None:
+        mask &= c[f"within_{spec.window_months}m"]
     sub = c[mask]
     if spec.attribute_equals is not None:
         key, wanted = spec.attribute_equals
@@ -466,7 +479,7 @@ def _commitments(c: pd.DataFrame, spec: FeatureSpec, day: pd.Timestamp) -> pd.Se
         _json_text(rows["attributes"], "due_date"), errors="coerce", format="ISO8601"
     )
     due = due.dt.normalize().fillna(rows["event_date"])
-    window = rows["age"] < spec.window_days if spec.window_days is not None else True
+    window = rows[f"within_{spec.window_months}m"] if spec.window_months is not None else True
     commitment = rows["category"] == "credit_commitment"
     if spec.aggregation == "honoured_commitments":
         honoured = commitment & window & (due <= day) & ~breached
@@ -526,8 +539,12 @@ def pandas_features(
 
     known = rec[rec["recorded_date"] <= day]
     c = known[known["event_date"] <= day]
-    c = c.assign(age=(day - c["event_date"]).dt.days)
-    c = c[c["age"].to_numpy() < _publicity_limit(c, cat)]
+    ends = _counting_end(c, cat)
+    c = c[ends.isna() | (day < ends)]
+    windows = {s.window_months for s in specs if isinstance(s, FeatureSpec)}
+    for months in (m for m in windows if m is not None):
+        # in the last n calendar months: before the record's date plus n months (as the builder)
+        c[f"within_{months}m"] = day < c["event_date"] + pd.DateOffset(months=months)
     undone = events[
         events["event_type"].isin(("repair", "withdrawal"))
         & (events["effective_date"] <= day)

@@ -2,9 +2,9 @@
 
 A record counts for a company on date `as_of` when
 - it was recorded by then (`recorded_date <= as_of`) and happened by then (`event_date <= as_of`);
-- it is still within its publicity period (catalogue, by category and severity; a published
-  record stops counting on `event_date + max_days`; categories that are never published, i.e.
-  max_days 0, count by the feature's window alone);
+- it is still within its publicity period (catalogue, by category and severity, in calendar
+  months and years; a published record stops counting on `event_date + max`; categories that
+  are never published, i.e. max 0, count by the feature's window alone);
 - no repair or withdrawal event for it took effect by `as_of` and was recorded by `as_of`.
 A listing (`listed`) is open while no counting `removed` record of the same company refers to it
 (`attributes.ref`), or, for removals without a reference, none of the same list dated on or after
@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from features.specs import SPECS, EntitySpec, FeatureSpec, FlagSpec, Spec, spec_version
 from records.catalogue import Catalogue, default_catalogue
-from records.publicity import period_days_sql
+from records.publicity import counting_end_sql
 from records.store import Store
 
 DECAY_STEPS = ((1, 1.0), (2, 0.6), (3, 0.3))
@@ -68,18 +68,12 @@ def _in(column: str, values: Iterable[str]) -> str:
     return f"{column} IN ({', '.join(_lit(v) for v in values)})"
 
 
-def expiry_days_sql(catalogue: Catalogue) -> str:
-    """SQL giving a record's period max_days (NULL = open-ended, 0 = never published): the
-    publicity rule of `records.publicity`, over the columns category, severity, attributes."""
-    return period_days_sql(catalogue)
-
-
 def _predicate(spec: FeatureSpec) -> str:
     parts = [_in("category", spec.categories)]
     if spec.severities is not None:
         parts.append(_in("severity", spec.severities))
-    if spec.window_days is not None:
-        parts.append(f"age < {spec.window_days}")
+    if spec.window_months is not None:
+        parts.append(_window(spec.window_months))
     if spec.attribute_equals is not None:
         key, value = spec.attribute_equals
         parts.append(f"{_attribute_text(spec, key)} = {_lit(value)}")
@@ -108,6 +102,11 @@ def _attribute_text(spec: FeatureSpec, key: str) -> str:
     (a projection evaluates every part of an AND)."""
     only = f"CASE WHEN {_in('category', spec.categories)} THEN attributes END"
     return f"json_extract_string({only}, {_lit('$.' + key)})"
+
+
+def _window(months: int) -> str:
+    """The record is in the last `months` calendar months on `as_of` (a column of `_counting`)."""
+    return f"within_{int(months)}m"
 
 
 def _decay() -> str:
@@ -185,22 +184,30 @@ CORRECTED_COLUMNS = """CASE WHEN f.fix IS NULL THEN r.severity
 """A record's severity, amount and attributes in their corrected form (needs `fixes` as f)."""
 
 
-def _counting(categories: Iterable[str] | None, catalogue: Catalogue, extra: str = "") -> str:
+def _counting(
+    categories: Iterable[str] | None,
+    catalogue: Catalogue,
+    extra: str = "",
+    windows: Iterable[int] = (),
+) -> str:
     """Records counting at each point (see the module docstring), in their corrected form, with
-    their age in days. `extra` adds conditions on `r` and `p`."""
+    a flag `within_<n>m` per window of n calendar months: `as_of` is before the record's date
+    plus n months (the day a publicity period of n months would end). `extra` adds conditions
+    on `r` and `p`."""
     where = f"AND {_in('r.category', categories)}" if categories is not None else ""
+    flags = "".join(f",\n                   p.as_of < r.event_date + INTERVAL {int(n)} MONTH "
+                    f"AS {_window(n)}" for n in sorted(set(windows)))  # fmt: skip
     return f"""
         SELECT * FROM (
             SELECT p.uscc, p.as_of, r.record_id, r.category, r.event_date, r.source_dept,
-                   {CORRECTED_COLUMNS},
-                   date_diff('day', r.event_date, p.as_of) AS age
+                   {CORRECTED_COLUMNS}{flags}
             FROM points p
             JOIN records r ON r.uscc = p.uscc
             LEFT JOIN undone u ON u.record_id = r.record_id
             LEFT JOIN fixes f ON f.uscc = p.uscc AND f.as_of = p.as_of AND f.record_id = r.record_id
             WHERE r.recorded_date <= p.as_of AND r.event_date <= p.as_of {where} {extra}
               AND (u.undone_on IS NULL OR u.undone_on > p.as_of)
-        ) WHERE coalesce(age < nullif({expiry_days_sql(catalogue)}, 0), true)
+        ) WHERE coalesce(as_of < {counting_end_sql(catalogue)}, true)
     """
 
 
@@ -234,7 +241,7 @@ def _horizon(specs: tuple[Spec, ...]) -> str:
     for s in specs:
         if isinstance(s, FeatureSpec) and s.aggregation not in special:
             for c in s.categories:
-                w = s.window_days
+                w = s.window_months
                 widest[c] = (
                     None
                     if w is None or (c in widest and widest[c] is None)
@@ -242,10 +249,15 @@ def _horizon(specs: tuple[Spec, ...]) -> str:
                 )
     cases = " ".join(f"WHEN {_lit(c)} THEN {w}" for c, w in sorted(widest.items()) if w is not None)
     return (
-        f"AND coalesce(date_diff('day', r.event_date, p.as_of) < CASE r.category {cases} END, true)"
+        f"AND coalesce(p.as_of < r.event_date + to_months(CASE r.category {cases} END), true)"
         if cases
         else ""
     )
+
+
+def _windows(specs: Iterable[Spec]) -> set[int]:
+    return {s.window_months for s in specs
+            if isinstance(s, FeatureSpec) and s.window_months is not None}  # fmt: skip
 
 
 def features_sql(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None = None) -> str:
@@ -276,7 +288,7 @@ def features_sql(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None = 
     )
     commit_cols = []
     for s in commitments:
-        window = f"age < {s.window_days}" if s.window_days is not None else "true"
+        window = _window(s.window_months) if s.window_months is not None else "true"
         if s.aggregation == "honoured_commitments":
             commit_cols.append(
                 f"count(*) FILTER (WHERE category = 'credit_commitment' AND {window} AND due <= as_of "
@@ -323,7 +335,7 @@ def features_sql(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None = 
         f"""t{i} AS (  -- {category}, on its own (see APART_CATEGORIES)
         SELECT uscc, as_of,
             {", ".join(f"{_aggregate(s)} AS {s.name}" for s in group)}
-        FROM ({_counting((category,), cat, _horizon(specs))}) GROUP BY uscc, as_of
+        FROM ({_counting((category,), cat, _horizon(specs), _windows(group))}) GROUP BY uscc, as_of
     ),
     """
         for i, (category, group) in enumerate(apart.items())
@@ -340,7 +352,7 @@ def features_sql(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None = 
         f'''
         SELECT uscc, as_of,
             {plain_cols}
-        FROM ({_counting(needed, cat, _horizon(specs))}) GROUP BY uscc, as_of'''
+        FROM ({_counting(needed, cat, _horizon(specs), _windows(plain))}) GROUP BY uscc, as_of'''
         if plain
         else "SELECT uscc, as_of FROM points WHERE false"
     }
@@ -351,7 +363,9 @@ def features_sql(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None = 
             {list_cols}
         FROM open_listings GROUP BY uscc, as_of
     ),
-    commit_rows AS ({_counting(("credit_commitment", "commitment_breach"), cat)}),
+    commit_rows AS ({
+        _counting(("credit_commitment", "commitment_breach"), cat, "", _windows(commitments))
+    }),
     commit_marked AS (
         SELECT k.*,
             coalesce(TRY_CAST(json_extract_string(k.attributes, '$.due_date') AS DATE), k.event_date) AS due,

@@ -15,6 +15,7 @@ from features.builder import (
     _in,
     _lit,
     _predicate,
+    _windows,
     open_listings_sql,
 )
 from features.specs import SPECS, FeatureSpec, Spec
@@ -64,7 +65,7 @@ def evidence_sql(
     ctes, sources = [UNDONE_CTE, FIXES_CTE], []
     if counted:
         categories = sorted({c for s in counted for c in s.categories})
-        ctes.append(f"rows AS ({_counting(categories, cat)})")
+        ctes.append(f"rows AS ({_counting(categories, cat, '', _windows(counted))})")
         matching = """
             SELECT w.uscc, w.as_of, w.feature, r.record_id, r.event_date, r.source_dept{extra}
             FROM wanted w JOIN rows r ON r.uscc = w.uscc AND r.as_of = w.as_of

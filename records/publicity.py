@@ -1,15 +1,15 @@
 """When a record is public and how long it counts: the one rule (DOMAIN §9), in Python and SQL.
 
 The public window of a record starts on its event date (the decision date) and lasts the
-catalogue's `max_days` for its category and severity, with three refinements for penalty
-decisions:
+catalogue's `max` for its category and severity, a calendar period (`records.spans`: "3 months"
+ends on the same day of the month), with three refinements for penalty decisions:
 - **warnings are never published**: a decision whose only penalty types are `unpublished_types`
   (警告) is not public; it still counts for supervision while its severity's period runs, as the
   categories that are never published do;
 - **the longest penalty type applies**: a decision that includes a heavy type (closure, a revoked
   licence, …: `type_severity`) runs the period of that type's severity when it is longer;
 - **special domains run at least a year**: special equipment, work safety and fire decisions are
-  public (and wait before repair) at least `special_domain_days`.
+  public (and wait before repair) at least `special_domain_period`.
 A record stops counting when its period ends and is public until then, unless earlier
 - a `repair` or a `withdrawal` in force (both its effective and its recorded day reached) ends
   both;
@@ -18,14 +18,14 @@ A `correction` in force replaces the record's severity, amount and attributes (o
 key) from its day: the latest correction wins (ties on one day go by commit order), and each
 states the corrected form relative to the original record. The record then counts and is public
 in that form, with the period that form has. An individual business's records of categories
-with `publicity_natural_person_days` are published at most that long (the natural person behind
+with `publicity_natural_person` are published at most that long (the natural person behind
 it); they count for the full period.
 
-`period` is the rule for one record; `period_days_sql` renders the same rule as SQL over the
-columns `category`, `severity` and `attributes` for the feature builder, and the reference tests
-check the two against each other. `public_on` and `counts_on` apply the rule to a record and its
-events on a day: the records page, the public company page and published spot-check results use
-them.
+`period` is the rule for one record; `counting_end_sql` renders the same rule as SQL over the
+columns `category`, `severity`, `attributes` and `event_date` for the feature builder, and the
+reference tests check the two against each other. `public_on` and `counts_on` apply the rule
+to a record and its events on a day: the records page, the public company page and published
+spot-check results use them.
 """
 
 from __future__ import annotations
@@ -33,12 +33,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import pyarrow as pa
 
 from records.catalogue import Catalogue, Category, default_catalogue
+from records.spans import Span, longer, shorter
 from records.store import Store
 
 STOPS_COUNTING = ("repair", "withdrawal")
@@ -49,17 +50,38 @@ CORRECTABLE = ("severity", "amount", "attributes")
 
 @dataclass(frozen=True)
 class Period:
-    """A record's periods in days from its event date (None: open-ended)."""
+    """A record's periods from its event date, calendar spans (None: open-ended)."""
 
     published: bool
     """Shown to the public at all (not a warning, a category shared with the public, max > 0)."""
-    min_days: int | None
+    minimum: Span | None
     """The minimum publicity period: repair may be applied for from then."""
-    max_days: int | None
-    """It counts (and, when published, is public) until event date + max_days; 0: the category
-    is never published and counts by each feature's window alone."""
-    public_days: int | None
-    """Public until event date + public_days (max_days, shortened for a natural person)."""
+    maximum: Span | None
+    """It counts (and, when published, is public) until event date + maximum; zero: the
+    category is never published and counts by each feature's window alone."""
+    public: Span | None
+    """Public until event date + public (maximum, shortened for a natural person)."""
+
+    def repairable_from(self, event_date: date) -> date | None:
+        """The first day repair may be applied for (None: no minimum period)."""
+        return _end_of(self.minimum, event_date)
+
+    def counts_until(self, event_date: date) -> date | None:
+        """The first day the record no longer counts by its period (None: no end)."""
+        return _end_of(self.maximum, event_date)
+
+    def public_until(self, event_date: date) -> date | None:
+        """The first day the record is no longer public by its period (None: no end)."""
+        return _end_of(self.public, event_date)
+
+
+def _open(span: Span | None) -> bool:
+    """No end: an open-ended period, or a zero one (never published: windows alone decide)."""
+    return span is None or span.zero
+
+
+def _end_of(span: Span | None, start: date) -> date | None:
+    return None if span is None or span.zero else span.after(start)
 
 
 def _attributes(value: Mapping[str, Any] | str | None) -> dict[str, Any]:
@@ -101,16 +123,17 @@ def period(
         if ranks and max(ranks) > _rank(c, severity):
             effective = c.severities[max(ranks)]
     base = c.publicity_for(effective)  # open-ended when the severity has no period
-    lo, hi = base.min_days, base.max_days
-    if c.special_domains and attrs.get("domain") in c.special_domains and hi:
-        floor = c.special_domain_days or 0
-        lo, hi = max(lo or 0, floor), max(hi, floor)
-    if hi == 0:
+    lo, hi = base.min, base.max
+    floor = c.special_domain_period
+    if c.special_domains and attrs.get("domain") in c.special_domains and not _open(hi):
+        assert floor is not None  # the catalogue requires it with special domains
+        lo, hi = floor if lo is None else longer(lo, floor), longer(hi, floor)
+    if hi is not None and hi.zero:
         published = False
     public = hi
-    if entity_type == "individual_business" and c.publicity_natural_person_days is not None:
-        public = c.publicity_natural_person_days if hi in (None, 0) else min(
-            hi, c.publicity_natural_person_days)  # fmt: skip
+    person = c.publicity_natural_person
+    if entity_type == "individual_business" and person is not None:
+        public = person if hi is None or hi.zero else shorter(hi, person)
     return Period(published, lo, hi, public)
 
 
@@ -173,10 +196,11 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return out
 
 
-def _within(record: Mapping[str, Any], day: date, days: int | None) -> bool:
+def _within(record: Mapping[str, Any], day: date, span: Span | None) -> bool:
     if record["recorded_date"] > day or record["event_date"] > day:
         return False
-    return not days or day < record["event_date"] + timedelta(days=days)
+    end = _end_of(span, record["event_date"])
+    return end is None or day < end
 
 
 def counts_on(
@@ -190,7 +214,7 @@ def counts_on(
     form = corrected(record, events, day)
     p = period(form["category"], form["severity"], form["attributes"], None, catalogue)
     stop = stopped_on(events, STOPS_COUNTING)
-    return _within(form, day, p.max_days) and (stop is None or stop > day)
+    return _within(form, day, p.maximum) and (stop is None or stop > day)
 
 
 def public_on(
@@ -207,7 +231,7 @@ def public_on(
     stop = stopped_on(events, STOPS_PUBLICITY)
     return (
         p.published
-        and _within(form, day, p.public_days)
+        and _within(form, day, p.public)
         and (stop is None or stop > day)
     )  # fmt: skip
 
@@ -223,7 +247,7 @@ def public_until(
     events = [e for e in events if _in_force(e) <= day]
     form = corrected(record, events, day)
     p = period(form["category"], form["severity"], form["attributes"], entity_type, catalogue)
-    end = None if not p.public_days else form["event_date"] + timedelta(days=p.public_days)
+    end = p.public_until(form["event_date"])
     stop = stopped_on(events, STOPS_PUBLICITY)
     if stop is not None and (end is None or stop < end):
         return stop
@@ -341,20 +365,21 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _days(value: int | None) -> str:
-    return "NULL" if value is None else str(value)
+def _end(span: Span | None) -> str:
+    """SQL for the day a record stops counting by `span` (NULL: open-ended or never published)."""
+    return "NULL" if span is None or span.zero else span.sql("event_date")
 
 
-def _category_days_sql(c: Category) -> str:
-    """SQL for `period(...).max_days` of a record of category `c`."""
+def _category_end_sql(c: Category) -> str:
+    """SQL for `period(...).counts_until(event_date)` of a record of category `c`."""
     by_severity = " ".join(
-        f"WHEN {_lit(s)} THEN {_days(p.max_days)}" for s, p in c.publicity.items() if s != "*"
+        f"WHEN {_lit(s)} THEN {_end(p.max)}" for s, p in c.publicity.items() if s != "*"
     )
-    default = _days(c.publicity["*"].max_days) if "*" in c.publicity else "NULL"
+    default = _end(c.publicity["*"].max) if "*" in c.publicity else "NULL"
     plain = f"CASE severity {by_severity} ELSE {default} END" if by_severity else default
     if not (c.type_severity or c.special_domains):
         return plain
-    days = plain
+    end = plain
     if c.type_severity:
         # the decision's severity rank, raised by the heaviest shown type it names
         ranks = " ".join(f"WHEN {_lit(s)} THEN {i}" for i, s in enumerate(c.severities))
@@ -369,31 +394,32 @@ def _category_days_sql(c: Category) -> str:
                           f"'ARRAY' AND ({found}) THEN {level} ELSE -1 END")  # fmt: skip
         rank = f"greatest(CASE severity {ranks} ELSE -1 END, {', '.join(raised)})"
         choices = " ".join(
-            f"WHEN {i} THEN {_days(c.publicity_for(s).max_days)}"
-            for i, s in enumerate(c.severities)
+            f"WHEN {i} THEN {_end(c.publicity_for(s).max)}" for i, s in enumerate(c.severities)
         )
-        days = f"CASE {rank} {choices} ELSE {default} END"
+        end = f"CASE {rank} {choices} ELSE {default} END"
     if c.special_domains:
         special = ", ".join(_lit(d) for d in c.special_domains)
-        floor = c.special_domain_days or 0
+        floor = _end(c.special_domain_period)
         named = " OR ".join(f"contains(attributes, {_lit(json.dumps(d))})"
                             for d in c.special_domains)  # fmt: skip
-        days = (
+        end = (
             f"CASE WHEN ({named}) AND json_extract_string(attributes, '$.domain') IN ({special}) "
-            f"AND ({days}) > 0 THEN greatest({days}, {floor}) ELSE {days} END"
+            f"AND ({end}) IS NOT NULL THEN greatest({end}, {floor}) ELSE {end} END"
         )
-    return days
+    return end
 
 
-def period_days_sql(catalogue: Catalogue | None = None) -> str:
-    """SQL giving each record's `max_days` (NULL: open-ended, 0: never published)."""
+def counting_end_sql(catalogue: Catalogue | None = None) -> str:
+    """SQL giving the day each record stops counting by its period, `period(...).counts_until`
+    (NULL: open-ended, or never published and so counted by the features' windows alone), over
+    the columns category, severity, attributes and event_date."""
     cat = catalogue or default_catalogue()
-    cases = " ".join(f"WHEN {_lit(c.code)} THEN {_category_days_sql(c)}" for c in cat.categories)
+    cases = " ".join(f"WHEN {_lit(c.code)} THEN {_category_end_sql(c)}" for c in cat.categories)
     return f"CASE category {cases} END"
 
 
 __all__ = [
-    "CORRECTABLE", "STOPS_COUNTING", "STOPS_PUBLICITY", "Period", "corrected", "counts_on",
-    "merge_patch", "period", "period_days_sql", "public_on", "public_until", "records_on",
+    "CORRECTABLE", "STOPS_COUNTING", "STOPS_PUBLICITY", "Period", "corrected", "counting_end_sql",
+    "counts_on", "merge_patch", "period", "public_on", "public_until", "records_on",
     "stopped_on", "stored_with_events",
 ]  # fmt: skip

@@ -54,7 +54,6 @@ from features.builder import (
     FIXES_CTE,
     LIST_CATEGORIES,
     UNDONE_CTE,
-    expiry_days_sql,
     open_listings_sql,
 )
 from records import publicity, workdays
@@ -112,10 +111,12 @@ BASIS_RED = "《纳税信用管理办法》（纳税信用A级纳税人）"
 ANNUAL_REPORT_DUE = (6, 30)
 """Annual reports of a year are due by 30 June of the next (DOMAIN §8)."""
 
-NEGATIVE_LOOKBACK_DAYS = 3 * 365
-SERIOUS_LOOKBACK_DAYS = 365
-TAX_GRADE_DAYS = 730
-"""A tax credit grade is current for two years (its publicity period in the catalogue)."""
+NEGATIVE_LOOKBACK_MONTHS = 36
+SERIOUS_LOOKBACK_MONTHS = 12
+TAX_GRADE_MONTHS = 24
+"""A tax credit grade is current for two years (its publicity period in the catalogue). These
+look-backs are calendar months, as the features' windows: a record counts while `as_of` is
+before its date plus the months."""
 
 _LOCK_KEY = int.from_bytes(hashlib.sha256(b"credsup:list_entries").digest()[:8], "big", signed=True)
 
@@ -148,10 +149,8 @@ def term_of(list_: str, listed_on: date, catalogue: Catalogue | None = None) -> 
 ]:  # fmt: skip
     """(term_end, earliest_removal) of a listing: the catalogue's publicity period of the
     list's `listed` records, so the entry ends on the day its record stops counting."""
-    period = (catalogue or default_catalogue())[list_].publicity_for("listed")
-    end = listed_on + timedelta(days=period.max_days) if period.max_days else None
-    earliest = listed_on + timedelta(days=period.min_days) if period.min_days else None
-    return end, earliest
+    period = publicity.period(list_, "listed", None, None, catalogue)
+    return period.counts_until(listed_on), period.repairable_from(listed_on)
 
 
 def status_on(row: dict[str, Any], today: date) -> str:
@@ -823,8 +822,7 @@ def candidates_sql(catalogue: Catalogue) -> str:
                json_extract_string(attributes, '$.ref') AS ref
         FROM known
         WHERE category IN ({lists})
-          AND coalesce(date_diff('day', event_date, $today)
-                       < nullif({expiry_days_sql(catalogue)}, 0), true)
+          AND coalesce($today < {publicity.counting_end_sql(catalogue)}, true)
     ),
     open_listed AS (  -- listings open on the day of listing, as the feature builder reads them
         SELECT DISTINCT l.uscc, l.category AS list FROM list_rows l
@@ -852,7 +850,7 @@ def candidates_sql(catalogue: Catalogue) -> str:
                list(record_id ORDER BY record_id) AS source_records
         FROM seen
         WHERE category = 'admin_penalty' AND severity = 'serious'
-          AND date_diff('day', event_date, $as_of) < {SERIOUS_LOOKBACK_DAYS}
+          AND $as_of < event_date + INTERVAL {SERIOUS_LOOKBACK_MONTHS} MONTH
           AND list_has_any(from_json(json_extract(attributes, '$.penalty_types'), '["VARCHAR"]'),
                            {penalty_types})
         GROUP BY uscc
@@ -862,12 +860,12 @@ def candidates_sql(catalogue: Catalogue) -> str:
                              struct_pack(d := event_date, r := record_id)) AS latest
         FROM seen
         WHERE category = 'tax_credit_grade'
-          AND date_diff('day', event_date, $as_of) < {TAX_GRADE_DAYS}
+          AND $as_of < event_date + INTERVAL {TAX_GRADE_MONTHS} MONTH
         GROUP BY uscc
     ),
     negative AS (
         SELECT DISTINCT uscc FROM seen
-        WHERE date_diff('day', event_date, $as_of) < {NEGATIVE_LOOKBACK_DAYS}
+        WHERE $as_of < event_date + INTERVAL {NEGATIVE_LOOKBACK_MONTHS} MONTH
           AND {_negative_sql(catalogue)}
     ),
     red AS (  -- A-grade taxpayers without a negative record in three years

@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
@@ -115,13 +115,12 @@ def eligibility(store: Store, record: dict[str, Any], today: date) -> Eligibilit
             f"the decision includes {', '.join(early)}: it runs its full publicity period",
         )  # fmt: skip
     period = publicity.period(record["category"], record["severity"], attributes)
-    if period.min_days:
-        open_on = record["event_date"] + timedelta(days=period.min_days)
-        if today < open_on:
-            return Eligibility(
-                False, "minimum_period",
-                f"the minimum publicity period ({period.min_days} days) ends on {open_on}",
-            )  # fmt: skip
+    open_on = period.repairable_from(record["event_date"])
+    if open_on is not None and today < open_on:
+        return Eligibility(
+            False, "minimum_period",
+            f"the minimum publicity period ({period.minimum}) ends on {open_on}",
+        )  # fmt: skip
     repeats = later_negatives(store, record, today)
     if repeats:
         return Eligibility(

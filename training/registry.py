@@ -58,9 +58,9 @@ MODEL_PACKAGES = ("records", "features", "models")
 imports, which data flow limits to the stages before training (records → features → models)."""
 SERVING_PACKAGES = (
     "lightgbm", "scikit-learn", "pandas", "numpy", "mlflow",
-    "duckdb", "pyarrow", "pydantic", "pyyaml",
+    "duckdb", "pyarrow", "pydantic", "pyyaml", "python-dateutil",
 )  # fmt: skip
-"""Distributions the logged model's code imports (the last four by `records` and `features`)."""
+"""Distributions the logged model's code imports (the last five by `records` and `features`)."""
 
 
 def pip_requirements() -> list[str]:

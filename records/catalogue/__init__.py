@@ -8,12 +8,13 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, field_validator, model_validator
 
 from records.config import StrictModel
+from records.spans import SpanField
 
 Dimension = Literal["basic", "operations", "supervision", "relations", "social"]
 Polarity = Literal["positive", "neutral", "negative"]
@@ -38,17 +39,36 @@ class Names(StrictModel):
 
 
 class PublicityPeriod(StrictModel):
-    """Days from the event date: published at least `min_days`, at most `max_days` (None = open)."""
+    """From the event date: published at least `min`, at most `max` (None = open), calendar
+    periods such as "3 months" or "1 year" (`records.spans`)."""
 
-    min_days: int | None = Field(default=None, ge=0)
-    max_days: int | None = Field(default=None, ge=0)
+    min: SpanField | None = None
+    max: SpanField | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _days_form(cls, data: Any) -> Any:
+        """Catalogues before 2026.12 gave `min_days` and `max_days`: whole days."""
+        return _renamed(data, {"min_days": "min", "max_days": "max"})
 
     @model_validator(mode="after")
     def _ordered(self) -> PublicityPeriod:
-        lo, hi = self.min_days, self.max_days
-        if lo is not None and hi is not None and lo > hi:
-            raise ValueError(f"min_days {lo} exceeds max_days {hi}")
+        lo, hi = self.min, self.max
+        if lo is not None and hi is not None and lo.approximate_days > hi.approximate_days:
+            raise ValueError(f"min {lo} exceeds max {hi}")
         return self
+
+
+def _renamed(data: Any, names: dict[str, str]) -> Any:
+    if not isinstance(data, dict):
+        return data
+    out = dict(data)
+    for old, new in names.items():
+        if old in out:
+            if new in out:
+                raise ValueError(f"give {new} or {old}, not both")
+            out[new] = out.pop(old)
+    return out
 
 
 class Category(StrictModel):
@@ -64,7 +84,9 @@ class Category(StrictModel):
     attributes: dict[str, str] = Field(default_factory=dict)
     required_attributes: tuple[str, ...] = ()
     publicity: dict[str, PublicityPeriod]
-    publicity_natural_person_days: int | None = None
+    publicity_natural_person: SpanField | None = None
+    """Records of an individual business (a natural person behind it) are public at most this
+    long (DOMAIN §7: spot-check results 2 years)."""
     shared_with_public: bool = True
     repairable: bool = False
     never_repairable_early: tuple[str, ...] = ()
@@ -74,10 +96,17 @@ class Category(StrictModel):
     type_severity: dict[str, str] = Field(default_factory=dict)
     """Penalty types whose decision runs at least this severity's period (the longest applies)."""
     special_domains: tuple[str, ...] = ()
-    special_domain_days: int | None = Field(default=None, ge=0)
+    special_domain_period: SpanField | None = None
     """Records of these domains (attribute `domain`) are public and wait before repair at least
-    this many days."""
+    this long."""
     description: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _days_form(cls, data: Any) -> Any:
+        """Catalogues before 2026.12 gave these periods in whole days."""
+        return _renamed(data, {"publicity_natural_person_days": "publicity_natural_person",
+                               "special_domain_days": "special_domain_period"})  # fmt: skip
 
     @model_validator(mode="after")
     def _consistent(self) -> Category:
@@ -89,8 +118,8 @@ class Category(StrictModel):
         strange = sorted(set(self.type_severity.values()) - set(self.severities))
         if strange:
             raise ValueError(f"{self.code}: type_severity names unknown severities {strange}")
-        if self.special_domains and self.special_domain_days is None:
-            raise ValueError(f"{self.code}: special_domains without special_domain_days")
+        if self.special_domains and self.special_domain_period is None:
+            raise ValueError(f"{self.code}: special_domains without special_domain_period")
         if self.severity_required and not self.severities:
             raise ValueError(f"{self.code}: severity_required without severities")
         if "*" not in self.publicity and set(self.severities) - set(self.publicity):

@@ -1080,10 +1080,11 @@ def overdue_tasks(
     return _typed_frame(con, query, [c.name for c in spot_check_tasks.columns])
 
 
-def _public_days(entity_type: str | None) -> int:
-    """Days a spot-check result stays public, by the publicity rule (catalogue: 1825; a natural
-    person's: 730)."""
-    return publicity.period("spot_check", None, None, entity_type).public_days or 0
+def _public_since(today: date) -> date:
+    """A cheap bound: no result checked before this day is public on `today` (the catalogue's
+    period, 5 years; the rule decides each result)."""
+    span = publicity.period("spot_check", None, None, None).public
+    return date.min if span is None else span.before(today) - timedelta(days=1)
 
 
 def published_results(
@@ -1108,7 +1109,7 @@ def published_results(
     ).join(check_items, check_items.c.id == spot_check_tasks.c.item_id, isouter=True).where(
         spot_check_tasks.c.result.is_not(None),
         # a cheap bound: no result is public longer than the catalogue's period
-        spot_check_tasks.c.check_date > today - timedelta(days=_public_days(None)),
+        spot_check_tasks.c.check_date >= _public_since(today),
     )  # fmt: skip
     if uscc is not None:
         query = query.where(spot_check_tasks.c.uscc == uscc)

@@ -9,6 +9,7 @@ flags are 0.
 
 from __future__ import annotations
 
+import calendar
 import json
 import math
 import re
@@ -30,6 +31,19 @@ def years_on(day: date, years: int) -> date:
         return day.replace(year=day.year + years)
     except ValueError:
         return day.replace(year=day.year + years, day=28)
+
+
+def months_on(day: date, months: int) -> date:
+    """The same day `months` later, the month's last day when that month is shorter."""
+    year, month = divmod(day.month - 1 + months, 12)
+    year, month = day.year + year, month + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def in_window(spec: FeatureSpec, record: Row, as_of: date) -> bool:
+    """In the last n calendar months on `as_of`: before the record's date plus n months."""
+    months = spec.window_months
+    return months is None or as_of < months_on(record["event_date"], months)
 
 
 def decay_weight(event_date: date, as_of: date) -> float:
@@ -193,7 +207,7 @@ class Reference:
             return False
         if spec.severities is not None and r["severity"] not in spec.severities:
             return False
-        if spec.window_days is not None and (as_of - r["event_date"]).days >= spec.window_days:
+        if not in_window(spec, r, as_of):
             return False
         if spec.attribute_equals is not None:
             key, value = spec.attribute_equals
@@ -238,12 +252,13 @@ class Reference:
         return 0
 
     def commitments(self, spec: FeatureSpec, counting: list[Row], as_of: date) -> Any:
-        def in_window(r: Row) -> bool:
-            return spec.window_days is None or (as_of - r["event_date"]).days < spec.window_days
-
         breaches = [r for r in counting if r["category"] == "commitment_breach"]
         breached = {attribute(b, "ref") for b in breaches}  # of any age
-        commitments = [r for r in counting if r["category"] == "credit_commitment" and in_window(r)]
+        commitments = [
+            r
+            for r in counting
+            if r["category"] == "credit_commitment" and in_window(spec, r, as_of)
+        ]
         if spec.aggregation == "honoured_commitments":
             honoured = 0
             for k in commitments:

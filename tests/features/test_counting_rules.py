@@ -82,21 +82,29 @@ def days(n: int, start: date = D0) -> date:
 # ---- publicity periods and windows -----------------------------------------------------------
 
 
-def test_a_minor_penalty_counts_through_day_89_and_not_on_day_90(store: Store) -> None:
+def test_a_minor_penalty_counts_for_3_calendar_months(store: Store) -> None:
+    """1 January 2024 + 3 months is 1 April: it counts on day 90 (31 March), not on day 91."""
     add_records(store, [rec("P1", "admin_penalty", D0, severity="minor", amount=200.0)])
-    at = [days(-1), D0, days(89), days(90)]
-    assert values(store, "penalties_12m", at) == [0, 1, 1, 0]
-    assert values(store, "minor_penalties_decayed", at) == [0.0, 1.0, 1.0, 0.0]
-    assert values(store, "fines_3y", at) == [0.0, 200.0, 200.0, 0.0]
-    assert values(store, "days_since_penalty", at) == [None, 0, 89, None]
+    at = [days(-1), D0, days(89), days(90), days(91)]
+    assert days(91) == date(2024, 4, 1)
+    assert values(store, "penalties_12m", at) == [0, 1, 1, 1, 0]
+    assert values(store, "minor_penalties_decayed", at) == [0.0, 1.0, 1.0, 1.0, 0.0]
+    assert values(store, "fines_3y", at) == [0.0, 200.0, 200.0, 200.0, 0.0]
+    assert values(store, "days_since_penalty", at) == [None, 0, 89, 90, None]
 
 
-@pytest.mark.parametrize(("severity", "max_days"), [("general", 365), ("serious", 1095)])
+@pytest.mark.parametrize(
+    ("severity", "event_date", "end"),
+    [("general", D0, date(2025, 1, 1)),  # 2024 has 366 days: day 365 still counts
+     ("serious", D0, date(2027, 1, 1)),
+     ("general", date(2024, 2, 29), date(2025, 2, 28)),  # the month's last day
+     ("serious", date(2023, 3, 31), date(2026, 3, 31))],
+)  # fmt: skip
 def test_general_and_serious_penalties_expire_with_their_publicity_period(
-    store: Store, severity: str, max_days: int
+    store: Store, severity: str, event_date: date, end: date
 ) -> None:
-    add_records(store, [rec("P1", "admin_penalty", D0, severity=severity, amount=1000.0)])
-    assert values(store, "penalties_3y", [days(max_days - 1), days(max_days)]) == [1, 0]
+    add_records(store, [rec("P1", "admin_penalty", event_date, severity=severity, amount=1e3)])
+    assert values(store, "penalties_3y", [end - timedelta(days=1), end]) == [1, 0]
 
 
 def test_a_record_counts_only_once_it_is_recorded(store: Store) -> None:
@@ -109,7 +117,9 @@ def test_windows_hold_records_younger_than_their_length(store: Store) -> None:
         rec("P1", "admin_penalty", D0, severity="serious", amount=5000.0),
         rec("T1", "tax_declaration", D0, amount=-250.5),  # never published: the window alone
     ])  # fmt: skip
-    at = [days(364), days(365), days(1094), days(1095)]
+    # windows are calendar months: 2024 has 366 days, so 12 months end on day 366
+    at = [date(2024, 12, 31), date(2025, 1, 1), date(2026, 12, 31), date(2027, 1, 1)]
+    assert at == [days(365), days(366), days(1095), days(1096)]
     assert values(store, "penalties_12m", at) == [1, 0, 0, 0]
     assert values(store, "penalties_3y", at) == [1, 1, 1, 0]
     assert values(store, "serious_penalties_3y", at) == [1, 1, 1, 0]
@@ -135,11 +145,12 @@ def test_late_and_nil_tax_returns_are_counted_from_the_period_end(store: Store) 
           for i, text in enumerate(["20231231", "2023/12/31", "2023-12-31 00:00:00",
                                     "2023年12月31日", "2023-12-31T00:00:00"])),
     ])  # fmt: skip
+    # 3 calendar years: T1 (25 January 2024) counts until 25 January 2027, T2 a day longer
     at = [q_end + timedelta(days=25), q_end + timedelta(days=26), q_end + timedelta(days=90),
-          q_end + timedelta(days=26 + 1095)]  # fmt: skip
-    assert values(store, "tax_declarations_late_3y", at) == [0, 1, 1, 0]
-    assert values(store, "tax_nil_declarations_3y", at) == [1, 1, 2, 1]
-    assert values(store, "tax_declarations_3y", at) == [1, 2, 9, 7]
+          date(2027, 1, 25), date(2027, 1, 26)]  # fmt: skip
+    assert values(store, "tax_declarations_late_3y", at) == [0, 1, 1, 1, 0]
+    assert values(store, "tax_nil_declarations_3y", at) == [1, 1, 2, 1, 1]
+    assert values(store, "tax_declarations_3y", at) == [1, 2, 9, 8, 7]
 
 
 def test_a_return_for_a_period_longer_than_a_quarter_is_not_late_by_the_quarterly_rule(
@@ -172,8 +183,8 @@ def test_negative_records_decay_with_age(store: Store) -> None:
     """Weights 1 / 0.6 / 0.3 for records at most 1 / 2 / 3 calendar years old (DOMAIN §5): a
     record exactly one year old still weighs 1 (it weighed 0.6 when years were 365 days)."""
     add_records(store, [rec("P1", "admin_penalty", D0, severity="serious")])
-    at = [date(2025, 1, 1), date(2025, 1, 2), date(2026, 1, 1), date(2026, 1, 2), days(1094),
-          days(1095)]  # fmt: skip
+    at = [date(2025, 1, 1), date(2025, 1, 2), date(2026, 1, 1), date(2026, 1, 2),
+          date(2026, 12, 31), date(2027, 1, 1)]  # fmt: skip
     assert values(store, "general_penalties_decayed", at) == [1.0, 0.6, 0.6, 0.3, 0.3, 0.0]
 
 
@@ -219,9 +230,11 @@ def test_penalties_count_for_the_period_of_the_publicity_rule(store: Store) -> N
         rec("R1", "admin_penalty", D0, severity="general",
             penalty_types=["fine", "licence_revoked"], uscc=OTHER),
     ])  # fmt: skip
-    at = [days(89), days(90), days(364), days(365)]
+    # 3 months from 1 January 2024 end on 1 April (day 91), a year on 1 January 2025 (day 366)
+    at = [days(90), days(91), days(365), days(366)]
+    assert at[1::2] == [date(2024, 4, 1), date(2025, 1, 1)]
     assert values(store, "penalties_3y", at) == [2, 1, 1, 0]
-    assert values(store, "penalties_3y", [days(1094), days(1095)], uscc=OTHER) == [1, 0]
+    assert values(store, "penalties_3y", [days(1095), days(1096)], uscc=OTHER) == [1, 0]
 
 
 def test_a_correction_counts_in_its_corrected_form_from_its_day(store: Store) -> None:
@@ -302,7 +315,7 @@ def test_a_listing_reopens_when_its_removal_is_withdrawn(store: Store) -> None:
 
 def test_a_serious_dishonest_listing_ends_with_its_publicity_period(store: Store) -> None:
     add_records(store, [rec("S1", "serious_dishonest_list", D0, severity="listed")])
-    at = [days(1094), days(1095)]
+    at = [date(2026, 12, 31), date(2027, 1, 1)]  # 3 calendar years
     assert values(store, "on_serious_dishonest_list", at) == [1, 0]
     assert values(store, "serious_dishonest_listings", at) == [1, 0]
 
@@ -439,10 +452,13 @@ def test_worst_value_is_the_worst_grade_in_the_window(store: Store) -> None:
                         rec("G2", "tax_credit_grade", days(365), severity="C"),  # better, later
                         rec("G3", "tax_credit_grade", days(730), severity="A"),
                         rec("G4", "tax_credit_grade", days(800), severity="M")])  # fmt: skip
-    at = [D0 - timedelta(days=1), days(364), days(365), days(729), days(730), days(1095),
-          days(800 + 730)]  # fmt: skip
-    # D counts for 2 years (730 days), C until days(1095), then only A and M
-    assert values(store, "tax_grade_worst_2y", at) == [None, 4.0, 4.0, 4.0, 3.0, 2.5, None]
+    at = [D0 - timedelta(days=1), days(364), days(365), days(730), date(2026, 1, 1),
+          date(2026, 12, 30), date(2026, 12, 31), date(2028, 3, 10), date(2028, 3, 11)]  # fmt: skip
+    # D counts for 2 calendar years (until 1 January 2026: day 731), C (31 December 2024)
+    # until 31 December 2026, then only A and M (11 March 2026, until 11 March 2028)
+    assert days(800) == date(2026, 3, 11)
+    assert values(store, "tax_grade_worst_2y", at) == [None, 4.0, 4.0, 4.0, 3.0, 3.0, 2.5, 2.5,
+                                                       None]  # fmt: skip
     ungraded = FeatureSpec("tax_grade_ab_worst", "operations", ("tax_credit_grade",),
                            "worst_value", 1, "纳税等级{value}", "tax grade {value}",
                            values=(("A", 1.0), ("B", 2.0)), model_missing=2.5)  # fmt: skip
@@ -486,7 +502,7 @@ def test_the_spec_version_is_stable_and_changes_with_any_definition() -> None:
     first = SPECS[0]
     assert isinstance(first, FeatureSpec)
     changed = [
-        dataclasses.replace(first, window_days=366),
+        dataclasses.replace(first, window_months=13),
         dataclasses.replace(first, reason_en=first.reason_en + "."),
         dataclasses.replace(first, direction=0),
         dataclasses.replace(first, severities=("serious",)),

@@ -3,12 +3,15 @@
 `oracle_public` restates the rules of DOMAIN §9 for the categories it covers, plainly and apart
 from `records.publicity`; hypothesis draws record histories (penalty types, domains, entity types,
 repairs, withdrawals, "stop publishing" decisions, corrections, late recording) and days on the
-boundaries, and the rule must agree with it. The SQL rendering the feature builder uses must
-give the same periods as the Python rule for every drawn record.
+boundaries, and the rule must agree with it. Periods are calendar months and years ("3 months"
+from 30 November ends on 28 February or 29 February), restated here with `calendar` apart from
+`records.spans`. The SQL rendering the feature builder uses must give the same end days as the
+Python rule for every drawn record.
 """
 
 from __future__ import annotations
 
+import calendar
 import json
 from datetime import date, timedelta
 from typing import Any
@@ -19,15 +22,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from records import publicity
+from records.spans import Span
 
 D0 = date(2024, 3, 1)
 HEAVY = {"closure", "business_restriction", "employment_ban", "qualification_downgrade",
          "licence_revoked"}  # fmt: skip
 SPECIAL = {"special_equipment", "work_safety", "fire"}
-LEVEL_DAYS = {"minor": 90, "general": 365, "serious": 1095}
+LEVEL_MONTHS = {"minor": 3, "general": 12, "serious": 36}
 TYPES = ("warning", "fine", "confiscation", *sorted(HEAVY))
 DOMAINS = ("fire", "work_safety", "special_equipment", "food_safety", "pricing")
 ENTITY_TYPES = ("company", "individual_business", None)
+
+
+def months_after(day: date, months: int) -> date:
+    """The same day `months` later, the month's last day when that month is shorter."""
+    year, month = divmod(day.month - 1 + months, 12)
+    year, month = day.year + year, month + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
 def oracle_public(record: dict[str, Any], events: list[dict[str, Any]], day: date,
@@ -54,29 +65,29 @@ def oracle_public(record: dict[str, Any], events: list[dict[str, Any]], day: dat
         types = attributes.get("penalty_types") or []
         if types and all(t == "warning" for t in types):
             return False  # warnings are not published
-        days = LEVEL_DAYS[severity]
+        months = LEVEL_MONTHS[severity]
         if any(t in HEAVY for t in types):
-            days = LEVEL_DAYS["serious"]  # several types: the longest applies
+            months = LEVEL_MONTHS["serious"]  # several types: the longest applies
         if attributes.get("domain") in SPECIAL:
-            days = max(days, 365)  # special equipment, work safety, fire: at least a year
+            months = max(months, 12)  # special equipment, work safety, fire: at least a year
     elif category == "spot_check":
-        days = 730 if entity_type == "individual_business" else 1825
+        months = 24 if entity_type == "individual_business" else 60
     elif category == "serious_dishonest_list":
-        days = 1095 if severity == "listed" else None  # a removal stays on record
+        months = 36 if severity == "listed" else None  # a removal stays on record
     elif category in ("complaint", "tax_declaration"):
         return False  # not shared with the public / never published
     elif category == "registration":
-        days = None
+        months = None
     else:
         raise AssertionError(category)
-    return days is None or day < record["event_date"] + timedelta(days=days)
+    return months is None or day < months_after(record["event_date"], months)
 
 
 @st.composite
 def histories(draw: st.DrawFn) -> tuple[dict[str, Any], list[dict[str, Any]], str | None]:
     category = draw(st.sampled_from(["admin_penalty"] * 6 + ["spot_check", "serious_dishonest_list",
                                      "complaint", "tax_declaration", "registration"]))  # fmt: skip
-    severities = {"admin_penalty": list(LEVEL_DAYS), "spot_check": ["pass", "problem", "serious"],
+    severities = {"admin_penalty": list(LEVEL_MONTHS), "spot_check": ["pass", "problem", "serious"],
                   "serious_dishonest_list": ["listed", "removed"],
                   "complaint": ["verified"]}.get(category, [None])  # fmt: skip
     attributes: dict[str, Any] = {}
@@ -85,7 +96,10 @@ def histories(draw: st.DrawFn) -> tuple[dict[str, Any], list[dict[str, Any]], st
             attributes["penalty_types"] = draw(st.lists(st.sampled_from(TYPES), max_size=3))
         if draw(st.booleans()):
             attributes["domain"] = draw(st.sampled_from(DOMAINS))
-    event = D0 + timedelta(days=draw(st.integers(0, 60)))
+    # month ends and 29 February: where months and days part
+    event = draw(st.sampled_from([D0, date(2024, 2, 29), date(2023, 11, 30), date(2024, 1, 31),
+                                  date(2023, 8, 31), date(2023, 12, 31)]))  # fmt: skip
+    event += timedelta(days=draw(st.integers(0, 3)))
     record = {
         "record_id": "R1", "category": category, "severity": draw(st.sampled_from(severities)),
         "event_date": event, "recorded_date": event + timedelta(days=draw(st.integers(0, 400))),
@@ -99,7 +113,7 @@ def histories(draw: st.DrawFn) -> tuple[dict[str, Any], list[dict[str, Any]], st
         fix: dict[str, Any] = {}
         if kind == "correction" and category == "admin_penalty":
             if draw(st.booleans()):
-                fix["severity"] = draw(st.sampled_from(list(LEVEL_DAYS)))
+                fix["severity"] = draw(st.sampled_from(list(LEVEL_MONTHS)))
             if draw(st.booleans()):
                 fix["attributes"] = {
                     "penalty_types": draw(st.lists(st.sampled_from(TYPES), max_size=2)),
@@ -115,7 +129,9 @@ def histories(draw: st.DrawFn) -> tuple[dict[str, Any], list[dict[str, Any]], st
 
 def _boundary_days(record: dict[str, Any], events: list[dict[str, Any]]) -> list[date]:
     marks = {record["event_date"], record["recorded_date"]}
-    for days in (90, 365, 730, 1095, 1825):
+    for months in (3, 12, 24, 36, 60):
+        marks.add(months_after(record["event_date"], months))
+    for days in (90, 365, 730, 1095, 1825):  # the ends of the same periods counted in days
         marks.add(record["event_date"] + timedelta(days=days))
     for e in events:
         marks.add(max(e["effective_date"], e["recorded_date"]))
@@ -143,12 +159,13 @@ def test_a_record_is_public_exactly_when_the_rules_say_so(
 def test_the_builders_sql_gives_the_rules_periods(
     drawn: list[tuple[dict[str, Any], list[dict[str, Any]], str | None]],
 ) -> None:
-    rows = [{"category": r["category"], "severity": r["severity"],
+    rows = [{"category": r["category"], "severity": r["severity"], "event_date": r["event_date"],
              "attributes": json.dumps(r["attributes"])} for r, _, _ in drawn]  # fmt: skip
     con = duckdb.connect()
     con.register("t", pa.Table.from_pylist(rows))
-    got = [d for (d,) in con.execute(f"SELECT {publicity.period_days_sql()} FROM t").fetchall()]
-    want = [publicity.period(r["category"], r["severity"], r["attributes"]).max_days for r in rows]
+    got = [d for (d,) in con.execute(f"SELECT {publicity.counting_end_sql()} FROM t").fetchall()]
+    want = [publicity.period(r["category"], r["severity"], r["attributes"]).counts_until(
+        r["event_date"]) for r in rows]  # fmt: skip
     assert got == want
 
 
@@ -159,15 +176,40 @@ def test_the_rules_on_known_decisions() -> None:
             attrs["domain"] = domain
         return publicity.period("admin_penalty", severity, attrs)
 
+    months = {n: Span(n) for n in (3, 12, 24, 36, 60)}
     warning = period("minor", ["warning"])
-    assert not warning.published and warning.max_days == 90  # counts 3 months, never shown
-    assert period("minor", ["warning", "fine"]) == publicity.Period(True, 0, 90, 90)
-    assert period("general", ["fine", "licence_revoked"]).max_days == 1095
-    assert period("minor", ["fine"], "fire") == publicity.Period(True, 365, 365, 365)
-    assert period("serious", ["fine"], "work_safety").max_days == 1095
+    assert not warning.published and warning.maximum == months[3]  # counts 3 months, never shown
+    assert period("minor", ["warning", "fine"]) == publicity.Period(
+        True, Span(), months[3], months[3])  # fmt: skip
+    assert period("general", ["fine", "licence_revoked"]).maximum == months[36]
+    assert period("minor", ["fine"], "fire") == publicity.Period(
+        True, months[12], months[12], months[12])  # fmt: skip
+    assert period("serious", ["fine"], "work_safety").maximum == months[36]
     check = publicity.period("spot_check", "problem", {}, "individual_business")
-    assert (check.max_days, check.public_days) == (1825, 730)  # counts 5 years, shown 2
+    assert (check.maximum, check.public) == (months[60], months[24])  # counts 5 years, shown 2
     assert not publicity.period("complaint", "verified", {}).published
+
+
+def test_periods_end_on_the_same_day_of_the_month() -> None:
+    """DOMAIN §9 in months and years, not days: a general penalty of 1 March 2026 may be
+    repaired from 1 June (3 months), not from 30 May (90 days); a serious one of 1 March 2023
+    from 1 March 2024 (a year), not from 29 February (365 days); a spot-check result of 30 June
+    2021 is public until 30 June 2026 (5 years), not 29 June (1,825 days)."""
+    general = publicity.period("admin_penalty", "general", {"penalty_types": ["fine"]})
+    assert general.repairable_from(date(2026, 3, 1)) == date(2026, 6, 1)
+    assert general.counts_until(date(2026, 3, 1)) == date(2027, 3, 1)
+    assert general.repairable_from(date(2025, 11, 30)) == date(2026, 2, 28)  # month end
+    serious = publicity.period("admin_penalty", "serious", {"penalty_types": ["fine"]})
+    assert serious.repairable_from(date(2023, 3, 1)) == date(2024, 3, 1)  # not 29 February
+    assert serious.counts_until(date(2024, 2, 29)) == date(2027, 2, 28)
+    check = publicity.period("spot_check", "problem", {}, "company")
+    assert check.public_until(date(2024, 2, 29)) == date(2029, 2, 28)
+    assert check.public_until(date(2021, 6, 30)) == date(2026, 6, 30)  # 1,825 days: 29 June
+    result = {"record_id": "R9", "category": "spot_check", "severity": "problem",
+              "event_date": date(2021, 6, 30), "recorded_date": date(2021, 6, 30),
+              "attributes": "{}"}  # fmt: skip
+    assert publicity.public_on(result, [], date(2026, 6, 29), "company")  # still 5 years
+    assert not publicity.public_on(result, [], date(2026, 6, 30), "company")
 
 
 def test_stop_publishing_ends_publicity_but_not_counting() -> None:

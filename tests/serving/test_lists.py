@@ -20,6 +20,7 @@ import httpx
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
+from dateutil.relativedelta import relativedelta
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -162,8 +163,9 @@ def test_serious_dishonest_listing_with_objection_veto_and_earliest_removal(api:
     body = listed.json()
     assert body["status"] == "listed" and body["listed_on"] == today.isoformat()
     assert body["record_id"] == f"LIST-{case}"
-    assert body["term_end"] == (today + timedelta(days=1095)).isoformat()
-    assert body["earliest_removal"] == (today + timedelta(days=365)).isoformat()
+    # 3 and 1 calendar years (relativedelta: 29 February + 1 year is 28 February)
+    assert body["term_end"] == (today + relativedelta(years=3)).isoformat()
+    assert body["earliest_removal"] == (today + relativedelta(years=1)).isoformat()
     assert [s["action"] for s in body["steps"]] == [
         "proposed", "notified", "objected", "objection_dismissed", "listed",
     ]  # fmt: skip
@@ -315,7 +317,7 @@ def test_the_objection_window_is_5_working_days_across_holidays(world: Loaded) -
     assert early.value.code == "objection_window_open"
     listed = lists.confirm(world.engine, world.store, entry["id"], None, today=date(2025, 10, 15))
     assert listed["listed_on"] == date(2025, 10, 15)
-    assert listed["term_end"] == date(2028, 10, 14)  # 1095 days: 2028 is a leap year
+    assert listed["term_end"] == date(2028, 10, 15)  # 3 years, not 1,095 days (2028 is a leap year)
     assert listed["earliest_removal"] == date(2026, 10, 15)
 
     entry = lists.propose(world.engine, world.store, spring, "serious_dishonest_list",

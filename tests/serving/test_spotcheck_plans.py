@@ -629,7 +629,8 @@ def test_twenty_plans_created_concurrently_through_the_api(world: World) -> None
 
 
 def test_results_are_public_for_the_catalogue_period(world: World) -> None:
-    """5 years from the check (the last day excluded), 2 for an individual business."""
+    """5 calendar years from the check (the last day excluded), 2 for an individual business: a
+    check of 23 November 2021 is public on 22 November 2026, 1,825 days later (2024 has 366)."""
     from serving.spotcheck.plans import published_results
 
     created = create_plan(world.engine, _request(
@@ -639,14 +640,16 @@ def test_results_are_public_for_the_catalogue_period(world: World) -> None:
     tasks = _tasks(world.engine, created.plan_id).head(4)
     assert len(tasks) == 4
     today = date(2026, 11, 22)
-    cases = [  # (entity type, days since the check, public?)
-        ("enterprise", 1824, True), ("enterprise", 1825, False),
-        ("individual_business", 729, True), ("individual_business", 730, False),
+    cases = [  # (entity type, check day, public?)
+        ("enterprise", date(2021, 11, 23), True), ("enterprise", date(2021, 11, 22), False),
+        ("individual_business", date(2024, 11, 23), True),
+        ("individual_business", date(2024, 11, 22), False),
     ]  # fmt: skip
+    assert today - cases[0][1] == timedelta(days=1825)
     with world.engine.begin() as con:
-        for task_id, (kind, age, _) in zip(tasks["id"], cases, strict=True):
+        for task_id, (kind, check_date, _) in zip(tasks["id"], cases, strict=True):
             con.execute(spot_check_tasks.update().where(spot_check_tasks.c.id == int(task_id))
-                        .values(result="pass", check_date=today - timedelta(days=age),
+                        .values(result="pass", check_date=check_date,
                                 entity_type=kind, company_name="王小明食品店"))  # fmt: skip
     with world.engine.connect() as con:
         shown = {
