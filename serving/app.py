@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import Counter, Histogram
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.published import PublishedModels
 from records.settings import Settings
@@ -80,6 +82,65 @@ class MetricsMiddleware:
             LATENCY.labels(name).observe(time.perf_counter() - started)
 
 
+class BodyLimitMiddleware:
+    """Refuses a request body larger than `limit` bytes with 413, by its Content-Length before
+    anything reads it, and by counting the bytes of a body sent without one (chunked)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(
+        self, scope: Scope, receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
+    ) -> None:  # fmt: skip
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await self._refuse(send)
+            return
+        seen = 0
+        started = False
+
+        async def _receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge(413, self._message)
+            return message
+
+        async def _send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, _receive, _send)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send)
+
+    @property
+    def _message(self) -> str:
+        return f"the request body exceeds {self.limit:,} bytes"
+
+    async def _refuse(self, send: Callable[[Message], Awaitable[None]]) -> None:
+        body = json.dumps({"code": "too_large", "message": self._message}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(StarletteHTTPException):
+    """A streamed body passed the limit: an HTTP error, so that body parsing lets it through to
+    the error handlers (code `too_large`)."""
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -129,6 +190,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin.router, health.router,
     ):  # fmt: skip
         app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
     app.add_middleware(MetricsMiddleware)
     return app
 

@@ -223,8 +223,18 @@ class AuditWriter:
         """A read of many companies (a list, a page, an export): a line per company, once; a
         read that found none is one line without a company (the query itself is on record)."""
         codes: list[str | None] = list(dict.fromkeys(usccs))
+        self.reserve(len(codes))
         for code in codes or [None]:
             self.log(caller, endpoint, code, purpose, status)
+
+    def reserve(self, n: int) -> None:
+        """Refuses a read of `n` companies that would take the backlog past its limit, before
+        any of its lines is queued: one large read cannot fill the queue for everyone."""
+        if self._queue.qsize() + n > self.max_backlog:
+            raise AuditUnavailable(
+                f"the audit log is {self._queue.qsize():,} entries behind and this read would "
+                f"add {n:,}: credit information is not served unlogged"
+            )
 
     @property
     def backlog(self) -> int:

@@ -8,8 +8,10 @@ from urllib.parse import unquote
 from fastapi import Depends, Header, Request
 
 from records import uscc as codes
+from records.publicity import records_on
+from records.workdays import china_today
 from serving.audit import clean_purpose
-from serving.auth import NO_PURPOSE, Caller
+from serving.auth import AUTHORITIES, NO_PURPOSE, Caller
 from serving.errors import ApiError
 from serving.state import ServiceState
 
@@ -42,13 +44,32 @@ def require(caller: Caller, roles: frozenset[str], what: str) -> None:
         raise ApiError(403, "forbidden", f"role {caller.role} may not {what}")
 
 
-def require_acting_for(caller: Caller, uscc: str, what: str) -> None:
-    """Only the company itself (a `company` key for it) or an authority may do this for it."""
+def require_may_file(caller: Caller, what: str) -> None:
+    """Before anything is looked up: only a company (for itself) or an authority files."""
+    if caller.role not in AUTHORITIES and caller.role != "company":
+        raise ApiError(403, "forbidden", f"role {caller.role} may not {what}: only the company "
+                       "itself (a company key) or an authority")  # fmt: skip
+
+
+def require_acting_for(caller: Caller, uscc: str, missing: str) -> None:
+    """Only the company itself (a `company` key for it) or an authority may do this for it. To
+    anyone else what is another company's reads as unknown (`missing`, the message an unknown
+    id gets): which company a record or entry belongs to is not told."""
     if not caller.acts_for(uscc):
-        raise ApiError(
-            403, "forbidden",
-            f"only {uscc} itself (a company key) or an authority may {what}",
-        )  # fmt: skip
+        raise ApiError(404, "not_found", missing)
+
+
+def department_shares(state: ServiceState, caller: Caller, uscc: str, record_id: str) -> bool:
+    """Whether the caller may read a case about this record: a department only when the record
+    is public today or its own (as `/companies/{uscc}/records` shows them); other roles by
+    their role checks."""
+    if caller.role != "department":
+        return True
+    today = china_today()
+    for r in records_on(state.store, uscc, today, now=today):
+        if r["record_id"] == record_id:
+            return bool(r["public"] or r["source_dept"] == caller.department)
+    return False
 
 
 def purpose_of(

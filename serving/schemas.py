@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
@@ -56,7 +56,7 @@ class Company(BaseModel):
 
 
 class BatchRequest(BaseModel):
-    usccs: list[str] = Field(min_length=1, max_length=10_000)
+    usccs: list[Annotated[str, Field(max_length=64)]] = Field(min_length=1, max_length=10_000)
 
 
 class Invalid(BaseModel):

@@ -25,6 +25,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"model": ErrorBody} for s in (400, 401, 403, 404, 422)
 }
 
+PUBLIC_BATCH = 100
+"""Most companies a public or company key may ask for in one batch (the public page is one
+company; 10,000 lines of audit log per request let one key crowd out every other reader)."""
+
 
 @router.get(
     "/companies/{uscc}", response_model=Company, responses=ERRORS,
@@ -43,13 +47,17 @@ async def get_company(
 
 
 @router.post(
-    "/companies:batch", response_model=BatchResponse, responses=ERRORS,
-    summary="The same for up to 10,000 companies",
+    "/companies:batch", response_model=BatchResponse,
+    responses={**ERRORS, 413: {"model": ErrorBody}},
+    summary="The same for up to 10,000 companies (100 for public and company keys)",
 )  # fmt: skip
 async def batch(
     body: BatchRequest, state: StateDep, caller: CallerDep, x_purpose: PurposeHeader = None
 ) -> Response:
     purpose = purpose_of(caller, x_purpose)
+    if caller.role not in FULL_VIEW and len(body.usccs) > PUBLIC_BATCH:
+        raise ApiError(413, "too_large", f"a {caller.role} key may ask for at most "
+                       f"{PUBLIC_BATCH} companies at once; got {len(body.usccs):,}")  # fmt: skip
     valid, invalid = [], []
     for raw in body.usccs:
         try:
@@ -66,6 +74,7 @@ async def batch(
                 .where(companies.c.uscc.in_(part))
             ).all()  # fmt: skip
             found.update({u: full if caller.sees_fully(u) else public for u, full, public in rows})
+    state.audit.reserve(len(wanted))
     for code in wanted:
         state.audit.log(caller, "POST /v1/companies:batch", code, purpose,
                  200 if code in found else 404)  # fmt: skip

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import secrets
 
 import sqlalchemy as sa
 from fastapi import APIRouter
@@ -13,6 +15,15 @@ from serving.deps import StateDep
 from serving.schemas import Readiness
 
 router = APIRouter(tags=["health"])
+logger = logging.getLogger(__name__)
+
+
+def _failed(part: str, exc: Exception) -> str:
+    """The probe is unauthenticated: it names the kind of failure and an error id; the detail
+    (paths, hosts, users, SQL) goes to the service log only."""
+    error_id = secrets.token_hex(6)
+    logger.error("readiness: %s failed [%s]: %s: %s", part, error_id, type(exc).__name__, exc)
+    return f"error: {type(exc).__name__} (error id {error_id})"
 
 
 @router.get("/healthz")
@@ -29,13 +40,13 @@ def readyz(state: StateDep) -> JSONResponse:
             con.execute(sa.text("SELECT 1"))
         database = "ok"
     except Exception as exc:
-        database = f"error: {type(exc).__name__}: {exc}"
+        database = _failed("database", exc)
     try:
         with state.store.connect() as con:
             con.execute("SELECT count(*) FROM entities").fetchall()
         store = "ok"
     except Exception as exc:
-        store = f"error: {type(exc).__name__}: {exc}"
+        store = _failed("store", exc)
     slot = state.slot
     model = {
         "loaded": slot.model is not None, "version": slot.version,

@@ -21,6 +21,7 @@ from serving.deps import (
     purpose_of,
     require,
     require_acting_for,
+    require_may_file,
     stated_purpose,
     valid_code,
 )  # fmt: skip
@@ -168,6 +169,12 @@ def _rescored(
     return entry
 
 
+def _published_only(caller: Caller) -> bool:
+    """A department other than the lists' own sees published listings only: proposals,
+    objections, rejections and ended listings are not shared with it (DOMAIN §10)."""
+    return caller.role == "department" and caller.department != lists.LIST_DEPARTMENT
+
+
 def _read(caller: Caller, state: ServiceState, endpoint: str, usccs: list[str],
           x_purpose: str | None) -> None:  # fmt: skip
     """Entries are credit information: a stated purpose and an audit line per company."""
@@ -217,6 +224,9 @@ def get_entry(
         entry = lists.get(state.engine, entry_id)
     except lists.ListError as exc:
         raise _fail(exc) from None
+    if _published_only(caller) and entry["status"] != "listed":
+        raise ApiError(403, "forbidden", f"list entry {entry_id} is not published: the "
+                       f"{caller.department} department sees published listings only")  # fmt: skip
     _read(caller, state, "GET /v1/list-entries/{id}", [entry["uscc"]], x_purpose)
     return EntryOut.model_validate(entry)
 
@@ -234,6 +244,11 @@ def get_entries(
     """Entries, newest first (`expired`: listed entries past their term)."""
     require(caller, READ, "read list entries")
     code = valid_code(uscc) if uscc is not None else None
+    if _published_only(caller):
+        if status not in (None, "listed"):
+            raise ApiError(403, "forbidden", f"the {caller.department} department sees "
+                           "published listings only (status listed)")  # fmt: skip
+        status = "listed"
     found = lists.find(state.engine, code, list_, status, limit)
     _read(caller, state, "GET /v1/list-entries", [e["uscc"] for e in found], x_purpose)
     return EntryPage(entries=[EntryOut.model_validate(e) for e in found])
@@ -247,9 +262,10 @@ def post_objection(
 ) -> ObjectionReceipt:
     """The company objects to a notified entry within its 5 working days
     (`objection_window_closed` after them)."""
+    require_may_file(caller, "object to a listing")
     try:
         require_acting_for(caller, lists.get(state.engine, entry_id)["uscc"],
-                           "object to its listing")  # fmt: skip
+                           f"no list entry {entry_id}")  # fmt: skip
         entry = lists.object_to(state.engine, entry_id, body.reason, caller.key_id)
     except lists.ListError as exc:
         raise _fail(exc) from None

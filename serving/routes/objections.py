@@ -19,9 +19,11 @@ from serving.deps import (
     CallerDep,
     PurposeHeader,
     StateDep,
+    department_shares,
     purpose_of,
     require,
     require_acting_for,
+    require_may_file,
     valid_code,
 )
 from serving.errors import ApiError
@@ -107,8 +109,10 @@ def post_objection(body: FileObjectionIn, state: StateDep, caller: CallerDep) ->
     """Object to a record: it is flagged at once (the company re-scored with the flag) and the
     decision is due in 5 working days. 409 while an objection to the record is open."""
 
+    require_may_file(caller, "object to a record")
+
     def check(uscc: str) -> None:
-        require_acting_for(caller, uscc, "object to its records")
+        require_acting_for(caller, uscc, f"no record {body.record_id}")
 
     try:
         case = objections.file_objection(state.engine, state.store, body.record_id, body.reason,
@@ -173,6 +177,9 @@ def get_objection(
     own = case["filed_by"] == caller.key_id or caller.is_company(case["uscc"])
     if caller.role not in FULL_VIEW and not own:
         raise ApiError(403, "forbidden", "only the filer and the authorities see it")
+    if not own and not department_shares(state, caller, case["uscc"], case["record_id"]):
+        raise ApiError(403, "forbidden", f"the record of objection {case_id} is neither public "
+                       f"nor the {caller.department} department's")  # fmt: skip
     _audit(state, caller, "GET /v1/objections/{case_id}", [case], x_purpose)
     return ObjectionOut.model_validate(case)
 

@@ -16,9 +16,11 @@ from serving.deps import (
     CallerDep,
     PurposeHeader,
     StateDep,
+    department_shares,
     purpose_of,
     require,
     require_acting_for,
+    require_may_file,
     valid_code,
 )
 from serving.errors import ApiError
@@ -72,8 +74,10 @@ def post_repair(body: RepairIn, state: StateDep, caller: CallerDep) -> RepairOut
     """Apply to repair a record (the company's own key, or an authority on its behalf): refused
     at once with a reason code, or pending with its decision deadline (3 working days)."""
 
+    require_may_file(caller, "apply for repair")
+
     def check(uscc: str) -> None:
-        require_acting_for(caller, uscc, "apply for repair of its records")
+        require_acting_for(caller, uscc, f"no record {body.record_id}")
 
     try:
         case = repairs.apply(state.engine, state.store, body.record_id, body.reason,
@@ -96,6 +100,9 @@ def get_repair(
     own = case["applicant"] == caller.key_id or caller.is_company(case["uscc"])
     if caller.role not in FULL_VIEW and not own:
         raise ApiError(403, "forbidden", "only the applicant and the authorities see it")
+    if not own and not department_shares(state, caller, case["uscc"], case["record_id"]):
+        raise ApiError(403, "forbidden", f"the record of repair {case_id} is neither public "
+                       f"nor the {caller.department} department's")  # fmt: skip
     _audit(state, caller, "GET /v1/repairs/{case_id}", [case], x_purpose)
     return RepairOut.model_validate(case)
 

@@ -120,7 +120,7 @@ def preset_names() -> list[str]:
 @cache
 def preset(name: str) -> Preset:
     """A packaged preset: `national-default` or `henan-2021`."""
-    path = PRESET_DIR / f"{name}.yaml"
-    if not path.exists():
-        raise KeyError(f"no ratio preset {name!r}: one of {', '.join(preset_names())}")
-    return load_preset_file(path)
+    names = preset_names()
+    if name not in names:  # a name, never a path: only the packaged files are read
+        raise KeyError(f"no ratio preset {name!r}: one of {', '.join(names)}")
+    return load_preset_file(PRESET_DIR / f"{name}.yaml")

@@ -281,6 +281,23 @@ def check_company_views_by_role(client: httpx.Client, province: Province) -> Non
 
 
 def check_batch(client: httpx.Client, province: Province) -> None:
+    # a public key asks for at most 100 companies at once, an authority for up to 10,000
+    many = {"usccs": [province.tiered] * 101}
+    refused = error(client.post("/v1/companies:batch", headers=as_(province, "public"), json=many),
+                    413, "too_large")  # fmt: skip
+    assert "at most 100" in refused["message"]
+    assert client.post("/v1/companies:batch", headers=as_(province, "analyst"),
+                       json=many).status_code == 200  # fmt: skip
+    # a body beyond the limit (2 MiB) is refused before authentication, declared or streamed
+    big = b'{"usccs": ["' + b"9" * (3 * 2**20) + b'"]}'
+    json_type = {"content-type": "application/json"}
+    error(client.post("/v1/companies:batch", content=big, headers=json_type), 413, "too_large")
+    streamed = client.post("/v1/companies:batch", headers=json_type,
+                           content=iter([big[: 2**20], big[2**20 :]]))  # fmt: skip
+    error(streamed, 413, "too_large")
+    long_code = {"usccs": ["9" * 65]}
+    error(client.post("/v1/companies:batch", headers=as_(province, "analyst"), json=long_code), 422)
+
     wanted = [province.tiered, UNKNOWN, "not a code", province.individual, province.tiered]
     response = client.post(
         "/v1/companies:batch", headers=as_(province, "analyst"), json={"usccs": wanted}

@@ -738,3 +738,22 @@ def test_a_failed_derivation_lists_nobody_and_deriving_again_lists(world: Loaded
             [[r for _, r in named]],
         ).fetchall())  # fmt: skip
     assert owners == {r: i for i, r in named}
+
+
+def test_a_department_other_than_the_lists_own_sees_published_listings_only(api: Api) -> None:
+    """A proposal is not published: the tax department neither lists nor reads it (it read
+    the notified serious-dishonest proposal, its reason and source record, before)."""
+    (uscc,) = _companies(api.world, 1)
+    proposed = _serious(api, uscc)
+    assert proposed.status_code == 201, proposed.text
+    case = proposed.json()["id"]
+    assert proposed.json()["status"] == "notified"
+    single = api.call("GET", f"/v1/list-entries/{case}", "department")
+    assert single.status_code == 403 and "not published" in single.json()["message"]
+    assert api.call("GET", f"/v1/list-entries/{case}", "regulator").status_code == 200
+    by_status = api.call("GET", "/v1/list-entries", "department", params={"status": "notified"})
+    assert by_status.status_code == 403, by_status.text
+    every = api.call("GET", "/v1/list-entries", "department", params={"limit": 1000})
+    assert every.status_code == 200
+    assert {e["status"] for e in every.json()["entries"]} <= {"listed"}
+    assert case not in {e["id"] for e in every.json()["entries"]}

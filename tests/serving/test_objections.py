@@ -183,16 +183,27 @@ def test_the_record_is_flagged_at_once_and_the_flag_goes_with_the_decision(
     assert _features(service.world.store, uscc, today - timedelta(days=1))["objection_open"] == 0
 
     # one open objection per record; the filer and the authorities see it, no one else
-    for who in ("other", f"company:{_another(service, uscc)}"):  # not the public, not another
-        denied = service.call("POST", "/v1/objections", who,
-                              json={"record_id": record_id, "reason": "x"})  # fmt: skip
-        assert denied.status_code == 403, (who, denied.text)
+    denied = service.call("POST", "/v1/objections", "other",
+                          json={"record_id": record_id, "reason": "x"})  # fmt: skip
+    assert denied.status_code == 403 and uscc not in denied.text, denied.text  # not the public
+    # another company: the record reads as unknown, its owner is not named
+    another = f"company:{_another(service, uscc)}"
+    denied = service.call("POST", "/v1/objections", another,
+                          json={"record_id": record_id, "reason": "x"})  # fmt: skip
+    unknown = service.call("POST", "/v1/objections", another,
+                           json={"record_id": "NO-SUCH-RECORD", "reason": "x"})  # fmt: skip
+    assert (denied.status_code, unknown.status_code) == (404, 404), denied.text
+    assert denied.json()["code"] == unknown.json()["code"] == "not_found"
+    assert uscc not in denied.text
     again = service.call("POST", "/v1/objections", "regulator",
                          json={"record_id": record_id, "reason": "again"})  # fmt: skip
     assert again.status_code == 409 and again.json()["code"] == "conflict", again.text
     assert service.call("GET", f"/v1/objections/{case}", f"company:{uscc}").status_code == 200
     assert service.call("GET", f"/v1/objections/{case}", "other").status_code == 403
-    assert service.call("GET", f"/v1/objections/{case}", "department").status_code == 200
+    # a department sees the case exactly when it sees the record (public today, or its own)
+    seen = record_id in _shown(service.call("GET", f"{company}/records", "department"))
+    answer = service.call("GET", f"/v1/objections/{case}", "department")
+    assert answer.status_code == (200 if seen else 403), answer.text
     listed = service.call("GET", "/v1/objections", "regulator",
                           params={"uscc": uscc, "status": "open"})  # fmt: skip
     assert [o["id"] for o in listed.json()["objections"]] == [case]
@@ -417,7 +428,7 @@ def test_the_deadline_is_extended_once_to_20_working_days(service: Served) -> No
 
 def test_only_the_authorities_decide_once_and_the_trail_is_append_only(service: Served) -> None:
     assert (
-        service.call("POST", "/v1/objections", "other",
+        service.call("POST", "/v1/objections", "regulator",
                      json={"record_id": "NO-SUCH-RECORD", "reason": "x"}).status_code
         == 404
     )  # fmt: skip

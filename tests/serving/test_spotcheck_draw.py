@@ -247,6 +247,12 @@ def preset_runs(request: pytest.FixtureRequest) -> tuple[str, pd.DataFrame, np.n
     return request.param, companies, selected, first[0]
 
 
+@pytest.mark.parametrize("name", ["../presets/national-default", "/etc/passwd", "nope"])
+def test_a_preset_is_a_packaged_name_never_a_path(name: str) -> None:
+    with pytest.raises(KeyError, match="no ratio preset"):
+        preset(name)
+
+
 def test_preset_ratios_are_those_of_domain_7() -> None:
     nat = preset("national-default")
     hen = preset("henan-2021")

@@ -343,6 +343,13 @@ def test_a_row_the_database_refuses_does_not_stop_the_audit_log(
         writer.log(caller, endpoint, "91110000600037341L", marker, 200)
     writer.flush()
     writer.log(caller, endpoint, "91110000600037341L", marker, 200)  # drained: logs again
+    # a read of many companies that would pass the limit is refused before any line is queued
+    with pytest.raises(AuditUnavailable, match="would add 5"):
+        writer.log_companies(caller, endpoint, [f"code-{i}" for i in range(5)], marker)
+    assert writer.backlog == 1
+    writer.log_companies(caller, endpoint, [f"code-{i}" for i in range(4)], marker)
+    assert writer.backlog == 5
+    writer.flush()
 
 
 def test_the_audit_quarantine_keeps_refused_rows_until_acknowledged(tmp_path: Path) -> None:
