@@ -34,10 +34,11 @@ Example (../shared/data's news table)::
 from __future__ import annotations
 
 import codecs
+import json
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import duckdb
 import yaml
@@ -69,6 +70,44 @@ def check_date_format(fmt: str) -> str:
     return fmt
 
 
+def check_row_expression(sql: str) -> str:
+    """A mapping's `sql:` is one scalar expression over the row's columns, parsed by DuckDB
+    itself: no subquery, no FROM, no second statement. A mapping is not code: it must not read
+    files (`read_text`), the store or anything else on the host while records are ingested."""
+    problem = None
+    with duckdb.connect() as con:
+        row = con.execute("SELECT json_serialize_sql(?)", [f"SELECT ({sql})"]).fetchone()
+    tree: dict[str, Any] = json.loads(row[0]) if row else {"error": True}
+    if tree.get("error"):
+        problem = str(tree.get("error_message", "it does not parse")).split("\n")[0]
+    else:
+        statements: list[dict[str, Any]] = tree.get("statements") or []
+        node: dict[str, Any] = statements[0].get("node", {}) if len(statements) == 1 else {}
+        if (
+            node.get("type") != "SELECT_NODE"
+            or len(node.get("select_list") or []) != 1
+            or (node.get("from_table") or {}).get("type") != "EMPTY"
+            or any(node.get(k) for k in _CLAUSES)
+            or (node.get("cte_map") or {}).get("map")
+            or _has_subquery(node)
+        ):
+            problem = "it must be one expression over the row's columns (no SELECT, FROM or ;)"
+    if problem is not None:
+        raise ValueError(f"sql {sql!r}: {problem}")
+    return sql
+
+
+_CLAUSES = ("where_clause", "having", "qualify", "sample", "group_expressions", "modifiers")
+
+
+def _has_subquery(node: object) -> bool:
+    if isinstance(node, dict):
+        return node.get("class") == "SUBQUERY" or any(_has_subquery(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_has_subquery(v) for v in node)
+    return False
+
+
 class FieldSpec(StrictModel):
     column: str | None = None
     value: str | None = None
@@ -86,6 +125,11 @@ class FieldSpec(StrictModel):
     @classmethod
     def _known_formats(cls, formats: tuple[str, ...] | None) -> tuple[str, ...] | None:
         return tuple(check_date_format(f) for f in formats) if formats else formats
+
+    @field_validator("sql")
+    @classmethod
+    def _row_expression(cls, sql: str | None) -> str | None:
+        return None if sql is None else check_row_expression(sql)
 
     @model_validator(mode="after")
     def _one_source(self) -> FieldSpec:

@@ -314,6 +314,19 @@ BROKEN_MAPPINGS = {
         "  category: {sql: 'no_such_function(category)'}\n  event_date: {column: event_date}\n",
         "no_such_function",
     ),
+    # a mapping is not code: it reads the row, never a file of the host
+    "subquery.yaml": (
+        "kind: records\nfields:\n  record_id: {column: record_id}\n  uscc: {column: uscc}\n"
+        "  category: {sql: \"(SELECT content FROM read_text('/etc/hostname'))\"}\n"
+        "  event_date: {column: event_date}\n",
+        "no SELECT, FROM or ;",
+    ),
+    "breakout.yaml": (
+        "kind: records\nfields:\n  record_id: {column: record_id}\n  uscc: {column: uscc}\n"
+        "  category: {sql: \"category) AS VARCHAR), '') AS c FROM read_text('/etc/hosts') --\"}\n"
+        "  event_date: {column: event_date}\n",
+        "fields.category.sql: sql \"category) AS VARCHAR)",  # it does not parse alone
+    ),
 }
 
 
