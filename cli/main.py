@@ -285,38 +285,41 @@ def _as_of(text: str, known_by: date | None = None) -> date:
     return day
 
 
-def _build_and_store_features(
-    settings: Settings, day: date, store: bool = True
-) -> tuple[pa.Table, Path | None]:
-    """Features of every company as of `day`, stored with the spec version (unless not
-    `store`: the caller stores them once what depends on them may be)."""
+def _build_features(settings: Settings, day: date) -> pa.Table:
+    """Features of every company as of `day`, with the spec version."""
     from features.builder import build_features
-    from features.results import Results
     from features.specs import spec_version
 
     version = spec_version()
     table = build_features(_store(settings), day)
-    table = table.append_column("spec_version", pa.array([version] * table.num_rows))
-    if not store:
-        return table, None
-    return table, Results(settings.data_dir).write("features", table, day, version)
+    return table.append_column("spec_version", pa.array([version] * table.num_rows))
 
 
 @app.command()
 def features(
     as_of: Annotated[str, typer.Option("--as-of", help="Date the features describe, YYYY-MM-DD.")],
+    restate: RestateOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Build point-in-time features of every company as of a date and store them."""
+    """Build point-in-time features of every company as of a date and store them. A past
+    day's stored features are the flags served with its scores and tiers: not rewritten with
+    other flags unless restated."""
     import time
 
+    from features.results import Restatement, Results
     from features.specs import spec_version
 
     settings = _settings()
     day = _as_of(as_of, china_today())
     started = time.perf_counter()
     with _progress(f"features as of {day}"):
-        table, path = _build_and_store_features(settings, day)
+        table = _build_features(settings, day)
+    try:
+        path = Results(settings.data_dir).write_published(
+            "features", table, day, spec_version(), today=china_today(), restate=restate
+        )
+    except Restatement as exc:
+        _refuse_restatement(exc, as_json)
     version = spec_version()
     payload = {
         "as_of": day.isoformat(), "spec_version": version, "companies": table.num_rows,
@@ -364,20 +367,26 @@ def score(
     with _progress(f"scoring as of {day}") as step:
         # always rebuilt: records recorded on the as-of day may have arrived since the last build
         step("building features")
-        feats, _ = _build_and_store_features(settings, day, store=False)
+        feats = _build_features(settings, day)
         step("scoring")
         scored = with_evidence(store, card.score(feats))
     n = scored.num_rows
     scored = scored.append_column("spec_version", pa.array([version] * n))
     scored = scored.append_column("method_version", pa.array([card.method_version] * n))
     results.write_method(card.method_version, card.config.model_dump(mode="json"))
-    try:
+    today = china_today()
+    try:  # both checked before either is written: the flags go with the scores
+        results.check_published(
+            "scores", scored, day, card.method_version, today=today, restate=restate
+        )
+        results.check_published("features", feats, day, version, today=today, restate=restate)
         path = results.write_published(
-            "scores", scored, day, card.method_version, today=china_today(), restate=restate
+            "scores", scored, day, card.method_version, today=today, restate=restate
         )
     except Restatement as exc:
         _refuse_restatement(exc, as_json)
-    results.write("features", feats, day, version)  # the flags `credsup load` serves with them
+    # the flags `credsup load` serves with them
+    results.write_published("features", feats, day, version, today=today, restate=restate)
     grades = [g.grade for g in card.config.grades()]
     counts = {g: 0 for g in grades}
     for g in scored.column("grade").to_pylist():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -225,6 +225,7 @@ def serve(
 
     import uvicorn
 
+    from models.published import PublishedModels
     from serving.db import upgrade
 
     settings = _settings()
@@ -234,6 +235,13 @@ def serve(
         first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         err.print(f"[red]error:[/red] the serving database {_safe(settings.serving_url)} cannot "
                   f"be migrated: {escape(first)}", soft_wrap=True)  # fmt: skip
+        raise typer.Exit(3) from None
+    try:  # the model registry too: on a new data directory the workers would race to create it
+        PublishedModels(settings.data_dir).open_store()
+    except Exception as exc:
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        err.print(f"[red]error:[/red] the model registry cannot be opened: {escape(first)}",
+                  soft_wrap=True)  # fmt: skip
         raise typer.Exit(3) from None
     if workers > 1 and settings.model_reload_seconds is None:
         # `POST /v1/admin/reload` reaches one worker: the others look at the champion alias on
@@ -250,10 +258,24 @@ def serve(
         f"serving on http://{host or settings.api_host}:{port or settings.api_port} with "
         f"{workers} worker(s), database {_safe(settings.serving_url)}, data {settings.data_dir}"
     )
-    uvicorn.run(
-        "serving.asgi:app", host=host or settings.api_host, port=port or settings.api_port,
-        workers=workers, log_level="warning", access_log=False,
-    )  # fmt: skip
+    options: dict[str, Any] = {"host": host or settings.api_host,
+                               "port": port or settings.api_port, "log_level": "warning",
+                               "access_log": False}  # fmt: skip
+    if workers == 1:  # uvicorn exits 3 itself when the application fails to start
+        uvicorn.run("serving.asgi:app", **options)
+        return
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    # uvicorn.run's own supervisor, kept at hand: when a worker fails to start, the parent
+    # stops, and says so by its exit code (uvicorn.run returns 0 then)
+    config = uvicorn.Config("serving.asgi:app", workers=workers, **options)
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    supervisor.run()
+    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+        err.print("[red]error:[/red] a worker failed to start (its error is above): the "
+                  "service stopped", soft_wrap=True)  # fmt: skip
+        raise typer.Exit(3)
 
 
 @keys_app.command("demo")

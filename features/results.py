@@ -26,7 +26,16 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-PUBLISHED = {"scores": ("score", "grade"), "tiers": ("tier", "probability")}
+SERVED_FLAGS = (
+    "objection_open", "on_serious_dishonest_list", "on_abnormal_list", "on_dishonest_debtor_list",
+    "on_focus_list",
+)  # fmt: skip
+"""The features `credsup load` serves with a day's scores and tiers (the objection and list
+flags every consumer sees)."""
+
+PUBLISHED = {
+    "scores": ("score", "grade"), "tiers": ("tier", "probability"), "features": SERVED_FLAGS,
+}  # fmt: skip
 """The columns of each published kind whose change is a restatement."""
 
 
@@ -76,26 +85,22 @@ class Results:
         today: date,
         restate: str | None = None,
     ) -> Path:
-        """Write scores or tiers of a date. A past day's (today's may still grow) published
-        results are not changed unless `restate` gives the reason: for tiers, those of the same
-        model version; for scores, the date's published evaluation, whatever its method (the
-        file written last: another method written now would replace it). A past day's results
+        """Write scores, tiers or features of a date. A past day's (today's may still grow)
+        published results are not changed unless `restate` gives the reason: for tiers, those of
+        the same model version; for scores and features, the date's published ones, whatever
+        their method or spec version (the file written last: another written now would replace
+        it); for features, the flags served with the scores and tiers. A past day's results
         equal to the published ones are not rewritten (the file and its time stay). A restated
         file is set aside (`<version>.parquet.superseded-<UTC time>`, no longer read) and the
-        restatement logged in `restatements.jsonl` of the kind's folder."""
-        if as_of >= today:
-            return self.write(kind, table, as_of, version)
+        restatement logged in `restatements.jsonl` of the kind's folder. `check_published`
+        says beforehand whether this would be refused."""
+        changed, published = self._change(kind, table, as_of, version, today, restate)
         own = self._path(kind, as_of, version)
-        published = own if kind == "tiers" else self.published_file(kind, as_of)
-        if published is None or not published.exists():
+        if published is None:
             return self.write(kind, table, as_of, version)
-        old = pq.read_table(published, columns=["uscc", *PUBLISHED[kind]])  # not the reasons
-        changed = changed_companies(old, table, PUBLISHED[kind])
         if not changed and published == own:
             return own
         if changed:
-            if not (restate or "").strip():
-                raise Restatement(kind, as_of, published.stem, changed, version)
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
             if own.exists():
                 os.replace(own, own.with_name(f"{own.name}.superseded-{stamp}"))
@@ -105,6 +110,34 @@ class Results:
             with (self.root / kind / "restatements.jsonl").open("a", encoding="utf-8") as f:
                 f.write(json.dumps(line, ensure_ascii=False) + "\n")
         return self.write(kind, table, as_of, version)
+
+    def check_published(
+        self, kind: str, table: pa.Table, as_of: date, version: str, *, today: date,
+        restate: str | None = None,
+    ) -> None:  # fmt: skip
+        """Raises `Restatement` where `write_published` would refuse; writes nothing (a run
+        that publishes several kinds checks them all before it writes any)."""
+        self._change(kind, table, as_of, version, today, restate)
+
+    def _change(
+        self, kind: str, table: pa.Table, as_of: date, version: str, today: date,
+        restate: str | None,
+    ) -> tuple[int, Path | None]:  # fmt: skip
+        """(companies whose published columns would change, the published file; None: nothing
+        published to protect), raising `Restatement` when a change is not restated."""
+        if as_of >= today:
+            return 0, None
+        own = self._path(kind, as_of, version)
+        published = own if kind == "tiers" else self.published_file(kind, as_of)
+        if published is None or not published.exists():
+            return 0, None
+        present = set(pq.read_schema(published).names) & set(table.column_names)
+        columns = tuple(c for c in PUBLISHED[kind] if c in present)
+        old = pq.read_table(published, columns=["uscc", *columns])  # not the reasons
+        changed = changed_companies(old, table, columns)
+        if changed and not (restate or "").strip():
+            raise Restatement(kind, as_of, published.stem, changed, version)
+        return changed, published
 
     def published_file(self, kind: str, as_of: date) -> Path | None:
         """The file of a date `credsup load` loads when no version is named: written last."""

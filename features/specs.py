@@ -332,11 +332,11 @@ SPECS: tuple[Spec, ...] = (
 )  # fmt: skip
 
 
-COUNTING_RULES_REVISION = 3
+COUNTING_RULES_REVISION = 4
 """Bumped whenever the builder's counting rules change meaning (2: the breach share is the share
 of the window's commitments that were breached; 3: records count for the period of the
-publicity rule, `records.publicity`, and in their corrected form), so that the version changes
-with them."""
+publicity rule, `records.publicity`, and in their corrected form; 4: periods and windows are
+calendar months and years, `records.spans`), so that the version changes with them."""
 
 
 def spec_version(specs: tuple[Spec, ...] = SPECS) -> str:

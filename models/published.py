@@ -45,6 +45,11 @@ class PublishedModels:
         self.uri = uri or tracking_uri(self.data_dir)
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
 
+    def open_store(self) -> None:
+        """Opens the tracking store once, which creates its tables where they do not exist:
+        before several workers start, each of which would otherwise create them at once."""
+        self.client.search_registered_models(max_results=1)
+
     def _activate(self) -> None:
         # `models:/` URIs are resolved through the global registry URI
         mlflow.set_tracking_uri(self.uri)

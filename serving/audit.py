@@ -28,7 +28,7 @@ import queue
 import secrets
 import threading
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -184,6 +184,7 @@ class AuditWriter:
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._admit = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self.written = 0
         self.failures = 0
@@ -194,23 +195,35 @@ class AuditWriter:
     def log(
         self, caller: Caller, endpoint: str, uscc: str | None, purpose: str | None, status: int
     ) -> None:
-        if self._queue.qsize() >= self.max_backlog:
-            raise AuditUnavailable(
-                f"the audit log is {self._queue.qsize():,} entries behind (the database does not "
-                "take them): credit information is not served unlogged"
-            )
-        self._queue.put(
-            {
-                "at": datetime.now(UTC),
-                "key_id": caller.key_id,
-                "role": caller.role,
-                "department": caller.department,
-                "uscc": uscc,
-                "endpoint": endpoint,
-                "purpose": clean_purpose(purpose),
-                "status": status,
-            }
-        )
+        self.log_each(caller, endpoint, [(uscc, status)], purpose)
+
+    def log_each(
+        self,
+        caller: Caller,
+        endpoint: str,
+        lines: Sequence[tuple[str | None, int]],
+        purpose: str | None,
+    ) -> None:
+        """The lines (company, status) of one read, queued all or none: refused when they
+        would take the backlog past its limit, so one large read cannot fill the queue for
+        everyone, nor leave half its lines for a read that is then not served. Admission and
+        queueing are one step for concurrent reads."""
+        at = datetime.now(UTC)
+        cleaned = clean_purpose(purpose)
+        with self._admit:
+            behind = self._queue.qsize()
+            if behind + len(lines) > self.max_backlog:
+                raise AuditUnavailable(
+                    f"the audit log is {behind:,} entries behind and this read would add "
+                    f"{len(lines):,} (the database does not take them fast enough): credit "
+                    "information is not served unlogged"
+                )
+            for uscc, status in lines:
+                self._queue.put({
+                    "at": at, "key_id": caller.key_id, "role": caller.role,
+                    "department": caller.department, "uscc": uscc, "endpoint": endpoint,
+                    "purpose": cleaned, "status": status,
+                })  # fmt: skip
 
     def log_companies(
         self,
@@ -223,18 +236,7 @@ class AuditWriter:
         """A read of many companies (a list, a page, an export): a line per company, once; a
         read that found none is one line without a company (the query itself is on record)."""
         codes: list[str | None] = list(dict.fromkeys(usccs))
-        self.reserve(len(codes))
-        for code in codes or [None]:
-            self.log(caller, endpoint, code, purpose, status)
-
-    def reserve(self, n: int) -> None:
-        """Refuses a read of `n` companies that would take the backlog past its limit, before
-        any of its lines is queued: one large read cannot fill the queue for everyone."""
-        if self._queue.qsize() + n > self.max_backlog:
-            raise AuditUnavailable(
-                f"the audit log is {self._queue.qsize():,} entries behind and this read would "
-                f"add {n:,}: credit information is not served unlogged"
-            )
+        self.log_each(caller, endpoint, [(code, status) for code in codes or [None]], purpose)
 
     @property
     def backlog(self) -> int:

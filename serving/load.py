@@ -146,10 +146,10 @@ def build_documents(
     if tier_file is not None:
         tiers = pq.read_table(tier_file).to_pandas()
         frame = frame.merge(tiers, on="uscc", how="left", suffixes=("", "_tier"))
-    feature_files = sorted((results / "features" / day).glob("*.parquet"))
+    feature_file = written_last(results / "features" / day)  # the one published with them
     flags = ["objection_open", *LIST_FLAGS]
-    if feature_files:
-        feats = pq.read_table(feature_files[-1], columns=["uscc", *flags]).to_pandas()
+    if feature_file is not None:
+        feats = pq.read_table(feature_file, columns=["uscc", *flags]).to_pandas()
         frame = frame.merge(feats, on="uscc", how="left")
     has_score = frame["score"].notna() if "score" in frame else pd.Series(False, index=frame.index)
     has_tier = frame["tier"].notna() if "tier" in frame else pd.Series(False, index=frame.index)

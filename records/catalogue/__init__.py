@@ -122,6 +122,16 @@ class Category(StrictModel):
             raise ValueError(f"{self.code}: special_domains without special_domain_period")
         if self.severity_required and not self.severities:
             raise ValueError(f"{self.code}: severity_required without severities")
+        spans = [s for p in self.publicity.values() for s in (p.min, p.max)]
+        spans += [self.special_domain_period, self.publicity_natural_person]
+        units = {("months" if s.months else "") + ("days" if s.days else "")
+                 for s in spans if s is not None and not s.zero}  # fmt: skip
+        if len(units) > 1 or "monthsdays" in units:
+            raise ValueError(
+                f"{self.code}: its periods mix months and days; give them all in months and "
+                "years or all in days, so that which of two is longer does not depend on the "
+                "day it starts (3 months from 28 February are 89 days)"
+            )
         if "*" not in self.publicity and set(self.severities) - set(self.publicity):
             missing = sorted(set(self.severities) - set(self.publicity))
             raise ValueError(f"{self.code}: no publicity period for severities {missing}")

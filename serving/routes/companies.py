@@ -74,10 +74,8 @@ async def batch(
                 .where(companies.c.uscc.in_(part))
             ).all()  # fmt: skip
             found.update({u: full if caller.sees_fully(u) else public for u, full, public in rows})
-    state.audit.reserve(len(wanted))
-    for code in wanted:
-        state.audit.log(caller, "POST /v1/companies:batch", code, purpose,
-                 200 if code in found else 404)  # fmt: skip
+    lines = [(code, 200 if code in found else 404) for code in wanted]
+    state.audit.log_each(caller, "POST /v1/companies:batch", lines, purpose)  # all or none
     docs = ",".join(found[u] for u in wanted if u in found)
     missing = json.dumps([u for u in wanted if u not in found])
     content = (

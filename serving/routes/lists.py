@@ -93,7 +93,7 @@ class EntryOut(BaseModel):
     list_: str = Field(alias="list")
     status: str = Field(description="notified, objected, rejected, listed, removed or expired")
     legal_basis: str
-    reason: str
+    reason: str | None = Field(description="The proposer's text (not shown to other departments)")
     ground: str | None
     source_records: list[str]
     proposed_on: date
@@ -175,6 +175,17 @@ def _published_only(caller: Caller) -> bool:
     return caller.role == "department" and caller.department != lists.LIST_DEPARTMENT
 
 
+def _shared(caller: Caller, entry: dict[str, Any]) -> dict[str, Any]:
+    """What a department other than the lists' own sees of a published listing: the listing,
+    its ground, term and record, not the proposer's text, the evidence records, the company's
+    objection and its decision, or the steps."""
+    if not _published_only(caller):
+        return entry
+    return {**entry, "reason": None, "source_records": [], "objection_due": None,
+            "objection_reason": None, "objection_outcome": None, "removal_reason": None,
+            "steps": []}  # fmt: skip
+
+
 def _read(caller: Caller, state: ServiceState, endpoint: str, usccs: list[str],
           x_purpose: str | None) -> None:  # fmt: skip
     """Entries are credit information: a stated purpose and an audit line per company."""
@@ -228,7 +239,7 @@ def get_entry(
         raise ApiError(403, "forbidden", f"list entry {entry_id} is not published: the "
                        f"{caller.department} department sees published listings only")  # fmt: skip
     _read(caller, state, "GET /v1/list-entries/{id}", [entry["uscc"]], x_purpose)
-    return EntryOut.model_validate(entry)
+    return EntryOut.model_validate(_shared(caller, entry))
 
 
 @router.get("/list-entries", response_model=EntryPage, responses=ERRORS)
@@ -251,7 +262,7 @@ def get_entries(
         status = "listed"
     found = lists.find(state.engine, code, list_, status, limit)
     _read(caller, state, "GET /v1/list-entries", [e["uscc"] for e in found], x_purpose)
-    return EntryPage(entries=[EntryOut.model_validate(e) for e in found])
+    return EntryPage(entries=[EntryOut.model_validate(_shared(caller, e)) for e in found])
 
 
 @router.post(

@@ -647,3 +647,32 @@ def test_two_workers_count_their_requests_together(province: Province) -> None:
         assert process.poll() is None and (province.data_dir / "metrics").is_dir()
     finally:
         stop_server(process)
+
+
+def test_two_workers_start_on_a_new_data_directory(tmp_path: Path) -> None:
+    """Both workers created the model registry's tables at once on a new data directory; one
+    failed ("table … already exists"), uvicorn stopped the service, and `credsup serve` exited
+    0. The registry is now opened once before the workers start (and a worker that fails to
+    start makes `credsup serve` exit 3)."""
+    data_dir = tmp_path / "new"
+    data_dir.mkdir()
+    log = tmp_path / "uvicorn-new.log"
+    started = None
+    for _ in range(3):  # another process may take the port between our probe and uvicorn's bind
+        started = start_server(data_dir, log, None, "--workers", "2")
+        if started is not None:
+            break
+    assert started is not None, log.read_text(errors="replace")[-4000:]
+    process, base_url = started
+    try:
+        # a worker that fails to start stops the service within a second or two: keep asking
+        # (a connection each, so both workers answer) for longer than that
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline and process.poll() is None:
+            assert httpx.get(f"{base_url}/healthz", trust_env=False).status_code == 200
+        ready = httpx.get(f"{base_url}/readyz", trust_env=False)
+        assert ready.status_code == 503 and ready.json()["model"]["loaded"] is False
+        assert process.poll() is None
+        assert "failed to start" not in log.read_text(errors="replace")
+    finally:
+        stop_server(process)

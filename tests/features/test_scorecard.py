@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -328,6 +329,13 @@ def test_a_past_days_published_evaluation_is_not_silently_rewritten(
     assert refused.exit_code == 1 and "not silently rewritten" in refused.output, refused.output
     assert "score or grade of 1 companies would change" in " ".join(refused.output.split())
     assert graded() == before
+    # the features stored for the day carry the flags served with its scores: the same rule
+    features = data_dir / "results" / "features" / f"as_of={day}"
+    (flags,) = features.glob("*.parquet")
+    stored = flags.stat().st_mtime_ns
+    alone = runner.invoke(app, ["features", "--as-of", day], env=env)
+    assert alone.exit_code == 1 and "on_serious_dishonest_list" in alone.output, alone.output
+    assert flags.stat().st_mtime_ns == stored and list(features.glob("*.parquet")) == [flags]
     restated = runner.invoke(
         app, ["score", "--as-of", day, "--restate", "dishonest listing sent late"], env=env
     )
@@ -340,6 +348,10 @@ def test_a_past_days_published_evaluation_is_not_silently_rewritten(
     (line,) = (data_dir / "results" / "scores" / "restatements.jsonl").read_text().splitlines()
     assert json.loads(line)["reason"] == "dishonest listing sent late"
     assert json.loads(line)["changed"] == 1
+    (line,) = (data_dir / "results" / "features" / "restatements.jsonl").read_text().splitlines()
+    assert json.loads(line)["reason"] == "dishonest listing sent late"
+    served = pq.read_table(flags, columns=["uscc", "on_serious_dishonest_list"]).to_pylist()
+    assert {r["uscc"]: r["on_serious_dishonest_list"] for r in served}[uscc] == 1
     # today's evaluation may still grow (records of the day arrive all day): no restatement
     today = china_today().isoformat()
     assert runner.invoke(app, ["score", "--as-of", today], env=env).exit_code == 0

@@ -325,7 +325,7 @@ BROKEN_MAPPINGS = {
         "kind: records\nfields:\n  record_id: {column: record_id}\n  uscc: {column: uscc}\n"
         "  category: {sql: \"category) AS VARCHAR), '') AS c FROM read_text('/etc/hosts') --\"}\n"
         "  event_date: {column: event_date}\n",
-        "fields.category.sql: sql \"category) AS VARCHAR)",  # it does not parse alone
+        'fields.category.sql: sql "category) AS VARCHAR)',  # it does not parse alone
     ),
 }
 

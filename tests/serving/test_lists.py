@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from features.builder import LIST_CATEGORIES, build_features
 from records import workdays
+from records.catalogue import default_catalogue
 from records.ingest import ingest_table
 from records.workdays import china_today
 from serving import lists
@@ -360,8 +361,13 @@ def test_the_commands_show_list_confirm_and_remove(world: Loaded) -> None:
 
 def test_derive_lists_missing_annual_reports_and_notifies_heavy_penalties(api: Api) -> None:
     world = api.world
-    # a clean A-grade taxpayer the simulator did not put on the red list
-    (clean,) = _companies(world, 1, known_by=date(2024, 1, 1))
+    # a clean A-grade taxpayer the simulator did not put on the red list: no negative record
+    # and no grade of its own (whichever companies other tests took before)
+    with world.store.connect() as con:
+        unclean = {u for (u,) in con.execute(
+            "SELECT DISTINCT uscc FROM records WHERE category = 'tax_credit_grade' OR "
+            f"({lists._negative_sql(default_catalogue())})").fetchall()}  # fmt: skip
+    (clean,) = _companies(world, 1, known_by=date(2024, 1, 1), exclude=unclean)
     grade = pa.table({
         "record_id": ["TEST-TCG-RED"], "uscc": [clean], "category": ["tax_credit_grade"],
         "event_date": ["2025-04-15"], "recorded_date": ["2025-04-15"], "source_dept": ["tax"],
@@ -757,3 +763,23 @@ def test_a_department_other_than_the_lists_own_sees_published_listings_only(api:
     assert every.status_code == 200
     assert {e["status"] for e in every.json()["entries"]} <= {"listed"}
     assert case not in {e["id"] for e in every.json()["entries"]}
+    # once listed (the objection dismissed), the department sees the listing, not the
+    # company's objection, the decision, the proposer's text or the steps
+    objected = api.call("POST", f"/v1/list-entries/{case}/objection", f"company:{uscc}",
+                        json={"reason": "异议理由：法定代表人王某身份证号码…"})  # fmt: skip
+    assert objected.status_code == 200, objected.text
+    dismissed = api.call("POST", f"/v1/list-entries/{case}/objection-decision", "regulator",
+                         json={"upheld": False, "reason": "驳回理由"})  # fmt: skip
+    assert dismissed.status_code == 200, dismissed.text
+    listed = api.call("POST", f"/v1/list-entries/{case}/listing", "regulator", json={})
+    assert listed.status_code == 200, listed.text
+    full = api.call("GET", f"/v1/list-entries/{case}", "regulator").json()
+    assert full["objection_reason"] and full["steps"] and full["reason"]
+    for shown in (api.call("GET", f"/v1/list-entries/{case}", "department").json(),
+                  *(e for e in api.call("GET", "/v1/list-entries", "department",
+                                        params={"uscc": uscc}).json()["entries"])):  # fmt: skip
+        assert shown["id"] == case and shown["status"] == "listed"
+        assert shown["term_end"] == full["term_end"] and shown["record_id"] == full["record_id"]
+        assert (shown["objection_reason"], shown["objection_outcome"], shown["reason"],
+                shown["source_records"], shown["steps"]) == (None, None, None, [], [])  # fmt: skip
+        assert "王某" not in json.dumps(shown, ensure_ascii=False)

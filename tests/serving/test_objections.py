@@ -426,6 +426,27 @@ def test_the_deadline_is_extended_once_to_20_working_days(service: Served) -> No
     assert case not in [o["id"] for o in overdue]
 
 
+def test_a_department_reads_a_case_only_about_a_record_it_may_see(service: Served) -> None:
+    """The tax office read an objection to another department's record that is never public
+    (the company's reason with it); its own records' cases it reads."""
+    today = china_today()
+    hidden = service.take(service.pick(
+        "r.category = 'complaint' AND r.source_dept <> 'tax' AND r.recorded_date <= ?", [today]
+    )[0])  # fmt: skip
+    own = service.take(service.pick(
+        "r.category = 'tax_declaration' AND r.source_dept = 'tax' AND r.recorded_date <= ?",
+        [today],
+    )[0])  # fmt: skip
+    for record, expected in ((hidden, 403), (own, 200)):
+        filed = service.call("POST", "/v1/objections", f"company:{record['uscc']}",
+                             json={"record_id": record["record_id"], "reason": "异议"})  # fmt: skip
+        assert filed.status_code == 201, filed.text
+        case = filed.json()["id"]
+        answer = service.call("GET", f"/v1/objections/{case}", "department")
+        assert answer.status_code == expected, (record["category"], answer.text)
+        assert service.call("GET", f"/v1/objections/{case}", "regulator").status_code == 200
+
+
 def test_only_the_authorities_decide_once_and_the_trail_is_append_only(service: Served) -> None:
     assert (
         service.call("POST", "/v1/objections", "regulator",

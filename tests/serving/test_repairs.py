@@ -108,6 +108,25 @@ def test_repair_refused_at_once_refused_by_the_authority_and_granted(world: Worl
         assert answer.status_code == 201, answer.text
         assert answer.json()["status"] == "refused"
         assert answer.json()["refusal_code"] == "not_repairable"
+        # a department reads a case only about a record it may see: its own (a tax return,
+        # never public), not another department's that is never public (a complaint: the tax
+        # office read that case, the company's reason with it, before)
+        for category, dept, expected in (("tax_declaration", "= 'tax'", 200),
+                                         ("complaint", "<> 'tax'", 403)):  # fmt: skip
+            with world.store.connect() as con:
+                record_id, owner = con.execute(
+                    f"SELECT record_id, uscc FROM records WHERE category = '{category}' "
+                    f"AND source_dept {dept} AND recorded_date <= ? ORDER BY record_id LIMIT 1",
+                    [today],
+                ).fetchone() or (None, None)  # fmt: skip
+            assert record_id is not None, category
+            filed = call("POST", "/v1/repairs", f"company:{owner}",
+                         json={"record_id": record_id, "reason": "已更正"})  # fmt: skip
+            assert filed.status_code == 201, filed.text
+            case_path = f"/v1/repairs/{filed.json()['id']}"
+            read = call("GET", case_path, "department")
+            assert read.status_code == expected, (category, read.text)
+            assert call("GET", case_path, "regulator").status_code == 200
         assert (
             call(
                 "POST",

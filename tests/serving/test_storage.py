@@ -344,7 +344,7 @@ def test_a_row_the_database_refuses_does_not_stop_the_audit_log(
     writer.flush()
     writer.log(caller, endpoint, "91110000600037341L", marker, 200)  # drained: logs again
     # a read of many companies that would pass the limit is refused before any line is queued
-    with pytest.raises(AuditUnavailable, match="would add 5"):
+    with pytest.raises(AuditUnavailable, match="1 entries behind and this read would add 5"):
         writer.log_companies(caller, endpoint, [f"code-{i}" for i in range(5)], marker)
     assert writer.backlog == 1
     writer.log_companies(caller, endpoint, [f"code-{i}" for i in range(4)], marker)
@@ -693,3 +693,30 @@ def test_serve_without_a_database_says_so_in_one_line(tmp_path: Path) -> None:
     assert res.exit_code == 3, res.output
     assert "127.0.0.1:9/nowhere cannot be migrated" in " ".join(res.output.split())
     assert "Traceback" not in res.output
+
+
+def test_concurrent_reads_enter_the_audit_log_whole_or_not_at_all() -> None:
+    """Admission and queueing are one step: 40 reads of 70 companies at once against a limit
+    of 1,000 lines queue 14 reads whole and refuse the rest whole (no read half logged, no
+    backlog past the limit)."""
+    writer = AuditWriter(sa.create_engine("sqlite://"), max_backlog=1000)  # not started
+    caller = Caller(key_id=1, role="public", department=None, name="many readers")
+    start = threading.Barrier(8)
+    admitted: list[bool] = []
+
+    def read(i: int) -> None:
+        if i < 8:
+            start.wait()
+        try:
+            writer.log_companies(caller, "GET /v1/public/lists", [f"{i}-{k}" for k in range(70)],
+                                 None)  # fmt: skip
+            admitted.append(True)
+        except AuditUnavailable:
+            admitted.append(False)
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(admitted) == 1000 // 70 and writer.backlog == 70 * sum(admitted)
