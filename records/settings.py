@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     api_port: int = 8000
     model_reload_seconds: float | None = Field(default=None, gt=0)
     """Also look for a new champion on this period (None: only on POST /v1/admin/reload)."""
+    public_requests_per_second: float = Field(default=20.0, gt=0)
+    """Requests a second one public or company key may make (bursts of five times as many);
+    429 with Retry-After beyond it. Authorities are not limited."""
     max_request_bytes: int = Field(default=2 * 2**20, ge=1024)
     """Largest request body the API reads (413 beyond it, before authentication): a batch of
     10,000 codes is about 220 kB."""

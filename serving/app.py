@@ -25,6 +25,7 @@ from serving import errors
 from serving.audit import AuditQuarantine, AuditWriter
 from serving.auth import KeyCache
 from serving.db import make_engine, upgrade
+from serving.limits import RateLimiter
 from serving.lookup import Lookup
 from serving.routes import (
     admin,
@@ -156,10 +157,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         slot.reload(models)
         lookup = Lookup(engine, url)
         await lookup.open()
+        rate = settings.public_requests_per_second
         app.state.service = ServiceState(
             settings=settings, engine=engine,
             store=Store(settings.store_dir, settings.duckdb_memory_limit, settings.duckdb_threads),
             keys=KeyCache(engine), audit=audit, models=models, slot=slot, lookup=lookup,
+            limiter=RateLimiter(rate, max(1, round(5 * rate))),
         )  # fmt: skip
         # the model and libraries leave ~350,000 long-lived objects: a full collection of them
         # took 225 ms and stalled every request in flight (p99); they never become garbage

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 from urllib.parse import unquote
 
@@ -32,6 +33,14 @@ async def get_caller(
     caller = state.keys.get(x_api_key)
     if caller is None:
         raise ApiError(401, "unauthorized", "a valid X-API-Key header is required")
+    if caller.role in NO_PURPOSE:
+        wait = state.limiter.wait(caller.key_id)
+        if wait:
+            raise ApiError(
+                429, "rate_limited",
+                f"this {caller.role} key asks more than {state.limiter.rate:g} times a second; "
+                f"try again in {wait:.1f} s", headers={"Retry-After": str(math.ceil(wait))},
+            )  # fmt: skip
     request.state.caller = caller  # a refused read of a company is audited too (serving.errors)
     return caller
 

@@ -22,7 +22,8 @@ logger = logging.getLogger(__name__)
 
 STATUS_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 413: "too_large", 422: "invalid", 500: "internal_error",
+    405: "method_not_allowed", 413: "too_large", 422: "invalid", 429: "rate_limited",
+    500: "internal_error",
     503: "unavailable",
 }  # fmt: skip
 
@@ -33,9 +34,12 @@ class ErrorBody(BaseModel):
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers
 
 
 REFUSED = (400, 403)
@@ -72,8 +76,10 @@ def _audit_refusal(request: Request, status: int, code_name: str) -> None:
         )  # fmt: skip
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message}, status_code=status)
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status_code=status, headers=headers)
 
 
 def install(app: FastAPI) -> None:
@@ -81,7 +87,7 @@ def install(app: FastAPI) -> None:
     async def _api(request: Request, exc: ApiError) -> JSONResponse:
         if exc.status in REFUSED:
             _audit_refusal(request, exc.status, exc.code)
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(AuditUnavailable)
     async def _unlogged(_: Request, exc: AuditUnavailable) -> JSONResponse:

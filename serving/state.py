@@ -15,6 +15,7 @@ from records.settings import Settings
 from records.store import Store
 from serving.audit import AuditWriter
 from serving.auth import KeyCache
+from serving.limits import RateLimiter
 from serving.lookup import Lookup
 
 
@@ -78,3 +79,4 @@ class ServiceState:
     models: PublishedModels
     slot: ModelSlot
     lookup: Lookup
+    limiter: RateLimiter

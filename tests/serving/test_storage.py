@@ -42,6 +42,7 @@ from serving.db import (
     metadata,
     upgrade,
 )
+from serving.limits import RateLimiter
 from serving.load import AmbiguousLoad, Loaded, NothingToLoad, load_results
 from tests.serving.databases import BACKENDS, OLDER, fresh_url
 from tests.serving.pipeline import AS_OF
@@ -720,3 +721,40 @@ def test_concurrent_reads_enter_the_audit_log_whole_or_not_at_all() -> None:
     for t in threads:
         t.join()
     assert sum(admitted) == 1000 // 70 and writer.backlog == 70 * sum(admitted)
+
+
+def test_a_public_key_that_asks_too_fast_is_told_when_to_come_back(
+    database: tuple[str, Engine, list[Loaded]],
+    province: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One public key could fill the audit log's queue for everyone (a line per company read):
+    beyond its rate (bursts of 5 at 1 a second here) it gets 429 with Retry-After; a regulator
+    key at the same time is not limited."""
+    url, engine, _ = database
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    settings = Settings(data_dir=province, DATABASE_URL=url, duckdb_memory_limit="1GB",
+                        public_requests_per_second=1)  # fmt: skip
+    public = {"X-API-Key": create_key(engine, "public", None, "a scraper")}
+    regulator = {"X-API-Key": create_key(engine, "regulator", None, "t"), "X-Purpose": "rate"}
+    with engine.connect() as con:
+        uscc = con.execute(sa.select(companies.c.uscc).limit(1)).scalar_one()
+    with TestClient(create_app(settings)) as client:
+        codes = [client.get(f"/v1/companies/{uscc}", headers=public).status_code
+                 for _ in range(8)]  # fmt: skip
+        assert codes[:5] == [200] * 5 and 429 in codes[5:], codes
+        limited = client.get(f"/v1/companies/{uscc}", headers=public)
+        assert limited.status_code == 429 and limited.json()["code"] == "rate_limited"
+        assert 1 <= int(limited.headers["Retry-After"]) <= 2
+        assert all(client.get(f"/v1/companies/{uscc}", headers=regulator).status_code == 200
+                   for _ in range(8))  # fmt: skip
+
+
+def test_the_rate_limiter_refills_at_its_rate() -> None:
+    limiter = RateLimiter(rate=2.0, burst=3)
+    assert [limiter.wait(7, now=100.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.wait(7, now=100.0) == pytest.approx(0.5)  # a token every half second
+    assert limiter.wait(8, now=100.0) == 0.0  # keys have buckets of their own
+    assert limiter.wait(7, now=100.5) == 0.0
+    assert limiter.wait(7, now=100.6) == pytest.approx(0.4)
+    assert [limiter.wait(7, now=200.0) for _ in range(4)][-1] > 0  # refilled to the burst only
