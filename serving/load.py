@@ -69,6 +69,9 @@ def mask_name(name: str | None) -> str | None:
 
 LOAD_LOCK = 321_000_000_000
 """PostgreSQL advisory locks of loads: this plus the as-of date's ordinal."""
+LOAD_WAIT_SECONDS = 900.0
+"""How long a load on SQLite waits for another to finish (PostgreSQL waits for the date's
+lock as long as it is held)."""
 
 
 def _lock_date(con: Connection, as_of: date) -> None:
@@ -81,7 +84,10 @@ def _lock_date(con: Connection, as_of: date) -> None:
             sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOAD_LOCK + as_of.toordinal()}
         )
     elif con.dialect.name == "sqlite":
-        # an empty write takes SQLite's write lock now, before the published versions are read
+        # the lock is the file's: wait for another load as long as a load may take (the
+        # connection's 30 s suit a request, not a batch), then take it at once with an empty
+        # write, before the published versions are read
+        con.exec_driver_sql(f"PRAGMA busy_timeout = {int(LOAD_WAIT_SECONDS * 1000)}")
         con.execute(company_history.delete().where(sa.false()))
 
 

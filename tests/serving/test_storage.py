@@ -758,3 +758,34 @@ def test_the_rate_limiter_refills_at_its_rate() -> None:
     assert limiter.wait(7, now=100.5) == 0.0
     assert limiter.wait(7, now=100.6) == pytest.approx(0.4)
     assert [limiter.wait(7, now=200.0) for _ in range(4)][-1] > 0  # refilled to the burst only
+
+
+def test_a_second_load_on_sqlite_waits_for_the_first(tmp_path: Path, province: Path) -> None:
+    """On SQLite a load takes the file's write lock; a second load failed ("database is
+    locked") once the connection's busy timeout passed, however soon the first would finish.
+    It now waits for it, as loads take turns on PostgreSQL. Here the connection waits 1 s and
+    another writer holds the lock for 3 s."""
+    import sqlite3
+
+    db = tmp_path / "serving.db"
+    url = f"sqlite:///{db}"
+    upgrade(url)
+    engine = sa.create_engine(url, connect_args={"timeout": 1})
+    holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # another load's write lock
+    released = threading.Event()
+
+    def release_later() -> None:
+        released.wait(3)
+        holder.execute("COMMIT")
+
+    thread = threading.Thread(target=release_later)
+    thread.start()
+    try:
+        loaded = load_results(engine, Store(province / "store"), province, AS_OF)
+        assert loaded.companies > 0
+    finally:
+        released.set()
+        thread.join()
+        holder.close()
+        engine.dispose()
