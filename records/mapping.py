@@ -92,12 +92,30 @@ def check_row_expression(sql: str) -> str:
             or _has_subquery(node)
         ):
             problem = "it must be one expression over the row's columns (no SELECT, FROM or ;)"
+        elif called := sorted(_functions(node) & HOST_FUNCTIONS):
+            problem = f"it may not call {', '.join(called)} (it reads the host, not the row)"
     if problem is not None:
         raise ValueError(f"sql {sql!r}: {problem}")
     return sql
 
 
 _CLAUSES = ("where_clause", "having", "qualify", "sample", "group_expressions", "modifiers")
+HOST_FUNCTIONS = frozenset({
+    "current_setting", "getenv", "getvariable", "current_database", "current_schema",
+    "current_schemas", "current_user", "session_user", "user", "version", "pragma_version",
+    "duckdb_settings", "read_text", "read_blob", "glob", "sniff_csv",
+})  # fmt: skip
+"""Scalar functions that read the process, the host or its files rather than the row."""
+
+
+def _functions(node: object) -> set[str]:
+    if isinstance(node, dict):
+        name = str(node.get("function_name", "")).lower()
+        own = {name} if node.get("class") == "FUNCTION" else set()
+        return own.union(*(_functions(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_functions(v) for v in node))
+    return set()
 
 
 def _has_subquery(node: object) -> bool:

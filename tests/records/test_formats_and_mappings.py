@@ -327,6 +327,12 @@ BROKEN_MAPPINGS = {
         "  event_date: {column: event_date}\n",
         'fields.category.sql: sql "category) AS VARCHAR)',  # it does not parse alone
     ),
+    "setting.yaml": (
+        "kind: records\nfields:\n  record_id: {column: record_id}\n  uscc: {column: uscc}\n"
+        "  category: {sql: \"lower(category) || CURRENT_SETTING('temp_directory')\"}\n"
+        "  event_date: {column: event_date}\n",
+        "may not call current_setting",
+    ),
 }
 
 
