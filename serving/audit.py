@@ -27,6 +27,7 @@ import os
 import queue
 import secrets
 import threading
+import time
 import unicodedata
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -145,7 +146,7 @@ def _iso(moment: Any) -> Any:
 def _stamp(path: Path) -> tuple[int, int]:
     try:
         st = path.stat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # none yet, or no folder for it
         return (0, 0)
     return (st.st_size, st.st_mtime_ns)
 
@@ -153,7 +154,7 @@ def _stamp(path: Path) -> tuple[int, int]:
 def _read_lines(path: Path) -> list[dict[str, Any]]:
     try:
         text = path.read_text(encoding="ascii")
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return []
     # a line cut short by a crash mid-write is not an entry (it was not acknowledged either)
     out = []
@@ -161,6 +162,10 @@ def _read_lines(path: Path) -> list[dict[str, Any]]:
         with contextlib.suppress(json.JSONDecodeError):
             out.append(json.loads(line))
     return out
+
+
+UNFILED_RETRY_SECONDS = 30.0
+"""How often refused rows the quarantine could not take are offered to it again."""
 
 
 class AuditWriter:
@@ -179,8 +184,11 @@ class AuditWriter:
         self.quarantine = quarantine
         self.refused: list[tuple[dict[str, Any], str]] = []
         """Rows the database refused in this process (also in the quarantine, if there is one)."""
-        self.unfiled = 0
-        """Refused rows the quarantine could not take either (in the service log only)."""
+        self._unfiled: list[tuple[dict[str, Any], str]] = []
+        """Refused rows the quarantine could not take either: offered to it again every
+        `UNFILED_RETRY_SECONDS` (once its cause is mended they are filed and acknowledged as
+        any other), and in the service log."""
+        self._unfiled_tried = 0.0
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -295,17 +303,46 @@ class AuditWriter:
                     try:
                         self.quarantine.add(row, reason)
                     except Exception:
-                        self.unfiled += 1
+                        self._unfiled.append((row, reason))
                         logger.exception("the audit quarantine could not take the row either")
             except Exception:
                 self._requeue(rows[i:])
                 raise
+
+    @property
+    def unfiled(self) -> int:
+        """Refused rows the quarantine has not taken yet."""
+        return len(self._unfiled)
+
+    def file_unfiled(self) -> int:
+        """Offers the rows the quarantine could not take to it again; how many are still
+        unfiled."""
+        if self.quarantine is None:
+            return 0
+        with self._lock:
+            self._unfiled_tried = time.monotonic()
+            left, last = [], None
+            for row, reason in self._unfiled:
+                try:
+                    self.quarantine.add(row, reason)
+                except Exception as exc:
+                    left.append((row, reason))
+                    last = exc
+            if left:
+                logger.error("%d refused audit row(s) still cannot be filed: %s", len(left), last)
+            elif self._unfiled:
+                logger.warning("%d refused audit row(s) now filed", len(self._unfiled))
+            self._unfiled = left
+            return len(left)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             # a failed batch stays queued and is retried next round (counted in `failures`)
             with contextlib.suppress(Exception):
                 self.flush()
+            if self._unfiled and time.monotonic() - self._unfiled_tried > UNFILED_RETRY_SECONDS:
+                with contextlib.suppress(Exception):
+                    self.file_unfiled()
 
     def stop(self) -> None:
         self._stop.set()

@@ -789,3 +789,30 @@ def test_a_second_load_on_sqlite_waits_for_the_first(tmp_path: Path, province: P
         thread.join()
         holder.close()
         engine.dispose()
+
+
+def test_rows_the_quarantine_could_not_take_are_filed_once_it_can(tmp_path: Path) -> None:
+    """A refused audit row the quarantine could not take either (its folder not writable) kept
+    the service unready until a restart: nothing could acknowledge it. It is now offered to
+    the quarantine again, and once the cause is mended it is filed and acknowledged as any."""
+    url = f"sqlite:///{tmp_path / 'serving.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    blocked = tmp_path / "audit"
+    blocked.write_text("a file where the quarantine's folder should be")
+    writer = AuditWriter(engine, quarantine=AuditQuarantine(blocked))  # not started
+    caller = Caller(key_id=3, role="public", department=None, name="unfiled")
+    try:
+        writer.log(caller, None, "91110000600037341L", "x", 200)  # type: ignore[arg-type]
+        writer.flush()  # the database refuses the row (no endpoint), the quarantine too
+        assert (writer.unfiled, writer.open_refused) == (1, 1)
+        assert writer.file_unfiled() == 1  # still blocked
+        blocked.unlink()  # the cause mended
+        assert writer.file_unfiled() == 0
+        assert writer.unfiled == 0 and writer.open_refused == 1
+        (entry,) = writer.quarantine.entries()  # type: ignore[union-attr]
+        assert entry["row"]["endpoint"] is None
+        writer.quarantine.acknowledge("ops", "folder restored")  # type: ignore[union-attr]
+        assert writer.open_refused == 0
+    finally:
+        engine.dispose()
