@@ -192,7 +192,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         objections.router, lists.router, public.router,
         admin.router, health.router,
     ):  # fmt: skip
-        app.include_router(router)
+        # every route may answer 413 (the body limit); those with a key 429 (the public rate)
+        limits: dict[int | str, dict[str, Any]] = {
+            413: {"model": errors.ErrorBody, "description": "Request body too large"},
+        }
+        if router is not health.router:
+            limits[429] = {"model": errors.ErrorBody,
+                           "description": "Too many requests (see Retry-After)"}  # fmt: skip
+        app.include_router(router, responses=limits)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
     app.add_middleware(MetricsMiddleware)
     return app
