@@ -310,13 +310,14 @@ def features(
     from features.specs import spec_version
 
     settings = _settings()
-    day = _as_of(as_of, china_today())
+    today = china_today()  # once: a run across midnight keeps its day
+    day = _as_of(as_of, today)
     started = time.perf_counter()
     with _progress(f"features as of {day}"):
         table = _build_features(settings, day)
     try:
         path = Results(settings.data_dir).write_published(
-            "features", table, day, spec_version(), today=china_today(), restate=restate
+            "features", table, day, spec_version(), today=today, restate=restate
         )
     except Restatement as exc:
         _refuse_restatement(exc, as_json)
@@ -355,7 +356,8 @@ def score(
     from features.specs import spec_version
 
     settings = _settings()
-    day = _as_of(as_of, china_today())
+    today = china_today()  # once: a run across midnight keeps its day
+    day = _as_of(as_of, today)
     started = time.perf_counter()
     try:
         card = Scorecard(load_config(config, scale))
@@ -374,7 +376,6 @@ def score(
     scored = scored.append_column("spec_version", pa.array([version] * n))
     scored = scored.append_column("method_version", pa.array([card.method_version] * n))
     results.write_method(card.method_version, card.config.model_dump(mode="json"))
-    today = china_today()
     try:  # both checked before either is written: the flags go with the scores
         results.check_published(
             "scores", scored, day, card.method_version, today=today, restate=restate

@@ -247,21 +247,15 @@ def serve(
         # `POST /v1/admin/reload` reaches one worker: the others look at the champion alias on
         # this period (re-scores always look first)
         os.environ["CREDSUP_MODEL_RELOAD_SECONDS"] = str(RELOAD_WITH_WORKERS)
-    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # /metrics adds up the workers' counts (prometheus_client's multiprocess mode): a
-        # folder of this server's own, emptied at each start
-        folder = settings.data_dir / "metrics" / str(port or settings.api_port)
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder.resolve())
-    err.print(
-        f"serving on http://{host or settings.api_host}:{port or settings.api_port} with "
-        f"{workers} worker(s), database {_safe(settings.serving_url)}, data {settings.data_dir}"
-    )
     options: dict[str, Any] = {"host": host or settings.api_host,
                                "port": port or settings.api_port, "log_level": "warning",
                                "access_log": False}  # fmt: skip
+    where = (
+        f"serving on http://{options['host']}:{options['port']} with {workers} worker(s), "
+        f"database {_safe(settings.serving_url)}, data {settings.data_dir}"
+    )
     if workers == 1:  # uvicorn exits 3 itself when the application fails to start
+        err.print(where)
         uvicorn.run("serving.asgi:app", **options)
         return
     from uvicorn.config import STARTUP_FAILURE
@@ -270,7 +264,16 @@ def serve(
     # uvicorn.run's own supervisor, kept at hand: when a worker fails to start, the parent
     # stops, and says so by its exit code (uvicorn.run returns 0 then)
     config = uvicorn.Config("serving.asgi:app", workers=workers, **options)
-    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    socket = config.bind_socket()  # first: a port in use leaves a running server's metrics be
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # /metrics adds up the workers' counts (prometheus_client's multiprocess mode): a
+        # folder of this server's own, emptied at each start
+        folder = settings.data_dir / "metrics" / str(options["port"])
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder.resolve())
+    err.print(where)
+    supervisor = Multiprocess(config, sockets=[socket])
     supervisor.run()
     if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
         err.print("[red]error:[/red] a worker failed to start (its error is above): the "

@@ -131,10 +131,13 @@ class Results:
         published = own if kind == "tiers" else self.published_file(kind, as_of)
         if published is None or not published.exists():
             return 0, None
-        present = set(pq.read_schema(published).names) & set(table.column_names)
-        columns = tuple(c for c in PUBLISHED[kind] if c in present)
+        before, after = set(pq.read_schema(published).names), set(table.column_names)
+        columns = tuple(c for c in PUBLISHED[kind] if c in before & after)
         old = pq.read_table(published, columns=["uscc", *columns])  # not the reasons
-        changed = changed_companies(old, table, columns)
+        if any(c in before ^ after for c in PUBLISHED[kind]):  # a published column comes or goes
+            changed = max(old.num_rows, table.num_rows)
+        else:
+            changed = changed_companies(old, table, columns)
         if changed and not (restate or "").strip():
             raise Restatement(kind, as_of, published.stem, changed, version)
         return changed, published
@@ -212,7 +215,7 @@ def changed_companies(old: pa.Table, new: pa.Table, columns: tuple[str, ...]) ->
     with duckdb.connect() as con:
         con.register("o", old.select(["uscc", *columns]))
         con.register("n", new.select(["uscc", *columns]))
-        differs = " OR ".join(f"o.{c} IS DISTINCT FROM n.{c}" for c in columns)
+        differs = " OR ".join(f"o.{c} IS DISTINCT FROM n.{c}" for c in columns) or "false"
         (count,) = con.execute(
             f"SELECT count(*) FROM o FULL JOIN n USING (uscc) "
             f"WHERE o.uscc IS NULL OR n.uscc IS NULL OR {differs}"

@@ -692,6 +692,21 @@ def _published(store: Store, today: date, catalogue: Catalogue) -> list[Publishe
     return shown
 
 
+def public_records(
+    store: Store, record_ids: list[str], today: date, catalogue: Catalogue | None = None
+) -> set[str]:
+    """Those of these listing records that are public today, by the publicity rule (an
+    objection decided "stop publishing" or a withdrawal ends it while the entry stays
+    `listed`)."""
+    originals, by_record = publicity.stored_with_events(store, record_ids, today)
+    names = _names(store, {r["uscc"] for r in originals.values()}, today)
+    return {
+        rid for rid, r in originals.items()
+        if publicity.public_on(r, by_record.get(rid, []), today,
+                               names.get(r["uscc"], (None, None))[1], catalogue)
+    }  # fmt: skip
+
+
 def public_entries(
     engine: Engine,
     store: Store,

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -84,11 +86,29 @@ def _lock_date(con: Connection, as_of: date) -> None:
             sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOAD_LOCK + as_of.toordinal()}
         )
     elif con.dialect.name == "sqlite":
-        # the lock is the file's: wait for another load as long as a load may take (the
-        # connection's 30 s suit a request, not a batch), then take it at once with an empty
-        # write, before the published versions are read
-        con.exec_driver_sql(f"PRAGMA busy_timeout = {int(LOAD_WAIT_SECONDS * 1000)}")
+        # the lock is the file's (the wait for it: `_waiting_as_a_load`): take it at once with
+        # an empty write, before the published versions are read
         con.execute(company_history.delete().where(sa.false()))
+
+
+@contextmanager
+def _waiting_as_a_load(engine: Engine) -> Iterator[Connection]:
+    """A connection for a load. On SQLite it waits for another load's write lock as long as a
+    load may take (the pool's 30 s suit a request, not a batch), and gives the wait back to
+    the pool as it found it."""
+    with engine.connect() as con:
+        if con.dialect.name != "sqlite":
+            yield con
+            return
+        previous = con.exec_driver_sql("PRAGMA busy_timeout").scalar_one()
+        con.exec_driver_sql(f"PRAGMA busy_timeout = {int(LOAD_WAIT_SECONDS * 1000)}")
+        con.commit()
+        try:
+            yield con
+        finally:
+            con.rollback()
+            con.exec_driver_sql(f"PRAGMA busy_timeout = {int(previous)}")
+            con.commit()
 
 
 def _latest(folder: Path, version: str | None) -> Path | None:
@@ -276,7 +296,7 @@ def load_results(
     versions = {str(v) for v in frame["model_version"].dropna().unique()} if (
         "model_version" in frame
     ) else set()  # fmt: skip
-    with engine.begin() as con:
+    with _waiting_as_a_load(engine) as con, con.begin():
         _lock_date(con, as_of)
         published = {
             str(v)

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from records.workdays import china_today
 from serving import lists
 from serving.auth import Caller
 from serving.deps import (
@@ -175,6 +176,13 @@ def _published_only(caller: Caller) -> bool:
     return caller.role == "department" and caller.department != lists.LIST_DEPARTMENT
 
 
+def _published(state: ServiceState, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The entries whose listing is public today: listed, and its record still published."""
+    listed = [e for e in entries if e["status"] == "listed" and e.get("record_id")]
+    shown = lists.public_records(state.store, [e["record_id"] for e in listed], china_today())
+    return [e for e in listed if e["record_id"] in shown]
+
+
 def _shared(caller: Caller, entry: dict[str, Any]) -> dict[str, Any]:
     """What a department other than the lists' own sees of a published listing: the listing,
     its ground, term and record, not the proposer's text, the evidence records, the company's
@@ -235,7 +243,7 @@ def get_entry(
         entry = lists.get(state.engine, entry_id)
     except lists.ListError as exc:
         raise _fail(exc) from None
-    if _published_only(caller) and entry["status"] != "listed":
+    if _published_only(caller) and not _published(state, [entry]):
         raise ApiError(403, "forbidden", f"list entry {entry_id} is not published: the "
                        f"{caller.department} department sees published listings only")  # fmt: skip
     _read(caller, state, "GET /v1/list-entries/{id}", [entry["uscc"]], x_purpose)
@@ -261,6 +269,8 @@ def get_entries(
                            "published listings only (status listed)")  # fmt: skip
         status = "listed"
     found = lists.find(state.engine, code, list_, status, limit)
+    if _published_only(caller):
+        found = _published(state, found)
     _read(caller, state, "GET /v1/list-entries", [e["uscc"] for e in found], x_purpose)
     return EntryPage(entries=[EntryOut.model_validate(_shared(caller, e)) for e in found])
 

@@ -199,6 +199,13 @@ def check_health_readiness_metrics_docs_and_openapi(
         "/v1/list-entries/{entry_id}/removal", "/v1/list-entries:derive",
         "/v1/public/companies/{uscc}", "/v1/public/lists",
     }  # fmt: skip
+    # the body limit on every route, the public keys' rate on every route with a key
+    answers = {path: set(op["responses"]) for path, ops in spec["paths"].items()
+               for op in ops.values()}  # fmt: skip
+    assert all("413" in codes for codes in answers.values())
+    assert all("429" in codes for path, codes in answers.items()
+               if path not in ("/healthz", "/readyz", "/metrics"))  # fmt: skip
+    assert "429" not in answers["/healthz"]
 
     client.get("/v1/tiers/summary")  # a 401, counted like any request
     metrics = client.get("/metrics")

@@ -783,3 +783,15 @@ def test_a_department_other_than_the_lists_own_sees_published_listings_only(api:
         assert (shown["objection_reason"], shown["objection_outcome"], shown["reason"],
                 shown["source_records"], shown["steps"]) == (None, None, None, [], [])  # fmt: skip
         assert "王某" not in json.dumps(shown, ensure_ascii=False)
+    # an objection to the listing record decided "stop publishing": the entry stays `listed`,
+    # the listing is no longer public, and the department no longer sees it
+    filed = api.call("POST", "/v1/objections", f"company:{uscc}",
+                     json={"record_id": full["record_id"], "reason": "已履行"})  # fmt: skip
+    assert filed.status_code == 201, filed.text
+    decided = api.call("POST", f"/v1/objections/{filed.json()['id']}/decision", "regulator",
+                       json={"outcome": "stop_publishing", "reason": "不再公示"})  # fmt: skip
+    assert decided.status_code == 200, decided.text
+    assert api.call("GET", f"/v1/list-entries/{case}", "regulator").json()["status"] == "listed"
+    assert api.call("GET", f"/v1/list-entries/{case}", "department").status_code == 403
+    after = api.call("GET", "/v1/list-entries", "department", params={"uscc": uscc})
+    assert after.status_code == 200 and after.json()["entries"] == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
@@ -782,8 +783,11 @@ def test_a_second_load_on_sqlite_waits_for_the_first(tmp_path: Path, province: P
     thread = threading.Thread(target=release_later)
     thread.start()
     try:
+        started = time.monotonic()
         loaded = load_results(engine, Store(province / "store"), province, AS_OF)
-        assert loaded.companies > 0
+        assert loaded.companies > 0 and time.monotonic() - started >= 2.5  # it waited
+        with engine.connect() as con:  # the pool's connections wait as they did before
+            assert con.exec_driver_sql("PRAGMA busy_timeout").scalar_one() == 1000
     finally:
         released.set()
         thread.join()
@@ -816,3 +820,26 @@ def test_rows_the_quarantine_could_not_take_are_filed_once_it_can(tmp_path: Path
         assert writer.open_refused == 0
     finally:
         engine.dispose()
+
+
+def test_serve_on_a_port_in_use_leaves_the_running_servers_metrics(tmp_path: Path) -> None:
+    """With several workers `credsup serve` empties its metrics folder (per port) at start; it
+    did so before binding, so a second start on a port in use wiped the running server's
+    counts. It binds first now."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        kept = tmp_path / "metrics" / str(port) / "counter_1.db"
+        kept.parent.mkdir(parents=True)
+        kept.write_bytes(b"the running server's counts")
+        res = CliRunner().invoke(
+            app, ["serve", "--port", str(port), "--workers", "2"],
+            env={"CREDSUP_DATA_DIR": str(tmp_path), "PROMETHEUS_MULTIPROC_DIR": None,
+                 "DATABASE_URL": None, "CREDSUP_DATABASE_URL": None,
+                 "MLFLOW_TRACKING_URI": None, "CREDSUP_MODEL_RELOAD_SECONDS": None},
+        )  # fmt: skip
+    assert res.exit_code != 0, res.output
+    assert kept.read_bytes() == b"the running server's counts"
