@@ -95,10 +95,10 @@ class BodyLimitMiddleware:
         self, scope: Scope, receive: Callable[[], Awaitable[Message]],
         send: Callable[[Message], Awaitable[None]],
     ) -> None:  # fmt: skip
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+        if scope["type"] != "http" or scope["method"] in _NO_BODY:
+            await self.app(scope, receive, send)  # a look-up: nothing to count, no cost added
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        declared = next((v for k, v in scope.get("headers") or () if k == b"content-length"), None)
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             await self._refuse(send)
             return
@@ -135,6 +135,10 @@ class BodyLimitMiddleware:
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})  # fmt: skip
         await send({"type": "http.response.body", "body": body})
+
+
+_NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Methods whose body no route reads."""
 
 
 class _TooLarge(StarletteHTTPException):
