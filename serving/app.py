@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
@@ -100,7 +99,7 @@ class BodyLimitMiddleware:
             return
         declared = next((v for k, v in scope.get("headers") or () if k == b"content-length"), None)
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await self._refuse(send)
+            await self._refuse(scope, receive, send)
             return
         seen = 0
         started = False
@@ -123,18 +122,18 @@ class BodyLimitMiddleware:
             await self.app(scope, _receive, _send)
         except _TooLarge:
             if not started:
-                await self._refuse(send)
+                await self._refuse(scope, receive, send)
 
     @property
     def _message(self) -> str:
         return f"the request body exceeds {self.limit:,} bytes"
 
-    async def _refuse(self, send: Callable[[Message], Awaitable[None]]) -> None:
-        body = json.dumps({"code": "too_large", "message": self._message}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})  # fmt: skip
-        await send({"type": "http.response.body", "body": body})
+    async def _refuse(
+        self, scope: Scope, receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
+    ) -> None:  # fmt: skip
+        response = errors.error_response(413, "too_large", self._message)
+        await response(scope, receive, send)
 
 
 _NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -4,14 +4,13 @@
 from `records.publicity`; hypothesis draws record histories (penalty types, domains, entity types,
 repairs, withdrawals, "stop publishing" decisions, corrections, late recording) and days on the
 boundaries, and the rule must agree with it. Periods are calendar months and years ("3 months"
-from 30 November ends on 28 February or 29 February), restated here with `calendar` apart from
-`records.spans`. The SQL rendering the feature builder uses must give the same end days as the
-Python rule for every drawn record.
+from 30 November ends on 28 February or 29 February), restated apart from `records.spans`
+(`tests.features.reference.months_on`). The SQL rendering the feature builder uses must give
+the same end days as the Python rule for every drawn record.
 """
 
 from __future__ import annotations
 
-import calendar
 import json
 from datetime import date, timedelta
 from typing import Any
@@ -23,6 +22,7 @@ from hypothesis import strategies as st
 
 from records import publicity
 from records.spans import Span
+from tests.features.reference import months_on
 
 D0 = date(2024, 3, 1)
 HEAVY = {"closure", "business_restriction", "employment_ban", "qualification_downgrade",
@@ -32,13 +32,6 @@ LEVEL_MONTHS = {"minor": 3, "general": 12, "serious": 36}
 TYPES = ("warning", "fine", "confiscation", *sorted(HEAVY))
 DOMAINS = ("fire", "work_safety", "special_equipment", "food_safety", "pricing")
 ENTITY_TYPES = ("company", "individual_business", None)
-
-
-def months_after(day: date, months: int) -> date:
-    """The same day `months` later, the month's last day when that month is shorter."""
-    year, month = divmod(day.month - 1 + months, 12)
-    year, month = day.year + year, month + 1
-    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
 def oracle_public(record: dict[str, Any], events: list[dict[str, Any]], day: date,
@@ -80,7 +73,7 @@ def oracle_public(record: dict[str, Any], events: list[dict[str, Any]], day: dat
         months = None
     else:
         raise AssertionError(category)
-    return months is None or day < months_after(record["event_date"], months)
+    return months is None or day < months_on(record["event_date"], months)
 
 
 @st.composite
@@ -130,7 +123,7 @@ def histories(draw: st.DrawFn) -> tuple[dict[str, Any], list[dict[str, Any]], st
 def _boundary_days(record: dict[str, Any], events: list[dict[str, Any]]) -> list[date]:
     marks = {record["event_date"], record["recorded_date"]}
     for months in (3, 12, 24, 36, 60):
-        marks.add(months_after(record["event_date"], months))
+        marks.add(months_on(record["event_date"], months))
     for days in (90, 365, 730, 1095, 1825):  # the ends of the same periods counted in days
         marks.add(record["event_date"] + timedelta(days=days))
     for e in events:
