@@ -227,6 +227,7 @@ def serve(
 
     from models.published import PublishedModels
     from serving.db import upgrade
+    from serving.limits import create_table
 
     settings = _settings()
     try:
@@ -272,6 +273,11 @@ def serve(
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder.resolve())
+    if not os.environ.get("CREDSUP_RATE_TABLE"):
+        # the public keys' rate holds for the service, not for each worker: one table of
+        # buckets, mapped by every worker (serving.limits)
+        table = create_table(settings.data_dir / "run" / f"rates-{options['port']}")
+        os.environ["CREDSUP_RATE_TABLE"] = str(table.resolve())
     err.print(where)
     supervisor = Multiprocess(config, sockets=[socket])
     supervisor.run()

@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     public_requests_per_second: float = Field(default=20.0, gt=0)
     """Requests a second one public or company key may make (bursts of five times as many);
     429 with Retry-After beyond it. Authorities are not limited."""
+    rate_table: Path | None = None
+    """The file that holds the keys' request buckets, shared by the workers of one server
+    (`credsup serve --workers N` makes it; `serving.limits.create_table`). None: each process
+    keeps its own."""
     max_request_bytes: int = Field(default=2 * 2**20, ge=1024)
     """Largest request body the API reads (413 beyond it, before authentication): a batch of
     10,000 codes is about 220 kB."""

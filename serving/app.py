@@ -161,11 +161,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lookup = Lookup(engine, url)
         await lookup.open()
         rate = settings.public_requests_per_second
+        limiter = RateLimiter(rate, max(1, round(5 * rate)), settings.rate_table)
         app.state.service = ServiceState(
             settings=settings, engine=engine,
             store=Store(settings.store_dir, settings.duckdb_memory_limit, settings.duckdb_threads),
             keys=KeyCache(engine), audit=audit, models=models, slot=slot, lookup=lookup,
-            limiter=RateLimiter(rate, max(1, round(5 * rate))),
+            limiter=limiter,
         )  # fmt: skip
         # the model and libraries leave ~350,000 long-lived objects: a full collection of them
         # took 225 ms and stalled every request in flight (p99); they never become garbage
@@ -180,6 +181,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if timer is not None:
                 timer.cancel()
             audit.stop()
+            limiter.close()
             await lookup.close()
             engine.dispose()
 

@@ -6,6 +6,7 @@ champion whose artifact cannot be loaded (the service keeps the previous model; 
 
 from __future__ import annotations
 
+import math
 import subprocess
 import time
 from collections.abc import Iterator
@@ -652,6 +653,35 @@ def test_two_workers_count_their_requests_together(province: Province) -> None:
                 counts.append(healthz_count(http) - before)
         assert counts == [40.0, 40.0, 40.0]
         assert process.poll() is None and (province.data_dir / "metrics").is_dir()
+    finally:
+        stop_server(process)
+
+
+def test_the_public_rate_holds_for_the_service_not_each_worker(tmp_path: Path) -> None:
+    """With two workers each kept its own buckets, and a public key got twice its rate. The
+    workers of `credsup serve` now share one table: over 80 requests (a connection each, so
+    both workers answer) the key gets its burst and what refilled while it asked, no more."""
+    data_dir = tmp_path / "rates"
+    data_dir.mkdir()
+    key = credsup(data_dir, "keys", "create", "--role", "public", "--name", "scraper")["key"]
+    log = tmp_path / "uvicorn-rates.log"
+    started = None
+    for _ in range(3):  # another process may take the port between our probe and uvicorn's bind
+        started = start_server(data_dir, log, {"CREDSUP_PUBLIC_REQUESTS_PER_SECOND": "1"},
+                               "--workers", "2")  # fmt: skip
+        if started is not None:
+            break
+    assert started is not None, log.read_text(errors="replace")[-4000:]
+    process, base_url = started
+    try:
+        begun = time.monotonic()
+        codes = [httpx.get(f"{base_url}/v1/companies/91350100M000100Y43",
+                           headers={"X-API-Key": key}, trust_env=False).status_code
+                 for _ in range(80)]  # fmt: skip
+        elapsed = time.monotonic() - begun
+        answered = sum(code != 429 for code in codes)
+        assert 429 in codes and codes[:5].count(429) == 0, codes  # a burst of 5 at 1 a second
+        assert answered <= 5 + math.ceil(elapsed * 1.0) + 1, (answered, elapsed, codes)
     finally:
         stop_server(process)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -43,10 +45,11 @@ from serving.db import (
     metadata,
     upgrade,
 )
-from serving.limits import RateLimiter
+from serving.limits import RateLimiter, create_table
 from serving.load import AmbiguousLoad, Loaded, NothingToLoad, load_results
 from tests.serving.databases import BACKENDS, OLDER, fresh_url
 from tests.serving.pipeline import AS_OF
+from tests.serving.uvicorn import REPO
 
 TABLES = {
     "companies", "company_history", "api_keys", "audit_log", "check_items", "inspectors",
@@ -759,6 +762,55 @@ def test_the_rate_limiter_refills_at_its_rate() -> None:
     assert limiter.wait(7, now=100.5) == 0.0
     assert limiter.wait(7, now=100.6) == pytest.approx(0.4)
     assert [limiter.wait(7, now=200.0) for _ in range(4)][-1] > 0  # refilled to the burst only
+
+
+def test_a_full_rate_table_gives_a_slot_up_and_never_mixes_keys() -> None:
+    """Keys share a fixed table: a slot whose bucket has filled again is taken by the next key;
+    when every slot a key may use is still refilling, the one looked at longest ago gives way
+    (its key starts again from a full bucket). A key never spends another key's tokens."""
+    limiter = RateLimiter(rate=1.0, burst=2, slots=4)
+    for key in (1, 2, 3, 4):
+        assert limiter.wait(key, now=100.0 + key / 10) == 0.0  # one token left each
+    assert limiter.wait(1, now=100.5) == 0.0 and limiter.wait(1, now=100.5) > 0  # 1 is empty
+    # a fifth key: key 2 was looked at longest ago (100.2) and gives its slot up
+    assert [limiter.wait(5, now=100.6) for _ in range(3)] == [0.0, 0.0, pytest.approx(1.0)]
+    assert limiter.wait(1, now=100.6) == pytest.approx(0.5)  # key 1 kept its (empty) bucket
+    assert limiter.wait(3, now=100.6) == 0.0 and limiter.wait(3, now=100.6) > 0  # 3 kept its one
+    assert limiter.wait(2, now=100.6) == 0.0  # key 2 starts again from a full bucket
+    # long after, every bucket is full again: any number of new keys find a slot
+    assert all(limiter.wait(key, now=500.0) == 0.0 for key in range(10, 40))
+    with pytest.raises(ValueError, match="positive"):
+        limiter.wait(0)
+
+
+def test_the_workers_of_a_server_share_one_rate_table(tmp_path: Path) -> None:
+    """`credsup serve --workers N` gives its workers one table of buckets: processes that map
+    it take tokens from the same buckets, under the file's lock, so two of them asking at once
+    for one key are granted exactly its burst between them (each would grant it alone)."""
+    table = create_table(tmp_path / "run" / "rates-8000")
+    ask = (  # both ready, then both go: they ask for longer than the burst lasts
+        "import sys; from pathlib import Path; from serving.limits import RateLimiter\n"
+        "limiter = RateLimiter(1.0, 20_000, Path(sys.argv[1]))\n"
+        "print('ready', flush=True); sys.stdin.readline()\n"
+        "print(sum(limiter.wait(9, now=1000.0) == 0.0 for _ in range(40_000)))"
+    )
+    workers = [subprocess.Popen([sys.executable, "-c", ask, str(table)], cwd=REPO, text=True,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+               for _ in range(2)]  # fmt: skip
+    assert all(worker.stdout and worker.stdout.readline() == "ready\n" for worker in workers)
+    for worker in workers:
+        assert worker.stdin is not None
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
+    granted = [int(worker.communicate(timeout=120)[0]) for worker in workers]
+    assert sum(granted) == 20_000 and min(granted) > 0, granted  # both asked while it lasted
+    here = RateLimiter(1.0, 20_000, table)  # and this process sees the same, spent bucket
+    assert here.wait(9, now=1000.0) == pytest.approx(1.0)
+    assert here.wait(10, now=1000.0) == 0.0
+    here.close()
+    (tmp_path / "empty").touch()
+    with pytest.raises(ValueError, match="not a rate table"):
+        RateLimiter(1.0, 5, tmp_path / "empty")
 
 
 def test_a_second_load_on_sqlite_waits_for_the_first(tmp_path: Path, province: Path) -> None:
