@@ -10,12 +10,22 @@ the tier model with its reasons and their evidence (active companies only, as
 `models.batch.tier_companies`); and the documents of `serving.load`. It then writes that
 company's `companies` row (only if it holds no later result) and its `company_history` row for
 the as-of date, in one transaction. Other companies and other as-of dates are never touched,
-so what was published for an earlier date stays as it was.
+so what was published for an earlier date stays as it was: a batch's result for a day before
+today is never replaced (a re-score that agrees with it writes nothing; one that does not is
+refused: the batch restates a published day, `credsup score --restate`). Without a tier model
+nothing is re-scored (a score without a tier would replace the served tier).
+
+Re-scores of one company take turns from reading the store to writing (a PostgreSQL advisory
+lock, a file lock beside SQLite): two at once (a filing and a decision) once wrote in the wrong
+order, and the one that had read the store before the filing won.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -60,6 +70,21 @@ class MethodMismatch(RescoreRefused):
     recorded), or the batch evaluated that date with another method."""
 
 
+class NoModel(RescoreRefused):
+    """No tier model is loaded: a score without its tier would replace the served tier."""
+
+
+class PublishedDay(RescoreRefused):
+    """A day before today whose batch result differs from the re-score: the batch restates it."""
+
+
+RESCORE_LOCK = 321_002_016
+"""The PostgreSQL advisory lock class of re-scores (the second key is the code's hash)."""
+
+COMPARED = ("tier", "probability", "score", "grade", "model_version", "method_version")
+"""What a re-score of a published day must reproduce for the batch's result to stand."""
+
+
 def rescore_company(
     engine: Engine,
     store: Store,
@@ -78,23 +103,41 @@ def rescore_company(
     `model_version`, `current` (whether the served row now holds this result: not when it
     already held a later one) and `notes`. Without a model the tier is left out (None).
     """
-    if model is not None and model_version is None:
+    if model is None:
+        raise NoModel(
+            "no tier model is loaded: nothing was re-scored (a score without a tier would "
+            "replace the served tier); the next batch catches up"
+        )
+    if model_version is None:
         raise ValueError("a tier model needs its registered version (model_version)")
-    if as_of > china_today():
+    today = china_today()
+    if as_of > today:
         raise RescoreRefused(f"as-of date {as_of} is after today: records are not known yet")
+    with _one_at_a_time(engine, data_dir, uscc):  # from reading the store to writing
+        return _rescore(engine, store, data_dir, model, model_version, uscc, as_of, today,
+                        model_name)  # fmt: skip
+
+
+def _rescore(
+    engine: Engine,
+    store: Store,
+    data_dir: Path,
+    model: TierModel,
+    model_version: str,
+    uscc: str,
+    as_of: date,
+    today: date,
+    model_name: str,
+) -> dict[str, Any]:
     entity = _entity(store, uscc, as_of)
     card = _published_scorecard(engine, data_dir, as_of)
     _check_method(data_dir, as_of, card.method_version)
     features = build_features(store, as_of, [uscc])
     scores = _evaluation(store, card, features)
     notes: list[str] = []
-    tiers = None
-    if model is None:
-        notes.append("no tier model is loaded: the evaluation was recomputed, the tier left out")
-    else:
-        tiers = _tiers(store, model, features, model_name, str(model_version))
-        if tiers is None:
-            notes.append(f"not active on {as_of}: the batch tiers active companies only")
+    tiers = _tiers(store, model, features, model_name, model_version)
+    if tiers is None:
+        notes.append(f"not active on {as_of}: the batch tiers active companies only")
     row = _row(entity, scores, tiers, features)
     full, public = _documents(row, as_of)
     served = {
@@ -126,8 +169,20 @@ def rescore_company(
     }
     with engine.begin() as con:
         before = _served(con, uscc)
-        con.execute(_upsert(engine), [served])
-        con.execute(_history_upsert(engine), [history])
+        published = _published(con, uscc, as_of) if as_of < today else None
+        if published is None:
+            con.execute(_upsert(engine), [served])
+            con.execute(_history_upsert(engine), [history])
+        elif any(published[k] != history[k] for k in COMPARED):
+            differ = ", ".join(f"{k} {published[k]} → {history[k]}" for k in COMPARED
+                               if published[k] != history[k])  # fmt: skip
+            raise PublishedDay(
+                f"the batch published {as_of} for {uscc} and the re-score differs ({differ}): "
+                "a published day is restated by the batch (`credsup score --restate`), "
+                "a change decided now is re-scored as of today"
+            )
+        else:
+            notes.append(f"the batch's result for {as_of} stands: the re-score agrees with it")
     current = before is None or before["as_of"] <= as_of
     if before is not None and not current:
         notes.append(
@@ -276,6 +331,38 @@ def _row(
     flags = features.select(["uscc", *FLAGS]).to_pandas()
     frame = frame.merge(flags, on="uscc", how="left")
     return {str(k): v for k, v in frame.to_dict("records")[0].items()}
+
+
+@contextlib.contextmanager
+def _one_at_a_time(engine: Engine, data_dir: Path, uscc: str) -> Iterator[None]:
+    """Re-scores of `uscc` take turns: on PostgreSQL an advisory lock (every worker and host),
+    on SQLite a lock on a file beside the data (every process on the machine)."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as con:
+            key = {"c": RESCORE_LOCK, "u": uscc}
+            con.execute(sa.text("SELECT pg_advisory_lock(:c, hashtext(:u))"), key)
+            try:
+                yield
+            finally:
+                con.execute(sa.text("SELECT pg_advisory_unlock(:c, hashtext(:u))"), key)
+                con.commit()
+        return
+    folder = Path(data_dir) / "run"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "rescore.lock", "a+") as lock:  # one file: re-scores are few
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield  # the lock goes with the file
+
+
+def _published(con: Connection, uscc: str, as_of: date) -> dict[str, Any] | None:
+    """The batch's history row of the company for `as_of`, if the batch published one."""
+    found = con.execute(
+        sa.select(*(company_history.c[k] for k in COMPARED)).where(
+            company_history.c.uscc == uscc, company_history.c.as_of == as_of,
+            company_history.c.source == "batch",
+        )
+    ).first()  # fmt: skip
+    return None if found is None else dict(found._mapping)
 
 
 def _served(con: Connection, uscc: str) -> dict[str, Any] | None:

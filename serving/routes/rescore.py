@@ -12,7 +12,14 @@ from pydantic import BaseModel, Field
 from records.workdays import china_today
 from serving.deps import CallerDep, PurposeHeader, StateDep, purpose_of, require, valid_code
 from serving.errors import ApiError, ErrorBody
-from serving.rescore import MethodMismatch, RescoreRefused, UnknownCompany, rescore_company
+from serving.rescore import (
+    MethodMismatch,
+    NoModel,
+    PublishedDay,
+    RescoreRefused,
+    UnknownCompany,
+    rescore_company,
+)
 
 router = APIRouter(prefix="/v1", tags=["companies"])
 
@@ -36,7 +43,7 @@ class Rescored(BaseModel):
     score: float
     grade: str
     tier: str | None = Field(
-        default=None, description="None without a loaded model or for an inactive company"
+        default=None, description="None for a company not active that day (not tiered)"
     )
     probability: float | None = None
 
@@ -66,7 +73,10 @@ def rescore(
     ] = None,
     x_purpose: PurposeHeader = None,
 ) -> RescoreResult:
-    """Point in time: the result is stored for `as_of` only; other dates keep theirs."""
+    """Point in time: the result is stored for `as_of` only; other dates keep theirs. A day
+    before today that a batch published keeps the batch's result: a re-score that agrees writes
+    nothing, one that differs is refused (409 `published`). Without a loaded model nothing is
+    re-scored (409 `no_model`)."""
     require(caller, RESCORE, "rescore companies")
     purpose = purpose_of(caller, x_purpose)
     code = valid_code(uscc)
@@ -84,6 +94,8 @@ def rescore(
         status, reason = (
             (404, "not_found") if isinstance(exc, UnknownCompany)
             else (409, "method_mismatch") if isinstance(exc, MethodMismatch)
+            else (409, "no_model") if isinstance(exc, NoModel)
+            else (409, "published") if isinstance(exc, PublishedDay)
             else (422, "invalid")
         )  # fmt: skip
         state.audit.log(caller, ENDPOINT, code, purpose, status)

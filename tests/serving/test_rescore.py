@@ -7,6 +7,7 @@ score; the route checks roles and purpose and is audited.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -29,11 +30,20 @@ from records.events import append_events
 from records.settings import Settings
 from records.store import Store
 from records.workdays import china_today
+from serving import rescore as rescore_module
 from serving.app import create_app
 from serving.auth import create_key
 from serving.db import audit_log, companies, company_history
 from serving.load import load_results
-from serving.rescore import MethodMismatch, RescoreRefused, UnknownCompany, rescore_company
+from serving.rescore import (
+    MethodMismatch,
+    NoModel,
+    PublishedDay,
+    RescoreRefused,
+    UnknownCompany,
+    rescore_company,
+    rescore_today,
+)
 from serving.routes import rescore as rescore_route
 from tests.serving.databases import BACKENDS, loaded_copy
 from tests.serving.pipeline import AS_OF, credsup
@@ -127,7 +137,8 @@ def test_rescoring_as_of_a_batch_date_reproduces_the_batch_exactly(world: World)
         # the same row and documents, to the last bit of the probability
         assert _served(world.engine, uscc) == served, uscc
         assert _history(world.engine, uscc) == history, uscc
-        assert _sources(world.engine, uscc)[AS_OF] == "rescore"  # a batch date re-scored
+        assert _sources(world.engine, uscc)[AS_OF] == "batch"  # agrees: nothing written
+        assert any("stands" in n for n in result["notes"])
         assert served is not None and result["current"]
         assert result["before"] == {
             "as_of": AS_OF, "score": result["after"]["score"], "grade": served["grade"],
@@ -136,6 +147,17 @@ def test_rescoring_as_of_a_batch_date_reproduces_the_batch_exactly(world: World)
         assert result["after"]["probability"] == history[AS_OF]["probability"]
         if served["tier"] is None:  # not active: the batch evaluates it but does not tier it
             assert any("not active" in n for n in result["notes"])
+
+
+def test_a_published_day_keeps_the_batch_result_when_a_rescore_differs(world: World) -> None:
+    """A re-score of a day before today once replaced the batch's published row (with another
+    champion's tier, or none without a model). It is refused now, and nothing is written."""
+    uscc = next(u for u in _sample(world.engine) if _served(world.engine, u)["tier"])  # type: ignore[index]
+    served, history = _served(world.engine, uscc), _history(world.engine, uscc)
+    with pytest.raises(PublishedDay, match=f"the batch published {AS_OF}.*model_version"):
+        rescore_company(world.engine, world.store, world.data_dir, world.model, "99", uscc, AS_OF)
+    assert _served(world.engine, uscc) == served and _history(world.engine, uscc) == history
+    assert _sources(world.engine, uscc)[AS_OF] == "batch"
 
 
 def _penalised(store: Store, day: date) -> tuple[str, str]:
@@ -256,8 +278,10 @@ def test_a_province_grading_on_its_own_scale_keeps_it_when_a_company_is_rescored
         uscc = _sample(loaded.engine)[0]
         before = _served(loaded.engine, uscc)
         assert before is not None and before["grade"] in "优良中差"
+        uri = f"sqlite:///{(loaded.data_dir / 'mlflow' / 'mlflow.db').resolve()}"
+        version, model = PublishedModels(loaded.data_dir, uri=uri).load("champion")
         result = rescore_company(
-            loaded.engine, loaded.store, loaded.data_dir, None, None, uscc, LATER
+            loaded.engine, loaded.store, loaded.data_dir, model, version, uscc, LATER
         )
         assert result["after"]["grade"] in ("优", "良", "中", "差"), result
         assert _history(loaded.engine, uscc)[LATER]["method_version"] == hunan
@@ -266,19 +290,76 @@ def test_a_province_grading_on_its_own_scale_keeps_it_when_a_company_is_rescored
         # a method whose configuration was not recorded is refused, naming it
         (loaded.data_dir / "results" / "methods" / f"{hunan}.json").unlink()
         with pytest.raises(MethodMismatch, match=f"{hunan}, whose configuration is not recorded"):
-            rescore_company(loaded.engine, loaded.store, loaded.data_dir, None, None, uscc, LATER)
+            rescore_company(loaded.engine, loaded.store, loaded.data_dir, model, version, uscc,
+                            LATER)  # fmt: skip
 
 
-def test_without_a_model_the_evaluation_is_rescored_and_the_tier_left_out(world: World) -> None:
+def test_without_a_model_nothing_is_rescored_and_the_served_tier_stays(world: World) -> None:
+    """Without a model a re-score wrote the evaluation with no tier, erasing the served tier
+    (the CLI already refused). It is refused now, and the routes' re-score after a change says
+    so in `rescored` (the change itself stands)."""
     uscc = _sample(world.engine)[-1]
-    day = date(2026, 10, 31)
-    result = world.rescore(uscc, day, with_model=False)
-    assert result["after"]["tier"] is None and result["after"]["probability"] is None
-    assert result["model_version"] is None and any("no tier model" in n for n in result["notes"])
-    row = _history(world.engine, uscc)[day]
-    assert row["tier"] is None and row["score"] == result["after"]["score"]
+    served, history = _served(world.engine, uscc), _history(world.engine, uscc)
+    with pytest.raises(NoModel, match="no tier model is loaded"):
+        world.rescore(uscc, date(2026, 10, 31), with_model=False)
+    assert (
+        "no tier model"
+        in rescore_today(world.engine, world.store, world.data_dir, None, None, uscc)["error"]
+    )
+    assert _served(world.engine, uscc) == served and _history(world.engine, uscc) == history
+
+
+def test_two_rescores_of_a_company_at_once_take_turns(world: World) -> None:
+    """A re-score that had read the store before an objection was filed wrote after the
+    filing's own re-score, and the served document lost the open-objection flag. Re-scores of
+    one company now take turns from reading the store to writing: the later one reads after
+    the earlier one has written."""
+    today = china_today()
+    with world.store.connect() as con:  # a company the other tests leave alone: no penalty
+        uscc, record_id = con.execute(
+            "SELECT uscc, min(record_id) FROM records WHERE uscc NOT IN "
+            "(SELECT uscc FROM records WHERE category = 'admin_penalty') "
+            "AND uscc IN (SELECT uscc FROM entities WHERE status = 'active') "
+            "GROUP BY uscc ORDER BY uscc LIMIT 1"
+        ).fetchone()  # type: ignore[misc]
+    read, go = threading.Event(), threading.Event()
+    real = rescore_module.build_features
+
+    def slow(*args: Any, **kwargs: Any) -> Any:  # the first re-score pauses once it has read
+        built = real(*args, **kwargs)
+        if threading.current_thread().name == "first":
+            read.set()
+            assert go.wait(60)
+        return built
+
+    results: dict[str, Any] = {}
+    rescore_module.build_features = slow  # type: ignore[assignment]
+    try:
+        first = threading.Thread(name="first", target=lambda: results.update(
+            first=world.rescore(uscc, today)))  # fmt: skip
+        first.start()
+        assert read.wait(120)
+        filed = append_events(
+            world.store,
+            [{"event_id": "race-opened", "record_id": record_id,
+              "event_type": "objection_opened", "effective_date": today,
+              "recorded_date": today, "attributes": {}}],
+            today=today,
+        )  # fmt: skip
+        assert filed.stored == 1 and not filed.rejected
+        second = threading.Thread(name="second", target=lambda: results.update(
+            second=world.rescore(uscc, today)))  # fmt: skip
+        second.start()
+        second.join(1.0)  # it waits for the first re-score (before: it wrote now)
+        go.set()
+        first.join(120)
+        second.join(120)
+    finally:
+        rescore_module.build_features = real  # type: ignore[assignment]
+        go.set()
+    assert set(results) == {"first", "second"}
     doc = json.loads(_served(world.engine, uscc)["full_doc"])  # type: ignore[index]
-    assert doc["tier"] is None and doc["evaluation"]["score"] == result["after"]["score"]
+    assert doc["flags"]["objection_open"] is True, doc["flags"]
 
 
 def test_a_champion_promoted_since_is_what_a_rescore_uses_in_every_worker(
