@@ -71,7 +71,11 @@ def _print_entry(entry: dict[str, Any], steps: bool = True) -> None:
 def lists_derive(
     as_of: Annotated[str, typer.Option("--as-of", help="Read the records as of this date.")],
     today: Annotated[
-        str | None, typer.Option(help="Day of the entries (default today; tests, back-fills).")
+        str | None,
+        typer.Option(
+            help="Day of the entries: today only (the default). Back-fills read the "
+            "records of a past day with --as-of and still list and notify today."
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -82,6 +86,13 @@ def lists_derive(
     settings = _settings()
     now = china_today()
     day, entries_on = _as_of(as_of, now), _as_of(today, now) if today else None
+    if entries_on is not None and entries_on < now:
+        # a listing record of a past day would change what was published for that day, and a
+        # notice dated in the past would leave the company less than its 5 working days
+        raise typer.BadParameter(
+            f"--today {entries_on} is before today ({now}): entries are listed and notified on "
+            "the day they really are; read the records of a past day with --as-of"
+        )
     try:
         counts = derive(_engine(), _store(settings), day, entries_on)
     except ListError as exc:

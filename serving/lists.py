@@ -13,12 +13,22 @@ Life of an entry:
 - serious illegal and dishonest list: proposed as `notified` (the company is told first and
   has 5 working days to object, `objection_due`), possibly `objected` → `rejected` (objection
   upheld: never listed) or back to `notified` with the objection dismissed → `listed` once the
-  window has passed or the objection was dismissed → `removed` (not before a year, the
-  catalogue's minimum publicity) or `expired` (3 years, the catalogue's maximum publicity);
+  window has passed or the objection was dismissed, and only if its source records still ground
+  it (`confirm` checks them again: one corrected, repaired or withdrawn meanwhile makes the entry
+  `rejected` with the step `lapsed`; one under objection waits for the decision) → `removed` (not
+  before a year, the catalogue's minimum publicity) or `expired` (3 years, the catalogue's
+  maximum publicity);
 - the other lists: `listed` at once → `removed` (abnormal operation: once cured, any time) or
   `expired` at the end of the catalogue's publicity period.
 `expired` is not written: it is what a listed entry reads as from its `term_end` on, the day the
-catalogue's publicity period stops the listing record from counting.
+catalogue's publicity period stops the listing record from counting. An entry is also `removed`
+when an objection removes its listing record from the list or a repair of that record is approved
+(`serving.objections`, `serving.repairs`).
+
+A rejected or removed entry's source records do not ground a new entry of its list for the
+company: `derive` proposes one again only on a record none of them cites (a new ground). An
+expired entry does not block: the rules decide (a heavy penalty grounds a proposal for a year, a
+listing lasts three).
 
 Entries are never deleted; every step is appended to `lifecycle_log` (case_type `list`,
 append-only by database triggers). `derive` proposes entries from the records, set-based in
@@ -51,6 +61,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from features.builder import (
+    CORRECTED_COLUMNS,
     FIXES_CTE,
     LIST_CATEGORIES,
     UNDONE_CTE,
@@ -88,6 +99,10 @@ OPEN_STATUSES = ("notified", "objected", "listed")
 """An entry in one of these blocks a new entry of its list for the company (unless expired)."""
 
 STATUSES = ("notified", "objected", "rejected", "listed", "removed", "expired")
+
+CLOSED_STATUSES = ("rejected", "removed")
+"""An entry in one of these keeps its source records from grounding a new entry of its list for
+the company (`derive`)."""
 
 GROUNDS: dict[str, tuple[str, ...]] = {
     "abnormal_operation_list": ("missing_annual_report", "false_disclosure", "unreachable"),
@@ -534,10 +549,84 @@ def confirm(
                 f"the company may object until {row['objection_due']}: list entry {entry_id} "
                 f"from {row['objection_due'] + timedelta(days=1)} or after a dismissed objection",
             )
-        ground = _ground(con, entry_id)
-        _list(con, store, entry_id, row["uscc"], row["list"], row["legal_basis"], row["reason"],
-              ground, by, today, claim_from="notified", written=written)  # fmt: skip
+        problem = grounds_problem(store, row, today)
+        if problem is None:
+            ground = _ground(con, entry_id)
+            _list(con, store, entry_id, row["uscc"], row["list"], row["legal_basis"],
+                  row["reason"], ground, by, today, claim_from="notified",
+                  written=written)  # fmt: skip
+        elif problem.code == "grounds_changed":  # it can never be listed on these grounds
+            claimed = con.execute(
+                list_entries.update()
+                .where(list_entries.c.id == entry_id, list_entries.c.status == "notified")
+                .values(status="rejected")
+            ).rowcount  # fmt: skip
+            if claimed != 1:
+                raise ListConflict("conflict", f"entry {entry_id} changed meanwhile: try again")
+            lifecycle.log(con, "list", entry_id, row["uscc"], "lapsed", by,
+                          {"code": problem.code, "reason": problem.message})  # fmt: skip
+        else:
+            raise problem
+    if problem is not None:  # raised after the commit: the entry lapsed
+        raise problem
     return get(engine, entry_id, today)
+
+
+def _heavy(form: dict[str, Any]) -> bool:
+    """Whether a record, in its corrected form, is a heavy penalty of the serious rule of
+    `candidates_sql` (the one-year look-back aside)."""
+    types = form["attributes"].get("penalty_types")
+    named = {t for t in types if isinstance(t, str)} if isinstance(types, list) else set()
+    return (form["category"] == "admin_penalty" and form["severity"] == "serious"
+            and bool(named & set(SERIOUS_PENALTY_TYPES)))  # fmt: skip
+
+
+def grounds_problem(store: Store, row: dict[str, Any], today: date) -> ListConflict | None:
+    """Why the entry's source records no longer ground its listing today, if they do not:
+    `grounds_changed` when one no longer counts (repaired, withdrawn, past its period) or was
+    corrected since the proposal (a heavy penalty no longer heavy, or its severity or penalty
+    types changed); `source_under_objection` when an objection to one is open (the listing waits
+    for its decision). The one-year look-back of derivation is not applied again: it chose the
+    records on the day of the proposal."""
+    sources = [str(r) for r in json.loads(row["source_records"] or "[]")]
+    if not sources:
+        return None
+    originals, by_record = publicity.stored_with_events(store, sources, today)
+    changed: list[str] = []
+    objected: list[str] = []
+    for record_id in sources:
+        record, events = originals.get(record_id), by_record.get(record_id, [])
+        if record is None or record["uscc"] != row["uscc"]:
+            changed.append(f"{record_id} is not a record of {row['uscc']}")
+            continue
+        if not publicity.counts_on(record, events, today):
+            changed.append(f"{record_id} no longer counts (repaired, withdrawn or expired)")
+            continue
+        then = publicity.corrected(record, events, row["proposed_on"])
+        now = publicity.corrected(record, events, today)
+        if _heavy(then) and not _heavy(now):
+            changed.append(f"{record_id} is no longer a heavy penalty ({now['severity']}, "
+                           f"{now['attributes'].get('penalty_types')})")  # fmt: skip
+        elif (then["severity"], then["attributes"].get("penalty_types")) != (
+            now["severity"],
+            now["attributes"].get("penalty_types"),
+        ):
+            changed.append(f"{record_id} was corrected since the proposal")
+        if publicity.objection_open(events, today):
+            objected.append(record_id)
+    if changed:
+        return ListConflict(
+            "grounds_changed",
+            f"entry {row['id']} is not listed: its source record {'; '.join(changed)}; the "
+            "entry lapsed (a new proposal needs grounds that hold)",
+        )
+    if objected:
+        return ListConflict(
+            "source_under_objection",
+            f"an objection to source record {', '.join(objected)} of entry {row['id']} is open: "
+            "list it once the objection is decided",
+        )
+    return None
 
 
 def remove(
@@ -826,11 +915,22 @@ def candidates_sql(catalogue: Catalogue) -> str:
         WHERE r.recorded_date <= $today AND r.event_date <= $today
           AND (u.undone_on IS NULL OR u.undone_on > $today)
     ),
-    seen AS (  -- the records as they were known on the as-of date
-        SELECT r.uscc, r.record_id, r.category, r.severity, r.event_date, r.attributes
+    fixed AS (  -- the latest correction in force on the day of listing, per record
+        SELECT record_id,
+               arg_max(attributes, struct_pack(s := greatest(effective_date, recorded_date),
+                                               b := batch_id, i := event_id)) AS fix
+        FROM events
+        WHERE event_type = 'correction' AND greatest(effective_date, recorded_date) <= $today
+        GROUP BY record_id
+    ),
+    seen AS (  -- the records known on the as-of date, in their corrected form on the day of
+               -- listing and still counting then (an objection's correction, a repair or a
+               -- withdrawal since the as-of date grounds no listing)
+        SELECT r.uscc, r.record_id, r.category, r.event_date, {CORRECTED_COLUMNS}
         FROM records r LEFT JOIN undone u ON u.record_id = r.record_id
+        LEFT JOIN fixed f ON f.record_id = r.record_id
         WHERE r.recorded_date <= $as_of AND r.event_date <= $as_of
-          AND (u.undone_on IS NULL OR u.undone_on > $as_of)
+          AND (u.undone_on IS NULL OR u.undone_on > $today)
     ),
     list_rows AS (
         SELECT uscc, record_id, category, severity, event_date,
@@ -918,6 +1018,17 @@ def _derived_reason(list_: str, year: int) -> str:
     }[list_]
 
 
+def _spent_grounds(con: Connection) -> dict[tuple[str, str], set[str]]:
+    """The source records of each company's rejected and removed entries, per list."""
+    c = list_entries.c
+    spent: dict[tuple[str, str], set[str]] = {}
+    for uscc, list_, sources in con.execute(
+        sa.select(c.uscc, c.list, c.source_records).where(c.status.in_(CLOSED_STATUSES))
+    ):
+        spent.setdefault((uscc, list_), set()).update(json.loads(sources or "[]"))
+    return spent
+
+
 def derive(
     engine: Engine,
     store: Store,
@@ -934,8 +1045,11 @@ def derive(
       the business or banned from the trade: `notified`, the company may object;
     - red list: the latest current tax credit grade is A and no negative record in 3 years
       (and on no negative list): listed at once.
-    A company already on the list (by a record or by an open entry) is left out, so running it
-    again proposes nothing new. Returns the counts per list.
+    Records are read in their corrected form on `today`, without those repaired or withdrawn
+    by then. A company already on the list (by a record or by an open entry) is left out, so
+    running it again proposes nothing new; so is one whose rejected or removed entry of the list
+    cites every record that grounds it now (an objection upheld, a listing removed by objection,
+    repair or the authority: a new entry needs a new ground). Returns the counts per list.
     """
     today = today or china_today()
     if as_of > today:
@@ -960,6 +1074,9 @@ def derive(
                 candidates_sql(cat).replace("$open_entries", "open_entries_input"),
                 params={"as_of": as_of, "today": today, "year": year},
             ).to_arrow_table().to_pylist()  # fmt: skip
+        spent = _spent_grounds(con)
+        found = [f for f in found if (f["uscc"], f["list"]) not in spent
+                 or not set(f["source_records"]) <= spent[(f["uscc"], f["list"])]]  # fmt: skip
         objection_due = workdays.add_working_days(today, OBJECTION_WORKING_DAYS)
         rows: list[dict[str, Any]] = []
         for f in found:

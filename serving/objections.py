@@ -42,7 +42,7 @@ from records.publicity import CORRECTABLE
 from records.store import Store
 from records.workdays import china_today
 from serving import lifecycle
-from serving.db import list_entries, objections
+from serving.db import credit_repairs, list_entries, objections
 from serving.lists import LISTS
 
 DECISION_WORKING_DAYS = 5
@@ -63,7 +63,12 @@ class ObjectionNotFound(LookupError):
 
 
 class ObjectionConflict(Exception):
-    """The objection cannot change state this way (one open already, decided, extended)."""
+    """The objection cannot change state this way (one open already, decided, extended); `code`
+    is machine-readable."""
+
+    def __init__(self, message: str, code: str = "conflict") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class InvalidDecision(ValueError):
@@ -109,7 +114,9 @@ def file_objection(
 ) -> dict[str, Any]:
     """File an objection: stored open with its deadline, and the record flagged from today.
 
-    One open objection per record: a second is a conflict until the first is decided.
+    One open objection per record: a second is a conflict until the first is decided; so is one
+    while an application to repair the record is pending (`repair_pending`: the two would decide
+    the same record two ways; the repair decision checks again for an open objection).
     `check(uscc)` may refuse the filer by raising (the service: only the company itself or an
     authority objects).
     """
@@ -142,6 +149,17 @@ def file_objection(
         ).first()  # fmt: skip
         if other is not None:
             raise ObjectionConflict(f"objection {other[0]} to record {record_id} is open already")
+        repair = con.execute(
+            sa.select(credit_repairs.c.id).where(
+                credit_repairs.c.record_id == record_id, credit_repairs.c.status == "pending"
+            ).order_by(credit_repairs.c.id)
+        ).first()  # fmt: skip
+        if repair is not None:
+            raise ObjectionConflict(
+                f"repair application {repair[0]} for record {record_id} is waiting for a "
+                "decision: object once it is decided",
+                "repair_pending",
+            )
         lifecycle.log(con, "objection", case_id, record["uscc"], "filed", filed_by,
              {"record_id": record_id, "reason": reason, "requested": requested,
               "due_date": due})  # fmt: skip
@@ -234,7 +252,8 @@ def _append_opening(con: Connection, store: Store, case_id: int, record_id: str,
 def extend(
     engine: Engine, case_id: int, reason: str, actor: int | None, today: date | None = None
 ) -> dict[str, Any]:
-    """Extend the deadline, once, to 20 working days after filing."""
+    """Extend the deadline, once, to 20 working days after filing, and only by its deadline: an
+    extension after it would hide the missed deadline (`overdue`)."""
     today = today or china_today()
     case = _case(engine, case_id)
     due = workdays.add_working_days(case["filed_on"], EXTENDED_WORKING_DAYS)
@@ -242,16 +261,23 @@ def extend(
         claimed = con.execute(
             objections.update()
             .where(objections.c.id == case_id, objections.c.status == "open",
-                   objections.c.extended.is_(False))
+                   objections.c.extended.is_(False), objections.c.due_date >= today)
             .values(extended=True, due_date=due)
         ).rowcount  # fmt: skip
         if claimed != 1:
             now = con.execute(
-                sa.select(objections.c.status, objections.c.extended)
+                sa.select(objections.c.status, objections.c.extended, objections.c.due_date)
                 .where(objections.c.id == case_id)
             ).one()  # fmt: skip
-            why = "decided" if now.status != "open" else "extended already (only once)"
-            raise ObjectionConflict(f"objection {case_id} is {why}")
+            if now.status != "open":
+                raise ObjectionConflict(f"objection {case_id} is decided")
+            if now.extended:
+                raise ObjectionConflict(f"objection {case_id} is extended already (only once)")
+            raise ObjectionConflict(
+                f"objection {case_id} was due on {now.due_date}: its deadline can be extended "
+                "until that day, not after it; decide it (the decision is logged late)",
+                "overdue",
+            )
         lifecycle.log(con, "objection", case_id, case["uscc"], "extended", actor,
              {"reason": reason, "due_date": due, "previous_due_date": case["due_date"],
               "on": today})  # fmt: skip

@@ -12,10 +12,16 @@ are serialised per record (the insert first on SQLite, an advisory lock on Postg
 An approval writes both stores: the database first (the claim and its step), the `repair` event
 last, so a database error leaves both as they were. If the commit fails after the event was
 stored, the application stays pending with its event in the store: approving it again completes
-it (refusing it is a conflict).
+it (refusing it is a conflict). Approving the repair of a listing record (the focus-attention
+list) marks its list entry removed in the same transaction, as an objection removing it from the
+list does: the register agrees with the scores, and a new entry may be proposed.
 
 Refusal codes:
-- `not_repairable`: the record's category cannot be repaired (e.g. a spot-check result).
+- `not_repairable`: the record's category cannot be repaired (e.g. a spot-check result, or the
+  listing on the serious dishonest or abnormal-operation list: those come off their list by
+  removal, DOMAIN §8, and while on it the company may repair nothing).
+- `under_objection`: an objection to the record is open: its decision comes first (it may
+  correct or remove the record); checked again at the decision.
 - `never_repairable_early`: the decision includes closure, business restriction, employment ban,
   downgraded qualification or a revoked licence: it runs its full publicity period.
 - `minimum_period`: the record's minimum publicity period has not passed (the date it will), by
@@ -37,7 +43,7 @@ from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from features.builder import UNDONE_CTE, build_features
 from records import publicity, workdays
@@ -46,7 +52,7 @@ from records.events import append_events
 from records.store import Store
 from records.workdays import china_today
 from serving import lifecycle
-from serving.db import credit_repairs
+from serving.db import credit_repairs, list_entries
 
 DECISION_WORKING_DAYS = 3
 LIST_FLAGS = ("on_serious_dishonest_list", "on_abnormal_list")
@@ -101,6 +107,11 @@ def eligibility(store: Store, record: dict[str, Any], today: date) -> Eligibilit
         return Eligibility(
             False, "not_repairable", f"{record['category']} records cannot be repaired"
         )
+    if objection_open(store, record["record_id"], today):
+        return Eligibility(
+            False, "under_objection",
+            f"an objection to record {record['record_id']} is open: it is decided first",
+        )  # fmt: skip
     attributes = json.loads(record["attributes"]) if record["attributes"] else {}
     attributes = attributes if isinstance(attributes, dict) else {}
     listed_types = attributes.get("penalty_types")
@@ -133,6 +144,17 @@ def eligibility(store: Store, record: dict[str, Any], today: date) -> Eligibilit
     if listed:
         return Eligibility(False, "on_list", f"the company is on a list ({', '.join(listed)})")
     return Eligibility(True)
+
+
+def objection_open(store: Store, record_id: str, today: date) -> bool:
+    """Whether an objection to the record is open today (its flag, as every consumer reads it)."""
+    with store.connect() as con:
+        events = con.sql(
+            "SELECT event_id, event_type, effective_date, recorded_date, batch_id FROM events "
+            "WHERE record_id = ? AND event_type IN ('objection_opened', 'objection_closed')",
+            params=[record_id],
+        ).to_arrow_table().to_pylist()  # fmt: skip
+    return publicity.objection_open(events, today)
 
 
 def later_negatives(store: Store, record: dict[str, Any], today: date) -> list[str]:
@@ -275,10 +297,12 @@ def decide(
         ).rowcount  # fmt: skip
         if claimed != 1:
             raise RepairConflict(f"application {case_id} is {case['status']}, not pending")
+        removed = _remove_list_entries(con, case, reason, decided_by, today) if granted else []
         lifecycle.log(con, "repair", case_id, case["uscc"],
                       "approved" if granted else "refused", decided_by,
                       {"reason": reason, "code": None if granted else verdict.code,
-                       "late": today > case["due_date"], "completed": left or None})  # fmt: skip
+                       "late": today > case["due_date"], "completed": left or None,
+                       "list_entries_removed": removed or None})  # fmt: skip
         if granted:  # the store last: a database error before it leaves both stores as they were
             stored = append_events(
                 store,
@@ -290,6 +314,30 @@ def decide(
             if stored.rejected:
                 raise RuntimeError(f"the repair event was refused: {stored.rejected}")
     return get(engine, case_id)
+
+
+def _remove_list_entries(con: Connection, case: RowMapping, reason: str, actor: int | None,
+                         today: date) -> list[int]:  # fmt: skip
+    """Mark the list entries whose listing record is repaired removed, each step logged for its
+    entry: the listing stops counting from today, so the entry is off its list from today."""
+    c = list_entries.c
+    entries = con.execute(
+        sa.select(c.id, c.uscc, c.list).where(c.record_id == case["record_id"],
+                                              c.status == "listed")
+    ).all()  # fmt: skip
+    removal = f"repair {case['id']}: {reason}"
+    removed = []
+    for entry in entries:
+        changed = con.execute(
+            list_entries.update().where(c.id == entry.id, c.status == "listed")
+            .values(status="removed", removed_on=today, removal_reason=removal)
+        ).rowcount  # fmt: skip
+        if changed == 1:
+            removed.append(int(entry.id))
+            lifecycle.log(con, "list", int(entry.id), entry.uscc, "removed", actor,
+                          {"list": entry.list, "reason": removal, "repair_id": case["id"],
+                           "record_id": case["record_id"]})  # fmt: skip
+    return removed
 
 
 def repair_event_id(case_id: int) -> str:

@@ -120,7 +120,7 @@ def post_objection(body: FileObjectionIn, state: StateDep, caller: CallerDep) ->
     except objections.ObjectionNotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     except objections.ObjectionConflict as exc:
-        raise ApiError(409, "conflict", str(exc)) from None
+        raise ApiError(409, exc.code, str(exc)) from None
     case["rescored"] = rescore_served(state, case["uscc"], caller, "POST /v1/objections")
     return ObjectionOut.model_validate(case)
 
@@ -196,7 +196,7 @@ def post_extension(
     except objections.ObjectionNotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     except objections.ObjectionConflict as exc:
-        raise ApiError(409, "conflict", str(exc)) from None
+        raise ApiError(409, exc.code, str(exc)) from None
     return ObjectionOut.model_validate(case)
 
 
@@ -217,7 +217,7 @@ def post_decision(
     except objections.ObjectionNotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     except objections.ObjectionConflict as exc:
-        raise ApiError(409, "conflict", str(exc)) from None
+        raise ApiError(409, exc.code, str(exc)) from None
     except objections.InvalidDecision as exc:
         raise ApiError(422, "invalid_decision", str(exc)) from None
     case["rescored"] = rescore_served(

@@ -76,6 +76,46 @@ def oracle_public(record: dict[str, Any], events: list[dict[str, Any]], day: dat
     return months is None or day < months_on(record["event_date"], months)
 
 
+def oracle_counts(record: dict[str, Any], events: list[dict[str, Any]], day: date) -> bool:
+    """DOMAIN §9, restated for counting in scores and tiers: from the day the record is known,
+    in its corrected form, for its maximum period (whoever the company is: the shorter public
+    period of a natural person's business does not shorten it), until it is repaired or
+    withdrawn; a "stop publishing" decision does not stop it counting."""
+    if day < record["event_date"] or day < record["recorded_date"]:
+        return False
+    severity, attributes = record["severity"], dict(record["attributes"])
+    in_force = [e for e in events if max(e["effective_date"], e["recorded_date"]) <= day]
+    fixes = sorted(
+        (e for e in in_force if e["event_type"] == "correction"),
+        key=lambda e: (max(e["effective_date"], e["recorded_date"]), e["event_id"]),
+    )
+    if fixes:
+        fix = fixes[-1]["attributes"]
+        severity = fix.get("severity") or severity
+        attributes.update(fix.get("attributes") or {})
+    if any(e["event_type"] in ("repair", "withdrawal") for e in in_force):
+        return False  # repaired or withdrawn from that day
+    category = record["category"]
+    months: int | None
+    if category == "admin_penalty":
+        months = LEVEL_MONTHS[severity]  # a warning counts its level's period, unpublished
+        if any(t in HEAVY for t in attributes.get("penalty_types") or []):
+            months = LEVEL_MONTHS["serious"]
+        if attributes.get("domain") in SPECIAL:
+            months = max(months, 12)
+    elif category == "spot_check":
+        months = 60  # five years for everyone: only the public period is shorter for a person
+    elif category == "serious_dishonest_list":
+        months = 36 if severity == "listed" else None
+    elif category == "complaint":
+        months = 12
+    elif category in ("tax_declaration", "registration"):
+        months = None  # no period of its own: each feature's window decides
+    else:
+        raise AssertionError(category)
+    return months is None or day < months_on(record["event_date"], months)
+
+
 @st.composite
 def histories(draw: st.DrawFn) -> tuple[dict[str, Any], list[dict[str, Any]], str | None]:
     category = draw(st.sampled_from(["admin_penalty"] * 6 + ["spot_check", "serious_dishonest_list",
@@ -129,6 +169,21 @@ def _boundary_days(record: dict[str, Any], events: list[dict[str, Any]]) -> list
     for e in events:
         marks.add(max(e["effective_date"], e["recorded_date"]))
     return sorted({m + timedelta(days=k) for m in marks for k in (-1, 0)})
+
+
+@settings(max_examples=400, deadline=None)
+@given(histories())
+def test_a_record_counts_exactly_when_the_rules_say_so(
+    history: tuple[dict[str, Any], list[dict[str, Any]], str | None],
+) -> None:
+    """What scores and tiers use (`counts_on`): corrections, repairs and withdrawals included,
+    on every boundary day."""
+    record, events, _ = history
+    stored = {**record, "attributes": json.dumps(record["attributes"])}
+    decoded = [{**e, "attributes": json.loads(e["attributes"])} for e in events]
+    for day in _boundary_days(record, events):
+        expected = oracle_counts(record, decoded, day)
+        assert publicity.counts_on(stored, events, day) == expected, (day, record, events)
 
 
 @settings(max_examples=400, deadline=None)

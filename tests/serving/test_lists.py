@@ -8,6 +8,7 @@ and the append-only trail; the `credsup lists` commands.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from records import workdays
 from records.catalogue import default_catalogue
 from records.ingest import ingest_table
 from records.workdays import china_today
-from serving import lists
+from serving import lists, objections
 from serving.auth import create_key
 from serving.db import audit_log, companies, lifecycle_log, list_entries
 from serving.load import mask_name
@@ -201,7 +202,7 @@ def test_serious_dishonest_listing_with_objection_veto_and_earliest_removal(api:
     too_early = api.call("POST", f"/v1/list-entries/{case}/removal", "regulator",
                          json={"reason": "信用修复"})  # fmt: skip
     assert too_early.status_code == 409 and too_early.json()["code"] == "too_early"
-    assert (today + timedelta(days=365)).isoformat() in too_early.json()["message"]
+    assert (today + relativedelta(years=1)).isoformat() in too_early.json()["message"]
     shown = api.call("GET", f"/v1/list-entries/{case}", "department")
     assert shown.status_code == 200 and shown.json()["status"] == "listed"
     public = api.call("GET", "/v1/public/lists", "public",
@@ -795,3 +796,156 @@ def test_a_department_other_than_the_lists_own_sees_published_listings_only(api:
     assert api.call("GET", f"/v1/list-entries/{case}", "department").status_code == 403
     after = api.call("GET", "/v1/list-entries", "department", params={"uscc": uscc})
     assert after.status_code == 200 and after.json()["entries"] == []
+
+
+def _penalty(world: Loaded, uscc: str, record_id: str, day: date,
+             types: tuple[str, ...] = ("licence_revoked",)) -> str:  # fmt: skip
+    """Store a serious penalty of the company decided and recorded on `day`."""
+    table = pa.table({
+        "record_id": [record_id], "uscc": [uscc], "category": ["admin_penalty"],
+        "event_date": [day.isoformat()], "recorded_date": [day.isoformat()],
+        "source_dept": ["samr"], "severity": ["serious"], "amount": ["100000"],
+        "attributes": [json.dumps({"penalty_types": list(types)})],
+    })  # fmt: skip
+    assert ingest_table(world.store, table, "records", "samr", today=day).stored == 1
+    return record_id
+
+
+def _object(world: Loaded, record_id: str, today: date, outcome: str | None = None,
+            correction: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """File an objection to the record; decided the same day with `outcome`, if given."""
+    case = objections.file_objection(world.engine, world.store, record_id, "处罚有误", None,
+                                     None, today)  # fmt: skip
+    if outcome is None:
+        return case
+    return objections.decide(world.engine, world.store, case["id"], outcome,  # type: ignore[arg-type]
+                             "经核查", correction, None, today)  # fmt: skip
+
+
+def test_a_notified_entry_is_listed_only_while_its_source_records_ground_it(
+    world: Loaded,
+) -> None:
+    """Notified a month ago on a heavy penalty: if an objection corrected the penalty to a
+    general fine meanwhile, confirming refuses (`grounds_changed`, naming the record) and the
+    entry lapses, never listed; while an objection to the penalty is open, confirming waits
+    (`source_under_objection`), and lists once the objection is upheld."""
+    today = china_today()
+    month_ago = today - timedelta(days=30)
+    corrected_uscc, objected_uscc = _companies(world, 2)
+    fixed = _penalty(world, corrected_uscc, f"TEST-PEN-FIXED-{corrected_uscc}", month_ago)
+    objected = _penalty(world, objected_uscc, f"TEST-PEN-OBJECTED-{objected_uscc}", month_ago)
+    entries = {
+        uscc: lists.propose(world.engine, world.store, uscc, "serious_dishonest_list",
+                            SERIOUS_BASIS, "吊销许可证", [record], today=month_ago)
+        for uscc, record in ((corrected_uscc, fixed), (objected_uscc, objected))
+    }  # fmt: skip
+    _object(
+        world,
+        fixed,
+        today,
+        "corrected",
+        {"severity": "general", "attributes": {"penalty_types": ["fine"]}},
+    )
+    case = _object(world, objected, today)
+
+    entry = entries[corrected_uscc]
+    with pytest.raises(lists.ListConflict, match=fixed) as changed:
+        lists.confirm(world.engine, world.store, entry["id"], None, today)
+    assert changed.value.code == "grounds_changed"
+    lapsed = lists.get(world.engine, entry["id"], today)
+    assert (lapsed["status"], lapsed["record_id"], lapsed["listed_on"]) == ("rejected", None, None)
+    assert [s["action"] for s in lapsed["steps"]] == ["proposed", "notified", "lapsed"]
+    assert _flag(world, corrected_uscc, today) == 0
+
+    entry = entries[objected_uscc]
+    with pytest.raises(lists.ListConflict, match=objected) as waiting:
+        lists.confirm(world.engine, world.store, entry["id"], None, today)
+    assert waiting.value.code == "source_under_objection"
+    assert lists.get(world.engine, entry["id"], today)["status"] == "notified"
+    assert _flag(world, objected_uscc, today) == 0
+    objections.decide(world.engine, world.store, case["id"], "upheld", "维持原处罚", None, None,
+                      today)  # fmt: skip
+    listed = lists.confirm(world.engine, world.store, entry["id"], None, today)
+    assert listed["status"] == "listed" and _flag(world, objected_uscc, today) == 1
+
+
+def test_derive_does_not_bring_back_what_an_objection_undid(world: Loaded) -> None:
+    """A heavy penalty whose entry was rejected on objection, and a missing annual report whose
+    listing an objection removed, ground no new entry when deriving again; a penalty corrected
+    to a general fine grounds none at all; a new heavy penalty is a new ground."""
+    today = china_today()
+    week_ago = today - timedelta(days=7)
+    year = lists.report_year_due(today)
+    with world.store.connect() as con:
+        reported_or_penalised = {u for (u,) in con.execute(  # the test's records only
+            "SELECT DISTINCT uscc FROM records WHERE (category = 'annual_report' "
+            "AND json_extract_string(attributes, '$.year') = ?) "
+            "OR (category = 'admin_penalty' AND severity = 'serious')", [str(year)],
+        ).fetchall()}  # fmt: skip
+    rejected_uscc, removed_uscc, corrected_uscc = _companies(
+        world, 3, exclude=reported_or_penalised
+    )
+    heavy = _penalty(world, rejected_uscc, f"TEST-PEN-REJECTED-{rejected_uscc}", week_ago)
+    fined = _penalty(world, corrected_uscc, f"TEST-PEN-CORRECTED-{corrected_uscc}", week_ago)
+    _object(
+        world,
+        fined,
+        week_ago,
+        "corrected",
+        {"severity": "general", "attributes": {"penalty_types": ["fine"]}},
+    )
+    missing = pa.table({
+        "record_id": [f"TEST-AR-UNDONE-{removed_uscc}"], "uscc": [removed_uscc],
+        "category": ["annual_report"], "event_date": [week_ago.isoformat()],
+        "recorded_date": [week_ago.isoformat()], "source_dept": ["samr"],
+        "severity": ["missing"], "amount": [None], "attributes": [json.dumps({"year": year})],
+    })  # fmt: skip
+    assert ingest_table(world.store, missing, "records", "samr", today=week_ago).stored == 1
+
+    lists.derive(world.engine, world.store, today, today=today)
+    (notified,) = _entries(world, rejected_uscc)
+    (listed,) = _entries(world, removed_uscc)
+    assert _entries(world, corrected_uscc) == []  # read in its corrected form
+    assert (notified["status"], json.loads(notified["source_records"])) == ("notified", [heavy])
+    assert listed["status"] == "listed"
+    lists.object_to(world.engine, notified["id"], "处罚已被撤销", None, today)
+    lists.decide_objection(world.engine, notified["id"], True, "异议成立", None, today)
+    _object(world, listed["record_id"], today, "removed_from_list")
+    assert lists.get(world.engine, listed["id"], today)["status"] == "removed"
+
+    lists.derive(world.engine, world.store, today, today=today)
+    assert [e["status"] for e in _entries(world, rejected_uscc)] == ["rejected"]
+    assert [e["status"] for e in _entries(world, removed_uscc)] == ["removed"]
+    assert _flag(world, removed_uscc, today, "on_abnormal_list") == 0
+    assert _entries(world, corrected_uscc) == []
+
+    again = _penalty(world, rejected_uscc, f"TEST-PEN-AGAIN-{rejected_uscc}", today,
+                     ("closure",))  # fmt: skip
+    lists.derive(world.engine, world.store, today, today=today)
+    new = [e for e in _entries(world, rejected_uscc) if e["status"] == "notified"]
+    assert [sorted(json.loads(e["source_records"])) for e in new] == [sorted([heavy, again])]
+
+
+def test_derive_from_the_command_line_lists_and_notifies_today_only(world: Loaded) -> None:
+    """A past `--today` is refused: a listing record of a past day would change what was
+    published for it, and a notice dated in the past would cut the company's 5 working days.
+    The records of a past day are read with `--as-of`."""
+    today = china_today()
+    yesterday = (today - timedelta(days=1)).isoformat()
+    before = _last_id(world)
+    env = {"CREDSUP_DATA_DIR": str(world.data_dir), "DATABASE_URL": world.url,
+           "CREDSUP_DATABASE_URL": None, "MLFLOW_TRACKING_URI": None}  # fmt: skip
+    result = CliRunner().invoke(
+        app, ["lists", "derive", "--as-of", yesterday, "--today", yesterday], env=env
+    )
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.stdout + result.stderr).split())
+    assert result.exit_code == 2, text
+    assert f"--today {yesterday} is before today ({today.isoformat()})" in text
+    assert _last_id(world) == before
+    result = CliRunner().invoke(
+        app,
+        ["lists", "derive", "--as-of", yesterday, "--today", today.isoformat(), "--json"],
+        env=env,
+    )
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert json.loads(result.stdout)["today"] == today.isoformat()

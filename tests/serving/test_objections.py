@@ -426,6 +426,38 @@ def test_the_deadline_is_extended_once_to_20_working_days(service: Served) -> No
     assert case not in [o["id"] for o in overdue]
 
 
+def test_an_overdue_objection_is_not_extended_and_its_decision_is_late(service: Served) -> None:
+    """Filed a month ago and not decided within its 5 working days: an extension now would hide
+    the missed deadline, so it is refused; the objection stays overdue and its decision is
+    logged late. On its last day it may still be extended."""
+    today = china_today()
+    filed_on = today - timedelta(days=30)
+    candidates = service.pick("r.category = 'spot_check' AND r.recorded_date <= ?", [filed_on])
+    overdue_record, last_day_record = service.take(candidates[0]), service.take(candidates[1])
+    world = service.world
+    case = objections.file_objection(world.engine, world.store, overdue_record["record_id"],
+                                     "记录有误", None, None, filed_on)  # fmt: skip
+    due = workdays.add_working_days(filed_on, 5)
+    assert case["due_date"] == due.isoformat() and due < today
+    refused = service.call("POST", f"/v1/objections/{case['id']}/extension", "regulator",
+                           json={"reason": "需要核查"})  # fmt: skip
+    assert refused.status_code == 409 and refused.json()["code"] == "overdue", refused.text
+    assert due.isoformat() in refused.json()["message"]
+    after = objections.get(world.engine, case["id"])
+    assert (after["due_date"], after["extended"]) == (due.isoformat(), False)
+    assert [s["action"] for s in after["steps"]] == ["filed"]
+    overdue = service.call("GET", "/v1/objections/overdue", "regulator").json()["objections"]
+    assert case["id"] in [o["id"] for o in overdue]
+    decided = _decide(service, case["id"], "upheld")
+    assert decided.status_code == 200, decided.text
+    assert decided.json()["steps"][-1]["detail"]["late"] is True
+
+    on_time = objections.file_objection(world.engine, world.store, last_day_record["record_id"],
+                                        "记录有误", None, None, filed_on)  # fmt: skip
+    extended = objections.extend(world.engine, on_time["id"], "需要核查", None, today=due)
+    assert extended["due_date"] == workdays.add_working_days(filed_on, 20).isoformat()
+
+
 def test_a_department_reads_a_case_only_about_a_record_it_may_see(service: Served) -> None:
     """The tax office read an objection to another department's record that is never public
     (the company's reason with it); its own records' cases it reads."""

@@ -18,14 +18,14 @@ import pytest
 import sqlalchemy as sa
 
 from features.builder import build_features
-from records import workdays
+from records import publicity, workdays
 from records.catalogue import default_catalogue
 from records.events import append_events
 from records.store import Store
 from records.workdays import china_today
-from serving import lifecycle, repairs
+from serving import lifecycle, lists, objections, repairs
 from serving.auth import create_key
-from serving.db import credit_repairs, lifecycle_log
+from serving.db import credit_repairs, lifecycle_log, list_entries
 from serving.spotcheck.plans import latest_load
 from tests.serving.databases import BACKENDS, Loaded, loaded_copy
 from tests.serving.pipeline import AS_OF
@@ -68,12 +68,33 @@ def _penalties(store: Store, code: str, day: date) -> tuple[int, int]:
     return int(row["penalties_3y"] or 0), int(row["days_since_penalty"] or -1)
 
 
+def _public_eligible(store: Store, today: date) -> dict[str, Any]:
+    """A general penalty past its 3 months and within its year, public today and eligible."""
+    with store.connect() as con:
+        rows = con.execute(
+            "SELECT record_id, uscc FROM records WHERE category = 'admin_penalty' "
+            "AND severity = 'general' AND event_date BETWEEN ? AND ? "
+            "AND record_id NOT IN (SELECT record_id FROM events) ORDER BY record_id LIMIT 200",
+            [today - timedelta(days=330), today - timedelta(days=100)],
+        ).fetchall()  # fmt: skip
+    for record_id, uscc in rows:
+        shown = publicity.records_on(store, uscc, today, now=today)
+        if not any(r["record_id"] == record_id and r["public"] for r in shown):
+            continue
+        record = repairs.record_on(store, record_id, today)
+        if record is not None and repairs.eligibility(store, record, today).eligible:
+            return record
+    raise AssertionError("an eligible penalty that is public today")
+
+
 def test_repair_refused_at_once_refused_by_the_authority_and_granted(world: World) -> None:
     today = china_today()
     found = _candidates(world.store, today)
     assert len(found.get("eligible", [])) >= 2, {k: len(v) for k, v in found.items()}
     assert found.get("not_repairable"), "spot-check results cannot be repaired"
-    granted, refused = found["eligible"][0], found["eligible"][1]
+    # the granted record is public before, so its leaving the public view is seen
+    granted = _public_eligible(world.store, today)
+    refused = next(r for r in found["eligible"] if r["record_id"] != granted["record_id"])
     keys = {
         "other": create_key(world.engine, "public", None, "someone else"),
         "regulator": create_key(world.engine, "regulator", None, "credit office"),
@@ -206,15 +227,30 @@ def test_repair_refused_at_once_refused_by_the_authority_and_granted(world: Worl
         listed = call("GET", "/v1/repairs", "regulator", params={"uscc": granted["uscc"]})
         assert case in [r["id"] for r in listed.json()["repairs"]]
 
-        # the record is no longer public from today, still was yesterday (point in time)
-        shown_now = call("GET", f"/v1/companies/{granted['uscc']}/records", "other").json()
+        # the record is no longer public from today; a view of yesterday made today for the
+        # public leaves it out too (after repair it stops being published, DOMAIN §9), while
+        # the authority's view of yesterday shows it as it was then: public (point in time)
+        path = f"/v1/companies/{granted['uscc']}/records"
         yesterday = (today - timedelta(days=1)).isoformat()
-        shown_then = call("GET", f"/v1/companies/{granted['uscc']}/records", "other",
-                          params={"on": yesterday}).json()  # fmt: skip
+        shown_now = call("GET", path, "other").json()
+        shown_then = call("GET", path, "other", params={"on": yesterday}).json()
         ids = lambda page: {r["record_id"] for r in page["records"]}  # noqa: E731
-        if granted["record_id"] in ids(records_before):
-            assert granted["record_id"] not in ids(shown_now)
-            assert granted["record_id"] in ids(shown_then)
+        assert granted["record_id"] in ids(records_before)
+        assert granted["record_id"] not in ids(shown_now)
+        assert granted["record_id"] not in ids(shown_then)
+        as_it_was = {
+            r["record_id"]: r
+            for r in call("GET", path, "regulator", params={"on": yesterday}).json()["records"]
+        }
+        assert as_it_was[granted["record_id"]]["public"] is True
+        as_it_is = {r["record_id"]: r for r in call("GET", path, "regulator").json()["records"]}
+        assert as_it_is[granted["record_id"]]["public"] is False
+
+        # a record repaired already is refused as such
+        twice = call("POST", "/v1/repairs", f"company:{granted['uscc']}",
+                     json={"record_id": granted["record_id"], "reason": "再次申请"})  # fmt: skip
+        assert twice.status_code == 201 and twice.json()["status"] == "refused", twice.text
+        assert twice.json()["refusal_code"] == "already_repaired"
 
     # it stops counting from the approval day; what counted before is unchanged
     after = _penalties(world.store, granted["uscc"], today)
@@ -380,6 +416,11 @@ def test_two_applications_at_once_leave_one_pending(world: World) -> None:
     assert outcomes == [("pending", None), ("refused", "pending")], outcomes
 
 
+BEFORE_REPEATED = ("already_repaired", "not_repairable", "under_objection",
+                   "never_repairable_early", "minimum_period")  # fmt: skip
+"""The refusals `repairs.eligibility` checks before a repeat, in its order."""
+
+
 def _later(store: Store, today: date, later_negative: bool) -> list[dict[str, Any]]:
     """Negative records of repairable categories with severities, each followed by later
     records of its category (of the company) of which at least one is negative
@@ -424,4 +465,108 @@ def test_only_a_later_negative_record_of_the_category_is_a_repeat(world: World) 
     assert "repeated" not in codes, codes
     repeated = _later(world.store, today, later_negative=True)
     assert repeated, "a negative record followed by another negative one of its category"
-    assert {repairs.eligibility(world.store, r, today).code for r in repeated} & {"repeated"}
+    for record in repeated:  # each one: refused as a repeat unless a check before it refuses
+        later = repairs.later_negatives(world.store, record, today)
+        assert later, record["record_id"]
+        code = repairs.eligibility(world.store, record, today).code
+        assert code in ("repeated", *BEFORE_REPEATED), (record["record_id"], code)
+    assert "repeated" in {repairs.eligibility(world.store, r, today).code for r in repeated}
+    for record in improved:
+        assert repairs.later_negatives(world.store, record, today) == [], record["record_id"]
+
+
+def _clean_company(world: World, today: date) -> str:
+    """A served, active company with no list record or entry: its listings are the test's own."""
+    with world.store.connect() as con:
+        rows = con.execute(
+            "WITH v AS (SELECT uscc, arg_max(status, struct_pack(d := recorded_date, "
+            "b := batch_id)) AS status, min(recorded_date) AS first FROM entities GROUP BY uscc) "
+            "SELECT uscc FROM v WHERE status = 'active' AND first <= ? AND uscc NOT IN ("
+            "SELECT uscc FROM records WHERE category LIKE '%_list') ORDER BY uscc",
+            [today - timedelta(days=400)],
+        ).fetchall()  # fmt: skip
+    with world.engine.connect() as con:
+        taken = set(con.execute(sa.select(list_entries.c.uscc)).scalars())
+        taken |= set(con.execute(sa.select(credit_repairs.c.uscc)).scalars())
+    return next(u for (u,) in rows if u not in taken)
+
+
+def test_repairing_a_focus_attention_listing_takes_its_entry_off_the_list(world: World) -> None:
+    """The repair of a focus-attention listing (past its six months) ends the listing in the
+    scores and marks its list entry removed in the same decision, so the register agrees and a
+    new entry may be proposed."""
+    today = china_today()
+    uscc = _clean_company(world, today)
+    entry = lists.propose(world.engine, world.store, uscc, "focus_attention_list", "依据",
+                          "重点关注", today=today - timedelta(days=200))  # fmt: skip
+    assert build_features(world.store, today, [uscc]).to_pylist()[0]["on_focus_list"] == 1
+    case = repairs.apply(world.engine, world.store, entry["record_id"], "已整改", None, today)
+    assert case["status"] == "pending", case
+    done = repairs.decide(world.engine, world.store, case["id"], True, "同意修复", None, today)
+    assert done["status"] == "approved"
+    assert done["steps"][-1]["detail"]["list_entries_removed"] == [entry["id"]]
+    assert build_features(world.store, today, [uscc]).to_pylist()[0]["on_focus_list"] == 0
+    after = lists.get(world.engine, entry["id"], today)
+    assert (after["status"], after["removed_on"]) == ("removed", today)
+    assert after["removal_reason"] == f"repair {case['id']}: 同意修复"
+    assert [s["action"] for s in after["steps"]] == ["proposed", "listed", "removed"]
+    again = lists.propose(world.engine, world.store, uscc, "focus_attention_list", "依据",
+                          "再次关注", today=today)  # fmt: skip
+    assert again["status"] == "listed"
+
+
+def test_a_company_on_the_abnormal_operation_list_repairs_nothing(world: World) -> None:
+    """While listed, its penalties are refused `on_list`; the listing itself is no record to
+    repair (it comes off the list by removal, once cured)."""
+    today = china_today()
+    record = next(
+        r
+        for r in _unused(world, today, 10)
+        if (lists._entity(world.store, r["uscc"], today) or {}).get("status") == "active"
+    )  # an active company: a deregistered one is listed on no list
+    listed = lists.propose(world.engine, world.store, record["uscc"], "abnormal_operation_list",
+                           lists.BASIS_ABNORMAL, "通过登记的住所无法联系", ground="unreachable",
+                           today=today)  # fmt: skip
+    case = repairs.apply(world.engine, world.store, record["record_id"], "已整改", None, today)
+    assert (case["status"], case["refusal_code"]) == ("refused", "on_list"), case
+    assert "on_abnormal_list" in case["decision_reason"]
+    listing = repairs.apply(world.engine, world.store, listed["record_id"], "已整改", None, today)
+    assert (listing["status"], listing["refusal_code"]) == ("refused", "not_repairable")
+    lists.remove(world.engine, world.store, listed["id"], "已恢复联系", None, today)
+
+
+def test_a_record_under_objection_is_not_repaired_and_a_pending_repair_is_not_objected_to(
+    world: World,
+) -> None:
+    """A repair and an objection never run on one record at once: an application while an
+    objection is open is refused `under_objection`, an objection while an application is pending
+    `repair_pending`; an objection flag that comes in while the application waits refuses the
+    approval at the decision."""
+    today = china_today()
+    first, second = _unused(world, today, 2)
+    objection = objections.file_objection(world.engine, world.store, first["record_id"],
+                                          "处罚有误", None, None, today)  # fmt: skip
+    refused = repairs.apply(world.engine, world.store, first["record_id"], "已整改", None, today)
+    assert (refused["status"], refused["refusal_code"]) == ("refused", "under_objection")
+    objections.decide(world.engine, world.store, objection["id"], "upheld", "维持", None, None,
+                      today)  # fmt: skip
+    assert repairs.apply(world.engine, world.store, first["record_id"], "已整改", None,
+                         today)["status"] == "pending"  # fmt: skip
+
+    case = repairs.apply(world.engine, world.store, second["record_id"], "已整改", None, today)
+    assert case["status"] == "pending"
+    with pytest.raises(objections.ObjectionConflict, match=f"repair application {case['id']}") \
+            as conflict:  # fmt: skip
+        objections.file_objection(world.engine, world.store, second["record_id"], "有误", None,
+                                  None, today)  # fmt: skip
+    assert conflict.value.code == "repair_pending"
+    # a flag that got in meanwhile (filed at the same moment): the decision checks again
+    stored = append_events(world.store, [
+        {"event_id": f"test-flag-{second['record_id']}", "record_id": second["record_id"],
+         "event_type": "objection_opened", "effective_date": today, "recorded_date": today,
+         "attributes": {"objection_id": 0}},
+    ], today=today)  # fmt: skip
+    assert stored.stored == 1, stored.rejected
+    decided = repairs.decide(world.engine, world.store, case["id"], True, "同意", None, today)
+    assert (decided["status"], decided["refusal_code"]) == ("refused", "under_objection")
+    assert _repair_events(world.store, second["record_id"]) == []
