@@ -932,6 +932,19 @@ def candidates_sql(catalogue: Catalogue) -> str:
         WHERE r.recorded_date <= $as_of AND r.event_date <= $as_of
           AND (u.undone_on IS NULL OR u.undone_on > $today)
     ),
+    objected AS (  -- records under an open objection on the day of listing (as the feature
+                   -- builder reads it): they ground no proposal until it is decided
+        SELECT record_id FROM (
+            SELECT record_id, arg_max(event_type, struct_pack(
+                d := effective_date, b := batch_id,
+                k := CASE WHEN event_type = 'objection_closed' THEN 1 ELSE 0 END,
+                i := event_id)) AS last_step
+            FROM events
+            WHERE effective_date <= $today AND recorded_date <= $today
+              AND event_type IN ('objection_opened', 'objection_closed')
+            GROUP BY record_id)
+        WHERE last_step = 'objection_opened'
+    ),
     list_rows AS (
         SELECT uscc, record_id, category, severity, event_date,
                json_extract_string(attributes, '$.ref') AS ref
@@ -953,6 +966,7 @@ def candidates_sql(catalogue: Catalogue) -> str:
                list(record_id ORDER BY record_id) AS source_records
         FROM seen
         WHERE category = 'annual_report' AND severity = 'missing'
+          AND record_id NOT IN (SELECT record_id FROM objected)
           AND TRY_CAST(json_extract_string(attributes, '$.year') AS INTEGER) = $year
           AND uscc NOT IN (
               SELECT uscc FROM known WHERE category = 'annual_report'
@@ -965,6 +979,7 @@ def candidates_sql(catalogue: Catalogue) -> str:
                list(record_id ORDER BY record_id) AS source_records
         FROM seen
         WHERE category = 'admin_penalty' AND severity = 'serious'
+          AND record_id NOT IN (SELECT record_id FROM objected)
           AND $as_of < event_date + INTERVAL {SERIOUS_LOOKBACK_MONTHS} MONTH
           AND list_has_any(from_json(json_extract(attributes, '$.penalty_types'), '["VARCHAR"]'),
                            {penalty_types})

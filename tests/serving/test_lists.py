@@ -926,6 +926,45 @@ def test_derive_does_not_bring_back_what_an_objection_undid(world: Loaded) -> No
     assert [sorted(json.loads(e["source_records"])) for e in new] == [sorted([heavy, again])]
 
 
+def test_a_record_under_objection_grounds_no_proposal_until_it_is_decided(
+    world: Loaded,
+) -> None:
+    """A heavy penalty and a missing annual report under an open objection were proposed (the
+    penalty) and listed at once (the report) by derive. They wait for the decision now: the
+    objection upheld, the next derive takes them."""
+    today = china_today()
+    week_ago = today - timedelta(days=7)
+    year = lists.report_year_due(today)
+    with world.store.connect() as con:
+        taken = {u for (u,) in con.execute(  # companies other tests gave such records
+            "SELECT DISTINCT uscc FROM records WHERE (category = 'annual_report' "
+            "AND json_extract_string(attributes, '$.year') = ?) "
+            "OR (category = 'admin_penalty' AND severity = 'serious')", [str(year)],
+        ).fetchall()}  # fmt: skip
+    penalised, unreported = _companies(world, 2, exclude=taken)
+    heavy = _penalty(world, penalised, f"TEST-PEN-OBJECTED-{penalised}", week_ago)
+    missing = pa.table({
+        "record_id": [f"TEST-AR-OBJECTED-{unreported}"], "uscc": [unreported],
+        "category": ["annual_report"], "event_date": [week_ago.isoformat()],
+        "recorded_date": [week_ago.isoformat()], "source_dept": ["samr"],
+        "severity": ["missing"], "amount": [None], "attributes": [json.dumps({"year": year})],
+    })  # fmt: skip
+    assert ingest_table(world.store, missing, "records", "samr", today=week_ago).stored == 1
+    cases = [
+        _object(world, record, week_ago) for record in (heavy, f"TEST-AR-OBJECTED-{unreported}")
+    ]
+
+    lists.derive(world.engine, world.store, today, today=today)
+    assert _entries(world, penalised) == [] and _entries(world, unreported) == []
+
+    for case in cases:
+        objections.decide(world.engine, world.store, case["id"], "upheld", "经核查", None, None,
+                          today)  # fmt: skip
+    lists.derive(world.engine, world.store, today, today=today)
+    assert [e["status"] for e in _entries(world, penalised)] == ["notified"]
+    assert [e["status"] for e in _entries(world, unreported)] == ["listed"]
+
+
 def test_derive_from_the_command_line_lists_and_notifies_today_only(world: Loaded) -> None:
     """A past `--today` is refused: a listing record of a past day would change what was
     published for it, and a notice dated in the past would cut the company's 5 working days.
