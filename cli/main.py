@@ -169,6 +169,12 @@ def ingest(
     today: Annotated[
         str | None, typer.Option(help="Ingestion day (YYYY-MM-DD); dates after it are rejected.")
     ] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(
+            help="Encoding of a CSV file, e.g. gbk or gb18030 (default: the mapping's, else utf-8)."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest a department's export. Exit 0: all rows stored; 1: some quarantined; 2: file error."""
@@ -186,6 +192,7 @@ def ingest(
                 today=_as_of(today, china_today()) if today else None,
                 catalogue=catalogue,
                 progress=step,
+                encoding=encoding,
             )
     except (IngestError, FileNotFoundError, ValueError) as exc:
         if as_json:

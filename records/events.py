@@ -54,7 +54,12 @@ def append_events(
     today = today or china_today()
     catalogue = catalogue or default_catalogue()
     ids = [e.get("record_id") for e in events]
-    with store.connect() as con:
+    # the records and event ids are read under the store's lock, as ingestion does: read
+    # before it, two writers appending the same event id at once would both store it
+    with (
+        store.begin("events", source_file="<api>", source_dept="events") as batch,
+        store.connect() as con,
+    ):
         con.register("wanted", pa.table({"record_id": pa.array(ids, pa.string())}))
         known: dict[str, str] = dict(
             con.execute(
@@ -63,19 +68,18 @@ def append_events(
             ).fetchall()
         )
         stored_ids = {r for (r,) in con.execute("SELECT event_id FROM events").fetchall()}
-    rows, rejected, already = [], [], 0
-    for i, e in enumerate(events):
-        try:
-            row = _validated(e, known, today, catalogue)
-        except EventError as exc:
-            rejected.append({"index": i, "event": e, "reason": str(exc)})
-            continue
-        if row["event_id"] in stored_ids:
-            already += 1
-            continue
-        stored_ids.add(row["event_id"])
-        rows.append(row)
-    with store.begin("events", source_file="<api>", source_dept="events") as batch:
+        rows, rejected, already = [], [], 0
+        for i, e in enumerate(events):
+            try:
+                row = _validated(e, known, today, catalogue)
+            except EventError as exc:
+                rejected.append({"index": i, "event": e, "reason": str(exc)})
+                continue
+            if row["event_id"] in stored_ids:
+                already += 1
+                continue
+            stored_ids.add(row["event_id"])
+            rows.append(row)
         result = EventResult(batch.batch_id, len(rows), already, rejected)
         for row in rows:
             row["batch_id"] = batch.batch_id

@@ -12,13 +12,15 @@ detection and the partitioned Parquet write run in DuckDB. Python touches only r
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
-import io
 import json
 import re
 import time
-from collections.abc import Callable
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -35,6 +37,7 @@ from records import uscc
 from records.catalogue import Catalogue, default_catalogue
 from records.clock import CHINA_STANDARD_TIME, china_today
 from records.mapping import FieldSpec, Mapping, MappingError, identity_mapping, load_mapping
+from records.publicity import CORRECTABLE
 from records.schema import (
     ENTITY_COLUMNS,
     ENTITY_REQUIRED,
@@ -47,7 +50,8 @@ from records.schema import (
 from records.store import Store
 
 REASONS = {
-    "malformed_row": "the line does not split into the header's columns",
+    "malformed_row": "the line does not split into the header's columns (e.g. a quote never closed)",
+    "formula_without_value": "an Excel formula whose computed value was never saved",
     "empty_row": "no values to ingest in the row",
     "missing_field": "a required field is empty",
     "invalid_uscc": "not a valid unified social credit code",
@@ -113,34 +117,66 @@ class IngestResult:
 # ---- reading ----------------------------------------------------------------------------------
 
 
+@dataclass
+class UnreadRow:
+    """An input row that never became a table row (quarantined with its reason as it is)."""
+
+    row: int | None
+    """Its data row in the file (1 = the first after the header), None if unknown."""
+    reason: str
+    message: str
+    raw: str
+    """The row as JSON text: {"line": text} for a line that does not split."""
+
+
 def read_input(
     path: Path, encoding: str = "utf-8", sheet: str | None = None
-) -> tuple[pa.Table, list[tuple[int | None, str]]]:
+) -> tuple[pa.Table, list[UnreadRow]]:
     """Read a CSV, Excel or Parquet file with every column as text, plus `_row` (1-based).
 
-    `_row` is the data row in the file (the first line after the header is 1; blank lines are
-    not rows), also after malformed lines. Returns the table and the malformed lines (data row,
-    text) that could not be split. Blank header names become `_c<position>` (0-based), e.g. an
-    unnamed index column `_c0`.
+    `_row` is the data row in the file: for CSV the first record after the header is 1 and
+    blank lines are not rows; for Excel it is the sheet row less the header's (blank rows count,
+    so that row n is the one Excel shows as n + 1). Returns the table and the rows that could
+    not be read (a line that does not split into the header's columns, a formula without a
+    computed value). Blank header names become `_c<position>` (0-based), e.g. an unnamed index
+    column `_c0`.
     """
     suffix = path.suffix.lower()
-    malformed: list[tuple[int | None, str]] = []
+    unread: list[UnreadRow] = []
     try:
         if suffix in (".csv", ".txt", ".tsv"):
-            table = _read_csv(path, encoding, "\t" if suffix == ".tsv" else ",", malformed)
+            table = _read_csv(path, encoding, "\t" if suffix == ".tsv" else ",", unread)
         elif suffix in (".xlsx", ".xlsm"):
-            table = _read_excel(path, sheet)
+            table = _read_excel(path, sheet, unread)
         elif suffix == ".parquet":
             table = _read_parquet(path)
         else:
             raise IngestError(f"{path.name}: unsupported file type {suffix!r} (csv, xlsx, parquet)")
-    except (pa.ArrowInvalid, UnicodeDecodeError, OSError, ValueError) as exc:
+    except UnicodeDecodeError as exc:
+        raise IngestError(_decode_problem(path, encoding, str(exc))) from None
+    except (pa.ArrowInvalid, OSError, ValueError) as exc:
         if isinstance(exc, IngestError):
             raise
+        if isinstance(exc, pa.ArrowInvalid) and "UTF8" in str(exc):
+            raise IngestError(_decode_problem(path, encoding, str(exc))) from None
         raise IngestError(f"{path.name}: cannot read file: {exc}") from exc
     if "_row" not in table.column_names:
         table = table.append_column("_row", pa.array(np.arange(1, table.num_rows + 1), pa.int64()))
-    return table, malformed
+    return table, unread
+
+
+def _decode_problem(path: Path, encoding: str, detail: str) -> str:
+    """A decoding failure, with the encoding that probably fits."""
+    with open(path, "rb") as fh:
+        start = fh.read(4)
+    if start[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        hint = "it starts with a UTF-16 byte order mark: give --encoding utf-16"
+    else:
+        hint = (
+            "Chinese exports are often GBK or GB18030: give --encoding gbk or --encoding gb18030 "
+            "(or `encoding:` in the mapping)"
+        )
+    return f"{path.name}: not {encoding} text ({detail}); {hint}"
 
 
 def _header_names(names: list[str]) -> list[str]:
@@ -154,9 +190,7 @@ def _header_names(names: list[str]) -> list[str]:
     return out
 
 
-def _read_csv(
-    path: Path, encoding: str, delimiter: str, malformed: list[tuple[int | None, str]]
-) -> pa.Table:
+def _read_csv(path: Path, encoding: str, delimiter: str, unread: list[UnreadRow]) -> pa.Table:
     with open(path, encoding=encoding, newline="") as fh:
         header = next(csv.reader(fh, delimiter=delimiter), None)
         has_data = bool(fh.read(1))
@@ -183,50 +217,130 @@ def _read_csv(
             column_types={n: pa.string() for n in names}, strings_can_be_null=False
         ),
     )
-    if not skipped:
+    # A quote that is never closed makes pyarrow read the following lines as one value: the
+    # merged row is skipped (too few fields) or, when the quote opens the last column, taken as
+    # valid. Either way a value spans lines: such files are read again line by line.
+    if not skipped and not _has_line_breaks(table):
         return table
-    numbered = _number_rows(path, encoding, delimiter, len(names), skipped, table.num_rows)
-    if numbered is None:  # the two parsers disagree: keep the order, without row numbers
-        malformed.extend((None, text) for text in skipped)
-        return table
-    rows, bad = numbered
-    malformed.extend(bad)
-    return table.append_column("_row", pa.array(rows, pa.int64()))
+    return _read_csv_by_lines(path, encoding, delimiter, names, unread)
 
 
-def _number_rows(
-    path: Path, encoding: str, delimiter: str, width: int, skipped: list[str], valid: int
-) -> tuple[np.ndarray, list[tuple[int | None, str]]] | None:
-    """Data row numbers of the valid rows and of the malformed ones (text as pyarrow gave it).
+def _has_line_breaks(table: pa.Table) -> bool:
+    """Whether any text value may hold a line break (a byte scan of the value buffers)."""
+    for column in table.columns:
+        for chunk in column.chunks:
+            data = chunk.buffers()[2] if len(chunk.buffers()) > 2 else None
+            if data is not None and data.size:
+                values = np.frombuffer(data, np.uint8)
+                if (values == 10).any() or (values == 13).any():
+                    return True
+    return False
 
-    pyarrow's invalid-row handler does not know the row's position once values may hold
-    newlines, so a second pass with the csv module, only for files with malformed lines,
-    numbers them. None if the two parsers do not agree on which rows are malformed.
+
+class _Lines:
+    """The physical lines of a text file for `csv.reader`, with lines given back to be read
+    again; `taken` holds the lines of the record being read, `ended` whether it hit the end."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self._back: list[str] = []
+        self.taken: list[str] = []
+        self.ended = False
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        if self._back:
+            line = self._back.pop()
+        else:
+            try:
+                line = next(self._lines)
+            except StopIteration:
+                self.ended = True
+                raise
+        self.taken.append(line)
+        return line
+
+    def give_back(self, lines: list[str]) -> None:
+        self._back.extend(reversed(lines))
+
+    def start_record(self) -> None:
+        self.taken = []
+        self.ended = False
+
+
+CSV_CHUNK_ROWS = 1 << 16
+
+
+def _read_csv_by_lines(
+    path: Path, encoding: str, delimiter: str, names: list[str], unread: list[UnreadRow]
+) -> pa.Table:
+    """Read a CSV record by record so that a broken line costs only itself.
+
+    A record whose quoted value spans lines is kept when it closes regularly (a quote followed by
+    the delimiter or the line end) with the header's number of fields. Otherwise (a quote never
+    closed, closed irregularly, or the wrong number of fields) only its first line is
+    quarantined as `malformed_row`, and reading resumes on the next line. A single line with an
+    irregular quote (`"a"b`) is read as pyarrow reads it. Every physical line is thus in exactly
+    one row, stored or quarantined.
     """
-    positions: dict[tuple[str, ...], list[int]] = {}
-    n = 0
-    try:
-        with open(path, encoding=encoding, newline="") as fh:
-            reader = csv.reader(fh, delimiter=delimiter)
-            next(reader, None)
-            for record in reader:
-                if not record:  # blank line: not a row for pyarrow either
-                    continue
-                n += 1
-                if len(record) != width:
-                    positions.setdefault(tuple(record), []).append(n)
-    except csv.Error:
-        return None
-    bad_rows = sorted(r for rows in positions.values() for r in rows)
-    if len(bad_rows) != len(skipped) or n - len(bad_rows) != valid:
-        return None
-    bad: list[tuple[int | None, str]] = []
-    for text in skipped:
-        fields = tuple(next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), []))
-        found = positions.get(fields)
-        bad.append((found.pop(0) if found else None, text))
-    rows = np.setdiff1d(np.arange(1, n + 1, dtype=np.int64), np.array(bad_rows, np.int64))
-    return rows, bad
+    width = len(names)
+    columns: list[list[str]] = [[] for _ in names]
+    chunks: list[list[pa.Array]] = [[] for _ in names]
+    row_numbers: list[int] = []
+
+    def flush() -> None:
+        for i, values in enumerate(columns):
+            chunks[i].append(pa.array(values, pa.string()))
+            values.clear()
+
+    def malformed(number: int, text: str) -> None:
+        line = text.rstrip("\r\n")
+        unread.append(
+            UnreadRow(
+                number, "malformed_row",
+                f"row {number} does not split into the header's columns: {line[:120]!r}",
+                json.dumps({"line": line}, ensure_ascii=False),
+            )
+        )  # fmt: skip
+
+    with open(path, encoding=encoding, newline="") as fh:
+        lines = _Lines(iter(fh))
+        reader = csv.reader(lines, delimiter=delimiter, strict=True)
+        next(reader, None)  # the header
+        number = 0
+        while True:
+            lines.start_record()
+            fields: list[str] | None
+            try:
+                fields = next(reader)
+            except StopIteration:
+                break
+            except csv.Error:  # a quote closed irregularly, never closed, or a huge field
+                fields = None
+            taken, ended = lines.taken, lines.ended
+            if fields == []:  # a blank line: not a row
+                continue
+            number += 1
+            if fields is None and len(taken) == 1 and not ended:
+                fields = next(csv.reader([taken[0]], delimiter=delimiter), [])
+            if fields is not None and len(fields) == width and not ended:
+                for i, value in enumerate(fields):
+                    columns[i].append(value)
+                row_numbers.append(number)
+                if len(row_numbers) % CSV_CHUNK_ROWS == 0:
+                    flush()
+                continue
+            if len(taken) > 1:  # the record ran over lines: only its first line is broken
+                lines.give_back(taken[1:])
+            if taken:
+                malformed(number, taken[0])
+    flush()
+    table = pa.table(
+        {n: pa.chunked_array(c, pa.string()) for n, c in zip(names, chunks, strict=True)}
+    )
+    return table.append_column("_row", pa.array(row_numbers, pa.int64()))
 
 
 def _cell_text(value: Any) -> str | None:
@@ -245,27 +359,108 @@ def _cell_text(value: Any) -> str | None:
     return str(value)
 
 
-def _read_excel(path: Path, sheet: str | None) -> pa.Table:
+def _read_excel(path: Path, sheet: str | None, unread: list[UnreadRow]) -> pa.Table:
+    """The sheet's rows as text. A formula cell whose computed value was never saved (a
+    workbook written by a program and not opened since) would read as empty: its row is
+    quarantined as `formula_without_value` instead."""
     import openpyxl
+    from openpyxl.utils.exceptions import InvalidFileException
 
-    book = openpyxl.load_workbook(path, read_only=True, data_only=True)
     try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, InvalidFileException, KeyError, EOFError, zlib.error) as exc:
+        raise IngestError(
+            f"{path.name}: not a readable Excel workbook ({type(exc).__name__}: {exc})"
+        ) from None
+    try:
+        if sheet is not None and sheet not in book.sheetnames:
+            raise IngestError(
+                f"{path.name}: no sheet {sheet!r}; the workbook has: {', '.join(book.sheetnames)}"
+            )
         ws = book[sheet] if sheet else book.worksheets[0]
         rows = ws.iter_rows(values_only=True)
         header = next(rows, None)
-        if not header:
+        if not header or all(h is None for h in header):
             raise IngestError(f"{path.name}: empty sheet (no header row)")
         names = _header_names([_cell_text(h) or "" for h in header])
         columns: list[list[str | None]] = [[] for _ in names]
-        for row in rows:
-            if row is None or all(v is None for v in row):
-                continue
-            cells = list(row) + [None] * (len(names) - len(row))
+        blank: list[bool] = []
+        for row in rows:  # read-only sheets give blank rows too: the index is the position
+            cells = list(row or ()) + [None] * (len(names) - len(row or ()))
+            blank.append(all(v is None for v in cells[: len(names)]))
             for i in range(len(names)):
                 columns[i].append(_cell_text(cells[i]))
+    except (zipfile.BadZipFile, KeyError, EOFError, zlib.error) as exc:
+        raise IngestError(
+            f"{path.name}: not a readable Excel workbook ({type(exc).__name__}: {exc})"
+        ) from None
     finally:
         book.close()
-    return pa.table({n: pa.array(c, pa.string()) for n, c in zip(names, columns, strict=True)})
+    if _has_formulas(path):
+        _quarantine_uncomputed_formulas(path, ws.title, names, columns, blank, unread)
+    table = pa.table({n: pa.array(c, pa.string()) for n, c in zip(names, columns, strict=True)})
+    table = table.append_column("_row", pa.array(np.arange(1, len(blank) + 1), pa.int64()))
+    return table.filter(pa.array([not b for b in blank], pa.bool_()))
+
+
+_FORMULA = re.compile(rb"<(?:\w+:)?f[ >/]")
+
+
+def _has_formulas(path: Path) -> bool:
+    """Whether any sheet of the workbook holds a formula (a scan of the sheets' XML)."""
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            if not (name.startswith("xl/worksheets/") and name.endswith(".xml")):
+                continue
+            with archive.open(name) as part:
+                tail = b""
+                while block := part.read(1 << 20):
+                    if _FORMULA.search(tail + block):
+                        return True
+                    tail = block[-16:]
+    return False
+
+
+def _quarantine_uncomputed_formulas(
+    path: Path,
+    title: str,
+    names: list[str],
+    columns: list[list[str | None]],
+    blank: list[bool],
+    unread: list[UnreadRow],
+) -> None:
+    """Mark as blank (removed) and quarantine the rows with a formula that has no saved value."""
+    import openpyxl
+    from openpyxl.utils import get_column_letter
+
+    book = openpyxl.load_workbook(path, read_only=True, data_only=False)
+    try:
+        rows = book[title].iter_rows(min_row=2)
+        for index, row in enumerate(rows):
+            if index >= len(blank):
+                break
+            found = [
+                (i, cell.value)
+                for i, cell in enumerate(row[: len(names)])
+                if getattr(cell, "data_type", None) == "f" and columns[i][index] is None
+            ]
+            if not found:
+                continue
+            i, formula = found[0]
+            raw = {n: columns[k][index] for k, n in enumerate(names)}
+            raw.update({names[k]: str(f) for k, f in found})
+            unread.append(
+                UnreadRow(
+                    index + 1, "formula_without_value",
+                    f"row {index + 1}: cell {get_column_letter(i + 1)}{index + 2} ({names[i]}) "
+                    f"holds the formula {formula} without a computed value; open the workbook "
+                    "in Excel or WPS and save it, so that its values are computed",
+                    json.dumps(raw, ensure_ascii=False, separators=(",", ":")),
+                )
+            )  # fmt: skip
+            blank[index] = True
+    finally:
+        book.close()
 
 
 def _read_parquet(path: Path) -> pa.Table:
@@ -285,19 +480,37 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-_WHITESPACE = "' ' || chr(9) || chr(10) || chr(13)"
+SPACES = tuple(c for c in range(0x3001) if chr(c).isspace())
+"""Every character Python counts as whitespace, as `uscc.compact` removes from codes: ASCII
+blanks and the no-break (U+00A0), ideographic (U+3000) and other Unicode spaces that Chinese
+spreadsheets carry. Values are trimmed of them, never NFKC-normalised (that could merge two
+distinct record ids)."""
+
+_SPACE_CHARS = "concat(" + ", ".join(f"chr({c})" for c in SPACES) + ")"
+_WIDE_SPACES = "(" + ", ".join(str(c) for c in SPACES if c > 32) + ")"
 
 
-def _text(col: str) -> str:
-    """The column as text without surrounding whitespace; empty → NULL.
+def _trimmed(x: str) -> str:
+    """Text `x` without surrounding whitespace (any Unicode space).
 
     Trimming only values that start or end with whitespace is twice as fast as trimming all.
     """
-    x = f"CAST({_ident(col)} AS VARCHAR)"
     return (
-        f"nullif(CASE WHEN ascii({x}) <= 32 OR ascii(right({x}, 1)) <= 32 "
-        f"THEN trim({x}, {_WHITESPACE}) ELSE {x} END, '')"
+        f"CASE WHEN ascii({x}) <= 32 OR ascii(right({x}, 1)) <= 32 "
+        f"OR ascii({x}) IN {_WIDE_SPACES} OR ascii(right({x}, 1)) IN {_WIDE_SPACES} "
+        f"THEN trim({x}, {_SPACE_CHARS}) ELSE {x} END"
     )
+
+
+def _has_edge_space(x: str) -> str:
+    """Whether text `x` starts or ends with whitespace that `_trimmed` removes."""
+    edges = f"[ascii({x}), ascii(right({x}, 1))]"
+    return f"len(list_intersect({edges}, [{', '.join(str(c) for c in SPACES)}])) > 0"
+
+
+def _text(col: str) -> str:
+    """The column as text without surrounding whitespace; empty → NULL."""
+    return f"nullif({_trimmed(f'CAST({_ident(col)} AS VARCHAR)')}, '')"
 
 
 def _field_sql(spec: FieldSpec) -> str:
@@ -320,7 +533,7 @@ def _field_sql(spec: FieldSpec) -> str:
         cols = ", ".join(f"coalesce({_text(c)}, chr(0))" for c in spec.hash_of)
         expr = f"({_lit(spec.prefix)} || md5(concat_ws(chr(31), {cols})))"
     elif spec.sql is not None:
-        expr = f"nullif(trim(CAST(({spec.sql}) AS VARCHAR)), '')"
+        expr = f"nullif({_trimmed(f'CAST(({spec.sql}) AS VARCHAR)')}, '')"
     else:
         assert spec.derive_uscc is not None
         expr = _ident(f"__derived_{spec.derive_uscc}")
@@ -334,9 +547,78 @@ def _split_template(template: str) -> list[str]:
     return re.split(r"{([^{}]+)}", template)
 
 
+_OFFSET = (
+    r"^(.*[0-9]:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?)"  # the local date-time, then the offset
+    r"\s*([Zz]|[+-][0-9]{2}(?::?[0-9]{2})?)$"
+)
+"""A date-time with a UTC offset: (local part, `Z` or ±hh[:mm]), e.g. 2024-01-04T16:30:00Z."""
+
+
 def _date_sql(raw: str, formats: tuple[str, ...]) -> str:
-    fmts = "[" + ", ".join(_lit(f) for f in formats) + "]"
-    return f"CAST(try_strptime({raw}, {fmts}) AS DATE)"
+    """The date in China of a text value parsed with the formats (the first that fits).
+
+    A date-time with a UTC offset is moved to China Standard Time before its date is taken:
+    2024-01-04T16:30:00Z is 5 January in Beijing (as `_china_local_timestamps` does for typed
+    columns).
+    """
+    rx = _lit(_OFFSET)
+    local = f"regexp_extract({raw}, {rx}, 1)"
+    offset = f"replace(regexp_extract({raw}, {rx}, 2), ':', '')"
+    minutes = (
+        f"(CASE WHEN upper({offset}) = 'Z' THEN 0 ELSE "
+        f"(CASE WHEN left({offset}, 1) = '-' THEN -1 ELSE 1 END) * "
+        f"(CAST(substr({offset}, 2, 2) AS INTEGER) * 60 + "
+        f"coalesce(TRY_CAST(nullif(substr({offset}, 4, 2), '') AS INTEGER), 0)) END)"
+    )
+    in_china = (
+        f"({_parse_sql(local, formats)} - to_minutes({minutes}) + "
+        f"to_minutes({CHINA_OFFSET_MINUTES}))"
+    )
+    return (
+        f"CAST(CASE WHEN contains({raw}, ':') AND regexp_full_match({raw}, {rx}) THEN {in_china} "
+        f"ELSE {_parse_sql(raw, formats)} END AS DATE)"
+    )
+
+
+CHINA_OFFSET_MINUTES = 8 * 60
+"""China Standard Time is UTC+8 without daylight saving (records.clock.CHINA)."""
+
+_DIGITS = {"%Y": 4, "%m": 2, "%d": 2, "%H": 2, "%M": 2, "%S": 2, "%y": 2}
+
+
+def _parse_sql(raw: str, formats: tuple[str, ...]) -> str:
+    """The first format that parses `raw`. A format whose numbers have no separator between
+    them (%Y%m%d) applies only to exactly its width of digits: strptime would read 2024112 as
+    2024-11-02 (or 2024-01-12)."""
+    parts: list[str] = []
+    group: list[str] = []
+    for fmt in formats:
+        if not re.search(r"%[YmdHMSy]%[YmdHMSy]", fmt):
+            group.append(fmt)
+            continue
+        if group:
+            parts.append(f"try_strptime({raw}, [{', '.join(_lit(f) for f in group)}])")
+            group = []
+        parts.append(
+            f"CASE WHEN regexp_full_match({raw}, {_lit(_compact_pattern(fmt))}) "
+            f"THEN try_strptime({raw}, {_lit(fmt)}) END"
+        )
+    if group:
+        parts.append(f"try_strptime({raw}, [{', '.join(_lit(f) for f in group)}])")
+    return parts[0] if len(parts) == 1 else "coalesce(" + ", ".join(parts) + ")"
+
+
+def _compact_pattern(fmt: str) -> str:
+    """A regular expression of what a compact format reads: each number at its full width."""
+    out = []
+    for piece in re.split(r"(%[A-Za-z%])", fmt):
+        if piece in _DIGITS:
+            out.append(f"[0-9]{{{_DIGITS[piece]}}}")
+        elif piece.startswith("%") and len(piece) == 2:
+            out.append(".+?")
+        else:
+            out.extend(c if c.isalnum() else f"\\x{{{ord(c):x}}}" for c in piece)
+    return "".join(out)
 
 
 _THOUSANDS = r"[+-]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]*)?"
@@ -398,8 +680,10 @@ def ingest_file(
     today: date | None = None,
     catalogue: Catalogue | None = None,
     progress: Callable[[str], None] | None = None,
+    encoding: str | None = None,
 ) -> IngestResult:
-    """Ingest one file into the store; see the module docstring."""
+    """Ingest one file into the store; see the module docstring. `encoding` (of a CSV file)
+    overrides the mapping's (default UTF-8)."""
     path = Path(path)
     if kind not in ("records", "entities"):
         raise IngestError(f"unknown kind {kind!r}: records or entities")
@@ -412,15 +696,22 @@ def ingest_file(
             raise IngestError(str(exc)) from None
     if mapping is not None and mapping.kind != kind:
         raise IngestError(f"mapping is for {mapping.kind}, not {kind}")
+    if encoding is not None:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise IngestError(f"unknown encoding {encoding!r} (e.g. utf-8, gbk, gb18030)") from None
     step = progress or (lambda _msg: None)
     started = time.perf_counter()
     step("reading")
-    table, malformed = read_input(
-        path, mapping.encoding if mapping else "utf-8", mapping.sheet if mapping else None
+    table, unread = read_input(
+        path,
+        encoding or (mapping.encoding if mapping else "utf-8"),
+        mapping.sheet if mapping else None,
     )
     result = ingest_table(
         store, table, kind, source_dept, mapping, today, catalogue,
-        source_file=str(path), malformed=malformed, progress=step,
+        source_file=str(path), unread=unread, progress=step,
     )  # fmt: skip
     result.seconds = round(time.perf_counter() - started, 3)
     return result
@@ -435,10 +726,11 @@ def ingest_table(
     today: date | None = None,
     catalogue: Catalogue | None = None,
     source_file: str = "<table>",
-    malformed: list[tuple[int | None, str]] | None = None,
+    unread: list[UnreadRow] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> IngestResult:
-    """Ingest an Arrow table (text or typed columns, optionally `_row`) into the store."""
+    """Ingest an Arrow table (text or typed columns, optionally `_row`) into the store;
+    `unread` are the rows of its file that could not be read (quarantined as they are)."""
     started = time.perf_counter()
     step = progress or (lambda _msg: None)
     if "_row" not in table.column_names:
@@ -465,7 +757,7 @@ def ingest_table(
         store.connect() as con,
     ):
         result = IngestResult(batch.batch_id, kind, source_file, source_dept)
-        result.rows_read = table.num_rows + len(malformed or [])
+        result.rows_read = table.num_rows + len(unread or [])
         con.register("raw_input", table)
         _catalogue_table(con, ctx.catalogue)
         _create_source_view(con, ctx)
@@ -493,7 +785,7 @@ def ingest_table(
         step("writing")
         _write_new_rows(con, batch, ctx, result)
         step("writing quarantine")
-        _write_quarantine(con, batch, ctx, result, malformed or [])
+        _write_quarantine(con, batch, ctx, result, unread or [])
         batch.info.update(
             rows_read=result.rows_read, stored=result.stored, quarantined=result.quarantined,
             already_stored=result.already_stored, by_reason=result.by_reason,
@@ -825,6 +1117,28 @@ CONTENT = {
 """What makes two rows with the same key the same record (recorded_date is when we learned it)."""
 
 
+def canonical_json(text: str | None) -> str | None:
+    """A JSON text with its object keys sorted, to compare attributes whatever their key order
+    (the stored text itself is kept as it came)."""
+    if text is None:
+        return None
+    try:
+        return json.dumps(
+            json.loads(text), ensure_ascii=False, sort_keys=True, separators=(",", ":")
+        )
+    except ValueError:
+        return text
+
+
+def _content_struct(content: tuple[str, ...], alias: str) -> str:
+    """The content columns of `alias` as one comparable struct (attributes canonical)."""
+    fields = [
+        f"{c} := canonical_json({alias}.{c})" if c == "attributes" else f"{c} := {alias}.{c}"
+        for c in content
+    ]
+    return "struct_pack(" + ", ".join(fields) + ")"
+
+
 def _mark_conflicts(con: duckdb.DuckDBPyConnection, ctx: _Context) -> None:
     """Within-file conflicts, identical duplicates, and rows already stored.
 
@@ -834,7 +1148,12 @@ def _mark_conflicts(con: duckdb.DuckDBPyConnection, ctx: _Context) -> None:
     stored when the version in force on its recorded_date has the same content.
     """
     content = CONTENT[ctx.kind]
-    struct = "struct_pack(" + ", ".join(f"{c} := c.{c}" for c in content) + ")"
+    if ctx.kind == "records":
+        con.create_function(
+            "canonical_json", canonical_json, [duckdb.sqltype("VARCHAR")],
+            duckdb.sqltype("VARCHAR"), side_effects=False,
+        )  # fmt: skip
+    struct = _content_struct(content, "c")
     label = "record_id" if ctx.kind == "records" else "uscc"
     con.execute(
         f"""CREATE TEMP TABLE dup AS
@@ -853,21 +1172,46 @@ def _mark_conflicts(con: duckdb.DuckDBPyConnection, ctx: _Context) -> None:
     key = "record_id" if ctx.kind == "records" else "uscc"
     table = "records" if ctx.kind == "records" else "entities"
     # first only the key column of the store, then the full rows of the (usually few) hits
-    con.execute(
-        f"""CREATE TEMP TABLE hits AS SELECT DISTINCT {key} FROM {table}
-        WHERE {key} IN (SELECT {key} FROM checked WHERE reason IS NULL)"""
-    )
-    stored_struct = "struct_pack(" + ", ".join(f"{c} := s.{c}" for c in content) + ")"
     if ctx.kind == "records":
+        # record ids are trimmed of every Unicode space; one stored before that was (ending in a
+        # no-break space, say) is still the same record when it is sent again
+        wanted = "(SELECT record_id FROM checked WHERE reason IS NULL)"
+        con.execute(
+            f"""CREATE TEMP TABLE hits AS SELECT DISTINCT record_id FROM records
+            WHERE record_id IN {wanted}
+                OR ({_has_edge_space("record_id")} AND {_trimmed("record_id")} IN {wanted})"""
+        )
+    else:
+        con.execute(
+            f"""CREATE TEMP TABLE hits AS SELECT DISTINCT {key} FROM {table}
+            WHERE {key} IN (SELECT {key} FROM checked WHERE reason IS NULL)"""
+        )
+    stored_struct = _content_struct(content, "s")
+    if ctx.kind == "records":
+        changed = (
+            "list_filter(["
+            + ", ".join(
+                f"CASE WHEN c.{f} IS DISTINCT FROM s.{f} THEN {_lit(f)} END" for f in content[:-1]
+            )
+            + ", CASE WHEN canonical_json(c.attributes) IS DISTINCT FROM canonical_json(s.attributes) "
+        )
+        changed += "THEN 'attributes' END], lambda f: f IS NOT NULL)"
         con.execute(
             f"""CREATE TEMP TABLE existing AS
-            SELECT c._seq, {struct} IS NOT DISTINCT FROM s.content AS same, s.batch_id,
-                s.source_dept AS stored_dept, c.source_dept IS DISTINCT FROM s.source_dept AS other_dept
-            FROM checked c JOIN (
-                SELECT s.record_id, {stored_struct} AS content, s.batch_id, s.source_dept
-                FROM records s SEMI JOIN hits h ON h.record_id = s.record_id
-            ) s ON s.record_id = c.record_id
-            WHERE c.reason IS NULL"""
+            WITH pairs AS (
+                SELECT c._seq, {struct} IS NOT DISTINCT FROM s.content AS same, s.batch_id,
+                    s.source_dept AS stored_dept,
+                    c.source_dept IS DISTINCT FROM s.source_dept AS other_dept, {changed} AS changed
+                FROM checked c JOIN (
+                    SELECT s.*, {_trimmed("s.record_id")} AS key, {stored_struct} AS content
+                    FROM records s SEMI JOIN hits h ON h.record_id = s.record_id
+                ) s ON s.key = c.record_id
+                WHERE c.reason IS NULL
+            )
+            SELECT _seq, bool_or(same) AS same, min(batch_id) AS batch_id,
+                arg_min(stored_dept, batch_id) AS stored_dept,
+                arg_min(other_dept, batch_id) AS other_dept, arg_min(changed, batch_id) AS changed
+            FROM pairs GROUP BY _seq"""
         )
         # record_id is the idempotency key across all departments: a clash with another
         # department's record is not a change to correct but an id to make unique
@@ -878,10 +1222,18 @@ def _mark_conflicts(con: duckdb.DuckDBPyConnection, ctx: _Context) -> None:
                                 'must be unique across departments; prefix them with the department, '
                                 'e.g. "{}-{}"', checked.record_id, existing.stored_dept,
                                 existing.batch_id, checked.source_dept, checked.record_id)
-                    ELSE format('record_id "{}" is already stored with different content (batch {}); '
-                                'send a correction instead', checked.record_id, existing.batch_id)
+                    WHEN list_has_any(existing.changed, ['uscc', 'category', 'event_date'])
+                    THEN format('record_id "{}" is already stored with different content (batch {}; '
+                                'changed: {}): a correction can only restate {}, so withdraw the '
+                                'stored record and send this one under a new record_id',
+                                checked.record_id, existing.batch_id,
+                                array_to_string(existing.changed, ', '), ?)
+                    ELSE format('record_id "{}" is already stored with different content (batch {}; '
+                                'changed: {}); send a correction instead', checked.record_id,
+                                existing.batch_id, array_to_string(existing.changed, ', '))
                 END
-            FROM existing WHERE NOT existing.same AND existing._seq = checked._seq"""
+            FROM existing WHERE NOT existing.same AND existing._seq = checked._seq""",
+            [", ".join(CORRECTABLE[:-1]) + " or " + CORRECTABLE[-1]],
         )
     else:
         con.execute(
@@ -956,10 +1308,10 @@ def _write_quarantine(
     batch: Any,
     ctx: _Context,
     result: IngestResult,
-    malformed: list[tuple[int | None, str]],
+    unread: list[UnreadRow],
 ) -> None:
     if (
-        not malformed
+        not unread
         and ctx.mapping.unpivot is None
         and not _scalar(con, "SELECT count(*) FROM checked WHERE reason IS NOT NULL")
     ):
@@ -988,17 +1340,18 @@ def _write_quarantine(
                 r["message"] = "code is not valid"
             except uscc.InvalidUSCC as exc:
                 r["message"] = f"uscc {r['uscc']!r}: {exc.message}"
-    for line, text in malformed:
-        rejected.append(
-            {"row": line, "reason": "malformed_row", "raw": json.dumps({"line": text}, ensure_ascii=False),
-             "message": f"row {line or '?'} does not split into the header's columns: {text[:120]!r}"}
-        )  # fmt: skip
+    for u in unread:
+        rejected.append({"row": u.row, "reason": u.reason, "raw": u.raw, "message": u.message})
     if not rejected:
         return
+    # the same rejected row of the same file (by name: the folder it was ingested from does not
+    # matter) from the same department is quarantined once; another file or department's own
+    file_name = Path(ctx.source_file).name
     rows = []
     for r in rejected:
         qid = hashlib.md5(
-            f"{ctx.kind}\x1f{r['reason']}\x1f{r['row']}\x1f{r['raw']}".encode()
+            f"{ctx.kind}\x1f{ctx.source_dept}\x1f{file_name}\x1f{r['reason']}\x1f{r['row']}"
+            f"\x1f{r['raw']}".encode()
         ).hexdigest()
         rows.append(
             {
@@ -1020,7 +1373,8 @@ def _write_quarantine(
         table = table.filter(mask)
     result.already_quarantined = len(rows) - table.num_rows
     result.quarantined = len(rows)
-    result.rows_mapped += sum(1 for r in rows if r["reason"] in ("malformed_row", "empty_row"))
+    # rows that never reached the mapping: unreadable ones, and unpivoted rows without values
+    result.rows_mapped += len(unread) + sum(1 for r in rows if r["reason"] == "empty_row")
     reasons: dict[str, int] = {}
     for r in rows:
         reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1

@@ -50,7 +50,11 @@ from records.schema import ENTITY_COLUMNS, RECORD_COLUMNS
 DEFAULT_DATE_FORMATS = (
     "%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y.%m.%d", "%Y年%m月%d日",
     "%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S.%f",
+    "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M", "%Y-%m-%dT%H:%M",
 )  # fmt: skip
+"""Dates and date-times as departments export them (Excel and WPS write 2024/1/5 8:05).
+`%Y%m%d` reads exactly 8 digits, and a UTC offset (`Z`, `+08:00`) is moved to China time
+before the date is taken (records.ingest._date_sql)."""
 
 
 class MappingError(ValueError):

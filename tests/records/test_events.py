@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import fcntl
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -10,6 +13,8 @@ from records.events import append_events
 from records.ingest import ingest_file
 from records.store import Store
 from tests.records.factory import TODAY, penalty, valid_rows, write_csv
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_events_are_appended_never_rewriting_records(store: Store, tmp_path: Path) -> None:
@@ -116,3 +121,58 @@ def test_a_removal_is_not_pointed_at_another_listing_by_a_correction(
            "attributes": {"attributes": {"ref": ref}}}  # fmt: skip
     result = append_events(store, [fix], today=TODAY)
     assert result.stored == 0 and "which listing" in result.rejected[0]["reason"]
+
+
+APPEND_ONE = """
+import contextlib, sys
+from datetime import date
+from records.events import append_events
+from records.store import Store
+
+begin = Store.begin
+
+@contextlib.contextmanager
+def begin_said(self, kind, **info):
+    print("at the lock", flush=True)  # the test holds the lock until all three are here
+    with begin(self, kind, **info) as batch:
+        yield batch
+
+Store.begin = begin_said
+event = {"event_id": "obj-1", "record_id": "E1", "event_type": "objection_opened",
+         "effective_date": "2026-01-02"}
+result = append_events(Store(sys.argv[1]), [event], today=date(2026, 11, 22))
+print(result.stored, result.already_stored, flush=True)
+"""
+
+
+def test_one_event_id_is_stored_once_when_processes_append_it_at_once(
+    store: Store, tmp_path: Path
+) -> None:
+    """Three processes append event obj-1 together. Each reads what is stored and writes under
+    the store's lock; the reads must happen under it too, or all three store obj-1. The test
+    holds the lock until all three are waiting for it, so the race is certain, not likely."""
+    ingest_file(
+        store, write_csv(tmp_path / "a.csv", [penalty("E1")]), "records", "samr", today=TODAY
+    )
+    with open(store.root / "_lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        writers = [
+            subprocess.Popen(
+                [sys.executable, "-c", APPEND_ONE, str(store.root)],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(3)
+        ]
+        for writer in writers:
+            assert writer.stdout is not None
+            assert writer.stdout.readline().strip() == "at the lock"
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    outcomes = sorted(writer.communicate(timeout=120)[0].strip() for writer in writers)
+    assert [w.returncode for w in writers] == [0, 0, 0]
+    assert outcomes == ["0 1", "0 1", "1 0"]
+    with store.connect() as con:
+        assert con.execute("SELECT count(*) FROM events WHERE event_id = 'obj-1'").fetchall() == [
+            (1,)
+        ]

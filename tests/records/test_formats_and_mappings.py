@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -16,9 +17,9 @@ from typer.testing import CliRunner
 from cli.main import app
 from records.ingest import IngestError, ingest_file
 from records.mapping import Mapping, load_mapping, packaged_mappings
-from records.schema import RECORD_COLUMNS
+from records.schema import RECORD_COLUMNS, RECORDS
 from records.store import Store
-from tests.records.factory import TODAY, valid_rows, write_csv
+from tests.records.factory import TODAY, penalty, valid_rows, write_csv
 
 CODE = "91110000600037341L"
 
@@ -34,13 +35,15 @@ def test_excel_with_typed_cells(store: Store, tmp_path: Path) -> None:
         ["x1", CODE, "admin_penalty", datetime(2024, 3, 1), date(2024, 3, 5), "serious", 20000]
     )
     ws.append(["x2", CODE, "admin_penalty", "2024/03/02", "2024-03-06", "minor", 12.5])
-    ws.append([None, None, None, None, None, None, None])  # blank line: ignored
+    ws.append([None, None, None, None, None, None, None])  # blank line: not a record
     ws.append(["x3", CODE, "admin_penalty", "not a date", "2024-03-06", "minor", None])
     path = tmp_path / "dept.xlsx"
     book.save(path)
     result = ingest_file(store, path, "records", "samr", today=TODAY)
     assert (result.stored, result.quarantined) == (2, 1)
     assert result.by_reason == {"invalid_date": 1}
+    # the row is numbered by its place in the sheet (Excel shows it as row 5: header + 4)
+    assert [q["row"] for q in store.read("quarantine").to_pylist()] == [4]
     rows = {r["record_id"]: r for r in store.read("records").to_pylist()}
     assert rows["x1"]["event_date"] == date(2024, 3, 1) and rows["x1"]["amount"] == 20000.0
     assert rows["x2"]["event_date"] == date(2024, 3, 2) and rows["x2"]["amount"] == 12.5
@@ -149,6 +152,66 @@ def test_malformed_lines_are_quarantined_not_lost(store: Store, tmp_path: Path) 
     assert (result.stored, result.quarantined, result.rows_read) == (5, 1, 6)
     q = store.read("quarantine").to_pylist()[0]
     assert q["reason"] == "malformed_row" and "only,three,fields" in q["message"]
+
+
+def _with_line(path: Path, row: int, change: Callable[[str], str]) -> list[str]:
+    """Change data row `row` (1-based) of a CSV file; returns the file's lines."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[row] = change(lines[row])
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return lines
+
+
+def test_a_quote_never_closed_costs_only_its_own_line(store: Store, tmp_path: Path) -> None:
+    """The reviewer's case: 10,000 rows, `"samr` on data row 11 opens a quote never closed.
+    pyarrow read the rest of the file as one value: 9,990 rows neither stored nor quarantined."""
+    rows = [penalty(f"q{i}") for i in range(10_000)]
+    path = write_csv(tmp_path / "a.csv", rows)
+    lines = _with_line(path, 11, lambda line: line.replace(",samr,", ',"samr,'))
+    result = ingest_file(store, path, "records", "samr", today=TODAY)
+    assert (result.rows_read, result.stored, result.quarantined) == (10_000, 9_999, 1)
+    q = store.read("quarantine").to_pylist()
+    assert [(x["row"], x["reason"]) for x in q] == [(11, "malformed_row")]
+    assert json.loads(q[0]["raw"]) == {"line": lines[11]}
+    assert q[0]["message"].startswith("row 11 does not split")
+    assert "q10" not in {r["record_id"] for r in store.read("records").to_pylist()}
+
+
+def test_a_quote_never_closed_in_the_last_column_is_not_taken_as_a_value(
+    store: Store, tmp_path: Path
+) -> None:
+    # the merged lines have the header's number of fields: pyarrow took them as one record
+    path = write_csv(tmp_path / "a.csv", [penalty(f"L{i}") for i in range(6)])
+    _with_line(path, 3, lambda line: line[: line.rindex(",") + 1] + '"{}')
+    result = ingest_file(store, path, "records", "samr", today=TODAY)
+    assert (result.rows_read, result.stored, result.by_reason) == (6, 5, {"malformed_row": 1})
+    assert [q["row"] for q in store.read("quarantine").to_pylist()] == [3]
+
+
+def test_a_quote_closed_lines_later_by_another_value_s_quote_costs_one_line(
+    store: Store, tmp_path: Path
+) -> None:
+    rows = [penalty(f"M{i}", attributes='{"note": "x"}') for i in range(6)]
+    path = write_csv(tmp_path / "a.csv", rows)  # attributes are quoted: "{""note"": ""x""}"
+    _with_line(path, 2, lambda line: line.replace(",samr,", ',"samr,'))
+    result = ingest_file(store, path, "records", "samr", today=TODAY)
+    assert (result.rows_read, result.stored, result.by_reason) == (6, 5, {"malformed_row": 1})
+
+
+def test_values_over_several_lines_are_still_read(store: Store, tmp_path: Path) -> None:
+    rows = [
+        penalty(f"N{i}", attributes=json.dumps({"note": f"line 1\nline {i}"})) for i in range(3)
+    ]
+    path = write_csv(tmp_path / "a.csv", rows)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write("only,three,fields\n")  # a malformed line too: the file is read line by line
+    result = ingest_file(store, path, "records", "samr", today=TODAY)
+    assert (result.rows_read, result.stored, result.by_reason) == (4, 3, {"malformed_row": 1})
+    stored = {
+        r["record_id"]: json.loads(r["attributes"]) for r in store.read("records").to_pylist()
+    }
+    assert stored["N2"] == {"note": "line 1\nline 2"}
+    assert [q["row"] for q in store.read("quarantine").to_pylist()] == [4]
 
 
 @pytest.mark.parametrize(
@@ -390,3 +453,186 @@ def test_every_command_names_a_bad_setting_in_one_line(
     assert res.exit_code == 2, res.output
     assert variable in res.output and repr(value) in res.output
     assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_text_is_trimmed_of_unicode_spaces_as_the_code_is(store: Store, tmp_path: Path) -> None:
+    """A no-break space after a record id made it another record (a penalty counted twice);
+    after a category or a date it was an unknown category or a bad date."""
+    first = [
+        penalty("郑市监罚〔2024〕1号\u00a0"),
+        penalty("\u3000PEN-2", category="admin_penalty\u00a0", event_date="2024-01-05\u3000"),
+        penalty("PEN-3\u2002", severity="general\u202f", recorded_date="\u00a02024-01-10"),
+    ]
+    result = ingest_file(store, write_csv(tmp_path / "a.csv", first), "records", "x", today=TODAY)
+    assert (result.stored, result.by_reason) == (3, {})
+    got = {r["record_id"]: r for r in store.read("records").to_pylist()}
+    assert set(got) == {"郑市监罚〔2024〕1号", "PEN-2", "PEN-3"}
+    assert got["PEN-2"]["event_date"] == date(2024, 1, 5)
+    assert got["PEN-3"]["severity"] == "general"
+    again = [penalty("郑市监罚〔2024〕1号"), penalty("PEN-2"), penalty("PEN-3")]
+    result = ingest_file(store, write_csv(tmp_path / "b.csv", again), "records", "x", today=TODAY)
+    assert (result.stored, result.already_stored) == (0, 3)
+
+
+def test_a_record_stored_with_a_trailing_space_is_already_stored_when_sent_again(
+    store: Store, tmp_path: Path
+) -> None:
+    # as earlier versions stored it, untrimmed; its text stays as it is
+    old = {**penalty("PEN-9\u00a0"), "event_date": date(2024, 1, 5), "amount": 5000.0,
+           "recorded_date": date(2024, 1, 10), "batch_id": "old"}  # fmt: skip
+    with store.begin("records") as batch:
+        batch.write_arrow("records", pa.Table.from_pylist([old], schema=RECORDS))
+    result = ingest_file(
+        store, write_csv(tmp_path / "a.csv", [penalty("PEN-9\u00a0")]), "records", "x", today=TODAY
+    )
+    assert (result.stored, result.already_stored) == (0, 1)
+    assert [r["record_id"] for r in store.read("records").to_pylist()] == ["PEN-9\u00a0"]
+
+
+def test_ids_are_not_normalised_beyond_trimming(store: Store, tmp_path: Path) -> None:
+    # NFKC would make the full-width id the ASCII one: two departments' distinct ids
+    rows = [penalty("ＰＥＮ－１"), penalty("PEN-1")]
+    result = ingest_file(store, write_csv(tmp_path / "a.csv", rows), "records", "x", today=TODAY)
+    assert result.stored == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "day"),
+    [
+        ("2024/1/5 8:05", date(2024, 1, 5)),  # Excel and WPS export date-times without seconds
+        ("2024-01-05 08:05", date(2024, 1, 5)),
+        ("2024-01-05T08:05", date(2024, 1, 5)),
+        ("20240105", date(2024, 1, 5)),
+        ("2024-01-04T16:30:00Z", date(2024, 1, 5)),  # 00:30 in Beijing
+        ("2024-01-04T15:59:59Z", date(2024, 1, 4)),
+        ("2024-01-04T16:30:00.250Z", date(2024, 1, 5)),
+        ("2024-01-05T00:30:00+08:00", date(2024, 1, 5)),
+        ("2024-01-05T00:30:00+09:00", date(2024, 1, 4)),  # 23:30 in Beijing
+        ("2024-01-04 12:00:00-0500", date(2024, 1, 5)),  # 01:00 in Beijing
+        ("2024-01-05 08:00+08", date(2024, 1, 5)),
+    ],
+)
+def test_date_times_are_dated_in_china(store: Store, tmp_path: Path, text: str, day: date) -> None:
+    row = penalty("D1", event_date=text, recorded_date="2024-01-10")
+    result = ingest_file(store, write_csv(tmp_path / "a.csv", [row]), "records", "x", today=TODAY)
+    assert result.by_reason == {}, store.read("quarantine").to_pylist()
+    assert store.read("records").to_pylist()[0]["event_date"] == day
+
+
+@pytest.mark.parametrize("text", ["2024112", "202415", "2024010", "202401051"])
+def test_compact_dates_need_all_eight_digits(store: Store, tmp_path: Path, text: str) -> None:
+    # 2024112 could be 2 November or 12 January: not guessed
+    row = penalty("D1", event_date=text, recorded_date="2024-12-10")
+    result = ingest_file(store, write_csv(tmp_path / "a.csv", [row]), "records", "x", today=TODAY)
+    assert result.by_reason == {"invalid_date": 1}
+    assert (
+        f'event_date "{text}" is not a valid date' in store.read("quarantine")["message"][0].as_py()
+    )
+
+
+def test_a_mapping_s_compact_format_needs_its_full_width(store: Store, tmp_path: Path) -> None:
+    mapping = Mapping.model_validate(
+        {"fields": {"record_id": {"column": "id"}, "uscc": {"column": "code"},
+                    "category": {"value": "news"}, "severity": {"value": "negative"},
+                    "event_date": {"column": "day", "formats": ["%Y%m%d%H%M", "%d.%m.%Y"]}}}
+    )  # fmt: skip
+    path = tmp_path / "a.csv"
+    path.write_text(f"id,code,day\na,{CODE},202401050830\nb,{CODE},2024150830\nc,{CODE},5.1.2024\n")
+    result = ingest_file(store, path, "records", "x", mapping=mapping, today=TODAY)
+    assert (result.stored, result.by_reason) == (2, {"invalid_date": 1})
+    assert [q["row"] for q in store.read("quarantine").to_pylist()] == [2]
+
+
+def _workbook(path: Path, rows: list[list[object]], title: str = "Sheet") -> Path:
+    book = openpyxl.Workbook()
+    ws = book.active
+    assert ws is not None
+    ws.title = title
+    ws.append(["record_id", "uscc", "category", "event_date", "severity", "amount"])
+    for row in rows:
+        ws.append(row)
+    book.save(path)
+    return path
+
+
+def test_a_formula_without_a_computed_value_is_quarantined_not_read_as_empty(
+    store: Store, tmp_path: Path
+) -> None:
+    # openpyxl saves formulas without their values, as programs that write workbooks do
+    path = _workbook(
+        tmp_path / "f.xlsx",
+        [["f1", CODE, "admin_penalty", "2024-01-05", "general", 5000],
+         [None] * 6,
+         ["f2", CODE, "admin_penalty", "2024-01-05", "general", "=2500*2"]],
+    )  # fmt: skip
+    result = ingest_file(store, path, "records", "samr", today=TODAY)
+    assert (result.rows_read, result.stored, result.quarantined) == (2, 1, 1)
+    q = store.read("quarantine").to_pylist()[0]
+    assert (q["row"], q["reason"]) == (3, "formula_without_value")
+    assert q["message"].startswith("row 3: cell F4 (amount) holds the formula =2500*2 without")
+    assert json.loads(q["raw"])["amount"] == "=2500*2"
+    assert [r["record_id"] for r in store.read("records").to_pylist()] == ["f1"]
+
+
+def test_a_corrupt_workbook_or_unknown_sheet_is_a_file_error(store: Store, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.xlsx"
+    broken.write_bytes(b"PK\x03\x04 not really a workbook")
+    with pytest.raises(IngestError, match=r"broken\.xlsx: not a readable Excel workbook"):
+        ingest_file(store, broken, "records", "samr", today=TODAY)
+    book = _workbook(tmp_path / "book.xlsx", [], title="处罚")
+    mapping = tmp_path / "sheet.yaml"
+    mapping.write_text(
+        "kind: records\nsheet: 行政处罚\nfields:\n  record_id: {column: record_id}\n"
+        "  uscc: {column: uscc}\n  category: {column: category}\n"
+        "  event_date: {column: event_date}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(IngestError, match="no sheet '行政处罚'; the workbook has: 处罚"):
+        ingest_file(store, book, "records", "samr", mapping=mapping, today=TODAY)
+    env = {"CREDSUP_DATA_DIR": str(tmp_path / "data")}
+    for args in (
+        [str(broken)],
+        [str(book), "--mapping", str(mapping)],
+    ):
+        res = CliRunner().invoke(app, ["ingest", *args, "--source", "samr"], env=env)
+        assert res.exit_code == 2, res.output  # a file error, not "some rows quarantined"
+        assert res.exception is None or isinstance(res.exception, SystemExit)
+        assert "Traceback" not in res.output
+    assert store.log() == []
+
+
+def test_a_gbk_file_read_as_utf8_says_which_encoding_to_give(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "gbk.csv"
+    rows = [penalty("郑市监罚〔2024〕1号", attributes='{"名称": "郑州某某有限公司"}')]
+    write_csv(path, rows)
+    path.write_bytes(path.read_text(encoding="utf-8").encode("gbk"))
+    with pytest.raises(IngestError, match=r"gbk\.csv: not utf-8 text .*give --encoding gbk"):
+        ingest_file(store, path, "records", "samr", today=TODAY)
+    env = {"CREDSUP_DATA_DIR": str(tmp_path / "data")}
+    args = ["ingest", str(path), "--source", "samr", "--json"]
+    res = CliRunner().invoke(app, args, env=env)
+    assert res.exit_code == 2 and "--encoding gbk" in json.loads(res.stdout)["error"]
+    res = CliRunner().invoke(app, [*args, "--encoding", "gbk"], env=env)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["stored"] == 1
+    stored = Store(tmp_path / "data" / "store").read("records").to_pylist()
+    assert stored[0]["record_id"] == "郑市监罚〔2024〕1号"
+    res = CliRunner().invoke(app, [*args, "--encoding", "gbk2"], env=env)
+    assert res.exit_code == 2 and "unknown encoding 'gbk2'" in res.stdout
+
+
+def test_the_same_rejected_row_from_another_file_or_department_is_quarantined_again(
+    store: Store, tmp_path: Path
+) -> None:
+    bad = [penalty("Z1", uscc=CODE[:-1] + "X")]
+    jan = write_csv(tmp_path / "jan.csv", bad)
+    feb = write_csv(tmp_path / "feb.csv", bad)
+    first = ingest_file(store, jan, "records", "samr", today=TODAY)
+    again = ingest_file(store, jan, "records", "samr", today=TODAY)
+    other_dept = ingest_file(store, jan, "records", "tax", today=TODAY)
+    other_file = ingest_file(store, feb, "records", "samr", today=TODAY)
+    assert [r.already_quarantined for r in (first, again, other_dept, other_file)] == [0, 1, 0, 0]
+    quarantine = store.read("quarantine").to_pylist()
+    assert sorted((Path(q["source_file"]).name, q["source_dept"]) for q in quarantine) == [
+        ("feb.csv", "samr"), ("jan.csv", "samr"), ("jan.csv", "tax"),
+    ]  # fmt: skip

@@ -11,6 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
+from records import uscc
+from records.catalogue import default_catalogue
 from records.ingest import ingest_file
 from records.store import Store
 from tests.records.factory import DEFECTS, TODAY, defective, penalty, valid_rows, write_csv
@@ -75,18 +77,12 @@ def test_exactly_the_valid_rows_land_and_each_bad_row_is_quarantined_with_its_re
 
     quarantine = _table(store, "quarantine", "row")
     assert {q["row"]: q["reason"] for q in quarantine} == expected
-    messages = {q["reason"]: q["message"] for q in quarantine}
-    assert (
-        "check character should be" in messages["invalid_uscc"]
-        or "should be" in messages["invalid_uscc"]
-    )
-    assert "already stored with different content" in messages["record_id_conflict"]
-    assert "is negative" in messages["negative_amount"]
-    assert "is not allowed for admin_penalty" in messages["severity_not_allowed"]
-    for q in quarantine:
+    for q in quarantine:  # every message, exactly as the row's defect explains it
         raw = json.loads(q["raw"])
         assert set(raw) >= {"record_id", "uscc", "category"}  # the original row, for correction
+        assert q["message"] == _message(q["reason"], raw, first.batch_id), q
         assert q["source_file"] == str(mixed)
+    assert sum("check character should be" in q["message"] for q in quarantine) >= 1
 
     # ingesting it again changes nothing
     before_records, before_quarantine = _table(store, "records", "record_id"), quarantine
@@ -95,6 +91,38 @@ def test_exactly_the_valid_rows_land_and_each_bad_row_is_quarantined_with_its_re
     assert again.already_quarantined == 1_000
     assert _table(store, "records", "record_id") == before_records
     assert _table(store, "quarantine", "row") == before_quarantine
+
+
+def _message(reason: str, raw: dict[str, str], first_batch: str) -> str:
+    """The quarantine message a row with this defect gets."""
+    catalogue = default_catalogue()
+    if reason == "invalid_uscc":
+        code = uscc.compact(raw["uscc"])
+        with pytest.raises(uscc.InvalidUSCC) as problem:
+            uscc.validate(code)
+        return f"uscc {code!r}: {problem.value.message}"
+    if reason == "unknown_category":
+        return f'category "{raw["category"]}" is not in catalogue {catalogue.version}'
+    if reason == "invalid_date":
+        return f'event_date "{raw["event_date"]}" is not a valid date on or after 1900-01-01'
+    if reason == "future_date":
+        return f"event_date {raw['event_date']} is after today ({TODAY})"
+    if reason == "severity_not_allowed":
+        allowed = ", ".join(catalogue["admin_penalty"].severities)
+        return f'severity "{raw["severity"]}" is not allowed for admin_penalty (allowed: {allowed})'
+    if reason == "negative_amount":
+        return f"amount {float(raw['amount'])} is negative"
+    if reason == "invalid_attributes":
+        return f'attributes "{raw["attributes"]}" are not a JSON object'
+    if reason == "missing_field":
+        return "missing record_id"
+    if reason == "recorded_before_event":
+        return f"recorded_date {raw['recorded_date']} is before event_date {raw['event_date']}"
+    assert reason == "record_id_conflict"
+    return (
+        f'record_id "{raw["record_id"]}" is already stored with different content '
+        f"(batch {first_batch}; changed: attributes); send a correction instead"
+    )
 
 
 def test_cli_exit_code_and_json_summary_say_so(
@@ -170,3 +198,48 @@ def test_a_record_id_another_department_already_used_is_explained(
     ingest_file(store, write_csv(tmp_path / "again.csv", [again]), "records", "samr", today=TODAY)
     messages = [q["message"] for q in _table(store, "quarantine", "batch_id")]
     assert "send a correction instead" in messages[-1]
+
+
+def test_attributes_in_another_key_order_are_the_same_record(store: Store, tmp_path: Path) -> None:
+    """Attributes are compared as JSON, not as text: a department whose export writes the keys
+    in another order re-sends the same record (stored earlier with its own key order)."""
+    stored = penalty("K-1", attributes='{"a": 1, "b": {"x": "甲", "y": [1, 2]}}')
+    first = ingest_file(
+        store, write_csv(tmp_path / "a.csv", [stored]), "records", "samr", today=TODAY
+    )
+    assert first.stored == 1
+    reordered = penalty("K-1", attributes='{"b": {"y": [1, 2], "x": "甲"}, "a": 1}')
+    twice = [
+        penalty("K-2", attributes='{"p": 1, "q": 2}'),
+        penalty("K-2", attributes='{"q":2,"p":1}'),
+    ]
+    again = ingest_file(
+        store, write_csv(tmp_path / "b.csv", [reordered, *twice]), "records", "samr", today=TODAY
+    )
+    assert (again.stored, again.already_stored, again.duplicates_in_file) == (1, 1, 1)
+    assert again.by_reason == {}
+    got = {r["record_id"]: r["attributes"] for r in _table(store, "records", "record_id")}
+    assert got["K-1"] == '{"a":1,"b":{"x":"甲","y":[1,2]}}'  # as it was stored
+    # a real change of an attribute is still a conflict
+    changed = penalty("K-1", attributes='{"b": {"y": [1, 2], "x": "乙"}, "a": 1}')
+    third = ingest_file(
+        store, write_csv(tmp_path / "c.csv", [changed]), "records", "samr", today=TODAY
+    )
+    assert third.by_reason == {"record_id_conflict": 1}
+
+
+def test_a_changed_code_is_not_sent_as_a_correction(store: Store, tmp_path: Path) -> None:
+    """A correction restates severity, amount or attributes; a record of another company (or
+    category, or day) under a stored id is withdrawn and sent under a new id."""
+    ingest_file(
+        store, write_csv(tmp_path / "a.csv", [penalty("U-1")]), "records", "samr", today=TODAY
+    )
+    other = penalty("U-1", uscc="91350100M000100Y43", amount="7000")
+    first = store.log()[0]["batch_id"]
+    ingest_file(store, write_csv(tmp_path / "b.csv", [other]), "records", "samr", today=TODAY)
+    message = _table(store, "quarantine", "row")[0]["message"]
+    assert message == (
+        f'record_id "U-1" is already stored with different content (batch {first}; changed: '
+        "uscc, amount): a correction can only restate severity, amount or attributes, so withdraw "
+        "the stored record and send this one under a new record_id"
+    )

@@ -59,19 +59,67 @@ def test_a_record_of_today_in_china_is_ingested_and_one_of_tomorrow_is_not(
     assert reason[0][0] == "future_date" and f"after today ({today})" in reason[0][1]
 
 
+def machine_dates(source: str) -> list[int]:
+    """Lines that take the machine's date or wall-clock time: `date.today()`,
+    `datetime.today()`, `datetime.now()` without a time zone (`.now().date()` included), and
+    `date.today` passed on uncalled (`default_factory=date.today`). `datetime.now(UTC)` and
+    `datetime.now(CHINA)` name their zone and are fine."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Attribute) or node.attr not in ("today", "now"):
+            continue
+        owner = node.value
+        name = owner.id if isinstance(owner, ast.Name) else getattr(owner, "attr", None)
+        if name not in ("date", "datetime"):
+            continue
+        if node.attr == "today":
+            found.append(node.lineno)
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "now"
+            and (
+                (isinstance(node.func.value, ast.Name) and node.func.value.id == "datetime")
+                or (
+                    isinstance(node.func.value, ast.Attribute)
+                    and node.func.value.attr == "datetime"
+                )
+            )
+        ):
+            zone = (
+                node.args[0]
+                if node.args
+                else next((k.value for k in node.keywords if k.arg == "tz"), None)
+            )
+            if zone is None or (isinstance(zone, ast.Constant) and zone.value is None):
+                found.append(node.lineno)
+    return sorted(found)
+
+
+def test_the_check_finds_every_way_of_taking_the_machine_s_date() -> None:
+    source = """
+import datetime as dt
+from datetime import UTC, date, datetime
+a = date.today()
+b = datetime.now().date()
+c = datetime.today()
+d = dt.date.today()
+e = dt.datetime.now()
+f = datetime.now(tz=None)
+g = field(default_factory=date.today)
+ok = datetime.now(UTC).date(), datetime.now(CHINA), datetime.now(tz=UTC), dt.datetime.now(UTC)
+"""
+    assert machine_dates(source) == [4, 5, 6, 7, 8, 9, 10]
+
+
 def test_no_product_module_takes_the_machine_s_date() -> None:
     """`date.today()` and `datetime.now().date()` are the machine's date: every product module
     asks `records.workdays.china_today()` instead."""
-    found = []
-    for package in PRODUCT:
-        for path in sorted((REPO / package).rglob("*.py")):
-            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                if (
-                    isinstance(node, ast.Call)
-                    and isinstance(node.func, ast.Attribute)
-                    and node.func.attr == "today"
-                    and isinstance(node.func.value, ast.Name)
-                    and node.func.value.id in ("date", "datetime")
-                ):
-                    found.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    found = [
+        f"{path.relative_to(REPO)}:{line}"
+        for package in PRODUCT
+        for path in sorted((REPO / package).rglob("*.py"))
+        for line in machine_dates(path.read_text(encoding="utf-8"))
+    ]
     assert not found, "the machine's date is taken at " + ", ".join(found)
