@@ -239,7 +239,7 @@ def plan_show(
 
 @plan_app.command("verify")
 def plan_verify(plan_id: Annotated[str, typer.Argument()], as_json: JsonOpt = False) -> None:
-    """Replay a stored plan and confirm the identical list (exit 1 if it differs)."""
+    """Replay a stored plan: exit 0 only for the identical list, snapshot hashes and assignments."""
     from serving.spotcheck.draw import PlanError
     from serving.spotcheck.plans import verify_plan
 
@@ -253,7 +253,9 @@ def plan_verify(plan_id: Annotated[str, typer.Argument()], as_json: JsonOpt = Fa
         verdict = "identical" if result.identical else "DIFFERENT"
         out.print(f"{plan_id}: replayed list {verdict} ({result.tasks} tasks, sha256 "
                   f"{result.replayed_sha256}); pool hash {'ok' if result.pool_hash_ok else 'BAD'}, "
-                  f"inspector hash {'ok' if result.inspector_hash_ok else 'BAD'}")  # fmt: skip
+                  f"inspector hash {'ok' if result.inspector_hash_ok else 'BAD'}, "
+                  f"task rows {'ok' if result.tasks_match else 'BAD'}, "
+                  f"assignments {'ok' if result.assignments_match else 'BAD'}")  # fmt: skip
     if not result.identical:
         raise typer.Exit(1)
 

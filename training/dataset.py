@@ -17,10 +17,17 @@ inspection found). A check result withdrawn by then is left out: a `withdrawal` 
 record void (it stops counting and being public), so it no longer says what the inspector found;
 a `repair` leaves the example as it is (the problem was found; the company has since put it
 right).
+
+Only checks drawn at random are examples: a check whose `attributes.basis` says it was selected
+otherwise (`triggered`: a complaint or referral made a problem suspected) is left out, as its
+weight 1/p (p = 1) could not undo that selection; how many were left out is logged and stored in
+the table's metadata (`TRIGGERED_LEFT_OUT`). A check without a `basis` (the simulator's, results
+posted before it was recorded, other sources) counts as random.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import date, timedelta
 from typing import Literal
 
@@ -32,6 +39,16 @@ from records.store import Store
 
 Label = Literal["problem", "serious"]
 
+TRIGGERED_LEFT_OUT = b"triggered_left_out"
+"""Schema metadata key of the examples: checks left out because they were not drawn at random."""
+
+log = logging.getLogger(__name__)
+
+
+def triggered_left_out(table: pa.Table) -> int:
+    """How many checks `spot_check_examples` left out as not drawn at random."""
+    return int((table.schema.metadata or {}).get(TRIGGERED_LEFT_OUT, b"0"))
+
 
 def spot_check_examples(
     store: Store,
@@ -39,8 +56,9 @@ def spot_check_examples(
     since: date | None = None,
     until: date | None = None,
 ) -> pa.Table:
-    """One row per spot check: record_id, uscc, check_date, as_of (the day before), label, weight
-    and inclusion_prob_invalid (a probability was stored but is not a finite number in (0, 1]).
+    """One row per spot check drawn at random: record_id, uscc, check_date, as_of (the day
+    before), label, weight and inclusion_prob_invalid (a probability was stored but is not a
+    finite number in (0, 1]); the count of triggered checks left out is in the metadata.
 
     `since`/`until` bound the check date; with `until`, the checks, their corrections and
     withdrawals are those known on that day (see the module docstring).
@@ -72,19 +90,28 @@ def spot_check_examples(
         stated AS (
             SELECT *, json_extract_string(attributes, '$.inclusion_prob') AS prob_text,
                 TRY_CAST(prob_text AS DOUBLE) AS prob,
-                coalesce(isfinite(prob) AND prob > 0 AND prob <= 1, false) AS prob_ok
+                coalesce(isfinite(prob) AND prob > 0 AND prob <= 1, false) AS prob_ok,
+                coalesce(json_extract_string(attributes, '$.basis') <> 'random', false)
+                    AS not_random
             FROM checks WHERE severity IS NOT NULL
         )
         SELECT record_id, uscc, event_date AS check_date,
             CAST(event_date - INTERVAL 1 DAY AS DATE) AS as_of,
             CASE WHEN severity IN ({positive}) THEN 1 ELSE 0 END AS label,
             CASE WHEN prob_ok THEN 1.0 / prob ELSE 1.0 END AS weight,
-            prob_text IS NOT NULL AND NOT prob_ok AS inclusion_prob_invalid
+            prob_text IS NOT NULL AND NOT prob_ok AS inclusion_prob_invalid,
+            not_random
         FROM stated
         ORDER BY check_date, record_id
     """
     with store.connect() as con:
-        return con.sql(sql, params=params).to_arrow_table()
+        table = con.sql(sql, params=params).to_arrow_table()
+    not_random = table.column("not_random")
+    left_out = int(pc.sum(not_random).as_py() or 0)
+    if left_out:
+        log.info("spot-check examples: %d check(s) not drawn at random left out", left_out)
+    kept = table.filter(pc.invert(not_random)).drop_columns(["not_random"])
+    return kept.replace_schema_metadata({TRIGGERED_LEFT_OUT: str(left_out).encode()})
 
 
 def training_frame(
@@ -98,9 +125,10 @@ def training_frame(
     points = pa.table({"uscc": examples.column("uscc"), "as_of": examples.column("as_of")})
     features = build_features_at(store, points)
     keys = ["uscc", "as_of"]
-    return examples.join(features, keys=keys, join_type="left outer").sort_by(
+    joined = examples.join(features, keys=keys, join_type="left outer").sort_by(
         [("check_date", "ascending"), ("record_id", "ascending")]
     )
+    return joined.replace_schema_metadata(examples.schema.metadata)
 
 
 def time_split(frame: pa.Table, validation_days: int = 183) -> tuple[pa.Table, pa.Table]:

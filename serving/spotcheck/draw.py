@@ -7,9 +7,10 @@ the identical list (`canonical_list` is what is hashed and compared).
 plan's population that the item applies to, minus those over a yearly cap (the department has
 inspected them `department_yearly_cap` times this year, or the item `yearly_cap` times, tier D
 exempt from the latter) and minus triggered companies (which are taken with probability 1).
-From a tier of E eligible companies with ratio r, n = ⌊rE⌋ or ⌈rE⌉ companies are drawn (the
-latter with probability rE − ⌊rE⌋), the n with the smallest uniform keys: every company of the
-tier is drawn with probability exactly r, which is the `inclusion_prob` stored with it.
+Every eligible company is drawn with probability exactly its tier's ratio r, the
+`inclusion_prob` stored with it; the tiers of an item are rounded together (systematic sampling
+over its eligible companies in random order, `_draw_item`), so an item with an expected Σ rE
+companies draws ⌊Σ rE⌋ or ⌈Σ rE⌉ of them.
 Before the draw, a general item's ratios are scaled down so that at most `max_ratio` of its
 eligible companies are expected to be drawn, and any item's ratios are scaled up (capped at 1)
 so that at least `floor` are.
@@ -20,8 +21,9 @@ so that at least `floor` are.
 distinct active inspectors of that department, whose area is a prefix of the company's
 region code and who are qualified for all of the department's items in the visit (if fewer
 than that exist, each item gets its own team). Teams with the same candidates are shuffled and
-dealt the candidates in order of (workload so far, a random key), so workloads stay within one
-task of each other inside a group. An inspector with a conflict (declared, or on the
+dealt the candidates in rounds, each round every candidate once in order of (workload so far, a
+fresh random key for the round): workloads stay within one task of each other inside a group,
+and partners change from task to task (`_deal`). An inspector with a conflict (declared, or on the
 department's previous inspection of the company) is replaced by the least-loaded candidate
 without one.
 """
@@ -41,7 +43,7 @@ import pyarrow.csv as pacsv
 
 from serving.spotcheck.items import TIERS, CheckItem
 
-DRAW_VERSION = 1
+DRAW_VERSION = 2
 """The sampling design's version, stored with every plan: a change to anything that alters the
 list drawn from the same (parameters, snapshot, seed) must increase it, so that a stored plan is
 never "verified" against another design."""
@@ -236,15 +238,14 @@ def draw_plan(params: DrawParams, snapshot: Snapshot, seed: int) -> Drawn:
             base[0] = 0.0
         counts = np.bincount(tier[eligible], minlength=4)
         ratios, scale = _scaled_ratios(base, counts, item)
-        drawn = {}
-        for t in range(4):
-            idx = np.flatnonzero(eligible & (tier == t))
-            picked = _draw_stratum(rng, idx, ratios[t])
-            drawn[TIERS[t]] = len(picked)
-            chosen_company.append(picked)
-            chosen_item.append(np.full(len(picked), k, np.int32))
-            chosen_prob.append(np.full(len(picked), ratios[t]))
-            chosen_basis.append(np.zeros(len(picked), np.int8))
+        idx = np.flatnonzero(eligible)
+        picked = _draw_item(rng, idx, ratios[tier[idx]])
+        by_tier = np.bincount(tier[picked], minlength=4)
+        drawn = {TIERS[t]: int(by_tier[t]) for t in range(4)}
+        chosen_company.append(picked)
+        chosen_item.append(np.full(len(picked), k, np.int32))
+        chosen_prob.append(ratios[tier[picked]])
+        chosen_basis.append(np.zeros(len(picked), np.int8))
         trig = np.flatnonzero(applies & triggered)
         chosen_company.append(trig)
         chosen_item.append(np.full(len(trig), k, np.int32))
@@ -493,19 +494,21 @@ def _scaled_ratios(
     return base, 1.0
 
 
-def _draw_stratum(rng: np.random.Generator, idx: np.ndarray, ratio: float) -> np.ndarray:
-    """n = ⌊rE⌋ or ⌈rE⌉ (randomised rounding) of the E companies, each with probability r."""
-    size = len(idx)
-    jitter = rng.random()  # drawn even for an empty stratum, so the stream does not depend on it
-    keys = rng.random(size)
-    expected = ratio * size
-    n = int(np.floor(expected)) + int(jitter < expected - np.floor(expected))
-    n = min(n, size)
-    if n == 0:
-        return idx[:0]
-    if n == size:
-        return idx
-    return np.sort(idx[np.argpartition(keys, n - 1)[:n]])
+def _draw_item(rng: np.random.Generator, idx: np.ndarray, prob: np.ndarray) -> np.ndarray:
+    """Each of the companies `idx` with its probability `prob` (its tier's ratio), all tiers of
+    an item rounded together: systematic sampling (points u, u + 1, … on the cumulated
+    probabilities) over the companies in random order. Every company is drawn with exactly its
+    probability and the number drawn is ⌊Σp⌋ or ⌈Σp⌉ (rounding each tier on its own could
+    draw a tier's rounding up several times over: above a general item's cap)."""
+    jitter = rng.random()  # drawn even for an empty item, so the stream does not depend on it
+    sure = prob >= 1.0  # taken whatever the sums' rounding error
+    maybe = np.flatnonzero((prob > 0.0) & ~sure)
+    maybe = maybe[rng.permutation(len(maybe))]
+    points = np.ceil(np.cumsum(prob[maybe]) - jitter)  # points u, u + 1, … below each sum
+    hit = np.diff(points, prepend=0.0) > 0
+    picked = np.concatenate([np.flatnonzero(sure), maybe[hit]])
+    out: np.ndarray = idx[np.sort(picked)]
+    return out
 
 
 # ---- inspectors -------------------------------------------------------------------------------
@@ -617,6 +620,51 @@ def _in_sorted(keys: np.ndarray, table: np.ndarray) -> np.ndarray:
     return found
 
 
+def _deal(
+    rng: np.random.Generator, cand: np.ndarray, load: np.ndarray, teams: int, size: int
+) -> np.ndarray:
+    """The members of `teams` consecutive teams of `size` distinct candidates, as one sequence.
+
+    The sequence is dealt in rounds: each round is every candidate once, ordered by (workload,
+    a fresh random key), so each full round gives every candidate one more task and the partial
+    last round goes to the least loaded, while partners change from round to round (DOMAIN §7:
+    inspectors drawn at random per task). A team that spans two rounds may meet a member twice;
+    the repeat is swapped with the first candidate not in the team that comes after the team in
+    the later round. That candidate has the same workload as the repeat (it follows it in that
+    round and precedes the team in the earlier one), so the workloads are as without the swap.
+    """
+    n = len(cand)
+    total = teams * size
+    rounds = -(-total // n)
+    keys = rng.random((rounds, n))
+    order = np.lexsort((keys, np.broadcast_to(load, (rounds, n))), axis=1)
+    seq = cand[order].reshape(-1)
+    if size < n and rounds > 1:
+        # a team [j·size, (j+1)·size) spans rounds when a round starts strictly inside it
+        starts = np.arange(1, rounds) * n
+        spanning = np.unique(starts[starts % size != 0] // size)
+        spanning = spanning[spanning < teams]
+        rows = np.sort(seq[: teams * size].reshape(teams, size)[spanning], axis=1)
+        todo = spanning[(rows[:, 1:] == rows[:, :-1]).any(axis=1)].tolist()
+        while todo:  # few: a repeat needs the end of one round to meet the start of the next
+            j = todo.pop(0)
+            lo, hi = j * size, (j + 1) * size
+            round_end = ((hi - 1) // n + 1) * n  # the end of the later round
+            seen: set[int] = set()
+            for pos in range(lo, hi):
+                if int(seq[pos]) in seen:  # a repeat: in the later round, after its first
+                    team = set(seq[lo:hi].tolist())
+                    q = next(q for q in range(hi, round_end) if int(seq[q]) not in team)
+                    seq[pos], seq[q] = seq[q], seq[pos]
+                    # the repeat moved to team q // size: check it too if it spans rounds
+                    moved = q // size
+                    if moved < teams and (moved * size) // n != (moved * size + size - 1) // n:
+                        todo = sorted({*todo, moved})
+                seen.add(int(seq[pos]))
+    out: np.ndarray = seq[:total]
+    return out
+
+
 @dataclass
 class _Staffing:
     pool: _Pool
@@ -668,8 +716,7 @@ class _Staffing:
                 short.append(group)
                 continue
             group = group[rng.permutation(len(group))]
-            ranked = cand[np.lexsort((pool.tiebreak[cand], pool.load[cand]))]
-            slots = ranked[np.arange(len(group) * size) % len(ranked)]
+            slots = _deal(rng, cand, pool.load[cand], len(group), size)
             np.add.at(pool.load, slots, 1)
             members[group] = slots.reshape(len(group), size)
         done = np.setdiff1d(teams, np.concatenate(short)) if short else teams
@@ -705,7 +752,7 @@ class _Staffing:
             free = [c for c in clear if c not in in_row]
             if not free:  # the caller takes the team apart (its loads as they stand)
                 return False
-            # the least loaded, ties broken by the random key (the order of the first deal)
+            # the least loaded, ties broken by the inspector's random key for this plan
             best = min(free, key=lambda c: (pool.load[c], pool.tiebreak[c]))
             pool.load[member] -= 1
             pool.load[best] += 1

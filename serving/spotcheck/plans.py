@@ -348,7 +348,20 @@ def resolve(engine: Engine, request: PlanRequest) -> DrawParams:
         update["ratios"] = ratios
         merged = item.model_copy(update=update)
         if merged.max_ratio is not None and merged.floor > merged.max_ratio:
-            merged = merged.model_copy(update={"floor": merged.max_ratio})
+            # lowering the floor to the cap would quietly check fewer than the floor requires
+            cap_from = (
+                "the request's general_item_cap"
+                if request.general_item_cap is not None
+                else f"preset {request.ratio_preset}'s general_item_cap"
+                if base is not None
+                else "its max_ratio"
+            )
+            raise PlanError(
+                "cap_below_floor",
+                f"item {item.id} must cover at least {merged.floor:g} of its eligible companies "
+                f"(its floor), but {cap_from} is {merged.max_ratio:g}: give a general_item_cap "
+                f"of at least {merged.floor:g}, or leave {item.id} out of the plan",
+            )
         items.append(CheckItem.model_validate(merged.model_dump()))
     cap = request.department_yearly_cap or (base.department_yearly_cap if base else 2)
     return DrawParams(
@@ -437,12 +450,15 @@ def take_snapshot(
     """The pools for a plan: companies tiered on `snapshot_date`, inspections this year,
     inspectors of the plan's departments, declared conflicts and last inspectors.
 
-    Inspections this year (the calendar year of `start_date`) are the tasks of the plans that
-    start in it and the `recorded` inspections (`store_inspections`: the departments'
-    `spot_check` records of that year known on the draw day), by the record's department and
-    check item, less the results posted through a plan of this database (already counted as
-    its tasks). Last inspectors: for each company and department of the plan, the inspectors of
-    that department's latest plan task at the company.
+    Inspections this year (the calendar year of `start_date`) are the tasks of earlier plans
+    that fall in it (a task with a result in the year of its check date; an open task in every
+    year its span from the plan's start to the task's due date touches, so a December plan's
+    January checks count in the new year) and the `recorded` inspections
+    (`store_inspections`: the departments' `spot_check` records of that year known on the draw
+    day), by the record's department and check item, less the results posted through a plan
+    of this database (already counted as its tasks). Last inspectors: for each company and
+    department of the plan, the inspectors of that department's latest plan task at the
+    company.
 
     Returns the snapshot and the companies' names, regions and types (for the task rows)."""
     frame = _frame(
@@ -456,11 +472,15 @@ def take_snapshot(
         ["uscc", "tier", "region", "industry", "entity_type", "name"],
     )  # fmt: skip
     year_start, year_end = date(start_date.year, 1, 1), date(start_date.year, 12, 31)
+    task = spot_check_tasks.c
     in_year = (
-        sa.select(spot_check_tasks.c.uscc, spot_check_tasks.c.department,
-                  spot_check_tasks.c.item_id, spot_check_tasks.c.plan_id)
-        .join(spot_check_plans, spot_check_plans.c.id == spot_check_tasks.c.plan_id)
-        .where(spot_check_plans.c.start_date.between(year_start, year_end))
+        sa.select(task.uscc, task.department, task.item_id, task.plan_id)
+        .join(spot_check_plans, spot_check_plans.c.id == task.plan_id)
+        .where(sa.or_(
+            sa.and_(task.result.is_not(None), task.check_date.between(year_start, year_end)),
+            sa.and_(task.result.is_(None), spot_check_plans.c.start_date <= year_end,
+                    task.due_date >= year_start),
+        ))
         .subquery()
     )  # fmt: skip
     dept_checks = _frame(
@@ -826,12 +846,16 @@ def plan_list(
 class Verification(BaseModel):
     plan_id: str
     identical: bool
-    """The replayed list equals the stored list byte for byte, and the stored tasks match it."""
+    """Everything below holds: the replayed list equals the stored list byte for byte and its
+    hash, the stored snapshot still has its hashes, and the task rows and their inspector
+    assignments match the list."""
     list_sha256: str
     replayed_sha256: str
     pool_hash_ok: bool
     inspector_hash_ok: bool
     tasks_match: bool
+    assignments_match: bool
+    """Each task's rows in `spot_check_assignments` are the inspectors the list names."""
     tasks: int
     seconds: float
 
@@ -843,25 +867,57 @@ def verify_plan(engine: Engine, plan_id: str) -> Verification:
     with engine.connect() as con:
         plan = get_plan(con, plan_id)
         stored_tasks = plan_tasks(con, plan_id)
+        assigned = _frame(
+            con,
+            sa.select(spot_check_assignments.c.task_id, spot_check_assignments.c.inspector_id)
+            .join(spot_check_tasks, spot_check_tasks.c.id == spot_check_assignments.c.task_id)
+            .where(spot_check_tasks.c.plan_id == plan_id),
+            ["task_id", "inspector_id"],
+        )  # fmt: skip
     snapshot = snapshot_from_bytes(plan["snapshot_blob"])
     replayed = canonical_list(
         draw_plan(params_from_json(plan["params"]), snapshot, int(plan["seed"])).tasks
     )
     stored = zlib.decompress(plan["list_blob"])
     from_rows = canonical_list(stored_tasks.sort_values(["visit_no", "item_id"]))
+    pool_ok = snapshot.pool_hash == plan["pool_hash"]
+    inspector_ok = snapshot.inspector_hash == plan["inspector_hash"]
+    assignments_ok = _assignments_match(stored_tasks, assigned)
     return Verification(
         plan_id=plan_id,
         identical=replayed == stored
         and from_rows == stored
-        and list_sha256(stored) == plan["list_sha256"],
+        and list_sha256(stored) == plan["list_sha256"]
+        and pool_ok
+        and inspector_ok
+        and assignments_ok,
         list_sha256=plan["list_sha256"],
         replayed_sha256=list_sha256(replayed),
-        pool_hash_ok=snapshot.pool_hash == plan["pool_hash"],
-        inspector_hash_ok=snapshot.inspector_hash == plan["inspector_hash"],
+        pool_hash_ok=pool_ok,
+        inspector_hash_ok=inspector_ok,
         tasks_match=from_rows == stored,
+        assignments_match=assignments_ok,
         tasks=int(plan["tasks"]),
         seconds=round(time.perf_counter() - started, 3),
     )
+
+
+def _assignments_match(tasks: pd.DataFrame, assigned: pd.DataFrame) -> bool:
+    """Each task's assigned inspectors are exactly those of its `inspectors` text (one row
+    each, none for another task of the plan)."""
+    listed = (
+        tasks.assign(inspector_id=tasks["inspectors"].astype(str).str.split(";"))
+        .explode("inspector_id")[["id", "inspector_id"]]
+        .set_axis(["task_id", "inspector_id"], axis=1)
+    )
+    if len(listed) != len(assigned):
+        return False
+    key = ["task_id", "inspector_id"]
+    both = [
+        f.astype({"task_id": "int64", "inspector_id": str}).sort_values(key)[key].to_numpy()
+        for f in (listed, assigned)
+    ]
+    return bool((both[0] == both[1]).all())
 
 
 def public_notice(engine: Engine, plan_id: str) -> dict[str, Any]:
@@ -1004,9 +1060,12 @@ def _write_result(
     and states this very result is this result's record: the retry completes with it. Any other
     is withdrawn, and the result gets a fresh id (`<plan>-T<task>-R<n>`)."""
     base = record_id_of(task)
+    # `basis` and the tier at the draw: training leaves out triggered checks (selected because
+    # a problem was suspected), which a probability of 1 alone does not tell from tier D's
     attributes = {
         "check_item": task["item_id"], "plan_id": task["plan_id"],
-        "inclusion_prob": float(task["inclusion_prob"]),
+        "inclusion_prob": float(task["inclusion_prob"]), "basis": task["basis"],
+        "tier": task["tier"],
         "findings_minor": body.findings.minor, "findings_major": body.findings.major,
         "findings_serious": body.findings.serious,
     }  # fmt: skip

@@ -379,7 +379,9 @@ def test_floor_bisection_caps_ratios_at_one() -> None:
 
 
 def test_randomised_rounding_in_small_strata() -> None:
-    """E = 7 per tier: n is ⌊rE⌋ or ⌈rE⌉, ⌈rE⌉ with probability rE − ⌊rE⌋, so the rate is r."""
+    """E = 7 per tier: the tiers are rounded together, so the item draws ⌊ΣrE⌋ or ⌈ΣrE⌉
+    companies (12 or 13 of the expected 12.25, 13 with probability 0.25), while every company
+    keeps the rate of its tier."""
     item = CheckItem(
         id="K-SMALL",
         department="samr",
@@ -391,24 +393,82 @@ def test_randomised_rounding_in_small_strata() -> None:
     snapshot = Snapshot({"companies": companies, "inspectors": _universal_inspectors([item])})
     params = DrawParams(items=(item,))
     ratios = item.ratios.as_tuple()
-    sizes: dict[str, Counter[int]] = {t: Counter() for t in TIERS}
+    totals: Counter[int] = Counter()
     per_company = Counter()
     runs = 400
     for seed in range(runs):
         drawn = draw_plan(params, snapshot, seed)
-        for t in TIERS:
-            sizes[t][drawn.items[0].drawn[t]] += 1
+        assert sum(drawn.items[0].drawn.values()) == len(drawn.tasks)
+        totals[len(drawn.tasks)] += 1
         per_company.update(drawn.tasks["uscc"])
-    for t, r in zip(TIERS, ratios, strict=True):
-        lo = math.floor(r * 7)
-        assert set(sizes[t]) <= {lo, lo + 1}, (t, sizes[t])
-        p = stats.binomtest(sizes[t][lo + 1], runs, r * 7 - lo).pvalue
-        assert p > ALPHA, (t, sizes[t])
+    assert set(totals) <= {12, 13}, totals
+    assert stats.binomtest(totals[13], runs, 0.25).pvalue > ALPHA, totals
     tiers = companies.set_index("uscc")["tier"]
     for t, r in zip(TIERS, ratios, strict=True):
         obs = np.array([per_company[u] for u in tiers.index[tiers == t]])
         assert stats.binomtest(int(obs.sum()), runs * 7, r).pvalue > ALPHA, t
         assert stats.chi2_contingency(np.vstack([obs, runs - obs])).pvalue > ALPHA, t
+
+
+def test_one_plan_never_exceeds_a_general_items_cap() -> None:
+    """Each tier was rounded on its own, so on a county of 40 eligible companies a general item
+    capped at 5 % (2.0 expected) drew 3 in 26.7 % of the seeds. Rounded together, the item
+    draws ⌊expected⌋ or ⌈expected⌉ every time, and each company is still drawn with the
+    probability stored for it."""
+    item = next(i for i in preset("national-default").items if i.id == "SC-DJ-02")
+    companies = _companies({"A": 10, "B": 25, "C": 4, "D": 1}, seed=4)
+    snapshot = Snapshot({"companies": companies, "inspectors": _universal_inspectors([item])})
+    runs = 3000
+    counts: Counter[int] = Counter()
+    drawn_count = Counter()
+    stored: dict[str, float] = {}
+    for seed in range(runs):
+        drawn = draw_plan(DrawParams(items=(item,)), snapshot, seed)
+        counts[len(drawn.tasks)] += 1
+        drawn_count.update(drawn.tasks["uscc"])
+        stored.update(zip(drawn.tasks["uscc"], drawn.tasks["inclusion_prob"], strict=True))
+    s = drawn.items[0]
+    expected = sum(s.ratios[t] * s.eligible[t] for t in TIERS)
+    assert expected == pytest.approx(0.05 * 40)
+    assert set(counts) == {2}, counts  # floor = ceil: exactly 2.0 expected
+    tiers = companies.set_index("uscc")["tier"]
+    for t in TIERS:
+        members = tiers.index[tiers == t]
+        obs = np.array([drawn_count[u] for u in members])
+        if s.ratios[t] == 0:
+            assert not obs.any()
+            continue
+        assert all(stored[u] == pytest.approx(s.ratios[t]) for u in members if u in stored)
+        assert stats.binomtest(int(obs.sum()), runs * len(members), s.ratios[t]).pvalue > ALPHA
+        if len(members) > 1:
+            assert stats.chi2_contingency(np.vstack([obs, runs - obs])).pvalue > ALPHA, t
+
+
+@given(
+    sizes=st.lists(st.integers(0, 30), min_size=4, max_size=4),
+    ratios=st.lists(st.floats(0, 1), min_size=4, max_size=4),
+    seed=st.integers(0, 2**32),
+)
+@settings(max_examples=200, deadline=None)
+def test_an_item_draws_the_floor_or_ceiling_of_its_expected_count(
+    sizes: list[int], ratios: list[float], seed: int
+) -> None:
+    """Whatever the tiers' sizes and ratios, all of a tier at ratio 1 and the floor or ceiling of
+    the expected count in all."""
+    item = CheckItem(
+        id="K-ANY", department="samr", name_zh="测试", kind="key",
+        ratios=Ratios(A=ratios[0], B=ratios[1], C=ratios[2], D=ratios[3]),
+    )  # fmt: skip
+    companies = _companies(dict(zip(TIERS, sizes, strict=True)), seed=1)
+    drawn = draw_plan(
+        DrawParams(items=(item,)),
+        Snapshot({"companies": companies, "inspectors": _universal_inspectors([item])}),
+        seed,
+    )
+    expected = sum(r * n for r, n in zip(ratios, sizes, strict=True))
+    assert math.floor(expected - 1e-9) <= len(drawn.tasks) <= math.ceil(expected + 1e-9)
+    certain = [t for t, r in zip(TIERS, ratios, strict=True) if r == 1]
+    assert all(drawn.items[0].drawn[t] == sizes[TIERS.index(t)] for t in certain)
 
 
 # ---- 2. properties on random pools ------------------------------------------------------------
@@ -1038,6 +1098,63 @@ def test_workload_balance_on_a_preset_plan() -> None:
         assert sum(loads) == 3 * len(
             drawn.tasks.query("department == @dept").drop_duplicates("uscc")
         )
+
+
+def _pairing(n_inspectors: int, tasks: int, seed: int, size: int = 2) -> pd.DataFrame:
+    """`tasks` one-item visits (every tier B company at ratio 1) staffed by `n_inspectors`."""
+    item = CheckItem(
+        id="K1", department="samr", name_zh="测试", kind="key", ratios=Ratios(A=1, B=1, C=1, D=1)
+    )
+    drawn = draw_plan(
+        DrawParams(items=(item,), inspectors_per_task=size),
+        Snapshot(
+            {
+                "companies": _companies({"B": tasks}, seed=1),
+                "inspectors": _universal_inspectors([item], n_inspectors),
+            }
+        ),
+        seed,
+    )
+    assert len(drawn.tasks) == tasks
+    return drawn.tasks
+
+
+def test_partners_are_drawn_at_random_for_every_task() -> None:
+    """DOMAIN §7: inspectors drawn at random per task. The candidates were ranked once per
+    plan and dealt in that order, so each inspector always had the same partner (8 inspectors,
+    200 two-person tasks: 4 distinct pairs of the 28 possible)."""
+    pairings = []
+    for seed in (1, 2, 3):
+        tasks = _pairing(8, 200, seed)
+        teams = [tuple(t.split(";")) for t in tasks["inspectors"]]
+        assert all(len(set(t)) == 2 for t in teams)  # two different people
+        loads = Counter(m for t in teams for m in t)
+        assert sorted(loads.values()) == [50] * 8  # the balance is as before: exactly 50 each
+        pairs = Counter(teams)
+        assert len(pairs) >= 20, pairs  # of 28: expected about 27.9
+        partners = {m: {p for t in pairs for p in t if m in t and p != m} for m in loads}
+        assert min(len(p) for p in partners.values()) >= 6, partners  # of 7
+        pairings.append(dict(zip(tasks["uscc"], tasks["inspectors"], strict=True)))
+    assert pairings[0] != pairings[1] != pairings[2]
+
+
+@pytest.mark.parametrize(("n_inspectors", "size", "tasks"), [(3, 2, 31), (5, 3, 40), (7, 4, 23)])
+def test_teams_across_rounds_never_repeat_a_member(
+    n_inspectors: int, size: int, tasks: int
+) -> None:
+    """Teams that span two rounds of the deal (the end of one, the start of the next) are the
+    ones that could meet a member twice; over many seeds none does, and the workloads stay
+    within one task."""
+    distinct = set()
+    for seed in range(60):
+        frame = _pairing(n_inspectors, tasks, seed, size)
+        teams = [t.split(";") for t in frame["inspectors"]]
+        assert all(len(set(t)) == size for t in teams), teams
+        loads = Counter(m for t in teams for m in t)
+        assert len(loads) == n_inspectors
+        assert max(loads.values()) - min(loads.values()) <= 1, loads
+        distinct.update(frozenset(t) for t in teams)
+    assert len(distinct) == math.comb(n_inspectors, size)
 
 
 # ---- 5. teams split per item ------------------------------------------------------------------

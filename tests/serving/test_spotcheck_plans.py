@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import openpyxl
 import pandas as pd
 import pyarrow as pa
@@ -32,7 +33,7 @@ from records.ingest import ingest_table
 from records.publicity import records_on
 from records.settings import Settings
 from records.store import Store
-from records.uscc import derive, is_valid
+from records.uscc import derive, generate_many, is_valid
 from records.workdays import china_today
 from serving.app import create_app
 from serving.auth import create_key
@@ -45,7 +46,7 @@ from serving.db import (
     spot_check_tasks,
 )
 from serving.spotcheck.demo import load_demo_inspectors
-from serving.spotcheck.draw import PlanError, canonical_list
+from serving.spotcheck.draw import PlanError, Snapshot, canonical_list
 from serving.spotcheck.plans import (
     InspectorIn,
     PlanRequest,
@@ -55,11 +56,13 @@ from serving.spotcheck.plans import (
     post_result,
     resolve,
     save_inspectors,
+    snapshot_from_bytes,
+    snapshot_to_bytes,
     store_inspections,
     take_snapshot,
     verify_plan,
 )
-from tests.serving.databases import BACKENDS, Loaded, loaded_copy
+from tests.serving.databases import BACKENDS, Loaded, fresh_url, loaded_copy
 from tests.serving.pipeline import AS_OF
 from tests.serving.uvicorn import running_server
 
@@ -506,6 +509,7 @@ def test_lists_results_publication_and_overdue_through_the_api(world: World) -> 
         attrs = json.loads(attributes)
         assert attrs["plan_id"] == plan_id and attrs["check_item"] == problem["item_id"]
         assert attrs["inclusion_prob"] == pytest.approx(problem["inclusion_prob"])
+        assert (attrs["basis"], attrs["tier"]) == (problem["basis"], problem["tier"])
         after = _features(world.store, problem["uscc"], today)
         assert after["spot_check_problems_3y"] == (before["spot_check_problems_3y"] or 0) + 1
         assert after["days_since_problem_check"] == (today - event_date).days
@@ -938,3 +942,224 @@ def test_a_snapshot_after_the_start_date_is_refused(
     })  # fmt: skip
     assert answer.status_code == 422 and answer.json()["code"] == "snapshot_after_start"
     assert _plan_count(world.engine) == before
+
+
+# ---- a small world of one county (year boundary, lateness, verification, requests) -----------
+
+SMALL_AS_OF = date(2026, 6, 30)
+ALL_OF_IT = {"A": 1, "B": 1, "C": 1, "D": 1}
+
+
+@pytest.fixture(params=BACKENDS)
+def small(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Loaded]:
+    """40 companies of one county tiered on `SMALL_AS_OF`, the national-default items, 6 samr
+    inspectors for the city and an empty store."""
+    from serving.db import make_engine, upgrade
+
+    url = fresh_url(request.param, request, tmp_path)
+    upgrade(url)
+    engine = make_engine(url)
+    rng = np.random.default_rng(1)
+    codes = generate_many(rng, ["91"] * 40, ["410102"] * 40)
+    tiers = ["A"] * 10 + ["B"] * 20 + ["C"] * 6 + ["D"] * 4
+    with engine.begin() as con:
+        con.execute(company_history.insert(), [
+            {"uscc": c, "as_of": SMALL_AS_OF, "tier": t, "region": "410102", "industry": "C13",
+             "entity_type": "enterprise", "name": f"郑州某某公司{i}", "source": "batch"}
+            for i, (c, t) in enumerate(zip(codes, tiers, strict=True))
+        ])  # fmt: skip
+    import_preset_items(engine, "national-default")
+    save_inspectors(engine, [
+        InspectorIn(inspector_id=f"samr-{k:02d}", department="samr", area="4101",
+                    items=["SC-GS-01", "SC-DJ-02", "SC-SP-03", "SC-CP-04", "SC-TZ-05"])
+        for k in range(6)
+    ])  # fmt: skip
+    try:
+        store = Store(tmp_path / "store", memory_limit="1GB", threads=1)
+        yield Loaded(url, engine, store, tmp_path)
+    finally:
+        engine.dispose()
+
+
+def _small_plan(
+    small: Loaded, start: date, seed: int = 1, item: str = "SC-CP-04", **kw: Any
+) -> pd.DataFrame:
+    """A samr plan of one key item taking every company it may (ratio 1), drawn on its start
+    day."""
+    request = PlanRequest.model_validate({
+        "name": f"plan {start}", "departments": ["samr"], "items": [item], "seed": seed,
+        "snapshot_date": SMALL_AS_OF, "start_date": start, "item_ratios": {item: ALL_OF_IT}, **kw,
+    })  # fmt: skip
+    made = create_plan(small.engine, request, store=small.store, today=start)
+    tasks = _tasks(small.engine, made.plan_id)
+    return tasks if made.tasks else pd.DataFrame(columns=[c.name for c in spot_check_tasks.c])
+
+
+def test_a_december_plans_january_checks_count_in_the_new_year(small: Loaded) -> None:
+    """A task counted towards the year its plan started, so a December plan's checks done in
+    January counted towards no year's caps: a tier-B company checked on 2027-01-05 was drawn
+    again for the same item in March 2027 (item cap 1), a tier-D company three times by samr
+    (department cap 2). A task with a result counts in the year of its check; an open task in
+    every year from its plan's start to its due date."""
+    december = _small_plan(small, date(2026, 12, 28)).set_index("uscc")
+    assert len(december) == 40 and december["due_date"].max() > date(2026, 12, 31)
+    b_new, b_old, b_open = december.index[december["tier"] == "B"][:3]
+    d = december.index[december["tier"] == "D"][0]
+    checked = {b_new: date(2027, 1, 5), d: date(2027, 1, 5), b_old: date(2026, 12, 30)}
+    for code, day in checked.items():
+        task_id = int(december.loc[code, "id"])
+        done = TaskResult(result="pass", check_date=day)
+        post_result(small.engine, small.store, task_id, done, today=date(2027, 1, 6))
+    march = set(_small_plan(small, date(2027, 3, 1), seed=2)["uscc"])
+    assert b_new not in march  # checked on this item in 2027 already
+    assert b_open not in march  # its task is still open and was due in 2027
+    assert b_old in march  # checked in 2026: nothing in 2027 yet
+    assert d in march  # tier D: no item cap; samr's second inspection of it in 2027
+    # another samr item in June: only the department cap (2 a year) can keep a company out
+    june = set(_small_plan(small, date(2027, 6, 1), seed=3, item="SC-SP-03")["uscc"])
+    assert d not in june  # 2 samr inspections in 2027 already (January, March)
+    assert b_old in june  # 1 (March)
+    assert b_new in june  # 1 (January)
+    # in 2026 the open December tasks count, the January checks do not
+    with small.engine.connect() as con:
+        params = resolve(small.engine, _small_request())
+        snapshot, _ = take_snapshot(con, params, SMALL_AS_OF, date(2026, 12, 29))
+    counted = set(snapshot.tables["item_checks"]["uscc"])
+    assert b_open in counted and b_old in counted
+    assert b_new not in counted and d not in counted
+
+
+def _small_request(**kw: Any) -> PlanRequest:
+    return PlanRequest.model_validate({
+        "name": "small", "departments": ["samr"], "items": ["SC-CP-04"], "seed": 1,
+        "snapshot_date": SMALL_AS_OF, "start_date": date(2026, 7, 6), **kw,
+    })  # fmt: skip
+
+
+def test_results_are_late_only_after_the_twentieth_working_day(small: Loaded) -> None:
+    """Published on the 20th working day after the check is on time; a day later is late."""
+    tasks = _small_plan(small, date(2026, 7, 6))
+    check_day = date(2026, 7, 7)
+    deadline = workdays.add_working_days(check_day, 20)
+    cases = [(check_day, False), (deadline, False), (deadline + timedelta(days=1), True),
+             (deadline + timedelta(days=40), True)]  # fmt: skip
+    for (today, late), task_id in zip(cases, tasks["id"], strict=False):
+        done = TaskResult(result="pass", check_date=check_day)
+        posted = post_result(small.engine, small.store, int(task_id), done, today=today)
+        assert posted["published_late"] is late, (today, deadline)
+        with small.engine.connect() as con:
+            stored = con.execute(
+                sa.select(spot_check_tasks.c.published_late).where(
+                    spot_check_tasks.c.id == int(task_id)
+                )
+            ).scalar_one()
+        assert stored is late
+
+
+def test_a_result_record_says_why_the_company_was_checked(small: Loaded) -> None:
+    """A triggered check's record carried p = 1 like a random tier-D check's, with nothing to
+    tell them apart: the record states the basis and the tier at the draw, and training leaves
+    the triggered one out."""
+    from training.dataset import spot_check_examples, triggered_left_out
+
+    with small.engine.connect() as con:
+        tiers = dict(con.execute(sa.select(company_history.c.uscc, company_history.c.tier)).all())
+    suspect = next(c for c, t in sorted(tiers.items()) if t == "A")
+    made = create_plan(small.engine, _small_request(triggered=[suspect]), today=date(2026, 7, 6))
+    tasks = _tasks(small.engine, made.plan_id)
+    triggered = tasks[tasks["basis"] == "triggered"].iloc[0]
+    random_d = tasks[(tasks["basis"] == "random") & (tasks["tier"] == "D")].iloc[0]
+    assert triggered["inclusion_prob"] == random_d["inclusion_prob"] == 1.0
+    found = TaskResult(result="problem", check_date=date(2026, 7, 7), findings={"minor": 1})
+    for task in (triggered, random_d):
+        post_result(small.engine, small.store, int(task["id"]), found, today=date(2026, 7, 8))
+    with small.store.connect() as con:
+        stated = dict(con.execute(
+            "SELECT uscc, attributes FROM records WHERE category = 'spot_check'"
+        ).fetchall())  # fmt: skip
+    assert json.loads(stated[suspect])["basis"] == "triggered"
+    assert json.loads(stated[suspect])["tier"] == "A"
+    assert json.loads(stated[random_d["uscc"]])["basis"] == "random"
+    assert json.loads(stated[random_d["uscc"]])["tier"] == "D"
+    examples = spot_check_examples(small.store)
+    assert examples.column("uscc").to_pylist() == [random_d["uscc"]]
+    assert triggered_left_out(examples) == 1
+
+
+def test_verification_fails_when_the_snapshot_or_an_assignment_was_changed(small: Loaded) -> None:
+    """`identical` was true (CLI exit 0) although the stored snapshot no longer matched its
+    hashes, and the assignments table was never compared."""
+    made = create_plan(small.engine, _small_request(), today=date(2026, 7, 6))
+    assert verify_plan(small.engine, made.plan_id).identical
+    with small.engine.connect() as con:
+        blob = con.execute(sa.select(spot_check_plans.c.snapshot_blob)
+                           .where(spot_check_plans.c.id == made.plan_id)).scalar_one()  # fmt: skip
+    original = snapshot_from_bytes(blob)
+    drawn = set(_tasks(small.engine, made.plan_id)["uscc"])
+    undrawn = [c for c in original.tables["companies"]["uscc"] if c not in drawn][:2]
+
+    def stored_snapshot(**tables: pd.DataFrame) -> None:
+        changed = Snapshot({**{k: v.copy() for k, v in original.tables.items()}, **tables})
+        with small.engine.begin() as con:
+            con.execute(spot_check_plans.update().where(spot_check_plans.c.id == made.plan_id)
+                        .values(snapshot_blob=snapshot_to_bytes(changed)))  # fmt: skip
+
+    # the pool: two undrawn companies said to have had a samr inspection (the replay is the same)
+    stored_snapshot(department_checks=pd.DataFrame({"uscc": undrawn, "department": "samr", "n": 1}))
+    check = verify_plan(small.engine, made.plan_id)
+    assert check.replayed_sha256 == check.list_sha256 and check.tasks_match
+    assert not check.pool_hash_ok and check.inspector_hash_ok and not check.identical
+    # the inspectors: a conflict nobody declared
+    stored_snapshot(conflicts=pd.DataFrame({"inspector_id": ["samr-00"], "uscc": [undrawn[0]]}))
+    check = verify_plan(small.engine, made.plan_id)
+    assert check.pool_hash_ok and not check.inspector_hash_ok and not check.identical
+    stored_snapshot()
+    assert verify_plan(small.engine, made.plan_id).identical
+
+    # an assignment: another inspector than the list names, then one missing, then one more
+    a = spot_check_assignments.c
+    with small.engine.connect() as con:
+        task_id, member = con.execute(
+            sa.select(a.task_id, a.inspector_id)
+            .join(spot_check_tasks, spot_check_tasks.c.id == a.task_id)
+            .where(spot_check_tasks.c.plan_id == made.plan_id)
+            .order_by(a.task_id, a.inspector_id)
+        ).first()  # fmt: skip
+        team = set(con.execute(sa.select(a.inspector_id).where(a.task_id == task_id)).scalars())
+    outsider = next(f"samr-{k:02d}" for k in range(6) if f"samr-{k:02d}" not in team)
+    for change, undo in (
+        (sa.update(spot_check_assignments).where(a.task_id == task_id, a.inspector_id == member)
+         .values(inspector_id=outsider),
+         sa.update(spot_check_assignments).where(a.task_id == task_id, a.inspector_id == outsider)
+         .values(inspector_id=member)),
+        (sa.delete(spot_check_assignments).where(a.task_id == task_id, a.inspector_id == member),
+         sa.insert(spot_check_assignments).values(task_id=task_id, inspector_id=member)),
+        (sa.insert(spot_check_assignments).values(task_id=task_id, inspector_id=outsider),
+         sa.delete(spot_check_assignments).where(a.task_id == task_id, a.inspector_id == outsider)),
+    ):  # fmt: skip
+        with small.engine.begin() as con:
+            con.execute(change)
+        check = verify_plan(small.engine, made.plan_id)
+        assert check.tasks_match and check.pool_hash_ok and check.inspector_hash_ok
+        assert not check.assignments_match and not check.identical
+        with small.engine.begin() as con:
+            con.execute(undo)
+        assert verify_plan(small.engine, made.plan_id).identical
+
+
+def test_a_general_item_cap_below_an_items_floor_is_refused(small: Loaded) -> None:
+    """The floor (company information checks: at least 3 %) was silently lowered to a smaller
+    cap; the request is refused naming the item and both figures."""
+    request = _small_request(items=["SC-DJ-02", "SC-GS-01"], general_item_cap=0.02)
+    with pytest.raises(PlanError) as caught:
+        resolve(small.engine, request)
+    assert caught.value.code == "cap_below_floor"
+    message = str(caught.value)
+    assert "SC-GS-01" in message and "0.03" in message and "0.02" in message
+    assert "SC-DJ-02" not in message  # no floor: the cap is fine for it
+    with pytest.raises(PlanError):
+        create_plan(small.engine, request, today=date(2026, 7, 6))
+    with small.engine.connect() as con:
+        assert con.execute(sa.select(sa.func.count()).select_from(spot_check_plans)).scalar() == 0
+    at_floor = resolve(small.engine, _small_request(items=["SC-GS-01"], general_item_cap=0.03))
+    assert at_floor.items[0].floor == at_floor.items[0].max_ratio == 0.03

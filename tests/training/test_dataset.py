@@ -17,7 +17,13 @@ from records.simulate import Simulation, SimulationConfig, simulate, write_simul
 from records.store import Store
 from tests.features.scenarios import CODES
 from tests.features.stores import add_events, add_records
-from training.dataset import Label, spot_check_examples, time_split, training_frame
+from training.dataset import (
+    Label,
+    spot_check_examples,
+    time_split,
+    training_frame,
+    triggered_left_out,
+)
 from training.train import TrainConfig, train, truth_report
 
 END = date(2026, 6, 30)
@@ -229,3 +235,42 @@ def test_an_inclusion_probability_outside_0_1_counts_as_unknown_and_is_flagged(
         "N5": (1.0, True), "N6": (1.0, True),
         "U1": (1.0, False), "U2": (1.0, False),
     }  # fmt: skip
+
+
+# ---- checks not drawn at random ---------------------------------------------------------------
+
+
+def test_triggered_checks_are_left_out_and_counted(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A complaint-triggered check (p = 1) looked like a random tier-D check (p = 1) and was
+    weighted as one, although it was selected because a problem was suspected: it is left out
+    (its `basis` says so); checks without a basis (the simulator's, older results) stay."""
+    add_records(store, [
+        check("R1", days(0), days(1), "problem", inclusion_prob=1.0, basis="random", tier="D"),
+        check("R2", days(0), days(1), "pass", inclusion_prob=0.1, basis="random", tier="B"),
+        check("T1", days(0), days(1), "problem", inclusion_prob=1.0, basis="triggered", tier="A"),
+        check("T2", days(2), days(3), "serious", inclusion_prob=1.0, basis="triggered", tier="C"),
+        check("U1", days(0), days(1), "problem", inclusion_prob=0.5),  # no basis: random
+    ])  # fmt: skip
+    with caplog.at_level("INFO", logger="training.dataset"):
+        examples = spot_check_examples(store)
+    assert examples_on(store, None) == {"R1": (1, 1.0), "R2": (0, 10.0), "U1": (1, 2.0)}
+    assert triggered_left_out(examples) == 2
+    assert "2 check(s) not drawn at random left out" in caplog.text
+    frame = training_frame(store)
+    assert set(frame.column("record_id").to_pylist()) == {"R1", "R2", "U1"}
+    assert triggered_left_out(frame) == 2
+    # a backtest before the second triggered check counts only the first
+    assert triggered_left_out(spot_check_examples(store, until=days(1))) == 1
+
+
+def test_the_simulated_checks_are_all_kept(province: Store) -> None:
+    """The simulator's spot checks carry no `basis` (one random plan a year): none is left out,
+    so training on simulated data is unchanged."""
+    records = province.read("records")
+    checks = records.filter(pc.equal(records.column("category"), "spot_check"))
+    attributes = checks.column("attributes").to_pylist()
+    assert not any("basis" in json.loads(a or "{}") for a in attributes)
+    examples = spot_check_examples(province)
+    assert examples.num_rows == checks.num_rows and triggered_left_out(examples) == 0
