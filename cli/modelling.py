@@ -87,6 +87,13 @@ def print_report(report: dict[str, Any]) -> None:
             f"probability that is not a number in (0, 1] ({', '.join(shown)}{more}): "
             "weighted 1, as where it is unknown"
         )
+    triggered = report.get("triggered_left_out", 0)
+    if triggered:
+        out.print(
+            f"{triggered:,} spot check{'' if triggered == 1 else 's'} not drawn at random "
+            f"(triggered) {'was' if triggered == 1 else 'were'} left out: the examples describe "
+            "the population through the random draws"
+        )
     out.print(_tier_rows(report["tiers"], "observed problem rate by tier"))
     plan = report["plan"]
     out.print(

@@ -35,7 +35,7 @@ from models.risk import OneLabelCalibration, RiskModel
 from models.tiers import TIERS, TierPolicy
 from records.store import Store
 from training.ceiling import cross_fitted_truth_ranking
-from training.dataset import Label, time_split, training_frame
+from training.dataset import Label, time_split, training_frame, triggered_left_out
 from training.evaluate import plan_hit_rate, psi, report, tier_table, transitions
 
 
@@ -272,6 +272,9 @@ def train(
     result["invalid_inclusion_prob"] = len(invalid)
     if len(invalid):
         result["invalid_inclusion_prob_records"] = invalid.head(5).tolist()
+    # checks not drawn at random (triggered by a complaint, a referral): left out of the
+    # examples, which describe the population through the random draws' weights
+    result["triggered_left_out"] = triggered_left_out(table)
     result["validation_from"] = str(_day(late["check_date"].min()))
     result["validation_until"] = str(_day(late["check_date"].max()))
     result["model_tiers"] = tier_table(

@@ -57,7 +57,7 @@ def mistyped(
     data_dir: Path, simulation: Simulation, tmp_path_factory: pytest.TempPathFactory
 ) -> Store:
     """The province and two spot checks of the training period whose inclusion probability is
-    no probability."""
+    no probability, and one triggered check (not drawn at random)."""
     store = Store(tmp_path_factory.mktemp("mistyped") / "store", memory_limit="2GB", threads=2)
     shutil.copytree(data_dir / "store", store.root, dirs_exist_ok=True)
     code = simulation.entities.column("uscc")[0].as_py()
@@ -66,6 +66,12 @@ def mistyped(
          "event_date": date(2024, 3, 1), "recorded_date": date(2024, 3, 8), "source_dept": "samr",
          "amount": None, "attributes": json.dumps({"check_item": "x", "inclusion_prob": p})}
         for i, p in ((1, -0.2), (2, 15))
+    ] + [
+        {"record_id": "TRIGGERED-1", "uscc": code, "category": "spot_check",
+         "severity": "serious", "event_date": date(2024, 3, 1), "recorded_date": date(2024, 3, 8),
+         "source_dept": "samr", "amount": None,
+         "attributes": json.dumps({"check_item": "x", "inclusion_prob": 1.0,
+                                   "basis": "triggered", "tier": "A"})},
     ], today=END)  # fmt: skip
     return store
 
@@ -89,6 +95,9 @@ def test_an_invalid_inclusion_probability_is_weighted_1_and_counted(
     printed = _text(capsys.readouterr().out)
     assert "2 spot checks have an inclusion probability that is not a number in (0, 1]" in printed
     assert "BAD-1, BAD-2" in printed
+    # a check triggered by a complaint is not drawn at random: left out, and said so
+    assert trained.report["triggered_left_out"] == 0 and report["triggered_left_out"] == 1
+    assert "1 spot check not drawn at random (triggered) was left out" in printed
 
 
 # ---- 5. the truth folder must be there --------------------------------------------------------
