@@ -239,7 +239,7 @@ def draw_plan(params: DrawParams, snapshot: Snapshot, seed: int) -> Drawn:
         counts = np.bincount(tier[eligible], minlength=4)
         ratios, scale = _scaled_ratios(base, counts, item)
         idx = np.flatnonzero(eligible)
-        picked = _draw_item(rng, idx, ratios[tier[idx]])
+        picked = _draw_item(rng, idx, ratios[tier[idx]], tier[idx])
         by_tier = np.bincount(tier[picked], minlength=4)
         drawn = {TIERS[t]: int(by_tier[t]) for t in range(4)}
         chosen_company.append(picked)
@@ -494,16 +494,20 @@ def _scaled_ratios(
     return base, 1.0
 
 
-def _draw_item(rng: np.random.Generator, idx: np.ndarray, prob: np.ndarray) -> np.ndarray:
+def _draw_item(
+    rng: np.random.Generator, idx: np.ndarray, prob: np.ndarray, stratum: np.ndarray
+) -> np.ndarray:
     """Each of the companies `idx` with its probability `prob` (its tier's ratio), all tiers of
     an item rounded together: systematic sampling (points u, u + 1, … on the cumulated
-    probabilities) over the companies in random order. Every company is drawn with exactly its
-    probability and the number drawn is ⌊Σp⌋ or ⌈Σp⌉ (rounding each tier on its own could
-    draw a tier's rounding up several times over: above a general item's cap)."""
+    probabilities) over the companies ordered by `stratum` (the tier), in random order within
+    it. Every company is drawn with exactly its probability; the points that fall in any run of
+    consecutive companies number ⌊Σp⌋ or ⌈Σp⌉ of that run, so both the item's total and each
+    tier's count are their expected counts rounded down or up (rounding each tier on its own
+    could round up in several tiers at once: above a general item's cap)."""
     jitter = rng.random()  # drawn even for an empty item, so the stream does not depend on it
     sure = prob >= 1.0  # taken whatever the sums' rounding error
     maybe = np.flatnonzero((prob > 0.0) & ~sure)
-    maybe = maybe[rng.permutation(len(maybe))]
+    maybe = maybe[np.lexsort((rng.random(len(maybe)), stratum[maybe]))]
     points = np.ceil(np.cumsum(prob[maybe]) - jitter)  # points u, u + 1, … below each sum
     hit = np.diff(points, prepend=0.0) > 0
     picked = np.concatenate([np.flatnonzero(sure), maybe[hit]])
