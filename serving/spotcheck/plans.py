@@ -12,6 +12,7 @@ parameters, the pool and inspector snapshot (compressed Parquet) with their hash
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import secrets
@@ -659,6 +660,7 @@ def create_plan(
             f"the tiers known when its checks begin; give a snapshot on or before {start}",
         )
     seed = request.seed if request.seed is not None else secrets.randbits(63)
+    salt = secrets.token_hex(16)  # the notice commits to the seed until the checks are over
     try:
         due = workdays.add_working_days(start, request.working_days)
     except ValueError:
@@ -699,6 +701,11 @@ def create_plan(
                 "inspectors": len(drawn.workload),
                 "min": min(drawn.workload.values(), default=0),
                 "max": max(drawn.workload.values(), default=0),
+            },
+            "seed": {
+                "source": "caller" if request.seed is not None else "service",
+                "salt": salt,
+                "sha256": seed_commitment(seed, salt),
             },
         }
         visits = int(drawn.tasks["visit_no"].max()) if len(drawn.tasks) else 0
@@ -920,9 +927,20 @@ def _assignments_match(tasks: pd.DataFrame, assigned: pd.DataFrame) -> bool:
     return bool((both[0] == both[1]).all())
 
 
-def public_notice(engine: Engine, plan_id: str) -> dict[str, Any]:
-    """What is published about a plan before the checks: scope, items, ratios, counts, the
-    seed and the hashes anyone can check a replay against (no company list)."""
+def seed_commitment(seed: int | str, salt: str) -> str:
+    """What the notice shows of the seed until the checks are over: sha256 of "seed:salt" (the
+    salt, 128 random bits, keeps a small chosen seed from being guessed)."""
+    return hashlib.sha256(f"{seed}:{salt}".encode()).hexdigest()
+
+
+def public_notice(engine: Engine, plan_id: str, today: date | None = None) -> dict[str, Any]:
+    """What is published about a plan: scope, items, ratios, counts and the hashes anyone can
+    check a replay against (no company list). Until the due date the seed is only committed to
+    (`seed_sha256`, with who chose it): with the seed and the tiers, which a department can read,
+    the list could be rebuilt before the unannounced checks. From the day after the due date
+    the seed and its salt are shown, and anyone can check them against the commitment and
+    replay the draw."""
+    today = today or china_today()
     with engine.connect() as con:
         plan = get_plan(con, plan_id)
     params = params_from_json(plan["params"], for_replay=False)
@@ -955,10 +973,23 @@ def public_notice(engine: Engine, plan_id: str) -> dict[str, Any]:
         "companies_in_pool": summary["companies_in_pool"],
         "visits": int(plan["visits"]),
         "tasks": int(plan["tasks"]),
-        "seed": plan["seed"],
+        **_seed_shown(plan, summary, today),
         "pool_hash": plan["pool_hash"],
         "inspector_hash": plan["inspector_hash"],
         "list_sha256": plan["list_sha256"],
+    }
+
+
+def _seed_shown(plan: dict[str, Any], summary: dict[str, Any], today: date) -> dict[str, Any]:
+    """The notice's seed fields on `today`: committed to until the due date, shown after."""
+    committed = summary.get("seed") or {}  # plans drawn before the commitment have none
+    revealed = today > plan["due_date"]
+    return {
+        "seed": plan["seed"] if revealed else None,
+        "seed_salt": committed.get("salt") if revealed else None,
+        "seed_sha256": committed.get("sha256"),
+        "seed_source": committed.get("source", "not recorded"),
+        "seed_shown_from": (plan["due_date"] + timedelta(days=1)).isoformat(),
     }
 
 

@@ -46,16 +46,19 @@ from serving.db import (
     spot_check_tasks,
 )
 from serving.spotcheck.demo import load_demo_inspectors
-from serving.spotcheck.draw import PlanError, Snapshot, canonical_list
+from serving.spotcheck.draw import PlanError, Snapshot, canonical_list, draw_plan
 from serving.spotcheck.plans import (
     InspectorIn,
     PlanRequest,
     TaskResult,
     create_plan,
     import_preset_items,
+    params_from_json,
     post_result,
+    public_notice,
     resolve,
     save_inspectors,
+    seed_commitment,
     snapshot_from_bytes,
     snapshot_to_bytes,
     store_inspections,
@@ -1163,3 +1166,35 @@ def test_a_general_item_cap_below_an_items_floor_is_refused(small: Loaded) -> No
         assert con.execute(sa.select(sa.func.count()).select_from(spot_check_plans)).scalar() == 0
     at_floor = resolve(small.engine, _small_request(items=["SC-GS-01"], general_item_cap=0.03))
     assert at_floor.items[0].floor == at_floor.items[0].max_ratio == 0.03
+
+
+def test_the_notice_commits_to_the_seed_until_the_checks_are_over(world: World) -> None:
+    """The notice showed the seed before the checks: with it and the tiers (which departments
+    read) the list could be rebuilt before the unannounced visits. Until the due date it shows
+    a salted hash and who chose the seed; from the next day the seed and salt, which match it,
+    and a replay from them gives the stored list."""
+    chosen = create_plan(world.engine, _request(name="notice, chosen seed", departments=["samr"],
+                                                seed=7))  # fmt: skip
+    drawn = create_plan(world.engine, _request(name="notice, service seed", departments=["samr"],
+                                               seed=None))  # fmt: skip
+    for created, source in ((chosen, "caller"), (drawn, "service")):
+        due = created.due_date
+        before = public_notice(world.engine, created.plan_id, today=due)
+        assert before["seed"] is None and before["seed_salt"] is None
+        assert before["seed_source"] == source
+        assert before["seed_shown_from"] == (due + timedelta(days=1)).isoformat()
+        assert created.seed not in {str(v) for v in before.values()}  # in no other field
+        after = public_notice(world.engine, created.plan_id, today=due + timedelta(days=1))
+        assert after["seed"] == created.seed and after["seed_sha256"] == before["seed_sha256"]
+        assert seed_commitment(after["seed"], after["seed_salt"]) == before["seed_sha256"]
+        assert len(after["seed_salt"]) == 32  # 128 bits: seed 7 cannot be guessed from the hash
+    with world.engine.connect() as con:
+        plan = con.execute(
+            sa.select(spot_check_plans).where(spot_check_plans.c.id == chosen.plan_id)
+        ).mappings().one()  # fmt: skip
+    snapshot = snapshot_from_bytes(plan["snapshot_blob"])
+    params = params_from_json(plan["params"])
+    shown = public_notice(world.engine, chosen.plan_id, today=chosen.due_date + timedelta(days=1))
+    assert shown["seed"] == "7"
+    replayed = draw_plan(params, snapshot, int(shown["seed"])).canonical_list()
+    assert replayed == zlib.decompress(plan["list_blob"])
