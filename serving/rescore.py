@@ -15,20 +15,23 @@ today is never replaced (a re-score that agrees with it writes nothing; one that
 refused: the batch restates a published day, `credsup score --restate`). Without a tier model
 nothing is re-scored (a score without a tier would replace the served tier).
 
-Re-scores of one company take turns from reading the store to writing (a PostgreSQL advisory
-lock, a file lock beside SQLite): two at once (a filing and a decision) once wrote in the wrong
-order, and the one that had read the store before the filing won.
+Re-scores of one company take turns from reading the store to the commit (a PostgreSQL
+transaction advisory lock on the one connection a re-score uses, a lock on the company's byte of
+a file beside SQLite): two at once (a filing and a decision) once wrote in the wrong order, and
+the one that had read the store before the filing won.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
+import threading
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pandas as pd
 import pyarrow as pa
@@ -113,12 +116,19 @@ def rescore_company(
     today = china_today()
     if as_of > today:
         raise RescoreRefused(f"as-of date {as_of} is after today: records are not known yet")
-    with _one_at_a_time(engine, data_dir, uscc):  # from reading the store to writing
-        return _rescore(engine, store, data_dir, model, model_version, uscc, as_of, today,
+    # re-scores of the company take turns from reading the store to the commit: on SQLite a
+    # lock on the company's byte of a file (released after the commit), on PostgreSQL a
+    # transaction lock on the one connection the re-score uses (released by commit or rollback)
+    with _file_lock(engine, data_dir, uscc), engine.begin() as con:
+        if engine.dialect.name == "postgresql":
+            con.execute(sa.text("SELECT pg_advisory_xact_lock(:c, hashtext(:u))"),
+                        {"c": RESCORE_LOCK, "u": uscc})  # fmt: skip
+        return _rescore(con, engine, store, data_dir, model, model_version, uscc, as_of, today,
                         model_name)  # fmt: skip
 
 
 def _rescore(
+    con: Connection,
     engine: Engine,
     store: Store,
     data_dir: Path,
@@ -130,7 +140,7 @@ def _rescore(
     model_name: str,
 ) -> dict[str, Any]:
     entity = _entity(store, uscc, as_of)
-    card = _published_scorecard(engine, data_dir, as_of)
+    card = _published_scorecard(con, data_dir, as_of)
     _check_method(data_dir, as_of, card.method_version)
     features = build_features(store, as_of, [uscc])
     scores = _evaluation(store, card, features)
@@ -167,22 +177,21 @@ def _rescore(
         "name": _clean(row.get("name")),
         "source": "rescore",
     }
-    with engine.begin() as con:
-        before = _served(con, uscc)
-        published = _published(con, uscc, as_of) if as_of < today else None
-        if published is None:
-            con.execute(_upsert(engine), [served])
-            con.execute(_history_upsert(engine), [history])
-        elif any(published[k] != history[k] for k in COMPARED):
-            differ = ", ".join(f"{k} {published[k]} → {history[k]}" for k in COMPARED
-                               if published[k] != history[k])  # fmt: skip
-            raise PublishedDay(
-                f"the batch published {as_of} for {uscc} and the re-score differs ({differ}): "
-                "a published day is restated by the batch (`credsup score --restate`), "
-                "a change decided now is re-scored as of today"
-            )
-        else:
-            notes.append(f"the batch's result for {as_of} stands: the re-score agrees with it")
+    before = _served(con, uscc)
+    published = _published(con, uscc, as_of) if as_of < today else None
+    if published is None:
+        con.execute(_upsert(engine), [served])
+        con.execute(_history_upsert(engine), [history])
+    elif any(published[k] != history[k] for k in COMPARED):
+        differ = ", ".join(f"{k} {published[k]} → {history[k]}" for k in COMPARED
+                           if published[k] != history[k])  # fmt: skip
+        raise PublishedDay(
+            f"the batch published {as_of} for {uscc} and the re-score differs ({differ}): "
+            "a published day is restated by the batch (`credsup score --restate`), "
+            "a change decided now is re-scored as of today"
+        )
+    else:
+        notes.append(f"the batch's result for {as_of} stands: the re-score agrees with it")
     current = before is None or before["as_of"] <= as_of
     if before is not None and not current:
         notes.append(
@@ -259,18 +268,17 @@ def _entity(store: Store, uscc: str, as_of: date) -> pd.DataFrame:
     return found
 
 
-def _published_scorecard(engine: Engine, data_dir: Path, as_of: date) -> Scorecard:
+def _published_scorecard(con: Connection, data_dir: Path, as_of: date) -> Scorecard:
     """The scorecard of the latest batch loaded up to `as_of` (its scale and cut-offs: a
     province grading 优/良/中/差 keeps doing so), from the configuration `credsup score` recorded
     for its method version; the packaged scorecard when no batch was loaded yet."""
     packaged = Scorecard(load_config(None, None))
-    with engine.connect() as con:
-        method = con.execute(
-            sa.select(company_history.c.method_version)
-            .where(company_history.c.source == "batch", company_history.c.as_of <= as_of,
-                   company_history.c.method_version.is_not(None))
-            .order_by(company_history.c.as_of.desc()).limit(1)
-        ).scalar_one_or_none()  # fmt: skip
+    method = con.execute(
+        sa.select(company_history.c.method_version)
+        .where(company_history.c.source == "batch", company_history.c.as_of <= as_of,
+               company_history.c.method_version.is_not(None))
+        .order_by(company_history.c.as_of.desc()).limit(1)
+    ).scalar_one_or_none()  # fmt: skip
     if method is None or method == packaged.method_version:
         return packaged
     config = Results(data_dir).method(method)
@@ -334,24 +342,40 @@ def _row(
 
 
 @contextlib.contextmanager
-def _one_at_a_time(engine: Engine, data_dir: Path, uscc: str) -> Iterator[None]:
-    """Re-scores of `uscc` take turns: on PostgreSQL an advisory lock (every worker and host),
-    on SQLite a lock on a file beside the data (every process on the machine)."""
+def _file_lock(engine: Engine, data_dir: Path, uscc: str) -> Iterator[None]:
+    """On SQLite, re-scores of `uscc` take turns on one byte of a file beside the data (every
+    process on the machine; other companies' bytes are free). PostgreSQL needs none: the
+    re-score takes a transaction lock on its own connection."""
     if engine.dialect.name == "postgresql":
-        with engine.connect() as con:
-            key = {"c": RESCORE_LOCK, "u": uscc}
-            con.execute(sa.text("SELECT pg_advisory_lock(:c, hashtext(:u))"), key)
-            try:
-                yield
-            finally:
-                con.execute(sa.text("SELECT pg_advisory_unlock(:c, hashtext(:u))"), key)
-                con.commit()
+        yield
         return
-    folder = Path(data_dir) / "run"
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "rescore.lock", "a+") as lock:  # one file: re-scores are few
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield  # the lock goes with the file
+    byte = int.from_bytes(hashlib.sha256(uscc.encode()).digest()[:4], "big")
+    # a byte-range lock is the process's: threads of one process take turns on a lock of their own
+    with _THREAD_LOCKS[byte % len(_THREAD_LOCKS)]:
+        lock = _lock_file(Path(data_dir) / "run" / "rescore.lock")
+        fcntl.lockf(lock, fcntl.LOCK_EX, 1, byte)
+        try:
+            yield
+        finally:
+            fcntl.lockf(lock, fcntl.LOCK_UN, 1, byte)
+
+
+_THREAD_LOCKS = tuple(threading.Lock() for _ in range(256))
+"""`_file_lock`'s turns among the threads of this process (by the company's byte)."""
+
+_LOCK_FILES: dict[Path, BinaryIO] = {}
+_LOCK_FILES_LOCK = threading.Lock()
+
+
+def _lock_file(path: Path) -> BinaryIO:
+    """The process's one open descriptor of the lock file, never closed: closing any
+    descriptor of a file drops every byte-range lock the process holds on it (POSIX)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path = path.parent.resolve() / path.name
+    with _LOCK_FILES_LOCK:
+        if path not in _LOCK_FILES:
+            _LOCK_FILES[path] = open(path, "a+b")  # noqa: SIM115 - kept open on purpose
+        return _LOCK_FILES[path]
 
 
 def _published(con: Connection, uscc: str, as_of: date) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -360,6 +361,39 @@ def test_two_rescores_of_a_company_at_once_take_turns(world: World) -> None:
     assert set(results) == {"first", "second"}
     doc = json.loads(_served(world.engine, uscc)["full_doc"])  # type: ignore[index]
     assert doc["flags"]["objection_open"] is True, doc["flags"]
+
+
+def test_rescores_at_once_need_one_connection_each(world: World) -> None:
+    """On PostgreSQL a re-score held a pooled connection for its lock and asked for a second to
+    write: with every connection held by a lock, none got its second (all timed out). It now
+    uses one connection, whose transaction holds the lock: six re-scores through a pool of two
+    all finish."""
+    args: dict[str, Any] = {"pool_size": 2, "max_overflow": 0, "pool_timeout": 60}
+    if world.url.startswith("sqlite"):
+        args["connect_args"] = {"check_same_thread": False, "timeout": 60}
+    small = sa.create_engine(world.url, **args)
+    codes = [u for u in _sample(world.engine) if _served(world.engine, u)][:6]
+    assert len(codes) == 6
+    results: dict[str, Any] = {}
+    failures: list[BaseException] = []
+
+    def rescore(uscc: str) -> None:
+        try:
+            results[uscc] = rescore_company(small, world.store, world.data_dir, world.model,
+                                            world.version, uscc, china_today())  # fmt: skip
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=rescore, args=(u,)) for u in codes]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(180)
+    small.dispose()
+    assert not failures, failures
+    assert sorted(results) == sorted(codes), time.monotonic() - started
+    assert all(_served(world.engine, u)["as_of"] == china_today() for u in codes)  # type: ignore[index]
 
 
 def test_a_champion_promoted_since_is_what_a_rescore_uses_in_every_worker(
