@@ -13,11 +13,12 @@ Life of an entry:
 - serious illegal and dishonest list: proposed as `notified` (the company is told first and
   has 5 working days to object, `objection_due`), possibly `objected` → `rejected` (objection
   upheld: never listed) or back to `notified` with the objection dismissed → `listed` once the
-  window has passed or the objection was dismissed, and only if its source records still ground
-  it (`confirm` checks them again: one corrected, repaired or withdrawn meanwhile makes the entry
-  `rejected` with the step `lapsed`; one under objection waits for the decision) → `removed` (not
-  before a year, the catalogue's minimum publicity) or `expired` (3 years, the catalogue's
-  maximum publicity);
+  window has passed or the objection was dismissed, and only on those of its source records
+  that still ground it (`confirm` checks them again: one repaired, withdrawn or corrected into
+  no heavy penalty meanwhile is dropped from the entry, the step `listed` naming it and why;
+  with none left the entry is `rejected` with the step `lapsed`; one under objection waits for
+  the decision) → `removed` (not before a year, the catalogue's minimum publicity) or `expired`
+  (3 years, the catalogue's maximum publicity);
 - the other lists: `listed` at once → `removed` (abnormal operation: once cured, any time) or
   `expired` at the end of the catalogue's publicity period.
 `expired` is not written: it is what a listed entry reads as from its `term_end` on, the day the
@@ -26,9 +27,11 @@ when an objection removes its listing record from the list or a repair of that r
 (`serving.objections`, `serving.repairs`).
 
 A rejected or removed entry's source records do not ground a new entry of its list for the
-company: `derive` proposes one again only on a record none of them cites (a new ground). An
-expired entry does not block: the rules decide (a heavy penalty grounds a proposal for a year, a
-listing lasts three).
+company: `derive` proposes one again only on a record none of them cites (a new ground). A lapsed
+entry is the exception: none of its records grounded anything when it lapsed, so whichever of
+them grounds a listing again (a correction superseded) may ground a new entry. An expired entry
+does not block: the rules decide (a heavy penalty grounds a proposal for a year, a listing lasts
+three).
 
 Entries are never deleted; every step is appended to `lifecycle_log` (case_type `list`,
 append-only by database triggers). `derive` proposes entries from the records, set-based in
@@ -102,7 +105,11 @@ STATUSES = ("notified", "objected", "rejected", "listed", "removed", "expired")
 
 CLOSED_STATUSES = ("rejected", "removed")
 """An entry in one of these keeps its source records from grounding a new entry of its list for
-the company (`derive`)."""
+the company (`derive`), unless it lapsed."""
+
+LAPSED = "lapsed"
+"""The step of a notified entry rejected because none of its source records grounds it any more
+(`confirm`): unlike an upheld objection, it does not spend them (`_spent_grounds`)."""
 
 GROUNDS: dict[str, tuple[str, ...]] = {
     "abnormal_operation_list": ("missing_annual_report", "false_disclosure", "unreachable"),
@@ -436,19 +443,26 @@ def listing_id(entry_id: int) -> str:
 
 def _list(con: Connection, store: Store, entry_id: int, uscc: str, list_: str, legal_basis: str,
           reason: str, ground: str | None, actor: int | None, today: date,
-          claim_from: str | None, written: list[str]) -> None:  # fmt: skip
+          claim_from: str | None, written: list[str],
+          dropped: dict[str, str] | None = None) -> None:  # fmt: skip
     """Put the entry on its list: its dates and step, then its listing record, the last thing
     in the caller's transaction (so a refused record leaves the entry as it was; `written`: see
-    `_withdrawn_unless_committed`)."""
+    `_withdrawn_unless_committed`). `dropped`: source records that no longer ground it, with
+    why: the entry is listed on the others, and its step names them."""
     term_end, earliest = term_of(list_, today)
     query = list_entries.update().where(list_entries.c.id == entry_id)
     if claim_from is not None:
         query = query.where(list_entries.c.status == claim_from)
+    values: dict[str, Any] = {"status": "listed", "listed_on": today, "term_end": term_end,
+                              "earliest_removal": earliest}  # fmt: skip
+    detail: dict[str, Any] = {}
+    if dropped:
+        sources = json.loads(_row(con, entry_id)["source_records"] or "[]")
+        kept = [r for r in sources if r not in dropped]
+        values["source_records"] = json.dumps(kept, ensure_ascii=False)
+        detail = {"source_records": kept, "dropped": dropped}
     # the claim first: it holds the entry (and SQLite's write lock) while the store is read
-    claimed = con.execute(
-        query.values(status="listed", listed_on=today, term_end=term_end,
-                     earliest_removal=earliest)
-    ).rowcount  # fmt: skip
+    claimed = con.execute(query.values(**values)).rowcount
     if claimed != 1:
         raise ListConflict("conflict", f"entry {entry_id} changed meanwhile: try again")
     ids, stale = _record_ids(store, [listing_id(entry_id)])
@@ -456,7 +470,8 @@ def _list(con: Connection, store: Store, entry_id: int, uscc: str, list_: str, l
     con.execute(list_entries.update().where(list_entries.c.id == entry_id)
                 .values(record_id=record_id))  # fmt: skip
     lifecycle.log(con, "list", entry_id, uscc, "listed", actor,
-         {"record_id": record_id, "term_end": term_end, "earliest_removal": earliest})  # fmt: skip
+         {"record_id": record_id, "term_end": term_end, "earliest_removal": earliest,
+          **detail})  # fmt: skip
     attributes = _listing_attributes(entry_id, list_, legal_basis, reason, ground)
     _store_last(store, stale, [_record_row(record_id, uscc, list_, "listed", today, attributes)],
                 today, record_id, written)  # fmt: skip
@@ -535,7 +550,8 @@ def confirm(
     engine: Engine, store: Store, entry_id: int, by: int | None, today: date | None = None
 ) -> dict[str, Any]:
     """List a notified entry: only once the objection period has passed without an objection,
-    or its objection was dismissed."""
+    or its objection was dismissed, and on those of its source records that still ground it
+    (`grounds_problem`); with none left it lapses (`grounds_changed`, raised after the commit)."""
     today = today or china_today()
     with _withdrawn_unless_committed(engine, store, today) as written, engine.begin() as con:
         row = _row(con, entry_id)
@@ -549,13 +565,13 @@ def confirm(
                 f"the company may object until {row['objection_due']}: list entry {entry_id} "
                 f"from {row['objection_due'] + timedelta(days=1)} or after a dismissed objection",
             )
-        problem = grounds_problem(store, row, today)
+        problem, dropped = grounds_problem(store, row, today)
         if problem is None:
             ground = _ground(con, entry_id)
             _list(con, store, entry_id, row["uscc"], row["list"], row["legal_basis"],
-                  row["reason"], ground, by, today, claim_from="notified",
-                  written=written)  # fmt: skip
-        elif problem.code == "grounds_changed":  # it can never be listed on these grounds
+                  row["reason"], ground, by, today, claim_from="notified", written=written,
+                  dropped=dropped)  # fmt: skip
+        elif problem.code == "grounds_changed":  # none of its records grounds it any more
             claimed = con.execute(
                 list_entries.update()
                 .where(list_entries.c.id == entry_id, list_entries.c.status == "notified")
@@ -563,8 +579,9 @@ def confirm(
             ).rowcount  # fmt: skip
             if claimed != 1:
                 raise ListConflict("conflict", f"entry {entry_id} changed meanwhile: try again")
-            lifecycle.log(con, "list", entry_id, row["uscc"], "lapsed", by,
-                          {"code": problem.code, "reason": problem.message})  # fmt: skip
+            lifecycle.log(con, "list", entry_id, row["uscc"], LAPSED, by,
+                          {"code": problem.code, "reason": problem.message,
+                           "dropped": dropped})  # fmt: skip
         else:
             raise problem
     if problem is not None:  # raised after the commit: the entry lapsed
@@ -581,52 +598,63 @@ def _heavy(form: dict[str, Any]) -> bool:
             and bool(named & set(SERIOUS_PENALTY_TYPES)))  # fmt: skip
 
 
-def grounds_problem(store: Store, row: dict[str, Any], today: date) -> ListConflict | None:
-    """Why the entry's source records no longer ground its listing today, if they do not:
-    `grounds_changed` when one no longer counts (repaired, withdrawn, past its period) or was
-    corrected since the proposal (a heavy penalty no longer heavy, or its severity or penalty
-    types changed); `source_under_objection` when an objection to one is open (the listing waits
-    for its decision). The one-year look-back of derivation is not applied again: it chose the
-    records on the day of the proposal."""
+def _kind(form: dict[str, Any]) -> tuple[Any, Any]:
+    """What a correction may change that decides whether a penalty is heavy."""
+    return form["severity"], form["attributes"].get("penalty_types")
+
+
+def grounds_problem(
+    store: Store, row: dict[str, Any], today: date
+) -> tuple[ListConflict | None, dict[str, str]]:
+    """Whether the entry's source records still ground its listing today: the problem, if any,
+    and the source records that no longer ground it, with why. A source record is gone when it
+    no longer counts (repaired, withdrawn, past its period), is not the company's, or no longer
+    is a heavy penalty in its corrected form today (one cited though not a heavy penalty: when it
+    was corrected since the proposal); a correction that keeps it heavy leaves it a ground.
+    Problems: `grounds_changed` when every source record is gone (the entry lapses);
+    `source_under_objection` when an objection to one that counts is open (the listing waits for
+    its decision). Neither: the entry is listed on the source records not gone. The one-year
+    look-back of derivation is not applied again: it chose the records on the day of the
+    proposal."""
     sources = [str(r) for r in json.loads(row["source_records"] or "[]")]
     if not sources:
-        return None
+        return None, {}
     originals, by_record = publicity.stored_with_events(store, sources, today)
-    changed: list[str] = []
+    gone: dict[str, str] = {}
     objected: list[str] = []
     for record_id in sources:
         record, events = originals.get(record_id), by_record.get(record_id, [])
         if record is None or record["uscc"] != row["uscc"]:
-            changed.append(f"{record_id} is not a record of {row['uscc']}")
+            gone[record_id] = f"not a record of {row['uscc']}"
             continue
         if not publicity.counts_on(record, events, today):
-            changed.append(f"{record_id} no longer counts (repaired, withdrawn or expired)")
+            gone[record_id] = "no longer counts (repaired, withdrawn or expired)"
             continue
-        then = publicity.corrected(record, events, row["proposed_on"])
-        now = publicity.corrected(record, events, today)
-        if _heavy(then) and not _heavy(now):
-            changed.append(f"{record_id} is no longer a heavy penalty ({now['severity']}, "
-                           f"{now['attributes'].get('penalty_types')})")  # fmt: skip
-        elif (then["severity"], then["attributes"].get("penalty_types")) != (
-            now["severity"],
-            now["attributes"].get("penalty_types"),
-        ):
-            changed.append(f"{record_id} was corrected since the proposal")
         if publicity.objection_open(events, today):
             objected.append(record_id)
-    if changed:
+        then = publicity.corrected(record, events, row["proposed_on"])
+        now = publicity.corrected(record, events, today)
+        if _heavy(now):
+            continue
+        form = f"{now['severity']}, {now['attributes'].get('penalty_types')}"
+        if _heavy(then):
+            gone[record_id] = f"no longer a heavy penalty ({form})"
+        elif _kind(then) != _kind(now):  # cited though not heavy: its correction changed it
+            gone[record_id] = f"corrected since the proposal ({form}), not a heavy penalty"
+    if len(gone) == len(sources):
+        why = "; ".join(f"{r} {reason}" for r, reason in gone.items())
         return ListConflict(
             "grounds_changed",
-            f"entry {row['id']} is not listed: its source record {'; '.join(changed)}; the "
-            "entry lapsed (a new proposal needs grounds that hold)",
-        )
+            f"entry {row['id']} is not listed: none of its source records grounds it any more "
+            f"({why}); the entry lapsed (a new proposal needs grounds that hold)",
+        ), gone  # fmt: skip
     if objected:
         return ListConflict(
             "source_under_objection",
             f"an objection to source record {', '.join(objected)} of entry {row['id']} is open: "
             "list it once the objection is decided",
-        )
-    return None
+        ), gone  # fmt: skip
+    return None, gone
 
 
 def remove(
@@ -1034,11 +1062,16 @@ def _derived_reason(list_: str, year: int) -> str:
 
 
 def _spent_grounds(con: Connection) -> dict[tuple[str, str], set[str]]:
-    """The source records of each company's rejected and removed entries, per list."""
-    c = list_entries.c
+    """The source records of each company's rejected and removed entries, per list; not of a
+    lapsed one (none of its records grounded it when it lapsed: one that grounds a listing again
+    is a ground again)."""
+    c, log = list_entries.c, lifecycle_log.c
+    lapsed = sa.exists().where(
+        log.uscc == c.uscc, log.case_type == "list", log.case_id == c.id, log.action == LAPSED
+    )
     spent: dict[tuple[str, str], set[str]] = {}
     for uscc, list_, sources in con.execute(
-        sa.select(c.uscc, c.list, c.source_records).where(c.status.in_(CLOSED_STATUSES))
+        sa.select(c.uscc, c.list, c.source_records).where(c.status.in_(CLOSED_STATUSES), ~lapsed)
     ):
         spent.setdefault((uscc, list_), set()).update(json.loads(sources or "[]"))
     return spent

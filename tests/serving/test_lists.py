@@ -28,6 +28,7 @@ from cli.main import app
 from features.builder import LIST_CATEGORIES, build_features
 from records import workdays
 from records.catalogue import default_catalogue
+from records.events import append_events
 from records.ingest import ingest_table
 from records.workdays import china_today
 from serving import lists, objections
@@ -867,6 +868,125 @@ def test_a_notified_entry_is_listed_only_while_its_source_records_ground_it(
                       today)  # fmt: skip
     listed = lists.confirm(world.engine, world.store, entry["id"], None, today)
     assert listed["status"] == "listed" and _flag(world, objected_uscc, today) == 1
+
+
+def _heavy_taken(world: Loaded) -> set[str]:
+    """Companies with a serious penalty in the store: derive may list them on other grounds."""
+    with world.store.connect() as con:
+        return {u for (u,) in con.execute(
+            "SELECT DISTINCT uscc FROM records "
+            "WHERE category = 'admin_penalty' AND severity = 'serious'"
+        ).fetchall()}  # fmt: skip
+
+
+def _serious_entries(world: Loaded, uscc: str) -> list[dict[str, Any]]:
+    return [e for e in _entries(world, uscc) if e["list"] == "serious_dishonest_list"]
+
+
+def _event(world: Loaded, record_id: str, event_type: str, today: date,
+           attributes: dict[str, Any]) -> None:  # fmt: skip
+    """A department's event about the record, in force today."""
+    done = append_events(world.store, [{"record_id": record_id, "event_type": event_type,
+                                        "effective_date": today, "attributes": attributes}],
+                         today=today)  # fmt: skip
+    assert done.stored == 1, done.rejected
+
+
+NOT_HEAVY = {"severity": "general", "attributes": {"penalty_types": ["fine"]}}
+
+
+def test_a_notified_entry_is_listed_on_the_source_records_that_still_ground_it(
+    world: Loaded,
+) -> None:
+    """Notified a month ago on two heavy penalties. One corrected to a general fine meanwhile:
+    confirming lists the entry on the other, its source records narrowed to it and the step
+    naming the one dropped and why. One corrected but still heavy (a closure added): the entry
+    is listed on both. Deriving again proposes nothing for either: they are listed."""
+    today = china_today()
+    month_ago = today - timedelta(days=30)
+    narrowed_uscc, heavier_uscc = _companies(world, 2, exclude=_heavy_taken(world))
+    corrections = {
+        narrowed_uscc: NOT_HEAVY,
+        heavier_uscc: {"severity": "serious",
+                       "attributes": {"penalty_types": ["licence_revoked", "closure"]}},
+    }  # fmt: skip
+    listed = {}
+    for uscc, correction in corrections.items():
+        first = _penalty(world, uscc, f"TEST-PEN-1-{uscc}", month_ago)
+        second = _penalty(world, uscc, f"TEST-PEN-2-{uscc}", month_ago)
+        entry = lists.propose(world.engine, world.store, uscc, "serious_dishonest_list",
+                              SERIOUS_BASIS, "吊销许可证", [first, second],
+                              today=month_ago)  # fmt: skip
+        _object(world, first, today, "corrected", correction)
+        listed[uscc] = lists.confirm(world.engine, world.store, entry["id"], None, today)
+        assert listed[uscc]["status"] == "listed", listed[uscc]
+        assert _flag(world, uscc, today) == 1
+
+    narrowed, heavier = listed[narrowed_uscc], listed[heavier_uscc]
+    first, second = f"TEST-PEN-1-{narrowed_uscc}", f"TEST-PEN-2-{narrowed_uscc}"
+    assert narrowed["source_records"] == [second]
+    (entry,) = _serious_entries(world, narrowed_uscc)
+    assert json.loads(entry["source_records"]) == [second]
+    step = narrowed["steps"][-1]
+    assert step["action"] == "listed" and step["detail"]["source_records"] == [second]
+    assert list(step["detail"]["dropped"]) == [first]
+    assert "no longer a heavy penalty" in step["detail"]["dropped"][first]
+    assert heavier["source_records"] == [f"TEST-PEN-1-{heavier_uscc}", f"TEST-PEN-2-{heavier_uscc}"]
+    assert "dropped" not in heavier["steps"][-1]["detail"]
+
+    lists.derive(world.engine, world.store, today, today=today)
+    for uscc in corrections:
+        assert [e["status"] for e in _serious_entries(world, uscc)] == ["listed"]
+
+
+def test_an_entry_whose_source_records_are_all_gone_lapses_without_spending_them(
+    world: Loaded,
+) -> None:
+    """Every source record of a notified entry gone (one corrected to a general fine, one
+    withdrawn): confirming lapses it, the step naming both. Deriving proposes nothing while
+    nothing grounds a listing; then a new heavy penalty grounds a new proposal, and so does a
+    lapsed source record that grounds a listing again (a later correction makes it heavy again):
+    a lapse, unlike an upheld objection, does not spend the records."""
+    today = china_today()
+    month_ago = today - timedelta(days=30)
+    fresh_uscc, restored_uscc = _companies(world, 2, exclude=_heavy_taken(world))
+    lapsed = {}
+    for uscc in (fresh_uscc, restored_uscc):
+        fined = _penalty(world, uscc, f"TEST-PEN-FINED-{uscc}", month_ago)
+        withdrawn = _penalty(world, uscc, f"TEST-PEN-WITHDRAWN-{uscc}", month_ago)
+        entry = lists.propose(world.engine, world.store, uscc, "serious_dishonest_list",
+                              SERIOUS_BASIS, "吊销许可证", [fined, withdrawn],
+                              today=month_ago)  # fmt: skip
+        _object(world, fined, today, "corrected", NOT_HEAVY)
+        _event(world, withdrawn, "withdrawal", today, {"reason": "录入错误"})
+        with pytest.raises(lists.ListConflict) as gone:
+            lists.confirm(world.engine, world.store, entry["id"], None, today)
+        assert gone.value.code == "grounds_changed"
+        assert fined in gone.value.message and withdrawn in gone.value.message
+        lapsed[uscc] = lists.get(world.engine, entry["id"], today)
+        assert (lapsed[uscc]["status"], lapsed[uscc]["listed_on"]) == ("rejected", None)
+        assert [s["action"] for s in lapsed[uscc]["steps"]] == ["proposed", "notified", "lapsed"]
+        assert sorted(lapsed[uscc]["steps"][-1]["detail"]["dropped"]) == sorted([fined, withdrawn])
+        assert _flag(world, uscc, today) == 0
+
+    lists.derive(world.engine, world.store, today, today=today)
+    for uscc in (fresh_uscc, restored_uscc):
+        assert [e["status"] for e in _serious_entries(world, uscc)] == ["rejected"]
+
+    new = _penalty(world, fresh_uscc, f"TEST-PEN-NEW-{fresh_uscc}", today, ("closure",))
+    restored = f"TEST-PEN-FINED-{restored_uscc}"
+    _event(
+        world,
+        restored,
+        "correction",
+        today,
+        {"severity": "serious", "attributes": {"penalty_types": ["licence_revoked"]}},
+    )
+    lists.derive(world.engine, world.store, today, today=today)
+    for uscc, grounds in ((fresh_uscc, [new]), (restored_uscc, [restored])):
+        found = [(e["status"], json.loads(e["source_records"]))
+                 for e in _serious_entries(world, uscc)]  # fmt: skip
+        assert found == [("rejected", lapsed[uscc]["source_records"]), ("notified", grounds)]
 
 
 def test_derive_does_not_bring_back_what_an_objection_undid(world: Loaded) -> None:
