@@ -497,21 +497,34 @@ def _scaled_ratios(
 def _draw_item(
     rng: np.random.Generator, idx: np.ndarray, prob: np.ndarray, stratum: np.ndarray
 ) -> np.ndarray:
-    """Each of the companies `idx` with its probability `prob` (its tier's ratio), all tiers of
-    an item rounded together: systematic sampling (points u, u + 1, … on the cumulated
-    probabilities) over the companies ordered by `stratum` (the tier), in random order within
-    it. Every company is drawn with exactly its probability; the points that fall in any run of
-    consecutive companies number ⌊Σp⌋ or ⌈Σp⌉ of that run, so both the item's total and each
-    tier's count are their expected counts rounded down or up (rounding each tier on its own
-    could round up in several tiers at once: above a general item's cap)."""
+    """Each of the companies `idx` with its probability `prob` (its tier's ratio, one per
+    `stratum`), all tiers of an item rounded together: systematic sampling (points u, u + 1, …
+    on the cumulated probabilities) over the companies, tier after tier, in random order within
+    each. Every company is drawn with exactly its probability; the points that fall in a tier
+    number ⌊rE⌋ or ⌈rE⌉, and in the item ⌊Σ rE⌋ or ⌈Σ rE⌉ (rounding each tier on its own
+    could round up in several tiers at once: above a general item's cap).
+
+    In random order within a tier, the points pick a uniform subset of the count that falls in
+    it: so the counts come from the tiers' sums alone, and each tier's companies are a uniform
+    subset of that size (1 M companies: about 27 ms an item; sorting the whole item in random
+    order took 160 ms)."""
     jitter = rng.random()  # drawn even for an empty item, so the stream does not depend on it
     sure = prob >= 1.0  # taken whatever the sums' rounding error
     maybe = np.flatnonzero((prob > 0.0) & ~sure)
-    maybe = maybe[np.lexsort((rng.random(len(maybe)), stratum[maybe]))]
-    points = np.ceil(np.cumsum(prob[maybe]) - jitter)  # points u, u + 1, … below each sum
-    hit = np.diff(points, prepend=0.0) > 0
-    picked = np.concatenate([np.flatnonzero(sure), maybe[hit]])
-    out: np.ndarray = idx[np.sort(picked)]
+    codes = stratum[maybe].astype(np.int16)  # tiers 0-3: a radix sort, and sizes by bincount
+    by_stratum = maybe[np.argsort(codes, kind="stable")]
+    sizes = np.bincount(codes) if len(codes) else np.zeros(0, np.int64)
+    sizes = sizes[sizes > 0]
+    starts = np.cumsum(sizes) - sizes
+    sums = prob[by_stratum[starts]] * sizes  # one ratio per stratum
+    points = np.ceil(np.cumsum(sums) - jitter)  # points u, u + 1, … below each running sum
+    counts = np.minimum(np.diff(points, prepend=0.0).astype(np.int64), sizes)
+    picked = [np.flatnonzero(sure)]
+    for start, size, n in zip(starts, sizes, counts, strict=True):
+        if n:  # a uniform subset of n of the stratum's companies
+            chosen = rng.choice(int(size), size=int(n), replace=False, shuffle=False)
+            picked.append(by_stratum[start + chosen])
+    out: np.ndarray = idx[np.sort(np.concatenate(picked))]
     return out
 
 

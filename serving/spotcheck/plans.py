@@ -937,12 +937,17 @@ def public_notice(engine: Engine, plan_id: str, today: date | None = None) -> di
     """What is published about a plan: scope, items, ratios, counts and the hashes anyone can
     check a replay against (no company list). Until the due date the seed is only committed to
     (`seed_sha256`, with who chose it): with the seed and the tiers, which a department can read,
-    the list could be rebuilt before the unannounced checks. From the day after the due date
-    the seed and its salt are shown, and anyone can check them against the commitment and
-    replay the draw."""
+    the list could be rebuilt before the unannounced checks. Once the due date has passed and
+    every task has its result, the seed and its salt are shown, and anyone can check them
+    against the commitment and replay the draw."""
     today = today or china_today()
     with engine.connect() as con:
         plan = get_plan(con, plan_id)
+        open_tasks = con.execute(
+            sa.select(sa.func.count()).select_from(spot_check_tasks).where(
+                spot_check_tasks.c.plan_id == plan_id, spot_check_tasks.c.result.is_(None)
+            )
+        ).scalar_one()  # fmt: skip
     params = params_from_json(plan["params"], for_replay=False)
     summary = json.loads(plan["summary"])
     drawn = {s["item_id"]: s for s in summary["items"]}
@@ -973,23 +978,28 @@ def public_notice(engine: Engine, plan_id: str, today: date | None = None) -> di
         "companies_in_pool": summary["companies_in_pool"],
         "visits": int(plan["visits"]),
         "tasks": int(plan["tasks"]),
-        **_seed_shown(plan, summary, today),
+        **_seed_shown(plan, summary, today, open_tasks),
         "pool_hash": plan["pool_hash"],
         "inspector_hash": plan["inspector_hash"],
         "list_sha256": plan["list_sha256"],
     }
 
 
-def _seed_shown(plan: dict[str, Any], summary: dict[str, Any], today: date) -> dict[str, Any]:
-    """The notice's seed fields on `today`: committed to until the due date, shown after."""
+def _seed_shown(
+    plan: dict[str, Any], summary: dict[str, Any], today: date, open_tasks: int
+) -> dict[str, Any]:
+    """The notice's seed fields on `today`: committed to until the checks are over (the due date
+    passed and every task has its result: an overdue check is still unannounced), shown after."""
     committed = summary.get("seed") or {}  # plans drawn before the commitment have none
-    revealed = today > plan["due_date"]
+    revealed = today > plan["due_date"] and open_tasks == 0
     return {
         "seed": plan["seed"] if revealed else None,
         "seed_salt": committed.get("salt") if revealed else None,
         "seed_sha256": committed.get("sha256"),
         "seed_source": committed.get("source", "not recorded"),
-        "seed_shown_from": (plan["due_date"] + timedelta(days=1)).isoformat(),
+        "seed_shown": "shown"
+        if revealed
+        else (f"after {plan['due_date']} once every task has its result ({open_tasks} open)"),
     }
 
 

@@ -1170,31 +1170,38 @@ def test_a_general_item_cap_below_an_items_floor_is_refused(small: Loaded) -> No
 
 def test_the_notice_commits_to_the_seed_until_the_checks_are_over(world: World) -> None:
     """The notice showed the seed before the checks: with it and the tiers (which departments
-    read) the list could be rebuilt before the unannounced visits. Until the due date it shows
-    a salted hash and who chose the seed; from the next day the seed and salt, which match it,
-    and a replay from them gives the stored list."""
-    chosen = create_plan(world.engine, _request(name="notice, chosen seed", departments=["samr"],
-                                                seed=7))  # fmt: skip
-    drawn = create_plan(world.engine, _request(name="notice, service seed", departments=["samr"],
-                                               seed=None))  # fmt: skip
+    read) the list could be rebuilt before the unannounced visits. Until the due date has passed
+    and every task has its result it shows a salted hash and who chose the seed; then the seed
+    and salt, which match it, and a replay from them gives the stored list."""
+    few = {"departments": ["samr"], "items": ["SC-GS-01"]}
+    chosen = create_plan(world.engine, _request(name="notice, chosen seed", seed=7, **few))
+    drawn = create_plan(world.engine, _request(name="notice, service seed", seed=None, **few))
     for created, source in ((chosen, "caller"), (drawn, "service")):
-        due = created.due_date
-        before = public_notice(world.engine, created.plan_id, today=due)
-        assert before["seed"] is None and before["seed_salt"] is None
-        assert before["seed_source"] == source
-        assert before["seed_shown_from"] == (due + timedelta(days=1)).isoformat()
-        assert created.seed not in {str(v) for v in before.values()}  # in no other field
-        after = public_notice(world.engine, created.plan_id, today=due + timedelta(days=1))
-        assert after["seed"] == created.seed and after["seed_sha256"] == before["seed_sha256"]
-        assert seed_commitment(after["seed"], after["seed_salt"]) == before["seed_sha256"]
-        assert len(after["seed_salt"]) == 32  # 128 bits: seed 7 cannot be guessed from the hash
+        due, after_due = created.due_date, created.due_date + timedelta(days=1)
+        tasks = _tasks(world.engine, created.plan_id)
+        for when in (due, after_due):  # after the due date too: an overdue check is unannounced
+            hidden = public_notice(world.engine, created.plan_id, today=when)
+            assert hidden["seed"] is None and hidden["seed_salt"] is None
+            assert hidden["seed_source"] == source and "open" in hidden["seed_shown"]
+            assert created.seed not in {str(v) for v in hidden.values()}  # in no other field
+        first, rest = int(tasks["id"].iloc[0]), [int(t) for t in tasks["id"].iloc[1:]]
+        post_result(world.engine, world.store, first,
+                    TaskResult(result="pass", check_date=due), today=due)  # fmt: skip
+        assert public_notice(world.engine, created.plan_id, today=after_due)["seed"] is None
+        with world.engine.begin() as con:  # the others' results (posting is tested above)
+            con.execute(spot_check_tasks.update().where(spot_check_tasks.c.id.in_(rest))
+                        .values(result="pass", check_date=due))  # fmt: skip
+        assert public_notice(world.engine, created.plan_id, today=due)["seed"] is None
+        shown = public_notice(world.engine, created.plan_id, today=after_due)
+        assert shown["seed"] == created.seed and shown["seed_sha256"] == hidden["seed_sha256"]
+        assert seed_commitment(shown["seed"], shown["seed_salt"]) == hidden["seed_sha256"]
+        assert len(shown["seed_salt"]) == 32  # 128 bits: seed 7 cannot be guessed from the hash
     with world.engine.connect() as con:
         plan = con.execute(
             sa.select(spot_check_plans).where(spot_check_plans.c.id == chosen.plan_id)
         ).mappings().one()  # fmt: skip
-    snapshot = snapshot_from_bytes(plan["snapshot_blob"])
-    params = params_from_json(plan["params"])
     shown = public_notice(world.engine, chosen.plan_id, today=chosen.due_date + timedelta(days=1))
     assert shown["seed"] == "7"
-    replayed = draw_plan(params, snapshot, int(shown["seed"])).canonical_list()
-    assert replayed == zlib.decompress(plan["list_blob"])
+    snapshot = snapshot_from_bytes(plan["snapshot_blob"])
+    replayed = draw_plan(params_from_json(plan["params"]), snapshot, int(shown["seed"]))
+    assert replayed.canonical_list() == zlib.decompress(plan["list_blob"])
