@@ -244,6 +244,8 @@ def serve(
         err.print(f"[red]error:[/red] the model registry cannot be opened: {escape(first)}",
                   soft_wrap=True)  # fmt: skip
         raise typer.Exit(3) from None
+    if settings.rate_table is not None and not settings.rate_table.exists():
+        create_table(settings.rate_table)  # named (environment or .env) but not made yet
     if workers > 1 and settings.model_reload_seconds is None:
         # `POST /v1/admin/reload` reaches one worker: the others look at the champion alias on
         # this period (re-scores always look first)
@@ -273,7 +275,7 @@ def serve(
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder.resolve())
-    if not os.environ.get("CREDSUP_RATE_TABLE"):
+    if settings.rate_table is None:
         # the public keys' rate holds for the service, not for each worker: one table of
         # buckets, mapped by every worker (serving.limits)
         table = create_table(settings.data_dir / "run" / f"rates-{options['port']}")

@@ -657,12 +657,17 @@ def test_two_workers_count_their_requests_together(province: Province) -> None:
         stop_server(process)
 
 
-def test_the_public_rate_holds_for_the_service_not_each_worker(tmp_path: Path) -> None:
+@pytest.mark.parametrize("table", ["made by serve", "named in .env"])
+def test_the_public_rate_holds_for_the_service_not_each_worker(tmp_path: Path, table: str) -> None:
     """With two workers each kept its own buckets, and a public key got twice its rate. The
     workers of `credsup serve` now share one table: over 80 requests (a connection each, so
-    both workers answer) the key gets its burst and what refilled while it asked, no more."""
+    both workers answer) the key gets its burst and what refilled while it asked, no more. A
+    table named in the data directory's .env that does not exist yet is made too."""
     data_dir = tmp_path / "rates"
     data_dir.mkdir()
+    named = tmp_path / "shared" / "rates.table"
+    if table == "named in .env":
+        (data_dir / ".env").write_text(f"CREDSUP_RATE_TABLE={named}\n", encoding="utf-8")
     key = credsup(data_dir, "keys", "create", "--role", "public", "--name", "scraper")["key"]
     log = tmp_path / "uvicorn-rates.log"
     started = None
@@ -682,6 +687,7 @@ def test_the_public_rate_holds_for_the_service_not_each_worker(tmp_path: Path) -
         answered = sum(code != 429 for code in codes)
         assert 429 in codes and codes[:5].count(429) == 0, codes  # a burst of 5 at 1 a second
         assert answered <= 5 + math.ceil(elapsed * 1.0) + 1, (answered, elapsed, codes)
+        assert named.exists() == (table == "named in .env")
     finally:
         stop_server(process)
 
