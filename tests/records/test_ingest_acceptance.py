@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from records import uscc
+from records import ingest, uscc
 from records.catalogue import default_catalogue
 from records.ingest import ingest_file
+from records.schema import RECORDS
 from records.store import Store
 from tests.records.factory import DEFECTS, TODAY, defective, penalty, valid_rows, write_csv
 
@@ -243,3 +246,64 @@ def test_a_changed_code_is_not_sent_as_a_correction(store: Store, tmp_path: Path
         "uscc, amount): a correction can only restate severity, amount or attributes, so withdraw "
         "the stored record and send this one under a new record_id"
     )
+
+
+def test_attributes_are_parsed_as_json_only_where_their_text_differs(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """canonical_json is Python called row by row: re-sending a stored file ran it four times on
+    every row (5.0 s instead of 1.5 s for 274,000 rows). It runs only on pairs whose attribute
+    texts differ, stored or repeated in the file."""
+    calls: list[str | None] = []
+    canonical_json = ingest.canonical_json
+
+    def counted(text: str | None) -> str | None:
+        calls.append(text)
+        return canonical_json(text)
+
+    rows = [penalty(f"J-{i}", attributes=json.dumps({"a": i, "b": [i]})) for i in range(500)]
+    ingest_file(store, write_csv(tmp_path / "a.csv", rows), "records", "samr", today=TODAY)
+    monkeypatch.setattr(ingest, "canonical_json", counted)
+    again = ingest_file(store, write_csv(tmp_path / "b.csv", rows), "records", "samr", today=TODAY)
+    assert (again.stored, again.already_stored, again.quarantined) == (0, 500, 0)
+    assert calls == []
+    reordered = penalty("J-7", attributes='{"b": [7], "a": 7}')
+    changed = penalty("J-8", attributes='{"b": [8], "a": 9}')
+    twice = [penalty("J-9", attributes='{"p": 1, "q": 2}'), penalty("J-9", amount="1")]
+    third = ingest_file(
+        store,
+        write_csv(tmp_path / "c.csv", [*rows[:5], reordered, changed, *twice]),
+        "records", "samr", today=TODAY,
+    )  # fmt: skip
+    assert (third.already_stored, third.duplicates_in_file) == (6, 0)
+    assert third.by_reason == {"duplicate_conflict": 2, "record_id_conflict": 1}
+    message = _table(store, "quarantine", "row")[0]["message"]
+    assert message.startswith('record_id "J-8"') and "changed: attributes)" in message
+    # J-9's repeats differ as text, J-7 and J-8 from the store: nothing else is parsed
+    parsed = [json.loads(t or "null") for t in calls]
+    assert 0 < len(parsed) <= 12
+    expected = ({"a": 7, "b": [7]}, {"a": 8, "b": [8]}, {"a": 9, "b": [8]}, {"p": 1, "q": 2}, {})
+    assert all(p in expected for p in parsed)
+
+
+def test_a_record_stored_twice_under_ids_that_trim_alike_is_compared_with_both(
+    store: Store, tmp_path: Path
+) -> None:
+    """Stored before ids were trimmed: `PEN-9<no-break space>` and `PEN-9` are one record. A
+    row is already stored if either has its content; a conflict names the earlier batch."""
+    stored = [
+        {**penalty("PEN-9\u00a0"), "amount": 5000.0, "batch_id": "a-old"},
+        {**penalty("PEN-9"), "amount": 7000.0, "batch_id": "b-new"},
+    ]
+    for row in stored:
+        row.update(event_date=date(2024, 1, 5), recorded_date=date(2024, 1, 10))
+    with store.begin("records") as batch:
+        batch.write_arrow("records", pa.Table.from_pylist(stored, schema=RECORDS))
+    rows = [penalty("PEN-9", amount="7000"), penalty("NEW-1")]
+    result = ingest_file(store, write_csv(tmp_path / "a.csv", rows), "records", "x", today=TODAY)
+    assert (result.stored, result.already_stored, result.by_reason) == (1, 1, {})
+    changed = [penalty("PEN-9", amount="6000")]
+    result = ingest_file(store, write_csv(tmp_path / "b.csv", changed), "records", "x", today=TODAY)
+    assert result.by_reason == {"record_id_conflict": 1}
+    message = _table(store, "quarantine", "row")[0]["message"]
+    assert "(batch a-old; changed: amount)" in message
