@@ -559,9 +559,31 @@ def _has_edge_space(x: str) -> str:
     return f"(contains({_SPACE_CHARS}, left({x}, 1)) OR contains({_SPACE_CHARS}, right({x}, 1)))"
 
 
+_SPACE_TEXT = "".join(chr(c) for c in SPACES)
+
+
+def _trimmed_text(table: pa.Table) -> pa.Table:
+    """The table with its text columns trimmed of every space (`SPACES`), before any SQL reads
+    it: Arrow's `utf8_trim` took 0.35 s for 27 M values, where the same trim in DuckDB took 1.6 s
+    (its `trim` with these characters, 13 s; `_text` trusts it and trims no more). The
+    quarantine's copy of a rejected row shows it so trimmed."""
+    for i, column in enumerate(table.columns):
+        kind = column.type
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)
+                or pa.types.is_string_view(kind)):  # fmt: skip
+            continue
+        text = column.cast(pa.large_string() if pa.types.is_large_string(kind) else pa.string())
+        name = table.schema.field(i).name
+        table = table.set_column(i, name, pc.utf8_trim(text, characters=_SPACE_TEXT))
+    return table
+
+
 def _text(col: str) -> str:
-    """The column as text without surrounding whitespace; empty → NULL."""
-    return f"nullif({_trimmed(f'CAST({_ident(col)} AS VARCHAR)')}, '')"
+    """The column as text; empty → NULL. Text columns come trimmed (`_trimmed_text`); other
+    types (numbers, dates) cast to text have no surrounding spaces."""
+    return f"nullif(CAST({_ident(col)} AS VARCHAR), '')"
 
 
 def _field_sql(spec: FieldSpec) -> str:
@@ -796,7 +818,7 @@ def ingest_table(
         catalogue or default_catalogue(),
     )
     _check_columns(ctx, table)
-    table = _china_local_timestamps(table)
+    table = _china_local_timestamps(_trimmed_text(table))
     table = _add_derived_codes(ctx, table)
     prechecked = _uscc_spec(ctx) is not None
     if prechecked:
