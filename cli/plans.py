@@ -256,6 +256,11 @@ def plan_verify(plan_id: Annotated[str, typer.Argument()], as_json: JsonOpt = Fa
                   f"inspector hash {'ok' if result.inspector_hash_ok else 'BAD'}, "
                   f"task rows {'ok' if result.tasks_match else 'BAD'}, "
                   f"assignments {'ok' if result.assignments_match else 'BAD'}")  # fmt: skip
+        if result.drawn_with and result.drawn_with != result.replayed_with:
+            out.print(
+                f"  drawn with {result.drawn_with}, replayed with {result.replayed_with}: a "
+                "replay that differs is to be run with the versions it was drawn with"
+            )
     if not result.identical:
         raise typer.Exit(1)
 

@@ -702,6 +702,7 @@ def create_plan(
                 "min": min(drawn.workload.values(), default=0),
                 "max": max(drawn.workload.values(), default=0),
             },
+            "drawn_with": library_versions(),
             "seed": {
                 "source": "caller" if request.seed is not None else "service",
                 "salt": salt,
@@ -865,6 +866,16 @@ class Verification(BaseModel):
     """Each task's rows in `spot_check_assignments` are the inspectors the list names."""
     tasks: int
     seconds: float
+    drawn_with: dict[str, str] = Field(default_factory=dict)
+    """The numpy and pandas the plan was drawn with (none for plans drawn before they were
+    kept): numpy does not promise its generators' methods give the same stream in every release,
+    so a replay that differs after an upgrade is to be replayed with these versions."""
+    replayed_with: dict[str, str] = Field(default_factory=dict)
+
+
+def library_versions() -> dict[str, str]:
+    """The libraries a draw's stream depends on, as stored with each plan."""
+    return {"numpy": np.__version__, "pandas": pd.__version__}
 
 
 def verify_plan(engine: Engine, plan_id: str) -> Verification:
@@ -906,6 +917,8 @@ def verify_plan(engine: Engine, plan_id: str) -> Verification:
         assignments_match=assignments_ok,
         tasks=int(plan["tasks"]),
         seconds=round(time.perf_counter() - started, 3),
+        drawn_with=json.loads(plan["summary"]).get("drawn_with") or {},
+        replayed_with=library_versions(),
     )
 
 

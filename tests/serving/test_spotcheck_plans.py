@@ -1202,6 +1202,10 @@ def test_the_notice_commits_to_the_seed_until_the_checks_are_over(world: World) 
         ).mappings().one()  # fmt: skip
     shown = public_notice(world.engine, chosen.plan_id, today=chosen.due_date + timedelta(days=1))
     assert shown["seed"] == "7"
+    # the libraries the stream depends on are kept with the plan and named by a verification
+    checked = verify_plan(world.engine, chosen.plan_id)
+    assert checked.identical and checked.drawn_with == checked.replayed_with
+    assert checked.drawn_with == {"numpy": np.__version__, "pandas": pd.__version__}
     snapshot = snapshot_from_bytes(plan["snapshot_blob"])
     replayed = draw_plan(params_from_json(plan["params"]), snapshot, int(shown["seed"]))
     assert replayed.canonical_list() == zlib.decompress(plan["list_blob"])
