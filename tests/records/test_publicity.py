@@ -34,11 +34,10 @@ DOMAINS = ("fire", "work_safety", "special_equipment", "food_safety", "pricing")
 ENTITY_TYPES = ("company", "individual_business", None)
 
 
-def oracle_public(record: dict[str, Any], events: list[dict[str, Any]], day: date,
-                  entity_type: str | None) -> bool:  # fmt: skip
-    """DOMAIN §9, restated. Corrections: the latest in force gives severity and attributes."""
-    if day < record["event_date"] or day < record["recorded_date"]:
-        return False
+def _in_force(record: dict[str, Any], events: list[dict[str, Any]], day: date
+              ) -> tuple[str | None, dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
+    """The record's severity and attributes on `day` (the latest correction in force gives
+    them) and the events in force then."""
     severity, attributes = record["severity"], dict(record["attributes"])
     in_force = [e for e in events if max(e["effective_date"], e["recorded_date"]) <= day]
     fixes = sorted(
@@ -49,6 +48,15 @@ def oracle_public(record: dict[str, Any], events: list[dict[str, Any]], day: dat
         fix = fixes[-1]["attributes"]
         severity = fix.get("severity") or severity
         attributes.update(fix.get("attributes") or {})
+    return severity, attributes, in_force
+
+
+def oracle_public(record: dict[str, Any], events: list[dict[str, Any]], day: date,
+                  entity_type: str | None) -> bool:  # fmt: skip
+    """DOMAIN §9, restated. Corrections: the latest in force gives severity and attributes."""
+    if day < record["event_date"] or day < record["recorded_date"]:
+        return False
+    severity, attributes, in_force = _in_force(record, events, day)
     stops = [max(e["effective_date"], e["recorded_date"]) for e in in_force
              if e["event_type"] in ("repair", "withdrawal", "unpublish")]  # fmt: skip
     if stops:  # repaired, withdrawn or no longer published from that day
@@ -83,16 +91,7 @@ def oracle_counts(record: dict[str, Any], events: list[dict[str, Any]], day: dat
     withdrawn; a "stop publishing" decision does not stop it counting."""
     if day < record["event_date"] or day < record["recorded_date"]:
         return False
-    severity, attributes = record["severity"], dict(record["attributes"])
-    in_force = [e for e in events if max(e["effective_date"], e["recorded_date"]) <= day]
-    fixes = sorted(
-        (e for e in in_force if e["event_type"] == "correction"),
-        key=lambda e: (max(e["effective_date"], e["recorded_date"]), e["event_id"]),
-    )
-    if fixes:
-        fix = fixes[-1]["attributes"]
-        severity = fix.get("severity") or severity
-        attributes.update(fix.get("attributes") or {})
+    severity, attributes, in_force = _in_force(record, events, day)
     if any(e["event_type"] in ("repair", "withdrawal") for e in in_force):
         return False  # repaired or withdrawn from that day
     category = record["category"]
