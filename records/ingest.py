@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from records import uscc
 from records.catalogue import Catalogue, default_catalogue
-from records.clock import CHINA_STANDARD_TIME, china_today
+from records.clock import CHINA, CHINA_STANDARD_TIME, china_today
 from records.mapping import FieldSpec, Mapping, MappingError, identity_mapping, load_mapping
 from records.publicity import CORRECTABLE
 from records.schema import (
@@ -653,8 +653,8 @@ def _date_sql(raw: str, formats: tuple[str, ...]) -> str:
     )
 
 
-CHINA_OFFSET_MINUTES = 8 * 60
-"""China Standard Time is UTC+8 without daylight saving (records.clock.CHINA)."""
+CHINA_OFFSET_MINUTES = int(CHINA.utcoffset(None).total_seconds()) // 60
+"""China Standard Time's offset from UTC in minutes (records.clock.CHINA)."""
 
 _DIGITS = {"%Y": 4, "%m": 2, "%d": 2, "%H": 2, "%M": 2, "%S": 2, "%y": 2}
 
