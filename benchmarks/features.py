@@ -287,10 +287,14 @@ def _setup_child(
     simulate_seconds = time.perf_counter() - started
     store = Store(Path(root))
     started = time.perf_counter()
-    quarantined = ingest_table(store, entities, "entities", "bench", today=END).quarantined
+    quarantined = ingest_table(
+        store, entities, "entities", "bench", today=END, history=True
+    ).quarantined
     for offset in range(0, records.num_rows, slice_rows):
         part = records.slice(offset, slice_rows)
-        quarantined += ingest_table(store, part, "records", "bench", today=END).quarantined
+        quarantined += ingest_table(
+            store, part, "records", "bench", today=END, history=True
+        ).quarantined
     return {
         "companies": companies,
         "years": years,

@@ -148,10 +148,14 @@ def _ingest(store: Store, companies: int, years: int, seed: int, slice_rows: int
     sim = simulate(SimulationConfig(companies=companies, years=years, seed=seed, end=END))
     entities, records = sim.entities, sim.records
     del sim
-    quarantined = ingest_table(store, entities, "entities", "bench", today=END).quarantined
+    quarantined = ingest_table(
+        store, entities, "entities", "bench", today=END, history=True
+    ).quarantined
     for offset in range(0, records.num_rows, slice_rows):
         part = records.slice(offset, slice_rows)
-        quarantined += ingest_table(store, part, "records", "bench", today=END).quarantined
+        quarantined += ingest_table(
+            store, part, "records", "bench", today=END, history=True
+        ).quarantined
     if quarantined:
         raise RuntimeError(f"ingestion quarantined {quarantined:,} rows")
     return int(records.num_rows)

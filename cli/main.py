@@ -142,7 +142,13 @@ def simulate(
         for kind in ("entities", "records"):
             with _progress(f"ingesting {kind}") as step:
                 res = ingest_file(
-                    store, paths[kind], kind, "simulator", today=config.end, progress=step
+                    store,
+                    paths[kind],
+                    kind,
+                    "simulator",
+                    today=config.end,
+                    progress=step,
+                    history=True,
                 )
             results[kind] = res.to_dict()
         payload["ingest"] = results
@@ -175,6 +181,15 @@ def ingest(
             help="Encoding of a CSV file, e.g. gbk or gb18030 (default: the mapping's, else utf-8)."
         ),
     ] = None,
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--history",
+            help="The file back-fills history (a department's past records, loaded once): keep "
+            "its recorded dates. Without it a row recorded before the ingestion day (less "
+            "CREDSUP_LATE_GRACE_DAYS) counts as known from the ingestion day.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest a department's export. Exit 0: all rows stored; 1: some quarantined; 2: file error."""
@@ -193,6 +208,8 @@ def ingest(
                 catalogue=catalogue,
                 progress=step,
                 encoding=encoding,
+                history=history,
+                grace_days=settings.late_grace_days,
             )
     except (IngestError, FileNotFoundError, ValueError) as exc:
         if as_json:
@@ -218,6 +235,12 @@ def _print_ingest(res: dict[str, Any], kind: str) -> None:
     )
     for reason, n in res["by_reason"].items():
         out.print(f"  {reason:<24} {n:>8,}  {REASONS.get(reason, '')}")
+    if res.get("restamped"):
+        out.print(
+            f"  [yellow]{res['restamped']:,} rows arrived late[/] (recorded by the department "
+            f"from {res['earliest_source_recorded']} on): they count as known from the ingestion "
+            "day; a back-fill of history takes --history"
+        )
 
 
 @app.command()

@@ -5,6 +5,14 @@ file-level problem (unreadable file, missing columns) raises `IngestError` and w
 Re-ingesting a file changes no data (idempotent by record_id and content). A batch is atomic
 (`records.store.Store.begin`).
 
+Late delivery: the store's `recorded_date` is the day a record became known here (every as-of
+question reads it), so a row whose file says it was recorded before the day of ingestion (less
+`grace_days`) is stored as recorded on the day of ingestion, with the file's date kept in
+`source_recorded_date`. A file that back-fills history (`history=True`: a department's past
+records loaded once, the simulator, the real data sets) keeps its recorded dates. Of one entity's
+versions in a late file only the latest is in force from the day of ingestion; the earlier ones go
+to the quarantine (`superseded_late`), from which a history load can take them.
+
 The work is set-based: the file is read into Arrow (all columns as text), the mapping is compiled
 to one DuckDB SELECT, codes are checked with numpy over their bytes, and the checks, conflict
 detection and the partitioned Parquet write run in DuckDB. Python touches only rejected rows.
@@ -23,7 +31,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +80,7 @@ REASONS = {
     "invalid_entity_type": "entity_type unknown or inconsistent with the code",
     "invalid_status": "status unknown",
     "duplicate_conflict": "the same key twice in the file with different content",
+    "superseded_late": "an entity version arriving late that a later version in the file replaces",
     "record_id_conflict": "record_id already stored with different content",
 }
 """Quarantine reasons (stable machine codes) and what each means."""
@@ -103,6 +112,13 @@ class IngestResult:
     quarantined: int = 0
     already_quarantined: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
+    history: bool = False
+    """The file back-filled history: its recorded dates were kept whatever their age."""
+    restamped: int = 0
+    """Rows stored that arrived late: recorded on the day of ingestion, the file's date kept in
+    `source_recorded_date`."""
+    earliest_source_recorded: str | None = None
+    """The earliest file date among the restamped rows (ISO), None when none was."""
     seconds: float = 0.0
 
     @property
@@ -742,6 +758,17 @@ class _Context:
     today: date
     mapping: Mapping
     catalogue: Catalogue
+    history: bool = False
+    grace_days: int = 0
+
+    @property
+    def late_before(self) -> str:
+        """SQL literal: a file date before this day arrived late (never, for a history load)."""
+        return (
+            "DATE '0001-01-01'"
+            if self.history
+            else (f"DATE {_lit((self.today - timedelta(days=self.grace_days)).isoformat())}")
+        )
 
 
 def ingest_file(
@@ -754,9 +781,13 @@ def ingest_file(
     catalogue: Catalogue | None = None,
     progress: Callable[[str], None] | None = None,
     encoding: str | None = None,
+    history: bool = False,
+    grace_days: int = 0,
 ) -> IngestResult:
     """Ingest one file into the store; see the module docstring. `encoding` (of a CSV file)
-    overrides the mapping's (default UTF-8)."""
+    overrides the mapping's (default UTF-8). `history`: the file back-fills history, its recorded
+    dates are kept; else a row recorded before `today` less `grace_days` is stored as recorded
+    `today` (late delivery)."""
     path = Path(path)
     if kind not in ("records", "entities"):
         raise IngestError(f"unknown kind {kind!r}: records or entities")
@@ -784,7 +815,8 @@ def ingest_file(
     )
     result = ingest_table(
         store, table, kind, source_dept, mapping, today, catalogue,
-        source_file=str(path), unread=unread, progress=step,
+        source_file=str(path), unread=unread, progress=step, history=history,
+        grace_days=grace_days,
     )  # fmt: skip
     result.seconds = round(time.perf_counter() - started, 3)
     return result
@@ -801,9 +833,14 @@ def ingest_table(
     source_file: str = "<table>",
     unread: list[UnreadRow] | None = None,
     progress: Callable[[str], None] | None = None,
+    history: bool = False,
+    grace_days: int = 0,
 ) -> IngestResult:
     """Ingest an Arrow table (text or typed columns, optionally `_row`) into the store;
-    `unread` are the rows of its file that could not be read (quarantined as they are)."""
+    `unread` are the rows of its file that could not be read (quarantined as they are);
+    `history` and `grace_days` as for `ingest_file`."""
+    if grace_days < 0:
+        raise IngestError(f"grace_days must be 0 or more, got {grace_days}")
     started = time.perf_counter()
     step = progress or (lambda _msg: None)
     if "_row" not in table.column_names:
@@ -816,6 +853,8 @@ def ingest_table(
         today or china_today(),
         mapping,
         catalogue or default_catalogue(),
+        history,
+        grace_days,
     )
     _check_columns(ctx, table)
     table = _china_local_timestamps(_trimmed_text(table))
@@ -826,10 +865,13 @@ def ingest_table(
         table = _precheck_codes(ctx, table)
 
     with (
-        store.begin(kind, source_file=source_file, source_dept=source_dept) as batch,
+        store.begin(
+            kind, source_file=source_file, source_dept=source_dept, history=history,
+            ingestion_day=ctx.today.isoformat(),
+        ) as batch,
         store.connect() as con,
-    ):
-        result = IngestResult(batch.batch_id, kind, source_file, source_dept)
+    ):  # fmt: skip
+        result = IngestResult(batch.batch_id, kind, source_file, source_dept, history=history)
         result.rows_read = table.num_rows + len(unread or [])
         con.register("raw_input", table)
         _catalogue_table(con, ctx.catalogue)
@@ -862,6 +904,7 @@ def ingest_table(
         batch.info.update(
             rows_read=result.rows_read, stored=result.stored, quarantined=result.quarantined,
             already_stored=result.already_stored, by_reason=result.by_reason,
+            restamped=result.restamped,
         )  # fmt: skip
     step("committed")
     result.seconds = round(time.perf_counter() - started, 3)
@@ -1083,7 +1126,10 @@ def _records_checks_sql(ctx: _Context) -> str:
         END AS reason
         FROM t
     )
-    SELECT _row, _seq, record_id AS _key, record_id, uscc, category, event_date, recorded_date, source_dept, severity, amount,
+    SELECT _row, _seq, record_id AS _key, record_id, uscc, category, event_date,
+        CASE WHEN recorded_date < {ctx.late_before} THEN DATE {today} ELSE recorded_date END AS recorded_date,
+        CASE WHEN recorded_date < {ctx.late_before} THEN recorded_date END AS source_recorded_date,
+        source_dept, severity, amount,
         CASE WHEN reason IS NULL THEN attributes_json END AS attributes,
         reason,
         CASE reason
@@ -1160,7 +1206,10 @@ def _entity_checks_sql(ctx: _Context) -> str:
     )
     SELECT _row, _seq, uscc || ' recorded ' || CAST(recorded_date AS VARCHAR) AS _key,
         uscc, name, industry, region_final AS region, type_final AS entity_type,
-        registered_capital, established_date, status_final AS status, recorded_date, reason,
+        registered_capital, established_date, status_final AS status,
+        CASE WHEN recorded_date < {ctx.late_before} THEN DATE {today} ELSE recorded_date END AS recorded_date,
+        CASE WHEN recorded_date < {ctx.late_before} THEN recorded_date END AS source_recorded_date,
+        reason,
         CASE reason
             WHEN 'missing_field' THEN 'missing ' || CASE WHEN uscc IS NULL THEN 'uscc' ELSE 'name' END
             WHEN 'invalid_date' THEN CASE WHEN recorded_date IS NULL OR recorded_date < DATE '{EARLIEST_DATE}'
@@ -1279,6 +1328,8 @@ def _mark_conflicts(con: duckdb.DuckDBPyConnection, ctx: _Context) -> None:
             message = format('{label} "{{}}" appears {{}} times in the file with different content', checked._key, dup.n)
         FROM dup WHERE dup.conflict AND checked._key = dup._key AND checked.reason IS NULL"""
     )
+    if ctx.kind == "entities" and not ctx.history:
+        _mark_superseded_late(con)
     key = "record_id" if ctx.kind == "records" else "uscc"
     table = "records" if ctx.kind == "records" else "entities"
     # first only the key column of the store, then the full rows of the (usually few) hits
@@ -1381,6 +1432,31 @@ def _mark_conflicts(con: duckdb.DuckDBPyConnection, ctx: _Context) -> None:
         )
 
 
+def _mark_superseded_late(con: duckdb.DuckDBPyConnection) -> None:
+    """Entity versions that arrived late are in force from the day of ingestion: one that a later
+    version replaces (in the file or already stored, by the department's date) never is, so it
+    goes to the quarantine instead of overriding what is newer."""
+    con.execute(
+        """UPDATE checked SET reason = 'superseded_late',
+            message = format('the version of {} recorded {} arrives late and a later version '
+                '(recorded {}) is in {}: only that one can be in force; ingest the file with '
+                '--history to keep this one as history', checked.uscc, checked.source_recorded_date,
+                l.latest, l.place)
+        FROM (
+            SELECT uscc, max(d) AS latest, arg_max(place, d) AS place FROM (
+                SELECT uscc, coalesce(source_recorded_date, recorded_date) AS d, 'the file' AS place
+                FROM checked WHERE reason IS NULL
+                UNION ALL
+                SELECT uscc, coalesce(source_recorded_date, recorded_date), 'the store' FROM entities
+                WHERE uscc IN (SELECT uscc FROM checked
+                               WHERE source_recorded_date IS NOT NULL AND reason IS NULL)
+            ) GROUP BY uscc
+        ) l
+        WHERE checked.reason IS NULL AND checked.source_recorded_date IS NOT NULL
+            AND l.uscc = checked.uscc AND checked.source_recorded_date < l.latest"""
+    )
+
+
 def _write_new_rows(
     con: duckdb.DuckDBPyConnection, batch: Any, ctx: _Context, result: IngestResult
 ) -> None:
@@ -1410,19 +1486,26 @@ def _write_new_rows(
     if ctx.kind == "records":
         select = (
             f"SELECT c.record_id, c.uscc, c.category, c.event_date, c.recorded_date, c.source_dept, "
-            f"c.severity, c.amount, c.attributes, {batch_id} AS batch_id "
+            f"c.severity, c.amount, c.attributes, {batch_id} AS batch_id, c.source_recorded_date "
             f"{new_rows}"
         )
         result.stored = batch.copy(con, "records", select)
     else:
         select = (
             f"SELECT c.uscc, c.name, c.industry, c.region, c.entity_type, c.registered_capital, "
-            f"c.established_date, c.status, c.recorded_date, {batch_id} AS batch_id "
-            f"{new_rows}"
+            f"c.established_date, c.status, c.recorded_date, {batch_id} AS batch_id, "
+            f"c.source_recorded_date {new_rows}"
         )
         entities = con.sql(select).to_arrow_table()
         batch.write_arrow("entities", entities)
         result.stored = entities.num_rows
+    if not ctx.history:
+        late, earliest = con.execute(
+            f"SELECT count(*), min(c.source_recorded_date) {new_rows} "
+            "AND c.source_recorded_date IS NOT NULL"
+        ).fetchall()[0]
+        result.restamped = int(late)
+        result.earliest_source_recorded = earliest.isoformat() if earliest else None
     if result.stored + result.already_stored + result.duplicates_in_file != valid:
         raise AssertionError(
             f"ingest accounting: {result.stored} stored + {result.already_stored} already stored "

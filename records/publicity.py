@@ -289,9 +289,9 @@ def records_on(
     known = max(day, now) if now is not None else day
     with store.connect() as con:
         records = con.sql(
-            "SELECT record_id, uscc, category, event_date, recorded_date, source_dept, severity, "
-            "amount, attributes FROM records WHERE uscc = ? AND recorded_date <= ? "
-            "AND event_date <= ? ORDER BY event_date DESC, record_id",
+            "SELECT record_id, uscc, category, event_date, recorded_date, source_recorded_date, "
+            "source_dept, severity, amount, attributes FROM records WHERE uscc = ? "
+            "AND recorded_date <= ? AND event_date <= ? ORDER BY event_date DESC, record_id",
             params=[uscc, day, day],
         ).to_arrow_table().to_pylist()  # fmt: skip
         events = con.sql(
@@ -301,8 +301,8 @@ def records_on(
             params=[known, uscc],
         ).to_arrow_table().to_pylist()  # fmt: skip
         kind = con.execute(
-            "SELECT arg_max(entity_type, recorded_date) FROM entities "
-            "WHERE uscc = ? AND recorded_date <= ?",
+            "SELECT arg_max(entity_type, struct_pack(d := recorded_date, b := batch_id)) "
+            "FROM entities WHERE uscc = ? AND recorded_date <= ?",
             [uscc, day],
         ).fetchone()  # fmt: skip
     entity_type = kind[0] if kind else None

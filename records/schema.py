@@ -31,6 +31,12 @@ EVENT_TYPES = (
 )  # fmt: skip
 """Later events that change how a record counts; stored append-only, never by rewriting it."""
 
+LATE_NOTE = """\
+`recorded_date` in the store is the day the record became known here, which every as-of question
+uses. A file's recorded date is trusted when it is not before the day of ingestion (less the grace
+days) or when the file back-fills history; a row that arrives later than that is stored as known on
+the day of ingestion, and its file's date is kept in `source_recorded_date` (NULL otherwise)."""
+
 RECORDS = pa.schema(
     [
         ("record_id", pa.string()),
@@ -43,6 +49,7 @@ RECORDS = pa.schema(
         ("amount", pa.float64()),
         ("attributes", pa.string()),
         ("batch_id", pa.string()),
+        ("source_recorded_date", pa.date32()),
     ]
 )
 
@@ -58,6 +65,7 @@ ENTITIES = pa.schema(
         ("status", pa.string()),
         ("recorded_date", pa.date32()),
         ("batch_id", pa.string()),
+        ("source_recorded_date", pa.date32()),
     ]
 )
 

@@ -39,6 +39,16 @@ import pyarrow.parquet as pq
 
 from records.schema import TABLES
 
+STORE_FORMAT = 2
+"""Written into each batch's log entry: the columns its files have (see ADDED_IN)."""
+
+ADDED_IN: dict[tuple[str, str], tuple[int, str]] = {
+    ("records", "source_recorded_date"): (2, "DATE"),
+    ("entities", "source_recorded_date"): (2, "DATE"),
+}
+"""Columns added after the first store format: the format that added them and their SQL type (an
+older store is read as it is, the column NULL)."""
+
 
 @dataclass
 class Batch:
@@ -151,7 +161,14 @@ class Store:
             paths = [str(self.root / f) for e in log for f in e["files"].get(table, [])]
             if paths:
                 listing = "[" + ", ".join(_quote(p) for p in paths) + "]"
-                columns = ", ".join(schema.names)
+                # a column added since: union_by_name fills it for older files, unless none has it
+                newest = max(e.get("format", 1) for e in log if e["files"].get(table))
+                columns = ", ".join(
+                    f"CAST(NULL AS {ADDED_IN[table, c][1]}) AS {c}"
+                    if ADDED_IN.get((table, c), (1, ""))[0] > newest
+                    else c
+                    for c in schema.names
+                )
                 con.execute(
                     f"CREATE OR REPLACE VIEW {table} AS SELECT {columns} FROM read_parquet("
                     f"{listing}, hive_partitioning=false, union_by_name=true)"
@@ -202,6 +219,7 @@ class Store:
             "batch_id": batch.batch_id,
             "kind": batch.kind,
             "committed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "format": STORE_FORMAT,
             "files": batch.files,
             **batch.info,
         }

@@ -90,6 +90,9 @@ class RecordView(BaseModel):
     category: str
     event_date: str
     recorded_date: str | None = None
+    """The day the record became known here (what every as-of question reads)."""
+    source_recorded_date: str | None = None
+    """The department's own recorded date, when the record arrived after it (late delivery)."""
     source_dept: str | None = None
     severity: str | None = None
     amount: float | None = None

@@ -109,16 +109,18 @@ publicity rule). Direction 0: no monotone constraint is claimed.
 def ingest_boston(store: Store, data_dir: Path, today: date) -> None:
     """Ingest AllViolations.csv: restaurants as entities first, then inspections as spot checks."""
     path = data_dir / BOSTON_FILE
-    ingest_file(store, path, "entities", "boston", "boston-entities", today)
-    ingest_file(store, path, "records", "boston", "boston-inspections", today)
+    ingest_file(store, path, "entities", "boston", "boston-entities", today, history=True)
+    ingest_file(store, path, "records", "boston", "boston-inspections", today, history=True)
 
 
 def ingest_bdci(store: Store, data_dir: Path, today: date) -> None:
     """Ingest the BDCI 2020 tables: companies (without their label) first, then the records."""
     base = data_dir / BDCI_DIR
-    ingest_file(store, base / "entprise_info.csv", "entities", "bdci", "bdci-entities", today)
+    ingest_file(
+        store, base / "entprise_info.csv", "entities", "bdci", "bdci-entities", today, history=True
+    )
     for name, mapping in BDCI_TABLES:
-        ingest_file(store, base / name, "records", "bdci", mapping, today)
+        ingest_file(store, base / name, "records", "bdci", mapping, today, history=True)
 
 
 # ---- ranking figures ----------------------------------------------------------------------------

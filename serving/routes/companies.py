@@ -160,6 +160,11 @@ def _records(state: ServiceState, code: str, day: date, caller: Caller) -> list[
                 "category": r["category"],
                 "event_date": r["event_date"].isoformat(),
                 "recorded_date": r["recorded_date"].isoformat() if full else None,
+                "source_recorded_date": (
+                    r["source_recorded_date"].isoformat()
+                    if full and r["source_recorded_date"]
+                    else None
+                ),
                 "source_dept": r["source_dept"],
                 "severity": r["severity"],
                 "amount": r["amount"],

@@ -73,9 +73,10 @@ class PublicCompany(BaseModel):
 def _entity(state: Any, code: str, day: date) -> dict[str, Any] | None:
     with state.store.connect() as con:
         rows = con.sql(
-            "SELECT arg_max(name, recorded_date) AS name, "
-            "arg_max(entity_type, recorded_date) AS entity_type, "
-            "arg_max(region, recorded_date) AS region, count(*) AS n "
+            "SELECT arg_max(name, struct_pack(d := recorded_date, b := batch_id)) AS name, "
+            "arg_max(entity_type, struct_pack(d := recorded_date, b := batch_id)) AS entity_type, "
+            "arg_max(region, struct_pack(d := recorded_date, b := batch_id)) AS region, "
+            "count(*) AS n "
             "FROM entities WHERE uscc = ? AND recorded_date <= ?",
             params=[code, day],
         ).to_arrow_table().to_pylist()  # fmt: skip

@@ -42,14 +42,18 @@ def text_table(rows: Sequence[Row], columns: Sequence[str]) -> pa.Table:
 def add_records(store: Store, rows: Sequence[Row], today: date = TODAY) -> None:
     if not rows:
         return
-    result = ingest_table(store, text_table(rows, RECORD_COLUMNS), "records", "samr", today=today)
+    result = ingest_table(
+        store, text_table(rows, RECORD_COLUMNS), "records", "samr", today=today, history=True
+    )
     assert (result.stored, result.quarantined) == (len(rows), 0), result.to_dict()
 
 
 def add_entities(store: Store, rows: Sequence[Row], today: date = TODAY) -> None:
     if not rows:
         return
-    result = ingest_table(store, text_table(rows, ENTITY_INPUT), "entities", "samr", today=today)
+    result = ingest_table(
+        store, text_table(rows, ENTITY_INPUT), "entities", "samr", today=today, history=True
+    )
     assert result.quarantined == 0, result.to_dict()
 
 

@@ -38,8 +38,8 @@ def base_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("province") / "store"
     sim = simulate(SimulationConfig(companies=150, years=3, seed=4, end=AS_OF))
     store = Store(root)
-    ingest_table(store, sim.entities, "entities", "sim", today=AS_OF)
-    ingest_table(store, sim.records, "records", "sim", today=AS_OF)
+    ingest_table(store, sim.entities, "entities", "sim", today=AS_OF, history=True)
+    ingest_table(store, sim.records, "records", "sim", today=AS_OF, history=True)
     return root
 
 
@@ -98,7 +98,7 @@ def test_adding_a_negative_record_never_raises_the_score_and_a_positive_never_lo
     choices = NEGATIVE if kind == "negative" else POSITIVE
     category, severity = choices[which % len(choices)]
     ingest_table(store, _record(uscc, category, severity, AS_OF - timedelta(days=days_ago), which),
-                 "records", "test", today=AS_OF)  # fmt: skip
+                 "records", "test", today=AS_OF, history=True)  # fmt: skip
     after = _score(store, uscc)
     if kind == "negative":
         assert after["score"] <= before["score"], (category, severity)
@@ -115,7 +115,7 @@ def _fresh_company(tmp_path: Path) -> tuple[Store, str]:
     code = codes.generate(__import__("numpy").random.default_rng(9), "91", "410102")
     ent = {"uscc": code, "name": "测试有限公司", "established_date": "2010-01-01",
            "recorded_date": "2010-01-05"}  # fmt: skip
-    ingest_table(store, pa.Table.from_pylist([ent]), "entities", "samr", today=AS_OF)
+    ingest_table(store, pa.Table.from_pylist([ent]), "entities", "samr", today=AS_OF, history=True)
     return store, code
 
 
@@ -124,7 +124,12 @@ def test_an_expired_record_stops_counting_on_the_right_day(tmp_path: Path) -> No
     decided = date(2025, 1, 10)
     clean = _score(store, code, decided)["score"]
     ingest_table(
-        store, _record(code, "admin_penalty", "minor", decided, 1), "records", "samr", today=AS_OF
+        store,
+        _record(code, "admin_penalty", "minor", decided, 1),
+        "records",
+        "samr",
+        today=AS_OF,
+        history=True,
     )
     # minor penalties are public for at most 3 months (90 days) from the decision
     assert _score(store, code, decided + timedelta(days=89))["score"] < clean
@@ -135,7 +140,12 @@ def test_a_repaired_record_stops_counting_from_its_repair_day(tmp_path: Path) ->
     store, code = _fresh_company(tmp_path)
     decided = date(2024, 3, 1)
     ingest_table(
-        store, _record(code, "admin_penalty", "general", decided, 2), "records", "samr", today=AS_OF
+        store,
+        _record(code, "admin_penalty", "general", decided, 2),
+        "records",
+        "samr",
+        today=AS_OF,
+        history=True,
     )
     clean = _score(store, code, decided - timedelta(days=1))["score"]
     repaired = date(2024, 9, 1)
@@ -150,13 +160,14 @@ def test_vetoes_cap_the_grade(tmp_path: Path) -> None:
     store, code = _fresh_company(tmp_path)
     for i in range(3):  # enough positive records to be an A on points alone
         honour = _record(code, "honor", "national", date(2026, 1, 1) + timedelta(days=i), 10 + i)
-        ingest_table(store, honour, "records", "samr", today=AS_OF)
+        ingest_table(store, honour, "records", "samr", today=AS_OF, history=True)
     ingest_table(
         store,
         _record(code, "red_list", "listed", date(2026, 2, 1), 20),
         "records",
         "samr",
         today=AS_OF,
+        history=True,
     )
     ingest_table(
         store,
@@ -164,6 +175,7 @@ def test_vetoes_cap_the_grade(tmp_path: Path) -> None:
         "records",
         "tax",
         today=AS_OF,
+        history=True,
     )
     ingest_table(
         store,
@@ -171,10 +183,11 @@ def test_vetoes_cap_the_grade(tmp_path: Path) -> None:
         "records",
         "samr",
         today=AS_OF,
+        history=True,
     )
     assert _score(store, code)["grade"] == "A"
     ingest_table(store, _record(code, "serious_dishonest_list", "listed", date(2026, 5, 1), 30),
-                 "records", "samr", today=AS_OF)  # fmt: skip
+                 "records", "samr", today=AS_OF, history=True)  # fmt: skip
     result = _score(store, code)
     assert result["grade"] == "D" and result["vetoes"] == ["on_serious_dishonest_list"]
     assert result["top_deductions"][0]["feature"] == "on_serious_dishonest_list"
@@ -295,7 +308,9 @@ def test_a_past_days_published_evaluation_is_not_silently_rewritten(
 ) -> None:
     """A record sent today but recorded (by its department) before a past as-of day changed
     that day's stored grades when `score` ran again: `grade --on` then reported a grade that
-    was never published. Now that needs --restate with a reason, and the old file is kept."""
+    was never published. A daily feed's late row now counts from the day it arrives, so the past
+    day stays; a back-fill of history (--history) may still change it, and that needs --restate
+    with a reason, and the old file is kept."""
     data_dir = tmp_path / "data"
     shutil.copytree(base_store, data_dir / "store")
     env = {"CREDSUP_DATA_DIR": str(data_dir)}
@@ -324,7 +339,12 @@ def test_a_past_days_published_evaluation_is_not_silently_rewritten(
         f"LATE-1,{uscc},serious_dishonest_list,listed,2026-03-01,2026-03-01,samr,,{{}}\n"
     )
     ingest = ["ingest", str(late), "--kind", "records", "--source", "samr"]
-    assert runner.invoke(app, ingest, env=env).exit_code == 0
+    daily = tmp_path / "daily.csv"
+    daily.write_text(late.read_text().replace("LATE-1", "DAILY-1"))
+    assert runner.invoke(app, [*ingest[:1], str(daily), *ingest[2:]], env=env).exit_code == 0
+    assert runner.invoke(app, ["score", "--as-of", day], env=env).exit_code == 0  # unchanged
+    assert first.stat().st_mtime_ns == written and graded() == before
+    assert runner.invoke(app, [*ingest, "--history"], env=env).exit_code == 0
     refused = runner.invoke(app, ["score", "--as-of", day], env=env)
     assert refused.exit_code == 1 and "not silently rewritten" in refused.output, refused.output
     assert "score or grade of 1 companies would change" in " ".join(refused.output.split())

@@ -46,8 +46,8 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def province(data_dir: Path, simulation: Simulation) -> Store:
     store = Store(data_dir / "store", memory_limit="2GB", threads=2)
-    ingest_table(store, simulation.entities, "entities", "sim", today=END)
-    ingest_table(store, simulation.records, "records", "sim", today=END)
+    ingest_table(store, simulation.entities, "entities", "sim", today=END, history=True)
+    ingest_table(store, simulation.records, "records", "sim", today=END, history=True)
     return store
 
 
@@ -80,7 +80,9 @@ def closed(province: Store) -> str:
     row = {k: latest[k] for k in ("uscc", "name", "industry", "region", "entity_type",
                                   "registered_capital", "established_date")}  # fmt: skip
     row.update(status="deregistered", recorded_date=CLOSED)
-    result = ingest_table(province, pa.Table.from_pylist([row]), "entities", "samr", today=END)
+    result = ingest_table(
+        province, pa.Table.from_pylist([row]), "entities", "samr", today=END, history=True
+    )
     assert result.quarantined == 0, result.to_dict()
     return code
 

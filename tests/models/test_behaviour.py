@@ -40,8 +40,8 @@ def province(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Store, Tie
     root = tmp_path_factory.mktemp("behaviour")
     store = Store(root / "store")
     sim = simulate(SimulationConfig(companies=8000, years=4, seed=11, end=END))
-    ingest_table(store, sim.entities, "entities", "sim", today=END)
-    ingest_table(store, sim.records, "records", "sim", today=END)
+    ingest_table(store, sim.entities, "entities", "sim", today=END, history=True)
+    ingest_table(store, sim.records, "records", "sim", today=END, history=True)
     outcome = train(store, TrainConfig())
     return root, store, outcome.model
 

@@ -91,16 +91,19 @@ def test_versions_in_one_file_are_history_and_stay_idempotent(store: Store, tmp_
         _row(IND, recorded_date="2015-04-02"),
     ]
     path = _write(tmp_path / "h.csv", rows)
-    first = ingest_file(store, path, "entities", "samr", today=TODAY)
+    first = ingest_file(store, path, "entities", "samr", today=TODAY, history=True)
     assert (first.stored, first.quarantined) == (3, 0)
-    again = ingest_file(store, path, "entities", "samr", today=TODAY)
+    again = ingest_file(store, path, "entities", "samr", today=TODAY, history=True)
     assert (again.stored, again.already_stored) == (0, 3)
     # an unchanged registration sent again without a date is no new version either
     undated = _write(tmp_path / "u.csv", [{**_row(IND), "recorded_date": ""}])
-    assert ingest_file(store, undated, "entities", "samr", today=TODAY).already_stored == 1
-    # a late-arriving older version is history, stored
+    assert (
+        ingest_file(store, undated, "entities", "samr", today=TODAY, history=True).already_stored
+        == 1
+    )
+    # a late-arriving older version is history, stored, when the file back-fills history
     older = _write(tmp_path / "o.csv", [_row(ENT, name="旧名称", recorded_date="2010-01-01")])
-    assert ingest_file(store, older, "entities", "samr", today=TODAY).stored == 1
+    assert ingest_file(store, older, "entities", "samr", today=TODAY, history=True).stored == 1
 
 
 def test_batch_ids_sort_in_commit_order_so_the_later_same_day_version_wins(

@@ -105,7 +105,9 @@ def test_a_department_export_needs_only_a_mapping(store: Store, tmp_path: Path) 
         f"郑市监罚〔2024〕3号,{CODE},2024年3月5日,2024年3月9日,没收,,《广告法》\n",
         encoding="gbk",
     )
-    result = ingest_file(store, export, "records", "zz-samr", mapping=mapping_file, today=TODAY)
+    result = ingest_file(
+        store, export, "records", "zz-samr", mapping=mapping_file, today=TODAY, history=True
+    )
     assert (result.stored, result.quarantined) == (2, 1)
     assert result.by_reason == {"severity_not_allowed": 1}  # 没收 is not in the map
     rows = {r["record_id"]: r for r in store.read("records").to_pylist()}
@@ -405,7 +407,7 @@ def test_parquet_timestamps_with_a_time_zone_are_dates_in_china_standard_time(
     )
     path = tmp_path / "typed.parquet"
     pq.write_table(table, path)
-    result = ingest_file(store, path, "records", "x", today=TODAY)
+    result = ingest_file(store, path, "records", "x", today=TODAY, history=True)
     assert (result.stored, result.quarantined) == (3, 0)
     got = {r["record_id"]: r for r in store.read("records").to_pylist()}
     assert [got[k]["event_date"] for k in ("t1", "t2", "t3")] == [

@@ -73,7 +73,10 @@ def test_exactly_the_valid_rows_land_and_each_bad_row_is_quarantined_with_its_re
         got = stored[row["record_id"]]
         assert got["uscc"] == row["uscc"] and got["category"] == row["category"]
         assert got["event_date"].isoformat() == row["event_date"]
-        assert got["recorded_date"].isoformat() == row["recorded_date"]
+        # a daily feed's rows recorded before the day of ingestion count from that day on,
+        # the department's date kept beside it
+        assert got["recorded_date"] == TODAY
+        assert got["source_recorded_date"].isoformat() == row["recorded_date"]
         assert (got["severity"] or "") == row["severity"]
         assert got["amount"] == (float(row["amount"]) if row["amount"] else None)
         assert json.loads(got["attributes"]) == json.loads(row["attributes"])

@@ -233,7 +233,8 @@ def test_yearly_caps_and_last_inspectors_hold_across_plans(world: World) -> None
 def _spot_check_records(
     store: Store, department: str, rows: list[tuple[str, str, str, str, str]], today: date
 ) -> None:
-    """Department-uploaded `spot_check` records: (record id, company, item, checked, recorded)."""
+    """Department-uploaded `spot_check` records: (record id, company, item, checked, recorded),
+    known from their recorded dates (a back-fill of history)."""
     outcome = ingest_table(
         store,
         pa.table({
@@ -243,7 +244,7 @@ def _spot_check_records(
             "severity": ["pass"] * len(rows), "amount": pa.array([None] * len(rows), pa.string()),
             "attributes": [json.dumps({"check_item": r[2]}) for r in rows],
         }),
-        "records", department, today=today,
+        "records", department, today=today, history=True,
     )  # fmt: skip
     assert outcome.stored == len(rows), outcome.by_reason
 

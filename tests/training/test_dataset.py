@@ -37,8 +37,8 @@ def simulation() -> Simulation:
 @pytest.fixture(scope="module")
 def province(tmp_path_factory: pytest.TempPathFactory, simulation: Simulation) -> Store:
     store = Store(tmp_path_factory.mktemp("training") / "store")
-    ingest_table(store, simulation.entities, "entities", "sim", today=END)
-    ingest_table(store, simulation.records, "records", "sim", today=END)
+    ingest_table(store, simulation.entities, "entities", "sim", today=END, history=True)
+    ingest_table(store, simulation.records, "records", "sim", today=END, history=True)
     return store
 
 

@@ -38,8 +38,8 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     2026-02-28 (validated partly on such checks)."""
     store = Store(tmp_path_factory.mktemp("promotion") / "store", memory_limit="2GB", threads=2)
     sim = simulate(SimulationConfig(companies=6000, years=4, seed=5, end=END))
-    ingest_table(store, sim.entities, "entities", "sim", today=END)
-    ingest_table(store, sim.records, "records", "sim", today=END)
+    ingest_table(store, sim.entities, "entities", "sim", today=END, history=True)
+    ingest_table(store, sim.records, "records", "sim", today=END, history=True)
     days = {"latest": None, "autumn": date(2025, 10, 1), "winter": date(2026, 2, 28)}
     trained = {}
     for name, until in days.items():

@@ -28,8 +28,8 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     """One small simulated province, one model per label (the reviewer's 3,000 companies)."""
     store = Store(tmp_path_factory.mktemp("labels") / "store", memory_limit="2GB", threads=2)
     sim = simulate(SimulationConfig(companies=3000, years=4, seed=5, end=END))
-    ingest_table(store, sim.entities, "entities", "sim", today=END)
-    ingest_table(store, sim.records, "records", "sim", today=END)
+    ingest_table(store, sim.entities, "entities", "sim", today=END, history=True)
+    ingest_table(store, sim.records, "records", "sim", today=END, history=True)
     trained = {}
     for label in ("problem", "serious"):
         config = TrainConfig(label=label, n_estimators=60)

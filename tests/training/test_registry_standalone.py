@@ -88,8 +88,8 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Registry, str,
     root = tmp_path_factory.mktemp("standalone")
     store = Store(root / "store", memory_limit="2GB", threads=2)
     sim = simulate(SimulationConfig(companies=1500, years=4, seed=3, end=END))
-    ingest_table(store, sim.entities, "entities", "sim", today=END)
-    ingest_table(store, sim.records, "records", "sim", today=END)
+    ingest_table(store, sim.entities, "entities", "sim", today=END, history=True)
+    ingest_table(store, sim.records, "records", "sim", today=END, history=True)
     config = TrainConfig(n_estimators=40)
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -37,8 +37,8 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory, simulation: Simulation) -
     """A data directory whose store holds the simulated province."""
     root = tmp_path_factory.mktemp("train")
     store = Store(root / "store", memory_limit="2GB", threads=2)
-    ingest_table(store, simulation.entities, "entities", "sim", today=END)
-    ingest_table(store, simulation.records, "records", "sim", today=END)
+    ingest_table(store, simulation.entities, "entities", "sim", today=END, history=True)
+    ingest_table(store, simulation.records, "records", "sim", today=END, history=True)
     return root
 
 

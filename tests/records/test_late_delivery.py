@@ -1,0 +1,234 @@
+"""Late delivery: a row that reaches the store after its recorded date counts as known from the
+day of ingestion, so a feature as of an earlier day never sees it; a history load keeps dates."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from features.builder import build_features
+from records.ingest import IngestError, ingest_file, ingest_table
+from records.publicity import records_on
+from records.schema import ENTITY_COLUMNS, RECORD_COLUMNS
+from records.store import Store
+from tests.records.factory import TODAY, penalty
+
+CODE = "91110000600037341L"
+
+
+def _records(path: Path, rows: list[dict[str, str]]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(RECORD_COLUMNS))
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def _entities(path: Path, rows: list[dict[str, str]]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=[*ENTITY_COLUMNS, "recorded_date"])
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k, "") for k in [*ENTITY_COLUMNS, "recorded_date"]})
+    return path
+
+
+def _entity(name: str, recorded: str, **kw: str) -> dict[str, str]:
+    return {"uscc": CODE, "name": name, "industry": "F52", "established_date": "2015-04-01",
+            "recorded_date": recorded, **kw}  # fmt: skip
+
+
+def _stored(store: Store, table: str = "records") -> dict[str, dict[str, object]]:
+    key = "record_id" if table == "records" else "name"
+    return {r[key]: r for r in store.read(table).to_pylist()}
+
+
+def test_a_late_record_counts_from_the_day_of_ingestion(store: Store, tmp_path: Path) -> None:
+    on_time = TODAY.isoformat()
+    path = _records(
+        tmp_path / "daily.csv",
+        [
+            penalty("P-LATE", event_date="2026-06-01", recorded_date="2026-06-05"),
+            penalty("P-NOW", event_date=on_time, recorded_date=on_time),
+        ],
+    )
+    result = ingest_file(store, path, "records", "samr", today=TODAY)
+    assert (result.stored, result.quarantined, result.restamped) == (2, 0, 1)
+    assert result.earliest_source_recorded == "2026-06-05" and not result.history
+    got = _stored(store)
+    assert got["P-LATE"]["recorded_date"] == TODAY
+    assert got["P-LATE"]["source_recorded_date"] == date(2026, 6, 5)
+    assert got["P-LATE"]["event_date"] == date(2026, 6, 1)  # what happened is not changed
+    assert got["P-NOW"]["recorded_date"] == TODAY and got["P-NOW"]["source_recorded_date"] is None
+    entry = store.log()[-1]
+    assert entry["history"] is False and entry["restamped"] == 1
+    assert entry["ingestion_day"] == TODAY.isoformat()
+
+    # as of a day before the delivery the penalty was not known here; from the delivery on it is
+    before = build_features(store, TODAY - timedelta(days=1), companies=[CODE]).to_pylist()[0]
+    after = build_features(store, TODAY, companies=[CODE]).to_pylist()[0]
+    assert before["penalties_12m"] == 0
+    assert after["penalties_12m"] == 2
+    # the company's records of an earlier day leave it out; shown from the delivery on, with the
+    # department's own date beside the day it became known
+    earlier = records_on(store, CODE, TODAY - timedelta(days=1), now=TODAY)
+    assert "P-LATE" not in {r["record_id"] for r in earlier}
+    shown = {r["record_id"]: r for r in records_on(store, CODE, TODAY, now=TODAY)}
+    assert shown["P-LATE"]["source_recorded_date"] == date(2026, 6, 5)
+    assert shown["P-NOW"]["source_recorded_date"] is None
+
+
+def test_a_history_load_keeps_recorded_dates(store: Store, tmp_path: Path) -> None:
+    path = _records(
+        tmp_path / "past.csv",
+        [penalty("P-OLD", event_date="2026-06-01", recorded_date="2026-06-05")],
+    )
+    result = ingest_file(store, path, "records", "samr", today=TODAY, history=True)
+    assert (result.stored, result.restamped, result.history) == (1, 0, True)
+    got = _stored(store)["P-OLD"]
+    assert got["recorded_date"] == date(2026, 6, 5) and got["source_recorded_date"] is None
+    assert store.log()[-1]["history"] is True
+    features = build_features(store, date(2026, 6, 5), companies=[CODE]).to_pylist()[0]
+    assert features["penalties_12m"] == 1
+
+
+def test_grace_days_keep_recent_dates(store: Store, tmp_path: Path) -> None:
+    days_ago = [(TODAY - timedelta(days=n)).isoformat() for n in (2, 3, 4)]
+    rows = [penalty(f"P{i}", event_date=d, recorded_date=d) for i, d in enumerate(days_ago)]
+    result = ingest_file(
+        store, _records(tmp_path / "f.csv", rows), "records", "samr", today=TODAY, grace_days=3
+    )
+    assert result.restamped == 1 and result.earliest_source_recorded == days_ago[2]
+    got = _stored(store)
+    assert [got[f"P{i}"]["recorded_date"] for i in range(3)] == [
+        TODAY - timedelta(days=2), TODAY - timedelta(days=3), TODAY,
+    ]  # fmt: skip
+    with pytest.raises(IngestError, match="grace_days"):
+        ingest_table(store, pa.table({"record_id": ["x"]}), "records", "samr", grace_days=-1)
+
+
+def test_sending_a_record_again_is_idempotent_whatever_its_arrival(
+    store: Store, tmp_path: Path
+) -> None:
+    late = _records(tmp_path / "late.csv", [penalty("P-1")])
+    assert ingest_file(store, late, "records", "samr", today=TODAY).stored == 1
+    again = ingest_file(store, late, "records", "samr", today=TODAY + timedelta(days=30))
+    assert (again.stored, again.already_stored, again.quarantined) == (0, 1, 0)
+    # a record loaded with history and sent again in a daily feed is the same record
+    old = _records(tmp_path / "old.csv", [penalty("P-2", recorded_date="2024-02-01")])
+    ingest_file(store, old, "records", "samr", today=TODAY, history=True)
+    daily = ingest_file(store, old, "records", "samr", today=TODAY + timedelta(days=1))
+    assert (daily.stored, daily.already_stored, daily.restamped) == (0, 1, 0)
+    assert _stored(store)["P-2"]["recorded_date"] == date(2024, 2, 1)
+
+
+def test_late_entity_versions_only_the_latest_is_in_force(store: Store, tmp_path: Path) -> None:
+    first = _entities(tmp_path / "e1.csv", [_entity("旧名称", "2016-01-01")])
+    ingest_file(store, first, "entities", "samr", today=TODAY, history=True)
+    late = _entities(
+        tmp_path / "e2.csv",
+        [
+            _entity("中间名称", "2019-03-01"),  # replaced by the next, in the same file
+            _entity("最新名称", "2023-03-01", status="suspended"),
+        ],
+    )
+    result = ingest_file(store, late, "entities", "samr", today=TODAY)
+    assert (result.stored, result.quarantined, result.restamped) == (1, 1, 1)
+    assert result.by_reason == {"superseded_late": 1}
+    # one older than what the store holds, arriving later still
+    older = _entities(tmp_path / "e3.csv", [_entity("更早的名称", "2020-06-01")])
+    result = ingest_file(store, older, "entities", "samr", today=TODAY + timedelta(days=1))
+    assert (result.stored, result.quarantined) == (0, 1)
+    got = _stored(store, "entities")
+    assert got["最新名称"]["recorded_date"] == TODAY
+    assert got["最新名称"]["source_recorded_date"] == date(2023, 3, 1)
+    assert set(got) == {"旧名称", "最新名称"}
+    messages = {
+        json.loads(r["raw"])["name"]: r["message"] for r in store.read("quarantine").to_pylist()
+    }
+    assert "later version (recorded 2023-03-01) is in the file" in messages["中间名称"]
+    assert "later version (recorded 2023-03-01) is in the store" in messages["更早的名称"]
+    # nothing about the company changes before the delivery; from it, the newest version holds
+    with store.connect() as con:
+        in_force = con.execute(
+            """SELECT arg_max(status, struct_pack(d := recorded_date, b := batch_id))
+            FROM entities WHERE uscc = ? AND recorded_date <= ?""",
+            [CODE, TODAY - timedelta(days=1)],
+        ).fetchone()
+        assert in_force == ("active",)
+        now = con.execute(
+            """SELECT arg_max(name, struct_pack(d := recorded_date, b := batch_id))
+            FROM entities WHERE uscc = ? AND recorded_date <= ?""",
+            [CODE, TODAY],
+        ).fetchone()
+        assert now == ("最新名称",)
+
+
+def test_a_history_load_keeps_every_entity_version(store: Store, tmp_path: Path) -> None:
+    path = _entities(
+        tmp_path / "e.csv", [_entity("中间名称", "2019-03-01"), _entity("最新名称", "2023-03-01")]
+    )
+    result = ingest_file(store, path, "entities", "samr", today=TODAY, history=True)
+    assert (result.stored, result.quarantined) == (2, 0)
+
+
+def test_a_store_written_before_the_column_reads_it_as_null(store: Store, tmp_path: Path) -> None:
+    ingest_file(store, _records(tmp_path / "r.csv", [penalty("P-1")]), "records", "samr",
+                today=TODAY, history=True)  # fmt: skip
+    ingest_file(store, _entities(tmp_path / "e.csv", [_entity("名称", "2016-01-01")]),
+                "entities", "samr", today=TODAY, history=True)  # fmt: skip
+    # make it a store of the earlier format: no column in the files, no format in the log
+    for path in store.root.rglob("*.parquet"):
+        table = pq.read_table(path)
+        pq.write_table(table.drop_columns(["source_recorded_date"]), path)
+    for path in (store.root / "_log").glob("*.json"):
+        entry = json.loads(path.read_text(encoding="utf-8"))
+        entry.pop("format")
+        path.write_text(json.dumps(entry), encoding="utf-8")
+    assert _stored(store)["P-1"]["source_recorded_date"] is None
+    assert _stored(store, "entities")["名称"]["source_recorded_date"] is None
+    # and a late row added now sits beside the old files
+    late = ingest_file(store, _records(tmp_path / "r2.csv", [penalty("P-2")]), "records", "samr",
+                       today=TODAY)  # fmt: skip
+    assert late.restamped == 1
+    got = _stored(store)
+    assert got["P-1"]["source_recorded_date"] is None
+    assert got["P-2"]["source_recorded_date"] == date(2024, 1, 10)
+
+
+def test_the_command_line_reports_late_rows_and_takes_history(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    env = {"CREDSUP_DATA_DIR": str(tmp_path / "data")}
+    path = _records(
+        tmp_path / "r.csv", [penalty("P-1"), penalty("P-2", recorded_date="2024-03-01")]
+    )
+    res = CliRunner().invoke(
+        app, ["ingest", str(path), "--source", "samr", "--today", TODAY.isoformat()], env=env
+    )
+    assert res.exit_code == 0, res.output
+    assert "2 rows arrived late" in res.output and "from 2024-01-10 on" in res.output
+    path2 = _records(tmp_path / "r2.csv", [penalty("P-3")])
+    res = CliRunner().invoke(
+        app,
+        ["ingest", str(path2), "--source", "samr", "--history", "--json"],
+        env={**env, "CREDSUP_LATE_GRACE_DAYS": "5"},
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["history"] is True
+    assert json.loads(res.output)["restamped"] == 0
+    res = CliRunner().invoke(
+        app, ["ingest", str(path2), "--source", "samr"],
+        env={**env, "CREDSUP_LATE_GRACE_DAYS": "-1"},
+    )  # fmt: skip
+    assert res.exit_code != 0
+    assert "late_grace_days" in res.output.lower() or "late_grace_days" in str(res.exception)
