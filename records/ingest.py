@@ -1460,7 +1460,11 @@ def _mark_superseded_late(con: duckdb.DuckDBPyConnection) -> None:
 def _write_new_rows(
     con: duckdb.DuckDBPyConnection, batch: Any, ctx: _Context, result: IngestResult
 ) -> None:
-    valid = _scalar(con, "SELECT count(*) FROM checked WHERE reason IS NULL")
+    # the valid rows, and of them the late ones, in one scan
+    valid, late, earliest = con.execute(
+        "SELECT count(*), count(source_recorded_date), min(source_recorded_date) FROM checked "
+        "WHERE reason IS NULL"
+    ).fetchall()[0]
     # counted over rows still valid: identical repeats of a record_id that turned out to conflict
     # with the store were quarantined, all of them, after `dup` was made
     result.duplicates_in_file = _scalar(
@@ -1477,6 +1481,11 @@ def _write_new_rows(
             LEFT JOIN existing e ON e._seq = c._seq
             WHERE c.reason IS NULL AND (d._key IS NULL OR c._seq = d.keep)
                 AND (e._seq IS NULL OR NOT e.same)"""
+        if late:  # the late ones among the rows actually stored
+            late, earliest = con.execute(
+                f"SELECT count(*), min(c.source_recorded_date) {new_rows} "
+                "AND c.source_recorded_date IS NOT NULL"
+            ).fetchall()[0]
         result.already_stored = _scalar(
             con,
             "SELECT count(*) FROM existing e JOIN checked c ON c._seq = e._seq LEFT JOIN dup d "
@@ -1499,13 +1508,8 @@ def _write_new_rows(
         entities = con.sql(select).to_arrow_table()
         batch.write_arrow("entities", entities)
         result.stored = entities.num_rows
-    if not ctx.history:
-        late, earliest = con.execute(
-            f"SELECT count(*), min(c.source_recorded_date) {new_rows} "
-            "AND c.source_recorded_date IS NOT NULL"
-        ).fetchall()[0]
-        result.restamped = int(late)
-        result.earliest_source_recorded = earliest.isoformat() if earliest else None
+    result.restamped = int(late)
+    result.earliest_source_recorded = earliest.isoformat() if earliest else None
     if result.stored + result.already_stored + result.duplicates_in_file != valid:
         raise AssertionError(
             f"ingest accounting: {result.stored} stored + {result.already_stored} already stored "
