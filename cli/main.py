@@ -281,6 +281,14 @@ def records(
         f"businesses); events: {summary['events']:,}; batches: {summary['batches']:,}; "
         f"event dates {summary['first_event_date']} … {summary['last_event_date']}"
     )
+    if summary["late_by_department"]:
+        late = Table(title="records that arrived late (known from their ingestion day)")
+        for name in ("department", "records", "late", "median days late", "most days late"):
+            late.add_column(name, justify="left" if name == "department" else "right")
+        for dept, f in summary["late_by_department"].items():
+            late.add_row(dept, f"{f['records']:,}", f"{f['late']:,}",
+                         str(f["median_days_late"]), str(f["max_days_late"]))  # fmt: skip
+        out.print(late)
     out.print(f"quarantine: {summary['quarantined']:,} rows")
     for reason, n in summary["quarantine_by_reason"].items():
         out.print(f"  {reason:<24} {n:>8,}  {REASONS.get(reason, '')}")

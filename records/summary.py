@@ -8,7 +8,9 @@ from records.store import Store
 
 
 def store_summary(store: Store) -> dict[str, Any]:
-    """Counts of records per category, entities, events, quarantined rows by reason, batches."""
+    """Counts of records per category, entities, events, quarantined rows by reason, batches,
+    and per department the records that arrived late (stored as known on their ingestion day:
+    how many, and by how many days, the median and the most)."""
     log = store.log()
     with store.connect() as con:
         per_category = dict(
@@ -30,6 +32,14 @@ def store_summary(store: Store) -> dict[str, Any]:
             ).fetchall()
         )
         events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
+        late = con.execute(
+            """SELECT source_dept, count(*),
+                count(source_recorded_date),
+                CAST(quantile_disc(recorded_date - source_recorded_date, 0.5) AS INTEGER),
+                max(recorded_date - source_recorded_date)
+            FROM records GROUP BY source_dept HAVING count(source_recorded_date) > 0
+            ORDER BY source_dept"""
+        ).fetchall()
     return {
         "store": str(store.root),
         "records": sum(per_category.values()),
@@ -45,4 +55,8 @@ def store_summary(store: Store) -> dict[str, Any]:
         "quarantined": sum(by_reason.values()),
         "quarantine_by_reason": by_reason,
         "batches": len(log),
+        "late_by_department": {
+            dept: {"records": n, "late": k, "median_days_late": med, "max_days_late": most}
+            for dept, n, k, med, most in late
+        },
     }

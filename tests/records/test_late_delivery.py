@@ -226,6 +226,14 @@ def test_the_command_line_reports_late_rows_and_takes_history(
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["history"] is True
     assert json.loads(res.output)["restamped"] == 0
+    # the store's summary says which department delivers late, and by how much
+    res = CliRunner().invoke(app, ["records", "--json"], env=env)
+    late = json.loads(res.output)["late_by_department"]
+    days = sorted((TODAY - d).days for d in (date(2024, 1, 10), date(2024, 3, 1)))
+    assert late == {"samr": {"records": 3, "late": 2, "median_days_late": days[0],
+                             "max_days_late": days[1]}}  # fmt: skip
+    shown = CliRunner().invoke(app, ["records"], env=env).output
+    assert "arrived late" in shown and f"{days[1]}" in shown
     res = CliRunner().invoke(
         app, ["ingest", str(path2), "--source", "samr"],
         env={**env, "CREDSUP_LATE_GRACE_DAYS": "-1"},
