@@ -204,7 +204,7 @@ def ingest(
                 kind,
                 source,
                 mapping=mapping,
-                today=_as_of(today, china_today()) if today else None,
+                today=_ingestion_day(today, history),
                 catalogue=catalogue,
                 progress=step,
                 encoding=encoding,
@@ -223,6 +223,20 @@ def ingest(
     else:
         _print_ingest(res, kind)
     raise typer.Exit(EXIT_QUARANTINED if result.quarantined else EXIT_OK)
+
+
+def _ingestion_day(text: str | None, history: bool) -> date | None:
+    """`--today`: not after today; before it only for a back-fill (--history), as rows would
+    otherwise count as known on a day they were not."""
+    if text is None:
+        return None
+    day, now = _as_of(text, china_today()), china_today()
+    if day < now and not history:
+        raise typer.BadParameter(
+            f"--today {day} is before today ({now}): rows would count as known on a day they "
+            "were not; only a back-fill of history (--history) may name a past day"
+        )
+    return day
 
 
 def _print_ingest(res: dict[str, Any], kind: str) -> None:

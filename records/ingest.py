@@ -87,6 +87,9 @@ REASONS = {
 
 EARLIEST_DATE = "1900-01-01"
 
+MAX_GRACE_DAYS = 366
+"""The most days a daily feed's recorded dates may lag and still be kept (`grace_days`)."""
+
 CSV_BLOCK_BYTES = 1 << 22
 """pyarrow's CSV block size: 4 MiB read a 1.7 GB file in 1.7 s against 3.9 s with the 1 MiB
 default (10 M simulated records, 2 cores)."""
@@ -839,8 +842,8 @@ def ingest_table(
     """Ingest an Arrow table (text or typed columns, optionally `_row`) into the store;
     `unread` are the rows of its file that could not be read (quarantined as they are);
     `history` and `grace_days` as for `ingest_file`."""
-    if grace_days < 0:
-        raise IngestError(f"grace_days must be 0 or more, got {grace_days}")
+    if not 0 <= grace_days <= MAX_GRACE_DAYS:
+        raise IngestError(f"grace_days must be 0 to {MAX_GRACE_DAYS}, got {grace_days}")
     started = time.perf_counter()
     step = progress or (lambda _msg: None)
     if "_row" not in table.column_names:
@@ -904,7 +907,7 @@ def ingest_table(
         batch.info.update(
             rows_read=result.rows_read, stored=result.stored, quarantined=result.quarantined,
             already_stored=result.already_stored, by_reason=result.by_reason,
-            restamped=result.restamped,
+            restamped=result.restamped, earliest_source_recorded=result.earliest_source_recorded,
         )  # fmt: skip
     step("committed")
     result.seconds = round(time.perf_counter() - started, 3)
@@ -1328,8 +1331,8 @@ def _mark_conflicts(con: duckdb.DuckDBPyConnection, ctx: _Context) -> None:
             message = format('{label} "{{}}" appears {{}} times in the file with different content', checked._key, dup.n)
         FROM dup WHERE dup.conflict AND checked._key = dup._key AND checked.reason IS NULL"""
     )
-    if ctx.kind == "entities" and not ctx.history:
-        _mark_superseded_late(con)
+    if ctx.kind == "entities":
+        _restamp_out_of_order(con, ctx)
     key = "record_id" if ctx.kind == "records" else "uscc"
     table = "records" if ctx.kind == "records" else "entities"
     # first only the key column of the store, then the full rows of the (usually few) hits
@@ -1418,34 +1421,73 @@ def _mark_conflicts(con: duckdb.DuckDBPyConnection, ctx: _Context) -> None:
         )
     else:
         stored_struct = _content_struct(content, "s")
+        # the same as the version in force on its (known) date, or as a stored version of the
+        # same department date (a late version sent again, a back-filled one sent daily)
         con.execute(
             f"""CREATE TEMP TABLE existing AS
-            WITH versions AS (
+            WITH stored AS (
+                SELECT s.* FROM entities s SEMI JOIN hits h ON h.uscc = s.uscc
+            ), versions AS (
                 SELECT s.uscc, s.recorded_date, arg_max({stored_struct}, s.batch_id) AS content,
                     max(s.batch_id) AS batch_id
-                FROM entities s SEMI JOIN hits h ON h.uscc = s.uscc
-                GROUP BY s.uscc, s.recorded_date
+                FROM stored s GROUP BY s.uscc, s.recorded_date
+            ), c AS (
+                SELECT * FROM checked WHERE reason IS NULL
+            ), in_force AS (
+                SELECT c._seq, {struct} IS NOT DISTINCT FROM s.content AS same, s.batch_id
+                FROM c ASOF JOIN versions s ON s.uscc = c.uscc AND c.recorded_date >= s.recorded_date
+            ), dated AS (
+                SELECT c._seq, true AS same, max(s.batch_id) AS batch_id
+                FROM c JOIN stored s ON s.uscc = c.uscc
+                    AND coalesce(s.source_recorded_date, s.recorded_date)
+                        = coalesce(c.source_recorded_date, c.recorded_date)
+                WHERE {struct} IS NOT DISTINCT FROM {stored_struct}
+                GROUP BY c._seq
             )
-            SELECT c._seq, {struct} IS NOT DISTINCT FROM s.content AS same, s.batch_id
-            FROM (SELECT * FROM checked WHERE reason IS NULL) c
-            ASOF JOIN versions s ON s.uscc = c.uscc AND c.recorded_date >= s.recorded_date"""
+            SELECT _seq, bool_or(same) AS same, max(batch_id) AS batch_id
+            FROM (SELECT * FROM in_force UNION ALL SELECT * FROM dated) GROUP BY _seq"""
         )
+        _mark_superseded_late(con)
+
+
+def _restamp_out_of_order(con: duckdb.DuckDBPyConnection, ctx: _Context) -> None:
+    """An entity version dated before a stored version that was known later but is older by the
+    department's date (a late version, stored as known on its ingestion day) would never be in
+    force after that one: it too becomes known on the day of ingestion, even in a back-fill of
+    history or within the grace days, so the newest version by the department's date wins."""
+    con.execute(
+        f"""UPDATE checked SET source_recorded_date = checked.recorded_date,
+            recorded_date = DATE {_lit(ctx.today.isoformat())}
+        FROM (
+            SELECT DISTINCT c._seq FROM checked c JOIN entities s ON s.uscc = c.uscc
+            WHERE c.reason IS NULL AND c.source_recorded_date IS NULL
+                AND s.recorded_date > c.recorded_date
+                AND coalesce(s.source_recorded_date, s.recorded_date) < c.recorded_date
+        ) o
+        WHERE checked._seq = o._seq"""
+    )
+
+
+_DATED = "reason IS NULL OR reason NOT IN ('missing_field', 'invalid_uscc', 'invalid_date', 'future_date')"
+"""SQL: a row whose code and dates are sound (it says which version of an entity is the latest,
+even when it is refused for another fault)."""
 
 
 def _mark_superseded_late(con: duckdb.DuckDBPyConnection) -> None:
     """Entity versions that arrived late are in force from the day of ingestion: one that a later
-    version replaces (in the file or already stored, by the department's date) never is, so it
-    goes to the quarantine instead of overriding what is newer."""
+    version replaces (in the file, even one refused for another fault, or already stored, by the
+    department's date) never would be, so it goes to the quarantine instead of overriding what
+    is newer; one already stored as it is counts as already stored."""
     con.execute(
-        """UPDATE checked SET reason = 'superseded_late',
-            message = format('the version of {} recorded {} arrives late and a later version '
-                '(recorded {}) is in {}: only that one can be in force; ingest the file with '
-                '--history to keep this one as history', checked.uscc, checked.source_recorded_date,
+        f"""UPDATE checked SET reason = 'superseded_late',
+            message = format('the version of {{}} recorded {{}} arrives late and a later version '
+                '(recorded {{}}) is in {{}}: only that one can be in force from the day of '
+                'ingestion; this one is kept here', checked.uscc, checked.source_recorded_date,
                 l.latest, l.place)
         FROM (
             SELECT uscc, max(d) AS latest, arg_max(place, d) AS place FROM (
                 SELECT uscc, coalesce(source_recorded_date, recorded_date) AS d, 'the file' AS place
-                FROM checked WHERE reason IS NULL
+                FROM checked WHERE {_DATED}
                 UNION ALL
                 SELECT uscc, coalesce(source_recorded_date, recorded_date), 'the store' FROM entities
                 WHERE uscc IN (SELECT uscc FROM checked
@@ -1453,7 +1495,8 @@ def _mark_superseded_late(con: duckdb.DuckDBPyConnection) -> None:
             ) GROUP BY uscc
         ) l
         WHERE checked.reason IS NULL AND checked.source_recorded_date IS NOT NULL
-            AND l.uscc = checked.uscc AND checked.source_recorded_date < l.latest"""
+            AND l.uscc = checked.uscc AND checked.source_recorded_date < l.latest
+            AND checked._seq NOT IN (SELECT _seq FROM existing WHERE same)"""
     )
 
 

@@ -18,7 +18,7 @@ class Settings(BaseSettings):
     """Root of the embedded store (Parquet datasets, quarantine, ingestion log)."""
     catalogue_path: Path | None = None
     """A catalogue YAML to use instead of the packaged default."""
-    late_grace_days: int = Field(default=0, ge=0)
+    late_grace_days: int = Field(default=0, ge=0, le=366)
     """Ingestion: a row whose file says it was recorded more than this many days before the day
     of ingestion arrived late and counts as known from the day of ingestion (`credsup ingest
     --history` keeps a file's dates)."""

@@ -158,10 +158,10 @@ def build_documents(
         )
     with store.connect() as con:
         entities = con.execute(
-            "SELECT uscc, arg_max(name, recorded_date) AS name, "
-            "arg_max(entity_type, recorded_date) AS entity_type, "
-            "arg_max(region, recorded_date) AS region, "
-            "arg_max(industry, recorded_date) AS industry "
+            "SELECT uscc, arg_max(name, struct_pack(d := recorded_date, b := batch_id)) AS name, "
+            "arg_max(entity_type, struct_pack(d := recorded_date, b := batch_id)) AS entity_type, "
+            "arg_max(region, struct_pack(d := recorded_date, b := batch_id)) AS region, "
+            "arg_max(industry, struct_pack(d := recorded_date, b := batch_id)) AS industry "
             "FROM entities WHERE recorded_date <= ? GROUP BY uscc",
             [as_of],
         ).df()

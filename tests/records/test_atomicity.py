@@ -37,7 +37,7 @@ def _ingest(store: Store, path: Path, n: int, prefix: str) -> None:
 def _start_ingest(data_dir: Path, file: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "CREDSUP_DATA_DIR": str(data_dir)}
     cmd = [sys.executable, "-m", "cli.main", "ingest", str(file), "--source", "samr",
-           "--today", "2026-11-22", "--json"]  # fmt: skip
+           "--today", "2026-11-22", "--history", "--json"]  # fmt: skip
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

@@ -139,19 +139,32 @@ def test_cli_exit_code_and_json_summary_say_so(
     runner = CliRunner()
     ok = runner.invoke(
         app,
-        ["ingest", str(earlier), "--source", "samr", "--today", "2026-11-22", "--json"],
+        [
+            "ingest",
+            str(earlier),
+            "--source",
+            "samr",
+            "--today",
+            "2026-11-22",
+            "--history",
+            "--json",
+        ],
         env=env,
     )
     assert ok.exit_code == 0, ok.output
     res = runner.invoke(
-        app, ["ingest", str(mixed), "--source", "samr", "--today", "2026-11-22", "--json"], env=env
+        app,
+        ["ingest", str(mixed), "--source", "samr", "--today", "2026-11-22", "--history", "--json"],
+        env=env,
     )
     assert res.exit_code == 1
     summary = json.loads(res.stdout)
     assert summary["stored"] == 10_000 and summary["quarantined"] == 1_000
     assert summary["by_reason"]["invalid_uscc"] == 100
     text = runner.invoke(
-        app, ["ingest", str(mixed), "--source", "samr", "--today", "2026-11-22"], env=env
+        app,
+        ["ingest", str(mixed), "--source", "samr", "--today", "2026-11-22", "--history"],
+        env=env,
     )
     assert text.exit_code == 1
     assert "1,000 quarantined" in text.stdout and "invalid_uscc" in text.stdout

@@ -19,6 +19,7 @@ from records.ingest import IngestError, ingest_file, ingest_table
 from records.publicity import records_on
 from records.schema import ENTITY_COLUMNS, RECORD_COLUMNS
 from records.store import Store
+from records.workdays import china_today
 from tests.records.factory import TODAY, penalty
 
 CODE = "91110000600037341L"
@@ -44,6 +45,11 @@ def _entities(path: Path, rows: list[dict[str, str]]) -> Path:
 def _entity(name: str, recorded: str, **kw: str) -> dict[str, str]:
     return {"uscc": CODE, "name": name, "industry": "F52", "established_date": "2015-04-01",
             "recorded_date": recorded, **kw}  # fmt: skip
+
+
+def _active(store: Store, day: date) -> int:
+    """The company's `active` feature on `day`: whether the version in force says active."""
+    return int(build_features(store, day, companies=[CODE]).to_pylist()[0]["active"])
 
 
 def _stored(store: Store, table: str = "records") -> dict[str, dict[str, object]]:
@@ -157,19 +163,9 @@ def test_late_entity_versions_only_the_latest_is_in_force(store: Store, tmp_path
     assert "later version (recorded 2023-03-01) is in the file" in messages["中间名称"]
     assert "later version (recorded 2023-03-01) is in the store" in messages["更早的名称"]
     # nothing about the company changes before the delivery; from it, the newest version holds
-    with store.connect() as con:
-        in_force = con.execute(
-            """SELECT arg_max(status, struct_pack(d := recorded_date, b := batch_id))
-            FROM entities WHERE uscc = ? AND recorded_date <= ?""",
-            [CODE, TODAY - timedelta(days=1)],
-        ).fetchone()
-        assert in_force == ("active",)
-        now = con.execute(
-            """SELECT arg_max(name, struct_pack(d := recorded_date, b := batch_id))
-            FROM entities WHERE uscc = ? AND recorded_date <= ?""",
-            [CODE, TODAY],
-        ).fetchone()
-        assert now == ("最新名称",)
+    assert _active(store, TODAY - timedelta(days=1)) == 1
+    assert _active(store, TODAY) == 0  # suspended
+    assert _active(store, TODAY + timedelta(days=1)) == 0
 
 
 def test_a_history_load_keeps_every_entity_version(store: Store, tmp_path: Path) -> None:
@@ -178,6 +174,72 @@ def test_a_history_load_keeps_every_entity_version(store: Store, tmp_path: Path)
     )
     result = ingest_file(store, path, "entities", "samr", today=TODAY, history=True)
     assert (result.stored, result.quarantined) == (2, 0)
+
+
+def test_a_back_fill_after_a_late_version_does_not_put_an_older_one_back(
+    store: Store, tmp_path: Path
+) -> None:
+    """A history load of a version newer (by the department's date) than one that arrived late
+    counts from its own ingestion day: dated back, the late older one would stay in force."""
+    ingest_file(store, _entities(tmp_path / "a.csv", [_entity("名称", "2016-01-01")]),
+                "entities", "samr", today=TODAY, history=True)  # fmt: skip
+    late = _entities(tmp_path / "b.csv", [_entity("新名称", "2023-01-01")])
+    assert ingest_file(store, late, "entities", "samr", today=TODAY).restamped == 1
+    newer = _entities(tmp_path / "c.csv", [_entity("名称", "2024-01-01", status="deregistered")])
+    later = TODAY + timedelta(days=1)
+    result = ingest_file(store, newer, "entities", "samr", today=later, history=True)
+    assert (result.stored, result.restamped, result.quarantined) == (1, 1, 0)
+    assert _active(store, TODAY) == 1
+    assert _active(store, later) == 0
+
+
+def test_sending_an_entity_file_again_stores_nothing_and_quarantines_nothing(
+    store: Store, tmp_path: Path
+) -> None:
+    versions = _entities(
+        tmp_path / "v.csv", [_entity("名称", "2016-01-01"), _entity("新名称", "2025-01-01")]
+    )
+    ingest_file(store, versions, "entities", "samr", today=TODAY, history=True)
+    # the back-fill sent again as a daily file: both versions are late, and both already stored
+    again = ingest_file(store, versions, "entities", "samr", today=TODAY + timedelta(days=1))
+    assert (again.stored, again.already_stored, again.quarantined) == (0, 2, 0)
+    # a late version, then a newer one, then the late one again
+    late = _entities(tmp_path / "l.csv", [_entity("名称", "2025-06-01", status="suspended")])
+    assert ingest_file(store, late, "entities", "samr", today=TODAY + timedelta(days=2)).stored
+    newest = _entities(tmp_path / "n.csv", [_entity("名称", "2025-09-01", status="revoked")])
+    assert ingest_file(store, newest, "entities", "samr", today=TODAY + timedelta(days=3)).stored
+    resent = ingest_file(store, late, "entities", "samr", today=TODAY + timedelta(days=4))
+    assert (resent.stored, resent.already_stored, resent.quarantined) == (0, 1, 0)
+    assert store.read("quarantine").num_rows == 0
+
+
+def test_within_the_grace_days_an_older_late_version_does_not_win(
+    store: Store, tmp_path: Path
+) -> None:
+    """A version within the grace keeps its date; a version restamped the day before it is
+    older by the department's date, so the recent one is restamped too and wins."""
+    late = _entities(tmp_path / "l.csv", [_entity("名称", "2023-01-01")])
+    ingest_file(store, late, "entities", "samr", today=TODAY - timedelta(days=1), grace_days=3)
+    recent = (TODAY - timedelta(days=2)).isoformat()
+    newest = _entities(tmp_path / "n.csv", [_entity("名称", recent, status="deregistered")])
+    result = ingest_file(store, newest, "entities", "samr", today=TODAY, grace_days=3)
+    assert (result.stored, result.restamped) == (1, 1)
+    assert _active(store, TODAY - timedelta(days=1)) == 1
+    assert _active(store, TODAY) == 0
+
+
+def test_the_newest_version_refused_for_another_fault_still_supersedes_older_late_ones(
+    store: Store, tmp_path: Path
+) -> None:
+    rows = [
+        _entity("名称", "2019-01-01"),
+        _entity("名称", "2024-01-01", status="revoked"),
+        _entity("名称", "2024-01-01", status="suspended"),  # the same version twice, differing
+    ]
+    result = ingest_file(store, _entities(tmp_path / "e.csv", rows), "entities", "samr",
+                         today=TODAY)  # fmt: skip
+    assert result.stored == 0
+    assert result.by_reason == {"duplicate_conflict": 2, "superseded_late": 1}
 
 
 def test_a_store_written_before_the_column_reads_it_as_null(store: Store, tmp_path: Path) -> None:
@@ -212,31 +274,39 @@ def test_the_command_line_reports_late_rows_and_takes_history(
     path = _records(
         tmp_path / "r.csv", [penalty("P-1"), penalty("P-2", recorded_date="2024-03-01")]
     )
-    res = CliRunner().invoke(
-        app, ["ingest", str(path), "--source", "samr", "--today", TODAY.isoformat()], env=env
-    )
+    # a past ingestion day would make rows count as known on a day they were not
+    past = ["ingest", str(path), "--source", "samr", "--today", TODAY.isoformat()]
+    refused = CliRunner().invoke(app, past, env=env)
+    assert refused.exit_code == 2 and "only a back-fill of history" in refused.output
+    assert not (tmp_path / "data" / "store" / "_log").exists()
+    res = CliRunner().invoke(app, ["ingest", str(path), "--source", "samr"], env=env)
     assert res.exit_code == 0, res.output
     assert "2 rows arrived late" in res.output and "from 2024-01-10 on" in res.output
+    entry = Store(tmp_path / "data" / "store").log()[-1]
+    assert entry["restamped"] == 2 and entry["earliest_source_recorded"] == "2024-01-10"
     path2 = _records(tmp_path / "r2.csv", [penalty("P-3")])
     res = CliRunner().invoke(
         app,
-        ["ingest", str(path2), "--source", "samr", "--history", "--json"],
+        ["ingest", str(path2), "--source", "samr", "--history", "--json", "--today",
+         TODAY.isoformat()],
         env={**env, "CREDSUP_LATE_GRACE_DAYS": "5"},
-    )
+    )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["history"] is True
     assert json.loads(res.output)["restamped"] == 0
+    assert _stored(Store(tmp_path / "data" / "store"))["P-3"]["recorded_date"] == date(2024, 1, 10)
     # the store's summary says which department delivers late, and by how much
     res = CliRunner().invoke(app, ["records", "--json"], env=env)
     late = json.loads(res.output)["late_by_department"]
-    days = sorted((TODAY - d).days for d in (date(2024, 1, 10), date(2024, 3, 1)))
+    days = sorted((china_today() - d).days for d in (date(2024, 1, 10), date(2024, 3, 1)))
     assert late == {"samr": {"records": 3, "late": 2, "median_days_late": days[0],
                              "max_days_late": days[1]}}  # fmt: skip
     shown = CliRunner().invoke(app, ["records"], env=env).output
     assert "arrived late" in shown and f"{days[1]}" in shown
-    res = CliRunner().invoke(
-        app, ["ingest", str(path2), "--source", "samr"],
-        env={**env, "CREDSUP_LATE_GRACE_DAYS": "-1"},
-    )  # fmt: skip
-    assert res.exit_code != 0
-    assert "late_grace_days" in res.output.lower() or "late_grace_days" in str(res.exception)
+    for wrong in ("-1", "100000"):  # a grace of 100,000 days overflowed the date before
+        res = CliRunner().invoke(
+            app, ["ingest", str(path2), "--source", "samr"],
+            env={**env, "CREDSUP_LATE_GRACE_DAYS": wrong},
+        )  # fmt: skip
+        assert res.exit_code != 0
+        assert "late_grace_days" in res.output.lower() or "late_grace_days" in str(res.exception)
