@@ -46,7 +46,7 @@ from serving.db import (
     upgrade,
 )
 from serving.limits import RateLimiter, create_table
-from serving.load import AmbiguousLoad, Loaded, NothingToLoad, load_results
+from serving.load import AmbiguousLoad, Loaded, NothingToLoad, build_documents, load_results
 from tests.serving.databases import BACKENDS, OLDER, fresh_url
 from tests.serving.pipeline import AS_OF
 from tests.serving.uvicorn import REPO
@@ -190,6 +190,28 @@ def test_results_load_and_an_older_load_keeps_newer_rows(
             .where(company_history.c.as_of == AS_OF)
         ).scalar_one()  # fmt: skip
     assert n == current.companies
+
+
+def test_two_versions_known_the_same_day_the_later_batch_is_loaded(
+    province: Path, tmp_path: Path
+) -> None:
+    """Late delivery makes versions known on the same day common (every late one lands on its
+    ingestion day): the documents take the later batch's, as the features do."""
+    import shutil
+
+    from records.ingest import ingest_table
+
+    data_dir = tmp_path / "province"
+    shutil.copytree(province, data_dir)
+    store = Store(data_dir / "store", memory_limit="1GB", threads=2)
+    code = sorted(set(store.read("entities").column("uscc").to_pylist()))[0]
+    for name, region in (("旧名称有限公司", "410102"), ("新名称有限公司", "410105")):
+        row = {"uscc": code, "name": name, "region": region, "recorded_date": AS_OF.isoformat()}
+        ingest_table(store, pa.Table.from_pylist([row]), "entities", "samr", today=AS_OF,
+                     history=True)  # fmt: skip
+    frame, _, _ = build_documents(store, data_dir, AS_OF)
+    got = frame.loc[frame["uscc"] == code, ["name", "region"]].to_dict("records")
+    assert got == [{"name": "新名称有限公司", "region": "410105"}]
 
 
 def province_tiers(data_dir: Path, day: date) -> dict[str, int]:
