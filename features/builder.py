@@ -31,6 +31,7 @@ import pyarrow as pa
 from features.specs import SPECS, EntitySpec, FeatureSpec, FlagSpec, Spec, spec_version
 from records.catalogue import Catalogue, default_catalogue
 from records.publicity import counting_end_sql
+from records.schema import version_order
 from records.store import Store
 
 DECAY_STEPS = ((1, 1.0), (2, 0.6), (3, 0.3))
@@ -406,7 +407,7 @@ def features_sql(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None = 
     entity_version AS (
         SELECT p.uscc, p.as_of,
             arg_max(struct_pack({", ".join(f"{c} := e.{c}" for c in entity_fields.split(", "))}),
-                    struct_pack(d := e.recorded_date, b := e.batch_id)) AS v
+                    {version_order("e")}) AS v
         FROM points p JOIN entities e ON e.uscc = p.uscc AND e.recorded_date <= p.as_of
         GROUP BY p.uscc, p.as_of
     )

@@ -9,9 +9,9 @@ Late delivery: the store's `recorded_date` is the day a record became known here
 question reads it), so a row whose file says it was recorded before the day of ingestion (less
 `grace_days`) is stored as recorded on the day of ingestion, with the file's date kept in
 `source_recorded_date`. A file that back-fills history (`history=True`: a department's past
-records loaded once, the simulator, the real data sets) keeps its recorded dates. Of one entity's
-versions in a late file only the latest is in force from the day of ingestion; the earlier ones go
-to the quarantine (`superseded_late`), from which a history load can take them.
+records loaded once, the simulator, the real data sets) keeps its recorded dates. Of an entity's
+versions known by a day, the newest by the department's date is in force
+(`records.schema.version_order`), so a version that arrives late never displaces a newer one.
 
 The work is set-based: the file is read into Arrow (all columns as text), the mapping is compiled
 to one DuckDB SELECT, codes are checked with numpy over their bytes, and the checks, conflict
@@ -55,6 +55,7 @@ from records.schema import (
     QUARANTINE,
     RECORD_COLUMNS,
     RECORD_REQUIRED,
+    version_order,
 )
 from records.store import Store
 
@@ -80,7 +81,6 @@ REASONS = {
     "invalid_entity_type": "entity_type unknown or inconsistent with the code",
     "invalid_status": "status unknown",
     "duplicate_conflict": "the same key twice in the file with different content",
-    "superseded_late": "an entity version arriving late that a later version in the file replaces",
     "record_id_conflict": "record_id already stored with different content",
 }
 """Quarantine reasons (stable machine codes) and what each means."""
@@ -1331,8 +1331,6 @@ def _mark_conflicts(con: duckdb.DuckDBPyConnection, ctx: _Context) -> None:
             message = format('{label} "{{}}" appears {{}} times in the file with different content', checked._key, dup.n)
         FROM dup WHERE dup.conflict AND checked._key = dup._key AND checked.reason IS NULL"""
     )
-    if ctx.kind == "entities":
-        _restamp_out_of_order(con, ctx)
     key = "record_id" if ctx.kind == "records" else "uscc"
     table = "records" if ctx.kind == "records" else "entities"
     # first only the key column of the store, then the full rows of the (usually few) hits
@@ -1421,83 +1419,39 @@ def _mark_conflicts(con: duckdb.DuckDBPyConnection, ctx: _Context) -> None:
         )
     else:
         stored_struct = _content_struct(content, "s")
-        # the same as the version in force on its (known) date, or as a stored version of the
-        # same department date (a late version sent again, a back-filled one sent daily)
+        # already stored: (1) the store's latest word on the version of that department date is
+        # the same; or (2) the company's one version in the file is the same as the version in
+        # force, and no stored version was known after it (an unchanged registration sent again,
+        # which must not grow the store; a version sent with several others is history, which
+        # only (1) can find stored)
         con.execute(
             f"""CREATE TEMP TABLE existing AS
             WITH stored AS (
-                SELECT s.* FROM entities s SEMI JOIN hits h ON h.uscc = s.uscc
-            ), versions AS (
-                SELECT s.uscc, s.recorded_date, arg_max({stored_struct}, s.batch_id) AS content,
-                    max(s.batch_id) AS batch_id
-                FROM stored s GROUP BY s.uscc, s.recorded_date
+                SELECT s.*, coalesce(s.source_recorded_date, s.recorded_date) AS v
+                FROM entities s SEMI JOIN hits h ON h.uscc = s.uscc
+            ), keys AS (
+                SELECT uscc, count(DISTINCT _key) AS versions FROM checked WHERE reason IS NULL
+                GROUP BY uscc
             ), c AS (
-                SELECT * FROM checked WHERE reason IS NULL
+                SELECT c.*, coalesce(c.source_recorded_date, c.recorded_date) AS v, k.versions
+                FROM checked c JOIN keys k ON k.uscc = c.uscc WHERE c.reason IS NULL
+            ), same_date AS (
+                SELECT c._seq, arg_max({stored_struct}, struct_pack(d := s.recorded_date,
+                    b := s.batch_id)) AS content, max(s.batch_id) AS batch_id
+                FROM c JOIN stored s ON s.uscc = c.uscc AND s.v = c.v GROUP BY c._seq
             ), in_force AS (
-                SELECT c._seq, {struct} IS NOT DISTINCT FROM s.content AS same, s.batch_id
-                FROM c ASOF JOIN versions s ON s.uscc = c.uscc AND c.recorded_date >= s.recorded_date
-            ), dated AS (
-                SELECT c._seq, true AS same, max(s.batch_id) AS batch_id
-                FROM c JOIN stored s ON s.uscc = c.uscc
-                    AND coalesce(s.source_recorded_date, s.recorded_date)
-                        = coalesce(c.source_recorded_date, c.recorded_date)
-                WHERE {struct} IS NOT DISTINCT FROM {stored_struct}
-                GROUP BY c._seq
+                SELECT c._seq, arg_max({stored_struct}, {version_order("s")}) AS content,
+                    max(s.batch_id) AS batch_id, max(s.recorded_date) AS last_known
+                FROM c JOIN stored s ON s.uscc = c.uscc WHERE c.versions = 1 GROUP BY c._seq
             )
-            SELECT _seq, bool_or(same) AS same, max(batch_id) AS batch_id
-            FROM (SELECT * FROM in_force UNION ALL SELECT * FROM dated) GROUP BY _seq"""
+            SELECT c._seq,
+                coalesce(d.content IS NOT DISTINCT FROM {struct}, false)
+                    OR coalesce(f.last_known <= c.recorded_date
+                                AND f.content IS NOT DISTINCT FROM {struct}, false) AS same,
+                coalesce(d.batch_id, f.batch_id) AS batch_id
+            FROM c LEFT JOIN same_date d ON d._seq = c._seq LEFT JOIN in_force f ON f._seq = c._seq
+            WHERE d._seq IS NOT NULL OR f._seq IS NOT NULL"""
         )
-        _mark_superseded_late(con)
-
-
-def _restamp_out_of_order(con: duckdb.DuckDBPyConnection, ctx: _Context) -> None:
-    """An entity version dated before a stored version that was known later but is older by the
-    department's date (a late version, stored as known on its ingestion day) would never be in
-    force after that one: it too becomes known on the day of ingestion, even in a back-fill of
-    history or within the grace days, so the newest version by the department's date wins."""
-    con.execute(
-        f"""UPDATE checked SET source_recorded_date = checked.recorded_date,
-            recorded_date = DATE {_lit(ctx.today.isoformat())}
-        FROM (
-            SELECT DISTINCT c._seq FROM checked c JOIN entities s ON s.uscc = c.uscc
-            WHERE c.reason IS NULL AND c.source_recorded_date IS NULL
-                AND s.recorded_date > c.recorded_date
-                AND coalesce(s.source_recorded_date, s.recorded_date) < c.recorded_date
-        ) o
-        WHERE checked._seq = o._seq"""
-    )
-
-
-_DATED = "reason IS NULL OR reason NOT IN ('missing_field', 'invalid_uscc', 'invalid_date', 'future_date')"
-"""SQL: a row whose code and dates are sound (it says which version of an entity is the latest,
-even when it is refused for another fault)."""
-
-
-def _mark_superseded_late(con: duckdb.DuckDBPyConnection) -> None:
-    """Entity versions that arrived late are in force from the day of ingestion: one that a later
-    version replaces (in the file, even one refused for another fault, or already stored, by the
-    department's date) never would be, so it goes to the quarantine instead of overriding what
-    is newer; one already stored as it is counts as already stored."""
-    con.execute(
-        f"""UPDATE checked SET reason = 'superseded_late',
-            message = format('the version of {{}} recorded {{}} arrives late and a later version '
-                '(recorded {{}}) is in {{}}: only that one can be in force from the day of '
-                'ingestion; this one is kept here', checked.uscc, checked.source_recorded_date,
-                l.latest, l.place)
-        FROM (
-            SELECT uscc, max(d) AS latest, arg_max(place, d) AS place FROM (
-                SELECT uscc, coalesce(source_recorded_date, recorded_date) AS d, 'the file' AS place
-                FROM checked WHERE {_DATED}
-                UNION ALL
-                SELECT uscc, coalesce(source_recorded_date, recorded_date), 'the store' FROM entities
-                WHERE uscc IN (SELECT uscc FROM checked
-                               WHERE source_recorded_date IS NOT NULL AND reason IS NULL)
-            ) GROUP BY uscc
-        ) l
-        WHERE checked.reason IS NULL AND checked.source_recorded_date IS NOT NULL
-            AND l.uscc = checked.uscc AND checked.source_recorded_date < l.latest
-            AND checked._seq NOT IN (SELECT _seq FROM existing WHERE same)"""
-    )
 
 
 def _write_new_rows(

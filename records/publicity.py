@@ -39,6 +39,7 @@ from typing import Any
 import pyarrow as pa
 
 from records.catalogue import Catalogue, Category, default_catalogue
+from records.schema import VERSION_ORDER
 from records.spans import Span, longer, shorter
 from records.store import Store
 
@@ -301,7 +302,7 @@ def records_on(
             params=[known, uscc],
         ).to_arrow_table().to_pylist()  # fmt: skip
         kind = con.execute(
-            "SELECT arg_max(entity_type, struct_pack(d := recorded_date, b := batch_id)) "
+            f"SELECT arg_max(entity_type, {VERSION_ORDER}) "
             "FROM entities WHERE uscc = ? AND recorded_date <= ?",
             [uscc, day],
         ).fetchone()  # fmt: skip

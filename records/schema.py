@@ -37,6 +37,22 @@ uses. A file's recorded date is trusted when it is not before the day of ingesti
 days) or when the file back-fills history; a row that arrives later than that is stored as known on
 the day of ingestion, and its file's date is kept in `source_recorded_date` (NULL otherwise)."""
 
+
+def version_order(alias: str = "") -> str:
+    """SQL: the order of an entity's versions, the one in force last. Of the versions known by a
+    day (`recorded_date` <= day) the newest by the department's date is in force, then the one
+    known later, then the later batch: a version that arrives late never displaces a newer one,
+    and a back-fill of history (dated as recorded) takes its place by its date."""
+    p = f"{alias}." if alias else ""
+    return (
+        f"struct_pack(v := coalesce({p}source_recorded_date, {p}recorded_date), "
+        f"d := {p}recorded_date, b := {p}batch_id)"
+    )
+
+
+VERSION_ORDER = version_order()
+"""`version_order()` of the `entities` table itself."""
+
 RECORDS = pa.schema(
     [
         ("record_id", pa.string()),

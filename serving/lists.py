@@ -74,6 +74,7 @@ from records import publicity, workdays
 from records.catalogue import Catalogue, default_catalogue
 from records.events import withdraw_left
 from records.ingest import ingest_table
+from records.schema import VERSION_ORDER
 from records.store import Store
 from records.workdays import china_today
 from serving import lifecycle
@@ -338,9 +339,9 @@ def _entity(store: Store, uscc: str, day: date) -> dict[str, Any] | None:
     with store.connect() as con:
         rows = con.execute(
             "SELECT uscc, "
-            "arg_max(name, struct_pack(d := recorded_date, b := batch_id)) AS name, "
-            "arg_max(entity_type, struct_pack(d := recorded_date, b := batch_id)) AS entity_type, "
-            "arg_max(status, struct_pack(d := recorded_date, b := batch_id)) AS status "
+            f"arg_max(name, {VERSION_ORDER}) AS name, "
+            f"arg_max(entity_type, {VERSION_ORDER}) AS entity_type, "
+            f"arg_max(status, {VERSION_ORDER}) AS status "
             "FROM entities WHERE uscc = ? AND recorded_date <= ? GROUP BY uscc",
             [uscc, day],
         ).fetchall()
@@ -889,8 +890,8 @@ def _names(
         return {}
     with store.connect() as con:
         rows = con.execute(
-            "SELECT uscc, arg_max(name, struct_pack(d := recorded_date, b := batch_id)), "
-            "arg_max(entity_type, struct_pack(d := recorded_date, b := batch_id)) "
+            f"SELECT uscc, arg_max(name, {VERSION_ORDER}), "
+            f"arg_max(entity_type, {VERSION_ORDER}) "
             "FROM entities WHERE recorded_date <= ? AND uscc IN (SELECT unnest(?)) GROUP BY uscc",
             [day, wanted],
         ).fetchall()
@@ -933,7 +934,7 @@ def candidates_sql(catalogue: Catalogue) -> str:
     return f"""
     WITH {UNDONE_CTE},
     entity AS (
-        SELECT uscc, arg_max(status, struct_pack(d := recorded_date, b := batch_id)) AS status
+        SELECT uscc, arg_max(status, {VERSION_ORDER}) AS status
         FROM entities WHERE recorded_date <= $today GROUP BY uscc
     ),
     known AS (  -- records known on the day of listing and counting then

@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from features.results import written_last
 from records.catalogue import DIMENSIONS
+from records.schema import VERSION_ORDER
 from records.store import Store
 from serving.db import companies, company_history
 
@@ -158,10 +159,10 @@ def build_documents(
         )
     with store.connect() as con:
         entities = con.execute(
-            "SELECT uscc, arg_max(name, struct_pack(d := recorded_date, b := batch_id)) AS name, "
-            "arg_max(entity_type, struct_pack(d := recorded_date, b := batch_id)) AS entity_type, "
-            "arg_max(region, struct_pack(d := recorded_date, b := batch_id)) AS region, "
-            "arg_max(industry, struct_pack(d := recorded_date, b := batch_id)) AS industry "
+            f"SELECT uscc, arg_max(name, {VERSION_ORDER}) AS name, "
+            f"arg_max(entity_type, {VERSION_ORDER}) AS entity_type, "
+            f"arg_max(region, {VERSION_ORDER}) AS region, "
+            f"arg_max(industry, {VERSION_ORDER}) AS industry "
             "FROM entities WHERE recorded_date <= ? GROUP BY uscc",
             [as_of],
         ).df()

@@ -46,6 +46,7 @@ from features.specs import spec_version
 from models.batch import tier_features
 from models.bundle import SpecMismatch, TierModel
 from models.published import MODEL_NAME
+from records.schema import VERSION_ORDER
 from records.store import Store
 from records.workdays import china_today
 from serving.auth import Caller
@@ -249,14 +250,14 @@ def rescore_served(state: ServiceState, uscc: str, caller: Caller, endpoint: str
 
 def _entity(store: Store, uscc: str, as_of: date) -> pd.DataFrame:
     """The entity facts in force on `as_of` (the latest version recorded by then), as
-    `serving.load` reads them; later versions recorded the same day win by batch id."""
+    `serving.load` reads them (`records.schema.version_order`)."""
     with store.connect() as con:
         found = con.execute(
             "SELECT uscc, "
-            "arg_max(name, struct_pack(d := recorded_date, b := batch_id)) AS name, "
-            "arg_max(entity_type, struct_pack(d := recorded_date, b := batch_id)) AS entity_type, "
-            "arg_max(region, struct_pack(d := recorded_date, b := batch_id)) AS region, "
-            "arg_max(industry, struct_pack(d := recorded_date, b := batch_id)) AS industry "
+            f"arg_max(name, {VERSION_ORDER}) AS name, "
+            f"arg_max(entity_type, {VERSION_ORDER}) AS entity_type, "
+            f"arg_max(region, {VERSION_ORDER}) AS region, "
+            f"arg_max(industry, {VERSION_ORDER}) AS industry "
             "FROM entities WHERE uscc = ? AND recorded_date <= ? GROUP BY uscc",
             [uscc, as_of],
         ).df()

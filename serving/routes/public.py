@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from records.catalogue import default_catalogue
 from records.publicity import records_on
+from records.schema import VERSION_ORDER
 from records.workdays import china_today
 from serving.deps import CallerDep, PurposeHeader, StateDep, purpose_of, valid_code
 from serving.errors import ApiError
@@ -73,9 +74,9 @@ class PublicCompany(BaseModel):
 def _entity(state: Any, code: str, day: date) -> dict[str, Any] | None:
     with state.store.connect() as con:
         rows = con.sql(
-            "SELECT arg_max(name, struct_pack(d := recorded_date, b := batch_id)) AS name, "
-            "arg_max(entity_type, struct_pack(d := recorded_date, b := batch_id)) AS entity_type, "
-            "arg_max(region, struct_pack(d := recorded_date, b := batch_id)) AS region, "
+            f"SELECT arg_max(name, {VERSION_ORDER}) AS name, "
+            f"arg_max(entity_type, {VERSION_ORDER}) AS entity_type, "
+            f"arg_max(region, {VERSION_ORDER}) AS region, "
             "count(*) AS n "
             "FROM entities WHERE uscc = ? AND recorded_date <= ?",
             params=[code, day],

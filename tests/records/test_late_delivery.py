@@ -52,6 +52,11 @@ def _active(store: Store, day: date) -> int:
     return int(build_features(store, day, companies=[CODE]).to_pylist()[0]["active"])
 
 
+def _industry(store: Store, day: date) -> str:
+    """The company's industry on `day`, as the features read the version in force."""
+    return str(build_features(store, day, companies=[CODE]).to_pylist()[0]["industry"])
+
+
 def _stored(store: Store, table: str = "records") -> dict[str, dict[str, object]]:
     key = "record_id" if table == "records" else "name"
     return {r[key]: r for r in store.read(table).to_pylist()}
@@ -136,36 +141,35 @@ def test_sending_a_record_again_is_idempotent_whatever_its_arrival(
     assert _stored(store)["P-2"]["recorded_date"] == date(2024, 2, 1)
 
 
-def test_late_entity_versions_only_the_latest_is_in_force(store: Store, tmp_path: Path) -> None:
-    first = _entities(tmp_path / "e1.csv", [_entity("旧名称", "2016-01-01")])
+def test_a_late_entity_version_never_displaces_a_newer_one(store: Store, tmp_path: Path) -> None:
+    first = _entities(tmp_path / "e1.csv", [_entity("旧名称", "2016-01-01", industry="C13")])
     ingest_file(store, first, "entities", "samr", today=TODAY, history=True)
     late = _entities(
         tmp_path / "e2.csv",
         [
-            _entity("中间名称", "2019-03-01"),  # replaced by the next, in the same file
-            _entity("最新名称", "2023-03-01", status="suspended"),
+            _entity("中间名称", "2019-03-01", industry="E47"),  # replaced by the next
+            _entity("最新名称", "2023-03-01", industry="G54", status="suspended"),
         ],
     )
     result = ingest_file(store, late, "entities", "samr", today=TODAY)
-    assert (result.stored, result.quarantined, result.restamped) == (1, 1, 1)
-    assert result.by_reason == {"superseded_late": 1}
-    # one older than what the store holds, arriving later still
-    older = _entities(tmp_path / "e3.csv", [_entity("更早的名称", "2020-06-01")])
+    assert (result.stored, result.quarantined, result.restamped) == (2, 0, 2)
+    # one older than what the store holds, arriving later still: kept, as history
+    older = _entities(tmp_path / "e3.csv", [_entity("更早的名称", "2020-06-01", industry="H62")])
     result = ingest_file(store, older, "entities", "samr", today=TODAY + timedelta(days=1))
-    assert (result.stored, result.quarantined) == (0, 1)
+    assert (result.stored, result.quarantined, result.restamped) == (1, 0, 1)
     got = _stored(store, "entities")
     assert got["最新名称"]["recorded_date"] == TODAY
     assert got["最新名称"]["source_recorded_date"] == date(2023, 3, 1)
-    assert set(got) == {"旧名称", "最新名称"}
-    messages = {
-        json.loads(r["raw"])["name"]: r["message"] for r in store.read("quarantine").to_pylist()
-    }
-    assert "later version (recorded 2023-03-01) is in the file" in messages["中间名称"]
-    assert "later version (recorded 2023-03-01) is in the store" in messages["更早的名称"]
+    assert set(got) == {"旧名称", "中间名称", "最新名称", "更早的名称"}
     # nothing about the company changes before the delivery; from it, the newest version holds
+    assert _industry(store, TODAY - timedelta(days=1)) == "C13"
     assert _active(store, TODAY - timedelta(days=1)) == 1
-    assert _active(store, TODAY) == 0  # suspended
-    assert _active(store, TODAY + timedelta(days=1)) == 0
+    for day in (TODAY, TODAY + timedelta(days=1), TODAY + timedelta(days=30)):
+        assert (_industry(store, day), _active(store, day)) == ("G54", 0)
+    # and sending the late files again changes nothing
+    for path, day in ((late, 2), (older, 3)):
+        again = ingest_file(store, path, "entities", "samr", today=TODAY + timedelta(days=day))
+        assert again.stored == 0 and again.quarantined == 0
 
 
 def test_a_history_load_keeps_every_entity_version(store: Store, tmp_path: Path) -> None:
@@ -176,21 +180,27 @@ def test_a_history_load_keeps_every_entity_version(store: Store, tmp_path: Path)
     assert (result.stored, result.quarantined) == (2, 0)
 
 
-def test_a_back_fill_after_a_late_version_does_not_put_an_older_one_back(
+def test_a_back_fill_after_a_late_version_takes_its_place_by_its_date(
     store: Store, tmp_path: Path
 ) -> None:
-    """A history load of a version newer (by the department's date) than one that arrived late
-    counts from its own ingestion day: dated back, the late older one would stay in force."""
+    """A history load after daily loads: its versions count from their dates, and the newest
+    by the department's date is in force, also against one that arrived late."""
     ingest_file(store, _entities(tmp_path / "a.csv", [_entity("名称", "2016-01-01")]),
                 "entities", "samr", today=TODAY, history=True)  # fmt: skip
-    late = _entities(tmp_path / "b.csv", [_entity("新名称", "2023-01-01")])
+    late = _entities(tmp_path / "b.csv", [_entity("名称", "2023-01-01", industry="G54")])
     assert ingest_file(store, late, "entities", "samr", today=TODAY).restamped == 1
     newer = _entities(tmp_path / "c.csv", [_entity("名称", "2024-01-01", status="deregistered")])
     later = TODAY + timedelta(days=1)
     result = ingest_file(store, newer, "entities", "samr", today=later, history=True)
-    assert (result.stored, result.restamped, result.quarantined) == (1, 1, 0)
-    assert _active(store, TODAY) == 1
-    assert _active(store, later) == 0
+    assert (result.stored, result.restamped, result.quarantined) == (1, 0, 0)
+    assert _active(store, date(2023, 12, 31)) == 1
+    for day in (date(2024, 1, 1), TODAY, later):
+        assert _active(store, day) == 0
+    # the same, with a past --today: the older late version still does not come back
+    store2 = Store(tmp_path / "store2")
+    ingest_file(store2, late, "entities", "samr", today=TODAY)
+    ingest_file(store2, newer, "entities", "samr", today=date(2024, 2, 1), history=True)
+    assert _active(store2, TODAY) == 0 and _active(store2, TODAY + timedelta(days=9)) == 0
 
 
 def test_sending_an_entity_file_again_stores_nothing_and_quarantines_nothing(
@@ -211,35 +221,54 @@ def test_sending_an_entity_file_again_stores_nothing_and_quarantines_nothing(
     resent = ingest_file(store, late, "entities", "samr", today=TODAY + timedelta(days=4))
     assert (resent.stored, resent.already_stored, resent.quarantined) == (0, 1, 0)
     assert store.read("quarantine").num_rows == 0
+    # an unchanged registration sent again, undated, is no new version either
+    undated = _entities(tmp_path / "u.csv", [{**_entity("名称", ""), "status": "revoked"}])
+    assert ingest_file(store, undated, "entities", "samr", today=TODAY + timedelta(days=5)) \
+        .already_stored == 1  # fmt: skip
+
+
+def test_a_version_changed_and_changed_back_on_one_date_is_the_last_word(
+    store: Store, tmp_path: Path
+) -> None:
+    """A, then B, then A again, all dated the same day: the last one sent is in force."""
+    for n, status in enumerate(("active", "revoked", "active")):
+        path = _entities(tmp_path / f"{n}.csv", [_entity("名称", "2026-01-05", status=status)])
+        result = ingest_file(store, path, "entities", "samr", today=TODAY + timedelta(days=n))
+        assert result.stored == 1, (n, result.to_dict())
+    assert _active(store, TODAY + timedelta(days=1)) == 0
+    assert _active(store, TODAY + timedelta(days=2)) == 1
+
+
+def test_a_file_s_own_versions_are_history_not_re_sends(store: Store, tmp_path: Path) -> None:
+    """A(2019) stored; a file of A(2019), C(2020), A(2023): A is in force again from 2023."""
+    ingest_file(store, _entities(tmp_path / "a.csv", [_entity("名称", "2019-01-01")]),
+                "entities", "samr", today=TODAY, history=True)  # fmt: skip
+    rows = [_entity("名称", "2019-01-01"), _entity("名称", "2020-01-01", industry="G54"),
+            _entity("名称", "2023-01-01")]  # fmt: skip
+    result = ingest_file(store, _entities(tmp_path / "f.csv", rows), "entities", "samr",
+                         today=TODAY, history=True)  # fmt: skip
+    assert (result.stored, result.already_stored) == (2, 1)
+    assert _industry(store, date(2022, 1, 1)) == "G54"
+    assert _industry(store, TODAY) == "F52"
 
 
 def test_within_the_grace_days_an_older_late_version_does_not_win(
     store: Store, tmp_path: Path
 ) -> None:
-    """A version within the grace keeps its date; a version restamped the day before it is
-    older by the department's date, so the recent one is restamped too and wins."""
-    late = _entities(tmp_path / "l.csv", [_entity("名称", "2023-01-01")])
-    ingest_file(store, late, "entities", "samr", today=TODAY - timedelta(days=1), grace_days=3)
+    """A version within the grace keeps its date; one restamped the day before it is older by
+    the department's date, so the recent one is in force."""
+    ingest_file(store, _entities(tmp_path / "a.csv", [_entity("名称", "2016-01-01")]),
+                "entities", "samr", today=TODAY, history=True)  # fmt: skip
+    late = _entities(tmp_path / "l.csv", [_entity("名称", "2023-01-01", industry="G54")])
+    before = TODAY - timedelta(days=1)
+    assert ingest_file(store, late, "entities", "samr", today=before, grace_days=3).restamped == 1
     recent = (TODAY - timedelta(days=2)).isoformat()
     newest = _entities(tmp_path / "n.csv", [_entity("名称", recent, status="deregistered")])
     result = ingest_file(store, newest, "entities", "samr", today=TODAY, grace_days=3)
-    assert (result.stored, result.restamped) == (1, 1)
-    assert _active(store, TODAY - timedelta(days=1)) == 1
-    assert _active(store, TODAY) == 0
-
-
-def test_the_newest_version_refused_for_another_fault_still_supersedes_older_late_ones(
-    store: Store, tmp_path: Path
-) -> None:
-    rows = [
-        _entity("名称", "2019-01-01"),
-        _entity("名称", "2024-01-01", status="revoked"),
-        _entity("名称", "2024-01-01", status="suspended"),  # the same version twice, differing
-    ]
-    result = ingest_file(store, _entities(tmp_path / "e.csv", rows), "entities", "samr",
-                         today=TODAY)  # fmt: skip
-    assert result.stored == 0
-    assert result.by_reason == {"duplicate_conflict": 2, "superseded_late": 1}
+    assert (result.stored, result.restamped) == (1, 0)
+    assert _active(store, TODAY - timedelta(days=3)) == 1
+    for day in (TODAY - timedelta(days=1), TODAY):
+        assert (_industry(store, day), _active(store, day)) == ("F52", 0)
 
 
 def test_a_store_written_before_the_column_reads_it_as_null(store: Store, tmp_path: Path) -> None:
