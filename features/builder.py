@@ -10,8 +10,8 @@ A listing (`listed`) is open while no counting `removed` record of the same comp
 (`attributes.ref`), or, for removals without a reference, none of the same list dated on or after
 it. An objection is open when the latest of its `objection_opened` and `objection_closed` events
 known on `as_of` (by effective day, then commit order; in one batch a closing of the same day
-comes last) is an opening. Entity facts come from the entity version in force
-(latest `recorded_date <= as_of`).
+comes last) is an opening. Entity facts come from the entity version in force: of
+those with `recorded_date <= as_of`, the newest by the department's date (`version_order`).
 
 Why SQL text and not Ibis: the query is generated from the specs as plain ANSI-style SQL with
 aggregate FILTER clauses, `arg_max` and JSON extraction, which DuckDB runs here and which

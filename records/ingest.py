@@ -81,6 +81,8 @@ REASONS = {
     "invalid_entity_type": "entity_type unknown or inconsistent with the code",
     "invalid_status": "status unknown",
     "duplicate_conflict": "the same key twice in the file with different content",
+    "superseded_late": "(stores written by an earlier version only) an entity version that "
+    "arrived late and that a newer version replaced; such versions are now stored as history",
     "record_id_conflict": "record_id already stored with different content",
 }
 """Quarantine reasons (stable machine codes) and what each means."""
@@ -1297,7 +1299,9 @@ def _mark_conflicts(con: duckdb.DuckDBPyConnection, ctx: _Context) -> None:
     The key is record_id for records and (uscc, recorded_date) for entities, whose versions over
     time are history, not conflicts. A record is already stored when its record_id is stored with
     the same content (else a conflict: changes come as events). An entity version is already
-    stored when the version in force on its recorded_date has the same content.
+    stored when the store's latest word on its department date, known by its recorded_date, has
+    the same content, or when it is the company's one version in the file and the version in
+    force has the same content (the comments at the query say more).
     """
     content = CONTENT[ctx.kind]
     if ctx.kind == "records":
@@ -1419,8 +1423,9 @@ def _mark_conflicts(con: duckdb.DuckDBPyConnection, ctx: _Context) -> None:
         )
     else:
         stored_struct = _content_struct(content, "s")
-        # already stored: (1) the store's latest word on the version of that department date is
-        # the same; or (2) the company's one version in the file is the same as the version in
+        # already stored: (1) the store's latest word, known by the row's own day, on the version
+        # of that department date is the same (a back-fill of a version that first arrived late
+        # takes its place by its date); or (2) the company's one version in the file is the same as the version in
         # force, and no stored version was known after it (an unchanged registration sent again,
         # which must not grow the store; a version sent with several others is history, which
         # only (1) can find stored)
@@ -1429,8 +1434,8 @@ def _mark_conflicts(con: duckdb.DuckDBPyConnection, ctx: _Context) -> None:
             WITH stored AS (
                 SELECT s.*, coalesce(s.source_recorded_date, s.recorded_date) AS v
                 FROM entities s SEMI JOIN hits h ON h.uscc = s.uscc
-            ), keys AS (
-                SELECT uscc, count(DISTINCT _key) AS versions FROM checked WHERE reason IS NULL
+            ), keys AS (  -- the versions the file states, also those refused for another fault
+                SELECT uscc, count(DISTINCT _key) AS versions FROM checked WHERE {_STATED}
                 GROUP BY uscc
             ), c AS (
                 SELECT c.*, coalesce(c.source_recorded_date, c.recorded_date) AS v, k.versions
@@ -1438,7 +1443,9 @@ def _mark_conflicts(con: duckdb.DuckDBPyConnection, ctx: _Context) -> None:
             ), same_date AS (
                 SELECT c._seq, arg_max({stored_struct}, struct_pack(d := s.recorded_date,
                     b := s.batch_id)) AS content, max(s.batch_id) AS batch_id
-                FROM c JOIN stored s ON s.uscc = c.uscc AND s.v = c.v GROUP BY c._seq
+                FROM c JOIN stored s ON s.uscc = c.uscc AND s.v = c.v
+                    AND s.recorded_date <= c.recorded_date
+                GROUP BY c._seq
             ), in_force AS (
                 SELECT c._seq, arg_max({stored_struct}, {version_order("s")}) AS content,
                     max(s.batch_id) AS batch_id, max(s.recorded_date) AS last_known
@@ -1452,6 +1459,14 @@ def _mark_conflicts(con: duckdb.DuckDBPyConnection, ctx: _Context) -> None:
             FROM c LEFT JOIN same_date d ON d._seq = c._seq LEFT JOIN in_force f ON f._seq = c._seq
             WHERE d._seq IS NOT NULL OR f._seq IS NOT NULL"""
         )
+
+
+_STATED = (
+    "reason IS NULL OR reason NOT IN ('missing_field', 'invalid_uscc', 'invalid_date', "
+    "'future_date')"
+)
+"""SQL: a row of the file that states a version of an entity (its code and dates are sound), even
+when it is refused for another fault."""
 
 
 def _write_new_rows(

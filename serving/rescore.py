@@ -249,7 +249,8 @@ def rescore_served(state: ServiceState, uscc: str, caller: Caller, endpoint: str
 
 
 def _entity(store: Store, uscc: str, as_of: date) -> pd.DataFrame:
-    """The entity facts in force on `as_of` (the latest version recorded by then), as
+    """The entity facts in force on `as_of` (of the versions known by then, the newest by the
+    department's date), as
     `serving.load` reads them (`records.schema.version_order`)."""
     with store.connect() as con:
         found = con.execute(

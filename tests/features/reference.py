@@ -293,7 +293,14 @@ class Reference:
         known = [v for v in self.versions_of[uscc] if v["recorded_date"] <= as_of]
         if not known:
             return None
-        return max(known, key=lambda v: (v["recorded_date"], v["batch_id"]))
+        # records.schema.version_order: the department's date, then the day known, then batch
+        return max(
+            known,
+            key=lambda v: (
+                v.get("source_recorded_date") or v["recorded_date"], v["recorded_date"],
+                v["batch_id"],
+            ),
+        )  # fmt: skip
 
     def entity_fact(self, spec: EntitySpec, uscc: str, as_of: date) -> Any:
         v = self.entity_version(uscc, as_of)

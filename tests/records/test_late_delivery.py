@@ -252,6 +252,43 @@ def test_a_file_s_own_versions_are_history_not_re_sends(store: Store, tmp_path: 
     assert _industry(store, TODAY) == "F52"
 
 
+def test_a_version_refused_for_a_fault_still_counts_as_one_the_file_states(
+    store: Store, tmp_path: Path
+) -> None:
+    """A file of a refused 2020 version and a 2023 version equal to the stored 2019 one: the 2023
+    version is history the file states, not a lone re-send, so it is stored and stays newest."""
+    ingest_file(store, _entities(tmp_path / "a.csv", [_entity("名称", "2019-01-01")]),
+                "entities", "samr", today=TODAY, history=True)  # fmt: skip
+    rows = [_entity("名称", "2020-01-01", industry="ZZ9"), _entity("名称", "2023-01-01")]
+    result = ingest_file(store, _entities(tmp_path / "f.csv", rows), "entities", "samr",
+                         today=TODAY + timedelta(days=1))  # fmt: skip
+    assert (result.stored, result.quarantined) == (1, 1)
+    fixed = _entities(tmp_path / "g.csv", [_entity("名称", "2020-01-01", industry="G54")])
+    ingest_file(store, fixed, "entities", "samr", today=TODAY + timedelta(days=2))
+    assert _industry(store, TODAY + timedelta(days=2)) == "F52"
+
+
+def test_a_back_fill_of_versions_that_first_arrived_late_takes_their_dates(
+    store: Store, tmp_path: Path
+) -> None:
+    old, new = (
+        _entity("名称", "2016-01-01", industry="C13"),
+        _entity("名称", "2023-01-01", industry="G54"),
+    )
+    ingest_file(store, _entities(tmp_path / "a.csv", [old]), "entities", "samr", today=TODAY,
+                history=True)  # fmt: skip
+    late = _entities(tmp_path / "l.csv", [new])
+    assert ingest_file(store, late, "entities", "samr", today=TODAY).restamped == 1
+    assert _industry(store, date(2024, 6, 1)) == "C13"  # not known then
+    back = _entities(tmp_path / "b.csv", [old, new])
+    later = TODAY + timedelta(days=1)
+    result = ingest_file(store, back, "entities", "samr", today=later, history=True)
+    assert (result.stored, result.already_stored) == (1, 1)
+    assert _industry(store, date(2024, 6, 1)) == "G54"  # the back-fill says it was so
+    again = ingest_file(store, back, "entities", "samr", today=later, history=True)
+    assert (again.stored, again.already_stored) == (0, 2)
+
+
 def test_within_the_grace_days_an_older_late_version_does_not_win(
     store: Store, tmp_path: Path
 ) -> None:
