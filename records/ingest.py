@@ -850,6 +850,8 @@ def ingest_table(
     step = progress or (lambda _msg: None)
     if "_row" not in table.column_names:
         table = table.append_column("_row", pa.array(np.arange(1, table.num_rows + 1), pa.int64()))
+    else:
+        table = _checked_row_numbers(table)
     mapping = mapping or identity_mapping(kind, table.column_names)
     ctx = _Context(
         kind,
@@ -914,6 +916,30 @@ def ingest_table(
     step("committed")
     result.seconds = round(time.perf_counter() - started, 3)
     return result
+
+
+def _checked_row_numbers(table: pa.Table) -> pa.Table:
+    """`_row` given with the table (or a file's column of that name): whole numbers, one per row,
+    each once, for every row is told apart by it; else the file as a whole is refused."""
+    for name in ("_seq", "_key"):
+        if name in table.column_names:
+            raise IngestError(f"column {name!r} is reserved for ingestion's own use: rename it")
+    if table.column_names.count("_row") > 1:
+        raise IngestError("column '_row' appears twice")
+    try:
+        rows = pc.cast(table.column("_row"), pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise IngestError(
+            "column '_row' is reserved for the row number and holds something else: rename it"
+        ) from None
+    rows = rows.combine_chunks()
+    increasing = len(rows) < 2 or pc.all(pc.greater(rows[1:], rows[:-1])).as_py()  # read_input's
+    if rows.null_count or (not increasing and pc.count_distinct(rows).as_py() != len(rows)):
+        raise IngestError(
+            "column '_row' is reserved for the row number and must be a whole number, different "
+            "in every row: rename it"
+        )
+    return table.set_column(table.column_names.index("_row"), "_row", rows)
 
 
 _MAPPING_SQL_ERRORS = (

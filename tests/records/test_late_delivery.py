@@ -376,3 +376,21 @@ def test_the_command_line_reports_late_rows_and_takes_history(
         )  # fmt: skip
         assert res.exit_code != 0
         assert "late_grace_days" in res.output.lower() or "late_grace_days" in str(res.exception)
+
+
+def test_a_row_number_column_that_cannot_tell_rows_apart_refuses_the_file(
+    store: Store, tmp_path: Path
+) -> None:
+    """Two rows with the same `_row` broke the accounting assertion (the batch rolled back with
+    a message about ingest accounting); now the file is refused naming the column."""
+    path = tmp_path / "e.csv"
+    path.write_text(
+        f"uscc,name,recorded_date,_row\n{CODE},名称,2019-01-01,7\n{CODE},新名称,2024-01-01,7\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(IngestError, match="'_row' is reserved for the row number"):
+        ingest_file(store, path, "entities", "samr", today=TODAY, history=True)
+    assert store.log() == []
+    path.write_text(path.read_text(encoding="utf-8").replace(",7\n", ",x\n"), encoding="utf-8")
+    with pytest.raises(IngestError, match="'_row' is reserved"):
+        ingest_file(store, path, "entities", "samr", today=TODAY, history=True)
