@@ -230,7 +230,8 @@ def _ingestion_day(text: str | None, history: bool) -> date | None:
     otherwise count as known on a day they were not."""
     if text is None:
         return None
-    day, now = _as_of(text, china_today()), china_today()
+    now = china_today()
+    day = _as_of(text, now)
     if day < now and not history:
         raise typer.BadParameter(
             f"--today {day} is before today ({now}): rows would count as known on a day they "

@@ -81,8 +81,6 @@ REASONS = {
     "invalid_entity_type": "entity_type unknown or inconsistent with the code",
     "invalid_status": "status unknown",
     "duplicate_conflict": "the same key twice in the file with different content",
-    "superseded_late": "(stores written by an earlier version only) an entity version that "
-    "arrived late and that a newer version replaced; such versions are now stored as history",
     "record_id_conflict": "record_id already stored with different content",
 }
 """Quarantine reasons (stable machine codes) and what each means."""
@@ -766,13 +764,16 @@ class _Context:
     history: bool = False
     grace_days: int = 0
 
-    @property
-    def late_before(self) -> str:
-        """SQL literal: a file date before this day arrived late (never, for a history load)."""
+    def known_dates_sql(self) -> str:
+        """SQL: the `recorded_date` (the day known here) and `source_recorded_date` (the file's
+        date, only when it arrived late) of a row whose file says `recorded_date`."""
+        if self.history:  # a back-fill: the file's dates are the days known
+            return "recorded_date, CAST(NULL AS DATE) AS source_recorded_date"
+        today = _lit(self.today.isoformat())
+        late = f"recorded_date < DATE {_lit((self.today - timedelta(days=self.grace_days)).isoformat())}"
         return (
-            "DATE '0001-01-01'"
-            if self.history
-            else (f"DATE {_lit((self.today - timedelta(days=self.grace_days)).isoformat())}")
+            f"CASE WHEN {late} THEN DATE {today} ELSE recorded_date END AS recorded_date, "
+            f"CASE WHEN {late} THEN recorded_date END AS source_recorded_date"
         )
 
 
@@ -848,6 +849,9 @@ def ingest_table(
         raise IngestError(f"grace_days must be 0 to {MAX_GRACE_DAYS}, got {grace_days}")
     started = time.perf_counter()
     step = progress or (lambda _msg: None)
+    for name in ("_seq", "_key"):
+        if name in table.column_names:
+            raise IngestError(f"column {name!r} is reserved for ingestion's own use: rename it")
     if "_row" not in table.column_names:
         table = table.append_column("_row", pa.array(np.arange(1, table.num_rows + 1), pa.int64()))
     else:
@@ -921,9 +925,6 @@ def ingest_table(
 def _checked_row_numbers(table: pa.Table) -> pa.Table:
     """`_row` given with the table (or a file's column of that name): whole numbers, one per row,
     each once, for every row is told apart by it; else the file as a whole is refused."""
-    for name in ("_seq", "_key"):
-        if name in table.column_names:
-            raise IngestError(f"column {name!r} is reserved for ingestion's own use: rename it")
     if table.column_names.count("_row") > 1:
         raise IngestError("column '_row' appears twice")
     try:
@@ -1158,9 +1159,7 @@ def _records_checks_sql(ctx: _Context) -> str:
         FROM t
     )
     SELECT _row, _seq, record_id AS _key, record_id, uscc, category, event_date,
-        CASE WHEN recorded_date < {ctx.late_before} THEN DATE {today} ELSE recorded_date END AS recorded_date,
-        CASE WHEN recorded_date < {ctx.late_before} THEN recorded_date END AS source_recorded_date,
-        source_dept, severity, amount,
+        {ctx.known_dates_sql()}, source_dept, severity, amount,
         CASE WHEN reason IS NULL THEN attributes_json END AS attributes,
         reason,
         CASE reason
@@ -1237,9 +1236,7 @@ def _entity_checks_sql(ctx: _Context) -> str:
     )
     SELECT _row, _seq, uscc || ' recorded ' || CAST(recorded_date AS VARCHAR) AS _key,
         uscc, name, industry, region_final AS region, type_final AS entity_type,
-        registered_capital, established_date, status_final AS status,
-        CASE WHEN recorded_date < {ctx.late_before} THEN DATE {today} ELSE recorded_date END AS recorded_date,
-        CASE WHEN recorded_date < {ctx.late_before} THEN recorded_date END AS source_recorded_date,
+        registered_capital, established_date, status_final AS status, {ctx.known_dates_sql()},
         reason,
         CASE reason
             WHEN 'missing_field' THEN 'missing ' || CASE WHEN uscc IS NULL THEN 'uscc' ELSE 'name' END
@@ -1451,10 +1448,10 @@ def _mark_conflicts(con: duckdb.DuckDBPyConnection, ctx: _Context) -> None:
         stored_struct = _content_struct(content, "s")
         # already stored: (1) the store's latest word, known by the row's own day, on the version
         # of that department date is the same (a back-fill of a version that first arrived late
-        # takes its place by its date); or (2) the company's one version in the file is the same as the version in
-        # force, and no stored version was known after it (an unchanged registration sent again,
-        # which must not grow the store; a version sent with several others is history, which
-        # only (1) can find stored)
+        # takes its place by its date); or (2) the company's one version in the file is the same
+        # as the version in force, and no stored version was known after it (an unchanged
+        # registration sent again, which must not grow the store; a version sent with several
+        # others is history, which only (1) can find stored)
         con.execute(
             f"""CREATE TEMP TABLE existing AS
             WITH stored AS (

@@ -31,12 +31,6 @@ EVENT_TYPES = (
 )  # fmt: skip
 """Later events that change how a record counts; stored append-only, never by rewriting it."""
 
-LATE_NOTE = """\
-`recorded_date` in the store is the day the record became known here, which every as-of question
-uses. A file's recorded date is trusted when it is not before the day of ingestion (less the grace
-days) or when the file back-fills history; a row that arrives later than that is stored as known on
-the day of ingestion, and its file's date is kept in `source_recorded_date` (NULL otherwise)."""
-
 
 def version_order(alias: str = "") -> str:
     """SQL: the order of an entity's versions, the one in force last. Of the versions known by a

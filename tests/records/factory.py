@@ -12,7 +12,7 @@ import numpy as np
 
 from records import uscc
 from records.catalogue import default_catalogue
-from records.schema import RECORD_COLUMNS
+from records.schema import ENTITY_COLUMNS, RECORD_COLUMNS
 
 TODAY = date(2026, 11, 22)
 
@@ -114,4 +114,15 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
         writer = csv.DictWriter(fh, fieldnames=list(RECORD_COLUMNS))
         writer.writeheader()
         writer.writerows(rows)
+    return path
+
+
+def write_entities_csv(path: Path, rows: list[dict[str, str]]) -> Path:
+    """Entity rows as a CSV of the canonical columns and `recorded_date` (missing ones empty)."""
+    columns = [*ENTITY_COLUMNS, "recorded_date"]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=columns)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k, "") for k in columns})
     return path

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
 from records import uscc
 from records.ingest import ingest_file
-from records.schema import ENTITY_COLUMNS
 from records.store import Store
-from tests.records.factory import TODAY
+from tests.records.factory import TODAY, write_entities_csv
 
 RNG = np.random.default_rng(11)
 ENT, IND = uscc.generate_many(RNG, ["91", "92"], ["410102", "410105"])
-
-
-def _write(path: Path, rows: list[dict[str, str]]) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=[*ENTITY_COLUMNS, "recorded_date"])
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: r.get(k, "") for k in [*ENTITY_COLUMNS, "recorded_date"]})
-    return path
 
 
 def _row(code: str, **kw: str) -> dict[str, str]:
@@ -34,7 +23,7 @@ def _row(code: str, **kw: str) -> dict[str, str]:
 
 
 def test_entities_defaults_come_from_the_code(store: Store, tmp_path: Path) -> None:
-    path = _write(
+    path = write_entities_csv(
         tmp_path / "e.csv", [_row(ENT), _row(IND, name="金水区王记小吃店", industry="H62")]
     )
     result = ingest_file(store, path, "entities", "samr", today=TODAY)
@@ -55,7 +44,9 @@ def test_invalid_entities_are_quarantined(store: Store, tmp_path: Path) -> None:
         _row(IND, established_date="2030-01-01"),
         _row(IND, name=""),
     ]
-    result = ingest_file(store, _write(tmp_path / "e.csv", rows), "entities", "samr", today=TODAY)
+    result = ingest_file(
+        store, write_entities_csv(tmp_path / "e.csv", rows), "entities", "samr", today=TODAY
+    )
     assert result.stored == 0
     assert result.by_reason == {
         "invalid_uscc": 1, "invalid_entity_type": 1, "invalid_industry": 1, "invalid_region": 1,
@@ -66,11 +57,11 @@ def test_invalid_entities_are_quarantined(store: Store, tmp_path: Path) -> None:
 def test_changes_become_new_versions_and_repeats_change_nothing(
     store: Store, tmp_path: Path
 ) -> None:
-    v1 = _write(tmp_path / "v1.csv", [_row(ENT), _row(IND)])
+    v1 = write_entities_csv(tmp_path / "v1.csv", [_row(ENT), _row(IND)])
     ingest_file(store, v1, "entities", "samr", today=TODAY)
     again = ingest_file(store, v1, "entities", "samr", today=TODAY)
     assert (again.stored, again.already_stored) == (0, 2)
-    v2 = _write(
+    v2 = write_entities_csv(
         tmp_path / "v2.csv",
         [_row(ENT, status="deregistered", recorded_date="2024-06-01"), _row(IND)],
     )
@@ -79,7 +70,7 @@ def test_changes_become_new_versions_and_repeats_change_nothing(
     versions = [r for r in store.read("entities").to_pylist() if r["uscc"] == ENT]
     assert sorted(r["status"] for r in versions) == ["active", "deregistered"]
     # the same code twice in one file with different content is a conflict, not a guess
-    clash = _write(tmp_path / "v3.csv", [_row(IND, name="甲"), _row(IND, name="乙")])
+    clash = write_entities_csv(tmp_path / "v3.csv", [_row(IND, name="甲"), _row(IND, name="乙")])
     res = ingest_file(store, clash, "entities", "samr", today=TODAY)
     assert res.by_reason == {"duplicate_conflict": 2} and res.stored == 0
 
@@ -90,19 +81,21 @@ def test_versions_in_one_file_are_history_and_stay_idempotent(store: Store, tmp_
         _row(ENT, status="deregistered", recorded_date="2025-01-10"),
         _row(IND, recorded_date="2015-04-02"),
     ]
-    path = _write(tmp_path / "h.csv", rows)
+    path = write_entities_csv(tmp_path / "h.csv", rows)
     first = ingest_file(store, path, "entities", "samr", today=TODAY, history=True)
     assert (first.stored, first.quarantined) == (3, 0)
     again = ingest_file(store, path, "entities", "samr", today=TODAY, history=True)
     assert (again.stored, again.already_stored) == (0, 3)
     # an unchanged registration sent again without a date is no new version either
-    undated = _write(tmp_path / "u.csv", [{**_row(IND), "recorded_date": ""}])
+    undated = write_entities_csv(tmp_path / "u.csv", [{**_row(IND), "recorded_date": ""}])
     assert (
         ingest_file(store, undated, "entities", "samr", today=TODAY, history=True).already_stored
         == 1
     )
     # a late-arriving older version is history, stored, when the file back-fills history
-    older = _write(tmp_path / "o.csv", [_row(ENT, name="旧名称", recorded_date="2010-01-01")])
+    older = write_entities_csv(
+        tmp_path / "o.csv", [_row(ENT, name="旧名称", recorded_date="2010-01-01")]
+    )
     assert ingest_file(store, older, "entities", "samr", today=TODAY, history=True).stored == 1
 
 
@@ -111,8 +104,10 @@ def test_batch_ids_sort_in_commit_order_so_the_later_same_day_version_wins(
 ) -> None:
     for attempt in range(5):  # commits within one second used to tie at random
         store = Store(tmp_path / f"s{attempt}")
-        v1 = _write(tmp_path / "v1.csv", [_row(ENT, recorded_date="2024-06-01")])
-        v2 = _write(tmp_path / "v2.csv", [_row(ENT, status="revoked", recorded_date="2024-06-01")])
+        v1 = write_entities_csv(tmp_path / "v1.csv", [_row(ENT, recorded_date="2024-06-01")])
+        v2 = write_entities_csv(
+            tmp_path / "v2.csv", [_row(ENT, status="revoked", recorded_date="2024-06-01")]
+        )
         ingest_file(store, v1, "entities", "samr", today=TODAY)
         ingest_file(store, v2, "entities", "samr", today=TODAY)
         with store.connect() as con:
@@ -130,7 +125,7 @@ def test_a_natural_person_s_identity_number_is_not_registered_as_a_company(
     """An identity number that passes the credit-code checks was stored as a social
     organisation and then scored and published; it is quarantined, saying what it is."""
     person = "511302198506121181"
-    path = _write(tmp_path / "e.csv", [_row(person, name="王五"), _row(ENT)])
+    path = write_entities_csv(tmp_path / "e.csv", [_row(person, name="王五"), _row(ENT)])
     result = ingest_file(store, path, "entities", "samr", today=TODAY)
     assert (result.stored, result.quarantined) == (1, 1)
     assert [r["uscc"] for r in store.read("entities").to_pylist()] == [ENT]

@@ -3,7 +3,6 @@ day of ingestion, so a feature as of an earlier day never sees it; a history loa
 
 from __future__ import annotations
 
-import csv
 import json
 from datetime import date, timedelta
 from pathlib import Path
@@ -17,29 +16,11 @@ from cli.main import app
 from features.builder import build_features
 from records.ingest import IngestError, ingest_file, ingest_table
 from records.publicity import records_on
-from records.schema import ENTITY_COLUMNS, RECORD_COLUMNS
 from records.store import Store
 from records.workdays import china_today
-from tests.records.factory import TODAY, penalty
+from tests.records.factory import TODAY, penalty, write_csv, write_entities_csv
 
 CODE = "91110000600037341L"
-
-
-def _records(path: Path, rows: list[dict[str, str]]) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(RECORD_COLUMNS))
-        w.writeheader()
-        w.writerows(rows)
-    return path
-
-
-def _entities(path: Path, rows: list[dict[str, str]]) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=[*ENTITY_COLUMNS, "recorded_date"])
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: r.get(k, "") for k in [*ENTITY_COLUMNS, "recorded_date"]})
-    return path
 
 
 def _entity(name: str, recorded: str, **kw: str) -> dict[str, str]:
@@ -64,7 +45,7 @@ def _stored(store: Store, table: str = "records") -> dict[str, dict[str, object]
 
 def test_a_late_record_counts_from_the_day_of_ingestion(store: Store, tmp_path: Path) -> None:
     on_time = TODAY.isoformat()
-    path = _records(
+    path = write_csv(
         tmp_path / "daily.csv",
         [
             penalty("P-LATE", event_date="2026-06-01", recorded_date="2026-06-05"),
@@ -98,7 +79,7 @@ def test_a_late_record_counts_from_the_day_of_ingestion(store: Store, tmp_path: 
 
 
 def test_a_history_load_keeps_recorded_dates(store: Store, tmp_path: Path) -> None:
-    path = _records(
+    path = write_csv(
         tmp_path / "past.csv",
         [penalty("P-OLD", event_date="2026-06-01", recorded_date="2026-06-05")],
     )
@@ -115,7 +96,7 @@ def test_grace_days_keep_recent_dates(store: Store, tmp_path: Path) -> None:
     days_ago = [(TODAY - timedelta(days=n)).isoformat() for n in (2, 3, 4)]
     rows = [penalty(f"P{i}", event_date=d, recorded_date=d) for i, d in enumerate(days_ago)]
     result = ingest_file(
-        store, _records(tmp_path / "f.csv", rows), "records", "samr", today=TODAY, grace_days=3
+        store, write_csv(tmp_path / "f.csv", rows), "records", "samr", today=TODAY, grace_days=3
     )
     assert result.restamped == 1 and result.earliest_source_recorded == days_ago[2]
     got = _stored(store)
@@ -129,12 +110,12 @@ def test_grace_days_keep_recent_dates(store: Store, tmp_path: Path) -> None:
 def test_sending_a_record_again_is_idempotent_whatever_its_arrival(
     store: Store, tmp_path: Path
 ) -> None:
-    late = _records(tmp_path / "late.csv", [penalty("P-1")])
+    late = write_csv(tmp_path / "late.csv", [penalty("P-1")])
     assert ingest_file(store, late, "records", "samr", today=TODAY).stored == 1
     again = ingest_file(store, late, "records", "samr", today=TODAY + timedelta(days=30))
     assert (again.stored, again.already_stored, again.quarantined) == (0, 1, 0)
     # a record loaded with history and sent again in a daily feed is the same record
-    old = _records(tmp_path / "old.csv", [penalty("P-2", recorded_date="2024-02-01")])
+    old = write_csv(tmp_path / "old.csv", [penalty("P-2", recorded_date="2024-02-01")])
     ingest_file(store, old, "records", "samr", today=TODAY, history=True)
     daily = ingest_file(store, old, "records", "samr", today=TODAY + timedelta(days=1))
     assert (daily.stored, daily.already_stored, daily.restamped) == (0, 1, 0)
@@ -142,9 +123,11 @@ def test_sending_a_record_again_is_idempotent_whatever_its_arrival(
 
 
 def test_a_late_entity_version_never_displaces_a_newer_one(store: Store, tmp_path: Path) -> None:
-    first = _entities(tmp_path / "e1.csv", [_entity("旧名称", "2016-01-01", industry="C13")])
+    first = write_entities_csv(
+        tmp_path / "e1.csv", [_entity("旧名称", "2016-01-01", industry="C13")]
+    )
     ingest_file(store, first, "entities", "samr", today=TODAY, history=True)
-    late = _entities(
+    late = write_entities_csv(
         tmp_path / "e2.csv",
         [
             _entity("中间名称", "2019-03-01", industry="E47"),  # replaced by the next
@@ -154,7 +137,9 @@ def test_a_late_entity_version_never_displaces_a_newer_one(store: Store, tmp_pat
     result = ingest_file(store, late, "entities", "samr", today=TODAY)
     assert (result.stored, result.quarantined, result.restamped) == (2, 0, 2)
     # one older than what the store holds, arriving later still: kept, as history
-    older = _entities(tmp_path / "e3.csv", [_entity("更早的名称", "2020-06-01", industry="H62")])
+    older = write_entities_csv(
+        tmp_path / "e3.csv", [_entity("更早的名称", "2020-06-01", industry="H62")]
+    )
     result = ingest_file(store, older, "entities", "samr", today=TODAY + timedelta(days=1))
     assert (result.stored, result.quarantined, result.restamped) == (1, 0, 1)
     got = _stored(store, "entities")
@@ -173,7 +158,7 @@ def test_a_late_entity_version_never_displaces_a_newer_one(store: Store, tmp_pat
 
 
 def test_a_history_load_keeps_every_entity_version(store: Store, tmp_path: Path) -> None:
-    path = _entities(
+    path = write_entities_csv(
         tmp_path / "e.csv", [_entity("中间名称", "2019-03-01"), _entity("最新名称", "2023-03-01")]
     )
     result = ingest_file(store, path, "entities", "samr", today=TODAY, history=True)
@@ -185,11 +170,13 @@ def test_a_back_fill_after_a_late_version_takes_its_place_by_its_date(
 ) -> None:
     """A history load after daily loads: its versions count from their dates, and the newest
     by the department's date is in force, also against one that arrived late."""
-    ingest_file(store, _entities(tmp_path / "a.csv", [_entity("名称", "2016-01-01")]),
+    ingest_file(store, write_entities_csv(tmp_path / "a.csv", [_entity("名称", "2016-01-01")]),
                 "entities", "samr", today=TODAY, history=True)  # fmt: skip
-    late = _entities(tmp_path / "b.csv", [_entity("名称", "2023-01-01", industry="G54")])
+    late = write_entities_csv(tmp_path / "b.csv", [_entity("名称", "2023-01-01", industry="G54")])
     assert ingest_file(store, late, "entities", "samr", today=TODAY).restamped == 1
-    newer = _entities(tmp_path / "c.csv", [_entity("名称", "2024-01-01", status="deregistered")])
+    newer = write_entities_csv(
+        tmp_path / "c.csv", [_entity("名称", "2024-01-01", status="deregistered")]
+    )
     later = TODAY + timedelta(days=1)
     result = ingest_file(store, newer, "entities", "samr", today=later, history=True)
     assert (result.stored, result.restamped, result.quarantined) == (1, 0, 0)
@@ -206,7 +193,7 @@ def test_a_back_fill_after_a_late_version_takes_its_place_by_its_date(
 def test_sending_an_entity_file_again_stores_nothing_and_quarantines_nothing(
     store: Store, tmp_path: Path
 ) -> None:
-    versions = _entities(
+    versions = write_entities_csv(
         tmp_path / "v.csv", [_entity("名称", "2016-01-01"), _entity("新名称", "2025-01-01")]
     )
     ingest_file(store, versions, "entities", "samr", today=TODAY, history=True)
@@ -214,15 +201,19 @@ def test_sending_an_entity_file_again_stores_nothing_and_quarantines_nothing(
     again = ingest_file(store, versions, "entities", "samr", today=TODAY + timedelta(days=1))
     assert (again.stored, again.already_stored, again.quarantined) == (0, 2, 0)
     # a late version, then a newer one, then the late one again
-    late = _entities(tmp_path / "l.csv", [_entity("名称", "2025-06-01", status="suspended")])
+    late = write_entities_csv(
+        tmp_path / "l.csv", [_entity("名称", "2025-06-01", status="suspended")]
+    )
     assert ingest_file(store, late, "entities", "samr", today=TODAY + timedelta(days=2)).stored
-    newest = _entities(tmp_path / "n.csv", [_entity("名称", "2025-09-01", status="revoked")])
+    newest = write_entities_csv(
+        tmp_path / "n.csv", [_entity("名称", "2025-09-01", status="revoked")]
+    )
     assert ingest_file(store, newest, "entities", "samr", today=TODAY + timedelta(days=3)).stored
     resent = ingest_file(store, late, "entities", "samr", today=TODAY + timedelta(days=4))
     assert (resent.stored, resent.already_stored, resent.quarantined) == (0, 1, 0)
     assert store.read("quarantine").num_rows == 0
     # an unchanged registration sent again, undated, is no new version either
-    undated = _entities(tmp_path / "u.csv", [{**_entity("名称", ""), "status": "revoked"}])
+    undated = write_entities_csv(tmp_path / "u.csv", [{**_entity("名称", ""), "status": "revoked"}])
     assert ingest_file(store, undated, "entities", "samr", today=TODAY + timedelta(days=5)) \
         .already_stored == 1  # fmt: skip
 
@@ -232,7 +223,9 @@ def test_a_version_changed_and_changed_back_on_one_date_is_the_last_word(
 ) -> None:
     """A, then B, then A again, all dated the same day: the last one sent is in force."""
     for n, status in enumerate(("active", "revoked", "active")):
-        path = _entities(tmp_path / f"{n}.csv", [_entity("名称", "2026-01-05", status=status)])
+        path = write_entities_csv(
+            tmp_path / f"{n}.csv", [_entity("名称", "2026-01-05", status=status)]
+        )
         result = ingest_file(store, path, "entities", "samr", today=TODAY + timedelta(days=n))
         assert result.stored == 1, (n, result.to_dict())
     assert _active(store, TODAY + timedelta(days=1)) == 0
@@ -241,11 +234,11 @@ def test_a_version_changed_and_changed_back_on_one_date_is_the_last_word(
 
 def test_a_file_s_own_versions_are_history_not_re_sends(store: Store, tmp_path: Path) -> None:
     """A(2019) stored; a file of A(2019), C(2020), A(2023): A is in force again from 2023."""
-    ingest_file(store, _entities(tmp_path / "a.csv", [_entity("名称", "2019-01-01")]),
+    ingest_file(store, write_entities_csv(tmp_path / "a.csv", [_entity("名称", "2019-01-01")]),
                 "entities", "samr", today=TODAY, history=True)  # fmt: skip
     rows = [_entity("名称", "2019-01-01"), _entity("名称", "2020-01-01", industry="G54"),
             _entity("名称", "2023-01-01")]  # fmt: skip
-    result = ingest_file(store, _entities(tmp_path / "f.csv", rows), "entities", "samr",
+    result = ingest_file(store, write_entities_csv(tmp_path / "f.csv", rows), "entities", "samr",
                          today=TODAY, history=True)  # fmt: skip
     assert (result.stored, result.already_stored) == (2, 1)
     assert _industry(store, date(2022, 1, 1)) == "G54"
@@ -257,13 +250,13 @@ def test_a_version_refused_for_a_fault_still_counts_as_one_the_file_states(
 ) -> None:
     """A file of a refused 2020 version and a 2023 version equal to the stored 2019 one: the 2023
     version is history the file states, not a lone re-send, so it is stored and stays newest."""
-    ingest_file(store, _entities(tmp_path / "a.csv", [_entity("名称", "2019-01-01")]),
+    ingest_file(store, write_entities_csv(tmp_path / "a.csv", [_entity("名称", "2019-01-01")]),
                 "entities", "samr", today=TODAY, history=True)  # fmt: skip
     rows = [_entity("名称", "2020-01-01", industry="ZZ9"), _entity("名称", "2023-01-01")]
-    result = ingest_file(store, _entities(tmp_path / "f.csv", rows), "entities", "samr",
+    result = ingest_file(store, write_entities_csv(tmp_path / "f.csv", rows), "entities", "samr",
                          today=TODAY + timedelta(days=1))  # fmt: skip
     assert (result.stored, result.quarantined) == (1, 1)
-    fixed = _entities(tmp_path / "g.csv", [_entity("名称", "2020-01-01", industry="G54")])
+    fixed = write_entities_csv(tmp_path / "g.csv", [_entity("名称", "2020-01-01", industry="G54")])
     ingest_file(store, fixed, "entities", "samr", today=TODAY + timedelta(days=2))
     assert _industry(store, TODAY + timedelta(days=2)) == "F52"
 
@@ -275,12 +268,12 @@ def test_a_back_fill_of_versions_that_first_arrived_late_takes_their_dates(
         _entity("名称", "2016-01-01", industry="C13"),
         _entity("名称", "2023-01-01", industry="G54"),
     )
-    ingest_file(store, _entities(tmp_path / "a.csv", [old]), "entities", "samr", today=TODAY,
-                history=True)  # fmt: skip
-    late = _entities(tmp_path / "l.csv", [new])
+    first = write_entities_csv(tmp_path / "a.csv", [old])
+    ingest_file(store, first, "entities", "samr", today=TODAY, history=True)
+    late = write_entities_csv(tmp_path / "l.csv", [new])
     assert ingest_file(store, late, "entities", "samr", today=TODAY).restamped == 1
     assert _industry(store, date(2024, 6, 1)) == "C13"  # not known then
-    back = _entities(tmp_path / "b.csv", [old, new])
+    back = write_entities_csv(tmp_path / "b.csv", [old, new])
     later = TODAY + timedelta(days=1)
     result = ingest_file(store, back, "entities", "samr", today=later, history=True)
     assert (result.stored, result.already_stored) == (1, 1)
@@ -294,13 +287,15 @@ def test_within_the_grace_days_an_older_late_version_does_not_win(
 ) -> None:
     """A version within the grace keeps its date; one restamped the day before it is older by
     the department's date, so the recent one is in force."""
-    ingest_file(store, _entities(tmp_path / "a.csv", [_entity("名称", "2016-01-01")]),
+    ingest_file(store, write_entities_csv(tmp_path / "a.csv", [_entity("名称", "2016-01-01")]),
                 "entities", "samr", today=TODAY, history=True)  # fmt: skip
-    late = _entities(tmp_path / "l.csv", [_entity("名称", "2023-01-01", industry="G54")])
+    late = write_entities_csv(tmp_path / "l.csv", [_entity("名称", "2023-01-01", industry="G54")])
     before = TODAY - timedelta(days=1)
     assert ingest_file(store, late, "entities", "samr", today=before, grace_days=3).restamped == 1
     recent = (TODAY - timedelta(days=2)).isoformat()
-    newest = _entities(tmp_path / "n.csv", [_entity("名称", recent, status="deregistered")])
+    newest = write_entities_csv(
+        tmp_path / "n.csv", [_entity("名称", recent, status="deregistered")]
+    )
     result = ingest_file(store, newest, "entities", "samr", today=TODAY, grace_days=3)
     assert (result.stored, result.restamped) == (1, 0)
     assert _active(store, TODAY - timedelta(days=3)) == 1
@@ -309,9 +304,9 @@ def test_within_the_grace_days_an_older_late_version_does_not_win(
 
 
 def test_a_store_written_before_the_column_reads_it_as_null(store: Store, tmp_path: Path) -> None:
-    ingest_file(store, _records(tmp_path / "r.csv", [penalty("P-1")]), "records", "samr",
+    ingest_file(store, write_csv(tmp_path / "r.csv", [penalty("P-1")]), "records", "samr",
                 today=TODAY, history=True)  # fmt: skip
-    ingest_file(store, _entities(tmp_path / "e.csv", [_entity("名称", "2016-01-01")]),
+    ingest_file(store, write_entities_csv(tmp_path / "e.csv", [_entity("名称", "2016-01-01")]),
                 "entities", "samr", today=TODAY, history=True)  # fmt: skip
     # make it a store of the earlier format: no column in the files, no format in the log
     for path in store.root.rglob("*.parquet"):
@@ -324,7 +319,7 @@ def test_a_store_written_before_the_column_reads_it_as_null(store: Store, tmp_pa
     assert _stored(store)["P-1"]["source_recorded_date"] is None
     assert _stored(store, "entities")["名称"]["source_recorded_date"] is None
     # and a late row added now sits beside the old files
-    late = ingest_file(store, _records(tmp_path / "r2.csv", [penalty("P-2")]), "records", "samr",
+    late = ingest_file(store, write_csv(tmp_path / "r2.csv", [penalty("P-2")]), "records", "samr",
                        today=TODAY)  # fmt: skip
     assert late.restamped == 1
     got = _stored(store)
@@ -337,7 +332,7 @@ def test_the_command_line_reports_late_rows_and_takes_history(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     env = {"CREDSUP_DATA_DIR": str(tmp_path / "data")}
-    path = _records(
+    path = write_csv(
         tmp_path / "r.csv", [penalty("P-1"), penalty("P-2", recorded_date="2024-03-01")]
     )
     # a past ingestion day would make rows count as known on a day they were not
@@ -350,7 +345,7 @@ def test_the_command_line_reports_late_rows_and_takes_history(
     assert "2 rows arrived late" in res.output and "from 2024-01-10 on" in res.output
     entry = Store(tmp_path / "data" / "store").log()[-1]
     assert entry["restamped"] == 2 and entry["earliest_source_recorded"] == "2024-01-10"
-    path2 = _records(tmp_path / "r2.csv", [penalty("P-3")])
+    path2 = write_csv(tmp_path / "r2.csv", [penalty("P-3")])
     res = CliRunner().invoke(
         app,
         ["ingest", str(path2), "--source", "samr", "--history", "--json", "--today",
