@@ -7,6 +7,7 @@ from datetime import date
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.builder import (
     FIXES_CTE,
@@ -127,11 +128,22 @@ def evidence_sql(
 Key = tuple[str, date, str]
 
 
+COMPANIES_AT_ONCE = 100_000
+"""Companies per evidence query. Its joins grow with the records of the companies it covers: a
+province at once (1 M companies, 3 reasons each) ran out of DuckDB's 6 GB; in parts each query
+reads the records again, which costs less than the joins save."""
+
+
 def feature_evidence(
-    store: Store, wanted: pa.Table, specs: tuple[Spec, ...] = SPECS
+    store: Store,
+    wanted: pa.Table,
+    specs: tuple[Spec, ...] = SPECS,
+    companies_at_once: int | None = None,
 ) -> dict[Key, dict[str, Any]]:
     """For rows `(uscc, as_of, feature)`: the records behind that feature at that date, as
-    `{records, matched, latest, departments}` keyed by the row (absent when none count)."""
+    `{records, matched, latest, departments}` keyed by the row (absent when none count). The
+    companies are taken `companies_at_once` (default `COMPANIES_AT_ONCE`) at a time."""
+    at_once = companies_at_once or COMPANIES_AT_ONCE
     schema = pa.schema([("uscc", pa.string()), ("as_of", pa.date32()), ("feature", pa.string())])
     wanted = wanted.select(["uscc", "as_of", "feature"]).cast(schema)
     if wanted.num_rows == 0:
@@ -139,19 +151,25 @@ def feature_evidence(
     # once per row: a feature asked for twice (a veto and a model reason on one listing) must
     # not count its records twice
     wanted = wanted.group_by(["uscc", "as_of", "feature"], use_threads=False).aggregate([])
+    companies = pc.unique(wanted.column("uscc"))
+    found: dict[Key, dict[str, Any]] = {}
     with store.connect() as con:
-        con.register("wanted", wanted)
-        con.execute("CREATE TEMP TABLE points AS SELECT DISTINCT uscc, as_of FROM wanted")
-        sql = evidence_sql(set(wanted.column("feature").to_pylist()), specs)
-        return {
-            (r["uscc"], r["as_of"], r["feature"]): {
-                "records": r["records"],
-                "matched": r["matched"],
-                "latest": r["latest"],
-                "departments": r["departments"] or [],
-            }
-            for r in con.sql(sql).to_arrow_table().to_pylist()
-        }
+        for start in range(0, len(companies), at_once):
+            some = wanted.filter(pc.is_in(wanted.column("uscc"), companies.slice(start, at_once)))
+            con.register("wanted", some)
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE points AS SELECT DISTINCT uscc, as_of FROM wanted"
+            )
+            sql = evidence_sql(set(some.column("feature").to_pylist()), specs)
+            for r in con.sql(sql).to_arrow_table().to_pylist():
+                found[r["uscc"], r["as_of"], r["feature"]] = {
+                    "records": r["records"],
+                    "matched": r["matched"],
+                    "latest": r["latest"],
+                    "departments": r["departments"] or [],
+                }
+            con.unregister("wanted")
+    return found
 
 
 def with_evidence(store: Store, scores: pa.Table, specs: tuple[Spec, ...] = SPECS) -> pa.Table:

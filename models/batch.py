@@ -12,6 +12,7 @@ overrides first, evidence filled in) and the model and spec versions, ready to b
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
@@ -73,12 +74,42 @@ def tier_features(
     """The active companies among built features, tiered (the batch, or one company re-scored:
     the same code gives the same bits)."""
     model.check_spec()
-    feats = features.to_pandas()
-    feats = feats[feats["active"].fillna(0) > 0].reset_index(drop=True)
-    scored = model.score(feats, reasons=reasons)
-    if reasons and evidence and len(scored):
-        scored = with_evidence(store, scored)
-    return _finish(scored, model, name, version)
+    active = features.filter(pc.fill_null(pc.greater(features.column("active"), 0), False))
+    parts = [
+        _finish(scored, model, name, version)
+        for scored in _scored_parts(store, model, active, reasons, evidence)
+    ]
+    return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+
+
+PART = 100_000
+"""Companies scored, explained and backed with evidence at once. The work per company does not
+depend on the others (cut-offs are the model's), so a province is taken in parts: the reasons as
+Python objects and the evidence query's joins grow with the companies at hand (1 M companies at
+once ran out of DuckDB's 6 GB in the evidence query, at 10 GB for the process)."""
+
+
+def _scored_parts(
+    store: Store,
+    model: TierModel,
+    features: pa.Table | pd.DataFrame,
+    reasons: int,
+    evidence: bool,
+    part: int | None = None,
+) -> Iterator[pd.DataFrame]:
+    """`model.score` (and the evidence) of the feature rows, `part` (default `PART`) rows at a
+    time, in order; one empty frame for no rows."""
+    part = part or PART
+    for start in range(0, max(len(features), 1), part):
+        rows = (
+            features.slice(start, part).to_pandas()
+            if isinstance(features, pa.Table)
+            else features.iloc[start : start + part].reset_index(drop=True)
+        )
+        scored = model.score(rows, reasons=reasons)
+        if reasons and evidence and len(scored):
+            scored = with_evidence(store, scored)
+        yield scored
 
 
 SHOWN = 5
@@ -193,9 +224,8 @@ def predict_points(
     feats = build_features_at(store, known.filter(known.column("known"))).to_pandas()
     active = (feats["active"].fillna(0) > 0).to_numpy()  # as `tier_features` selects
     # no active point: no rows, the same columns
-    scored = model.score(feats[active].reset_index(drop=True), reasons=reasons)
-    if reasons and evidence and len(scored):
-        scored = with_evidence(store, scored)
+    parts = _scored_parts(store, model, feats[active], reasons, evidence)
+    scored = pd.concat(list(parts), ignore_index=True)
     scored["status"] = "scored"
     inactive = feats.loc[~active, ["uscc", "as_of"]].assign(status="inactive")
     unknown = known.filter(pc.invert(known.column("known"))).to_pandas()

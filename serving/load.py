@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 from features.results import written_last
 from records.catalogue import DIMENSIONS
 from records.schema import VERSION_ORDER
-from records.store import Store
+from records.store import Store, _quote
 from serving.db import companies, company_history
 
 LIST_FLAGS = {
@@ -140,9 +140,10 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def build_documents(
-    store: Store, data_dir: Path, as_of: date, tier_version: str | None = None
-) -> tuple[pd.DataFrame, Path | None, Path | None]:
+def _source_files(
+    data_dir: Path, as_of: date, tier_version: str | None
+) -> tuple[Path | None, Path | None, Path | None]:
+    """The date's published evaluation, the tiers to load and the features published with them."""
     results = Path(data_dir) / "results"
     day = f"as_of={as_of.isoformat()}"
     score_file = _latest(results / "scores" / day, None)
@@ -157,38 +158,88 @@ def build_documents(
             f"no results as of {as_of} under {results}: run `credsup score --as-of {as_of}` "
             f"and `credsup tier --as-of {as_of}` first"
         )
+    return score_file, tier_file, written_last(results / "features" / day)
+
+
+def _columns(path: Path | None, wanted: dict[str, str], alias: str) -> list[str]:
+    """`alias.column AS name` for each wanted column the file has, NULL for the others (and for
+    every one without a file)."""
+    have = set(pq.read_schema(path).names) if path is not None else set()
+    return [
+        f"{alias}.{column} AS {name}" if column in have else f"NULL AS {name}"
+        for name, column in wanted.items()
+    ]
+
+
+def _merged_sql(score_file: Path | None, tier_file: Path | None, feature_file: Path | None) -> str:
+    """Per company with an evaluation or a tier: the entity facts in force, the evaluation, the
+    tier and the flags, under the names `_documents` reads."""
+    columns = [
+        *_columns(score_file, {"score": "score", "grade": "grade", "vetoes": "vetoes",
+                               "method_version": "method_version", "spec_version": "spec_version",
+                               **{f"points_{d}": f"points_{d}" for d in DIMENSIONS}}, "s"),
+        *_columns(tier_file, {"probability": "probability", "model_tier": "model_tier",
+                              "tier": "tier", "reasons": "reasons", "model_name": "model_name",
+                              "model_version": "model_version",
+                              "spec_version_tier": "spec_version"}, "t"),
+        *_columns(feature_file, {c: c for c in ("objection_open", *LIST_FLAGS)}, "f"),
+    ]  # fmt: skip
+    joins = "".join(
+        f" LEFT JOIN read_parquet({_quote(str(path))}) {alias} ON {alias}.uscc = e.uscc"
+        for path, alias in ((score_file, "s"), (tier_file, "t"), (feature_file, "f"))
+        if path is not None
+    )
+    present = " OR ".join(
+        f"{alias}.{column} IS NOT NULL"
+        for path, alias, column in ((score_file, "s", "score"), (tier_file, "t", "tier"))
+        if path is not None
+    )
+    return f"""
+        WITH e AS (
+            SELECT uscc, arg_max(name, {VERSION_ORDER}) AS name,
+                arg_max(entity_type, {VERSION_ORDER}) AS entity_type,
+                arg_max(region, {VERSION_ORDER}) AS region,
+                arg_max(industry, {VERSION_ORDER}) AS industry
+            FROM entities WHERE recorded_date <= $as_of GROUP BY uscc
+        )
+        SELECT e.uscc, e.name, e.entity_type, e.region, e.industry, {", ".join(columns)}
+        FROM e{joins}
+        WHERE {present}"""
+
+
+LOAD_PART = 20_000
+"""Companies turned into documents and written at a time: a load streams the merged results
+from DuckDB, so its memory does not grow with the province (at 1 M companies in one piece it
+took 12.6 GB)."""
+
+
+def _merged_parts(
+    store: Store, as_of: date, files: tuple[Path | None, Path | None, Path | None],
+    part: int | None = None,
+) -> Iterator[list[dict[str, Any]]]:  # fmt: skip
+    """The merged rows (`_merged_sql`) `part` (default `LOAD_PART`) at a time, each with its two
+    documents as JSON text (`full_doc`, `public_doc`)."""
+    part = part or LOAD_PART
     with store.connect() as con:
-        entities = con.execute(
-            f"SELECT uscc, arg_max(name, {VERSION_ORDER}) AS name, "
-            f"arg_max(entity_type, {VERSION_ORDER}) AS entity_type, "
-            f"arg_max(region, {VERSION_ORDER}) AS region, "
-            f"arg_max(industry, {VERSION_ORDER}) AS industry "
-            "FROM entities WHERE recorded_date <= ? GROUP BY uscc",
-            [as_of],
-        ).df()
-    frame = entities
-    if score_file is not None:
-        scores = pq.read_table(score_file).to_pandas()
-        frame = frame.merge(scores, on="uscc", how="left", suffixes=("", "_score"))
-    if tier_file is not None:
-        tiers = pq.read_table(tier_file).to_pandas()
-        frame = frame.merge(tiers, on="uscc", how="left", suffixes=("", "_tier"))
-    feature_file = written_last(results / "features" / day)  # the one published with them
-    flags = ["objection_open", *LIST_FLAGS]
-    if feature_file is not None:
-        feats = pq.read_table(feature_file, columns=["uscc", *flags]).to_pandas()
-        frame = frame.merge(feats, on="uscc", how="left")
-    has_score = frame["score"].notna() if "score" in frame else pd.Series(False, index=frame.index)
-    has_tier = frame["tier"].notna() if "tier" in frame else pd.Series(False, index=frame.index)
-    frame = frame[has_score | has_tier].reset_index(drop=True)
-    full, public = [], []
-    for row in frame.to_dict("records"):
-        doc, pub = _documents({str(k): v for k, v in row.items()}, as_of)
-        full.append(json.dumps(doc, ensure_ascii=False, default=str))
-        public.append(json.dumps(pub, ensure_ascii=False, default=str))
-    frame["full_doc"] = full
-    frame["public_doc"] = public
-    return frame, score_file, tier_file
+        reader = con.sql(_merged_sql(*files), params={"as_of": as_of}).to_arrow_reader(part)
+        for batch in reader:
+            rows = batch.to_pylist()
+            for row in rows:
+                doc, pub = _documents(row, as_of)
+                row["full_doc"] = json.dumps(doc, ensure_ascii=False, default=str)
+                row["public_doc"] = json.dumps(pub, ensure_ascii=False, default=str)
+            if rows:
+                yield rows
+
+
+def build_documents(
+    store: Store, data_dir: Path, as_of: date, tier_version: str | None = None
+) -> tuple[pd.DataFrame, Path | None, Path | None]:
+    """Every company's merged row and documents as one frame, as `load_results` writes them (to
+    look at: the load itself streams them)."""
+    files = _source_files(data_dir, as_of, tier_version)
+    rows = [row for part in _merged_parts(store, as_of, files) for row in part]
+    return pd.DataFrame(rows), files[0], files[1]
 
 
 def _documents(row: dict[str, Any], as_of: date) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -259,44 +310,14 @@ def load_results(
     tier_version: str | None = None,
     replace: bool = False,
 ) -> Loaded:
-    frame, score_file, tier_file = build_documents(store, data_dir, as_of, tier_version)
-    records = frame.to_dict("records")
-    rows = [
-        {
-            "uscc": r["uscc"],
-            "region": r.get("region"),
-            "industry": r.get("industry"),
-            "entity_type": r.get("entity_type"),
-            "as_of": as_of,
-            "tier": _clean(r.get("tier")),
-            "grade": _clean(r.get("grade")),
-            "full_doc": r["full_doc"],
-            "public_doc": r["public_doc"],
-            "name": _clean(r.get("name")),
-        }
-        for r in records
-    ]
-    history = [
-        {
-            "uscc": r["uscc"],
-            "as_of": as_of,
-            "tier": _clean(r.get("tier")),
-            "probability": _clean(r.get("probability")),
-            "score": _clean(r.get("score")),
-            "grade": _clean(r.get("grade")),
-            "model_version": _clean(r.get("model_version")),
-            "method_version": _clean(r.get("method_version")),
-            "region": _clean(r.get("region")),
-            "industry": _clean(r.get("industry")),
-            "entity_type": _clean(r.get("entity_type")),
-            "name": _clean(r.get("name")),
-            "source": "batch",
-        }
-        for r in records
-    ]
-    versions = {str(v) for v in frame["model_version"].dropna().unique()} if (
-        "model_version" in frame
-    ) else set()  # fmt: skip
+    files = _source_files(data_dir, as_of, tier_version)
+    score_file, tier_file, _ = files
+    versions = (
+        {str(v) for v in pq.read_table(tier_file, columns=["model_version"]).column(
+            "model_version").drop_null().unique().to_pylist()}
+        if tier_file is not None else set()
+    )  # fmt: skip
+    loaded = 0
     with _waiting_as_a_load(engine) as con, con.begin():
         _lock_date(con, as_of)
         published = {
@@ -318,13 +339,48 @@ def load_results(
         newer = con.execute(
             sa.select(sa.func.count()).select_from(companies).where(companies.c.as_of > as_of)
         ).scalar_one()
-        for start in range(0, len(rows), 20_000):
-            con.execute(_upsert(engine), rows[start : start + 20_000])
         con.execute(company_history.delete().where(company_history.c.as_of == as_of))
-        for start in range(0, len(history), 20_000):
-            con.execute(company_history.insert(), history[start : start + 20_000])
+        for records in _merged_parts(store, as_of, files):
+            con.execute(_upsert(engine), [_served(r, as_of) for r in records])
+            con.execute(company_history.insert(), [_history(r, as_of) for r in records])
+            loaded += len(records)
     return Loaded(
-        as_of=as_of, companies=len(rows), kept_newer=int(newer),
+        as_of=as_of, companies=loaded, kept_newer=int(newer),
         score_file=str(score_file) if score_file else None,
         tier_file=str(tier_file) if tier_file else None,
     )  # fmt: skip
+
+
+def _served(r: dict[str, Any], as_of: date) -> dict[str, Any]:
+    """A merged row as the `companies` row that serves it."""
+    return {
+        "uscc": r["uscc"],
+        "region": r.get("region"),
+        "industry": r.get("industry"),
+        "entity_type": r.get("entity_type"),
+        "as_of": as_of,
+        "tier": _clean(r.get("tier")),
+        "grade": _clean(r.get("grade")),
+        "full_doc": r["full_doc"],
+        "public_doc": r["public_doc"],
+        "name": _clean(r.get("name")),
+    }
+
+
+def _history(r: dict[str, Any], as_of: date) -> dict[str, Any]:
+    """A merged row as its `company_history` row."""
+    return {
+        "uscc": r["uscc"],
+        "as_of": as_of,
+        "tier": _clean(r.get("tier")),
+        "probability": _clean(r.get("probability")),
+        "score": _clean(r.get("score")),
+        "grade": _clean(r.get("grade")),
+        "model_version": _clean(r.get("model_version")),
+        "method_version": _clean(r.get("method_version")),
+        "region": _clean(r.get("region")),
+        "industry": _clean(r.get("industry")),
+        "entity_type": _clean(r.get("entity_type")),
+        "name": _clean(r.get("name")),
+        "source": "batch",
+    }

@@ -96,6 +96,33 @@ def _codes(province: Store, n: int) -> list[str]:
     return sorted(set(rows))[:n]
 
 
+# ---- a province in parts ---------------------------------------------------------------------
+
+
+def test_a_province_tiered_in_parts_gives_the_bits_of_one_piece(
+    province: Store, model: TierModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`credsup tier` scores, explains and backs reasons with records `PART` companies at a time
+    and the evidence query takes `COMPANIES_AT_ONCE` (1 M companies at once ran out of DuckDB's
+    6 GB): every row, reason and record id is what one piece gives, for backtests too."""
+    import features.evidence
+    import models.batch
+
+    whole = tier_companies(province, model, END, "m", "1")
+    codes = whole.column("uscc").to_pylist()
+    points = pa.table({"uscc": codes[:90] * 2,
+                       "as_of": [END] * 90 + [END - timedelta(days=200)] * 90})  # fmt: skip
+    backtest = predict_points(province, model, points, "m", "1")
+    monkeypatch.setattr(models.batch, "PART", 37)
+    monkeypatch.setattr(features.evidence, "COMPANIES_AT_ONCE", 11)
+    assert whole.num_rows > 37 * 5
+    assert tier_companies(province, model, END, "m", "1").equals(whole)
+    assert predict_points(province, model, points, "m", "1").equals(backtest)
+    backed = [r for rs in whole.column("reasons").to_pylist() for r in json.loads(rs)
+              if r.get("evidence")]  # fmt: skip
+    assert len(backed) > 100  # the evidence was filled in, in parts too
+
+
 # ---- empty values are refused, naming the rows ------------------------------------------------
 
 
