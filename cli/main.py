@@ -7,6 +7,7 @@ progress goes to stderr, so scripts and schedulers can read stdout as it is.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -525,5 +526,27 @@ def mappings() -> None:
 
 from cli import lists, modelling, plans, service  # noqa: E402, F401  (register their commands on `app`)
 
+EXIT_OUT_OF_MEMORY = 3
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The `credsup` entry point: `app`, with DuckDB running out of its memory limit said in
+    one line naming the setting (exit 3), not as a traceback."""
+    import duckdb
+
+    try:
+        app(argv)
+    except duckdb.OutOfMemoryException as exc:
+        first = str(exc).strip().splitlines()[0]
+        limit = os.environ.get("CREDSUP_DUCKDB_MEMORY_LIMIT", Settings().duckdb_memory_limit)
+        err.print(
+            f"[red]error:[/red] DuckDB ran out of the memory it may use "
+            f"(CREDSUP_DUCKDB_MEMORY_LIMIT={limit}): {escape(first)}. Raise the limit if the "
+            "machine has the memory, or lower CREDSUP_DUCKDB_THREADS, and run the command again.",
+            soft_wrap=True,
+        )
+        raise SystemExit(EXIT_OUT_OF_MEMORY) from None
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

@@ -490,6 +490,30 @@ def test_a_bad_memory_limit_setting_is_a_clear_error(tmp_path: Path) -> None:
     assert "Traceback" not in res.output
 
 
+def test_duckdb_out_of_memory_is_one_line_naming_the_setting(tmp_path: Path) -> None:
+    """`credsup tier` on 1 M companies once ran out of DuckDB's limit and printed a traceback
+    of 80 lines; the installed command (its entry point, as an operator runs it) says it in one
+    line naming the setting, exit 3."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    path = write_csv(tmp_path / "a.csv", valid_rows(20))
+    result = ingest_file(Store(data / "store"), path, "records", "x", today=TODAY)
+    assert result.stored == 20
+    credsup = Path(sys.executable).parent / "credsup"
+    env = {"PATH": "/usr/bin:/bin", "CREDSUP_DATA_DIR": str(data),
+           "CREDSUP_DUCKDB_MEMORY_LIMIT": "1MB", "COLUMNS": "400"}  # fmt: skip
+    run = subprocess.run(
+        [credsup, "features", "--as-of", TODAY.isoformat()], env=env, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 3, run.stderr
+    assert "Traceback" not in run.stderr
+    assert "CREDSUP_DUCKDB_MEMORY_LIMIT=1MB" in run.stderr and "Out of Memory" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "command"),
     [
