@@ -117,21 +117,45 @@ def _decay() -> str:
     return f"CAST(CASE {steps} ELSE {DECAY_TAIL} END AS DOUBLE)"  # literals alone are DECIMAL
 
 
+EXACT_BELOW = "1e20"
+"""Sums are exact (DECIMAL with 6 decimals, then the nearest double) while every term is
+smaller than this, so 10^12 terms cannot overflow DECIMAL(38, 6)."""
+
+
+def _sum(value: str, where: str) -> str:
+    """The sum of `value` over the rows `where` holds (0.0 over none), the same bits whatever the
+    order DuckDB's threads add the rows in: a double sum differed in the last bits from run to
+    run (1,024 companies of 1 M in one feature), and a re-run of a past day's tiers then
+    differed from the published probabilities. Terms of 1e20 or more (no amount is) fall back
+    to the double sum."""
+    exact = f"CASE WHEN abs({value}) < {EXACT_BELOW} THEN CAST({value} AS DECIMAL(38, 6)) END"
+    return (
+        f"coalesce(CASE WHEN max(abs({value})) FILTER (WHERE {where}) < {EXACT_BELOW} "
+        f"THEN CAST(sum({exact}) FILTER (WHERE {where}) AS DOUBLE) "
+        f"ELSE sum({value}) FILTER (WHERE {where}) END, 0.0)"
+    )
+
+
 def _aggregate(spec: FeatureSpec) -> str:
     f = _predicate(spec)
     a = spec.aggregation
     if a == "count":
         return f"count(*) FILTER (WHERE {f})"
     if a == "decayed_count":
-        return f"coalesce(sum({_decay()}) FILTER (WHERE {f}), 0.0)"
+        return _sum(_decay(), f)
     if a == "sum_amount":
-        return f"coalesce(sum(amount) FILTER (WHERE {f}), 0.0)"
+        return _sum("amount", f)
     if a == "max_amount":
         return f"coalesce(max(amount) FILTER (WHERE {f}), 0.0)"
     if a == "sum_attribute":
         value = f"TRY_CAST(json_extract_string(CASE WHEN {f} THEN attributes END, {_lit('$.' + str(spec.attribute))}) AS DOUBLE)"
         # a count in an attribute: negative, NaN or infinite values are not counts and do not count
-        return f"coalesce(sum(CASE WHEN isfinite({value}) AND {value} >= 0 THEN {value} END) FILTER (WHERE {f}), 0.0)"
+        # exact as `_sum`, read once: a count of 1e32 or more is no count either (DECIMAL(38, 6))
+        counted = f"CASE WHEN isfinite({value}) AND {value} >= 0 THEN {value} END"
+        return (
+            f"coalesce(CAST(sum(TRY_CAST({counted} AS DECIMAL(38, 6))) FILTER (WHERE {f}) "
+            "AS DOUBLE), 0.0)"
+        )
     # the value wrapped in a struct: arg_max skips rows whose value is NULL, and the latest
     # record's own value is wanted even when it is NULL (as Spark's max_by gives it)
     if a == "latest_amount":
@@ -430,25 +454,48 @@ def to_spark_sql(sql: str) -> str:
     return str(sqlglot.transpile(sql, read="duckdb", write="spark")[0])
 
 
+POINTS_AT_ONCE = 500_000
+"""Points (company and date) whose features one query builds. The query's joins and groupings
+grow with the points: 2 M companies at once ran out of DuckDB's 6 GB. In parts, each reads the
+records again."""
+
+
 def build_features_at(
     store: Store,
     points: pa.Table,
     specs: tuple[Spec, ...] = SPECS,
     catalogue: Catalogue | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
+    points_at_once: int | None = None,
 ) -> pa.Table:
-    """Features for each (uscc, as_of) pair of `points`: one row per distinct pair."""
+    """Features for each (uscc, as_of) pair of `points`: one row per distinct pair, ordered by
+    code and date, built `points_at_once` (default `POINTS_AT_ONCE`) pairs at a time."""
     points = points.select(["uscc", "as_of"]).cast(
         pa.schema([("uscc", pa.string()), ("as_of", pa.date32())])
     )
+    at_once = points_at_once or POINTS_AT_ONCE
     own = con is None
     con = con or store.connect()
     try:
         con.register("points_input", points)
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE points AS SELECT DISTINCT uscc, as_of FROM points_input"
+            "CREATE OR REPLACE TEMP TABLE all_points AS SELECT uscc, as_of, "
+            "row_number() OVER (ORDER BY uscc, as_of) AS n "
+            "FROM (SELECT DISTINCT uscc, as_of FROM points_input)"
         )
-        return con.sql(features_sql(specs, catalogue)).to_arrow_table()
+        (total,) = con.execute("SELECT count(*) FROM all_points").fetchone() or (0,)
+        sql = features_sql(specs, catalogue)
+        parts = []
+        # each point's features read its own company's rows only, and the query orders by
+        # (uscc, as_of): consecutive slices of the ordered points give the one query's table
+        for start in range(0, max(total, 1), at_once):
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE points AS SELECT uscc, as_of FROM all_points "
+                f"WHERE n > {start} AND n <= {start + at_once}"
+            )
+            parts.append(con.sql(sql).to_arrow_table())
+        con.execute("DROP TABLE all_points")
+        return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
     finally:
         if own:
             con.close()
