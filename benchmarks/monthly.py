@@ -53,9 +53,11 @@ def stages(data: Path, companies: int, years: int) -> list[tuple[str, list[str]]
         ("simulate", ["simulate", "--companies", str(companies), "--years", str(years),
                       "--seed", "7", "--end", AS_OF, "--out", str(sim)]),
         ("ingest entities", ["ingest", str(sim / "entities.parquet"), "--kind", "entities",
-                             "--source", "simulator", "--history", "--today", AS_OF]),
+                             "--source", "simulator", "--history", "--today", AS_OF,
+                            "--json"]),
         ("ingest records", ["ingest", str(sim / "records.parquet"), "--kind", "records",
-                            "--source", "simulator", "--history", "--today", AS_OF]),
+                            "--source", "simulator", "--history", "--today", AS_OF,
+                            "--json"]),
         ("score", ["score", "--as-of", AS_OF]),
         ("train", ["train", "--truth", str(sim / "truth"), "--no-plots"]),
         ("promote", ["promote", "latest"]),
@@ -72,8 +74,8 @@ def stages(data: Path, companies: int, years: int) -> list[tuple[str, list[str]]
 def run_stage(args: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
     """One process: wall and CPU seconds, peak resident memory, exit code."""
     started = time.perf_counter()
-    with log.open("w") as out:
-        proc = subprocess.Popen([CREDSUP, *args], env=env, stdout=out, stderr=subprocess.STDOUT)
+    with log.open("w") as out, log.with_suffix(".err").open("w") as errors:
+        proc = subprocess.Popen([CREDSUP, *args], env=env, stdout=out, stderr=errors)
         _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return {
@@ -101,6 +103,8 @@ def run_job(workdir: Path, companies: int, years: int, database_url: str | None)
               file=sys.stderr)  # fmt: skip
         if result["exit"] != 0:
             raise SystemExit(f"stage {name} failed (exit {result['exit']}): see {data}")
+    ingested = json.loads((data / "ingest-records.log").read_text(encoding="utf-8"))
+    figures["_records"] = ingested["stored"]
     size = sum(f.stat().st_size for f in (data / "store").rglob("*") if f.is_file())
     figures["_store_gib"] = round(size / 2**30, 2)
     return figures
@@ -164,7 +168,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"{'job (no simulate)':<18}{large['_job_seconds']:>9.1f}{'':>9}"
           f"{large['_job_peak_gib']:>7.2f}{base['_job_seconds']:>9.1f}"
           f"{base['_job_peak_gib']:>7.2f}{ratio:>7.2f}")  # fmt: skip
-    print(f"store on disk: {large['_store_gib']} GiB ({args.companies:,} companies)")
+    print(
+        f"store on disk: {large['_store_gib']} GiB ({args.companies:,} companies, "
+        f"{large['_records']:,} records)"
+    )
     if args.output == "-":
         print(json.dumps(results))
     elif args.output:
