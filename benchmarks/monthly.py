@@ -1,8 +1,8 @@
 """A province's monthly job end to end, as an operator runs it, at the scale of a province.
 
 Each stage is one `credsup` process with `CREDSUP_DATA_DIR` set to a fresh directory under
-`--workdir`, timed from start to exit with its own peak resident memory (`os.wait4`, so the
-figure is that process's and not the benchmark's):
+`--workdir`, timed from start to exit with its own peak resident memory (`os.wait4`: that
+process's, which starts as a copy of the benchmark's own, about 12 MiB):
 
 1. `simulate` N companies over `--years` years (the test province: not part of the job);
 2. `ingest` the entities and then the records (a first load: `--history`, dated the
@@ -10,8 +10,8 @@ figure is that process's and not the benchmark's):
 3. `score`: the public credit evaluation of every company as of that day;
 4. `train` the risk model on the past spot checks (and register it), `promote` it;
 5. `tier` every active company with 3 reasons and the records behind them;
-6. `load` the evaluation and the tiers into the serving database (SQLite in the directory,
-   or `--database-url`);
+6. `load` the evaluation and the tiers into the serving database (SQLite in the directory;
+   an inherited `DATABASE_URL` is ignored);
 7. `plan items import`, `plan inspectors demo`, `plan create` (a joint plan of 5 departments
    over the tiers loaded), `lists derive` (the credit lists the records call for).
 
@@ -42,6 +42,8 @@ import time
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+from records.settings import Settings
 
 AS_OF = "2026-06-30"
 CREDSUP = str(Path(sys.executable).parent / "credsup")
@@ -86,14 +88,14 @@ def run_stage(args: list[str], env: dict[str, str], log: Path) -> dict[str, Any]
     }
 
 
-def run_job(workdir: Path, companies: int, years: int, database_url: str | None) -> dict[str, Any]:
+def run_job(workdir: Path, companies: int, years: int) -> dict[str, Any]:
     data = workdir / f"province-{companies}"
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
     env = {**os.environ, "CREDSUP_DATA_DIR": str(data)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    if database_url:
-        env["CREDSUP_DATABASE_URL"] = database_url
+    # the stages' own stores: an inherited tracking or serving URL would take precedence
+    for name in ("MLFLOW_TRACKING_URI", "DATABASE_URL", "CREDSUP_DATABASE_URL"):
+        env.pop(name, None)
     figures: dict[str, Any] = {}
     for name, args in stages(data, companies, years):
         figures[name] = result = run_stage(args, env, data / f"{name.replace(' ', '-')}.log")
@@ -136,7 +138,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--small-runs", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/bench-monthly"))
-    parser.add_argument("--database-url", help="serving database (default: SQLite in the data)")
     parser.add_argument("--output", help="write the figures as JSON here ('-': stdout)")
     parser.add_argument("--keep", action="store_true", help="keep the provinces built")
     args = parser.parse_args(argv)
@@ -144,11 +145,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sizes = {"small": (small, args.small_runs), "large": (args.companies, args.runs)}
     results: dict[str, Any] = {
         "date": date.today().isoformat(), "cores": os.cpu_count(), "years": args.years,
-        "memory_limit": os.environ.get("CREDSUP_DUCKDB_MEMORY_LIMIT", "6GB"),
-        "database": args.database_url or "sqlite",
+        "memory_limit": Settings().duckdb_memory_limit,  # as the stages read it (.env too)
+        "database": "sqlite",
     }  # fmt: skip
     for label, (n, runs) in sizes.items():
-        measured = [run_job(args.workdir, n, args.years, args.database_url) for _ in range(runs)]
+        measured = [run_job(args.workdir, n, args.years) for _ in range(runs)]
         results[label] = {"companies": n, "runs": runs, **medians(measured)}
         if not args.keep:
             shutil.rmtree(args.workdir / f"province-{n}", ignore_errors=True)

@@ -117,22 +117,23 @@ def _decay() -> str:
     return f"CAST(CASE {steps} ELSE {DECAY_TAIL} END AS DOUBLE)"  # literals alone are DECIMAL
 
 
-EXACT_BELOW = "1e20"
-"""Sums are exact (DECIMAL with 6 decimals, then the nearest double) while every term is
-smaller than this, so 10^12 terms cannot overflow DECIMAL(38, 6)."""
+EXACT_BELOW = "1e16"
+"""Terms smaller than this are added exactly (DECIMAL(38, 10): 10^12 of them stay below its
+10^28); larger ones, which no amount or count is, as doubles."""
 
 
 def _sum(value: str, where: str) -> str:
     """The sum of `value` over the rows `where` holds (0.0 over none), the same bits whatever the
     order DuckDB's threads add the rows in: a double sum differed in the last bits from run to
-    run (1,024 companies of 1 M in one feature), and a re-run of a past day's tiers then
-    differed from the published probabilities. Terms of 1e20 or more (no amount is) fall back
-    to the double sum."""
-    exact = f"CASE WHEN abs({value}) < {EXACT_BELOW} THEN CAST({value} AS DECIMAL(38, 6)) END"
+    run (1,024 companies of 1 M in one feature). Terms below `EXACT_BELOW` are added exactly,
+    rounded to 10 decimals, and the total is the nearest double; terms of that size or more are
+    added as doubles (in an order that may vary) and then to it, so nothing overflows or is
+    left out."""
+    small = f"CASE WHEN abs({value}) < {EXACT_BELOW} THEN CAST({value} AS DECIMAL(38, 10)) END"
+    large = f"CASE WHEN abs({value}) >= {EXACT_BELOW} THEN {value} END"
     return (
-        f"coalesce(CASE WHEN max(abs({value})) FILTER (WHERE {where}) < {EXACT_BELOW} "
-        f"THEN CAST(sum({exact}) FILTER (WHERE {where}) AS DOUBLE) "
-        f"ELSE sum({value}) FILTER (WHERE {where}) END, 0.0)"
+        f"coalesce(CAST(sum({small}) FILTER (WHERE {where}) AS DOUBLE), 0.0) "
+        f"+ coalesce(sum({large}) FILTER (WHERE {where}), 0.0)"
     )
 
 
@@ -150,12 +151,7 @@ def _aggregate(spec: FeatureSpec) -> str:
     if a == "sum_attribute":
         value = f"TRY_CAST(json_extract_string(CASE WHEN {f} THEN attributes END, {_lit('$.' + str(spec.attribute))}) AS DOUBLE)"
         # a count in an attribute: negative, NaN or infinite values are not counts and do not count
-        # exact as `_sum`, read once: a count of 1e32 or more is no count either (DECIMAL(38, 6))
-        counted = f"CASE WHEN isfinite({value}) AND {value} >= 0 THEN {value} END"
-        return (
-            f"coalesce(CAST(sum(TRY_CAST({counted} AS DECIMAL(38, 6))) FILTER (WHERE {f}) "
-            "AS DOUBLE), 0.0)"
-        )
+        return _sum(f"CASE WHEN isfinite({value}) AND {value} >= 0 THEN {value} END", f)
     # the value wrapped in a struct: arg_max skips rows whose value is NULL, and the latest
     # record's own value is wanted even when it is NULL (as Spark's max_by gives it)
     if a == "latest_amount":

@@ -189,10 +189,18 @@ def _merged_sql(score_file: Path | None, tier_file: Path | None, feature_file: P
         for path, alias in ((score_file, "s"), (tier_file, "t"), (feature_file, "f"))
         if path is not None
     )
-    present = " OR ".join(
-        f"{alias}.{column} IS NOT NULL"
-        for path, alias, column in ((score_file, "s", "score"), (tier_file, "t", "tier"))
-        if path is not None
+    # a company is loaded with an evaluation (a NaN score is none, as pandas had it) or a tier;
+    # a file without the column holds neither
+    present = (
+        " OR ".join(
+            test
+            for path, column, test in (
+                (score_file, "score", "(s.score IS NOT NULL AND NOT isnan(s.score))"),
+                (tier_file, "tier", "t.tier IS NOT NULL"),
+            )
+            if path is not None and column in pq.read_schema(path).names
+        )
+        or "false"
     )
     return f"""
         WITH e AS (
@@ -315,7 +323,8 @@ def load_results(
     versions = (
         {str(v) for v in pq.read_table(tier_file, columns=["model_version"]).column(
             "model_version").drop_null().unique().to_pylist()}
-        if tier_file is not None else set()
+        if tier_file is not None and "model_version" in pq.read_schema(tier_file).names
+        else set()
     )  # fmt: skip
     loaded = 0
     with _waiting_as_a_load(engine) as con, con.begin():

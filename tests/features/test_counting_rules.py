@@ -635,7 +635,9 @@ def test_sums_are_exact_whatever_order_the_rows_are_added_in(store: Store) -> No
     companies of 1 M differed in the last bits of one feature. Sums are exact (in decimal, then
     the nearest double): 0.1 + 0.2 + 0.3 yuan of fines is 0.6 (0.6000000000000001 in double
     arithmetic), and a penalty weighing 0.6 with one weighing 0.3 is 0.9 (not 0.8999999999999999).
-    Amounts of 1e20 or more fall back to the double sum."""
+    Terms of 1e16 or more are added as doubles: nothing overflows or is left out, and a count
+    of 9e31 findings twice is 1.8e32 (as DECIMAL it overflowed and stopped the whole build);
+    tiny amounts keep 10 decimals."""
     add_records(store, [
         *(rec(f"P{i}", "admin_penalty", D0, severity="minor", amount=a)
           for i, a in enumerate([0.1, 0.2, 0.3])),
@@ -643,11 +645,17 @@ def test_sums_are_exact_whatever_order_the_rows_are_added_in(store: Store) -> No
         rec("S2", "admin_penalty", date(2023, 6, 1), severity="serious"),
         rec("H1", "admin_penalty", D0, severity="minor", amount=1e20, uscc=OTHER),
         rec("H2", "admin_penalty", D0, severity="minor", amount=5.0, uscc=OTHER),
+        *(rec(f"T{i}", "admin_penalty", D0, severity="minor", amount=1e-7, uscc=CODES[2])
+          for i in range(3)),
+        *(rec(f"F{i}", "spot_check", D0, severity="serious", findings_serious=9e31, uscc=OTHER)
+          for i in range(2)),
     ])  # fmt: skip
     assert sum([0.1, 0.2, 0.3]) != 0.6 and 0.6 + 0.3 != 0.9  # what double sums give
     assert values(store, "fines_3y", [days(1)]) == [0.6]
     assert values(store, "general_penalties_decayed", [date(2024, 12, 1)]) == [0.9]
     assert values(store, "fines_3y", [days(1)], uscc=OTHER) == [1e20 + 5.0]
+    assert values(store, "spot_check_serious_findings_3y", [days(1)], uscc=OTHER) == [1.8e32]
+    assert builder_rows(store, [(CODES[2], days(1))])[0]["fines_3y"] == 3e-7
 
 
 def test_points_built_in_parts_give_the_table_of_one_query(store: Store) -> None:

@@ -9,6 +9,7 @@ collide. Without a reachable server these tests skip, except under `CI=true`, wh
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import subprocess
 import sys
@@ -976,3 +977,47 @@ def test_a_load_in_parts_writes_what_one_piece_writes_and_a_failed_part_undoes_t
     finally:
         for e in engines:
             e.dispose()
+
+
+def test_a_load_reads_results_files_lacking_columns_or_with_a_nan_score(
+    province: Path, tmp_path: Path
+) -> None:
+    """As the frame-at-once load did: a NaN score is no evaluation (a company with one and no
+    tier is not loaded), a scores file without `score` holds no evaluations, and a tiers file
+    without `model_version` holds no published versions to protect (the streamed query named
+    columns the files lacked, and refused such files)."""
+    import shutil
+
+    data = tmp_path / "province"
+    shutil.copytree(province, data)
+    day = f"as_of={AS_OF}"
+    (score_file,) = (data / "results" / "scores" / day).glob("*.parquet")
+    (tier_file,) = (data / "results" / "tiers" / day).glob("*.parquet")
+    scores, tiers = pq.read_table(score_file), pq.read_table(tier_file)
+    untiered = sorted(
+        set(scores.column("uscc").to_pylist()) - set(tiers.column("uscc").to_pylist())
+    )
+    assert untiered, "the province has companies with an evaluation and no tier"
+    nan = [
+        math.nan if u == untiered[0] else s
+        for u, s in zip(
+            scores.column("uscc").to_pylist(), scores.column("score").to_pylist(), strict=True
+        )
+    ]
+    pq.write_table(scores.set_column(scores.schema.get_field_index("score"), "score",
+                                     pa.array(nan, pa.float64())), score_file)  # fmt: skip
+    pq.write_table(tiers.drop_columns(["model_version"]), tier_file)
+    url = f"sqlite:///{tmp_path / 'serving.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    store = Store(data / "store", memory_limit="1GB", threads=2)
+    try:
+        loaded = load_results(engine, store, data, AS_OF)
+        assert loaded.companies == scores.num_rows - 1
+        with engine.connect() as con:
+            codes = set(con.execute(sa.select(companies.c.uscc)).scalars())
+        assert untiered[0] not in codes and untiered[1:] and set(untiered[1:]) <= codes
+        pq.write_table(scores.drop_columns(["score"]), score_file)
+        assert load_results(engine, store, data, AS_OF).companies == tiers.num_rows
+    finally:
+        engine.dispose()
