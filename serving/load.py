@@ -292,8 +292,17 @@ def _documents(row: dict[str, Any], as_of: date) -> tuple[dict[str, Any], dict[s
     return full, public
 
 
-def _upsert(engine: Engine) -> Any:
-    """Insert, or replace a company's row unless it holds a later result."""
+def _staging(table: sa.Table) -> sa.Table:
+    """A temporary table with `table`'s columns (no keys, no indexes)."""
+    return sa.Table(
+        f"staged_{table.name}", sa.MetaData(),
+        *(sa.Column(c.name, c.type) for c in table.columns), prefixes=["TEMPORARY"],
+    )  # fmt: skip
+
+
+def _upsert(engine: Engine, rows: sa.Select[Any] | None = None) -> Any:
+    """Insert (the parameters given, or `rows` selected with the columns of `companies`), or
+    replace a company's row unless it holds a later result."""
     from sqlalchemy.dialects import postgresql, sqlite
 
     stmt: Any = (
@@ -301,6 +310,8 @@ def _upsert(engine: Engine) -> Any:
         if engine.dialect.name == "postgresql"
         else sqlite.insert(companies)
     )
+    if rows is not None:
+        stmt = stmt.from_select([c.name for c in companies.columns], rows)
     columns = ("region", "industry", "entity_type", "as_of", "tier", "grade", "full_doc",
                "public_doc", "name")  # fmt: skip
     return stmt.on_conflict_do_update(
@@ -327,7 +338,18 @@ def load_results(
         else set()
     )  # fmt: skip
     loaded = 0
+    staged, staged_history = _staging(companies), _staging(company_history)
     with _waiting_as_a_load(engine) as con, con.begin():
+        # the rows are built and staged in temporary tables (the connection's own) before the
+        # write lock is taken: on SQLite it is the whole file's, and other writers (re-scores,
+        # the audit log) then wait for the copy only, not for DuckDB and the documents
+        for table in (staged, staged_history):
+            table.drop(con, checkfirst=True)  # left by a load that failed on this connection
+            table.create(con)
+        for records in _merged_parts(store, as_of, files):
+            con.execute(staged.insert(), [_served(r, as_of) for r in records])
+            con.execute(staged_history.insert(), [_history(r, as_of) for r in records])
+            loaded += len(records)
         _lock_date(con, as_of)
         published = {
             str(v)
@@ -349,10 +371,13 @@ def load_results(
             sa.select(sa.func.count()).select_from(companies).where(companies.c.as_of > as_of)
         ).scalar_one()
         con.execute(company_history.delete().where(company_history.c.as_of == as_of))
-        for records in _merged_parts(store, as_of, files):
-            con.execute(_upsert(engine), [_served(r, as_of) for r in records])
-            con.execute(company_history.insert(), [_history(r, as_of) for r in records])
-            loaded += len(records)
+        # WHERE true: SQLite would read ON CONFLICT after a bare FROM as a join's ON
+        rows = sa.select(*staged.columns).where(sa.true())
+        con.execute(_upsert(engine, rows))
+        history = sa.select(*staged_history.columns)
+        con.execute(company_history.insert().from_select(list(history.selected_columns), history))
+        for table in (staged, staged_history):
+            table.drop(con)
     return Loaded(
         as_of=as_of, companies=loaded, kept_newer=int(newer),
         score_file=str(score_file) if score_file else None,

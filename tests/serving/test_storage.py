@@ -1021,3 +1021,46 @@ def test_a_load_reads_results_files_lacking_columns_or_with_a_nan_score(
         assert load_results(engine, store, data, AS_OF).companies == tiers.num_rows
     finally:
         engine.dispose()
+
+
+def test_a_load_holds_sqlite_s_write_lock_for_the_copy_only(
+    province: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite has one write lock for the whole file. A load builds the documents (DuckDB, JSON)
+    into temporary tables first and takes the lock for the copy only: a writer with a 1 s
+    timeout (an audit flush, a re-score) gets through while the documents are built (it waited
+    for all of it, 89 s at 1 M companies). The load's result is unchanged."""
+    import serving.load
+
+    url = f"sqlite:///{tmp_path / 'serving.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    other = sa.create_engine(url, connect_args={"timeout": 1})
+    store = Store(province / "store", memory_limit="1GB", threads=2)
+    documents = serving.load._documents
+    wrote: list[int] = []
+
+    def meanwhile(row: dict[str, Any], as_of: date) -> Any:
+        if not wrote:
+            with other.begin() as con:  # raises "database is locked" after 1 s if held
+                con.exec_driver_sql("CREATE TABLE IF NOT EXISTS probe (x INTEGER)")
+                con.exec_driver_sql("INSERT INTO probe VALUES (1)")
+            wrote.append(1)
+        return documents(row, as_of)
+
+    try:
+        load_results(engine, store, province, OLDER)
+        monkeypatch.setattr(serving.load, "_documents", meanwhile)
+        loaded = load_results(engine, store, province, AS_OF)
+        assert wrote == [1]
+        with engine.connect() as con:
+            assert con.execute(sa.text("SELECT count(*) FROM probe")).scalar_one() == 1
+            served = con.execute(sa.select(sa.func.count()).select_from(companies)
+                                 .where(companies.c.as_of == AS_OF)).scalar_one()  # fmt: skip
+            temporary = con.execute(sa.text(
+                "SELECT count(*) FROM sqlite_temp_master WHERE name LIKE 'staged_%'")
+            ).scalar_one()  # fmt: skip
+        assert served == loaded.companies > 0 and temporary == 0
+    finally:
+        other.dispose()
+        engine.dispose()
