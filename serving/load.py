@@ -233,9 +233,7 @@ def _merged_parts(
         for batch in reader:
             rows = batch.to_pylist()
             for row in rows:
-                doc, pub = _documents(row, as_of)
-                row["full_doc"] = json.dumps(doc, ensure_ascii=False, default=str)
-                row["public_doc"] = json.dumps(pub, ensure_ascii=False, default=str)
+                with_documents(row, as_of)
             if rows:
                 yield rows
 
@@ -347,8 +345,8 @@ def load_results(
             table.drop(con, checkfirst=True)  # left by a load that failed on this connection
             table.create(con)
         for records in _merged_parts(store, as_of, files):
-            con.execute(staged.insert(), [_served(r, as_of) for r in records])
-            con.execute(staged_history.insert(), [_history(r, as_of) for r in records])
+            con.execute(staged.insert(), [served_row(r, as_of) for r in records])
+            con.execute(staged_history.insert(), [history_row(r, as_of) for r in records])
             loaded += len(records)
         _lock_date(con, as_of)
         published = {
@@ -385,8 +383,17 @@ def load_results(
     )  # fmt: skip
 
 
-def _served(r: dict[str, Any], as_of: date) -> dict[str, Any]:
-    """A merged row as the `companies` row that serves it."""
+def with_documents(row: dict[str, Any], as_of: date) -> dict[str, Any]:
+    """The merged row with its two documents as JSON text (`full_doc`, `public_doc`)."""
+    doc, pub = _documents(row, as_of)
+    row["full_doc"] = json.dumps(doc, ensure_ascii=False, default=str)
+    row["public_doc"] = json.dumps(pub, ensure_ascii=False, default=str)
+    return row
+
+
+def served_row(r: dict[str, Any], as_of: date) -> dict[str, Any]:
+    """A merged row with its documents as the `companies` row that serves it (the batch's and a
+    re-score's)."""
     return {
         "uscc": r["uscc"],
         "region": r.get("region"),
@@ -401,8 +408,8 @@ def _served(r: dict[str, Any], as_of: date) -> dict[str, Any]:
     }
 
 
-def _history(r: dict[str, Any], as_of: date) -> dict[str, Any]:
-    """A merged row as its `company_history` row."""
+def history_row(r: dict[str, Any], as_of: date, source: str = "batch") -> dict[str, Any]:
+    """A merged row as its `company_history` row, from `source` (`batch` or `rescore`)."""
     return {
         "uscc": r["uscc"],
         "as_of": as_of,
@@ -416,5 +423,5 @@ def _history(r: dict[str, Any], as_of: date) -> dict[str, Any]:
         "industry": _clean(r.get("industry")),
         "entity_type": _clean(r.get("entity_type")),
         "name": _clean(r.get("name")),
-        "source": "batch",
+        "source": source,
     }

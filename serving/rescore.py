@@ -51,7 +51,15 @@ from records.store import Store
 from records.workdays import china_today
 from serving.auth import Caller
 from serving.db import companies, company_history
-from serving.load import LIST_FLAGS, _clean, _documents, _latest, _upsert
+from serving.load import (
+    LIST_FLAGS,
+    _clean,
+    _latest,
+    _upsert,
+    history_row,
+    served_row,
+    with_documents,
+)
 from serving.state import ServiceState
 
 TIER_REASONS = 3
@@ -150,34 +158,8 @@ def _rescore(
     if tiers is None:
         notes.append(f"not active on {as_of}: the batch tiers active companies only")
     row = _row(entity, scores, tiers, features)
-    full, public = _documents(row, as_of)
-    served = {
-        "uscc": uscc,
-        "region": row.get("region"),
-        "industry": row.get("industry"),
-        "entity_type": row.get("entity_type"),
-        "as_of": as_of,
-        "tier": _clean(row.get("tier")),
-        "grade": _clean(row.get("grade")),
-        "full_doc": json.dumps(full, ensure_ascii=False, default=str),
-        "public_doc": json.dumps(public, ensure_ascii=False, default=str),
-        "name": _clean(row.get("name")),
-    }
-    history = {
-        "uscc": uscc,
-        "as_of": as_of,
-        "tier": _clean(row.get("tier")),
-        "probability": _clean(row.get("probability")),
-        "score": _clean(row.get("score")),
-        "grade": _clean(row.get("grade")),
-        "model_version": _clean(row.get("model_version")),
-        "method_version": _clean(row.get("method_version")),
-        "region": _clean(row.get("region")),
-        "industry": _clean(row.get("industry")),
-        "entity_type": _clean(row.get("entity_type")),
-        "name": _clean(row.get("name")),
-        "source": "rescore",
-    }
+    served = served_row(with_documents(row, as_of), as_of)
+    history = history_row(row, as_of, source="rescore")
     before = _served(con, uscc)
     published = _published(con, uscc, as_of) if as_of < today else None
     if published is None:
