@@ -16,6 +16,12 @@ versions known by a day, the newest by the department's date is in force
 The work is set-based: the file is read into Arrow (all columns as text), the mapping is compiled
 to one DuckDB SELECT, codes are checked with numpy over their bytes, and the checks, conflict
 detection and the partitioned Parquet write run in DuckDB. Python touches only rejected rows.
+
+A file is read and prepared (trimmed, codes checked) `ROWS_AT_ONCE` rows at a time. A file of
+more rows is spooled, so prepared, to Parquet in the batch's staging directory, and DuckDB works
+from there within its memory limit (spilling to its temporary directory): the memory an ingestion
+takes does not grow with the file. Reading happens inside the batch, so a failure at any part
+leaves the store as it was.
 """
 
 from __future__ import annotations
@@ -159,19 +165,51 @@ def read_input(
     so that row n is the one Excel shows as n + 1). Returns the table and the rows that could
     not be read (a line that does not split into the header's columns, a formula without a
     computed value). Blank header names become `_c<position>` (0-based), e.g. an unnamed index
-    column `_c0`.
+    column `_c0`. The whole file in memory: ingestion reads it in parts (`read_chunks`).
     """
-    suffix = path.suffix.lower()
     unread: list[UnreadRow] = []
+    tables: list[pa.Table] = []
+    for chunk in read_chunks(path, encoding, sheet, unread):
+        tables = [] if chunk is None else [*tables, chunk]
+    table = pa.concat_tables(tables)
+    if "_row" not in table.column_names:
+        table = table.append_column("_row", pa.array(np.arange(1, table.num_rows + 1), pa.int64()))
+    return table, unread
+
+
+def read_chunks(
+    path: Path, encoding: str = "utf-8", sheet: str | None = None,
+    unread: list[UnreadRow] | None = None,
+) -> Iterator[pa.Table | None]:  # fmt: skip
+    """The rows of a CSV, Excel or Parquet file as consecutive tables (see `read_input`), at
+    least one (a file of no rows gives its header as an empty table). A table without `_row`
+    numbers its rows by position, counting on from the tables before it. `None` means: forget
+    the tables given so far, the file is read again from its start (a CSV file the fast reader
+    cannot be trusted with, read line by line); `unread` is then cleared too. Rows that cannot
+    be read are appended to `unread`."""
+    unread = [] if unread is None else unread
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".txt", ".tsv", ".xlsx", ".xlsm", ".parquet"):
+        raise IngestError(f"{path.name}: unsupported file type {suffix!r} (csv, xlsx, parquet)")
     try:
         if suffix in (".csv", ".txt", ".tsv"):
-            table = _read_csv(path, encoding, "\t" if suffix == ".tsv" else ",", unread)
+            delimiter = "\t" if suffix == ".tsv" else ","
+            names, has_data = _csv_header(path, encoding, delimiter)
+            if not has_data:  # the header alone (pyarrow cannot skip a line without its newline)
+                yield pa.table({n: pa.array([], pa.string()) for n in names})
+                return
+            try:
+                yield from _csv_blocks(path, encoding, delimiter, names)
+                return
+            except _ReadByLines:
+                pass
+            unread.clear()
+            yield None
+            yield from _csv_lines(path, encoding, delimiter, names, unread)
         elif suffix in (".xlsx", ".xlsm"):
-            table = _read_excel(path, sheet, unread)
-        elif suffix == ".parquet":
-            table = _read_parquet(path)
+            yield _read_excel(path, sheet, unread)
         else:
-            raise IngestError(f"{path.name}: unsupported file type {suffix!r} (csv, xlsx, parquet)")
+            yield from _parquet_chunks(path)
     except UnicodeDecodeError as exc:
         raise IngestError(_decode_problem(path, encoding, str(exc))) from None
     except (pa.ArrowInvalid, OSError, ValueError) as exc:
@@ -180,9 +218,6 @@ def read_input(
         if isinstance(exc, pa.ArrowInvalid) and "UTF8" in str(exc):
             raise IngestError(_decode_problem(path, encoding, str(exc))) from None
         raise IngestError(f"{path.name}: cannot read file: {exc}") from exc
-    if "_row" not in table.column_names:
-        table = table.append_column("_row", pa.array(np.arange(1, table.num_rows + 1), pa.int64()))
-    return table, unread
 
 
 def _decode_problem(path: Path, encoding: str, detail: str) -> str:
@@ -210,22 +245,34 @@ def _header_names(names: list[str]) -> list[str]:
     return out
 
 
-def _read_csv(path: Path, encoding: str, delimiter: str, unread: list[UnreadRow]) -> pa.Table:
+def _csv_header(path: Path, encoding: str, delimiter: str) -> tuple[list[str], bool]:
+    """The header's column names, and whether any data follows it."""
     with open(path, encoding=encoding, newline="") as fh:
         header = next(csv.reader(fh, delimiter=delimiter), None)
         has_data = bool(fh.read(1))
     if not header:
         raise IngestError(f"{path.name}: empty file (no header line)")
-    names = _header_names(header)
-    if not has_data:  # the header alone (pyarrow cannot skip a line without its newline)
-        return pa.table({n: pa.array([], pa.string()) for n in names})
+    return _header_names(header), has_data
+
+
+class _ReadByLines(Exception):
+    """The fast CSV reader met a row it cannot be trusted with: read the file line by line."""
+
+
+def _csv_blocks(path: Path, encoding: str, delimiter: str, names: list[str]) -> Iterator[pa.Table]:
+    """The CSV file's rows as pyarrow reads them, block by block; raises `_ReadByLines` when
+    they cannot be trusted. A quote that is never closed makes pyarrow read the following lines
+    as one value: the merged row is skipped (too few fields) or, when the quote opens the last
+    column, taken as valid; a quote closed irregularly (`"a<newline>b"c`) is taken as valid too.
+    Such files are read again line by line; a file whose values over several lines all stand in
+    it as regularly quoted fields is read as pyarrow read it."""
     skipped: list[str] = []
 
     def on_invalid(row: Any) -> str:
         skipped.append(row.text)
         return "skip"
 
-    table = pacsv.read_csv(
+    reader = pacsv.open_csv(
         path,
         read_options=pacsv.ReadOptions(
             encoding=encoding, column_names=names, skip_rows=1, block_size=CSV_BLOCK_BYTES
@@ -237,16 +284,19 @@ def _read_csv(path: Path, encoding: str, delimiter: str, unread: list[UnreadRow]
             column_types={n: pa.string() for n in names}, strings_can_be_null=False
         ),
     )
-    # A quote that is never closed makes pyarrow read the following lines as one value: the
-    # merged row is skipped (too few fields) or, when the quote opens the last column, taken as
-    # valid; a quote closed irregularly (`"a<newline>b"c`) is taken as valid too. Such files are
-    # read again line by line; a file whose values over several lines all stand in it as
-    # regularly quoted fields is read as pyarrow read it.
-    if not skipped and (
-        not _has_line_breaks(table) or _line_breaks_are_quoted(path, encoding, delimiter, table)
-    ):
-        return table
-    return _read_csv_by_lines(path, encoding, delimiter, names, unread)
+    quoted = _QuotedLineBreaks(path, encoding, delimiter)
+    try:
+        for batch in reader:
+            if skipped:
+                raise _ReadByLines
+            table = pa.Table.from_batches([batch])
+            if _has_line_breaks(table) and not quoted.follow(table):
+                raise _ReadByLines
+            yield table
+        if skipped:
+            raise _ReadByLines
+    finally:
+        reader.close()
 
 
 def _has_line_breaks(table: pa.Table) -> bool:
@@ -261,40 +311,53 @@ def _has_line_breaks(table: pa.Table) -> bool:
     return False
 
 
-def _line_breaks_are_quoted(path: Path, encoding: str, delimiter: str, table: pa.Table) -> bool:
+class _QuotedLineBreaks:
     """Whether every value with a line break stands in the file, in table order, as a quoted
     field closed regularly: `"`, the value with its quotes doubled, `"`, between delimiters or
     line ends. That is how the line-by-line reader keeps it; a value merged from a quote never
     closed (no closing quote) or closed irregularly (`"a<newline>b"c`) is not found so.
 
-    One search of the file's bytes from value to value; False (read line by line) for an
-    encoding in which the delimiter, quote and line ends are not single ASCII bytes (UTF-16).
+    One search of the file's bytes from value to value, carried on from table to table (the
+    tables of one file, in order); False (read line by line) for an encoding in which the
+    delimiter, quote and line ends are not single ASCII bytes (UTF-16).
     """
-    codec = codecs.lookup(encoding).name
-    codec = "utf-8" if codec == "utf-8-sig" else codec
-    marks = delimiter + '"\r\n'
-    if marks.encode(codec, "replace") != marks.encode("ascii"):
-        return False
-    values: list[tuple[int, int, str]] = []
-    for position, column in enumerate(table.columns):
-        offset = 0
-        for chunk in column.chunks:
-            rows = _line_break_rows(chunk)
-            texts = chunk.take(pa.array(rows, pa.int64())).to_pylist()
-            values.extend((offset + int(r), position, t) for r, t in zip(rows, texts, strict=True))
-            offset += len(chunk)
-    values.sort()
-    before, after = {delimiter.encode(), b"\r", b"\n"}, {delimiter.encode(), b"\r", b"\n", b""}
-    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        start = 0
-        for _row, _column, text in values:
-            field = ('"' + text.replace('"', '""') + '"').encode(codec)
-            at = data.find(field, start)
-            end = at + len(field)
-            if at <= 0 or data[at - 1 : at] not in before or data[end : end + 1] not in after:
-                return False
-            start = end
-    return True
+
+    def __init__(self, path: Path, encoding: str, delimiter: str) -> None:
+        codec = codecs.lookup(encoding).name
+        self.codec = "utf-8" if codec == "utf-8-sig" else codec
+        marks = delimiter + '"\r\n'
+        self.ascii = marks.encode(self.codec, "replace") == marks.encode("ascii")
+        self.path, self.delimiter, self.start = path, delimiter, 0
+
+    def follow(self, table: pa.Table) -> bool:
+        """Whether the values of `table` (the file's next rows) with a line break are found."""
+        if not self.ascii:
+            return False
+        values: list[tuple[int, int, str]] = []
+        for position, column in enumerate(table.columns):
+            offset = 0
+            for chunk in column.chunks:
+                rows = _line_break_rows(chunk)
+                texts = chunk.take(pa.array(rows, pa.int64())).to_pylist()
+                values.extend(
+                    (offset + int(r), position, t) for r, t in zip(rows, texts, strict=True)
+                )
+                offset += len(chunk)
+        values.sort()
+        delimiter = self.delimiter.encode()
+        before, after = {delimiter, b"\r", b"\n"}, {delimiter, b"\r", b"\n", b""}
+        with (
+            open(self.path, "rb") as fh,
+            mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data,
+        ):
+            for _row, _column, text in values:
+                field = ('"' + text.replace('"', '""') + '"').encode(self.codec)
+                at = data.find(field, self.start)
+                end = at + len(field)
+                if at <= 0 or data[at - 1 : at] not in before or data[end : end + 1] not in after:
+                    return False
+                self.start = end
+        return True
 
 
 def _line_break_rows(chunk: pa.Array) -> np.ndarray:
@@ -347,9 +410,9 @@ class _Lines:
 CSV_CHUNK_ROWS = 1 << 16
 
 
-def _read_csv_by_lines(
+def _csv_lines(
     path: Path, encoding: str, delimiter: str, names: list[str], unread: list[UnreadRow]
-) -> pa.Table:
+) -> Iterator[pa.Table]:
     """Read a CSV record by record so that a broken line costs only itself.
 
     A record whose quoted value spans lines is kept when it closes regularly (a quote followed by
@@ -361,13 +424,15 @@ def _read_csv_by_lines(
     """
     width = len(names)
     columns: list[list[str]] = [[] for _ in names]
-    chunks: list[list[pa.Array]] = [[] for _ in names]
     row_numbers: list[int] = []
 
-    def flush() -> None:
-        for i, values in enumerate(columns):
-            chunks[i].append(pa.array(values, pa.string()))
+    def flush() -> pa.Table:
+        table = pa.table({n: pa.array(c, pa.string()) for n, c in zip(names, columns, strict=True)})
+        table = table.append_column("_row", pa.array(row_numbers, pa.int64()))
+        for values in columns:
             values.clear()
+        row_numbers.clear()
+        return table
 
     def malformed(number: int, text: str) -> None:
         line = text.rstrip("\r\n")
@@ -403,18 +468,14 @@ def _read_csv_by_lines(
                 for i, value in enumerate(fields):
                     columns[i].append(value)
                 row_numbers.append(number)
-                if len(row_numbers) % CSV_CHUNK_ROWS == 0:
-                    flush()
+                if len(row_numbers) == CSV_CHUNK_ROWS:
+                    yield flush()
                 continue
             if len(taken) > 1:  # the record ran over lines: only its first line is broken
                 lines.give_back(taken[1:])
             if taken:
                 malformed(number, taken[0])
-    flush()
-    table = pa.table(
-        {n: pa.chunked_array(c, pa.string()) for n, c in zip(names, chunks, strict=True)}
-    )
-    return table.append_column("_row", pa.array(row_numbers, pa.int64()))
+    yield flush()
 
 
 def _cell_text(value: Any) -> str | None:
@@ -537,10 +598,18 @@ def _quarantine_uncomputed_formulas(
         book.close()
 
 
-def _read_parquet(path: Path) -> pa.Table:
-    """Typed columns stay typed here: the mapping's SQL reads every column as text."""
-    table = pq.read_table(path)
-    return table.rename_columns(_header_names(table.column_names))
+def _parquet_chunks(path: Path) -> Iterator[pa.Table]:
+    """Typed columns stay typed here: the mapping's SQL reads every column as text. Read a row
+    group at a time (its columns decoded in parallel), a large one in batches."""
+    with pq.ParquetFile(path) as parquet:
+        names = _header_names(parquet.schema_arrow.names)
+        yield parquet.schema_arrow.empty_table().rename_columns(names)
+        for group in range(parquet.num_row_groups):
+            if parquet.metadata.row_group(group).num_rows <= PARQUET_BATCH_ROWS:
+                yield parquet.read_row_group(group).rename_columns(names)
+                continue
+            for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, row_groups=[group]):
+                yield pa.Table.from_batches([batch]).rename_columns(names)
 
 
 # ---- SQL compilation of a mapping ------------------------------------------------------------
@@ -789,11 +858,12 @@ def ingest_file(
     encoding: str | None = None,
     history: bool = False,
     grace_days: int = 0,
+    rows_at_once: int | None = None,
 ) -> IngestResult:
     """Ingest one file into the store; see the module docstring. `encoding` (of a CSV file)
     overrides the mapping's (default UTF-8). `history`: the file back-fills history, its recorded
     dates are kept; else a row recorded before `today` less `grace_days` is stored as recorded
-    `today` (late delivery)."""
+    `today` (late delivery). `rows_at_once`: see `ROWS_AT_ONCE`."""
     path = Path(path)
     if kind not in ("records", "entities"):
         raise IngestError(f"unknown kind {kind!r}: records or entities")
@@ -811,21 +881,21 @@ def ingest_file(
             codecs.lookup(encoding)
         except LookupError:
             raise IngestError(f"unknown encoding {encoding!r} (e.g. utf-8, gbk, gb18030)") from None
-    step = progress or (lambda _msg: None)
-    started = time.perf_counter()
-    step("reading")
-    table, unread = read_input(
-        path,
-        encoding or (mapping.encoding if mapping else "utf-8"),
-        mapping.sheet if mapping else None,
-    )
-    result = ingest_table(
-        store, table, kind, source_dept, mapping, today, catalogue,
-        source_file=str(path), unread=unread, progress=step, history=history,
-        grace_days=grace_days,
+    rows_at_once = ROWS_AT_ONCE if rows_at_once is None else rows_at_once
+    if rows_at_once < 1:
+        raise IngestError(f"rows_at_once must be at least 1, got {rows_at_once}")
+    text_encoding = encoding or (mapping.encoding if mapping else "utf-8")
+    sheet = mapping.sheet if mapping else None
+
+    def read(prepare: _Prepare, spool: Path) -> _Input:
+        unread: list[UnreadRow] = []
+        chunks = read_chunks(path, text_encoding, sheet, unread)
+        return _collect(chunks, prepare, rows_at_once, spool, unread)
+
+    return _ingest(
+        store, read, kind, source_dept, mapping, today, catalogue, str(path), progress, history,
+        grace_days,
     )  # fmt: skip
-    result.seconds = round(time.perf_counter() - started, 3)
-    return result
 
 
 def ingest_table(
@@ -844,74 +914,228 @@ def ingest_table(
 ) -> IngestResult:
     """Ingest an Arrow table (text or typed columns, optionally `_row`) into the store;
     `unread` are the rows of its file that could not be read (quarantined as they are);
-    `history` and `grace_days` as for `ingest_file`."""
+    `history` and `grace_days` as for `ingest_file`. The table is taken whole, in memory."""
+
+    def read(prepare: _Prepare, _spool: Path) -> _Input:
+        if "_row" not in table.column_names:
+            rows = pa.array(np.arange(1, table.num_rows + 1), pa.int64())
+            whole = prepare(table.append_column("_row", rows))
+        else:
+            whole = prepare(table)
+        return _Input(whole, None, whole.num_rows, list(unread or []))
+
+    return _ingest(
+        store, read, kind, source_dept, mapping, today, catalogue, source_file, progress,
+        history, grace_days,
+    )  # fmt: skip
+
+
+ROWS_AT_ONCE = 1_000_000
+"""Rows of a file prepared at a time (trimmed, codes checked). A file of more rows is written,
+so prepared, to a temporary Parquet file in the batch's staging directory, which DuckDB reads
+within its memory limit: the memory taken does not grow with the file. A file of at most this
+many rows stays in memory, as one Arrow table."""
+
+PARQUET_BATCH_ROWS = 1 << 21
+"""Rows of a Parquet input file read at a time: a row group of at most this many rows is read
+whole (pyarrow writes groups of 1 Mi rows), a larger one in batches of this many."""
+
+
+@dataclass
+class _Input:
+    """The prepared rows of the input: an Arrow table in memory or a spooled Parquet file."""
+
+    table: pa.Table | None
+    spool: Path | None
+    rows: int
+    unread: list[UnreadRow]
+
+    def register(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Make the rows view `raw_input` of `con`."""
+        if self.table is not None:
+            con.register("raw_input", self.table)
+        else:
+            assert self.spool is not None
+            con.execute(
+                f"CREATE TEMP VIEW raw_input AS SELECT * FROM read_parquet({_lit(str(self.spool))})"
+            )
+
+
+class _Prepare:
+    """Checks a part of the input and prepares it for the mapping's SQL: text trimmed,
+    time zones to China's wall-clock time, derived codes added and codes checked. The first
+    part fixes the mapping (the identity mapping of its columns when none is given); every
+    part must have the first one's columns."""
+
+    def __init__(self, kind: str, mapping: Mapping | None, make: Callable[[Mapping], _Context]):
+        self.kind, self.mapping, self.make = kind, mapping, make
+        self.ctx: _Context | None = None
+        self.columns: list[str] | None = None
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        for name in ("_seq", "_key"):
+            if name in table.column_names:
+                raise IngestError(f"column {name!r} is reserved for ingestion's own use: rename it")
+        table = _checked_row_numbers(table)
+        if self.ctx is None:
+            mapping = self.mapping or identity_mapping(self.kind, table.column_names)
+            self.ctx = self.make(mapping)
+            self.columns = table.column_names
+            _check_columns(self.ctx, table)
+        elif table.column_names != self.columns:
+            raise IngestError(
+                f"{Path(self.ctx.source_file).name}: the columns changed within the file: "
+                f"{', '.join(self.columns or [])} became {', '.join(table.column_names)}"
+            )
+        table = _china_local_timestamps(_trimmed_text(table))
+        table = _add_derived_codes(self.ctx, table)
+        if _uscc_spec(self.ctx) is not None:
+            table = _precheck_codes(self.ctx, table)
+        return table
+
+
+def _collect(
+    chunks: Iterator[pa.Table | None],
+    prepare: _Prepare,
+    rows_at_once: int,
+    spool: Path,
+    unread: list[UnreadRow],
+) -> _Input:
+    """The file's rows prepared `rows_at_once` at a time: in memory when they are no more, else
+    written to `spool` (Parquet) part by part."""
+    pending: list[pa.Table] = []
+    pending_rows = next_row = written = 0
+    writer: pq.ParquetWriter | None = None
+    last_row: int | None = None  # the row numbers written so far increase (so none repeats)
+    increasing = True
+
+    def write(part: pa.Table) -> None:
+        nonlocal writer, written, last_row, increasing
+        prepared = prepare(part)
+        if writer is None:
+            spool.parent.mkdir(parents=True, exist_ok=True)
+            writer = pq.ParquetWriter(spool, prepared.schema, compression=SPOOL_COMPRESSION)
+        writer.write_table(prepared.cast(writer.schema), row_group_size=SPOOL_ROW_GROUP)
+        rows = prepared.column("_row")
+        if len(rows):
+            first, last = pc.min_max(rows).values()
+            ordered = len(rows) < 2 or pc.all(pc.greater(rows[1:], rows[:-1])).as_py()
+            increasing = increasing and ordered and (last_row is None or first.as_py() > last_row)
+            last_row = last.as_py()
+        written += prepared.num_rows
+
+    for chunk in chunks:
+        if chunk is None:  # read again from the start
+            pending, pending_rows, next_row, written, last_row, increasing = [], 0, 0, 0, None, True
+            if writer is not None:
+                writer.close()
+                writer = None
+                spool.unlink()
+            continue
+        if "_row" not in chunk.column_names:
+            numbers = np.arange(next_row + 1, next_row + chunk.num_rows + 1)
+            chunk = chunk.append_column("_row", pa.array(numbers, pa.int64()))
+        next_row += chunk.num_rows
+        pending.append(chunk)
+        pending_rows += chunk.num_rows
+        while pending_rows > rows_at_once:  # more to come: write a part
+            table = pa.concat_tables(pending)
+            write(table.slice(0, rows_at_once))
+            pending, pending_rows = [table.slice(rows_at_once)], pending_rows - rows_at_once
+    table = pa.concat_tables(pending)
+    if writer is None:
+        whole = prepare(table)
+        return _Input(whole, None, whole.num_rows, unread)
+    if table.num_rows:
+        write(table)
+    writer.close()
+    if not increasing:  # numbers given by the file: each once in the whole file
+        with duckdb.connect() as con:
+            repeated = _scalar(
+                con, f"SELECT count(*) - count(DISTINCT _row) FROM read_parquet({_lit(str(spool))})"
+            )
+        if repeated:
+            raise IngestError(
+                "column '_row' is reserved for the row number and must be a whole number, "
+                "different in every row: rename it"
+            )
+    return _Input(None, spool, written, unread)
+
+
+SPOOL_COMPRESSION = "none"
+"""The spool is read once, soon after: uncompressed Parquet (dictionary-encoded) wrote 5 M rows in
+0.77 s against 1.02 s with lz4, and DuckDB read either in 0.14 s."""
+
+SPOOL_ROW_GROUP = 1 << 17
+"""Rows of a spool's row group: DuckDB reads the groups in parallel."""
+
+
+def _ingest(
+    store: Store,
+    read: Callable[[_Prepare, Path], _Input],
+    kind: str,
+    source_dept: str,
+    mapping: Mapping | None,
+    today: date | None,
+    catalogue: Catalogue | None,
+    source_file: str,
+    progress: Callable[[str], None] | None,
+    history: bool,
+    grace_days: int,
+) -> IngestResult:
     if not 0 <= grace_days <= MAX_GRACE_DAYS:
         raise IngestError(f"grace_days must be 0 to {MAX_GRACE_DAYS}, got {grace_days}")
     started = time.perf_counter()
     step = progress or (lambda _msg: None)
-    for name in ("_seq", "_key"):
-        if name in table.column_names:
-            raise IngestError(f"column {name!r} is reserved for ingestion's own use: rename it")
-    if "_row" not in table.column_names:
-        table = table.append_column("_row", pa.array(np.arange(1, table.num_rows + 1), pa.int64()))
-    else:
-        table = _checked_row_numbers(table)
-    mapping = mapping or identity_mapping(kind, table.column_names)
-    ctx = _Context(
-        kind,
-        source_dept,
-        source_file,
-        today or china_today(),
-        mapping,
-        catalogue or default_catalogue(),
-        history,
-        grace_days,
-    )
-    _check_columns(ctx, table)
-    table = _china_local_timestamps(_trimmed_text(table))
-    table = _add_derived_codes(ctx, table)
-    prechecked = _uscc_spec(ctx) is not None
-    if prechecked:
-        step("checking codes")
-        table = _precheck_codes(ctx, table)
+    catalogue = catalogue or default_catalogue()
+    day = today or china_today()
 
-    with (
-        store.begin(
-            kind, source_file=source_file, source_dept=source_dept, history=history,
-            ingestion_day=ctx.today.isoformat(),
-        ) as batch,
-        store.connect() as con,
-    ):  # fmt: skip
-        result = IngestResult(batch.batch_id, kind, source_file, source_dept, history=history)
-        result.rows_read = table.num_rows + len(unread or [])
-        con.register("raw_input", table)
-        _catalogue_table(con, ctx.catalogue)
-        _create_source_view(con, ctx)
-        step("mapping")
-        try:
-            if prechecked:  # codes already checked on the input column: map and check in one pass
-                con.execute(f"CREATE TEMP VIEW mapped AS {_stage1_sql(ctx, prechecked)}")
-            else:  # codes computed by the mapping: materialise them, then check
-                mapped = con.sql(_stage1_sql(ctx, prechecked)).to_arrow_table()
-                mask = uscc.valid_mask(mapped.column("uscc"))
-                con.register("mapped", mapped.append_column("uscc_ok", pa.array(mask)))
-            step("checking rules")
-            con.execute(
-                "CREATE TEMP TABLE checked AS "
-                + (_records_checks_sql(ctx) if kind == "records" else _entity_checks_sql(ctx))
-            )
-        except _MAPPING_SQL_ERRORS as exc:  # a mapping's `sql:` DuckDB cannot compile or run
-            problem = str(exc).splitlines()[0]
-            raise IngestError(
-                f"{Path(source_file).name}: the SQL of {mapping.origin} fails: {problem}"
-            ) from None
-        result.rows_mapped = _scalar(con, "SELECT count(*) FROM checked")
-        step("checking conflicts")
-        _mark_conflicts(con, ctx)
-        step("writing")
-        _write_new_rows(con, batch, ctx, result)
-        step("writing quarantine")
-        _write_quarantine(con, batch, ctx, result, unread or [])
+    def make(chosen: Mapping) -> _Context:
+        return _Context(
+            kind, source_dept, source_file, day, chosen, catalogue, history, grace_days
+        )  # fmt: skip
+
+    prepare = _Prepare(kind, mapping, make)
+    with store.begin(
+        kind, source_file=source_file, source_dept=source_dept, history=history,
+        ingestion_day=day.isoformat(),
+    ) as batch:  # fmt: skip
+        step("reading")
+        given = read(prepare, batch.staging / "_input" / "rows.parquet")
+        ctx = prepare.ctx
+        assert ctx is not None
+        prechecked = _uscc_spec(ctx) is not None
+        with store.connect() as con:
+            result = IngestResult(batch.batch_id, kind, source_file, source_dept, history=history)
+            result.rows_read = given.rows + len(given.unread)
+            given.register(con)
+            _catalogue_table(con, ctx.catalogue)
+            _create_source_view(con, ctx)
+            step("mapping")
+            try:
+                if (
+                    prechecked
+                ):  # codes already checked on the input column: map and check in one pass
+                    con.execute(f"CREATE TEMP VIEW mapped AS {_stage1_sql(ctx, prechecked)}")
+                else:  # codes computed by the mapping: materialise them, then check
+                    _register_mapped(con, ctx, given, batch.staging / "_input" / "mapped.parquet")
+                step("checking rules")
+                con.execute(
+                    "CREATE TEMP TABLE checked AS "
+                    + (_records_checks_sql(ctx) if kind == "records" else _entity_checks_sql(ctx))
+                )
+            except _MAPPING_SQL_ERRORS as exc:  # a mapping's `sql:` DuckDB cannot compile or run
+                problem = str(exc).splitlines()[0]
+                raise IngestError(
+                    f"{Path(source_file).name}: the SQL of {ctx.mapping.origin} fails: {problem}"
+                ) from None
+            result.rows_mapped = _scalar(con, "SELECT count(*) FROM checked")
+            step("checking conflicts")
+            _mark_conflicts(con, ctx)
+            step("writing")
+            _write_new_rows(con, batch, ctx, result)
+            step("writing quarantine")
+            _write_quarantine(con, batch, ctx, result, given.unread)
         batch.info.update(
             rows_read=result.rows_read, stored=result.stored, quarantined=result.quarantined,
             already_stored=result.already_stored, by_reason=result.by_reason,
@@ -920,6 +1144,29 @@ def ingest_table(
     step("committed")
     result.seconds = round(time.perf_counter() - started, 3)
     return result
+
+
+def _register_mapped(
+    con: duckdb.DuckDBPyConnection, ctx: _Context, given: _Input, spool: Path
+) -> None:
+    """The mapped rows with `uscc_ok` (codes checked with numpy) as `mapped`: in memory for
+    an input in memory, else written to `spool` part by part."""
+    sql = _stage1_sql(ctx, prechecked=False)
+    if given.table is not None:
+        mapped = con.sql(sql).to_arrow_table()
+        mask = uscc.valid_mask(mapped.column("uscc"))
+        con.register("mapped", mapped.append_column("uscc_ok", pa.array(mask)))
+        return
+    reader = con.sql(sql).to_arrow_reader(SPOOL_ROW_GROUP)
+    spool.parent.mkdir(parents=True, exist_ok=True)
+    schema = reader.schema.append(pa.field("uscc_ok", pa.bool_()))
+    with pq.ParquetWriter(spool, schema, compression=SPOOL_COMPRESSION) as writer:
+        for batch in reader:
+            mask = uscc.valid_mask(batch.column("uscc"))
+            writer.write_batch(
+                pa.RecordBatch.from_arrays([*batch.columns, pa.array(mask)], schema=schema)
+            )
+    con.execute(f"CREATE TEMP VIEW mapped AS SELECT * FROM read_parquet({_lit(str(spool))})")
 
 
 def _checked_row_numbers(table: pa.Table) -> pa.Table:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -232,10 +232,10 @@ def test_values_over_several_lines_quoted_regularly_are_read_at_once(
     assert "\n" in rows[10]["attributes"] and "," not in rows[10]["attributes"]
     path = write_csv(tmp_path / "a.csv", rows)
 
-    def by_lines(*args: object) -> pa.Table:
+    def by_lines(*args: object) -> Iterator[pa.Table]:
         raise AssertionError("read again line by line")
 
-    monkeypatch.setattr(ingest, "_read_csv_by_lines", by_lines)
+    monkeypatch.setattr(ingest, "_csv_lines", by_lines)
     result = ingest_file(store, path, "records", "samr", today=TODAY)
     assert (result.rows_read, result.stored, result.quarantined) == (1_000, 1_000, 0)
     stored = {
