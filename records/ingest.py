@@ -29,6 +29,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import itertools
 import json
 import mmap
 import re
@@ -285,6 +286,7 @@ def _csv_blocks(path: Path, encoding: str, delimiter: str, names: list[str]) -> 
         ),
     )
     quoted = _QuotedLineBreaks(path, encoding, delimiter)
+    given = False
     try:
         for batch in reader:
             if skipped:
@@ -292,11 +294,14 @@ def _csv_blocks(path: Path, encoding: str, delimiter: str, names: list[str]) -> 
             table = pa.Table.from_batches([batch])
             if _has_line_breaks(table) and not quoted.follow(table):
                 raise _ReadByLines
+            given = True
             yield table
         if skipped:
             raise _ReadByLines
     finally:
         reader.close()
+    if not given:  # the header and blank lines only
+        yield pa.table({n: pa.array([], pa.string()) for n in names})
 
 
 def _has_line_breaks(table: pa.Table) -> bool:
@@ -887,10 +892,16 @@ def ingest_file(
     text_encoding = encoding or (mapping.encoding if mapping else "utf-8")
     sheet = mapping.sheet if mapping else None
 
-    def read(prepare: _Prepare, spool: Path) -> _Input:
+    def read(prepare: _Prepare) -> Callable[[Path], _Input]:
+        # the file's first part (a block of a CSV) is read and its columns checked before the
+        # store's lock is taken: a file refused for them (or its type) waits for no writer
         unread: list[UnreadRow] = []
         chunks = read_chunks(path, text_encoding, sheet, unread)
-        return _collect(chunks, prepare, rows_at_once, spool, unread)
+        first = next(c for c in chunks if c is not None)
+        prepare.check(first)
+        return lambda spool: _collect(
+            itertools.chain([first], chunks), prepare, rows_at_once, spool, unread
+        )
 
     return _ingest(
         store, read, kind, source_dept, mapping, today, catalogue, str(path), progress, history,
@@ -916,13 +927,14 @@ def ingest_table(
     `unread` are the rows of its file that could not be read (quarantined as they are);
     `history` and `grace_days` as for `ingest_file`. The table is taken whole, in memory."""
 
-    def read(prepare: _Prepare, _spool: Path) -> _Input:
+    def read(prepare: _Prepare) -> Callable[[Path], _Input]:
         if "_row" not in table.column_names:
             rows = pa.array(np.arange(1, table.num_rows + 1), pa.int64())
             whole = prepare(table.append_column("_row", rows))
         else:
             whole = prepare(table)
-        return _Input(whole, None, whole.num_rows, list(unread or []))
+        given = _Input(whole, None, whole.num_rows, list(unread or []))
+        return lambda _spool: given
 
     return _ingest(
         store, read, kind, source_dept, mapping, today, catalogue, source_file, progress,
@@ -956,9 +968,7 @@ class _Input:
             con.register("raw_input", self.table)
         else:
             assert self.spool is not None
-            con.execute(
-                f"CREATE TEMP VIEW raw_input AS SELECT * FROM read_parquet({_lit(str(self.spool))})"
-            )
+            con.execute(f"CREATE TEMP VIEW raw_input AS SELECT * FROM {_spooled(self.spool)}")
 
 
 class _Prepare:
@@ -972,26 +982,44 @@ class _Prepare:
         self.ctx: _Context | None = None
         self.columns: list[str] | None = None
 
-    def __call__(self, table: pa.Table) -> pa.Table:
+    def check(self, table: pa.Table) -> None:
+        """The part's columns: reserved names, and the first part fixes the mapping."""
         for name in ("_seq", "_key"):
             if name in table.column_names:
                 raise IngestError(f"column {name!r} is reserved for ingestion's own use: rename it")
-        table = _checked_row_numbers(table)
+        columns = [c for c in table.column_names if c != "_row"]
         if self.ctx is None:
             mapping = self.mapping or identity_mapping(self.kind, table.column_names)
             self.ctx = self.make(mapping)
-            self.columns = table.column_names
+            self.columns = columns
             _check_columns(self.ctx, table)
-        elif table.column_names != self.columns:
+        elif columns != self.columns:
             raise IngestError(
                 f"{Path(self.ctx.source_file).name}: the columns changed within the file: "
-                f"{', '.join(self.columns or [])} became {', '.join(table.column_names)}"
+                f"{', '.join(self.columns or [])} became {', '.join(columns)}"
             )
-        table = _china_local_timestamps(_trimmed_text(table))
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        self.check(table)
+        assert self.ctx is not None
+        table = _checked_row_numbers(table)
+        table = _durations_as_text(_china_local_timestamps(_trimmed_text(table)))
         table = _add_derived_codes(self.ctx, table)
         if _uscc_spec(self.ctx) is not None:
             table = _precheck_codes(self.ctx, table)
         return table
+
+
+def _durations_as_text(table: pa.Table) -> pa.Table:
+    """Duration columns (Parquet, Arrow) → text as DuckDB writes an interval (`00:00:01`), as the
+    mapping's SQL reads them; a spool would otherwise keep them as bare integers."""
+    for i, column_field in enumerate(table.schema):
+        if pa.types.is_duration(column_field.type):
+            with duckdb.connect() as con:
+                con.register("durations", pa.table({"d": table.column(i)}))
+                text = con.sql("SELECT CAST(d AS VARCHAR) AS d FROM durations").to_arrow_table()
+            table = table.set_column(i, column_field.name, text.column("d"))
+    return table
 
 
 def _collect(
@@ -1052,7 +1080,7 @@ def _collect(
     if not increasing:  # numbers given by the file: each once in the whole file
         with duckdb.connect() as con:
             repeated = _scalar(
-                con, f"SELECT count(*) - count(DISTINCT _row) FROM read_parquet({_lit(str(spool))})"
+                con, f"SELECT count(*) - count(DISTINCT _row) FROM {_spooled(spool)}"
             )
         if repeated:
             raise IngestError(
@@ -1072,7 +1100,7 @@ SPOOL_ROW_GROUP = 1 << 17
 
 def _ingest(
     store: Store,
-    read: Callable[[_Prepare, Path], _Input],
+    read: Callable[[_Prepare], Callable[[Path], _Input]],
     kind: str,
     source_dept: str,
     mapping: Mapping | None,
@@ -1096,12 +1124,13 @@ def _ingest(
         )  # fmt: skip
 
     prepare = _Prepare(kind, mapping, make)
+    step("reading")
+    rest = read(prepare)  # what can be checked before the lock
     with store.begin(
         kind, source_file=source_file, source_dept=source_dept, history=history,
         ingestion_day=day.isoformat(),
     ) as batch:  # fmt: skip
-        step("reading")
-        given = read(prepare, batch.staging / "_input" / "rows.parquet")
+        given = rest(batch.staging / "_input" / "rows.parquet")
         ctx = prepare.ctx
         assert ctx is not None
         prechecked = _uscc_spec(ctx) is not None
@@ -1118,7 +1147,7 @@ def _ingest(
                 ):  # codes already checked on the input column: map and check in one pass
                     con.execute(f"CREATE TEMP VIEW mapped AS {_stage1_sql(ctx, prechecked)}")
                 else:  # codes computed by the mapping: materialise them, then check
-                    _register_mapped(con, ctx, given, batch.staging / "_input" / "mapped.parquet")
+                    _register_mapped(con, ctx)
                 step("checking rules")
                 con.execute(
                     "CREATE TEMP TABLE checked AS "
@@ -1146,27 +1175,23 @@ def _ingest(
     return result
 
 
-def _register_mapped(
-    con: duckdb.DuckDBPyConnection, ctx: _Context, given: _Input, spool: Path
-) -> None:
-    """The mapped rows with `uscc_ok` (codes checked with numpy) as `mapped`: in memory for
-    an input in memory, else written to `spool` part by part."""
-    sql = _stage1_sql(ctx, prechecked=False)
-    if given.table is not None:
-        mapped = con.sql(sql).to_arrow_table()
-        mask = uscc.valid_mask(mapped.column("uscc"))
-        con.register("mapped", mapped.append_column("uscc_ok", pa.array(mask)))
-        return
-    reader = con.sql(sql).to_arrow_reader(SPOOL_ROW_GROUP)
-    spool.parent.mkdir(parents=True, exist_ok=True)
-    schema = reader.schema.append(pa.field("uscc_ok", pa.bool_()))
-    with pq.ParquetWriter(spool, schema, compression=SPOOL_COMPRESSION) as writer:
-        for batch in reader:
-            mask = uscc.valid_mask(batch.column("uscc"))
-            writer.write_batch(
-                pa.RecordBatch.from_arrays([*batch.columns, pa.array(mask)], schema=schema)
-            )
-    con.execute(f"CREATE TEMP VIEW mapped AS SELECT * FROM read_parquet({_lit(str(spool))})")
+def _register_mapped(con: duckdb.DuckDBPyConnection, ctx: _Context) -> None:
+    """The mapped rows (codes computed by the mapping) as `mapped`, with `uscc_ok`: the rows are
+    materialised by DuckDB (within its memory limit), each distinct code checked once with
+    numpy."""
+    con.execute(f"CREATE TEMP TABLE mapped_rows AS {_stage1_sql(ctx, prechecked=False)}")
+    codes = con.sql("SELECT DISTINCT uscc FROM mapped_rows WHERE uscc IS NOT NULL").to_arrow_table()
+    column = codes.column("uscc")
+    con.register("mapped_codes", pa.table({"uscc": column, "ok": uscc.valid_mask(column)}))
+    con.execute(
+        "CREATE TEMP VIEW mapped AS SELECT m.*, coalesce(c.ok, false) AS uscc_ok "
+        "FROM mapped_rows m LEFT JOIN mapped_codes c ON c.uscc = m.uscc"
+    )
+
+
+def _spooled(path: Path) -> str:
+    """SQL: the rows of a spool (no Hive partitions: the store's path may hold `key=value`)."""
+    return f"read_parquet({_lit(str(path))}, hive_partitioning = false)"
 
 
 def _checked_row_numbers(table: pa.Table) -> pa.Table:

@@ -9,7 +9,9 @@ on small files.
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -215,3 +217,108 @@ def test_rows_at_once_must_be_positive(store: Store, tmp_path: Path) -> None:
     path = write_csv(tmp_path / "a.csv", valid_rows(3))
     with pytest.raises(IngestError, match="rows_at_once must be at least 1"):
         ingest_file(store, path, "records", "samr", today=TODAY, rows_at_once=0)
+
+
+def test_a_store_under_a_key_value_folder_is_not_read_as_a_partition(tmp_path: Path) -> None:
+    """The spool is not read with Hive partitions: a store under `source_dept=other/` stores
+    the file's departments and severities, as one piece does."""
+    _, rows = _records_rows()
+    path = write_csv(tmp_path / "penalties.csv", rows)
+    seen = []
+    for folder in ("source_dept=other", "severity=general", "plain"):
+        for parts in (7, 1_000_000):
+            store = Store(tmp_path / folder / str(parts) / "store")
+            ingest_file(store, path, "records", "tax", today=TODAY, rows_at_once=parts)
+            seen.append(_snapshot(store))
+    assert all(s == seen[0] for s in seen)
+    depts = {json.loads(dict(r)["source_dept"]) for r in seen[0]["records"]}
+    assert depts == {"samr"}  # the file's own column
+
+
+def test_a_csv_of_a_header_and_blank_lines_stores_nothing_and_succeeds(
+    store: Store, tmp_path: Path
+) -> None:
+    path = tmp_path / "empty-day.csv"
+    path.write_text("record_id,uscc,category,event_date\r\n\r\n\r\n", encoding="utf-8")
+    result = ingest_file(store, path, "records", "samr", today=TODAY, rows_at_once=1)
+    assert (result.rows_read, result.stored, result.quarantined) == (0, 0, 0)
+    assert read_input(path)[0].num_rows == 0
+
+
+def test_a_mapping_whose_sql_fails_on_a_value_is_a_file_error_in_parts_too(
+    store: Store, tmp_path: Path
+) -> None:
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(
+        "kind: records\nfields:\n"
+        "  record_id: {sql: \"'X' || CAST(CAST(n AS INTEGER) AS VARCHAR)\"}\n"
+        '  uscc: {column: code, map: {ZZZ: "91110000600037341L"}}\n'
+        "  category: {value: admin_penalty}\n  event_date: {column: day}\n"
+        "  recorded_date: {column: day}\n  severity: {value: general}\n  amount: {value: '1'}\n",
+        encoding="utf-8",
+    )
+    lines = ["n,code,day"] + [f"{i},ZZZ,2024-01-05" for i in range(10)] + ["oops,ZZZ,2024-01-05"]
+    path = tmp_path / "mapped.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for parts in (3, 1_000_000):
+        with pytest.raises(IngestError, match=r"the SQL of .* fails: Conversion Error"):
+            ingest_file(store, path, "records", "samr", mapping=mapping, today=TODAY,
+                        rows_at_once=parts)  # fmt: skip
+    assert store.log() == []
+    ok = tmp_path / "ok.csv"
+    ok.write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")
+    result = ingest_file(store, ok, "records", "samr", mapping=mapping, today=TODAY, rows_at_once=3)
+    assert (result.stored, result.duplicates_in_file) == (10, 0)
+
+
+def test_duration_columns_read_as_in_one_piece(tmp_path: Path) -> None:
+    """A spool keeps a Parquet duration as text, as DuckDB writes the interval (`00:00:01`)."""
+    rows = valid_rows(6, seed=4)
+    table = pa.Table.from_pylist(rows).append_column(
+        "took", pa.array([i * 1_000_000 for i in range(6)], pa.duration("us"))
+    )
+    table = table.set_column(
+        table.column_names.index("amount"), "amount", pa.array(["x"] * 6)
+    )  # every row quarantined, with its raw values
+    path = tmp_path / "durations.parquet"
+    pq.write_table(table, path)
+    seen = []
+    for parts in (2, 1_000_000):
+        store = Store(tmp_path / str(parts))
+        ingest_file(store, path, "records", "samr", today=TODAY, rows_at_once=parts)
+        quarantined = store.read("quarantine").to_pylist()
+        seen.append(sorted((q["row"], q["quarantine_id"], q["raw"]) for q in quarantined))
+    assert seen[0] == seen[1] and len(seen[0]) == 6
+    assert '"took":"00:00:05"' in seen[0][5][2]
+
+
+def test_a_file_refused_for_its_type_or_columns_waits_for_no_writer(tmp_path: Path) -> None:
+    """The first part is read and its columns checked before the store's lock is taken: such a
+    file is refused at once, even while another ingestion writes, and leaves no store behind."""
+    store = Store(tmp_path / "store")
+    wrong = tmp_path / "a.csv"
+    wrong.write_text("record_id,uscc\nx,y\n", encoding="utf-8")
+    xls = tmp_path / "a.xls"
+    xls.write_bytes(b"\xd0\xcf\x11\xe0")
+    for path, message in ((wrong, "missing column|no column or mapping"), (xls, "unsupported")):
+        with pytest.raises(IngestError, match=message):
+            ingest_file(store, path, "records", "samr", today=TODAY)
+    assert not store.root.exists()
+    store.root.mkdir(parents=True)
+    refusals: list[str] = []
+
+    def ingest() -> None:
+        try:
+            ingest_file(store, wrong, "records", "samr", today=TODAY)
+        except IngestError as exc:
+            refusals.append(str(exc))
+
+    with open(store.root / "_lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a writer holds the store
+        attempt = threading.Thread(target=ingest)
+        attempt.start()
+        attempt.join(timeout=30)
+        waited = attempt.is_alive()
+    attempt.join()  # the lock is released: a waiting attempt ends too
+    assert not waited, "the refusal waited for the store's lock"
+    assert len(refusals) == 1 and "no column or mapping" in refusals[0]
