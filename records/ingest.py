@@ -27,6 +27,7 @@ leaves the store as it was.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import hashlib
 import itertools
@@ -37,6 +38,7 @@ import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -1022,6 +1024,46 @@ def _durations_as_text(table: pa.Table) -> pa.Table:
     return table
 
 
+class _SpoolWriter:
+    """Writes prepared parts to a Parquet file on a thread of its own while the next part is read
+    and prepared (pyarrow's writer and reader release the GIL), one part in flight at most."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.writer: pq.ParquetWriter | None = None
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
+        self.in_flight: Future[None] | None = None
+
+    def write(self, table: pa.Table) -> None:
+        self.wait()
+        if self.writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.writer = pq.ParquetWriter(self.path, table.schema, compression=SPOOL_COMPRESSION)
+        self.in_flight = self.pool.submit(
+            self.writer.write_table, table.cast(self.writer.schema), SPOOL_ROW_GROUP
+        )
+
+    def wait(self) -> None:
+        if self.in_flight is not None:
+            in_flight, self.in_flight = self.in_flight, None
+            in_flight.result()
+
+    def close(self) -> None:
+        """Finish writing (raises what the writing raised) and close the file."""
+        try:
+            self.wait()
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+            self.pool.shutdown()
+
+    def discard(self) -> None:
+        """Close and remove the file, whatever happened to the writing."""
+        with contextlib.suppress(Exception):
+            self.close()
+        self.path.unlink(missing_ok=True)
+
+
 def _collect(
     chunks: Iterator[pa.Table | None],
     prepare: _Prepare,
@@ -1033,17 +1075,15 @@ def _collect(
     written to `spool` (Parquet) part by part."""
     pending: list[pa.Table] = []
     pending_rows = next_row = written = 0
-    writer: pq.ParquetWriter | None = None
+    writer: _SpoolWriter | None = None
     last_row: int | None = None  # the row numbers written so far increase (so none repeats)
     increasing = True
 
     def write(part: pa.Table) -> None:
         nonlocal writer, written, last_row, increasing
         prepared = prepare(part)
-        if writer is None:
-            spool.parent.mkdir(parents=True, exist_ok=True)
-            writer = pq.ParquetWriter(spool, prepared.schema, compression=SPOOL_COMPRESSION)
-        writer.write_table(prepared.cast(writer.schema), row_group_size=SPOOL_ROW_GROUP)
+        writer = writer or _SpoolWriter(spool)
+        writer.write(prepared)
         rows = prepared.column("_row")
         if len(rows):
             first, last = pc.min_max(rows).values()
@@ -1052,31 +1092,36 @@ def _collect(
             last_row = last.as_py()
         written += prepared.num_rows
 
-    for chunk in chunks:
-        if chunk is None:  # read again from the start
-            pending, pending_rows, next_row, written, last_row, increasing = [], 0, 0, 0, None, True
-            if writer is not None:
-                writer.close()
-                writer = None
-                spool.unlink()
-            continue
-        if "_row" not in chunk.column_names:
-            numbers = np.arange(next_row + 1, next_row + chunk.num_rows + 1)
-            chunk = chunk.append_column("_row", pa.array(numbers, pa.int64()))
-        next_row += chunk.num_rows
-        pending.append(chunk)
-        pending_rows += chunk.num_rows
-        while pending_rows > rows_at_once:  # more to come: write a part
-            table = pa.concat_tables(pending)
-            write(table.slice(0, rows_at_once))
-            pending, pending_rows = [table.slice(rows_at_once)], pending_rows - rows_at_once
-    table = pa.concat_tables(pending)
-    if writer is None:
-        whole = prepare(table)
-        return _Input(whole, None, whole.num_rows, unread)
-    if table.num_rows:
-        write(table)
-    writer.close()
+    try:
+        for chunk in chunks:
+            if chunk is None:  # read again from the start
+                pending, pending_rows, next_row, written = [], 0, 0, 0
+                last_row, increasing = None, True
+                if writer is not None:
+                    writer.discard()
+                    writer = None
+                continue
+            if "_row" not in chunk.column_names:
+                numbers = np.arange(next_row + 1, next_row + chunk.num_rows + 1)
+                chunk = chunk.append_column("_row", pa.array(numbers, pa.int64()))
+            next_row += chunk.num_rows
+            pending.append(chunk)
+            pending_rows += chunk.num_rows
+            while pending_rows > rows_at_once:  # more to come: write a part
+                table = pa.concat_tables(pending)
+                write(table.slice(0, rows_at_once))
+                pending, pending_rows = [table.slice(rows_at_once)], pending_rows - rows_at_once
+        table = pa.concat_tables(pending)
+        if writer is None:
+            whole = prepare(table)
+            return _Input(whole, None, whole.num_rows, unread)
+        if table.num_rows:
+            write(table)
+        writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.discard()
+        raise
     if not increasing:  # numbers given by the file: each once in the whole file
         with duckdb.connect() as con:
             repeated = _scalar(
