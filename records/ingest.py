@@ -173,7 +173,10 @@ def read_input(
     unread: list[UnreadRow] = []
     tables: list[pa.Table] = []
     for chunk in read_chunks(path, encoding, sheet, unread):
-        tables = [] if chunk is None else [*tables, chunk]
+        if chunk is None:  # read again from the start
+            tables.clear()
+        else:
+            tables.append(chunk)
     table = pa.concat_tables(tables)
     if "_row" not in table.column_names:
         table = table.append_column("_row", pa.array(np.arange(1, table.num_rows + 1), pa.int64()))
@@ -1187,11 +1190,11 @@ def _ingest(
             _create_source_view(con, ctx)
             step("mapping")
             try:
-                if (
-                    prechecked
-                ):  # codes already checked on the input column: map and check in one pass
+                # codes already checked on the input column: map and check in one pass; codes
+                # computed by the mapping: materialise them, then check
+                if prechecked:
                     con.execute(f"CREATE TEMP VIEW mapped AS {_stage1_sql(ctx, prechecked)}")
-                else:  # codes computed by the mapping: materialise them, then check
+                else:
                     _register_mapped(con, ctx)
                 step("checking rules")
                 con.execute(
