@@ -1009,6 +1009,7 @@ class _Prepare:
         assert self.ctx is not None
         table = _checked_row_numbers(table)
         table = _durations_as_text(_china_local_timestamps(_trimmed_text(table)))
+        table = _half_floats_and_wide_decimals_as_text(table)
         table = _add_derived_codes(self.ctx, table)
         if _uscc_spec(self.ctx) is not None:
             table = _precheck_codes(self.ctx, table)
@@ -1024,6 +1025,28 @@ def _durations_as_text(table: pa.Table) -> pa.Table:
                 con.register("durations", pa.table({"d": table.column(i)}))
                 text = con.sql("SELECT CAST(d AS VARCHAR) AS d FROM durations").to_arrow_table()
             table = table.set_column(i, column_field.name, text.column("d"))
+    return table
+
+
+def _half_floats_and_wide_decimals_as_text(table: pa.Table) -> pa.Table:
+    """Columns of types DuckDB cannot read from Arrow → text, the same in memory and spooled:
+    16-bit floats as their shortest decimal without exponent (0.1, not the 0.0999755859375 it
+    is stored as, which a spool read as FLOAT would have made 0.099975586), 256-bit decimals
+    exactly. Found only in Parquet files; without this, one piece failed with DuckDB's
+    NotImplementedException."""
+    for i, column_field in enumerate(table.schema):
+        if pa.types.is_float16(column_field.type):
+            values = table.column(i).combine_chunks()
+            halves = values.to_numpy(zero_copy_only=False).astype(np.float16)
+            distinct, index = np.unique(halves, return_inverse=True)  # at most 65,536
+            texts = pa.array(
+                [np.format_float_positional(h, unique=True, trim="-") for h in distinct],
+                pa.string(),
+            )
+            text = pc.if_else(values.is_null(), None, pc.take(texts, pa.array(index)))
+            table = table.set_column(i, column_field.name, text)
+        elif pa.types.is_decimal256(column_field.type):
+            table = table.set_column(i, column_field.name, table.column(i).cast(pa.string()))
     return table
 
 
