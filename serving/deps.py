@@ -53,6 +53,20 @@ def require(caller: Caller, roles: frozenset[str], what: str) -> None:
         raise ApiError(403, "forbidden", f"role {caller.role} may not {what}")
 
 
+def own_cases_code(
+    caller: Caller, roles: frozenset[str], uscc: str | None, what: str
+) -> str | None:
+    """The company whose cases (objections, repair applications) a list may show: any, or the
+    one asked for, to `roles`; a company key lists its own company's only (asking for another
+    company's is refused, 403)."""
+    if caller.role == "company" and caller.uscc is not None:
+        if uscc is not None and valid_code(uscc) != caller.uscc:
+            raise ApiError(403, "forbidden", f"a company key may {what} of its own company only")
+        return caller.uscc
+    require(caller, roles, what)
+    return None if uscc is None else valid_code(uscc)
+
+
 def require_may_file(caller: Caller, what: str) -> None:
     """Before anything is looked up: only a company (for itself) or an authority files."""
     if caller.role not in AUTHORITIES and caller.role != "company":

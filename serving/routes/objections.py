@@ -20,11 +20,11 @@ from serving.deps import (
     PurposeHeader,
     StateDep,
     department_shares,
+    own_cases_code,
     purpose_of,
     require,
     require_acting_for,
     require_may_file,
-    valid_code,
 )
 from serving.errors import ApiError
 from serving.rescore import rescore_served
@@ -134,9 +134,9 @@ def list_objections(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     x_purpose: PurposeHeader = None,
 ) -> ObjectionPage:
-    """Objections, newest first (the authorities); a line in the audit log per company."""
-    require(caller, DECIDE, "list objections")
-    code = None if uscc is None else valid_code(uscc)
+    """Objections, newest first (the authorities; a company key, its own company's); a line in
+    the audit log per company."""
+    code = own_cases_code(caller, DECIDE, uscc, "list objections")
     found = objections.search(state.engine, code, status, limit)
     _audit(state, caller, "GET /v1/objections", found, x_purpose)
     return ObjectionPage(objections=[ObjectionOut.model_validate(c) for c in found])

@@ -17,11 +17,11 @@ from serving.deps import (
     PurposeHeader,
     StateDep,
     department_shares,
+    own_cases_code,
     purpose_of,
     require,
     require_acting_for,
     require_may_file,
-    valid_code,
 )
 from serving.errors import ApiError
 from serving.rescore import rescore_served
@@ -124,11 +124,12 @@ def list_repairs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     x_purpose: PurposeHeader = None,
 ) -> RepairPage:
-    """Applications, newest first (the authorities); a line in the audit log per company."""
-    require(caller, DECIDE, "list repair applications")
+    """Applications, newest first (the authorities; a company key, its own company's); a line
+    in the audit log per company."""
+    code = own_cases_code(caller, DECIDE, uscc, "list repair applications")
     query = sa.select(credit_repairs.c.id).order_by(credit_repairs.c.id.desc()).limit(limit)
-    if uscc is not None:
-        query = query.where(credit_repairs.c.uscc == valid_code(uscc))
+    if code is not None:
+        query = query.where(credit_repairs.c.uscc == code)
     if status is not None:
         query = query.where(credit_repairs.c.status == status)
     with state.engine.connect() as con:

@@ -207,7 +207,14 @@ def test_the_record_is_flagged_at_once_and_the_flag_goes_with_the_decision(
     listed = service.call("GET", "/v1/objections", "regulator",
                           params={"uscc": uscc, "status": "open"})  # fmt: skip
     assert [o["id"] for o in listed.json()["objections"]] == [case]
-    assert service.call("GET", "/v1/objections", f"company:{uscc}").status_code == 403
+    # a company key lists its own company's cases (no purpose needed), and only those
+    own_list = service.call("GET", "/v1/objections", f"company:{uscc}")
+    assert [o["id"] for o in own_list.json()["objections"]] == [case], own_list.text
+    others = service.call("GET", "/v1/objections", another).json()["objections"]
+    assert case not in [o["id"] for o in others]
+    asked = service.call("GET", "/v1/objections", another, params={"uscc": uscc})
+    assert asked.status_code == 403 and uscc not in asked.text.replace(another, ""), asked.text
+    assert service.call("GET", "/v1/objections", "department").status_code == 403
 
     upheld = _decide(service, case, "upheld")
     body = upheld.json()

@@ -226,6 +226,14 @@ def test_repair_refused_at_once_refused_by_the_authority_and_granted(world: Worl
         )
         listed = call("GET", "/v1/repairs", "regulator", params={"uscc": granted["uscc"]})
         assert case in [r["id"] for r in listed.json()["repairs"]]
+        # a company key lists its own company's applications only
+        owner = f"company:{granted['uscc']}"
+        own_list = call("GET", "/v1/repairs", owner).json()["repairs"]
+        assert case in [r["id"] for r in own_list]
+        assert {r["uscc"] for r in own_list} == {granted["uscc"]}
+        other = next(r["uscc"] for v in found.values() for r in v if r["uscc"] != granted["uscc"])
+        assert call("GET", "/v1/repairs", owner, params={"uscc": other}).status_code == 403
+        assert call("GET", "/v1/repairs", "department").status_code == 403
 
         # the record is no longer public from today; a view of yesterday made today for the
         # public leaves it out too (after repair it stops being published, DOMAIN §9), while
