@@ -70,10 +70,24 @@ def _tier_rows(rows: list[dict[str, Any]], title: str) -> Table:
 
 def print_report(report: dict[str, Any]) -> None:
     """The evaluation report, as tables and lines."""
+    from training.dataset import MIN_VALIDATION_CHECKS, MIN_VALIDATION_EACH_LABEL
+
     out.print(
         f"validation: {report['examples']:,} checks {report['validation_from']} – "
         f"{report['validation_until']} (trained on {report['training_examples']:,} earlier)"
     )
+    if report.get("validation_extended"):
+        out.print(
+            f"  the latest {report['validation_days']} days held fewer than "
+            f"{MIN_VALIDATION_CHECKS} checks with {MIN_VALIDATION_EACH_LABEL} of each label: "
+            "the validation reaches back further"
+        )
+    if report.get("validation_short"):
+        err.print(
+            f"[yellow]warning:[/yellow] {report['examples']:,} validation checks are fewer than "
+            f"{MIN_VALIDATION_CHECKS} with {MIN_VALIDATION_EACH_LABEL} of each label: the "
+            "figures below are uncertain; compare models on more checks before promoting one"
+        )
     out.print(
         f"AUC {report['auc']:.4f}  PR-AUC {report['pr_auc']:.4f}  Brier {report['brier']:.4f}  "
         f"calibration error {report['calibration_error']:.4f}   (all weighted by 1/inclusion)"

@@ -31,6 +31,7 @@ import logging
 from datetime import date, timedelta
 from typing import Literal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -131,11 +132,47 @@ def training_frame(
     return joined.replace_schema_metadata(examples.schema.metadata)
 
 
-def time_split(frame: pa.Table, validation_days: int = 183) -> tuple[pa.Table, pa.Table]:
-    """Train on earlier checks, validate on the latest `validation_days` of check dates."""
+MIN_VALIDATION_CHECKS = 200
+"""The fewest validation checks, and of them the fewest with each label, that the metrics of a
+model are computed on (`MIN_VALIDATION_EACH_LABEL`): fewer, and the window reaches further
+back. A window of half a year held 4 checks after a quiet half year and a day of new results,
+and the model was registered on an AUC of 0.11."""
+MIN_VALIDATION_EACH_LABEL = 20
+
+
+def time_split(
+    frame: pa.Table,
+    validation_days: int = 183,
+    min_checks: int = MIN_VALIDATION_CHECKS,
+    min_each_label: int = MIN_VALIDATION_EACH_LABEL,
+) -> tuple[pa.Table, pa.Table]:
+    """Train on earlier checks, validate on the latest `validation_days` of check dates, or on
+    the latest days that hold at least `min_checks` checks and `min_each_label` of each label
+    when those days hold fewer (whole days: a day's checks are on one side)."""
     if frame.num_rows == 0:
         return frame, frame
     last = pc.max(frame.column("check_date")).as_py()
-    cut = last - timedelta(days=validation_days)
+    cut = validation_cut(frame, last - timedelta(days=validation_days), min_checks, min_each_label)
     early = pc.less_equal(frame.column("check_date"), pa.scalar(cut, pa.date32()))
     return frame.filter(early), frame.filter(pc.invert(early))
+
+
+def validation_cut(frame: pa.Table, cut: date, min_checks: int, min_each_label: int) -> date:
+    """The last day of training: `cut`, or earlier as far as the validation needs (see
+    `time_split`); `cut` when even all checks together fall short (a small store: the report
+    says how many the validation holds)."""
+    days = frame.column("check_date").to_numpy(zero_copy_only=False).astype("datetime64[D]")
+    labels = frame.column("label").to_numpy(zero_copy_only=False).astype(bool)
+    order = np.argsort(days)[::-1]  # the latest first
+    days, labels = days[order], labels[order]
+    positives, negatives = np.cumsum(labels), np.cumsum(~labels)
+    enough = (
+        (np.arange(1, len(days) + 1) >= min_checks)
+        & (positives >= min_each_label)
+        & (negatives >= min_each_label)
+    )
+    if not enough.any():
+        return cut
+    # the day of the first check that makes enough; every check of that day is in validation
+    needed: date = days[int(np.argmax(enough))].astype(date)
+    return min(cut, needed - timedelta(days=1))

@@ -19,7 +19,7 @@ there (`MissingTruth`, before any work).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,14 @@ from models.risk import OneLabelCalibration, RiskModel
 from models.tiers import TIERS, TierPolicy
 from records.store import Store
 from training.ceiling import cross_fitted_truth_ranking
-from training.dataset import Label, time_split, training_frame, triggered_left_out
+from training.dataset import (
+    MIN_VALIDATION_CHECKS,
+    MIN_VALIDATION_EACH_LABEL,
+    Label,
+    time_split,
+    training_frame,
+    triggered_left_out,
+)
 from training.evaluate import plan_hit_rate, psi, report, tier_table, transitions
 
 
@@ -277,6 +284,16 @@ def train(
     result["triggered_left_out"] = triggered_left_out(table)
     result["validation_from"] = str(_day(late["check_date"].min()))
     result["validation_until"] = str(_day(late["check_date"].max()))
+    # the window reaches back beyond `validation_days` when those days held too few checks; a
+    # store with too few in all validates on what it has, and says so
+    window_start = _day(frame["check_date"].max()) - timedelta(days=config.validation_days - 1)
+    result["validation_days"] = config.validation_days
+    result["validation_extended"] = _day(late["check_date"].min()) < window_start
+    positives = int(late["label"].astype(bool).sum())
+    result["validation_short"] = (
+        len(late) < MIN_VALIDATION_CHECKS
+        or min(positives, len(late) - positives) < MIN_VALIDATION_EACH_LABEL
+    )
     result["model_tiers"] = tier_table(
         late["label"].to_numpy(float), scored["model_tier"].tolist(), late["weight"].to_numpy(float)
     )

@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -83,6 +84,39 @@ def test_time_split_puts_the_latest_checks_in_validation(province: Store) -> Non
     assert train.num_rows + valid.num_rows == frame.num_rows
     assert train.num_rows and valid.num_rows
     assert pc.max(train.column("check_date")).as_py() < pc.min(valid.column("check_date")).as_py()
+
+
+def _checks(days_and_labels: list[tuple[date, bool]]) -> pa.Table:
+    return pa.table({
+        "check_date": pa.array([d for d, _ in days_and_labels], pa.date32()),
+        "label": pa.array([lab for _, lab in days_and_labels], pa.bool_()),
+    })  # fmt: skip
+
+
+def test_a_quiet_validation_window_reaches_back_to_enough_checks() -> None:
+    """Half a year that held 4 checks (a quiet half year, then a day of new results) no longer
+    makes a validation of 4: the window reaches back, by whole days, until it holds at least
+    `min_checks` checks and `min_each_label` of each label."""
+    start = date(2024, 10, 1)
+    rows = [(start + timedelta(days=i // 3), i % 4 == 0) for i in range(600)]  # to 2025-04-18
+    rows += [(date(2025, 12, 5), False)] * 3 + [(date(2025, 12, 5), True)]
+    frame = _checks(rows)
+    train, valid = time_split(frame, validation_days=183, min_checks=100, min_each_label=20)
+    assert train.num_rows + valid.num_rows == frame.num_rows
+    days_valid = valid.column("check_date").to_pylist()
+    assert valid.num_rows >= 100 and valid.num_rows < 110  # whole days: at most a day's more
+    assert sum(valid.column("label").to_pylist()) >= 20
+    assert max(train.column("check_date").to_pylist()) < min(days_valid)
+    # a window that holds enough is left as it is
+    train2, valid2 = time_split(frame, validation_days=183, min_checks=4, min_each_label=1)
+    assert valid2.num_rows == 4
+    # too few checks in all: the window stays (the report says the validation is short)
+    train3, valid3 = time_split(frame, validation_days=183, min_checks=10_000, min_each_label=1)
+    assert (train3.num_rows, valid3.num_rows) == (600, 4)
+    # at least `min_each_label` of each: few problems make the window longer than the count
+    rare = _checks([(start + timedelta(days=i), i % 50 == 0) for i in range(1000)])
+    _, valid4 = time_split(rare, validation_days=10, min_checks=100, min_each_label=5)
+    assert sum(valid4.column("label").to_pylist()) == 5 and valid4.num_rows > 200
 
 
 # ---- the training day: what a backtest could have known ---------------------------------------
