@@ -230,6 +230,13 @@ def serve(
     from serving.limits import create_table
 
     settings = _settings()
+    host, port = host or settings.api_host, port or settings.api_port
+    refused = _cannot_listen(host, port)
+    if refused:  # first: nothing is migrated or opened for a server that cannot start
+        err.print(f"[red]error:[/red] cannot serve on {host}:{port}: {escape(refused)}. Another "
+                  "server may be running there: stop it, or choose another port (--port P or "
+                  "CREDSUP_API_PORT=P)", soft_wrap=True)  # fmt: skip
+        raise typer.Exit(2)
     try:
         upgrade(settings.serving_url)  # once, before the workers start (they find it migrated)
     except Exception as exc:  # the database cannot be reached or migrated: nothing to serve
@@ -250,8 +257,7 @@ def serve(
         # `POST /v1/admin/reload` reaches one worker: the others look at the champion alias on
         # this period (re-scores always look first)
         os.environ["CREDSUP_MODEL_RELOAD_SECONDS"] = str(RELOAD_WITH_WORKERS)
-    options: dict[str, Any] = {"host": host or settings.api_host,
-                               "port": port or settings.api_port, "log_level": "warning",
+    options: dict[str, Any] = {"host": host, "port": port, "log_level": "warning",
                                "access_log": False}  # fmt: skip
     where = (
         f"serving on http://{options['host']}:{options['port']} with {workers} worker(s), "
@@ -287,6 +293,24 @@ def serve(
         err.print("[red]error:[/red] a worker failed to start (its error is above): the "
                   "service stopped", soft_wrap=True)  # fmt: skip
         raise typer.Exit(3)
+
+
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why a server could not listen on (host, port), as uvicorn binds it (address reuse on);
+    None when it could."""
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except OSError as exc:
+        return f"the address cannot be resolved ({exc.strerror or exc})"
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
 
 
 @keys_app.command("demo")

@@ -723,6 +723,26 @@ def test_serve_without_a_database_says_so_in_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in res.output
 
 
+def test_serve_on_a_port_in_use_says_so_before_anything_starts(tmp_path: Path) -> None:
+    """A port another server holds: one line naming it and how to choose another (exit 2),
+    before the database is migrated; it said "serving on …" first, then uvicorn's error and exit
+    3, the code of DuckDB running out of memory."""
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        res = CliRunner().invoke(
+            app, ["serve", "--port", str(port)], env={"CREDSUP_DATA_DIR": str(tmp_path)}
+        )
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2, res.output
+    assert f"cannot serve on 127.0.0.1:{port}" in said and "CREDSUP_API_PORT" in said
+    assert "serving on" not in said and "Traceback" not in said
+    assert not (tmp_path / "serving.db").exists() and not list(tmp_path.iterdir())
+
+
 def test_concurrent_reads_enter_the_audit_log_whole_or_not_at_all() -> None:
     """Admission and queueing are one step: 40 reads of 70 companies at once against a limit
     of 1,000 lines queue 14 reads whole and refuse the rest whole (no read half logged, no
