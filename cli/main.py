@@ -472,7 +472,11 @@ def scorecard(
     """Print the published points rules of the public credit evaluation."""
     from features.scorecard import Scorecard, load_config
 
-    out.print(Scorecard(load_config(config, scale)).table(), markup=False)
+    try:
+        card = Scorecard(load_config(config, scale))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    out.print(card.table(), markup=False)
 
 
 @app.command()

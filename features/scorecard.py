@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from features.specs import MONOTONE_AGGREGATIONS, SPECS, FeatureSpec, Spec, by_name, spec_version
 from records.catalogue import DIMENSIONS, Dimension
@@ -130,11 +130,27 @@ def load_config(path: str | Path | None = None, scale: str | None = None) -> Sco
     if path is None:
         text = resources.files("features").joinpath("scorecard-v1.yaml").read_text("utf-8")
     else:
-        text = Path(path).read_text("utf-8")
-    data: dict[str, Any] = yaml.safe_load(text)
+        try:
+            text = Path(path).read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"scorecard {path}: cannot read it: {exc}") from None
+    try:
+        data: dict[str, Any] = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"scorecard {path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"scorecard {path}: not a mapping of settings")
     if scale is not None:
         data["scale"] = scale
-    return ScorecardConfig.model_validate(data)
+    try:
+        return ScorecardConfig.model_validate(data)
+    except ValidationError as exc:  # one line a problem, naming where, without pydantic's dump
+        problems = "; ".join(
+            ".".join(str(p) for p in e["loc"]) + ": " + e["msg"].removeprefix("Value error, ")
+            if e["loc"] else e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()
+        )  # fmt: skip
+        raise ValueError(f"scorecard {path or 'scorecard-v1.yaml'}: {problems}") from None
 
 
 @dataclass

@@ -212,8 +212,21 @@ def test_scales_and_cut_offs_are_configuration() -> None:
     ]
     custom = ScorecardConfig.model_validate(data)
     assert [g.grade for g in custom.grades()] == ["好", "差"]
-    with pytest.raises(ValidationError, match="unknown scale"):
+    # refused in one line naming the presets, without pydantic's dump of the whole config
+    with pytest.raises(ValueError, match="unknown scale 'Z'; presets: A-D, hunan, hebei-9") as e:
         load_config(scale="Z")
+    assert "pydantic" not in str(e.value) and "input_value" not in str(e.value)
+
+
+def test_a_scorecard_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cannot read it"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "broken.yaml").write_text("rules: [\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"broken\.yaml: not valid YAML"):
+        load_config(tmp_path / "broken.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="not a mapping"):
+        load_config(tmp_path / "list.yaml")
 
 
 @pytest.mark.parametrize(
