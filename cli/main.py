@@ -232,7 +232,12 @@ def _ingestion_day(text: str | None, history: bool) -> date | None:
     if text is None:
         return None
     now = china_today()
-    day = _as_of(text, now)
+    day = _as_of(text)
+    if day > now:
+        raise typer.BadParameter(
+            f"--today {day} is after today ({now}): rows cannot count as known on a day that "
+            "has not come"
+        )
     if day < now and not history:
         raise typer.BadParameter(
             f"--today {day} is before today ({now}): rows would count as known on a day they "
@@ -246,8 +251,13 @@ def _print_ingest(res: dict[str, Any], kind: str) -> None:
         f"[bold]{kind}[/bold] from {res['source_file']}: {res['rows_read']:,} rows read, "
         f"{res['stored']:,} stored, {res['already_stored']:,} already stored, "
         f"{res['duplicates_in_file']:,} duplicates in file, "
-        f"[{'red' if res['quarantined'] else 'green'}]{res['quarantined']:,} quarantined[/] "
-        f"({res['seconds']} s, {res['rows_per_second']:,} rows/s, batch {res['batch_id']})"
+        f"[{'red' if res['quarantined'] else 'green'}]{res['quarantined']:,} quarantined[/]"
+        + (
+            f" ({res['already_quarantined']:,} of them already, by an earlier ingestion)"
+            if res.get("already_quarantined")
+            else ""
+        )
+        + f" ({res['seconds']} s, {res['rows_per_second']:,} rows/s, batch {res['batch_id']})"
     )
     for reason, n in res["by_reason"].items():
         out.print(f"  {reason:<24} {n:>8,}  {REASONS.get(reason, '')}")

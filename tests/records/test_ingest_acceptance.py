@@ -168,6 +168,14 @@ def test_cli_exit_code_and_json_summary_say_so(
     )
     assert text.exit_code == 1
     assert "1,000 quarantined" in text.stdout and "invalid_uscc" in text.stdout
+    said = " ".join(text.stdout.split())  # the same file again: its rows were quarantined before
+    assert "(1,000 of them already, by an earlier ingestion)" in said
+    future = runner.invoke(app, ["ingest", str(mixed), "--source", "samr", "--today",
+                                 "2999-01-01"], env=env)  # fmt: skip
+    assert future.exit_code == 2
+    assert "rows cannot count as known on a day that has not come" in " ".join(
+        future.output.replace("│", " ").split()
+    )
     counts = json.loads(runner.invoke(app, ["records", "--json"], env=env).stdout)
     assert counts["records"] == 10_100
     assert counts["quarantined"] == 1_000
