@@ -103,13 +103,19 @@ def keys_list(as_json: JsonOpt = False) -> None:
         _emit_json({"keys": [{k: (v.isoformat() if hasattr(v, "isoformat") else v)
                               for k, v in row.items()} for row in keys]})  # fmt: skip
         return
+    if not keys:
+        out.print("no keys: create one with `credsup keys create --role …`", markup=False)
+        return
+    # one line a key, whatever the terminal's width (greppable), under a line of headers
+    line = "{:<10}  {:<10} {:<10} {:<18} {:<16}  {:<18}  {}"
+    out.print(line.format("prefix", "role", "department", "company", "created", "state",
+                          "holder"), markup=False, highlight=False, soft_wrap=True)  # fmt: skip
     for row in keys:
         state = f"revoked {row['revoked_at']:%Y-%m-%d}" if row["revoked_at"] else "active"
         out.print(
-            f"{row['prefix']}  {row['role']:<10} {row['department'] or '-':<8} "
-            f"{row['uscc'] or '-':<18} {row['name'] or '-'}  created "
-            f"{row['created_at']:%Y-%m-%d}  {state}",
-            markup=False, highlight=False,
+            line.format(row["prefix"], row["role"], row["department"] or "-", row["uscc"] or "-",
+                        f"{row['created_at']:%Y-%m-%d %H:%M}", state, row["name"] or "-"),
+            markup=False, highlight=False, soft_wrap=True,
         )  # fmt: skip
 
 

@@ -287,7 +287,11 @@ def test_keys_are_listed_without_secrets_and_revoked_by_prefix_or_whole(tmp_path
     assert wrong.exit_code == 1 and key[10:] not in wrong.output and key[:10] in wrong.output
     assert run("keys", "revoke", key).exit_code == 0  # the whole key, as it was handed out
     assert json.loads(run("keys", "list", "--json").stdout)["keys"][0]["revoked_at"]
-    assert "revoked" in run("keys", "list").stdout
+    shown = run("keys", "list").stdout
+    header, line = shown.splitlines()[:2]
+    assert header.split() == ["prefix", "role", "department", "company", "created", "state",
+                              "holder"]  # fmt: skip
+    assert line.split()[:2] == [key[:10], "analyst"] and "revoked" in line and key not in shown
     assert run("keys", "revoke", key[:10]).exit_code == 1  # no active key left
 
 
