@@ -478,14 +478,23 @@ def score(
 def scorecard(
     scale: Annotated[str | None, typer.Option(help="Grade scale preset.")] = None,
     config: Annotated[Path | None, typer.Option(help="A scorecard YAML file.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Print the published points rules of the public credit evaluation."""
+    """Print the published points rules of the public credit evaluation (with --json: the
+    method version, its configuration and the grades of its scale, for machines)."""
     from features.scorecard import Scorecard, load_config
 
     try:
         card = Scorecard(load_config(config, scale))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    if as_json:
+        _emit_json({
+            "method_version": card.method_version,
+            "config": card.config.model_dump(mode="json"),
+            "grades": [g.model_dump(mode="json") for g in card.config.grades()],
+        })  # fmt: skip
+        return
     out.print(card.table(), markup=False)
 
 

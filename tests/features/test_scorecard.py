@@ -269,6 +269,16 @@ def test_the_points_table_is_published() -> None:
     assert CARD.method_version.startswith("sc-")
 
 
+def test_the_points_rules_are_published_for_machines_too() -> None:
+    res = CliRunner().invoke(app, ["scorecard", "--scale", "hunan", "--json"])
+    assert res.exit_code == 0, res.output
+    published = json.loads(res.stdout)
+    card = Scorecard(load_config(scale="hunan"))
+    assert published["method_version"] == card.method_version
+    assert [g["grade"] for g in published["grades"]] == ["优", "良", "中", "差"]
+    assert ScorecardConfig.model_validate(published["config"]) == card.config
+
+
 def test_cli_keeps_history_and_answers_the_grade_on_a_day(base_store: Path, tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     shutil.copytree(base_store, data_dir / "store")
