@@ -25,6 +25,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from records.catalogue import load_catalogue
+from records.events import EVENT_REASONS
 from records.ingest import REASONS, IngestError, ingest_file
 from records.mapping import packaged_mappings
 from records.settings import Settings
@@ -316,8 +317,9 @@ def records(
                          str(f["median_days_late"]), str(f["max_days_late"]))  # fmt: skip
         out.print(late)
     out.print(f"quarantine: {summary['quarantined']:,} rows")
-    for reason, n in summary["quarantine_by_reason"].items():
-        out.print(f"  {reason:<24} {n:>8,}  {REASONS.get(reason, '')}")
+    for reason, n in summary["quarantine_by_reason"].items():  # rows of records and of events
+        meaning = REASONS.get(reason) or EVENT_REASONS.get(reason, "")
+        out.print(f"  {reason:<24} {n:>8,}  {meaning}")
     for r in rows:
         out.print(f"  {r['source_file']}:{r['row']}  {r['reason']}: {r['message']}")
 
@@ -547,7 +549,7 @@ def mappings() -> None:
         out.print(name)
 
 
-from cli import lists, modelling, plans, service  # noqa: E402, F401  (register their commands on `app`)
+from cli import events, lists, modelling, plans, service  # noqa: E402, F401  (register their commands on `app`)
 
 EXIT_OUT_OF_MEMORY = 3
 

@@ -1781,7 +1781,7 @@ def _mark_conflicts(con: duckdb.DuckDBPyConnection, ctx: _Context) -> None:
                                 checked.record_id, existing.batch_id,
                                 array_to_string(existing.changed, ', '), ?)
                     ELSE format('record_id "{}" is already stored with different content (batch {}; '
-                                'changed: {}); send a correction instead', checked.record_id,
+                                'changed: {}); send a correction instead (credsup events)', checked.record_id,
                                 existing.batch_id, array_to_string(existing.changed, ', '))
                 END
             FROM existing WHERE NOT existing.same AND existing._seq = checked._seq""",

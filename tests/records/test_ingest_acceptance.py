@@ -127,7 +127,7 @@ def _message(reason: str, raw: dict[str, str], first_batch: str) -> str:
     assert reason == "record_id_conflict"
     return (
         f'record_id "{raw["record_id"]}" is already stored with different content '
-        f"(batch {first_batch}; changed: attributes); send a correction instead"
+        f"(batch {first_batch}; changed: attributes); send a correction instead (credsup events)"
     )
 
 

@@ -108,7 +108,7 @@ def test_a_quiet_validation_window_reaches_back_to_enough_checks() -> None:
     assert sum(valid.column("label").to_pylist()) >= 20
     assert max(train.column("check_date").to_pylist()) < min(days_valid)
     # a window that holds enough is left as it is
-    train2, valid2 = time_split(frame, validation_days=183, min_checks=4, min_each_label=1)
+    _, valid2 = time_split(frame, validation_days=183, min_checks=4, min_each_label=1)
     assert valid2.num_rows == 4
     # too few checks in all: the window stays (the report says the validation is short)
     train3, valid3 = time_split(frame, validation_days=183, min_checks=10_000, min_each_label=1)
