@@ -7,12 +7,17 @@ import json
 import socket
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
 import typer
+from rich.markup import escape
 
 from cli.main import JsonOpt, PurposeOpt, _as_of, _emit_json, _settings, _store, app, err, out
 from records.workdays import china_today
+from serving.spotcheck.items import Outcome
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 plan_app = typer.Typer(help="Double random, one public: spot-check plans.", no_args_is_help=True)
 items_app = typer.Typer(help="The check-item list.", no_args_is_help=True)
@@ -51,9 +56,26 @@ def _log_read(engine: Any, command: str, usccs: Iterable[str], purpose: str | No
         _fail(f"the audit log refused the read: {writer.refused[0][1]}", 1)
 
 
-def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[red]error:[/red] {message}")
+def _fail(message: str, code: int = 2, as_json: bool = False) -> NoReturn:
+    """A refusal in one line on stderr (with `--json`: `{"error": …}` on stdout), then exit."""
+    if as_json:
+        _emit_json({"error": message})
+    else:
+        err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _validation_message(
+    exc: ValidationError, options: dict[tuple[str | int, ...], str] | None = None
+) -> str:
+    """A pydantic error in one line: each problem after the option (or field) it concerns, with
+    no link to pydantic's pages."""
+    problems = []
+    for e in exc.errors(include_url=False):
+        what = e["msg"].removeprefix("Value error, ")
+        where = (options or {}).get(tuple(e["loc"])) or ".".join(str(p) for p in e["loc"])
+        problems.append(f"{where}: {what}" if where else what)
+    return "; ".join(problems)
 
 
 def _split(text: str | None) -> list[str]:
@@ -72,11 +94,11 @@ def items_import(
     from serving.spotcheck.plans import save_items
 
     if (preset is None) == (file is None):
-        _fail("give exactly one of --preset and --file")
+        _fail("give exactly one of --preset and --file", as_json=as_json)
     try:
         chosen = packaged(preset) if preset else load_preset_file(file)  # type: ignore[arg-type]
     except (KeyError, ValueError, OSError) as exc:
-        _fail(str(exc))
+        _fail(str(exc), as_json=as_json)
     n = save_items(_engine(), list(chosen.items))
     if as_json:
         _emit_json({"preset": chosen.name, "items": n})
@@ -121,7 +143,7 @@ def inspectors_import(
             for r in frame.to_dict("records")
         ]  # fmt: skip
     except (ValueError, ValidationError, OSError) as exc:
-        _fail(f"{file}: {exc}")
+        _fail(f"{file}: {exc}", as_json=as_json)
     counts = save_inspectors(_engine(), pool)
     if as_json:
         _emit_json(counts)
@@ -155,16 +177,23 @@ def plan_create(
     industries: Annotated[str | None, typer.Option(help="GB/T 4754 code prefixes.")] = None,
     tiers: Annotated[str | None, typer.Option(help="Only these tiers, e.g. C,D.")] = None,
     snapshot: Annotated[str | None, typer.Option(help="Tier snapshot date.")] = None,
-    start: Annotated[str | None, typer.Option(help="First day of checks (default today).")]
-    = None,
+    start: Annotated[str | None, typer.Option(
+        help="First day of checks: today (the default) or later, unless --record-past."
+    )] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (default: random, stored).")] = None,
     triggered: Annotated[str | None, typer.Option(help="Codes checked on a trigger.")] = None,
+    record_past: Annotated[bool, typer.Option(
+        "--record-past",
+        help="Enter a plan whose checks already began: a --start before today is accepted "
+        "(its tasks are overdue where their deadline has passed without a result).",
+    )] = False,
     request_file: Annotated[
         Path | None, typer.Option("--request", help="A JSON plan request (overrides the rest).")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
-    """Draw a plan: companies by tier at random, inspectors at random, joint visits."""
+    """Draw a plan: companies by tier at random, inspectors at random, joint visits. The checks
+    start today or later (China time) unless --record-past."""
     from pydantic import ValidationError
 
     from serving.spotcheck.draw import PlanError
@@ -173,6 +202,8 @@ def plan_create(
     try:
         if request_file is not None:
             request = PlanRequest.model_validate_json(request_file.read_text(encoding="utf-8"))
+            if record_past:
+                request = request.model_copy(update={"record_past": True})
         else:
             request = PlanRequest(
                 name=name, departments=_split(departments),
@@ -180,12 +211,14 @@ def plan_create(
                 population={"regions": _split(regions), "industries": _split(industries),
                             "tiers": _split(tiers)},
                 snapshot_date=_as_of(snapshot, china_today()) if snapshot else None,
-                start_date=_as_of(start) if start else None, seed=seed,
-                triggered=_split(triggered),
+                start_date=_as_of(start) if start else None, record_past=record_past,
+                seed=seed, triggered=_split(triggered),
             )  # fmt: skip
         created = create_plan(_engine(), request, store=_store(_settings()))
-    except (ValidationError, PlanError, OSError) as exc:
-        _fail(str(exc))
+    except ValidationError as exc:
+        _fail(_validation_message(exc), as_json=as_json)
+    except (PlanError, OSError) as exc:
+        _fail(str(exc), as_json=as_json)
     if as_json:
         _emit_json(created.model_dump(mode="json"))
         return
@@ -202,17 +235,22 @@ def plan_create(
 @plan_app.command("show")
 def plan_show(
     plan_id: Annotated[str, typer.Argument()],
-    format: Annotated[str, typer.Option(help="csv, xlsx or json.")] = "csv",
+    format: Annotated[
+        Literal["csv", "xlsx", "json"], typer.Option(help="csv, xlsx (needs --out) or json.")
+    ] = "csv",
     output: Annotated[Path | None, typer.Option("--out", help="File (default: stdout).")] = None,
     department: str | None = None,
     inspector: str | None = None,
     purpose: PurposeOpt = None,
 ) -> None:
-    """A plan's list with Chinese headers (CSV or Excel), optionally for one department or
-    inspector."""
-    from serving.spotcheck import export
+    """A plan's list, byte for byte as `GET /v1/spot-check-plans/{id}` gives it: JSON (the plan
+    and its tasks), CSV (UTF-8 with a byte-order mark, Chinese headers) or Excel; optionally for
+    one department or inspector."""
+    from serving.spotcheck.export import plan_list_bytes
     from serving.spotcheck.plans import plan_list
 
+    if format == "xlsx" and output is None:
+        _fail("give --out for Excel (an .xlsx file is no text for the terminal)")
     engine = _engine()
     with engine.connect() as con:
         try:
@@ -220,21 +258,12 @@ def plan_show(
         except LookupError as exc:
             _fail(str(exc))
     _log_read(engine, "plan show", frame["uscc"], f"{plan_id}: {purpose or 'plan list'}")
-    if format == "xlsx":
-        data = export.to_xlsx_bytes(frame, title=f"{plan['name']}（{plan_id}）")
-    elif format == "csv":
-        data = export.to_csv_bytes(frame)
-    elif format == "json":
-        data = frame.to_json(orient="records", date_format="iso", force_ascii=False).encode()
-    else:
-        _fail(f"unknown format {format!r}: csv, xlsx or json")
+    data = plan_list_bytes(plan, frame, format)
     if output is None:
-        if format == "xlsx":
-            _fail("give --out for Excel")
-        typer.echo(data.decode("utf-8-sig"))
+        typer.echo(data, nl=False)  # the bytes as they are: the CSV keeps its byte-order mark
     else:
         output.write_bytes(data)
-        err.print(f"{len(frame)} tasks → {output}")
+        err.print(f"{len(frame)} tasks → {escape(str(output))}", soft_wrap=True)
 
 
 @plan_app.command("verify")
@@ -246,7 +275,7 @@ def plan_verify(plan_id: Annotated[str, typer.Argument()], as_json: JsonOpt = Fa
     try:
         result = verify_plan(_engine(), plan_id)
     except (LookupError, PlanError) as exc:
-        _fail(str(exc))
+        _fail(str(exc), as_json=as_json)
     if as_json:
         _emit_json(result.model_dump(mode="json"))
     else:
@@ -265,36 +294,59 @@ def plan_verify(plan_id: Annotated[str, typer.Argument()], as_json: JsonOpt = Fa
         raise typer.Exit(1)
 
 
+FINDINGS_NEEDED: dict[str, str] = {
+    "pass": "--result pass takes no findings: leave out --minor, --major and --serious",
+    "problem": "--result problem needs --minor N or --major N (findings), and no --serious",
+    "serious": "--result serious needs --serious N (at least one serious finding)",
+}
+"""What each result asks of the finding counts, in the options' words (the rule itself is
+`serving.spotcheck.plans.TaskResult`'s)."""
+
+RESULT_OPTIONS: dict[tuple[str | int, ...], str] = {
+    ("result",): "--result", ("check_date",): "--date", ("findings", "minor"): "--minor",
+    ("findings", "major"): "--major", ("findings", "serious"): "--serious",
+    ("findings", "description"): "--description",
+}  # fmt: skip
+
+
 @plan_app.command("result")
 def plan_result(
     task_id: Annotated[int, typer.Argument()],
-    result: Annotated[str, typer.Option(help="pass, problem or serious.")],
-    check_date: Annotated[str, typer.Option("--date", help="Day of the check.")],
-    minor: int = 0,
-    major: int = 0,
-    serious: int = 0,
+    result: Annotated[Outcome, typer.Option(help="pass, problem or serious.")],
+    check_date: Annotated[str, typer.Option("--date", help="Day of the check, YYYY-MM-DD.")],
+    minor: Annotated[int, typer.Option(help="Minor findings (problem).")] = 0,
+    major: Annotated[int, typer.Option(help="Major findings (problem).")] = 0,
+    serious: Annotated[int, typer.Option(help="Serious findings (serious).")] = 0,
     description: str = "",
     as_json: JsonOpt = False,
 ) -> None:
-    """Record a task's result (it becomes a spot_check record and is published)."""
+    """Record a task's result (it becomes a spot_check record and is published): pass without
+    findings, problem with minor or major ones, serious with at least one serious one."""
     from pydantic import ValidationError
 
     from serving.spotcheck.draw import PlanError
     from serving.spotcheck.plans import ResultConflict, TaskResult, post_result
 
+    day = _as_of(check_date)
     try:
         body = TaskResult.model_validate(
-            {"result": result, "check_date": check_date,
+            {"result": result, "check_date": day,
              "findings": {"minor": minor, "major": major, "serious": serious,
                           "description": description}}
         )  # fmt: skip
+    except ValidationError as exc:
+        # the counts do not fit the result (the model's own check, at no field): say which
+        whole = any(not e["loc"] for e in exc.errors())
+        _fail(FINDINGS_NEEDED[result] if whole else _validation_message(exc, RESULT_OPTIONS),
+              as_json=as_json)  # fmt: skip
+    try:
         done = post_result(_engine(), _store(_settings()), task_id, body)
-    except (ValidationError, PlanError, LookupError, ResultConflict) as exc:
-        _fail(str(exc))
+    except (PlanError, LookupError, ResultConflict) as exc:
+        _fail(str(exc), as_json=as_json)
     if as_json:
         _emit_json(done)
     else:
-        out.print(f"task {task_id}: {result} on {check_date}, record {done['record_id']}")
+        out.print(f"task {task_id}: {result} on {day}, record {done['record_id']}")
 
 
 @plan_app.command("overdue")

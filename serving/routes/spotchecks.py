@@ -8,9 +8,8 @@ lists are audited like any read of credit information.
 
 from __future__ import annotations
 
-import json
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query
@@ -207,7 +206,7 @@ def get_plan_list(
     plan_id: str,
     state: StateDep,
     caller: CallerDep,
-    format: Annotated[Literal["json", "csv", "xlsx"], Query()] = "json",
+    format: Annotated[export.ListFormat, Query()] = "json",
     department: Annotated[str | None, Query()] = None,
     inspector: Annotated[str | None, Query()] = None,
     x_purpose: PurposeHeader = None,
@@ -222,28 +221,16 @@ def get_plan_list(
             raise ApiError(404, "not_found", str(exc)) from None
     why = f"{plan_id}: {purpose or ''}"[:256]
     state.audit.log_companies(caller, "GET /v1/spot-check-plans/{plan_id}", frame["uscc"], why)
-    if format == "csv":
-        return Response(
-            export.to_csv_bytes(frame), media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{plan_id}.csv"'},
-        )  # fmt: skip
-    if format == "xlsx":
-        return Response(
-            export.to_xlsx_bytes(frame, title=f"{plan['name']}（{plan_id}）"),
-            media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-            headers={"Content-Disposition": f'attachment; filename="{plan_id}.xlsx"'},
-        )  # fmt: skip
-    tasks = json.loads(frame.to_json(orient="records", date_format="iso", force_ascii=False))
-    for task in tasks:
-        for key in ("due_date", "check_date"):
-            if task[key]:
-                task[key] = task[key][:10]
-    body = {
-        "plan_id": plan_id, "name": plan["name"], "start_date": plan["start_date"].isoformat(),
-        "due_date": plan["due_date"].isoformat(), "list_sha256": plan["list_sha256"],
-        "tasks": tasks,
-    }  # fmt: skip
-    return Response(json.dumps(body, ensure_ascii=False), media_type="application/json")
+    # the same bytes as `credsup plan show` (one export: serving.spotcheck.export)
+    headers = (
+        {} if format == "json"
+        else {"Content-Disposition": f'attachment; filename="{plan_id}.{format}"'}
+    )  # fmt: skip
+    return Response(
+        export.plan_list_bytes(plan, frame, format),
+        media_type=export.LIST_MEDIA_TYPES[format],
+        headers=headers,
+    )
 
 
 @router.get("/spot-check-plans/{plan_id}/notice", responses=ERRORS)

@@ -303,7 +303,7 @@ def check_population(params: DrawParams, snapshot: Snapshot) -> None:
         if unmatched:
             raise PlanError(
                 "empty_population",
-                f"no company {pool} has a {column} code starting with {', '.join(unmatched)}",
+                f"none of the {column} codes {pool} starts with {', '.join(unmatched)}",
             )
     steps = (
         ("regions", pop.regions, cols.prefixed("region", pop.regions)),

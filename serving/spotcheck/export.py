@@ -1,5 +1,6 @@
-"""The spot-check list for regulators as CSV and Excel with Chinese headers, and the inspector
-pool read from the files departments keep (CSV or Excel, English or Chinese headers).
+"""The spot-check list for regulators as JSON, and as CSV and Excel with Chinese headers (one
+code for `GET /v1/spot-check-plans/{id}` and `credsup plan show`: `plan_list_bytes`), and the
+inspector pool read from the files departments keep (CSV or Excel, English or Chinese headers).
 
 Codes (统一社会信用代码, division codes, ids) always stay text: a spreadsheet that reads an
 18-digit code as a number keeps only 15 significant digits and drops leading zeros.
@@ -9,13 +10,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -89,9 +91,89 @@ XLSX_COMPRESSION = 3
 zipfile's default of 6."""
 WIDTH_SAMPLE_ROWS = 200
 """Rows read to size a column."""
+SHEET_PATH = "xl/worksheets/sheet1.xml"
+CORE_PATH = "docProps/core.xml"
+"""The workbook's document properties (its creation and modification times)."""
 
 _ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 """Control characters an xlsx file cannot hold (openpyxl refuses them)."""
+
+
+ListFormat = Literal["json", "csv", "xlsx"]
+"""The formats of a plan's list."""
+
+LIST_MEDIA_TYPES: dict[str, str] = {
+    "json": "application/json",
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+
+
+def plan_list_bytes(plan: Mapping[str, Any], frame: pd.DataFrame, format: ListFormat) -> bytes:
+    """A plan's list (`plan` its stored row, `frame` its tasks as `plans.plan_list` gives them)
+    in a format, byte for byte what the API serves and `credsup plan show` writes.
+
+    JSON: the plan's id, name, dates and list hash with its tasks (dates as dates, numbers as
+    stored). CSV: UTF-8 with a byte-order mark and Chinese headers (`to_csv_bytes`). Excel: a
+    sheet titled with the plan's name (`to_xlsx_bytes`), dated by the plan's creation, so that
+    the same list always gives the same bytes.
+    """
+    if format == "csv":
+        return to_csv_bytes(frame)
+    if format == "xlsx":
+        created = plan["created_at"]
+        if created.tzinfo is not None:  # PostgreSQL's; SQLite's is UTC without its zone
+            created = created.astimezone(UTC).replace(tzinfo=None)
+        return to_xlsx_bytes(frame, title=f"{plan['name']}（{plan['id']}）", created=created)
+    if format == "json":
+        body = {
+            "plan_id": plan["id"], "name": plan["name"],
+            "start_date": plan["start_date"].isoformat(), "due_date": plan["due_date"].isoformat(),
+            "list_sha256": plan["list_sha256"], "tasks": list_records(frame),
+        }  # fmt: skip
+        return json.dumps(body, ensure_ascii=False, default=_json_scalar).encode()
+    raise ValueError(f"unknown list format {format!r}: json, csv or xlsx")
+
+
+def list_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows as JSON-ready dicts: dates as ISO dates (with the time if not midnight),
+    numbers as Python numbers at full precision (NaN: null), missing values as None."""
+    columns = [_json_column(frame.iloc[:, k], str(c)) for k, c in enumerate(frame.columns)]
+    names = [str(c) for c in frame.columns]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def _json_column(values: pd.Series, column: str) -> list[Any]:
+    missing = values.isna().tolist()
+    if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_numeric_dtype(values.dtype):
+        raw = values.astype(object).tolist()  # Python ints, floats and bools
+    else:
+        raw = values.tolist()
+    if pd.api.types.is_datetime64_any_dtype(values.dtype) or column in DATE_COLUMNS:
+        # a list has few distinct dates and many rows
+        shown = {v: _json_date(v) for v in {v for v, m in zip(raw, missing, strict=True) if not m}}
+        raw = [shown.get(v) for v in raw]
+    return [None if m else v for v, m in zip(raw, missing, strict=True)]
+
+
+def _json_date(value: object) -> object:
+    """A date as ISO text, the day alone if at midnight; anything else as it is."""
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    if isinstance(value, datetime):
+        if value.tzinfo is None and value.time() == datetime.min.time():
+            return value.date().isoformat()
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _json_scalar(value: object) -> object:
+    """`json.dumps`' fallback: numpy scalars in an object column as Python ones."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def to_chinese(frame: pd.DataFrame) -> pd.DataFrame:
@@ -158,18 +240,22 @@ def to_xlsx_bytes(
     sheet: str = "抽查名单",
     title: str | None = None,
     chinese: bool = True,
+    created: datetime | None = None,
 ) -> bytes:
     """The list as an Excel workbook: frozen bold header, filter, codes as text, dates as dates.
 
     openpyxl (write-only mode) writes the workbook, styles, widths, title and header; the data
     rows are built column-wise in Arrow and streamed into its sheet as plain SpreadsheetML.
     openpyxl without lxml (no dependency here) serialises a cell in ~27 µs: 100k rows of 17
-    columns took 47 s through `ws.append`.
+    columns took 47 s through `ws.append`. With `created` (UTC, no zone) the workbook's dates
+    (its properties and its zip entries) are that time, not now: the same list and time give
+    the same bytes.
     """
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
     from openpyxl.utils import get_column_letter
+    from openpyxl.xml.functions import tostring
 
     header_row = 2 if title else 1
     if len(sheet) > 31:  # Excel refuses to open a workbook with a longer sheet name
@@ -204,9 +290,13 @@ def to_xlsx_bytes(
         header_cells.append(cell)
     ws.append(header_cells)
     skeleton = io.BytesIO()
-    book.save(skeleton)
+    book.save(skeleton)  # dated now by openpyxl: the properties are replaced when `created`
     rows = _rows_xml(cells, letters, header_row + 1, len(frame))
-    return _with_rows(skeleton.getvalue(), "xl/worksheets/sheet1.xml", rows)
+    if created is None:
+        return _with_rows(skeleton.getvalue(), SHEET_PATH, rows)
+    book.properties.created = book.properties.modified = created
+    core = {CORE_PATH: tostring(book.properties.to_tree())}
+    return _with_rows(skeleton.getvalue(), SHEET_PATH, rows, core, created)
 
 
 @dataclass(frozen=True)
@@ -328,22 +418,35 @@ def _concatenated(strings: pa.Array | pa.ChunkedArray) -> bytes:
     return bytes(pc.cast(joined, pa.binary()).as_buffer().to_pybytes())
 
 
-def _with_rows(skeleton: bytes, sheet_path: str, rows: Iterable[bytes]) -> bytes:
-    """The skeleton workbook with the rows streamed in before its sheet's `</sheetData>`."""
+def _with_rows(
+    skeleton: bytes,
+    sheet_path: str,
+    rows: Iterable[bytes],
+    replaced: Mapping[str, bytes] | None = None,
+    dated: datetime | None = None,
+) -> bytes:
+    """The skeleton workbook with the rows streamed in before its sheet's `</sheetData>`, the
+    `replaced` entries' contents replaced, and every entry dated `dated` if given."""
     out = io.BytesIO()
     with (
         zipfile.ZipFile(io.BytesIO(skeleton)) as source,
         zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=XLSX_COMPRESSION) as target,
     ):
         for info in source.infolist():
-            data = source.read(info)
+            data = (replaced or {}).get(info.filename) or source.read(info)
+            if dated is not None:
+                info.date_time = dated.timetuple()[:6]
             if info.filename != sheet_path:
                 target.writestr(info, data)
                 continue
             head, end, tail = data.rpartition(b"</sheetData>")
             if not end:
                 raise RuntimeError(f"no </sheetData> in openpyxl's {sheet_path}")
-            with target.open(sheet_path, "w") as sink:
+            entry = zipfile.ZipInfo(sheet_path, info.date_time)
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            # what ZipFile.open(name, "w") sets from the archive's level (public from 3.13)
+            entry._compresslevel = XLSX_COMPRESSION  # type: ignore[attr-defined]
+            with target.open(entry, "w") as sink:
                 sink.write(head)
                 for chunk in rows:
                     sink.write(chunk)
@@ -498,7 +601,9 @@ def read_inspectors(path: Path, encoding: str | None = None) -> pd.DataFrame:
         shown = "\n".join(f"  row {r}: {p}" for r, p in problems[:MAX_REPORTED_ROWS])
         more = len(problems) - MAX_REPORTED_ROWS
         tail = f"\n  … and {more} more" if more > 0 else ""
-        raise InspectorFileError(f"{path.name}: {len(problems)} bad rows:\n{shown}{tail}", problems)
+        # the caller names the file
+        rows = f"{len(problems)} bad row{'s' if len(problems) > 1 else ''}"
+        raise InspectorFileError(f"{rows}:\n{shown}{tail}", problems)
     frame = pd.DataFrame(
         {
             "inspector_id": pd.Series(out["inspector_id"], dtype="string"),

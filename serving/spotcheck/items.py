@@ -18,6 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 TIERS = ("A", "B", "C", "D")
 PRESET_DIR = Path(__file__).parent / "presets"
 
+Outcome = Literal["pass", "problem", "serious"]
+"""What a check of an item finds: 未发现问题, 发现问题, 发现严重问题 (here, light to import,
+for the command line's choices; the results themselves are `plans.TaskResult`)."""
+
 
 class Ratios(BaseModel):
     """Share of a tier's companies drawn for one item (0–1)."""

@@ -21,7 +21,7 @@ import zipfile
 import zlib
 from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from records import publicity, workdays
 from records import uscc as codes
+from records.clock import CHINA
 from records.events import withdraw_left
 from records.ingest import ingest_table
 from records.schema import ENTITY_TYPES
@@ -62,11 +63,11 @@ from serving.spotcheck.draw import (
     list_sha256,
 )
 from serving.spotcheck.export import DEPARTMENT_NAMES
-from serving.spotcheck.items import TIERS, CheckItem, Preset, Ratios, preset
+from serving.spotcheck.items import TIERS, CheckItem, Outcome, Preset, Ratios, preset
 
 PUBLICATION_WORKING_DAYS = 20
 """Results are due, and published, within 20 working days (DOMAIN §7)."""
-RESULTS = ("pass", "problem", "serious")
+RESULTS: tuple[str, ...] = get_args(Outcome)
 
 
 # ---- requests ---------------------------------------------------------------------------------
@@ -147,7 +148,13 @@ class PlanRequest(BaseModel):
     snapshot_date: date | None = None
     """Tiers as loaded for this day (default: the latest load on or before `start_date`)."""
     start_date: date | None = None
-    """First day of the checks (default: today); results are due 20 working days later."""
+    """First day of the checks (default: today); results are due 20 working days later. Not
+    before the draw day (today, China time) unless `record_past`."""
+    record_past: bool = False
+    """The plan enters checks that began before the draw day (a back-fill: a plan drawn before
+    an outage, a migration, a drill): a `start_date` before today is accepted, and its tasks
+    are overdue at once where their deadline has passed without a result. The plan's summary
+    and notice keep the day it was drawn (`drawn_on`)."""
     working_days: int = Field(default=PUBLICATION_WORKING_DAYS, ge=1, le=250)
     seed: int | None = Field(default=None, ge=0, lt=2**63)
     triggered: list[str] = Field(default_factory=list, max_length=10_000)
@@ -179,7 +186,7 @@ class TaskResult(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    result: Literal["pass", "problem", "serious"]
+    result: Outcome
     check_date: date
     findings: Findings = Field(default_factory=Findings)
 
@@ -670,6 +677,8 @@ def create_plan(
             f"the working-day calendar ({workdays.FIRST_YEAR}-01-01 to {workdays.LAST_YEAR}-12-31)"
             ": choose a start date whose deadline falls within it",
         ) from None
+    if start < today and not request.record_past:
+        raise PlanError("start_in_past", _start_in_past(start, due, today))
     estimated = workdays.deadline_estimated(start, due)
     recorded = store_inspections(store, start.year, today) if store is not None else None
     with engine.begin() as con:
@@ -703,6 +712,9 @@ def create_plan(
                 "max": max(drawn.workload.values(), default=0),
             },
             "drawn_with": library_versions(),
+            # a back-filled plan (`record_past`) was drawn after its checks began: kept in sight
+            "drawn_on": today.isoformat(),
+            "back_dated": start < today,
             "seed": {
                 "source": "caller" if request.seed is not None else "service",
                 "salt": salt,
@@ -730,6 +742,21 @@ def create_plan(
         inspector_hash=snapshot.inspector_hash, list_sha256=list_sha256(listing),
         summary=summary, seconds=round(time.perf_counter() - started, 3),
     )  # fmt: skip
+
+
+def _start_in_past(start: date, due: date, today: date) -> str:
+    """Why a plan starting before its draw day is refused: a draw after the checks began did
+    not select them, and its deadline is shorter than the rule's or already over."""
+    if due < today:
+        deadline = f"its results would be due {due}, already past: every task overdue at once"
+    else:
+        left = workdays.working_days_between(today, due)
+        deadline = f"its results would be due {due}, {left} working days from today"
+    return (
+        f"start_date {start} is before today ({today}, China time): a plan is drawn before its "
+        f"checks begin, and {deadline}. Start on or after {today}, or, to enter a plan whose "
+        "checks already began, set record_past (credsup plan create --record-past)"
+    )
 
 
 def _insert_tasks(
@@ -971,6 +998,7 @@ def public_notice(engine: Engine, plan_id: str, today: date | None = None) -> di
         "due_date": plan["due_date"].isoformat(),
         "due_estimated": bool(plan["due_estimated"]),
         "tier_snapshot_date": plan["snapshot_date"].isoformat(),
+        "drawn_on": _drawn_on(plan, summary),
         "departments": sorted({i.department for i in params.items}),
         "population": asdict(params.population),
         "items": [
@@ -996,6 +1024,17 @@ def public_notice(engine: Engine, plan_id: str, today: date | None = None) -> di
         "inspector_hash": plan["inspector_hash"],
         "list_sha256": plan["list_sha256"],
     }
+
+
+def _drawn_on(plan: dict[str, Any], summary: dict[str, Any]) -> str:
+    """The day the plan was drawn (China time): after its start for a back-filled plan.
+    Plans drawn before it was kept: the day they were stored."""
+    if summary.get("drawn_on"):
+        return str(summary["drawn_on"])
+    created: datetime = plan["created_at"]
+    if created.tzinfo is None:  # SQLite keeps the UTC time without its zone
+        created = created.replace(tzinfo=UTC)
+    return created.astimezone(CHINA).date().isoformat()
 
 
 def _seed_shown(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
-from datetime import date, datetime
+import json
+import zipfile
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from records.uscc import generate_many
 from serving.spotcheck.export import (
     COLUMN_NAMES,
     InspectorFileError,
+    plan_list_bytes,
     read_inspectors,
     to_csv_bytes,
     to_xlsx_bytes,
@@ -168,6 +171,57 @@ def test_xlsx_of_arrow_backed_columns_built_in_pieces() -> None:
     frame = pd.concat(parts, ignore_index=True)
     _, rows = _sheet(to_xlsx_bytes(frame))
     assert [r[3].value for r in rows[1:]] == list(frame["uscc"])
+
+
+def _plan(created: datetime) -> dict[str, object]:
+    """A stored plan's row as `plans.plan_list` returns it."""
+    return {"id": "SJ-2026-00007", "name": "2026年第三季度联合抽查",
+            "start_date": date(2026, 7, 6), "due_date": date(2026, 8, 3),
+            "list_sha256": "ab" * 32, "created_at": created}  # fmt: skip
+
+
+def test_a_plans_json_list_has_dates_as_dates_and_numbers_as_stored() -> None:
+    """`credsup plan show --format json` gave a bare list of tasks with "2026-10-29T00:00:00.000"
+    for a date and probabilities cut to 10 digits: the list is the API's object, the plan with
+    its tasks, dates as ISO dates, numbers at full precision, missing values null."""
+    frame = _list_frame()
+    frame["inclusion_prob"] = [0.028038715277777776, 0.4, np.nan]
+    body = json.loads(plan_list_bytes(_plan(datetime(2026, 7, 6, 9, 30)), frame, "json"))
+    assert {k: v for k, v in body.items() if k != "tasks"} == {
+        "plan_id": "SJ-2026-00007", "name": "2026年第三季度联合抽查", "start_date": "2026-07-06",
+        "due_date": "2026-08-03", "list_sha256": "ab" * 32,
+    }  # fmt: skip
+    tasks = body["tasks"]
+    assert [t["due_date"] for t in tasks] == ["2026-10-29", "2026-10-30", None]
+    assert [t["check_date"] for t in tasks] == ["2026-09-25", None, "2026-09-27"]
+    assert [t["inclusion_prob"] for t in tasks] == [0.028038715277777776, 0.4, None]
+    assert [t["uscc"] for t in tasks] == CODES and tasks[0]["task_id"] == "000123"
+    assert [t["visit_no"] for t in tasks] == [1, 1, 2] and tasks[0]["result"] is None
+    assert tasks[1]["company_name"] == "  前后有空格  "  # as stored: no CSV or Excel defusing
+    assert (
+        json.loads(plan_list_bytes(_plan(datetime(2026, 7, 6)), frame.iloc[:0], "json"))["tasks"]
+        == []
+    )
+
+
+def test_a_plans_excel_list_is_the_same_bytes_each_time() -> None:
+    """The API's and the command line's workbook of one list are the same bytes: dated by the
+    plan's creation (its properties and zip entries), not by the moment they are written."""
+    created = datetime(2026, 7, 6, 9, 30, 15, tzinfo=timezone(timedelta(hours=8)))
+    frame = _list_frame()
+    first = plan_list_bytes(_plan(created), frame, "xlsx")
+    assert plan_list_bytes(_plan(created), frame.copy(), "xlsx") == first
+    with zipfile.ZipFile(io.BytesIO(first)) as archive:
+        assert {i.date_time for i in archive.infolist()} == {(2026, 7, 6, 1, 30, 14)}  # 2 s steps
+        core = archive.read("docProps/core.xml").decode()
+    assert core.count("2026-07-06T01:30:15Z") == 2  # created and modified, in UTC
+    _, rows = _sheet(first)
+    assert rows[0][0].value == "2026年第三季度联合抽查（SJ-2026-00007）"
+    assert [c.value for c in rows[1]] == [COLUMN_NAMES.get(c, c) for c in frame.columns]
+    later = plan_list_bytes(_plan(created + timedelta(seconds=2)), frame, "xlsx")
+    assert later != first
+    csv = plan_list_bytes(_plan(created), frame, "csv")
+    assert csv == to_csv_bytes(frame) and csv.startswith(b"\xef\xbb\xbf")
 
 
 TEXT = st.text(

@@ -25,7 +25,9 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from sqlalchemy.engine import Engine
+from typer.testing import CliRunner, Result
 
+from cli.main import app
 from features.builder import build_features
 from records import workdays
 from records.events import append_events
@@ -66,7 +68,7 @@ from serving.spotcheck.plans import (
     verify_plan,
 )
 from tests.serving.databases import BACKENDS, Loaded, fresh_url, loaded_copy
-from tests.serving.pipeline import AS_OF
+from tests.serving.pipeline import AS_OF, env_for
 from tests.serving.uvicorn import running_server
 
 JOINT = ["samr", "fire", "emergency", "ecology", "health"]
@@ -95,9 +97,14 @@ def _tasks(engine: Engine, plan_id: str) -> pd.DataFrame:
         return pd.DataFrame([dict(r) for r in rows])
 
 
+START = date(2026, 7, 6)
+"""The start of `_request`'s plans, and the day they are drawn (`create_plan(today=START)`): a
+plan may not start before its draw day unless it records one that already began."""
+
+
 def _request(**kw: Any) -> PlanRequest:
     base: dict[str, Any] = {"name": "test plan", "departments": JOINT, "seed": 20261122,
-                            "snapshot_date": AS_OF, "start_date": date(2026, 7, 6)}  # fmt: skip
+                            "snapshot_date": AS_OF, "start_date": START}  # fmt: skip
     return PlanRequest.model_validate({**base, **kw})
 
 
@@ -107,7 +114,7 @@ def _request(**kw: Any) -> PlanRequest:
 def test_a_plan_is_stored_with_its_list_and_replays_identically_after_the_store_grows(
     world: World,
 ) -> None:
-    created = create_plan(world.engine, _request(name="replay"))
+    created = create_plan(world.engine, _request(name="replay"), today=START)
     assert created.tasks > 100 and created.visits < created.tasks  # joint visits
     assert created.due_date == workdays.add_working_days(date(2026, 7, 6), 20)
     tasks = _tasks(world.engine, created.plan_id)
@@ -164,7 +171,7 @@ def test_a_plan_is_stored_with_its_list_and_replays_identically_after_the_store_
     )  # fmt: skip
     save_inspectors(world.engine, [InspectorIn(inspector_id="samr-4101-99", department="samr",
                                                area="4101", items=["SC-GS-01"])])  # fmt: skip
-    create_plan(world.engine, _request(name="another", departments=["samr"], seed=5))
+    create_plan(world.engine, _request(name="another", departments=["samr"], seed=5), today=START)
     with world.engine.connect() as con:
         now, _ = take_snapshot(con, create_plan_params(world), AS_OF, date(2026, 7, 6))
     assert now.pool_hash != created.pool_hash  # the live pool has changed ...
@@ -215,9 +222,10 @@ def test_yearly_caps_and_last_inspectors_hold_across_plans(world: World) -> None
         "item_ratios": {"SC-CP-04": {"A": 1, "B": 1, "C": 1, "D": 1}},
         "start_date": date(2027, 3, 1),
     }  # fmt: skip
-    first = create_plan(world.engine, _request(name="cap 1", **kw))
-    second = create_plan(world.engine, _request(name="cap 2", seed=2, **kw))
-    third = create_plan(world.engine, _request(name="cap 3", seed=3, **kw))
+    day = kw["start_date"]
+    first = create_plan(world.engine, _request(name="cap 1", **kw), today=day)
+    second = create_plan(world.engine, _request(name="cap 2", seed=2, **kw), today=day)
+    third = create_plan(world.engine, _request(name="cap 3", seed=3, **kw), today=day)
     t1, t2 = _tasks(world.engine, first.plan_id), _tasks(world.engine, second.plan_id)
     eligible = first.summary["items"][0]["eligible"]
     assert len(t1) == sum(eligible.values()) > 50
@@ -304,7 +312,7 @@ def test_yearly_caps_count_department_records_known_on_the_draw_day_once(world: 
     task_id = int(t1.loc[t1["uscc"] == d_posted, "id"].iloc[0])
     result = TaskResult(result="pass", check_date=date(2029, 3, 2))
     post_result(world.engine, world.store, task_id, result, today=date(2029, 3, 3))
-    second = create_plan(world.engine, _request(name="store 2", seed=2, **kw),
+    second = create_plan(world.engine, _request(name="store 2", seed=2, record_past=True, **kw),
                          store=world.store, today=date(2029, 3, 10))  # fmt: skip
     t2 = set(_tasks(world.engine, second.plan_id)["uscc"])
     assert d_posted in t2  # tier D, 1 samr inspection (its task, not also its record)
@@ -337,7 +345,8 @@ def test_a_replay_is_unchanged_by_records_that_arrive_after_the_draw(world: Worl
     assert (
         replay.identical and replay.pool_hash_ok and replay.replayed_sha256 == created.list_sha256
     )
-    later = create_plan(world.engine, _request(name="replay store 2", seed=2, **kw),
+    later = create_plan(world.engine, _request(name="replay store 2", seed=2, record_past=True,
+                                               **kw),
                         store=world.store, today=date(2031, 3, 3))  # fmt: skip
     assert code not in set(_tasks(world.engine, later.plan_id)["uscc"])
 
@@ -354,9 +363,9 @@ def test_the_last_inspectors_of_the_same_department_are_not_sent_again(world: Wo
         "departments": ["fire"], "items": ["XF-01"], "population": {"industries": ["C"]},
         "item_ratios": {"XF-01": {"A": 1, "B": 1, "C": 1, "D": 1}}, "start_date": start,
     }  # fmt: skip
-    first = create_plan(world.engine, _request(name="samr 1", seed=31, **samr))
-    between = create_plan(world.engine, _request(name="fire", seed=32, **fire))
-    again = create_plan(world.engine, _request(name="samr 2", seed=33, **samr))
+    first = create_plan(world.engine, _request(name="samr 1", seed=31, **samr), today=start)
+    between = create_plan(world.engine, _request(name="fire", seed=32, **fire), today=start)
+    again = create_plan(world.engine, _request(name="samr 2", seed=33, **samr), today=start)
     t1, t3 = _tasks(world.engine, first.plan_id), _tasks(world.engine, again.plan_id)
     fire_codes = set(_tasks(world.engine, between.plan_id)["uscc"])
     assert len(t3) >= 5 and set(t3["uscc"]) <= fire_codes  # tier D, inspected by fire between
@@ -367,7 +376,7 @@ def test_the_last_inspectors_of_the_same_department_are_not_sent_again(world: Wo
 
 
 def test_declared_conflicts_and_inactive_inspectors_are_never_drawn(world: World) -> None:
-    created = create_plan(world.engine, _request(name="conflicts", seed=99))
+    created = create_plan(world.engine, _request(name="conflicts", seed=99), today=START)
     tasks = _tasks(world.engine, created.plan_id)
     with world.engine.connect() as con:
         declared = set(con.execute(sa.text(
@@ -390,7 +399,7 @@ def test_plans_refuse_bad_requests_with_a_reason(world: World) -> None:
     ]
     for override, code in cases:
         with pytest.raises(PlanError) as caught:
-            create_plan(world.engine, _request(**override))
+            create_plan(world.engine, _request(**override), today=START)
         assert caught.value.code == code, (override, caught.value)
     with pytest.raises(ValueError, match="triggered"):
         _request(triggered=["91110000600037341X"])
@@ -417,6 +426,7 @@ def test_lists_results_publication_and_overdue_through_the_api(world: World) -> 
         made = client.post("/v1/spot-check-plans", headers=reg, json={
             "name": "API 联合抽查", "departments": JOINT, "seed": 4242,
             "snapshot_date": AS_OF.isoformat(), "start_date": start.isoformat(),
+            "record_past": True,
         })  # fmt: skip
         assert made.status_code == 201, made.text
         plan = made.json()
@@ -599,6 +609,7 @@ def test_twenty_plans_created_concurrently_through_the_api(world: World) -> None
                 answer = http.post("/v1/spot-check-plans", headers={"X-API-Key": key}, json={
                     "name": f"并发 {n}", "departments": ["samr", "fire"], "seed": n,
                     "snapshot_date": AS_OF.isoformat(), "start_date": "2028-03-01",
+                    "record_past": True,  # a fixed start: still drawn once 2028 has begun
                 })  # fmt: skip
             with lock:
                 responses.append(answer)
@@ -644,7 +655,7 @@ def test_results_are_public_for_the_catalogue_period(world: World) -> None:
     created = create_plan(world.engine, _request(
         name="publicity", departments=["samr"], items=["SC-GS-01"], seed=8,
         start_date=date(2030, 1, 7),  # the task rows get their check days below
-    ))  # fmt: skip
+    ), today=date(2030, 1, 7))  # fmt: skip
     tasks = _tasks(world.engine, created.plan_id).head(4)
     assert len(tasks) == 4
     today = date(2026, 11, 22)
@@ -699,7 +710,7 @@ def test_published_results_follow_withdrawals_unpublishing_and_corrections(
     today = china_today()
     created = create_plan(world.engine, _request(
         name="published events", departments=["samr"], items=["SC-GS-01"], seed=31,
-        start_date=today - timedelta(days=10),
+        start_date=today - timedelta(days=10), record_past=True,
     ))  # fmt: skip
     tasks = [int(t) for t in _tasks(world.engine, created.plan_id)["id"].head(4)]
     assert len(tasks) == 4
@@ -755,7 +766,7 @@ def test_a_result_that_fails_after_the_store_write_can_be_posted_again(
     today = china_today()
     created = create_plan(world.engine, _request(
         name="crash", departments=["samr"], items=["SC-GS-01"], seed=37,
-        start_date=today - timedelta(days=10),
+        start_date=today - timedelta(days=10), record_past=True,
     ))  # fmt: skip
     first, second = (int(t) for t in _tasks(world.engine, created.plan_id)["id"].head(2))
     real_ingest = plans.ingest_table
@@ -833,11 +844,11 @@ def test_a_request_that_leaves_no_company_is_refused_naming_the_filter(
     ]  # fmt: skip
     for override, code, named in cases:
         with pytest.raises(PlanError) as caught:
-            create_plan(world.engine, _request(name="empty", **override))
+            create_plan(world.engine, _request(name="empty", **override), today=START)
         assert caught.value.code == code and named in str(caught.value), (override, caught.value)
     with pytest.raises(ValidationError, match="enterprize"):
         _request(population={"entity_types": ["enterprize"]})
-    base = {"name": "empty", "departments": ["fire"], "seed": 1,
+    base = {"name": "empty", "departments": ["fire"], "seed": 1, "record_past": True,
             "snapshot_date": AS_OF.isoformat(), "start_date": "2026-07-06"}  # fmt: skip
     empty = client.post("/v1/spot-check-plans", headers=reg,
                         json={**base, "population": {"regions": ["99"]}})  # fmt: skip
@@ -898,18 +909,20 @@ def test_triggered_companies_the_plan_cannot_check_are_refused_by_name(
     kw: dict[str, Any] = {"departments": ["fire"], "population": {"regions": ["4101"]},
                           "start_date": date(2026, 7, 6)}  # fmt: skip
     with pytest.raises(PlanError) as caught:
-        create_plan(world.engine, _request(triggered=[inside, outside, unknown], **kw))
+        create_plan(world.engine, _request(triggered=[inside, outside, unknown], **kw), today=START)
     message = str(caught.value)
     assert caught.value.code == "triggered_not_drawable", message
     assert outside in message and unknown in message and inside not in message
     answer = client.post("/v1/spot-check-plans", headers=reg, json={
         "name": "x", "departments": ["fire"], "seed": 1, "snapshot_date": AS_OF.isoformat(),
         "start_date": "2026-07-06", "population": {"regions": ["4101"]},
-        "triggered": [inside, outside],
+        "triggered": [inside, outside], "record_past": True,
     })  # fmt: skip
     assert answer.status_code == 422 and outside in answer.json()["message"], answer.text
     assert _plan_count(world.engine) == before
-    made = create_plan(world.engine, _request(name="triggered", triggered=[inside], seed=5, **kw))
+    made = create_plan(
+        world.engine, _request(name="triggered", triggered=[inside], seed=5, **kw), today=START
+    )
     assert made.summary["items"][0]["triggered"] == 1
 
 
@@ -1175,8 +1188,12 @@ def test_the_notice_commits_to_the_seed_until_the_checks_are_over(world: World) 
     and every task has its result it shows a salted hash and who chose the seed; then the seed
     and salt, which match it, and a replay from them gives the stored list."""
     few = {"departments": ["samr"], "items": ["SC-GS-01"]}
-    chosen = create_plan(world.engine, _request(name="notice, chosen seed", seed=7, **few))
-    drawn = create_plan(world.engine, _request(name="notice, service seed", seed=None, **few))
+    chosen = create_plan(
+        world.engine, _request(name="notice, chosen seed", seed=7, **few), today=START
+    )
+    drawn = create_plan(
+        world.engine, _request(name="notice, service seed", seed=None, **few), today=START
+    )
     for created, source in ((chosen, "caller"), (drawn, "service")):
         due, after_due = created.due_date, created.due_date + timedelta(days=1)
         tasks = _tasks(world.engine, created.plan_id)
@@ -1210,3 +1227,164 @@ def test_the_notice_commits_to_the_seed_until_the_checks_are_over(world: World) 
     snapshot = snapshot_from_bytes(plan["snapshot_blob"])
     replayed = draw_plan(params_from_json(plan["params"]), snapshot, int(shown["seed"]))
     assert replayed.canonical_list() == zlib.decompress(plan["list_blob"])
+
+
+# ---- the command line: results, lists, back-dated plans ---------------------------------------
+
+
+def _cli(loaded: Loaded, *args: str) -> Result:
+    """`credsup …` in-process against this database and data directory."""
+    env = {**env_for(loaded.data_dir), "DATABASE_URL": loaded.url}
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def _one_line(result: Result) -> str:
+    """The refusal on stderr, checked to be one line without a traceback or pydantic's dump."""
+    text = result.stderr.strip()
+    assert result.exit_code == 2, (result.exit_code, result.stdout, text, result.exception)
+    assert len(text.splitlines()) == 1, text
+    assert "Traceback" not in text and "pydantic" not in text and "validation error" not in text
+    return text
+
+
+def test_a_result_without_the_findings_it_needs_is_refused_in_one_line(small: Loaded) -> None:
+    """`credsup plan result … --result problem` without counts exited 2 with pydantic's dump
+    ("1 validation error for TaskResult … https://errors.pydantic.dev/…"): now one line saying
+    what the result needs, as `{"error": …}` with --json, an unknown result refused by name
+    among the allowed ones, and nothing written."""
+    task_id = str(int(_small_plan(small, date(2026, 7, 6))["id"].iloc[0]))
+    day = ["--date", "2026-07-07"]
+    cases = [
+        (["--result", "problem"], "--result problem needs --minor N or --major N (findings), "
+                                  "and no --serious"),
+        (["--result", "problem", "--minor", "1", "--serious", "1"], "--result problem needs"),
+        (["--result", "serious"], "--result serious needs --serious N"),
+        (["--result", "serious", "--minor", "2"], "--result serious needs --serious N"),
+        (["--result", "pass", "--major", "1"], "--result pass takes no findings"),
+        (["--result", "pass", "--minor", "-1"], "--minor: Input should be greater than or equal"),
+    ]  # fmt: skip
+    for args, said in cases:
+        text = _one_line(_cli(small, "plan", "result", task_id, *args, *day))
+        assert text.startswith("error: ") and said in text, (args, text)
+    as_json = _cli(small, "plan", "result", task_id, "--result", "problem", *day, "--json")
+    assert as_json.exit_code == 2 and not as_json.stderr.strip(), as_json.stderr
+    assert json.loads(as_json.stdout) == {
+        "error": "--result problem needs --minor N or --major N (findings), and no --serious"
+    }
+    unknown = _cli(small, "plan", "result", task_id, "--result", "excellent", *day)
+    said = " ".join(unknown.stderr.replace("│", " ").split())  # the usage error's box wraps
+    assert unknown.exit_code == 2 and "Traceback" not in said and "errors.pydantic" not in said
+    assert "--result" in said and "'excellent' is not one of 'pass', 'problem', 'serious'" in said
+    with small.engine.connect() as con:
+        open_task = con.execute(
+            sa.select(spot_check_tasks.c.result).where(spot_check_tasks.c.id == int(task_id))
+        ).scalar_one()
+    assert open_task is None  # nothing refused was written
+    posted = _cli(small, "plan", "result", task_id, "--result", "problem", "--minor", "2", *day,
+                  "--json")  # fmt: skip
+    assert posted.exit_code == 0, posted.stderr
+    assert json.loads(posted.stdout)["result"] == "problem"
+
+
+def test_plan_show_writes_the_apis_bytes_in_every_format(
+    world: World, api: tuple[TestClient, dict[str, str]], tmp_path: Path
+) -> None:
+    """`credsup plan show --format json` gave a bare list of tasks with due dates as
+    "2027-01-04T00:00:00.000" and 9-digit probabilities, and its CSV on stdout lost the
+    byte-order mark Excel needs for the Chinese headers: the command now writes exactly the
+    API's bytes (one export), on stdout and to --out, for every format and filter."""
+    client, reg = api
+    created = create_plan(world.engine, _request(
+        name="列表 show", departments=["samr"], items=["SC-GS-01", "SC-TZ-05"], seed=17,
+    ), today=START)  # fmt: skip
+    tasks = _tasks(world.engine, created.plan_id).sort_values("id")
+    assert len(tasks) > 5
+    found = TaskResult(result="problem", check_date=date(2026, 7, 8), findings={"minor": 1})
+    post_result(world.engine, world.store, int(tasks["id"].iloc[0]), found, today=date(2026, 7, 9))
+    one = tasks["inspectors"].iloc[1].split(";")[0]
+    filters: list[dict[str, str]] = [{}, {"department": "samr"}, {"inspector": one},
+                                     {"department": "fire"}]  # fmt: skip
+    for params in filters:
+        options = [f"--{k}={v}" for k, v in params.items()]
+        for fmt in ("json", "csv", "xlsx"):
+            served = client.get(f"/v1/spot-check-plans/{created.plan_id}", headers=reg,
+                                params={"format": fmt, **params})  # fmt: skip
+            assert served.status_code == 200, served.text
+            shown = tmp_path / f"list-{len(params)}-{fmt}"
+            written = _cli(world, "plan", "show", created.plan_id, "--format", fmt, *options,
+                           "--out", str(shown), "--purpose", "test")  # fmt: skip
+            assert written.exit_code == 0, written.stderr
+            assert shown.read_bytes() == served.content, (fmt, params)
+            if fmt != "xlsx":
+                printed = _cli(world, "plan", "show", created.plan_id, "--format", fmt,
+                               *options, "--purpose", "test")  # fmt: skip
+                assert printed.exit_code == 0, printed.stderr
+                assert printed.stdout_bytes == served.content, (fmt, params)
+    # what the bytes are: the API's object, dates as dates, the stored probabilities
+    body = json.loads(client.get(f"/v1/spot-check-plans/{created.plan_id}", headers=reg).content)
+    assert set(body) == {"plan_id", "name", "start_date", "due_date", "list_sha256", "tasks"}
+    assert body["due_date"] == created.due_date.isoformat() == body["tasks"][0]["due_date"]
+    assert body["tasks"][0]["check_date"] == "2026-07-08" and body["tasks"][1]["check_date"] is None
+    stored = dict(zip(tasks["id"], tasks["inclusion_prob"], strict=True))
+    assert {t["task_id"]: t["inclusion_prob"] for t in body["tasks"]} == stored
+    csv = client.get(f"/v1/spot-check-plans/{created.plan_id}", headers=reg,
+                     params={"format": "csv"}).content  # fmt: skip
+    assert csv.startswith(b"\xef\xbb\xbf" + '"任务编号"'.encode())  # Excel reads UTF-8
+    no_file = _cli(world, "plan", "show", created.plan_id, "--format", "xlsx")
+    assert "--out" in _one_line(no_file)
+
+
+def test_a_plan_may_not_start_before_the_day_it_is_drawn(
+    world: World, api: tuple[TestClient, dict[str, str]]
+) -> None:
+    """`credsup plan create --start 2026-11-01` on 2026-12-05 drew a plan already due on
+    2026-11-27, every task overdue at once. A plan starts on its draw day (China time) or later;
+    one that records checks already begun says so (`record_past`, `--record-past`), and its
+    notice keeps the day it was drawn. The same rule for the API and the command line."""
+    client, reg = api
+    before = _plan_count(world.engine)
+    today, fire = date(2032, 12, 6), {"departments": ["fire"], "items": ["XF-01"]}
+    for start in (date(2032, 11, 1), date(2032, 12, 1)):  # deadline passed / still ahead
+        due = workdays.add_working_days(start, 20)
+        with pytest.raises(PlanError) as caught:
+            create_plan(world.engine, _request(start_date=start, **fire), today=today)
+        message = str(caught.value)
+        assert caught.value.code == "start_in_past", message
+        for named in (start, today, due):
+            assert named.isoformat() in message, (named, message)
+        assert "record_past" in message and "--record-past" in message
+        assert ("already past" in message) == (due < today)
+    assert _plan_count(world.engine) == before
+    on_the_day = create_plan(world.engine, _request(start_date=today, **fire), today=today)
+    entered = create_plan(world.engine, _request(start_date=date(2032, 11, 1), record_past=True,
+                                                 seed=2, **fire), today=today)  # fmt: skip
+    assert entered.start_date == date(2032, 11, 1) and entered.tasks > 0
+    for made, back_dated in ((on_the_day, False), (entered, True)):
+        assert made.summary["drawn_on"] == today.isoformat()
+        assert made.summary["back_dated"] is back_dated
+        assert public_notice(world.engine, made.plan_id, today=today)["drawn_on"] == "2032-12-06"
+
+    # the API and the command line draw on China's today
+    now = china_today()
+    start = now - timedelta(days=34)
+    body = {"name": "补录", "seed": 3, "snapshot_date": AS_OF.isoformat(),
+            "start_date": start.isoformat(), "population": {"regions": ["4101"]},
+            **fire}  # fmt: skip
+    refused = client.post("/v1/spot-check-plans", headers=reg, json=body)
+    assert refused.status_code == 422 and refused.json()["code"] == "start_in_past", refused.text
+    assert start.isoformat() in refused.json()["message"]
+    args = ["plan", "create", "--name", "补录", "--departments", "fire", "--items", "XF-01",
+            "--regions", "4101", "--snapshot", AS_OF.isoformat(), "--start", start.isoformat(),
+            "--seed", "3"]  # fmt: skip
+    said = _one_line(_cli(world, *args))
+    assert "start_date" in said and start.isoformat() in said and "--record-past" in said
+    as_json = _cli(world, *args, "--json")
+    assert as_json.exit_code == 2 and "start_date" in json.loads(as_json.stdout)["error"]
+    assert _plan_count(world.engine) == before + 2
+    accepted = client.post("/v1/spot-check-plans", headers=reg, json={**body, "record_past": True})
+    assert accepted.status_code == 201, accepted.text
+    recorded = _cli(world, *args, "--record-past", "--json")
+    assert recorded.exit_code == 0, recorded.stderr
+    made = json.loads(recorded.stdout)
+    assert made["start_date"] == start.isoformat() and made["summary"]["back_dated"] is True
+    assert made["summary"]["drawn_on"] in {now.isoformat(), china_today().isoformat()}
