@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import getpass
-import json
 import socket
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
@@ -352,22 +352,25 @@ def plan_result(
 @plan_app.command("overdue")
 def plan_overdue(
     department: str | None = None,
+    plan_id: Annotated[str | None, typer.Option("--plan-id", help="One plan's tasks.")] = None,
     as_of: Annotated[str | None, typer.Option("--as-of")] = None,
     purpose: PurposeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Tasks past their 20 working days without a result."""
+    """Tasks past their 20 working days without a result (with --json: what
+    `GET /v1/spot-check-tasks/overdue` answers)."""
+    from serving.routes.spotchecks import TaskOut, TaskPage
     from serving.spotcheck.plans import overdue_tasks
 
     day = _as_of(as_of) if as_of else china_today()
     engine = _engine()
     with engine.connect() as con:
-        frame = overdue_tasks(con, day, department, limit=100_000)
+        frame = overdue_tasks(con, day, department, plan_id, limit=100_000)
     _log_read(engine, "plan overdue", frame["uscc"], purpose)
     if as_json:
-        _emit_json(
-            {"as_of": day, "tasks": json.loads(frame.to_json(orient="records", date_format="iso"))}
-        )
+        page = TaskPage(as_of=day, tasks=[TaskOut.model_validate({**r, "task_id": r["id"]})
+                                          for r in frame.to_dict("records")])  # fmt: skip
+        sys.stdout.write(page.model_dump_json() + "\n")
         return
     out.print(f"{len(frame)} overdue task(s) as of {day}")
     for r in frame.head(50).to_dict("records"):

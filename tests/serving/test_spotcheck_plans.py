@@ -1327,6 +1327,15 @@ def test_plan_show_writes_the_apis_bytes_in_every_format(
     assert body["tasks"][0]["check_date"] == "2026-07-08" and body["tasks"][1]["check_date"] is None
     stored = dict(zip(tasks["id"], tasks["inclusion_prob"], strict=True))
     assert {t["task_id"]: t["inclusion_prob"] for t in body["tasks"]} == stored
+    # the overdue tasks: `credsup plan overdue --json` answers what the API answers
+    later = (created.due_date + timedelta(days=30)).isoformat()
+    params = {"plan_id": created.plan_id, "as_of": later, "limit": "100000"}
+    served = client.get("/v1/spot-check-tasks/overdue", headers=reg, params=params).json()
+    printed = _cli(world, "plan", "overdue", "--plan-id", created.plan_id, "--as-of", later,
+                   "--purpose", "test", "--json")  # fmt: skip
+    assert printed.exit_code == 0, printed.stderr
+    assert json.loads(printed.stdout) == served and len(served["tasks"]) == len(tasks) - 1
+    assert served["tasks"][0]["due_date"] == created.due_date.isoformat()
     csv = client.get(f"/v1/spot-check-plans/{created.plan_id}", headers=reg,
                      params={"format": "csv"}).content  # fmt: skip
     assert csv.startswith(b"\xef\xbb\xbf" + '"任务编号"'.encode())  # Excel reads UTF-8
