@@ -13,11 +13,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import typer
+import yaml
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
@@ -69,20 +70,42 @@ def _refuse_restatement(exc: Exception, as_json: bool) -> None:
 
 
 def _settings(as_json: bool = False) -> Settings:
-    """The process settings; a bad CREDSUP_* value is a usage error named in one line."""
+    """The process settings; a bad CREDSUP_* value is a usage error named in one line, as is a
+    catalogue file (`CREDSUP_CATALOGUE_PATH`) that cannot be read or is not a valid catalogue:
+    every stage reads it (`records.catalogue.default_catalogue`)."""
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"CREDSUP_{'_'.join(str(p) for p in e['loc']).upper()}={e['input']!r}: "
-            + e["msg"].removeprefix("Value error, ")
-            for e in exc.errors()
+        _bad_setting(
+            "; ".join(
+                f"CREDSUP_{'_'.join(str(p) for p in e['loc']).upper()}={e['input']!r}: "
+                + e["msg"].removeprefix("Value error, ")
+                for e in exc.errors()
+            ),
+            as_json,
         )
-        if as_json:
-            _emit_json({"error": f"bad setting {problems}"})
-        else:
-            err.print(f"[red]error:[/red] bad setting {escape(problems)}", soft_wrap=True)
-        raise typer.Exit(EXIT_FILE_ERROR) from None
+    if settings.catalogue_path is not None:
+        try:
+            load_catalogue(settings.catalogue_path)
+        except ValidationError as exc:
+            problems = "; ".join(
+                ".".join(str(p) for p in e["loc"]) + ": " + e["msg"].removeprefix("Value error, ")
+                for e in exc.errors()[:3]
+            )  # fmt: skip
+            named = f"CREDSUP_CATALOGUE_PATH={str(settings.catalogue_path)!r}"
+            _bad_setting(f"{named}: not a valid catalogue ({exc.error_count()} problems): "
+                         f"{problems}", as_json)  # fmt: skip
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            _bad_setting(f"CREDSUP_CATALOGUE_PATH={str(settings.catalogue_path)!r}: {exc}", as_json)
+    return settings
+
+
+def _bad_setting(problems: str, as_json: bool) -> NoReturn:
+    if as_json:
+        _emit_json({"error": f"bad setting {problems}"})
+    else:
+        err.print(f"[red]error:[/red] bad setting {escape(problems)}", soft_wrap=True)
+    raise typer.Exit(EXIT_FILE_ERROR)
 
 
 def _store(settings: Settings) -> Store:
@@ -571,6 +594,43 @@ def main(argv: list[str] | None = None) -> None:
             soft_wrap=True,
         )
         raise SystemExit(EXIT_OUT_OF_MEMORY) from None
+    except Exception as exc:
+        raise SystemExit(_unforeseen(exc)) from None
+
+
+EXIT_UNAVAILABLE = 3
+"""What the command needs is not there: the serving database cannot be reached (as for `credsup
+serve`), or DuckDB's memory is spent (`EXIT_OUT_OF_MEMORY`)."""
+EXIT_UNFORESEEN = 70
+"""An error no command foresaw (sysexits' EX_SOFTWARE): not 1, which means "rows quarantined"
+(ingest), "not better" (promote) or "refused" (a restatement) to the scripts that run them."""
+
+
+def _unforeseen(exc: Exception) -> int:
+    """Say an error no command handles, and its exit code: a database that cannot be reached in
+    one line naming it (3, as `credsup serve` says it); anything else with its traceback (for
+    the report), then one line (70)."""
+    import traceback
+
+    import sqlalchemy as sa
+
+    if isinstance(exc, sa.exc.DBAPIError):
+        from cli.service import _safe
+        from serving.errors import _unreachable
+
+        if _unreachable(exc):
+            first = str(exc.orig or exc).strip().splitlines()[0]
+            err.print(f"[red]error:[/red] the serving database {_safe(Settings().serving_url)} "
+                      f"cannot be reached: {escape(first)}. Start it, or check DATABASE_URL, "
+                      "and run the command again.", soft_wrap=True)  # fmt: skip
+            return EXIT_UNAVAILABLE
+    traceback.print_exception(exc, file=sys.stderr)
+    said = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    err.print(f"[red]error:[/red] an unforeseen error stopped the command: "
+              f"{escape(type(exc).__name__)}: {escape(said)} (the traceback is above; what the "
+              f"command had not committed was not kept). Exit {EXIT_UNFORESEEN}.",
+              soft_wrap=True)  # fmt: skip
+    return EXIT_UNFORESEEN
 
 
 if __name__ == "__main__":  # pragma: no cover

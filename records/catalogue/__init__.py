@@ -5,6 +5,7 @@ Loaded from YAML and validated with pydantic; ../shared/DOMAIN.md §4 and §9 gi
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -180,13 +181,51 @@ class Catalogue(StrictModel):
 
 
 def load_catalogue(path: str | Path | None = None) -> Catalogue:
-    """Load and validate a catalogue file; without a path, the packaged default."""
+    """Load and validate a catalogue file; without a path, the catalogue in force
+    (`default_catalogue`)."""
     if path is None:
         return default_catalogue()
-    return Catalogue.model_validate(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
+    return _loaded(str(Path(path).resolve()), Path(path).stat().st_mtime_ns)
+
+
+CATALOGUE_SETTING = "CREDSUP_CATALOGUE_PATH"
+
+
+def default_catalogue() -> Catalogue:
+    """The catalogue in force in this process: the file `CREDSUP_CATALOGUE_PATH` names (the
+    environment, else `.env` in the working directory, as `records.settings.Settings` reads
+    them), else the packaged one. Every stage asks for it here, so ingestion, features, scores,
+    publicity and the API use one catalogue (a province's publicity periods included); each file
+    is read once (again only when it changes)."""
+    path = os.environ.get(CATALOGUE_SETTING) or _dotenv_setting(CATALOGUE_SETTING)
+    if not path:
+        return packaged_catalogue()
+    return load_catalogue(path)
 
 
 @lru_cache(maxsize=1)
-def default_catalogue() -> Catalogue:
+def packaged_catalogue() -> Catalogue:
+    """The catalogue shipped with the code (`catalogue-v1.yaml`, DOMAIN §4 and §9)."""
     text = resources.files(__package__).joinpath("catalogue-v1.yaml").read_text(encoding="utf-8")
     return Catalogue.model_validate(yaml.safe_load(text))
+
+
+@lru_cache(maxsize=8)
+def _loaded(path: str, mtime_ns: int) -> Catalogue:
+    return Catalogue.model_validate(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
+
+
+def _dotenv_setting(name: str) -> str | None:
+    env = Path(".env")
+    try:
+        stamp = env.resolve(), env.stat().st_mtime_ns
+    except OSError:
+        return None
+    return _dotenv_values(str(stamp[0]), stamp[1]).get(name)
+
+
+@lru_cache(maxsize=4)
+def _dotenv_values(path: str, mtime_ns: int) -> dict[str, str | None]:
+    from dotenv import dotenv_values
+
+    return dict(dotenv_values(path))

@@ -93,6 +93,40 @@ def test_a_minor_penalty_counts_for_3_calendar_months(store: Store) -> None:
     assert values(store, "days_since_penalty", at) == [None, 0, 89, 90, None]
 
 
+def test_a_provinces_catalogue_is_the_one_every_stage_uses(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`CREDSUP_CATALOGUE_PATH` (environment or `.env`) is the catalogue of features and
+    publicity too, not of ingestion alone: a province that publishes minor penalties for 6
+    months counts them 6 months; the packaged catalogue, 3."""
+    from records import publicity
+    from records.catalogue import load_catalogue, packaged_catalogue
+
+    add_records(store, [rec("P1", "admin_penalty", D0, severity="minor", amount=200.0)])
+    at = [days(90), days(91), date(2024, 7, 1)]
+    assert values(store, "penalties_12m", at) == [1, 0, 0]
+    text = (Path(load_catalogue.__code__.co_filename).parent / "catalogue-v1.yaml").read_text(
+        encoding="utf-8"
+    )
+    longer = text.replace("minor: {min: 0, max: 3 months}", "minor: {min: 0, max: 6 months}")
+    assert longer != text
+    province = tmp_path / "catalogue-henan.yaml"
+    province.write_text(longer, encoding="utf-8")
+    monkeypatch.setenv("CREDSUP_CATALOGUE_PATH", str(province))
+    assert default_catalogue() is not packaged_catalogue()
+    assert values(store, "penalties_12m", at) == [1, 1, 0]  # 1 July: 6 months on
+    assert publicity.period("admin_penalty", "minor", None).counts_until(D0) == date(2024, 7, 1)
+    # the same from `.env` in the working directory, and a changed file is read again
+    monkeypatch.delenv("CREDSUP_CATALOGUE_PATH")
+    monkeypatch.chdir(tmp_path)
+    assert default_catalogue() is packaged_catalogue()
+    (tmp_path / ".env").write_text(f"CREDSUP_CATALOGUE_PATH={province}\n", encoding="utf-8")
+    assert values(store, "penalties_12m", at) == [1, 1, 0]
+    province.write_text(longer.replace("max: 6 months", "max: 2 months"), encoding="utf-8")
+    os.utime(province, ns=(1, 2))  # another modification time, whatever the clock's resolution
+    assert values(store, "penalties_12m", at) == [0, 0, 0]  # 1 March: 2 months on
+
+
 @pytest.mark.parametrize(
     ("severity", "event_date", "end"),
     [("general", D0, date(2025, 1, 1)),  # 2024 has 366 days: day 365 still counts

@@ -531,6 +531,9 @@ def test_duckdb_out_of_memory_is_one_line_naming_the_setting(tmp_path: Path) -> 
         # no thread: every worker failed to start, after the settings were taken
         ("CREDSUP_DUCKDB_THREADS", "0", ["serve"]),
         ("CREDSUP_DUCKDB_THREADS", "0", ["records"]),
+        # every stage reads the catalogue (`default_catalogue`): a missing file is named at once
+        ("CREDSUP_CATALOGUE_PATH", "/nowhere/catalogue.yaml", ["records"]),
+        ("CREDSUP_CATALOGUE_PATH", "/nowhere/catalogue.yaml", ["score", "--as-of", "2026-06-30"]),
     ],
 )
 def test_every_command_names_a_bad_setting_in_one_line(
@@ -541,6 +544,49 @@ def test_every_command_names_a_bad_setting_in_one_line(
     assert res.exit_code == 2, res.output
     assert variable in res.output and repr(value) in res.output
     assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_an_unforeseen_error_is_not_an_exit_code_that_means_something(tmp_path: Path) -> None:
+    """A crash no command foresaw (here a store file damaged on disk) exited 1, which a script
+    reads as "rows quarantined" (ingest) or "not better" (promote): it is 70 now, with its
+    traceback and one line; a serving database that cannot be reached is one line, exit 3."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    path = write_csv(tmp_path / "a.csv", valid_rows(20))
+    assert ingest_file(Store(data / "store"), path, "records", "x", today=TODAY).stored == 20
+    (damaged,) = (data / "store" / "records").rglob("*.parquet")
+    damaged.write_bytes(b"not parquet")
+    credsup = Path(sys.executable).parent / "credsup"
+    env = {"PATH": "/usr/bin:/bin", "CREDSUP_DATA_DIR": str(data), "COLUMNS": "400"}
+    run = subprocess.run([credsup, "records"], env=env, capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert run.returncode == 70, run.stderr
+    assert "Traceback" in run.stderr and damaged.name in run.stderr
+    assert (
+        run.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: an unforeseen error stopped the command: InvalidInputException")
+    )
+    away = {**env, "DATABASE_URL": "postgresql+psycopg://postgres:secret@127.0.0.1:9/nowhere"}
+    run = subprocess.run([credsup, "keys", "list"], env=away, capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert run.returncode == 3, run.stderr
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    assert "postgres:***@127.0.0.1:9/nowhere cannot be reached" in run.stderr
+    assert "secret" not in run.stderr
+
+
+def test_a_catalogue_that_is_not_one_is_named_in_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "catalogue.yaml"
+    bad.write_text("categories: [1]\n", encoding="utf-8")
+    env = {"CREDSUP_DATA_DIR": str(tmp_path / "data"), "CREDSUP_CATALOGUE_PATH": str(bad)}
+    res = CliRunner().invoke(app, ["records"], env=env)
+    assert res.exit_code == 2, res.output
+    said = " ".join(res.output.split())
+    assert f"CREDSUP_CATALOGUE_PATH={str(bad)!r}: not a valid catalogue (2 problems)" in said
+    assert "Traceback" not in res.output
 
 
 def test_text_is_trimmed_of_unicode_spaces_as_the_code_is(store: Store, tmp_path: Path) -> None:
