@@ -84,6 +84,9 @@ def _settings(as_json: bool = False) -> Settings:
             ),
             as_json,
         )
+    for name, where, meant in _misspelt_settings():  # else the default is in force unsaid
+        err.print(f"[yellow]warning:[/yellow] {escape(name)} ({where}) is no setting and is "
+                  f"ignored: did you mean {escape(meant)}?", soft_wrap=True)  # fmt: skip
     if settings.catalogue_path is not None:
         try:
             load_catalogue(settings.catalogue_path)
@@ -98,6 +101,26 @@ def _settings(as_json: bool = False) -> Settings:
         except (OSError, ValueError, yaml.YAMLError) as exc:
             _bad_setting(f"CREDSUP_CATALOGUE_PATH={str(settings.catalogue_path)!r}: {exc}", as_json)
     return settings
+
+
+def _misspelt_settings() -> list[tuple[str, str, str]]:
+    """`CREDSUP_*` names in the environment or `.env` that are no setting but close to one:
+    (name, where, the setting). Other names (of scripts, tests) are left alone."""
+    import difflib
+
+    known = sorted(f"CREDSUP_{name.upper()}" for name in Settings.model_fields)
+    names = {n: "environment" for n in os.environ if n.upper().startswith("CREDSUP_")}
+    if Path(".env").is_file():
+        from dotenv import dotenv_values
+
+        names.update((n, ".env") for n in dotenv_values(".env") if n.upper().startswith("CREDSUP_"))
+    found = []
+    for name, where in sorted(names.items()):
+        if name.upper() not in known:
+            close = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.85)
+            if close:
+                found.append((name, where, close[0]))
+    return found
 
 
 def _bad_setting(problems: str, as_json: bool) -> NoReturn:

@@ -578,6 +578,27 @@ def test_an_unforeseen_error_is_not_an_exit_code_that_means_something(tmp_path: 
     assert "secret" not in run.stderr
 
 
+def test_a_misspelt_setting_is_named_with_the_one_meant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CREDSUP_DUCKDB_MEMORY_LIMTI=2GB left the 6GB default in force without a word; other
+    names of the prefix (a script's, the tests') are not settings misspelt and are left alone."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("CREDSUP_API_PROT=8001\n", encoding="utf-8")
+    env = {"CREDSUP_DATA_DIR": str(tmp_path / "data"), "CREDSUP_DUCKDB_MEMORY_LIMTI": "2GB",
+           "CREDSUP_HOME": "/opt/credsup", "COLUMNS": "400"}  # fmt: skip
+    res = CliRunner().invoke(app, ["records", "--json"], env=env)
+    assert res.exit_code == 0, res.output
+    warned = [line for line in res.stderr.splitlines() if line.startswith("warning:")]
+    assert warned == [
+        "warning: CREDSUP_API_PROT (.env) is no setting and is ignored: did you mean "
+        "CREDSUP_API_PORT?",
+        "warning: CREDSUP_DUCKDB_MEMORY_LIMTI (environment) is no setting and is ignored: did "
+        "you mean CREDSUP_DUCKDB_MEMORY_LIMIT?",
+    ]
+    json.loads(res.stdout)  # stdout is still the one JSON object
+
+
 def test_a_catalogue_that_is_not_one_is_named_in_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "catalogue.yaml"
     bad.write_text("categories: [1]\n", encoding="utf-8")
