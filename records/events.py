@@ -307,7 +307,8 @@ def _order(event: dict[str, Any]) -> tuple[date, str, str]:
 def composed_correction(first: dict[str, Any], then: dict[str, Any]) -> dict[str, Any]:
     """Two corrections as one: `then`'s severity and amount replace `first`'s, attributes
     compose as JSON merge patches (RFC 7396, recursively; a null is kept: it still removes the
-    key where the patch applies). The composition `serving.objections.merged_correction` does."""
+    key where the patch applies). Department files and objection decisions
+    (`serving.objections.merged_correction`) both compose with it."""
     out = dict(first)
     for key, value in then.items():
         if key == "attributes" and isinstance(value, dict):

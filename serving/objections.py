@@ -37,7 +37,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from records import workdays
 from records.catalogue import default_catalogue
-from records.events import EventError, append_events, check_correction
+from records.events import EventError, append_events, check_correction, composed_correction
 from records.publicity import CORRECTABLE
 from records.store import Store
 from records.workdays import china_today
@@ -369,24 +369,8 @@ def merged_correction(
         ).fetchall()  # fmt: skip
     merged: dict[str, Any] = {}
     for layer in [*(json.loads(a) if a else {} for (a,) in earlier), correction]:
-        for k, v in layer.items():
-            if k == "attributes" and isinstance(v, dict):
-                merged["attributes"] = composed_patch(merged.get("attributes"), v)
-            else:
-                merged[k] = v
+        merged = composed_correction(merged, layer)
     return merged
-
-
-def composed_patch(first: Any, then: Any) -> Any:
-    """Two JSON merge patches (RFC 7396, `records.publicity.merge_patch`) as one: objects merge
-    key by key, recursively; a null is kept (it still removes the key where the patch applies);
-    anything else replaces."""
-    if not isinstance(first, dict) or not isinstance(then, dict):
-        return then
-    out = dict(first)
-    for key, value in then.items():
-        out[key] = composed_patch(out.get(key), value) if isinstance(value, dict) else value
-    return out
 
 
 def decide(
