@@ -82,6 +82,12 @@ def print_report(report: dict[str, Any]) -> None:
             f"{MIN_VALIDATION_CHECKS} checks with {MIN_VALIDATION_EACH_LABEL} of each label: "
             "the validation reaches back further"
         )
+    if report.get("training_short"):
+        err.print(
+            f"[yellow]warning:[/yellow] trained on {report['training_examples']:,} checks, fewer "
+            f"than {MIN_VALIDATION_CHECKS} with {MIN_VALIDATION_EACH_LABEL} of each label: a "
+            "model of so few is not to be promoted"
+        )
     if report.get("validation_short"):
         err.print(
             f"[yellow]warning:[/yellow] {report['examples']:,} validation checks are fewer than "

@@ -188,6 +188,8 @@ class Registry(PublishedModels):
             found = self.client.search_model_versions(f"name='{self.name}'")
         except MlflowException:
             return []
+        if not found:  # no model registered under the name yet (a new store or tracking server)
+            return []
         aliases: dict[str, list[str]] = {}
         for alias, v in self.client.get_registered_model(self.name).aliases.items():
             aliases.setdefault(str(v), []).append(alias)
@@ -205,6 +207,7 @@ class Registry(PublishedModels):
                         timespec="seconds"
                     ),
                     "promotion": mv.tags.get("promotion"),
+                    "promotions": promotions(mv.tags),
                 }
             )
         return rows
@@ -331,7 +334,9 @@ class Registry(PublishedModels):
             "at": datetime.now(UTC).isoformat(timespec="seconds"), "by": getpass.getuser(),
         }  # fmt: skip
         if current == version:
-            return {**decision, "promoted": False, "why": f"version {version} is already champion"}
+            decision.update(promoted=False, why=f"version {version} is already champion")
+            self._tag_decision(mv, decision)
+            return decision
         if current is None:
             decision.update(promoted=True, why="no champion yet")
         elif label != champion_label:
@@ -385,10 +390,32 @@ class Registry(PublishedModels):
             decision["reason"] = reason
         if decision["promoted"]:
             self.client.set_registered_model_alias(self.name, CHAMPION, version)
-        self.client.set_model_version_tag(
-            self.name, version, "promotion", json.dumps(decision, ensure_ascii=False, default=str)
-        )
+        self._tag_decision(mv, decision)
         return decision
+
+    def _tag_decision(self, mv: ModelVersion, decision: dict[str, Any]) -> None:
+        """Every decision on a version, kept: `promotion.<n>` in order (`promotions`), and the
+        latest also as `promotion`."""
+        text = json.dumps(decision, ensure_ascii=False, default=str)
+        earlier = promotions(mv.tags)
+        name, version = self.name, str(mv.version)
+        if earlier and "promotion.1" not in mv.tags:  # its one decision before they were numbered
+            self.client.set_model_version_tag(name, version, "promotion.1", mv.tags["promotion"])
+        n = len(earlier) + 1
+        self.client.set_model_version_tag(name, version, f"promotion.{n}", text)
+        self.client.set_model_version_tag(name, version, "promotion", text)
+
+
+def promotions(tags: dict[str, str]) -> list[dict[str, Any]]:
+    """The promotion decisions tagged on a version, oldest first (a version promoted before
+    they were numbered: its one `promotion` tag)."""
+    numbered = sorted(
+        (int(k.split(".", 1)[1]), v) for k, v in tags.items()
+        if k.startswith("promotion.") and k.split(".", 1)[1].isdigit()
+    )  # fmt: skip
+    if not numbered and "promotion" in tags:
+        return [json.loads(tags["promotion"])]
+    return [json.loads(v) for _, v in numbered]
 
 
 def auc_gain_interval(

@@ -289,11 +289,8 @@ def train(
     window_start = _day(frame["check_date"].max()) - timedelta(days=config.validation_days - 1)
     result["validation_days"] = config.validation_days
     result["validation_extended"] = _day(late["check_date"].min()) < window_start
-    positives = int(late["label"].astype(bool).sum())
-    result["validation_short"] = (
-        len(late) < MIN_VALIDATION_CHECKS
-        or min(positives, len(late) - positives) < MIN_VALIDATION_EACH_LABEL
-    )
+    result["validation_short"] = _short(late)
+    result["training_short"] = _short(early)  # a model of a handful of checks is no model
     result["model_tiers"] = tier_table(
         late["label"].to_numpy(float), scored["model_tier"].tolist(), late["weight"].to_numpy(float)
     )
@@ -336,6 +333,16 @@ def train(
     model.metrics = {k: result[k] for k in ("auc", "pr_auc", "brier", "calibration_error")}
     population_out = pop[["uscc", "as_of", "probability", "tier"]]
     return TrainOutcome(model=model, report=result, validation=late, population=population_out)
+
+
+def _short(frame: pd.DataFrame) -> bool:
+    """Fewer checks than `MIN_VALIDATION_CHECKS`, or fewer than `MIN_VALIDATION_EACH_LABEL` of
+    either label: figures (or a model) of so few are not to be relied on."""
+    positives = int(frame["label"].astype(bool).sum())
+    return bool(
+        len(frame) < MIN_VALIDATION_CHECKS
+        or min(positives, len(frame) - positives) < MIN_VALIDATION_EACH_LABEL
+    )
 
 
 def _day(value: Any) -> date:

@@ -127,6 +127,7 @@ def test_promotion_needs_a_better_model_or_a_forced_reason(data_dir: Path, train
     assert code == 0, err
     second = json.loads(out)
     assert second["version"] == "2" and second["previous_champion"] == "1"
+    assert not second["report"]["training_short"] and not second["report"]["validation_short"]
     assert second["report"]["stability"]["psi"] == pytest.approx(0, abs=1e-9)
     assert second["report"]["stability"]["changed_share"] == 0
     code, out, _ = _run("promote", "2", "--json")
@@ -148,6 +149,26 @@ def test_promotion_needs_a_better_model_or_a_forced_reason(data_dir: Path, train
     code, out, _ = _run("models", "--json")
     rows = json.loads(out)["versions"]
     assert [r["version"] for r in rows] == ["1", "2"] and rows[1]["aliases"] == ["champion"]
+    # every decision on a version is kept, in order (the tag alone kept the last)
+    history = [(d["promoted"], d["why"].split(":")[0], d.get("forced", False))
+               for d in rows[1]["promotions"]]  # fmt: skip
+    assert history == [(False, "does not beat the champion", False),
+                       (True, "does not beat the champion", True)]  # fmt: skip
+    assert [d["why"] for d in rows[0]["promotions"]] == [
+        "no champion yet",
+        "version 1 is already champion",
+    ]
+
+
+def test_an_empty_registry_is_no_error(tmp_path: Path) -> None:
+    """`credsup models` and `promote latest` on a new data directory (or tracking server) ended
+    in MLflow's "Registered Model … not found" traceback."""
+    env = {"CREDSUP_DATA_DIR": str(tmp_path / "new"), "MLFLOW_TRACKING_URI": None}
+    listed = CliRunner().invoke(app, ["models", "--json"], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(listed.stdout)["versions"] == []
+    latest = CliRunner().invoke(app, ["promote", "latest"], env=env)
+    assert latest.exit_code == 2 and "no versions of credit-tier registered yet" in latest.output
 
 
 def test_tier_stores_every_company_with_its_model_version(data_dir: Path, trained: dict) -> None:

@@ -100,6 +100,21 @@ def test_an_invalid_inclusion_probability_is_weighted_1_and_counted(
     assert "1 spot check not drawn at random (triggered) was left out" in printed
 
 
+def test_a_model_of_few_checks_is_said_to_be_one(
+    trained: TrainOutcome, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model trained on a handful of checks (`--until` early, a new province) was registered
+    without a word; 800 companies give 85 training and 52 validation checks."""
+    report = trained.report
+    assert (report["training_examples"], report["examples"]) == (85, 52)
+    assert report["training_short"] and report["validation_short"]
+    assert not report["validation_extended"]  # all 137 checks together fall short: kept as is
+    print_report(report)
+    said = _text(capsys.readouterr().err)
+    assert "warning: trained on 85 checks, fewer than 200 with 20 of each label" in said
+    assert "warning: 52 validation checks are fewer than 200 with 20 of each label" in said
+
+
 # ---- 5. the truth folder must be there --------------------------------------------------------
 
 
