@@ -94,7 +94,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from features.builder import build_features  # noqa: E402
 from features.specs import by_name, spec_version  # noqa: E402
 from models.bundle import GOOD_HISTORY_FEATURES, TierModel, _overrides, has_history  # noqa: E402
-from models.reasons import _category_texts, _value_text, contributions, top_reasons  # noqa: E402
+from models.reasons import _category_texts, _value_texts, contributions, top_reasons  # noqa: E402
 from models.risk import categorical_columns, model_columns  # noqa: E402
 from models.tiers import TIERS  # noqa: E402
 from records.ingest import ingest_table  # noqa: E402
@@ -252,8 +252,7 @@ def reasons_row_by_row(
             if c <= 0:  # reported to 4 decimals: 0.0 is no reason
                 break
             value = columns[j][row]
-            text = value if type(value) is str else _value_text(value)
-            zh, en = _category_texts(names[j], text) if type(value) is str else (text, text)
+            zh, en = _category_texts(names[j], value) if type(value) is str else _value_texts(value)
             reasons.append(
                 {
                     "code": names[j],

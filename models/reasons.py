@@ -61,9 +61,22 @@ def department_names(codes: Iterable[str], language: str) -> list[str]:
     return [DEPARTMENTS[c][i] if c in DEPARTMENTS else c for c in codes]
 
 
+MISSING = "-"
+"""`_value_text` of a missing value; a reason says it in words (`MISSING_TEXTS`)."""
+MISSING_TEXTS = ("（无）", "(none)")
+"""A reason's value when the company has none (no e-commerce rating: the missing value is what
+raises the risk), in Chinese and English; "-" read as a dash."""
+
+
+def _value_texts(value: Any) -> tuple[str, str]:
+    """A number's text in a reason, Chinese and English (the same but for a missing value)."""
+    text = _value_text(value)
+    return MISSING_TEXTS if text == MISSING else (text, text)
+
+
 def _value_text(value: Any) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "-"
+        return MISSING
     if isinstance(value, float | np.floating):
         v = float(value)
         return f"{v:,.0f}" if abs(v) >= 100 else f"{v:g}" if v.is_integer() else f"{v:.2f}"
@@ -140,9 +153,9 @@ def _phrases(
     if kind in "biu" or (kind == "f" and size in (2, 4, 8)):
         keys = column.view(f"u{size}") if kind == "f" else column
         _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        texts = [_value_text(column[i]) for i in first.tolist()]
-        zhs = [zh.replace("{value}", t) for t in texts]
-        ens = [en.replace("{value}", t) for t in texts]
+        texts = [_value_texts(column[i]) for i in first.tolist()]
+        zhs = [zh.replace("{value}", t) for t, _ in texts]
+        ens = [en.replace("{value}", t) for _, t in texts]
         at = inverse.ravel().tolist()
         return [zhs[i] for i in at], [ens[i] for i in at]
     known: dict[str, tuple[str, str]] = {}
@@ -152,7 +165,7 @@ def _phrases(
         pair = known.get(text)
         if pair is None:
             text_zh, text_en = (
-                _category_texts(feature, text) if type(value) is str else (text, text)
+                _category_texts(feature, text) if type(value) is str else _value_texts(value)
             )
             pair = known[text] = (zh.replace("{value}", text_zh), en.replace("{value}", text_en))
         out_zh.append(pair[0])

@@ -77,3 +77,14 @@ def test_a_row_alone_gets_the_same_bits_as_in_a_block() -> None:
     block = contributions(booster, test)
     alone = np.vstack([contributions(booster, test.iloc[[i]]) for i in range(len(test))])
     np.testing.assert_array_equal(alone, block)
+
+
+def test_a_missing_value_is_said_in_words_in_a_reason() -> None:
+    """ "第三方数据：电商评分-" read as a dash: a company without a rating is told so."""
+    from models.reasons import _phrases
+
+    zh, en = "第三方数据：电商评分{value}", "third-party data: e-commerce rating {value}"
+    for column in (np.array([4.5, np.nan, 3.0]), np.array([4.5, None, 3.0], dtype=object)):
+        zhs, ens = _phrases(column, zh, en)
+        assert [z.removeprefix("第三方数据：电商评分") for z in zhs] == ["4.50", "（无）", "3"]
+        assert ens[1] == "third-party data: e-commerce rating (none)"
