@@ -324,6 +324,10 @@ def train(
             f"stability against the champion not computed: {champion} uses feature spec "
             f"{previous.spec_version}, this model {model.spec_version}"
         )
+    else:
+        result["stability_skipped"] = (
+            "stability not computed: there is no champion yet to compare the tiers with"
+        )
     if truth_dir is not None:
         truth = truth_report(truth_dir, late, tiers, pop, features=population, label=config.label)
         if truth is not None and "skipped" in truth:

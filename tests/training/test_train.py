@@ -167,3 +167,7 @@ def test_stability_left_out_after_a_spec_change_says_why(
     )
     print_report(report)
     assert why in _text(capsys.readouterr().out)
+    # the first model: no champion to compare with, said so (nothing was said)
+    assert trained.report["stability_skipped"] == (
+        "stability not computed: there is no champion yet to compare the tiers with"
+    )
