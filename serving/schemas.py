@@ -97,7 +97,12 @@ class RecordView(BaseModel):
     severity: str | None = None
     amount: float | None = None
     attributes: dict[str, Any] | None = None
-    publicity_end: str | None = None
+    public_until: str | None = None
+    """First day it is no longer public (null: open, or not public on the day): the name the
+    public page (`/v1/public/companies/{uscc}`) uses."""
+    publicity_end: str | None = Field(
+        default=None, deprecated=True, description="Deprecated: the same as `public_until`."
+    )
     objection_open: bool
     corrected: bool = False
     """Shown in its corrected form (an objection's correction is in force)."""

@@ -169,6 +169,7 @@ def _records(state: ServiceState, code: str, day: date, caller: Caller) -> list[
                 "severity": r["severity"],
                 "amount": r["amount"],
                 "attributes": r["attributes"] if full else None,
+                "public_until": end.isoformat() if end else None,
                 "publicity_end": end.isoformat() if end else None,
                 "objection_open": r["objection_open"],
                 "corrected": r["corrected"],

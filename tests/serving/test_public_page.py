@@ -129,6 +129,14 @@ def test_the_page_shows_exactly_the_public_records(world: Loaded) -> None:
             for record in body["records"]:  # no personal data: only the listed attributes
                 assert set(record["attributes"]) <= {"penalty_types", "domain", "reason", "list",
                     "year", "check_item", "licence", "legal_basis", "ref"}  # fmt: skip
+            # the records page names the end of publicity as the public page does
+            listed = client.get(f"/v1/companies/{code}/records", params={"on": day.isoformat()},
+                                headers={"X-API-Key": key}).json()["records"]  # fmt: skip
+            ends = {r["record_id"]: r["public_until"] for r in listed}
+            assert {r["record_id"]: r["publicity_end"] for r in listed} == ends  # deprecated name
+            for record in body["records"]:
+                until = record["public_until"]
+                assert ends.get(record["record_id"], until) == until, record["record_id"]
             if kind == "individual_business":
                 seen_masked += 1
                 assert body["name"] and "*" in body["name"]
