@@ -185,7 +185,8 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
     (`default_catalogue`)."""
     if path is None:
         return default_catalogue()
-    return _loaded(str(Path(path).resolve()), Path(path).stat().st_mtime_ns)
+    # one stat a call (default_catalogue is asked per record in places): no path resolution
+    return _loaded(os.path.abspath(path), os.stat(path).st_mtime_ns)
 
 
 CATALOGUE_SETTING = "CREDSUP_CATALOGUE_PATH"
@@ -216,12 +217,11 @@ def _loaded(path: str, mtime_ns: int) -> Catalogue:
 
 
 def _dotenv_setting(name: str) -> str | None:
-    env = Path(".env")
     try:
-        stamp = env.resolve(), env.stat().st_mtime_ns
+        mtime_ns = os.stat(".env").st_mtime_ns
     except OSError:
         return None
-    return _dotenv_values(str(stamp[0]), stamp[1]).get(name)
+    return _dotenv_values(os.path.abspath(".env"), mtime_ns).get(name)
 
 
 @lru_cache(maxsize=4)
