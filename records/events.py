@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import hashlib
 import json
 import math
 import re
@@ -30,9 +29,15 @@ import pyarrow as pa
 
 from records.catalogue import Catalogue, default_catalogue
 from records.clock import CHINA
-from records.ingest import REASONS, IngestError, _decode_problem, read_input
+from records.ingest import (
+    REASONS,
+    IngestError,
+    _decode_problem,
+    new_quarantine_rows,
+    read_input,
+)
 from records.publicity import CORRECTABLE
-from records.schema import EVENT_TYPES, EVENTS, QUARANTINE
+from records.schema import EVENT_TYPES, EVENTS
 from records.store import Store
 from records.workdays import china_today
 
@@ -810,7 +815,11 @@ def append_department_events(
             assert r.reason is not None
             result.by_reason[r.reason] = result.by_reason.get(r.reason, 0) + 1
         result.by_reason = dict(sorted(result.by_reason.items()))
-        quarantine = _quarantine(con, batch.batch_id, file.path, source_dept, rejected)
+        quarantine = new_quarantine_rows(
+            con, batch.batch_id, "events", source_file, source_dept,
+            [{"row": r.row, "reason": r.reason, "message": r.message, "raw": r.raw}
+             for r in rejected],
+        )  # fmt: skip
         result.already_quarantined = len(rejected) - quarantine.num_rows
         for row in rows:
             row["batch_id"] = batch.batch_id
@@ -821,36 +830,3 @@ def append_department_events(
             already_quarantined=result.already_quarantined,
         )  # fmt: skip
     return result
-
-
-def _quarantine(
-    con: duckdb.DuckDBPyConnection, batch_id: str, path: Path, dept: str, rejected: list[EventRow]
-) -> pa.Table:
-    """The quarantine rows of `rejected` not quarantined before. The id is ingestion's scheme
-    (`records.ingest._write_quarantine`) with kind `events`: the same rejected row of the same
-    file (by name: the folder it was sent from does not matter) from the same department is
-    quarantined once."""
-    rows = [
-        {
-            "quarantine_id": hashlib.md5(
-                f"events\x1f{dept}\x1f{path.name}\x1f{r.reason}\x1f{r.row}\x1f{r.raw}".encode()
-            ).hexdigest(),
-            "batch_id": batch_id, "kind": "events", "source_file": str(path),
-            "source_dept": dept, "row": r.row, "reason": r.reason, "message": r.message,
-            "raw": r.raw,
-        }
-        for r in rejected
-    ]  # fmt: skip
-    table = pa.Table.from_pylist(rows, schema=QUARANTINE)
-    con.register("fresh_quarantine", table)
-    known = {
-        q for (q,) in con.execute(
-            "SELECT quarantine_id FROM quarantine WHERE quarantine_id IN "
-            "(SELECT quarantine_id FROM fresh_quarantine)"
-        ).fetchall()
-    }  # fmt: skip
-    fresh, ids = set(), []
-    for q in table.column("quarantine_id").to_pylist():
-        ids.append(q not in known and q not in fresh)
-        fresh.add(q)
-    return table.filter(pa.array(ids, pa.bool_()))

@@ -1940,22 +1940,44 @@ def _write_quarantine(
         rejected.append({"row": u.row, "reason": u.reason, "raw": u.raw, "message": u.message})
     if not rejected:
         return
-    # the same rejected row of the same file (by name: the folder it was ingested from does not
-    # matter) from the same department is quarantined once; another file or department's own
-    file_name = Path(ctx.source_file).name
-    rows = []
+    table = new_quarantine_rows(con, batch.batch_id, ctx.kind, ctx.source_file, ctx.source_dept,
+                                rejected)  # fmt: skip
+    result.already_quarantined = len(rejected) - table.num_rows
+    result.quarantined = len(rejected)
+    # rows that never reached the mapping: unreadable ones, and unpivoted rows without values
+    result.rows_mapped += len(unread) + sum(1 for r in rejected if r["reason"] == "empty_row")
+    reasons: dict[str, int] = {}
     for r in rejected:
-        qid = hashlib.md5(
-            f"{ctx.kind}\x1f{ctx.source_dept}\x1f{file_name}\x1f{r['reason']}\x1f{r['row']}"
-            f"\x1f{r['raw']}".encode()
-        ).hexdigest()
-        rows.append(
-            {
-                "quarantine_id": qid, "batch_id": batch.batch_id, "kind": ctx.kind,
-                "source_file": ctx.source_file, "source_dept": ctx.source_dept, "row": r["row"],
-                "reason": r["reason"], "message": r["message"], "raw": r["raw"],
-            }
-        )  # fmt: skip
+        reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
+    result.by_reason = dict(sorted(reasons.items()))
+    batch.write_arrow("quarantine", table)
+
+
+def new_quarantine_rows(
+    con: duckdb.DuckDBPyConnection,
+    batch_id: str,
+    kind: str,
+    source_file: str,
+    source_dept: str,
+    rejected: list[dict[str, Any]],
+) -> pa.Table:
+    """The quarantine rows of `rejected` (each with row, reason, message, raw) that are not in
+    the quarantine yet. The same rejected row of the same file (by name: the folder it was sent
+    from does not matter) from the same department is quarantined once; another file's or
+    department's is its own."""
+    file_name = Path(source_file).name
+    rows = [
+        {
+            "quarantine_id": hashlib.md5(
+                f"{kind}\x1f{source_dept}\x1f{file_name}\x1f{r['reason']}\x1f{r['row']}"
+                f"\x1f{r['raw']}".encode()
+            ).hexdigest(),
+            "batch_id": batch_id, "kind": kind, "source_file": source_file,
+            "source_dept": source_dept, "row": r["row"], "reason": r["reason"],
+            "message": r["message"], "raw": r["raw"],
+        }
+        for r in rejected
+    ]  # fmt: skip
     table = pa.Table.from_pylist(rows, schema=QUARANTINE)
     con.register("fresh_quarantine", table)
     known_ids = {
@@ -1964,18 +1986,9 @@ def _write_quarantine(
             "(SELECT quarantine_id FROM fresh_quarantine)"
         ).fetchall()
     }  # fmt: skip
-    if known_ids:
-        mask = pa.array([q not in known_ids for q in table.column("quarantine_id").to_pylist()])
-        table = table.filter(mask)
-    result.already_quarantined = len(rows) - table.num_rows
-    result.quarantined = len(rows)
-    # rows that never reached the mapping: unreadable ones, and unpivoted rows without values
-    result.rows_mapped += len(unread) + sum(1 for r in rows if r["reason"] == "empty_row")
-    reasons: dict[str, int] = {}
-    for r in rows:
-        reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
-    result.by_reason = dict(sorted(reasons.items()))
-    batch.write_arrow("quarantine", table)
+    if not known_ids:
+        return table
+    return table.filter(pa.array([q not in known_ids for q in table["quarantine_id"].to_pylist()]))
 
 
 def _empty_rows(
