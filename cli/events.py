@@ -14,7 +14,6 @@ import typer
 from rich.markup import escape
 
 from cli.main import (
-    EXIT_FILE_ERROR,
     EXIT_OK,
     EXIT_QUARANTINED,
     JsonOpt,
@@ -24,7 +23,7 @@ from cli.main import (
     _settings,
     _store,
     app,
-    err,
+    file_refused,
     out,
 )
 from records.catalogue import load_catalogue
@@ -107,11 +106,7 @@ def events_command(
                 store, parsed, source.strip(), today=day, history=history, catalogue=catalogue
             )
     except IngestError as exc:
-        if as_json:
-            _emit_json({"error": str(exc), "file": str(file)})
-        else:
-            err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(EXIT_FILE_ERROR) from None
+        file_refused(exc, file, as_json)
     res = result.to_dict()
     if as_json:
         _emit_json(res)

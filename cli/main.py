@@ -260,17 +260,23 @@ def ingest(
                 grace_days=settings.late_grace_days,
             )
     except (IngestError, FileNotFoundError, ValueError) as exc:
-        if as_json:
-            _emit_json({"error": str(exc), "file": str(file)})
-        else:
-            err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(EXIT_FILE_ERROR) from None
+        file_refused(exc, file, as_json)
     res = result.to_dict()
     if as_json:
         _emit_json(res)
     else:
         _print_ingest(res, kind)
     raise typer.Exit(EXIT_QUARANTINED if result.quarantined else EXIT_OK)
+
+
+def file_refused(exc: Exception, file: Path, as_json: bool) -> NoReturn:
+    """A file taken as a whole or not at all (`ingest`, `events`) that was not: exit 2, one
+    line (or one JSON object naming the file)."""
+    if as_json:
+        _emit_json({"error": str(exc), "file": str(file)})
+    else:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+    raise typer.Exit(EXIT_FILE_ERROR) from None
 
 
 def _ingestion_day(text: str | None, history: bool) -> date | None:
