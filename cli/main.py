@@ -85,6 +85,9 @@ def _settings(as_json: bool = False) -> Settings:
             as_json,
         )
     for name, where, meant in _misspelt_settings():  # else the default is in force unsaid
+        if (name, where) in _WARNED:  # a command may take the settings more than once
+            continue
+        _WARNED.add((name, where))
         err.print(f"[yellow]warning:[/yellow] {escape(name)} ({where}) is no setting and is "
                   f"ignored: did you mean {escape(meant)}?", soft_wrap=True)  # fmt: skip
     if settings.catalogue_path is not None:
@@ -101,6 +104,10 @@ def _settings(as_json: bool = False) -> Settings:
         except (OSError, ValueError, yaml.YAMLError) as exc:
             _bad_setting(f"CREDSUP_CATALOGUE_PATH={str(settings.catalogue_path)!r}: {exc}", as_json)
     return settings
+
+
+_WARNED: set[tuple[str, str]] = set()
+"""The misspelt settings this process has warned of."""
 
 
 def _misspelt_settings() -> list[tuple[str, str, str]]:

@@ -597,6 +597,13 @@ def test_a_misspelt_setting_is_named_with_the_one_meant(
         "you mean CREDSUP_DUCKDB_MEMORY_LIMIT?",
     ]
     json.loads(res.stdout)  # stdout is still the one JSON object
+    # once a process, though a command takes its settings more than once (plan overdue: 2)
+    from cli import main as cli_main
+
+    cli_main._WARNED.clear()
+    res = CliRunner().invoke(app, ["plan", "overdue", "--json"], env=env)
+    assert res.exit_code == 0, res.output
+    assert sum(line.startswith("warning:") for line in res.stderr.splitlines()) == 2
 
 
 def test_a_catalogue_that_is_not_one_is_named_in_one_line(tmp_path: Path) -> None:
