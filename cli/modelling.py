@@ -282,7 +282,12 @@ def promote(
     force: Annotated[
         bool, typer.Option(help="Promote even if it does not beat the champion.")
     ] = False,
-    reason: Annotated[str | None, typer.Option(help="Why (required with --force).")] = None,
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            help="Why (required with --force; otherwise kept with the decision as a note)."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Make a version the champion if it beats the current one on the validation metrics."""
@@ -318,6 +323,8 @@ def promote(
             )
         if decision.get("forced"):
             out.print(f"forced: {decision['reason']}")
+        elif decision.get("reason"):
+            out.print(f"reason noted with the decision: {decision['reason']}")
     if not decision["promoted"]:
         raise typer.Exit(1)
 

@@ -139,6 +139,10 @@ def test_promotion_needs_a_better_model_or_a_forced_reason(data_dir: Path, train
     assert gain["estimate"] == gain["p05"] == gain["p95"] == 0 and gain["resamples"] > 150
     code, _, err = _run("promote", "2", "--force")
     assert code == 2 and "--reason" in err
+    # a reason without --force promotes nothing, and is said to be kept with the decision
+    code, out, _ = _run("promote", "2", "--reason", "second look after the audit")
+    assert code == 1 and "not promoted" in out
+    assert "reason noted with the decision: second look after the audit" in out
     code, out, _ = _run("promote", "2", "--force", "--reason", "rollback drill", "--json")
     decision = json.loads(out)
     assert code == 0 and decision["promoted"] and decision["forced"]
@@ -153,7 +157,9 @@ def test_promotion_needs_a_better_model_or_a_forced_reason(data_dir: Path, train
     history = [(d["promoted"], d["why"].split(":")[0], d.get("forced", False))
                for d in rows[1]["promotions"]]  # fmt: skip
     assert history == [(False, "does not beat the champion", False),
+                       (False, "does not beat the champion", False),
                        (True, "does not beat the champion", True)]  # fmt: skip
+    assert rows[1]["promotions"][1]["reason"] == "second look after the audit"
     assert [d["why"] for d in rows[0]["promotions"]] == [
         "no champion yet",
         "version 1 is already champion",
