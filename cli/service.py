@@ -22,13 +22,17 @@ app.add_typer(audit_app, name="audit")
 
 
 @db_app.command("upgrade")
-def db_upgrade() -> None:
+def db_upgrade(as_json: JsonOpt = False) -> None:
     """Create or upgrade the serving tables (Alembic migrations; SQLite or DATABASE_URL)."""
-    from serving.db import upgrade
+    from serving.db import schema_revision, upgrade
 
     settings = _settings()
     upgrade(settings.serving_url)
-    out.print(f"serving database at the latest schema: {_safe(settings.serving_url)}")
+    url = _safe(settings.serving_url)
+    if as_json:
+        _emit_json({"database": url, "revision": schema_revision(settings.serving_url)})
+        return
+    out.print(f"serving database at the latest schema: {url}")
 
 
 def _safe(url: str) -> str:
@@ -74,6 +78,7 @@ def keys_revoke(
     key: Annotated[
         str, typer.Argument(help="The key's first 10 characters (`keys list`), or the key.")
     ],
+    as_json: JsonOpt = False,
 ) -> None:
     """Revoke a key (it stops working within 30 seconds)."""
     from serving.auth import revoke_key
@@ -82,11 +87,15 @@ def keys_revoke(
     settings = _settings()
     upgrade(settings.serving_url)
     n = revoke_key(make_engine(settings.serving_url), key)
-    if n == 0:
-        shown = key.strip()[:10]  # never the secret itself
+    shown = key.strip()[:10]  # never the secret itself
+    if as_json:
+        _emit_json({"prefix": shown, "revoked": n})
+    elif n == 0:
         err.print(f"no active key {'is' if len(key.strip()) > 12 else 'starts with'} {shown}…")
+    else:
+        out.print(f"revoked {n} key(s)")
+    if n == 0:
         raise typer.Exit(1)
-    out.print(f"revoked {n} key(s)")
 
 
 @keys_app.command("list")
@@ -320,8 +329,8 @@ def _cannot_listen(host: str, port: int) -> str | None:
 
 
 @keys_app.command("demo")
-def keys_demo() -> None:
-    """Create a regulator key and print example requests for a loaded company."""
+def keys_demo(as_json: JsonOpt = False) -> None:
+    """Create a regulator key and a public key and print example requests for a loaded company."""
     import sqlalchemy as sa
 
     from serving.auth import create_key
@@ -333,17 +342,23 @@ def keys_demo() -> None:
     key = create_key(engine, "regulator", None, "make run demo")
     public = create_key(engine, "public", None, "make run demo")
     with engine.connect() as con:
-        code = con.execute(
+        found = con.execute(
             sa.select(companies.c.uscc).where(companies.c.tier == "D").limit(1)
         ).scalar()
-    code = code or "91410100MA44XXXXXX"
+    code = found or "91410100MA44XXXXXX"  # an example, until companies are loaded
     base = f"http://{settings.api_host}:{settings.api_port}"
-    out.print(f"demo keys: regulator {key}\n           public    {public}")
-    for line in (
+    requests = [
         f"curl -s -H 'X-API-Key: {key}' -H 'X-Purpose: demo' {base}/v1/companies/{code}",
         f"curl -s -H 'X-API-Key: {public}' {base}/v1/companies/{code}",
         f"curl -s -H 'X-API-Key: {key}' -H 'X-Purpose: demo' {base}/v1/companies/{code}/history",
         f"curl -s -H 'X-API-Key: {key}' '{base}/v1/tiers/summary?by=region'",
-        f"curl -s {base}/readyz      # docs: {base}/docs",
-    ):
+        f"curl -s {base}/readyz",
+    ]
+    if as_json:
+        _emit_json({"regulator": key, "public": public, "uscc": found, "base_url": base,
+                    "docs": f"{base}/docs", "requests": requests})  # fmt: skip
+        return
+    out.print(f"demo keys: regulator {key}\n           public    {public}")
+    requests[-1] += f"      # docs: {base}/docs"
+    for line in requests:
         out.print(f"  {line}", markup=False, highlight=False)

@@ -287,6 +287,18 @@ MIGRATION_LOCK = 321_002_015
 """The PostgreSQL advisory lock that lets one process at a time migrate a database."""
 
 
+def schema_revision(url: str) -> str | None:
+    """The Alembic revision the database is at (None before the first upgrade)."""
+    from alembic.runtime.migration import MigrationContext
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as con:
+            return MigrationContext.configure(con).get_current_revision()
+    finally:
+        engine.dispose()
+
+
 def upgrade(url: str) -> None:
     """Bring the database to the latest schema (idempotent). One process at a time: several
     workers (or commands) starting on an empty database once raced to create the same tables and

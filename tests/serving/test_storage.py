@@ -1088,3 +1088,35 @@ def test_a_load_holds_sqlite_s_write_lock_for_the_copy_only(
     finally:
         other.dispose()
         engine.dispose()
+
+
+def test_db_upgrade_keys_revoke_and_demo_answer_in_json_for_scripts(tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = {"CREDSUP_DATA_DIR": str(tmp_path), "DATABASE_URL": None, "CREDSUP_DATABASE_URL": None}
+
+    def run(*args: str) -> Any:
+        return runner.invoke(app, list(args), env=env)
+
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    upgraded = run("db", "upgrade", "--json")
+    assert upgraded.exit_code == 0, upgraded.output
+    assert json.loads(upgraded.stdout) == {
+        "database": f"sqlite:///{tmp_path / 'serving.db'}", "revision": head,
+    }  # fmt: skip
+    demo = run("keys", "demo", "--json")
+    assert demo.exit_code == 0, demo.output
+    shown = json.loads(demo.stdout)
+    assert shown["uscc"] is None  # no company loaded yet: the requests show an example code
+    assert shown["requests"][0].startswith(f"curl -s -H 'X-API-Key: {shown['regulator']}'")
+    roles = {
+        row["prefix"]: row["role"]
+        for row in json.loads(run("keys", "list", "--json").stdout)["keys"]
+    }
+    assert roles == {shown["regulator"][:10]: "regulator", shown["public"][:10]: "public"}
+    revoked = run("keys", "revoke", shown["public"], "--json")
+    assert revoked.exit_code == 0 and json.loads(revoked.stdout) == {
+        "prefix": shown["public"][:10], "revoked": 1,
+    }  # fmt: skip
+    again = run("keys", "revoke", shown["public"], "--json")  # nothing left to revoke: exit 1
+    assert again.exit_code == 1 and json.loads(again.stdout)["revoked"] == 0
+    assert shown["public"][10:] not in again.output
