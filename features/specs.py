@@ -102,7 +102,9 @@ class EntitySpec:
 
 @dataclass(frozen=True)
 class FlagSpec:
-    """A flag from record events: an objection open on the as-of date."""
+    """A flag from record events: an objection open on the as-of date. Served with the scores,
+    never a model input: objecting to a record is a right (DOMAIN §10), and a model that learnt
+    from it could raise the tier of a company for exercising it."""
 
     name: str
     event: Literal["objection_open"]
@@ -111,6 +113,7 @@ class FlagSpec:
     reason_en: str
     dimension: Dimension = "supervision"
     categories: tuple[str, ...] = ()
+    in_model: bool = False
 
     @property
     def kind(self) -> str:

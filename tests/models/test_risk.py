@@ -61,6 +61,23 @@ def test_monotone_in_every_risk_raising_count(
             assert (moved * spec.direction >= -1e-9).all(), spec.name
 
 
+def test_an_open_objection_is_never_a_model_input(
+    trained: tuple[Store, pd.DataFrame, RiskModel],
+) -> None:
+    # objecting is a company's right (DOMAIN §10): the flag is served, never learnt from, so a
+    # company's risk is the same with and without an objection open, even if the training
+    # examples had objections that coincided with problems
+    _store, frame, _model = trained
+    assert "objection_open" not in model_columns()
+    rows = frame.copy()
+    rows["objection_open"] = rows["label"].astype(int)  # a flag that would predict the label
+    model = RiskModel(n_estimators=50, num_leaves=4, min_child_samples=50)
+    model.fit(rows, rows["label"], sample_weight=rows["weight"])
+    sample = rows.head(300)
+    flipped = sample.assign(objection_open=1 - sample["objection_open"])
+    np.testing.assert_array_equal(model.raw_score(sample), model.raw_score(flipped))
+
+
 def test_contributions_plus_base_equal_the_raw_score(
     trained: tuple[Store, pd.DataFrame, RiskModel],
 ) -> None:
