@@ -371,6 +371,7 @@ def tier(
     with _progress(f"tiering as of {day}") as step:
         step("loading the model")
         registry, version, tier_model = _load(settings, model)
+        trained_until = registry.trained_until(version, tier_model)
         step("features, scores and reasons")
         table = tier_companies(
             _store(settings), tier_model, day, registry.name, version, reasons, evidence
@@ -395,7 +396,19 @@ def tier(
         "overridden": sum(a != b for a, b in zip(table.column("model_tier").to_pylist(), tiers,
                                                  strict=True)),
         "path": str(path), "seconds": round(time.perf_counter() - started, 2),
+        "trained_until": str(trained_until) if trained_until else None,
+        "hindsight": bool(trained_until and trained_until > day),
     }  # fmt: skip
+    if payload["hindsight"]:
+        # the features are point in time, the model is not: it learnt from checks after the day
+        err.print(
+            f"warning: {registry.name} version {version} was trained on checks until "
+            f"{trained_until}, after {day}: these tiers use outcomes not known on {day} "
+            "(hindsight); to see what could have been known, tier with a model trained until "
+            "then (`credsup train --until`), or backtest with `credsup predict --model N`",
+            soft_wrap=True,
+            markup=False,
+        )
     if as_json:
         _emit_json(payload)
         return

@@ -194,6 +194,20 @@ def test_tier_stores_every_company_with_its_model_version(data_dir: Path, traine
     sample = evidence[0]
     assert sample["evidence"]["matched"] >= 1 and sample["evidence"]["latest"] <= "2026-06-30"
     assert "条记录" in sample["zh"] and ", latest 20" in sample["en"]
+    # the model learnt from checks up to half a year before the day: no hindsight, no warning
+    assert payload["trained_until"] < "2026-06-30" and payload["hindsight"] is False
+    assert "hindsight" not in err
+
+
+def test_tiering_a_day_before_the_models_training_data_ends_warns_of_hindsight(
+    data_dir: Path, trained: dict
+) -> None:
+    code, out, err = _run("tier", "--as-of", "2025-03-31", "--reasons", "0", "--json")
+    assert code == 0, err
+    payload = json.loads(out)
+    assert payload["hindsight"] is True and payload["trained_until"] > "2025-03-31"
+    assert f"trained on checks until {payload['trained_until']}, after 2025-03-31" in err
+    assert "credsup predict" in err
 
 
 def test_predict_is_point_in_time_and_matches_the_batch(data_dir: Path, trained: dict) -> None:
