@@ -577,6 +577,9 @@ def grade(
     except InvalidUSCC as exc:
         raise typer.BadParameter(exc.message) from None
     day = _as_of(on)
+    today = china_today()
+    if day > today:  # as the API's `future_day`: a grade of a day to come is not known
+        raise typer.BadParameter(f"{day} is after today ({today}): no grade is known for it")
     settings = _settings()
     _log_read(_engine(), "grade", [code], purpose)
     row = Results(settings.data_dir).score_on(code, day)

@@ -308,6 +308,9 @@ def test_cli_keeps_history_and_answers_the_grade_on_a_day(base_store: Path, tmp_
     )
     early = runner.invoke(app, ["grade", uscc, "--on", "2025-01-01"], env=env)
     assert early.exit_code == 1
+    coming = (china_today() + timedelta(days=1)).isoformat()  # refused, as by the API
+    later = runner.invoke(app, ["grade", uscc, "--on", coming], env=env)
+    assert later.exit_code == 2 and "after today" in later.output
     text = runner.invoke(app, ["score", "--as-of", "2026-03-31"], env=env)
     assert "grades as of 2026-03-31" in text.stdout and "companies" in text.stdout
     # several methods for one date: the grade published is the one `credsup load` loads (the
