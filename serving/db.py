@@ -24,7 +24,9 @@ PostgreSQL. The schema is created and upgraded by Alembic only (`serving/migrati
 from __future__ import annotations
 
 import fcntl
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
@@ -32,6 +34,27 @@ from alembic.config import Config
 from sqlalchemy.engine import Engine
 
 metadata = sa.MetaData()
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """A moment, stored in UTC and read back with its zone on every database: PostgreSQL's
+    `timestamptz` gave `…+00:00` and SQLite the same moment without a zone, so an answer's
+    times differed by the serving database. A moment without a zone is taken as UTC."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
 
 companies = sa.Table(
     "companies", metadata,
@@ -74,15 +97,15 @@ api_keys = sa.Table(
     sa.Column("department", sa.String(64)),
     sa.Column("uscc", sa.String(18)),
     sa.Column("name", sa.String(128)),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("revoked_at", UtcDateTime()),
 )  # fmt: skip
 
 audit_log = sa.Table(
     "audit_log", metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
               autoincrement=True),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("at", UtcDateTime(), nullable=False, index=True),
     sa.Column("key_id", sa.Integer, nullable=False),
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("department", sa.String(64)),
@@ -99,7 +122,7 @@ check_items = sa.Table(
     sa.Column("department", sa.String(64), nullable=False, index=True),
     sa.Column("definition", sa.Text, nullable=False),
     sa.Column("active", sa.Boolean, nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
 )  # fmt: skip
 
 inspectors = sa.Table(
@@ -110,7 +133,7 @@ inspectors = sa.Table(
     sa.Column("area", sa.String(12), nullable=False),
     sa.Column("items", sa.Text, nullable=False),
     sa.Column("active", sa.Boolean, nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
 )  # fmt: skip
 
 inspector_conflicts = sa.Table(
@@ -118,7 +141,7 @@ inspector_conflicts = sa.Table(
     sa.Column("inspector_id", sa.String(64), primary_key=True),
     sa.Column("uscc", sa.String(18), primary_key=True),
     sa.Column("reason", sa.String(256)),
-    sa.Column("declared_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("declared_at", UtcDateTime(), nullable=False),
 )  # fmt: skip
 
 plan_counter = sa.Table(
@@ -132,7 +155,7 @@ spot_check_plans = sa.Table(
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("seq", sa.Integer, nullable=False, unique=True),
     sa.Column("name", sa.String(256), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("created_by", sa.Integer),
     sa.Column("start_date", sa.Date, nullable=False),
     sa.Column("due_date", sa.Date, nullable=False),
@@ -171,7 +194,7 @@ spot_check_tasks = sa.Table(
     sa.Column("result", sa.String(16)),
     sa.Column("check_date", sa.Date),
     sa.Column("findings", sa.Text),
-    sa.Column("result_at", sa.DateTime(timezone=True)),
+    sa.Column("result_at", UtcDateTime()),
     sa.Column("result_by", sa.Integer),
     sa.Column("record_id", sa.String(64)),
     sa.Column("published_late", sa.Boolean),
@@ -251,7 +274,7 @@ lifecycle_log = sa.Table(
     "lifecycle_log", metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
               autoincrement=True),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
     sa.Column("case_type", sa.String(16), nullable=False),
     sa.Column("case_id", sa.Integer, nullable=False),
     sa.Column("uscc", sa.String(18), nullable=False, index=True),

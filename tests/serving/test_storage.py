@@ -1120,3 +1120,29 @@ def test_db_upgrade_keys_revoke_and_demo_answer_in_json_for_scripts(tmp_path: Pa
     again = run("keys", "revoke", shown["public"], "--json")  # nothing left to revoke: exit 1
     assert again.exit_code == 1 and json.loads(again.stdout)["revoked"] == 0
     assert shown["public"][10:] not in again.output
+
+
+def test_moments_are_read_back_in_utc_with_their_zone_on_either_database(
+    database: tuple[str, Engine, list[Loaded]],
+) -> None:
+    # PostgreSQL gave lifecycle steps as `…+00:00` and SQLite the same moment without a zone
+    from serving.db import lifecycle_log
+    from serving.lifecycle import steps
+
+    _, engine, _ = database
+    china = timezone(timedelta(hours=8))
+    moments = [
+        datetime(2026, 12, 5, 10, 26, 59, 637327, tzinfo=UTC),
+        datetime(2026, 12, 5, 18, 26, 59, 637327, tzinfo=china),  # the same moment
+        datetime(2026, 12, 5, 10, 26, 59, 637327),  # no zone: taken as UTC
+    ]
+    case_id = 2_000_000_000  # apart from the cases of other tests; rolled back (append-only)
+    with engine.connect() as con:
+        for moment in moments:
+            con.execute(lifecycle_log.insert().values(
+                at=moment, case_type="objection", case_id=case_id, uscc="91110000600037341L",
+                action="filed", actor=None, detail="{}",
+            ))  # fmt: skip
+        shown = [s["at"] for s in steps(con, "objection", [case_id])[case_id]]
+        con.rollback()
+    assert shown == ["2026-12-05T10:26:59.637327+00:00"] * 3
