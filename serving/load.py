@@ -3,9 +3,11 @@
 For an as-of date: the stored evaluation (latest method file) and tiers (the given model
 version; without one, the date's only tier file: several are refused, since the newest file
 need not be the champion's), the entity facts in force and the list and objection flags from the
-stored features. Each company gets two ready-to-serve JSON documents (full and public).
-A company's row is replaced only by a result at least as recent as the one it has (companies
-that left the register keep their last result); every load also adds to `company_history`.
+stored features (the look-ups replace the objection flag by the open objections at the time of
+each request: `serving.lookup.objection_flags`). Each company gets two ready-to-serve JSON
+documents (full and public). A company's row is replaced only by a result at least as recent as
+the one it has (companies that left the register keep their last result); every load also adds
+to `company_history`.
 What was published for a date stays: loading the tiers of another model version for a date
 already loaded is refused unless `replace` is asked for (the same version loads again freely).
 One transaction: a failed load leaves the tables as they were.

@@ -12,23 +12,26 @@ import asyncio
 import contextlib
 import functools
 import re
+from datetime import date
 from typing import Any
 
 import psycopg
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 
 from features.specs import FeatureSpec, Spec, by_name
 from records.catalogue import default_catalogue
 from records.publicity import public_on, stored_with_events
 from records.store import Store
 from records.workdays import china_today
-from serving.db import companies
+from serving.db import companies, objections
 
 _SQL = {
-    True: "SELECT full_doc FROM companies WHERE uscc = %s",
-    False: "SELECT public_doc FROM companies WHERE uscc = %s",
+    full: f"SELECT 0, {doc} FROM companies WHERE uscc = %s "
+    "UNION ALL SELECT 1, record_id FROM objections WHERE uscc = %s AND status = 'open'"
+    for full, doc in ((True, "full_doc"), (False, "public_doc"))
 }
+"""The document and the records under an open objection, in one round trip."""
 FULL_DOC = sa.select(companies.c.full_doc).where(companies.c.uscc == sa.bindparam("u"))
 PUBLIC_DOC = sa.select(companies.c.public_doc).where(companies.c.uscc == sa.bindparam("u"))
 
@@ -63,17 +66,20 @@ class Lookup:
         while not self._pool.empty():
             await self._pool.get_nowait().close()
 
-    async def company(self, uscc: str, full: bool) -> str | None:
+    async def company(self, uscc: str, full: bool) -> tuple[str | None, set[str]]:
+        """The company's served document (full or public) and the records of it under an open
+        objection now (`disputed`: the flag is read live, not from the document)."""
         if self._pool is None:
             with self.engine.connect() as db:
                 doc = db.execute(FULL_DOC if full else PUBLIC_DOC, {"u": uscc}).scalar()
-            return None if doc is None else str(doc)
+                disputed = disputed_on(db, [uscc], china_today()).get(uscc, set())
+            return (None if doc is None else str(doc)), disputed
         con = await self._pool.get()
         try:
             for attempt in (1, 2):
                 try:
-                    cursor = await con.execute(_SQL[full], (uscc,))
-                    row = await cursor.fetchone()
+                    cursor = await con.execute(_SQL[full], (uscc, uscc))
+                    rows = await cursor.fetchall()
                     break
                 except psycopg.OperationalError:
                     if attempt == 2 or not (con.broken or con.closed):
@@ -87,7 +93,51 @@ class Lookup:
                     con = await self._connect()
         finally:
             self._pool.put_nowait(con)
-        return None if row is None else str(row[0])
+        docs = [str(value) for kind, value in rows if kind == 0]
+        return (docs[0] if docs else None), {str(value) for kind, value in rows if kind == 1}
+
+
+# ---- the open-objection flag, read live ---------------------------------------------------------
+
+
+def disputed_on(con: Connection, codes: list[str], day: date) -> dict[str, set[str]]:
+    """Per company, the records under an objection open on `day` (filed by then and not decided
+    before its end), from the objections table: one query for all the codes."""
+    rows = con.execute(
+        sa.select(objections.c.uscc, objections.c.record_id).where(
+            objections.c.uscc.in_(codes), objections.c.filed_on <= day,
+            sa.or_(objections.c.status == "open", objections.c.decided_on > day),
+        )
+    ).all()  # fmt: skip
+    out: dict[str, set[str]] = {}
+    for uscc, record_id in rows:
+        out.setdefault(str(uscc), set()).add(str(record_id))
+    return out
+
+
+def objection_flags(
+    store: Store,
+    disputed: dict[str, set[str]],
+    entity_types: dict[str, str | None],
+    *,
+    public: bool,
+    department: str | None = None,
+    day: date | None = None,
+) -> dict[str, bool]:
+    """The open-objection flag of each company (DOMAIN §10: visible to every consumer of the
+    record at once): whether a record it may see is under objection. The public (and a company
+    looking at another) sees the records public on `day` and still public today, as the public
+    page does; a department those public today or its own; the other authorities and the
+    company itself every record. The store is read only when a company has a disputed record
+    the view may not include."""
+    today = china_today()
+    day = day or today
+    codes = list(entity_types)
+    if not public and department is None:
+        return {u: bool(disputed.get(u)) for u in codes}
+    wanted = sorted({rid for u in codes for rid in disputed.get(u, ())})
+    seen = _visible(store, wanted, entity_types, department, day, today) if wanted else set()
+    return {u: bool(disputed.get(u, set()) & seen) for u in codes}
 
 
 # ---- what a department sees of a company's reasons ---------------------------------------------
@@ -174,13 +224,20 @@ def department_view(store: Store, docs: list[dict[str, Any]], department: str | 
 
 def _visible(
     store: Store, record_ids: list[str], entity_types: dict[str, str | None],
-    department: str | None,
+    department: str | None, day: date | None = None, now: date | None = None,
 ) -> set[str]:  # fmt: skip
-    """Of these records, those public today or of `department`."""
+    """Of these records, those of `department` and those public on `day` (default today) and
+    still public on `now`, as `records.publicity.records_on` has it for a view made on `now`."""
     today = china_today()
-    records, events = stored_with_events(store, record_ids, today)
-    return {
-        rid for rid, r in records.items()
-        if (department is not None and r["source_dept"] == department)
-        or public_on(r, events.get(rid, []), today, entity_types.get(r["uscc"]))
-    }  # fmt: skip
+    day, now = day or today, now or today
+    records, events = stored_with_events(store, record_ids, max(day, now))
+    out = set()
+    for rid, r in records.items():
+        if department is not None and r["source_dept"] == department:
+            out.add(rid)
+            continue
+        kind, later = entity_types.get(r["uscc"]), events.get(rid, [])
+        known = [e for e in later if e["recorded_date"] <= day]
+        if public_on(r, known, day, kind) and (now <= day or public_on(r, later, now, kind)):
+            out.add(rid)
+    return out

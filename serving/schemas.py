@@ -36,7 +36,10 @@ class Tier(BaseModel):
 
 
 class Flags(BaseModel):
-    objection_open: bool
+    objection_open: bool = Field(
+        description="A record this caller may see is under an open objection now (read live at "
+        "each look-up; the public view: public records only)"
+    )
     lists: list[str] | None = None
 
 

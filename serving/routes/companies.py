@@ -17,7 +17,7 @@ from serving.auth import FULL_VIEW, HISTORY, Caller
 from serving.db import companies, company_history
 from serving.deps import CallerDep, PurposeHeader, StateDep, purpose_of, require, valid_code
 from serving.errors import ApiError, ErrorBody
-from serving.lookup import PUBLIC_DOC, department_view
+from serving.lookup import PUBLIC_DOC, department_view, disputed_on, objection_flags
 from serving.schemas import BatchRequest, BatchResponse, Company, History, Records
 from serving.state import ServiceState
 
@@ -40,21 +40,61 @@ async def get_company(
 ) -> Response:
     purpose = purpose_of(caller, x_purpose)
     code = valid_code(uscc)
-    doc = await state.lookup.company(code, caller.sees_fully(code))
+    doc, disputed = await state.lookup.company(code, caller.sees_fully(code))
     state.audit.log(caller, "GET /v1/companies/{uscc}", code, purpose, 200 if doc else 404)
     if doc is None:
         raise ApiError(404, "not_found", f"no evaluation or tier of {code}")
-    if caller.role == "department":
-        (doc,) = await run_in_threadpool(_for_department, state, caller, [doc])
-    return Response(content=doc, media_type="application/json")
+    docs = await _as_served(state, caller, {code: doc}, {code: disputed})
+    return Response(content=docs[code], media_type="application/json")
 
 
-def _for_department(state: ServiceState, caller: Caller, docs: list[str]) -> list[str]:
-    """The full documents as a department sees them: what their reasons say about records it
-    may not see withheld (`serving.lookup.department_view`)."""
-    parsed = [json.loads(d) for d in docs]
-    department_view(state.store, parsed, caller.department)
-    return [json.dumps(d, ensure_ascii=False) for d in parsed]
+async def _as_served(
+    state: ServiceState, caller: Caller, docs: dict[str, str], disputed: dict[str, set[str]]
+) -> dict[str, str]:
+    """The stored documents as this caller is served them: the open-objection flag read live
+    (`serving.lookup.objection_flags`: the records under objection now that this caller's view
+    includes), and for a department what the reasons say about records it may not see withheld
+    (`serving.lookup.department_view`). A document that needs neither is served as stored."""
+    department = caller.role == "department"
+    work = [u for u, text in docs.items()
+            if department or disputed.get(u) or _STORED_OPEN in text]  # fmt: skip
+    if not work:
+        return docs
+    changed = await run_in_threadpool(_served_docs, state, caller, {u: docs[u] for u in work},
+                                      disputed)  # fmt: skip
+    return {**docs, **changed}
+
+
+_STORED_OPEN = '"objection_open": true'
+"""How a stored document says its flag is up (`json.dumps`' separators)."""
+
+
+def _served_docs(
+    state: ServiceState, caller: Caller, docs: dict[str, str], disputed: dict[str, set[str]]
+) -> dict[str, str]:
+    parsed = {u: json.loads(text) for u, text in docs.items()}
+    public = {u for u in parsed if not caller.sees_fully(u)}
+    department = caller.department if caller.role == "department" else None
+    flags: dict[str, bool] = {}
+    for shown_publicly in (True, False):
+        group = {u: d.get("entity_type") for u, d in parsed.items()
+                 if (u in public) == shown_publicly}  # fmt: skip
+        if group:
+            flags.update(
+                objection_flags(
+                    state.store,
+                    disputed,
+                    group,
+                    public=shown_publicly,
+                    department=None if shown_publicly else department,
+                )
+            )
+    if department is not None:
+        department_view(state.store, [d for u, d in parsed.items() if u not in public],
+                        department)  # fmt: skip
+    for u, doc in parsed.items():
+        doc["flags"]["objection_open"] = flags[u]
+    return {u: json.dumps(doc, ensure_ascii=False) for u, doc in parsed.items()}
 
 
 @router.post(
@@ -76,21 +116,21 @@ async def batch(
         except ApiError as exc:
             invalid.append({"uscc": raw, "message": exc.message})
     found: dict[str, str] = {}
+    disputed: dict[str, set[str]] = {}
     wanted = list(dict.fromkeys(valid))
+    today = china_today()
     with state.engine.connect() as con:
-        for start in range(0, len(wanted), 900):
-            part = wanted[start : start + 900]
+        for start in range(0, len(wanted), 900):  # a query of the documents and one of the
+            part = wanted[start : start + 900]  # open objections per 900 codes
             rows = con.execute(
                 sa.select(companies.c.uscc, companies.c.full_doc, companies.c.public_doc)
                 .where(companies.c.uscc.in_(part))
             ).all()  # fmt: skip
             found.update({u: full if caller.sees_fully(u) else public for u, full, public in rows})
+            disputed.update(disputed_on(con, part, today))
     lines = [(code, 200 if code in found else 404) for code in wanted]
     state.audit.log_each(caller, "POST /v1/companies:batch", lines, purpose)  # all or none
-    if caller.role == "department" and found:
-        codes = list(found)
-        found = dict(zip(codes, await run_in_threadpool(
-            _for_department, state, caller, [found[u] for u in codes]), strict=True))  # fmt: skip
+    found = await _as_served(state, caller, found, disputed)
     docs = ",".join(found[u] for u in wanted if u in found)
     missing = json.dumps([u for u in wanted if u not in found])
     content = (

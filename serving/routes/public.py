@@ -25,7 +25,7 @@ from records.workdays import china_today
 from serving.deps import CallerDep, PurposeHeader, StateDep, purpose_of, valid_code
 from serving.errors import ApiError
 from serving.load import mask_name
-from serving.lookup import PUBLIC_DOC
+from serving.lookup import PUBLIC_DOC, disputed_on, objection_flags
 from serving.routes.companies import ERRORS
 
 router = APIRouter(prefix="/v1", tags=["public"])
@@ -149,13 +149,17 @@ def public_company(
     if served.get("as_of", "") > day.isoformat():
         evaluation = None  # the served evaluation is later than the day asked for
     individual = entity["entity_type"] == "individual_business"
+    with state.engine.connect() as con:
+        disputed = disputed_on(con, [code], day)
+    flag = objection_flags(state.store, disputed, {code: entity["entity_type"]}, public=True,
+                           day=day)[code]  # fmt: skip
     state.audit.log(caller, "GET /v1/public/companies/{uscc}", code, purpose, 200)
     return PublicCompany(
         uscc=code, on=day,
         name=mask_name(entity["name"]) if individual else entity["name"],
         entity_type=entity["entity_type"], region=entity["region"], evaluation=evaluation,
         lists=_open_listings(rows),
-        objection_open=any(r["objection_open"] for r in shown),
+        objection_open=flag,
         records=[
             PublicRecord(
                 record_id=r["record_id"], category=r["category"],

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,10 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from records.publicity import records_on
 from records.settings import Settings
+from records.workdays import china_today
+from serving import objections
 from serving.app import create_app
 from serving.auth import create_key
 from serving.db import companies
@@ -163,3 +167,115 @@ def test_plain_reasons_say_the_feature_without_its_value() -> None:
         zh, en = plain_reason(code, "model")
         assert "{value}" not in zh + en and zh and en
     assert plain_reason("no_such_feature", "model") == ("no_such_feature", "no_such_feature")
+
+
+def _company_with(served: Served, taken: set[str]) -> tuple[str, str, str]:
+    """A served company (not in `taken`) with an administrative penalty public today and a tax
+    declaration (never public), neither under objection: (uscc, public record, tax record)."""
+    today = china_today()
+    with served.world.engine.connect() as con:
+        codes = set(con.execute(sa.select(companies.c.uscc)).scalars())
+    with served.world.store.connect() as con:
+        rows = con.execute(
+            "SELECT p.uscc FROM records p JOIN records t ON t.uscc = p.uscc "
+            "WHERE p.category = 'admin_penalty' AND t.category = 'tax_declaration' "
+            "AND p.event_date > ? AND p.severity = 'serious' "
+            "AND p.attributes NOT LIKE '%\"warning\"]%' GROUP BY p.uscc ORDER BY p.uscc",
+            [today - timedelta(days=700)],
+        ).fetchall()  # fmt: skip
+    for (uscc,) in rows:
+        if uscc not in codes or uscc in taken:
+            continue
+        shown = records_on(served.world.store, uscc, today, now=today)
+        public = [r for r in shown if r["public"] and r["category"] == "admin_penalty"]
+        tax = [r for r in shown if r["category"] == "tax_declaration"]
+        if public and tax and not any(r["objection_open"] for r in shown):
+            taken.add(uscc)
+            return uscc, public[0]["record_id"], tax[0]["record_id"]
+    raise AssertionError("no company with a public penalty and a tax declaration")
+
+
+TAKEN: set[str] = set()
+
+
+def test_the_objection_flag_is_read_live_for_every_view(served: Served) -> None:
+    """A filing whose re-score did not happen (no model, a published day) left the served flag
+    false until the next batch, and a decision left it true. The look-ups now read the open
+    objections: every view sees the flag at once, for the records it may see: the public (and
+    another company) only for public records, as the public page says; a department for
+    records public today or its own; the authorities and the company itself for any."""
+    world = served.world
+    uscc, public_record, tax_record = _company_with(served, TAKEN)
+    company, page = f"/v1/companies/{uscc}", f"/v1/public/companies/{uscc}"
+    keys = {
+        "regulator": served.key("regulator"), "company": served.key("company", uscc=uscc),
+        "tax": served.key("department", "tax"), "ecology": served.key("department", "ecology"),
+        "public": served.key("public"),
+        "another": served.key("company", uscc=_another(served, uscc)),
+    }  # fmt: skip
+
+    def flags() -> dict[str, bool]:
+        seen = {who: served.get(company, key)["flags"]["objection_open"]
+                for who, key in keys.items()}  # fmt: skip
+        for who, key in keys.items():  # the batch says the same
+            (doc,) = served.batch([uscc], key)["companies"]
+            assert doc["flags"]["objection_open"] == seen[who], who
+        seen["page"] = served.get(page, keys["public"])["objection_open"]
+        return seen
+
+    assert set(flags().values()) == {False}
+    # an objection to the tax declaration, filed without a re-score (the stored document
+    # still says false): the public, other companies and other departments do not see it
+    case = objections.file_objection(world.engine, world.store, tax_record, "not ours", None, None)
+    assert flags() == {"regulator": True, "company": True, "tax": True, "ecology": False,
+                       "public": False, "another": False, "page": False}  # fmt: skip
+    # an objection to the public penalty: everyone
+    second = objections.file_objection(world.engine, world.store, public_record, "wrong", None,
+                                       None)  # fmt: skip
+    assert set(flags().values()) == {True}
+    # decided without a re-score: down at once
+    for case_id in (case["id"], second["id"]):
+        objections.decide(world.engine, world.store, case_id, "upheld", "stands", None, None)
+    assert set(flags().values()) == {False}
+
+
+def test_a_stored_flag_gives_way_to_the_live_one(served: Served) -> None:
+    """A document stored with the flag up (the re-score of a filing) no longer says so once
+    the objection is decided, though nothing re-scored the company."""
+    world = served.world
+    uscc, _, _ = _company_with(served, TAKEN)
+    with world.engine.begin() as con:
+        text = con.execute(sa.select(companies.c.full_doc).where(companies.c.uscc == uscc))
+        stored = json.loads(text.scalar_one())
+        stored["flags"]["objection_open"] = True
+        con.execute(companies.update().where(companies.c.uscc == uscc)
+                    .values(full_doc=json.dumps(stored, ensure_ascii=False)))  # fmt: skip
+    assert served.get(f"/v1/companies/{uscc}", served.key("regulator"))["flags"] == {
+        **stored["flags"], "objection_open": False}  # fmt: skip
+
+
+def test_a_batch_reads_the_objections_once(served: Served) -> None:
+    """The flags of a batch come from one query of the objections table (per 900 codes), not
+    one per company."""
+    with served.world.engine.connect() as con:
+        codes = list(con.execute(sa.select(companies.c.uscc).order_by(companies.c.uscc)
+                                 .limit(1500)).scalars())  # fmt: skip
+    engine = served.client.app.state.service.engine  # type: ignore[attr-defined]
+    statements: list[str] = []
+
+    def count(_con: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        body = served.batch(codes, served.key("regulator"))
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert len(body["companies"]) == len(codes)
+    assert sum("FROM objections" in s for s in statements) == 2  # 1,500 codes: two parts
+
+
+def _another(served: Served, uscc: str) -> str:
+    with served.world.engine.connect() as con:
+        return str(con.execute(sa.select(companies.c.uscc).where(companies.c.uscc != uscc)
+                               .order_by(companies.c.uscc).limit(1)).scalar_one())  # fmt: skip
