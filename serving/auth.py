@@ -5,8 +5,9 @@ its SHA-256 hash. Roles (../shared/DOMAIN.md §1, §10):
 
 - admin: full company view, history, all records, summary, audit log, model reload, keys.
 - regulator, analyst: full company view, history, all records, summary.
-- department: full company view, history, summary; records: the public ones and its own; a
-  tier reason resting on records it may not see is shown without its evidence.
+- department: full company view, history, summary; records: the public ones and its own (of
+  other departments' records only the non-personal attributes the public page shows); a tier
+  reason resting on records it may not see is shown without its evidence.
 - company: speaks for one company (`uscc`): its own full view, history and records; applies for
   repair of and objects to its own records and listings; anything else as the public.
 - public: the public view (masked); records public on the day, masked; no history or summary.

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from features.results import written_last
-from records.catalogue import DIMENSIONS
+from records.catalogue import DIMENSIONS, default_catalogue
 from records.schema import VERSION_ORDER
 from records.store import Store, _quote
 from serving.db import companies, company_history
@@ -70,6 +70,29 @@ def mask_name(name: str | None) -> str | None:
     if len(name) <= 4:
         return name[0] + "*" * (len(name) - 1)
     return name[0] + "*" * (len(name) - 3) + name[-2:]
+
+
+SHOWN_ATTRIBUTES = ("penalty_types", "domain", "reason", "list", "year", "check_item", "licence",
+                    "legal_basis", "ref")  # fmt: skip
+"""Attributes of a public record that carry no personal data; `reason` only where the catalogue
+declares it a code (the abnormal-operation list's ground), never free text, which may name
+people (a proposer's reason for a listing, a removal's reason)."""
+
+
+def _reason_codes(category: str) -> frozenset[str]:
+    """The codes a category's `reason` attribute takes, as the catalogue declares them
+    ("missing_annual_report / false_disclosure / unreachable"); empty where it declares none."""
+    declared = default_catalogue()[category].attributes.get("reason", "")
+    return frozenset(c.strip() for c in declared.split("/") if c.strip().isidentifier())
+
+
+def shown_attributes(category: str, attributes: dict[str, Any]) -> dict[str, Any]:
+    """The attributes of a record the public may see (see `SHOWN_ATTRIBUTES`): what the public
+    page shows, and what a department sees of another department's records."""
+    out = {k: attributes[k] for k in SHOWN_ATTRIBUTES if k in attributes}
+    if "reason" in out and out["reason"] not in _reason_codes(category):
+        del out["reason"]
+    return out
 
 
 LOAD_LOCK = 321_000_000_000

@@ -17,6 +17,7 @@ from serving.auth import FULL_VIEW, HISTORY, Caller
 from serving.db import companies, company_history
 from serving.deps import CallerDep, PurposeHeader, StateDep, purpose_of, require, valid_code
 from serving.errors import ApiError, ErrorBody
+from serving.load import shown_attributes
 from serving.lookup import PUBLIC_DOC, department_view, disputed_on, objection_flags
 from serving.schemas import BatchRequest, BatchResponse, Company, History, Records
 from serving.state import ServiceState
@@ -196,9 +197,11 @@ def records(
 def _records(state: ServiceState, code: str, day: date, caller: Caller) -> list[dict[str, Any]]:
     """The company's records on `day` that this caller may see, by the publicity rule
     (`records.publicity`): the public (and other companies) see the public ones, a department
-    also its own, the company itself and the other authorities all. What is seen of a past day
-    as public (by the public, other companies, a department for others' records) leaves out what
-    is no longer public today (repaired, expired, unpublished)."""
+    also its own, the company itself and the other authorities all. A department sees the
+    attributes of its own records, of others' only those the public page shows (no personal
+    data: `serving.load.shown_attributes`). What is seen of a past day as public (by the
+    public, other companies, a department for others' records) leaves out what is no longer
+    public today (repaired, expired, unpublished)."""
     out = []
     full = caller.role in FULL_VIEW or caller.is_company(code)  # a company sees its own
     sees_all = full and caller.role != "department"
@@ -223,7 +226,13 @@ def _records(state: ServiceState, code: str, day: date, caller: Caller) -> list[
                 "source_dept": r["source_dept"],
                 "severity": r["severity"],
                 "amount": r["amount"],
-                "attributes": r["attributes"] if full else None,
+                "attributes": (
+                    None
+                    if not full
+                    else shown_attributes(r["category"], r["attributes"])
+                    if caller.role == "department" and not own
+                    else r["attributes"]
+                ),  # another department's record: no personal data (the public page's)
                 "public_until": end.isoformat() if end else None,
                 "publicity_end": end.isoformat() if end else None,
                 "objection_open": r["objection_open"],

@@ -24,17 +24,12 @@ from records.schema import VERSION_ORDER
 from records.workdays import china_today
 from serving.deps import CallerDep, PurposeHeader, StateDep, purpose_of, valid_code
 from serving.errors import ApiError
-from serving.load import mask_name
+from serving.load import mask_name, shown_attributes
 from serving.lookup import PUBLIC_DOC, disputed_on, objection_flags
 from serving.routes.companies import ERRORS
 
 router = APIRouter(prefix="/v1", tags=["public"])
 
-SHOWN_ATTRIBUTES = ("penalty_types", "domain", "reason", "list", "year", "check_item", "licence",
-                    "legal_basis", "ref")  # fmt: skip
-"""Attributes of a public record that carry no personal data; `reason` only where the catalogue
-declares it a code (the abnormal-operation list's ground), never free text, which may name
-people (a proposer's reason for a listing, a removal's reason)."""
 LISTS = ("serious_dishonest_list", "abnormal_operation_list", "focus_attention_list", "red_list")
 
 
@@ -82,21 +77,6 @@ def _entity(state: Any, code: str, day: date) -> dict[str, Any] | None:
             params=[code, day],
         ).to_arrow_table().to_pylist()  # fmt: skip
     return rows[0] if rows and rows[0]["n"] else None
-
-
-def _reason_codes(category: str) -> frozenset[str]:
-    """The codes a category's `reason` attribute takes, as the catalogue declares them
-    ("missing_annual_report / false_disclosure / unreachable"); empty where it declares none."""
-    declared = default_catalogue()[category].attributes.get("reason", "")
-    return frozenset(c.strip() for c in declared.split("/") if c.strip().isidentifier())
-
-
-def shown_attributes(category: str, attributes: dict[str, Any]) -> dict[str, Any]:
-    """The attributes of a record the public may see (see `SHOWN_ATTRIBUTES`)."""
-    out = {k: attributes[k] for k in SHOWN_ATTRIBUTES if k in attributes}
-    if "reason" in out and out["reason"] not in _reason_codes(category):
-        del out["reason"]
-    return out
 
 
 def _open_listings(rows: list[dict[str, Any]]) -> list[Listing]:

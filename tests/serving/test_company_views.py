@@ -16,10 +16,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from records.ingest import ingest_table
 from records.publicity import records_on
 from records.settings import Settings
 from records.workdays import china_today
@@ -279,3 +281,68 @@ def _another(served: Served, uscc: str) -> str:
     with served.world.engine.connect() as con:
         return str(con.execute(sa.select(companies.c.uscc).where(companies.c.uscc != uscc)
                                .order_by(companies.c.uscc).limit(1)).scalar_one())  # fmt: skip
+
+
+PERSONAL = {"party_name": "张三", "id_number": "410102199001011234", "phone": "13812345678",
+            "reason": "张三无照经营，电话13812345678"}  # fmt: skip
+
+
+def test_a_department_sees_no_personal_data_of_other_departments_records(
+    served: Served,
+) -> None:
+    """A tax key read a market-regulation record of an individual business with its owner's
+    name, identity number and phone. A department now sees the attributes of its own records
+    and, of other departments' records, only those the public page shows; the authorities
+    and the company itself see them all. Enterprises alike."""
+    world, today = served.world, china_today()
+    with world.engine.connect() as con:
+        served_codes = set(con.execute(sa.select(companies.c.uscc)).scalars())
+    with world.store.connect() as con:
+        kinds = dict(con.execute(
+            "SELECT uscc, arg_max(entity_type, recorded_date) FROM entities GROUP BY uscc"
+        ).fetchall())  # fmt: skip
+        taxed = {u for (u,) in con.execute(
+            "SELECT DISTINCT uscc FROM records WHERE category = 'tax_declaration'"
+        ).fetchall()}  # fmt: skip
+    picked = {}
+    for kind in ("individual_business", "enterprise"):
+        picked[kind] = next(u for u in sorted(served_codes & taxed - TAKEN) if kinds.get(u) == kind)
+        TAKEN.add(picked[kind])
+    rows = [
+        {"record_id": f"VIEW-PEN-{kind}-{world.url[:5]}", "uscc": uscc, "category": "admin_penalty",
+         "event_date": (today - timedelta(days=30)).isoformat(), "severity": "general",
+         "amount": 500.0,
+         "attributes": json.dumps({**PERSONAL, "penalty_types": ["fine"], "domain": "market_order"},
+                                  ensure_ascii=False)}
+        for kind, uscc in picked.items()
+    ]  # fmt: skip
+    stored = ingest_table(world.store, pa.Table.from_pylist(rows), "records", "samr", today=today)
+    assert stored.stored == 2, stored
+    keys = {who: served.key("department", who) for who in ("tax", "samr", "ecology")}
+    for kind, uscc in picked.items():
+        path = f"/v1/companies/{uscc}/records"
+        record_id = f"VIEW-PEN-{kind}-{world.url[:5]}"
+        full = {r["record_id"]: r for r in served.get(path, served.key("regulator"))["records"]}
+        assert full[record_id]["attributes"] == {**PERSONAL, "penalty_types": ["fine"],
+                                                 "domain": "market_order"}  # fmt: skip
+        assert full[record_id]["public"] is True
+        for who in ("tax", "ecology"):
+            body = served.get(path, keys[who])
+            seen = {r["record_id"]: r for r in body["records"]}
+            assert seen[record_id]["attributes"] == {"penalty_types": ["fine"],
+                                                     "domain": "market_order"}  # fmt: skip
+            text = json.dumps(body, ensure_ascii=False)
+            assert not any(v in text for v in ("张三", "410102199001011234", "13812345678"))
+            for rid, r in seen.items():  # its own records whole, others' as the public page
+                if r["source_dept"] == who:
+                    assert r["attributes"] == full[rid]["attributes"]
+                else:
+                    assert set(r["attributes"]) <= {"penalty_types", "domain", "reason", "list",
+                        "year", "check_item", "licence", "legal_basis", "ref"}  # fmt: skip
+        own_tax = [r for r in served.get(path, keys["tax"])["records"]
+                   if r["category"] == "tax_declaration"]  # fmt: skip
+        assert own_tax and all(r["attributes"] == full[r["record_id"]]["attributes"]
+                               and "period_end" in r["attributes"] for r in own_tax)  # fmt: skip
+        for key in (keys["samr"], served.key("company", uscc=uscc), served.key("admin")):
+            mine = {r["record_id"]: r for r in served.get(path, key)["records"]}
+            assert mine[record_id]["attributes"] == full[record_id]["attributes"]
