@@ -101,8 +101,11 @@ class RecordView(BaseModel):
     amount: float | None = None
     attributes: dict[str, Any] | None = None
     public_until: str | None = None
-    """First day it is no longer public (null: open, or not public on the day): the name the
-    public page (`/v1/public/companies/{uscc}`) uses."""
+    """First day it is no longer public: for a public record the end of its period (or an
+    earlier stop); for one no longer public (`public: false`: expired, repaired, withdrawn,
+    stopped publishing, past a natural person's period) the day its publicity ended. Null: never
+    public (a warning, a category the public is not shown) or open-ended. The name the public
+    page (`/v1/public/companies/{uscc}`) uses."""
     publicity_end: str | None = Field(
         default=None, deprecated=True, description="Deprecated: the same as `public_until`."
     )

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from records import publicity
 from records.publicity import records_on
 from records.workdays import china_today
 from serving.auth import FULL_VIEW, HISTORY, Caller
@@ -205,13 +206,19 @@ def _records(state: ServiceState, code: str, day: date, caller: Caller) -> list[
     out = []
     full = caller.role in FULL_VIEW or caller.is_company(code)  # a company sees its own
     sees_all = full and caller.role != "department"
-    for r in records_on(state.store, code, day, now=None if sees_all else china_today()):
+    today = china_today()
+    shown = []
+    for r in records_on(state.store, code, day, now=None if sees_all else today):
         if not full and not r["public"]:
             continue
         own = r["source_dept"] == caller.department
         if caller.role == "department" and not r["public"] and not own:
             continue
-        end = r["public_until"] if r["public"] else None
+        shown.append(r)
+    ends = _public_ends(state, shown, day, None if sees_all else today)
+    for r in shown:
+        own = r["source_dept"] == caller.department
+        end = ends[r["record_id"]]
         out.append(
             {
                 "record_id": r["record_id"],
@@ -242,3 +249,38 @@ def _records(state: ServiceState, code: str, day: date, caller: Caller) -> list[
             }
         )
     return out
+
+
+def _public_ends(
+    state: ServiceState, rows: list[dict[str, Any]], day: date, now: date | None
+) -> dict[str, date | None]:
+    """The first day each record is no longer public: for a public one, the end of its period
+    (or an earlier stop) as known on `day`; for one no longer public (expired, repaired,
+    withdrawn, stopped publishing, past a natural person's period), the day its publicity
+    ended, as known on `now` for a view made then (`records.publicity.records_on`); None for a
+    record never public (a warning, a category the public is not shown) or open-ended."""
+    ends: dict[str, date | None] = {}
+    later = []
+    for r in rows:
+        end = r["public_until"]
+        period = publicity.period(r["category"], r["severity"], r["attributes"], r["entity_type"])
+        if r["public"]:
+            ends[r["record_id"]] = end
+        elif not period.published or (end is not None and end <= r["event_date"]):
+            ends[r["record_id"]] = None  # never public: nothing ended
+        elif end is not None and end <= day:
+            ends[r["record_id"]] = end  # ended by the day
+        else:  # public on the day as known then, no longer by `now`: ended since, known now
+            later.append(r)
+    if later and now is not None:
+        records, events = publicity.stored_with_events(
+            state.store, [r["record_id"] for r in later], now
+        )
+        for r in later:
+            rid = r["record_id"]
+            ends[rid] = publicity.public_until(
+                records.get(rid, r["original"]), events.get(rid, []), now, r["entity_type"]
+            )
+    for r in later:
+        ends.setdefault(r["record_id"], r["public_until"])
+    return ends

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from records import publicity
+from records.events import append_events
 from records.ingest import ingest_table
 from records.publicity import records_on
 from records.settings import Settings
@@ -346,3 +348,61 @@ def test_a_department_sees_no_personal_data_of_other_departments_records(
         for key in (keys["samr"], served.key("company", uscc=uscc), served.key("admin")):
             mine = {r["record_id"]: r for r in served.get(path, key)["records"]}
             assert mine[record_id]["attributes"] == full[record_id]["attributes"]
+
+
+def test_a_record_no_longer_public_says_when_its_publicity_ended(served: Served) -> None:
+    """`public_until` was null for every record not public on the day, so a company could not
+    see when its record stopped being public. Now a record that was public and is no longer
+    gives the day its publicity ended (expired, stopped publishing), with `public: false`, in
+    every view that shows it; null stays for records never public (a tax declaration)."""
+    world, today = served.world, china_today()
+    uscc, public_record, tax_record = _company_with(served, TAKEN)
+    with world.store.connect() as con:
+        expired = con.execute(
+            "SELECT record_id, uscc, event_date, severity, attributes FROM records "
+            "WHERE category = 'admin_penalty' AND severity = 'minor' AND event_date < ? "
+            "AND event_date > ? AND attributes LIKE '%\"fine\"%' AND attributes NOT LIKE "
+            "'%\"fire\"%' AND record_id NOT IN (SELECT record_id FROM events) "
+            "ORDER BY record_id LIMIT 1",
+            [today - timedelta(days=400), today - timedelta(days=700)],
+        ).fetchone()  # fmt: skip
+    assert expired is not None
+    stored = append_events(world.store, [
+        {"event_id": f"view-unpublish-{public_record}", "record_id": public_record,
+         "event_type": "unpublish", "effective_date": today, "recorded_date": today},
+    ], today=today)  # fmt: skip
+    assert stored.stored == 1 and not stored.rejected
+
+    def records(code: str, key: str, day: date) -> dict[str, dict[str, Any]]:
+        body = served.get(f"/v1/companies/{code}/records", key, params={"on": day.isoformat()})
+        return {r["record_id"]: r for r in body["records"]}
+
+    company = served.key("company", uscc=uscc)
+    (owner,) = {r["source_dept"] for r in records_on(world.store, uscc, today)
+                if r["record_id"] == public_record}  # fmt: skip
+    department = served.key("department", owner)  # its own record, though not public
+    for key in (served.key("regulator"), company, department):
+        seen = records(uscc, key, today)
+        stopped = seen[public_record]
+        assert stopped["public_until"] == stopped["publicity_end"] == today.isoformat()
+        assert stopped["public"] in (False, None)
+        if key != department:
+            never = seen[tax_record]
+            assert never["public"] is False
+            assert never["public_until"] is never["publicity_end"] is None
+    # yesterday it was public: the authorities see it so (the end then known: its period's);
+    # the department's view made today says it is no longer, and since when
+    yesterday = today - timedelta(days=1)
+    then = records(uscc, served.key("regulator"), yesterday)[public_record]
+    assert then["public"] is True and then["public_until"] > today.isoformat()
+    now = records(uscc, department, yesterday)[public_record]
+    assert now["public_until"] == today.isoformat()
+    # expired by its period: the period's end, in the company's own view too
+    record_id, code, event_date, severity, attributes = expired
+    kind = records_on(world.store, code, today)[0]["entity_type"]
+    end = publicity.period("admin_penalty", severity, attributes, kind).public_until(event_date)
+    assert end is not None and event_date < end <= today
+    for key in (served.key("regulator"), served.key("company", uscc=code)):
+        old = records(code, key, today)[record_id]
+        assert old["public"] is False
+        assert old["public_until"] == old["publicity_end"] == end.isoformat()
