@@ -11,21 +11,23 @@ shown. Every read is audited.
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
+from sqlalchemy.engine import Connection
 
 from records.catalogue import default_catalogue
 from records.publicity import records_on
 from records.schema import VERSION_ORDER
 from records.workdays import china_today
+from serving.db import company_history
 from serving.deps import CallerDep, PurposeHeader, StateDep, purpose_of, valid_code
 from serving.errors import ApiError
 from serving.load import mask_name, shown_attributes
-from serving.lookup import PUBLIC_DOC, disputed_on, objection_flags
+from serving.lookup import disputed_on, objection_flags
 from serving.routes.companies import ERRORS
 
 router = APIRouter(prefix="/v1", tags=["public"])
@@ -99,6 +101,20 @@ def _open_listings(rows: list[dict[str, Any]]) -> list[Listing]:
     return out
 
 
+def _evaluation_on(con: Connection, code: str, day: date) -> dict[str, Any] | None:
+    """The public credit evaluation (score, grade) in force on `day`: the latest published on
+    or before it (a batch or a re-score, as `company_history` keeps them), also after the
+    company was re-scored since; None when there was none or it had no score."""
+    point = con.execute(
+        sa.select(company_history.c.score, company_history.c.grade)
+        .where(company_history.c.uscc == code, company_history.c.as_of <= day)
+        .order_by(company_history.c.as_of.desc()).limit(1)
+    ).first()  # fmt: skip
+    if point is None or point.score is None:
+        return None
+    return {"score": float(point.score), "grade": point.grade}
+
+
 @router.get(
     "/public/companies/{uscc}", response_model=PublicCompany, responses=ERRORS,
     summary="What is public about a company on a day: records, lists, evaluation, objections",
@@ -123,14 +139,9 @@ def public_company(
     catalogue = default_catalogue()
     shown = [r for r in rows if r["public"]]
     with state.engine.connect() as con:
-        doc = con.execute(PUBLIC_DOC, {"u": code}).scalar()
-    served = json.loads(str(doc)) if doc is not None else {}
-    evaluation = served.get("evaluation")
-    if served.get("as_of", "") > day.isoformat():
-        evaluation = None  # the served evaluation is later than the day asked for
-    individual = entity["entity_type"] == "individual_business"
-    with state.engine.connect() as con:
+        evaluation = _evaluation_on(con, code, day)
         disputed = disputed_on(con, [code], day)
+    individual = entity["entity_type"] == "individual_business"
     flag = objection_flags(state.store, disputed, {code: entity["entity_type"]}, public=True,
                            day=day)[code]  # fmt: skip
     state.audit.log(caller, "GET /v1/public/companies/{uscc}", code, purpose, 200)

@@ -30,9 +30,10 @@ from records.workdays import china_today
 from serving import objections
 from serving.app import create_app
 from serving.auth import create_key
-from serving.db import companies
+from serving.db import companies, company_history
 from serving.lookup import plain_reason
 from tests.serving.databases import BACKENDS, Loaded, loaded_copy
+from tests.serving.pipeline import AS_OF
 
 
 @dataclass
@@ -406,3 +407,31 @@ def test_a_record_no_longer_public_says_when_its_publicity_ended(served: Served)
         old = records(code, key, today)[record_id]
         assert old["public"] is False
         assert old["public_until"] == old["publicity_end"] == end.isoformat()
+
+
+def test_the_public_page_of_a_past_day_shows_that_days_evaluation(served: Served) -> None:
+    """Once a company was re-scored, its public page of an earlier day showed no evaluation,
+    though that day's batch was published. The page now reads the evaluation in force on the
+    day from the history: the latest published on or before it."""
+    world, today = served.world, china_today()
+    uscc, _, _ = _company_with(served, TAKEN)
+    with world.engine.connect() as con:
+        batch = con.execute(
+            sa.select(company_history.c.score, company_history.c.grade)
+            .where(company_history.c.uscc == uscc, company_history.c.as_of == AS_OF)
+        ).one()  # fmt: skip
+    regulator = {"X-API-Key": served.key("regulator"), "X-Purpose": "view test"}
+    rescored = served.client.post(f"/v1/companies/{uscc}:rescore", headers=regulator)
+    assert rescored.status_code == 200, rescored.text
+    after = rescored.json()["after"]
+    page = f"/v1/public/companies/{uscc}"
+    public = served.key("public")
+    for day in (AS_OF, AS_OF + timedelta(days=10), today - timedelta(days=1)):
+        shown = served.get(page, public, params={"on": day.isoformat()})["evaluation"]
+        assert shown == {"score": batch.score, "grade": batch.grade}, day
+    for day in (today, None):
+        params = {"on": day.isoformat()} if day else {}
+        shown = served.get(page, public, params=params)["evaluation"]
+        assert shown == {"score": after["score"], "grade": after["grade"]}
+    before = served.get(page, public, params={"on": (AS_OF - timedelta(days=1)).isoformat()})
+    assert before["evaluation"] is None  # nothing published by then
