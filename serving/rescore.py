@@ -190,7 +190,7 @@ def _rescore(
             "score": float(row["score"]),
             "grade": str(row["grade"]),
             "tier": _clean(row.get("tier")),
-            "probability": None if probability is None else float(probability),
+            "probability": None if probability is None else round(float(probability), 6),
         },
         "model_version": history["model_version"],
         "current": current,

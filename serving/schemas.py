@@ -76,11 +76,17 @@ class BatchResponse(BaseModel):
 class HistoryPoint(BaseModel):
     as_of: str
     tier: str | None = None
-    probability: float | None = None
+    probability: float | None = Field(
+        default=None, description="Rounded to 6 places, as the company document has it"
+    )
     score: float | None = None
     grade: str | None = None
     model_version: str | None = None
     method_version: str | None = None
+    source: str | None = Field(
+        default=None,
+        description="batch: the monthly batch's result; rescore: one company re-scored on demand",
+    )
 
 
 class History(BaseModel):

@@ -162,8 +162,11 @@ async def history(
              200 if rows else 404)  # fmt: skip
     if not rows:
         raise ApiError(404, "not_found", f"no history of {code}")
-    points = [{**{k: v for k, v in r.items() if k != "uscc"}, "as_of": r["as_of"].isoformat()}
-              for r in rows]  # fmt: skip
+    points = [
+        {**{k: v for k, v in r.items() if k != "uscc"}, "as_of": r["as_of"].isoformat(),
+         "probability": None if r["probability"] is None else round(r["probability"], 6)}
+        for r in rows
+    ]  # fmt: skip
     return History.model_validate({"uscc": code, "history": points})
 
 

@@ -435,3 +435,30 @@ def test_the_public_page_of_a_past_day_shows_that_days_evaluation(served: Served
         assert shown == {"score": after["score"], "grade": after["grade"]}
     before = served.get(page, public, params={"on": (AS_OF - timedelta(days=1)).isoformat()})
     assert before["evaluation"] is None  # nothing published by then
+
+
+def test_history_points_say_their_source_and_probabilities_are_rounded(served: Served) -> None:
+    """A history point did not say whether it was the monthly batch's or a re-score's; now it
+    does (`source`). Its probability, and a re-score's, are rounded to 6 places as the company
+    document's."""
+    world = served.world
+    uscc, _, _ = _company_with(served, TAKEN)
+    regulator = {"X-API-Key": served.key("regulator"), "X-Purpose": "view test"}
+    rescored = served.client.post(f"/v1/companies/{uscc}:rescore", headers=regulator)
+    assert rescored.status_code == 200, rescored.text
+    answer = rescored.json()["after"]["probability"]
+    with world.engine.connect() as con:
+        stored = dict(con.execute(
+            sa.select(company_history.c.as_of, company_history.c.probability)
+            .where(company_history.c.uscc == uscc)).all())  # fmt: skip
+    points = served.get(f"/v1/companies/{uscc}/history", served.key("regulator"))["history"]
+    assert [(p["as_of"], p["source"]) for p in points] == [
+        (AS_OF.isoformat(), "batch"), (china_today().isoformat(), "rescore")]  # fmt: skip
+    for point in points:
+        day = date.fromisoformat(point["as_of"])
+        assert point["probability"] == round(stored[day], 6)
+        assert len(repr(point["probability"]).split(".")[-1]) <= 6
+    assert answer == points[-1]["probability"]
+    doc = served.get(f"/v1/companies/{uscc}", served.key("regulator"))
+    assert doc["tier"]["probability"] == answer
+    assert any(round(p, 6) != p for p in stored.values()), "probabilities with more places"
