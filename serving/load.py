@@ -232,10 +232,12 @@ def _merged_sql(score_file: Path | None, tier_file: Path | None, feature_file: P
             SELECT uscc, arg_max(name, {VERSION_ORDER}) AS name,
                 arg_max(entity_type, {VERSION_ORDER}) AS entity_type,
                 arg_max(region, {VERSION_ORDER}) AS region,
-                arg_max(industry, {VERSION_ORDER}) AS industry
+                arg_max(industry, {VERSION_ORDER}) AS industry,
+                arg_max(status, {VERSION_ORDER}) AS status
             FROM entities WHERE recorded_date <= $as_of GROUP BY uscc
         )
-        SELECT e.uscc, e.name, e.entity_type, e.region, e.industry, {", ".join(columns)}
+        SELECT e.uscc, e.name, e.entity_type, e.region, e.industry, e.status,
+            {", ".join(columns)}
         FROM e{joins}
         WHERE {present}"""
 
@@ -273,6 +275,12 @@ def build_documents(
     return pd.DataFrame(rows), files[0], files[1]
 
 
+def not_tiered(status: str | None) -> str:
+    """Why a company has no tier: `inactive` unless its registration is active (the batch and a
+    re-score tier active companies only), else `no_tier` (none loaded for it)."""
+    return "no_tier" if status == "active" else "inactive"
+
+
 def _documents(row: dict[str, Any], as_of: date) -> tuple[dict[str, Any], dict[str, Any]]:
     individual = row.get("entity_type") == "individual_business"
     lists = [name for col, name in LIST_FLAGS.items() if (_clean(row.get(col)) or 0) > 0]
@@ -297,12 +305,15 @@ def _documents(row: dict[str, Any], as_of: date) -> tuple[dict[str, Any], dict[s
             "model_version": row.get("model_version"),
             "spec_version": row.get("spec_version_tier") or row.get("spec_version"),
         }
+    status = _clean(row.get("status"))
     base = {
         "uscc": row["uscc"], "entity_type": row.get("entity_type"),
         "region": row.get("region"), "industry": row.get("industry"), "as_of": as_of.isoformat(),
+        "status": status,
     }  # fmt: skip
     full = {
         **base, "name": row.get("name"), "evaluation": evaluation, "tier": tier,
+        "not_tiered": None if tier is not None else not_tiered(status),
         "flags": {"objection_open": objection, "lists": lists},
     }  # fmt: skip
     public = {

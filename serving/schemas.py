@@ -53,8 +53,18 @@ class Company(BaseModel):
     region: str | None = None
     industry: str | None = None
     as_of: str
+    status: str | None = Field(
+        default=None,
+        description="Registration status on the as-of date: active, suspended, revoked or "
+        "deregistered (null in documents loaded before it was served)",
+    )
     evaluation: Evaluation | None = None
     tier: Tier | None = None
+    not_tiered: str | None = Field(
+        default=None,
+        description="Why `tier` is null (full view): inactive (the registration is not active on "
+        "the as-of date: only active companies are tiered) or no_tier (none was loaded)",
+    )
     flags: Flags
 
 

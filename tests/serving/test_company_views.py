@@ -462,3 +462,43 @@ def test_history_points_say_their_source_and_probabilities_are_rounded(served: S
     doc = served.get(f"/v1/companies/{uscc}", served.key("regulator"))
     assert doc["tier"]["probability"] == answer
     assert any(round(p, 6) != p for p in stored.values()), "probabilities with more places"
+
+
+def test_a_company_without_a_tier_says_why(served: Served) -> None:
+    """Deregistered and revoked companies were served with a grade, `tier: null` and no word
+    why. The document now carries the registration status (every view) and, in the full view,
+    `not_tiered`: `inactive` for a registration that is not active; a tiered company is
+    `active` with `not_tiered: null`."""
+    world = served.world
+    with world.engine.connect() as con:
+        untiered = list(con.execute(
+            sa.select(companies.c.uscc).where(companies.c.tier.is_(None))
+            .order_by(companies.c.uscc).limit(5)).scalars())  # fmt: skip
+        tiered = con.execute(
+            sa.select(companies.c.uscc).where(companies.c.tier.is_not(None))
+            .order_by(companies.c.uscc).limit(1)).scalar_one()  # fmt: skip
+    assert untiered, "no company without a tier"
+    with world.store.connect() as con:
+        statuses = dict(con.execute(
+            "SELECT uscc, arg_max(status, recorded_date) FROM entities "
+            "WHERE recorded_date <= ? GROUP BY uscc", [AS_OF]).fetchall())  # fmt: skip
+    regulator, public = served.key("regulator"), served.key("public")
+    for uscc in untiered:
+        doc = served.get(f"/v1/companies/{uscc}", regulator)
+        assert doc["tier"] is None and doc["evaluation"]["grade"]
+        assert doc["status"] == statuses[uscc] != "active"
+        assert doc["not_tiered"] == "inactive"
+        shown = served.get(f"/v1/companies/{uscc}", public)
+        assert shown["status"] == doc["status"] and "not_tiered" not in shown
+        (batched,) = served.batch([uscc], regulator)["companies"]
+        assert (batched["status"], batched["not_tiered"]) == (doc["status"], "inactive")
+    doc = served.get(f"/v1/companies/{tiered}", regulator)
+    assert (doc["status"], doc["not_tiered"]) == ("active", None) and doc["tier"]["tier"]
+    # a re-score writes them too
+    headers = {"X-API-Key": regulator, "X-Purpose": "view test"}
+    assert served.client.post(f"/v1/companies/{untiered[0]}:rescore",
+                              headers=headers).status_code == 200  # fmt: skip
+    again = served.get(f"/v1/companies/{untiered[0]}", regulator)
+    assert again["as_of"] == china_today().isoformat()
+    assert (again["status"], again["not_tiered"], again["tier"]) == (
+        statuses[untiered[0]], "inactive", None)  # fmt: skip
