@@ -502,3 +502,28 @@ def test_a_company_without_a_tier_says_why(served: Served) -> None:
     assert again["as_of"] == china_today().isoformat()
     assert (again["status"], again["not_tiered"], again["tier"]) == (
         statuses[untiered[0]], "inactive", None)  # fmt: skip
+
+
+def test_credit_answers_are_not_cached(served: Served) -> None:
+    """Answers about a company carried no Cache-Control: a browser or proxy could keep them.
+    Every /v1 answer now says `private, no-store` (errors too), the health and docs routes do
+    not."""
+    uscc, _, _ = _company_with(served, TAKEN)
+    regulator = {"X-API-Key": served.key("regulator"), "X-Purpose": "view test"}
+    public = {"X-API-Key": served.key("public")}
+    client = served.client
+    answers = [
+        client.get(f"/v1/companies/{uscc}", headers=regulator),
+        client.get(f"/v1/companies/{uscc}", headers=public),
+        client.post("/v1/companies:batch", headers=regulator, json={"usccs": [uscc]}),
+        client.get(f"/v1/companies/{uscc}/history", headers=regulator),
+        client.get(f"/v1/companies/{uscc}/records", headers=regulator),
+        client.get(f"/v1/public/companies/{uscc}", headers=public),
+        client.get("/v1/companies/91110000600037341L", headers=regulator),  # 404
+        client.get(f"/v1/companies/{uscc}", headers={"X-API-Key": served.key("regulator")}),
+    ]
+    assert [a.status_code for a in answers] == [200] * 6 + [404, 400]
+    for answer in answers:
+        assert answer.headers["cache-control"] == "private, no-store", answer.request.url
+    for path in ("/readyz", "/openapi.json", "/healthz"):
+        assert "no-store" not in client.get(path).headers.get("cache-control", ""), path
