@@ -527,3 +527,14 @@ def test_credit_answers_are_not_cached(served: Served) -> None:
         assert answer.headers["cache-control"] == "private, no-store", answer.request.url
     for path in ("/readyz", "/openapi.json", "/healthz"):
         assert "no-store" not in client.get(path).headers.get("cache-control", ""), path
+
+
+def test_a_405_names_the_allowed_methods(served: Served) -> None:
+    """A 405 lost its Allow header in the JSON error handler; it keeps it."""
+    regulator = {"X-API-Key": served.key("regulator"), "X-Purpose": "view test"}
+    uscc = _another(served, "")
+    refused = served.client.delete(f"/v1/companies/{uscc}", headers=regulator)
+    assert refused.status_code == 405 and refused.json()["code"] == "method_not_allowed"
+    assert refused.headers["allow"] == "GET"
+    batch = served.client.get("/v1/companies:batch", headers=regulator)
+    assert batch.status_code == 405 and batch.headers["allow"] == "POST"
