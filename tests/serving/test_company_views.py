@@ -20,7 +20,9 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from cli.main import app as cli
 from records import publicity
 from records.events import append_events
 from records.ingest import ingest_table
@@ -29,8 +31,8 @@ from records.settings import Settings
 from records.workdays import china_today
 from serving import objections
 from serving.app import create_app
-from serving.auth import create_key
-from serving.db import companies, company_history
+from serving.auth import create_key, list_keys
+from serving.db import companies, company_history, make_engine, upgrade
 from serving.lookup import plain_reason
 from tests.serving.databases import BACKENDS, Loaded, loaded_copy
 from tests.serving.pipeline import AS_OF
@@ -538,3 +540,34 @@ def test_a_405_names_the_allowed_methods(served: Served) -> None:
     assert refused.headers["allow"] == "GET"
     batch = served.client.get("/v1/companies:batch", headers=regulator)
     assert batch.status_code == 405 and batch.headers["allow"] == "POST"
+
+
+def test_a_department_key_names_a_known_department(tmp_path: Path) -> None:
+    """`credsup keys create --role department --department X` took any text, so a typo made a
+    key that saw no records as its own. A department must now be one the service knows (or one
+    that sent records), matched regardless of case and kept as its code; anything else is
+    refused in one line naming the known ones."""
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        create_key(engine, "department", " Tax ", "tax office")
+        create_key(engine, "department", "bdci2020", "a province's own", departments=["bdci2020"])
+        with pytest.raises(ValueError, match=r"unknown department 'taxes': known are .*ecology"):
+            create_key(engine, "department", "taxes", "typo")
+        with pytest.raises(ValueError, match="needs --department"):
+            create_key(engine, "department", None, "none")
+        assert [(k["role"], k["department"]) for k in list_keys(engine)] == [
+            ("department", "tax"), ("department", "bdci2020")]  # fmt: skip
+    finally:
+        engine.dispose()
+    env = {"CREDSUP_DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": None,
+           "CREDSUP_DATABASE_URL": None}  # fmt: skip
+    made = CliRunner().invoke(cli, ["keys", "create", "--role", "department", "--department",
+                                    "ECOLOGY", "--json"], env=env)  # fmt: skip
+    assert made.exit_code == 0, made.output
+    assert json.loads(made.stdout)["department"] == "ecology"
+    refused = CliRunner().invoke(cli, ["keys", "create", "--role", "department",
+                                       "--department", "ecolgy"], env=env)  # fmt: skip
+    assert refused.exit_code == 2
+    assert "unknown department 'ecolgy': known are" in " ".join(refused.output.split())
