@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,8 @@ class Served:
     world: Loaded
     client: TestClient
     keys: dict[str, str]
+    taken: set[str] = field(default_factory=set)
+    """Companies a test has taken (each works on its own)."""
 
     def key(self, role: str, department: str | None = None, uscc: str | None = None) -> str:
         name = f"{role}:{department or uscc or ''}"
@@ -188,7 +190,7 @@ def _company_with(served: Served, taken: set[str]) -> tuple[str, str, str]:
             "WHERE p.category = 'admin_penalty' AND t.category = 'tax_declaration' "
             "AND p.event_date > ? AND p.severity = 'serious' "
             "AND p.attributes NOT LIKE '%\"warning\"]%' GROUP BY p.uscc ORDER BY p.uscc",
-            [today - timedelta(days=700)],
+            [today - timedelta(days=1000)],
         ).fetchall()  # fmt: skip
     for (uscc,) in rows:
         if uscc not in codes or uscc in taken:
@@ -202,9 +204,6 @@ def _company_with(served: Served, taken: set[str]) -> tuple[str, str, str]:
     raise AssertionError("no company with a public penalty and a tax declaration")
 
 
-TAKEN: set[str] = set()
-
-
 def test_the_objection_flag_is_read_live_for_every_view(served: Served) -> None:
     """A filing whose re-score did not happen (no model, a published day) left the served flag
     false until the next batch, and a decision left it true. The look-ups now read the open
@@ -212,7 +211,7 @@ def test_the_objection_flag_is_read_live_for_every_view(served: Served) -> None:
     another company) only for public records, as the public page says; a department for
     records public today or its own; the authorities and the company itself for any."""
     world = served.world
-    uscc, public_record, tax_record = _company_with(served, TAKEN)
+    uscc, public_record, tax_record = _company_with(served, served.taken)
     company, page = f"/v1/companies/{uscc}", f"/v1/public/companies/{uscc}"
     keys = {
         "regulator": served.key("regulator"), "company": served.key("company", uscc=uscc),
@@ -250,7 +249,7 @@ def test_a_stored_flag_gives_way_to_the_live_one(served: Served) -> None:
     """A document stored with the flag up (the re-score of a filing) no longer says so once
     the objection is decided, though nothing re-scored the company."""
     world = served.world
-    uscc, _, _ = _company_with(served, TAKEN)
+    uscc, _, _ = _company_with(served, served.taken)
     with world.engine.begin() as con:
         text = con.execute(sa.select(companies.c.full_doc).where(companies.c.uscc == uscc))
         stored = json.loads(text.scalar_one())
@@ -311,8 +310,9 @@ def test_a_department_sees_no_personal_data_of_other_departments_records(
         ).fetchall()}  # fmt: skip
     picked = {}
     for kind in ("individual_business", "enterprise"):
-        picked[kind] = next(u for u in sorted(served_codes & taxed - TAKEN) if kinds.get(u) == kind)
-        TAKEN.add(picked[kind])
+        free = sorted(served_codes & taxed - served.taken)
+        picked[kind] = next(u for u in free if kinds.get(u) == kind)
+        served.taken.add(picked[kind])
     rows = [
         {"record_id": f"VIEW-PEN-{kind}-{world.url[:5]}", "uscc": uscc, "category": "admin_penalty",
          "event_date": (today - timedelta(days=30)).isoformat(), "severity": "general",
@@ -359,7 +359,7 @@ def test_a_record_no_longer_public_says_when_its_publicity_ended(served: Served)
     gives the day its publicity ended (expired, stopped publishing), with `public: false`, in
     every view that shows it; null stays for records never public (a tax declaration)."""
     world, today = served.world, china_today()
-    uscc, public_record, tax_record = _company_with(served, TAKEN)
+    uscc, public_record, tax_record = _company_with(served, served.taken)
     with world.store.connect() as con:
         expired = con.execute(
             "SELECT record_id, uscc, event_date, severity, attributes FROM records "
@@ -416,7 +416,7 @@ def test_the_public_page_of_a_past_day_shows_that_days_evaluation(served: Served
     though that day's batch was published. The page now reads the evaluation in force on the
     day from the history: the latest published on or before it."""
     world, today = served.world, china_today()
-    uscc, _, _ = _company_with(served, TAKEN)
+    uscc, _, _ = _company_with(served, served.taken)
     with world.engine.connect() as con:
         batch = con.execute(
             sa.select(company_history.c.score, company_history.c.grade)
@@ -444,7 +444,7 @@ def test_history_points_say_their_source_and_probabilities_are_rounded(served: S
     does (`source`). Its probability, and a re-score's, are rounded to 6 places as the company
     document's."""
     world = served.world
-    uscc, _, _ = _company_with(served, TAKEN)
+    uscc, _, _ = _company_with(served, served.taken)
     regulator = {"X-API-Key": served.key("regulator"), "X-Purpose": "view test"}
     rescored = served.client.post(f"/v1/companies/{uscc}:rescore", headers=regulator)
     assert rescored.status_code == 200, rescored.text
@@ -510,7 +510,7 @@ def test_credit_answers_are_not_cached(served: Served) -> None:
     """Answers about a company carried no Cache-Control: a browser or proxy could keep them.
     Every /v1 answer now says `private, no-store` (errors too), the health and docs routes do
     not."""
-    uscc, _, _ = _company_with(served, TAKEN)
+    uscc, _, _ = _company_with(served, served.taken)
     regulator = {"X-API-Key": served.key("regulator"), "X-Purpose": "view test"}
     public = {"X-API-Key": served.key("public")}
     client = served.client
