@@ -55,13 +55,16 @@ def keys_create(
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
     """Create an API key; it is shown once and stored only as a hash."""
-    from serving.auth import create_key
+    from serving.auth import create_key, known_department, record_departments
     from serving.db import make_engine, upgrade
 
     settings = _settings()
     upgrade(settings.serving_url)
+    # a department must be known: the service's own, or one that sent records
+    known = record_departments(_store(settings)) if department else []
     try:
-        key = create_key(make_engine(settings.serving_url), role, department, name, uscc)
+        department = known_department(department, known) if department else None  # its code
+        key = create_key(make_engine(settings.serving_url), role, department, name, uscc, known)
     except ValueError as exc:  # InvalidUSCC is one
         raise typer.BadParameter(str(exc)) from None
     if as_json:

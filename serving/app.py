@@ -82,6 +82,34 @@ class MetricsMiddleware:
             LATENCY.labels(name).observe(time.perf_counter() - started)
 
 
+class NoStoreMiddleware:
+    """Every answer under /v1 carries credit information or is about it: `Cache-Control:
+    private, no-store`, so that no browser or proxy keeps a copy (the health, metrics and docs
+    routes are left as they are)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(
+        self, scope: Scope, receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
+    ) -> None:  # fmt: skip
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+
+        async def _send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k != b"cache-control"]
+                message["headers"] = [*headers, (b"cache-control", NO_STORE)]
+            await send(message)
+
+        await self.app(scope, receive, _send)
+
+
+NO_STORE = b"private, no-store"
+
+
 class BodyLimitMiddleware:
     """Refuses a request body larger than `limit` bytes with 413, by its Content-Length before
     anything reads it, and by counting the bytes of a body sent without one (chunked)."""
@@ -206,6 +234,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            "description": "Too many requests (see Retry-After)"}  # fmt: skip
         app.include_router(router, responses=limits)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
+    app.add_middleware(NoStoreMiddleware)
     app.add_middleware(MetricsMiddleware)
     return app
 

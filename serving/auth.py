@@ -5,7 +5,9 @@ its SHA-256 hash. Roles (../shared/DOMAIN.md §1, §10):
 
 - admin: full company view, history, all records, summary, audit log, model reload, keys.
 - regulator, analyst: full company view, history, all records, summary.
-- department: full company view, history, summary; records: the public ones and its own.
+- department: full company view, history, summary; records: the public ones and its own (of
+  other departments' records only the non-personal attributes the public page shows); a tier
+  reason resting on records it may not see is shown without its evidence.
 - company: speaks for one company (`uscc`): its own full view, history and records; applies for
   repair of and objects to its own records and listings; anything else as the public.
 - public: the public view (masked); records public on the day, masked; no history or summary.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -28,7 +31,9 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from models.reasons import DEPARTMENTS
 from records import uscc as codes
+from records.store import Store
 from serving.db import api_keys
 
 Role = Literal["admin", "regulator", "department", "analyst", "company", "public", "operator"]
@@ -71,14 +76,43 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def known_department(department: str, departments: Iterable[str] = ()) -> str:
+    """The department's code as records name it: one of the departments the service knows
+    (`models.reasons.DEPARTMENTS`, and `departments`, e.g. those that sent records), matched
+    case-insensitively and without surrounding spaces; anything else is refused, naming them."""
+    known = {code.lower(): code for code in (*DEPARTMENTS, *departments)}
+    found = known.get(department.strip().lower())
+    if found is None:
+        raise ValueError(f"unknown department {department!r}: known are "
+                         f"{', '.join(sorted(set(known.values())))}")  # fmt: skip
+    return found
+
+
+def record_departments(store: Store) -> list[str]:
+    """The departments that sent the records in the store (a province's own codes)."""
+    with store.connect() as con:
+        rows = con.execute(
+            "SELECT DISTINCT source_dept FROM records WHERE source_dept IS NOT NULL"
+        ).fetchall()
+    return sorted(str(d) for (d,) in rows)
+
+
 def create_key(
-    engine: Engine, role: str, department: str | None, name: str | None, uscc: str | None = None
+    engine: Engine,
+    role: str,
+    department: str | None,
+    name: str | None,
+    uscc: str | None = None,
+    departments: Iterable[str] = (),
 ) -> str:
-    """Store a new key and return it (the only time it is visible)."""
+    """Store a new key and return it (the only time it is visible). A department key's
+    department must be known (`known_department`; `departments` adds to the service's own)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}; got {role!r}")
     if role == "department" and not department:
         raise ValueError("a department key needs --department")
+    if department:
+        department = known_department(department, departments)
     if role == "company":
         if not uscc:
             raise ValueError("a company key needs --uscc (the company it speaks for)")

@@ -3,9 +3,11 @@
 For an as-of date: the stored evaluation (latest method file) and tiers (the given model
 version; without one, the date's only tier file: several are refused, since the newest file
 need not be the champion's), the entity facts in force and the list and objection flags from the
-stored features. Each company gets two ready-to-serve JSON documents (full and public).
-A company's row is replaced only by a result at least as recent as the one it has (companies
-that left the register keep their last result); every load also adds to `company_history`.
+stored features (the look-ups replace the objection flag by the open objections at the time of
+each request: `serving.lookup.objection_flags`). Each company gets two ready-to-serve JSON
+documents (full and public). A company's row is replaced only by a result at least as recent as
+the one it has (companies that left the register keep their last result); every load also adds
+to `company_history`.
 What was published for a date stays: loading the tiers of another model version for a date
 already loaded is refused unless `replace` is asked for (the same version loads again freely).
 One transaction: a failed load leaves the tables as they were.
@@ -28,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from features.results import written_last
-from records.catalogue import DIMENSIONS
+from records.catalogue import DIMENSIONS, default_catalogue
 from records.schema import VERSION_ORDER
 from records.store import Store, _quote
 from serving.db import companies, company_history
@@ -68,6 +70,29 @@ def mask_name(name: str | None) -> str | None:
     if len(name) <= 4:
         return name[0] + "*" * (len(name) - 1)
     return name[0] + "*" * (len(name) - 3) + name[-2:]
+
+
+SHOWN_ATTRIBUTES = ("penalty_types", "domain", "reason", "list", "year", "check_item", "licence",
+                    "legal_basis", "ref")  # fmt: skip
+"""Attributes of a public record that carry no personal data; `reason` only where the catalogue
+declares it a code (the abnormal-operation list's ground), never free text, which may name
+people (a proposer's reason for a listing, a removal's reason)."""
+
+
+def _reason_codes(category: str) -> frozenset[str]:
+    """The codes a category's `reason` attribute takes, as the catalogue declares them
+    ("missing_annual_report / false_disclosure / unreachable"); empty where it declares none."""
+    declared = default_catalogue()[category].attributes.get("reason", "")
+    return frozenset(c.strip() for c in declared.split("/") if c.strip().isidentifier())
+
+
+def shown_attributes(category: str, attributes: dict[str, Any]) -> dict[str, Any]:
+    """The attributes of a record the public may see (see `SHOWN_ATTRIBUTES`): what the public
+    page shows, and what a department sees of another department's records."""
+    out = {k: attributes[k] for k in SHOWN_ATTRIBUTES if k in attributes}
+    if "reason" in out and out["reason"] not in _reason_codes(category):
+        del out["reason"]
+    return out
 
 
 LOAD_LOCK = 321_000_000_000
@@ -207,10 +232,12 @@ def _merged_sql(score_file: Path | None, tier_file: Path | None, feature_file: P
             SELECT uscc, arg_max(name, {VERSION_ORDER}) AS name,
                 arg_max(entity_type, {VERSION_ORDER}) AS entity_type,
                 arg_max(region, {VERSION_ORDER}) AS region,
-                arg_max(industry, {VERSION_ORDER}) AS industry
+                arg_max(industry, {VERSION_ORDER}) AS industry,
+                arg_max(status, {VERSION_ORDER}) AS status
             FROM entities WHERE recorded_date <= $as_of GROUP BY uscc
         )
-        SELECT e.uscc, e.name, e.entity_type, e.region, e.industry, {", ".join(columns)}
+        SELECT e.uscc, e.name, e.entity_type, e.region, e.industry, e.status,
+            {", ".join(columns)}
         FROM e{joins}
         WHERE {present}"""
 
@@ -248,6 +275,12 @@ def build_documents(
     return pd.DataFrame(rows), files[0], files[1]
 
 
+def not_tiered(status: str | None) -> str:
+    """Why a company has no tier: `inactive` unless its registration is active (the batch and a
+    re-score tier active companies only), else `no_tier` (none loaded for it)."""
+    return "no_tier" if status == "active" else "inactive"
+
+
 def _documents(row: dict[str, Any], as_of: date) -> tuple[dict[str, Any], dict[str, Any]]:
     individual = row.get("entity_type") == "individual_business"
     lists = [name for col, name in LIST_FLAGS.items() if (_clean(row.get(col)) or 0) > 0]
@@ -272,12 +305,15 @@ def _documents(row: dict[str, Any], as_of: date) -> tuple[dict[str, Any], dict[s
             "model_version": row.get("model_version"),
             "spec_version": row.get("spec_version_tier") or row.get("spec_version"),
         }
+    status = _clean(row.get("status"))
     base = {
         "uscc": row["uscc"], "entity_type": row.get("entity_type"),
         "region": row.get("region"), "industry": row.get("industry"), "as_of": as_of.isoformat(),
+        "status": status,
     }  # fmt: skip
     full = {
         **base, "name": row.get("name"), "evaluation": evaluation, "tier": tier,
+        "not_tiered": None if tier is not None else not_tiered(status),
         "flags": {"objection_open": objection, "lists": lists},
     }  # fmt: skip
     public = {

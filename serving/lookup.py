@@ -10,18 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import re
+from datetime import date
 from typing import Any
 
 import psycopg
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 
-from serving.db import companies
+from features.specs import FeatureSpec, Spec, by_name
+from records.catalogue import default_catalogue
+from records.publicity import public_on, stored_with_events
+from records.store import Store
+from records.workdays import china_today
+from serving.db import companies, objections
 
 _SQL = {
-    True: "SELECT full_doc FROM companies WHERE uscc = %s",
-    False: "SELECT public_doc FROM companies WHERE uscc = %s",
+    full: f"SELECT 0, {doc} FROM companies WHERE uscc = %s "
+    "UNION ALL SELECT 1, record_id FROM objections WHERE uscc = %s AND status = 'open'"
+    for full, doc in ((True, "full_doc"), (False, "public_doc"))
 }
+"""The document and the records under an open objection, in one round trip."""
 FULL_DOC = sa.select(companies.c.full_doc).where(companies.c.uscc == sa.bindparam("u"))
 PUBLIC_DOC = sa.select(companies.c.public_doc).where(companies.c.uscc == sa.bindparam("u"))
 
@@ -56,17 +66,20 @@ class Lookup:
         while not self._pool.empty():
             await self._pool.get_nowait().close()
 
-    async def company(self, uscc: str, full: bool) -> str | None:
+    async def company(self, uscc: str, full: bool) -> tuple[str | None, set[str]]:
+        """The company's served document (full or public) and the records of it under an open
+        objection now (`disputed`: the flag is read live, not from the document)."""
         if self._pool is None:
             with self.engine.connect() as db:
                 doc = db.execute(FULL_DOC if full else PUBLIC_DOC, {"u": uscc}).scalar()
-            return None if doc is None else str(doc)
+                disputed = disputed_on(db, [uscc], china_today()).get(uscc, set())
+            return (None if doc is None else str(doc)), disputed
         con = await self._pool.get()
         try:
             for attempt in (1, 2):
                 try:
-                    cursor = await con.execute(_SQL[full], (uscc,))
-                    row = await cursor.fetchone()
+                    cursor = await con.execute(_SQL[full], (uscc, uscc))
+                    rows = await cursor.fetchall()
                     break
                 except psycopg.OperationalError:
                     if attempt == 2 or not (con.broken or con.closed):
@@ -80,4 +93,151 @@ class Lookup:
                     con = await self._connect()
         finally:
             self._pool.put_nowait(con)
-        return None if row is None else str(row[0])
+        docs = [str(value) for kind, value in rows if kind == 0]
+        return (docs[0] if docs else None), {str(value) for kind, value in rows if kind == 1}
+
+
+# ---- the open-objection flag, read live ---------------------------------------------------------
+
+
+def disputed_on(con: Connection, codes: list[str], day: date) -> dict[str, set[str]]:
+    """Per company, the records under an objection open on `day` (filed by then and not decided
+    before its end), from the objections table: one query for all the codes."""
+    rows = con.execute(
+        sa.select(objections.c.uscc, objections.c.record_id).where(
+            objections.c.uscc.in_(codes), objections.c.filed_on <= day,
+            sa.or_(objections.c.status == "open", objections.c.decided_on > day),
+        )
+    ).all()  # fmt: skip
+    out: dict[str, set[str]] = {}
+    for uscc, record_id in rows:
+        out.setdefault(str(uscc), set()).add(str(record_id))
+    return out
+
+
+def objection_flags(
+    store: Store,
+    disputed: dict[str, set[str]],
+    entity_types: dict[str, str | None],
+    *,
+    public: bool,
+    department: str | None = None,
+    day: date | None = None,
+) -> dict[str, bool]:
+    """The open-objection flag of each company (DOMAIN §10: visible to every consumer of the
+    record at once): whether a record it may see is under objection. The public (and a company
+    looking at another) sees the records public on `day` and still public today, as the public
+    page does; a department those public today or its own; the other authorities and the
+    company itself every record. The store is read only when a company has a disputed record
+    the view may not include."""
+    today = china_today()
+    day = day or today
+    codes = list(entity_types)
+    if not public and department is None:
+        return {u: bool(disputed.get(u)) for u in codes}
+    wanted = sorted({rid for u in codes for rid in disputed.get(u, ())})
+    seen = _visible(store, wanted, entity_types, department, day, today) if wanted else set()
+    return {u: bool(disputed.get(u, set()) & seen) for u in codes}
+
+
+# ---- what a department sees of a company's reasons ---------------------------------------------
+
+
+@functools.cache
+def _specs() -> dict[str, Spec]:
+    return by_name()
+
+
+_UNIT_ZH = re.compile(r"\{value\}(个月|[次项元天件个条家年])?")
+_VALUE_EN = re.compile(r"^\{value\}\s+|(\s+of)?:?\s*(CNY\s+)?\{value\}(\s+(days?|months?))?")
+
+
+def plain_reason(code: str, kind: str) -> tuple[str, str]:
+    """A reason's feature in words without its value (Chinese, English): what a department
+    reads of a reason whose records it may not see ("近3年零申报", "nil tax returns in the
+    last 3 years"); the code itself for a feature the installed specs do not know."""
+    feature = code.removeprefix("veto:") if kind == "veto" else code
+    spec = _specs().get(feature)
+    if spec is None:
+        return code, code
+    zh = _UNIT_ZH.sub("", spec.reason_zh).strip(" ：:")
+    en = " ".join(_VALUE_EN.sub(" ", spec.reason_en).split()).strip(" :")
+    return zh or code, en or code
+
+
+def _record_feature(reason: dict[str, Any]) -> FeatureSpec | None:
+    """The record feature a model reason or a veto rests on (None: entity facts, defaults)."""
+    kind = reason.get("kind")
+    if kind not in ("model", "veto"):
+        return None
+    spec = _specs().get(str(reason.get("code", "")).removeprefix("veto:"))
+    return spec if isinstance(spec, FeatureSpec) else None
+
+
+def _shared_categories(spec: FeatureSpec) -> bool:
+    catalogue = default_catalogue()
+    return all(c in catalogue and catalogue[c].shared_with_public for c in spec.categories)
+
+
+def _to_check(reason: dict[str, Any], department: str | None) -> list[str] | None:
+    """The record ids a department must be able to see for the reason to be shown whole: none
+    (`[]`) when nothing in it is another department's or every record is its own; None when it
+    is withheld whatever the records (a category the catalogue does not share)."""
+    spec = _record_feature(reason)
+    if spec is None:
+        return []
+    evidence = reason.get("evidence") or {}
+    departments = set(evidence.get("departments") or [])
+    if evidence and department is not None and departments <= {department}:
+        return []  # every record behind it is the department's own
+    if not _shared_categories(spec):
+        return None
+    return [str(r) for r in evidence.get("records") or []]
+
+
+def department_view(store: Store, docs: list[dict[str, Any]], department: str | None) -> None:
+    """Withhold from a department what the reasons of these (full) documents say about records
+    it may not see, by the rule of `/companies/{uscc}/records`: a record is seen when it is
+    public today or the department's own. A reason resting on a category the catalogue does not
+    share with the public (unless every record behind it is the department's own), or on a
+    record it may not see, keeps its code, kind and contribution and says its feature in words
+    (`plain_reason`), without the value, counts, dates, departments and record ids behind it
+    (no `evidence`). One look at the store for all the documents."""
+    wanted: set[str] = set()
+    for doc in docs:
+        for reason in (doc.get("tier") or {}).get("reasons") or []:
+            ids = _to_check(reason, department)
+            wanted.update(ids or [])
+    visible = _visible(store, sorted(wanted), {d["uscc"]: d.get("entity_type") for d in docs},
+                       department) if wanted else set()  # fmt: skip
+    for doc in docs:
+        tier = doc.get("tier") or {}
+        for i, reason in enumerate(tier.get("reasons") or []):
+            ids = _to_check(reason, department)
+            if ids is not None and set(ids) <= visible:
+                continue
+            zh, en = plain_reason(str(reason["code"]), str(reason["kind"]))
+            shown = {k: reason[k] for k in ("code", "kind", "contribution", "raised")
+                     if k in reason}  # fmt: skip
+            tier["reasons"][i] = {**shown, "zh": zh, "en": en}
+
+
+def _visible(
+    store: Store, record_ids: list[str], entity_types: dict[str, str | None],
+    department: str | None, day: date | None = None, now: date | None = None,
+) -> set[str]:  # fmt: skip
+    """Of these records, those of `department` and those public on `day` (default today) and
+    still public on `now`, as `records.publicity.records_on` has it for a view made on `now`."""
+    today = china_today()
+    day, now = day or today, now or today
+    records, events = stored_with_events(store, record_ids, max(day, now))
+    out = set()
+    for rid, r in records.items():
+        if department is not None and r["source_dept"] == department:
+            out.add(rid)
+            continue
+        kind, later = entity_types.get(r["uscc"]), events.get(rid, [])
+        known = [e for e in later if e["recorded_date"] <= day]
+        if public_on(r, known, day, kind) and (now <= day or public_on(r, later, now, kind)):
+            out.add(rid)
+    return out

@@ -190,7 +190,7 @@ def _rescore(
             "score": float(row["score"]),
             "grade": str(row["grade"]),
             "tier": _clean(row.get("tier")),
-            "probability": None if probability is None else float(probability),
+            "probability": None if probability is None else round(float(probability), 6),
         },
         "model_version": history["model_version"],
         "current": current,
@@ -240,7 +240,8 @@ def _entity(store: Store, uscc: str, as_of: date) -> pd.DataFrame:
             f"arg_max(name, {VERSION_ORDER}) AS name, "
             f"arg_max(entity_type, {VERSION_ORDER}) AS entity_type, "
             f"arg_max(region, {VERSION_ORDER}) AS region, "
-            f"arg_max(industry, {VERSION_ORDER}) AS industry "
+            f"arg_max(industry, {VERSION_ORDER}) AS industry, "
+            f"arg_max(status, {VERSION_ORDER}) AS status "
             "FROM entities WHERE uscc = ? AND recorded_date <= ? GROUP BY uscc",
             [uscc, as_of],
         ).df()

@@ -36,7 +36,10 @@ class Tier(BaseModel):
 
 
 class Flags(BaseModel):
-    objection_open: bool
+    objection_open: bool = Field(
+        description="A record this caller may see is under an open objection now (read live at "
+        "each look-up; the public view: public records only)"
+    )
     lists: list[str] | None = None
 
 
@@ -50,8 +53,18 @@ class Company(BaseModel):
     region: str | None = None
     industry: str | None = None
     as_of: str
+    status: str | None = Field(
+        default=None,
+        description="Registration status on the as-of date: active, suspended, revoked or "
+        "deregistered (null in documents loaded before it was served)",
+    )
     evaluation: Evaluation | None = None
     tier: Tier | None = None
+    not_tiered: str | None = Field(
+        default=None,
+        description="Why `tier` is null (full view): inactive (the registration is not active on "
+        "the as-of date: only active companies are tiered) or no_tier (none was loaded)",
+    )
     flags: Flags
 
 
@@ -73,11 +86,17 @@ class BatchResponse(BaseModel):
 class HistoryPoint(BaseModel):
     as_of: str
     tier: str | None = None
-    probability: float | None = None
+    probability: float | None = Field(
+        default=None, description="Rounded to 6 places, as the company document has it"
+    )
     score: float | None = None
     grade: str | None = None
     model_version: str | None = None
     method_version: str | None = None
+    source: str | None = Field(
+        default=None,
+        description="batch: the monthly batch's result; rescore: one company re-scored on demand",
+    )
 
 
 class History(BaseModel):
@@ -98,8 +117,11 @@ class RecordView(BaseModel):
     amount: float | None = None
     attributes: dict[str, Any] | None = None
     public_until: str | None = None
-    """First day it is no longer public (null: open, or not public on the day): the name the
-    public page (`/v1/public/companies/{uscc}`) uses."""
+    """First day it is no longer public: for a public record the end of its period (or an
+    earlier stop); for one no longer public (`public: false`: expired, repaired, withdrawn,
+    stopped publishing, past a natural person's period) the day its publicity ended. Null: never
+    public (a warning, a category the public is not shown) or open-ended. The name the public
+    page (`/v1/public/companies/{uscc}`) uses."""
     publicity_end: str | None = Field(
         default=None, deprecated=True, description="Deprecated: the same as `public_until`."
     )

@@ -9,14 +9,17 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
+from records import publicity
 from records.publicity import records_on
 from records.workdays import china_today
 from serving.auth import FULL_VIEW, HISTORY, Caller
 from serving.db import companies, company_history
 from serving.deps import CallerDep, PurposeHeader, StateDep, purpose_of, require, valid_code
 from serving.errors import ApiError, ErrorBody
-from serving.lookup import PUBLIC_DOC
+from serving.load import shown_attributes
+from serving.lookup import PUBLIC_DOC, department_view, disputed_on, objection_flags
 from serving.schemas import BatchRequest, BatchResponse, Company, History, Records
 from serving.state import ServiceState
 
@@ -39,11 +42,61 @@ async def get_company(
 ) -> Response:
     purpose = purpose_of(caller, x_purpose)
     code = valid_code(uscc)
-    doc = await state.lookup.company(code, caller.sees_fully(code))
+    doc, disputed = await state.lookup.company(code, caller.sees_fully(code))
     state.audit.log(caller, "GET /v1/companies/{uscc}", code, purpose, 200 if doc else 404)
     if doc is None:
         raise ApiError(404, "not_found", f"no evaluation or tier of {code}")
-    return Response(content=doc, media_type="application/json")
+    docs = await _as_served(state, caller, {code: doc}, {code: disputed})
+    return Response(content=docs[code], media_type="application/json")
+
+
+async def _as_served(
+    state: ServiceState, caller: Caller, docs: dict[str, str], disputed: dict[str, set[str]]
+) -> dict[str, str]:
+    """The stored documents as this caller is served them: the open-objection flag read live
+    (`serving.lookup.objection_flags`: the records under objection now that this caller's view
+    includes), and for a department what the reasons say about records it may not see withheld
+    (`serving.lookup.department_view`). A document that needs neither is served as stored."""
+    department = caller.role == "department"
+    work = [u for u, text in docs.items()
+            if department or disputed.get(u) or _STORED_OPEN in text]  # fmt: skip
+    if not work:
+        return docs
+    changed = await run_in_threadpool(_served_docs, state, caller, {u: docs[u] for u in work},
+                                      disputed)  # fmt: skip
+    return {**docs, **changed}
+
+
+_STORED_OPEN = '"objection_open": true'
+"""How a stored document says its flag is up (`json.dumps`' separators)."""
+
+
+def _served_docs(
+    state: ServiceState, caller: Caller, docs: dict[str, str], disputed: dict[str, set[str]]
+) -> dict[str, str]:
+    parsed = {u: json.loads(text) for u, text in docs.items()}
+    public = {u for u in parsed if not caller.sees_fully(u)}
+    department = caller.department if caller.role == "department" else None
+    flags: dict[str, bool] = {}
+    for shown_publicly in (True, False):
+        group = {u: d.get("entity_type") for u, d in parsed.items()
+                 if (u in public) == shown_publicly}  # fmt: skip
+        if group:
+            flags.update(
+                objection_flags(
+                    state.store,
+                    disputed,
+                    group,
+                    public=shown_publicly,
+                    department=None if shown_publicly else department,
+                )
+            )
+    if department is not None:
+        department_view(state.store, [d for u, d in parsed.items() if u not in public],
+                        department)  # fmt: skip
+    for u, doc in parsed.items():
+        doc["flags"]["objection_open"] = flags[u]
+    return {u: json.dumps(doc, ensure_ascii=False) for u, doc in parsed.items()}
 
 
 @router.post(
@@ -65,17 +118,21 @@ async def batch(
         except ApiError as exc:
             invalid.append({"uscc": raw, "message": exc.message})
     found: dict[str, str] = {}
+    disputed: dict[str, set[str]] = {}
     wanted = list(dict.fromkeys(valid))
+    today = china_today()
     with state.engine.connect() as con:
-        for start in range(0, len(wanted), 900):
-            part = wanted[start : start + 900]
+        for start in range(0, len(wanted), 900):  # a query of the documents and one of the
+            part = wanted[start : start + 900]  # open objections per 900 codes
             rows = con.execute(
                 sa.select(companies.c.uscc, companies.c.full_doc, companies.c.public_doc)
                 .where(companies.c.uscc.in_(part))
             ).all()  # fmt: skip
             found.update({u: full if caller.sees_fully(u) else public for u, full, public in rows})
+            disputed.update(disputed_on(con, part, today))
     lines = [(code, 200 if code in found else 404) for code in wanted]
     state.audit.log_each(caller, "POST /v1/companies:batch", lines, purpose)  # all or none
+    found = await _as_served(state, caller, found, disputed)
     docs = ",".join(found[u] for u in wanted if u in found)
     missing = json.dumps([u for u in wanted if u not in found])
     content = (
@@ -105,8 +162,11 @@ async def history(
              200 if rows else 404)  # fmt: skip
     if not rows:
         raise ApiError(404, "not_found", f"no history of {code}")
-    points = [{**{k: v for k, v in r.items() if k != "uscc"}, "as_of": r["as_of"].isoformat()}
-              for r in rows]  # fmt: skip
+    points = [
+        {**{k: v for k, v in r.items() if k != "uscc"}, "as_of": r["as_of"].isoformat(),
+         "probability": None if r["probability"] is None else round(r["probability"], 6)}
+        for r in rows
+    ]  # fmt: skip
     return History.model_validate({"uscc": code, "history": points})
 
 
@@ -141,19 +201,27 @@ def records(
 def _records(state: ServiceState, code: str, day: date, caller: Caller) -> list[dict[str, Any]]:
     """The company's records on `day` that this caller may see, by the publicity rule
     (`records.publicity`): the public (and other companies) see the public ones, a department
-    also its own, the company itself and the other authorities all. What is seen of a past day
-    as public (by the public, other companies, a department for others' records) leaves out what
-    is no longer public today (repaired, expired, unpublished)."""
+    also its own, the company itself and the other authorities all. A department sees the
+    attributes of its own records, of others' only those the public page shows (no personal
+    data: `serving.load.shown_attributes`). What is seen of a past day as public (by the
+    public, other companies, a department for others' records) leaves out what is no longer
+    public today (repaired, expired, unpublished)."""
     out = []
     full = caller.role in FULL_VIEW or caller.is_company(code)  # a company sees its own
     sees_all = full and caller.role != "department"
-    for r in records_on(state.store, code, day, now=None if sees_all else china_today()):
+    today = china_today()
+    shown = []
+    for r in records_on(state.store, code, day, now=None if sees_all else today):
         if not full and not r["public"]:
             continue
         own = r["source_dept"] == caller.department
         if caller.role == "department" and not r["public"] and not own:
             continue
-        end = r["public_until"] if r["public"] else None
+        shown.append(r)
+    ends = _public_ends(state, shown, day, None if sees_all else today)
+    for r in shown:
+        own = r["source_dept"] == caller.department
+        end = ends[r["record_id"]]
         out.append(
             {
                 "record_id": r["record_id"],
@@ -168,7 +236,13 @@ def _records(state: ServiceState, code: str, day: date, caller: Caller) -> list[
                 "source_dept": r["source_dept"],
                 "severity": r["severity"],
                 "amount": r["amount"],
-                "attributes": r["attributes"] if full else None,
+                "attributes": (
+                    None
+                    if not full
+                    else shown_attributes(r["category"], r["attributes"])
+                    if caller.role == "department" and not own
+                    else r["attributes"]
+                ),  # another department's record: no personal data (the public page's)
                 "public_until": end.isoformat() if end else None,
                 "publicity_end": end.isoformat() if end else None,
                 "objection_open": r["objection_open"],
@@ -178,3 +252,38 @@ def _records(state: ServiceState, code: str, day: date, caller: Caller) -> list[
             }
         )
     return out
+
+
+def _public_ends(
+    state: ServiceState, rows: list[dict[str, Any]], day: date, now: date | None
+) -> dict[str, date | None]:
+    """The first day each record is no longer public: for a public one, the end of its period
+    (or an earlier stop) as known on `day`; for one no longer public (expired, repaired,
+    withdrawn, stopped publishing, past a natural person's period), the day its publicity
+    ended, as known on `now` for a view made then (`records.publicity.records_on`); None for a
+    record never public (a warning, a category the public is not shown) or open-ended."""
+    ends: dict[str, date | None] = {}
+    later = []
+    for r in rows:
+        end = r["public_until"]
+        period = publicity.period(r["category"], r["severity"], r["attributes"], r["entity_type"])
+        if r["public"]:
+            ends[r["record_id"]] = end
+        elif not period.published or (end is not None and end <= r["event_date"]):
+            ends[r["record_id"]] = None  # never public: nothing ended
+        elif end is not None and end <= day:
+            ends[r["record_id"]] = end  # ended by the day
+        else:  # public on the day as known then, no longer by `now`: ended since, known now
+            later.append(r)
+    if later and now is not None:
+        records, events = publicity.stored_with_events(
+            state.store, [r["record_id"] for r in later], now
+        )
+        for r in later:
+            rid = r["record_id"]
+            ends[rid] = publicity.public_until(
+                records.get(rid, r["original"]), events.get(rid, []), now, r["entity_type"]
+            )
+    for r in later:
+        ends.setdefault(r["record_id"], r["public_until"])
+    return ends

@@ -11,30 +11,27 @@ shown. Every read is audited.
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
+from sqlalchemy.engine import Connection
 
 from records.catalogue import default_catalogue
 from records.publicity import records_on
 from records.schema import VERSION_ORDER
 from records.workdays import china_today
+from serving.db import company_history
 from serving.deps import CallerDep, PurposeHeader, StateDep, purpose_of, valid_code
 from serving.errors import ApiError
-from serving.load import mask_name
-from serving.lookup import PUBLIC_DOC
+from serving.load import mask_name, shown_attributes
+from serving.lookup import disputed_on, objection_flags
 from serving.routes.companies import ERRORS
 
 router = APIRouter(prefix="/v1", tags=["public"])
 
-SHOWN_ATTRIBUTES = ("penalty_types", "domain", "reason", "list", "year", "check_item", "licence",
-                    "legal_basis", "ref")  # fmt: skip
-"""Attributes of a public record that carry no personal data; `reason` only where the catalogue
-declares it a code (the abnormal-operation list's ground), never free text, which may name
-people (a proposer's reason for a listing, a removal's reason)."""
 LISTS = ("serious_dishonest_list", "abnormal_operation_list", "focus_attention_list", "red_list")
 
 
@@ -84,21 +81,6 @@ def _entity(state: Any, code: str, day: date) -> dict[str, Any] | None:
     return rows[0] if rows and rows[0]["n"] else None
 
 
-def _reason_codes(category: str) -> frozenset[str]:
-    """The codes a category's `reason` attribute takes, as the catalogue declares them
-    ("missing_annual_report / false_disclosure / unreachable"); empty where it declares none."""
-    declared = default_catalogue()[category].attributes.get("reason", "")
-    return frozenset(c.strip() for c in declared.split("/") if c.strip().isidentifier())
-
-
-def shown_attributes(category: str, attributes: dict[str, Any]) -> dict[str, Any]:
-    """The attributes of a record the public may see (see `SHOWN_ATTRIBUTES`)."""
-    out = {k: attributes[k] for k in SHOWN_ATTRIBUTES if k in attributes}
-    if "reason" in out and out["reason"] not in _reason_codes(category):
-        del out["reason"]
-    return out
-
-
 def _open_listings(rows: list[dict[str, Any]]) -> list[Listing]:
     """Public listings not ended by a counting removal (one naming it, or a later one of the
     list without a reference), as the feature builder decides."""
@@ -117,6 +99,20 @@ def _open_listings(rows: list[dict[str, Any]]) -> list[Listing]:
             out.append(Listing(list=r["category"], record_id=r["record_id"],
                                listed_on=r["event_date"], reason=reason))  # fmt: skip
     return out
+
+
+def _evaluation_on(con: Connection, code: str, day: date) -> dict[str, Any] | None:
+    """The public credit evaluation (score, grade) in force on `day`: the latest published on
+    or before it (a batch or a re-score, as `company_history` keeps them), also after the
+    company was re-scored since; None when there was none or it had no score."""
+    point = con.execute(
+        sa.select(company_history.c.score, company_history.c.grade)
+        .where(company_history.c.uscc == code, company_history.c.as_of <= day)
+        .order_by(company_history.c.as_of.desc()).limit(1)
+    ).first()  # fmt: skip
+    if point is None or point.score is None:
+        return None
+    return {"score": float(point.score), "grade": point.grade}
 
 
 @router.get(
@@ -143,19 +139,18 @@ def public_company(
     catalogue = default_catalogue()
     shown = [r for r in rows if r["public"]]
     with state.engine.connect() as con:
-        doc = con.execute(PUBLIC_DOC, {"u": code}).scalar()
-    served = json.loads(str(doc)) if doc is not None else {}
-    evaluation = served.get("evaluation")
-    if served.get("as_of", "") > day.isoformat():
-        evaluation = None  # the served evaluation is later than the day asked for
+        evaluation = _evaluation_on(con, code, day)
+        disputed = disputed_on(con, [code], day)
     individual = entity["entity_type"] == "individual_business"
+    flag = objection_flags(state.store, disputed, {code: entity["entity_type"]}, public=True,
+                           day=day)[code]  # fmt: skip
     state.audit.log(caller, "GET /v1/public/companies/{uscc}", code, purpose, 200)
     return PublicCompany(
         uscc=code, on=day,
         name=mask_name(entity["name"]) if individual else entity["name"],
         entity_type=entity["entity_type"], region=entity["region"], evaluation=evaluation,
         lists=_open_listings(rows),
-        objection_open=any(r["objection_open"] for r in shown),
+        objection_open=flag,
         records=[
             PublicRecord(
                 record_id=r["record_id"], category=r["category"],
