@@ -62,6 +62,8 @@ async def _as_served(
             if department or disputed.get(u) or _STORED_OPEN in text]  # fmt: skip
     if not work:
         return docs
+    if not any(disputed.get(u) for u in work):  # no record to look up in the store: at once
+        return {**docs, **_served_docs(state, caller, {u: docs[u] for u in work}, disputed)}
     changed = await run_in_threadpool(_served_docs, state, caller, {u: docs[u] for u in work},
                                       disputed)  # fmt: skip
     return {**docs, **changed}
@@ -92,8 +94,7 @@ def _served_docs(
                 )
             )
     if department is not None:
-        department_view(state.store, [d for u, d in parsed.items() if u not in public],
-                        department)  # fmt: skip
+        department_view([d for u, d in parsed.items() if u not in public], department)
     for u, doc in parsed.items():
         doc["flags"]["objection_open"] = flags[u]
     return {u: json.dumps(doc, ensure_ascii=False) for u, doc in parsed.items()}
