@@ -52,6 +52,7 @@ from serving.db import (
 from serving.load import mask_name
 from serving.spotcheck.draw import (
     DRAW_VERSION,
+    DRAW_VERSIONS,
     SNAPSHOT_TABLES,
     DrawParams,
     PlanError,
@@ -388,7 +389,7 @@ def resolve(engine: Engine, request: PlanRequest) -> DrawParams:
 
 def params_to_json(params: DrawParams) -> str:
     doc = {
-        "draw_version": DRAW_VERSION,
+        "draw_version": params.draw_version,
         "items": [i.model_dump(mode="json") for i in params.items],
         "population": asdict(params.population),
         "department_yearly_cap": params.department_yearly_cap,
@@ -400,11 +401,13 @@ def params_to_json(params: DrawParams) -> str:
 
 def params_from_json(text: str, for_replay: bool = True) -> DrawParams:
     doc = json.loads(text)
-    if for_replay and doc.get("draw_version") != DRAW_VERSION:
+    version = doc.get("draw_version")
+    if for_replay and version not in DRAW_VERSIONS:
         raise PlanError(
             "draw_version",
-            f"the plan was drawn by version {doc.get('draw_version')} of the sampling design and "
-            f"this is version {DRAW_VERSION}: replay it with the release that drew it",
+            f"the plan was drawn by version {version} of the sampling design and this release "
+            f"replays versions {', '.join(map(str, DRAW_VERSIONS))}: replay it with the release "
+            "that drew it",
         )
     pop = doc["population"]
     return DrawParams(
@@ -413,6 +416,7 @@ def params_from_json(text: str, for_replay: bool = True) -> DrawParams:
         department_yearly_cap=int(doc["department_yearly_cap"]),
         inspectors_per_task=int(doc["inspectors_per_task"]),
         triggered=tuple(doc["triggered"]),
+        draw_version=int(version) if version in DRAW_VERSIONS else DRAW_VERSION,
     )
 
 
