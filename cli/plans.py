@@ -91,7 +91,7 @@ def items_import(
     """Load check items from a packaged preset or a YAML file (replacing items of the same id)."""
     from serving.spotcheck.items import load_preset_file
     from serving.spotcheck.items import preset as packaged
-    from serving.spotcheck.plans import save_items
+    from serving.spotcheck.plans import save_item_list
 
     if (preset is None) == (file is None):
         _fail("give exactly one of --preset and --file", as_json=as_json)
@@ -99,11 +99,14 @@ def items_import(
         chosen = packaged(preset) if preset else load_preset_file(file)  # type: ignore[arg-type]
     except (KeyError, ValueError, OSError) as exc:
         _fail(str(exc), as_json=as_json)
-    n = save_items(_engine(), list(chosen.items))
+    n = save_item_list(_engine(), chosen)
+    settings = {k: v for k, v in chosen.list_settings().items() if k != "name"}
     if as_json:
-        _emit_json({"preset": chosen.name, "items": n})
+        _emit_json({"preset": chosen.name, "items": n, **settings})
     else:
-        out.print(f"{n} check items from {chosen.name}")
+        kept = ", ".join(f"{k} {v}" for k, v in settings.items() if v is not None)
+        with_list = f" (kept with the list: {kept})" if kept else ""
+        out.print(f"{n} check items from {chosen.name}{with_list}")
 
 
 @items_app.command("list")

@@ -41,6 +41,7 @@ from records.store import Store
 from records.workdays import china_today
 from serving.db import (
     check_items,
+    check_list_settings,
     company_history,
     inspector_conflicts,
     inspectors,
@@ -237,6 +238,35 @@ def save_items(engine: Engine, items: list[CheckItem]) -> int:
     return len(rows)
 
 
+LIST_SETTINGS = ("name", "general_item_cap", "department_yearly_cap")
+"""What the check-item list keeps besides its items (`check_list_settings`)."""
+
+
+def save_item_list(engine: Engine, chosen: Preset) -> int:
+    """Insert or replace a list's items and keep its settings (`Preset.list_settings`): the
+    department's yearly cap and the general-item cap apply to every plan drawn from the list,
+    until a list file that says otherwise is imported (a setting the file leaves out is
+    cleared)."""
+    n = save_items(engine, list(chosen.items))
+    now = _now()
+    rows = [
+        {"key": key, "value": json.dumps(value, ensure_ascii=False), "updated_at": now}
+        for key, value in chosen.list_settings().items()
+    ]
+    with engine.begin() as con:
+        _upsert(con, check_list_settings, rows, ["key"])
+    return n
+
+
+def list_settings(con: Connection) -> dict[str, Any]:
+    """The check-item list's settings (`LIST_SETTINGS`; None where not set)."""
+    found = {
+        k: json.loads(v)
+        for k, v in con.execute(sa.select(check_list_settings.c.key, check_list_settings.c.value))
+    }
+    return {key: found.get(key) for key in LIST_SETTINGS}
+
+
 def load_items(engine: Engine, department: str | None = None) -> list[CheckItem]:
     query = sa.select(check_items.c.definition).order_by(check_items.c.id)
     if department is not None:
@@ -247,7 +277,7 @@ def load_items(engine: Engine, department: str | None = None) -> list[CheckItem]
 
 def import_preset_items(engine: Engine, name: str) -> Preset:
     chosen = preset(name)
-    save_items(engine, list(chosen.items))
+    save_item_list(engine, chosen)
     return chosen
 
 
@@ -297,6 +327,7 @@ def resolve(engine: Engine, request: PlanRequest) -> DrawParams:
     stored = {i.id: i for i in load_items(engine)}
     with engine.connect() as con:
         staffed = {d for (d,) in con.execute(sa.select(inspectors.c.department).distinct())}
+        settings = list_settings(con)
     known = set(DEPARTMENT_NAMES) | {i.department for i in stored.values()} | staffed
     strangers = [d for d in request.departments if d not in known]
     if strangers:
@@ -344,6 +375,10 @@ def resolve(engine: Engine, request: PlanRequest) -> DrawParams:
     for item in chosen:
         update: dict[str, Any] = {}
         ratios = item.ratios
+        list_cap = settings["general_item_cap"]
+        if list_cap is not None and item.kind == "general":
+            # the list's provincial cap bounds an item added without one (PUT) or with a looser
+            update["max_ratio"] = min(item.max_ratio or list_cap, list_cap)
         if base is not None:
             ratios = base.ratios
             if item.kind == "general":
@@ -372,7 +407,11 @@ def resolve(engine: Engine, request: PlanRequest) -> DrawParams:
                 f"of at least {merged.floor:g}, or leave {item.id} out of the plan",
             )
         items.append(CheckItem.model_validate(merged.model_dump()))
-    cap = request.department_yearly_cap or (base.department_yearly_cap if base else 2)
+    # the list's own yearly cap applies; a preset's does not loosen it (the stricter holds);
+    # a request's, given for this plan, is what the plan asks
+    given = (settings["department_yearly_cap"], base.department_yearly_cap if base else None)
+    yearly = [c for c in given if c is not None]
+    cap = request.department_yearly_cap or min(yearly, default=2)
     return DrawParams(
         items=tuple(sorted(items, key=lambda i: i.id)),
         population=PopulationFilter(
@@ -1321,6 +1360,7 @@ def _published(
 __all__ = [
     "TIERS", "Findings", "InspectorIn", "PlanCreated", "PlanError", "PlanRequest",
     "ResultConflict", "TaskNotFound", "TaskResult", "Verification", "create_plan",
-    "import_preset_items", "load_items", "overdue_tasks", "post_result", "public_notice",
-    "published_results", "save_inspectors", "save_items", "store_inspections", "verify_plan",
+    "import_preset_items", "list_settings", "load_items", "overdue_tasks", "post_result",
+    "public_notice", "published_results", "save_inspectors", "save_item_list", "save_items",
+    "store_inspections", "verify_plan",
 ]  # fmt: skip

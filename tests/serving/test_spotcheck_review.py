@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +17,19 @@ import sqlalchemy as sa
 
 from serving.db import spot_check_plans
 from serving.spotcheck import plans as plans_module
-from serving.spotcheck.plans import PlanRequest, create_plan, verify_plan
+from serving.spotcheck.plans import (
+    InspectorIn,
+    PlanRequest,
+    create_plan,
+    list_settings,
+    load_items,
+    resolve,
+    save_inspectors,
+    verify_plan,
+)
 from tests.serving import test_spotcheck_plans as _plans
 from tests.serving.databases import Loaded
-from tests.serving.test_spotcheck_plans import SMALL_AS_OF
+from tests.serving.test_spotcheck_plans import SMALL_AS_OF, _cli
 
 small = _plans.small
 """40 companies of one county, the national-default items, 6 samr inspectors (the fixture)."""
@@ -60,3 +70,84 @@ def test_a_plan_drawn_by_version_2_still_verifies(
     assert verify_plan(small.engine, new.plan_id).identical
     # 40 eligible at 6 %: 2.4 expected under version 2 (2 or 3 drawn), ⌊2.4⌋ = 2 under 3
     assert new.tasks == 2 and old.tasks in (2, 3)
+
+
+# ---- 3: the list's own settings are kept and applied ----------------------------------------
+
+LIST_FILE = """\
+name: zz-city-2026
+ratios: {A: 0.02, B: 0.08, C: 0.30, D: 1.0}
+general_item_cap: 0.06
+department_yearly_cap: 1
+items:
+  - {id: ZZ-GS-01, department: samr, name_zh: 企业公示信息抽查, kind: general, floor: 0.03}
+  - {id: ZZ-JG-06, department: samr, name_zh: 价格检查, kind: general, max_ratio: 0.04}
+  - {id: ZZ-LOOSE, department: samr, name_zh: 宽松事项, kind: general, max_ratio: 0.5}
+  - id: ZZ-SP-03
+    department: samr
+    name_zh: 食品经营检查
+    kind: key
+    ratios: {A: 1.0, B: 1.0, C: 1.0, D: 1.0}
+"""
+
+
+def test_an_item_files_yearly_cap_is_kept_with_the_list_and_applied(
+    small: Loaded, tmp_path: Path
+) -> None:
+    """`department_yearly_cap: 1` in an item file was dropped (plans stored 2, and companies
+    were visited twice by samr in 2026): it is now kept with the list and applied, also under
+    a preset (whose 2 does not loosen it); the file's general-item cap bounds its items."""
+    path = tmp_path / "items.yaml"
+    path.write_text(LIST_FILE, encoding="utf-8")
+    _zz_inspectors(small)
+    imported = _cli(small, "plan", "items", "import", "--file", str(path), "--json")
+    assert imported.exit_code == 0, imported.stderr
+    assert json.loads(imported.stdout) == {
+        "preset": "zz-city-2026", "items": 4, "general_item_cap": 0.06,
+        "department_yearly_cap": 1,
+    }  # fmt: skip
+    with small.engine.connect() as con:
+        assert list_settings(con) == {
+            "name": "zz-city-2026",
+            "general_item_cap": 0.06,
+            "department_yearly_cap": 1,
+        }
+    caps = {i.id: i.max_ratio for i in load_items(small.engine) if i.id.startswith("ZZ")}
+    assert caps == {"ZZ-GS-01": 0.06, "ZZ-JG-06": 0.04, "ZZ-LOOSE": 0.06, "ZZ-SP-03": None}
+    for preset in (None, "national-default"):
+        params = resolve(small.engine, _request(items=["ZZ-SP-03"], ratio_preset=preset))
+        assert params.department_yearly_cap == 1, preset
+    # a request's own yearly cap is what that plan asks
+    assert resolve(small.engine, _request(items=["ZZ-SP-03"], department_yearly_cap=2)
+                   ).department_yearly_cap == 2  # fmt: skip
+    # applied: every company visited by samr in July (SP-03 at ratio 1) is left out in August
+    july = create_plan(small.engine, _request(items=["ZZ-SP-03"]), today=date(2026, 7, 6))
+    assert july.tasks == 40
+    stored = json.loads(_plan_params(small, july.plan_id))
+    assert stored["department_yearly_cap"] == 1
+    august = create_plan(
+        small.engine,
+        _request(name="august", items=["ZZ-GS-01"], start_date=date(2026, 8, 3)),
+        today=date(2026, 8, 3),
+    )
+    assert august.tasks == 0
+    assert august.summary["items"][0]["excluded_over_cap"] == 40
+    # a later file without the setting clears it: back to the default 2
+    path.write_text(LIST_FILE.replace("department_yearly_cap: 1\n", ""), encoding="utf-8")
+    assert _cli(small, "plan", "items", "import", "--file", str(path)).exit_code == 0
+    assert resolve(small.engine, _request(items=["ZZ-SP-03"])).department_yearly_cap == 2
+
+
+def _zz_inspectors(loaded: Loaded) -> None:
+    save_inspectors(loaded.engine, [
+        InspectorIn(inspector_id=f"zz-{k:02d}", department="samr", area="4101",
+                    items=["ZZ-GS-01", "ZZ-JG-06", "ZZ-LOOSE", "ZZ-SP-03"])
+        for k in range(6)
+    ])  # fmt: skip
+
+
+def _plan_params(loaded: Loaded, plan_id: str) -> str:
+    with loaded.engine.connect() as con:
+        return str(con.execute(
+            sa.select(spot_check_plans.c.params).where(spot_check_plans.c.id == plan_id)
+        ).scalar_one())  # fmt: skip
