@@ -257,7 +257,7 @@ def plan_show(
     engine = _engine()
     with engine.connect() as con:
         try:
-            plan, frame = plan_list(con, plan_id, department, inspector)
+            plan, frame = plan_list(con, plan_id, department, inspector, store=_store(_settings()))
         except LookupError as exc:
             _fail(str(exc))
     _log_read(engine, "plan show", frame["uscc"], f"{plan_id}: {purpose or 'plan list'}")

@@ -216,7 +216,7 @@ def get_plan_list(
     department = _own_department(caller, department)
     with state.engine.connect() as con:
         try:
-            plan, frame = plan_list(con, plan_id, department, inspector)
+            plan, frame = plan_list(con, plan_id, department, inspector, store=state.store)
         except LookupError as exc:
             raise ApiError(404, "not_found", str(exc)) from None
     why = f"{plan_id}: {purpose or ''}"[:256]

@@ -895,9 +895,11 @@ def plan_tasks(
 LIST_FIELDS = (
     "task_id", "plan_id", "visit_no", "uscc", "company_name", "region", "tier", "item_id",
     "item_name", "department", "inspectors", "inclusion_prob", "basis", "due_date", "status",
-    "result", "check_date",
+    "result", "corrected", "objection_open", "check_date",
 )  # fmt: skip
-"""The columns of a plan's list as regulators fetch it."""
+"""The columns of a plan's list as regulators fetch it: `result` as the published results show
+it (its corrected form once corrected, `corrected` true), and `objection_open` while an
+objection to it is being decided (DOMAIN §10: the flag is visible to every consumer)."""
 
 
 def plan_list(
@@ -906,9 +908,13 @@ def plan_list(
     department: str | None = None,
     inspector: str | None = None,
     today: date | None = None,
+    store: Store | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """The plan and its list (`LIST_FIELDS`), with item names and each task's status: done,
-    overdue (deadline passed without a result) or open."""
+    overdue (deadline passed without a result) or open. With the `store`, each result is read
+    through its record's events by the rule the published results follow (`_results_in_force`);
+    without it, as posted."""
+    today = today or china_today()
     plan = get_plan(con, plan_id)
     frame = plan_tasks(con, plan_id, department, inspector).rename(columns={"id": "task_id"})
     names = {
@@ -916,9 +922,37 @@ def plan_list(
         for i, d in con.execute(sa.select(check_items.c.id, check_items.c.definition))
     }
     frame["item_name"] = frame["item_id"].map(names).fillna(frame["item_id"])
-    status = np.where(frame["due_date"] < (today or china_today()), "overdue", "open")
+    status = np.where(frame["due_date"] < today, "overdue", "open")
     frame["status"] = np.where(frame["result"].notna(), "done", status)
+    frame["corrected"] = False
+    frame["objection_open"] = False
+    if store is not None:
+        _results_in_force(store, frame, today)
     return plan, frame[list(LIST_FIELDS)]
+
+
+def _results_in_force(store: Store, frame: pd.DataFrame, today: date) -> None:
+    """Set `result`, `corrected` and `objection_open` of the tasks with a result as
+    `published_results` shows them on `today` (one rule: `records.publicity`)."""
+    ids = [str(r) for r in frame["record_id"].dropna().unique()]
+    if not ids:
+        return
+    records, events = publicity.stored_with_events(store, ids, today)
+    result = frame["result"].astype(object).to_numpy().copy()
+    fixed = np.zeros(len(frame), bool)
+    objected = np.zeros(len(frame), bool)
+    for k, record_id in enumerate(frame["record_id"].tolist()):
+        record = records.get(record_id) if isinstance(record_id, str) else None
+        if record is None:
+            continue
+        steps = events.get(record_id, [])
+        form = publicity.corrected(record, steps, today)
+        result[k] = form["severity"]
+        fixed[k] = form != publicity.corrected(record, [], today)
+        objected[k] = publicity.objection_open(steps, today)
+    frame["result"] = result
+    frame["corrected"] = fixed
+    frame["objection_open"] = objected
 
 
 class Verification(BaseModel):

@@ -6,30 +6,42 @@ messages that mislead): each test pins the behaviour now."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
-from datetime import date
+from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import openpyxl
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
+from records.events import append_events
+from records.settings import Settings
+from records.workdays import china_today
+from serving.app import create_app
+from serving.auth import create_key
 from serving.db import spot_check_plans
 from serving.spotcheck import plans as plans_module
 from serving.spotcheck.plans import (
     InspectorIn,
     PlanRequest,
+    TaskResult,
     create_plan,
     list_settings,
     load_items,
+    post_result,
     resolve,
     save_inspectors,
     verify_plan,
 )
 from tests.serving import test_spotcheck_plans as _plans
 from tests.serving.databases import Loaded
-from tests.serving.test_spotcheck_plans import SMALL_AS_OF, _cli
+from tests.serving.test_spotcheck_plans import SMALL_AS_OF, _cli, _tasks
 
 small = _plans.small
 """40 companies of one county, the national-default items, 6 samr inspectors (the fixture)."""
@@ -151,3 +163,79 @@ def _plan_params(loaded: Loaded, plan_id: str) -> str:
         return str(con.execute(
             sa.select(spot_check_plans.c.params).where(spot_check_plans.c.id == plan_id)
         ).scalar_one())  # fmt: skip
+
+
+# ---- 4: lists read results through corrections and objections -------------------------------
+
+
+@pytest.fixture()
+def small_api(
+    small: Loaded, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    """The application on the small world, with a regulator's key."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    settings = Settings(data_dir=small.data_dir, DATABASE_URL=small.url, duckdb_memory_limit="1GB")
+    key = create_key(small.engine, "regulator", None, "spot-check review test")
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client, {"X-API-Key": key, "X-Purpose": "review test"}
+
+
+def _list(client: TestClient, headers: dict[str, str], plan_id: str, fmt: str) -> bytes:
+    got = client.get(f"/v1/spot-check-plans/{plan_id}", headers=headers, params={"format": fmt})
+    assert got.status_code == 200, got.text
+    return got.content
+
+
+def test_plan_lists_show_corrected_results_and_open_objections(
+    small: Loaded, small_api: tuple[TestClient, dict[str, str]], tmp_path: Path
+) -> None:
+    """After a correction to "pass", the plan's list still said 发现问题 while the published
+    results said pass, corrected; and an open objection was not shown. The list now reads each
+    result through the same rule, in every format, and `plan show` still gives the API's
+    bytes."""
+    client, reg = small_api
+    today = china_today()
+    start = today - timedelta(days=10)
+    made = create_plan(small.engine, _request(
+        name="corrections", items=["SC-CP-04"], start_date=start, record_past=True,
+        item_ratios={"SC-CP-04": {"A": 1, "B": 1, "C": 1, "D": 1}},
+    ), today=today)  # fmt: skip
+    ids = [int(t) for t in _tasks(small.engine, made.plan_id).sort_values("id")["id"].head(3)]
+    problem = TaskResult(result="problem", check_date=start, findings={"minor": 1})
+    posted = [post_result(small.engine, small.store, t, problem, today=today) for t in ids]
+    fixed, objected = (p["record_id"] for p in posted[:2])
+    stored = append_events(small.store, [
+        {"record_id": fixed, "event_type": "correction", "effective_date": today,
+         "attributes": {"severity": "pass", "attributes": {"findings_minor": 0}}},
+        {"record_id": objected, "event_type": "objection_opened", "effective_date": today},
+    ], today=today)  # fmt: skip
+    assert stored.stored == 2 and not stored.rejected
+    published = client.get("/v1/spot-check-results", headers=reg,
+                           params={"plan_id": made.plan_id}).json()["results"]  # fmt: skip
+    public = {r["task_id"]: (r["result"], r["corrected"], r["objection_open"]) for r in published}
+    body = json.loads(_list(client, reg, made.plan_id, "json"))
+    listed = {t["task_id"]: (t["result"], t["corrected"], t["objection_open"])
+              for t in body["tasks"] if t["task_id"] in ids}  # fmt: skip
+    assert listed == public == {
+        ids[0]: ("pass", True, False), ids[1]: ("problem", False, True),
+        ids[2]: ("problem", False, False),
+    }  # fmt: skip
+    csv_text = _list(client, reg, made.plan_id, "csv").decode("utf-8-sig")
+    rows = {r["任务编号"]: r for r in csv.DictReader(io.StringIO(csv_text))}
+    assert (rows[str(ids[0])]["检查结果"], rows[str(ids[0])]["结果已更正"]) == ("未发现问题", "是")
+    assert (rows[str(ids[1])]["检查结果"], rows[str(ids[1])]["异议处理中"]) == ("发现问题", "是")
+    assert rows[str(ids[2])]["异议处理中"] == "否"
+    sheet = openpyxl.load_workbook(io.BytesIO(_list(client, reg, made.plan_id, "xlsx"))).active
+    header = [c.value for c in sheet[2]]
+    by_task = {
+        r[0]: dict(zip(header, r, strict=True)) for r in sheet.iter_rows(3, values_only=True)
+    }
+    assert by_task[str(ids[0])]["检查结果"] == "未发现问题"
+    assert by_task[str(ids[1])]["异议处理中"] == "是"
+    for fmt in ("json", "csv"):
+        shown = _cli(small, "plan", "show", made.plan_id, "--format", fmt, "--purpose", "t")
+        assert shown.exit_code == 0, shown.stderr
+        assert shown.stdout_bytes == _list(client, reg, made.plan_id, fmt), fmt
+    out = tmp_path / "list.xlsx"
+    shown = _cli(small, "plan", "show", made.plan_id, "--format", "xlsx", "--out", str(out))
+    assert shown.exit_code == 0 and out.read_bytes() == _list(client, reg, made.plan_id, "xlsx")
