@@ -375,31 +375,31 @@ def resolve(engine: Engine, request: PlanRequest) -> DrawParams:
     for item in chosen:
         update: dict[str, Any] = {}
         ratios = item.ratios
-        list_cap = settings["general_item_cap"]
-        if list_cap is not None and item.kind == "general":
-            # the list's provincial cap bounds an item added without one (PUT) or with a looser
-            update["max_ratio"] = min(item.max_ratio or list_cap, list_cap)
         if base is not None:
             ratios = base.ratios
-            if item.kind == "general":
-                update["max_ratio"] = base.general_item_cap
         if request.ratios is not None:
             ratios = request.ratios.over(ratios)
         if item.id in request.item_ratios:
             ratios = request.item_ratios[item.id].over(ratios)
-        if request.general_item_cap is not None and item.kind == "general":
-            update["max_ratio"] = request.general_item_cap
         update["ratios"] = ratios
+        # a general item's cap: the stricter of its own, the list's, the preset's and the
+        # request's (a month's choice of ratios never loosens an item's own stricter cap)
+        caps: dict[str, float] = {}
+        if item.kind == "general":
+            given = (
+                ("its max_ratio", item.max_ratio),
+                ("the check-item list's general_item_cap", settings["general_item_cap"]),
+                (f"preset {request.ratio_preset}'s general_item_cap",
+                 base.general_item_cap if base is not None else None),
+                ("the request's general_item_cap", request.general_item_cap),
+            )  # fmt: skip
+            caps = {name: cap for name, cap in given if cap is not None}
+        if caps:
+            update["max_ratio"] = min(caps.values())
         merged = item.model_copy(update=update)
         if merged.max_ratio is not None and merged.floor > merged.max_ratio:
             # lowering the floor to the cap would quietly check fewer than the floor requires
-            cap_from = (
-                "the request's general_item_cap"
-                if request.general_item_cap is not None
-                else f"preset {request.ratio_preset}'s general_item_cap"
-                if base is not None
-                else "its max_ratio"
-            )
+            cap_from = next(name for name, cap in caps.items() if cap == merged.max_ratio)
             raise PlanError(
                 "cap_below_floor",
                 f"item {item.id} must cover at least {merged.floor:g} of its eligible companies "
@@ -409,8 +409,10 @@ def resolve(engine: Engine, request: PlanRequest) -> DrawParams:
         items.append(CheckItem.model_validate(merged.model_dump()))
     # the list's own yearly cap applies; a preset's does not loosen it (the stricter holds);
     # a request's, given for this plan, is what the plan asks
-    given = (settings["department_yearly_cap"], base.department_yearly_cap if base else None)
-    yearly = [c for c in given if c is not None]
+    yearly_given = (
+        settings["department_yearly_cap"], base.department_yearly_cap if base else None
+    )  # fmt: skip
+    yearly = [int(c) for c in yearly_given if c is not None]
     cap = request.department_yearly_cap or min(yearly, default=2)
     return DrawParams(
         items=tuple(sorted(items, key=lambda i: i.id)),

@@ -66,8 +66,11 @@ def test_a_plan_drawn_by_version_2_still_verifies(
     monkeypatch.setattr(
         plans_module, "resolve", lambda e, r: dataclasses.replace(resolve(e, r), draw_version=2)
     )
-    request = _request(item_ratios={"SC-GS-01": {"A": 0.5, "B": 0.5, "C": 0.5, "D": 0.5}},
-                       general_item_cap=0.06)  # fmt: skip
+    request = _request(
+        items=["SC-DJ-02"],
+        item_ratios={"SC-DJ-02": {"A": 0.5, "B": 0.5, "C": 0.5, "D": 0.5}},
+        general_item_cap=0.045,
+    )
     old = create_plan(small.engine, request, today=date(2026, 7, 6))
     monkeypatch.undo()
     new = create_plan(small.engine, request.model_copy(update={"name": "new"}),
@@ -80,8 +83,10 @@ def test_a_plan_drawn_by_version_2_still_verifies(
     assert versions == {old.plan_id: 2, new.plan_id: 3}
     assert verify_plan(small.engine, old.plan_id).identical
     assert verify_plan(small.engine, new.plan_id).identical
-    # 40 eligible at 6 %: 2.4 expected under version 2 (2 or 3 drawn), ⌊2.4⌋ = 2 under 3
-    assert new.tasks == 2 and old.tasks in (2, 3)
+    # 40 eligible at 4.5 %: 1.8 expected under version 2 (1 or 2 drawn); ⌊0.045 E⌋ under 3
+    assert old.tasks in (1, 2)
+    eligible = sum(new.summary["items"][0]["eligible"].values())
+    assert new.tasks == int(0.045 * eligible) == 1
 
 
 # ---- 3: the list's own settings are kept and applied ----------------------------------------
@@ -239,3 +244,27 @@ def test_plan_lists_show_corrected_results_and_open_objections(
     out = tmp_path / "list.xlsx"
     shown = _cli(small, "plan", "show", made.plan_id, "--format", "xlsx", "--out", str(out))
     assert shown.exit_code == 0 and out.read_bytes() == _list(client, reg, made.plan_id, "xlsx")
+
+
+# ---- 5: a preset never loosens an item's own stricter cap ------------------------------------
+
+
+def test_the_stricter_of_an_items_cap_and_the_provincial_cap_applies(
+    small: Loaded, tmp_path: Path
+) -> None:
+    """With `--preset national-default` an item configured `max_ratio: 0.04` was capped at the
+    preset's 0.05: the stricter (smaller) cap now applies, whoever gives the provincial one."""
+    path = tmp_path / "items.yaml"
+    path.write_text(LIST_FILE, encoding="utf-8")
+    assert _cli(small, "plan", "items", "import", "--file", str(path)).exit_code == 0
+    both = ["ZZ-GS-01", "ZZ-JG-06"]
+
+    def caps(**kw: Any) -> dict[str, float | None]:
+        return {i.id: i.max_ratio for i in resolve(small.engine, _request(items=both, **kw)).items}
+
+    assert caps() == {"ZZ-GS-01": 0.06, "ZZ-JG-06": 0.04}
+    assert caps(ratio_preset="national-default") == {"ZZ-GS-01": 0.05, "ZZ-JG-06": 0.04}
+    assert caps(ratio_preset="national-default", general_item_cap=0.2) == {
+        "ZZ-GS-01": 0.05, "ZZ-JG-06": 0.04,
+    }  # fmt: skip
+    assert caps(general_item_cap=0.045) == {"ZZ-GS-01": 0.045, "ZZ-JG-06": 0.04}
