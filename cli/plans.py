@@ -193,6 +193,10 @@ def plan_create(
     request_file: Annotated[
         Path | None, typer.Option("--request", help="A JSON plan request (overrides the rest).")
     ] = None,
+    allow_duplicate: Annotated[bool, typer.Option(
+        "--allow-duplicate",
+        help="Draw although a plan of the same name, start and departments exists.",
+    )] = False,
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
     """Draw a plan: companies by tier at random, inspectors at random, joint visits. The checks
@@ -207,6 +211,8 @@ def plan_create(
             request = PlanRequest.model_validate_json(request_file.read_text(encoding="utf-8"))
             if record_past:
                 request = request.model_copy(update={"record_past": True})
+            if allow_duplicate:
+                request = request.model_copy(update={"allow_duplicate": True})
         else:
             request = PlanRequest(
                 name=name, departments=_split(departments),
@@ -215,7 +221,7 @@ def plan_create(
                             "tiers": _split(tiers)},
                 snapshot_date=_as_of(snapshot, china_today()) if snapshot else None,
                 start_date=_as_of(start) if start else None, record_past=record_past,
-                seed=seed, triggered=_split(triggered),
+                seed=seed, triggered=_split(triggered), allow_duplicate=allow_duplicate,
             )  # fmt: skip
         created = create_plan(_engine(), request, store=_store(_settings()))
     except ValidationError as exc:
@@ -267,6 +273,31 @@ def plan_show(
     else:
         output.write_bytes(data)
         err.print(f"{len(frame)} tasks → {escape(str(output))}", soft_wrap=True)
+
+
+@plan_app.command("cancel")
+def plan_cancel(
+    plan_id: Annotated[str, typer.Argument()],
+    reason: Annotated[str, typer.Option(help="Why the checks are called off (kept).")],
+    task: Annotated[int | None, typer.Option(help="One task only (default: all open).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cancel a plan's (or one task's) checks without a result: not overdue, not counted against
+    yearly limits, shown as cancelled (已取消); the draw is unchanged and still verifies. Who,
+    when and why are kept (lifecycle log)."""
+    from serving.spotcheck.draw import PlanError
+    from serving.spotcheck.plans import ResultConflict, TaskNotFound, cancel_tasks
+
+    try:
+        by = f"{getpass.getuser()} on {socket.gethostname()}"
+        done = cancel_tasks(_engine(), plan_id, reason, task, by=by)
+    except (LookupError, TaskNotFound, ResultConflict, PlanError) as exc:
+        _fail(str(exc), as_json=as_json)
+    if as_json:
+        _emit_json(done)
+    else:
+        out.print(f"{plan_id}: {done['cancelled']} task(s) cancelled ({done['left_done']} done "
+                  f"kept): {done['reason']}")  # fmt: skip
 
 
 @plan_app.command("verify")

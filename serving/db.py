@@ -184,6 +184,10 @@ spot_check_tasks = sa.Table(
     sa.Column("result_by", sa.Integer),
     sa.Column("record_id", sa.String(64)),
     sa.Column("published_late", sa.Boolean),
+    # a check called off after the draw (migration 0008): not overdue, not counted in caps
+    sa.Column("cancelled_at", sa.DateTime(timezone=True)),
+    sa.Column("cancelled_by", sa.Integer),
+    sa.Column("cancel_reason", sa.Text),
     sa.UniqueConstraint("plan_id", "uscc", "item_id", name="uq_task_plan_company_item"),
 )  # fmt: skip
 

@@ -71,7 +71,7 @@ DEPARTMENT_NAMES: dict[str, str] = {
 
 VALUE_NAMES: dict[str, dict[str, str]] = {
     "basis": {"random": "随机抽取", "triggered": "触发检查"},
-    "status": {"open": "待检查", "done": "已完成", "overdue": "已逾期"},
+    "status": {"open": "待检查", "done": "已完成", "overdue": "已逾期", "cancelled": "已取消"},
     "result": {"pass": "未发现问题", "problem": "发现问题", "serious": "发现严重问题"},
     "department": DEPARTMENT_NAMES,
 }

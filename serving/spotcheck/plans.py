@@ -39,12 +39,14 @@ from records.ingest import ingest_table
 from records.schema import ENTITY_TYPES
 from records.store import Store
 from records.workdays import china_today
+from serving import lifecycle
 from serving.db import (
     check_items,
     check_list_settings,
     company_history,
     inspector_conflicts,
     inspectors,
+    lifecycle_log,
     plan_counter,
     spot_check_assignments,
     spot_check_plans,
@@ -157,6 +159,10 @@ class PlanRequest(BaseModel):
     an outage, a migration, a drill): a `start_date` before today is accepted, and its tasks
     are overdue at once where their deadline has passed without a result. The plan's summary
     and notice keep the day it was drawn (`drawn_on`)."""
+    allow_duplicate: bool = False
+    """Draw although a plan of the same name, start day and departments exists (refused
+    otherwise, `duplicate_plan`: a plan drawn twice by mistake counts against every company's
+    yearly limits)."""
     working_days: int = Field(default=PUBLICATION_WORKING_DAYS, ge=1, le=250)
     seed: int | None = Field(default=None, ge=0, lt=2**63)
     triggered: list[str] = Field(default_factory=list, max_length=10_000)
@@ -529,6 +535,7 @@ def take_snapshot(
     in_year = (
         sa.select(task.uscc, task.department, task.item_id, task.plan_id)
         .join(spot_check_plans, spot_check_plans.c.id == task.plan_id)
+        .where(task.cancelled_at.is_(None))  # a cancelled check is no inspection
         .where(sa.or_(
             sa.and_(task.result.is_not(None), task.check_date.between(year_start, year_end)),
             sa.and_(task.result.is_(None), spot_check_plans.c.start_date <= year_end,
@@ -584,7 +591,7 @@ def take_snapshot(
         sa.select(t.id, t.uscc, t.plan_seq,
                   sa.func.max(t.plan_seq).over(partition_by=(t.uscc, t.department))
                   .label("last_seq"))
-        .where(t.department.in_(depts))
+        .where(t.department.in_(depts), t.cancelled_at.is_(None))
         .subquery()
     )  # fmt: skip
     last = _frame(
@@ -735,6 +742,8 @@ def create_plan(
         seq = con.execute(
             sa.select(plan_counter.c.n).where(plan_counter.c.name == "plans")
         ).scalar_one()
+        if not request.allow_duplicate:
+            _refuse_duplicate(con, request, start)
         snapshot_date = request.snapshot_date or latest_load(con, start)
         if snapshot_date is None:
             raise PlanError(
@@ -787,6 +796,26 @@ def create_plan(
         inspector_hash=snapshot.inspector_hash, list_sha256=list_sha256(listing),
         summary=summary, seconds=round(time.perf_counter() - started, 3),
     )  # fmt: skip
+
+
+def _refuse_duplicate(con: Connection, request: PlanRequest, start: date) -> None:
+    """Refuse a second plan of the same name and start day for the same departments (taken
+    under the plan lock: two requests at once cannot both pass)."""
+    same = con.execute(
+        sa.select(spot_check_plans.c.id, spot_check_plans.c.params)
+        .where(spot_check_plans.c.name == request.name, spot_check_plans.c.start_date == start)
+        .order_by(spot_check_plans.c.seq)
+    ).all()  # fmt: skip
+    for plan_id, params in same:
+        departments = sorted({i["department"] for i in json.loads(params)["items"]})
+        if departments == request.departments:
+            raise PlanError(
+                "duplicate_plan",
+                f"plan {plan_id} already has the name {request.name!r}, start {start} and "
+                f"departments {', '.join(departments)}: cancel its tasks (credsup plan cancel "
+                f"{plan_id} --reason …) or, if a second plan is meant, set allow_duplicate "
+                "(credsup plan create --allow-duplicate)",
+            )
 
 
 def _start_in_past(start: date, due: date, today: date) -> str:
@@ -913,9 +942,9 @@ def plan_list(
     store: Store | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """The plan and its list (`LIST_FIELDS`), with item names and each task's status: done,
-    overdue (deadline passed without a result) or open. With the `store`, each result is read
-    through its record's events by the rule the published results follow (`_results_in_force`);
-    without it, as posted."""
+    cancelled, overdue (deadline passed without a result) or open. With the `store`, each result
+    is read through its record's events by the rule the published results follow
+    (`_results_in_force`); without it, as posted."""
     today = today or china_today()
     plan = get_plan(con, plan_id)
     frame = plan_tasks(con, plan_id, department, inspector).rename(columns={"id": "task_id"})
@@ -925,6 +954,7 @@ def plan_list(
     }
     frame["item_name"] = frame["item_id"].map(names).fillna(frame["item_id"])
     status = np.where(frame["due_date"] < today, "overdue", "open")
+    status = np.where(frame["cancelled_at"].notna(), "cancelled", status)
     frame["status"] = np.where(frame["result"].notna(), "done", status)
     frame["corrected"] = False
     frame["objection_open"] = False
@@ -1064,7 +1094,8 @@ def public_notice(engine: Engine, plan_id: str, today: date | None = None) -> di
         plan = get_plan(con, plan_id)
         open_tasks = con.execute(
             sa.select(sa.func.count()).select_from(spot_check_tasks).where(
-                spot_check_tasks.c.plan_id == plan_id, spot_check_tasks.c.result.is_(None)
+                spot_check_tasks.c.plan_id == plan_id, spot_check_tasks.c.result.is_(None),
+                spot_check_tasks.c.cancelled_at.is_(None),
             )
         ).scalar_one()  # fmt: skip
     params = params_from_json(plan["params"], for_replay=False)
@@ -1134,6 +1165,65 @@ def _seed_shown(
     }
 
 
+# ---- cancelling -------------------------------------------------------------------------------
+
+
+def cancel_tasks(
+    engine: Engine,
+    plan_id: str,
+    reason: str,
+    task_id: int | None = None,
+    cancelled_by: int | None = None,
+    by: str | None = None,
+) -> dict[str, Any]:
+    """Call off a plan's (or one task's) checks that have no result yet, with the reason: they
+    are no longer overdue, count against no yearly limit and show as cancelled in the lists.
+    The draw is unchanged (the plan still verifies); who, when and why are kept on the task and
+    appended to `lifecycle_log` (case_type `spot_check`; `by` names a caller without a key, the
+    command line's user and host). A task with a result, or cancelled
+    already, is refused (`ResultConflict`)."""
+    reason = reason.strip()
+    if not reason:
+        raise PlanError("reason_required", "give the reason for cancelling (--reason)")
+    now = _now()
+    t = spot_check_tasks.c
+    with engine.begin() as con:
+        get_plan(con, plan_id)  # LookupError: no such plan
+        query = sa.select(t.id, t.uscc, t.result, t.cancelled_at).where(t.plan_id == plan_id)
+        if task_id is not None:
+            query = query.where(t.id == task_id)
+        rows = con.execute(query.order_by(t.id)).all()
+        if task_id is not None:
+            if not rows:
+                raise TaskNotFound(f"plan {plan_id} has no task {task_id}")
+            if rows[0].result is not None:
+                raise ResultConflict(
+                    f"task {task_id} has its result: a check done is not cancelled"
+                )
+            if rows[0].cancelled_at is not None:
+                raise ResultConflict(f"task {task_id} was cancelled already")
+        todo = [r for r in rows if r.result is None and r.cancelled_at is None]
+        ids = [int(r.id) for r in todo]
+        for start in range(0, len(ids), 900):
+            con.execute(
+                spot_check_tasks.update()
+                .where(t.id.in_(ids[start : start + 900]), t.result.is_(None),
+                       t.cancelled_at.is_(None))
+                .values(cancelled_at=now, cancelled_by=cancelled_by, cancel_reason=reason)
+            )  # fmt: skip
+        if todo:
+            con.execute(lifecycle_log.insert(), [
+                lifecycle.step("spot_check", int(r.id), r.uscc, "cancelled", cancelled_by,
+                               {"plan_id": plan_id, "reason": reason, "by": by})
+                for r in todo
+            ])  # fmt: skip
+    return {
+        "plan_id": plan_id, "cancelled": len(ids), "task_ids": ids, "reason": reason,
+        "cancelled_at": now.isoformat(),
+        "left_done": sum(1 for r in rows if r.result is not None),
+    }  # fmt: skip
+
+
 # ---- results ----------------------------------------------------------------------------------
 
 
@@ -1181,6 +1271,10 @@ def post_result(
             if department is not None and task["department"] != department:
                 raise PermissionError(
                     f"task {task_id} belongs to department {task['department']}, not {department}"
+                )
+            if task["cancelled_at"] is not None:
+                raise ResultConflict(
+                    f"task {task_id} was cancelled ({task['cancel_reason']}): it takes no result"
                 )
             if body.check_date > today:
                 raise PlanError(
@@ -1299,10 +1393,11 @@ def overdue_tasks(
     plan_id: str | None = None,
     limit: int = 1000,
 ) -> pd.DataFrame:
-    """Tasks without a result whose deadline has passed."""
+    """Tasks without a result whose deadline has passed (cancelled ones are not overdue)."""
     query = sa.select(spot_check_tasks).where(
-        spot_check_tasks.c.result.is_(None), spot_check_tasks.c.due_date < today
-    )
+        spot_check_tasks.c.result.is_(None), spot_check_tasks.c.due_date < today,
+        spot_check_tasks.c.cancelled_at.is_(None),
+    )  # fmt: skip
     if department is not None:
         query = query.where(spot_check_tasks.c.department == department)
     if plan_id is not None:
@@ -1395,7 +1490,8 @@ def _published(
 
 __all__ = [
     "TIERS", "Findings", "InspectorIn", "PlanCreated", "PlanError", "PlanRequest",
-    "ResultConflict", "TaskNotFound", "TaskResult", "Verification", "create_plan",
+    "ResultConflict", "TaskNotFound", "TaskResult", "Verification", "cancel_tasks",
+    "create_plan",
     "import_preset_items", "list_settings", "load_items", "overdue_tasks", "post_result",
     "public_notice", "published_results", "save_inspectors", "save_item_list", "save_items",
     "store_inspections", "verify_plan",

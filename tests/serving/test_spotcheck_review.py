@@ -25,7 +25,7 @@ from records.settings import Settings
 from records.workdays import china_today
 from serving.app import create_app
 from serving.auth import create_key
-from serving.db import spot_check_plans
+from serving.db import lifecycle_log, spot_check_plans
 from serving.spotcheck import plans as plans_module
 from serving.spotcheck.plans import (
     InspectorIn,
@@ -41,7 +41,7 @@ from serving.spotcheck.plans import (
 )
 from tests.serving import test_spotcheck_plans as _plans
 from tests.serving.databases import Loaded
-from tests.serving.test_spotcheck_plans import SMALL_AS_OF, _cli, _tasks
+from tests.serving.test_spotcheck_plans import SMALL_AS_OF, _cli, _one_line, _tasks
 
 small = _plans.small
 """40 companies of one county, the national-default items, 6 samr inspectors (the fixture)."""
@@ -268,3 +268,119 @@ def test_the_stricter_of_an_items_cap_and_the_provincial_cap_applies(
         "ZZ-GS-01": 0.05, "ZZ-JG-06": 0.04,
     }  # fmt: skip
     assert caps(general_item_cap=0.045) == {"ZZ-GS-01": 0.045, "ZZ-JG-06": 0.04}
+
+
+# ---- 6: a plan drawn twice is refused; tasks can be cancelled ---------------------------------
+
+
+def test_a_plan_drawn_twice_is_refused_naming_the_first(
+    small: Loaded, small_api: tuple[TestClient, dict[str, str]]
+) -> None:
+    """The same request twice gave two plans (47 and 41 tasks) counted against every company's
+    yearly limits. The second is refused (409 / exit 2) naming the first, unless meant."""
+    client, reg = small_api
+    start = china_today() + timedelta(days=3)
+    body = {"name": "十月联合抽查", "departments": ["samr"], "items": ["SC-SP-03"], "seed": 4,
+            "snapshot_date": SMALL_AS_OF.isoformat(), "start_date": start.isoformat()}  # fmt: skip
+    first = client.post("/v1/spot-check-plans", headers=reg, json=body)
+    assert first.status_code == 201, first.text
+    plan_id = first.json()["plan_id"]
+    again = client.post("/v1/spot-check-plans", headers=reg, json=body)
+    assert again.status_code == 409, again.text
+    assert again.json()["code"] == "duplicate_plan" and plan_id in again.json()["message"]
+    refused = _cli(small, "plan", "create", "--name", "十月联合抽查", "--departments", "samr",
+                   "--items", "SC-SP-03", "--snapshot", SMALL_AS_OF.isoformat(),
+                   "--start", start.isoformat(), "--seed", "4")  # fmt: skip
+    assert plan_id in _one_line(refused)
+    # another start day, other departments, or an explicit flag: drawn
+    other_day = client.post(
+        "/v1/spot-check-plans",
+        headers=reg,
+        json={**body, "start_date": (start + timedelta(days=1)).isoformat()},
+    )
+    assert other_day.status_code == 201, other_day.text
+    meant = _cli(
+        small,
+        "plan",
+        "create",
+        "--name",
+        "十月联合抽查",
+        "--departments",
+        "samr",
+        "--items",
+        "SC-SP-03",
+        "--snapshot",
+        SMALL_AS_OF.isoformat(),
+        "--start",
+        start.isoformat(),
+        "--seed",
+        "4",
+        "--allow-duplicate",
+        "--json",
+    )
+    assert meant.exit_code == 0, meant.stderr
+    assert json.loads(meant.stdout)["plan_id"] not in (plan_id, other_day.json()["plan_id"])
+
+
+def test_cancelled_tasks_are_not_overdue_nor_counted_and_the_plan_verifies(
+    small: Loaded, small_api: tuple[TestClient, dict[str, str]]
+) -> None:
+    """A plan drawn by mistake could not be withdrawn: its tasks were overdue for good and
+    counted against the yearly limits. Cancelling (CLI or API, with a reason) calls off the
+    checks without a result, keeps who/when/why, and leaves the draw verifiable."""
+    client, reg = small_api
+    today = china_today()
+    start = today - timedelta(days=60)
+    all_of_it = {"SC-CP-04": {"A": 1, "B": 1, "C": 1, "D": 1}}
+    mistake = create_plan(small.engine, _request(
+        name="mistake", items=["SC-CP-04"], item_ratios=all_of_it, start_date=start,
+        record_past=True,
+    ), store=small.store, today=today)  # fmt: skip
+    tasks = _tasks(small.engine, mistake.plan_id).sort_values("id")
+    assert len(tasks) == 40
+    done_id, one_id = int(tasks["id"].iloc[0]), int(tasks["id"].iloc[1])
+    post_result(small.engine, small.store, done_id,
+                TaskResult(result="pass", check_date=start), today=today)  # fmt: skip
+    overdue = _cli(small, "plan", "overdue", "--plan-id", mistake.plan_id, "--json")
+    assert len(json.loads(overdue.stdout)["tasks"]) == 39
+    # one task by the API (a regulator), the rest by the command line
+    one = client.post(f"/v1/spot-check-plans/{mistake.plan_id}/cancel", headers=reg,
+                      json={"task_id": one_id, "reason": "企业已注销"})  # fmt: skip
+    assert one.status_code == 200, one.text
+    assert one.json()["cancelled"] == 1 and one.json()["task_ids"] == [one_id]
+    again = client.post(f"/v1/spot-check-plans/{mistake.plan_id}/cancel", headers=reg,
+                        json={"task_id": done_id, "reason": "x"})  # fmt: skip
+    assert again.status_code == 409  # a check done stays done
+    no_reason = _cli(small, "plan", "cancel", mistake.plan_id, "--reason", " ")
+    assert "reason" in _one_line(no_reason)
+    rest = _cli(small, "plan", "cancel", mistake.plan_id, "--reason", "重复抽取", "--json")
+    assert rest.exit_code == 0, rest.stderr
+    assert json.loads(rest.stdout)["cancelled"] == 38 and json.loads(rest.stdout)["left_done"] == 1
+    # not overdue, shown as cancelled, results refused, kept in the lifecycle log
+    overdue = _cli(small, "plan", "overdue", "--plan-id", mistake.plan_id, "--json")
+    assert json.loads(overdue.stdout)["tasks"] == []
+    body = json.loads(_list(client, reg, mistake.plan_id, "json"))
+    status = {t["task_id"]: t["status"] for t in body["tasks"]}
+    assert status[done_id] == "done" and status[one_id] == "cancelled"
+    assert sum(s == "cancelled" for s in status.values()) == 39
+    assert "已取消" in _list(client, reg, mistake.plan_id, "csv").decode("utf-8-sig")
+    late = client.post(f"/v1/spot-check-tasks/{one_id}/result", headers=reg,
+                       json={"result": "pass", "check_date": today.isoformat()})  # fmt: skip
+    assert late.status_code == 409 and "cancelled" in late.text
+    with small.engine.connect() as con:
+        trail = con.execute(
+            sa.select(lifecycle_log.c.case_id, lifecycle_log.c.action, lifecycle_log.c.detail)
+            .where(lifecycle_log.c.case_type == "spot_check")
+        ).all()  # fmt: skip
+    assert len(trail) == 39 and {a for _, a, _ in trail} == {"cancelled"}
+    reasons = {i: json.loads(d)["reason"] for i, _, d in trail}
+    assert reasons[one_id] == "企业已注销" and set(reasons.values()) == {"企业已注销", "重复抽取"}
+    # the draw is unchanged
+    assert verify_plan(small.engine, mistake.plan_id).identical
+    # not counted: the same item at ratio 1 in the same year takes the 39 cancelled companies
+    again_plan = create_plan(small.engine, _request(
+        name="redo", items=["SC-CP-04"], item_ratios=all_of_it, start_date=today,
+    ), store=small.store, today=today)  # fmt: skip
+    redo = set(_tasks(small.engine, again_plan.plan_id)["uscc"])
+    cancelled = set(tasks["uscc"]) - {tasks["uscc"].iloc[0]}
+    assert redo == cancelled
