@@ -82,6 +82,21 @@ def _split(text: str | None) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
+def _triggered(text: str | None) -> list[Any]:
+    """`--triggered`: plain codes (every item), or `CODE:ITEM[,ITEM]` (those items only); a
+    word after `CODE:ITEM` that is no 18-character code is another item of that company."""
+    entries: list[Any] = []
+    for token in [t.strip() for t in (text or "").replace(";", ",").split(",") if t.strip()]:
+        if ":" in token:
+            code, _, item = token.partition(":")
+            entries.append({"uscc": code.strip(), "items": [item.strip()] if item.strip() else []})
+        elif len(token) != 18 and entries and isinstance(entries[-1], dict):
+            entries[-1]["items"].append(token)
+        else:
+            entries.append(token)
+    return entries
+
+
 @items_app.command("import")
 def items_import(
     preset: Annotated[str | None, typer.Option(help="national-default or henan-2021.")] = None,
@@ -184,7 +199,10 @@ def plan_create(
         help="First day of checks: today (the default) or later, unless --record-past."
     )] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (default: random, stored).")] = None,
-    triggered: Annotated[str | None, typer.Option(help="Codes checked on a trigger.")] = None,
+    triggered: Annotated[str | None, typer.Option(
+        help="Codes checked on a trigger (every item), or CODE:ITEM[,ITEM] for some items "
+        "only; entries separated by ',' or ';'.",
+    )] = None,
     record_past: Annotated[bool, typer.Option(
         "--record-past",
         help="Enter a plan whose checks already began: a --start before today is accepted "
@@ -221,7 +239,7 @@ def plan_create(
                             "tiers": _split(tiers)},
                 snapshot_date=_as_of(snapshot, china_today()) if snapshot else None,
                 start_date=_as_of(start) if start else None, record_past=record_past,
-                seed=seed, triggered=_split(triggered), allow_duplicate=allow_duplicate,
+                seed=seed, triggered=_triggered(triggered), allow_duplicate=allow_duplicate,
             )  # fmt: skip
         created = create_plan(_engine(), request, store=_store(_settings()))
     except ValidationError as exc:

@@ -110,6 +110,8 @@ class DrawParams:
     inspectors_per_task: int = 2
     triggered: tuple[str, ...] = ()
     """Companies checked on a trigger (complaint, referral): every applicable item, p = 1."""
+    triggered_items: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Companies checked on a trigger for the named items only (code, item ids), p = 1."""
     draw_version: int = DRAW_VERSION
     """The sampling design that draws (or drew) the plan (`DRAW_VERSIONS`)."""
 
@@ -239,6 +241,17 @@ def draw_plan(params: DrawParams, snapshot: Snapshot, seed: int) -> Drawn:
     columns = _Columns(comp)
     in_population = _population_mask(columns, tier, params.population)
     triggered = comp["uscc"].isin(set(params.triggered)).to_numpy() & in_population
+    # triggered for named items: p = 1 for those, and out of the random draw of those only
+    named_trigger: dict[str, np.ndarray] = {}
+    for _code, item_ids in params.triggered_items:
+        for item_id in item_ids:
+            named_trigger.setdefault(item_id, np.zeros(n, bool))
+    if named_trigger:
+        where = pd.Index(comp["uscc"]).get_indexer(pd.Index([c for c, _ in params.triggered_items]))
+        for (_, item_ids), k in zip(params.triggered_items, where, strict=True):
+            if k >= 0 and in_population[k]:
+                for item_id in item_ids:
+                    named_trigger[item_id][k] = True
     chosen_company: list[np.ndarray] = []
     chosen_item: list[np.ndarray] = []
     chosen_prob: list[np.ndarray] = []
@@ -254,7 +267,8 @@ def draw_plan(params: DrawParams, snapshot: Snapshot, seed: int) -> Drawn:
         over_item = item_counts.get(item.id)
         if over_item is not None:
             capped |= (over_item >= item.yearly_cap) & (tier != 3)
-        eligible = applies & ~capped & ~triggered
+        item_triggered = triggered | named_trigger.get(item.id, np.zeros(n, bool))
+        eligible = applies & ~capped & ~item_triggered
         base = np.array(item.ratios.as_tuple(), dtype=np.float64)
         if not item.samples_tier_a:
             base[0] = 0.0
@@ -268,7 +282,7 @@ def draw_plan(params: DrawParams, snapshot: Snapshot, seed: int) -> Drawn:
         chosen_item.append(np.full(len(picked), k, np.int32))
         chosen_prob.append(ratios[tier[picked]])
         chosen_basis.append(np.zeros(len(picked), np.int8))
-        trig = np.flatnonzero(applies & triggered)
+        trig = np.flatnonzero(applies & item_triggered)
         chosen_company.append(trig)
         chosen_item.append(np.full(len(trig), k, np.int32))
         chosen_prob.append(np.ones(len(trig)))
@@ -279,7 +293,7 @@ def draw_plan(params: DrawParams, snapshot: Snapshot, seed: int) -> Drawn:
                 eligible={TIERS[t]: int(counts[t]) for t in range(4)},
                 ratios={TIERS[t]: round(float(ratios[t]), 10) for t in range(4)},
                 scale=round(scale, 10), drawn=drawn, triggered=len(trig),
-                excluded_over_cap=int((applies & capped & ~triggered).sum()),
+                excluded_over_cap=int((applies & capped & ~item_triggered).sum()),
             )
         )  # fmt: skip
     company = np.concatenate(chosen_company).astype(np.int64)
@@ -356,11 +370,14 @@ def check_population(params: DrawParams, snapshot: Snapshot) -> None:
             f"{int(mask.sum())} companies of {within}: the items' industries and entity types "
             "match none of them",
         )
-    if not params.triggered:
+    for_items = {code: ids for code, ids in params.triggered_items}
+    codes = list(params.triggered) + [c for c in for_items if c not in set(params.triggered)]
+    if not codes:
         return
-    position = pd.Index(comp["uscc"]).get_indexer(pd.Index(list(params.triggered)))
+    position = pd.Index(comp["uscc"]).get_indexer(pd.Index(codes))
     dropped = []
-    for code, k in zip(params.triggered, position, strict=True):
+    by_id = {i.id: i for i in params.items}
+    for code, k in zip(codes, position, strict=True):
         if k < 0:
             dropped.append(f"{code} (not in the pool: no tier on the snapshot day)")
             continue
@@ -369,6 +386,10 @@ def check_population(params: DrawParams, snapshot: Snapshot) -> None:
             dropped.append(f"{code} (outside the population: {', '.join(outside)})")
         elif not applies[k]:
             dropped.append(f"{code} (no item of the plan applies to it)")
+        elif code in for_items:
+            idle = [i for i in for_items[code] if not _applies(cols, by_id[i])[k]]
+            if idle:
+                dropped.append(f"{code} (item {', '.join(idle)} does not apply to it)")
     if dropped:
         raise PlanError(
             "triggered_not_drawable",

@@ -129,6 +129,27 @@ class PartialRatios(BaseModel):
         return Ratios.model_validate({**ratios.model_dump(), **given})
 
 
+class Triggered(BaseModel):
+    """A company checked on a trigger (complaint, referral) for some items only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uscc: str
+    items: list[str] | None = Field(default=None, min_length=1, max_length=62)
+    department: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @field_validator("uscc")
+    @classmethod
+    def _code(cls, value: str) -> str:
+        return _valid_codes([value], "uscc")[0]
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> Triggered:
+        if (self.items is None) == (self.department is None):
+            raise ValueError(f"triggered {self.uscc}: give its items or its department (one)")
+        return self
+
+
 class PlanRequest(BaseModel):
     """What a regulator asks for (`POST /v1/spot-check-plans`, `credsup plan create`).
 
@@ -165,12 +186,21 @@ class PlanRequest(BaseModel):
     yearly limits)."""
     working_days: int = Field(default=PUBLICATION_WORKING_DAYS, ge=1, le=250)
     seed: int | None = Field(default=None, ge=0, lt=2**63)
-    triggered: list[str] = Field(default_factory=list, max_length=10_000)
+    triggered: list[str | Triggered] = Field(default_factory=list, max_length=10_000)
+    """Companies checked on a trigger: a plain code is checked on every applicable item of the
+    plan (p = 1); `{"uscc": …, "items": […]}` or `{"uscc": …, "department": …}` on those only."""
 
     @field_validator("triggered")
     @classmethod
-    def _codes(cls, value: list[str]) -> list[str]:
-        return _valid_codes(value, "triggered")
+    def _codes(cls, value: list[str | Triggered]) -> list[str | Triggered]:
+        plain = _valid_codes([v for v in value if isinstance(v, str)], "triggered")
+        named = sorted((v for v in value if not isinstance(v, str)), key=lambda v: v.uscc)
+        return [*plain, *named]
+
+    @property
+    def triggered_codes(self) -> list[str]:
+        """The codes triggered for every item."""
+        return [v for v in self.triggered if isinstance(v, str)]
 
     @model_validator(mode="after")
     def _unique_departments(self) -> PlanRequest:
@@ -430,8 +460,40 @@ def resolve(engine: Engine, request: PlanRequest) -> DrawParams:
         ),
         department_yearly_cap=cap,
         inspectors_per_task=request.inspectors_per_task,
-        triggered=tuple(request.triggered),
+        triggered=tuple(request.triggered_codes),
+        triggered_items=_triggered_items(request, items),
     )
+
+
+def _triggered_items(
+    request: PlanRequest, items: list[CheckItem]
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Each company triggered for named items (or a department's items of the plan), checked
+    to be items of the plan; merged per company."""
+    by_company: dict[str, set[str]] = {}
+    plan_items = {i.id: i for i in items}
+    for entry in request.triggered:
+        if isinstance(entry, str):
+            continue
+        if entry.items is not None:
+            strangers = [i for i in entry.items if i not in plan_items]
+            if strangers:
+                raise PlanError(
+                    "unknown_item",
+                    f"triggered {entry.uscc}: items {', '.join(strangers)} are not in the plan "
+                    f"(its items: {', '.join(sorted(plan_items))})",
+                )
+            chosen = set(entry.items)
+        else:
+            chosen = {i.id for i in items if i.department == entry.department}
+            if not chosen:
+                raise PlanError(
+                    "item_department",
+                    f"triggered {entry.uscc}: the plan has no item of department "
+                    f"{entry.department}",
+                )
+        by_company.setdefault(entry.uscc, set()).update(chosen)
+    return tuple((code, tuple(sorted(ids))) for code, ids in sorted(by_company.items()))
 
 
 def params_to_json(params: DrawParams) -> str:
@@ -443,6 +505,8 @@ def params_to_json(params: DrawParams) -> str:
         "inspectors_per_task": params.inspectors_per_task,
         "triggered": list(params.triggered),
     }
+    if params.triggered_items:  # plans without them keep the parameters they always had
+        doc["triggered_items"] = [[c, list(ids)] for c, ids in params.triggered_items]
     return json.dumps(doc, ensure_ascii=False, sort_keys=True)
 
 
@@ -463,6 +527,7 @@ def params_from_json(text: str, for_replay: bool = True) -> DrawParams:
         department_yearly_cap=int(doc["department_yearly_cap"]),
         inspectors_per_task=int(doc["inspectors_per_task"]),
         triggered=tuple(doc["triggered"]),
+        triggered_items=tuple((c, tuple(ids)) for c, ids in doc.get("triggered_items", [])),
         draw_version=int(version) if version in DRAW_VERSIONS else DRAW_VERSION,
     )
 
@@ -1490,7 +1555,7 @@ def _published(
 
 __all__ = [
     "TIERS", "Findings", "InspectorIn", "PlanCreated", "PlanError", "PlanRequest",
-    "ResultConflict", "TaskNotFound", "TaskResult", "Verification", "cancel_tasks",
+    "ResultConflict", "TaskNotFound", "TaskResult", "Triggered", "Verification", "cancel_tasks",
     "create_plan",
     "import_preset_items", "list_settings", "load_items", "overdue_tasks", "post_result",
     "public_notice", "published_results", "save_inspectors", "save_item_list", "save_items",

@@ -25,8 +25,9 @@ from records.settings import Settings
 from records.workdays import china_today
 from serving.app import create_app
 from serving.auth import create_key
-from serving.db import lifecycle_log, spot_check_plans
+from serving.db import company_history, lifecycle_log, spot_check_plans
 from serving.spotcheck import plans as plans_module
+from serving.spotcheck.draw import PlanError
 from serving.spotcheck.plans import (
     InspectorIn,
     PlanRequest,
@@ -384,3 +385,44 @@ def test_cancelled_tasks_are_not_overdue_nor_counted_and_the_plan_verifies(
     redo = set(_tasks(small.engine, again_plan.plan_id)["uscc"])
     cancelled = set(tasks["uscc"]) - {tasks["uscc"].iloc[0]}
     assert redo == cancelled
+
+
+# ---- 7: a triggered check names its items -----------------------------------------------------
+
+
+def _tier_codes(loaded: Loaded, tier: str) -> list[str]:
+    with loaded.engine.connect() as con:
+        return sorted(con.execute(
+            sa.select(company_history.c.uscc).where(company_history.c.tier == tier)
+        ).scalars())  # fmt: skip
+
+
+def test_a_triggered_check_covers_the_items_it_names(small: Loaded) -> None:
+    """A food complaint against a tier-A company brought a task for every item of every
+    department. A triggered entry may now name its items or department; a plain code keeps
+    meaning every applicable item."""
+    a_named, a_plain, a_dept, a_cli = _tier_codes(small, "A")[:4]
+    items = ["SC-CP-04", "SC-GS-01"]
+    made = create_plan(small.engine, _request(name="complaints", items=items, triggered=[
+        {"uscc": a_named, "items": ["SC-CP-04"]}, a_plain, {"uscc": a_dept, "department": "samr"},
+    ]), today=date(2026, 7, 6))  # fmt: skip
+    tasks = _tasks(small.engine, made.plan_id)
+    triggered = tasks[tasks["basis"] == "triggered"].groupby("uscc")["item_id"].apply(sorted)
+    assert triggered.to_dict() == {a_named: ["SC-CP-04"], a_plain: items, a_dept: items}
+    assert (tasks[tasks["basis"] == "triggered"]["inclusion_prob"] == 1.0).all()
+    assert verify_plan(small.engine, made.plan_id).identical
+    # the command line: CODE:ITEM[,ITEM], plain codes as before
+    shown = _cli(small, "plan", "create", "--name", "cli complaints", "--departments", "samr",
+                 "--items", ",".join(items), "--snapshot", SMALL_AS_OF.isoformat(),
+                 "--start", "2026-07-06", "--record-past", "--seed", "5",
+                 "--triggered", f"{a_cli}:SC-CP-04;{a_plain}", "--json")  # fmt: skip
+    assert shown.exit_code == 0, shown.stderr
+    cli_tasks = _tasks(small.engine, json.loads(shown.stdout)["plan_id"])
+    by = cli_tasks[cli_tasks["basis"] == "triggered"].groupby("uscc")["item_id"].apply(sorted)
+    assert by.to_dict() == {a_cli: ["SC-CP-04"], a_plain: items}
+    # an item not in the plan is refused by name
+    with pytest.raises(PlanError) as refused:
+        resolve(small.engine, _request(items=items, triggered=[
+            {"uscc": a_named, "items": ["SC-SP-03"]}
+        ]))  # fmt: skip
+    assert refused.value.code == "unknown_item" and "SC-SP-03" in str(refused.value)
