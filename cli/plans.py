@@ -82,6 +82,21 @@ def _split(text: str | None) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
+def _triggered(text: str | None) -> list[Any]:
+    """`--triggered`: plain codes (every item), or `CODE:ITEM[,ITEM]` (those items only); a
+    word after `CODE:ITEM` that is no 18-character code is another item of that company."""
+    entries: list[Any] = []
+    for token in [t.strip() for t in (text or "").replace(";", ",").split(",") if t.strip()]:
+        if ":" in token:
+            code, _, item = token.partition(":")
+            entries.append({"uscc": code.strip(), "items": [item.strip()] if item.strip() else []})
+        elif len(token) != 18 and entries and isinstance(entries[-1], dict):
+            entries[-1]["items"].append(token)
+        else:
+            entries.append(token)
+    return entries
+
+
 @items_app.command("import")
 def items_import(
     preset: Annotated[str | None, typer.Option(help="national-default or henan-2021.")] = None,
@@ -91,7 +106,7 @@ def items_import(
     """Load check items from a packaged preset or a YAML file (replacing items of the same id)."""
     from serving.spotcheck.items import load_preset_file
     from serving.spotcheck.items import preset as packaged
-    from serving.spotcheck.plans import save_items
+    from serving.spotcheck.plans import save_item_list
 
     if (preset is None) == (file is None):
         _fail("give exactly one of --preset and --file", as_json=as_json)
@@ -99,11 +114,14 @@ def items_import(
         chosen = packaged(preset) if preset else load_preset_file(file)  # type: ignore[arg-type]
     except (KeyError, ValueError, OSError) as exc:
         _fail(str(exc), as_json=as_json)
-    n = save_items(_engine(), list(chosen.items))
+    n = save_item_list(_engine(), chosen)
+    settings = {k: v for k, v in chosen.list_settings().items() if k != "name"}
     if as_json:
-        _emit_json({"preset": chosen.name, "items": n})
+        _emit_json({"preset": chosen.name, "items": n, **settings})
     else:
-        out.print(f"{n} check items from {chosen.name}")
+        kept = ", ".join(f"{k} {v}" for k, v in settings.items() if v is not None)
+        with_list = f" (kept with the list: {kept})" if kept else ""
+        out.print(f"{n} check items from {chosen.name}{with_list}")
 
 
 @items_app.command("list")
@@ -181,7 +199,10 @@ def plan_create(
         help="First day of checks: today (the default) or later, unless --record-past."
     )] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (default: random, stored).")] = None,
-    triggered: Annotated[str | None, typer.Option(help="Codes checked on a trigger.")] = None,
+    triggered: Annotated[str | None, typer.Option(
+        help="Codes checked on a trigger (every item), or CODE:ITEM[,ITEM] for some items "
+        "only; entries separated by ',' or ';'.",
+    )] = None,
     record_past: Annotated[bool, typer.Option(
         "--record-past",
         help="Enter a plan whose checks already began: a --start before today is accepted "
@@ -190,6 +211,10 @@ def plan_create(
     request_file: Annotated[
         Path | None, typer.Option("--request", help="A JSON plan request (overrides the rest).")
     ] = None,
+    allow_duplicate: Annotated[bool, typer.Option(
+        "--allow-duplicate",
+        help="Draw although a plan of the same name, start and departments exists.",
+    )] = False,
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
     """Draw a plan: companies by tier at random, inspectors at random, joint visits. The checks
@@ -204,6 +229,8 @@ def plan_create(
             request = PlanRequest.model_validate_json(request_file.read_text(encoding="utf-8"))
             if record_past:
                 request = request.model_copy(update={"record_past": True})
+            if allow_duplicate:
+                request = request.model_copy(update={"allow_duplicate": True})
         else:
             request = PlanRequest(
                 name=name, departments=_split(departments),
@@ -212,7 +239,7 @@ def plan_create(
                             "tiers": _split(tiers)},
                 snapshot_date=_as_of(snapshot, china_today()) if snapshot else None,
                 start_date=_as_of(start) if start else None, record_past=record_past,
-                seed=seed, triggered=_split(triggered),
+                seed=seed, triggered=_triggered(triggered), allow_duplicate=allow_duplicate,
             )  # fmt: skip
         created = create_plan(_engine(), request, store=_store(_settings()))
     except ValidationError as exc:
@@ -254,7 +281,7 @@ def plan_show(
     engine = _engine()
     with engine.connect() as con:
         try:
-            plan, frame = plan_list(con, plan_id, department, inspector)
+            plan, frame = plan_list(con, plan_id, department, inspector, store=_store(_settings()))
         except LookupError as exc:
             _fail(str(exc))
     _log_read(engine, "plan show", frame["uscc"], f"{plan_id}: {purpose or 'plan list'}")
@@ -264,6 +291,31 @@ def plan_show(
     else:
         output.write_bytes(data)
         err.print(f"{len(frame)} tasks → {escape(str(output))}", soft_wrap=True)
+
+
+@plan_app.command("cancel")
+def plan_cancel(
+    plan_id: Annotated[str, typer.Argument()],
+    reason: Annotated[str, typer.Option(help="Why the checks are called off (kept).")],
+    task: Annotated[int | None, typer.Option(help="One task only (default: all open).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cancel a plan's (or one task's) checks without a result: not overdue, not counted against
+    yearly limits, shown as cancelled (已取消); the draw is unchanged and still verifies. Who,
+    when and why are kept (lifecycle log)."""
+    from serving.spotcheck.draw import PlanError
+    from serving.spotcheck.plans import ResultConflict, TaskNotFound, cancel_tasks
+
+    try:
+        by = f"{getpass.getuser()} on {socket.gethostname()}"
+        done = cancel_tasks(_engine(), plan_id, reason, task, by=by)
+    except (LookupError, TaskNotFound, ResultConflict, PlanError) as exc:
+        _fail(str(exc), as_json=as_json)
+    if as_json:
+        _emit_json(done)
+    else:
+        out.print(f"{plan_id}: {done['cancelled']} task(s) cancelled ({done['left_done']} done "
+                  f"kept): {done['reason']}")  # fmt: skip
 
 
 @plan_app.command("verify")

@@ -10,7 +10,8 @@ PostgreSQL. The schema is created and upgraded by Alembic only (`serving/migrati
   load of a whole batch and `rescore` for one company re-scored on demand.
 - `api_keys`: keys stored as SHA-256 hashes (keys are 256-bit random, so no slow hash is needed),
   with role and department, or the company a `company` key speaks for (migration 0005).
-- spot checks (`serving.spotcheck`): `check_items`, `inspectors`, `inspector_conflicts`,
+- spot checks (`serving.spotcheck`): `check_items`, `check_list_settings` (the list's yearly
+  and general-item caps, migration 0007), `inspectors`, `inspector_conflicts`,
   `spot_check_plans` (parameters, seed, hashes, the stored list and snapshot), `spot_check_tasks`
   (one per company and item, with its result) and `spot_check_assignments` (task → inspector);
   `plan_counter` numbers plans and serialises their creation.
@@ -125,6 +126,14 @@ check_items = sa.Table(
     sa.Column("updated_at", UtcDateTime(), nullable=False),
 )  # fmt: skip
 
+check_list_settings = sa.Table(
+    "check_list_settings", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)  # fmt: skip
+"""Settings of the check-item list as its file gave them (JSON values; migration 0007)."""
+
 inspectors = sa.Table(
     "inspectors", metadata,
     sa.Column("id", sa.String(64), primary_key=True),
@@ -198,6 +207,10 @@ spot_check_tasks = sa.Table(
     sa.Column("result_by", sa.Integer),
     sa.Column("record_id", sa.String(64)),
     sa.Column("published_late", sa.Boolean),
+    # a check called off after the draw (migration 0008): not overdue, not counted in caps
+    sa.Column("cancelled_at", sa.DateTime(timezone=True)),
+    sa.Column("cancelled_by", sa.Integer),
+    sa.Column("cancel_reason", sa.Text),
     sa.UniqueConstraint("plan_id", "uscc", "item_id", name="uq_task_plan_company_item"),
 )  # fmt: skip
 

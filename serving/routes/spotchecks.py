@@ -40,6 +40,7 @@ from serving.spotcheck.plans import (
     TaskNotFound,
     TaskResult,
     Verification,
+    cancel_tasks,
     create_plan,
     overdue_tasks,
     plan_list,
@@ -57,8 +58,12 @@ TASKS = frozenset({"admin", "regulator", "department"})
 LIST_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, 409: ERRORS[422]}
 
 
+PLAN_CONFLICTS = frozenset({"duplicate_plan"})
+"""Refusals that are conflicts with what is stored (409), not bad requests (422)."""
+
+
 def _plan_error(exc: PlanError) -> ApiError:
-    return ApiError(422, exc.code, str(exc))
+    return ApiError(409 if exc.code in PLAN_CONFLICTS else 422, exc.code, str(exc))
 
 
 def _own_department(caller: Caller, department: str | None) -> str | None:
@@ -157,9 +162,13 @@ def list_inspectors(
 # ---- plans ------------------------------------------------------------------------------------
 
 
-@router.post("/spot-check-plans", response_model=PlanCreated, status_code=201, responses=ERRORS)
+@router.post(
+    "/spot-check-plans", response_model=PlanCreated, status_code=201, responses=LIST_ERRORS
+)
 def post_plan(body: PlanRequest, state: StateDep, caller: CallerDep) -> PlanCreated:
-    """Draw a plan: companies at random by tier, inspectors at random, joint visits."""
+    """Draw a plan: companies at random by tier, inspectors at random, joint visits. A second
+    plan of the same name, start day and departments is refused (409 `duplicate_plan`, naming
+    the plan) unless `allow_duplicate`."""
     require(caller, MANAGE, "draw spot-check plans")
     try:
         created = create_plan(state.engine, body, created_by=caller.key_id, store=state.store)
@@ -216,7 +225,7 @@ def get_plan_list(
     department = _own_department(caller, department)
     with state.engine.connect() as con:
         try:
-            plan, frame = plan_list(con, plan_id, department, inspector)
+            plan, frame = plan_list(con, plan_id, department, inspector, store=state.store)
         except LookupError as exc:
             raise ApiError(404, "not_found", str(exc)) from None
     why = f"{plan_id}: {purpose or ''}"[:256]
@@ -231,6 +240,41 @@ def get_plan_list(
         media_type=export.LIST_MEDIA_TYPES[format],
         headers=headers,
     )
+
+
+class CancelIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=1000)
+    """Why the checks are called off (kept with who and when)."""
+    task_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
+    """One task only (default: every task of the plan without a result)."""
+
+
+class Cancelled(BaseModel):
+    plan_id: str
+    cancelled: int
+    task_ids: list[int]
+    reason: str
+    cancelled_at: str
+    left_done: int
+    """Tasks of the plan (or the task) that have a result and stay as they are."""
+
+
+@router.post("/spot-check-plans/{plan_id}/cancel", response_model=Cancelled, responses=LIST_ERRORS)
+def post_cancel(plan_id: str, body: CancelIn, state: StateDep, caller: CallerDep) -> Cancelled:
+    """Cancel a plan's (or one task's) checks without a result, with the reason: not overdue,
+    not counted against yearly limits, shown as cancelled; the draw is unchanged and verifies."""
+    require(caller, MANAGE, "cancel spot-check tasks")
+    try:
+        done = cancel_tasks(
+            state.engine, plan_id, body.reason, body.task_id, caller.key_id, by=caller.name
+        )
+    except (LookupError, TaskNotFound) as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    except ResultConflict as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    except PlanError as exc:
+        raise _plan_error(exc) from None
+    return Cancelled.model_validate(done)
 
 
 @router.get("/spot-check-plans/{plan_id}/notice", responses=ERRORS)

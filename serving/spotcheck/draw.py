@@ -11,9 +11,12 @@ Every eligible company is drawn with probability exactly its tier's ratio r, the
 `inclusion_prob` stored with it; the tiers of an item are rounded together (systematic sampling
 over its eligible companies in random order, `_draw_item`), so an item with an expected Σ rE
 companies draws ⌊Σ rE⌋ or ⌈Σ rE⌉ of them.
-Before the draw, a general item's ratios are scaled down so that at most `max_ratio` of its
-eligible companies are expected to be drawn, and any item's ratios are scaled up (capped at 1)
-so that at least `floor` are.
+Before the draw, a general item's ratios are scaled down so that at most ⌊max_ratio × E⌋ of its
+E eligible companies are expected to be drawn, and any item's ratios are scaled up (capped at 1)
+so that at least ⌈floor × E⌉ are; the expected count is then a whole number, which the
+systematic sampling draws exactly, so the cap is never exceeded nor the floor undercut by
+rounding (draw version 3; version 2 scaled to max_ratio × E and floor × E, which rounding could
+exceed or undercut by one, and is kept to replay the plans it drew).
 
 **Joint visits**: all items drawn for one company form one visit (进一次门、查多项事).
 
@@ -33,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import io
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,10 +47,19 @@ import pyarrow.csv as pacsv
 
 from serving.spotcheck.items import TIERS, CheckItem
 
-DRAW_VERSION = 2
+DRAW_VERSION = 3
 """The sampling design's version, stored with every plan: a change to anything that alters the
 list drawn from the same (parameters, snapshot, seed) must increase it, so that a stored plan is
-never "verified" against another design."""
+never "verified" against another design. New plans are drawn by this version; a stored plan is
+replayed by the version that drew it (`DRAW_VERSIONS`)."""
+
+DRAW_VERSIONS = (2, 3)
+"""The versions this release replays: 2 scaled a capped or floored item to the exact share
+(max_ratio × E, floor × E), which the rounding could exceed or undercut by one company; 3
+scales it to the whole count ⌊max_ratio × E⌋ or ⌈floor × E⌉."""
+
+_EPS = 1e-9
+"""Tolerance of the count arithmetic (0.29 × 100 is 28.999999999999996 in binary)."""
 
 MAX_ITEMS = 62
 """Items per plan (an item set is a bit mask in an int64)."""
@@ -97,6 +110,10 @@ class DrawParams:
     inspectors_per_task: int = 2
     triggered: tuple[str, ...] = ()
     """Companies checked on a trigger (complaint, referral): every applicable item, p = 1."""
+    triggered_items: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Companies checked on a trigger for the named items only (code, item ids), p = 1."""
+    draw_version: int = DRAW_VERSION
+    """The sampling design that draws (or drew) the plan (`DRAW_VERSIONS`)."""
 
 
 @dataclass
@@ -210,6 +227,13 @@ def draw_plan(params: DrawParams, snapshot: Snapshot, seed: int) -> Drawn:
         raise PlanError("too_many_items", f"at most {MAX_ITEMS} items in one plan")
     if params.inspectors_per_task < 2:
         raise PlanError("team_too_small", "at least 2 inspectors per task (DOMAIN §7)")
+    if params.draw_version not in DRAW_VERSIONS:
+        raise PlanError(
+            "draw_version",
+            f"the plan was drawn by version {params.draw_version} of the sampling design and this "
+            f"release replays versions {', '.join(map(str, DRAW_VERSIONS))}: replay it with the "
+            "release that drew it",
+        )
     rng = np.random.Generator(np.random.PCG64(seed))
     comp = snapshot.tables["companies"]
     n = len(comp)
@@ -217,6 +241,17 @@ def draw_plan(params: DrawParams, snapshot: Snapshot, seed: int) -> Drawn:
     columns = _Columns(comp)
     in_population = _population_mask(columns, tier, params.population)
     triggered = comp["uscc"].isin(set(params.triggered)).to_numpy() & in_population
+    # triggered for named items: p = 1 for those, and out of the random draw of those only
+    named_trigger: dict[str, np.ndarray] = {}
+    for _code, item_ids in params.triggered_items:
+        for item_id in item_ids:
+            named_trigger.setdefault(item_id, np.zeros(n, bool))
+    if named_trigger:
+        where = pd.Index(comp["uscc"]).get_indexer(pd.Index([c for c, _ in params.triggered_items]))
+        for (_, item_ids), k in zip(params.triggered_items, where, strict=True):
+            if k >= 0 and in_population[k]:
+                for item_id in item_ids:
+                    named_trigger[item_id][k] = True
     chosen_company: list[np.ndarray] = []
     chosen_item: list[np.ndarray] = []
     chosen_prob: list[np.ndarray] = []
@@ -232,21 +267,22 @@ def draw_plan(params: DrawParams, snapshot: Snapshot, seed: int) -> Drawn:
         over_item = item_counts.get(item.id)
         if over_item is not None:
             capped |= (over_item >= item.yearly_cap) & (tier != 3)
-        eligible = applies & ~capped & ~triggered
+        item_triggered = triggered | named_trigger.get(item.id, np.zeros(n, bool))
+        eligible = applies & ~capped & ~item_triggered
         base = np.array(item.ratios.as_tuple(), dtype=np.float64)
         if not item.samples_tier_a:
             base[0] = 0.0
         counts = np.bincount(tier[eligible], minlength=4)
-        ratios, scale = _scaled_ratios(base, counts, item)
+        ratios, scale = _scaled_ratios(base, counts, item, params.draw_version)
         idx = np.flatnonzero(eligible)
-        picked = _draw_item(rng, idx, ratios[tier[idx]], tier[idx])
+        picked = _draw_item(rng, idx, ratios[tier[idx]], tier[idx], params.draw_version)
         by_tier = np.bincount(tier[picked], minlength=4)
         drawn = {TIERS[t]: int(by_tier[t]) for t in range(4)}
         chosen_company.append(picked)
         chosen_item.append(np.full(len(picked), k, np.int32))
         chosen_prob.append(ratios[tier[picked]])
         chosen_basis.append(np.zeros(len(picked), np.int8))
-        trig = np.flatnonzero(applies & triggered)
+        trig = np.flatnonzero(applies & item_triggered)
         chosen_company.append(trig)
         chosen_item.append(np.full(len(trig), k, np.int32))
         chosen_prob.append(np.ones(len(trig)))
@@ -257,7 +293,7 @@ def draw_plan(params: DrawParams, snapshot: Snapshot, seed: int) -> Drawn:
                 eligible={TIERS[t]: int(counts[t]) for t in range(4)},
                 ratios={TIERS[t]: round(float(ratios[t]), 10) for t in range(4)},
                 scale=round(scale, 10), drawn=drawn, triggered=len(trig),
-                excluded_over_cap=int((applies & capped & ~triggered).sum()),
+                excluded_over_cap=int((applies & capped & ~item_triggered).sum()),
             )
         )  # fmt: skip
     company = np.concatenate(chosen_company).astype(np.int64)
@@ -334,11 +370,14 @@ def check_population(params: DrawParams, snapshot: Snapshot) -> None:
             f"{int(mask.sum())} companies of {within}: the items' industries and entity types "
             "match none of them",
         )
-    if not params.triggered:
+    for_items = {code: ids for code, ids in params.triggered_items}
+    codes = list(params.triggered) + [c for c in for_items if c not in set(params.triggered)]
+    if not codes:
         return
-    position = pd.Index(comp["uscc"]).get_indexer(pd.Index(list(params.triggered)))
+    position = pd.Index(comp["uscc"]).get_indexer(pd.Index(codes))
     dropped = []
-    for code, k in zip(params.triggered, position, strict=True):
+    by_id = {i.id: i for i in params.items}
+    for code, k in zip(codes, position, strict=True):
         if k < 0:
             dropped.append(f"{code} (not in the pool: no tier on the snapshot day)")
             continue
@@ -347,6 +386,10 @@ def check_population(params: DrawParams, snapshot: Snapshot) -> None:
             dropped.append(f"{code} (outside the population: {', '.join(outside)})")
         elif not applies[k]:
             dropped.append(f"{code} (no item of the plan applies to it)")
+        elif code in for_items:
+            idle = [i for i in for_items[code] if not _applies(cols, by_id[i])[k]]
+            if idle:
+                dropped.append(f"{code} (item {', '.join(idle)} does not apply to it)")
     if dropped:
         raise PlanError(
             "triggered_not_drawable",
@@ -465,37 +508,64 @@ def _over_cap(frame: pd.DataFrame, codes: _Codes, key: str, cap: int) -> dict[st
 
 
 def _scaled_ratios(
-    base: np.ndarray, counts: np.ndarray, item: CheckItem
+    base: np.ndarray, counts: np.ndarray, item: CheckItem, version: int = DRAW_VERSION
 ) -> tuple[np.ndarray, float]:
-    """Ratios after the general-item cap and the floor (share of the eligible companies)."""
+    """Ratios after the general-item cap and the floor (share of the eligible companies).
+
+    Version 3 scales to whole counts: at most ⌊max_ratio × E⌋ expected when the cap binds, at
+    least ⌈floor × E⌉ when the floor does (where both cannot hold, ⌈floor × E⌉ > ⌊max_ratio × E⌋
+    on a handful of companies, the cap, a legal maximum, wins). Version 2 scaled to the shares
+    themselves."""
     total = counts.sum()
     if total == 0:
         return base, 1.0
-    expected = float((base * counts).sum() / total)
+    expected_count = float((base * counts).sum())
+    if version >= 3:
+        most = math.floor(item.max_ratio * total + _EPS) if item.max_ratio is not None else None
+        least = math.ceil(item.floor * total - _EPS) if item.floor > 0 else 0
+        if most is not None:
+            least = min(least, most)
+        if most is not None and expected_count > most + _EPS:
+            scale = most / expected_count
+            return base * scale, scale
+        if least and expected_count < least - _EPS:
+            return _raised(base, counts, least / float(total))
+        return base, 1.0
+    expected = expected_count / float(total)
     if item.max_ratio is not None and expected > item.max_ratio:
         scale = item.max_ratio / expected
         return base * scale, scale
     if item.floor > 0 and expected < item.floor:
-        # only tiers with a ratio are raised (tier A left alone stays alone); at most to 1
-        sampled = base > 0
-        if not sampled.any():
-            return base, 1.0
-        top = 1.0 / float(base[sampled].min())  # every sampled tier at 1
-        if float((counts * sampled).sum() / total) <= item.floor:
-            return np.where(sampled, 1.0, 0.0), top  # the floor is out of reach: all of them
-        lo, hi = 1.0, top
-        for _ in range(200):  # bisection on s: sum(min(1, s r) E) = floor * total
-            mid = (lo + hi) / 2
-            if float((np.minimum(1.0, base * mid) * counts).sum() / total) < item.floor:
-                lo = mid
-            else:
-                hi = mid
-        return np.minimum(1.0, base * hi), hi
+        return _raised(base, counts, item.floor)
     return base, 1.0
 
 
+def _raised(base: np.ndarray, counts: np.ndarray, floor: float) -> tuple[np.ndarray, float]:
+    """The ratios scaled up (each at most 1) until `floor` of the eligible companies are
+    expected: only tiers with a ratio are raised (tier A left alone stays alone)."""
+    total = counts.sum()
+    sampled = base > 0
+    if not sampled.any():
+        return base, 1.0
+    top = 1.0 / float(base[sampled].min())  # every sampled tier at 1
+    if float((counts * sampled).sum() / total) <= floor:
+        return np.where(sampled, 1.0, 0.0), top  # the floor is out of reach: all of them
+    lo, hi = 1.0, top
+    for _ in range(200):  # bisection on s: sum(min(1, s r) E) = floor * total
+        mid = (lo + hi) / 2
+        if float((np.minimum(1.0, base * mid) * counts).sum() / total) < floor:
+            lo = mid
+        else:
+            hi = mid
+    return np.minimum(1.0, base * hi), hi
+
+
 def _draw_item(
-    rng: np.random.Generator, idx: np.ndarray, prob: np.ndarray, stratum: np.ndarray
+    rng: np.random.Generator,
+    idx: np.ndarray,
+    prob: np.ndarray,
+    stratum: np.ndarray,
+    version: int = DRAW_VERSION,
 ) -> np.ndarray:
     """Each of the companies `idx` with its probability `prob` (its tier's ratio, one per
     `stratum`), all tiers of an item rounded together: systematic sampling (points u, u + 1, …
@@ -507,7 +577,8 @@ def _draw_item(
     In random order within a tier, the points pick a uniform subset of the count that falls in
     it: so the counts come from the tiers' sums alone, and each tier's companies are a uniform
     subset of that size (1 M companies: about 27 ms an item; sorting the whole item in random
-    order took 160 ms)."""
+    order took 160 ms). From version 3 an expected count within `_EPS` of a whole number (what
+    the cap and the floor scale to) is taken as that number, so it is drawn exactly."""
     jitter = rng.random()  # drawn even for an empty item, so the stream does not depend on it
     sure = prob >= 1.0  # taken whatever the sums' rounding error
     maybe = np.flatnonzero((prob > 0.0) & ~sure)
@@ -517,7 +588,12 @@ def _draw_item(
     sizes = sizes[sizes > 0]
     starts = np.cumsum(sizes) - sizes
     sums = prob[by_stratum[starts]] * sizes  # one ratio per stratum
-    points = np.ceil(np.cumsum(sums) - jitter)  # points u, u + 1, … below each running sum
+    running = np.cumsum(sums)
+    if version >= 3 and len(running):
+        whole = np.round(running[-1])
+        if abs(running[-1] - whole) < _EPS:
+            running[-1] = whole
+    points = np.ceil(running - jitter)  # points u, u + 1, … below each running sum
     counts = np.minimum(np.diff(points, prepend=0.0).astype(np.int64), sizes)
     picked = [np.flatnonzero(sure)]
     for start, size, n in zip(starts, sizes, counts, strict=True):

@@ -45,6 +45,8 @@ COLUMN_NAMES: dict[str, str] = {
     "due_date": "完成期限",
     "status": "状态",
     "result": "检查结果",
+    "corrected": "结果已更正",
+    "objection_open": "异议处理中",
     "check_date": "检查日期",
 }
 """Internal column name → the header regulators see; other columns keep their own name."""
@@ -69,11 +71,14 @@ DEPARTMENT_NAMES: dict[str, str] = {
 
 VALUE_NAMES: dict[str, dict[str, str]] = {
     "basis": {"random": "随机抽取", "triggered": "触发检查"},
-    "status": {"open": "待检查", "done": "已完成", "overdue": "已逾期"},
+    "status": {"open": "待检查", "done": "已完成", "overdue": "已逾期", "cancelled": "已取消"},
     "result": {"pass": "未发现问题", "problem": "发现问题", "serious": "发现严重问题"},
     "department": DEPARTMENT_NAMES,
 }
 """Coded values shown in Chinese (per column); values not listed are shown as they are."""
+
+YES_NO_COLUMNS = frozenset({"corrected", "objection_open"})
+"""Flags shown as 是/否 in CSV and Excel (JSON keeps true/false)."""
 
 TEXT_COLUMNS = frozenset(
     {"task_id", "plan_id", "uscc", "region", "item_id", "inspectors", "inspector_id", "area"}
@@ -182,6 +187,8 @@ def to_chinese(frame: pd.DataFrame) -> pd.DataFrame:
     for column, names in VALUE_NAMES.items():
         if column in out.columns:
             out[column] = _translate(out[column], names)
+    for column in YES_NO_COLUMNS & set(out.columns):
+        out[column] = out[column].map({True: "是", False: "否"}).astype(object)
     return out.rename(columns=lambda c: COLUMN_NAMES.get(str(c), c))
 
 

@@ -2,8 +2,9 @@
 
 A preset file holds the tier ratios, the provincial cap on general items, the department's
 yearly cap on inspections of one company and the check items. Items are loaded into the serving
-database (`credsup plan items import`, `PUT /v1/check-items/{id}`); a plan may name a preset to
-take its ratios from instead of each item's own.
+database (`credsup plan items import`, `PUT /v1/check-items/{id}`) with the list's own settings
+(`Preset.list_settings`: the yearly cap and the general-item cap, applied to every plan drawn
+from the list); a plan may name a preset to take its ratios from instead of each item's own.
 """
 
 from __future__ import annotations
@@ -91,6 +92,17 @@ class Preset(BaseModel):
     """Inspections of one company by one department in a calendar year (DOMAIN §7: 2)."""
     items: tuple[CheckItem, ...] = ()
 
+    def list_settings(self) -> dict[str, object]:
+        """The list-level settings kept with the items (None: not set by the file)."""
+        given = self.model_fields_set
+        return {
+            "name": self.name,
+            "general_item_cap": self.general_item_cap,
+            "department_yearly_cap": (
+                self.department_yearly_cap if "department_yearly_cap" in given else None
+            ),
+        }
+
     @model_validator(mode="after")
     def _unique(self) -> Preset:
         ids = [i.id for i in self.items]
@@ -101,7 +113,8 @@ class Preset(BaseModel):
 
 
 def load_preset_file(path: Path) -> Preset:
-    """A preset from a YAML file; items inherit the preset's ratios and general-item cap."""
+    """A preset from a YAML file; items inherit the preset's ratios, and a general item's cap is
+    the stricter of its own and the preset's general-item cap."""
     raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: not a preset (a mapping with name, ratios, items)")
@@ -111,8 +124,10 @@ def load_preset_file(path: Path) -> Preset:
             raise ValueError(f"{path}: an item is not a mapping: {item!r}")
         item = dict(item)
         item.setdefault("ratios", raw.get("ratios"))
-        if item.get("kind") == "general" and raw.get("general_item_cap") is not None:
-            item.setdefault("max_ratio", raw["general_item_cap"])
+        cap = raw.get("general_item_cap")
+        if item.get("kind") == "general" and isinstance(cap, int | float):
+            own = item.get("max_ratio")
+            item["max_ratio"] = min(own, cap) if isinstance(own, int | float) else cap
         items.append(item)
     return Preset.model_validate({**raw, "items": items})
 

@@ -39,11 +39,14 @@ from records.ingest import ingest_table
 from records.schema import ENTITY_TYPES
 from records.store import Store
 from records.workdays import china_today
+from serving import lifecycle
 from serving.db import (
     check_items,
+    check_list_settings,
     company_history,
     inspector_conflicts,
     inspectors,
+    lifecycle_log,
     plan_counter,
     spot_check_assignments,
     spot_check_plans,
@@ -52,6 +55,7 @@ from serving.db import (
 from serving.load import mask_name
 from serving.spotcheck.draw import (
     DRAW_VERSION,
+    DRAW_VERSIONS,
     SNAPSHOT_TABLES,
     DrawParams,
     PlanError,
@@ -125,6 +129,27 @@ class PartialRatios(BaseModel):
         return Ratios.model_validate({**ratios.model_dump(), **given})
 
 
+class Triggered(BaseModel):
+    """A company checked on a trigger (complaint, referral) for some items only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uscc: str
+    items: list[str] | None = Field(default=None, min_length=1, max_length=62)
+    department: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @field_validator("uscc")
+    @classmethod
+    def _code(cls, value: str) -> str:
+        return _valid_codes([value], "uscc")[0]
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> Triggered:
+        if (self.items is None) == (self.department is None):
+            raise ValueError(f"triggered {self.uscc}: give its items or its department (one)")
+        return self
+
+
 class PlanRequest(BaseModel):
     """What a regulator asks for (`POST /v1/spot-check-plans`, `credsup plan create`).
 
@@ -155,14 +180,27 @@ class PlanRequest(BaseModel):
     an outage, a migration, a drill): a `start_date` before today is accepted, and its tasks
     are overdue at once where their deadline has passed without a result. The plan's summary
     and notice keep the day it was drawn (`drawn_on`)."""
+    allow_duplicate: bool = False
+    """Draw although a plan of the same name, start day and departments exists (refused
+    otherwise, `duplicate_plan`: a plan drawn twice by mistake counts against every company's
+    yearly limits)."""
     working_days: int = Field(default=PUBLICATION_WORKING_DAYS, ge=1, le=250)
     seed: int | None = Field(default=None, ge=0, lt=2**63)
-    triggered: list[str] = Field(default_factory=list, max_length=10_000)
+    triggered: list[str | Triggered] = Field(default_factory=list, max_length=10_000)
+    """Companies checked on a trigger: a plain code is checked on every applicable item of the
+    plan (p = 1); `{"uscc": …, "items": […]}` or `{"uscc": …, "department": …}` on those only."""
 
     @field_validator("triggered")
     @classmethod
-    def _codes(cls, value: list[str]) -> list[str]:
-        return _valid_codes(value, "triggered")
+    def _codes(cls, value: list[str | Triggered]) -> list[str | Triggered]:
+        plain = _valid_codes([v for v in value if isinstance(v, str)], "triggered")
+        named = sorted((v for v in value if not isinstance(v, str)), key=lambda v: v.uscc)
+        return [*plain, *named]
+
+    @property
+    def triggered_codes(self) -> list[str]:
+        """The codes triggered for every item."""
+        return [v for v in self.triggered if isinstance(v, str)]
 
     @model_validator(mode="after")
     def _unique_departments(self) -> PlanRequest:
@@ -236,6 +274,35 @@ def save_items(engine: Engine, items: list[CheckItem]) -> int:
     return len(rows)
 
 
+LIST_SETTINGS = ("name", "general_item_cap", "department_yearly_cap")
+"""What the check-item list keeps besides its items (`check_list_settings`)."""
+
+
+def save_item_list(engine: Engine, chosen: Preset) -> int:
+    """Insert or replace a list's items and keep its settings (`Preset.list_settings`): the
+    department's yearly cap and the general-item cap apply to every plan drawn from the list,
+    until a list file that says otherwise is imported (a setting the file leaves out is
+    cleared)."""
+    n = save_items(engine, list(chosen.items))
+    now = _now()
+    rows = [
+        {"key": key, "value": json.dumps(value, ensure_ascii=False), "updated_at": now}
+        for key, value in chosen.list_settings().items()
+    ]
+    with engine.begin() as con:
+        _upsert(con, check_list_settings, rows, ["key"])
+    return n
+
+
+def list_settings(con: Connection) -> dict[str, Any]:
+    """The check-item list's settings (`LIST_SETTINGS`; None where not set)."""
+    found = {
+        k: json.loads(v)
+        for k, v in con.execute(sa.select(check_list_settings.c.key, check_list_settings.c.value))
+    }
+    return {key: found.get(key) for key in LIST_SETTINGS}
+
+
 def load_items(engine: Engine, department: str | None = None) -> list[CheckItem]:
     query = sa.select(check_items.c.definition).order_by(check_items.c.id)
     if department is not None:
@@ -246,7 +313,7 @@ def load_items(engine: Engine, department: str | None = None) -> list[CheckItem]
 
 def import_preset_items(engine: Engine, name: str) -> Preset:
     chosen = preset(name)
-    save_items(engine, list(chosen.items))
+    save_item_list(engine, chosen)
     return chosen
 
 
@@ -296,6 +363,7 @@ def resolve(engine: Engine, request: PlanRequest) -> DrawParams:
     stored = {i.id: i for i in load_items(engine)}
     with engine.connect() as con:
         staffed = {d for (d,) in con.execute(sa.select(inspectors.c.department).distinct())}
+        settings = list_settings(con)
     known = set(DEPARTMENT_NAMES) | {i.department for i in stored.values()} | staffed
     strangers = [d for d in request.departments if d not in known]
     if strangers:
@@ -345,25 +413,29 @@ def resolve(engine: Engine, request: PlanRequest) -> DrawParams:
         ratios = item.ratios
         if base is not None:
             ratios = base.ratios
-            if item.kind == "general":
-                update["max_ratio"] = base.general_item_cap
         if request.ratios is not None:
             ratios = request.ratios.over(ratios)
         if item.id in request.item_ratios:
             ratios = request.item_ratios[item.id].over(ratios)
-        if request.general_item_cap is not None and item.kind == "general":
-            update["max_ratio"] = request.general_item_cap
         update["ratios"] = ratios
+        # a general item's cap: the stricter of its own, the list's, the preset's and the
+        # request's (a month's choice of ratios never loosens an item's own stricter cap)
+        caps: dict[str, float] = {}
+        if item.kind == "general":
+            given = (
+                ("its max_ratio", item.max_ratio),
+                ("the check-item list's general_item_cap", settings["general_item_cap"]),
+                (f"preset {request.ratio_preset}'s general_item_cap",
+                 base.general_item_cap if base is not None else None),
+                ("the request's general_item_cap", request.general_item_cap),
+            )  # fmt: skip
+            caps = {name: cap for name, cap in given if cap is not None}
+        if caps:
+            update["max_ratio"] = min(caps.values())
         merged = item.model_copy(update=update)
         if merged.max_ratio is not None and merged.floor > merged.max_ratio:
             # lowering the floor to the cap would quietly check fewer than the floor requires
-            cap_from = (
-                "the request's general_item_cap"
-                if request.general_item_cap is not None
-                else f"preset {request.ratio_preset}'s general_item_cap"
-                if base is not None
-                else "its max_ratio"
-            )
+            cap_from = next(name for name, cap in caps.items() if cap == merged.max_ratio)
             raise PlanError(
                 "cap_below_floor",
                 f"item {item.id} must cover at least {merged.floor:g} of its eligible companies "
@@ -371,7 +443,13 @@ def resolve(engine: Engine, request: PlanRequest) -> DrawParams:
                 f"of at least {merged.floor:g}, or leave {item.id} out of the plan",
             )
         items.append(CheckItem.model_validate(merged.model_dump()))
-    cap = request.department_yearly_cap or (base.department_yearly_cap if base else 2)
+    # the list's own yearly cap applies; a preset's does not loosen it (the stricter holds);
+    # a request's, given for this plan, is what the plan asks
+    yearly_given = (
+        settings["department_yearly_cap"], base.department_yearly_cap if base else None
+    )  # fmt: skip
+    yearly = [int(c) for c in yearly_given if c is not None]
+    cap = request.department_yearly_cap or min(yearly, default=2)
     return DrawParams(
         items=tuple(sorted(items, key=lambda i: i.id)),
         population=PopulationFilter(
@@ -382,29 +460,65 @@ def resolve(engine: Engine, request: PlanRequest) -> DrawParams:
         ),
         department_yearly_cap=cap,
         inspectors_per_task=request.inspectors_per_task,
-        triggered=tuple(request.triggered),
+        triggered=tuple(request.triggered_codes),
+        triggered_items=_triggered_items(request, items),
     )
+
+
+def _triggered_items(
+    request: PlanRequest, items: list[CheckItem]
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Each company triggered for named items (or a department's items of the plan), checked
+    to be items of the plan; merged per company."""
+    by_company: dict[str, set[str]] = {}
+    plan_items = {i.id: i for i in items}
+    for entry in request.triggered:
+        if isinstance(entry, str):
+            continue
+        if entry.items is not None:
+            strangers = [i for i in entry.items if i not in plan_items]
+            if strangers:
+                raise PlanError(
+                    "unknown_item",
+                    f"triggered {entry.uscc}: items {', '.join(strangers)} are not in the plan "
+                    f"(its items: {', '.join(sorted(plan_items))})",
+                )
+            chosen = set(entry.items)
+        else:
+            chosen = {i.id for i in items if i.department == entry.department}
+            if not chosen:
+                raise PlanError(
+                    "item_department",
+                    f"triggered {entry.uscc}: the plan has no item of department "
+                    f"{entry.department}",
+                )
+        by_company.setdefault(entry.uscc, set()).update(chosen)
+    return tuple((code, tuple(sorted(ids))) for code, ids in sorted(by_company.items()))
 
 
 def params_to_json(params: DrawParams) -> str:
     doc = {
-        "draw_version": DRAW_VERSION,
+        "draw_version": params.draw_version,
         "items": [i.model_dump(mode="json") for i in params.items],
         "population": asdict(params.population),
         "department_yearly_cap": params.department_yearly_cap,
         "inspectors_per_task": params.inspectors_per_task,
         "triggered": list(params.triggered),
     }
+    if params.triggered_items:  # plans without them keep the parameters they always had
+        doc["triggered_items"] = [[c, list(ids)] for c, ids in params.triggered_items]
     return json.dumps(doc, ensure_ascii=False, sort_keys=True)
 
 
 def params_from_json(text: str, for_replay: bool = True) -> DrawParams:
     doc = json.loads(text)
-    if for_replay and doc.get("draw_version") != DRAW_VERSION:
+    version = doc.get("draw_version")
+    if for_replay and version not in DRAW_VERSIONS:
         raise PlanError(
             "draw_version",
-            f"the plan was drawn by version {doc.get('draw_version')} of the sampling design and "
-            f"this is version {DRAW_VERSION}: replay it with the release that drew it",
+            f"the plan was drawn by version {version} of the sampling design and this release "
+            f"replays versions {', '.join(map(str, DRAW_VERSIONS))}: replay it with the release "
+            "that drew it",
         )
     pop = doc["population"]
     return DrawParams(
@@ -413,6 +527,8 @@ def params_from_json(text: str, for_replay: bool = True) -> DrawParams:
         department_yearly_cap=int(doc["department_yearly_cap"]),
         inspectors_per_task=int(doc["inspectors_per_task"]),
         triggered=tuple(doc["triggered"]),
+        triggered_items=tuple((c, tuple(ids)) for c, ids in doc.get("triggered_items", [])),
+        draw_version=int(version) if version in DRAW_VERSIONS else DRAW_VERSION,
     )
 
 
@@ -484,6 +600,7 @@ def take_snapshot(
     in_year = (
         sa.select(task.uscc, task.department, task.item_id, task.plan_id)
         .join(spot_check_plans, spot_check_plans.c.id == task.plan_id)
+        .where(task.cancelled_at.is_(None))  # a cancelled check is no inspection
         .where(sa.or_(
             sa.and_(task.result.is_not(None), task.check_date.between(year_start, year_end)),
             sa.and_(task.result.is_(None), spot_check_plans.c.start_date <= year_end,
@@ -539,7 +656,7 @@ def take_snapshot(
         sa.select(t.id, t.uscc, t.plan_seq,
                   sa.func.max(t.plan_seq).over(partition_by=(t.uscc, t.department))
                   .label("last_seq"))
-        .where(t.department.in_(depts))
+        .where(t.department.in_(depts), t.cancelled_at.is_(None))
         .subquery()
     )  # fmt: skip
     last = _frame(
@@ -690,6 +807,8 @@ def create_plan(
         seq = con.execute(
             sa.select(plan_counter.c.n).where(plan_counter.c.name == "plans")
         ).scalar_one()
+        if not request.allow_duplicate:
+            _refuse_duplicate(con, request, start)
         snapshot_date = request.snapshot_date or latest_load(con, start)
         if snapshot_date is None:
             raise PlanError(
@@ -742,6 +861,26 @@ def create_plan(
         inspector_hash=snapshot.inspector_hash, list_sha256=list_sha256(listing),
         summary=summary, seconds=round(time.perf_counter() - started, 3),
     )  # fmt: skip
+
+
+def _refuse_duplicate(con: Connection, request: PlanRequest, start: date) -> None:
+    """Refuse a second plan of the same name and start day for the same departments (taken
+    under the plan lock: two requests at once cannot both pass)."""
+    same = con.execute(
+        sa.select(spot_check_plans.c.id, spot_check_plans.c.params)
+        .where(spot_check_plans.c.name == request.name, spot_check_plans.c.start_date == start)
+        .order_by(spot_check_plans.c.seq)
+    ).all()  # fmt: skip
+    for plan_id, params in same:
+        departments = sorted({i["department"] for i in json.loads(params)["items"]})
+        if departments == request.departments:
+            raise PlanError(
+                "duplicate_plan",
+                f"plan {plan_id} already has the name {request.name!r}, start {start} and "
+                f"departments {', '.join(departments)}: cancel its tasks (credsup plan cancel "
+                f"{plan_id} --reason …) or, if a second plan is meant, set allow_duplicate "
+                "(credsup plan create --allow-duplicate)",
+            )
 
 
 def _start_in_past(start: date, due: date, today: date) -> str:
@@ -852,9 +991,11 @@ def plan_tasks(
 LIST_FIELDS = (
     "task_id", "plan_id", "visit_no", "uscc", "company_name", "region", "tier", "item_id",
     "item_name", "department", "inspectors", "inclusion_prob", "basis", "due_date", "status",
-    "result", "check_date",
+    "result", "corrected", "objection_open", "check_date",
 )  # fmt: skip
-"""The columns of a plan's list as regulators fetch it."""
+"""The columns of a plan's list as regulators fetch it: `result` as the published results show
+it (its corrected form once corrected, `corrected` true), and `objection_open` while an
+objection to it is being decided (DOMAIN §10: the flag is visible to every consumer)."""
 
 
 def plan_list(
@@ -863,9 +1004,13 @@ def plan_list(
     department: str | None = None,
     inspector: str | None = None,
     today: date | None = None,
+    store: Store | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """The plan and its list (`LIST_FIELDS`), with item names and each task's status: done,
-    overdue (deadline passed without a result) or open."""
+    cancelled, overdue (deadline passed without a result) or open. With the `store`, each result
+    is read through its record's events by the rule the published results follow
+    (`_results_in_force`); without it, as posted."""
+    today = today or china_today()
     plan = get_plan(con, plan_id)
     frame = plan_tasks(con, plan_id, department, inspector).rename(columns={"id": "task_id"})
     names = {
@@ -873,9 +1018,38 @@ def plan_list(
         for i, d in con.execute(sa.select(check_items.c.id, check_items.c.definition))
     }
     frame["item_name"] = frame["item_id"].map(names).fillna(frame["item_id"])
-    status = np.where(frame["due_date"] < (today or china_today()), "overdue", "open")
+    status = np.where(frame["due_date"] < today, "overdue", "open")
+    status = np.where(frame["cancelled_at"].notna(), "cancelled", status)
     frame["status"] = np.where(frame["result"].notna(), "done", status)
+    frame["corrected"] = False
+    frame["objection_open"] = False
+    if store is not None:
+        _results_in_force(store, frame, today)
     return plan, frame[list(LIST_FIELDS)]
+
+
+def _results_in_force(store: Store, frame: pd.DataFrame, today: date) -> None:
+    """Set `result`, `corrected` and `objection_open` of the tasks with a result as
+    `published_results` shows them on `today` (one rule: `records.publicity`)."""
+    ids = [str(r) for r in frame["record_id"].dropna().unique()]
+    if not ids:
+        return
+    records, events = publicity.stored_with_events(store, ids, today)
+    result = frame["result"].astype(object).to_numpy().copy()
+    fixed = np.zeros(len(frame), bool)
+    objected = np.zeros(len(frame), bool)
+    for k, record_id in enumerate(frame["record_id"].tolist()):
+        record = records.get(record_id) if isinstance(record_id, str) else None
+        if record is None:
+            continue
+        steps = events.get(record_id, [])
+        form = publicity.corrected(record, steps, today)
+        result[k] = form["severity"]
+        fixed[k] = form != publicity.corrected(record, [], today)
+        objected[k] = publicity.objection_open(steps, today)
+    frame["result"] = result
+    frame["corrected"] = fixed
+    frame["objection_open"] = objected
 
 
 class Verification(BaseModel):
@@ -985,7 +1159,8 @@ def public_notice(engine: Engine, plan_id: str, today: date | None = None) -> di
         plan = get_plan(con, plan_id)
         open_tasks = con.execute(
             sa.select(sa.func.count()).select_from(spot_check_tasks).where(
-                spot_check_tasks.c.plan_id == plan_id, spot_check_tasks.c.result.is_(None)
+                spot_check_tasks.c.plan_id == plan_id, spot_check_tasks.c.result.is_(None),
+                spot_check_tasks.c.cancelled_at.is_(None),
             )
         ).scalar_one()  # fmt: skip
     params = params_from_json(plan["params"], for_replay=False)
@@ -1055,6 +1230,65 @@ def _seed_shown(
     }
 
 
+# ---- cancelling -------------------------------------------------------------------------------
+
+
+def cancel_tasks(
+    engine: Engine,
+    plan_id: str,
+    reason: str,
+    task_id: int | None = None,
+    cancelled_by: int | None = None,
+    by: str | None = None,
+) -> dict[str, Any]:
+    """Call off a plan's (or one task's) checks that have no result yet, with the reason: they
+    are no longer overdue, count against no yearly limit and show as cancelled in the lists.
+    The draw is unchanged (the plan still verifies); who, when and why are kept on the task and
+    appended to `lifecycle_log` (case_type `spot_check`; `by` names a caller without a key, the
+    command line's user and host). A task with a result, or cancelled
+    already, is refused (`ResultConflict`)."""
+    reason = reason.strip()
+    if not reason:
+        raise PlanError("reason_required", "give the reason for cancelling (--reason)")
+    now = _now()
+    t = spot_check_tasks.c
+    with engine.begin() as con:
+        get_plan(con, plan_id)  # LookupError: no such plan
+        query = sa.select(t.id, t.uscc, t.result, t.cancelled_at).where(t.plan_id == plan_id)
+        if task_id is not None:
+            query = query.where(t.id == task_id)
+        rows = con.execute(query.order_by(t.id)).all()
+        if task_id is not None:
+            if not rows:
+                raise TaskNotFound(f"plan {plan_id} has no task {task_id}")
+            if rows[0].result is not None:
+                raise ResultConflict(
+                    f"task {task_id} has its result: a check done is not cancelled"
+                )
+            if rows[0].cancelled_at is not None:
+                raise ResultConflict(f"task {task_id} was cancelled already")
+        todo = [r for r in rows if r.result is None and r.cancelled_at is None]
+        ids = [int(r.id) for r in todo]
+        for start in range(0, len(ids), 900):
+            con.execute(
+                spot_check_tasks.update()
+                .where(t.id.in_(ids[start : start + 900]), t.result.is_(None),
+                       t.cancelled_at.is_(None))
+                .values(cancelled_at=now, cancelled_by=cancelled_by, cancel_reason=reason)
+            )  # fmt: skip
+        if todo:
+            con.execute(lifecycle_log.insert(), [
+                lifecycle.step("spot_check", int(r.id), r.uscc, "cancelled", cancelled_by,
+                               {"plan_id": plan_id, "reason": reason, "by": by})
+                for r in todo
+            ])  # fmt: skip
+    return {
+        "plan_id": plan_id, "cancelled": len(ids), "task_ids": ids, "reason": reason,
+        "cancelled_at": now.isoformat(),
+        "left_done": sum(1 for r in rows if r.result is not None),
+    }  # fmt: skip
+
+
 # ---- results ----------------------------------------------------------------------------------
 
 
@@ -1102,6 +1336,10 @@ def post_result(
             if department is not None and task["department"] != department:
                 raise PermissionError(
                     f"task {task_id} belongs to department {task['department']}, not {department}"
+                )
+            if task["cancelled_at"] is not None:
+                raise ResultConflict(
+                    f"task {task_id} was cancelled ({task['cancel_reason']}): it takes no result"
                 )
             if body.check_date > today:
                 raise PlanError(
@@ -1220,10 +1458,11 @@ def overdue_tasks(
     plan_id: str | None = None,
     limit: int = 1000,
 ) -> pd.DataFrame:
-    """Tasks without a result whose deadline has passed."""
+    """Tasks without a result whose deadline has passed (cancelled ones are not overdue)."""
     query = sa.select(spot_check_tasks).where(
-        spot_check_tasks.c.result.is_(None), spot_check_tasks.c.due_date < today
-    )
+        spot_check_tasks.c.result.is_(None), spot_check_tasks.c.due_date < today,
+        spot_check_tasks.c.cancelled_at.is_(None),
+    )  # fmt: skip
     if department is not None:
         query = query.where(spot_check_tasks.c.department == department)
     if plan_id is not None:
@@ -1316,7 +1555,9 @@ def _published(
 
 __all__ = [
     "TIERS", "Findings", "InspectorIn", "PlanCreated", "PlanError", "PlanRequest",
-    "ResultConflict", "TaskNotFound", "TaskResult", "Verification", "create_plan",
-    "import_preset_items", "load_items", "overdue_tasks", "post_result", "public_notice",
-    "published_results", "save_inspectors", "save_items", "store_inspections", "verify_plan",
+    "ResultConflict", "TaskNotFound", "TaskResult", "Triggered", "Verification", "cancel_tasks",
+    "create_plan",
+    "import_preset_items", "list_settings", "load_items", "overdue_tasks", "post_result",
+    "public_notice", "published_results", "save_inspectors", "save_item_list", "save_items",
+    "store_inspections", "verify_plan",
 ]  # fmt: skip

@@ -105,13 +105,17 @@ def _effective_base(item: CheckItem) -> np.ndarray:
 
 
 def _ratios_in_force(item: CheckItem, counts: np.ndarray) -> np.ndarray:
-    """What DOMAIN §7 asks for, on pools where no scaled ratio reaches 1."""
+    """What DOMAIN §7 asks for, on pools where no scaled ratio reaches 1: a binding cap scales
+    the expected count down to ⌊max_ratio × E⌋, a binding floor up to ⌈floor × E⌉ (draw
+    version 3: whole counts, so rounding never crosses either)."""
     base = _effective_base(item)
-    share = float((base * counts).sum() / counts.sum())
-    if item.max_ratio is not None and share > item.max_ratio:
-        return base * (item.max_ratio / share)
-    if item.floor > share:
-        out = base * (item.floor / share)
+    total = float(counts.sum())
+    expected = float((base * counts).sum())
+    if item.max_ratio is not None and expected > math.floor(item.max_ratio * total + 1e-9):
+        return base * (math.floor(item.max_ratio * total + 1e-9) / expected)
+    least = math.ceil(item.floor * total - 1e-9)
+    if least > expected + 1e-9:
+        out = base * (least / expected)
         assert (out <= 1).all(), "oracle only for pools where the floor needs no capping at 1"
         return out
     return base
@@ -333,8 +337,10 @@ def test_general_items_are_capped_and_scaled_by_one_factor(
         share = float((ratios * eligible).sum() / eligible.sum())
         assert raw_share > item.max_ratio  # this pool needs the cap for every general item
         assert share <= item.max_ratio + 1e-9
-        assert share == pytest.approx(item.max_ratio, rel=1e-8)
-        assert s.scale == pytest.approx(item.max_ratio / raw_share, rel=1e-8)
+        # scaled to the whole count ⌊max_ratio × E⌋ (draw version 3), not to max_ratio × E
+        most = math.floor(item.max_ratio * eligible.sum() + 1e-9)
+        assert (ratios * eligible).sum() == pytest.approx(most, rel=1e-8)
+        assert s.scale == pytest.approx(most / (base * eligible).sum(), rel=1e-8)
         np.testing.assert_allclose(ratios, base * s.scale, rtol=1e-8, atol=1e-10)
         if not item.samples_tier_a:
             assert s.ratios["A"] == 0.0 and s.drawn["A"] == 0
@@ -360,8 +366,10 @@ def test_company_information_floor_scales_every_ratio_up() -> None:
     raw = float((base * eligible).sum() / eligible.sum())
     assert raw < 0.03
     ratios = np.array([gs.ratios[t] for t in TIERS])
-    assert float((ratios * eligible).sum() / eligible.sum()) == pytest.approx(0.03, rel=1e-8)
-    assert gs.scale == pytest.approx(0.03 / raw, rel=1e-8)
+    # raised to the whole count ⌈0.03 × E⌉ (draw version 3): 30 of 1000
+    least = math.ceil(0.03 * eligible.sum() - 1e-9)
+    assert float((ratios * eligible).sum()) == pytest.approx(least, rel=1e-8)
+    assert gs.scale == pytest.approx(least / (base * eligible).sum(), rel=1e-8)
     np.testing.assert_allclose(ratios, base * gs.scale, rtol=1e-8)
     assert dj.scale == 1.0 and dj.ratios == {"A": 0.0, "B": 0.02, "C": 0.10, "D": 0.30}
     # realised: 3 % of all companies for SC-GS-01 (row 1: SC-DJ-02 sorts first), 0.86 % for
@@ -749,16 +757,28 @@ def _check_plan(params: DrawParams, tables: dict[str, pd.DataFrame], drawn: Draw
         counts = np.array([s.eligible[t] for t in TIERS])
         np.testing.assert_allclose(ratios, np.minimum(1.0, base * s.scale), rtol=1e-7, atol=1e-9)
         if counts.sum():
-            raw = float((base * counts).sum() / counts.sum())
-            share = float((ratios * counts).sum() / counts.sum())
-            if item.max_ratio is not None and raw > item.max_ratio:
-                assert share == pytest.approx(item.max_ratio, rel=1e-7, abs=1e-12)
-            elif item.floor > raw:
-                assert share == pytest.approx(item.floor, rel=1e-7) and share >= item.floor - 1e-9
+            # whole counts (draw version 3): at most ⌊cap × E⌋, at least ⌈floor × E⌉ expected,
+            # and drawn exactly when the cap or the floor binds
+            raw = float((base * counts).sum())
+            want = float((ratios * counts).sum())
+            most = (
+                math.floor(item.max_ratio * counts.sum() + 1e-9)
+                if item.max_ratio is not None else None
+            )  # fmt: skip
+            least = math.ceil(item.floor * counts.sum() - 1e-9)
+            if most is not None:
+                least = min(least, most)
+            reachable = int(counts[base > 0].sum())
+            if most is not None and raw > most + 1e-9:
+                assert want == pytest.approx(most, abs=1e-7)
+                assert len(rand) == most
+            elif least > raw + 1e-9:
+                assert want == pytest.approx(min(least, reachable), abs=1e-7)
+                assert len(rand) == min(least, reachable)
             else:
                 assert s.scale == 1.0
-            if item.max_ratio is not None:
-                assert share <= item.max_ratio + 1e-9
+            if most is not None:
+                assert len(rand) <= most
         if not item.samples_tier_a:
             assert s.ratios["A"] == 0.0
             assert not (rand["tier"] == "A").any()
@@ -1369,3 +1389,72 @@ def test_an_inspector_listed_twice_is_one_person() -> None:
         return
     members = drawn.tasks["inspectors"].iloc[0].split(";")
     assert len(set(members)) == len(members)
+
+
+def _report_item(**fields: object) -> CheckItem:
+    return CheckItem.model_validate(
+        {"id": "ZZ-GS-01", "department": "samr", "name_zh": "企业公示信息抽查", "kind": "general",
+         "ratios": {"A": 0.02, "B": 0.08, "C": 0.30, "D": 1.0}, "a_tier": "sample", **fields}
+    )  # fmt: skip
+
+
+def test_a_binding_cap_draws_at_most_its_whole_count() -> None:
+    """The review's SJ-2026-00001: cap 6 % of 536 eligible is 32.16 companies; rounding the
+    scaled ratios drew 33 (6.16 %). Now the ratios are scaled to ⌊0.06 × 536⌋ = 32, drawn every
+    time, and each company still has its stored probability."""
+    item = _report_item(max_ratio=0.06)
+    companies = _companies({"A": 200, "B": 250, "C": 70, "D": 16}, seed=8)
+    snapshot = Snapshot({"companies": companies, "inspectors": _universal_inspectors([item])})
+    sizes = Counter()
+    for seed in range(200):
+        drawn = draw_plan(DrawParams(items=(item,)), snapshot, seed)
+        sizes[len(drawn.tasks)] += 1
+    s = drawn.items[0]
+    assert sum(s.eligible.values()) == 536
+    assert sum(s.ratios[t] * s.eligible[t] for t in TIERS) == pytest.approx(32)
+    assert set(sizes) == {32}, sizes
+    # version 2 (plans drawn before) scaled to 32.16 and sometimes drew 33: kept for replay
+    old = Counter(
+        len(draw_plan(DrawParams(items=(item,), draw_version=2), snapshot, seed).tasks)
+        for seed in range(200)
+    )
+    assert 33 in old and set(old) <= {32, 33}
+
+
+def test_a_binding_floor_draws_at_least_its_whole_count() -> None:
+    """The review's SJ-2026-00007: a 3 % floor on 436 companies is 13.08; 13 were drawn
+    (2.98 %) for 185 of 200 seeds. Now ⌈0.03 × 436⌉ = 14 are drawn every time."""
+    item = _report_item(
+        ratios={"A": 0.002, "B": 0.005, "C": 0.01, "D": 0.05}, floor=0.03, max_ratio=0.06
+    )
+    companies = _companies({"A": 150, "B": 200, "C": 70, "D": 16}, seed=9)
+    snapshot = Snapshot({"companies": companies, "inspectors": _universal_inspectors([item])})
+    sizes = Counter(
+        len(draw_plan(DrawParams(items=(item,)), snapshot, seed).tasks) for seed in range(200)
+    )
+    assert set(sizes) == {14}, sizes
+    old = Counter(
+        len(draw_plan(DrawParams(items=(item,), draw_version=2), snapshot, seed).tasks)
+        for seed in range(200)
+    )
+    assert 13 in old  # version 2 undercut the floor
+
+
+def test_a_cap_below_one_company_draws_none_and_beats_the_floor() -> None:
+    """Where ⌈floor × E⌉ > ⌊cap × E⌋ (a handful of companies) the cap, a legal maximum, wins."""
+    item = _report_item(max_ratio=0.05, floor=0.03)
+    companies = _companies({"B": 6, "C": 3}, seed=1)
+    snapshot = Snapshot({"companies": companies, "inspectors": _universal_inspectors([item])})
+    assert all(
+        draw_plan(DrawParams(items=(item,)), snapshot, seed).tasks.empty for seed in range(50)
+    )
+
+
+def test_an_unknown_draw_version_is_refused() -> None:
+    item = _report_item()
+    snapshot = Snapshot(
+        {"companies": _companies({"B": 5}), "inspectors": _universal_inspectors([item])}
+    )
+    with pytest.raises(PlanError) as refused:
+        draw_plan(DrawParams(items=(item,), draw_version=1), snapshot, 0)
+    assert refused.value.code == "draw_version"

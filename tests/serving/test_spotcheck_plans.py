@@ -1392,7 +1392,10 @@ def test_a_plan_may_not_start_before_the_day_it_is_drawn(
     assert _plan_count(world.engine) == before + 2
     accepted = client.post("/v1/spot-check-plans", headers=reg, json={**body, "record_past": True})
     assert accepted.status_code == 201, accepted.text
-    recorded = _cli(world, *args, "--record-past", "--json")
+    # the same name, start and department as the API's plan just drawn: a duplicate unless meant
+    duplicate = _cli(world, *args, "--record-past")
+    assert accepted.json()["plan_id"] in _one_line(duplicate)
+    recorded = _cli(world, *args, "--record-past", "--allow-duplicate", "--json")
     assert recorded.exit_code == 0, recorded.stderr
     made = json.loads(recorded.stdout)
     assert made["start_date"] == start.isoformat() and made["summary"]["back_dated"] is True
