@@ -130,7 +130,7 @@ check_list_settings = sa.Table(
     "check_list_settings", metadata,
     sa.Column("key", sa.String(64), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
 )  # fmt: skip
 """Settings of the check-item list as its file gave them (JSON values; migration 0007)."""
 
@@ -208,7 +208,7 @@ spot_check_tasks = sa.Table(
     sa.Column("record_id", sa.String(64)),
     sa.Column("published_late", sa.Boolean),
     # a check called off after the draw (migration 0008): not overdue, not counted in caps
-    sa.Column("cancelled_at", sa.DateTime(timezone=True)),
+    sa.Column("cancelled_at", UtcDateTime()),
     sa.Column("cancelled_by", sa.Integer),
     sa.Column("cancel_reason", sa.Text),
     sa.UniqueConstraint("plan_id", "uscc", "item_id", name="uq_task_plan_company_item"),
