@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 TIERS = ("A", "B", "C", "D")
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -115,7 +115,12 @@ class Preset(BaseModel):
 def load_preset_file(path: Path) -> Preset:
     """A preset from a YAML file; items inherit the preset's ratios, and a general item's cap is
     the stricter of its own and the preset's general-item cap."""
-    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"{path}: not valid YAML{where}") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: not a preset (a mapping with name, ratios, items)")
     items = []
@@ -129,7 +134,25 @@ def load_preset_file(path: Path) -> Preset:
             own = item.get("max_ratio")
             item["max_ratio"] = min(own, cap) if isinstance(own, int | float) else cap
         items.append(item)
-    return Preset.model_validate({**raw, "items": items})
+    try:
+        return Preset.model_validate({**raw, "items": items})
+    except ValidationError as exc:
+        raise ValueError(f"{path}: {_problems(exc, items)}") from None
+
+
+def _problems(exc: ValidationError, items: list[dict[str, Any]]) -> str:
+    """A preset file's problems in one line, each after the item (by its id) and field it
+    concerns: "item ZZ-GS-01 ratios.D: Input should be less than or equal to 1"."""
+    problems = []
+    for e in exc.errors(include_url=False):
+        loc = list(e["loc"])
+        where = ".".join(str(p) for p in loc)
+        if len(loc) >= 2 and loc[0] == "items" and isinstance(loc[1], int):
+            item = items[loc[1]] if loc[1] < len(items) else {}
+            name = item.get("id") or f"#{loc[1] + 1}"
+            where = " ".join([f"item {name}", ".".join(str(p) for p in loc[2:])]).strip()
+        problems.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
+    return "; ".join(problems)
 
 
 def preset_names() -> list[str]:

@@ -19,6 +19,7 @@ import io
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -37,7 +38,7 @@ from serving.spotcheck.draw import (
     draw_plan,
     list_sha256,
 )
-from serving.spotcheck.items import TIERS, CheckItem, Ratios, preset
+from serving.spotcheck.items import TIERS, CheckItem, Ratios, load_preset_file, preset
 
 ALPHA = 0.001
 SEEDS = 300
@@ -255,6 +256,26 @@ def preset_runs(request: pytest.FixtureRequest) -> tuple[str, pd.DataFrame, np.n
 def test_a_preset_is_a_packaged_name_never_a_path(name: str) -> None:
     with pytest.raises(KeyError, match="no ratio preset"):
         preset(name)
+
+
+def test_a_bad_item_file_is_named_in_one_line(tmp_path: Path) -> None:
+    folder = tmp_path
+    bad = folder / "items.yaml"
+    bad.write_text(
+        "name: test\nratios: {A: 0.02, B: 0.08, C: 0.3, D: 1}\nitems:\n"
+        "  - {id: ZZ-GS-01, department: samr, kind: general, name_zh: 检查, ratios: "
+        "{A: 0.02, B: 0.08, C: 0.3, D: 1.5}}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ValueError) as refused:
+        load_preset_file(bad)
+    message = str(refused.value)
+    assert message.startswith(f"{bad}: item ZZ-GS-01 ratios.D: ") and "\n" not in message
+    assert "pydantic" not in message
+    broken = folder / "broken.yaml"
+    broken.write_text("name: x\nitems: [\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"broken.yaml: not valid YAML at line 3, column 1"):
+        load_preset_file(broken)
 
 
 def test_preset_ratios_are_those_of_domain_7() -> None:
