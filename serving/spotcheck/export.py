@@ -43,6 +43,7 @@ COLUMN_NAMES: dict[str, str] = {
     "inclusion_prob": "入选概率",
     "basis": "抽取方式",
     "due_date": "完成期限",
+    "due_estimated": "完成期限为估算",
     "status": "状态",
     "result": "检查结果",
     "corrected": "结果已更正",
@@ -71,13 +72,19 @@ DEPARTMENT_NAMES: dict[str, str] = {
 
 VALUE_NAMES: dict[str, dict[str, str]] = {
     "basis": {"random": "随机抽取", "triggered": "触发检查"},
-    "status": {"open": "待检查", "done": "已完成", "overdue": "已逾期", "cancelled": "已取消"},
+    "status": {
+        "open": "待检查",
+        "done": "已完成",
+        "done_late": "逾期完成",
+        "overdue": "已逾期",
+        "cancelled": "已取消",
+    },
     "result": {"pass": "未发现问题", "problem": "发现问题", "serious": "发现严重问题"},
     "department": DEPARTMENT_NAMES,
 }
 """Coded values shown in Chinese (per column); values not listed are shown as they are."""
 
-YES_NO_COLUMNS = frozenset({"corrected", "objection_open"})
+YES_NO_COLUMNS = frozenset({"corrected", "objection_open", "due_estimated"})
 """Flags shown as 是/否 in CSV and Excel (JSON keeps true/false)."""
 
 TEXT_COLUMNS = frozenset(
@@ -181,9 +188,18 @@ def _json_scalar(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+SHOWN_DIGITS = {"inclusion_prob": 4}
+"""Numbers shown to regulators rounded (CSV and Excel: 0.5349, not 0.5349301397205588); JSON
+keeps them as stored."""
+
+
 def to_chinese(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy with coded values (`VALUE_NAMES`) and headers (`COLUMN_NAMES`) in Chinese."""
+    """A copy with coded values (`VALUE_NAMES`) and headers (`COLUMN_NAMES`) in Chinese and
+    numbers rounded as `SHOWN_DIGITS` says."""
     out = frame.copy()
+    for column, digits in SHOWN_DIGITS.items():
+        if column in out.columns and pd.api.types.is_float_dtype(out[column].dtype):
+            out[column] = out[column].round(digits)
     for column, names in VALUE_NAMES.items():
         if column in out.columns:
             out[column] = _translate(out[column], names)

@@ -990,12 +990,14 @@ def plan_tasks(
 
 LIST_FIELDS = (
     "task_id", "plan_id", "visit_no", "uscc", "company_name", "region", "tier", "item_id",
-    "item_name", "department", "inspectors", "inclusion_prob", "basis", "due_date", "status",
-    "result", "corrected", "objection_open", "check_date",
+    "item_name", "department", "inspectors", "inclusion_prob", "basis", "due_date",
+    "due_estimated", "status", "result", "corrected", "objection_open", "check_date",
 )  # fmt: skip
 """The columns of a plan's list as regulators fetch it: `result` as the published results show
 it (its corrected form once corrected, `corrected` true), and `objection_open` while an
-objection to it is being decided (DOMAIN §10: the flag is visible to every consumer)."""
+objection to it is being decided (DOMAIN §10: the flag is visible to every consumer);
+`status` done_late (逾期完成) for a check made after its deadline, and `due_estimated` when the
+deadline was counted past the published holiday calendar."""
 
 
 def plan_list(
@@ -1020,7 +1022,13 @@ def plan_list(
     frame["item_name"] = frame["item_id"].map(names).fillna(frame["item_id"])
     status = np.where(frame["due_date"] < today, "overdue", "open")
     status = np.where(frame["cancelled_at"].notna(), "cancelled", status)
-    frame["status"] = np.where(frame["result"].notna(), "done", status)
+    late = [pd.notna(c) and pd.notna(d) and c > d
+            for c, d in zip(frame["check_date"], frame["due_date"], strict=True)]  # fmt: skip
+    frame["status"] = np.where(
+        frame["result"].notna(), np.where(np.array(late, dtype=bool), "done_late", "done"), status
+    )
+    # a deadline counted past the published holiday calendar (`due_estimated`) may move
+    frame["due_estimated"] = bool(plan["due_estimated"])
     frame["corrected"] = False
     frame["objection_open"] = False
     if store is not None:

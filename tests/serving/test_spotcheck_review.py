@@ -426,3 +426,39 @@ def test_a_triggered_check_covers_the_items_it_names(small: Loaded) -> None:
             {"uscc": a_named, "items": ["SC-SP-03"]}
         ]))  # fmt: skip
     assert refused.value.code == "unknown_item" and "SC-SP-03" in str(refused.value)
+
+
+# ---- the list shows a late check, an estimated deadline and rounded chances ---------------------
+
+
+def test_plan_lists_show_late_checks_estimated_deadlines_and_rounded_chances(
+    small: Loaded, small_api: tuple[TestClient, dict[str, str]]
+) -> None:
+    """A check made after its deadline was shown only 已完成; the list did not say whether the
+    deadline was counted past the holiday calendar; 入选概率 was a raw float in CSV."""
+    client, reg = small_api
+    today = china_today()
+    start = today - timedelta(days=70)
+    made = create_plan(small.engine, _request(
+        name="late checks", items=["SC-CP-04"], start_date=start, record_past=True,
+        item_ratios={"SC-CP-04": {"A": 0.5, "B": 0.5, "C": 0.5, "D": 0.5}},
+    ), today=today)  # fmt: skip
+    tasks = _tasks(small.engine, made.plan_id).sort_values("id")
+    ids = [int(t) for t in tasks["id"].head(2)]
+    due = made.due_date
+    assert due < today - timedelta(days=1)
+    for task, day in zip(ids, (due, due + timedelta(days=1)), strict=True):
+        post_result(small.engine, small.store, task,
+                    TaskResult(result="pass", check_date=day), today=today)  # fmt: skip
+    body = json.loads(_list(client, reg, made.plan_id, "json"))
+    status = {t["task_id"]: t["status"] for t in body["tasks"]}
+    assert (status[ids[0]], status[ids[1]]) == ("done", "done_late")
+    assert {t["due_estimated"] for t in body["tasks"]} == {False}
+    chances = [t["inclusion_prob"] for t in body["tasks"]]
+    csv_text = _list(client, reg, made.plan_id, "csv").decode("utf-8-sig")
+    rows = {r["任务编号"]: r for r in csv.DictReader(io.StringIO(csv_text))}
+    assert (rows[str(ids[0])]["状态"], rows[str(ids[1])]["状态"]) == ("已完成", "逾期完成")
+    assert {r["完成期限为估算"] for r in rows.values()} == {"否"}
+    shown = [float(r["入选概率"]) for r in rows.values()]
+    assert all(len(r["入选概率"].split(".")[-1]) <= 4 for r in rows.values())
+    assert shown == pytest.approx([round(c, 4) for c in chances])
