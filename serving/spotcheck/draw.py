@@ -689,7 +689,8 @@ def _staff(
         members = np.vstack([members, np.full((len(split_tasks), size), -1, np.int64)])
         still = staff.assign(rng, team_company, team_dept, masks, new_ids, members)
         if len(still):
-            staff.raise_short(still, items, team_company, team_dept, masks)
+            staff.raise_short(still, items, team_company, team_dept, masks,
+                              comp["uscc"].astype(str).to_numpy())  # fmt: skip
     return team_of_task, members, pool.ids, pool.load
 
 
@@ -861,21 +862,35 @@ class _Staffing:
         team_company: np.ndarray,
         team_dept: np.ndarray,
         masks: np.ndarray,
+        codes: np.ndarray | None = None,
     ) -> None:
+        """Refuse the plan, naming each department, region and items short of inspectors: how
+        many are qualified of those needed, and where a conflict (declared, or the company's
+        last inspection) excluded some, how many and at which company."""
         problems = set()
         for team in short[:1000]:
-            d, r = int(team_dept[team]), int(self.region_k[team_company[team]])
+            c = int(team_company[team])
+            d, r = int(team_dept[team]), int(self.region_k[c])
             mask = int(masks[team])
-            have = len(self.candidates(d, r, mask))
+            cand = self.candidates(d, r, mask)
             names = [i.id for k, i in enumerate(items) if mask >> k & 1]
+            excluded = (
+                int(_in_sorted(cand * self.n_comp + c, self.conflicts).sum())
+                if len(self.conflicts) and len(cand) else 0
+            )  # fmt: skip
+            why = ""
+            if excluded:
+                at = f" at {codes[c]}" if codes is not None else ""
+                why = (f", {excluded} of them excluded{at} (a declared conflict, or they "
+                       "inspected it last time)")  # fmt: skip
             problems.add(
                 f"{self.depts[d]} in {self.regions[r] or '(no region)'} for "
-                f"{'+'.join(names)}: {have} of {self.size}"
+                f"{'+'.join(names)}: {len(cand)} qualified of {self.size} needed{why}"
             )
         listed = "; ".join(sorted(problems)[:10])
         raise PlanError(
             "insufficient_inspectors",
             f"too few active, qualified inspectors without a conflict for {len(short)} task(s) "
-            f"(department, region, items: qualified of needed: {listed}); "
+            f"(department, region, items: {listed}); "
             "import inspectors for these departments and areas, or narrow the plan",
         )

@@ -948,6 +948,11 @@ def test_conflicted_inspectors_are_replaced() -> None:
             3,
         )
     assert info.value.code == "insufficient_inspectors"
+    # the message says how many were qualified and how many a conflict excluded, and where
+    # (it said "4 of 3", as if there were enough)
+    message = str(info.value)
+    assert ": 4 qualified of 3 needed, 2 of them excluded at " in message
+    assert any(f"excluded at {u} (a declared conflict" in message for u in conflicted)
 
 
 def test_caps_exclude_companies_and_triggers_override_them() -> None:
