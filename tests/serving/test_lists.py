@@ -870,6 +870,26 @@ def test_a_notified_entry_is_listed_only_while_its_source_records_ground_it(
     assert listed["status"] == "listed" and _flag(world, objected_uscc, today) == 1
 
 
+def test_objecting_again_to_a_decided_source_record_does_not_hold_up_the_listing(
+    world: Loaded,
+) -> None:
+    """Notified a month ago on a heavy penalty the company objected to: once that objection is
+    decided, objecting again is refused (`already_decided`), so the entry is listed instead of
+    waiting (`source_under_objection`) for every new objection."""
+    today = china_today()
+    month_ago = today - timedelta(days=30)
+    (uscc,) = _companies(world, 1, exclude=_heavy_taken(world))
+    record = _penalty(world, uscc, f"TEST-PEN-AGAIN-{uscc}", month_ago)
+    entry = lists.propose(world.engine, world.store, uscc, "serious_dishonest_list",
+                          SERIOUS_BASIS, "吊销许可证", [record], today=month_ago)  # fmt: skip
+    _object(world, record, today, "upheld")
+    with pytest.raises(objections.ObjectionConflict, match="was decided") as again:
+        _object(world, record, today)
+    assert again.value.code == "already_decided"
+    listed = lists.confirm(world.engine, world.store, entry["id"], None, today)
+    assert listed["status"] == "listed" and _flag(world, uscc, today) == 1
+
+
 def _heavy_taken(world: Loaded) -> set[str]:
     """Companies with a serious penalty in the store: derive may list them on other grounds."""
     with world.store.connect() as con:

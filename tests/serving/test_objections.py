@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from features.builder import build_features
 from records import publicity, workdays
+from records.events import append_events
 from records.store import Store
 from records.workdays import china_today
 from serving import objections, repairs
@@ -138,6 +139,21 @@ def _file(service: Served, record_id: str, who: str = "company", **extra: Any) -
     return body
 
 
+def _department_correction(store: Store, record_id: str, today: date,
+                           correction: dict[str, Any]) -> None:  # fmt: skip
+    """The record's department corrects it today (composed over the corrections in force)."""
+    with store.connect() as con:
+        (dept,) = con.execute(
+            "SELECT source_dept FROM records WHERE record_id = ?", [record_id]
+        ).fetchone() or (None,)  # fmt: skip
+    stored = append_events(store, [{"event_id": f"fix-{record_id}-{time.monotonic_ns()}",
+                                    "record_id": record_id, "event_type": "correction",
+                                    "effective_date": today, "recorded_date": today,
+                                    "attributes": correction}],
+                           today=today, source_dept=dept)  # fmt: skip
+    assert stored.stored == 1, stored.rejected
+
+
 def _another(service: Served, uscc: str) -> str:
     return next(u for u in sorted(service.served) if u != uscc)
 
@@ -238,6 +254,92 @@ def test_the_record_is_flagged_at_once_and_the_flag_goes_with_the_decision(
     assert [o["id"] for o in decided.json()["objections"]] == [case]
 
 
+def test_a_decided_record_is_objected_to_again_only_once_it_changed(service: Served) -> None:
+    """After a decision the company cannot file again and again to keep the record flagged: a
+    new objection is refused (409 `already_decided`, naming the decision, in one line) and
+    nothing is stored or flagged, whoever files it; once the department corrected the record
+    after the decision, the new state may be objected to."""
+    today = china_today()
+    store, engine = service.world.store, service.world.engine
+    record = service.take(service.pick(
+        "r.category = 'admin_penalty' AND r.recorded_date <= ?", [today]
+    )[0])  # fmt: skip
+    uscc, record_id = record["uscc"], record["record_id"]
+    company = f"/v1/companies/{uscc}"
+    first = _file(service, record_id)["id"]
+    assert _decide(service, first, "upheld").status_code == 200
+
+    def ids() -> list[int]:
+        with engine.connect() as con:
+            query = (
+                sa.select(objections_table.c.id)
+                .where(objections_table.c.record_id == record_id)
+                .order_by(objections_table.c.id)
+            )
+            return list(con.execute(query).scalars())
+
+    for who in (f"company:{uscc}", "regulator"):
+        again = service.call("POST", "/v1/objections", who,
+                             json={"record_id": record_id, "reason": "再次异议"})  # fmt: skip
+        assert again.status_code == 409, (who, again.text)
+        body = again.json()
+        assert body["code"] == "already_decided", body
+        message = body["message"]
+        assert f"objection {first}" in message and "upheld" in message, message
+        assert today.isoformat() in message and "\n" not in message, message
+    assert ids() == [first]
+    assert service.call("GET", company, "other").json()["flags"]["objection_open"] is False
+    assert _features(store, uscc, today)["objection_open"] == 0
+    assert not _flagged(store, uscc, record_id, today)
+    # once its department corrected it (after the decision) the record may be objected to
+    _department_correction(store, record_id, today, {"amount": 500.0})
+    second = _file(service, record_id)
+    assert second["status"] == "open" and ids() == [first, second["id"]]
+    assert service.call("GET", company, "other").json()["flags"]["objection_open"] is True
+    # decided in turn (corrected: the decision's own correction is no later change)
+    assert _decide(service, second["id"], "corrected", correction={"amount": 300.0}).status_code \
+        == 200  # fmt: skip
+    third = service.call("POST", "/v1/objections", f"company:{uscc}",
+                         json={"record_id": record_id, "reason": "仍有误"})  # fmt: skip
+    assert third.status_code == 409 and third.json()["code"] == "already_decided", third.text
+    assert f"objection {second['id']}" in third.json()["message"]
+    assert "corrected" in third.json()["message"]
+
+
+def test_a_repaired_or_withdrawn_record_is_not_objected_to(service: Served) -> None:
+    """A record repaired, or withdrawn by its department, is no longer public and no longer
+    counts: an objection to it is refused (409 `repaired`, `withdrawn`), nothing stored."""
+    today = china_today()
+    store, engine = service.world.store, service.world.engine
+    repaired, withdrawn = (service.take(r) for r in service.pick(
+        "r.category = 'admin_penalty' AND r.recorded_date <= ?", [today])[:2])  # fmt: skip
+    done = append_events(store, [{"event_id": f"test-repair-{repaired['record_id']}",
+                                  "record_id": repaired["record_id"], "event_type": "repair",
+                                  "effective_date": today, "recorded_date": today,
+                                  "attributes": {"repair_id": 0}}], today=today)  # fmt: skip
+    assert done.stored == 1, done.rejected
+    with store.connect() as con:
+        (dept,) = con.execute("SELECT source_dept FROM records WHERE record_id = ?",
+                              [withdrawn["record_id"]]).fetchone() or (None,)  # fmt: skip
+    done = append_events(store, [{"event_id": "w-1", "record_id": withdrawn["record_id"],
+                                  "event_type": "withdrawal", "effective_date": today,
+                                  "recorded_date": today, "attributes": {"reason": "录入错误"}}],
+                         today=today, source_dept=dept)  # fmt: skip
+    assert done.stored == 1, done.rejected
+    with engine.connect() as con:
+        before = con.execute(sa.select(sa.func.count()).select_from(objections_table)).scalar()
+    for record, code in ((repaired, "repaired"), (withdrawn, "withdrawn")):
+        answer = service.call("POST", "/v1/objections", f"company:{record['uscc']}",
+                              json={"record_id": record["record_id"], "reason": "x"})  # fmt: skip
+        assert answer.status_code == 409, answer.text
+        assert answer.json()["code"] == code, answer.text
+        assert record["record_id"] in answer.json()["message"]
+        assert not _flagged(store, record["uscc"], record["record_id"], today)
+    with engine.connect() as con:
+        after = con.execute(sa.select(sa.func.count()).select_from(objections_table)).scalar()
+    assert after == before
+
+
 def test_a_correction_merges_with_earlier_ones_and_takes_effect_from_the_decision_day(
     service: Served,
 ) -> None:
@@ -282,6 +384,12 @@ def test_a_correction_merges_with_earlier_ones_and_takes_effect_from_the_decisio
     assert supplemented.json()["correction"] == {"attributes": added}
 
     assert _features(store, uscc, today)["objection_open"] == 0  # the first is decided
+    # decided, the record is not objected to again until it changes: its department corrects it
+    again = service.call("POST", "/v1/objections", f"company:{uscc}",
+                         json={"record_id": record_id, "reason": "记录有误"})  # fmt: skip
+    assert again.status_code == 409 and again.json()["code"] == "already_decided", again.text
+    dept = {"attributes": {"decision_no": "更正〔2026〕1号"}}
+    _department_correction(store, record_id, today, dept)
     second = _file(service, record_id)["id"]
     # filed the day the first was decided: open (the steps are ordered as they were stored)
     assert _features(store, uscc, today)["objection_open"] == 1
@@ -292,7 +400,8 @@ def test_a_correction_merges_with_earlier_ones_and_takes_effect_from_the_decisio
     assert corrected.status_code == 200, corrected.text
     body = corrected.json()
     assert body["outcome"] == "corrected" and body["correction"] == fix
-    merged = {"severity": "minor", "attributes": {**added, "note": "处罚决定已变更为轻微"}}
+    attributes = {**added, **dept["attributes"], "note": "处罚决定已变更为轻微"}
+    merged = {"severity": "minor", "attributes": attributes}
     assert body["steps"][-1]["detail"]["in_force"] == merged
     assert "error" not in body["rescored"], body["rescored"]
 
@@ -707,12 +816,16 @@ def test_a_later_correction_keeps_nested_attributes_an_earlier_one_fixed(
                                        [today])[0])  # fmt: skip
     record_id = record["record_id"]
     steps = [{"basis": {"law": "广告法", "article": "55"}}, {"basis": {"article": "58"}}]
-    for attributes in steps:
+    dept = {"attributes": {"decision_no": "更正〔2026〕2号"}}
+    for i, attributes in enumerate(steps):
+        if i:  # a decided record is objected to again only once it changed: its department's
+            _department_correction(store, record_id, today, dept)
         case = objections.file_objection(engine, store, record_id, "x", None, None, today)["id"]
         objections.decide(engine, store, case, "supplemented", "r", {"attributes": attributes},
                           None, today)  # fmt: skip
     latest = _events(store, record_id)[f"objection-{case}-correction"]["attributes"]
-    assert latest == {"attributes": {"basis": {"law": "广告法", "article": "58"}}}
+    assert latest == {"attributes": {"basis": {"law": "广告法", "article": "58"},
+                                     **dept["attributes"]}}  # fmt: skip
     form = repairs.record_on(store, record_id, today)
     assert form is not None
     assert json.loads(form["attributes"])["basis"] == {"law": "广告法", "article": "58"}
