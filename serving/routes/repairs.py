@@ -71,8 +71,9 @@ class RepairPage(BaseModel):
 
 @router.post("/repairs", response_model=RepairOut, status_code=201, responses=REPAIR_ERRORS)
 def post_repair(body: RepairIn, state: StateDep, caller: CallerDep) -> RepairOut:
-    """Apply to repair a record (the company's own key, or an authority on its behalf): refused
-    at once with a reason code, or pending with its decision deadline (3 working days)."""
+    """Apply to repair a record (the company's own key, or an authority on its behalf): pending
+    with its decision deadline (3 working days), or refused at once, 409 with the refusal code
+    (`minimum_period`, `under_objection`, `pending`, …) and why, nothing stored."""
 
     require_may_file(caller, "apply for repair")
 
@@ -84,6 +85,8 @@ def post_repair(body: RepairIn, state: StateDep, caller: CallerDep) -> RepairOut
                              caller.key_id, check=check)  # fmt: skip
     except repairs.RepairNotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
+    except repairs.RepairRefused as exc:
+        raise ApiError(409, exc.code, str(exc)) from None
     return RepairOut.model_validate(case)
 
 
