@@ -19,6 +19,7 @@ from serving.deps import (
     CallerDep,
     PurposeHeader,
     StateDep,
+    own_cases_code,
     purpose_of,
     require,
     require_acting_for,
@@ -194,10 +195,28 @@ def _shared(caller: Caller, entry: dict[str, Any]) -> dict[str, Any]:
             "steps": []}  # fmt: skip
 
 
+def _own(caller: Caller, entry: dict[str, Any]) -> dict[str, Any]:
+    """What a company sees of its own entry: all of it (the legal basis, the reason, the state,
+    the objection deadline, the steps), but who took a step only where it was the company's own
+    key: the authorities' keys are not the company's to know."""
+    if caller.role != "company":
+        return entry
+    steps = [{**s, "actor": s["actor"] if s["actor"] == caller.key_id else None}
+             for s in entry["steps"]]  # fmt: skip
+    return {**entry, "steps": steps}
+
+
+def _require_reader(caller: Caller) -> None:
+    """The authorities and departments read entries; a company key its own company's."""
+    if not (caller.role == "company" and caller.uscc is not None):
+        require(caller, READ, "read list entries")
+
+
 def _read(caller: Caller, state: ServiceState, endpoint: str, usccs: list[str],
           x_purpose: str | None) -> None:  # fmt: skip
-    """Entries are credit information: a stated purpose and an audit line per company."""
-    require(caller, READ, "read list entries")
+    """Entries are credit information: a stated purpose (the company reading its own needs
+    none) and an audit line per company."""
+    _require_reader(caller)
     state.audit.log_companies(caller, endpoint, usccs, purpose_of(caller, x_purpose))
 
 
@@ -237,17 +256,20 @@ def post_derive(body: DeriveIn, state: StateDep, caller: CallerDep) -> DeriveOut
 def get_entry(
     entry_id: EntryId, state: StateDep, caller: CallerDep, x_purpose: PurposeHeader = None
 ) -> EntryOut:
-    """An entry with its steps."""
-    require(caller, READ, "read list entries")
+    """An entry with its steps (the authorities, departments as published; a company key, its
+    own company's: another company's entry is unknown to it)."""
+    _require_reader(caller)
     try:
         entry = lists.get(state.engine, entry_id)
     except lists.ListError as exc:
         raise _fail(exc) from None
+    if caller.role == "company" and entry["uscc"] != caller.uscc:
+        raise ApiError(404, "not_found", f"no list entry {entry_id}")
     if _published_only(caller) and not _published(state, [entry]):
         raise ApiError(403, "forbidden", f"list entry {entry_id} is not published: the "
                        f"{caller.department} department sees published listings only")  # fmt: skip
     _read(caller, state, "GET /v1/list-entries/{id}", [entry["uscc"]], x_purpose)
-    return EntryOut.model_validate(_shared(caller, entry))
+    return EntryOut.model_validate(_own(caller, _shared(caller, entry)))
 
 
 @router.get("/list-entries", response_model=EntryPage, responses=ERRORS)
@@ -260,9 +282,9 @@ def get_entries(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     x_purpose: PurposeHeader = None,
 ) -> EntryPage:
-    """Entries, newest first (`expired`: listed entries past their term)."""
-    require(caller, READ, "read list entries")
-    code = valid_code(uscc) if uscc is not None else None
+    """Entries, newest first (`expired`: listed entries past their term); a company key lists
+    its own company's (asking for another company's is refused, 403)."""
+    code = own_cases_code(caller, READ, uscc, "read list entries")
     if _published_only(caller):
         if status not in (None, "listed"):
             raise ApiError(403, "forbidden", f"the {caller.department} department sees "
@@ -272,7 +294,9 @@ def get_entries(
     if _published_only(caller):
         found = _published(state, found)
     _read(caller, state, "GET /v1/list-entries", [e["uscc"] for e in found], x_purpose)
-    return EntryPage(entries=[EntryOut.model_validate(_shared(caller, e)) for e in found])
+    return EntryPage(
+        entries=[EntryOut.model_validate(_own(caller, _shared(caller, e))) for e in found]
+    )
 
 
 @router.post(
