@@ -368,14 +368,53 @@ def _stored(store: Store, event_id: str) -> bool:
     return bool(row and row[0])
 
 
-def get(engine: Engine, case_id: int) -> dict[str, Any]:
+def _documents(con: Connection, cases: list[RowMapping], today: date) -> list[dict[str, Any]]:
+    """The applications as served, each with its steps and whether it is `overdue` today
+    (pending past its decision deadline); two queries whatever their number."""
+    steps = lifecycle.steps(con, "repair", [int(c["id"]) for c in cases])
+    out = []
+    for case in cases:
+        doc = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in dict(case).items()}
+        doc["overdue"] = bool(
+            case["status"] == "pending" and case["due_date"] is not None
+            and case["due_date"] < today
+        )  # fmt: skip
+        doc["steps"] = steps[int(case["id"])]
+        out.append(doc)
+    return out
+
+
+def get(engine: Engine, case_id: int, today: date | None = None) -> dict[str, Any]:
+    """One application with its steps."""
     with engine.connect() as con:
         case = con.execute(
             sa.select(credit_repairs).where(credit_repairs.c.id == case_id)
         ).mappings().one_or_none()  # fmt: skip
         if case is None:
             raise RepairNotFound(f"no repair application {case_id}")
-        trail = lifecycle.steps(con, "repair", [case_id])[case_id]
-    out = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in dict(case).items()}
-    out["steps"] = trail
-    return out
+        return _documents(con, [case], today or china_today())[0]
+
+
+def search(
+    engine: Engine,
+    uscc: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+    overdue_on: date | None = None,
+) -> list[dict[str, Any]]:
+    """Applications, newest first; with `overdue_on`, the pending ones past their decision
+    deadline on that day (due_date < overdue_on), the longest overdue first."""
+    c = credit_repairs.c
+    query = sa.select(credit_repairs).limit(limit)
+    if uscc is not None:
+        query = query.where(c.uscc == uscc)
+    if status is not None:
+        query = query.where(c.status == status)
+    if overdue_on is not None:
+        query = query.where(c.status == "pending", c.due_date < overdue_on)
+        query = query.order_by(c.due_date, c.id)
+    else:
+        query = query.order_by(c.id.desc())
+    with engine.connect() as con:
+        cases = list(con.execute(query).mappings().all())
+        return _documents(con, cases, overdue_on or china_today())

@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
+from records.workdays import china_today
 from serving import repairs
 from serving.auth import FULL_VIEW, Caller
-from serving.db import credit_repairs
 from serving.deps import (
     CallerDep,
     PurposeHeader,
@@ -61,6 +60,9 @@ class RepairOut(BaseModel):
     decided_on: date | None
     refusal_code: str | None
     decision_reason: str | None
+    overdue: bool = Field(
+        description="Pending past its decision deadline (3 working days after applying) today"
+    )
     steps: list[Step]
     rescored: dict[str, Any] | None = None
 
@@ -88,6 +90,21 @@ def post_repair(body: RepairIn, state: StateDep, caller: CallerDep) -> RepairOut
     except repairs.RepairRefused as exc:
         raise ApiError(409, exc.code, str(exc)) from None
     return RepairOut.model_validate(case)
+
+
+@router.get("/repairs/overdue", response_model=RepairPage, responses=ERRORS)
+def overdue_repairs(
+    state: StateDep,
+    caller: CallerDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+    x_purpose: PurposeHeader = None,
+) -> RepairPage:
+    """Pending applications past their decision deadline today, the longest overdue first (the
+    authorities); a line in the audit log per company."""
+    require(caller, DECIDE, "list overdue repair applications")
+    found = repairs.search(state.engine, limit=limit, overdue_on=china_today())
+    _audit(state, caller, "GET /v1/repairs/overdue", found, x_purpose)
+    return RepairPage(repairs=[RepairOut.model_validate(c) for c in found])
 
 
 @router.get("/repairs/{case_id}", response_model=RepairOut, responses=ERRORS)
@@ -130,14 +147,7 @@ def list_repairs(
     """Applications, newest first (the authorities; a company key, its own company's); a line
     in the audit log per company."""
     code = own_cases_code(caller, DECIDE, uscc, "list repair applications")
-    query = sa.select(credit_repairs.c.id).order_by(credit_repairs.c.id.desc()).limit(limit)
-    if code is not None:
-        query = query.where(credit_repairs.c.uscc == code)
-    if status is not None:
-        query = query.where(credit_repairs.c.status == status)
-    with state.engine.connect() as con:
-        ids = [i for (i,) in con.execute(query)]
-    found = [repairs.get(state.engine, i) for i in ids]
+    found = repairs.search(state.engine, code, status, limit)
     _audit(state, caller, "GET /v1/repairs", found, x_purpose)
     return RepairPage(repairs=[RepairOut.model_validate(c) for c in found])
 

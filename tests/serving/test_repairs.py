@@ -174,6 +174,34 @@ def test_repair_refused_at_once_refused_by_the_authority_and_granted(world: Worl
         assert no.status_code == 200 and no.json()["status"] == "refused", no.text
         assert no.json()["refusal_code"] == "refused_by_authority"
 
+        # not decided within its 3 working days: overdue, listed as such for the authorities
+        month_ago = today - timedelta(days=30)
+        late_record = next(
+            r for r in _candidates(world.store, month_ago, want=5).get("eligible", [])
+            if r["record_id"] not in (granted["record_id"], refused["record_id"])
+        )  # fmt: skip
+        late = repairs.apply(world.engine, world.store, late_record["record_id"], "已整改", None,
+                             today=month_ago)  # fmt: skip
+        assert late["status"] == "pending" and late["overdue"] is True, late
+        shown = call("GET", f"/v1/repairs/{late['id']}", "regulator").json()
+        assert shown["overdue"] is True and shown["due_date"] < today.isoformat()
+        overdue = call("GET", "/v1/repairs/overdue", "regulator")
+        assert overdue.status_code == 200, overdue.text
+        assert late["id"] in [r["id"] for r in overdue.json()["repairs"]]
+        assert all(r["overdue"] and r["status"] == "pending" for r in overdue.json()["repairs"])
+        assert case not in [r["id"] for r in overdue.json()["repairs"]]  # decided
+        for who in ("department", f"company:{late_record['uscc']}", "other"):
+            assert call("GET", "/v1/repairs/overdue", who).status_code == 403, who
+        unsaid = client.get("/v1/repairs/overdue", headers={"X-API-Key": keys["regulator"]})
+        assert unsaid.status_code == 400 and unsaid.json()["code"] == "purpose_required"
+        decided_late = call("POST", f"/v1/repairs/{late['id']}/decision", "regulator",
+                            json={"approve": False, "reason": "材料不全"})  # fmt: skip
+        assert decided_late.status_code == 200, decided_late.text
+        assert decided_late.json()["overdue"] is False
+        assert decided_late.json()["steps"][-1]["detail"]["late"] is True
+        overdue = call("GET", "/v1/repairs/overdue", "regulator").json()["repairs"]
+        assert late["id"] not in [r["id"] for r in overdue]
+
         # applied and granted
         yesterday_date = today - timedelta(days=1)
         before = _penalties(world.store, granted["uscc"], today)
@@ -187,6 +215,7 @@ def test_repair_refused_at_once_refused_by_the_authority_and_granted(world: Worl
         body = answer.json()
         assert answer.status_code == 201 and body["status"] == "pending", answer.text
         assert body["due_date"] == workdays.add_working_days(today, 3).isoformat()
+        assert body["overdue"] is False
         case = body["id"]
         again = call(
             "POST",
@@ -385,6 +414,12 @@ def test_the_decision_is_due_in_3_working_days_across_national_day(world: World)
                          today=day)  # fmt: skip
     assert case["status"] == "pending" and case["due_date"] == "2025-10-11"
     assert case["steps"][0]["action"] == "applied"
+    # overdue from the first day after its deadline
+    overdue_ids = lambda on: [c["id"] for c in repairs.search(world.engine, overdue_on=on)]  # noqa: E731
+    assert case["id"] not in overdue_ids(date(2025, 10, 11))
+    assert case["id"] in overdue_ids(date(2025, 10, 12))
+    assert repairs.get(world.engine, case["id"], today=date(2025, 10, 11))["overdue"] is False
+    assert repairs.get(world.engine, case["id"], today=date(2025, 10, 12))["overdue"] is True
 
 
 def test_eligibility_reads_the_record_in_its_corrected_form(world: World) -> None:
