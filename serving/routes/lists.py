@@ -10,7 +10,7 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from records.workdays import china_today
 from serving import lists
@@ -63,9 +63,47 @@ class ObjectionIn(BaseModel):
     reason: str = Field(min_length=1, max_length=4000)
 
 
+ObjectionDecision = Literal["accepted", "dismissed"]
+DECISION_OF_OUTCOME: dict[str | None, ObjectionDecision] = {
+    "upheld": "accepted", "dismissed": "dismissed",
+}  # fmt: skip
+"""The stored outcome of an entry's objection (`upheld`: the objection, not the entry) as a
+decision."""
+
+
 class ObjectionDecisionIn(BaseModel):
-    upheld: bool = Field(description="True: the objection is accepted and the entry rejected")
+    decision: ObjectionDecision | None = Field(
+        default=None,
+        description="accepted: the objection wins, the entry is rejected (never listed); "
+        "dismissed: the entry stands and may be listed now",
+    )
+    upheld: bool | None = Field(
+        default=None, deprecated=True,
+        description="Deprecated: give `decision`. True is accepted (the objection, not the "
+        "entry, upheld), false dismissed; with `decision` it must agree.",
+    )  # fmt: skip
     reason: str = Field(min_length=1, max_length=4000)
+
+    @model_validator(mode="after")
+    def _one_decision(self) -> ObjectionDecisionIn:
+        upheld = self.__dict__["upheld"]  # read without the deprecation warning
+        if self.decision is None and upheld is None:
+            raise ValueError("give decision: accepted (the entry is rejected) or dismissed")
+        if upheld is not None and self.decision is not None and (
+            (self.decision == "accepted") != upheld
+        ):  # fmt: skip
+            raise ValueError(
+                f"decision {self.decision} and upheld {str(upheld).lower()} disagree (upheld "
+                "true is accepted): give decision alone"
+            )
+        return self
+
+    @property
+    def accepted(self) -> bool:
+        """The objection wins: the entry is rejected."""
+        if self.decision is not None:
+            return self.decision == "accepted"
+        return bool(self.__dict__["upheld"])
 
 
 class ListingIn(BaseModel):
@@ -101,7 +139,15 @@ class EntryOut(BaseModel):
     proposed_on: date
     objection_due: date | None
     objection_reason: str | None
-    objection_outcome: str | None
+    objection_outcome: str | None = Field(
+        description="upheld (the objection was accepted: the entry rejected) or dismissed; "
+        "see objection_decision"
+    )
+    objection_decision: ObjectionDecision | None = Field(
+        default=None,
+        description="The decision on the company's objection: accepted (the entry rejected) "
+        "or dismissed",
+    )
     listed_on: date | None
     record_id: str | None = Field(description="The listing record in the store")
     term_end: date | None
@@ -113,6 +159,15 @@ class EntryOut(BaseModel):
     rescored: dict[str, Any] | None = Field(
         default=None, description="The company re-scored today, after a listing or removal"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _decision(cls, data: Any) -> Any:
+        """The objection's decision, read from its stored outcome."""
+        if isinstance(data, dict) and "objection_decision" not in data:
+            decision = DECISION_OF_OUTCOME.get(data.get("objection_outcome"))
+            return {**data, "objection_decision": decision}
+        return data
 
 
 class EntryPage(BaseModel):
@@ -323,10 +378,12 @@ def post_objection(
 def post_objection_decision(
     entry_id: EntryId, body: ObjectionDecisionIn, state: StateDep, caller: CallerDep
 ) -> EntryOut:
-    """Uphold the objection (the entry is rejected) or dismiss it (it may be listed now)."""
+    """Decide the company's objection: `decision` accepted (the objection wins: the entry is
+    rejected) or dismissed (it may be listed now). The older `upheld` (true: accepted) is still
+    taken; given with `decision`, the two must agree (422)."""
     require(caller, DECIDE, "decide objections to list entries")
     try:
-        entry = lists.decide_objection(state.engine, entry_id, body.upheld, body.reason,
+        entry = lists.decide_objection(state.engine, entry_id, body.accepted, body.reason,
                                        caller.key_id)  # fmt: skip
     except lists.ListError as exc:
         raise _fail(exc) from None

@@ -321,6 +321,57 @@ def test_an_upheld_objection_rejects_and_a_late_one_is_refused(api: Api) -> None
     assert upheld_uscc not in shown and late_uscc not in shown
 
 
+def test_the_objection_decision_says_accepted_or_dismissed(api: Api) -> None:
+    """`decision: accepted` means the objection wins (the entry is rejected), `dismissed` that
+    the entry stands; the older `upheld` is still taken, is marked deprecated, and must agree
+    with `decision` when both are given (422 otherwise, nothing decided)."""
+    accepted_uscc, dismissed_uscc, both_uscc = _companies(api.world, 3)
+    cases = {}
+    for uscc in (accepted_uscc, dismissed_uscc, both_uscc):
+        cases[uscc] = _serious(api, uscc).json()["id"]
+        objected = api.call("POST", f"/v1/list-entries/{cases[uscc]}/objection",
+                            f"company:{uscc}", json={"reason": "处罚决定已撤销"})  # fmt: skip
+        assert objected.status_code == 200, objected.text
+
+    def decide(uscc: str, **body: Any) -> httpx.Response:
+        return api.call("POST", f"/v1/list-entries/{cases[uscc]}/objection-decision",
+                        "regulator", json={"reason": "经核查", **body})  # fmt: skip
+
+    for body, word in (({"decision": "accepted", "upheld": False}, "disagree"),
+                       ({"decision": "dismissed", "upheld": True}, "disagree"),
+                       ({}, "decision"), ({"decision": "upheld"}, "decision")):  # fmt: skip
+        refused = decide(both_uscc, **body)
+        assert refused.status_code == 422, (body, refused.text)
+        assert word in refused.json()["message"], (body, refused.text)
+    still = api.call("GET", f"/v1/list-entries/{cases[both_uscc]}", "regulator").json()
+    assert (still["status"], still["objection_decision"]) == ("objected", None)
+
+    accepted = decide(accepted_uscc, decision="accepted")
+    assert accepted.status_code == 200, accepted.text
+    body = accepted.json()
+    assert (body["status"], body["objection_decision"]) == ("rejected", "accepted")
+    assert body["objection_outcome"] == "upheld" and body["record_id"] is None
+    assert body["steps"][-1]["detail"]["decision"] == "accepted"
+    dismissed = decide(dismissed_uscc, decision="dismissed", upheld=False)
+    assert dismissed.status_code == 200, dismissed.text
+    assert (dismissed.json()["status"], dismissed.json()["objection_decision"]) == (
+        "notified", "dismissed",
+    )  # fmt: skip
+    legacy = decide(both_uscc, upheld=True)  # the deprecated field alone: accepted
+    assert legacy.status_code == 200, legacy.text
+    assert (legacy.json()["status"], legacy.json()["objection_decision"]) == (
+        "rejected", "accepted",
+    )  # fmt: skip
+
+    schema = api.client.get("/openapi.json").json()["components"]["schemas"]
+    fields = schema["ObjectionDecisionIn"]["properties"]
+    assert fields["upheld"].get("deprecated") is True, fields["upheld"]
+    assert "deprecated" not in fields["decision"]
+    assert "accepted" in json.dumps(fields["decision"]) and "dismissed" in json.dumps(
+        fields["decision"]
+    )  # fmt: skip
+
+
 def test_the_abnormal_operation_list_lists_at_once_and_removes_once_cured(api: Api) -> None:
     world, today = api.world, china_today()
     (uscc,) = _companies(world, 1)
