@@ -111,13 +111,15 @@ def overdue_repairs(
 def get_repair(
     case_id: CaseId, state: StateDep, caller: CallerDep, x_purpose: PurposeHeader = None
 ) -> RepairOut:
-    """An application with its steps (the applicant's key, the company, a full-view role); a
-    line in the audit log."""
+    """An application with its steps (the applicant's key, the company, a full-view role; to
+    another company's key it is unknown, 404); a line in the audit log."""
     try:
         case = repairs.get(state.engine, case_id)
     except repairs.RepairNotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     own = case["applicant"] == caller.key_id or caller.is_company(case["uscc"])
+    if caller.role == "company" and not own:  # as for records: another's is not said to exist
+        raise ApiError(404, "not_found", f"no repair application {case_id}")
     if caller.role not in FULL_VIEW and not own:
         raise ApiError(403, "forbidden", "only the applicant and the authorities see it")
     if not own and not department_shares(state, caller, case["uscc"], case["record_id"]):

@@ -216,6 +216,11 @@ def test_the_record_is_flagged_at_once_and_the_flag_goes_with_the_decision(
     assert again.status_code == 409 and again.json()["code"] == "conflict", again.text
     assert service.call("GET", f"/v1/objections/{case}", f"company:{uscc}").status_code == 200
     assert service.call("GET", f"/v1/objections/{case}", "other").status_code == 403
+    # another company's key: unknown, as another company's record is (its existence not told)
+    hidden = service.call("GET", f"/v1/objections/{case}", another)
+    assert hidden.status_code == 404, hidden.text
+    assert hidden.json() == {"code": "not_found", "message": f"no objection {case}"}
+    assert service.call("GET", "/v1/objections/999999", another).json()["code"] == "not_found"
     # a department sees the case exactly when it sees the record (public today, or its own)
     seen = record_id in _shown(service.call("GET", f"{company}/records", "department"))
     answer = service.call("GET", f"/v1/objections/{case}", "department")

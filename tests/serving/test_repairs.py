@@ -228,6 +228,15 @@ def test_repair_refused_at_once_refused_by_the_authority_and_granted(world: Worl
         assert [c for c in _cases(world, granted["record_id"])] == [case]
         assert call("GET", f"/v1/repairs/{case}", f"company:{granted['uscc']}").status_code == 200
         assert call("GET", f"/v1/repairs/{case}", "other").status_code == 403
+        # another company's key: unknown, as another company's record is (not said to exist)
+        stranger = next(f"company:{r['uscc']}" for v in found.values() for r in v
+                        if r["uscc"] != granted["uscc"])  # fmt: skip
+        hidden = call("GET", f"/v1/repairs/{case}", stranger)
+        assert hidden.status_code == 404, hidden.text
+        assert hidden.json() == {"code": "not_found", "message": f"no repair application {case}"}
+        assert call("GET", "/v1/repairs/999999", stranger).json() == {
+            "code": "not_found", "message": "no repair application 999999",
+        }  # fmt: skip
         assert (
             call(
                 "POST",
