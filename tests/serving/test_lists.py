@@ -465,6 +465,13 @@ def test_the_commands_show_list_confirm_and_remove(world: Loaded) -> None:
     assert [e["id"] for e in found["entries"]] == [entry["id"]]
     credsup("remove", str(entry["id"]), "--reason", "提前移出", "--no-rescore", code=1)
     assert credsup("list", "--uscc", uscc, "--status", "removed")["entries"] == []
+    # no such entry: a wrong id (exit 2, one line), not a refusal to wait out (exit 1)
+    for command in (["show", "999999"], ["confirm", "999999", "--no-rescore"],
+                    ["remove", "999999", "--reason", "x", "--no-rescore"]):  # fmt: skip
+        result = runner.invoke(app, ["lists", *command], env=env)
+        assert result.exit_code == 2, (command, result.stdout, result.stderr, result.exception)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "no list entry 999999" in lines[0], (command, result.stderr)
 
 
 def test_derive_lists_missing_annual_reports_and_notifies_heavy_penalties(api: Api) -> None:
