@@ -46,6 +46,14 @@ def _rescore(settings: Settings, engine: Any, entry: dict[str, Any]) -> dict[str
                          entry["uscc"], model_name=models.name)  # fmt: skip
 
 
+def _exit_code(exc: Exception) -> int:
+    """2 for an entry that does not exist (the API's 404: a wrong id, fix the command), 1 for a
+    step the entry's state refuses (e.g. before its objection window ends: wait)."""
+    from serving.lists import ListNotFound
+
+    return 2 if isinstance(exc, ListNotFound) else 1
+
+
 def _print_entry(entry: dict[str, Any], steps: bool = True) -> None:
     dates = ", ".join(
         f"{k} {entry[k]}" for k in ("proposed_on", "objection_due", "listed_on", "term_end",
@@ -115,7 +123,7 @@ def lists_show(entry_id: int, purpose: PurposeOpt = None, as_json: JsonOpt = Fal
     try:
         entry = get(engine, entry_id)
     except ListError as exc:
-        _fail(exc.message, 1)
+        _fail(exc.message, _exit_code(exc))
     _log_read(engine, "lists show", [entry["uscc"]], purpose)
     if as_json:
         _emit_json(entry)
@@ -160,7 +168,7 @@ def lists_confirm(entry_id: int, rescore: RescoreOpt = True, as_json: JsonOpt = 
     try:
         entry = confirm(engine, _store(settings), entry_id, None)
     except ListError as exc:
-        _fail(exc.message, 1)
+        _fail(exc.message, _exit_code(exc))
     if rescore:
         entry["rescored"] = _rescore(settings, engine, entry)
     if as_json:
@@ -184,7 +192,7 @@ def lists_remove(
     try:
         entry = remove(engine, _store(settings), entry_id, reason, None)
     except ListError as exc:
-        _fail(exc.message, 1)
+        _fail(exc.message, _exit_code(exc))
     if rescore:
         entry["rescored"] = _rescore(settings, engine, entry)
     if as_json:

@@ -520,13 +520,15 @@ def object_to(
 def decide_objection(
     engine: Engine,
     entry_id: int,
-    upheld: bool,
+    accepted: bool,
     reason: str,
     by: int | None,
     today: date | None = None,
 ) -> dict[str, Any]:
-    """Uphold the objection (the entry is `rejected`, never listed) or dismiss it (the entry is
-    `notified` again and may be listed at once)."""
+    """Accept the objection (the company is right: the entry is `rejected`, never listed) or
+    dismiss it (the entry is `notified` again and may be listed at once). An accepted objection
+    is kept as the outcome `upheld` (its step `objection_upheld`), as it always was: the objection
+    upheld, unlike a record objection's `upheld`, where the record stands."""
     today = today or china_today()
     with engine.begin() as con:
         row = _row(con, entry_id)
@@ -534,16 +536,17 @@ def decide_objection(
             raise ListConflict(
                 "not_objected", f"entry {entry_id} is {status_on(row, today)}, not objected"
             )
-        outcome = "upheld" if upheld else "dismissed"
+        outcome = "upheld" if accepted else "dismissed"
         claimed = con.execute(
             list_entries.update()
             .where(list_entries.c.id == entry_id, list_entries.c.status == "objected")
-            .values(status="rejected" if upheld else "notified", objection_outcome=outcome)
+            .values(status="rejected" if accepted else "notified", objection_outcome=outcome)
         ).rowcount  # fmt: skip
         if claimed != 1:
             raise ListConflict("conflict", f"entry {entry_id} changed meanwhile: try again")
         lifecycle.log(con, "list", entry_id, row["uscc"], f"objection_{outcome}", by,
-             {"reason": reason, "late": today > row["objection_due"]})  # fmt: skip
+             {"reason": reason, "late": today > row["objection_due"],
+              "decision": "accepted" if accepted else "dismissed"})  # fmt: skip
     return get(engine, entry_id, today)
 
 

@@ -116,7 +116,13 @@ def file_objection(
 
     One open objection per record: a second is a conflict until the first is decided; so is one
     while an application to repair the record is pending (`repair_pending`: the two would decide
-    the same record two ways; the repair decision checks again for an open objection).
+    the same record two ways; the repair decision checks again for an open objection). A record
+    repaired or withdrawn is no longer public and no longer counts: nothing to object to
+    (`repaired`, `withdrawn`). Once an objection to the record is decided, the record is not
+    objected to again (`already_decided`, naming that decision) unless it changed since: a
+    correction recorded after the decision (by its department) is a new state of the record,
+    which may be objected to. Otherwise a company could file again after each decision and keep
+    the record flagged, and a listing it grounds waiting, for ever.
     `check(uscc)` may refuse the filer by raising (the service: only the company itself or an
     authority objects).
     """
@@ -126,6 +132,8 @@ def file_objection(
         raise ObjectionNotFound(f"no record {record_id}")
     if check is not None:
         check(record["uscc"])
+    events = _record_events(store, record_id, today)
+    _refuse_undone(record_id, events)
     due = workdays.add_working_days(today, DECISION_WORKING_DAYS)
     with _closed_unless_committed(engine, store, today) as opened, engine.begin() as con:
         if con.dialect.name == "postgresql":  # two filings at once must not both see none open
@@ -149,6 +157,23 @@ def file_objection(
         ).first()  # fmt: skip
         if other is not None:
             raise ObjectionConflict(f"objection {other[0]} to record {record_id} is open already")
+        last = con.execute(
+            sa.select(objections.c.id, objections.c.status, objections.c.outcome,
+                      objections.c.decided_on)
+            .where(objections.c.record_id == record_id, objections.c.id != case_id)
+            .order_by(objections.c.id.desc())
+        ).first()  # fmt: skip
+        if (
+            last is not None
+            and last.status == "decided"
+            and not _changed_since(events, int(last.id), last.decided_on)
+        ):
+            raise ObjectionConflict(
+                f"objection {last.id} to record {record_id} was decided on {last.decided_on} "
+                f"({last.outcome}) and the record has not changed since: it is not objected to "
+                "again (a correction of the record recorded later may be)",
+                "already_decided",
+            )
         repair = con.execute(
             sa.select(credit_repairs.c.id).where(
                 credit_repairs.c.record_id == record_id, credit_repairs.c.status == "pending"
@@ -166,6 +191,56 @@ def file_objection(
         # the store last, so a database error before it leaves both stores as they were
         _append_opening(con, store, case_id, record_id, today, opened)
     return get(engine, case_id)
+
+
+def _record_events(store: Store, record_id: str, today: date) -> list[dict[str, Any]]:
+    """The record's events in force by `today` (effective and known), in the order they were
+    stored."""
+    with store.connect() as con:
+        rows: list[dict[str, Any]] = con.sql(
+            "SELECT event_id, event_type, effective_date, recorded_date, batch_id, attributes "
+            "FROM events WHERE record_id = ? AND greatest(effective_date, recorded_date) <= ? "
+            "ORDER BY batch_id, event_id",
+            params=[record_id, today],
+        ).to_arrow_table().to_pylist()  # fmt: skip
+    return rows
+
+
+def _refuse_undone(record_id: str, events: list[dict[str, Any]]) -> None:
+    """A repaired or withdrawn record is no longer public and no longer counts (DOMAIN §9): an
+    objection to it is refused, with the step that ended it."""
+    for event in events:
+        if event["event_type"] not in ("repair", "withdrawal"):
+            continue
+        day = max(event["effective_date"], event["recorded_date"])
+        if event["event_type"] == "repair":
+            raise ObjectionConflict(
+                f"record {record_id} was repaired on {day} ({event['event_id']}): it is no "
+                "longer public and no longer counts, there is nothing to object to",
+                "repaired",
+            )
+        raise ObjectionConflict(
+            f"record {record_id} was withdrawn on {day} ({event['event_id']}): it is no longer "
+            "public and no longer counts, there is nothing to object to",
+            "withdrawn",
+        )
+
+
+def _changed_since(events: list[dict[str, Any]], case_id: int, decided_on: date) -> bool:
+    """Whether the record changed after objection `case_id` was decided: a correction stored
+    after the decision's events (its own correction is stored with them), or, without those,
+    recorded after the decision day."""
+    closed = next(
+        (e for e in events if e["event_id"] == f"objection-{case_id}-closed"), None
+    )  # fmt: skip
+    for event in events:
+        if event["event_type"] != "correction":
+            continue
+        if closed is not None and str(event["batch_id"]) > str(closed["batch_id"]):
+            return True
+        if closed is None and event["recorded_date"] > decided_on:
+            return True
+    return False
 
 
 UNCOMMITTED = "uncommitted"

@@ -1,7 +1,9 @@
 """Credit repair (信用修复, DOMAIN §9): applications, eligibility, decisions.
 
 A company (or a regulator on its behalf) applies to repair one record. The application is checked
-at once and either refused with a reason code, or accepted for a decision due in 3 working days.
+at once: refused with a reason code (`RepairRefused`, nothing stored: the record or its cases do
+not allow it now), or accepted for a decision due in 3 working days. The authority's decision,
+and what the checks find again on its day (a listing, a repeat since), is kept as a decided case.
 Approval appends a `repair` event to the store: from the approval date the record stops being
 public and stops counting in features, score and tier (earlier as-of dates are unchanged, by the
 point-in-time construction of the features). Applications and every step of their handling are
@@ -32,6 +34,8 @@ Refusal codes:
 - `on_list`: the company is on the serious illegal and dishonest or the abnormal-operation list.
 - `already_repaired`: the record is repaired or withdrawn already; `pending`: an application
   for it is waiting for a decision.
+- `expired`: the record's publicity period is over: it is no longer public and no longer counts,
+  there is nothing to repair.
 """
 
 from __future__ import annotations
@@ -64,6 +68,14 @@ class RepairNotFound(LookupError):
 
 class RepairConflict(Exception):
     """The application cannot change state this way (decided already)."""
+
+
+class RepairRefused(RepairConflict):
+    """An application refused when filed, with its refusal code (`code`); nothing is stored."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -107,6 +119,15 @@ def eligibility(store: Store, record: dict[str, Any], today: date) -> Eligibilit
         return Eligibility(
             False, "not_repairable", f"{record['category']} records cannot be repaired"
         )
+    ended = publicity.period(
+        record["category"], record["severity"], record["attributes"]
+    ).counts_until(record["event_date"])  # fmt: skip
+    if ended is not None and ended <= today:
+        return Eligibility(
+            False, "expired",
+            f"its publicity period ended on {ended}: it is no longer public and no longer "
+            "counts, there is nothing to repair",
+        )  # fmt: skip
     if objection_open(store, record["record_id"], today):
         return Eligibility(
             False, "under_objection",
@@ -204,9 +225,10 @@ def apply(
     today: date | None = None,
     check: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """File an application; it is stored whatever the outcome (refused with a reason, or
-    pending with its decision deadline). `check(uscc)` may refuse the applicant by raising
-    (the service: only the company itself or an authority applies)."""
+    """File an application: stored pending with its decision deadline, or refused at once
+    (`RepairRefused`, with the refusal code and a message naming the record and why: nothing
+    is stored). `check(uscc)` may refuse the applicant by raising (the service: only the company
+    itself or an authority applies)."""
     today = today or china_today()
     record = record_on(store, record_id, today)
     if record is None:
@@ -214,6 +236,9 @@ def apply(
     if check is not None:
         check(record["uscc"])
     found = eligibility(store, record, today)  # the store's side, read before any lock is taken
+    if not found.eligible:
+        raise RepairRefused(str(found.code), f"record {record_id}: {found.message}")
+    due = workdays.add_working_days(today, DECISION_WORKING_DAYS)
     with engine.begin() as con:
         if con.dialect.name == "postgresql":  # two applications at once must not both see none
             con.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
@@ -223,6 +248,7 @@ def apply(
             credit_repairs.insert().values(
                 uscc=record["uscc"], record_id=record_id, category=record["category"],
                 applied_on=today, applicant=applicant, reason=reason, status="pending",
+                due_date=due,
             )
         ).inserted_primary_key  # fmt: skip
         assert key is not None
@@ -233,25 +259,13 @@ def apply(
                 credit_repairs.c.id != case_id,
             ).order_by(credit_repairs.c.id)
         ).first()  # fmt: skip
-        verdict = (
-            Eligibility(False, "pending", f"application {waiting[0]} is waiting for a decision")
-            if waiting
-            else found
-        )
-        con.execute(
-            credit_repairs.update().where(credit_repairs.c.id == case_id).values(
-                status="pending" if verdict.eligible else "refused",
-                due_date=workdays.add_working_days(today, DECISION_WORKING_DAYS)
-                if verdict.eligible else None,
-                refusal_code=verdict.code, decision_reason=verdict.message,
-                decided_on=None if verdict.eligible else today,
+        if waiting is not None:  # raised inside the transaction: the insert is rolled back
+            raise RepairRefused(
+                "pending",
+                f"record {record_id}: application {waiting[0]} is waiting for a decision",
             )
-        )  # fmt: skip
         lifecycle.log(con, "repair", case_id, record["uscc"], "applied", applicant,
                       {"reason": reason})  # fmt: skip
-        if not verdict.eligible:
-            lifecycle.log(con, "repair", case_id, record["uscc"], "refused", None,
-                 {"code": verdict.code, "message": verdict.message})  # fmt: skip
     return get(engine, case_id)
 
 
@@ -354,14 +368,53 @@ def _stored(store: Store, event_id: str) -> bool:
     return bool(row and row[0])
 
 
-def get(engine: Engine, case_id: int) -> dict[str, Any]:
+def _documents(con: Connection, cases: list[RowMapping], today: date) -> list[dict[str, Any]]:
+    """The applications as served, each with its steps and whether it is `overdue` today
+    (pending past its decision deadline); two queries whatever their number."""
+    steps = lifecycle.steps(con, "repair", [int(c["id"]) for c in cases])
+    out = []
+    for case in cases:
+        doc = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in dict(case).items()}
+        doc["overdue"] = bool(
+            case["status"] == "pending" and case["due_date"] is not None
+            and case["due_date"] < today
+        )  # fmt: skip
+        doc["steps"] = steps[int(case["id"])]
+        out.append(doc)
+    return out
+
+
+def get(engine: Engine, case_id: int, today: date | None = None) -> dict[str, Any]:
+    """One application with its steps."""
     with engine.connect() as con:
         case = con.execute(
             sa.select(credit_repairs).where(credit_repairs.c.id == case_id)
         ).mappings().one_or_none()  # fmt: skip
         if case is None:
             raise RepairNotFound(f"no repair application {case_id}")
-        trail = lifecycle.steps(con, "repair", [case_id])[case_id]
-    out = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in dict(case).items()}
-    out["steps"] = trail
-    return out
+        return _documents(con, [case], today or china_today())[0]
+
+
+def search(
+    engine: Engine,
+    uscc: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+    overdue_on: date | None = None,
+) -> list[dict[str, Any]]:
+    """Applications, newest first; with `overdue_on`, the pending ones past their decision
+    deadline on that day (due_date < overdue_on), the longest overdue first."""
+    c = credit_repairs.c
+    query = sa.select(credit_repairs).limit(limit)
+    if uscc is not None:
+        query = query.where(c.uscc == uscc)
+    if status is not None:
+        query = query.where(c.status == status)
+    if overdue_on is not None:
+        query = query.where(c.status == "pending", c.due_date < overdue_on)
+        query = query.order_by(c.due_date, c.id)
+    else:
+        query = query.order_by(c.id.desc())
+    with engine.connect() as con:
+        cases = list(con.execute(query).mappings().all())
+        return _documents(con, cases, overdue_on or china_today())

@@ -10,7 +10,7 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from records.workdays import china_today
 from serving import lists
@@ -19,6 +19,7 @@ from serving.deps import (
     CallerDep,
     PurposeHeader,
     StateDep,
+    own_cases_code,
     purpose_of,
     require,
     require_acting_for,
@@ -62,9 +63,47 @@ class ObjectionIn(BaseModel):
     reason: str = Field(min_length=1, max_length=4000)
 
 
+ObjectionDecision = Literal["accepted", "dismissed"]
+DECISION_OF_OUTCOME: dict[str | None, ObjectionDecision] = {
+    "upheld": "accepted", "dismissed": "dismissed",
+}  # fmt: skip
+"""The stored outcome of an entry's objection (`upheld`: the objection, not the entry) as a
+decision."""
+
+
 class ObjectionDecisionIn(BaseModel):
-    upheld: bool = Field(description="True: the objection is accepted and the entry rejected")
+    decision: ObjectionDecision | None = Field(
+        default=None,
+        description="accepted: the objection wins, the entry is rejected (never listed); "
+        "dismissed: the entry stands and may be listed now",
+    )
+    upheld: bool | None = Field(
+        default=None, deprecated=True,
+        description="Deprecated: give `decision`. True is accepted (the objection, not the "
+        "entry, upheld), false dismissed; with `decision` it must agree.",
+    )  # fmt: skip
     reason: str = Field(min_length=1, max_length=4000)
+
+    @model_validator(mode="after")
+    def _one_decision(self) -> ObjectionDecisionIn:
+        upheld = self.__dict__["upheld"]  # read without the deprecation warning
+        if self.decision is None and upheld is None:
+            raise ValueError("give decision: accepted (the entry is rejected) or dismissed")
+        if upheld is not None and self.decision is not None and (
+            (self.decision == "accepted") != upheld
+        ):  # fmt: skip
+            raise ValueError(
+                f"decision {self.decision} and upheld {str(upheld).lower()} disagree (upheld "
+                "true is accepted): give decision alone"
+            )
+        return self
+
+    @property
+    def accepted(self) -> bool:
+        """The objection wins: the entry is rejected."""
+        if self.decision is not None:
+            return self.decision == "accepted"
+        return bool(self.__dict__["upheld"])
 
 
 class ListingIn(BaseModel):
@@ -100,7 +139,15 @@ class EntryOut(BaseModel):
     proposed_on: date
     objection_due: date | None
     objection_reason: str | None
-    objection_outcome: str | None
+    objection_outcome: str | None = Field(
+        description="upheld (the objection was accepted: the entry rejected) or dismissed; "
+        "see objection_decision"
+    )
+    objection_decision: ObjectionDecision | None = Field(
+        default=None,
+        description="The decision on the company's objection: accepted (the entry rejected) "
+        "or dismissed",
+    )
     listed_on: date | None
     record_id: str | None = Field(description="The listing record in the store")
     term_end: date | None
@@ -112,6 +159,15 @@ class EntryOut(BaseModel):
     rescored: dict[str, Any] | None = Field(
         default=None, description="The company re-scored today, after a listing or removal"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _decision(cls, data: Any) -> Any:
+        """The objection's decision, read from its stored outcome."""
+        if isinstance(data, dict) and "objection_decision" not in data:
+            decision = DECISION_OF_OUTCOME.get(data.get("objection_outcome"))
+            return {**data, "objection_decision": decision}
+        return data
 
 
 class EntryPage(BaseModel):
@@ -194,10 +250,28 @@ def _shared(caller: Caller, entry: dict[str, Any]) -> dict[str, Any]:
             "steps": []}  # fmt: skip
 
 
+def _own(caller: Caller, entry: dict[str, Any]) -> dict[str, Any]:
+    """What a company sees of its own entry: all of it (the legal basis, the reason, the state,
+    the objection deadline, the steps), but who took a step only where it was the company's own
+    key: the authorities' keys are not the company's to know."""
+    if caller.role != "company":
+        return entry
+    steps = [{**s, "actor": s["actor"] if s["actor"] == caller.key_id else None}
+             for s in entry["steps"]]  # fmt: skip
+    return {**entry, "steps": steps}
+
+
+def _require_reader(caller: Caller) -> None:
+    """The authorities and departments read entries; a company key its own company's."""
+    if not (caller.role == "company" and caller.uscc is not None):
+        require(caller, READ, "read list entries")
+
+
 def _read(caller: Caller, state: ServiceState, endpoint: str, usccs: list[str],
           x_purpose: str | None) -> None:  # fmt: skip
-    """Entries are credit information: a stated purpose and an audit line per company."""
-    require(caller, READ, "read list entries")
+    """Entries are credit information: a stated purpose (the company reading its own needs
+    none) and an audit line per company."""
+    _require_reader(caller)
     state.audit.log_companies(caller, endpoint, usccs, purpose_of(caller, x_purpose))
 
 
@@ -237,17 +311,20 @@ def post_derive(body: DeriveIn, state: StateDep, caller: CallerDep) -> DeriveOut
 def get_entry(
     entry_id: EntryId, state: StateDep, caller: CallerDep, x_purpose: PurposeHeader = None
 ) -> EntryOut:
-    """An entry with its steps."""
-    require(caller, READ, "read list entries")
+    """An entry with its steps (the authorities, departments as published; a company key, its
+    own company's: another company's entry is unknown to it)."""
+    _require_reader(caller)
     try:
         entry = lists.get(state.engine, entry_id)
     except lists.ListError as exc:
         raise _fail(exc) from None
+    if caller.role == "company" and entry["uscc"] != caller.uscc:
+        raise ApiError(404, "not_found", f"no list entry {entry_id}")
     if _published_only(caller) and not _published(state, [entry]):
         raise ApiError(403, "forbidden", f"list entry {entry_id} is not published: the "
                        f"{caller.department} department sees published listings only")  # fmt: skip
     _read(caller, state, "GET /v1/list-entries/{id}", [entry["uscc"]], x_purpose)
-    return EntryOut.model_validate(_shared(caller, entry))
+    return EntryOut.model_validate(_own(caller, _shared(caller, entry)))
 
 
 @router.get("/list-entries", response_model=EntryPage, responses=ERRORS)
@@ -260,9 +337,9 @@ def get_entries(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     x_purpose: PurposeHeader = None,
 ) -> EntryPage:
-    """Entries, newest first (`expired`: listed entries past their term)."""
-    require(caller, READ, "read list entries")
-    code = valid_code(uscc) if uscc is not None else None
+    """Entries, newest first (`expired`: listed entries past their term); a company key lists
+    its own company's (asking for another company's is refused, 403)."""
+    code = own_cases_code(caller, READ, uscc, "read list entries")
     if _published_only(caller):
         if status not in (None, "listed"):
             raise ApiError(403, "forbidden", f"the {caller.department} department sees "
@@ -272,7 +349,9 @@ def get_entries(
     if _published_only(caller):
         found = _published(state, found)
     _read(caller, state, "GET /v1/list-entries", [e["uscc"] for e in found], x_purpose)
-    return EntryPage(entries=[EntryOut.model_validate(_shared(caller, e)) for e in found])
+    return EntryPage(
+        entries=[EntryOut.model_validate(_own(caller, _shared(caller, e))) for e in found]
+    )
 
 
 @router.post(
@@ -299,10 +378,12 @@ def post_objection(
 def post_objection_decision(
     entry_id: EntryId, body: ObjectionDecisionIn, state: StateDep, caller: CallerDep
 ) -> EntryOut:
-    """Uphold the objection (the entry is rejected) or dismiss it (it may be listed now)."""
+    """Decide the company's objection: `decision` accepted (the objection wins: the entry is
+    rejected) or dismissed (it may be listed now). The older `upheld` (true: accepted) is still
+    taken; given with `decision`, the two must agree (422)."""
     require(caller, DECIDE, "decide objections to list entries")
     try:
-        entry = lists.decide_objection(state.engine, entry_id, body.upheld, body.reason,
+        entry = lists.decide_objection(state.engine, entry_id, body.accepted, body.reason,
                                        caller.key_id)  # fmt: skip
     except lists.ListError as exc:
         raise _fail(exc) from None

@@ -168,13 +168,15 @@ def overdue_objections(
 def get_objection(
     case_id: CaseId, state: StateDep, caller: CallerDep, x_purpose: PurposeHeader = None
 ) -> ObjectionOut:
-    """An objection with its steps (the filer's key or a full-view role); a line in the audit
-    log."""
+    """An objection with its steps (the filer's key or a full-view role; to another company's
+    key it is unknown, 404); a line in the audit log."""
     try:
         case = objections.get(state.engine, case_id)
     except objections.ObjectionNotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     own = case["filed_by"] == caller.key_id or caller.is_company(case["uscc"])
+    if caller.role == "company" and not own:  # as for records: another's is not said to exist
+        raise ApiError(404, "not_found", f"no objection {case_id}")
     if caller.role not in FULL_VIEW and not own:
         raise ApiError(403, "forbidden", "only the filer and the authorities see it")
     if not own and not department_shares(state, caller, case["uscc"], case["record_id"]):

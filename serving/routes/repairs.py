@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
+from records.workdays import china_today
 from serving import repairs
 from serving.auth import FULL_VIEW, Caller
-from serving.db import credit_repairs
 from serving.deps import (
     CallerDep,
     PurposeHeader,
@@ -61,6 +60,9 @@ class RepairOut(BaseModel):
     decided_on: date | None
     refusal_code: str | None
     decision_reason: str | None
+    overdue: bool = Field(
+        description="Pending past its decision deadline (3 working days after applying) today"
+    )
     steps: list[Step]
     rescored: dict[str, Any] | None = None
 
@@ -71,8 +73,9 @@ class RepairPage(BaseModel):
 
 @router.post("/repairs", response_model=RepairOut, status_code=201, responses=REPAIR_ERRORS)
 def post_repair(body: RepairIn, state: StateDep, caller: CallerDep) -> RepairOut:
-    """Apply to repair a record (the company's own key, or an authority on its behalf): refused
-    at once with a reason code, or pending with its decision deadline (3 working days)."""
+    """Apply to repair a record (the company's own key, or an authority on its behalf): pending
+    with its decision deadline (3 working days), or refused at once, 409 with the refusal code
+    (`minimum_period`, `under_objection`, `pending`, …) and why, nothing stored."""
 
     require_may_file(caller, "apply for repair")
 
@@ -84,20 +87,39 @@ def post_repair(body: RepairIn, state: StateDep, caller: CallerDep) -> RepairOut
                              caller.key_id, check=check)  # fmt: skip
     except repairs.RepairNotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
+    except repairs.RepairRefused as exc:
+        raise ApiError(409, exc.code, str(exc)) from None
     return RepairOut.model_validate(case)
+
+
+@router.get("/repairs/overdue", response_model=RepairPage, responses=ERRORS)
+def overdue_repairs(
+    state: StateDep,
+    caller: CallerDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+    x_purpose: PurposeHeader = None,
+) -> RepairPage:
+    """Pending applications past their decision deadline today, the longest overdue first (the
+    authorities); a line in the audit log per company."""
+    require(caller, DECIDE, "list overdue repair applications")
+    found = repairs.search(state.engine, limit=limit, overdue_on=china_today())
+    _audit(state, caller, "GET /v1/repairs/overdue", found, x_purpose)
+    return RepairPage(repairs=[RepairOut.model_validate(c) for c in found])
 
 
 @router.get("/repairs/{case_id}", response_model=RepairOut, responses=ERRORS)
 def get_repair(
     case_id: CaseId, state: StateDep, caller: CallerDep, x_purpose: PurposeHeader = None
 ) -> RepairOut:
-    """An application with its steps (the applicant's key, the company, a full-view role); a
-    line in the audit log."""
+    """An application with its steps (the applicant's key, the company, a full-view role; to
+    another company's key it is unknown, 404); a line in the audit log."""
     try:
         case = repairs.get(state.engine, case_id)
     except repairs.RepairNotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     own = case["applicant"] == caller.key_id or caller.is_company(case["uscc"])
+    if caller.role == "company" and not own:  # as for records: another's is not said to exist
+        raise ApiError(404, "not_found", f"no repair application {case_id}")
     if caller.role not in FULL_VIEW and not own:
         raise ApiError(403, "forbidden", "only the applicant and the authorities see it")
     if not own and not department_shares(state, caller, case["uscc"], case["record_id"]):
@@ -127,14 +149,7 @@ def list_repairs(
     """Applications, newest first (the authorities; a company key, its own company's); a line
     in the audit log per company."""
     code = own_cases_code(caller, DECIDE, uscc, "list repair applications")
-    query = sa.select(credit_repairs.c.id).order_by(credit_repairs.c.id.desc()).limit(limit)
-    if code is not None:
-        query = query.where(credit_repairs.c.uscc == code)
-    if status is not None:
-        query = query.where(credit_repairs.c.status == status)
-    with state.engine.connect() as con:
-        ids = [i for (i,) in con.execute(query)]
-    found = [repairs.get(state.engine, i) for i in ids]
+    found = repairs.search(state.engine, code, status, limit)
     _audit(state, caller, "GET /v1/repairs", found, x_purpose)
     return RepairPage(repairs=[RepairOut.model_validate(c) for c in found])
 

@@ -192,7 +192,7 @@ def check_health_readiness_metrics_docs_and_openapi(
         "/v1/spot-check-plans/{plan_id}/notice", "/v1/spot-check-plans/{plan_id}/verification",
         "/v1/spot-check-plans/{plan_id}/cancel",
         "/v1/spot-check-tasks/{task_id}/result", "/v1/spot-check-tasks/overdue",
-        "/v1/spot-check-results", "/v1/repairs", "/v1/repairs/{case_id}",
+        "/v1/spot-check-results", "/v1/repairs", "/v1/repairs/overdue", "/v1/repairs/{case_id}",
         "/v1/repairs/{case_id}/decision", "/v1/companies/{uscc}:rescore",
         "/v1/objections", "/v1/objections/overdue", "/v1/objections/{case_id}",
         "/v1/objections/{case_id}/decision", "/v1/objections/{case_id}/extension",
@@ -512,7 +512,7 @@ def check_schemathesis_finds_no_server_errors_and_conforming_responses(
                 if failure:
                     failures.append(failure)
     assert not failures, "\n\n".join(failures)
-    assert len(statuses) == 45  # 44 + POST …/spot-check-plans/{plan_id}/cancel
+    assert len(statuses) == 46  # 44 + …/spot-check-plans/{plan_id}/cancel, /v1/repairs/overdue
     assert 200 in statuses["GET /v1/check-items"] and 200 in statuses["GET /v1/spot-check-plans"]
     assert all(401 not in s for s in statuses.values()), statuses  # the key was sent
     assert 200 in statuses["GET /v1/tiers/summary"] and 200 in statuses["GET /v1/admin/audit"]

@@ -211,6 +211,61 @@ def test_serious_dishonest_listing_with_objection_veto_and_earliest_removal(api:
     assert uscc in {e["uscc"] for e in public["entries"]}
 
 
+def test_a_company_reads_its_own_entries_and_no_other_companys(api: Api) -> None:
+    """Told before a serious listing (DOMAIN §8), a company key reads its own company's entries,
+    listed and by id, with their legal basis, reason, state, objection deadline and steps,
+    without stating a purpose; who at the authorities took a step is not shown. Another
+    company's entry is unknown to it (404, as an unknown id), asking for another company's
+    entries is refused (403), and the public reads none."""
+    own, other = _companies(api.world, 2)
+    case = _serious(api, own).json()["id"]
+    others = _serious(api, other).json()["id"]
+    company = f"company:{own}"
+    listed = api.call("GET", "/v1/list-entries", company, params={"uscc": own})
+    unsaid = api.client.get("/v1/list-entries", headers={"X-API-Key": api.keys[company]})
+    assert unsaid.status_code == 200, unsaid.text  # no X-Purpose: its own information
+    assert [e["id"] for e in unsaid.json()["entries"]] == [case]
+    assert listed.status_code == 200, listed.text
+    (entry,) = listed.json()["entries"]
+    single = api.call("GET", f"/v1/list-entries/{case}", company)
+    assert single.status_code == 200, single.text
+    for shown in (entry, single.json()):
+        assert (shown["id"], shown["uscc"], shown["status"]) == (case, own, "notified")
+        assert shown["legal_basis"] == SERIOUS_BASIS and shown["reason"] == "吊销营业执照"
+        assert shown["objection_due"] == workdays.add_working_days(china_today(), 5).isoformat()
+        assert [s["action"] for s in shown["steps"]] == ["proposed", "notified"]
+        assert all(s["actor"] is None for s in shown["steps"]), shown["steps"]
+        assert shown["steps"][1]["detail"]["objection_due"] == shown["objection_due"]
+    regulator = api.call("GET", f"/v1/list-entries/{case}", "regulator").json()
+    assert regulator["steps"][0]["actor"] is not None  # the authorities see who
+    # the company's own step shows its own key
+    objected = api.call("POST", f"/v1/list-entries/{case}/objection", company,
+                        json={"reason": "处罚决定正在行政复议中"})  # fmt: skip
+    assert objected.status_code == 200, objected.text
+    after = api.call("GET", f"/v1/list-entries/{case}", company).json()
+    assert after["status"] == "objected" and after["objection_reason"] == "处罚决定正在行政复议中"
+    assert after["steps"][-1]["action"] == "objected"
+    actor = after["steps"][-1]["actor"]
+    assert actor is not None and actor == _actor(api, case, "objected")
+
+    hidden = api.call("GET", f"/v1/list-entries/{others}", company)
+    unknown = api.call("GET", "/v1/list-entries/999999", company)
+    assert (hidden.status_code, unknown.status_code) == (404, 404), hidden.text
+    assert hidden.json() == {"code": "not_found", "message": f"no list entry {others}"}
+    assert unknown.json()["code"] == "not_found" and other not in hidden.text
+    asked = api.call("GET", "/v1/list-entries", company, params={"uscc": other})
+    assert asked.status_code == 403 and other not in asked.text, asked.text
+    assert api.call("GET", "/v1/list-entries", "public").status_code == 403
+    assert api.call("GET", f"/v1/list-entries/{case}", "public").status_code == 403
+
+
+def _actor(api: Api, entry_id: int, action: str) -> int | None:
+    """Who took the step, as the authorities see it."""
+    steps = api.call("GET", f"/v1/list-entries/{entry_id}", "regulator").json()["steps"]
+    actor: int | None = next(s["actor"] for s in steps if s["action"] == action)
+    return actor
+
+
 def test_a_listing_of_more_than_a_year_ago_can_be_removed(api: Api) -> None:
     """Listed (by the module functions) 400 days ago: removed over HTTP today, it stops
     counting from today and still counted yesterday."""
@@ -264,6 +319,57 @@ def test_an_upheld_objection_rejects_and_a_late_one_is_refused(api: Api) -> None
     public = api.call("GET", "/v1/public/lists", "public", params={"limit": 1000}).json()
     shown = {e["uscc"] for e in public["entries"]}
     assert upheld_uscc not in shown and late_uscc not in shown
+
+
+def test_the_objection_decision_says_accepted_or_dismissed(api: Api) -> None:
+    """`decision: accepted` means the objection wins (the entry is rejected), `dismissed` that
+    the entry stands; the older `upheld` is still taken, is marked deprecated, and must agree
+    with `decision` when both are given (422 otherwise, nothing decided)."""
+    accepted_uscc, dismissed_uscc, both_uscc = _companies(api.world, 3)
+    cases = {}
+    for uscc in (accepted_uscc, dismissed_uscc, both_uscc):
+        cases[uscc] = _serious(api, uscc).json()["id"]
+        objected = api.call("POST", f"/v1/list-entries/{cases[uscc]}/objection",
+                            f"company:{uscc}", json={"reason": "处罚决定已撤销"})  # fmt: skip
+        assert objected.status_code == 200, objected.text
+
+    def decide(uscc: str, **body: Any) -> httpx.Response:
+        return api.call("POST", f"/v1/list-entries/{cases[uscc]}/objection-decision",
+                        "regulator", json={"reason": "经核查", **body})  # fmt: skip
+
+    for body, word in (({"decision": "accepted", "upheld": False}, "disagree"),
+                       ({"decision": "dismissed", "upheld": True}, "disagree"),
+                       ({}, "decision"), ({"decision": "upheld"}, "decision")):  # fmt: skip
+        refused = decide(both_uscc, **body)
+        assert refused.status_code == 422, (body, refused.text)
+        assert word in refused.json()["message"], (body, refused.text)
+    still = api.call("GET", f"/v1/list-entries/{cases[both_uscc]}", "regulator").json()
+    assert (still["status"], still["objection_decision"]) == ("objected", None)
+
+    accepted = decide(accepted_uscc, decision="accepted")
+    assert accepted.status_code == 200, accepted.text
+    body = accepted.json()
+    assert (body["status"], body["objection_decision"]) == ("rejected", "accepted")
+    assert body["objection_outcome"] == "upheld" and body["record_id"] is None
+    assert body["steps"][-1]["detail"]["decision"] == "accepted"
+    dismissed = decide(dismissed_uscc, decision="dismissed", upheld=False)
+    assert dismissed.status_code == 200, dismissed.text
+    assert (dismissed.json()["status"], dismissed.json()["objection_decision"]) == (
+        "notified", "dismissed",
+    )  # fmt: skip
+    legacy = decide(both_uscc, upheld=True)  # the deprecated field alone: accepted
+    assert legacy.status_code == 200, legacy.text
+    assert (legacy.json()["status"], legacy.json()["objection_decision"]) == (
+        "rejected", "accepted",
+    )  # fmt: skip
+
+    schema = api.client.get("/openapi.json").json()["components"]["schemas"]
+    fields = schema["ObjectionDecisionIn"]["properties"]
+    assert fields["upheld"].get("deprecated") is True, fields["upheld"]
+    assert "deprecated" not in fields["decision"]
+    assert "accepted" in json.dumps(fields["decision"]) and "dismissed" in json.dumps(
+        fields["decision"]
+    )  # fmt: skip
 
 
 def test_the_abnormal_operation_list_lists_at_once_and_removes_once_cured(api: Api) -> None:
@@ -359,6 +465,13 @@ def test_the_commands_show_list_confirm_and_remove(world: Loaded) -> None:
     assert [e["id"] for e in found["entries"]] == [entry["id"]]
     credsup("remove", str(entry["id"]), "--reason", "提前移出", "--no-rescore", code=1)
     assert credsup("list", "--uscc", uscc, "--status", "removed")["entries"] == []
+    # no such entry: a wrong id (exit 2, one line), not a refusal to wait out (exit 1)
+    for command in (["show", "999999"], ["confirm", "999999", "--no-rescore"],
+                    ["remove", "999999", "--reason", "x", "--no-rescore"]):  # fmt: skip
+        result = runner.invoke(app, ["lists", *command], env=env)
+        assert result.exit_code == 2, (command, result.stdout, result.stderr, result.exception)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "no list entry 999999" in lines[0], (command, result.stderr)
 
 
 def test_derive_lists_missing_annual_reports_and_notifies_heavy_penalties(api: Api) -> None:
@@ -470,7 +583,16 @@ def test_public_lists_roles_and_the_append_only_trail(api: Api) -> None:
     any_id = next(iter(states))
     assert api.call("GET", f"/v1/list-entries/{any_id}", "public").status_code == 403
     assert api.call("GET", "/v1/list-entries", "public").status_code == 403
-    assert api.call("GET", f"/v1/list-entries/{any_id}", "department").status_code == 200
+    # a department reads a published entry (one on the public list: the first row the database
+    # returns may be a proposal, which it does not see)
+    with world.engine.connect() as con:
+        published = con.execute(
+            sa.select(list_entries.c.id)
+            .where(list_entries.c.record_id.in_([e["record_id"] for e in shown]))
+            .order_by(list_entries.c.id)
+        ).scalars().first()  # fmt: skip
+    assert published is not None
+    assert api.call("GET", f"/v1/list-entries/{published}", "department").status_code == 200
     page = api.call("GET", "/v1/list-entries", "regulator",
                     params={"status": "listed", "list": "abnormal_operation_list"})  # fmt: skip
     assert page.status_code == 200 and all(e["status"] == "listed" for e in page.json()["entries"])
@@ -868,6 +990,26 @@ def test_a_notified_entry_is_listed_only_while_its_source_records_ground_it(
                       today)  # fmt: skip
     listed = lists.confirm(world.engine, world.store, entry["id"], None, today)
     assert listed["status"] == "listed" and _flag(world, objected_uscc, today) == 1
+
+
+def test_objecting_again_to_a_decided_source_record_does_not_hold_up_the_listing(
+    world: Loaded,
+) -> None:
+    """Notified a month ago on a heavy penalty the company objected to: once that objection is
+    decided, objecting again is refused (`already_decided`), so the entry is listed instead of
+    waiting (`source_under_objection`) for every new objection."""
+    today = china_today()
+    month_ago = today - timedelta(days=30)
+    (uscc,) = _companies(world, 1, exclude=_heavy_taken(world))
+    record = _penalty(world, uscc, f"TEST-PEN-AGAIN-{uscc}", month_ago)
+    entry = lists.propose(world.engine, world.store, uscc, "serious_dishonest_list",
+                          SERIOUS_BASIS, "吊销许可证", [record], today=month_ago)  # fmt: skip
+    _object(world, record, today, "upheld")
+    with pytest.raises(objections.ObjectionConflict, match="was decided") as again:
+        _object(world, record, today)
+    assert again.value.code == "already_decided"
+    listed = lists.confirm(world.engine, world.store, entry["id"], None, today)
+    assert listed["status"] == "listed" and _flag(world, uscc, today) == 1
 
 
 def _heavy_taken(world: Loaded) -> set[str]:

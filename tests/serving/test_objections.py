@@ -24,11 +24,12 @@ import sqlalchemy as sa
 
 from features.builder import build_features
 from records import publicity, workdays
+from records.events import append_events
 from records.store import Store
 from records.workdays import china_today
 from serving import objections, repairs
 from serving.auth import create_key
-from serving.db import audit_log, companies, lifecycle_log, list_entries
+from serving.db import audit_log, companies, credit_repairs, lifecycle_log, list_entries
 from serving.db import objections as objections_table
 from tests.serving.databases import BACKENDS, Loaded, loaded_copy
 from tests.serving.faults import failing_commit, failing_log
@@ -138,6 +139,21 @@ def _file(service: Served, record_id: str, who: str = "company", **extra: Any) -
     return body
 
 
+def _department_correction(store: Store, record_id: str, today: date,
+                           correction: dict[str, Any]) -> None:  # fmt: skip
+    """The record's department corrects it today (composed over the corrections in force)."""
+    with store.connect() as con:
+        (dept,) = con.execute(
+            "SELECT source_dept FROM records WHERE record_id = ?", [record_id]
+        ).fetchone() or (None,)  # fmt: skip
+    stored = append_events(store, [{"event_id": f"fix-{record_id}-{time.monotonic_ns()}",
+                                    "record_id": record_id, "event_type": "correction",
+                                    "effective_date": today, "recorded_date": today,
+                                    "attributes": correction}],
+                           today=today, source_dept=dept)  # fmt: skip
+    assert stored.stored == 1, stored.rejected
+
+
 def _another(service: Served, uscc: str) -> str:
     return next(u for u in sorted(service.served) if u != uscc)
 
@@ -204,6 +220,11 @@ def test_the_record_is_flagged_at_once_and_the_flag_goes_with_the_decision(
     assert again.status_code == 409 and again.json()["code"] == "conflict", again.text
     assert service.call("GET", f"/v1/objections/{case}", f"company:{uscc}").status_code == 200
     assert service.call("GET", f"/v1/objections/{case}", "other").status_code == 403
+    # another company's key: unknown, as another company's record is (its existence not told)
+    hidden = service.call("GET", f"/v1/objections/{case}", another)
+    assert hidden.status_code == 404, hidden.text
+    assert hidden.json() == {"code": "not_found", "message": f"no objection {case}"}
+    assert service.call("GET", "/v1/objections/999999", another).json()["code"] == "not_found"
     # a department sees the case exactly when it sees the record (public today, or its own)
     seen = record_id in _shown(service.call("GET", f"{company}/records", "department"))
     answer = service.call("GET", f"/v1/objections/{case}", "department")
@@ -240,6 +261,92 @@ def test_the_record_is_flagged_at_once_and_the_flag_goes_with_the_decision(
     decided = service.call("GET", "/v1/objections", "admin",
                            params={"uscc": uscc, "status": "decided"})  # fmt: skip
     assert [o["id"] for o in decided.json()["objections"]] == [case]
+
+
+def test_a_decided_record_is_objected_to_again_only_once_it_changed(service: Served) -> None:
+    """After a decision the company cannot file again and again to keep the record flagged: a
+    new objection is refused (409 `already_decided`, naming the decision, in one line) and
+    nothing is stored or flagged, whoever files it; once the department corrected the record
+    after the decision, the new state may be objected to."""
+    today = china_today()
+    store, engine = service.world.store, service.world.engine
+    record = service.take(service.pick(
+        "r.category = 'admin_penalty' AND r.recorded_date <= ?", [today]
+    )[0])  # fmt: skip
+    uscc, record_id = record["uscc"], record["record_id"]
+    company = f"/v1/companies/{uscc}"
+    first = _file(service, record_id)["id"]
+    assert _decide(service, first, "upheld").status_code == 200
+
+    def ids() -> list[int]:
+        with engine.connect() as con:
+            query = (
+                sa.select(objections_table.c.id)
+                .where(objections_table.c.record_id == record_id)
+                .order_by(objections_table.c.id)
+            )
+            return list(con.execute(query).scalars())
+
+    for who in (f"company:{uscc}", "regulator"):
+        again = service.call("POST", "/v1/objections", who,
+                             json={"record_id": record_id, "reason": "再次异议"})  # fmt: skip
+        assert again.status_code == 409, (who, again.text)
+        body = again.json()
+        assert body["code"] == "already_decided", body
+        message = body["message"]
+        assert f"objection {first}" in message and "upheld" in message, message
+        assert today.isoformat() in message and "\n" not in message, message
+    assert ids() == [first]
+    assert service.call("GET", company, "other").json()["flags"]["objection_open"] is False
+    assert _features(store, uscc, today)["objection_open"] == 0
+    assert not _flagged(store, uscc, record_id, today)
+    # once its department corrected it (after the decision) the record may be objected to
+    _department_correction(store, record_id, today, {"amount": 500.0})
+    second = _file(service, record_id)
+    assert second["status"] == "open" and ids() == [first, second["id"]]
+    assert service.call("GET", company, "other").json()["flags"]["objection_open"] is True
+    # decided in turn (corrected: the decision's own correction is no later change)
+    assert _decide(service, second["id"], "corrected", correction={"amount": 300.0}).status_code \
+        == 200  # fmt: skip
+    third = service.call("POST", "/v1/objections", f"company:{uscc}",
+                         json={"record_id": record_id, "reason": "仍有误"})  # fmt: skip
+    assert third.status_code == 409 and third.json()["code"] == "already_decided", third.text
+    assert f"objection {second['id']}" in third.json()["message"]
+    assert "corrected" in third.json()["message"]
+
+
+def test_a_repaired_or_withdrawn_record_is_not_objected_to(service: Served) -> None:
+    """A record repaired, or withdrawn by its department, is no longer public and no longer
+    counts: an objection to it is refused (409 `repaired`, `withdrawn`), nothing stored."""
+    today = china_today()
+    store, engine = service.world.store, service.world.engine
+    repaired, withdrawn = (service.take(r) for r in service.pick(
+        "r.category = 'admin_penalty' AND r.recorded_date <= ?", [today])[:2])  # fmt: skip
+    done = append_events(store, [{"event_id": f"test-repair-{repaired['record_id']}",
+                                  "record_id": repaired["record_id"], "event_type": "repair",
+                                  "effective_date": today, "recorded_date": today,
+                                  "attributes": {"repair_id": 0}}], today=today)  # fmt: skip
+    assert done.stored == 1, done.rejected
+    with store.connect() as con:
+        (dept,) = con.execute("SELECT source_dept FROM records WHERE record_id = ?",
+                              [withdrawn["record_id"]]).fetchone() or (None,)  # fmt: skip
+    done = append_events(store, [{"event_id": "w-1", "record_id": withdrawn["record_id"],
+                                  "event_type": "withdrawal", "effective_date": today,
+                                  "recorded_date": today, "attributes": {"reason": "录入错误"}}],
+                         today=today, source_dept=dept)  # fmt: skip
+    assert done.stored == 1, done.rejected
+    with engine.connect() as con:
+        before = con.execute(sa.select(sa.func.count()).select_from(objections_table)).scalar()
+    for record, code in ((repaired, "repaired"), (withdrawn, "withdrawn")):
+        answer = service.call("POST", "/v1/objections", f"company:{record['uscc']}",
+                              json={"record_id": record["record_id"], "reason": "x"})  # fmt: skip
+        assert answer.status_code == 409, answer.text
+        assert answer.json()["code"] == code, answer.text
+        assert record["record_id"] in answer.json()["message"]
+        assert not _flagged(store, record["uscc"], record["record_id"], today)
+    with engine.connect() as con:
+        after = con.execute(sa.select(sa.func.count()).select_from(objections_table)).scalar()
+    assert after == before
 
 
 def test_a_correction_merges_with_earlier_ones_and_takes_effect_from_the_decision_day(
@@ -286,6 +393,12 @@ def test_a_correction_merges_with_earlier_ones_and_takes_effect_from_the_decisio
     assert supplemented.json()["correction"] == {"attributes": added}
 
     assert _features(store, uscc, today)["objection_open"] == 0  # the first is decided
+    # decided, the record is not objected to again until it changes: its department corrects it
+    again = service.call("POST", "/v1/objections", f"company:{uscc}",
+                         json={"record_id": record_id, "reason": "记录有误"})  # fmt: skip
+    assert again.status_code == 409 and again.json()["code"] == "already_decided", again.text
+    dept = {"attributes": {"decision_no": "更正〔2026〕1号"}}
+    _department_correction(store, record_id, today, dept)
     second = _file(service, record_id)["id"]
     # filed the day the first was decided: open (the steps are ordered as they were stored)
     assert _features(store, uscc, today)["objection_open"] == 1
@@ -296,7 +409,8 @@ def test_a_correction_merges_with_earlier_ones_and_takes_effect_from_the_decisio
     assert corrected.status_code == 200, corrected.text
     body = corrected.json()
     assert body["outcome"] == "corrected" and body["correction"] == fix
-    merged = {"severity": "minor", "attributes": {**added, "note": "处罚决定已变更为轻微"}}
+    attributes = {**added, **dept["attributes"], "note": "处罚决定已变更为轻微"}
+    merged = {"severity": "minor", "attributes": attributes}
     assert body["steps"][-1]["detail"]["in_force"] == merged
     assert "error" not in body["rescored"], body["rescored"]
 
@@ -655,9 +769,15 @@ def test_a_decision_keeps_the_catalogues_attribute_types(service: Served) -> Non
     assert _decide(service, case, "supplemented", correction=fine).status_code == 200
     applied = service.call("POST", "/v1/repairs", f"company:{record['uscc']}",
                            json={"record_id": record["record_id"], "reason": "已整改"})  # fmt: skip
-    assert applied.status_code == 201, applied.text
+    # pending, or refused at once (409 with its refusal code): answered either way
+    assert applied.status_code in (201, 409), applied.text
+    assert applied.status_code == 201 or applied.json()["code"] in (
+        "not_repairable", "expired", "never_repairable_early", "minimum_period", "repeated",
+        "on_list",
+    ), applied.text  # fmt: skip
     form = repairs.record_on(service.world.store, record["record_id"], today)
     assert form is not None
+    form["event_date"] = today  # within its period, whenever the penalty was decided
     form["attributes"] = json.dumps({"penalty_types": ["closure", {"type": "fine"}, 3]})
     assert repairs.eligibility(service.world.store, form, today).code == "never_repairable_early"
     form["attributes"] = json.dumps({"penalty_types": {"type": "closure"}})
@@ -672,8 +792,14 @@ def test_reads_of_repairs_and_objections_are_audited(service: Served) -> None:
                                        [today])[0])  # fmt: skip
     uscc = record["uscc"]
     objection = _file(service, record["record_id"])["id"]
-    repair = repairs.apply(service.world.engine, service.world.store, record["record_id"], "x",
-                           None, today)["id"]  # fmt: skip
+    # an application for the record (refused at once, it would not be stored: one kept as a
+    # case, as the decision keeps a refusal)
+    with service.world.engine.begin() as con:
+        repair = con.execute(credit_repairs.insert().values(
+            uscc=uscc, record_id=record["record_id"], category=record["category"],
+            applied_on=today, reason="x", status="refused", decided_on=today,
+            refusal_code="refused_by_authority", decision_reason="x",
+        )).inserted_primary_key[0]  # fmt: skip
     reads = {
         "GET /v1/objections/{case_id}": f"/v1/objections/{objection}",
         "GET /v1/repairs/{case_id}": f"/v1/repairs/{repair}",
@@ -711,12 +837,16 @@ def test_a_later_correction_keeps_nested_attributes_an_earlier_one_fixed(
                                        [today])[0])  # fmt: skip
     record_id = record["record_id"]
     steps = [{"basis": {"law": "广告法", "article": "55"}}, {"basis": {"article": "58"}}]
-    for attributes in steps:
+    dept = {"attributes": {"decision_no": "更正〔2026〕2号"}}
+    for i, attributes in enumerate(steps):
+        if i:  # a decided record is objected to again only once it changed: its department's
+            _department_correction(store, record_id, today, dept)
         case = objections.file_objection(engine, store, record_id, "x", None, None, today)["id"]
         objections.decide(engine, store, case, "supplemented", "r", {"attributes": attributes},
                           None, today)  # fmt: skip
     latest = _events(store, record_id)[f"objection-{case}-correction"]["attributes"]
-    assert latest == {"attributes": {"basis": {"law": "广告法", "article": "58"}}}
+    assert latest == {"attributes": {"basis": {"law": "广告法", "article": "58"},
+                                     **dept["attributes"]}}  # fmt: skip
     form = repairs.record_on(store, record_id, today)
     assert form is not None
     assert json.loads(form["attributes"])["basis"] == {"law": "广告法", "article": "58"}

@@ -122,16 +122,18 @@ def test_repair_refused_at_once_refused_by_the_authority_and_granted(world: Worl
             assert denied.status_code == (404 if another else 403), (who, denied.text)
             assert granted["uscc"] not in denied.text, denied.text
 
-        # refused at once, with the reason
+        # refused at once, with the reason: a conflict with the record's state, nothing stored
         spot = found["not_repairable"][0]
         answer = call("POST", "/v1/repairs", f"company:{spot['uscc']}",
                       json={"record_id": spot["record_id"], "reason": "已整改"})  # fmt: skip
-        assert answer.status_code == 201, answer.text
-        assert answer.json()["status"] == "refused"
-        assert answer.json()["refusal_code"] == "not_repairable"
+        assert answer.status_code == 409, answer.text
+        assert answer.json()["code"] == "not_repairable"
+        assert spot["record_id"] in answer.json()["message"]
+        assert _cases(world, spot["record_id"]) == []
         # a department reads a case only about a record it may see: its own (a tax return,
         # never public), not another department's that is never public (a complaint: the tax
-        # office read that case, the company's reason with it, before)
+        # office read that case, the company's reason with it, before). Neither can be
+        # repaired: the cases are ones kept from before applications were refused unstored.
         for category, dept, expected in (("tax_declaration", "= 'tax'", 200),
                                          ("complaint", "<> 'tax'", 403)):  # fmt: skip
             with world.store.connect() as con:
@@ -143,8 +145,8 @@ def test_repair_refused_at_once_refused_by_the_authority_and_granted(world: Worl
             assert record_id is not None, category
             filed = call("POST", "/v1/repairs", f"company:{owner}",
                          json={"record_id": record_id, "reason": "已更正"})  # fmt: skip
-            assert filed.status_code == 201, filed.text
-            case_path = f"/v1/repairs/{filed.json()['id']}"
+            assert filed.status_code == 409, filed.text
+            case_path = f"/v1/repairs/{_kept_case(world, record_id, today)}"
             read = call("GET", case_path, "department")
             assert read.status_code == expected, (category, read.text)
             assert call("GET", case_path, "regulator").status_code == 200
@@ -172,6 +174,34 @@ def test_repair_refused_at_once_refused_by_the_authority_and_granted(world: Worl
         assert no.status_code == 200 and no.json()["status"] == "refused", no.text
         assert no.json()["refusal_code"] == "refused_by_authority"
 
+        # not decided within its 3 working days: overdue, listed as such for the authorities
+        month_ago = today - timedelta(days=30)
+        late_record = next(
+            r for r in _candidates(world.store, month_ago, want=5).get("eligible", [])
+            if r["record_id"] not in (granted["record_id"], refused["record_id"])
+        )  # fmt: skip
+        late = repairs.apply(world.engine, world.store, late_record["record_id"], "已整改", None,
+                             today=month_ago)  # fmt: skip
+        assert late["status"] == "pending" and late["overdue"] is True, late
+        shown = call("GET", f"/v1/repairs/{late['id']}", "regulator").json()
+        assert shown["overdue"] is True and shown["due_date"] < today.isoformat()
+        overdue = call("GET", "/v1/repairs/overdue", "regulator")
+        assert overdue.status_code == 200, overdue.text
+        assert late["id"] in [r["id"] for r in overdue.json()["repairs"]]
+        assert all(r["overdue"] and r["status"] == "pending" for r in overdue.json()["repairs"])
+        assert case not in [r["id"] for r in overdue.json()["repairs"]]  # decided
+        for who in ("department", f"company:{late_record['uscc']}", "other"):
+            assert call("GET", "/v1/repairs/overdue", who).status_code == 403, who
+        unsaid = client.get("/v1/repairs/overdue", headers={"X-API-Key": keys["regulator"]})
+        assert unsaid.status_code == 400 and unsaid.json()["code"] == "purpose_required"
+        decided_late = call("POST", f"/v1/repairs/{late['id']}/decision", "regulator",
+                            json={"approve": False, "reason": "材料不全"})  # fmt: skip
+        assert decided_late.status_code == 200, decided_late.text
+        assert decided_late.json()["overdue"] is False
+        assert decided_late.json()["steps"][-1]["detail"]["late"] is True
+        overdue = call("GET", "/v1/repairs/overdue", "regulator").json()["repairs"]
+        assert late["id"] not in [r["id"] for r in overdue]
+
         # applied and granted
         yesterday_date = today - timedelta(days=1)
         before = _penalties(world.store, granted["uscc"], today)
@@ -185,6 +215,7 @@ def test_repair_refused_at_once_refused_by_the_authority_and_granted(world: Worl
         body = answer.json()
         assert answer.status_code == 201 and body["status"] == "pending", answer.text
         assert body["due_date"] == workdays.add_working_days(today, 3).isoformat()
+        assert body["overdue"] is False
         case = body["id"]
         again = call(
             "POST",
@@ -192,9 +223,20 @@ def test_repair_refused_at_once_refused_by_the_authority_and_granted(world: Worl
             f"company:{granted['uscc']}",
             json={"record_id": granted["record_id"], "reason": "again"},
         )
-        assert again.json()["refusal_code"] == "pending"
+        assert again.status_code == 409 and again.json()["code"] == "pending", again.text
+        assert f"application {case}" in again.json()["message"]
+        assert [c for c in _cases(world, granted["record_id"])] == [case]
         assert call("GET", f"/v1/repairs/{case}", f"company:{granted['uscc']}").status_code == 200
         assert call("GET", f"/v1/repairs/{case}", "other").status_code == 403
+        # another company's key: unknown, as another company's record is (not said to exist)
+        stranger = next(f"company:{r['uscc']}" for v in found.values() for r in v
+                        if r["uscc"] != granted["uscc"])  # fmt: skip
+        hidden = call("GET", f"/v1/repairs/{case}", stranger)
+        assert hidden.status_code == 404, hidden.text
+        assert hidden.json() == {"code": "not_found", "message": f"no repair application {case}"}
+        assert call("GET", "/v1/repairs/999999", stranger).json() == {
+            "code": "not_found", "message": "no repair application 999999",
+        }  # fmt: skip
         assert (
             call(
                 "POST",
@@ -257,8 +299,9 @@ def test_repair_refused_at_once_refused_by_the_authority_and_granted(world: Worl
         # a record repaired already is refused as such
         twice = call("POST", "/v1/repairs", f"company:{granted['uscc']}",
                      json={"record_id": granted["record_id"], "reason": "再次申请"})  # fmt: skip
-        assert twice.status_code == 201 and twice.json()["status"] == "refused", twice.text
-        assert twice.json()["refusal_code"] == "already_repaired"
+        assert twice.status_code == 409, twice.text
+        assert twice.json()["code"] == "already_repaired"
+        assert _cases(world, granted["record_id"]) == [case]
 
     # it stops counting from the approval day; what counted before is unchanged
     after = _penalties(world.store, granted["uscc"], today)
@@ -286,6 +329,90 @@ def test_repair_refused_at_once_refused_by_the_authority_and_granted(world: Worl
         con.execute(lifecycle_log.delete().where(lifecycle_log.c.case_id == case))
 
 
+def _cases(world: World, record_id: str) -> list[int]:
+    """The applications stored for the record, oldest first."""
+    with world.engine.connect() as con:
+        return list(con.execute(
+            sa.select(credit_repairs.c.id).where(credit_repairs.c.record_id == record_id)
+            .order_by(credit_repairs.c.id)
+        ).scalars())  # fmt: skip
+
+
+def _kept_case(world: World, record_id: str, today: date) -> int:
+    """A pending application for the record, as one filed before applications refused at once
+    were no longer stored (the service does not store one for a record that cannot be
+    repaired)."""
+    record = repairs.record_on(world.store, record_id, today)
+    assert record is not None
+    with world.engine.begin() as con:
+        key = con.execute(credit_repairs.insert().values(
+            uscc=record["uscc"], record_id=record_id, category=record["category"],
+            applied_on=today, reason="已更正", status="pending",
+            due_date=workdays.add_working_days(today, 3),
+        )).inserted_primary_key  # fmt: skip
+    assert key is not None
+    return int(key[0])
+
+
+def test_an_application_the_record_does_not_allow_is_refused_unstored(world: World) -> None:
+    """Refused at filing because of the record's state: a conflict (`RepairRefused`, 409 over
+    HTTP) with the refusal code and a message naming the record and why (the day the minimum
+    period ends), and nothing stored: no application, no step."""
+    today = china_today()
+    found = _candidates(world.store, today)
+    for code in ("minimum_period", "not_repairable"):
+        assert found.get(code), code
+        record = found[code][0]
+        with world.engine.connect() as con:
+            steps = con.execute(sa.select(sa.func.count()).select_from(lifecycle_log)).scalar()
+        with pytest.raises(repairs.RepairRefused) as refused:
+            repairs.apply(world.engine, world.store, record["record_id"], "已整改", None, today)
+        assert refused.value.code == code
+        message = str(refused.value)
+        assert record["record_id"] in message and "\n" not in message, message
+        if code == "minimum_period":
+            period = publicity.period(record["category"], record["severity"],
+                                      record["attributes"])  # fmt: skip
+            ends = period.repairable_from(record["event_date"])
+            assert ends is not None and ends.isoformat() in message, message
+        assert _cases(world, record["record_id"]) == []
+        with world.engine.connect() as con:
+            after = con.execute(sa.select(sa.func.count()).select_from(lifecycle_log)).scalar()
+        assert after == steps
+
+
+def test_an_expired_record_is_refused_as_expired_not_as_repeated(world: World) -> None:
+    """A penalty past its publicity period no longer counts and is no longer public: there is
+    nothing to repair (`expired`), even when a later negative record of its category would
+    otherwise make it a repeat."""
+    today = china_today()
+    with world.store.connect() as con:
+        rows = con.execute(
+            "SELECT record_id FROM records WHERE category = 'admin_penalty' "
+            "AND severity IN ('minor', 'general') AND event_date < ? "
+            "AND record_id NOT IN (SELECT record_id FROM events) ORDER BY record_id LIMIT 200",
+            [today - timedelta(days=400)],
+        ).fetchall()  # fmt: skip
+    expired = []
+    for (record_id,) in rows:
+        record = repairs.record_on(world.store, record_id, today)
+        assert record is not None
+        period = publicity.period(record["category"], record["severity"], record["attributes"])
+        ended = period.counts_until(record["event_date"])
+        if ended is not None and ended <= today:
+            expired.append(record)
+    assert expired, "a penalty past its publicity period"
+    repeats = [r for r in expired if repairs.later_negatives(world.store, r, today)]
+    assert repeats, "an expired penalty followed by another penalty"
+    for record in expired[:5] + repeats[:5]:
+        verdict = repairs.eligibility(world.store, record, today)
+        assert verdict.code == "expired", (record["record_id"], verdict)
+    with pytest.raises(repairs.RepairRefused, match="no longer counts") as refused:
+        repairs.apply(world.engine, world.store, repeats[0]["record_id"], "已整改", None, today)
+    assert refused.value.code == "expired"
+    assert _cases(world, repeats[0]["record_id"]) == []
+
+
 def test_the_decision_is_due_in_3_working_days_across_national_day(world: World) -> None:
     """Applied on Tuesday 2025-09-30: 1–8 October are holidays and Saturday 11 October a
     make-up working day, so the third working day is 2025-10-11."""
@@ -296,6 +423,12 @@ def test_the_decision_is_due_in_3_working_days_across_national_day(world: World)
                          today=day)  # fmt: skip
     assert case["status"] == "pending" and case["due_date"] == "2025-10-11"
     assert case["steps"][0]["action"] == "applied"
+    # overdue from the first day after its deadline
+    overdue_ids = lambda on: [c["id"] for c in repairs.search(world.engine, overdue_on=on)]  # noqa: E731
+    assert case["id"] not in overdue_ids(date(2025, 10, 11))
+    assert case["id"] in overdue_ids(date(2025, 10, 12))
+    assert repairs.get(world.engine, case["id"], today=date(2025, 10, 11))["overdue"] is False
+    assert repairs.get(world.engine, case["id"], today=date(2025, 10, 12))["overdue"] is True
 
 
 def test_eligibility_reads_the_record_in_its_corrected_form(world: World) -> None:
@@ -419,20 +552,23 @@ def test_two_applications_at_once_leave_one_pending(world: World) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert not errors, errors
-    outcomes = sorted((c["status"], c["refusal_code"]) for c in cases)
-    assert outcomes == [("pending", None), ("refused", "pending")], outcomes
+    assert [(c["status"], c["refusal_code"]) for c in cases] == [("pending", None)], cases
+    assert [(type(e), getattr(e, "code", None)) for e in errors] == [
+        (repairs.RepairRefused, "pending")
+    ], errors
+    assert _cases(world, record["record_id"]) == [cases[0]["id"]]
 
 
-BEFORE_REPEATED = ("already_repaired", "not_repairable", "under_objection",
+BEFORE_REPEATED = ("already_repaired", "not_repairable", "expired", "under_objection",
                    "never_repairable_early", "minimum_period")  # fmt: skip
 """The refusals `repairs.eligibility` checks before a repeat, in its order."""
 
 
 def _later(store: Store, today: date, later_negative: bool) -> list[dict[str, Any]]:
-    """Negative records of repairable categories with severities, each followed by later
-    records of its category (of the company) of which at least one is negative
-    (`later_negative`) or none is (each later one positive or neutral)."""
+    """Negative records of repairable categories with severities, still counting (not past
+    their period: an expired record is refused as such), each followed by later records of its
+    category (of the company) of which at least one is negative (`later_negative`) or none is
+    (each later one positive or neutral)."""
     catalogue = default_catalogue()
     negative = {c.code: [s for s in c.severities if c.polarity_of(s) == "negative"]
                 for c in catalogue.categories if c.repairable and c.severities}  # fmt: skip
@@ -452,14 +588,19 @@ def _later(store: Store, today: date, later_negative: bool) -> list[dict[str, An
             WHERE a.recorded_date <= ? AND a.record_id NOT IN (SELECT record_id FROM events)
               AND b.record_id NOT IN (SELECT record_id FROM events)
             GROUP BY a.record_id HAVING any_negative = {'true' if later_negative else 'false'}
-            ORDER BY a.record_id LIMIT 8""",
+            ORDER BY a.record_id LIMIT 400""",
             params=[today, today],
         ).fetchall()  # fmt: skip
     out = []
     for record_id, _ in rows:
         record = repairs.record_on(store, record_id, today)
         assert record is not None
-        out.append(record)
+        period = publicity.period(record["category"], record["severity"], record["attributes"])
+        ended = period.counts_until(record["event_date"])
+        if ended is None or ended > today:
+            out.append(record)
+        if len(out) == 8:
+            break
     return out
 
 
@@ -535,11 +676,13 @@ def test_a_company_on_the_abnormal_operation_list_repairs_nothing(world: World) 
     listed = lists.propose(world.engine, world.store, record["uscc"], "abnormal_operation_list",
                            lists.BASIS_ABNORMAL, "通过登记的住所无法联系", ground="unreachable",
                            today=today)  # fmt: skip
-    case = repairs.apply(world.engine, world.store, record["record_id"], "已整改", None, today)
-    assert (case["status"], case["refusal_code"]) == ("refused", "on_list"), case
-    assert "on_abnormal_list" in case["decision_reason"]
-    listing = repairs.apply(world.engine, world.store, listed["record_id"], "已整改", None, today)
-    assert (listing["status"], listing["refusal_code"]) == ("refused", "not_repairable")
+    with pytest.raises(repairs.RepairRefused, match="on_abnormal_list") as on_list:
+        repairs.apply(world.engine, world.store, record["record_id"], "已整改", None, today)
+    assert on_list.value.code == "on_list"
+    with pytest.raises(repairs.RepairRefused) as listing:
+        repairs.apply(world.engine, world.store, listed["record_id"], "已整改", None, today)
+    assert listing.value.code == "not_repairable"
+    assert _cases(world, record["record_id"]) == _cases(world, listed["record_id"]) == []
     lists.remove(world.engine, world.store, listed["id"], "已恢复联系", None, today)
 
 
@@ -554,8 +697,9 @@ def test_a_record_under_objection_is_not_repaired_and_a_pending_repair_is_not_ob
     first, second = _unused(world, today, 2)
     objection = objections.file_objection(world.engine, world.store, first["record_id"],
                                           "处罚有误", None, None, today)  # fmt: skip
-    refused = repairs.apply(world.engine, world.store, first["record_id"], "已整改", None, today)
-    assert (refused["status"], refused["refusal_code"]) == ("refused", "under_objection")
+    with pytest.raises(repairs.RepairRefused, match=first["record_id"]) as refused:
+        repairs.apply(world.engine, world.store, first["record_id"], "已整改", None, today)
+    assert refused.value.code == "under_objection"
     objections.decide(world.engine, world.store, objection["id"], "upheld", "维持", None, None,
                       today)  # fmt: skip
     assert repairs.apply(world.engine, world.store, first["record_id"], "已整改", None,
