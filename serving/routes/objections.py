@@ -1,7 +1,9 @@
 """Objections: file, extend, decide, see (DOMAIN §10). Every step is kept in `lifecycle_log`.
 
-Filing and deciding re-score the company at once, so the open-objection flag (and a corrected or
-withdrawn record) shows in the served evaluation without waiting for the next batch.
+Deciding re-scores the company at once, so a corrected or withdrawn record shows in the served
+evaluation without waiting for the next batch. Filing re-scores nothing: the open-objection flag
+needs no re-score (every look-up reads the open objections live), and a re-score as of today
+moved the company to a new date, and so perhaps a new tier, for exercising a right.
 """
 
 from __future__ import annotations
@@ -106,8 +108,8 @@ class ObjectionPage(BaseModel):
 @router.post("/objections", response_model=ObjectionOut, status_code=201,
              responses=OBJECTION_ERRORS)  # fmt: skip
 def post_objection(body: FileObjectionIn, state: StateDep, caller: CallerDep) -> ObjectionOut:
-    """Object to a record: it is flagged at once (the company re-scored with the flag) and the
-    decision is due in 5 working days. 409 while an objection to the record is open."""
+    """Object to a record: it is flagged at once (every look-up reads the open objections live)
+    and the decision is due in 5 working days. 409 while an objection to the record is open."""
 
     require_may_file(caller, "object to a record")
 
@@ -121,7 +123,7 @@ def post_objection(body: FileObjectionIn, state: StateDep, caller: CallerDep) ->
         raise ApiError(404, "not_found", str(exc)) from None
     except objections.ObjectionConflict as exc:
         raise ApiError(409, exc.code, str(exc)) from None
-    case["rescored"] = rescore_served(state, case["uscc"], caller, "POST /v1/objections")
+    case["rescored"] = None  # the flag is read live: filing changes no score and no tier
     return ObjectionOut.model_validate(case)
 
 
@@ -208,7 +210,8 @@ def post_decision(
     case_id: CaseId, body: ObjectionOutcomeIn, state: StateDep, caller: CallerDep
 ) -> ObjectionOut:
     """Decide: upheld, corrected, supplemented, stop_publishing or removed_from_list. The
-    objection closes, the decision's events take effect today and the company is re-scored."""
+    objection closes, the decision's events take effect today and the company is re-scored,
+    unless the record is upheld: nothing then changes that a score reads."""
     require(caller, DECIDE, "decide objections")
     correction = None if body.correction is None else body.correction.model_dump(
         exclude_unset=True
@@ -222,7 +225,7 @@ def post_decision(
         raise ApiError(409, exc.code, str(exc)) from None
     except objections.InvalidDecision as exc:
         raise ApiError(422, "invalid_decision", str(exc)) from None
-    case["rescored"] = rescore_served(
+    case["rescored"] = None if body.outcome == "upheld" else rescore_served(
         state, case["uscc"], caller, "POST /v1/objections/{case_id}/decision"
-    )
+    )  # fmt: skip
     return ObjectionOut.model_validate(case)

@@ -172,7 +172,8 @@ def test_the_record_is_flagged_at_once_and_the_flag_goes_with_the_decision(
     record = service.take(candidates[0])
     uscc, record_id = record["uscc"], record["record_id"]
     company = f"/v1/companies/{uscc}"
-    assert service.call("GET", company, "regulator").json()["flags"]["objection_open"] is False
+    served = service.call("GET", company, "regulator").json()
+    assert served["flags"]["objection_open"] is False
 
     body = _file(service, record_id, requested="撤销该处罚记录")
     assert body["status"] == "open" and body["uscc"] == uscc and body["extended"] is False
@@ -180,7 +181,9 @@ def test_the_record_is_flagged_at_once_and_the_flag_goes_with_the_decision(
     assert body["due_date"] == workdays.add_working_days(today, 5).isoformat()
     assert body["requested"] == "撤销该处罚记录"
     assert [s["action"] for s in body["steps"]] == ["filed"]
-    assert body["rescored"]["as_of"] == today.isoformat(), body["rescored"]
+    # filing re-scores nothing: the flag is read live, and a re-score as of today would move
+    # the company to a new date (and perhaps a new tier) for exercising a right
+    assert body["rescored"] is None
     case = body["id"]
 
     # visible at once to every consumer: the company's flags (every view) and the record; the
@@ -191,7 +194,8 @@ def test_the_record_is_flagged_at_once_and_the_flag_goes_with_the_decision(
     for who, flagged in (("regulator", True), ("other", public)):
         doc = service.call("GET", company, who).json()
         assert doc["flags"]["objection_open"] is flagged, (who, doc)
-        assert doc["as_of"] == today.isoformat()
+        assert doc["as_of"] == served["as_of"]
+    assert service.call("GET", company, "regulator").json()["tier"] == served["tier"]
     # the company itself sees its full view, reasons included; others the public view
     own = service.call("GET", company, f"company:{uscc}").json()
     assert own["tier"] is not None and own["tier"]["reasons"], own
@@ -250,7 +254,7 @@ def test_the_record_is_flagged_at_once_and_the_flag_goes_with_the_decision(
     assert body["correction"] is None
     assert [s["action"] for s in body["steps"]] == ["filed", "decided"]
     assert body["steps"][1]["detail"]["late"] is False
-    assert body["rescored"]["before"]["as_of"] == today.isoformat()
+    assert body["rescored"] is None  # the record stands: nothing a score reads has changed
     assert service.call("GET", company, "other").json()["flags"]["objection_open"] is False
     records = _shown(service.call("GET", f"{company}/records", "regulator"))
     assert records[record_id]["objection_open"] is False
@@ -297,14 +301,15 @@ def test_a_decided_record_is_objected_to_again_only_once_it_changed(service: Ser
         assert f"objection {first}" in message and "upheld" in message, message
         assert today.isoformat() in message and "\n" not in message, message
     assert ids() == [first]
-    assert service.call("GET", company, "other").json()["flags"]["objection_open"] is False
+    # the regulator's view: the public's flag covers public records only, and this one may not be
+    assert service.call("GET", company, "regulator").json()["flags"]["objection_open"] is False
     assert _features(store, uscc, today)["objection_open"] == 0
     assert not _flagged(store, uscc, record_id, today)
     # once its department corrected it (after the decision) the record may be objected to
     _department_correction(store, record_id, today, {"amount": 500.0})
     second = _file(service, record_id)
     assert second["status"] == "open" and ids() == [first, second["id"]]
-    assert service.call("GET", company, "other").json()["flags"]["objection_open"] is True
+    assert service.call("GET", company, "regulator").json()["flags"]["objection_open"] is True
     # decided in turn (corrected: the decision's own correction is no later change)
     assert _decide(service, second["id"], "corrected", correction={"amount": 300.0}).status_code \
         == 200  # fmt: skip
