@@ -7,9 +7,12 @@ its SHA-256 hash. Roles (../shared/DOMAIN.md §1, §10):
 - regulator, analyst: full company view, history, all records, summary.
 - department: full company view, history, summary; records: the public ones and its own (of
   other departments' records only the non-personal attributes the public page shows); a tier
-  reason resting on records it may not see is shown without its evidence.
-- company: speaks for one company (`uscc`): its own full view, history and records; applies for
-  repair of and objects to its own records and listings; anything else as the public.
+  reason resting on records of a category the catalogue does not share is shown without its
+  evidence.
+- company: speaks for one company (`uscc`): its own full view, history and records, and its own
+  repair applications, objections and list entries (another company's cases and entries are
+  unknown to it, 404); applies for repair of and objects to its own records and listings;
+  other companies as the public sees them.
 - public: the public view (masked); records public on the day, masked; no history or summary.
 
 "Full" is score, grade, dimension points, tier, probability, reasons (zh/en) and versions; the
