@@ -37,6 +37,7 @@ all land on one of them, so it measures the same as one worker.
     .venv/bin/python benchmarks/api.py --companies 100000 --seconds 5 --repeats 2
     .venv/bin/python benchmarks/api.py --databases sqlite --no-baseline --workdir var/bench-api
     .venv/bin/python benchmarks/api.py --json > benchmarks/results-api.json
+    .venv/bin/python benchmarks/api.py --role department --department ecology   # a department
 """
 
 from __future__ import annotations
@@ -589,7 +590,8 @@ def bench_database(
     work: Path, say: Say,
 ) -> dict[str, Any]:  # fmt: skip
     engine = make_engine(url)
-    key = create_key(engine, "regulator", None, "bench")
+    department = args.department if args.role == "department" else None
+    key = create_key(engine, args.role, department, "bench")
     env = {**os.environ, "CREDSUP_DATA_DIR": str(data_dir), "DATABASE_URL": url}
     env.pop("MLFLOW_TRACKING_URI", None)
     server = start_server(
@@ -716,6 +718,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=None,
         help="kept, and its data directory reused (default: a temporary one)",
     )
+    parser.add_argument(
+        "--role",
+        choices=("regulator", "department"),
+        default="regulator",
+        help="whose key looks up: a department's view withholds evidence per reason",
+    )
+    parser.add_argument("--department", default="ecology", help="with --role department")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     databases = [d.strip() for d in args.databases.split(",") if d.strip()]
@@ -747,6 +756,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "model_version": version,
         "full_doc_bytes_median": doc_bytes,
         "concurrency": args.concurrency,
+        "role": args.role,
+        "department": args.department if args.role == "department" else None,
         "workers": args.workers,
         "client": args.client,
         "seconds_per_run": args.seconds,
