@@ -160,13 +160,17 @@ def inspectors_import(
             )
             for r in frame.to_dict("records")
         ]  # fmt: skip
-    except (ValueError, ValidationError, OSError) as exc:
+        counts = save_inspectors(_engine(), pool, [f"row {r}" for r in frame.index])
+    except ValidationError as exc:
+        _fail(f"{file}: {_validation_message(exc)}", as_json=as_json)
+    except (ValueError, OSError) as exc:  # InspectorFileError, InspectorsRefused among them
         _fail(f"{file}: {exc}", as_json=as_json)
-    counts = save_inspectors(_engine(), pool)
     if as_json:
         _emit_json(counts)
-    else:
-        out.print(f"{counts['inspectors']} inspectors, {counts['conflicts']} declared conflicts")
+        return
+    for warning in counts["warnings"]:
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
+    out.print(f"{counts['inspectors']} inspectors, {counts['conflicts']} declared conflicts")
 
 
 @inspectors_app.command("demo")

@@ -34,6 +34,7 @@ from serving.spotcheck.draw import PlanError
 from serving.spotcheck.items import CheckItem
 from serving.spotcheck.plans import (
     InspectorIn,
+    InspectorsRefused,
     PlanCreated,
     PlanRequest,
     ResultConflict,
@@ -111,6 +112,9 @@ class InspectorsIn(BaseModel):
 class Imported(BaseModel):
     inspectors: int
     conflicts: int
+    warnings: list[str] = Field(default_factory=list)
+    """Inspectors stored but never drawn for some of their items (not in the check-item list,
+    another department's), active ones without items, area codes read as a prefix."""
 
 
 class InspectorOut(BaseModel):
@@ -128,9 +132,15 @@ class InspectorList(BaseModel):
 
 @router.post("/inspectors", response_model=Imported, responses=ERRORS)
 def post_inspectors(body: InspectorsIn, state: StateDep, caller: CallerDep) -> Imported:
-    """Add or replace inspectors (and their declared conflicts)."""
+    """Add or replace inspectors (and their declared conflicts). A department is given by its
+    code (any case) or its Chinese name, as in the inspector file; one that names no department
+    is refused (422 `unknown_department`, each inspector named); `warnings` names what can never
+    be drawn."""
     require(caller, MANAGE, "manage the inspector pool")
-    return Imported(**save_inspectors(state.engine, body.inspectors))
+    try:
+        return Imported(**save_inspectors(state.engine, body.inspectors))
+    except InspectorsRefused as exc:
+        raise ApiError(422, "unknown_department", "; ".join(exc.problems)) from None
 
 
 @router.get("/inspectors", response_model=InspectorList, responses=ERRORS)

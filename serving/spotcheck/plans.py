@@ -66,7 +66,7 @@ from serving.spotcheck.draw import (
     draw_plan,
     list_sha256,
 )
-from serving.spotcheck.export import DEPARTMENT_NAMES
+from serving.spotcheck.export import DEPARTMENT_NAMES, department_code, known_departments
 from serving.spotcheck.items import TIERS, CheckItem, Outcome, Preset, Ratios, preset
 
 PUBLICATION_WORKING_DAYS = 20
@@ -336,8 +336,93 @@ class InspectorIn(BaseModel):
         return _valid_codes(value, "conflicts")
 
 
-def save_inspectors(engine: Engine, pool: list[InspectorIn]) -> dict[str, int]:
-    """Insert or replace inspectors and add their declared conflicts (never removed here)."""
+class InspectorsRefused(ValueError):
+    """Inspectors that name no known department: refused whole, one line per problem (each
+    with its row or position and the inspector's id)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        count = f"{len(problems)} inspector{'s' if len(problems) > 1 else ''} refused"
+        super().__init__(f"{count}:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def _area_prefix(area: str) -> str:
+    """A 6-digit code of a city (…00) or a province (…0000) as the prefix it stands for:
+    companies' regions are counties (410102), which no such code is a prefix of."""
+    if len(area) == 6 and area.endswith("0000"):
+        return area[:2]
+    if len(area) == 6 and area.endswith("00"):
+        return area[:4]
+    return area
+
+
+def vet_inspectors(
+    engine: Engine, pool: list[InspectorIn], labels: list[str] | None = None
+) -> tuple[list[InspectorIn], list[str]]:
+    """The pool as it is stored, and warnings (one line each): the department as its code
+    (`export.department_code`: a name or a code in any case), a city's or province's 6-digit
+    area code as its prefix, item ids matched to the check-item list's (case aside).
+
+    Refused (`InspectorsRefused`): a department no code or name stands for. Warned: an item not
+    in the check-item list or another department's (the inspector is never drawn for it), an
+    active inspector without items, an area code read as a prefix. `labels` name each
+    inspector's row (default `inspectors[k]`, its place in the request)."""
+    items = {i.id: i for i in load_items(engine)}
+    folded: dict[str, list[str]] = {}
+    for item_id in items:
+        folded.setdefault(item_id.casefold(), []).append(item_id)
+    known = {i.department for i in items.values()}
+    problems: list[str] = []
+    warnings: list[str] = []
+    out: list[InspectorIn] = []
+    for k, p in enumerate(pool):
+        where = f"{labels[k] if labels else f'inspectors[{k}]'} ({p.inspector_id})"
+        department = department_code(p.department, known)
+        if department is None:
+            problems.append(
+                f"{where}: unknown department {p.department!r}: give a code or Chinese name of "
+                f"one (known: {known_departments(known)})"
+            )
+            continue
+        area = _area_prefix(p.area)
+        if area != p.area:
+            level = "province" if len(area) == 2 else "city"
+            warnings.append(
+                f"{where}: area {p.area} is a {level}'s code, read as the prefix {area} (the "
+                "companies' regions are counties)"
+            )
+        chosen: list[str] = []
+        for given in p.items:
+            item_id = given
+            if given not in items and len(folded.get(given.casefold(), [])) == 1:
+                item_id = folded[given.casefold()][0]
+                warnings.append(f"{where}: item {given} read as {item_id}")
+            if item_id not in items:
+                warnings.append(
+                    f"{where}: item {given} is not in the check-item list: never drawn for it"
+                )
+            elif items[item_id].department != department:
+                warnings.append(
+                    f"{where}: item {item_id} is {items[item_id].department}'s, not "
+                    f"{department}'s: never drawn for it"
+                )
+            chosen.append(item_id)
+        if p.active and not chosen:
+            warnings.append(f"{where}: no check items: never drawn")
+        out.append(p.model_copy(
+            update={"department": department, "area": area, "items": list(dict.fromkeys(chosen))}
+        ))  # fmt: skip
+    if problems:
+        raise InspectorsRefused(problems)
+    return out, warnings
+
+
+def save_inspectors(
+    engine: Engine, pool: list[InspectorIn], labels: list[str] | None = None
+) -> dict[str, Any]:
+    """Insert or replace inspectors, checked and normalised first (`vet_inspectors`), and add
+    their declared conflicts (never removed here). Returns the counts and the warnings."""
+    pool, warnings = vet_inspectors(engine, pool, labels)
     now = _now()
     rows = [
         {"id": p.inspector_id, "name": p.name, "department": p.department, "area": p.area,
@@ -352,7 +437,7 @@ def save_inspectors(engine: Engine, pool: list[InspectorIn]) -> dict[str, int]:
     with engine.begin() as con:
         _upsert(con, inspectors, rows, ["id"])
         _upsert(con, inspector_conflicts, list(pairs.values()), ["inspector_id", "uscc"])
-    return {"inspectors": len(rows), "conflicts": len(pairs)}
+    return {"inspectors": len(rows), "conflicts": len(pairs), "warnings": warnings}
 
 
 # ---- resolving a request ----------------------------------------------------------------------
@@ -1562,10 +1647,10 @@ def _published(
 
 
 __all__ = [
-    "TIERS", "Findings", "InspectorIn", "PlanCreated", "PlanError", "PlanRequest",
+    "TIERS", "Findings", "InspectorIn", "InspectorsRefused", "PlanCreated", "PlanError", "PlanRequest",
     "ResultConflict", "TaskNotFound", "TaskResult", "Triggered", "Verification", "cancel_tasks",
     "create_plan",
     "import_preset_items", "list_settings", "load_items", "overdue_tasks", "post_result",
     "public_notice", "published_results", "save_inspectors", "save_item_list", "save_items",
-    "store_inspections", "verify_plan",
+    "store_inspections", "verify_plan", "vet_inspectors",
 ]  # fmt: skip

@@ -1,0 +1,153 @@
+"""The second round of the spot-check review (the reviewer's report, items M5/M12, M6, M11,
+L1, L2, L4, L7, L8): inspectors that could never be drawn, pools that only grew, checks that
+could not be made, unknown filters, wording, published times, findings and the audit of
+results. Each test pins the behaviour now."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from records.settings import Settings
+from serving.app import create_app
+from serving.auth import create_key
+from serving.db import inspectors
+from tests.serving import test_spotcheck_plans as _plans
+from tests.serving.databases import Loaded
+from tests.serving.test_spotcheck_plans import _cli
+
+small = _plans.small
+"""40 companies of county 410102, the national-default items, 6 samr inspectors samr-00…05."""
+
+
+@pytest.fixture
+def api(small: Loaded, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    """The application on the small world, with a regulator's key."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    settings = Settings(data_dir=small.data_dir, DATABASE_URL=small.url, duckdb_memory_limit="1GB")
+    key = create_key(small.engine, "regulator", None, "pools test")
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client, {"X-API-Key": key, "X-Purpose": "pools test"}
+
+
+def _stored(loaded: Loaded, *ids: str) -> dict[str, dict[str, Any]]:
+    with loaded.engine.connect() as con:
+        rows = con.execute(sa.select(inspectors).where(inspectors.c.id.in_(ids))).mappings()
+        return {r["id"]: dict(r) for r in rows}
+
+
+# ---- 1. inspectors who could never be drawn ----------------------------------------------------
+
+TYPO_FILE = """\
+执法人员编号,姓名,所属部门,区域,检查事项,在岗
+Y01,甲,市场监督管理局,4101,SC-GS-01,在岗
+Y02,乙,samr,4101,SC-GS-1;sc-dj-02;XF-01,在岗
+Y03,丙,SAMR,410100,SC-GS-01,在岗
+Y04,丁,郑州市消防救援支队,410000,XF-01,在岗
+Y05,戊,samr,4101,,在岗
+"""
+
+
+def test_an_inspector_file_maps_department_names_and_codes_and_warns_of_items(
+    small: Loaded, tmp_path: Path
+) -> None:
+    """`市场监督管理局` and `SAMR` were stored as new departments, `410100`/`410000` covered no
+    company and unknown items were taken silently: names and codes in any case are now the
+    department's code, a city's or province's 6-digit code its prefix, and each item not in the
+    list (or another department's) a warning on stderr naming the row."""
+    path = tmp_path / "typo.csv"
+    path.write_text(TYPO_FILE, encoding="utf-8")
+    done = _cli(small, "plan", "inspectors", "import", str(path))
+    assert done.exit_code == 0, done.stderr
+    assert "5 inspectors" in done.stdout
+    stored = _stored(small, "Y01", "Y02", "Y03", "Y04", "Y05")
+    assert {k: (v["department"], v["area"]) for k, v in stored.items()} == {
+        "Y01": ("samr", "4101"), "Y02": ("samr", "4101"), "Y03": ("samr", "4101"),
+        "Y04": ("fire", "41"), "Y05": ("samr", "4101"),
+    }  # fmt: skip
+    assert stored["Y02"]["items"] == "SC-DJ-02;SC-GS-1;XF-01"
+    warnings = [line for line in done.stderr.splitlines() if line.strip()]
+    assert warnings == [
+        "warning: row 3 (Y02): item SC-GS-1 is not in the check-item list: never drawn for it",
+        "warning: row 3 (Y02): item sc-dj-02 read as SC-DJ-02",
+        "warning: row 3 (Y02): item XF-01 is fire's, not samr's: never drawn for it",
+        "warning: row 4 (Y03): area 410100 is a city's code, read as the prefix 4101 (the "
+        "companies' regions are counties)",
+        "warning: row 5 (Y04): area 410000 is a province's code, read as the prefix 41 (the "
+        "companies' regions are counties)",
+        "warning: row 6 (Y05): no check items: never drawn",
+    ]
+    as_json = _cli(small, "plan", "inspectors", "import", str(path), "--json")
+    assert as_json.exit_code == 0
+    assert len(json.loads(as_json.stdout)["warnings"]) == 6
+
+
+def test_an_inspector_file_with_an_unknown_department_is_refused_row_by_row(
+    small: Loaded, tmp_path: Path
+) -> None:
+    path = tmp_path / "unknown.csv"
+    path.write_text(
+        "inspector_id,department,area,items\nZ01,市场监管,4101,SC-GS-01\nZ02,samr,4101,SC-GS-01\n"
+        "Z03,nosuch,4101,SC-GS-01\n",
+        encoding="utf-8",
+    )
+    done = _cli(small, "plan", "inspectors", "import", str(path))
+    assert done.exit_code == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines[0] == f"error: {path}: 2 inspectors refused:"
+    assert lines[1].startswith("  row 2 (Z01): unknown department '市场监管': give a code or "
+                               "Chinese name of one (known: agriculture 农业农村局,")  # fmt: skip
+    assert lines[2].startswith("  row 4 (Z03): unknown department 'nosuch'")
+    assert len(lines) == 3
+    assert _stored(small, "Z01", "Z02", "Z03") == {}  # refused whole
+
+
+def test_post_inspectors_maps_a_chinese_department_like_the_file(
+    small: Loaded, api: tuple[TestClient, dict[str, str]]
+) -> None:
+    """`POST /v1/inspectors` kept 消防救援机构 as the code (never drawn for fire): the file's
+    mapping now applies, an unknown department is 422 naming the inspector, and the answer
+    lists the warnings."""
+    client, headers = api
+    body = {"inspectors": [
+        {"inspector_id": "F06", "department": "消防救援机构", "area": "4101", "items": ["XF-01"]},
+        {"inspector_id": "F07", "department": "FIRE", "area": "410100", "items": ["XF-1"]},
+    ]}  # fmt: skip
+    got = client.post("/v1/inspectors", headers=headers, json=body)
+    assert got.status_code == 200, got.text
+    assert got.json() == {
+        "inspectors": 2, "conflicts": 0,
+        "warnings": [
+            "inspectors[1] (F07): area 410100 is a city's code, read as the prefix 4101 (the "
+            "companies' regions are counties)",
+            "inspectors[1] (F07): item XF-1 is not in the check-item list: never drawn for it",
+        ],
+    }  # fmt: skip
+    stored = _stored(small, "F06", "F07")
+    assert {k: (v["department"], v["area"]) for k, v in stored.items()} == {
+        "F06": ("fire", "4101"), "F07": ("fire", "4101"),
+    }  # fmt: skip
+    bad = client.post("/v1/inspectors", headers=headers, json={"inspectors": [
+        {"inspector_id": "F08", "department": "消防队", "area": "4101", "items": ["XF-01"]},
+    ]})  # fmt: skip
+    assert bad.status_code == 422
+    assert bad.json()["code"] == "unknown_department"
+    assert bad.json()["message"].startswith("inspectors[0] (F08): unknown department '消防队'")
+    assert _stored(small, "F08") == {}
+
+
+def test_an_empty_inspector_file_is_named_once(small: Loaded, tmp_path: Path) -> None:
+    """"empty0.csv: empty0.csv: no inspector header": the file is named once, and an empty one
+    is called empty."""
+    path = tmp_path / "empty0.csv"
+    path.write_text("", encoding="utf-8")
+    done = _cli(small, "plan", "inspectors", "import", str(path))
+    assert done.exit_code == 2
+    assert done.stderr.strip() == f"error: {path}: the file is empty: no inspector header and no rows"
