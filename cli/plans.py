@@ -126,25 +126,47 @@ def items_import(
 
 @items_app.command("list")
 def items_list(as_json: JsonOpt = False) -> None:
-    """The check items in the database."""
-    from serving.spotcheck.plans import load_items
+    """The check items in the database with their ratios, cap, floor and yearly cap, and the
+    list's own general-item cap and department yearly cap."""
+    from serving.spotcheck.plans import list_settings, load_items
 
-    items = load_items(_engine())
+    engine = _engine()
+    items = load_items(engine)
+    with engine.connect() as con:
+        settings = list_settings(con)
     if as_json:
-        _emit_json({"items": [i.model_dump(mode="json") for i in items]})
+        _emit_json({"items": [i.model_dump(mode="json") for i in items], "settings": settings})
         return
+    yearly = settings["department_yearly_cap"]
+    cap = settings["general_item_cap"]
+    out.print(
+        f"list {settings['name'] or '(none)'}: general-item cap "
+        f"{'none' if cap is None else f'{cap:.0%}'}, a department's inspections of a company a "
+        f"year {yearly if yearly is not None else '2 (default)'}"
+    )
     for i in items:
         r = i.ratios
+        limits = [f"cap {i.max_ratio:.1%}" if i.max_ratio is not None else "no cap"]
+        if i.floor:
+            limits.append(f"floor {i.floor:.1%}")
+        limits.append(f"yearly {i.yearly_cap}")
         out.print(f"{i.id:10} {i.department:10} {i.kind:7} A {r.A:.0%} B {r.B:.0%} C {r.C:.0%} "
-                  f"D {r.D:.0%}  {i.name_zh}")  # fmt: skip
+                  f"D {r.D:.0%}  {', '.join(limits)}{'' if i.active else ' (inactive)'}  "
+                  f"{i.name_zh}", soft_wrap=True)  # fmt: skip
 
 
 @inspectors_app.command("import")
 def inspectors_import(
     file: Annotated[Path, typer.Argument(help="CSV or Excel, English or Chinese headers.")],
+    replace: Annotated[bool, typer.Option(
+        "--replace",
+        help="The file is each of its departments' roster: their inspectors absent from it "
+        "become inactive (never deleted).",
+    )] = False,
     as_json: JsonOpt = False,
-) -> None:
-    """Import inspectors (id, name, department, area, items, active, conflicts)."""
+) -> None:  # fmt: skip
+    """Import inspectors (id, name, department, area, items, active, conflicts); with --replace,
+    the inspectors of the file's departments absent from it become inactive."""
     from pydantic import ValidationError
 
     from serving.spotcheck.export import read_inspectors
@@ -160,7 +182,7 @@ def inspectors_import(
             )
             for r in frame.to_dict("records")
         ]  # fmt: skip
-        counts = save_inspectors(_engine(), pool, [f"row {r}" for r in frame.index])
+        counts = save_inspectors(_engine(), pool, [f"row {r}" for r in frame.index], replace)
     except ValidationError as exc:
         _fail(f"{file}: {_validation_message(exc)}", as_json=as_json)
     except (ValueError, OSError) as exc:  # InspectorFileError, InspectorsRefused among them
@@ -171,6 +193,34 @@ def inspectors_import(
     for warning in counts["warnings"]:
         err.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
     out.print(f"{counts['inspectors']} inspectors, {counts['conflicts']} declared conflicts")
+    if counts["deactivated"]:
+        out.print(f"made inactive (not in the file): {', '.join(counts['deactivated'])}")
+
+
+@inspectors_app.command("list")
+def inspectors_list(
+    department: Annotated[
+        str | None, typer.Option(help="One department (code or Chinese name).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The inspector pool: id, name, department, area, items, active, declared conflicts (with
+    --json: what `GET /v1/inspectors` answers)."""
+    from serving.spotcheck.plans import inspector_pool
+
+    engine = _engine()
+    with engine.connect() as con:
+        code = _department(con, department, as_json)
+        pool = inspector_pool(con, code)
+    if as_json:
+        _emit_json({"inspectors": pool})
+        return
+    out.print(f"{len(pool)} inspector(s)")
+    for r in pool:
+        state = "active" if r["active"] else "inactive"
+        out.print(f"  {r['inspector_id']:12} {r['name'] or '':8} {r['department']:10} "
+                  f"{r['area'] or '(all)':6} {state:8} conflicts {r['conflicts']:<3} "
+                  f"{';'.join(r['items'])}", soft_wrap=True)  # fmt: skip
 
 
 @inspectors_app.command("demo")
@@ -187,6 +237,42 @@ def inspectors_demo(
         _emit_json(counts)
     else:
         out.print(f"{counts['inspectors']} inspectors, {counts['conflicts']} declared conflicts")
+
+
+def _department(con: Any, given: str | None, as_json: bool = False) -> str | None:
+    """A `--department` option as its code (a code in any case or a Chinese name, the mapping
+    of the inspector file); one that names no department is refused (exit 2)."""
+    from serving.spotcheck.plans import department_filter
+
+    if given is None:
+        return None
+    try:
+        return department_filter(con, given)
+    except LookupError as exc:
+        _fail(str(exc.args[0]), as_json=as_json)
+
+
+@plan_app.command("list")
+def plan_list_command(
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="The latest N plans.")] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """The plans, latest first: id, name, start, due, tasks and how many are done, overdue and
+    cancelled today (with --json: what `GET /v1/spot-check-plans` answers)."""
+    from serving.routes.spotchecks import PlanBrief, PlanPage
+    from serving.spotcheck.plans import plan_briefs
+
+    with _engine().connect() as con:
+        rows = plan_briefs(con, china_today(), limit)
+    if as_json:
+        page = PlanPage(plans=[PlanBrief.model_validate(r) for r in rows])
+        sys.stdout.write(page.model_dump_json() + "\n")
+        return
+    out.print(f"{len(rows)} plan(s)")
+    for r in rows:
+        out.print(f"  {r['plan_id']} {r['start_date']} → {r['due_date']}  {r['tasks']} tasks: "
+                  f"{r['done']} done, {r['overdue']} overdue, {r['cancelled']} cancelled  "
+                  f"{escape(r['name'])}", soft_wrap=True)  # fmt: skip
 
 
 @plan_app.command("create")

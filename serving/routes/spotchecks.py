@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from records.workdays import china_today
 from serving.auth import Caller
-from serving.db import check_items, inspectors, spot_check_plans
+from serving.db import check_items
 from serving.deps import (
     CallerDep,
     PurposeHeader,
@@ -43,7 +43,9 @@ from serving.spotcheck.plans import (
     Verification,
     cancel_tasks,
     create_plan,
+    inspector_pool,
     overdue_tasks,
+    plan_briefs,
     plan_list,
     post_result,
     public_notice,
@@ -107,11 +109,16 @@ def put_item(item_id: str, item: CheckItem, state: StateDep, caller: CallerDep) 
 
 class InspectorsIn(BaseModel):
     inspectors: list[InspectorIn]
+    replace: bool = False
+    """The list is each named department's roster: the department's inspectors absent from it
+    become inactive (never deleted), as `credsup plan inspectors import --replace`."""
 
 
 class Imported(BaseModel):
     inspectors: int
     conflicts: int
+    deactivated: list[str] = Field(default_factory=list)
+    """Inspectors made inactive by `replace`."""
     warnings: list[str] = Field(default_factory=list)
     """Inspectors stored but never drawn for some of their items (not in the check-item list,
     another department's), active ones without items, area codes read as a prefix."""
@@ -124,6 +131,8 @@ class InspectorOut(BaseModel):
     area: str
     items: list[str]
     active: bool
+    conflicts: int = 0
+    """Companies the inspector has declared a conflict with."""
 
 
 class InspectorList(BaseModel):
@@ -135,10 +144,11 @@ def post_inspectors(body: InspectorsIn, state: StateDep, caller: CallerDep) -> I
     """Add or replace inspectors (and their declared conflicts). A department is given by its
     code (any case) or its Chinese name, as in the inspector file; one that names no department
     is refused (422 `unknown_department`, each inspector named); `warnings` names what can never
-    be drawn."""
+    be drawn. With `replace`, the departments' inspectors absent from the list become inactive
+    (`deactivated`)."""
     require(caller, MANAGE, "manage the inspector pool")
     try:
-        return Imported(**save_inspectors(state.engine, body.inspectors))
+        return Imported(**save_inspectors(state.engine, body.inspectors, replace=body.replace))
     except InspectorsRefused as exc:
         raise ApiError(422, "unknown_department", "; ".join(exc.problems)) from None
 
@@ -147,26 +157,13 @@ def post_inspectors(body: InspectorsIn, state: StateDep, caller: CallerDep) -> I
 def list_inspectors(
     state: StateDep, caller: CallerDep, department: Annotated[str | None, Query()] = None
 ) -> InspectorList:
+    """The inspector pool (a department key: its own), with each one's declared conflicts
+    counted (`credsup plan inspectors list` gives the same)."""
     require(caller, TASKS, "read the inspector pool")
     department = _own_department(caller, department)
-    query = sa.select(inspectors).order_by(inspectors.c.id)
-    if department is not None:
-        query = query.where(inspectors.c.department == department)
     with state.engine.connect() as con:
-        rows = con.execute(query).mappings().all()
-    return InspectorList(
-        inspectors=[
-            InspectorOut(
-                inspector_id=r["id"],
-                name=r["name"],
-                department=r["department"],
-                area=r["area"],
-                items=[i for i in r["items"].split(";") if i],
-                active=r["active"],
-            )
-            for r in rows
-        ]
-    )
+        rows = inspector_pool(con, department)
+    return InspectorList(inspectors=[InspectorOut.model_validate(r) for r in rows])
 
 
 # ---- plans ------------------------------------------------------------------------------------
@@ -196,6 +193,11 @@ class PlanBrief(BaseModel):
     tasks: int
     visits: int
     list_sha256: str
+    done: int = 0
+    """Tasks with a result."""
+    overdue: int = 0
+    """Tasks past their deadline without a result (not cancelled), today."""
+    cancelled: int = 0
 
 
 class PlanPage(BaseModel):
@@ -206,15 +208,11 @@ class PlanPage(BaseModel):
 def list_plans(
     state: StateDep, caller: CallerDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> PlanPage:
-    query = sa.select(
-        spot_check_plans.c.id, spot_check_plans.c.name, spot_check_plans.c.start_date,
-        spot_check_plans.c.due_date, spot_check_plans.c.snapshot_date, spot_check_plans.c.tasks,
-        spot_check_plans.c.visits, spot_check_plans.c.list_sha256,
-    ).order_by(spot_check_plans.c.seq.desc()).limit(limit)  # fmt: skip
+    """The plans, latest first, with how many tasks are done, overdue and cancelled today
+    (`credsup plan list` gives the same)."""
     with state.engine.connect() as con:
-        rows = con.execute(query).mappings().all()
-    return PlanPage(plans=[PlanBrief(plan_id=r["id"], **{k: r[k] for k in r if k != "id"})
-                           for r in rows])  # fmt: skip
+        rows = plan_briefs(con, china_today(), limit)
+    return PlanPage(plans=[PlanBrief.model_validate(r) for r in rows])
 
 
 @router.get(

@@ -108,6 +108,7 @@ def known_departments(known: Iterable[str] = ()) -> str:
         for c in sorted({*DEPARTMENT_NAMES, *known})
     )
 
+
 VALUE_NAMES: dict[str, dict[str, str]] = {
     "basis": {"random": "随机抽取", "triggered": "触发检查"},
     "status": {

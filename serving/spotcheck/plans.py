@@ -418,10 +418,16 @@ def vet_inspectors(
 
 
 def save_inspectors(
-    engine: Engine, pool: list[InspectorIn], labels: list[str] | None = None
+    engine: Engine,
+    pool: list[InspectorIn],
+    labels: list[str] | None = None,
+    replace: bool = False,
 ) -> dict[str, Any]:
     """Insert or replace inspectors, checked and normalised first (`vet_inspectors`), and add
-    their declared conflicts (never removed here). Returns the counts and the warnings."""
+    their declared conflicts (never removed here). With `replace` the pool is each department's
+    roster: the department's inspectors absent from it become inactive (never deleted: plans
+    and their replays refer to them). Returns the counts, the ids made inactive and the
+    warnings."""
     pool, warnings = vet_inspectors(engine, pool, labels)
     now = _now()
     rows = [
@@ -434,10 +440,68 @@ def save_inspectors(
                               "declared_at": now}
         for p in pool for c in p.conflicts
     }  # fmt: skip
+    deactivated: list[str] = []
     with engine.begin() as con:
+        if replace and pool:
+            absent = (
+                inspectors.c.department.in_(sorted({p.department for p in pool})),
+                inspectors.c.id.not_in([p.inspector_id for p in pool]),
+                inspectors.c.active.is_(True),
+            )
+            deactivated = list(
+                con.execute(sa.select(inspectors.c.id).where(*absent).order_by(inspectors.c.id))
+                .scalars()
+            )  # fmt: skip
+            con.execute(inspectors.update().where(*absent).values(active=False, updated_at=now))
         _upsert(con, inspectors, rows, ["id"])
         _upsert(con, inspector_conflicts, list(pairs.values()), ["inspector_id", "uscc"])
-    return {"inspectors": len(rows), "conflicts": len(pairs), "warnings": warnings}
+    return {
+        "inspectors": len(rows), "conflicts": len(pairs), "deactivated": deactivated,
+        "warnings": warnings,
+    }  # fmt: skip
+
+
+def department_filter(con: Connection, given: str) -> str:
+    """A department asked for in a filter, as its code: a code (any case) or a Chinese name
+    (`export.department_code`) of a known department, or a department the check items,
+    inspectors or tasks have. LookupError (naming the known ones) if it names none: a filter
+    by a department that does not exist would answer an empty list as if it were true."""
+    known = {
+        d for table in (check_items, inspectors, spot_check_tasks)
+        for (d,) in con.execute(sa.select(table.c.department).distinct())
+    }  # fmt: skip
+    if given in known:
+        return given
+    code = department_code(given, known)
+    if code is None:
+        raise LookupError(
+            f"unknown department {given!r}: give a code or Chinese name of one (known: "
+            f"{known_departments(known)})"
+        )
+    return code
+
+
+def inspector_pool(con: Connection, department: str | None = None) -> list[dict[str, Any]]:
+    """The inspectors (of one department): id, name, department, area, items, active and how
+    many declared conflicts each has."""
+    declared = (
+        sa.select(inspector_conflicts.c.inspector_id, sa.func.count().label("n"))
+        .group_by(inspector_conflicts.c.inspector_id)
+        .subquery()
+    )
+    query = (
+        sa.select(inspectors, sa.func.coalesce(declared.c.n, 0).label("conflicts"))
+        .join(declared, declared.c.inspector_id == inspectors.c.id, isouter=True)
+        .order_by(inspectors.c.department, inspectors.c.id)
+    )
+    if department is not None:
+        query = query.where(inspectors.c.department == department)
+    return [
+        {"inspector_id": r["id"], "name": r["name"], "department": r["department"],
+         "area": r["area"], "items": [i for i in r["items"].split(";") if i],
+         "active": bool(r["active"]), "conflicts": int(r["conflicts"])}
+        for r in con.execute(query).mappings()
+    ]  # fmt: skip
 
 
 # ---- resolving a request ----------------------------------------------------------------------
@@ -1052,6 +1116,40 @@ def get_plan(con: Connection, plan_id: str) -> dict[str, Any]:
     return dict(row)
 
 
+def plan_briefs(con: Connection, today: date, limit: int = 100) -> list[dict[str, Any]]:
+    """The latest plans first: id, name, dates, snapshot, counts of tasks and visits, the list's
+    hash, and how many tasks are done, overdue (deadline passed without a result) and
+    cancelled on `today`."""
+    t = spot_check_tasks.c
+    counts = (
+        sa.select(
+            t.plan_id,
+            sa.func.count(t.result).label("done"),
+            sa.func.count(t.cancelled_at).label("cancelled"),
+            sa.func.sum(sa.case(
+                (sa.and_(t.result.is_(None), t.cancelled_at.is_(None), t.due_date < today), 1),
+                else_=0,
+            )).label("overdue"),
+        )
+        .group_by(t.plan_id)
+        .subquery()
+    )  # fmt: skip
+    p = spot_check_plans.c
+    query = (
+        sa.select(p.id, p.name, p.start_date, p.due_date, p.snapshot_date, p.tasks, p.visits,
+                  p.list_sha256, counts.c.done, counts.c.overdue, counts.c.cancelled)
+        .join(counts, counts.c.plan_id == p.id, isouter=True)
+        .order_by(p.seq.desc())
+        .limit(limit)
+    )  # fmt: skip
+    counted = ("done", "overdue", "cancelled")
+    return [
+        {"plan_id": r["id"], **{k: r[k] for k in r if k != "id" and k not in counted},
+         **{k: int(r[k] or 0) for k in counted}}
+        for r in con.execute(query).mappings()
+    ]  # fmt: skip
+
+
 def plan_tasks(
     con: Connection,
     plan_id: str,
@@ -1647,10 +1745,10 @@ def _published(
 
 
 __all__ = [
-    "TIERS", "Findings", "InspectorIn", "InspectorsRefused", "PlanCreated", "PlanError", "PlanRequest",
-    "ResultConflict", "TaskNotFound", "TaskResult", "Triggered", "Verification", "cancel_tasks",
-    "create_plan",
-    "import_preset_items", "list_settings", "load_items", "overdue_tasks", "post_result",
+    "TIERS", "Findings", "InspectorIn", "InspectorsRefused", "PlanCreated", "PlanError",
+    "PlanRequest", "ResultConflict", "TaskNotFound", "TaskResult", "Triggered", "Verification",
+    "cancel_tasks", "create_plan", "department_filter", "import_preset_items", "inspector_pool",
+    "list_settings", "load_items", "overdue_tasks", "plan_briefs", "post_result",
     "public_notice", "published_results", "save_inspectors", "save_item_list", "save_items",
     "store_inspections", "verify_plan", "vet_inspectors",
 ]  # fmt: skip

@@ -16,9 +16,18 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from records.settings import Settings
+from records.uscc import derive
 from serving.app import create_app
 from serving.auth import create_key
 from serving.db import inspectors
+from serving.spotcheck.plans import (
+    PlanRequest,
+    TaskResult,
+    cancel_tasks,
+    create_plan,
+    post_result,
+    verify_plan,
+)
 from tests.serving import test_spotcheck_plans as _plans
 from tests.serving.databases import Loaded
 from tests.serving.test_spotcheck_plans import _cli
@@ -28,7 +37,9 @@ small = _plans.small
 
 
 @pytest.fixture
-def api(small: Loaded, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, dict[str, str]]]:
+def api(
+    small: Loaded, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[TestClient, dict[str, str]]]:
     """The application on the small world, with a regulator's key."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     settings = Settings(data_dir=small.data_dir, DATABASE_URL=small.url, duckdb_memory_limit="1GB")
@@ -123,7 +134,7 @@ def test_post_inspectors_maps_a_chinese_department_like_the_file(
     got = client.post("/v1/inspectors", headers=headers, json=body)
     assert got.status_code == 200, got.text
     assert got.json() == {
-        "inspectors": 2, "conflicts": 0,
+        "inspectors": 2, "conflicts": 0, "deactivated": [],
         "warnings": [
             "inspectors[1] (F07): area 410100 is a city's code, read as the prefix 4101 (the "
             "companies' regions are counties)",
@@ -141,13 +152,141 @@ def test_post_inspectors_maps_a_chinese_department_like_the_file(
     assert bad.json()["code"] == "unknown_department"
     assert bad.json()["message"].startswith("inspectors[0] (F08): unknown department '消防队'")
     assert _stored(small, "F08") == {}
+    # replace: the roster of fire is F06 alone
+    roster = client.post("/v1/inspectors", headers=headers, json={"replace": True, "inspectors": [
+        {"inspector_id": "F06", "department": "fire", "area": "4101", "items": ["XF-01"]},
+    ]})  # fmt: skip
+    assert roster.json()["deactivated"] == ["F07"]
+    assert {k: v["active"] for k, v in _stored(small, "F06", "F07").items()} == {
+        "F06": True, "F07": False,
+    }  # fmt: skip
 
 
 def test_an_empty_inspector_file_is_named_once(small: Loaded, tmp_path: Path) -> None:
-    """"empty0.csv: empty0.csv: no inspector header": the file is named once, and an empty one
-    is called empty."""
+    """The message said "empty0.csv: empty0.csv: no inspector header": the file is named once,
+    and an empty one is called empty."""
     path = tmp_path / "empty0.csv"
     path.write_text("", encoding="utf-8")
     done = _cli(small, "plan", "inspectors", "import", str(path))
     assert done.exit_code == 2
-    assert done.stderr.strip() == f"error: {path}: the file is empty: no inspector header and no rows"
+    assert (
+        done.stderr.strip() == f"error: {path}: the file is empty: no inspector header and no rows"
+    )
+
+
+# ---- 2. a roster replaces the department's pool; listings -----------------------------------
+
+
+def test_a_roster_imported_with_replace_makes_the_absent_inactive(
+    small: Loaded, tmp_path: Path
+) -> None:
+    """Re-importing a department's roster never took anyone out: with --replace, the inspectors
+    of the file's departments absent from it become inactive (reported by id, kept: plans refer
+    to them); other departments are untouched, and a plan drawn before still verifies."""
+    before = create_plan(
+        small.engine,
+        PlanRequest.model_validate({
+            "name": "before", "departments": ["samr"], "items": ["SC-CP-04"], "seed": 1,
+            "snapshot_date": _plans.SMALL_AS_OF, "start_date": date(2026, 7, 6),
+            "item_ratios": {"SC-CP-04": _plans.ALL_OF_IT},
+        }),
+        today=date(2026, 7, 6),
+    )  # fmt: skip
+    fire = tmp_path / "fire.csv"
+    fire.write_text("inspector_id,department,area,items\nF01,fire,4101,XF-01\n", encoding="utf-8")
+    assert _cli(small, "plan", "inspectors", "import", str(fire)).exit_code == 0
+    roster = tmp_path / "samr.csv"
+    roster.write_text(
+        "inspector_id,department,area,items\n"
+        + "".join(f"samr-{k:02d},市场监管局,4101,SC-CP-04\n" for k in (0, 1, 2, 3))
+        + "samr-10,samr,4101,SC-CP-04\n",
+        encoding="utf-8",
+    )
+    plain = _cli(small, "plan", "inspectors", "import", str(roster), "--json")
+    assert json.loads(plain.stdout)["deactivated"] == []
+    assert all(v["active"] for v in _stored(small, "samr-04", "samr-05").values())
+    done = _cli(small, "plan", "inspectors", "import", str(roster), "--replace")
+    assert done.exit_code == 0, done.stderr
+    assert "made inactive (not in the file): samr-04, samr-05" in done.stdout
+    stored = _stored(small, "samr-00", "samr-04", "samr-05", "samr-10", "F01")
+    assert {k: v["active"] for k, v in stored.items()} == {
+        "samr-00": True, "samr-04": False, "samr-05": False, "samr-10": True, "F01": True,
+    }  # fmt: skip
+    again = _cli(small, "plan", "inspectors", "import", str(roster), "--replace", "--json")
+    assert json.loads(again.stdout)["deactivated"] == []  # inactive already: not again
+    assert verify_plan(small.engine, before.plan_id).identical
+
+
+def test_plan_inspectors_list_shows_the_pool_by_department(
+    small: Loaded, api: tuple[TestClient, dict[str, str]]
+) -> None:
+    client, headers = api
+    client.post("/v1/inspectors", headers=headers, json={"inspectors": [
+        {"inspector_id": "F01", "department": "fire", "area": "4101", "items": ["XF-01"],
+         "conflicts": [derive("a", "t", region="410102"), derive("b", "t", region="410102")],
+         "active": False},
+    ]})  # fmt: skip
+    done = _cli(small, "plan", "inspectors", "list", "--department", "消防救援机构", "--json")
+    assert done.exit_code == 0, done.stderr
+    listed = json.loads(done.stdout)
+    assert listed == {"inspectors": [{
+        "inspector_id": "F01", "name": None, "department": "fire", "area": "4101",
+        "items": ["XF-01"], "active": False, "conflicts": 2,
+    }]}  # fmt: skip
+    assert client.get("/v1/inspectors", headers=headers, params={"department": "fire"}).json() \
+        == listed  # fmt: skip
+    text = _cli(small, "plan", "inspectors", "list")
+    assert text.stdout.startswith("7 inspector(s)")
+    assert "F01" in text.stdout and "inactive" in text.stdout and "conflicts 2" in text.stdout
+    unknown = _cli(small, "plan", "inspectors", "list", "--department", "nosuch")
+    assert unknown.exit_code == 2
+    assert unknown.stderr.startswith("error: unknown department 'nosuch'")
+
+
+def test_plan_items_list_shows_caps_floors_and_the_lists_settings(
+    small: Loaded, tmp_path: Path
+) -> None:
+    text = _cli(small, "plan", "items", "list")
+    assert text.exit_code == 0
+    lines = text.stdout.splitlines()
+    assert lines[0] == (
+        "list national-default: general-item cap 5%, a department's inspections of a company "
+        "a year 2"
+    )
+    gs = next(line for line in lines if line.startswith("SC-GS-01"))
+    assert "cap 5.0%, floor 3.0%, yearly 1" in gs
+    xf = next(line for line in lines if line.startswith("XF-01"))
+    assert "no cap, yearly 1" in xf
+    as_json = json.loads(_cli(small, "plan", "items", "list", "--json").stdout)
+    assert as_json["settings"] == {
+        "name": "national-default", "general_item_cap": 0.05, "department_yearly_cap": 2,
+    }  # fmt: skip
+
+
+def test_plan_list_counts_done_overdue_and_cancelled_like_the_api(
+    small: Loaded, api: tuple[TestClient, dict[str, str]]
+) -> None:
+    client, headers = api
+    frame = _plans._small_plan(small, date(2026, 7, 6))
+    plan_id = str(frame["plan_id"].iloc[0])
+    ids = sorted(int(i) for i in frame["id"])
+    post_result(
+        small.engine,
+        small.store,
+        ids[0],
+        TaskResult(result="pass", check_date=date(2026, 7, 8)),
+        today=date(2026, 7, 8),
+    )
+    cancel_tasks(small.engine, plan_id, "重复抽取", ids[1])
+    done = _cli(small, "plan", "list", "--json")
+    assert done.exit_code == 0, done.stderr
+    page = json.loads(done.stdout)
+    assert page == client.get("/v1/spot-check-plans", headers=headers).json()
+    brief = page["plans"][0]
+    assert (brief["plan_id"], brief["tasks"], brief["done"], brief["cancelled"]) == (
+        plan_id, len(ids), 1, 1,
+    )  # fmt: skip
+    assert brief["overdue"] == len(ids) - 2  # due in August 2026, long past
+    text = _cli(small, "plan", "list").stdout
+    assert f"{plan_id} 2026-07-06" in text
+    assert f"{len(ids)} tasks: 1 done, {len(ids) - 2} overdue, 1 cancelled" in text
