@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from cli.main import JsonOpt, PurposeOpt, _as_of, _emit_json, _settings, _store, app, err, out
 from records.workdays import china_today
-from serving.spotcheck.items import Outcome
+from serving.spotcheck.items import NotInspectedReason, Outcome
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -440,6 +440,8 @@ FINDINGS_NEEDED: dict[str, str] = {
     "pass": "--result pass takes no findings: leave out --minor, --major and --serious",
     "problem": "--result problem needs --minor N or --major N (findings), and no --serious",
     "serious": "--result serious needs --serious N (at least one serious finding)",
+    "not_inspected": "--result not_inspected needs --reason unreachable|deregistered|"
+    "ceased_trading|other (other with --note saying why), and no findings",
 }
 """What each result asks of the finding counts, in the options' words (the rule itself is
 `serving.spotcheck.plans.TaskResult`'s)."""
@@ -447,23 +449,31 @@ FINDINGS_NEEDED: dict[str, str] = {
 RESULT_OPTIONS: dict[tuple[str | int, ...], str] = {
     ("result",): "--result", ("check_date",): "--date", ("findings", "minor"): "--minor",
     ("findings", "major"): "--major", ("findings", "serious"): "--serious",
-    ("findings", "description"): "--description",
+    ("findings", "description"): "--description", ("reason",): "--reason", ("note",): "--note",
 }  # fmt: skip
 
 
 @plan_app.command("result")
 def plan_result(
     task_id: Annotated[int, typer.Argument()],
-    result: Annotated[Outcome, typer.Option(help="pass, problem or serious.")],
+    result: Annotated[Outcome, typer.Option(
+        help="pass, problem, serious, or not_inspected (the check could not be made)."
+    )],
     check_date: Annotated[str, typer.Option("--date", help="Day of the check, YYYY-MM-DD.")],
     minor: Annotated[int, typer.Option(help="Minor findings (problem).")] = 0,
     major: Annotated[int, typer.Option(help="Major findings (problem).")] = 0,
     serious: Annotated[int, typer.Option(help="Serious findings (serious).")] = 0,
     description: str = "",
+    reason: Annotated[NotInspectedReason | None, typer.Option(
+        help="Why a check could not be made (not_inspected): unreachable (not at the "
+        "registered address), deregistered, ceased_trading or other.",
+    )] = None,
+    note: Annotated[str, typer.Option(help="Why, for --reason other (not public).")] = "",
     as_json: JsonOpt = False,
-) -> None:
+) -> None:  # fmt: skip
     """Record a task's result (it becomes a spot_check record and is published): pass without
-    findings, problem with minor or major ones, serious with at least one serious one."""
+    findings, problem with minor or major ones, serious with at least one serious one;
+    not_inspected with its --reason when the check could not be made (the task is closed)."""
     from pydantic import ValidationError
 
     from serving.spotcheck.draw import PlanError
@@ -474,13 +484,16 @@ def plan_result(
         body = TaskResult.model_validate(
             {"result": result, "check_date": day,
              "findings": {"minor": minor, "major": major, "serious": serious,
-                          "description": description}}
+                          "description": description},
+             "reason": reason, "note": note}
         )  # fmt: skip
     except ValidationError as exc:
         # the counts do not fit the result (the model's own check, at no field): say which
         whole = any(not e["loc"] for e in exc.errors())
-        _fail(FINDINGS_NEEDED[result] if whole else _validation_message(exc, RESULT_OPTIONS),
-              as_json=as_json)  # fmt: skip
+        needed = FINDINGS_NEEDED[result]
+        if result != "not_inspected" and (reason or note):
+            needed = "--reason and --note are for --result not_inspected only"
+        _fail(needed if whole else _validation_message(exc, RESULT_OPTIONS), as_json=as_json)
     try:
         done = post_result(_engine(), _store(_settings()), task_id, body)
     except (PlanError, LookupError, ResultConflict) as exc:
@@ -488,7 +501,8 @@ def plan_result(
     if as_json:
         _emit_json(done)
     else:
-        out.print(f"task {task_id}: {result} on {day}, record {done['record_id']}")
+        why = f" ({reason})" if reason else ""
+        out.print(f"task {task_id}: {result}{why} on {day}, record {done['record_id']}")
 
 
 @plan_app.command("overdue")

@@ -319,6 +319,8 @@ class ResultOut(BaseModel):
     check_date: date
     record_id: str
     published_late: bool
+    reason: str | None = None
+    """Why the check could not be made (result not_inspected)."""
 
 
 @router.post(
@@ -400,7 +402,10 @@ class PublishedResult(BaseModel):
     item_name: str
     department: str
     result: str
-    """In its corrected form once corrected (an objection decided "corrected")."""
+    """In its corrected form once corrected (an objection decided "corrected"); not_inspected
+    (未能检查) when the check could not be made."""
+    not_inspected_reason: str | None = None
+    """Why (a code: unreachable, deregistered, ceased_trading, other), for not_inspected."""
     corrected: bool = False
     check_date: date
     published_at: str | None

@@ -49,6 +49,7 @@ COLUMN_NAMES: dict[str, str] = {
     "corrected": "结果已更正",
     "objection_open": "异议处理中",
     "check_date": "检查日期",
+    "not_inspected_reason": "未能检查原因",
 }
 """Internal column name → the header regulators see; other columns keep their own name."""
 
@@ -118,7 +119,18 @@ VALUE_NAMES: dict[str, dict[str, str]] = {
         "overdue": "已逾期",
         "cancelled": "已取消",
     },
-    "result": {"pass": "未发现问题", "problem": "发现问题", "serious": "发现严重问题"},
+    "result": {
+        "pass": "未发现问题",
+        "problem": "发现问题",
+        "serious": "发现严重问题",
+        "not_inspected": "未能检查",
+    },
+    "not_inspected_reason": {
+        "unreachable": "通过登记的住所无法联系",
+        "deregistered": "已注销",
+        "ceased_trading": "已停业",
+        "other": "其他原因",
+    },
     "department": DEPARTMENT_NAMES,
 }
 """Coded values shown in Chinese (per column); values not listed are shown as they are."""
@@ -242,6 +254,12 @@ def to_chinese(frame: pd.DataFrame) -> pd.DataFrame:
     for column, names in VALUE_NAMES.items():
         if column in out.columns:
             out[column] = _translate(out[column], names)
+    if {"result", "not_inspected_reason"} <= set(out.columns):
+        # a check not made reads 未能检查（通过登记的住所无法联系）
+        why = out["not_inspected_reason"]
+        out["result"] = out["result"].where(
+            why.isna(), out["result"].astype(str) + "（" + why.astype(str) + "）"
+        )
     for column in YES_NO_COLUMNS & set(out.columns):
         out[column] = out[column].map({True: "是", False: "否"}).astype(object)
     return out.rename(columns=lambda c: COLUMN_NAMES.get(str(c), c))

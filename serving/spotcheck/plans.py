@@ -67,7 +67,15 @@ from serving.spotcheck.draw import (
     list_sha256,
 )
 from serving.spotcheck.export import DEPARTMENT_NAMES, department_code, known_departments
-from serving.spotcheck.items import TIERS, CheckItem, Outcome, Preset, Ratios, preset
+from serving.spotcheck.items import (
+    TIERS,
+    CheckItem,
+    NotInspectedReason,
+    Outcome,
+    Preset,
+    Ratios,
+    preset,
+)
 
 PUBLICATION_WORKING_DAYS = 20
 """Results are due, and published, within 20 working days (DOMAIN §7)."""
@@ -220,17 +228,37 @@ class Findings(BaseModel):
 
 
 class TaskResult(BaseModel):
-    """The result of one task: pass (未发现问题), problem (发现问题), serious (发现严重问题)."""
+    """The result of one task: pass (未发现问题), problem (发现问题), serious (发现严重问题), or
+    not_inspected (未能检查) with its `reason` (and a `note`, required for `other`): the task
+    is closed, and the record is neither a pass nor a problem."""
 
     model_config = ConfigDict(extra="forbid")
 
     result: Outcome
     check_date: date
     findings: Findings = Field(default_factory=Findings)
+    reason: NotInspectedReason | None = None
+    """Why the check could not be made (not_inspected only)."""
+    note: str = Field(default="", max_length=1000)
+    """The inspector's note on a check not made (required with reason `other`; kept with the
+    task and the record, never shown to the public: free text may name people)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> TaskResult:
         f = self.findings
+        if self.result == "not_inspected":
+            if f.minor + f.major + f.serious:
+                raise ValueError("a check not made has no findings")
+            if self.reason is None:
+                raise ValueError(
+                    "a check not made needs its reason: unreachable, deregistered, "
+                    "ceased_trading or other"
+                )
+            if self.reason == "other" and not self.note.strip():
+                raise ValueError("a check not made for another reason needs a note saying why")
+            return self
+        if self.reason is not None or self.note:
+            raise ValueError("a reason and a note are for a check not made (not_inspected) only")
         if self.result == "pass" and f.minor + f.major + f.serious:
             raise ValueError("a passed check has no findings")
         if self.result == "problem" and (f.serious or not (f.minor + f.major)):
@@ -1175,12 +1203,14 @@ LIST_FIELDS = (
     "task_id", "plan_id", "visit_no", "uscc", "company_name", "region", "tier", "item_id",
     "item_name", "department", "inspectors", "inclusion_prob", "basis", "due_date",
     "due_estimated", "status", "result", "corrected", "objection_open", "check_date",
+    "not_inspected_reason",
 )  # fmt: skip
 """The columns of a plan's list as regulators fetch it: `result` as the published results show
 it (its corrected form once corrected, `corrected` true), and `objection_open` while an
 objection to it is being decided (DOMAIN §10: the flag is visible to every consumer);
 `status` done_late (逾期完成) for a check made after its deadline, and `due_estimated` when the
-deadline was counted past the published holiday calendar."""
+deadline was counted past the published holiday calendar; `not_inspected_reason` why a check
+could not be made (result not_inspected; shown 未能检查（原因） in CSV and Excel)."""
 
 
 def plan_list(
@@ -1216,6 +1246,10 @@ def plan_list(
     frame["objection_open"] = False
     if store is not None:
         _results_in_force(store, frame, today)
+    # the reason of a check not made, while that is the result in force
+    frame["not_inspected_reason"] = frame["result_reason"].where(
+        frame["result"] == "not_inspected", None
+    )
     return plan, frame[list(LIST_FIELDS)]
 
 
@@ -1549,6 +1583,7 @@ def post_result(
                 .values(
                     result=body.result, check_date=body.check_date,
                     findings=body.findings.model_dump_json(), result_at=_now(),
+                    result_reason=body.reason, result_note=body.note or None,
                     result_by=posted_by, record_id=record_id_of(dict(task)), published_late=late,
                 )
             ).rowcount  # fmt: skip
@@ -1568,7 +1603,7 @@ def post_result(
         "task_id": task_id, "plan_id": task["plan_id"], "uscc": task["uscc"],
         "item_id": task["item_id"], "result": body.result,
         "check_date": body.check_date.isoformat(), "record_id": record_id,
-        "published_late": late,
+        "published_late": late, "reason": body.reason,
     }  # fmt: skip
 
 
@@ -1591,6 +1626,10 @@ def _write_result(
         "findings_minor": body.findings.minor, "findings_major": body.findings.major,
         "findings_serious": body.findings.serious,
     }  # fmt: skip
+    if body.reason is not None:  # a check not made: why (a code, public) and the note (not)
+        attributes["reason"] = body.reason
+        if body.note:
+            attributes["note"] = body.note
     with store.connect() as con:
         left = con.sql(
             "SELECT DISTINCT record_id, uscc, event_date, source_dept, severity, attributes "
@@ -1687,7 +1726,7 @@ def published_results(
         spot_check_tasks.c.item_id, spot_check_tasks.c.department, spot_check_tasks.c.result,
         spot_check_tasks.c.check_date, spot_check_tasks.c.result_at,
         spot_check_tasks.c.published_late, spot_check_tasks.c.record_id,
-        check_items.c.definition,
+        spot_check_tasks.c.result_reason, check_items.c.definition,
     ).join(check_items, check_items.c.id == spot_check_tasks.c.item_id, isouter=True).where(
         spot_check_tasks.c.result.is_not(None),
         # a cheap bound: no result is public longer than the catalogue's period
@@ -1736,6 +1775,9 @@ def _published(
         "company_name": mask_name(row["company_name"]) if person else row["company_name"],
         "item_id": row["item_id"], "item_name": name_zh,
         "department": row["department"], "result": form["severity"],
+        "not_inspected_reason": (
+            row["result_reason"] if form["severity"] == "not_inspected" else None
+        ),
         "corrected": form != publicity.corrected(record, [], today),
         "check_date": row["check_date"].isoformat(),
         "published_at": row["result_at"].isoformat() if row["result_at"] else None,

@@ -30,7 +30,7 @@ from serving.spotcheck.plans import (
 )
 from tests.serving import test_spotcheck_plans as _plans
 from tests.serving.databases import Loaded
-from tests.serving.test_spotcheck_plans import _cli
+from tests.serving.test_spotcheck_plans import _cli, _one_line
 
 small = _plans.small
 """40 companies of county 410102, the national-default items, 6 samr inspectors samr-00…05."""
@@ -290,3 +290,97 @@ def test_plan_list_counts_done_overdue_and_cancelled_like_the_api(
     text = _cli(small, "plan", "list").stdout
     assert f"{plan_id} 2026-07-06" in text
     assert f"{len(ids)} tasks: 1 done, {len(ids) - 2} overdue, 1 cancelled" in text
+
+
+# ---- 3. a check that could not be made ---------------------------------------------------------
+
+
+def test_a_check_not_made_closes_the_task_with_its_reason(
+    small: Loaded, api: tuple[TestClient, dict[str, str]]
+) -> None:
+    """Results were pass/problem/serious only: a company not found at its registered address
+    left its task open and overdue for good. `not_inspected` with a reason closes it (not
+    overdue), is stored as a record that is neither a pass nor a problem (no feature counts it,
+    training takes no example from it), and reads 未能检查（原因） in the lists."""
+    client, headers = api
+    frame = _plans._small_plan(small, date(2026, 7, 6))
+    plan_id = str(frame["plan_id"].iloc[0])
+    first, second, third = (str(i) for i in sorted(int(i) for i in frame["id"])[:3])
+    day = ["--date", "2026-07-08"]
+    refused = [
+        (["--result", "not_inspected"], "--result not_inspected needs --reason unreachable|"),
+        (["--result", "not_inspected", "--reason", "other"], "--result not_inspected needs"),
+        (["--result", "not_inspected", "--reason", "unreachable", "--minor", "1"],
+         "--result not_inspected needs"),
+        (["--result", "pass", "--reason", "unreachable"],
+         "--reason and --note are for --result not_inspected only"),
+    ]  # fmt: skip
+    for args, said in refused:
+        text = _one_line(_cli(small, "plan", "result", first, *args, *day))
+        assert said in text, (args, text)
+    posted = _cli(small, "plan", "result", first, "--result", "not_inspected", "--reason",
+                  "unreachable", *day, "--json")  # fmt: skip
+    assert posted.exit_code == 0, posted.stderr
+    assert json.loads(posted.stdout)["reason"] == "unreachable"
+    by_api = client.post(f"/v1/spot-check-tasks/{second}/result", headers=headers, json={
+        "result": "not_inspected", "check_date": "2026-07-08", "reason": "other",
+        "note": "门店拆迁，联系人张三称已搬离",
+    })  # fmt: skip
+    assert by_api.status_code == 201, by_api.text
+    assert by_api.json()["reason"] == "other"
+    post_result(
+        small.engine,
+        small.store,
+        int(third),
+        TaskResult(result="pass", check_date=date(2026, 7, 8)),
+        today=date(2026, 7, 8),
+    )
+    # closed: not overdue
+    overdue = client.get("/v1/spot-check-tasks/overdue", headers=headers,
+                         params={"plan_id": plan_id}).json()["tasks"]  # fmt: skip
+    assert {t["task_id"] for t in overdue}.isdisjoint({int(first), int(second), int(third)})
+    # the record: severity not_inspected, the reason a code, the note kept (never public)
+    records = {
+        r["record_id"]: r for r in small.store.read("records").to_pylist()
+        if r["category"] == "spot_check"
+    }  # fmt: skip
+    mine = {r["severity"]: json.loads(r["attributes"]) for r in records.values()}
+    assert mine["not_inspected"]["reason"] in ("unreachable", "other")
+    assert any(json.loads(r["attributes"]).get("note") == "门店拆迁，联系人张三称已搬离"
+               for r in records.values())  # fmt: skip
+    # the lists: JSON gives the reason, CSV reads 未能检查（…）
+    body = client.get(f"/v1/spot-check-plans/{plan_id}", headers=headers).json()
+    by_task = {str(t["task_id"]): t for t in body["tasks"]}
+    assert (by_task[first]["result"], by_task[first]["not_inspected_reason"]) == (
+        "not_inspected", "unreachable",
+    )  # fmt: skip
+    assert by_task[first]["status"] == "done"
+    assert by_task[third]["not_inspected_reason"] is None
+    csv_text = client.get(f"/v1/spot-check-plans/{plan_id}", headers=headers,
+                          params={"format": "csv"}).content.decode("utf-8-sig")  # fmt: skip
+    assert "未能检查（通过登记的住所无法联系）" in csv_text
+    assert "未能检查（其他原因）" in csv_text
+    assert "张三" not in csv_text  # the note stays with the task and the record
+    # published: the reason's code, never the note
+    public = client.get("/v1/spot-check-results", headers=headers,
+                        params={"plan_id": plan_id}).json()["results"]  # fmt: skip
+    shown = {str(r["task_id"]): r for r in public}
+    assert shown[first]["result"] == "not_inspected"
+    assert shown[first]["not_inspected_reason"] == "unreachable"
+    assert "张三" not in json.dumps(public, ensure_ascii=False)
+
+
+def test_training_takes_no_example_from_a_check_not_made(small: Loaded) -> None:
+    from training.dataset import spot_check_examples
+
+    frame = _plans._small_plan(small, date(2026, 7, 6))
+    first, second = sorted(int(i) for i in frame["id"])[:2]
+    day = date(2026, 7, 8)
+    post_result(small.engine, small.store, first,
+                TaskResult(result="not_inspected", check_date=day, reason="deregistered"),
+                today=day)  # fmt: skip
+    post_result(small.engine, small.store, second,
+                TaskResult(result="pass", check_date=day), today=day)  # fmt: skip
+    examples = spot_check_examples(small.store).to_pylist()
+    assert [e["record_id"] for e in examples] == [f"{frame['plan_id'].iloc[0]}-T{second:09d}"]
+    assert examples[0]["label"] == 0
