@@ -356,8 +356,10 @@ def plan_show(
         Literal["csv", "xlsx", "json"], typer.Option(help="csv, xlsx (needs --out) or json.")
     ] = "csv",
     output: Annotated[Path | None, typer.Option("--out", help="File (default: stdout).")] = None,
-    department: str | None = None,
-    inspector: str | None = None,
+    department: Annotated[
+        str | None, typer.Option(help="One department (code or Chinese name).")
+    ] = None,
+    inspector: Annotated[str | None, typer.Option(help="One inspector's tasks.")] = None,
     purpose: PurposeOpt = None,
 ) -> None:
     """A plan's list, byte for byte as `GET /v1/spot-check-plans/{id}` gives it: JSON (the plan
@@ -368,12 +370,16 @@ def plan_show(
 
     if format == "xlsx" and output is None:
         _fail("give --out for Excel (an .xlsx file is no text for the terminal)")
+    from serving.spotcheck.plans import inspector_filter
+
     engine = _engine()
     with engine.connect() as con:
+        department = _department(con, department)
         try:
+            inspector = inspector_filter(con, inspector) if inspector is not None else None
             plan, frame = plan_list(con, plan_id, department, inspector, store=_store(_settings()))
         except LookupError as exc:
-            _fail(str(exc))
+            _fail(str(exc.args[0]))
     _log_read(engine, "plan show", frame["uscc"], f"{plan_id}: {purpose or 'plan list'}")
     data = plan_list_bytes(plan, frame, format)
     if output is None:
@@ -507,7 +513,9 @@ def plan_result(
 
 @plan_app.command("overdue")
 def plan_overdue(
-    department: str | None = None,
+    department: Annotated[
+        str | None, typer.Option(help="One department (code or Chinese name).")
+    ] = None,
     plan_id: Annotated[str | None, typer.Option("--plan-id", help="One plan's tasks.")] = None,
     as_of: Annotated[str | None, typer.Option("--as-of")] = None,
     purpose: PurposeOpt = None,
@@ -516,11 +524,17 @@ def plan_overdue(
     """Tasks past their 20 working days without a result (with --json: what
     `GET /v1/spot-check-tasks/overdue` answers)."""
     from serving.routes.spotchecks import TaskOut, TaskPage
-    from serving.spotcheck.plans import overdue_tasks
+    from serving.spotcheck.plans import get_plan, overdue_tasks
 
     day = _as_of(as_of) if as_of else china_today()
     engine = _engine()
     with engine.connect() as con:
+        department = _department(con, department, as_json)
+        if plan_id is not None:
+            try:
+                get_plan(con, plan_id)
+            except LookupError as exc:
+                _fail(str(exc.args[0]), as_json=as_json)
         frame = overdue_tasks(con, day, department, plan_id, limit=100_000)
     _log_read(engine, "plan overdue", frame["uscc"], purpose)
     if as_json:

@@ -43,6 +43,9 @@ from serving.spotcheck.plans import (
     Verification,
     cancel_tasks,
     create_plan,
+    department_filter,
+    get_plan,
+    inspector_filter,
     inspector_pool,
     overdue_tasks,
     plan_briefs,
@@ -54,6 +57,7 @@ from serving.spotcheck.plans import (
     save_items,
     verify_plan,
 )
+from serving.state import ServiceState
 
 router = APIRouter(prefix="/v1", tags=["spot checks"])
 MANAGE = frozenset({"admin", "regulator"})
@@ -69,13 +73,41 @@ def _plan_error(exc: PlanError) -> ApiError:
     return ApiError(409 if exc.code in PLAN_CONFLICTS else 422, exc.code, str(exc))
 
 
-def _own_department(caller: Caller, department: str | None) -> str | None:
-    """A department key is limited to its own department."""
+def _department(state: ServiceState, given: str | None) -> str | None:
+    """A `department` filter as its code (a code in any case or a Chinese name, the inspector
+    file's mapping); one that names no department is refused (422 `unknown_department`), not
+    answered with an empty list."""
+    if given is None:
+        return None
+    with state.engine.connect() as con:
+        try:
+            return department_filter(con, given)
+        except LookupError as exc:
+            raise ApiError(422, "unknown_department", str(exc.args[0])) from None
+
+
+def _own_department(
+    state: ServiceState, caller: Caller, department: str | None, what: str = "tasks"
+) -> str | None:
+    """The department filter in force: a department key is limited to its own department's
+    `what` (tasks, inspectors)."""
+    department = _department(state, department)
     if caller.role == "department":
         if department is not None and department != caller.department:
             raise ApiError(403, "forbidden", f"a {caller.department} key sees its own tasks only")
         return caller.department or "-"
     return department
+
+
+def _inspector(state: ServiceState, given: str | None) -> str | None:
+    """An `inspector` filter, checked to be in the pool (422 `unknown_inspector` if not)."""
+    if given is None:
+        return None
+    with state.engine.connect() as con:
+        try:
+            return inspector_filter(con, given)
+        except LookupError as exc:
+            raise ApiError(422, "unknown_inspector", str(exc.args[0])) from None
 
 
 # ---- check items and inspectors ---------------------------------------------------------------
@@ -90,6 +122,7 @@ def list_items(
     state: StateDep, caller: CallerDep, department: Annotated[str | None, Query()] = None
 ) -> ItemList:
     """The check-item list (抽查事项清单): public."""
+    department = _department(state, department)
     query = sa.select(check_items.c.definition).order_by(check_items.c.id)
     if department is not None:
         query = query.where(check_items.c.department == department)
@@ -160,7 +193,7 @@ def list_inspectors(
     """The inspector pool (a department key: its own), with each one's declared conflicts
     counted (`credsup plan inspectors list` gives the same)."""
     require(caller, TASKS, "read the inspector pool")
-    department = _own_department(caller, department)
+    department = _own_department(state, caller, department, "inspectors")
     with state.engine.connect() as con:
         rows = inspector_pool(con, department)
     return InspectorList(inspectors=[InspectorOut.model_validate(r) for r in rows])
@@ -230,7 +263,8 @@ def get_plan_list(
 ) -> Response:
     require(caller, TASKS, "read spot-check lists")
     purpose = purpose_of(caller, x_purpose)
-    department = _own_department(caller, department)
+    department = _own_department(state, caller, department)
+    inspector = _inspector(state, inspector)
     with state.engine.connect() as con:
         try:
             plan, frame = plan_list(con, plan_id, department, inspector, store=state.store)
@@ -381,9 +415,14 @@ def get_overdue(
     company listed."""
     require(caller, TASKS, "read overdue tasks")
     purpose = purpose_of(caller, x_purpose)
-    department = _own_department(caller, department)
+    department = _own_department(state, caller, department)
     day = as_of or china_today()
     with state.engine.connect() as con:
+        if plan_id is not None:
+            try:
+                get_plan(con, plan_id)
+            except LookupError as exc:
+                raise ApiError(404, "not_found", str(exc)) from None
         frame = overdue_tasks(con, day, department, plan_id, limit)
     state.audit.log_companies(caller, "GET /v1/spot-check-tasks/overdue", frame["uscc"], purpose)
     return TaskPage(

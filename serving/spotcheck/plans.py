@@ -509,6 +509,15 @@ def department_filter(con: Connection, given: str) -> str:
     return code
 
 
+def inspector_filter(con: Connection, given: str) -> str:
+    """An inspector asked for in a filter, checked to be in the pool (LookupError if not: an
+    unknown id would answer an empty list as if it were true)."""
+    found = con.execute(sa.select(inspectors.c.id).where(inspectors.c.id == given)).scalar()
+    if found is None:
+        raise LookupError(f"unknown inspector {given!r}: no inspector of the pool has that id")
+    return str(found)
+
+
 def inspector_pool(con: Connection, department: str | None = None) -> list[dict[str, Any]]:
     """The inspectors (of one department): id, name, department, area, items, active and how
     many declared conflicts each has."""
@@ -952,6 +961,7 @@ def create_plan(
     arrive later leave its replay unchanged. Without it, only plan tasks count."""
     started = time.perf_counter()
     today = today or china_today()
+    request = _department_codes(engine, request)
     params = resolve(engine, request)
     start = request.start_date or today
     if request.snapshot_date is not None and request.snapshot_date > start:
@@ -1038,6 +1048,28 @@ def create_plan(
         inspector_hash=snapshot.inspector_hash, list_sha256=list_sha256(listing),
         summary=summary, seconds=round(time.perf_counter() - started, 3),
     )  # fmt: skip
+
+
+def _department_codes(engine: Engine, request: PlanRequest) -> PlanRequest:
+    """The request with its departments (and triggered entries' departments) as codes: a code
+    in any case or a Chinese name (`export.department_code`); one that names none is left for
+    `resolve` to refuse (`unknown_department`)."""
+    with engine.connect() as con:
+        known = {
+            d for table in (check_items, inspectors)
+            for (d,) in con.execute(sa.select(table.c.department).distinct())
+        }  # fmt: skip
+
+    def code(given: str) -> str:
+        return given if given in known else (department_code(given, known) or given)
+
+    triggered = [
+        t if isinstance(t, str) or t.department is None
+        else t.model_copy(update={"department": code(t.department)})
+        for t in request.triggered
+    ]  # fmt: skip
+    departments = sorted({code(d) for d in request.departments})
+    return request.model_copy(update={"departments": departments, "triggered": triggered})
 
 
 def _refuse_duplicate(con: Connection, request: PlanRequest, start: date) -> None:
@@ -1789,8 +1821,8 @@ def _published(
 __all__ = [
     "TIERS", "Findings", "InspectorIn", "InspectorsRefused", "PlanCreated", "PlanError",
     "PlanRequest", "ResultConflict", "TaskNotFound", "TaskResult", "Triggered", "Verification",
-    "cancel_tasks", "create_plan", "department_filter", "import_preset_items", "inspector_pool",
-    "list_settings", "load_items", "overdue_tasks", "plan_briefs", "post_result",
-    "public_notice", "published_results", "save_inspectors", "save_item_list", "save_items",
-    "store_inspections", "verify_plan", "vet_inspectors",
+    "cancel_tasks", "create_plan", "department_filter", "import_preset_items",
+    "inspector_filter", "inspector_pool", "list_settings", "load_items", "overdue_tasks",
+    "plan_briefs", "post_result", "public_notice", "published_results", "save_inspectors",
+    "save_item_list", "save_items", "store_inspections", "verify_plan", "vet_inspectors",
 ]  # fmt: skip

@@ -384,3 +384,56 @@ def test_training_takes_no_example_from_a_check_not_made(small: Loaded) -> None:
     examples = spot_check_examples(small.store).to_pylist()
     assert [e["record_id"] for e in examples] == [f"{frame['plan_id'].iloc[0]}-T{second:09d}"]
     assert examples[0]["label"] == 0
+
+
+# ---- 4. unknown filters are refused, Chinese names accepted ------------------------------------
+
+
+def test_unknown_filters_are_refused_and_department_names_accepted(
+    small: Loaded, api: tuple[TestClient, dict[str, str]]
+) -> None:
+    """`--department 消防救援机构`, `--inspector S99`, `--department nosuch`, `--plan-id
+    SJ-2026-09999` and `?department=nosuch` answered an empty list as if true: a Chinese name now
+    stands for its code, and what names nothing is refused in one line (exit 2; 422 or 404)."""
+    client, headers = api
+    frame = _plans._small_plan(small, date(2026, 7, 6))
+    plan_id = str(frame["plan_id"].iloc[0])
+    named = _cli(small, "plan", "show", plan_id, "--department", "市场监管局", "--format", "json",
+                 "--purpose", "test")  # fmt: skip
+    assert named.exit_code == 0, named.stderr
+    assert len(json.loads(named.stdout)["tasks"]) == len(frame)
+    refusals = [
+        (["plan", "show", plan_id, "--department", "nosuch"], "error: unknown department 'nosuch'"),
+        (["plan", "show", plan_id, "--inspector", "S99"], "error: unknown inspector 'S99'"),
+        (["plan", "overdue", "--department", "nosuch"], "error: unknown department 'nosuch'"),
+        (["plan", "overdue", "--plan-id", "SJ-2026-09999"],
+         "error: no spot-check plan SJ-2026-09999"),
+    ]  # fmt: skip
+    for args, said in refusals:
+        assert _one_line(_cli(small, *args)).startswith(said), args
+    overdue = _cli(small, "plan", "overdue", "--department", "SAMR", "--plan-id", plan_id,
+                   "--json")  # fmt: skip
+    assert len(json.loads(overdue.stdout)["tasks"]) == len(frame)
+    base = f"/v1/spot-check-plans/{plan_id}"
+    for path, params, status, code in [
+        (base, {"department": "nosuch"}, 422, "unknown_department"),
+        (base, {"inspector": "S99"}, 422, "unknown_inspector"),
+        ("/v1/spot-check-tasks/overdue", {"department": "nosuch"}, 422, "unknown_department"),
+        ("/v1/spot-check-tasks/overdue", {"plan_id": "SJ-2026-09999"}, 404, "not_found"),
+        ("/v1/inspectors", {"department": "nosuch"}, 422, "unknown_department"),
+        ("/v1/check-items", {"department": "nosuch"}, 422, "unknown_department"),
+    ]:
+        got = client.get(path, headers=headers, params=params)
+        assert (got.status_code, got.json()["code"]) == (status, code), (path, params)
+    by_name = client.get(base, headers=headers, params={"department": "市场监督管理局"}).json()
+    assert len(by_name["tasks"]) == len(frame)
+    assert client.get(base, headers=headers, params={"inspector": "samr-00"}).status_code == 200
+
+
+def test_a_plan_request_names_departments_in_chinese(small: Loaded) -> None:
+    made = create_plan(small.engine, PlanRequest.model_validate({
+        "name": "names", "departments": ["市场监管局"], "items": ["SC-CP-04"], "seed": 1,
+        "snapshot_date": _plans.SMALL_AS_OF, "start_date": date(2026, 7, 6),
+    }), today=date(2026, 7, 6))  # fmt: skip
+    assert {i["item_id"] for i in made.summary["items"]} == {"SC-CP-04"}
+    assert verify_plan(small.engine, made.plan_id).identical
