@@ -69,13 +69,33 @@ def _validation_message(
     exc: ValidationError, options: dict[tuple[str | int, ...], str] | None = None
 ) -> str:
     """A pydantic error in one line: each problem after the option (or field) it concerns, with
-    no link to pydantic's pages."""
+    the value refused where the problem is one element of a list (`--tiers: Input should be 'A',
+    'B', 'C' or 'D' (got 'E')`), and no link to pydantic's pages nor the union's other branch."""
     problems = []
     for e in exc.errors(include_url=False):
+        if e["type"] == "string_type" and isinstance(e.get("input"), dict):
+            continue  # a triggered entry given as an object: the plain-code branch's complaint
         what = e["msg"].removeprefix("Value error, ")
-        where = (options or {}).get(tuple(e["loc"])) or ".".join(str(p) for p in e["loc"])
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and "[" in p))
+        prefix = next((loc[:k] for k in range(len(loc), 0, -1) if loc[:k] in (options or {})), None)
+        if prefix is None:
+            where = ".".join(str(p) for p in loc)
+        else:
+            where = (options or {})[prefix]
+            if any(isinstance(p, int) for p in loc[len(prefix) :]) and e["type"] != "value_error":
+                what = f"{what} (got {e.get('input')!r})"
         problems.append(f"{where}: {what}" if where else what)
     return "; ".join(problems)
+
+
+CREATE_OPTIONS: dict[tuple[str | int, ...], str] = {
+    ("name",): "--name", ("departments",): "--departments", ("items",): "--items",
+    ("ratio_preset",): "--preset", ("population", "regions"): "--regions",
+    ("population", "industries"): "--industries", ("population", "tiers"): "--tiers",
+    ("snapshot_date",): "--snapshot", ("start_date",): "--start", ("seed",): "--seed",
+    ("triggered",): "--triggered",
+}  # fmt: skip
+"""`plan create`'s options by the request field they set (what a refusal names)."""
 
 
 def _split(text: str | None) -> list[str]:
@@ -333,7 +353,8 @@ def plan_create(
             )  # fmt: skip
         created = create_plan(_engine(), request, store=_store(_settings()))
     except ValidationError as exc:
-        _fail(_validation_message(exc), as_json=as_json)
+        options = CREATE_OPTIONS if request_file is None else None
+        _fail(_validation_message(exc, options), as_json=as_json)
     except (PlanError, OSError) as exc:
         _fail(str(exc), as_json=as_json)
     if as_json:

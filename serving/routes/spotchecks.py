@@ -94,7 +94,11 @@ def _own_department(
     department = _department(state, department)
     if caller.role == "department":
         if department is not None and department != caller.department:
-            raise ApiError(403, "forbidden", f"a {caller.department} key sees its own tasks only")
+            raise ApiError(
+                403, "forbidden",
+                f"a {caller.department} key sees its own department's {what} only, not "
+                f"{department}'s",
+            )  # fmt: skip
         return caller.department or "-"
     return department
 

@@ -86,13 +86,14 @@ RESULTS: tuple[str, ...] = get_args(Outcome)
 
 
 def _valid_codes(value: list[str], field: str) -> list[str]:
-    """Unified social credit codes, checked, without repeats (sorted)."""
+    """Unified social credit codes, checked, without repeats (sorted). A refusal names the code
+    (the error's location names the `field`)."""
     out = []
     for code in value:
         try:
             out.append(codes.validate(code))
         except codes.InvalidUSCC as exc:
-            raise ValueError(f"{field}: {exc.message}") from None
+            raise ValueError(f"{code}: {exc.message}") from None
     return sorted(set(out))
 
 

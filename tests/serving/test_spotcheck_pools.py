@@ -437,3 +437,36 @@ def test_a_plan_request_names_departments_in_chinese(small: Loaded) -> None:
     }), today=date(2026, 7, 6))  # fmt: skip
     assert {i["item_id"] for i in made.summary["items"]} == {"SC-CP-04"}
     assert verify_plan(small.engine, made.plan_id).identical
+
+
+# ---- 5. wording ----------------------------------------------------------------------------------
+
+
+def test_a_department_key_is_told_what_it_may_not_see(
+    small: Loaded, api: tuple[TestClient, dict[str, str]]
+) -> None:
+    """A fire key asking for samr's inspectors was told "a fire key sees its own tasks only"."""
+    client, _ = api
+    fire = {"X-API-Key": create_key(small.engine, "department", "fire", "fire"), "X-Purpose": "t"}
+    got = client.get("/v1/inspectors", headers=fire, params={"department": "samr"})
+    assert got.status_code == 403
+    assert (
+        got.json()["message"] == "a fire key sees its own department's inspectors only, not samr's"
+    )
+    own = client.get("/v1/inspectors", headers=fire, params={"department": "消防救援机构"})
+    assert own.status_code == 200
+
+
+def test_plan_create_refusals_name_the_option_once(small: Loaded) -> None:
+    """ "triggered: triggered: check character…" and "population.tiers.0: …": a refusal names
+    the option (and the value refused) once."""
+    good = derive("x", "t", region="410102")
+    bad = good[:-1] + ("0" if good[-1] != "0" else "1")
+    base = ["plan", "create", "--name", "w", "--departments", "samr", "--items", "SC-CP-04",
+            "--snapshot", "2026-06-30", "--start", "2026-07-06", "--record-past"]  # fmt: skip
+    text = _one_line(_cli(small, *base, "--triggered", bad))
+    assert text.startswith(f"error: --triggered: {bad}: check character should be ")
+    text = _one_line(_cli(small, *base, "--triggered", f"{bad}:SC-CP-04"))
+    assert text.startswith(f"error: --triggered: {bad}: check character should be ")
+    text = _one_line(_cli(small, *base, "--tiers", "C,E"))
+    assert text == "error: --tiers: Input should be 'A', 'B', 'C' or 'D' (got 'E')"
