@@ -452,6 +452,7 @@ class PublishedResult(BaseModel):
     corrected: bool = False
     check_date: date
     published_at: str | None
+    """When the result was posted, China time with its offset (2026-12-05T18:29:06+08:00)."""
     published_late: bool
     objection_open: bool = Field(False, description="An objection to the result is being decided")
 

@@ -1659,6 +1659,8 @@ def _write_result(
         "findings_minor": body.findings.minor, "findings_major": body.findings.major,
         "findings_serious": body.findings.serious,
     }  # fmt: skip
+    if body.findings.description:  # free text (may name people): kept, never public
+        attributes["description"] = body.findings.description
     if body.reason is not None:  # a check not made: why (a code, public) and the note (not)
         attributes["reason"] = body.reason
         if body.note:
@@ -1788,6 +1790,16 @@ def published_results(
     return out
 
 
+def _china_time(moment: datetime | None) -> str | None:
+    """A stored moment as China time with its offset, to the second ("2026-12-05T18:29:06+08:00";
+    a moment without a zone is UTC, as the database keeps it)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(CHINA).replace(microsecond=0).isoformat()
+
+
 def _published(
     row: Any, record: dict[str, Any] | None, events: list[dict[str, Any]], today: date
 ) -> dict[str, Any] | None:
@@ -1813,7 +1825,7 @@ def _published(
         ),
         "corrected": form != publicity.corrected(record, [], today),
         "check_date": row["check_date"].isoformat(),
-        "published_at": row["result_at"].isoformat() if row["result_at"] else None,
+        "published_at": _china_time(row["result_at"]),
         "published_late": bool(row["published_late"]),
         "objection_open": publicity.objection_open(events, today),
     }  # fmt: skip

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -470,3 +470,42 @@ def test_plan_create_refusals_name_the_option_once(small: Loaded) -> None:
     assert text.startswith(f"error: --triggered: {bad}: check character should be ")
     text = _one_line(_cli(small, *base, "--tiers", "C,E"))
     assert text == "error: --tiers: Input should be 'A', 'B', 'C' or 'D' (got 'E')"
+
+
+# ---- 6. published time with its offset; the findings' description kept in the record ----------
+
+
+def test_published_at_has_its_offset_and_the_description_stays_private(
+    small: Loaded, api: tuple[TestClient, dict[str, str]]
+) -> None:
+    """`published_at` was UTC without a zone ("2026-12-05T10:29:06", 18:29 in China): now China
+    time with +08:00. The findings' description ("无证经营") was kept on the task only: it is in
+    the record's attributes too, and out of every public view (free text may name people)."""
+    from serving.load import shown_attributes
+
+    client, headers = api
+    frame = _plans._small_plan(small, date(2026, 7, 6))
+    task = int(sorted(int(i) for i in frame["id"])[0])
+    got = client.post(f"/v1/spot-check-tasks/{task}/result", headers=headers, json={
+        "result": "problem", "check_date": "2026-07-08",
+        "findings": {"minor": 1, "description": "无证经营，负责人李四在场"},
+    })  # fmt: skip
+    assert got.status_code == 201, got.text
+    record = next(
+        r
+        for r in small.store.read("records").to_pylist()
+        if r["record_id"] == got.json()["record_id"]
+    )
+    attributes = json.loads(record["attributes"])
+    assert attributes["description"] == "无证经营，负责人李四在场"
+    assert "description" not in shown_attributes("spot_check", attributes)
+    assert shown_attributes("spot_check", {**attributes, "reason": "unreachable", "note": "张三"}) \
+        == {"check_item": attributes["check_item"], "reason": "unreachable"}  # fmt: skip
+    public = client.get(
+        "/v1/spot-check-results", headers=headers, params={"plan_id": str(frame["plan_id"].iloc[0])}
+    ).json()["results"]
+    shown = next(r for r in public if r["task_id"] == task)
+    assert "李四" not in json.dumps(public, ensure_ascii=False)
+    stamp = datetime.fromisoformat(shown["published_at"])
+    assert shown["published_at"].endswith("+08:00") and stamp.microsecond == 0
+    assert abs((datetime.now(UTC) - stamp).total_seconds()) < 600
