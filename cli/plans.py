@@ -56,6 +56,25 @@ def _log_read(engine: Any, command: str, usccs: Iterable[str], purpose: str | No
         _fail(f"the audit log refused the read: {writer.refused[0][1]}", 1)
 
 
+def _log_write(engine: Any, command: str, uscc: str, purpose: str) -> None:
+    """A write about a company at the command line goes to the audit log like the API's (role
+    `operator`, the user and host in the purpose). Written after the write itself: a refusal is
+    reported on stderr, the write stands."""
+    from serving.audit import AuditQuarantine, AuditWriter
+    from serving.auth import Caller
+
+    user = getpass.getuser()
+    writer = AuditWriter(engine, quarantine=AuditQuarantine(_settings().audit_quarantine_dir))
+    writer.log(
+        Caller(key_id=0, role="operator", department=None, name=user), f"credsup {command}",
+        uscc, f"{purpose} (by {user} on {socket.gethostname()})"[:256], 201,
+    )  # fmt: skip
+    writer.flush()
+    if writer.refused:
+        err.print(f"[yellow]warning:[/yellow] recorded, but the audit log refused its line: "
+                  f"{escape(writer.refused[0][1])}", soft_wrap=True)  # fmt: skip
+
+
 def _fail(message: str, code: int = 2, as_json: bool = False) -> NoReturn:
     """A refusal in one line on stderr (with `--json`: `{"error": …}` on stdout), then exit."""
     if as_json:
@@ -496,6 +515,7 @@ def plan_result(
         "registered address), deregistered, ceased_trading or other.",
     )] = None,
     note: Annotated[str, typer.Option(help="Why, for --reason other (not public).")] = "",
+    purpose: PurposeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
     """Record a task's result (it becomes a spot_check record and is published): pass without
@@ -521,10 +541,14 @@ def plan_result(
         if result != "not_inspected" and (reason or note):
             needed = "--reason and --note are for --result not_inspected only"
         _fail(needed if whole else _validation_message(exc, RESULT_OPTIONS), as_json=as_json)
+    engine = _engine()
     try:
-        done = post_result(_engine(), _store(_settings()), task_id, body)
+        done = post_result(engine, _store(_settings()), task_id, body)
     except (PlanError, LookupError, ResultConflict) as exc:
         _fail(str(exc), as_json=as_json)
+    # a line in the audit log for the company, as the API writes (the result stands either way)
+    _log_write(engine, "plan result", done["uscc"],
+               f"{done['plan_id']} task {task_id}: {purpose or 'spot-check result'}")  # fmt: skip
     if as_json:
         _emit_json(done)
     else:

@@ -8,6 +8,7 @@ lists are audited like any read of credit information.
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 from typing import Annotated, Any
 
@@ -17,6 +18,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from records.workdays import china_today
+from serving.audit import AuditUnavailable
 from serving.auth import Caller
 from serving.db import check_items
 from serving.deps import (
@@ -25,6 +27,7 @@ from serving.deps import (
     StateDep,
     purpose_of,
     require,
+    stated_purpose,
     valid_code,
 )
 from serving.errors import ApiError
@@ -60,6 +63,7 @@ from serving.spotcheck.plans import (
 from serving.state import ServiceState
 
 router = APIRouter(prefix="/v1", tags=["spot checks"])
+log = logging.getLogger(__name__)
 MANAGE = frozenset({"admin", "regulator"})
 TASKS = frozenset({"admin", "regulator", "department"})
 LIST_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, 409: ERRORS[422]}
@@ -370,8 +374,11 @@ def post_task_result(
     body: TaskResult,
     state: StateDep,
     caller: CallerDep,
+    x_purpose: PurposeHeader = None,
 ) -> ResultOut:
-    """Record a check's result: it becomes a `spot_check` record and is published."""
+    """Record a check's result: it becomes a `spot_check` record and is published. The audit
+    log gets a line for the company, with the caller's `X-Purpose` (optional here: a result is
+    written, not read; `spot-check result` without it)."""
     require(caller, TASKS, "report spot-check results")
     department = caller.department if caller.role == "department" else None
     if caller.role == "department" and not department:
@@ -386,7 +393,17 @@ def post_task_result(
         raise ApiError(409, "conflict", str(exc)) from None
     except PlanError as exc:
         raise _plan_error(exc) from None
+    purpose = stated_purpose(x_purpose) or RESULT_PURPOSE
+    try:
+        state.audit.log(caller, "POST /v1/spot-check-tasks/{task_id}/result", out["uscc"],
+                        f"{out['plan_id']} task {task_id}: {purpose}"[:256], 201)  # fmt: skip
+    except AuditUnavailable as exc:  # the result is stored: say so, rather than a 503
+        log.error("result of task %s posted but not audited: %s", task_id, exc)
     return ResultOut.model_validate(out)
+
+
+RESULT_PURPOSE = "spot-check result"
+"""The purpose an audit line of a posted result states when the caller gave none."""
 
 
 class TaskOut(BaseModel):

@@ -19,7 +19,7 @@ from records.settings import Settings
 from records.uscc import derive
 from serving.app import create_app
 from serving.auth import create_key
-from serving.db import inspectors
+from serving.db import audit_log, inspectors
 from serving.spotcheck.plans import (
     PlanRequest,
     TaskResult,
@@ -509,3 +509,44 @@ def test_published_at_has_its_offset_and_the_description_stays_private(
     stamp = datetime.fromisoformat(shown["published_at"])
     assert shown["published_at"].endswith("+08:00") and stamp.microsecond == 0
     assert abs((datetime.now(UTC) - stamp).total_seconds()) < 600
+
+
+# ---- 7. a posted result is audited -------------------------------------------------------------
+
+
+def test_a_posted_result_is_one_audit_line_for_the_company(
+    small: Loaded, api: tuple[TestClient, dict[str, str]]
+) -> None:
+    """Posting a result (API or command line) left nothing in the audit log: each is now one
+    line for the company with the caller's purpose (a default when none is given)."""
+    client, headers = api
+    frame = _plans._small_plan(small, date(2026, 7, 6))
+    plan_id = str(frame["plan_id"].iloc[0])
+    first, second, third = (int(i) for i in sorted(int(i) for i in frame["id"])[:3])
+    by_task = dict(zip(frame["id"].astype(int), frame["uscc"], strict=True))
+    body = {"result": "pass", "check_date": "2026-07-08"}
+    purpose = {**headers, "X-Purpose": "现场检查录入".encode()}
+    got = client.post(f"/v1/spot-check-tasks/{first}/result", headers=purpose, json=body)
+    assert got.status_code == 201, got.text
+    bare = {"X-API-Key": headers["X-API-Key"]}
+    assert client.post(f"/v1/spot-check-tasks/{second}/result", headers=bare,
+                       json=body).status_code == 201  # fmt: skip
+    client.app.state.service.audit.flush()  # type: ignore[attr-defined]
+    posted = _cli(small, "plan", "result", str(third), "--result", "pass", "--date", "2026-07-08",
+                  "--purpose", "补录")  # fmt: skip
+    assert posted.exit_code == 0, posted.stderr
+    with small.engine.connect() as con:
+        lines = con.execute(
+            sa.select(audit_log.c.uscc, audit_log.c.endpoint, audit_log.c.purpose,
+                      audit_log.c.status, audit_log.c.role)
+            .where(audit_log.c.endpoint.like("%result%"))
+            .order_by(audit_log.c.id)
+        ).all()  # fmt: skip
+    assert [(u, e, s, r) for u, e, _, s, r in lines] == [
+        (by_task[first], "POST /v1/spot-check-tasks/{task_id}/result", 201, "regulator"),
+        (by_task[second], "POST /v1/spot-check-tasks/{task_id}/result", 201, "regulator"),
+        (by_task[third], "credsup plan result", 201, "operator"),
+    ]
+    assert lines[0].purpose == f"{plan_id} task {first}: 现场检查录入"
+    assert lines[1].purpose == f"{plan_id} task {second}: spot-check result"
+    assert lines[2].purpose.startswith(f"{plan_id} task {third}: 补录 (by ")
