@@ -490,6 +490,16 @@ def save_inspectors(
     }  # fmt: skip
 
 
+def _as_department(given: str, known: set[str]) -> str | None:
+    """A department as its code: a built-in code (any case) or Chinese name first, so that a
+    name once stored as a code (an inspector posted with department 消防救援机构 before names
+    were mapped) still means its department; then a code the database has."""
+    mapped = department_code(given)
+    if mapped is not None:
+        return mapped
+    return given if given in known else department_code(given, known)
+
+
 def department_filter(con: Connection, given: str) -> str:
     """A department asked for in a filter, as its code: a code (any case) or a Chinese name
     (`export.department_code`) of a known department, or a department the check items,
@@ -499,13 +509,12 @@ def department_filter(con: Connection, given: str) -> str:
         d for table in (check_items, inspectors, spot_check_tasks)
         for (d,) in con.execute(sa.select(table.c.department).distinct())
     }  # fmt: skip
-    if given in known:
-        return given
-    code = department_code(given, known)
+    code = _as_department(given, known)
     if code is None:
+        codes = {d for d in known if department_code(d) in (None, d)}  # not names stored as codes
         raise LookupError(
             f"unknown department {given!r}: give a code or Chinese name of one (known: "
-            f"{known_departments(known)})"
+            f"{known_departments(codes)})"
         )
     return code
 
@@ -1062,7 +1071,7 @@ def _department_codes(engine: Engine, request: PlanRequest) -> PlanRequest:
         }  # fmt: skip
 
     def code(given: str) -> str:
-        return given if given in known else (department_code(given, known) or given)
+        return _as_department(given, known) or given
 
     triggered = [
         t if isinstance(t, str) or t.department is None

@@ -25,6 +25,7 @@ from serving.spotcheck.plans import (
     TaskResult,
     cancel_tasks,
     create_plan,
+    department_filter,
     post_result,
     verify_plan,
 )
@@ -428,6 +429,26 @@ def test_unknown_filters_are_refused_and_department_names_accepted(
     by_name = client.get(base, headers=headers, params={"department": "市场监督管理局"}).json()
     assert len(by_name["tasks"]) == len(frame)
     assert client.get(base, headers=headers, params={"inspector": "samr-00"}).status_code == 200
+
+
+def test_a_name_stored_as_a_code_before_still_means_its_department(small: Loaded) -> None:
+    """An inspector posted with department 消防救援机构 before names were mapped left that name
+    as a code: a filter or plan by that name still means fire, and refusals do not offer the
+    name as a department of its own."""
+    with small.engine.begin() as con:
+        con.execute(inspectors.insert().values(
+            id="F06", name=None, department="消防救援机构", area="4101", items="XF-01",
+            active=True, updated_at=datetime.now(UTC),
+        ))  # fmt: skip
+    with small.engine.connect() as con:
+        assert department_filter(con, "消防救援机构") == "fire"
+        with pytest.raises(LookupError) as info:
+            department_filter(con, "nosuch")
+    assert "消防救援机构)" not in str(info.value) and "fire 消防救援机构" in str(info.value)
+    refused = _one_line(_cli(small, "plan", "create", "--name", "n", "--departments",
+                             "消防救援机构", "--snapshot", "2026-06-30", "--start", "2026-07-06",
+                             "--record-past"))  # fmt: skip
+    assert "fire in 410102 for XF-01" in refused  # fire (F06 is no fire inspector yet)
 
 
 def test_a_plan_request_names_departments_in_chinese(small: Loaded) -> None:
