@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from cli.main import JsonOpt, PurposeOpt, _as_of, _emit_json, _settings, _store, app, err, out
 from records.workdays import china_today
-from serving.spotcheck.items import Outcome
+from serving.spotcheck.items import NotInspectedReason, Outcome
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -56,6 +56,25 @@ def _log_read(engine: Any, command: str, usccs: Iterable[str], purpose: str | No
         _fail(f"the audit log refused the read: {writer.refused[0][1]}", 1)
 
 
+def _log_write(engine: Any, command: str, uscc: str, purpose: str) -> None:
+    """A write about a company at the command line goes to the audit log like the API's (role
+    `operator`, the user and host in the purpose). Written after the write itself: a refusal is
+    reported on stderr, the write stands."""
+    from serving.audit import AuditQuarantine, AuditWriter
+    from serving.auth import Caller
+
+    user = getpass.getuser()
+    writer = AuditWriter(engine, quarantine=AuditQuarantine(_settings().audit_quarantine_dir))
+    writer.log(
+        Caller(key_id=0, role="operator", department=None, name=user), f"credsup {command}",
+        uscc, f"{purpose} (by {user} on {socket.gethostname()})"[:256], 201,
+    )  # fmt: skip
+    writer.flush()
+    if writer.refused:
+        err.print(f"[yellow]warning:[/yellow] recorded, but the audit log refused its line: "
+                  f"{escape(writer.refused[0][1])}", soft_wrap=True)  # fmt: skip
+
+
 def _fail(message: str, code: int = 2, as_json: bool = False) -> NoReturn:
     """A refusal in one line on stderr (with `--json`: `{"error": …}` on stdout), then exit."""
     if as_json:
@@ -69,13 +88,33 @@ def _validation_message(
     exc: ValidationError, options: dict[tuple[str | int, ...], str] | None = None
 ) -> str:
     """A pydantic error in one line: each problem after the option (or field) it concerns, with
-    no link to pydantic's pages."""
+    the value refused where the problem is one element of a list (`--tiers: Input should be 'A',
+    'B', 'C' or 'D' (got 'E')`), and no link to pydantic's pages nor the union's other branch."""
     problems = []
     for e in exc.errors(include_url=False):
+        if e["type"] == "string_type" and isinstance(e.get("input"), dict):
+            continue  # a triggered entry given as an object: the plain-code branch's complaint
         what = e["msg"].removeprefix("Value error, ")
-        where = (options or {}).get(tuple(e["loc"])) or ".".join(str(p) for p in e["loc"])
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and "[" in p))
+        prefix = next((loc[:k] for k in range(len(loc), 0, -1) if loc[:k] in (options or {})), None)
+        if prefix is None:
+            where = ".".join(str(p) for p in loc)
+        else:
+            where = (options or {})[prefix]
+            if any(isinstance(p, int) for p in loc[len(prefix) :]) and e["type"] != "value_error":
+                what = f"{what} (got {e.get('input')!r})"
         problems.append(f"{where}: {what}" if where else what)
     return "; ".join(problems)
+
+
+CREATE_OPTIONS: dict[tuple[str | int, ...], str] = {
+    ("name",): "--name", ("departments",): "--departments", ("items",): "--items",
+    ("ratio_preset",): "--preset", ("population", "regions"): "--regions",
+    ("population", "industries"): "--industries", ("population", "tiers"): "--tiers",
+    ("snapshot_date",): "--snapshot", ("start_date",): "--start", ("seed",): "--seed",
+    ("triggered",): "--triggered",
+}  # fmt: skip
+"""`plan create`'s options by the request field they set (what a refusal names)."""
 
 
 def _split(text: str | None) -> list[str]:
@@ -126,25 +165,47 @@ def items_import(
 
 @items_app.command("list")
 def items_list(as_json: JsonOpt = False) -> None:
-    """The check items in the database."""
-    from serving.spotcheck.plans import load_items
+    """The check items in the database with their ratios, cap, floor and yearly cap, and the
+    list's own general-item cap and department yearly cap."""
+    from serving.spotcheck.plans import list_settings, load_items
 
-    items = load_items(_engine())
+    engine = _engine()
+    items = load_items(engine)
+    with engine.connect() as con:
+        settings = list_settings(con)
     if as_json:
-        _emit_json({"items": [i.model_dump(mode="json") for i in items]})
+        _emit_json({"items": [i.model_dump(mode="json") for i in items], "settings": settings})
         return
+    yearly = settings["department_yearly_cap"]
+    cap = settings["general_item_cap"]
+    out.print(
+        f"list {settings['name'] or '(none)'}: general-item cap "
+        f"{'none' if cap is None else f'{cap:.0%}'}, a department's inspections of a company a "
+        f"year {yearly if yearly is not None else '2 (default)'}"
+    )
     for i in items:
         r = i.ratios
+        limits = [f"cap {i.max_ratio:.1%}" if i.max_ratio is not None else "no cap"]
+        if i.floor:
+            limits.append(f"floor {i.floor:.1%}")
+        limits.append(f"yearly {i.yearly_cap}")
         out.print(f"{i.id:10} {i.department:10} {i.kind:7} A {r.A:.0%} B {r.B:.0%} C {r.C:.0%} "
-                  f"D {r.D:.0%}  {i.name_zh}")  # fmt: skip
+                  f"D {r.D:.0%}  {', '.join(limits)}{'' if i.active else ' (inactive)'}  "
+                  f"{i.name_zh}", soft_wrap=True)  # fmt: skip
 
 
 @inspectors_app.command("import")
 def inspectors_import(
     file: Annotated[Path, typer.Argument(help="CSV or Excel, English or Chinese headers.")],
+    replace: Annotated[bool, typer.Option(
+        "--replace",
+        help="The file is each of its departments' roster: their inspectors absent from it "
+        "become inactive (never deleted).",
+    )] = False,
     as_json: JsonOpt = False,
-) -> None:
-    """Import inspectors (id, name, department, area, items, active, conflicts)."""
+) -> None:  # fmt: skip
+    """Import inspectors (id, name, department, area, items, active, conflicts); with --replace,
+    the inspectors of the file's departments absent from it become inactive."""
     from pydantic import ValidationError
 
     from serving.spotcheck.export import read_inspectors
@@ -160,13 +221,45 @@ def inspectors_import(
             )
             for r in frame.to_dict("records")
         ]  # fmt: skip
-    except (ValueError, ValidationError, OSError) as exc:
+        counts = save_inspectors(_engine(), pool, [f"row {r}" for r in frame.index], replace)
+    except ValidationError as exc:
+        _fail(f"{file}: {_validation_message(exc)}", as_json=as_json)
+    except (ValueError, OSError) as exc:  # InspectorFileError, InspectorsRefused among them
         _fail(f"{file}: {exc}", as_json=as_json)
-    counts = save_inspectors(_engine(), pool)
     if as_json:
         _emit_json(counts)
-    else:
-        out.print(f"{counts['inspectors']} inspectors, {counts['conflicts']} declared conflicts")
+        return
+    for warning in counts["warnings"]:
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
+    out.print(f"{counts['inspectors']} inspectors, {counts['conflicts']} declared conflicts")
+    if counts["deactivated"]:
+        out.print(f"made inactive (not in the file): {', '.join(counts['deactivated'])}")
+
+
+@inspectors_app.command("list")
+def inspectors_list(
+    department: Annotated[
+        str | None, typer.Option(help="One department (code or Chinese name).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The inspector pool: id, name, department, area, items, active, declared conflicts (with
+    --json: what `GET /v1/inspectors` answers)."""
+    from serving.spotcheck.plans import inspector_pool
+
+    engine = _engine()
+    with engine.connect() as con:
+        code = _department(con, department, as_json)
+        pool = inspector_pool(con, code)
+    if as_json:
+        _emit_json({"inspectors": pool})
+        return
+    out.print(f"{len(pool)} inspector(s)")
+    for r in pool:
+        state = "active" if r["active"] else "inactive"
+        out.print(f"  {r['inspector_id']:12} {r['name'] or '':8} {r['department']:10} "
+                  f"{r['area'] or '(all)':6} {state:8} conflicts {r['conflicts']:<3} "
+                  f"{';'.join(r['items'])}", soft_wrap=True)  # fmt: skip
 
 
 @inspectors_app.command("demo")
@@ -183,6 +276,42 @@ def inspectors_demo(
         _emit_json(counts)
     else:
         out.print(f"{counts['inspectors']} inspectors, {counts['conflicts']} declared conflicts")
+
+
+def _department(con: Any, given: str | None, as_json: bool = False) -> str | None:
+    """A `--department` option as its code (a code in any case or a Chinese name, the mapping
+    of the inspector file); one that names no department is refused (exit 2)."""
+    from serving.spotcheck.plans import department_filter
+
+    if given is None:
+        return None
+    try:
+        return department_filter(con, given)
+    except LookupError as exc:
+        _fail(str(exc.args[0]), as_json=as_json)
+
+
+@plan_app.command("list")
+def plan_list_command(
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="The latest N plans.")] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """The plans, latest first: id, name, start, due, tasks and how many are done, overdue and
+    cancelled today (with --json: what `GET /v1/spot-check-plans` answers)."""
+    from serving.routes.spotchecks import PlanBrief, PlanPage
+    from serving.spotcheck.plans import plan_briefs
+
+    with _engine().connect() as con:
+        rows = plan_briefs(con, china_today(), limit)
+    if as_json:
+        page = PlanPage(plans=[PlanBrief.model_validate(r) for r in rows])
+        sys.stdout.write(page.model_dump_json() + "\n")
+        return
+    out.print(f"{len(rows)} plan(s)")
+    for r in rows:
+        out.print(f"  {r['plan_id']} {r['start_date']} → {r['due_date']}  {r['tasks']} tasks: "
+                  f"{r['done']} done, {r['overdue']} overdue, {r['cancelled']} cancelled  "
+                  f"{escape(r['name'])}", soft_wrap=True)  # fmt: skip
 
 
 @plan_app.command("create")
@@ -243,7 +372,8 @@ def plan_create(
             )  # fmt: skip
         created = create_plan(_engine(), request, store=_store(_settings()))
     except ValidationError as exc:
-        _fail(_validation_message(exc), as_json=as_json)
+        options = CREATE_OPTIONS if request_file is None else None
+        _fail(_validation_message(exc, options), as_json=as_json)
     except (PlanError, OSError) as exc:
         _fail(str(exc), as_json=as_json)
     if as_json:
@@ -266,8 +396,10 @@ def plan_show(
         Literal["csv", "xlsx", "json"], typer.Option(help="csv, xlsx (needs --out) or json.")
     ] = "csv",
     output: Annotated[Path | None, typer.Option("--out", help="File (default: stdout).")] = None,
-    department: str | None = None,
-    inspector: str | None = None,
+    department: Annotated[
+        str | None, typer.Option(help="One department (code or Chinese name).")
+    ] = None,
+    inspector: Annotated[str | None, typer.Option(help="One inspector's tasks.")] = None,
     purpose: PurposeOpt = None,
 ) -> None:
     """A plan's list, byte for byte as `GET /v1/spot-check-plans/{id}` gives it: JSON (the plan
@@ -278,12 +410,16 @@ def plan_show(
 
     if format == "xlsx" and output is None:
         _fail("give --out for Excel (an .xlsx file is no text for the terminal)")
+    from serving.spotcheck.plans import inspector_filter
+
     engine = _engine()
     with engine.connect() as con:
+        department = _department(con, department)
         try:
+            inspector = inspector_filter(con, inspector) if inspector is not None else None
             plan, frame = plan_list(con, plan_id, department, inspector, store=_store(_settings()))
         except LookupError as exc:
-            _fail(str(exc))
+            _fail(str(exc.args[0]))
     _log_read(engine, "plan show", frame["uscc"], f"{plan_id}: {purpose or 'plan list'}")
     data = plan_list_bytes(plan, frame, format)
     if output is None:
@@ -350,6 +486,8 @@ FINDINGS_NEEDED: dict[str, str] = {
     "pass": "--result pass takes no findings: leave out --minor, --major and --serious",
     "problem": "--result problem needs --minor N or --major N (findings), and no --serious",
     "serious": "--result serious needs --serious N (at least one serious finding)",
+    "not_inspected": "--result not_inspected needs --reason unreachable|deregistered|"
+    "ceased_trading|other (other with --note saying why), and no findings",
 }
 """What each result asks of the finding counts, in the options' words (the rule itself is
 `serving.spotcheck.plans.TaskResult`'s)."""
@@ -357,23 +495,32 @@ FINDINGS_NEEDED: dict[str, str] = {
 RESULT_OPTIONS: dict[tuple[str | int, ...], str] = {
     ("result",): "--result", ("check_date",): "--date", ("findings", "minor"): "--minor",
     ("findings", "major"): "--major", ("findings", "serious"): "--serious",
-    ("findings", "description"): "--description",
+    ("findings", "description"): "--description", ("reason",): "--reason", ("note",): "--note",
 }  # fmt: skip
 
 
 @plan_app.command("result")
 def plan_result(
     task_id: Annotated[int, typer.Argument()],
-    result: Annotated[Outcome, typer.Option(help="pass, problem or serious.")],
+    result: Annotated[Outcome, typer.Option(
+        help="pass, problem, serious, or not_inspected (the check could not be made)."
+    )],
     check_date: Annotated[str, typer.Option("--date", help="Day of the check, YYYY-MM-DD.")],
     minor: Annotated[int, typer.Option(help="Minor findings (problem).")] = 0,
     major: Annotated[int, typer.Option(help="Major findings (problem).")] = 0,
     serious: Annotated[int, typer.Option(help="Serious findings (serious).")] = 0,
     description: str = "",
+    reason: Annotated[NotInspectedReason | None, typer.Option(
+        help="Why a check could not be made (not_inspected): unreachable (not at the "
+        "registered address), deregistered, ceased_trading or other.",
+    )] = None,
+    note: Annotated[str, typer.Option(help="Why, for --reason other (not public).")] = "",
+    purpose: PurposeOpt = None,
     as_json: JsonOpt = False,
-) -> None:
+) -> None:  # fmt: skip
     """Record a task's result (it becomes a spot_check record and is published): pass without
-    findings, problem with minor or major ones, serious with at least one serious one."""
+    findings, problem with minor or major ones, serious with at least one serious one;
+    not_inspected with its --reason when the check could not be made (the task is closed)."""
     from pydantic import ValidationError
 
     from serving.spotcheck.draw import PlanError
@@ -384,26 +531,36 @@ def plan_result(
         body = TaskResult.model_validate(
             {"result": result, "check_date": day,
              "findings": {"minor": minor, "major": major, "serious": serious,
-                          "description": description}}
+                          "description": description},
+             "reason": reason, "note": note}
         )  # fmt: skip
     except ValidationError as exc:
         # the counts do not fit the result (the model's own check, at no field): say which
         whole = any(not e["loc"] for e in exc.errors())
-        _fail(FINDINGS_NEEDED[result] if whole else _validation_message(exc, RESULT_OPTIONS),
-              as_json=as_json)  # fmt: skip
+        needed = FINDINGS_NEEDED[result]
+        if result != "not_inspected" and (reason or note):
+            needed = "--reason and --note are for --result not_inspected only"
+        _fail(needed if whole else _validation_message(exc, RESULT_OPTIONS), as_json=as_json)
+    engine = _engine()
     try:
-        done = post_result(_engine(), _store(_settings()), task_id, body)
+        done = post_result(engine, _store(_settings()), task_id, body)
     except (PlanError, LookupError, ResultConflict) as exc:
         _fail(str(exc), as_json=as_json)
+    # a line in the audit log for the company, as the API writes (the result stands either way)
+    _log_write(engine, "plan result", done["uscc"],
+               f"{done['plan_id']} task {task_id}: {purpose or 'spot-check result'}")  # fmt: skip
     if as_json:
         _emit_json(done)
     else:
-        out.print(f"task {task_id}: {result} on {day}, record {done['record_id']}")
+        why = f" ({reason})" if reason else ""
+        out.print(f"task {task_id}: {result}{why} on {day}, record {done['record_id']}")
 
 
 @plan_app.command("overdue")
 def plan_overdue(
-    department: str | None = None,
+    department: Annotated[
+        str | None, typer.Option(help="One department (code or Chinese name).")
+    ] = None,
     plan_id: Annotated[str | None, typer.Option("--plan-id", help="One plan's tasks.")] = None,
     as_of: Annotated[str | None, typer.Option("--as-of")] = None,
     purpose: PurposeOpt = None,
@@ -412,11 +569,17 @@ def plan_overdue(
     """Tasks past their 20 working days without a result (with --json: what
     `GET /v1/spot-check-tasks/overdue` answers)."""
     from serving.routes.spotchecks import TaskOut, TaskPage
-    from serving.spotcheck.plans import overdue_tasks
+    from serving.spotcheck.plans import get_plan, overdue_tasks
 
     day = _as_of(as_of) if as_of else china_today()
     engine = _engine()
     with engine.connect() as con:
+        department = _department(con, department, as_json)
+        if plan_id is not None:
+            try:
+                get_plan(con, plan_id)
+            except LookupError as exc:
+                _fail(str(exc.args[0]), as_json=as_json)
         frame = overdue_tasks(con, day, department, plan_id, limit=100_000)
     _log_read(engine, "plan overdue", frame["uscc"], purpose)
     if as_json:

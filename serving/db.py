@@ -13,7 +13,8 @@ PostgreSQL. The schema is created and upgraded by Alembic only (`serving/migrati
 - spot checks (`serving.spotcheck`): `check_items`, `check_list_settings` (the list's yearly
   and general-item caps, migration 0007), `inspectors`, `inspector_conflicts`,
   `spot_check_plans` (parameters, seed, hashes, the stored list and snapshot), `spot_check_tasks`
-  (one per company and item, with its result) and `spot_check_assignments` (task → inspector);
+  (one per company and item, with its result; why a check could not be made, migration 0009)
+  and `spot_check_assignments` (task → inspector);
   `plan_counter` numbers plans and serialises their creation.
 - credit lifecycle: `credit_repairs` (applications, never deleted) and `lifecycle_log` (every step
   of their handling; append-only like the audit log); `objections` and `list_entries` (migration
@@ -211,6 +212,9 @@ spot_check_tasks = sa.Table(
     sa.Column("cancelled_at", UtcDateTime()),
     sa.Column("cancelled_by", sa.Integer),
     sa.Column("cancel_reason", sa.Text),
+    # a check that could not be made (result not_inspected, migration 0009): why, and the note
+    sa.Column("result_reason", sa.String(32)),
+    sa.Column("result_note", sa.Text),
     sa.UniqueConstraint("plan_id", "uscc", "item_id", name="uq_task_plan_company_item"),
 )  # fmt: skip
 

@@ -22,7 +22,9 @@ Only checks drawn at random are examples: a check whose `attributes.basis` says 
 otherwise (`triggered`: a complaint or referral made a problem suspected) is left out, as its
 weight 1/p (p = 1) could not undo that selection; how many were left out is logged and stored in
 the table's metadata (`TRIGGERED_LEFT_OUT`). A check without a `basis` (the simulator's, results
-posted before it was recorded, other sources) counts as random.
+posted before it was recorded, other sources) counts as random. A check that could not be made
+(`not_inspected`: the company unreachable, deregistered, ceased trading) is no example either: it
+is neither a pass nor a problem.
 """
 
 from __future__ import annotations
@@ -94,7 +96,8 @@ def spot_check_examples(
                 coalesce(isfinite(prob) AND prob > 0 AND prob <= 1, false) AS prob_ok,
                 coalesce(json_extract_string(attributes, '$.basis') <> 'random', false)
                     AS not_random
-            FROM checks WHERE severity IS NOT NULL
+            -- a check not made (not_inspected) is neither a pass nor a problem: no example
+            FROM checks WHERE severity IN ('pass', 'problem', 'serious')
         )
         SELECT record_id, uscc, event_date AS check_date,
             CAST(event_date - INTERVAL 1 DAY AS DATE) AS as_of,

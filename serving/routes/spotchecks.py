@@ -8,6 +8,7 @@ lists are audited like any read of credit information.
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 from typing import Annotated, Any
 
@@ -17,14 +18,16 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from records.workdays import china_today
+from serving.audit import AuditUnavailable
 from serving.auth import Caller
-from serving.db import check_items, inspectors, spot_check_plans
+from serving.db import check_items
 from serving.deps import (
     CallerDep,
     PurposeHeader,
     StateDep,
     purpose_of,
     require,
+    stated_purpose,
     valid_code,
 )
 from serving.errors import ApiError
@@ -34,6 +37,7 @@ from serving.spotcheck.draw import PlanError
 from serving.spotcheck.items import CheckItem
 from serving.spotcheck.plans import (
     InspectorIn,
+    InspectorsRefused,
     PlanCreated,
     PlanRequest,
     ResultConflict,
@@ -42,7 +46,12 @@ from serving.spotcheck.plans import (
     Verification,
     cancel_tasks,
     create_plan,
+    department_filter,
+    get_plan,
+    inspector_filter,
+    inspector_pool,
     overdue_tasks,
+    plan_briefs,
     plan_list,
     post_result,
     public_notice,
@@ -51,8 +60,10 @@ from serving.spotcheck.plans import (
     save_items,
     verify_plan,
 )
+from serving.state import ServiceState
 
 router = APIRouter(prefix="/v1", tags=["spot checks"])
+log = logging.getLogger(__name__)
 MANAGE = frozenset({"admin", "regulator"})
 TASKS = frozenset({"admin", "regulator", "department"})
 LIST_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, 409: ERRORS[422]}
@@ -66,13 +77,45 @@ def _plan_error(exc: PlanError) -> ApiError:
     return ApiError(409 if exc.code in PLAN_CONFLICTS else 422, exc.code, str(exc))
 
 
-def _own_department(caller: Caller, department: str | None) -> str | None:
-    """A department key is limited to its own department."""
+def _department(state: ServiceState, given: str | None) -> str | None:
+    """A `department` filter as its code (a code in any case or a Chinese name, the inspector
+    file's mapping); one that names no department is refused (422 `unknown_department`), not
+    answered with an empty list."""
+    if given is None:
+        return None
+    with state.engine.connect() as con:
+        try:
+            return department_filter(con, given)
+        except LookupError as exc:
+            raise ApiError(422, "unknown_department", str(exc.args[0])) from None
+
+
+def _own_department(
+    state: ServiceState, caller: Caller, department: str | None, what: str = "tasks"
+) -> str | None:
+    """The department filter in force: a department key is limited to its own department's
+    `what` (tasks, inspectors)."""
+    department = _department(state, department)
     if caller.role == "department":
         if department is not None and department != caller.department:
-            raise ApiError(403, "forbidden", f"a {caller.department} key sees its own tasks only")
+            raise ApiError(
+                403, "forbidden",
+                f"a {caller.department} key sees its own department's {what} only, not "
+                f"{department}'s",
+            )  # fmt: skip
         return caller.department or "-"
     return department
+
+
+def _inspector(state: ServiceState, given: str | None) -> str | None:
+    """An `inspector` filter, checked to be in the pool (422 `unknown_inspector` if not)."""
+    if given is None:
+        return None
+    with state.engine.connect() as con:
+        try:
+            return inspector_filter(con, given)
+        except LookupError as exc:
+            raise ApiError(422, "unknown_inspector", str(exc.args[0])) from None
 
 
 # ---- check items and inspectors ---------------------------------------------------------------
@@ -87,6 +130,7 @@ def list_items(
     state: StateDep, caller: CallerDep, department: Annotated[str | None, Query()] = None
 ) -> ItemList:
     """The check-item list (抽查事项清单): public."""
+    department = _department(state, department)
     query = sa.select(check_items.c.definition).order_by(check_items.c.id)
     if department is not None:
         query = query.where(check_items.c.department == department)
@@ -106,11 +150,19 @@ def put_item(item_id: str, item: CheckItem, state: StateDep, caller: CallerDep) 
 
 class InspectorsIn(BaseModel):
     inspectors: list[InspectorIn]
+    replace: bool = False
+    """The list is each named department's roster: the department's inspectors absent from it
+    become inactive (never deleted), as `credsup plan inspectors import --replace`."""
 
 
 class Imported(BaseModel):
     inspectors: int
     conflicts: int
+    deactivated: list[str] = Field(default_factory=list)
+    """Inspectors made inactive by `replace`."""
+    warnings: list[str] = Field(default_factory=list)
+    """Inspectors stored but never drawn for some of their items (not in the check-item list,
+    another department's), active ones without items, area codes read as a prefix."""
 
 
 class InspectorOut(BaseModel):
@@ -120,6 +172,8 @@ class InspectorOut(BaseModel):
     area: str
     items: list[str]
     active: bool
+    conflicts: int = 0
+    """Companies the inspector has declared a conflict with."""
 
 
 class InspectorList(BaseModel):
@@ -128,35 +182,29 @@ class InspectorList(BaseModel):
 
 @router.post("/inspectors", response_model=Imported, responses=ERRORS)
 def post_inspectors(body: InspectorsIn, state: StateDep, caller: CallerDep) -> Imported:
-    """Add or replace inspectors (and their declared conflicts)."""
+    """Add or replace inspectors (and their declared conflicts). A department is given by its
+    code (any case) or its Chinese name, as in the inspector file; one that names no department
+    is refused (422 `unknown_department`, each inspector named); `warnings` names what can never
+    be drawn. With `replace`, the departments' inspectors absent from the list become inactive
+    (`deactivated`)."""
     require(caller, MANAGE, "manage the inspector pool")
-    return Imported(**save_inspectors(state.engine, body.inspectors))
+    try:
+        return Imported(**save_inspectors(state.engine, body.inspectors, replace=body.replace))
+    except InspectorsRefused as exc:
+        raise ApiError(422, "unknown_department", "; ".join(exc.problems)) from None
 
 
 @router.get("/inspectors", response_model=InspectorList, responses=ERRORS)
 def list_inspectors(
     state: StateDep, caller: CallerDep, department: Annotated[str | None, Query()] = None
 ) -> InspectorList:
+    """The inspector pool (a department key: its own), with each one's declared conflicts
+    counted (`credsup plan inspectors list` gives the same)."""
     require(caller, TASKS, "read the inspector pool")
-    department = _own_department(caller, department)
-    query = sa.select(inspectors).order_by(inspectors.c.id)
-    if department is not None:
-        query = query.where(inspectors.c.department == department)
+    department = _own_department(state, caller, department, "inspectors")
     with state.engine.connect() as con:
-        rows = con.execute(query).mappings().all()
-    return InspectorList(
-        inspectors=[
-            InspectorOut(
-                inspector_id=r["id"],
-                name=r["name"],
-                department=r["department"],
-                area=r["area"],
-                items=[i for i in r["items"].split(";") if i],
-                active=r["active"],
-            )
-            for r in rows
-        ]
-    )
+        rows = inspector_pool(con, department)
+    return InspectorList(inspectors=[InspectorOut.model_validate(r) for r in rows])
 
 
 # ---- plans ------------------------------------------------------------------------------------
@@ -186,6 +234,11 @@ class PlanBrief(BaseModel):
     tasks: int
     visits: int
     list_sha256: str
+    done: int = 0
+    """Tasks with a result."""
+    overdue: int = 0
+    """Tasks past their deadline without a result (not cancelled), today."""
+    cancelled: int = 0
 
 
 class PlanPage(BaseModel):
@@ -196,15 +249,11 @@ class PlanPage(BaseModel):
 def list_plans(
     state: StateDep, caller: CallerDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> PlanPage:
-    query = sa.select(
-        spot_check_plans.c.id, spot_check_plans.c.name, spot_check_plans.c.start_date,
-        spot_check_plans.c.due_date, spot_check_plans.c.snapshot_date, spot_check_plans.c.tasks,
-        spot_check_plans.c.visits, spot_check_plans.c.list_sha256,
-    ).order_by(spot_check_plans.c.seq.desc()).limit(limit)  # fmt: skip
+    """The plans, latest first, with how many tasks are done, overdue and cancelled today
+    (`credsup plan list` gives the same)."""
     with state.engine.connect() as con:
-        rows = con.execute(query).mappings().all()
-    return PlanPage(plans=[PlanBrief(plan_id=r["id"], **{k: r[k] for k in r if k != "id"})
-                           for r in rows])  # fmt: skip
+        rows = plan_briefs(con, china_today(), limit)
+    return PlanPage(plans=[PlanBrief.model_validate(r) for r in rows])
 
 
 @router.get(
@@ -222,7 +271,8 @@ def get_plan_list(
 ) -> Response:
     require(caller, TASKS, "read spot-check lists")
     purpose = purpose_of(caller, x_purpose)
-    department = _own_department(caller, department)
+    department = _own_department(state, caller, department)
+    inspector = _inspector(state, inspector)
     with state.engine.connect() as con:
         try:
             plan, frame = plan_list(con, plan_id, department, inspector, store=state.store)
@@ -311,6 +361,8 @@ class ResultOut(BaseModel):
     check_date: date
     record_id: str
     published_late: bool
+    reason: str | None = None
+    """Why the check could not be made (result not_inspected)."""
 
 
 @router.post(
@@ -322,8 +374,11 @@ def post_task_result(
     body: TaskResult,
     state: StateDep,
     caller: CallerDep,
+    x_purpose: PurposeHeader = None,
 ) -> ResultOut:
-    """Record a check's result: it becomes a `spot_check` record and is published."""
+    """Record a check's result: it becomes a `spot_check` record and is published. The audit
+    log gets a line for the company, with the caller's `X-Purpose` (optional here: a result is
+    written, not read; `spot-check result` without it)."""
     require(caller, TASKS, "report spot-check results")
     department = caller.department if caller.role == "department" else None
     if caller.role == "department" and not department:
@@ -338,7 +393,17 @@ def post_task_result(
         raise ApiError(409, "conflict", str(exc)) from None
     except PlanError as exc:
         raise _plan_error(exc) from None
+    purpose = stated_purpose(x_purpose) or RESULT_PURPOSE
+    try:
+        state.audit.log(caller, "POST /v1/spot-check-tasks/{task_id}/result", out["uscc"],
+                        f"{out['plan_id']} task {task_id}: {purpose}"[:256], 201)  # fmt: skip
+    except AuditUnavailable as exc:  # the result is stored: say so, rather than a 503
+        log.error("result of task %s posted but not audited: %s", task_id, exc)
     return ResultOut.model_validate(out)
+
+
+RESULT_PURPOSE = "spot-check result"
+"""The purpose an audit line of a posted result states when the caller gave none."""
 
 
 class TaskOut(BaseModel):
@@ -371,9 +436,14 @@ def get_overdue(
     company listed."""
     require(caller, TASKS, "read overdue tasks")
     purpose = purpose_of(caller, x_purpose)
-    department = _own_department(caller, department)
+    department = _own_department(state, caller, department)
     day = as_of or china_today()
     with state.engine.connect() as con:
+        if plan_id is not None:
+            try:
+                get_plan(con, plan_id)
+            except LookupError as exc:
+                raise ApiError(404, "not_found", str(exc)) from None
         frame = overdue_tasks(con, day, department, plan_id, limit)
     state.audit.log_companies(caller, "GET /v1/spot-check-tasks/overdue", frame["uscc"], purpose)
     return TaskPage(
@@ -392,10 +462,14 @@ class PublishedResult(BaseModel):
     item_name: str
     department: str
     result: str
-    """In its corrected form once corrected (an objection decided "corrected")."""
+    """In its corrected form once corrected (an objection decided "corrected"); not_inspected
+    (未能检查) when the check could not be made."""
+    not_inspected_reason: str | None = None
+    """Why (a code: unreachable, deregistered, ceased_trading, other), for not_inspected."""
     corrected: bool = False
     check_date: date
     published_at: str | None
+    """When the result was posted, China time with its offset (2026-12-05T18:29:06+08:00)."""
     published_late: bool
     objection_open: bool = Field(False, description="An objection to the result is being decided")
 

@@ -8,6 +8,8 @@ conflict with a company of their city. Deterministic for a seed.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -62,5 +64,5 @@ def _inspector(
     )  # fmt: skip
 
 
-def load_demo_inspectors(engine: Engine, per_city: int = 8, seed: int = 7) -> dict[str, int]:
+def load_demo_inspectors(engine: Engine, per_city: int = 8, seed: int = 7) -> dict[str, Any]:
     return save_inspectors(engine, demo_inspectors(engine, per_city, seed))

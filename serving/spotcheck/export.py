@@ -49,6 +49,7 @@ COLUMN_NAMES: dict[str, str] = {
     "corrected": "结果已更正",
     "objection_open": "异议处理中",
     "check_date": "检查日期",
+    "not_inspected_reason": "未能检查原因",
 }
 """Internal column name → the header regulators see; other columns keep their own name."""
 
@@ -70,6 +71,45 @@ DEPARTMENT_NAMES: dict[str, str] = {
 }
 """Department code → Chinese name; unknown codes are shown as they are."""
 
+DEPARTMENT_ALIASES: dict[str, str] = {
+    "市场监督管理局": "samr", "市场监管部门": "samr", "市场监督管理部门": "samr",
+    "市场监管总局": "samr", "国家市场监督管理总局": "samr", "工商行政管理局": "samr",
+    "消防救援支队": "fire", "消防救援大队": "fire", "消防救援局": "fire", "消防救援总队": "fire",
+    "应急管理部门": "emergency", "生态环境部门": "ecology", "环境保护局": "ecology",
+    "环保局": "ecology", "卫生健康委员会": "health", "卫健委": "health", "卫生健康局": "health",
+    "人力资源和社会保障局": "hrss", "人社局": "hrss", "文化广电和旅游局": "culture",
+    "文旅局": "culture", "住房和城乡建设局": "housing", "住建局": "housing",
+    "工信局": "miit",
+}  # fmt: skip
+"""Other names departments go by (full names, older names, short forms) → code."""
+
+
+def department_code(text: str, known: Iterable[str] = ()) -> str | None:
+    """The department a cell or an option names, as its code: a code of `DEPARTMENT_NAMES` or
+    of `known` (the check-item list's departments) in any case (`SAMR`), a Chinese name
+    (`DEPARTMENT_NAMES`, `DEPARTMENT_ALIASES`), also after a place (郑州市市场监督管理局);
+    None if it names no department. One mapping for the inspector file, `POST /v1/inspectors`
+    and every filter by department."""
+    text = text.strip()
+    codes = {c.casefold(): c for c in (*DEPARTMENT_NAMES, *known)}
+    if text.casefold() in codes:
+        return codes[text.casefold()]
+    names = {**{n: c for c, n in DEPARTMENT_NAMES.items()}, **DEPARTMENT_ALIASES}
+    if text in names:
+        return names[text]
+    # a place before the name: the longest name it ends with
+    ending = sorted((n for n in names if text.endswith(n)), key=len, reverse=True)
+    return names[ending[0]] if ending else None
+
+
+def known_departments(known: Iterable[str] = ()) -> str:
+    """The departments a refusal offers: each code with its Chinese name."""
+    return ", ".join(
+        f"{c} {DEPARTMENT_NAMES[c]}" if c in DEPARTMENT_NAMES else c
+        for c in sorted({*DEPARTMENT_NAMES, *known})
+    )
+
+
 VALUE_NAMES: dict[str, dict[str, str]] = {
     "basis": {"random": "随机抽取", "triggered": "触发检查"},
     "status": {
@@ -79,7 +119,18 @@ VALUE_NAMES: dict[str, dict[str, str]] = {
         "overdue": "已逾期",
         "cancelled": "已取消",
     },
-    "result": {"pass": "未发现问题", "problem": "发现问题", "serious": "发现严重问题"},
+    "result": {
+        "pass": "未发现问题",
+        "problem": "发现问题",
+        "serious": "发现严重问题",
+        "not_inspected": "未能检查",
+    },
+    "not_inspected_reason": {
+        "unreachable": "通过登记的住所无法联系",
+        "deregistered": "已注销",
+        "ceased_trading": "已停业",
+        "other": "其他原因",
+    },
     "department": DEPARTMENT_NAMES,
 }
 """Coded values shown in Chinese (per column); values not listed are shown as they are."""
@@ -203,6 +254,12 @@ def to_chinese(frame: pd.DataFrame) -> pd.DataFrame:
     for column, names in VALUE_NAMES.items():
         if column in out.columns:
             out[column] = _translate(out[column], names)
+    if {"result", "not_inspected_reason"} <= set(out.columns):
+        # a check not made reads 未能检查（通过登记的住所无法联系）
+        why = out["not_inspected_reason"]
+        out["result"] = out["result"].where(
+            why.isna(), out["result"].astype(str) + "（" + why.astype(str) + "）"
+        )
     for column in YES_NO_COLUMNS & set(out.columns):
         out[column] = out[column].map({True: "是", False: "否"}).astype(object)
     return out.rename(columns=lambda c: COLUMN_NAMES.get(str(c), c))
@@ -553,18 +610,19 @@ def read_inspectors(path: Path, encoding: str | None = None) -> pd.DataFrame:
     """The inspector pool (执法检查人员名录库) from a CSV or Excel (.xlsx) file.
 
     Returns columns `INSPECTOR_COLUMNS`: items and conflicts as tuples of text, active as bool
-    (all active without the column), department names of `DEPARTMENT_NAMES` as their codes,
+    (all active without the column), department names and codes as codes (`department_code`),
     conflict codes validated and compacted. Every bad row is reported in one
     `InspectorFileError`, by the row number a spreadsheet shows (a CSV's line number). A CSV is
-    read as UTF-8, else as GB18030 (what Chinese Excel saves), unless `encoding` is given.
+    read as UTF-8, else as GB18030 (what Chinese Excel saves), unless `encoding` is given. The
+    index is each inspector's row number, for the checks against the database to name the row.
+    Messages do not name the file: the caller does.
     """
     records = _read_records(path, encoding)
     header_row, columns = _find_header(path, records)
-    department_codes = {name: code for code, name in DEPARTMENT_NAMES.items()}
-
     problems: list[tuple[int, str]] = []
     seen: dict[str, int] = {}
     out: dict[str, list[Any]] = {c: [] for c in INSPECTOR_COLUMNS}
+    kept: list[int] = []
     for row, values in records:
         if row <= header_row:
             continue
@@ -612,9 +670,11 @@ def read_inspectors(path: Path, encoding: str | None = None) -> pd.DataFrame:
         if wrong:
             problems.append((row, "; ".join(wrong)))
             continue
+        kept.append(row)
         out["inspector_id"].append(inspector_id)
         out["name"].append(cell.get("name", ""))
-        out["department"].append(department_codes.get(department, department))
+        # a known name or code as its code; the caller refuses one that names no department
+        out["department"].append(department_code(department) or department)
         out["area"].append(area)
         out["items"].append(tuple(dict.fromkeys(_split(cell.get("items", "")))))
         out["active"].append(active)
@@ -638,6 +698,7 @@ def read_inspectors(path: Path, encoding: str | None = None) -> pd.DataFrame:
             "conflicts": pd.Series(out["conflicts"], dtype=object),
         }
     )
+    frame.index = pd.Index(kept, dtype="int64", name="row")
     return frame
 
 
@@ -647,7 +708,7 @@ def _read_records(path: Path, encoding: str | None) -> list[tuple[int, list[str]
     if suffix in (".xlsx", ".xlsm"):
         return _read_sheet(path)
     if suffix not in (".csv", ".txt"):
-        raise ValueError(f"{path.name}: unsupported file type {suffix!r} (csv or xlsx)")
+        raise ValueError(f"unsupported file type {suffix!r} (csv or xlsx)")
     raw = path.read_bytes()
     text: str | None = None
     for enc in [encoding] if encoding else ["utf-8-sig", "gb18030"]:
@@ -657,7 +718,7 @@ def _read_records(path: Path, encoding: str | None) -> list[tuple[int, list[str]
         except UnicodeDecodeError:
             continue
     if text is None:
-        raise ValueError(f"{path.name}: cannot decode the file as {encoding or 'UTF-8 or GB18030'}")
+        raise ValueError(f"cannot decode the file as {encoding or 'UTF-8 or GB18030'}")
     text = text.removeprefix("\ufeff")
     reader = csv.reader(io.StringIO(text, newline=""))
     records: list[tuple[int, list[str]]] = []
@@ -674,7 +735,7 @@ def _read_sheet(path: Path) -> list[tuple[int, list[str]]]:
     try:
         book = load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many kinds for a file that is no workbook
-        raise ValueError(f"{path.name}: cannot read the workbook: {exc}") from exc
+        raise ValueError(f"cannot read the workbook: {exc}") from exc
     try:
         rows = book.worksheets[0].iter_rows(values_only=True)
         return [(k, [_cell_text(v) for v in values]) for k, values in enumerate(rows, start=1)]
@@ -704,14 +765,16 @@ def _find_header(path: Path, records: list[tuple[int, list[str]]]) -> tuple[int,
         for name in set(columns) - {None}:
             same = [values[k] for k, c in enumerate(columns) if c == name]
             if len(same) > 1:
-                raise ValueError(f"{path.name}: headers {same} all give {name}")
+                raise ValueError(f"headers {same} all give {name}")
         missing = [c for c in REQUIRED_HEADERS if c not in columns]
         if missing:
             wanted = "; ".join(f"{c}: {' / '.join(INSPECTOR_HEADERS[c])}" for c in missing)
-            raise ValueError(f"{path.name}: row {row} lacks the columns ({wanted})")
+            raise ValueError(f"row {row} lacks the columns ({wanted})")
         return row, columns
-    found = records[0][1] if records else []
-    raise ValueError(f"{path.name}: no inspector header in the first rows; found {found}")
+    if not any(any(v.strip() for v in values) for _, values in records):
+        raise ValueError("the file is empty: no inspector header and no rows")
+    found = records[0][1]
+    raise ValueError(f"no inspector header in the first rows; found {found}")
 
 
 def _column_of(header: str) -> str | None:

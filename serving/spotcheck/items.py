@@ -19,9 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 TIERS = ("A", "B", "C", "D")
 PRESET_DIR = Path(__file__).parent / "presets"
 
-Outcome = Literal["pass", "problem", "serious"]
-"""What a check of an item finds: 未发现问题, 发现问题, 发现严重问题 (here, light to import,
-for the command line's choices; the results themselves are `plans.TaskResult`)."""
+Outcome = Literal["pass", "problem", "serious", "not_inspected"]
+"""What a check of an item finds: 未发现问题, 发现问题, 发现严重问题, or 未能检查 when it could not
+be made (here, light to import, for the command line's choices; the results themselves are
+`plans.TaskResult`)."""
+
+NotInspectedReason = Literal["unreachable", "deregistered", "ceased_trading", "other"]
+"""Why a check could not be made: not found at the registered address (DOMAIN §8: the ground
+for the abnormal-operation list), deregistered, ceased trading, other (with a note)."""
 
 
 class Ratios(BaseModel):

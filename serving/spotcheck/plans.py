@@ -66,8 +66,16 @@ from serving.spotcheck.draw import (
     draw_plan,
     list_sha256,
 )
-from serving.spotcheck.export import DEPARTMENT_NAMES
-from serving.spotcheck.items import TIERS, CheckItem, Outcome, Preset, Ratios, preset
+from serving.spotcheck.export import DEPARTMENT_NAMES, department_code, known_departments
+from serving.spotcheck.items import (
+    TIERS,
+    CheckItem,
+    NotInspectedReason,
+    Outcome,
+    Preset,
+    Ratios,
+    preset,
+)
 
 PUBLICATION_WORKING_DAYS = 20
 """Results are due, and published, within 20 working days (DOMAIN §7)."""
@@ -78,13 +86,14 @@ RESULTS: tuple[str, ...] = get_args(Outcome)
 
 
 def _valid_codes(value: list[str], field: str) -> list[str]:
-    """Unified social credit codes, checked, without repeats (sorted)."""
+    """Unified social credit codes, checked, without repeats (sorted). A refusal names the code
+    (the error's location names the `field`)."""
     out = []
     for code in value:
         try:
             out.append(codes.validate(code))
         except codes.InvalidUSCC as exc:
-            raise ValueError(f"{field}: {exc.message}") from None
+            raise ValueError(f"{code}: {exc.message}") from None
     return sorted(set(out))
 
 
@@ -220,17 +229,37 @@ class Findings(BaseModel):
 
 
 class TaskResult(BaseModel):
-    """The result of one task: pass (未发现问题), problem (发现问题), serious (发现严重问题)."""
+    """The result of one task: pass (未发现问题), problem (发现问题), serious (发现严重问题), or
+    not_inspected (未能检查) with its `reason` (and a `note`, required for `other`): the task
+    is closed, and the record is neither a pass nor a problem."""
 
     model_config = ConfigDict(extra="forbid")
 
     result: Outcome
     check_date: date
     findings: Findings = Field(default_factory=Findings)
+    reason: NotInspectedReason | None = None
+    """Why the check could not be made (not_inspected only)."""
+    note: str = Field(default="", max_length=1000)
+    """The inspector's note on a check not made (required with reason `other`; kept with the
+    task and the record, never shown to the public: free text may name people)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> TaskResult:
         f = self.findings
+        if self.result == "not_inspected":
+            if f.minor + f.major + f.serious:
+                raise ValueError("a check not made has no findings")
+            if self.reason is None:
+                raise ValueError(
+                    "a check not made needs its reason: unreachable, deregistered, "
+                    "ceased_trading or other"
+                )
+            if self.reason == "other" and not self.note.strip():
+                raise ValueError("a check not made for another reason needs a note saying why")
+            return self
+        if self.reason is not None or self.note:
+            raise ValueError("a reason and a note are for a check not made (not_inspected) only")
         if self.result == "pass" and f.minor + f.major + f.serious:
             raise ValueError("a passed check has no findings")
         if self.result == "problem" and (f.serious or not (f.minor + f.major)):
@@ -336,8 +365,99 @@ class InspectorIn(BaseModel):
         return _valid_codes(value, "conflicts")
 
 
-def save_inspectors(engine: Engine, pool: list[InspectorIn]) -> dict[str, int]:
-    """Insert or replace inspectors and add their declared conflicts (never removed here)."""
+class InspectorsRefused(ValueError):
+    """Inspectors that name no known department: refused whole, one line per problem (each
+    with its row or position and the inspector's id)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        count = f"{len(problems)} inspector{'s' if len(problems) > 1 else ''} refused"
+        super().__init__(f"{count}:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def _area_prefix(area: str) -> str:
+    """A 6-digit code of a city (…00) or a province (…0000) as the prefix it stands for:
+    companies' regions are counties (410102), which no such code is a prefix of."""
+    if len(area) == 6 and area.endswith("0000"):
+        return area[:2]
+    if len(area) == 6 and area.endswith("00"):
+        return area[:4]
+    return area
+
+
+def vet_inspectors(
+    engine: Engine, pool: list[InspectorIn], labels: list[str] | None = None
+) -> tuple[list[InspectorIn], list[str]]:
+    """The pool as it is stored, and warnings (one line each): the department as its code
+    (`export.department_code`: a name or a code in any case), a city's or province's 6-digit
+    area code as its prefix, item ids matched to the check-item list's (case aside).
+
+    Refused (`InspectorsRefused`): a department no code or name stands for. Warned: an item not
+    in the check-item list or another department's (the inspector is never drawn for it), an
+    active inspector without items, an area code read as a prefix. `labels` name each
+    inspector's row (default `inspectors[k]`, its place in the request)."""
+    items = {i.id: i for i in load_items(engine)}
+    folded: dict[str, list[str]] = {}
+    for item_id in items:
+        folded.setdefault(item_id.casefold(), []).append(item_id)
+    known = {i.department for i in items.values()}
+    problems: list[str] = []
+    warnings: list[str] = []
+    out: list[InspectorIn] = []
+    for k, p in enumerate(pool):
+        where = f"{labels[k] if labels else f'inspectors[{k}]'} ({p.inspector_id})"
+        department = department_code(p.department, known)
+        if department is None:
+            problems.append(
+                f"{where}: unknown department {p.department!r}: give a code or Chinese name of "
+                f"one (known: {known_departments(known)})"
+            )
+            continue
+        area = _area_prefix(p.area)
+        if area != p.area:
+            level = "province" if len(area) == 2 else "city"
+            warnings.append(
+                f"{where}: area {p.area} is a {level}'s code, read as the prefix {area} (the "
+                "companies' regions are counties)"
+            )
+        chosen: list[str] = []
+        for given in p.items:
+            item_id = given
+            if given not in items and len(folded.get(given.casefold(), [])) == 1:
+                item_id = folded[given.casefold()][0]
+                warnings.append(f"{where}: item {given} read as {item_id}")
+            if item_id not in items:
+                warnings.append(
+                    f"{where}: item {given} is not in the check-item list: never drawn for it"
+                )
+            elif items[item_id].department != department:
+                warnings.append(
+                    f"{where}: item {item_id} is {items[item_id].department}'s, not "
+                    f"{department}'s: never drawn for it"
+                )
+            chosen.append(item_id)
+        if p.active and not chosen:
+            warnings.append(f"{where}: no check items: never drawn")
+        out.append(p.model_copy(
+            update={"department": department, "area": area, "items": list(dict.fromkeys(chosen))}
+        ))  # fmt: skip
+    if problems:
+        raise InspectorsRefused(problems)
+    return out, warnings
+
+
+def save_inspectors(
+    engine: Engine,
+    pool: list[InspectorIn],
+    labels: list[str] | None = None,
+    replace: bool = False,
+) -> dict[str, Any]:
+    """Insert or replace inspectors, checked and normalised first (`vet_inspectors`), and add
+    their declared conflicts (never removed here). With `replace` the pool is each department's
+    roster: the department's inspectors absent from it become inactive (never deleted: plans
+    and their replays refer to them). Returns the counts, the ids made inactive and the
+    warnings."""
+    pool, warnings = vet_inspectors(engine, pool, labels)
     now = _now()
     rows = [
         {"id": p.inspector_id, "name": p.name, "department": p.department, "area": p.area,
@@ -349,10 +469,86 @@ def save_inspectors(engine: Engine, pool: list[InspectorIn]) -> dict[str, int]:
                               "declared_at": now}
         for p in pool for c in p.conflicts
     }  # fmt: skip
+    deactivated: list[str] = []
     with engine.begin() as con:
+        if replace and pool:
+            absent = (
+                inspectors.c.department.in_(sorted({p.department for p in pool})),
+                inspectors.c.id.not_in([p.inspector_id for p in pool]),
+                inspectors.c.active.is_(True),
+            )
+            deactivated = list(
+                con.execute(sa.select(inspectors.c.id).where(*absent).order_by(inspectors.c.id))
+                .scalars()
+            )  # fmt: skip
+            con.execute(inspectors.update().where(*absent).values(active=False, updated_at=now))
         _upsert(con, inspectors, rows, ["id"])
         _upsert(con, inspector_conflicts, list(pairs.values()), ["inspector_id", "uscc"])
-    return {"inspectors": len(rows), "conflicts": len(pairs)}
+    return {
+        "inspectors": len(rows), "conflicts": len(pairs), "deactivated": deactivated,
+        "warnings": warnings,
+    }  # fmt: skip
+
+
+def _as_department(given: str, known: set[str]) -> str | None:
+    """A department as its code: a built-in code (any case) or Chinese name first, so that a
+    name once stored as a code (an inspector posted with department 消防救援机构 before names
+    were mapped) still means its department; then a code the database has."""
+    mapped = department_code(given)
+    if mapped is not None:
+        return mapped
+    return given if given in known else department_code(given, known)
+
+
+def department_filter(con: Connection, given: str) -> str:
+    """A department asked for in a filter, as its code: a code (any case) or a Chinese name
+    (`export.department_code`) of a known department, or a department the check items,
+    inspectors or tasks have. LookupError (naming the known ones) if it names none: a filter
+    by a department that does not exist would answer an empty list as if it were true."""
+    known = {
+        d for table in (check_items, inspectors, spot_check_tasks)
+        for (d,) in con.execute(sa.select(table.c.department).distinct())
+    }  # fmt: skip
+    code = _as_department(given, known)
+    if code is None:
+        codes = {d for d in known if department_code(d) in (None, d)}  # not names stored as codes
+        raise LookupError(
+            f"unknown department {given!r}: give a code or Chinese name of one (known: "
+            f"{known_departments(codes)})"
+        )
+    return code
+
+
+def inspector_filter(con: Connection, given: str) -> str:
+    """An inspector asked for in a filter, checked to be in the pool (LookupError if not: an
+    unknown id would answer an empty list as if it were true)."""
+    found = con.execute(sa.select(inspectors.c.id).where(inspectors.c.id == given)).scalar()
+    if found is None:
+        raise LookupError(f"unknown inspector {given!r}: no inspector of the pool has that id")
+    return str(found)
+
+
+def inspector_pool(con: Connection, department: str | None = None) -> list[dict[str, Any]]:
+    """The inspectors (of one department): id, name, department, area, items, active and how
+    many declared conflicts each has."""
+    declared = (
+        sa.select(inspector_conflicts.c.inspector_id, sa.func.count().label("n"))
+        .group_by(inspector_conflicts.c.inspector_id)
+        .subquery()
+    )
+    query = (
+        sa.select(inspectors, sa.func.coalesce(declared.c.n, 0).label("conflicts"))
+        .join(declared, declared.c.inspector_id == inspectors.c.id, isouter=True)
+        .order_by(inspectors.c.department, inspectors.c.id)
+    )
+    if department is not None:
+        query = query.where(inspectors.c.department == department)
+    return [
+        {"inspector_id": r["id"], "name": r["name"], "department": r["department"],
+         "area": r["area"], "items": [i for i in r["items"].split(";") if i],
+         "active": bool(r["active"]), "conflicts": int(r["conflicts"])}
+        for r in con.execute(query).mappings()
+    ]  # fmt: skip
 
 
 # ---- resolving a request ----------------------------------------------------------------------
@@ -775,6 +971,7 @@ def create_plan(
     arrive later leave its replay unchanged. Without it, only plan tasks count."""
     started = time.perf_counter()
     today = today or china_today()
+    request = _department_codes(engine, request)
     params = resolve(engine, request)
     start = request.start_date or today
     if request.snapshot_date is not None and request.snapshot_date > start:
@@ -861,6 +1058,28 @@ def create_plan(
         inspector_hash=snapshot.inspector_hash, list_sha256=list_sha256(listing),
         summary=summary, seconds=round(time.perf_counter() - started, 3),
     )  # fmt: skip
+
+
+def _department_codes(engine: Engine, request: PlanRequest) -> PlanRequest:
+    """The request with its departments (and triggered entries' departments) as codes: a code
+    in any case or a Chinese name (`export.department_code`); one that names none is left for
+    `resolve` to refuse (`unknown_department`)."""
+    with engine.connect() as con:
+        known = {
+            d for table in (check_items, inspectors)
+            for (d,) in con.execute(sa.select(table.c.department).distinct())
+        }  # fmt: skip
+
+    def code(given: str) -> str:
+        return _as_department(given, known) or given
+
+    triggered = [
+        t if isinstance(t, str) or t.department is None
+        else t.model_copy(update={"department": code(t.department)})
+        for t in request.triggered
+    ]  # fmt: skip
+    departments = sorted({code(d) for d in request.departments})
+    return request.model_copy(update={"departments": departments, "triggered": triggered})
 
 
 def _refuse_duplicate(con: Connection, request: PlanRequest, start: date) -> None:
@@ -967,6 +1186,40 @@ def get_plan(con: Connection, plan_id: str) -> dict[str, Any]:
     return dict(row)
 
 
+def plan_briefs(con: Connection, today: date, limit: int = 100) -> list[dict[str, Any]]:
+    """The latest plans first: id, name, dates, snapshot, counts of tasks and visits, the list's
+    hash, and how many tasks are done, overdue (deadline passed without a result) and
+    cancelled on `today`."""
+    t = spot_check_tasks.c
+    counts = (
+        sa.select(
+            t.plan_id,
+            sa.func.count(t.result).label("done"),
+            sa.func.count(t.cancelled_at).label("cancelled"),
+            sa.func.sum(sa.case(
+                (sa.and_(t.result.is_(None), t.cancelled_at.is_(None), t.due_date < today), 1),
+                else_=0,
+            )).label("overdue"),
+        )
+        .group_by(t.plan_id)
+        .subquery()
+    )  # fmt: skip
+    p = spot_check_plans.c
+    query = (
+        sa.select(p.id, p.name, p.start_date, p.due_date, p.snapshot_date, p.tasks, p.visits,
+                  p.list_sha256, counts.c.done, counts.c.overdue, counts.c.cancelled)
+        .join(counts, counts.c.plan_id == p.id, isouter=True)
+        .order_by(p.seq.desc())
+        .limit(limit)
+    )  # fmt: skip
+    counted = ("done", "overdue", "cancelled")
+    return [
+        {"plan_id": r["id"], **{k: r[k] for k in r if k != "id" and k not in counted},
+         **{k: int(r[k] or 0) for k in counted}}
+        for r in con.execute(query).mappings()
+    ]  # fmt: skip
+
+
 def plan_tasks(
     con: Connection,
     plan_id: str,
@@ -992,12 +1245,14 @@ LIST_FIELDS = (
     "task_id", "plan_id", "visit_no", "uscc", "company_name", "region", "tier", "item_id",
     "item_name", "department", "inspectors", "inclusion_prob", "basis", "due_date",
     "due_estimated", "status", "result", "corrected", "objection_open", "check_date",
+    "not_inspected_reason",
 )  # fmt: skip
 """The columns of a plan's list as regulators fetch it: `result` as the published results show
 it (its corrected form once corrected, `corrected` true), and `objection_open` while an
 objection to it is being decided (DOMAIN §10: the flag is visible to every consumer);
 `status` done_late (逾期完成) for a check made after its deadline, and `due_estimated` when the
-deadline was counted past the published holiday calendar."""
+deadline was counted past the published holiday calendar; `not_inspected_reason` why a check
+could not be made (result not_inspected; shown 未能检查（原因） in CSV and Excel)."""
 
 
 def plan_list(
@@ -1033,6 +1288,10 @@ def plan_list(
     frame["objection_open"] = False
     if store is not None:
         _results_in_force(store, frame, today)
+    # the reason of a check not made, while that is the result in force
+    frame["not_inspected_reason"] = frame["result_reason"].where(
+        frame["result"] == "not_inspected", None
+    )
     return plan, frame[list(LIST_FIELDS)]
 
 
@@ -1366,6 +1625,7 @@ def post_result(
                 .values(
                     result=body.result, check_date=body.check_date,
                     findings=body.findings.model_dump_json(), result_at=_now(),
+                    result_reason=body.reason, result_note=body.note or None,
                     result_by=posted_by, record_id=record_id_of(dict(task)), published_late=late,
                 )
             ).rowcount  # fmt: skip
@@ -1385,7 +1645,7 @@ def post_result(
         "task_id": task_id, "plan_id": task["plan_id"], "uscc": task["uscc"],
         "item_id": task["item_id"], "result": body.result,
         "check_date": body.check_date.isoformat(), "record_id": record_id,
-        "published_late": late,
+        "published_late": late, "reason": body.reason,
     }  # fmt: skip
 
 
@@ -1408,6 +1668,12 @@ def _write_result(
         "findings_minor": body.findings.minor, "findings_major": body.findings.major,
         "findings_serious": body.findings.serious,
     }  # fmt: skip
+    if body.findings.description:  # free text (may name people): kept, never public
+        attributes["description"] = body.findings.description
+    if body.reason is not None:  # a check not made: why (a code, public) and the note (not)
+        attributes["reason"] = body.reason
+        if body.note:
+            attributes["note"] = body.note
     with store.connect() as con:
         left = con.sql(
             "SELECT DISTINCT record_id, uscc, event_date, source_dept, severity, attributes "
@@ -1504,7 +1770,7 @@ def published_results(
         spot_check_tasks.c.item_id, spot_check_tasks.c.department, spot_check_tasks.c.result,
         spot_check_tasks.c.check_date, spot_check_tasks.c.result_at,
         spot_check_tasks.c.published_late, spot_check_tasks.c.record_id,
-        check_items.c.definition,
+        spot_check_tasks.c.result_reason, check_items.c.definition,
     ).join(check_items, check_items.c.id == spot_check_tasks.c.item_id, isouter=True).where(
         spot_check_tasks.c.result.is_not(None),
         # a cheap bound: no result is public longer than the catalogue's period
@@ -1533,6 +1799,16 @@ def published_results(
     return out
 
 
+def _china_time(moment: datetime | None) -> str | None:
+    """A stored moment as China time with its offset, to the second ("2026-12-05T18:29:06+08:00";
+    a moment without a zone is UTC, as the database keeps it)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(CHINA).replace(microsecond=0).isoformat()
+
+
 def _published(
     row: Any, record: dict[str, Any] | None, events: list[dict[str, Any]], today: date
 ) -> dict[str, Any] | None:
@@ -1553,19 +1829,22 @@ def _published(
         "company_name": mask_name(row["company_name"]) if person else row["company_name"],
         "item_id": row["item_id"], "item_name": name_zh,
         "department": row["department"], "result": form["severity"],
+        "not_inspected_reason": (
+            row["result_reason"] if form["severity"] == "not_inspected" else None
+        ),
         "corrected": form != publicity.corrected(record, [], today),
         "check_date": row["check_date"].isoformat(),
-        "published_at": row["result_at"].isoformat() if row["result_at"] else None,
+        "published_at": _china_time(row["result_at"]),
         "published_late": bool(row["published_late"]),
         "objection_open": publicity.objection_open(events, today),
     }  # fmt: skip
 
 
 __all__ = [
-    "TIERS", "Findings", "InspectorIn", "PlanCreated", "PlanError", "PlanRequest",
-    "ResultConflict", "TaskNotFound", "TaskResult", "Triggered", "Verification", "cancel_tasks",
-    "create_plan",
-    "import_preset_items", "list_settings", "load_items", "overdue_tasks", "post_result",
-    "public_notice", "published_results", "save_inspectors", "save_item_list", "save_items",
-    "store_inspections", "verify_plan",
+    "TIERS", "Findings", "InspectorIn", "InspectorsRefused", "PlanCreated", "PlanError",
+    "PlanRequest", "ResultConflict", "TaskNotFound", "TaskResult", "Triggered", "Verification",
+    "cancel_tasks", "create_plan", "department_filter", "import_preset_items",
+    "inspector_filter", "inspector_pool", "list_settings", "load_items", "overdue_tasks",
+    "plan_briefs", "post_result", "public_notice", "published_results", "save_inspectors",
+    "save_item_list", "save_items", "store_inspections", "verify_plan", "vet_inspectors",
 ]  # fmt: skip

@@ -27,7 +27,9 @@ def test_meanings_the_service_relies_on() -> None:
     assert (penalty.publicity_for("serious").min, penalty.publicity_for("serious").max) == (
         Span(months=12), Span(months=36))  # fmt: skip
     assert penalty.repairable and "licence_revoked" in penalty.never_repairable_early
-    assert cat["spot_check"].severities == ("pass", "problem", "serious")
+    # a check that could not be made is neither a pass nor a problem
+    assert cat["spot_check"].severities == ("pass", "problem", "serious", "not_inspected")
+    assert cat["spot_check"].polarity_of("not_inspected") == "neutral"
     assert cat["spot_check"].publicity_for("problem").max == Span(months=60)
     assert cat["spot_check"].publicity_natural_person == Span(months=24)
     assert cat["news"].severities == ("positive", "neutral", "negative")
