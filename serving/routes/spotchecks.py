@@ -250,7 +250,8 @@ def list_plans(
     state: StateDep, caller: CallerDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> PlanPage:
     """The plans, latest first, with how many tasks are done, overdue and cancelled today
-    (`credsup plan list` gives the same)."""
+    (`credsup plan list` gives the same). Admins and regulators only, as the README says."""
+    require(caller, MANAGE, "list spot-check plans")
     with state.engine.connect() as con:
         rows = plan_briefs(con, china_today(), limit)
     return PlanPage(plans=[PlanBrief.model_validate(r) for r in rows])

@@ -437,6 +437,11 @@ def test_lists_results_publication_and_overdue_through_the_api(world: World) -> 
             ).status_code
             == 403
         )
+        # the plans are listed to admins and regulators only (the public key could list them)
+        assert client.get("/v1/spot-check-plans", headers=public).status_code == 403
+        briefs = client.get("/v1/spot-check-plans", headers=reg)
+        assert briefs.status_code == 200 and plan_id in {p["plan_id"] for p in
+                                                          briefs.json()["plans"]}  # fmt: skip
 
         listing = client.get(f"/v1/spot-check-plans/{plan_id}", headers=reg)
         assert listing.status_code == 200, listing.text
