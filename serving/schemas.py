@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Reason(BaseModel):
@@ -29,7 +30,10 @@ class Tier(BaseModel):
     tier: str
     model_tier: str | None = None
     probability: float
-    reasons: list[Reason]
+    reasons: list[Reason] | None = Field(
+        description="Null in a past point (`?on=`): reasons are served with the current document "
+        "only (`not_served` names them), never today's under a past date"
+    )
     model: str | None = None
     model_version: str | None = None
     spec_version: str | None = None
@@ -66,9 +70,28 @@ class Company(BaseModel):
         "the as-of date: only active companies are tiered) or no_tier (none was loaded)",
     )
     flags: Flags
+    on: date | None = Field(
+        default=None,
+        description="The day asked for (`?on=`): this is the evaluation and tier in force that "
+        "day, the latest published on or before it (`as_of` is its date); absent from the "
+        "current document",
+    )
+    source: str | None = Field(
+        default=None,
+        description="With `?on=`: where that point came from (batch: the monthly batch; "
+        "rescore: one company re-scored on demand)",
+    )
+    not_served: list[str] | None = Field(
+        default=None,
+        description="With `?on=`, for a point before the current document: what is served with "
+        "the current document only and so is absent or null here (e.g. `tier.reasons`, "
+        "`evaluation.points`, `flags.lists`)",
+    )
 
 
 class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # `{"as_of": …}` was dropped without a word
+
     usccs: list[Annotated[str, Field(max_length=64)]] = Field(min_length=1, max_length=10_000)
 
 

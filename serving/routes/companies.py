@@ -7,7 +7,7 @@ from datetime import date
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
@@ -18,7 +18,7 @@ from serving.auth import FULL_VIEW, HISTORY, Caller
 from serving.db import companies, company_history
 from serving.deps import CallerDep, PurposeHeader, StateDep, purpose_of, require, valid_code
 from serving.errors import ApiError, ErrorBody
-from serving.load import shown_attributes
+from serving.load import mask_name, shown_attributes
 from serving.lookup import PUBLIC_DOC, department_view, disputed_on, objection_flags
 from serving.schemas import BatchRequest, BatchResponse, Company, History, Records
 from serving.state import ServiceState
@@ -33,39 +33,172 @@ PUBLIC_BATCH = 100
 company; 10,000 lines of audit log per request let one key crowd out every other reader)."""
 
 
+def refuse_unknown_query(request: Request, known: frozenset[str]) -> None:
+    """A query parameter the route does not take is refused (422 `unknown_parameter`, naming
+    it): `?as_of=` (a typo of `on`) was silently dropped and answered with today's document."""
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) if known else "none"
+        raise ApiError(422, "unknown_parameter", f"unknown query parameter(s) "
+                       f"{', '.join(unknown)}: this route takes {takes}")  # fmt: skip
+
+
+ON = frozenset({"on"})
+OnQuery = Annotated[
+    date | None,
+    Query(description="A day (YYYY-MM-DD, not after today): the evaluation and tier in force "
+          "that day, the latest published on or before it (a batch or a re-score), instead "
+          "of the current document"),
+]  # fmt: skip
+
+
+def _future(day: date) -> None:
+    if day > china_today():
+        raise ApiError(422, "future_day", f"{day} is after today: no evaluation is known for it")
+
+
 @router.get(
     "/companies/{uscc}", response_model=Company, responses=ERRORS,
     summary="A company's public credit evaluation, supervision tier, reasons and flags",
 )  # fmt: skip
 async def get_company(
-    uscc: str, state: StateDep, caller: CallerDep, x_purpose: PurposeHeader = None
-) -> Response:
+    request: Request, uscc: str, state: StateDep, caller: CallerDep,
+    on: OnQuery = None, x_purpose: PurposeHeader = None,
+) -> Response:  # fmt: skip
     purpose = purpose_of(caller, x_purpose)
     code = valid_code(uscc)
-    doc, disputed = await state.lookup.company(code, caller.sees_fully(code))
+    if request.scope["query_string"]:  # the look-up's hot path: no parsing without one
+        refuse_unknown_query(request, ON)
+    if on is not None:
+        _future(on)
+        docs, disputed, missing = await run_in_threadpool(_points, state, caller, [code], on)
+        state.audit.log(caller, "GET /v1/companies/{uscc}", code, purpose,
+                        200 if code in docs else 404)  # fmt: skip
+        if code not in docs:
+            if code in missing:
+                raise ApiError(404, "not_scored_by_date", f"no evaluation or tier of {code} "
+                               f"was published on or before {on}")  # fmt: skip
+            raise ApiError(404, "not_found", f"no evaluation or tier of {code}")
+        served = await _as_served(state, caller, docs, disputed, on)
+        return Response(content=served[code], media_type="application/json")
+    doc, disputed_now = await state.lookup.company(code, caller.sees_fully(code))
     state.audit.log(caller, "GET /v1/companies/{uscc}", code, purpose, 200 if doc else 404)
     if doc is None:
         raise ApiError(404, "not_found", f"no evaluation or tier of {code}")
-    docs = await _as_served(state, caller, {code: doc}, {code: disputed})
+    docs = await _as_served(state, caller, {code: doc}, {code: disputed_now})
     return Response(content=docs[code], media_type="application/json")
 
 
+NOT_SERVED = ["status", "not_tiered", "evaluation.points", "evaluation.vetoes",
+              "tier.model_tier", "tier.reasons", "flags.lists"]  # fmt: skip
+"""What a past point (`?on=`) does not carry: `company_history` keeps the evaluation's score,
+grade and method and the tier's probability and model, not the reasons, points, vetoes or lists
+of that day (they are served with the current document only)."""
+
+
+def _points(
+    state: ServiceState, caller: Caller, codes: list[str], day: date
+) -> tuple[dict[str, str], dict[str, set[str]], set[str]]:
+    """The documents in force on `day` (the latest published on or before it: the current
+    document when that is it, else the point of `company_history`, marked with `on`, `source`
+    and `not_served`), the records under objection open on `day`, and the companies known here
+    that had nothing published by then."""
+    docs: dict[str, str] = {}
+    disputed: dict[str, set[str]] = {}
+    missing: set[str] = set()
+    h = company_history.c
+    with state.engine.connect() as con:
+        for start in range(0, len(codes), 900):
+            part = codes[start : start + 900]
+            latest = (
+                sa.select(h.uscc, sa.func.max(h.as_of).label("as_of"))
+                .where(h.uscc.in_(part), h.as_of <= day).group_by(h.uscc).subquery()
+            )  # fmt: skip
+            points = {
+                r.uscc: r
+                for r in con.execute(
+                    sa.select(company_history).join(
+                        latest, sa.and_(h.uscc == latest.c.uscc, h.as_of == latest.c.as_of)
+                    )
+                ).mappings()
+            }
+            current = {
+                r.uscc: r
+                for r in con.execute(
+                    sa.select(companies.c.uscc, companies.c.as_of, companies.c.full_doc,
+                              companies.c.public_doc).where(companies.c.uscc.in_(part))
+                )
+            }  # fmt: skip
+            known = set(current) | set(
+                con.execute(sa.select(h.uscc).distinct().where(h.uscc.in_(part))).scalars()
+            )
+            missing |= known - set(points)
+            disputed.update(disputed_on(con, part, day))
+            for u, point in points.items():
+                full = caller.sees_fully(u)
+                row = current.get(u)
+                if row is not None and row.as_of == point["as_of"]:
+                    doc = json.loads(row.full_doc if full else row.public_doc)
+                else:
+                    doc = _point_doc(point, full)
+                doc["on"] = day.isoformat()
+                doc["source"] = point["source"]
+                docs[u] = json.dumps(doc, ensure_ascii=False)
+    return docs, disputed, missing
+
+
+def _point_doc(point: Any, full: bool) -> dict[str, Any]:
+    """A `company_history` point as a document (full or public view), `not_served` naming what
+    only the current document carries."""
+    individual = point["entity_type"] == "individual_business"
+    base = {
+        "uscc": point["uscc"], "entity_type": point["entity_type"], "region": point["region"],
+        "industry": point["industry"], "as_of": point["as_of"].isoformat(), "status": None,
+    }  # fmt: skip
+    scored = point["score"] is not None
+    if not full:
+        return {
+            **base, "name": mask_name(point["name"]) if individual else point["name"],
+            "evaluation": {"score": float(point["score"]), "grade": point["grade"]}
+            if scored else None,
+            "flags": {"objection_open": False}, "not_served": ["status"],
+        }  # fmt: skip
+    tier = None
+    if point["tier"] is not None:
+        probability = point["probability"]
+        tier = {
+            "tier": point["tier"], "model_tier": None,
+            "probability": None if probability is None else round(float(probability), 6),
+            "reasons": None, "model": None, "model_version": point["model_version"],
+        }  # fmt: skip
+    return {
+        **base, "name": point["name"],
+        "evaluation": {"score": float(point["score"]), "grade": point["grade"], "points": None,
+                       "vetoes": None, "method_version": point["method_version"]}
+        if scored else None,
+        "tier": tier, "not_tiered": None,
+        "flags": {"objection_open": False, "lists": None}, "not_served": NOT_SERVED,
+    }  # fmt: skip
+
+
 async def _as_served(
-    state: ServiceState, caller: Caller, docs: dict[str, str], disputed: dict[str, set[str]]
-) -> dict[str, str]:
+    state: ServiceState, caller: Caller, docs: dict[str, str], disputed: dict[str, set[str]],
+    day: date | None = None,
+) -> dict[str, str]:  # fmt: skip
     """The stored documents as this caller is served them: the open-objection flag read live
-    (`serving.lookup.objection_flags`: the records under objection now that this caller's view
-    includes), and for a department what the reasons say about records it may not see withheld
-    (`serving.lookup.department_view`). A document that needs neither is served as stored."""
+    (`serving.lookup.objection_flags`: the records under objection now, or on `day` for a past
+    point, that this caller's view includes), and for a department what the reasons say about
+    records it may not see withheld (`serving.lookup.department_view`). A document that needs
+    neither is served as stored."""
     department = caller.role == "department"
     work = [u for u, text in docs.items()
             if department or disputed.get(u) or _STORED_OPEN in text]  # fmt: skip
     if not work:
         return docs
     if not any(disputed.get(u) for u in work):  # no record to look up in the store: at once
-        return {**docs, **_served_docs(state, caller, {u: docs[u] for u in work}, disputed)}
+        return {**docs, **_served_docs(state, caller, {u: docs[u] for u in work}, disputed, day)}
     changed = await run_in_threadpool(_served_docs, state, caller, {u: docs[u] for u in work},
-                                      disputed)  # fmt: skip
+                                      disputed, day)  # fmt: skip
     return {**docs, **changed}
 
 
@@ -74,8 +207,9 @@ _STORED_OPEN = '"objection_open": true'
 
 
 def _served_docs(
-    state: ServiceState, caller: Caller, docs: dict[str, str], disputed: dict[str, set[str]]
-) -> dict[str, str]:
+    state: ServiceState, caller: Caller, docs: dict[str, str], disputed: dict[str, set[str]],
+    day: date | None = None,
+) -> dict[str, str]:  # fmt: skip
     parsed = {u: json.loads(text) for u, text in docs.items()}
     public = {u for u in parsed if not caller.sees_fully(u)}
     department = caller.department if caller.role == "department" else None
@@ -91,6 +225,7 @@ def _served_docs(
                     group,
                     public=shown_publicly,
                     department=None if shown_publicly else department,
+                    day=day,
                 )
             )
     if department is not None:
@@ -106,12 +241,17 @@ def _served_docs(
     summary="The same for up to 10,000 companies (100 for public and company keys)",
 )  # fmt: skip
 async def batch(
-    body: BatchRequest, state: StateDep, caller: CallerDep, x_purpose: PurposeHeader = None
-) -> Response:
+    request: Request, body: BatchRequest, state: StateDep, caller: CallerDep,
+    on: OnQuery = None, x_purpose: PurposeHeader = None,
+) -> Response:  # fmt: skip
     purpose = purpose_of(caller, x_purpose)
+    if request.scope["query_string"]:  # the look-up's hot path: no parsing without one
+        refuse_unknown_query(request, ON)
     if caller.role not in FULL_VIEW and len(body.usccs) > PUBLIC_BATCH:
         raise ApiError(413, "too_large", f"a {caller.role} key may ask for at most "
                        f"{PUBLIC_BATCH} companies at once; got {len(body.usccs):,}")  # fmt: skip
+    if on is not None:
+        _future(on)
     valid, invalid = [], []
     for raw in body.usccs:
         try:
@@ -121,19 +261,23 @@ async def batch(
     found: dict[str, str] = {}
     disputed: dict[str, set[str]] = {}
     wanted = list(dict.fromkeys(valid))
-    today = china_today()
-    with state.engine.connect() as con:
-        for start in range(0, len(wanted), 900):  # a query of the documents and one of the
-            part = wanted[start : start + 900]  # open objections per 900 codes
-            rows = con.execute(
-                sa.select(companies.c.uscc, companies.c.full_doc, companies.c.public_doc)
-                .where(companies.c.uscc.in_(part))
-            ).all()  # fmt: skip
-            found.update({u: full if caller.sees_fully(u) else public for u, full, public in rows})
-            disputed.update(disputed_on(con, part, today))
+    if on is not None:
+        found, disputed, _ = await run_in_threadpool(_points, state, caller, wanted, on)
+    else:
+        today = china_today()
+        with state.engine.connect() as con:
+            for start in range(0, len(wanted), 900):  # a query of the documents and one of
+                part = wanted[start : start + 900]  # the open objections per 900 codes
+                rows = con.execute(
+                    sa.select(companies.c.uscc, companies.c.full_doc, companies.c.public_doc)
+                    .where(companies.c.uscc.in_(part))
+                ).all()  # fmt: skip
+                found.update({u: full if caller.sees_fully(u) else public
+                              for u, full, public in rows})  # fmt: skip
+                disputed.update(disputed_on(con, part, today))
     lines = [(code, 200 if code in found else 404) for code in wanted]
     state.audit.log_each(caller, "POST /v1/companies:batch", lines, purpose)  # all or none
-    found = await _as_served(state, caller, found, disputed)
+    found = await _as_served(state, caller, found, disputed, on)
     docs = ",".join(found[u] for u in wanted if u in found)
     missing = json.dumps([u for u in wanted if u not in found])
     content = (
@@ -148,12 +292,14 @@ async def batch(
     summary="Scores and tiers over time",
 )  # fmt: skip
 async def history(
-    uscc: str, state: StateDep, caller: CallerDep, x_purpose: PurposeHeader = None
-) -> History:
+    request: Request, uscc: str, state: StateDep, caller: CallerDep,
+    x_purpose: PurposeHeader = None,
+) -> History:  # fmt: skip
     purpose = purpose_of(caller, x_purpose)
     code = valid_code(uscc)
     if not caller.is_company(code):  # a company reads its own
         require(caller, HISTORY, "read histories")
+    refuse_unknown_query(request, frozenset())
     with state.engine.connect() as con:
         rows = con.execute(
             sa.select(company_history).where(company_history.c.uscc == code)
@@ -176,6 +322,7 @@ async def history(
     summary="The records of a company this caller may see (public ones for the public, masked)",
 )  # fmt: skip
 def records(
+    request: Request,
     uscc: str,
     state: StateDep,
     caller: CallerDep,
@@ -185,6 +332,7 @@ def records(
 ) -> Records:  # fmt: skip
     purpose = purpose_of(caller, x_purpose)
     code = valid_code(uscc)
+    refuse_unknown_query(request, ON)
     day = on or china_today()
     if day > china_today():
         raise ApiError(422, "future_day", f"{day} is after today: records are not forecast")

@@ -15,7 +15,7 @@ from datetime import date
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Connection
 
@@ -28,7 +28,7 @@ from serving.deps import CallerDep, PurposeHeader, StateDep, purpose_of, valid_c
 from serving.errors import ApiError
 from serving.load import mask_name, shown_attributes
 from serving.lookup import disputed_on, objection_flags
-from serving.routes.companies import ERRORS
+from serving.routes.companies import ERRORS, ON, refuse_unknown_query
 
 router = APIRouter(prefix="/v1", tags=["public"])
 
@@ -120,6 +120,7 @@ def _evaluation_on(con: Connection, code: str, day: date) -> dict[str, Any] | No
     summary="What is public about a company on a day: records, lists, evaluation, objections",
 )  # fmt: skip
 def public_company(
+    request: Request,
     uscc: str,
     state: StateDep,
     caller: CallerDep,
@@ -127,6 +128,7 @@ def public_company(
     x_purpose: PurposeHeader = None,
 ) -> PublicCompany:
     code = valid_code(uscc)
+    refuse_unknown_query(request, ON)
     purpose = purpose_of(caller, x_purpose) if caller.role != "public" else None
     day = on or china_today()
     if day > china_today():

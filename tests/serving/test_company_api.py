@@ -1,0 +1,231 @@
+"""The company look-ups' contract as a department integrates it (TestClient, SQLite and
+PostgreSQL): a past day (`?on=`) answers the point in force then, marked as such; unknown query
+parameters are refused, not ignored.
+
+The province is loaded as of `OLDER` and `AS_OF`, so every company has two history points.
+Each test works on companies of its own, so their order does not matter.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from records.settings import Settings
+from records.workdays import china_today
+from serving.app import create_app
+from serving.auth import create_key
+from serving.db import companies, company_history
+from serving.load import load_results
+from tests.serving.databases import BACKENDS, OLDER, Loaded, loaded_copy
+from tests.serving.pipeline import AS_OF
+
+
+@dataclass
+class Api:
+    world: Loaded
+    client: TestClient
+    keys: dict[str, str] = field(default_factory=dict)
+    taken: set[str] = field(default_factory=set)
+
+    def key(self, role: str, department: str | None = None, uscc: str | None = None) -> str:
+        name = f"{role}:{department or uscc or ''}"
+        if name not in self.keys:
+            self.keys[name] = create_key(self.world.engine, role, department, name, uscc)
+        return self.keys[name]
+
+    def call(self, method: str, path: str, key: str, **kw: Any) -> Any:
+        headers = {"X-API-Key": key, "X-Purpose": "contract test"}
+        return self.client.request(method, path, headers=headers, **kw)
+
+    def get(self, path: str, key: str, **kw: Any) -> Any:
+        got = self.call("GET", path, key, **kw)
+        assert got.status_code == 200, got.text
+        return got.json()
+
+    def batch(self, codes: list[str], key: str, **kw: Any) -> Any:
+        got = self.call("POST", "/v1/companies:batch", key, json={"usccs": codes}, **kw)
+        assert got.status_code == 200, got.text
+        return got.json()
+
+    def history(self) -> dict[str, dict[date, dict[str, Any]]]:
+        with self.world.engine.connect() as con:
+            rows = con.execute(sa.select(company_history)).mappings().all()
+        out: dict[str, dict[date, dict[str, Any]]] = {}
+        for r in rows:
+            out.setdefault(r["uscc"], {})[r["as_of"]] = dict(r)
+        return out
+
+    def pick(self, test: Any) -> str:
+        """A company no other test took whose two points pass `test(older, newer)`."""
+        for uscc, points in sorted(self.history().items()):
+            if uscc in self.taken or set(points) != {OLDER, AS_OF}:
+                continue
+            if test(points[OLDER], points[AS_OF]):
+                self.taken.add(uscc)
+                return uscc
+        raise AssertionError("no such company")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, province: Path
+) -> Iterator[Loaded]:
+    with loaded_copy(request.param, request, tmp_path_factory, province, "api") as loaded:
+        load_results(loaded.engine, loaded.store, loaded.data_dir, OLDER)  # history only
+        yield loaded
+
+
+@pytest.fixture(scope="module")
+def api(world: Loaded) -> Iterator[Api]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        settings = Settings(data_dir=world.data_dir, DATABASE_URL=world.url,
+                            duckdb_memory_limit="1GB")  # fmt: skip
+        with TestClient(create_app(settings)) as client:
+            yield Api(world, client)
+
+
+# ---- a past day: ?on= ----------------------------------------------------------------------
+
+
+def test_a_past_day_answers_the_point_in_force_then(api: Api) -> None:
+    """`?as_of=2025-12-31` answered today's document. `?on=DAY` now answers the evaluation and
+    tier in force that day (the latest published on or before it), with `as_of` the point's
+    date, `on` the day asked and `source`; reasons, points, vetoes and lists are not kept for
+    a past point: null, and named in `not_served`, never today's under a past date."""
+    uscc = api.pick(lambda old, new: old["tier"] and new["tier"] and old["tier"] != new["tier"])
+    old = api.history()[uscc][OLDER]
+    regulator = api.key("regulator")
+    current = api.get(f"/v1/companies/{uscc}", regulator)
+    for day in (OLDER, OLDER + timedelta(days=30), AS_OF - timedelta(days=1)):
+        doc = api.get(f"/v1/companies/{uscc}", regulator, params={"on": day.isoformat()})
+        assert (doc["as_of"], doc["on"], doc["source"]) == (OLDER.isoformat(), day.isoformat(),
+                                                            "batch")  # fmt: skip
+        assert doc["tier"]["tier"] == old["tier"] != current["tier"]["tier"]
+        assert doc["tier"]["probability"] == round(old["probability"], 6)
+        assert doc["tier"]["model_version"] == old["model_version"]
+        assert doc["tier"]["reasons"] is None
+        assert doc["evaluation"]["score"] == old["score"]
+        assert doc["evaluation"]["grade"] == old["grade"]
+        assert doc["evaluation"]["method_version"] == old["method_version"]
+        assert doc["evaluation"]["points"] is None and doc["evaluation"]["vetoes"] is None
+        assert doc["flags"]["lists"] is None
+        assert {"tier.reasons", "evaluation.points", "flags.lists"} <= set(doc["not_served"])
+        assert (doc["uscc"], doc["name"], doc["region"]) == (
+            uscc, current["name"], current["region"])  # fmt: skip
+        (batched,) = api.batch([uscc], regulator, params={"on": day.isoformat()})["companies"]
+        assert batched == doc
+    # on or after the current document's date: the current document, reasons and all
+    for day in (AS_OF, china_today()):
+        doc = api.get(f"/v1/companies/{uscc}", regulator, params={"on": day.isoformat()})
+        assert {k: v for k, v in doc.items() if k not in ("on", "source")} == current
+        assert (doc["on"], doc["source"]) == (day.isoformat(), "batch")
+        assert "not_served" not in doc and doc["tier"]["reasons"]
+    # the public view of a past day: that day's score and grade, no tier
+    public = api.get(f"/v1/companies/{uscc}", api.key("public"), params={"on": OLDER.isoformat()})
+    assert public["evaluation"] == {"score": old["score"], "grade": old["grade"]}
+    assert "tier" not in public and public["as_of"] == OLDER.isoformat()
+    # before anything was published; after today
+    before = api.call("GET", f"/v1/companies/{uscc}", regulator,
+                      params={"on": (OLDER - timedelta(days=1)).isoformat()})  # fmt: skip
+    assert before.status_code == 404 and before.json()["code"] == "not_scored_by_date"
+    later = api.call("GET", f"/v1/companies/{uscc}", regulator,
+                     params={"on": (china_today() + timedelta(days=1)).isoformat()})  # fmt: skip
+    assert later.status_code == 422 and later.json()["code"] == "future_day"
+    bad = api.call("GET", f"/v1/companies/{uscc}", regulator, params={"on": "2025-13-01"})
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid"
+    unknown = api.call("GET", "/v1/companies/91110000600037341L", regulator,
+                       params={"on": OLDER.isoformat()})  # fmt: skip
+    assert unknown.status_code == 404 and unknown.json()["code"] == "not_found"
+
+
+def test_a_past_day_of_a_batch_and_a_rescore(api: Api) -> None:
+    """A batch of a past day answers each company's point of that day (unknown codes and those
+    with nothing by then in `not_found`); a re-score is a point too, marked `rescore`, and
+    the point before it is still answered for the days before it."""
+    codes = [api.pick(lambda old, new: old["score"] is not None) for _ in range(3)]
+    regulator = api.key("regulator")
+    history = api.history()
+    wanted = [*codes, "91110000600037341L"]
+    body = api.batch(wanted, regulator, params={"on": OLDER.isoformat()})
+    assert [c["uscc"] for c in body["companies"]] == codes
+    assert body["not_found"] == ["91110000600037341L"]
+    for doc in body["companies"]:
+        assert doc["as_of"] == OLDER.isoformat()
+        assert doc["evaluation"]["score"] == history[doc["uscc"]][OLDER]["score"]
+    early = api.batch(codes, regulator, params={"on": (OLDER - timedelta(days=1)).isoformat()})
+    assert early["companies"] == [] and early["not_found"] == codes
+
+    rescored = api.call("POST", f"/v1/companies/{codes[0]}:rescore", regulator)
+    assert rescored.status_code == 200, rescored.text
+    today = china_today()
+    now = api.get(f"/v1/companies/{codes[0]}", regulator, params={"on": today.isoformat()})
+    assert (now["as_of"], now["source"]) == (today.isoformat(), "rescore")
+    assert now["tier"]["reasons"] is not None  # the current document
+    yesterday = (today - timedelta(days=1)).isoformat()
+    then = api.get(f"/v1/companies/{codes[0]}", regulator, params={"on": yesterday})
+    assert (then["as_of"], then["source"]) == (AS_OF.isoformat(), "batch")
+    assert then["tier"]["reasons"] is None and "tier.reasons" in then["not_served"]
+
+
+def test_a_department_reads_a_past_point_as_it_reads_the_current_one(api: Api) -> None:
+    """The current document asked for with `?on=` is withheld for a department as without it
+    (the tax reasons' evidence from the ecology department)."""
+    with api.world.engine.connect() as con:
+        found = list(con.execute(
+            sa.select(companies.c.uscc).where(
+                companies.c.full_doc.like('%"code": "tax_nil_declarations_3y"%'))
+            .order_by(companies.c.uscc).limit(5)).scalars())  # fmt: skip
+    uscc = next(u for u in found if u not in api.taken)
+    api.taken.add(uscc)
+    ecology = api.key("department", "ecology")
+    plain = api.get(f"/v1/companies/{uscc}", ecology)
+    dated = api.get(f"/v1/companies/{uscc}", ecology, params={"on": AS_OF.isoformat()})
+    assert {k: v for k, v in dated.items() if k not in ("on", "source")} == plain
+    assert '"tax"' not in json.dumps(dated)
+
+
+# ---- unknown query parameters ----------------------------------------------------------------
+
+
+def test_unknown_query_parameters_are_refused(api: Api) -> None:
+    """`?as_of=` (or any parameter a route does not take) was ignored and today's answer given
+    under it: the company routes now refuse it, 422 `unknown_parameter`, naming it."""
+    uscc = api.pick(lambda old, new: True)
+    regulator, public = api.key("regulator"), api.key("public")
+    asks = [
+        ("GET", f"/v1/companies/{uscc}", {"as_of": OLDER.isoformat()}, "as_of"),
+        ("GET", f"/v1/companies/{uscc}", {"date": "x", "on": OLDER.isoformat()}, "date"),
+        ("GET", f"/v1/companies/{uscc}/history", {"on": OLDER.isoformat()}, "on"),
+        ("GET", f"/v1/companies/{uscc}/records", {"as_of": OLDER.isoformat()}, "as_of"),
+        ("GET", f"/v1/public/companies/{uscc}", {"day": OLDER.isoformat()}, "day"),
+    ]
+    for method, path, params, named in asks:
+        for key in (regulator, public):
+            got = api.call(method, path, key, params=params)
+            if key == public and path.endswith("/history"):
+                assert got.status_code == 403  # not its to read, whatever it asks
+                continue
+            assert got.status_code == 422, (path, got.text)
+            assert got.json()["code"] == "unknown_parameter"
+            assert named in got.json()["message"]
+    batch = api.call("POST", "/v1/companies:batch", regulator, json={"usccs": [uscc]},
+                     params={"as_of": OLDER.isoformat()})  # fmt: skip
+    assert batch.status_code == 422 and "as_of" in batch.json()["message"]
+    in_body = api.call("POST", "/v1/companies:batch", regulator,
+                       json={"usccs": [uscc], "as_of": OLDER.isoformat()})  # fmt: skip
+    assert in_body.status_code == 422 and "as_of" in in_body.json()["message"]
+    # the parameters a route takes are taken
+    for path, params in ((f"/v1/companies/{uscc}", {"on": OLDER.isoformat()}),
+                         (f"/v1/companies/{uscc}/records", {"on": OLDER.isoformat()}),
+                         (f"/v1/public/companies/{uscc}", {"on": OLDER.isoformat()})):  # fmt: skip
+        assert api.call("GET", path, regulator, params=params).status_code == 200, path
