@@ -203,9 +203,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         timer = None
         if settings.model_reload_seconds:
             timer = asyncio.create_task(_reload_every(settings.model_reload_seconds, slot, models))
+        # companies registered since the last load (a look-up without a document says "not yet
+        # scored" for them, not "unknown"): read before the first request, then every minute
+        await asyncio.to_thread(lookup.try_refresh_newcomers, app.state.service.store)
+        newcomers = asyncio.create_task(lookup.keep_newcomers(app.state.service.store))
         try:
             yield
         finally:
+            newcomers.cancel()
             if timer is not None:
                 timer.cancel()
             audit.stop()

@@ -102,7 +102,14 @@ class Invalid(BaseModel):
 
 class BatchResponse(BaseModel):
     companies: list[Company]
-    not_found: list[str]
+    not_found: list[str] = Field(
+        description="Valid codes without a document (for `?on=`: none published by that day)"
+    )
+    not_yet_scored: list[str] = Field(
+        default_factory=list,
+        description="Of `not_found`, the companies registered since the last batch: scored at "
+        "the next one (a single look-up answers them 404 `not_yet_scored`)",
+    )
     invalid: list[Invalid]
 
 

@@ -19,7 +19,7 @@ from serving.db import companies, company_history
 from serving.deps import CallerDep, PurposeHeader, StateDep, purpose_of, require, valid_code
 from serving.errors import ApiError, ErrorBody
 from serving.load import mask_name, shown_attributes
-from serving.lookup import PUBLIC_DOC, department_view, disputed_on, objection_flags
+from serving.lookup import department_view, disputed_on, objection_flags, registered_entity
 from serving.schemas import BatchRequest, BatchResponse, Company, History, Records
 from serving.state import ServiceState
 
@@ -78,15 +78,31 @@ async def get_company(
             if code in missing:
                 raise ApiError(404, "not_scored_by_date", f"no evaluation or tier of {code} "
                                f"was published on or before {on}")  # fmt: skip
-            raise ApiError(404, "not_found", f"no evaluation or tier of {code}")
+            raise _unscored(state, code)
         served = await _as_served(state, caller, docs, disputed, on)
         return Response(content=served[code], media_type="application/json")
     doc, disputed_now = await state.lookup.company(code, caller.sees_fully(code))
     state.audit.log(caller, "GET /v1/companies/{uscc}", code, purpose, 200 if doc else 404)
     if doc is None:
-        raise ApiError(404, "not_found", f"no evaluation or tier of {code}")
+        raise _unscored(state, code)
     docs = await _as_served(state, caller, {code: doc}, {code: disputed_now})
     return Response(content=docs[code], media_type="application/json")
+
+
+def _unscored(state: ServiceState, code: str) -> ApiError:
+    """The 404 of a code without a document: `not_yet_scored` for a company registered since
+    the last load (known from `Lookup.newcomers`, not from the store: a look-up never reads
+    it), `not_found` for a code no one here knows."""
+    newcomer = state.lookup.newcomers.get(code)
+    if newcomer is not None:
+        return ApiError(
+            404, "not_yet_scored",
+            f"{code} was registered on {newcomer.registered} (recorded here on "
+            f"{newcomer.known_since}), after the last batch: it is scored and tiered at the next "
+            "batch",
+        )  # fmt: skip
+    return ApiError(404, "not_found", f"no evaluation or tier of {code}: no company of that "
+                    "code is known here")  # fmt: skip
 
 
 NOT_SERVED = ["status", "not_tiered", "evaluation.points", "evaluation.vetoes",
@@ -279,9 +295,11 @@ async def batch(
     state.audit.log_each(caller, "POST /v1/companies:batch", lines, purpose)  # all or none
     found = await _as_served(state, caller, found, disputed, on)
     docs = ",".join(found[u] for u in wanted if u in found)
-    missing = json.dumps([u for u in wanted if u not in found])
+    absent = [u for u in wanted if u not in found]
+    newcomers = state.lookup.newcomers
     content = (
-        f'{{"companies":[{docs}],"not_found":{missing},'
+        f'{{"companies":[{docs}],"not_found":{json.dumps(absent)},'
+        f'"not_yet_scored":{json.dumps([u for u in absent if u in newcomers])},'
         f'"invalid":{json.dumps(invalid, ensure_ascii=False)}}}'
     )
     return Response(content=content, media_type="application/json")
@@ -337,12 +355,9 @@ def records(
     if day > china_today():
         raise ApiError(422, "future_day", f"{day} is after today: records are not forecast")
     rows = _records(state, code, day, caller)
-    if not rows:
-        with state.engine.connect() as con:
-            known = con.execute(PUBLIC_DOC, {"u": code}).scalar() is not None
-        if not known:
-            state.audit.log(caller, "GET /v1/companies/{uscc}/records", code, purpose, 404)
-            raise ApiError(404, "not_found", f"no company {code}")
+    if not rows and registered_entity(state.store, code, day) is None:  # as the public page
+        state.audit.log(caller, "GET /v1/companies/{uscc}/records", code, purpose, 404)
+        raise ApiError(404, "not_found", f"no company {code} registered by {day}")
     state.audit.log(caller, "GET /v1/companies/{uscc}/records", code, purpose, 200)
     return Records.model_validate({"uscc": code, "on": day.isoformat(), "records": rows})
 

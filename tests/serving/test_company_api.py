@@ -15,10 +15,13 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from records import uscc as codes
+from records.ingest import ingest_table
 from records.settings import Settings
 from records.workdays import china_today
 from serving.app import create_app
@@ -229,3 +232,51 @@ def test_unknown_query_parameters_are_refused(api: Api) -> None:
                          (f"/v1/companies/{uscc}/records", {"on": OLDER.isoformat()}),
                          (f"/v1/public/companies/{uscc}", {"on": OLDER.isoformat()})):  # fmt: skip
         assert api.call("GET", path, regulator, params=params).status_code == 200, path
+
+
+# ---- a company registered since the last load --------------------------------------------------
+
+
+def test_a_company_registered_since_the_last_load_is_not_yet_scored(api: Api) -> None:
+    """A company registered after the last batch was 404 "no evaluation or tier" (as an
+    unknown code) and its records 404 "no company", though the public page knew it. The look-up
+    now answers 404 `not_yet_scored` (registered on …, scored at the next batch), an unknown
+    code `not_found`; the records and the public page know it from the store's entities."""
+    world, today = api.world, china_today()
+    new = codes.derive(f"newcomer-{world.url[:8]}", "contract-test", region="410100")
+    entity = {
+        "uscc": new, "name": "河南新设科技有限公司", "industry": "I65", "region": "410102",
+        "entity_type": "enterprise", "registered_capital": 1_000_000.0,
+        "established_date": (today - timedelta(days=3)).isoformat(), "status": "active",
+    }  # fmt: skip
+    stored = ingest_table(world.store, pa.Table.from_pylist([entity]), "entities", "samr",
+                          today=today)  # fmt: skip
+    assert stored.stored == 1, stored
+    regulator, public = api.key("regulator"), api.key("public")
+    unknown = "91110000600037341L"
+    service = api.client.app.state.service  # type: ignore[attr-defined]
+    assert service.lookup.refresh_newcomers(service.store) >= 1  # as every minute
+
+    for key in (regulator, public, api.key("department", "tax")):
+        got = api.call("GET", f"/v1/companies/{new}", key)
+        assert got.status_code == 404, got.text
+        body = got.json()
+        assert body["code"] == "not_yet_scored"
+        assert entity["established_date"] in body["message"] and "next batch" in body["message"]
+        assert api.call("GET", f"/v1/companies/{unknown}", key).json()["code"] == "not_found"
+    dated = api.call("GET", f"/v1/companies/{new}", regulator, params={"on": today.isoformat()})
+    assert dated.status_code == 404 and dated.json()["code"] == "not_yet_scored"
+    body = api.batch([new, unknown], regulator)
+    assert body["companies"] == [] and body["not_found"] == [new, unknown]
+    assert body["not_yet_scored"] == [new]
+    # known to the records and the public page alike; an unknown code to neither
+    assert api.get(f"/v1/companies/{new}/records", regulator)["records"] == []
+    assert api.get(f"/v1/public/companies/{new}", public)["name"] == entity["name"]
+    for path in (f"/v1/companies/{unknown}/records", f"/v1/public/companies/{unknown}"):
+        assert api.call("GET", path, regulator).status_code == 404, path
+    # before it was registered here, neither knows it
+    yesterday = {"on": (today - timedelta(days=1)).isoformat()}
+    for path in (f"/v1/companies/{new}/records", f"/v1/public/companies/{new}"):
+        assert api.call("GET", path, regulator, params=yesterday).status_code == 404, path
+    # a company of the last batch is never a newcomer
+    assert not set(service.lookup.newcomers) & set(api.history())
