@@ -40,7 +40,21 @@ LIST_FLAGS = {
     "on_abnormal_list": "abnormal_operation",
     "on_dishonest_debtor_list": "dishonest_judgment_debtor",
     "on_focus_list": "focus_attention",
+    "on_red_list": "red_list",
 }
+"""The list features served in `flags.lists`, under the names the documents have always used
+(kept for their consumers); `LIST_CODES` gives each one's catalogue code."""
+
+LIST_CODES = {
+    "serious_dishonest": "serious_dishonest_list",
+    "abnormal_operation": "abnormal_operation_list",
+    "dishonest_judgment_debtor": "dishonest_judgment_debtor",
+    "focus_attention": "focus_attention_list",
+    "red_list": "red_list",
+}
+"""`flags.lists` name → the catalogue's record category (what `/v1/public/lists` and the public
+page call the list; the courts' dishonest judgment debtors are a category, not a list kept
+here)."""
 
 
 class NothingToLoad(LookupError):

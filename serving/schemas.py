@@ -7,6 +7,32 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.specs import by_name
+from serving.load import LIST_CODES, LIST_FLAGS
+
+VETO_FEATURES = sorted(n for n, s in by_name().items() if getattr(s, "direction", 0) == 1)
+"""What `evaluation.vetoes` may name: a scorecard veto is a risk-raising feature (the default
+method's: on_serious_dishonest_list, on_abnormal_list, on_dishonest_debtor_list)."""
+
+ListName = Annotated[
+    str,
+    Field(
+        json_schema_extra={"enum": list(LIST_FLAGS.values())},
+        description="A list the company is on; its catalogue code (`/v1/public/lists`, the "
+        "public page): " + ", ".join(f"{k} = {v}" for k, v in LIST_CODES.items()),
+    ),
+]
+VetoName = Annotated[
+    str,
+    Field(
+        json_schema_extra={"enum": VETO_FEATURES},
+        description="The feature whose veto capped the grade (the list features: "
+        "on_serious_dishonest_list = serious_dishonest_list, on_abnormal_list = "
+        "abnormal_operation_list, on_dishonest_debtor_list = dishonest_judgment_debtor, "
+        "on_focus_list = focus_attention_list)",
+    ),
+]
+
 
 class Reason(BaseModel):
     code: str
@@ -22,7 +48,7 @@ class Evaluation(BaseModel):
     score: float
     grade: str
     points: dict[str, float | None] | None = None
-    vetoes: list[str] | None = None
+    vetoes: list[VetoName] | None = None
     method_version: str | None = None
 
 
@@ -44,7 +70,11 @@ class Flags(BaseModel):
         description="A record this caller may see is under an open objection now (read live at "
         "each look-up; the public view: public records only)"
     )
-    lists: list[str] | None = None
+    lists: list[ListName] | None = Field(
+        default=None,
+        description="The lists the company is on as of `as_of` (the red list too); null in a "
+        "past point (`?on=`)",
+    )
 
 
 class Company(BaseModel):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -27,7 +28,7 @@ from records.workdays import china_today
 from serving.app import create_app
 from serving.auth import create_key
 from serving.db import companies, company_history
-from serving.load import load_results
+from serving.load import LIST_CODES, load_results
 from tests.serving.databases import BACKENDS, OLDER, Loaded, loaded_copy
 from tests.serving.pipeline import AS_OF
 
@@ -280,3 +281,43 @@ def test_a_company_registered_since_the_last_load_is_not_yet_scored(api: Api) ->
         assert api.call("GET", path, regulator, params=yesterday).status_code == 404, path
     # a company of the last batch is never a newcomer
     assert not set(service.lookup.newcomers) & set(api.history())
+
+
+# ---- list names ------------------------------------------------------------------------------
+
+
+def test_the_red_list_is_a_flag_and_list_names_are_declared(api: Api) -> None:
+    """`flags.lists` never carried the red list (which departments need for subsidies, "fewer
+    inspections"), and its names were nowhere declared. The red list is now served; the names
+    of `flags.lists` and `evaluation.vetoes` are enums of the OpenAPI schema, and each list name
+    maps to the catalogue code that `/v1/public/lists` and the public page use."""
+    features = next((api.world.data_dir / "results" / "features" / f"as_of={AS_OF}")
+                    .glob("*.parquet"))  # fmt: skip
+    table = pq.read_table(features, columns=["uscc", "on_red_list"]).to_pylist()
+    red = sorted(r["uscc"] for r in table if (r["on_red_list"] or 0) > 0)
+    assert red, "no company on the red list"
+    regulator, public = api.key("regulator"), api.key("public")
+    docs = api.batch(red[:50], regulator)["companies"]
+    assert docs and all("red_list" in d["flags"]["lists"] for d in docs)
+    doc = api.get(f"/v1/companies/{red[0]}", api.key("department", "ecology"))
+    assert "red_list" in doc["flags"]["lists"]
+    page = api.get(f"/v1/public/companies/{red[0]}", public)
+    assert {LIST_CODES[n] for n in doc["flags"]["lists"]} >= {x["list"] for x in page["lists"]}
+    assert "red_list" in {x["list"] for x in page["lists"]}
+
+    spec = api.client.get("/openapi.json").json()["components"]["schemas"]
+    lists = spec["Flags"]["properties"]["lists"]["anyOf"][0]["items"]
+    assert lists["enum"] == [
+        "serious_dishonest", "abnormal_operation", "dishonest_judgment_debtor", "focus_attention",
+        "red_list",
+    ]  # fmt: skip
+    assert set(LIST_CODES) == set(lists["enum"])
+    vetoes = spec["Evaluation"]["properties"]["vetoes"]["anyOf"][0]["items"]["enum"]
+    assert {"on_serious_dishonest_list", "on_abnormal_list", "on_dishonest_debtor_list"} <= set(
+        vetoes)  # fmt: skip
+    assert "on_red_list" not in vetoes  # a veto caps for risk only
+    # every served name is declared
+    with api.world.engine.connect() as con:
+        stored = [json.loads(d) for d in con.execute(sa.select(companies.c.full_doc)).scalars()]
+    assert {n for d in stored for n in d["flags"]["lists"]} <= set(lists["enum"])
+    assert {v for d in stored if d["evaluation"] for v in d["evaluation"]["vetoes"]} <= set(vetoes)
