@@ -215,6 +215,7 @@ def _merged_sql(score_file: Path | None, tier_file: Path | None, feature_file: P
     tier and the flags, under the names `_documents` reads."""
     columns = [
         *_columns(score_file, {"score": "score", "grade": "grade", "vetoes": "vetoes",
+                               "top_deductions": "top_deductions",
                                "method_version": "method_version", "spec_version": "spec_version",
                                **{f"points_{d}": f"points_{d}" for d in DIMENSIONS}}, "s"),
         *_columns(tier_file, {"probability": "probability", "model_tier": "model_tier",
@@ -295,6 +296,22 @@ def not_tiered(status: str | None) -> str:
     return "no_tier" if status == "active" else "inactive"
 
 
+def _deductions(value: Any) -> list[dict[str, Any]] | None:
+    """The evaluation's largest deductions with the record ids behind them, as `credsup score`
+    stored them (a list from the batch's Parquet, arrays from a re-score's frame); None for a
+    file written without them."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    out = []
+    for d in value:
+        records = d.get("records")
+        out.append({
+            "feature": str(d["feature"]), "points": float(d["points"]),
+            "records": [] if records is None else [str(r) for r in records],
+        })  # fmt: skip
+    return out
+
+
 def _documents(row: dict[str, Any], as_of: date) -> tuple[dict[str, Any], dict[str, Any]]:
     individual = row.get("entity_type") == "individual_business"
     lists = [name for col, name in LIST_FLAGS.items() if (_clean(row.get(col)) or 0) > 0]
@@ -307,6 +324,7 @@ def _documents(row: dict[str, Any], as_of: date) -> tuple[dict[str, Any], dict[s
             "points": {d: _clean(row.get(f"points_{d}")) for d in DIMENSIONS},
             "vetoes": [] if row.get("vetoes") is None else list(row["vetoes"]),
             "method_version": row.get("method_version"),
+            "top_deductions": _deductions(row.get("top_deductions")),
         }
     tier = None
     if _clean(row.get("tier")) is not None:

@@ -277,8 +277,14 @@ def department_view(docs: list[dict[str, Any]], department: str | None) -> None:
     """Withhold from a department what the reasons of these (full) documents say about records
     of categories the catalogue does not share with it (`_withheld`): such a reason keeps its
     code, kind and contribution and says its feature in words (`plain_reason`), without the
-    value, counts, dates, departments and record ids behind it (no `evidence`)."""
+    value, counts, dates, departments and record ids behind it (no `evidence`). The
+    evaluation's deductions by the same rule: such a deduction keeps its feature and points,
+    without its record ids (a deduction names no departments, so not even the department
+    whose records they are sees them here; its records page does)."""
     for doc in docs:
+        for deduction in (doc.get("evaluation") or {}).get("top_deductions") or []:
+            if _withheld({"kind": "model", "code": deduction.get("feature")}, department):
+                deduction.pop("records", None)
         tier = doc.get("tier") or {}
         for i, reason in enumerate(tier.get("reasons") or []):
             if not _withheld(reason, department):

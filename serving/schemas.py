@@ -44,12 +44,27 @@ class Reason(BaseModel):
     evidence: dict[str, Any] | None = None
 
 
+class Deduction(BaseModel):
+    feature: str = Field(description="The scorecard rule's feature")
+    points: float = Field(description="Points it deducts (negative)")
+    records: list[str] | None = Field(
+        default=None,
+        description="The record ids behind it; absent for a department where the records are "
+        "of a category the catalogue does not share (as a tier reason's evidence)",
+    )
+
+
 class Evaluation(BaseModel):
     score: float
     grade: str
     points: dict[str, float | None] | None = None
     vetoes: list[VetoName] | None = None
     method_version: str | None = None
+    top_deductions: list[Deduction] | None = Field(
+        default=None,
+        description="The three largest deductions with the records behind them (full view; "
+        "null in documents loaded before they were served and in a past point)",
+    )
 
 
 class Tier(BaseModel):

@@ -106,7 +106,8 @@ def _unscored(state: ServiceState, code: str) -> ApiError:
 
 
 NOT_SERVED = ["status", "not_tiered", "evaluation.points", "evaluation.vetoes",
-              "tier.model_tier", "tier.reasons", "flags.lists"]  # fmt: skip
+              "evaluation.top_deductions", "tier.model_tier", "tier.reasons",
+              "flags.lists"]  # fmt: skip
 """What a past point (`?on=`) does not carry: `company_history` keeps the evaluation's score,
 grade and method and the tier's probability and model, not the reasons, points, vetoes or lists
 of that day (they are served with the current document only)."""
@@ -190,7 +191,8 @@ def _point_doc(point: Any, full: bool) -> dict[str, Any]:
     return {
         **base, "name": point["name"],
         "evaluation": {"score": float(point["score"]), "grade": point["grade"], "points": None,
-                       "vetoes": None, "method_version": point["method_version"]}
+                       "vetoes": None, "method_version": point["method_version"],
+                       "top_deductions": None}
         if scored else None,
         "tier": tier, "not_tiered": None,
         "flags": {"objection_open": False, "lists": None}, "not_served": NOT_SERVED,

@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from features.results import Results
 from records import uscc as codes
 from records.ingest import ingest_table
 from records.settings import Settings
@@ -321,3 +322,65 @@ def test_the_red_list_is_a_flag_and_list_names_are_declared(api: Api) -> None:
         stored = [json.loads(d) for d in con.execute(sa.select(companies.c.full_doc)).scalars()]
     assert {n for d in stored for n in d["flags"]["lists"]} <= set(lists["enum"])
     assert {v for d in stored if d["evaluation"] for v in d["evaluation"]["vetoes"]} <= set(vetoes)
+
+
+# ---- the evaluation's deductions ---------------------------------------------------------------
+
+
+def test_the_evaluation_serves_its_largest_deductions(api: Api) -> None:
+    """`credsup grade` showed the three largest deductions with their record ids, the API did
+    not. The full view now has them as the batch stored them; a department reads a deduction
+    resting on records of a category the catalogue does not share (complaints) without its
+    record ids, as a tier reason's evidence; the public view has none."""
+    with api.world.engine.connect() as con:
+        rows = con.execute(
+            sa.select(companies.c.uscc, companies.c.full_doc)
+            .where(companies.c.full_doc.like('%"feature": "complaints_12m"%'))
+            .order_by(companies.c.uscc).limit(10)).all()  # fmt: skip
+    assert rows, "no company with a complaints deduction"
+    uscc = next(u for u, _ in rows if u not in api.taken)
+    api.taken.add(uscc)
+    stored = Results(api.world.data_dir).score_on(uscc, AS_OF)
+    assert stored is not None and stored["as_of"] == AS_OF
+    regulator, ecology = api.key("regulator"), api.key("department", "ecology")
+    full = api.get(f"/v1/companies/{uscc}", regulator)["evaluation"]["top_deductions"]
+    assert full == [{"feature": d["feature"], "points": d["points"], "records": d["records"]}
+                    for d in stored["top_deductions"]]  # fmt: skip
+    complaints = next(d for d in full if d["feature"] == "complaints_12m")
+    assert complaints["records"] and complaints["points"] < 0
+    seen = api.get(f"/v1/companies/{uscc}", ecology)["evaluation"]["top_deductions"]
+    (batched,) = api.batch([uscc], ecology)["companies"]
+    assert batched["evaluation"]["top_deductions"] == seen
+    for mine, whole in zip(seen, full, strict=True):
+        if whole["feature"] in (
+            "complaints_12m",
+            "verified_complaints_3y",
+            "negative_news_12m",
+            "related_dishonest_parties_3y",
+            "shared_address_companies",
+        ):
+            assert mine == {"feature": whole["feature"], "points": whole["points"]}
+        else:
+            assert mine == whole
+    assert not any(r in json.dumps(seen) for r in complaints["records"])
+    for key in (api.key("analyst"), api.key("company", uscc=uscc)):
+        assert api.get(f"/v1/companies/{uscc}", key)["evaluation"]["top_deductions"] == full
+    public = api.get(f"/v1/companies/{uscc}", api.key("public"))
+    assert set(public["evaluation"]) == {"score", "grade"}
+    # a shared category's records are the department's to read
+    with api.world.engine.connect() as con:
+        docs = [json.loads(d) for d in con.execute(
+            sa.select(companies.c.full_doc)
+            .where(companies.c.full_doc.like('%"feature": "general_penalties_decayed"%'))
+            .order_by(companies.c.uscc).limit(3)).scalars()]  # fmt: skip
+    assert docs
+    for doc in docs:
+        shown = api.get(f"/v1/companies/{doc['uscc']}", ecology)["evaluation"]["top_deductions"]
+        penalty = next(d for d in shown if d["feature"] == "general_penalties_decayed")
+        assert penalty["records"]
+    # a re-score stores them as the batch does
+    rescored = api.call("POST", f"/v1/companies/{docs[0]['uscc']}:rescore", regulator)
+    assert rescored.status_code == 200, rescored.text
+    again = api.get(f"/v1/companies/{docs[0]['uscc']}", regulator)["evaluation"]
+    assert again["top_deductions"]
+    assert all(isinstance(d["records"], list) and d["points"] < 0 for d in again["top_deductions"])
