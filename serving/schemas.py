@@ -177,6 +177,8 @@ class HistoryPoint(BaseModel):
 class History(BaseModel):
     uscc: str
     history: list[HistoryPoint]
+    total: int = Field(description="Points in all (the page is `history`)")
+    next: int | None = Field(description="The `offset` of the next page; null: the last")
 
 
 class RecordView(BaseModel):
@@ -213,6 +215,8 @@ class Records(BaseModel):
     uscc: str
     on: str
     records: list[RecordView]
+    total: int = Field(description="Records in all that pass the filters (the page is `records`)")
+    next: int | None = Field(description="The `offset` of the next page; null: the last")
 
 
 class SummaryRow(BaseModel):

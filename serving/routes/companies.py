@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any
 
@@ -12,6 +13,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from records import publicity
+from records.catalogue import default_catalogue
 from records.publicity import records_on
 from records.workdays import china_today
 from serving.auth import FULL_VIEW, HISTORY, Caller
@@ -307,19 +309,35 @@ async def batch(
     return Response(content=content, media_type="application/json")
 
 
+PAGE = frozenset({"limit", "offset"})
+LimitQuery = Annotated[
+    int | None, Query(ge=1, le=1000, description="At most this many (default: all)")
+]
+OffsetQuery = Annotated[
+    int, Query(ge=0, le=2**31 - 1, description="Skip this many first (with `limit`: a page)")
+]
+
+
+def _page(rows: list[Any], limit: int | None, offset: int) -> tuple[list[Any], int | None]:
+    """The page of `rows` from `offset` (at most `limit`), and the offset of the next page
+    (None: this is the last)."""
+    end = len(rows) if limit is None else offset + limit
+    return rows[offset:end], end if end < len(rows) else None
+
+
 @router.get(
     "/companies/{uscc}/history", response_model=History, responses=ERRORS,
     summary="Scores and tiers over time",
 )  # fmt: skip
 async def history(
     request: Request, uscc: str, state: StateDep, caller: CallerDep,
-    x_purpose: PurposeHeader = None,
+    limit: LimitQuery = None, offset: OffsetQuery = 0, x_purpose: PurposeHeader = None,
 ) -> History:  # fmt: skip
     purpose = purpose_of(caller, x_purpose)
     code = valid_code(uscc)
     if not caller.is_company(code):  # a company reads its own
         require(caller, HISTORY, "read histories")
-    refuse_unknown_query(request, frozenset())
+    refuse_unknown_query(request, PAGE)
     with state.engine.connect() as con:
         rows = con.execute(
             sa.select(company_history).where(company_history.c.uscc == code)
@@ -329,12 +347,15 @@ async def history(
              200 if rows else 404)  # fmt: skip
     if not rows:
         raise ApiError(404, "not_found", f"no history of {code}")
+    page, following = _page(list(rows), limit, offset)
     points = [
         {**{k: v for k, v in r.items() if k != "uscc"}, "as_of": r["as_of"].isoformat(),
          "probability": None if r["probability"] is None else round(r["probability"], 6)}
-        for r in rows
+        for r in page
     ]  # fmt: skip
-    return History.model_validate({"uscc": code, "history": points})
+    return History.model_validate(
+        {"uscc": code, "history": points, "total": len(rows), "next": following}
+    )
 
 
 @router.get(
@@ -348,24 +369,61 @@ def records(
     caller: CallerDep,
     on: Annotated[date | None, Query(description="Day the records are seen on (default today)")]
     = None,
+    category: Annotated[
+        list[str] | None,
+        Query(description="Only records of these categories (the catalogue's codes; repeat "
+              "the parameter for several)"),
+    ] = None,
+    from_: Annotated[
+        date | None, Query(alias="from", description="Only records of events on or after this day")
+    ] = None,
+    to: Annotated[
+        date | None, Query(description="Only records of events on or before this day")
+    ] = None,
+    limit: LimitQuery = None,
+    offset: OffsetQuery = 0,
     x_purpose: PurposeHeader = None,
 ) -> Records:  # fmt: skip
     purpose = purpose_of(caller, x_purpose)
     code = valid_code(uscc)
-    refuse_unknown_query(request, ON)
+    refuse_unknown_query(request, RECORDS_QUERY)
     day = on or china_today()
     if day > china_today():
         raise ApiError(422, "future_day", f"{day} is after today: records are not forecast")
-    rows = _records(state, code, day, caller)
-    if not rows and registered_entity(state.store, code, day) is None:  # as the public page
+    if from_ is not None and to is not None and from_ > to:
+        raise ApiError(422, "invalid", f"from ({from_}) is after to ({to})")
+    wanted = None if not category else set(category)
+    if wanted is not None:
+        catalogue = default_catalogue()
+        unknown = sorted(c for c in wanted if c not in catalogue)
+        if unknown:
+            raise ApiError(422, "unknown_category", f"no record category {', '.join(unknown)} "
+                           "in the catalogue")  # fmt: skip
+
+    def kept(r: dict[str, Any]) -> bool:
+        return ((wanted is None or r["category"] in wanted)
+                and (from_ is None or r["event_date"] >= from_)
+                and (to is None or r["event_date"] <= to))  # fmt: skip
+
+    rows, seen = _records(state, code, day, caller, kept)
+    if not seen and registered_entity(state.store, code, day) is None:  # as the public page
         state.audit.log(caller, "GET /v1/companies/{uscc}/records", code, purpose, 404)
         raise ApiError(404, "not_found", f"no company {code} registered by {day}")
     state.audit.log(caller, "GET /v1/companies/{uscc}/records", code, purpose, 200)
-    return Records.model_validate({"uscc": code, "on": day.isoformat(), "records": rows})
+    page, following = _page(rows, limit, offset)
+    return Records.model_validate({"uscc": code, "on": day.isoformat(), "records": page,
+                                   "total": len(rows), "next": following})  # fmt: skip
 
 
-def _records(state: ServiceState, code: str, day: date, caller: Caller) -> list[dict[str, Any]]:
-    """The company's records on `day` that this caller may see, by the publicity rule
+RECORDS_QUERY = frozenset({"on", "category", "from", "to", *PAGE})
+
+
+def _records(
+    state: ServiceState, code: str, day: date, caller: Caller,
+    kept: Callable[[dict[str, Any]], bool] | None = None,
+) -> tuple[list[dict[str, Any]], int]:  # fmt: skip
+    """The company's records on `day` that this caller may see and `kept` keeps (with how many
+    it may see: 0 says nothing of whether the company is known), by the publicity rule
     (`records.publicity`): the public (and other companies) see the public ones, a department
     also its own, the company itself and the other authorities all. A department sees the
     attributes of its own records, of others' only those the public page shows (no personal
@@ -377,13 +435,16 @@ def _records(state: ServiceState, code: str, day: date, caller: Caller) -> list[
     sees_all = full and caller.role != "department"
     today = china_today()
     shown = []
+    seen = 0
     for r in records_on(state.store, code, day, now=None if sees_all else today):
         if not full and not r["public"]:
             continue
         own = r["source_dept"] == caller.department
         if caller.role == "department" and not r["public"] and not own:
             continue
-        shown.append(r)
+        seen += 1
+        if kept is None or kept(r):
+            shown.append(r)
     ends = _public_ends(state, shown, day, None if sees_all else today)
     for r in shown:
         own = r["source_dept"] == caller.department
@@ -417,7 +478,7 @@ def _records(state: ServiceState, code: str, day: date, caller: Caller) -> list[
                 "counts": r["counts"] if full else None,
             }
         )
-    return out
+    return out, seen
 
 
 def _public_ends(

@@ -384,3 +384,91 @@ def test_the_evaluation_serves_its_largest_deductions(api: Api) -> None:
     again = api.get(f"/v1/companies/{docs[0]['uscc']}", regulator)["evaluation"]
     assert again["top_deductions"]
     assert all(isinstance(d["records"], list) and d["points"] < 0 for d in again["top_deductions"])
+
+
+# ---- pages and filters -------------------------------------------------------------------------
+
+
+def test_records_come_in_pages_and_filter_by_category_and_event_date(api: Api) -> None:
+    """A company's records came in one page with no filter. They now take `limit`/`offset`
+    (with `total` and the `next` offset), `category` (repeatable) and `from`/`to` (event
+    dates, inclusive); an unknown category or `from` after `to` is a 422."""
+    with api.world.store.connect() as con:
+        busy = [u for (u,) in con.execute(
+            "SELECT uscc FROM records GROUP BY uscc HAVING count(DISTINCT category) >= 4 "
+            "ORDER BY count(*) DESC, uscc LIMIT 20").fetchall()]  # fmt: skip
+    uscc = next(u for u in busy if u not in api.taken)
+    api.taken.add(uscc)
+    regulator = api.key("regulator")
+    path = f"/v1/companies/{uscc}/records"
+    whole = api.get(path, regulator)
+    every = whole["records"]
+    assert len(every) >= 8 and whole["total"] == len(every) and whole["next"] is None
+    pages, offset = [], 0
+    while offset is not None:
+        page = api.get(path, regulator, params={"limit": 3, "offset": offset})
+        assert page["total"] == len(every) and len(page["records"]) <= 3
+        pages.extend(page["records"])
+        offset = page["next"]
+        assert offset is None or offset == len(pages)
+    assert pages == every
+    beyond = api.get(path, regulator, params={"limit": 3, "offset": len(every) + 5})
+    assert beyond["records"] == [] and beyond["next"] is None and beyond["total"] == len(every)
+
+    categories = sorted({r["category"] for r in every})
+    one, two = categories[0], categories[1]
+    only = api.get(path, regulator, params={"category": one})
+    assert only["records"] == [r for r in every if r["category"] == one]
+    assert only["total"] == len(only["records"])
+    both = api.get(path, regulator, params=[("category", one), ("category", two)])
+    assert both["records"] == [r for r in every if r["category"] in (one, two)]
+    dates = sorted(r["event_date"] for r in every)
+    low, high = dates[len(dates) // 4], dates[3 * len(dates) // 4]
+    window = api.get(path, regulator, params={"from": low, "to": high})
+    assert window["records"] == [r for r in every if low <= r["event_date"] <= high]
+    assert 0 < window["total"] < len(every)
+    paged = api.get(path, regulator, params={"from": low, "to": high, "limit": 2, "offset": 1})
+    assert paged["records"] == window["records"][1:3] and paged["total"] == window["total"]
+    # a filter that keeps nothing of a known company is an empty page, not a 404
+    none = api.get(path, regulator, params={"from": "1990-01-01", "to": "1990-12-31"})
+    assert none == {"uscc": uscc, "on": china_today().isoformat(), "records": [], "total": 0,
+                    "next": None}  # fmt: skip
+    for params, code in (({"category": "no_such_category"}, "unknown_category"),
+                         ({"from": high, "to": low}, "invalid"),
+                         ({"limit": 0}, "invalid"), ({"limit": 1001}, "invalid"),
+                         ({"offset": -1}, "invalid")):  # fmt: skip
+        if code == "invalid" and "from" in params and low == high:
+            continue
+        got = api.call("GET", path, regulator, params=params)
+        assert got.status_code == 422 and got.json()["code"] == code, (params, got.text)
+    # a department's page counts only what it may see
+    tax = api.get(path, api.key("department", "tax"), params={"limit": 1})
+    shown = api.get(path, api.key("department", "tax"))["records"]
+    assert tax["total"] == len(shown) and tax["records"] == shown[:1]
+
+
+def test_history_comes_in_pages(api: Api) -> None:
+    uscc = api.pick(lambda old, new: True)
+    regulator = api.key("regulator")
+    path = f"/v1/companies/{uscc}/history"
+    whole = api.get(path, regulator)
+    assert [p["as_of"] for p in whole["history"]] == [OLDER.isoformat(), AS_OF.isoformat()]
+    assert (whole["total"], whole["next"]) == (2, None)
+    first = api.get(path, regulator, params={"limit": 1})
+    assert first["history"] == whole["history"][:1] and (first["total"], first["next"]) == (2, 1)
+    second = api.get(path, regulator, params={"limit": 1, "offset": 1})
+    assert second["history"] == whole["history"][1:] and second["next"] is None
+
+
+def test_the_public_lists_say_how_many_there_are(api: Api) -> None:
+    """`/v1/public/lists` had limit and offset, but no total and no next page."""
+    public = api.key("public")
+    every = api.get("/v1/public/lists", public, params={"limit": 1000})
+    assert every["total"] == len(every["entries"]) >= 3 and every["next"] is None
+    first = api.get("/v1/public/lists", public, params={"limit": 2})
+    assert first["entries"] == every["entries"][:2]
+    assert (first["total"], first["next"]) == (every["total"], 2)
+    last = api.get("/v1/public/lists", public, params={"limit": 2, "offset": every["total"] - 1})
+    assert len(last["entries"]) == 1 and last["next"] is None
+    red = api.get("/v1/public/lists", public, params={"list": "red_list", "limit": 1})
+    assert red["total"] == sum(e["list"] == "red_list" for e in every["entries"])
