@@ -237,6 +237,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if router is not health.router:
             limits[429] = {"model": errors.ErrorBody,
                            "description": "Too many requests (see Retry-After)"}  # fmt: skip
+            limits[503] = {
+                "model": errors.ErrorBody,
+                "description": "`unavailable`: the database cannot be reached (with an error id; "
+                "try again shortly); `audit_unavailable`: the audit log cannot take the read",
+            }
         app.include_router(router, responses=limits)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
     app.add_middleware(NoStoreMiddleware)

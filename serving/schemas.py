@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,10 +34,20 @@ VetoName = Annotated[
 ]
 
 
+TierLetter = Literal["A", "B", "C", "D"]
+
+
 class Reason(BaseModel):
     code: str
-    kind: str = Field(description="veto | default | model")
-    contribution: float | None = None
+    kind: Literal["veto", "default", "model"] = Field(
+        description="veto: a legal veto rule; default: a default (no history, only negative "
+        "history); model: a feature's contribution to the risk model"
+    )
+    contribution: float | None = Field(
+        default=None,
+        description="The feature's contribution to the model's log-odds of risk (model "
+        "reasons; positive raises the risk)",
+    )
     zh: str
     en: str
     raised: bool | None = None
@@ -68,8 +78,8 @@ class Evaluation(BaseModel):
 
 
 class Tier(BaseModel):
-    tier: str
-    model_tier: str | None = None
+    tier: TierLetter
+    model_tier: TierLetter | None = None
     probability: float
     reasons: list[Reason] | None = Field(
         description="Null in a past point (`?on=`): reasons are served with the current document "
@@ -101,15 +111,15 @@ class Company(BaseModel):
     entity_type: str | None = None
     region: str | None = None
     industry: str | None = None
-    as_of: str
-    status: str | None = Field(
+    as_of: date = Field(description="The date of the evaluation and tier served")
+    status: Literal["active", "suspended", "revoked", "deregistered"] | None = Field(
         default=None,
         description="Registration status on the as-of date: active, suspended, revoked or "
         "deregistered (null in documents loaded before it was served)",
     )
     evaluation: Evaluation | None = None
     tier: Tier | None = None
-    not_tiered: str | None = Field(
+    not_tiered: Literal["inactive", "no_tier"] | None = Field(
         default=None,
         description="Why `tier` is null (full view): inactive (the registration is not active on "
         "the as-of date: only active companies are tiered) or no_tier (none was loaded)",
@@ -121,7 +131,7 @@ class Company(BaseModel):
         "day, the latest published on or before it (`as_of` is its date); absent from the "
         "current document",
     )
-    source: str | None = Field(
+    source: Literal["batch", "rescore"] | None = Field(
         default=None,
         description="With `?on=`: where that point came from (batch: the monthly batch; "
         "rescore: one company re-scored on demand)",
@@ -137,7 +147,11 @@ class Company(BaseModel):
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")  # `{"as_of": …}` was dropped without a word
 
-    usccs: list[Annotated[str, Field(max_length=64)]] = Field(min_length=1, max_length=10_000)
+    usccs: list[Annotated[str, Field(max_length=64)]] = Field(
+        min_length=1,
+        json_schema_extra={"maxItems": 10_000},  # checked by the route: 413 `too_large`
+        description="Up to 10,000 codes (100 for public and company keys): more is 413 `too_large`",
+    )
 
 
 class Invalid(BaseModel):
@@ -159,8 +173,8 @@ class BatchResponse(BaseModel):
 
 
 class HistoryPoint(BaseModel):
-    as_of: str
-    tier: str | None = None
+    as_of: date
+    tier: TierLetter | None = None
     probability: float | None = Field(
         default=None, description="Rounded to 6 places, as the company document has it"
     )
@@ -168,7 +182,7 @@ class HistoryPoint(BaseModel):
     grade: str | None = None
     model_version: str | None = None
     method_version: str | None = None
-    source: str | None = Field(
+    source: Literal["batch", "rescore"] | None = Field(
         default=None,
         description="batch: the monthly batch's result; rescore: one company re-scored on demand",
     )
@@ -184,22 +198,22 @@ class History(BaseModel):
 class RecordView(BaseModel):
     record_id: str
     category: str
-    event_date: str
-    recorded_date: str | None = None
+    event_date: date
+    recorded_date: date | None = None
     """The day the record became known here (what every as-of question reads)."""
-    source_recorded_date: str | None = None
+    source_recorded_date: date | None = None
     """The department's own recorded date, when the record arrived after it (late delivery)."""
     source_dept: str | None = None
     severity: str | None = None
     amount: float | None = None
     attributes: dict[str, Any] | None = None
-    public_until: str | None = None
+    public_until: date | None = None
     """First day it is no longer public: for a public record the end of its period (or an
     earlier stop); for one no longer public (`public: false`: expired, repaired, withdrawn,
     stopped publishing, past a natural person's period) the day its publicity ended. Null: never
     public (a warning, a category the public is not shown) or open-ended. The name the public
     page (`/v1/public/companies/{uscc}`) uses."""
-    publicity_end: str | None = Field(
+    publicity_end: date | None = Field(
         default=None, deprecated=True, description="Deprecated: the same as `public_until`."
     )
     objection_open: bool
@@ -213,7 +227,7 @@ class RecordView(BaseModel):
 
 class Records(BaseModel):
     uscc: str
-    on: str
+    on: date
     records: list[RecordView]
     total: int = Field(description="Records in all that pass the filters (the page is `records`)")
     next: int | None = Field(description="The `offset` of the next page; null: the last")
@@ -229,7 +243,7 @@ class SummaryRow(BaseModel):
 
 
 class Summary(BaseModel):
-    as_of: str | None
+    as_of: date | None
     by: str
     rows: list[SummaryRow]
 

@@ -26,9 +26,29 @@ from serving.schemas import BatchRequest, BatchResponse, Company, History, Recor
 from serving.state import ServiceState
 
 router = APIRouter(prefix="/v1", tags=["companies"])
+USCC_REASONS = ("length", "charset", "region", "authority", "category", "org_check", "check",
+                "resident_id", "type")  # fmt: skip
+"""The reasons of `records.uscc.InvalidUSCC`: the 422 code is `invalid_uscc:<reason>`."""
+
 ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorBody} for s in (400, 401, 403, 404, 422)
+    **{s: {"model": ErrorBody} for s in (400, 401, 403, 404)},
+    422: {
+        "model": ErrorBody,
+        "description": "A malformed request. `code`: `invalid` (a parameter or the body), "
+        "`invalid_uscc:<reason>` for a malformed company code, `<reason>` one of "
+        f"{', '.join(USCC_REASONS)} (the message says what is wrong: 'check character should "
+        "be N, got M'), `unknown_parameter` (a query parameter the route does not take), "
+        "`future_day` (a day after today) …",
+    },
 }
+BATCH_ERRORS: dict[int | str, dict[str, Any]] = {
+    **{s: v for s, v in ERRORS.items() if s != 404},  # an unknown code is in `not_found`
+    413: {"model": ErrorBody, "description": "`too_large`: more codes than the key may ask "
+          "for (10,000; 100 for public and company keys), or a body over the limit"},
+}  # fmt: skip
+
+BATCH_LIMIT = 10_000
+"""Most companies an authority may ask for in one batch."""
 
 PUBLIC_BATCH = 100
 """Most companies a public or company key may ask for in one batch (the public page is one
@@ -256,8 +276,7 @@ def _served_docs(
 
 
 @router.post(
-    "/companies:batch", response_model=BatchResponse,
-    responses={**ERRORS, 413: {"model": ErrorBody}},
+    "/companies:batch", response_model=BatchResponse, responses=BATCH_ERRORS,
     summary="The same for up to 10,000 companies (100 for public and company keys)",
 )  # fmt: skip
 async def batch(
@@ -267,9 +286,10 @@ async def batch(
     purpose = purpose_of(caller, x_purpose)
     if request.scope["query_string"]:  # the look-up's hot path: no parsing without one
         refuse_unknown_query(request, ON)
-    if caller.role not in FULL_VIEW and len(body.usccs) > PUBLIC_BATCH:
+    limit = BATCH_LIMIT if caller.role in FULL_VIEW else PUBLIC_BATCH
+    if len(body.usccs) > limit:  # one status and code for every key (an authority's was 422)
         raise ApiError(413, "too_large", f"a {caller.role} key may ask for at most "
-                       f"{PUBLIC_BATCH} companies at once; got {len(body.usccs):,}")  # fmt: skip
+                       f"{limit:,} companies at once; got {len(body.usccs):,}")  # fmt: skip
     if on is not None:
         _future(on)
     valid, invalid = [], []

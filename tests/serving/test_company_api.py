@@ -472,3 +472,66 @@ def test_the_public_lists_say_how_many_there_are(api: Api) -> None:
     assert len(last["entries"]) == 1 and last["next"] is None
     red = api.get("/v1/public/lists", public, params={"list": "red_list", "limit": 1})
     assert red["total"] == sum(e["list"] == "red_list" for e in every["entries"])
+
+
+# ---- the OpenAPI contract ----------------------------------------------------------------------
+
+
+def test_the_schema_declares_enums_dates_and_the_statuses_served(api: Api) -> None:
+    """The schema was looser than the answers: no enums for tiers and reason kinds, dates as
+    plain strings, 503 (documented) declared nowhere, 404 declared on the batch (which never
+    answers it), and the `invalid_uscc:<reason>` codes nowhere."""
+    spec = api.client.get("/openapi.json").json()
+    schemas, paths = spec["components"]["schemas"], spec["paths"]
+
+    def prop(model: str, name: str) -> dict[str, Any]:
+        p: dict[str, Any] = schemas[model]["properties"][name]
+        return next((x for x in p.get("anyOf", []) if x.get("type") != "null"), p)
+
+    assert prop("Tier", "tier")["enum"] == ["A", "B", "C", "D"]
+    assert prop("Tier", "model_tier")["enum"] == ["A", "B", "C", "D"]
+    assert prop("HistoryPoint", "tier")["enum"] == ["A", "B", "C", "D"]
+    assert prop("Reason", "kind")["enum"] == ["veto", "default", "model"]
+    assert "log-odds" in schemas["Reason"]["properties"]["contribution"]["description"]
+    assert prop("Company", "not_tiered")["enum"] == ["inactive", "no_tier"]
+    assert prop("Company", "source")["enum"] == ["batch", "rescore"]
+    for model, name in (("Company", "as_of"), ("Company", "on"), ("HistoryPoint", "as_of"),
+                        ("RecordView", "event_date"), ("RecordView", "recorded_date"),
+                        ("RecordView", "source_recorded_date"), ("RecordView", "public_until"),
+                        ("Records", "on"), ("Summary", "as_of")):  # fmt: skip
+        assert prop(model, name)["format"] == "date", (model, name)
+    # the grade's scale is the province's (A–D, 优/良/中/差, nine levels, its own): no enum
+    assert "enum" not in prop("Evaluation", "grade")
+    company_routes = ("/v1/companies/{uscc}", "/v1/companies/{uscc}/history",
+                      "/v1/companies/{uscc}/records", "/v1/public/companies/{uscc}")  # fmt: skip
+    for path in (*company_routes, "/v1/companies:batch"):
+        (operation,) = paths[path].values()
+        assert "503" in operation["responses"], path
+        assert "invalid_uscc:<reason>" in operation["responses"]["422"]["description"], path
+    for path in company_routes:
+        assert "404" in paths[path]["get"]["responses"], path
+    batch = paths["/v1/companies:batch"]["post"]["responses"]
+    assert "404" not in batch and "413" in batch
+    assert "503" not in paths["/healthz"]["get"]["responses"]
+    # what is served conforms: a history, a page of records
+    uscc = api.pick(lambda old, new: True)
+    regulator = api.key("regulator")
+    assert api.get(f"/v1/companies/{uscc}/history", regulator)["history"][0]["as_of"] == (
+        OLDER.isoformat())  # fmt: skip
+    assert date.fromisoformat(api.get(f"/v1/companies/{uscc}/records", regulator)["on"])
+
+
+def test_a_batch_too_large_is_413_for_every_key(api: Api) -> None:
+    """Over 10,000 codes from an authority was 422 `invalid` (pydantic's "List should have at
+    most 10000 items"), over 100 from a public key 413 `too_large`: both are 413 `too_large`
+    now, the limit in the message."""
+    codes_ = [f"bad-{i}" for i in range(10_001)]
+    for role, size, limit in (("regulator", 10_001, "10,000"), ("analyst", 10_001, "10,000"),
+                              ("public", 101, "100")):  # fmt: skip
+        got = api.call("POST", "/v1/companies:batch", api.key(role), json={"usccs": codes_[:size]})
+        assert got.status_code == 413, got.text
+        assert got.json()["code"] == "too_large" and f"at most {limit} " in got.json()["message"]
+    at_limit = api.batch(codes_[:10_000], api.key("regulator"))
+    assert len(at_limit["invalid"]) == 10_000
+    empty = api.call("POST", "/v1/companies:batch", api.key("regulator"), json={"usccs": []})
+    assert empty.status_code == 422 and empty.json()["code"] == "invalid"
