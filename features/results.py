@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 SERVED_FLAGS = (
     "objection_open", "on_serious_dishonest_list", "on_abnormal_list", "on_dishonest_debtor_list",
-    "on_focus_list",
+    "on_focus_list", "on_red_list",
 )  # fmt: skip
 """The features `credsup load` serves with a day's scores and tiers (the objection and list
 flags every consumer sees)."""

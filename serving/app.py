@@ -203,9 +203,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         timer = None
         if settings.model_reload_seconds:
             timer = asyncio.create_task(_reload_every(settings.model_reload_seconds, slot, models))
+        # companies registered since the last load (a look-up without a document says "not yet
+        # scored" for them, not "unknown"): read before the first request, then every minute
+        await asyncio.to_thread(lookup.try_refresh_newcomers, app.state.service.store)
+        newcomers = asyncio.create_task(lookup.keep_newcomers(app.state.service.store))
         try:
             yield
         finally:
+            newcomers.cancel()
             if timer is not None:
                 timer.cancel()
             audit.stop()
@@ -232,6 +237,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if router is not health.router:
             limits[429] = {"model": errors.ErrorBody,
                            "description": "Too many requests (see Retry-After)"}  # fmt: skip
+            limits[503] = {
+                "model": errors.ErrorBody,
+                "description": "`unavailable`: the database cannot be reached (with an error id; "
+                "try again shortly); `audit_unavailable`: the audit log cannot take the read",
+            }
         app.include_router(router, responses=limits)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
     app.add_middleware(NoStoreMiddleware)

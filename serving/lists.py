@@ -836,7 +836,21 @@ def public_entries(
     offset: int = 0,
     today: date | None = None,
 ) -> list[dict[str, Any]]:
-    """What is published of the lists: every listing open and public today, whoever recorded it
+    """The page of `public_page`, without the count."""
+    return public_page(engine, store, list_, limit, offset, today)[0]
+
+
+def public_page(
+    engine: Engine,
+    store: Store,
+    list_: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    today: date | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of what is published of the lists, and how many listings there are in all.
+
+    What is published of the lists: every listing open and public today, whoever recorded it
     (an entry managed here, or a listing record a department sent), newest first. The record
     store is the one source, read by the feature builder's rule (`open_listings_sql`) and the
     publicity rule (`records.publicity.public_on`), so the lists agree with the company pages,
@@ -847,7 +861,7 @@ def public_entries(
     unpublished listings are not shown."""
     today = today or china_today()
     if list_ is not None and list_ not in PUBLIC_LISTS:
-        return []
+        return [], 0
     catalogue = default_catalogue()
     shown = [p for p in _published(store, today, catalogue)
              if list_ is None or p[0]["category"] == list_]  # fmt: skip
@@ -882,7 +896,7 @@ def public_entries(
             "term_end": term_end, "source_dept": form["source_dept"],
             "objection_open": publicity.objection_open(evs, today),
         })  # fmt: skip
-    return out
+    return out, len(shown)
 
 
 def _names(

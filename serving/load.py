@@ -40,7 +40,21 @@ LIST_FLAGS = {
     "on_abnormal_list": "abnormal_operation",
     "on_dishonest_debtor_list": "dishonest_judgment_debtor",
     "on_focus_list": "focus_attention",
+    "on_red_list": "red_list",
 }
+"""The list features served in `flags.lists`, under the names the documents have always used
+(kept for their consumers); `LIST_CODES` gives each one's catalogue code."""
+
+LIST_CODES = {
+    "serious_dishonest": "serious_dishonest_list",
+    "abnormal_operation": "abnormal_operation_list",
+    "dishonest_judgment_debtor": "dishonest_judgment_debtor",
+    "focus_attention": "focus_attention_list",
+    "red_list": "red_list",
+}
+"""`flags.lists` name → the catalogue's record category (what `/v1/public/lists` and the public
+page call the list; the courts' dishonest judgment debtors are a category, not a list kept
+here)."""
 
 
 class NothingToLoad(LookupError):
@@ -201,6 +215,7 @@ def _merged_sql(score_file: Path | None, tier_file: Path | None, feature_file: P
     tier and the flags, under the names `_documents` reads."""
     columns = [
         *_columns(score_file, {"score": "score", "grade": "grade", "vetoes": "vetoes",
+                               "top_deductions": "top_deductions",
                                "method_version": "method_version", "spec_version": "spec_version",
                                **{f"points_{d}": f"points_{d}" for d in DIMENSIONS}}, "s"),
         *_columns(tier_file, {"probability": "probability", "model_tier": "model_tier",
@@ -281,6 +296,22 @@ def not_tiered(status: str | None) -> str:
     return "no_tier" if status == "active" else "inactive"
 
 
+def _deductions(value: Any) -> list[dict[str, Any]] | None:
+    """The evaluation's largest deductions with the record ids behind them, as `credsup score`
+    stored them (a list from the batch's Parquet, arrays from a re-score's frame); None for a
+    file written without them."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    out = []
+    for d in value:
+        records = d.get("records")
+        out.append({
+            "feature": str(d["feature"]), "points": float(d["points"]),
+            "records": [] if records is None else [str(r) for r in records],
+        })  # fmt: skip
+    return out
+
+
 def _documents(row: dict[str, Any], as_of: date) -> tuple[dict[str, Any], dict[str, Any]]:
     individual = row.get("entity_type") == "individual_business"
     lists = [name for col, name in LIST_FLAGS.items() if (_clean(row.get(col)) or 0) > 0]
@@ -293,6 +324,7 @@ def _documents(row: dict[str, Any], as_of: date) -> tuple[dict[str, Any], dict[s
             "points": {d: _clean(row.get(f"points_{d}")) for d in DIMENSIONS},
             "vetoes": [] if row.get("vetoes") is None else list(row["vetoes"]),
             "method_version": row.get("method_version"),
+            "top_deductions": _deductions(row.get("top_deductions")),
         }
     tier = None
     if _clean(row.get("tier")) is not None:

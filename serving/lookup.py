@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import re
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -22,9 +24,12 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from features.specs import FeatureSpec, Spec, by_name
 from records.catalogue import default_catalogue
 from records.publicity import public_on, stored_with_events
+from records.schema import VERSION_ORDER
 from records.store import Store
 from records.workdays import china_today
-from serving.db import companies, objections
+from serving.db import companies, company_history, objections
+
+logger = logging.getLogger(__name__)
 
 _SQL = {
     full: f"SELECT 0, {doc} FROM companies WHERE uscc = %s "
@@ -36,12 +41,72 @@ FULL_DOC = sa.select(companies.c.full_doc).where(companies.c.uscc == sa.bindpara
 PUBLIC_DOC = sa.select(companies.c.public_doc).where(companies.c.uscc == sa.bindparam("u"))
 
 
+@dataclass(frozen=True)
+class Newcomer:
+    """A company registered after the latest batch loaded: in the store, not yet scored."""
+
+    registered: date
+    """Its establishment date (the day it became known here where none is given)."""
+    known_since: date
+    """The day its registration was first recorded here."""
+
+
+NEWCOMERS_SECONDS = 60.0
+"""How often the service looks in the store for companies registered since the last load."""
+NEWCOMERS_MAX = 100_000
+"""Most newcomers held (the latest registered): a province that loaded no batch yet has every
+company new, and the look-ups would hold them all in each worker."""
+
+
 class Lookup:
     def __init__(self, engine: Engine, url: str, size: int = 8) -> None:
         self.engine = engine
         self.url = url
         self.size = size
         self._pool: asyncio.Queue[psycopg.AsyncConnection[Any]] | None = None
+        self.newcomers: dict[str, Newcomer] = {}
+        """Companies registered since the latest batch loaded, refreshed from the store every
+        `NEWCOMERS_SECONDS` (`refresh_newcomers`), so that a look-up that finds no document
+        tells "not yet scored" from "unknown" without reading the store."""
+
+    def refresh_newcomers(self, store: Store) -> int:
+        """Read the companies first recorded after the latest batch loaded (all, up to
+        `NEWCOMERS_MAX`, when none was loaded) into `newcomers`; their number."""
+        with self.engine.connect() as con:
+            since = con.execute(
+                sa.select(sa.func.max(company_history.c.as_of))
+                .where(company_history.c.source == "batch")
+            ).scalar()  # fmt: skip
+        with store.connect() as con:
+            # only the codes recorded since are grouped (the files' date statistics skip the
+            # rest), not the whole register
+            rows = con.execute(
+                "SELECT uscc, min(recorded_date) AS known_since, "
+                f"arg_max(established_date, {VERSION_ORDER}) AS established "
+                "FROM entities WHERE uscc IN (SELECT uscc FROM entities WHERE recorded_date > ?) "
+                "GROUP BY uscc HAVING min(recorded_date) > ? "
+                "ORDER BY known_since DESC, uscc LIMIT ?",
+                [since or date.min, since or date.min, NEWCOMERS_MAX],
+            ).fetchall()  # fmt: skip
+        self.newcomers = {
+            str(u): Newcomer(registered=established or known, known_since=known)
+            for u, known, established in rows
+        }
+        return len(self.newcomers)
+
+    def try_refresh_newcomers(self, store: Store) -> None:
+        """`refresh_newcomers`, a failure logged (a store being written or not there yet: the
+        last list stays until the next time)."""
+        try:
+            self.refresh_newcomers(store)
+        except Exception as exc:
+            logger.warning("could not read the companies registered since the last load: %s", exc)
+
+    async def keep_newcomers(self, store: Store, seconds: float = NEWCOMERS_SECONDS) -> None:
+        """Refresh `newcomers` every `seconds`."""
+        while True:
+            await asyncio.sleep(seconds)
+            await asyncio.to_thread(self.try_refresh_newcomers, store)
 
     @property
     def asynchronous(self) -> bool:
@@ -95,6 +160,22 @@ class Lookup:
             self._pool.put_nowait(con)
         docs = [str(value) for kind, value in rows if kind == 0]
         return (docs[0] if docs else None), {str(value) for kind, value in rows if kind == 1}
+
+
+def registered_entity(store: Store, code: str, day: date) -> dict[str, Any] | None:
+    """The company's registration facts as recorded by `day` (name, entity type, region), or
+    None when it was not registered here by then: what decides whether a code is known (the
+    public page, the records)."""
+    with store.connect() as con:
+        rows = con.sql(
+            f"SELECT arg_max(name, {VERSION_ORDER}) AS name, "
+            f"arg_max(entity_type, {VERSION_ORDER}) AS entity_type, "
+            f"arg_max(region, {VERSION_ORDER}) AS region, "
+            "count(*) AS n "
+            "FROM entities WHERE uscc = ? AND recorded_date <= ?",
+            params=[code, day],
+        ).to_arrow_table().to_pylist()  # fmt: skip
+    return rows[0] if rows and rows[0]["n"] else None
 
 
 # ---- the open-objection flag, read live ---------------------------------------------------------
@@ -196,8 +277,14 @@ def department_view(docs: list[dict[str, Any]], department: str | None) -> None:
     """Withhold from a department what the reasons of these (full) documents say about records
     of categories the catalogue does not share with it (`_withheld`): such a reason keeps its
     code, kind and contribution and says its feature in words (`plain_reason`), without the
-    value, counts, dates, departments and record ids behind it (no `evidence`)."""
+    value, counts, dates, departments and record ids behind it (no `evidence`). The
+    evaluation's deductions by the same rule: such a deduction keeps its feature and points,
+    without its record ids (a deduction names no departments, so not even the department
+    whose records they are sees them here; its records page does)."""
     for doc in docs:
+        for deduction in (doc.get("evaluation") or {}).get("top_deductions") or []:
+            if _withheld({"kind": "model", "code": deduction.get("feature")}, department):
+                deduction.pop("records", None)
         tier = doc.get("tier") or {}
         for i, reason in enumerate(tier.get("reasons") or []):
             if not _withheld(reason, department):

@@ -212,6 +212,8 @@ class PublicEntry(BaseModel):
 
 class PublicPage(BaseModel):
     entries: list[PublicEntry]
+    total: int = Field(description="Listings published in all (of `list`, when given)")
+    next: int | None = Field(description="The `offset` of the next page; null: the last")
 
 
 def _fail(exc: lists.ListError) -> ApiError:
@@ -438,7 +440,8 @@ def public_lists(
     listing (public information: an individual business's name is masked; no reasons, no
     proposals; an open objection is flagged). Each company shown is a line in the audit log,
     with the purpose when one is sent (public information: none is required)."""
-    found = lists.public_entries(state.engine, state.store, list_, limit, offset)
+    found, total = lists.public_page(state.engine, state.store, list_, limit, offset)
     state.audit.log_companies(caller, "GET /v1/public/lists", (e["uscc"] for e in found),
                               stated_purpose(x_purpose))  # fmt: skip
-    return PublicPage(entries=[PublicEntry.model_validate(e) for e in found])
+    return PublicPage(entries=[PublicEntry.model_validate(e) for e in found], total=total,
+                      next=offset + limit if offset + limit < total else None)  # fmt: skip

@@ -15,20 +15,19 @@ from datetime import date
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Connection
 
 from records.catalogue import default_catalogue
 from records.publicity import records_on
-from records.schema import VERSION_ORDER
 from records.workdays import china_today
 from serving.db import company_history
 from serving.deps import CallerDep, PurposeHeader, StateDep, purpose_of, valid_code
 from serving.errors import ApiError
 from serving.load import mask_name, shown_attributes
-from serving.lookup import disputed_on, objection_flags
-from serving.routes.companies import ERRORS
+from serving.lookup import disputed_on, objection_flags, registered_entity
+from serving.routes.companies import ERRORS, ON, refuse_unknown_query
 
 router = APIRouter(prefix="/v1", tags=["public"])
 
@@ -66,19 +65,6 @@ class PublicCompany(BaseModel):
     lists: list[Listing] = Field(description="Lists the company is on that day")
     objection_open: bool
     records: list[PublicRecord]
-
-
-def _entity(state: Any, code: str, day: date) -> dict[str, Any] | None:
-    with state.store.connect() as con:
-        rows = con.sql(
-            f"SELECT arg_max(name, {VERSION_ORDER}) AS name, "
-            f"arg_max(entity_type, {VERSION_ORDER}) AS entity_type, "
-            f"arg_max(region, {VERSION_ORDER}) AS region, "
-            "count(*) AS n "
-            "FROM entities WHERE uscc = ? AND recorded_date <= ?",
-            params=[code, day],
-        ).to_arrow_table().to_pylist()  # fmt: skip
-    return rows[0] if rows and rows[0]["n"] else None
 
 
 def _open_listings(rows: list[dict[str, Any]]) -> list[Listing]:
@@ -120,6 +106,7 @@ def _evaluation_on(con: Connection, code: str, day: date) -> dict[str, Any] | No
     summary="What is public about a company on a day: records, lists, evaluation, objections",
 )  # fmt: skip
 def public_company(
+    request: Request,
     uscc: str,
     state: StateDep,
     caller: CallerDep,
@@ -127,11 +114,12 @@ def public_company(
     x_purpose: PurposeHeader = None,
 ) -> PublicCompany:
     code = valid_code(uscc)
+    refuse_unknown_query(request, ON)
     purpose = purpose_of(caller, x_purpose) if caller.role != "public" else None
     day = on or china_today()
     if day > china_today():
         raise ApiError(422, "future_day", f"{day} is after today: publicity is not forecast")
-    entity = _entity(state, code, day)
+    entity = registered_entity(state.store, code, day)
     if entity is None:
         state.audit.log(caller, "GET /v1/public/companies/{uscc}", code, purpose, 404)
         raise ApiError(404, "not_found", f"no company {code} registered by {day}")
