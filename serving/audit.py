@@ -211,27 +211,41 @@ class AuditWriter:
         endpoint: str,
         lines: Sequence[tuple[str | None, int]],
         purpose: str | None,
+        *,
+        admitted: bool = False,
     ) -> None:
         """The lines (company, status) of one read, queued all or none: refused when they
         would take the backlog past its limit, so one large read cannot fill the queue for
         everyone, nor leave half its lines for a read that is then not served. Admission and
-        queueing are one step for concurrent reads."""
+        queueing are one step for concurrent reads. `admitted`: the lines of a change already
+        made, whose room was asked for before it was made (`ensure_room`): queued whatever the
+        backlog, since the change stands and its line must not be lost."""
         at = datetime.now(UTC)
         cleaned = clean_purpose(purpose)
         with self._admit:
-            behind = self._queue.qsize()
-            if behind + len(lines) > self.max_backlog:
-                raise AuditUnavailable(
-                    f"the audit log is {behind:,} entries behind and this read would add "
-                    f"{len(lines):,} (the database does not take them fast enough): credit "
-                    "information is not served unlogged"
-                )
+            if not admitted:
+                self._check_room(len(lines))
             for uscc, status in lines:
                 self._queue.put({
                     "at": at, "key_id": caller.key_id, "role": caller.role,
                     "department": caller.department, "uscc": uscc, "endpoint": endpoint,
                     "purpose": cleaned, "status": status,
                 })  # fmt: skip
+
+    def ensure_room(self, lines: int = 1) -> None:
+        """Raises `AuditUnavailable` unless `lines` more would be taken now: asked before a
+        change is made, so that a change is refused (503) rather than made and left unlogged."""
+        with self._admit:
+            self._check_room(lines)
+
+    def _check_room(self, lines: int) -> None:
+        behind = self._queue.qsize()
+        if behind + lines > self.max_backlog:
+            raise AuditUnavailable(
+                f"the audit log is {behind:,} entries behind and this read would add "
+                f"{lines:,} (the database does not take them fast enough): credit "
+                "information is not served unlogged"
+            )
 
     def log_companies(
         self,

@@ -57,8 +57,8 @@ def _audit_refusal(request: Request, status: int, code_name: str) -> None:
 
     caller = getattr(request.state, "caller", None)
     route = request.scope.get("route")
-    if caller is None or route is None:
-        return
+    if caller is None or route is None or getattr(request.state, "audited", False):
+        return  # no key, no route, or a case route that logged its request itself
     raw = request.path_params.get("uscc")
     code: str | None = None
     if not raw and code_name not in DENIALS:
@@ -74,6 +74,12 @@ def _audit_refusal(request: Request, status: int, code_name: str) -> None:
             caller, f"{request.method} {getattr(route, 'path', request.url.path)}", code,
             purpose, status,
         )  # fmt: skip
+
+
+def crash_status(exc: BaseException) -> int:
+    """The status an unforeseen error is answered with: 503 when the database is away, else
+    500 (`install`'s handler of `Exception`)."""
+    return 503 if _unreachable(exc) else 500
 
 
 def error_response(
@@ -113,7 +119,7 @@ def install(app: FastAPI) -> None:
         gets the whole exception under that id. A database that cannot be reached is 503."""
         error_id = secrets.token_hex(6)
         where = f"{request.method} {request.url.path}"
-        if _unreachable(exc):
+        if crash_status(exc) == 503:
             logger.error("database unavailable [%s] on %s: %s", error_id, where, exc)
             return error_response(
                 503, "unavailable",

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from records.workdays import china_today
 from serving import lists
 from serving.auth import Caller
+from serving.case_audit import CaseAudit, CaseAuditDep
 from serving.deps import (
     CallerDep,
     PurposeHeader,
@@ -218,12 +219,21 @@ def _fail(exc: lists.ListError) -> ApiError:
     return ApiError(exc.status, exc.code, exc.message)
 
 
-def _rescored(
-    state: ServiceState, entry: dict[str, Any], caller: Caller, endpoint: str
-) -> dict[str, Any]:
+def _rescored(state: ServiceState, entry: dict[str, Any]) -> dict[str, Any]:
     """The entry with the company re-scored today (a listing or removal changed its tier)."""
-    entry["rescored"] = rescore_served(state, entry["uscc"], caller, endpoint)
+    entry["rescored"] = rescore_served(state, entry["uscc"])
     return entry
+
+
+def _concerning(state: ServiceState, audit: CaseAudit, entry_id: int) -> str:
+    """The company of the entry, named to the audit log before a step is taken on it (404
+    for none): a refusal of the step is on record under it."""
+    try:
+        uscc: str = lists.get(state.engine, entry_id)["uscc"]
+    except lists.ListError as exc:
+        raise _fail(exc) from None
+    audit.company(uscc)
+    return uscc
 
 
 def _published_only(caller: Caller) -> bool:
@@ -276,12 +286,13 @@ def _read(caller: Caller, state: ServiceState, endpoint: str, usccs: list[str],
 
 
 @router.post("/list-entries", response_model=EntryOut, status_code=201, responses=ERRORS)
-def post_entry(body: EntryIn, state: StateDep, caller: CallerDep) -> EntryOut:
+def post_entry(body: EntryIn, state: StateDep, caller: CallerDep, audit: CaseAuditDep) -> EntryOut:
     """Propose an entry. Serious illegal and dishonest list: `notified`, the company has 5
     working days to object before it can be listed; other lists: listed at once (and the
     company re-scored)."""
     require(caller, DECIDE, "propose list entries")
     code = valid_code(body.uscc)
+    audit.company(code)
     try:
         entry = lists.propose(
             state.engine, state.store, code, body.list_, body.legal_basis, body.reason,
@@ -290,7 +301,7 @@ def post_entry(body: EntryIn, state: StateDep, caller: CallerDep) -> EntryOut:
     except lists.ListError as exc:
         raise _fail(exc) from None
     if entry["status"] == "listed":
-        entry = _rescored(state, entry, caller, "POST /v1/list-entries")
+        entry = _rescored(state, entry)
     return EntryOut.model_validate(entry)
 
 
@@ -392,34 +403,32 @@ def post_objection_decision(
 
 @router.post("/list-entries/{entry_id}/listing", response_model=EntryOut, responses=ERRORS)
 def post_listing(
-    entry_id: EntryId, body: ListingIn, state: StateDep, caller: CallerDep
+    entry_id: EntryId, body: ListingIn, state: StateDep, caller: CallerDep, audit: CaseAuditDep
 ) -> EntryOut:
     """List a notified entry once its objection period has passed or its objection was
     dismissed (`objection_window_open` before); the company is re-scored at once."""
     require(caller, DECIDE, "list companies")
+    _concerning(state, audit, entry_id)
     try:
         entry = lists.confirm(state.engine, state.store, entry_id, caller.key_id)
     except lists.ListError as exc:
         raise _fail(exc) from None
-    return EntryOut.model_validate(
-        _rescored(state, entry, caller, "POST /v1/list-entries/{entry_id}/listing")
-    )
+    return EntryOut.model_validate(_rescored(state, entry))
 
 
 @router.post("/list-entries/{entry_id}/removal", response_model=EntryOut, responses=ERRORS)
 def post_removal(
-    entry_id: EntryId, body: RemovalIn, state: StateDep, caller: CallerDep
+    entry_id: EntryId, body: RemovalIn, state: StateDep, caller: CallerDep, audit: CaseAuditDep
 ) -> EntryOut:
     """Take a listed entry off its list from today (`too_early` before its earliest removal
     date: a year on the serious dishonest list); the company is re-scored at once."""
     require(caller, DECIDE, "remove list entries")
+    _concerning(state, audit, entry_id)
     try:
         entry = lists.remove(state.engine, state.store, entry_id, body.reason, caller.key_id)
     except lists.ListError as exc:
         raise _fail(exc) from None
-    return EntryOut.model_validate(
-        _rescored(state, entry, caller, "POST /v1/list-entries/{entry_id}/removal")
-    )
+    return EntryOut.model_validate(_rescored(state, entry))
 
 
 @router.get("/public/lists", response_model=PublicPage, responses=ERRORS)

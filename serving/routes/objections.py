@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from records.workdays import china_today
 from serving import objections
 from serving.auth import FULL_VIEW, Caller
+from serving.case_audit import CaseAudit, CaseAuditDep
 from serving.deps import (
     CallerDep,
     PurposeHeader,
@@ -152,6 +153,17 @@ def _audit(state: ServiceState, caller: Caller, endpoint: str, found: list[dict[
                               purpose_of(caller, x_purpose))  # fmt: skip
 
 
+def _concerning(state: ServiceState, audit: CaseAudit, case_id: int) -> str:
+    """The company of the objection, named to the audit log before a step is taken on it (404
+    for none): a refusal of the step is on record under it."""
+    try:
+        uscc: str = objections.get(state.engine, case_id)["uscc"]
+    except objections.ObjectionNotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    audit.company(uscc)
+    return uscc
+
+
 @router.get("/objections/overdue", response_model=ObjectionPage, responses=ERRORS)
 def overdue_objections(
     state: StateDep,
@@ -207,12 +219,17 @@ def post_extension(
 @router.post("/objections/{case_id}/decision", response_model=ObjectionOut,
              responses=OBJECTION_ERRORS)  # fmt: skip
 def post_decision(
-    case_id: CaseId, body: ObjectionOutcomeIn, state: StateDep, caller: CallerDep
+    case_id: CaseId,
+    body: ObjectionOutcomeIn,
+    state: StateDep,
+    caller: CallerDep,
+    audit: CaseAuditDep,
 ) -> ObjectionOut:
     """Decide: upheld, corrected, supplemented, stop_publishing or removed_from_list. The
     objection closes, the decision's events take effect today and the company is re-scored,
     unless the record is upheld: nothing then changes that a score reads."""
     require(caller, DECIDE, "decide objections")
+    _concerning(state, audit, case_id)
     correction = None if body.correction is None else body.correction.model_dump(
         exclude_unset=True
     )  # fmt: skip
@@ -225,7 +242,5 @@ def post_decision(
         raise ApiError(409, exc.code, str(exc)) from None
     except objections.InvalidDecision as exc:
         raise ApiError(422, "invalid_decision", str(exc)) from None
-    case["rescored"] = None if body.outcome == "upheld" else rescore_served(
-        state, case["uscc"], caller, "POST /v1/objections/{case_id}/decision"
-    )  # fmt: skip
+    case["rescored"] = None if body.outcome == "upheld" else rescore_served(state, case["uscc"])
     return ObjectionOut.model_validate(case)

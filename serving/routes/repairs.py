@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from records.workdays import china_today
 from serving import repairs
 from serving.auth import FULL_VIEW, Caller
+from serving.case_audit import CaseAudit, CaseAuditDep
 from serving.deps import (
     CallerDep,
     PurposeHeader,
@@ -137,6 +138,17 @@ def _audit(state: ServiceState, caller: Caller, endpoint: str, found: list[dict[
                               purpose_of(caller, x_purpose))  # fmt: skip
 
 
+def _concerning(state: ServiceState, audit: CaseAudit, case_id: int) -> str:
+    """The company of the application, named to the audit log before a step is taken on it (404
+    for none): a refusal of the step is on record under it."""
+    try:
+        uscc: str = repairs.get(state.engine, case_id)["uscc"]
+    except repairs.RepairNotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    audit.company(uscc)
+    return uscc
+
+
 @router.get("/repairs", response_model=RepairPage, responses=ERRORS)
 def list_repairs(
     state: StateDep,
@@ -156,11 +168,12 @@ def list_repairs(
 
 @router.post("/repairs/{case_id}/decision", response_model=RepairOut, responses=REPAIR_ERRORS)
 def post_decision(
-    case_id: CaseId, body: DecisionIn, state: StateDep, caller: CallerDep
+    case_id: CaseId, body: DecisionIn, state: StateDep, caller: CallerDep, audit: CaseAuditDep
 ) -> RepairOut:
     """Approve or refuse; on approval the record stops counting and being public from today
     and the company is re-scored at once."""
     require(caller, DECIDE, "decide repair applications")
+    _concerning(state, audit, case_id)
     try:
         case = repairs.decide(state.engine, state.store, case_id, body.approve, body.reason,
                               caller.key_id)  # fmt: skip
@@ -169,7 +182,5 @@ def post_decision(
     except repairs.RepairConflict as exc:
         raise ApiError(409, "conflict", str(exc)) from None
     if case["status"] == "approved":  # the repaired company does not wait for the next batch
-        case["rescored"] = rescore_served(
-            state, case["uscc"], caller, "POST /v1/repairs/{case_id}/decision"
-        )
+        case["rescored"] = rescore_served(state, case["uscc"])
     return RepairOut.model_validate(case)
