@@ -1,13 +1,13 @@
-"""The audit line of a step on a case or list entry, written in one place.
+"""The audit line of a case route (credit repair, objections, list entries), written in one place.
 
-A step's answer carries the company's credit information (the case, its record, the score and
-tier the step moved), refusals included (a conflict names the record and why). So every request
-of such a step is logged (DOMAIN §10: who, when, which company, why): a line per company the
-route named (`CaseAudit.company`: as soon as it knows it, so that a refusal after that is on
-record under it), else one line without a company (a role refused before anything was read, an
-unknown case), with the purpose sent (an authority must send one: 400 `purpose_required` before
-anything is read or changed; a company need not) and the status answered: the route's own (201
-for a filing) or the refusal's.
+Their answers carry a company's credit information (a case and its record, a list entry, the
+score and tier a step moved), refusals included (a conflict names the record and why). So every
+request to them is logged (DOMAIN §10: who, when, which company, why), as the company look-ups
+are: a line per company the route named (`CaseAudit.company`: as soon as it knows it, so that a
+refusal after that is on record under it), else one line without a company (a role refused
+before anything was read, an unknown case), with the purpose sent (an authority must send one:
+400 `purpose_required` before anything is read or changed; a company need not) and the status
+answered: the route's own (201 for a filing) or the refusal's.
 
 The dependency asks the audit log for room before the route runs: a step is refused 503
 `audit_unavailable` before anything is changed, rather than made and left unlogged; the line of
@@ -27,7 +27,14 @@ from fastapi.exceptions import RequestValidationError
 
 from serving.audit import AuditUnavailable
 from serving.auth import Caller
-from serving.deps import CallerDep, PurposeHeader, StateDep, purpose_of
+from serving.deps import (
+    CallerDep,
+    PurposeHeader,
+    StateDep,
+    purpose_of,
+    stated_purpose,
+    valid_code,
+)  # fmt: skip
 from serving.errors import ApiError, crash_status
 from serving.state import ServiceState
 
@@ -57,6 +64,10 @@ async def _audited(
 ) -> AsyncIterator[CaseAudit]:
     state.audit.ensure_room()  # before anything is read or changed
     audit = CaseAudit()
+    asked = request.query_params.get("uscc")
+    if asked is not None:  # a list of one company's cases concerns it, found or not
+        with contextlib.suppress(ApiError):  # malformed: the route refuses it (422)
+            audit.company(valid_code(asked))
     try:
         yield audit
     except ApiError as exc:
@@ -96,6 +107,16 @@ async def case_audit(
         yield audit
 
 
+async def public_audit(
+    request: Request, state: StateDep, caller: CallerDep, x_purpose: PurposeHeader = None
+) -> AsyncIterator[CaseAudit]:
+    """A read of public information (the published lists), logged with the purpose when one
+    is sent (none is required)."""
+    async with _audited(request, state, caller, stated_purpose(x_purpose)) as audit:
+        yield audit
+
+
 CaseAuditDep = Annotated[CaseAudit, Depends(case_audit, scope="function")]
 """`scope="function"`: the line is written when the route has answered, before the answer is
 sent (a read the log cannot take is answered 503), and the route's refusals reach it."""
+PublicAuditDep = Annotated[CaseAudit, Depends(public_audit, scope="function")]

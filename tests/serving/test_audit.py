@@ -1,6 +1,6 @@
-"""The audit log is exact (DOMAIN §10: every query is logged: who, when, which company, why): a
-step on a case or list entry that re-scores the company is one line, with the caller's purpose
-and the status answered, and a step the log cannot take is refused before it is made.
+"""The audit log is complete and exact (DOMAIN §10: every query is logged: who, when, which
+company, why): every request of the case routes (repairs, objections, list entries) is one line
+per company it concerns, refusals included, with the caller's purpose and the status answered.
 
 The service runs in-process (TestClient) on SQLite.
 """
@@ -221,3 +221,153 @@ def test_a_step_the_log_cannot_take_is_refused_before_it_is_made(api: Api) -> No
         writer.max_backlog = limit
     answer, lines = api.logged("POST", "/v1/list-entries", "regulator", json=body)
     assert answer.status_code == 201 and lines == [(code, 201, "regulator", PURPOSE)]
+
+
+def test_every_repair_request_is_one_line_under_its_company(api: Api) -> None:
+    """A company's application (201) and a refusal at once (409) were not logged at all, nor a
+    decision that does not re-score (a refusal): their answers carry the record and the case."""
+    eligible = _eligible(api)
+    spot = _take(api, _records(api, "r.category = 'spot_check'")[0])
+    own, other = f"company:{eligible['uscc']}", f"company:{spot['uscc']}"
+
+    applied, lines = api.logged(
+        "POST", "/v1/repairs", own, json={"record_id": eligible["record_id"], "reason": "已整改"}
+    )
+    assert applied.status_code == 201, applied.text
+    # the company's own: without a purpose, as its reads are (README: it gives no reason)
+    assert lines == [(eligible["uscc"], 201, "company", None)]
+    case = applied.json()["id"]
+
+    refused, lines = api.logged(
+        "POST", "/v1/repairs", other, json={"record_id": spot["record_id"], "reason": "已整改"}
+    )
+    assert refused.status_code == 409 and refused.json()["code"] == "not_repairable"
+    assert lines == [(spot["uscc"], 409, "company", None)]
+    # another company's record: unknown to the key (404), on record under the record's company
+    probe, lines = api.logged(
+        "POST", "/v1/repairs", own, json={"record_id": spot["record_id"], "reason": "x"}
+    )
+    assert probe.status_code == 404 and spot["uscc"] not in probe.text
+    assert lines == [(spot["uscc"], 404, "company", None)]
+    unknown, lines = api.logged(
+        "POST", "/v1/repairs", "regulator", json={"record_id": "NO-SUCH-RECORD", "reason": "x"}
+    )
+    assert unknown.status_code == 404 and lines == [(None, 404, "regulator", PURPOSE)]
+
+    # an authority states why, before anything is done (400, nothing decided)
+    unsaid, lines = api.logged("POST", f"/v1/repairs/{case}/decision", "regulator", purpose=None,
+                               json={"approve": False, "reason": "x"})  # fmt: skip
+    assert unsaid.status_code == 400 and unsaid.json()["code"] == "purpose_required"
+    assert lines == [(None, 400, "regulator", None)]
+    assert api.call("GET", f"/v1/repairs/{case}", "regulator").json()["status"] == "pending"
+
+    no, lines = api.logged("POST", f"/v1/repairs/{case}/decision", "regulator",
+                           json={"approve": False, "reason": "危害后果未消除"})  # fmt: skip
+    assert no.status_code == 200 and no.json()["status"] == "refused", no.text
+    assert lines == [(eligible["uscc"], 200, "regulator", PURPOSE)]
+    again, lines = api.logged("POST", f"/v1/repairs/{case}/decision", "regulator",
+                              json={"approve": True, "reason": "x"})  # fmt: skip
+    assert again.status_code == 409 and lines == [(eligible["uscc"], 409, "regulator", PURPOSE)]
+    for who, status in (("public", 403), ("department", 403)):  # a role that may not: no read
+        denied, lines = api.logged("POST", f"/v1/repairs/{case}/decision", who,
+                                   json={"approve": True, "reason": "x"})  # fmt: skip
+        assert denied.status_code == status and len(lines) == 1 and lines[0][:2] == (None, 403)
+
+    # reads: the case read under its company, a list of one company's under it (found or not)
+    read, lines = api.logged("GET", f"/v1/repairs/{case}", own)
+    assert read.status_code == 200 and lines == [(eligible["uscc"], 200, "company", None)]
+    hidden, lines = api.logged("GET", f"/v1/repairs/{case}", other)
+    assert hidden.status_code == 404 and lines == [(eligible["uscc"], 404, "company", None)]
+    listed, lines = api.logged("GET", f"/v1/repairs?uscc={spot['uscc']}", "regulator")
+    assert listed.status_code == 200 and listed.json()["repairs"] == []
+    assert lines == [(spot["uscc"], 200, "regulator", PURPOSE)]
+    _no_fixed_purpose(api)
+
+
+def test_every_objection_request_is_one_line_under_its_company(api: Api) -> None:
+    """Filing (no longer a re-score, so no longer logged by one), extending and deciding."""
+    record = _take(api, _records(api, "r.category = 'admin_penalty' AND r.severity = 'general'")[0])
+    company = f"company:{record['uscc']}"
+    filed, lines = api.logged(
+        "POST",
+        "/v1/objections",
+        company,
+        json={"record_id": record["record_id"], "reason": "金额有误"},
+    )
+    assert filed.status_code == 201, filed.text
+    assert lines == [(record["uscc"], 201, "company", None)]
+    case = filed.json()["id"]
+    twice, lines = api.logged(
+        "POST",
+        "/v1/objections",
+        company,
+        json={"record_id": record["record_id"], "reason": "again"},
+    )
+    assert twice.status_code == 409 and lines == [(record["uscc"], 409, "company", None)]
+
+    path = f"/v1/objections/{case}"
+    extended, lines = api.logged("POST", f"{path}/extension", "regulator", json={"reason": "核实"})
+    assert extended.status_code == 200, extended.text
+    assert lines == [(record["uscc"], 200, "regulator", PURPOSE)]
+    once, lines = api.logged("POST", f"{path}/extension", "regulator", json={"reason": "again"})
+    assert once.status_code == 409 and lines == [(record["uscc"], 409, "regulator", PURPOSE)]
+
+    decided, lines = api.logged(
+        "POST",
+        f"{path}/decision",
+        "regulator",
+        json={"outcome": "stop_publishing", "reason": "不再公示"},
+    )
+    assert decided.status_code == 200, decided.text
+    assert decided.json()["rescored"] is not None  # re-scored: the score went back with it
+    # one line, the caller's purpose, the status answered (no second line of the re-score)
+    assert lines == [(record["uscc"], 200, "regulator", PURPOSE)]
+    late, lines = api.logged("POST", f"{path}/decision", "admin",
+                             json={"outcome": "upheld", "reason": "x"})  # fmt: skip
+    assert late.status_code == 409 and lines == [(record["uscc"], 409, "admin", PURPOSE)]
+    missing, lines = api.logged("POST", "/v1/objections/2000000000/extension", "regulator",
+                                json={"reason": "x"})  # fmt: skip
+    assert missing.status_code == 404 and lines == [(None, 404, "regulator", PURPOSE)]
+    _no_fixed_purpose(api)
+
+
+def test_every_list_entry_request_is_one_line_under_its_company(api: Api) -> None:
+    """A proposal that notifies, the company's objection, its decision and a refused removal
+    were not logged; listing was, with a fixed purpose and 200 whatever was answered."""
+    code = _clean_company(api)
+    company = f"company:{code}"
+    proposed, lines = api.logged("POST", "/v1/list-entries", "regulator", json={
+        "uscc": code, "list": "serious_dishonest_list", "legal_basis": "第二条",
+        "reason": "审计测试",
+    })  # fmt: skip
+    assert proposed.status_code == 201 and proposed.json()["status"] == "notified"
+    assert lines == [(code, 201, "regulator", PURPOSE)]
+    entry = proposed.json()["id"]
+    path = f"/v1/list-entries/{entry}"
+
+    objected, lines = api.logged("POST", f"{path}/objection", company, json={"reason": "有误"})
+    assert objected.status_code == 200, objected.text
+    assert lines == [(code, 200, "company", None)]
+    dismissed, lines = api.logged(
+        "POST",
+        f"{path}/objection-decision",
+        "regulator",
+        json={"decision": "dismissed", "reason": "理由不成立"},
+    )
+    assert dismissed.status_code == 200 and lines == [(code, 200, "regulator", PURPOSE)]
+    listed, lines = api.logged("POST", f"{path}/listing", "regulator", json={})
+    assert listed.status_code == 200 and listed.json()["rescored"], listed.text
+    assert lines == [(code, 200, "regulator", PURPOSE)]
+    early, lines = api.logged("POST", f"{path}/removal", "regulator", json={"reason": "x"})
+    assert early.status_code == 409 and early.json()["code"] == "too_early", early.text
+    assert lines == [(code, 409, "regulator", PURPOSE)]
+
+    # another company's key: the entry is unknown to it, and the probe on record under it
+    stranger = f"company:{_clean_company(api)}"
+    hidden, lines = api.logged("GET", path, stranger)
+    assert hidden.status_code == 404 and lines == [(code, 404, "company", None)]
+    asked, lines = api.logged("GET", f"/v1/list-entries?uscc={code}", stranger)
+    assert asked.status_code == 403 and lines == [(code, 403, "company", None)]
+    read, lines = api.logged("GET", f"/v1/list-entries?uscc={code}", "regulator")
+    assert read.status_code == 200 and lines == [(code, 200, "regulator", PURPOSE)]
+    _no_fixed_purpose(api)
