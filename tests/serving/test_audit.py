@@ -1,19 +1,25 @@
 """The audit log is complete and exact (DOMAIN §10: every query is logged: who, when, which
 company, why): every request of the case routes (repairs, objections, list entries) is one line
-per company it concerns, refusals included, with the caller's purpose and the status answered.
+per company it concerns, refusals included, with the caller's purpose and the status answered;
+lines keep the query parameters that chose what was read.
 
-The service runs in-process (TestClient) on SQLite.
+The service runs in-process (TestClient) on SQLite; the migration of the new column is tested on
+both databases.
 """
 
 from __future__ import annotations
 
+import contextvars
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from fastapi.testclient import TestClient
 from httpx import Response
 
@@ -21,10 +27,12 @@ from records.settings import Settings
 from records.workdays import china_today
 from serving import repairs
 from serving.app import create_app
-from serving.auth import create_key
-from serving.db import audit_log, companies, list_entries
+from serving.audit import AuditUnavailable, AuditWriter, bind_asked
+from serving.auth import Caller, create_key
+from serving.db import alembic_config, audit_log, companies, list_entries, upgrade
 from serving.state import ServiceState
-from tests.serving.databases import Loaded, loaded_copy
+from tests.serving.databases import BACKENDS, Loaded, fresh_url, loaded_copy
+from tests.serving.pipeline import AS_OF
 
 PURPOSE = "audit test 审计"
 OLD_FIXED = "its score and tier after this change"
@@ -371,3 +379,93 @@ def test_every_list_entry_request_is_one_line_under_its_company(api: Api) -> Non
     read, lines = api.logged("GET", f"/v1/list-entries?uscc={code}", "regulator")
     assert read.status_code == 200 and lines == [(code, 200, "regulator", PURPOSE)]
     _no_fixed_purpose(api)
+
+
+# ---- what was asked: the query, the writer, the column -------------------------------------------
+
+
+def test_lines_keep_the_parameters_that_chose_what_was_read(api: Api) -> None:
+    code = next(iter(sorted(_served(api.world))))
+    mark = api.mark()
+    day = AS_OF.isoformat()
+    read = api.call("GET", f"/v1/companies/{code}/records", "regulator", params={"on": day})
+    assert read.status_code == 200, read.text
+    listed = api.call("GET", "/v1/objections", "regulator",
+                      params={"uscc": code, "status": "open", "limit": 5})  # fmt: skip
+    assert listed.status_code == 200
+    page = api.call("GET", "/v1/admin/audit", "admin", params={"uscc": code, "limit": 5})
+    assert page.status_code == 200
+    shown = {(e["endpoint"], e["detail"]) for e in page.json()["entries"] if e["id"] > mark}
+    assert shown == {
+        ("GET /v1/companies/{uscc}/records", f"on={day}"),
+        ("GET /v1/objections", f"uscc={code}&status=open&limit=5"),
+    }
+    # as written: a Chinese value is not percent-encoded, a control character is a space
+    mark = api.mark()
+    asked = {"on": day, "note": "核\x00查"}
+    assert api.call("GET", f"/v1/companies/{code}/records", "regulator", params=asked).is_success
+    assert [r["detail"] for r in api.since(mark)] == [f"on={day}&note=核 查"]
+
+
+def test_the_writer_keeps_what_was_asked_per_context_and_admits_a_step_made(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    upgrade(url)
+    engine = sa.create_engine(url)
+    writer = AuditWriter(engine, max_backlog=1)  # not started: flush() writes synchronously
+    caller = Caller(key_id=3, role="regulator", department=None, name="t")
+    code = "91110000600037341L"
+
+    def request(params: list[tuple[str, str]]) -> None:
+        bind_asked(params)
+        writer.log(caller, "GET /x", code, "why", 200)
+
+    def elsewhere() -> None:  # another request: none of the first one's
+        writer.log(caller, "GET /x", code, "why", 200)
+        writer.flush()
+        writer.log(caller, "GET /x", code, "why", 200, detail="x" * 600)
+        with pytest.raises(AuditUnavailable, match="not served unlogged"):
+            writer.ensure_room()
+        writer.log_each(caller, "POST /y", [(code, 201)], "why", admitted=True)  # it stands
+
+    contextvars.Context().run(request, [("on", "2026-03-31"), ("note", "a\x00b")])
+    writer.flush()
+    contextvars.Context().run(elsewhere)
+    assert writer.backlog == 2
+    writer.flush()
+    with engine.connect() as con:
+        details = list(
+            con.execute(sa.select(audit_log.c.detail).order_by(audit_log.c.id)).scalars()
+        )
+    assert details == ["on=2026-03-31&note=a b", None, "x" * 512, None]
+    engine.dispose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_detail_column_comes_and_goes_and_the_log_stays_append_only(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    url = fresh_url(backend, request, tmp_path)
+    upgrade(url)
+    engine = sa.create_engine(url)
+    marker = secrets.token_hex(4)
+    row = {"at": datetime.now(UTC), "key_id": 1, "role": "admin", "endpoint": "GET /x",
+           "purpose": marker, "status": 200}  # fmt: skip
+    try:
+        with engine.begin() as con:
+            con.execute(audit_log.insert().values(**row, detail="on=2026-01-05"))
+        command.downgrade(alembic_config(url), "0008")
+        assert "detail" not in {c["name"] for c in sa.inspect(engine).get_columns("audit_log")}
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as con:
+            con.execute(sa.text("DELETE FROM audit_log"))
+        upgrade(url)
+        with engine.begin() as con:
+            con.execute(audit_log.insert().values(**row, detail=None))
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as con:
+            con.execute(audit_log.update().values(detail="changed"))
+        with engine.connect() as con:
+            kept = con.execute(sa.select(audit_log.c.purpose, audit_log.c.detail)).all()
+        assert [tuple(r) for r in kept] == [(marker, None), (marker, None)]
+    finally:
+        engine.dispose()

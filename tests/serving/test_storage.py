@@ -56,6 +56,7 @@ TABLES = {
     "companies", "company_history", "api_keys", "audit_log", "check_items", "inspectors",
     "inspector_conflicts", "plan_counter", "spot_check_plans", "spot_check_tasks",
     "spot_check_assignments", "credit_repairs", "lifecycle_log", "objections", "list_entries",
+    "check_list_settings",
 }  # fmt: skip
 
 
@@ -107,7 +108,7 @@ def test_migrations_run_and_are_idempotent(
     try:
         head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
         with engine.connect() as con:
-            assert MigrationContext.configure(con).get_current_revision() == head == "0006"
+            assert MigrationContext.configure(con).get_current_revision() == head == "0010"
             assert con.execute(sa.text("SELECT count(*) FROM alembic_version")).scalar() == 1
         inspector = sa.inspect(engine)
         assert set(inspector.get_table_names()) == TABLES | {"alembic_version"}
