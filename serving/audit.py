@@ -90,6 +90,13 @@ def bind_asked(params: Iterable[tuple[str, str]]) -> None:
     _ASKED.set(asked(params))
 
 
+def probe_detail(given: str) -> str | None:
+    """The detail of the line of a malformed code: the code as given, then the rest of what was
+    asked (the code leaves the `uscc` column empty: it names no company)."""
+    rest = _ASKED.get()
+    return _clean(f"uscc={given}" + (f"&{rest}" if rest else ""), DETAIL_LENGTH)
+
+
 class AuditQuarantine:
     """Audit rows the database refused, kept so that no read goes unrecorded: `refused.jsonl`
     (a line per row: the row, the database's reason, when and by which process) and

@@ -7,7 +7,8 @@ are: a line per company the route named (`CaseAudit.company`: as soon as it know
 refusal after that is on record under it), else one line without a company (a role refused
 before anything was read, an unknown case), with the purpose sent (an authority must send one:
 400 `purpose_required` before anything is read or changed; a company need not) and the status
-answered: the route's own (201 for a filing) or the refusal's.
+answered: the route's own (201 for a filing) or the refusal's. A malformed code is a line
+without a company, the code as given in its detail.
 
 The dependency asks the audit log for room before the route runs: a step is refused 503
 `audit_unavailable` before anything is changed, rather than made and left unlogged; the line of
@@ -25,7 +26,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 
-from serving.audit import AuditUnavailable
+from serving.audit import AuditUnavailable, probe_detail
 from serving.auth import Caller
 from serving.deps import (
     CallerDep,
@@ -44,6 +45,8 @@ class CaseAudit:
 
     def __init__(self) -> None:
         self.usccs: list[str] = []
+        self.given: str | None = None
+        """A malformed code given in the body (`code`), for the line of its refusal."""
 
     def company(self, uscc: str) -> None:
         """The request concerns this company (once, in the order named)."""
@@ -53,6 +56,17 @@ class CaseAudit:
     def companies(self, usccs: Iterable[str]) -> None:
         for uscc in usccs:
             self.company(uscc)
+
+    def code(self, given: str) -> str:
+        """A code given in a request's body, validated (422 as `valid_code`) and named; a
+        malformed one is kept as given for the line of the refusal."""
+        try:
+            code = valid_code(given)
+        except ApiError:
+            self.given = given
+            raise
+        self.company(code)
+        return code
 
 
 @contextlib.asynccontextmanager
@@ -66,8 +80,8 @@ async def _audited(
     audit = CaseAudit()
     asked = request.query_params.get("uscc")
     if asked is not None:  # a list of one company's cases concerns it, found or not
-        with contextlib.suppress(ApiError):  # malformed: the route refuses it (422)
-            audit.company(valid_code(asked))
+        with contextlib.suppress(ApiError):  # malformed: the route refuses it (422) and the
+            audit.company(valid_code(asked))  # line's detail has the code as given
     try:
         yield audit
     except ApiError as exc:
@@ -93,9 +107,10 @@ def _write(
 ) -> None:
     route = request.scope.get("route")
     endpoint = f"{request.method} {getattr(route, 'path', request.url.path)}"
+    detail = probe_detail(audit.given) if audit.given is not None else None
     lines: list[tuple[str | None, int]] = [(u, status) for u in audit.usccs] or [(None, status)]
     request.state.audited = True  # serving.errors does not log the refusal a second time
-    state.audit.log_each(caller, endpoint, lines, purpose,
+    state.audit.log_each(caller, endpoint, lines, purpose, detail=detail,
                          admitted=request.method != "GET")  # fmt: skip
 
 

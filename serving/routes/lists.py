@@ -25,7 +25,6 @@ from serving.deps import (
     require,
     require_acting_for,
     require_may_file,
-    valid_code,
 )  # fmt: skip
 from serving.errors import ApiError, ErrorBody
 from serving.rescore import rescore_served
@@ -282,8 +281,7 @@ def post_entry(body: EntryIn, state: StateDep, caller: CallerDep, audit: CaseAud
     working days to object before it can be listed; other lists: listed at once (and the
     company re-scored)."""
     require(caller, DECIDE, "propose list entries")
-    code = valid_code(body.uscc)
-    audit.company(code)
+    code = audit.code(body.uscc)
     try:
         entry = lists.propose(
             state.engine, state.store, code, body.list_, body.legal_basis, body.reason,

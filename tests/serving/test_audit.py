@@ -1,7 +1,7 @@
 """The audit log is complete and exact (DOMAIN §10: every query is logged: who, when, which
 company, why): every request of the case routes (repairs, objections, list entries) is one line
 per company it concerns, refusals included, with the caller's purpose and the status answered;
-lines keep the query parameters that chose what was read.
+lines keep the query parameters that chose what was read; malformed codes are on record as given.
 
 The service runs in-process (TestClient) on SQLite; the migration of the new column is tested on
 both databases.
@@ -469,3 +469,36 @@ def test_the_detail_column_comes_and_goes_and_the_log_stays_append_only(
         assert [tuple(r) for r in kept] == [(marker, None), (marker, None)]
     finally:
         engine.dispose()
+
+
+# ---- malformed codes -----------------------------------------------------------------------------
+
+
+def test_a_malformed_code_is_on_record_as_given(api: Api) -> None:
+    """Probing codes is visible: a 422 for a malformed code is a line without a company, the
+    code as given in its detail (cut to the column's width)."""
+    cases = [
+        ("GET", "/v1/companies/nonsense", "uscc=nonsense"),
+        ("GET", "/v1/companies/nonsense/records?on=2026-01-05", "uscc=nonsense&on=2026-01-05"),
+        ("POST", "/v1/companies/nonsense:rescore", "uscc=nonsense"),
+        ("GET", "/v1/objections?uscc=nonsense", "uscc=nonsense"),
+        ("GET", "/v1/repairs?uscc=nonsense&limit=3", "uscc=nonsense&limit=3"),
+    ]
+    for method, path, detail in cases:
+        answer, rows = api.rows(method, path, "regulator")
+        assert answer.status_code == 422 and answer.json()["code"].startswith("invalid_uscc")
+        lines = [(r["uscc"], r["status"], r["endpoint"].split()[0], r["detail"]) for r in rows]
+        assert lines == [(None, 422, method, detail)], path
+    mark = api.mark()
+    body = {"uscc": "91-BAD", "list": "red_list", "legal_basis": "x", "reason": "x",
+            "ground": "honour"}  # fmt: skip
+    answer = api.call("POST", "/v1/list-entries", "regulator", json=body)
+    assert answer.status_code == 422 and answer.json()["code"].startswith("invalid_uscc")
+    assert [(r["uscc"], r["status"], r["detail"]) for r in api.since(mark)] == [
+        (None, 422, "uscc=91-BAD")
+    ]
+    mark = api.mark()
+    long = "9" * 2000
+    assert api.call("GET", f"/v1/companies/{long}", "public").status_code == 422
+    [line] = api.since(mark)
+    assert line["uscc"] is None and line["detail"] == f"uscc={long}"[:512]
