@@ -36,7 +36,7 @@ import secrets
 import threading
 import time
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,6 +88,16 @@ def bind_asked(params: Iterable[tuple[str, str]]) -> None:
     """Every line the current request (or command) writes keeps these parameters as its detail:
     the service binds the query's (`serving.deps.get_caller`), a command its options."""
     _ASKED.set(asked(params))
+
+
+@contextlib.contextmanager
+def asking(params: Iterable[tuple[str, str]]) -> Iterator[None]:
+    """`bind_asked` for a block (a command's read): the binding ends with it."""
+    token = _ASKED.set(asked(params))
+    try:
+        yield
+    finally:
+        _ASKED.reset(token)
 
 
 def probe_detail(given: str) -> str | None:

@@ -1,7 +1,8 @@
 """The audit log is complete and exact (DOMAIN §10: every query is logged: who, when, which
 company, why): every request of the case routes (repairs, objections, list entries) is one line
 per company it concerns, refusals included, with the caller's purpose and the status answered;
-lines keep the query parameters that chose what was read; malformed codes are on record as given.
+lines keep the query parameters that chose what was read; malformed codes are on record as
+given; `credsup grade` and `credsup lists` require a purpose as the API does.
 
 The service runs in-process (TestClient) on SQLite; the migration of the new column is tested on
 both databases.
@@ -22,7 +23,9 @@ import sqlalchemy as sa
 from alembic import command
 from fastapi.testclient import TestClient
 from httpx import Response
+from typer.testing import CliRunner
 
+from cli.main import app as cli
 from records.settings import Settings
 from records.workdays import china_today
 from serving import repairs
@@ -502,3 +505,47 @@ def test_a_malformed_code_is_on_record_as_given(api: Api) -> None:
     assert api.call("GET", f"/v1/companies/{long}", "public").status_code == 422
     [line] = api.since(mark)
     assert line["uscc"] is None and line["detail"] == f"uscc={long}"[:512]
+
+
+# ---- the command line ----------------------------------------------------------------------------
+
+
+def test_the_command_line_requires_a_purpose_and_logs_the_day_read(world: Loaded) -> None:
+    """`credsup grade` logged "command line (by root on vm)" without --purpose: an operator
+    reads any company, so the API's rule for the authorities holds here too."""
+    env = {"CREDSUP_DATA_DIR": str(world.data_dir), "DATABASE_URL": world.url,
+           "MLFLOW_TRACKING_URI": None}  # fmt: skip
+    runner = CliRunner()
+    code = next(iter(sorted(_served(world))))
+    day = AS_OF.isoformat()
+
+    def lines(mark: int) -> list[tuple[Any, ...]]:
+        with world.engine.connect() as con:
+            rows = con.execute(
+                sa.select(audit_log.c.uscc, audit_log.c.role, audit_log.c.endpoint,
+                          audit_log.c.purpose, audit_log.c.detail)
+                .where(audit_log.c.id > mark).order_by(audit_log.c.id)
+            ).all()  # fmt: skip
+        return [tuple(r) for r in rows]
+
+    with world.engine.connect() as con:
+        mark = int(
+            con.execute(sa.select(sa.func.coalesce(sa.func.max(audit_log.c.id), 0))).scalar_one()
+        )
+    for args in (["grade", code, "--on", day], ["grade", code, "--on", day, "--purpose", " "],
+                 ["lists", "show", "1"], ["lists", "list"], ["lists", "confirm", "1"],
+                 ["lists", "remove", "1", "--reason", "x"]):  # fmt: skip
+        refused = runner.invoke(cli, args, env=env)
+        assert refused.exit_code == 2 and "--purpose" in refused.output, (args, refused.output)
+    assert lines(mark) == []  # nothing read, nothing logged
+
+    graded = runner.invoke(cli, ["grade", code, "--on", day, "--purpose", "年报抽查", "--json"],
+                           env=env)  # fmt: skip
+    assert graded.exit_code == 0, graded.output
+    [(uscc, role, endpoint, purpose, detail)] = lines(mark)
+    assert (uscc, role, endpoint, detail) == (code, "operator", "credsup grade", f"on={day}")
+    assert purpose.startswith("年报抽查 (by ")
+    shown = runner.invoke(cli, ["lists", "list", "--status", "listed", "--limit", "3",
+                                "--purpose", "名单核对"], env=env)  # fmt: skip
+    assert shown.exit_code == 0, shown.output
+    assert {r[4] for r in lines(mark)[1:]} == {"status=listed&limit=3"}

@@ -457,7 +457,7 @@ def test_the_commands_show_list_confirm_and_remove(world: Loaded) -> None:
            "CREDSUP_DATABASE_URL": None, "MLFLOW_TRACKING_URI": None}  # fmt: skip
 
     def credsup(*args: str, code: int = 0) -> Any:
-        result = runner.invoke(app, ["lists", *args, "--json"], env=env)
+        result = runner.invoke(app, ["lists", *args, "--purpose", "list test", "--json"], env=env)
         assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
         return json.loads(result.stdout) if code == 0 else None
 
@@ -472,7 +472,7 @@ def test_the_commands_show_list_confirm_and_remove(world: Loaded) -> None:
     # no such entry: a wrong id (exit 2, one line), not a refusal to wait out (exit 1)
     for command in (["show", "999999"], ["confirm", "999999", "--no-rescore"],
                     ["remove", "999999", "--reason", "x", "--no-rescore"]):  # fmt: skip
-        result = runner.invoke(app, ["lists", *command], env=env)
+        result = runner.invoke(app, ["lists", *command, "--purpose", "list test"], env=env)
         assert result.exit_code == 2, (command, result.stdout, result.stderr, result.exception)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "no list entry 999999" in lines[0], (command, result.stderr)
