@@ -2,6 +2,9 @@
 
 The commands work on the serving database and the store directly (like `credsup plan`); a
 listing or removal re-scores the company with the champion model, as the service does.
+What shows an entry (`show`, `list`, `confirm`, `remove`) is logged in the audit log before it
+is shown or done, with the purpose every such command requires (`--purpose`, as the API
+requires X-Purpose) and the options that chose the entries.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.main import JsonOpt, PurposeOpt, _as_of, _emit_json, _settings, _store, app, out
+from cli.main import JsonOpt, _as_of, _emit_json, _required_purpose, _settings, _store, app, out
 from cli.plans import _engine, _fail, _log_read
 from records.settings import Settings
 from records.workdays import china_today
@@ -24,6 +27,23 @@ app.add_typer(lists_app, name="lists")
 RescoreOpt = Annotated[
     bool, typer.Option("--rescore/--no-rescore", help="Re-score the company now (champion).")
 ]
+PurposeOpt = Annotated[
+    str | None,
+    typer.Option(help="Why this credit information is read (required; kept in the audit log)."),
+]
+
+
+def _entry_logged(engine: Any, command: str, entry_id: int, purpose: str) -> dict[str, Any]:
+    """The entry (exit 2 for none), its company logged as read before anything is shown or
+    done (a step that cannot be logged is not taken)."""
+    from serving.lists import ListError, get
+
+    try:
+        entry = get(engine, entry_id)
+    except ListError as exc:
+        _fail(exc.message, _exit_code(exc))
+    _log_read(engine, command, [entry["uscc"]], purpose)
+    return entry
 
 
 def _rescore(settings: Settings, engine: Any, entry: dict[str, Any]) -> dict[str, Any]:
@@ -117,14 +137,8 @@ def lists_derive(
 @lists_app.command("show")
 def lists_show(entry_id: int, purpose: PurposeOpt = None, as_json: JsonOpt = False) -> None:
     """An entry with its steps."""
-    from serving.lists import ListError, get
-
-    engine = _engine()
-    try:
-        entry = get(engine, entry_id)
-    except ListError as exc:
-        _fail(exc.message, _exit_code(exc))
-    _log_read(engine, "lists show", [entry["uscc"]], purpose)
+    why = _required_purpose(purpose)
+    entry = _entry_logged(_engine(), "lists show", entry_id, why)
     if as_json:
         _emit_json(entry)
     else:
@@ -141,15 +155,19 @@ def lists_list(
     as_json: JsonOpt = False,
 ) -> None:
     """Entries, newest first."""
+    from serving.audit import asking
     from serving.lists import LISTS, STATUSES, find
 
+    why = _required_purpose(purpose)
     if list_ is not None and list_ not in LISTS:
         raise typer.BadParameter(f"--list must be one of {', '.join(LISTS)}")
     if status is not None and status not in STATUSES:
         raise typer.BadParameter(f"--status must be one of {', '.join(STATUSES)}")
     engine = _engine()
     found = find(engine, uscc, list_, status, limit)
-    _log_read(engine, "lists list", [e["uscc"] for e in found], purpose)
+    chosen = {"uscc": uscc, "list": list_, "status": status, "limit": str(limit)}
+    with asking([(k, v) for k, v in chosen.items() if v is not None]):  # the line's detail
+        _log_read(engine, "lists list", [e["uscc"] for e in found], why)
     if as_json:
         _emit_json({"entries": found})
         return
@@ -159,12 +177,16 @@ def lists_list(
 
 
 @lists_app.command("confirm")
-def lists_confirm(entry_id: int, rescore: RescoreOpt = True, as_json: JsonOpt = False) -> None:
+def lists_confirm(
+    entry_id: int, rescore: RescoreOpt = True, purpose: PurposeOpt = None, as_json: JsonOpt = False
+) -> None:
     """List a notified entry (after its objection period, or a dismissed objection)."""
     from serving.lists import ListError, confirm
 
+    why = _required_purpose(purpose)
     settings = _settings()
     engine = _engine()
+    _entry_logged(engine, "lists confirm", entry_id, why)
     try:
         entry = confirm(engine, _store(settings), entry_id, None)
     except ListError as exc:
@@ -182,13 +204,16 @@ def lists_remove(
     entry_id: int,
     reason: Annotated[str, typer.Option(help="Why it comes off the list.")],
     rescore: RescoreOpt = True,
+    purpose: PurposeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Take a listed entry off its list from today."""
     from serving.lists import ListError, remove
 
+    why = _required_purpose(purpose)
     settings = _settings()
     engine = _engine()
+    _entry_logged(engine, "lists remove", entry_id, why)
     try:
         entry = remove(engine, _store(settings), entry_id, reason, None)
     except ListError as exc:

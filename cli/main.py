@@ -559,19 +559,37 @@ def scorecard(
     out.print(card.table(), markup=False)
 
 
+def _required_purpose(purpose: str | None) -> str:
+    """The purpose of a read at the command line, required as the API requires `X-Purpose` of
+    the authorities (DOMAIN §10: every query is logged with why): someone at the command line
+    reads any company, never only their own. Exit 2 without one, before anything is read."""
+    if purpose is None or not purpose.strip():
+        raise typer.BadParameter(
+            "say why this credit information is read: the read is logged with its purpose, "
+            "as the API logs X-Purpose",
+            param_hint="'--purpose'",
+        )
+    return purpose
+
+
 @app.command()
 def grade(
     uscc: Annotated[str, typer.Argument(help="Unified social credit code.")],
     on: Annotated[str, typer.Option(help="The day the grade is asked for, YYYY-MM-DD.")],
-    purpose: PurposeOpt = None,
+    purpose: Annotated[
+        str | None,
+        typer.Option(help="Why this credit information is read (required; kept in the audit log)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """What was this company's score and grade on a given day (latest evaluation by then).
-    The read is logged in the audit log before anything is shown."""
+    The read is logged in the audit log (with its purpose and day) before anything is shown."""
     from cli.plans import _engine, _log_read
     from features.results import Results
     from records.uscc import InvalidUSCC, validate
+    from serving.audit import asking
 
+    why = _required_purpose(purpose)
     try:
         code = validate(uscc)
     except InvalidUSCC as exc:
@@ -581,7 +599,8 @@ def grade(
     if day > today:  # as the API's `future_day`: a grade of a day to come is not known
         raise typer.BadParameter(f"{day} is after today ({today}): no grade is known for it")
     settings = _settings()
-    _log_read(_engine(), "grade", [code], purpose)
+    with asking([("on", day.isoformat())]):  # the line's detail: the day, as the API's `on=`
+        _log_read(_engine(), "grade", [code], why)
     row = Results(settings.data_dir).score_on(code, day)
     if row is None:
         if as_json:

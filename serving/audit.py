@@ -5,9 +5,16 @@ transaction per batch, at least every `interval` seconds), so that look-ups do n
 database's writer lock. `flush()` drains the queue (used at shutdown and by tests);
 `backlog` is reported by /readyz.
 
+Each line says who (key, role, department), when, which company, why (the purpose as written),
+where (the endpoint or command), the status answered, and what else chose what was read
+(`detail`: the request's query parameters, such as the day `on=` of a records read, `as_of=` of
+a re-score, a list's filters; bound once per request by `bind_asked`, so that every line of the
+request carries them without each route passing them on).
+
 Nothing read goes unlogged:
-- a purpose is kept as text a database stores: control characters (a NUL sent as `%00`, which
-  PostgreSQL refuses in text) become spaces, and it is cut at 256 characters;
+- a purpose and a detail are kept as text a database stores: control characters (a NUL sent as
+  `%00`, which PostgreSQL refuses in text) become spaces, and they are cut at their columns'
+  widths (256 and 512 characters);
 - a batch the database refuses is written row by row: one row it refuses as data no longer
   holds back the others; such a row goes to the audit quarantine (`AuditQuarantine`: an
   append-only JSON-lines file beside the data, with the database's reason, and the service
@@ -29,7 +36,8 @@ import secrets
 import threading
 import time
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +53,9 @@ logger = logging.getLogger(__name__)
 PURPOSE_LENGTH = 256
 """The longest purpose kept (the column's length)."""
 
+DETAIL_LENGTH = 512
+"""The longest detail kept (the column's length)."""
+
 
 class AuditUnavailable(Exception):
     """The audit log cannot take more entries: the read must not be served."""
@@ -52,10 +63,48 @@ class AuditUnavailable(Exception):
 
 def clean_purpose(text: str | None) -> str | None:
     """A purpose as stored: control characters as spaces, trimmed, at most 256 characters."""
+    return _clean(text, PURPOSE_LENGTH)
+
+
+def _clean(text: str | None, length: int) -> str | None:
     if text is None:
         return None
     shown = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text)
-    return shown.strip()[:PURPOSE_LENGTH] or None
+    return shown.strip()[:length] or None
+
+
+def asked(params: Iterable[tuple[str, str]]) -> str | None:
+    """Parameters as a line's detail: `name=value` joined by `&`, as written (not
+    percent-encoded: `on=2026-03-31&status=open`), cleaned and cut as stored; None for none."""
+    return _clean("&".join(f"{name}={value}" for name, value in params), DETAIL_LENGTH)
+
+
+_ASKED: ContextVar[str | None] = ContextVar("audit_asked", default=None)
+"""The detail of the request (or command) being served: what `bind_asked` bound last in this
+context. Each request runs in a context of its own, so one request's never reaches another's."""
+
+
+def bind_asked(params: Iterable[tuple[str, str]]) -> None:
+    """Every line the current request (or command) writes keeps these parameters as its detail:
+    the service binds the query's (`serving.deps.get_caller`), a command its options."""
+    _ASKED.set(asked(params))
+
+
+@contextlib.contextmanager
+def asking(params: Iterable[tuple[str, str]]) -> Iterator[None]:
+    """`bind_asked` for a block (a command's read): the binding ends with it."""
+    token = _ASKED.set(asked(params))
+    try:
+        yield
+    finally:
+        _ASKED.reset(token)
+
+
+def probe_detail(given: str) -> str | None:
+    """The detail of the line of a malformed code: the code as given, then the rest of what was
+    asked (the code leaves the `uscc` column empty: it names no company)."""
+    rest = _ASKED.get()
+    return _clean(f"uscc={given}" + (f"&{rest}" if rest else ""), DETAIL_LENGTH)
 
 
 class AuditQuarantine:
@@ -201,9 +250,16 @@ class AuditWriter:
         self._thread.start()
 
     def log(
-        self, caller: Caller, endpoint: str, uscc: str | None, purpose: str | None, status: int
+        self,
+        caller: Caller,
+        endpoint: str,
+        uscc: str | None,
+        purpose: str | None,
+        status: int,
+        *,
+        detail: str | None = None,
     ) -> None:
-        self.log_each(caller, endpoint, [(uscc, status)], purpose)
+        self.log_each(caller, endpoint, [(uscc, status)], purpose, detail=detail)
 
     def log_each(
         self,
@@ -211,27 +267,44 @@ class AuditWriter:
         endpoint: str,
         lines: Sequence[tuple[str | None, int]],
         purpose: str | None,
+        *,
+        detail: str | None = None,
+        admitted: bool = False,
     ) -> None:
         """The lines (company, status) of one read, queued all or none: refused when they
         would take the backlog past its limit, so one large read cannot fill the queue for
         everyone, nor leave half its lines for a read that is then not served. Admission and
-        queueing are one step for concurrent reads."""
+        queueing are one step for concurrent reads. `detail` defaults to what the request (or
+        command) bound (`bind_asked`). `admitted`: the lines of a change already made, whose
+        room was asked for before it was made (`ensure_room`): queued whatever the backlog,
+        since the change stands and its line must not be lost."""
         at = datetime.now(UTC)
         cleaned = clean_purpose(purpose)
+        shown = _ASKED.get() if detail is None else _clean(detail, DETAIL_LENGTH)
         with self._admit:
-            behind = self._queue.qsize()
-            if behind + len(lines) > self.max_backlog:
-                raise AuditUnavailable(
-                    f"the audit log is {behind:,} entries behind and this read would add "
-                    f"{len(lines):,} (the database does not take them fast enough): credit "
-                    "information is not served unlogged"
-                )
+            if not admitted:
+                self._check_room(len(lines))
             for uscc, status in lines:
                 self._queue.put({
                     "at": at, "key_id": caller.key_id, "role": caller.role,
                     "department": caller.department, "uscc": uscc, "endpoint": endpoint,
-                    "purpose": cleaned, "status": status,
+                    "purpose": cleaned, "status": status, "detail": shown,
                 })  # fmt: skip
+
+    def ensure_room(self, lines: int = 1) -> None:
+        """Raises `AuditUnavailable` unless `lines` more would be taken now: asked before a
+        change is made, so that a change is refused (503) rather than made and left unlogged."""
+        with self._admit:
+            self._check_room(lines)
+
+    def _check_room(self, lines: int) -> None:
+        behind = self._queue.qsize()
+        if behind + lines > self.max_backlog:
+            raise AuditUnavailable(
+                f"the audit log is {behind:,} entries behind and this read would add "
+                f"{lines:,} (the database does not take them fast enough): credit "
+                "information is not served unlogged"
+            )
 
     def log_companies(
         self,
@@ -240,11 +313,14 @@ class AuditWriter:
         usccs: Iterable[str],
         purpose: str | None,
         status: int = 200,
+        *,
+        detail: str | None = None,
     ) -> None:
         """A read of many companies (a list, a page, an export): a line per company, once; a
         read that found none is one line without a company (the query itself is on record)."""
         codes: list[str | None] = list(dict.fromkeys(usccs))
-        self.log_each(caller, endpoint, [(code, status) for code in codes or [None]], purpose)
+        self.log_each(caller, endpoint, [(code, status) for code in codes or [None]], purpose,
+                      detail=detail)  # fmt: skip
 
     @property
     def backlog(self) -> int:

@@ -20,7 +20,7 @@ PostgreSQL. The schema is created and upgraded by Alembic only (`serving/migrati
   of their handling; append-only like the audit log); `objections` and `list_entries` (migration
   0004), whose steps go to the same log.
 - `audit_log`: every read of a company's credit information; append-only (triggers refuse
-  UPDATE and DELETE on both databases).
+  UPDATE and DELETE on both databases); `detail` (migration 0010): the query parameters.
 """
 
 from __future__ import annotations
@@ -115,6 +115,7 @@ audit_log = sa.Table(
     sa.Column("endpoint", sa.String(128), nullable=False),
     sa.Column("purpose", sa.String(256)),
     sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("detail", sa.String(512)),  # what else chose what was read (migration 0010)
 )  # fmt: skip
 
 

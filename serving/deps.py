@@ -11,7 +11,7 @@ from fastapi import Depends, Header, Request
 from records import uscc as codes
 from records.publicity import records_on
 from records.workdays import china_today
-from serving.audit import clean_purpose
+from serving.audit import bind_asked, clean_purpose
 from serving.auth import AUTHORITIES, NO_PURPOSE, Caller
 from serving.errors import ApiError
 from serving.state import ServiceState
@@ -42,6 +42,7 @@ async def get_caller(
                 f"try again in {wait:.1f} s", headers={"Retry-After": str(math.ceil(wait))},
             )  # fmt: skip
     request.state.caller = caller  # a refused read of a company is audited too (serving.errors)
+    bind_asked(request.query_params.multi_items())  # every audit line of it keeps its query
     return caller
 
 

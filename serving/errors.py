@@ -51,29 +51,42 @@ query of credit information is (DOMAIN §10): under the company when the path na
 DENIALS = ("forbidden", "purpose_required")
 """The refusals of access itself (a role that may not, no purpose), logged on every route."""
 
+INVALID_CODE = "invalid_uscc"
+"""The code of a malformed company code (`invalid_uscc:<reason>`): a probe, logged without a
+company, with the code as given in the line's detail."""
+
 
 def _audit_refusal(request: Request, status: int, code_name: str) -> None:
+    from serving.audit import probe_detail
     from serving.deps import stated_purpose  # deps raises ApiError: imported here, not above
 
     caller = getattr(request.state, "caller", None)
     route = request.scope.get("route")
-    if caller is None or route is None:
-        return
+    if caller is None or route is None or getattr(request.state, "audited", False):
+        return  # no key, no route, or a case route that logged its request itself
     raw = request.path_params.get("uscc")
+    probe = code_name.startswith(INVALID_CODE)
     code: str | None = None
-    if not raw and code_name not in DENIALS:
+    detail: str | None = None
+    if not raw and code_name not in DENIALS and not probe:
         return  # a malformed request that names no company reads nothing
     if raw:
         try:
             code = codes.validate(raw)
         except codes.InvalidUSCC:
-            return  # a malformed code names no company
+            detail = probe_detail(raw)  # a malformed code names no company: kept as given
     purpose = stated_purpose(request.headers.get("x-purpose"))
     with contextlib.suppress(AuditUnavailable):  # a refusal serves nothing: it is sent anyway
         request.app.state.service.audit.log(
             caller, f"{request.method} {getattr(route, 'path', request.url.path)}", code,
-            purpose, status,
+            purpose, status, detail=detail,
         )  # fmt: skip
+
+
+def crash_status(exc: BaseException) -> int:
+    """The status an unforeseen error is answered with: 503 when the database is away, else
+    500 (`install`'s handler of `Exception`)."""
+    return 503 if _unreachable(exc) else 500
 
 
 def error_response(
@@ -85,7 +98,7 @@ def error_response(
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api(request: Request, exc: ApiError) -> JSONResponse:
-        if exc.status in REFUSED:
+        if exc.status in REFUSED or exc.code.startswith(INVALID_CODE):
             _audit_refusal(request, exc.status, exc.code)
         return error_response(exc.status, exc.code, exc.message, exc.headers)
 
@@ -113,7 +126,7 @@ def install(app: FastAPI) -> None:
         gets the whole exception under that id. A database that cannot be reached is 503."""
         error_id = secrets.token_hex(6)
         where = f"{request.method} {request.url.path}"
-        if _unreachable(exc):
+        if crash_status(exc) == 503:
             logger.error("database unavailable [%s] on %s: %s", error_id, where, exc)
             return error_response(
                 503, "unavailable",

@@ -49,7 +49,6 @@ from models.published import MODEL_NAME
 from records.schema import VERSION_ORDER
 from records.store import Store
 from records.workdays import china_today
-from serving.auth import Caller
 from serving.db import companies, company_history
 from serving.load import (
     LIST_FLAGS,
@@ -219,15 +218,14 @@ def rescore_today(
         return {"error": str(exc)}
 
 
-def rescore_served(state: ServiceState, uscc: str, caller: Caller, endpoint: str) -> dict[str, Any]:
+def rescore_served(state: ServiceState, uscc: str) -> dict[str, Any]:
     """`rescore_today` with the model the service is serving (model and version read as one
-    pair). The score and tier it returns go back to `caller` with the change that moved them:
-    a read of the company's credit information, so a line in the audit log."""
+    pair). The score and tier it returns go back to the caller in the answer of the step that
+    moved them, which that step's route logs (`serving.case_audit`: the caller's purpose and
+    the status answered)."""
     model, version = state.slot.current(state.models)
-    rescored = rescore_today(state.engine, state.store, state.settings.data_dir, model, version,
-                             uscc, model_name=state.models.name)  # fmt: skip
-    state.audit.log(caller, endpoint, uscc, "its score and tier after this change", 200)
-    return rescored
+    return rescore_today(state.engine, state.store, state.settings.data_dir, model, version, uscc,
+                         model_name=state.models.name)  # fmt: skip
 
 
 def _entity(store: Store, uscc: str, as_of: date) -> pd.DataFrame:

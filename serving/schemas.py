@@ -258,6 +258,8 @@ class AuditEntry(BaseModel):
     endpoint: str
     purpose: str | None = None
     status: int
+    detail: str | None = None
+    """What else chose what was read: the query's parameters (`on=…`), a malformed code."""
 
 
 class AuditPage(BaseModel):

@@ -2,6 +2,8 @@
 
 A listing or removal writes a record of the list's category to the store and re-scores the
 company at once (its tier vetoes follow from the record); every step is kept in `lifecycle_log`.
+Every request about entries is a line in the audit log per company it concerns, refusals
+included (`serving.case_audit`); so is each company the published lists show.
 """
 
 from __future__ import annotations
@@ -15,17 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from records.workdays import china_today
 from serving import lists
 from serving.auth import Caller
+from serving.case_audit import CaseAudit, CaseAuditDep, PublicAuditDep
 from serving.deps import (
     CallerDep,
-    PurposeHeader,
     StateDep,
     own_cases_code,
-    purpose_of,
     require,
     require_acting_for,
     require_may_file,
-    stated_purpose,
-    valid_code,
 )  # fmt: skip
 from serving.errors import ApiError, ErrorBody
 from serving.rescore import rescore_served
@@ -220,12 +219,21 @@ def _fail(exc: lists.ListError) -> ApiError:
     return ApiError(exc.status, exc.code, exc.message)
 
 
-def _rescored(
-    state: ServiceState, entry: dict[str, Any], caller: Caller, endpoint: str
-) -> dict[str, Any]:
+def _rescored(state: ServiceState, entry: dict[str, Any]) -> dict[str, Any]:
     """The entry with the company re-scored today (a listing or removal changed its tier)."""
-    entry["rescored"] = rescore_served(state, entry["uscc"], caller, endpoint)
+    entry["rescored"] = rescore_served(state, entry["uscc"])
     return entry
+
+
+def _concerning(state: ServiceState, audit: CaseAudit, entry_id: int) -> str:
+    """The company of the entry, named to the audit log before a step is taken on it (404
+    for none): a refusal of the step is on record under it."""
+    try:
+        uscc: str = lists.get(state.engine, entry_id)["uscc"]
+    except lists.ListError as exc:
+        raise _fail(exc) from None
+    audit.company(uscc)
+    return uscc
 
 
 def _published_only(caller: Caller) -> bool:
@@ -269,21 +277,13 @@ def _require_reader(caller: Caller) -> None:
         require(caller, READ, "read list entries")
 
 
-def _read(caller: Caller, state: ServiceState, endpoint: str, usccs: list[str],
-          x_purpose: str | None) -> None:  # fmt: skip
-    """Entries are credit information: a stated purpose (the company reading its own needs
-    none) and an audit line per company."""
-    _require_reader(caller)
-    state.audit.log_companies(caller, endpoint, usccs, purpose_of(caller, x_purpose))
-
-
 @router.post("/list-entries", response_model=EntryOut, status_code=201, responses=ERRORS)
-def post_entry(body: EntryIn, state: StateDep, caller: CallerDep) -> EntryOut:
+def post_entry(body: EntryIn, state: StateDep, caller: CallerDep, audit: CaseAuditDep) -> EntryOut:
     """Propose an entry. Serious illegal and dishonest list: `notified`, the company has 5
     working days to object before it can be listed; other lists: listed at once (and the
     company re-scored)."""
     require(caller, DECIDE, "propose list entries")
-    code = valid_code(body.uscc)
+    code = audit.code(body.uscc)
     try:
         entry = lists.propose(
             state.engine, state.store, code, body.list_, body.legal_basis, body.reason,
@@ -292,7 +292,7 @@ def post_entry(body: EntryIn, state: StateDep, caller: CallerDep) -> EntryOut:
     except lists.ListError as exc:
         raise _fail(exc) from None
     if entry["status"] == "listed":
-        entry = _rescored(state, entry, caller, "POST /v1/list-entries")
+        entry = _rescored(state, entry)
     return EntryOut.model_validate(entry)
 
 
@@ -311,7 +311,7 @@ def post_derive(body: DeriveIn, state: StateDep, caller: CallerDep) -> DeriveOut
 
 @router.get("/list-entries/{entry_id}", response_model=EntryOut, responses=ERRORS)
 def get_entry(
-    entry_id: EntryId, state: StateDep, caller: CallerDep, x_purpose: PurposeHeader = None
+    entry_id: EntryId, state: StateDep, caller: CallerDep, audit: CaseAuditDep
 ) -> EntryOut:
     """An entry with its steps (the authorities, departments as published; a company key, its
     own company's: another company's entry is unknown to it)."""
@@ -320,12 +320,12 @@ def get_entry(
         entry = lists.get(state.engine, entry_id)
     except lists.ListError as exc:
         raise _fail(exc) from None
+    audit.company(entry["uscc"])
     if caller.role == "company" and entry["uscc"] != caller.uscc:
         raise ApiError(404, "not_found", f"no list entry {entry_id}")
     if _published_only(caller) and not _published(state, [entry]):
         raise ApiError(403, "forbidden", f"list entry {entry_id} is not published: the "
                        f"{caller.department} department sees published listings only")  # fmt: skip
-    _read(caller, state, "GET /v1/list-entries/{id}", [entry["uscc"]], x_purpose)
     return EntryOut.model_validate(_own(caller, _shared(caller, entry)))
 
 
@@ -333,11 +333,11 @@ def get_entry(
 def get_entries(
     state: StateDep,
     caller: CallerDep,
+    audit: CaseAuditDep,
     uscc: Annotated[str | None, Query()] = None,
     list_: Annotated[lists.ListName | None, Query(alias="list")] = None,
     status: Annotated[StatusName | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    x_purpose: PurposeHeader = None,
 ) -> EntryPage:
     """Entries, newest first (`expired`: listed entries past their term); a company key lists
     its own company's (asking for another company's is refused, 403)."""
@@ -350,7 +350,7 @@ def get_entries(
     found = lists.find(state.engine, code, list_, status, limit)
     if _published_only(caller):
         found = _published(state, found)
-    _read(caller, state, "GET /v1/list-entries", [e["uscc"] for e in found], x_purpose)
+    audit.companies(e["uscc"] for e in found)
     return EntryPage(
         entries=[EntryOut.model_validate(_own(caller, _shared(caller, e))) for e in found]
     )
@@ -360,14 +360,14 @@ def get_entries(
     "/list-entries/{entry_id}/objection", response_model=ObjectionReceipt, responses=ERRORS
 )
 def post_objection(
-    entry_id: EntryId, body: ObjectionIn, state: StateDep, caller: CallerDep
+    entry_id: EntryId, body: ObjectionIn, state: StateDep, caller: CallerDep, audit: CaseAuditDep
 ) -> ObjectionReceipt:
     """The company objects to a notified entry within its 5 working days
     (`objection_window_closed` after them)."""
     require_may_file(caller, "object to a listing")
+    owner = _concerning(state, audit, entry_id)
     try:
-        require_acting_for(caller, lists.get(state.engine, entry_id)["uscc"],
-                           f"no list entry {entry_id}")  # fmt: skip
+        require_acting_for(caller, owner, f"no list entry {entry_id}")
         entry = lists.object_to(state.engine, entry_id, body.reason, caller.key_id)
     except lists.ListError as exc:
         raise _fail(exc) from None
@@ -378,12 +378,17 @@ def post_objection(
     "/list-entries/{entry_id}/objection-decision", response_model=EntryOut, responses=ERRORS
 )
 def post_objection_decision(
-    entry_id: EntryId, body: ObjectionDecisionIn, state: StateDep, caller: CallerDep
+    entry_id: EntryId,
+    body: ObjectionDecisionIn,
+    state: StateDep,
+    caller: CallerDep,
+    audit: CaseAuditDep,
 ) -> EntryOut:
     """Decide the company's objection: `decision` accepted (the objection wins: the entry is
     rejected) or dismissed (it may be listed now). The older `upheld` (true: accepted) is still
     taken; given with `decision`, the two must agree (422)."""
     require(caller, DECIDE, "decide objections to list entries")
+    _concerning(state, audit, entry_id)
     try:
         entry = lists.decide_objection(state.engine, entry_id, body.accepted, body.reason,
                                        caller.key_id)  # fmt: skip
@@ -394,54 +399,50 @@ def post_objection_decision(
 
 @router.post("/list-entries/{entry_id}/listing", response_model=EntryOut, responses=ERRORS)
 def post_listing(
-    entry_id: EntryId, body: ListingIn, state: StateDep, caller: CallerDep
+    entry_id: EntryId, body: ListingIn, state: StateDep, caller: CallerDep, audit: CaseAuditDep
 ) -> EntryOut:
     """List a notified entry once its objection period has passed or its objection was
     dismissed (`objection_window_open` before); the company is re-scored at once."""
     require(caller, DECIDE, "list companies")
+    _concerning(state, audit, entry_id)
     try:
         entry = lists.confirm(state.engine, state.store, entry_id, caller.key_id)
     except lists.ListError as exc:
         raise _fail(exc) from None
-    return EntryOut.model_validate(
-        _rescored(state, entry, caller, "POST /v1/list-entries/{entry_id}/listing")
-    )
+    return EntryOut.model_validate(_rescored(state, entry))
 
 
 @router.post("/list-entries/{entry_id}/removal", response_model=EntryOut, responses=ERRORS)
 def post_removal(
-    entry_id: EntryId, body: RemovalIn, state: StateDep, caller: CallerDep
+    entry_id: EntryId, body: RemovalIn, state: StateDep, caller: CallerDep, audit: CaseAuditDep
 ) -> EntryOut:
     """Take a listed entry off its list from today (`too_early` before its earliest removal
     date: a year on the serious dishonest list); the company is re-scored at once."""
     require(caller, DECIDE, "remove list entries")
+    _concerning(state, audit, entry_id)
     try:
         entry = lists.remove(state.engine, state.store, entry_id, body.reason, caller.key_id)
     except lists.ListError as exc:
         raise _fail(exc) from None
-    return EntryOut.model_validate(
-        _rescored(state, entry, caller, "POST /v1/list-entries/{entry_id}/removal")
-    )
+    return EntryOut.model_validate(_rescored(state, entry))
 
 
 @router.get("/public/lists", response_model=PublicPage, responses=ERRORS)
 def public_lists(
     state: StateDep,
-    caller: CallerDep,
+    audit: PublicAuditDep,
     list_: Annotated[
         Literal["serious_dishonest_list", "abnormal_operation_list", "red_list"] | None,
         Query(alias="list"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
-    x_purpose: PurposeHeader = None,
 ) -> PublicPage:
     """The published lists: companies currently listed, newest first, whoever recorded the
     listing (public information: an individual business's name is masked; no reasons, no
     proposals; an open objection is flagged). Each company shown is a line in the audit log,
     with the purpose when one is sent (public information: none is required)."""
     found, total = lists.public_page(state.engine, state.store, list_, limit, offset)
-    state.audit.log_companies(caller, "GET /v1/public/lists", (e["uscc"] for e in found),
-                              stated_purpose(x_purpose))  # fmt: skip
+    audit.companies(e["uscc"] for e in found)
     return PublicPage(entries=[PublicEntry.model_validate(e) for e in found], total=total,
                       next=offset + limit if offset + limit < total else None)  # fmt: skip

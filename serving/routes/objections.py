@@ -4,6 +4,9 @@ Deciding re-scores the company at once, so a corrected or withdrawn record shows
 evaluation without waiting for the next batch. Filing re-scores nothing: the open-objection flag
 needs no re-score (every look-up reads the open objections live), and a re-score as of today
 moved the company to a new date, and so perhaps a new tier, for exercising a right.
+
+Every request is a line in the audit log per company it concerns, refusals included
+(`serving.case_audit`): the answers carry the case, its record and the company's score.
 """
 
 from __future__ import annotations
@@ -16,14 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from records.workdays import china_today
 from serving import objections
-from serving.auth import FULL_VIEW, Caller
+from serving.auth import FULL_VIEW
+from serving.case_audit import CaseAudit, CaseAuditDep
 from serving.deps import (
     CallerDep,
-    PurposeHeader,
     StateDep,
     department_shares,
     own_cases_code,
-    purpose_of,
     require,
     require_acting_for,
     require_may_file,
@@ -107,13 +109,16 @@ class ObjectionPage(BaseModel):
 
 @router.post("/objections", response_model=ObjectionOut, status_code=201,
              responses=OBJECTION_ERRORS)  # fmt: skip
-def post_objection(body: FileObjectionIn, state: StateDep, caller: CallerDep) -> ObjectionOut:
+def post_objection(
+    body: FileObjectionIn, state: StateDep, caller: CallerDep, audit: CaseAuditDep
+) -> ObjectionOut:
     """Object to a record: it is flagged at once (every look-up reads the open objections live)
     and the decision is due in 5 working days. 409 while an objection to the record is open."""
 
     require_may_file(caller, "object to a record")
 
     def check(uscc: str) -> None:
+        audit.company(uscc)  # the record's company: a refusal from here on is on record under it
         require_acting_for(caller, uscc, f"no record {body.record_id}")
 
     try:
@@ -131,44 +136,47 @@ def post_objection(body: FileObjectionIn, state: StateDep, caller: CallerDep) ->
 def list_objections(
     state: StateDep,
     caller: CallerDep,
+    audit: CaseAuditDep,
     uscc: Annotated[str | None, Query()] = None,
     status: Annotated[str | None, Query(pattern="^(open|decided)$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    x_purpose: PurposeHeader = None,
 ) -> ObjectionPage:
     """Objections, newest first (the authorities; a company key, its own company's); a line in
     the audit log per company."""
     code = own_cases_code(caller, DECIDE, uscc, "list objections")
     found = objections.search(state.engine, code, status, limit)
-    _audit(state, caller, "GET /v1/objections", found, x_purpose)
+    audit.companies(c["uscc"] for c in found)
     return ObjectionPage(objections=[ObjectionOut.model_validate(c) for c in found])
 
 
-def _audit(state: ServiceState, caller: Caller, endpoint: str, found: list[dict[str, Any]],
-           x_purpose: str | None) -> None:  # fmt: skip
-    """Objections name companies and their records: every company listed is logged, with the
-    purpose the authorities must state (the company itself need not)."""
-    state.audit.log_companies(caller, endpoint, (c["uscc"] for c in found),
-                              purpose_of(caller, x_purpose))  # fmt: skip
+def _concerning(state: ServiceState, audit: CaseAudit, case_id: int) -> str:
+    """The company of the objection, named to the audit log before a step is taken on it (404
+    for none): a refusal of the step is on record under it."""
+    try:
+        uscc: str = objections.get(state.engine, case_id)["uscc"]
+    except objections.ObjectionNotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    audit.company(uscc)
+    return uscc
 
 
 @router.get("/objections/overdue", response_model=ObjectionPage, responses=ERRORS)
 def overdue_objections(
     state: StateDep,
     caller: CallerDep,
+    audit: CaseAuditDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
-    x_purpose: PurposeHeader = None,
 ) -> ObjectionPage:
     """Open objections past their deadline today, the longest overdue first (the authorities)."""
     require(caller, DECIDE, "list overdue objections")
     found = objections.search(state.engine, limit=limit, overdue_on=china_today())
-    _audit(state, caller, "GET /v1/objections/overdue", found, x_purpose)
+    audit.companies(c["uscc"] for c in found)
     return ObjectionPage(objections=[ObjectionOut.model_validate(c) for c in found])
 
 
 @router.get("/objections/{case_id}", response_model=ObjectionOut, responses=ERRORS)
 def get_objection(
-    case_id: CaseId, state: StateDep, caller: CallerDep, x_purpose: PurposeHeader = None
+    case_id: CaseId, state: StateDep, caller: CallerDep, audit: CaseAuditDep
 ) -> ObjectionOut:
     """An objection with its steps (the filer's key or a full-view role; to another company's
     key it is unknown, 404); a line in the audit log."""
@@ -176,6 +184,7 @@ def get_objection(
         case = objections.get(state.engine, case_id)
     except objections.ObjectionNotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
+    audit.company(case["uscc"])
     own = case["filed_by"] == caller.key_id or caller.is_company(case["uscc"])
     if caller.role == "company" and not own:  # as for records: another's is not said to exist
         raise ApiError(404, "not_found", f"no objection {case_id}")
@@ -184,17 +193,17 @@ def get_objection(
     if not own and not department_shares(state, caller, case["uscc"], case["record_id"]):
         raise ApiError(403, "forbidden", f"the record of objection {case_id} is neither public "
                        f"nor the {caller.department} department's")  # fmt: skip
-    _audit(state, caller, "GET /v1/objections/{case_id}", [case], x_purpose)
     return ObjectionOut.model_validate(case)
 
 
 @router.post("/objections/{case_id}/extension", response_model=ObjectionOut,
              responses=OBJECTION_ERRORS)  # fmt: skip
 def post_extension(
-    case_id: CaseId, body: ExtensionIn, state: StateDep, caller: CallerDep
+    case_id: CaseId, body: ExtensionIn, state: StateDep, caller: CallerDep, audit: CaseAuditDep
 ) -> ObjectionOut:
     """Extend the deadline to 20 working days after filing, once; 409 if decided or extended."""
     require(caller, DECIDE, "extend objections")
+    _concerning(state, audit, case_id)
     try:
         case = objections.extend(state.engine, case_id, body.reason, caller.key_id)
     except objections.ObjectionNotFound as exc:
@@ -207,12 +216,17 @@ def post_extension(
 @router.post("/objections/{case_id}/decision", response_model=ObjectionOut,
              responses=OBJECTION_ERRORS)  # fmt: skip
 def post_decision(
-    case_id: CaseId, body: ObjectionOutcomeIn, state: StateDep, caller: CallerDep
+    case_id: CaseId,
+    body: ObjectionOutcomeIn,
+    state: StateDep,
+    caller: CallerDep,
+    audit: CaseAuditDep,
 ) -> ObjectionOut:
     """Decide: upheld, corrected, supplemented, stop_publishing or removed_from_list. The
     objection closes, the decision's events take effect today and the company is re-scored,
     unless the record is upheld: nothing then changes that a score reads."""
     require(caller, DECIDE, "decide objections")
+    _concerning(state, audit, case_id)
     correction = None if body.correction is None else body.correction.model_dump(
         exclude_unset=True
     )  # fmt: skip
@@ -225,7 +239,5 @@ def post_decision(
         raise ApiError(409, exc.code, str(exc)) from None
     except objections.InvalidDecision as exc:
         raise ApiError(422, "invalid_decision", str(exc)) from None
-    case["rescored"] = None if body.outcome == "upheld" else rescore_served(
-        state, case["uscc"], caller, "POST /v1/objections/{case_id}/decision"
-    )  # fmt: skip
+    case["rescored"] = None if body.outcome == "upheld" else rescore_served(state, case["uscc"])
     return ObjectionOut.model_validate(case)

@@ -1,4 +1,8 @@
-"""Credit repair: apply, see, decide (DOMAIN §9). Every step is kept in `lifecycle_log`."""
+"""Credit repair: apply, see, decide (DOMAIN §9). Every step is kept in `lifecycle_log`.
+
+Every request is a line in the audit log per company it concerns, refusals included
+(`serving.case_audit`): the answers carry the application, its record and the company's score.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +14,13 @@ from pydantic import BaseModel, Field
 
 from records.workdays import china_today
 from serving import repairs
-from serving.auth import FULL_VIEW, Caller
+from serving.auth import FULL_VIEW
+from serving.case_audit import CaseAudit, CaseAuditDep
 from serving.deps import (
     CallerDep,
-    PurposeHeader,
     StateDep,
     department_shares,
     own_cases_code,
-    purpose_of,
     require,
     require_acting_for,
     require_may_file,
@@ -72,7 +75,9 @@ class RepairPage(BaseModel):
 
 
 @router.post("/repairs", response_model=RepairOut, status_code=201, responses=REPAIR_ERRORS)
-def post_repair(body: RepairIn, state: StateDep, caller: CallerDep) -> RepairOut:
+def post_repair(
+    body: RepairIn, state: StateDep, caller: CallerDep, audit: CaseAuditDep
+) -> RepairOut:
     """Apply to repair a record (the company's own key, or an authority on its behalf): pending
     with its decision deadline (3 working days), or refused at once, 409 with the refusal code
     (`minimum_period`, `under_objection`, `pending`, …) and why, nothing stored."""
@@ -80,6 +85,7 @@ def post_repair(body: RepairIn, state: StateDep, caller: CallerDep) -> RepairOut
     require_may_file(caller, "apply for repair")
 
     def check(uscc: str) -> None:
+        audit.company(uscc)  # the record's company: a refusal from here on is on record under it
         require_acting_for(caller, uscc, f"no record {body.record_id}")
 
     try:
@@ -96,20 +102,20 @@ def post_repair(body: RepairIn, state: StateDep, caller: CallerDep) -> RepairOut
 def overdue_repairs(
     state: StateDep,
     caller: CallerDep,
+    audit: CaseAuditDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
-    x_purpose: PurposeHeader = None,
 ) -> RepairPage:
     """Pending applications past their decision deadline today, the longest overdue first (the
     authorities); a line in the audit log per company."""
     require(caller, DECIDE, "list overdue repair applications")
     found = repairs.search(state.engine, limit=limit, overdue_on=china_today())
-    _audit(state, caller, "GET /v1/repairs/overdue", found, x_purpose)
+    audit.companies(c["uscc"] for c in found)
     return RepairPage(repairs=[RepairOut.model_validate(c) for c in found])
 
 
 @router.get("/repairs/{case_id}", response_model=RepairOut, responses=ERRORS)
 def get_repair(
-    case_id: CaseId, state: StateDep, caller: CallerDep, x_purpose: PurposeHeader = None
+    case_id: CaseId, state: StateDep, caller: CallerDep, audit: CaseAuditDep
 ) -> RepairOut:
     """An application with its steps (the applicant's key, the company, a full-view role; to
     another company's key it is unknown, 404); a line in the audit log."""
@@ -117,6 +123,7 @@ def get_repair(
         case = repairs.get(state.engine, case_id)
     except repairs.RepairNotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
+    audit.company(case["uscc"])
     own = case["applicant"] == caller.key_id or caller.is_company(case["uscc"])
     if caller.role == "company" and not own:  # as for records: another's is not said to exist
         raise ApiError(404, "not_found", f"no repair application {case_id}")
@@ -125,42 +132,45 @@ def get_repair(
     if not own and not department_shares(state, caller, case["uscc"], case["record_id"]):
         raise ApiError(403, "forbidden", f"the record of repair {case_id} is neither public "
                        f"nor the {caller.department} department's")  # fmt: skip
-    _audit(state, caller, "GET /v1/repairs/{case_id}", [case], x_purpose)
     return RepairOut.model_validate(case)
 
 
-def _audit(state: ServiceState, caller: Caller, endpoint: str, found: list[dict[str, Any]],
-           x_purpose: str | None) -> None:  # fmt: skip
-    """Applications name companies and their records: every company read is logged, with the
-    purpose the authorities must state (as for objections; the company itself need not)."""
-    state.audit.log_companies(caller, endpoint, (c["uscc"] for c in found),
-                              purpose_of(caller, x_purpose))  # fmt: skip
+def _concerning(state: ServiceState, audit: CaseAudit, case_id: int) -> str:
+    """The company of the application, named to the audit log before a step is taken on it (404
+    for none): a refusal of the step is on record under it."""
+    try:
+        uscc: str = repairs.get(state.engine, case_id)["uscc"]
+    except repairs.RepairNotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    audit.company(uscc)
+    return uscc
 
 
 @router.get("/repairs", response_model=RepairPage, responses=ERRORS)
 def list_repairs(
     state: StateDep,
     caller: CallerDep,
+    audit: CaseAuditDep,
     uscc: Annotated[str | None, Query()] = None,
     status: Annotated[str | None, Query(pattern="^(pending|approved|refused)$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    x_purpose: PurposeHeader = None,
 ) -> RepairPage:
     """Applications, newest first (the authorities; a company key, its own company's); a line
     in the audit log per company."""
     code = own_cases_code(caller, DECIDE, uscc, "list repair applications")
     found = repairs.search(state.engine, code, status, limit)
-    _audit(state, caller, "GET /v1/repairs", found, x_purpose)
+    audit.companies(c["uscc"] for c in found)
     return RepairPage(repairs=[RepairOut.model_validate(c) for c in found])
 
 
 @router.post("/repairs/{case_id}/decision", response_model=RepairOut, responses=REPAIR_ERRORS)
 def post_decision(
-    case_id: CaseId, body: DecisionIn, state: StateDep, caller: CallerDep
+    case_id: CaseId, body: DecisionIn, state: StateDep, caller: CallerDep, audit: CaseAuditDep
 ) -> RepairOut:
     """Approve or refuse; on approval the record stops counting and being public from today
     and the company is re-scored at once."""
     require(caller, DECIDE, "decide repair applications")
+    _concerning(state, audit, case_id)
     try:
         case = repairs.decide(state.engine, state.store, case_id, body.approve, body.reason,
                               caller.key_id)  # fmt: skip
@@ -169,7 +179,5 @@ def post_decision(
     except repairs.RepairConflict as exc:
         raise ApiError(409, "conflict", str(exc)) from None
     if case["status"] == "approved":  # the repaired company does not wait for the next batch
-        case["rescored"] = rescore_served(
-            state, case["uscc"], caller, "POST /v1/repairs/{case_id}/decision"
-        )
+        case["rescored"] = rescore_served(state, case["uscc"])
     return RepairOut.model_validate(case)

@@ -31,6 +31,8 @@ from records.workdays import china_today
 AS_OF = date(2026, 6, 30)
 CARD = Scorecard(load_config())
 CAT = default_catalogue()
+GRADE = ("grade", "--purpose", "scorecard test")
+"""`credsup grade` with the purpose it requires (the read is audited)."""
 
 
 @pytest.fixture(scope="module")
@@ -298,18 +300,18 @@ def test_cli_keeps_history_and_answers_the_grade_on_a_day(base_store: Path, tmp_
     uscc = sorted(Store(data_dir / "store").read("entities").column("uscc").to_pylist())[0]
     history = Results(data_dir).history(uscc)
     assert [r["as_of"] for r in history] == [date(2025, 12, 31), date(2026, 3, 31)]
-    on = runner.invoke(app, ["grade", uscc, "--on", "2026-02-15", "--json"], env=env)
+    on = runner.invoke(app, [*GRADE, uscc, "--on", "2026-02-15", "--json"], env=env)
     assert json.loads(on.stdout)["as_of"] == "2025-12-31"
     assert (
         json.loads(
-            runner.invoke(app, ["grade", uscc, "--on", "2026-04-01", "--json"], env=env).stdout
+            runner.invoke(app, [*GRADE, uscc, "--on", "2026-04-01", "--json"], env=env).stdout
         )["as_of"]
         == "2026-03-31"
     )
-    early = runner.invoke(app, ["grade", uscc, "--on", "2025-01-01"], env=env)
+    early = runner.invoke(app, [*GRADE, uscc, "--on", "2025-01-01"], env=env)
     assert early.exit_code == 1
     coming = (china_today() + timedelta(days=1)).isoformat()  # refused, as by the API
-    later = runner.invoke(app, ["grade", uscc, "--on", coming], env=env)
+    later = runner.invoke(app, [*GRADE, uscc, "--on", coming], env=env)
     assert later.exit_code == 2 and "after today" in later.output
     text = runner.invoke(app, ["score", "--as-of", "2026-03-31"], env=env)
     assert "grades as of 2026-03-31" in text.stdout and "companies" in text.stdout
@@ -322,7 +324,7 @@ def test_cli_keeps_history_and_answers_the_grade_on_a_day(base_store: Path, tmp_
         assert refused.exit_code == 1 and "would replace it" in " ".join(refused.output.split())
         res = runner.invoke(app, [*args, "--restate", "the province changed its scale"], env=env)
         assert res.exit_code == 0, res.output
-        graded = runner.invoke(app, ["grade", uscc, "--on", "2026-04-01", "--json"], env=env)
+        graded = runner.invoke(app, [*GRADE, uscc, "--on", "2026-04-01", "--json"], env=env)
         method = Scorecard(load_config(scale=scale)).method_version
         assert json.loads(graded.stdout)["method_version"] == method, scale
         kept = Results(data_dir).method(method)
@@ -355,7 +357,7 @@ def test_a_past_days_published_evaluation_is_not_silently_rewritten(
     uscc = sorted(Store(data_dir / "store").read("entities").column("uscc").to_pylist())[0]
 
     def graded() -> dict[str, Any]:
-        res = runner.invoke(app, ["grade", uscc, "--on", "2026-04-15", "--json"], env=env)
+        res = runner.invoke(app, [*GRADE, uscc, "--on", "2026-04-15", "--json"], env=env)
         return dict(json.loads(res.stdout))
 
     before = graded()

@@ -183,15 +183,19 @@ def test_serious_dishonest_listing_with_objection_veto_and_earliest_removal(api:
     while True:  # the audit writer flushes in the background
         with world.engine.connect() as con:
             logged = con.execute(
-                sa.select(audit_log.c.role, audit_log.c.purpose).where(
+                sa.select(audit_log.c.role, audit_log.c.purpose, audit_log.c.status).where(
                     audit_log.c.endpoint == "POST /v1/list-entries/{entry_id}/listing",
                     audit_log.c.uscc == uscc,
-                )
+                ).order_by(audit_log.c.id)
             ).all()  # fmt: skip
-        if logged or time.monotonic() > deadline:
+        if len(logged) >= 2 or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert [tuple(r) for r in logged] == [("regulator", "its score and tier after this change")]
+    # the refusal before the window (409) and the listing, each with the regulator's own purpose
+    # (the listing was logged with a fixed "its score and tier after this change", the refusal
+    # not at all)
+    assert [tuple(r) for r in logged] == [("regulator", "list test", 409),
+                                          ("regulator", "list test", 200)]  # fmt: skip
     with world.store.connect() as con:
         record = con.execute(
             "SELECT category, severity, event_date, recorded_date, attributes FROM records "
@@ -453,7 +457,7 @@ def test_the_commands_show_list_confirm_and_remove(world: Loaded) -> None:
            "CREDSUP_DATABASE_URL": None, "MLFLOW_TRACKING_URI": None}  # fmt: skip
 
     def credsup(*args: str, code: int = 0) -> Any:
-        result = runner.invoke(app, ["lists", *args, "--json"], env=env)
+        result = runner.invoke(app, ["lists", *args, "--purpose", "list test", "--json"], env=env)
         assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
         return json.loads(result.stdout) if code == 0 else None
 
@@ -468,7 +472,7 @@ def test_the_commands_show_list_confirm_and_remove(world: Loaded) -> None:
     # no such entry: a wrong id (exit 2, one line), not a refusal to wait out (exit 1)
     for command in (["show", "999999"], ["confirm", "999999", "--no-rescore"],
                     ["remove", "999999", "--reason", "x", "--no-rescore"]):  # fmt: skip
-        result = runner.invoke(app, ["lists", *command], env=env)
+        result = runner.invoke(app, ["lists", *command, "--purpose", "list test"], env=env)
         assert result.exit_code == 2, (command, result.stdout, result.stderr, result.exception)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "no list entry 999999" in lines[0], (command, result.stderr)

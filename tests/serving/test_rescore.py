@@ -494,8 +494,18 @@ def test_the_rescore_route(world: World, monkeypatch: pytest.MonkeyPatch) -> Non
             sa.select(audit_log.c.uscc, audit_log.c.status, audit_log.c.purpose)
             .where(audit_log.c.endpoint == "POST /v1/companies/{uscc}:rescore")
         ).all()  # fmt: skip
-    # the refusals too: two roles that may not (403), a regulator without a purpose (400)
-    assert sorted((u, s) for u, s, _ in audited) == sorted(
-        [(uscc, 403), (uscc, 403), (uscc, 400), (uscc, 200), (uscc, 200), (UNKNOWN, 404)]
-    )
+        details = con.execute(
+            sa.select(audit_log.c.detail).where(
+                audit_log.c.endpoint == "POST /v1/companies/{uscc}:rescore",
+                audit_log.c.status == 200,
+            )
+        ).scalars().all()  # fmt: skip
+    # the refusals too: two roles that may not (403), a regulator without a purpose (400), and
+    # the malformed code, without a company (its code as given is in the line's detail)
+    assert sorted((u or "", s) for u, s, _ in audited) == sorted(
+        [(uscc, 403), (uscc, 403), (uscc, 400), (uscc, 200), (uscc, 200), (UNKNOWN, 404),
+         ("", 422)]
+    )  # fmt: skip
     assert {p for _, s, p in audited if s not in (400, 403)} == {reg["X-Purpose"]}
+    # the day asked for is kept with the line; as of today, nothing was asked beyond the company
+    assert set(details) == {f"as_of={AS_OF.isoformat()}", None} and len(details) == 2

@@ -108,7 +108,7 @@ def test_migrations_run_and_are_idempotent(
     try:
         head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
         with engine.connect() as con:
-            assert MigrationContext.configure(con).get_current_revision() == head == "0009"
+            assert MigrationContext.configure(con).get_current_revision() == head == "0010"
             assert con.execute(sa.text("SELECT count(*) FROM alembic_version")).scalar() == 1
         inspector = sa.inspect(engine)
         assert set(inspector.get_table_names()) == TABLES | {"alembic_version"}
