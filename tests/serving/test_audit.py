@@ -403,11 +403,12 @@ def test_lines_keep_the_parameters_that_chose_what_was_read(api: Api) -> None:
         ("GET /v1/companies/{uscc}/records", f"on={day}"),
         ("GET /v1/objections", f"uscc={code}&status=open&limit=5"),
     }
-    # as written: a Chinese value is not percent-encoded, a control character is a space
+    # as written: a Chinese value is not percent-encoded, a control character is a space (on
+    # a route that takes what it is not asked: the company routes refuse unknown parameters)
     mark = api.mark()
-    asked = {"on": day, "note": "核\x00查"}
-    assert api.call("GET", f"/v1/companies/{code}/records", "regulator", params=asked).is_success
-    assert [r["detail"] for r in api.since(mark)] == [f"on={day}&note=核 查"]
+    asked = {"uscc": code, "status": "open", "note": "核\x00查"}
+    assert api.call("GET", "/v1/objections", "regulator", params=asked).is_success
+    assert [r["detail"] for r in api.since(mark)] == [f"uscc={code}&status=open&note=核 查"]
 
 
 def test_the_writer_keeps_what_was_asked_per_context_and_admits_a_step_made(
