@@ -213,6 +213,40 @@ def _read_lines(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+COLUMNS = ("at", "key_id", "role", "department", "uscc", "endpoint", "purpose", "status", "detail")
+"""An audit row's columns, in the order `insert_rows` sends them."""
+
+_INSERT = {
+    "sqlite": f"INSERT INTO audit_log ({', '.join(COLUMNS)}) SELECT "
+    + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(COLUMNS)))
+    + " FROM json_each(?)",
+    "postgresql": f"INSERT INTO audit_log ({', '.join(COLUMNS)}) SELECT "
+    "(e->>0)::timestamptz, (e->>1)::integer, e->>2, e->>3, e->>4, e->>5, e->>6, "
+    "(e->>7)::integer, e->>8 FROM json_array_elements(%s::json) AS e",
+}
+"""A batch of rows in one statement with one parameter (a JSON array of rows): the database
+unpacks it. Row by row (`executemany`) the driver binds each row in Python and SQLite's gives
+the interpreter's lock back and takes it again for each: measured on 20,000 companies (SQLite,
+one worker, the plain look-up route), 3,380 → 3,534 look-ups a second."""
+
+
+def insert_rows(con: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Write audit rows in one statement (SQLite and PostgreSQL; others by `executemany`).
+    The moments are stored as SQLAlchemy stores them (`UtcDateTime`: UTC, on SQLite without a
+    zone as `YYYY-MM-DD HH:MM:SS.ffffff`), so that reads see no difference."""
+    name = con.dialect.name
+    if name not in _INSERT:
+        con.execute(audit_log.insert(), list(rows))
+        return
+    batch = []
+    for row in rows:
+        at: datetime = row["at"]
+        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+        moment = at.strftime("%Y-%m-%d %H:%M:%S.%f") if name == "sqlite" else at.isoformat()
+        batch.append([moment, *(row.get(c) for c in COLUMNS[1:])])
+    con.exec_driver_sql(_INSERT[name], (json.dumps(batch, ensure_ascii=False),))
+
+
 UNFILED_RETRY_SECONDS = 30.0
 """How often refused rows the quarantine could not take are offered to it again."""
 
@@ -346,7 +380,7 @@ class AuditWriter:
                     return
                 try:
                     with self.engine.begin() as con:
-                        con.execute(audit_log.insert(), rows)
+                        insert_rows(con, rows)
                     self.written += len(rows)
                 except sa.exc.DBAPIError as exc:
                     self.failures += 1

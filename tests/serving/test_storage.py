@@ -34,7 +34,7 @@ from cli.main import app
 from records.settings import Settings
 from records.store import Store
 from serving.app import create_app
-from serving.audit import AuditQuarantine, AuditUnavailable, AuditWriter
+from serving.audit import AuditQuarantine, AuditUnavailable, AuditWriter, insert_rows
 from serving.auth import Caller, KeyCache, create_key, hash_key, list_keys, revoke_key
 from serving.db import (
     alembic_config,
@@ -343,6 +343,42 @@ def test_audit_log_is_append_only(database: tuple[str, Engine, list[Loaded]]) ->
     with engine.connect() as con:
         rows = con.execute(sa.select(audit_log).where(mine).order_by(audit_log.c.id)).all()
     assert [(r.status, r.purpose, r.key_id) for r in rows] == [(200, marker, 7), (404, marker, 7)]
+
+
+def test_a_batch_of_audit_rows_in_one_statement_reads_back_as_written(
+    database: tuple[str, Engine, list[Loaded]],
+) -> None:
+    """The writer sends a batch as one JSON parameter (`serving.audit.insert_rows`): what is read
+    back is what SQLAlchemy's own insert stores, to the microsecond, with every kind of value
+    (none, Chinese, quotes and backslashes, a zone other than UTC, a moment without one)."""
+    _, engine, _ = database
+    marker = f"one statement {secrets.token_hex(4)}"
+    moment = datetime(2026, 12, 5, 13, 1, 2, 345678, tzinfo=UTC)
+    rows = [
+        {"at": moment, "key_id": 3, "role": "department", "department": "tax",
+         "uscc": "91110000600037341L", "endpoint": "GET /v1/companies/{uscc}",
+         "purpose": f"{marker} 许可审查 \"quoted\" \\ back", "status": 200,
+         "detail": "on=2026-01-05"},
+        {"at": moment.astimezone(timezone(timedelta(hours=8))), "key_id": 4, "role": "public",
+         "department": None, "uscc": None, "endpoint": "GET /v1/public/companies/{uscc}",
+         "purpose": marker, "status": 404, "detail": None},
+        {"at": moment.replace(tzinfo=None, microsecond=0), "key_id": 5, "role": "admin",
+         "department": None, "uscc": "91110000600037341L", "endpoint": "credsup grade",
+         "purpose": marker + " naive", "status": 200, "detail": "x" * 512},
+    ]  # fmt: skip
+    with engine.begin() as con:
+        insert_rows(con, rows)
+        con.execute(audit_log.insert(), [{**r, "purpose": r["purpose"] + " (sa)"} for r in rows])
+    with engine.connect() as con:
+        got = con.execute(
+            sa.select(audit_log).where(audit_log.c.purpose.startswith(marker))
+            .order_by(audit_log.c.id)
+        ).mappings().all()  # fmt: skip
+    ours = [{k: v for k, v in r.items() if k != "id"} for r in got[:3]]
+    theirs = [{k: v for k, v in r.items() if k != "id"} for r in got[3:]]
+    assert [r["at"] for r in ours] == [moment, moment, moment.replace(microsecond=0)]
+    assert ours == [{**r, "purpose": r["purpose"][: -len(" (sa)")]} for r in theirs]
+    assert ours[0]["purpose"].endswith('许可审查 "quoted" \\ back')
 
 
 def test_a_row_the_database_refuses_does_not_stop_the_audit_log(
