@@ -165,12 +165,19 @@ def test_categorical_reasons_name_the_category_in_both_languages() -> None:
     )  # fmt: skip
     contrib = np.array([[0.3, 0.2, 0.1, -1.0], [0.3, 0.2, 0.1, -1.0]])
     first, second = top_reasons(contrib, names, values, k=3)
-    assert [r["zh"] for r in first][:2] == ["主体类型社会组织", "行业H62（住宿和餐饮业）"]
+    assert [r["zh"] for r in first][:2] == [
+        "主体类型社会组织（同类主体的总体风险统计，非失信记录）",
+        "行业H62（住宿和餐饮业）",
+    ]
     assert [r["en"] for r in first][:2] == [
-        "entity type social organisation",
+        "entity type social organisation (the risk observed among entities of that type, not a "
+        "record of misconduct)",
         "industry H62 (accommodation and catering)",
     ]
-    assert [r["zh"] for r in second][:2] == ["主体类型其他", "行业Z99"]  # no name known: the code
+    assert [r["zh"] for r in second][:2] == [  # no name known: the code
+        "主体类型其他（同类主体的总体风险统计，非失信记录）",
+        "行业Z99",
+    ]
 
 
 @pytest.mark.parametrize("k", [2, 3])  # the partial selection (k < columns) and the full sort
