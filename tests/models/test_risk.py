@@ -180,6 +180,28 @@ def test_categorical_reasons_name_the_category_in_both_languages() -> None:
     ]
 
 
+@pytest.mark.parametrize("k", [1, 2, 4])  # the partial selection (k < columns) and the full sort
+@pytest.mark.parametrize("as_dicts", [False, True])
+def test_a_feature_that_does_not_apply_is_never_a_reason(k: int, as_dicts: bool) -> None:
+    """A social organisation files no annual report with market regulation: its annual-report
+    features are null, and whatever the model's contribution for the missing value, it never
+    reads "0 annual reports filed on time" as a reason. An enterprise's 0 is a real one."""
+    from models.reasons import top_reasons
+
+    names = ["annual_reports_on_time_3y", "annual_reports_missing_3y", "penalties_3y", "industry"]
+    values = pd.DataFrame(
+        {"annual_reports_on_time_3y": [np.nan, 0.0], "annual_reports_missing_3y": [np.nan, 1.0],
+         "penalties_3y": [1.0, 1.0], "industry": ["S94", "S94"]}
+    )  # fmt: skip
+    contrib = np.array([[0.5, 0.4, 0.1, 0.05, -1.0], [0.5, 0.4, 0.1, 0.05, -1.0]])
+    social, enterprise = top_reasons(
+        contrib, names, values.to_dict("records") if as_dicts else values, k=k
+    )
+    assert [r["code"] for r in social] == ["penalties_3y", "industry"][:k]
+    assert [r["code"] for r in enterprise] == names[:k]
+    assert enterprise[0]["zh"] == "近3年按时报送年报0次"
+
+
 @pytest.mark.parametrize("k", [2, 3])  # the partial selection (k < columns) and the full sort
 def test_a_contribution_reported_as_zero_is_not_a_reason(k: int) -> None:
     """Reasons carry contributions rounded to 4 decimals: one that rounds to 0.0 (seen with a
