@@ -15,7 +15,14 @@ import pyarrow as pa
 import pytest
 
 from features.scorecard import Scorecard, load_config
-from features.specs import ANNUAL_REPORT_FILERS, SPECS, FeatureSpec, by_name, validate_specs
+from features.specs import (
+    ANNUAL_REPORT_FILERS,
+    SPECS,
+    FeatureSpec,
+    by_name,
+    spec_version,
+    validate_specs,
+)
 from records import uscc
 from records.store import Store
 from records.uscc import entity_type_of_code
@@ -189,3 +196,14 @@ def test_applicability_must_leave_null_meaning_not_applicable(
     bad = dataclasses.replace(spec, name="bad", **change)
     with pytest.raises(ValueError, match=message):
         validate_specs((*SPECS, bad))
+
+
+def test_applicability_is_part_of_the_spec_and_method_versions() -> None:
+    """Results computed before the rule (0 for non-filers) and after it never share a version:
+    a model artifact of the old spec is refused, and stored evaluations keep their method."""
+    everyone = tuple(
+        dataclasses.replace(s, applies_to=None) if isinstance(s, FeatureSpec) else s for s in SPECS
+    )
+    assert spec_version(everyone) != spec_version()
+    config = load_config()
+    assert Scorecard(config, everyone).method_version != Scorecard(config).method_version
