@@ -74,6 +74,7 @@ from records.settings import Settings  # noqa: E402
 from records.simulate import SimulationConfig, simulate  # noqa: E402
 from records.spans import Span  # noqa: E402
 from records.store import Store  # noqa: E402
+from records.uscc import entity_type_of_code  # noqa: E402
 
 GIB = 2**30
 GOAL_SECONDS = 20.0
@@ -595,6 +596,11 @@ def pandas_features(
         filled = values.reindex(points)
         if spec.aggregation in zero:
             filled = filled.fillna(zero[spec.aggregation])
+        if spec.applies_to is not None:  # null where it does not apply (the type, else the code's)
+            kind = version["entity_type"].fillna(
+                pd.Series(points.map(entity_type_of_code), index=points)
+            )
+            filled = filled.where(kind.isin(spec.applies_to))
         out[spec.name] = filled
     frame = pd.DataFrame(out, index=points)
     frame.insert(0, "as_of", day)

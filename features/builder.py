@@ -33,6 +33,7 @@ from records.catalogue import Catalogue, default_catalogue
 from records.publicity import counting_end_sql
 from records.schema import version_order
 from records.store import Store
+from records.uscc import entity_type_sql
 
 DECAY_STEPS = ((1, 1.0), (2, 0.6), (3, 0.3))
 DECAY_TAIL = 0.15
@@ -281,6 +282,11 @@ def _windows(specs: Iterable[Spec]) -> set[int]:
             if isinstance(s, FeatureSpec) and s.window_months is not None}  # fmt: skip
 
 
+ENTITY_TYPE = f"coalesce(v.entity_type, {entity_type_sql('p.uscc')})"
+"""The entity type a feature's applicability (`FeatureSpec.applies_to`) is judged by: the entity
+version's in force, else (no version known yet) the one the code says."""
+
+
 def features_sql(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None = None) -> str:
     """The whole point-in-time query over views `points(uscc, as_of)`, `records`, `entities`, `events`."""
     cat = catalogue or default_catalogue()
@@ -339,19 +345,20 @@ def features_sql(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None = 
             continue
         s = spec
         if s in listings:
-            select.append(f"coalesce(l.{s.name}, 0) AS {s.name}")
+            value = f"coalesce(l.{s.name}, 0)"
         elif s.name in alias:
             t = alias[s.name]
             zero = _ZERO.get(s.aggregation)
-            select.append(
-                f"coalesce({t}.{s.name}, {zero}) AS {s.name}" if zero else f"{t}.{s.name}"
-            )
+            value = f"coalesce({t}.{s.name}, {zero})" if zero else f"{t}.{s.name}"
         elif s in commitments:
             default = "0" if s.aggregation == "honoured_commitments" else "NULL"
-            select.append(f"coalesce(c.{s.name}, {default}) AS {s.name}")
+            value = f"coalesce(c.{s.name}, {default})"
         else:
             zero = _ZERO.get(s.aggregation)
-            select.append(f"coalesce(a.{s.name}, {zero}) AS {s.name}" if zero else f"a.{s.name}")
+            value = f"coalesce(a.{s.name}, {zero})" if zero else f"a.{s.name}"
+        if s.applies_to is not None:  # null, not 0, where it does not apply
+            value = f"CASE WHEN {_in(ENTITY_TYPE, s.applies_to)} THEN {value} END"
+        select.append(f"{value} AS {s.name}")
     apart_ctes = "".join(
         f"""t{i} AS (  -- {category}, on its own (see APART_CATEGORIES)
         SELECT uscc, as_of,

@@ -6,6 +6,12 @@ Hunan's 优/良/中/差, Hebei's nine levels, or explicit cut-offs). The rules l
 file (`scorecard-v1.yaml`) validated here against the feature specs: only features that can only
 grow when a record is added may carry points, and the sign of the points must agree with the
 feature's direction, so that adding a negative record never raises a score.
+
+A feature that does not apply to an entity (`FeatureSpec.applies_to`: a social organisation files
+no annual report with market regulation) is null for it and its rules give it no points, neither
+a deduction nor an addition; its dimension is the base share plus the points of the rules that
+apply, so a dimension none of whose rules applies stays at the base share, as for a company
+without records.
 """
 
 from __future__ import annotations
@@ -180,6 +186,9 @@ class Scorecard:
             f"Public credit comprehensive evaluation {self.config.version} "
             f"(method {self.method_version}); total {self.config.total:g} points, "
             f"a company without records scores {self.config.base_share:.0%} of each dimension.",
+            "A rule whose feature does not apply to a company (applies to: only the entity types "
+            "named) gives it no points, neither deduction nor addition; a dimension none of "
+            f"whose rules applies scores {self.config.base_share:.0%} of its points.",
             "",
             f"{'dimension':<12} {'points':>7} {'max':>6}  feature",
         ]
@@ -191,8 +200,14 @@ class Scorecard:
                 spec = specs[rule.feature]
                 cap = f"{rule.max:g}" if rule.max else "-"
                 unit = spec.reason_en.replace("{value}", "N")
+                only = (
+                    f" (applies to: {', '.join(spec.applies_to)})"
+                    if isinstance(spec, FeatureSpec) and spec.applies_to is not None
+                    else ""
+                )
                 lines.append(
                     f"{'':<12} {rule.points:>+7g} {cap:>6}  {rule.feature}: per unit of «{unit}»"
+                    f"{only}"
                 )
         lines.append("")
         lines.append(
@@ -214,6 +229,8 @@ class Scorecard:
         }
         contributions: dict[str, np.ndarray] = {}
         for rule in self.config.rules:
+            # null: the feature does not apply to the company (`FeatureSpec.applies_to`), and
+            # its rule gives it no points, neither deduction nor addition
             value = np.nan_to_num(
                 features.column(rule.feature).to_numpy(zero_copy_only=False).astype(float)
             )

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from records.catalogue import Catalogue, Dimension, default_catalogue
+from records.schema import ENTITY_TYPES
+from records.uscc import MARKET_ENTITY_TYPES
 
 Aggregation = Literal[
     "count",  # number of counting records
@@ -72,6 +74,13 @@ class FeatureSpec:
     """What the risk model reads when the feature is null (no matching record); None: missing.
     Set where "no record" has a natural place on the feature's risk scale, so that a first
     negative record moves the model's input in its risk direction."""
+    applies_to: tuple[str, ...] | None = None
+    """The entity types (`records.schema.ENTITY_TYPES`) the feature applies to; None: all. For
+    any other entity it is null (not applicable), never 0, whatever its records: a social
+    organisation files no annual report with market regulation, so "0 reports filed on time"
+    is not a fact about it. The risk model reads the null as missing, the public score gives it
+    no points, and a reason never names it. The type is the entity version's in force, else the
+    one its code says (`records.uscc.entity_type_of_code`)."""
     description: str = ""
 
     @property
@@ -124,6 +133,12 @@ Spec = FeatureSpec | EntitySpec | FlagSpec
 
 _3Y = 3 * YEAR
 _NEG = ("listed",)
+
+ANNUAL_REPORT_FILERS = MARKET_ENTITY_TYPES
+"""Who files an annual report with market regulation (by 30 June, for the year before):
+enterprises (企业信息公示暂行条例), individual businesses (个体工商户年度报告办法) and farmers'
+cooperatives (农民专业合作社年度报告公示办法), i.e. the entities it registers (codes 91, 92, 93).
+Social organisations, public institutions, organs and others report to their own registrars."""
 
 SPECS: tuple[Spec, ...] = (
     # ---- supervision --------------------------------------------------------------------------
@@ -212,13 +227,13 @@ SPECS: tuple[Spec, ...] = (
     # ---- operations ---------------------------------------------------------------------------
     FeatureSpec("annual_reports_missing_3y", "operations", ("annual_report",), "count", 1,
                 "近3年未按时报送年报{value}次", "{value} annual reports missing in the last 3 years",
-                severities=("missing",), window_months=_3Y),
+                severities=("missing",), window_months=_3Y, applies_to=ANNUAL_REPORT_FILERS),
     FeatureSpec("annual_reports_late_3y", "operations", ("annual_report",), "count", 1,
                 "近3年年报迟报{value}次", "{value} annual reports filed late in the last 3 years",
-                severities=("late",), window_months=_3Y),
+                severities=("late",), window_months=_3Y, applies_to=ANNUAL_REPORT_FILERS),
     FeatureSpec("annual_reports_on_time_3y", "operations", ("annual_report",), "count", -1,
                 "近3年按时报送年报{value}次", "{value} annual reports filed on time in the last 3 years",
-                severities=("on_time",), window_months=_3Y),
+                severities=("on_time",), window_months=_3Y, applies_to=ANNUAL_REPORT_FILERS),
     # the worst grade, not the latest: a C given after a D is a negative record too, and the
     # latest grade would fall with it (adding a negative record must never lower risk)
     FeatureSpec("tax_grade_worst_2y", "operations", ("tax_credit_grade",), "worst_value", 1,
@@ -234,7 +249,7 @@ SPECS: tuple[Spec, ...] = (
                 severities=("A",), window_months=_3Y),
     FeatureSpec("annual_reports_missing_all", "operations", ("annual_report",), "count", 1,
                 "未按时报送年报共{value}次", "{value} annual reports missing in all the years on record",
-                severities=("missing",)),
+                severities=("missing",), applies_to=ANNUAL_REPORT_FILERS),
     # due on the 15th of the month after the period, moved by weekends, holidays and yearly
     # announced extensions (never past the 25th so far): counted late only after the 25th, so
     # that no return filed within an extended deadline counts
@@ -280,15 +295,25 @@ SPECS: tuple[Spec, ...] = (
     FeatureSpec("legal_rep_changes_3y", "basic", ("registration_change",), "count", 1,
                 "近3年法定代表人变更{value}次", "{value} changes of legal representative in the last 3 years",
                 severities=("legal_representative",), window_months=_3Y),
-    EntitySpec("entity_age_years", "age_years", -1, "成立{value}年", "established {value} years ago"),
+    # facts of legal form and size, not conduct: as reasons they say so (the risk observed among
+    # like entities), so that no company reads its legal form as held against it
+    EntitySpec("entity_age_years", "age_years", -1,
+               "成立年限{value}年（同等成立年限主体的总体风险统计，非失信记录）",
+               "{value} years since establishment (the risk observed among entities of that age, "
+               "not a record of misconduct)"),
     EntitySpec("registered_capital_log", "log_capital", -1,
-               "注册资本（对数）{value}", "registered capital (log10 CNY) {value}"),
+               "注册资本规模（对数）{value}（同等规模主体的总体风险统计，非失信记录）",
+               "registered capital (log10 CNY) {value} (the risk observed among entities of that "
+               "size, not a record of misconduct)"),
     EntitySpec("industry", "industry", 0, "行业{value}", "industry {value}", categorical=True),
     # the district is not a model input: about 160 levels overfit (validation AUC 0.680 without it
     # against 0.670 with it on a 200,000-company province), and where a company is located is
     # not a reason to inspect it more often
     EntitySpec("region", "region", 0, "地区{value}", "region {value}", categorical=True, in_model=False),
-    EntitySpec("entity_type", "entity_type", 0, "主体类型{value}", "entity type {value}", categorical=True),
+    EntitySpec("entity_type", "entity_type", 0,
+               "主体类型{value}（同类主体的总体风险统计，非失信记录）",
+               "entity type {value} (the risk observed among entities of that type, not a record "
+               "of misconduct)", categorical=True),
     EntitySpec("individual_business", "individual_business", 0, "个体工商户", "an individual business"),
     EntitySpec("active", "active", 0, "存续", "active"),
     # ---- relations ----------------------------------------------------------------------------
@@ -448,12 +473,36 @@ def _check_rises_with_negative_records(spec: FeatureSpec, cat: Catalogue) -> Non
     )
 
 
+def _check_applicability(spec: FeatureSpec) -> None:
+    """Null must mean "not applicable" and nothing else: the feature gives 0, not null, to an
+    entity it applies to without records (so a reason can tell the two apart by the value), and
+    the model reads the null as missing, not as "no record" (`model_missing`)."""
+    kinds = spec.applies_to or ()
+    unknown = sorted(set(kinds) - set(ENTITY_TYPES))
+    if not kinds or unknown or len(set(kinds)) != len(kinds):
+        raise ValueError(
+            f"{spec.name}: applies_to must name distinct entity types of "
+            f"{', '.join(ENTITY_TYPES)}; got {list(kinds)}"
+        )
+    if spec.aggregation not in MONOTONE_AGGREGATIONS:
+        raise ValueError(
+            f"{spec.name}: {spec.aggregation} is null without a record, so a null would not "
+            "say that the feature does not apply: only counts, sums, maxima and listings may "
+            "have applies_to"
+        )
+    if spec.model_missing is not None:
+        raise ValueError(
+            f"{spec.name}: model_missing would make it read, where it does not apply, as "
+            "without records: not with applies_to"
+        )
+
+
 def validate_specs(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None = None) -> None:
     """Names unique, categories and severities known, directions agree with record polarity,
     features without a direction read no negative records, and features with one move only
     towards risk when a negative record is added (so that adding a negative record never lowers
-    the risk of a model monotone in its inputs), and every catalogue category is read by some
-    feature."""
+    the risk of a model monotone in its inputs), features with `applies_to` are null only where
+    they do not apply, and every catalogue category is read by some feature."""
     cat = catalogue or default_catalogue()
     names = [s.name for s in specs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -488,6 +537,8 @@ def validate_specs(specs: tuple[Spec, ...] = SPECS, catalogue: Catalogue | None 
                         f"{s.name}: no risk direction, but reads negative records "
                         f"{code}/{', '.join(negative)}: restrict its severities or give it one"
                     )
+        if s.applies_to is not None:
+            _check_applicability(s)
         if s.aggregation == "sum_attribute" and not s.attribute:
             raise ValueError(f"{s.name}: sum_attribute needs `attribute`")
         if s.aggregation in ("latest_value", "worst_value") and not s.values:

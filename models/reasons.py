@@ -210,6 +210,33 @@ def _largest(contributions: np.ndarray, named: np.ndarray, k: int) -> tuple[np.n
     return order[:, :k], top[:, :k]
 
 
+def _without_not_applicable(
+    contributions: np.ndarray,
+    names: list[str],
+    specs: list[Any],
+    values: pd.DataFrame | list[dict[str, Any]],
+) -> np.ndarray:
+    """The contributions with 0 where the feature does not apply to the row's company: null in a
+    feature with `applies_to` (which is 0, not null, where it applies: `validate_specs`)."""
+    out = contributions
+    for j, spec in enumerate(specs):
+        if getattr(spec, "applies_to", None) is None:
+            continue
+        if isinstance(values, pd.DataFrame):
+            missing = pd.isna(values[names[j]]).to_numpy(dtype=bool)
+        else:
+            missing = np.fromiter(
+                (v is None or (isinstance(v, float) and np.isnan(v))
+                 for v in (row.get(names[j]) for row in values)),
+                dtype=bool, count=len(values),
+            )  # fmt: skip
+        if missing.any():
+            if out is contributions:
+                out = contributions.copy()
+            out[missing, j] = 0.0
+    return out
+
+
 def top_reasons(
     contributions: np.ndarray,
     names: list[str],
@@ -225,6 +252,10 @@ def top_reasons(
     # categorical entity facts (industry, type); undirected context (amounts of tax declared,
     # days since the last check) still adds to the score but is not named as a reason
     named = np.array([s.direction != 0 or getattr(s, "categorical", False) for s in specs])
+    # nor is a feature that does not apply to the company: its missing value's contribution is
+    # the model's, not anything the company did or failed to do (a social organisation must
+    # not read "0 annual reports filed on time", which it never has to file)
+    contributions = _without_not_applicable(contributions, names, specs, values)
     k = min(k, len(names))
     # the k largest per row without sorting whole rows, then ordered (ties: spec order)
     if k < len(names):

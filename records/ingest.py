@@ -1532,20 +1532,12 @@ def _records_checks_sql(ctx: _Context) -> str:
     """
 
 
-_ENTITY_TYPE_OF_CODE = {
-    "91": "enterprise",
-    "92": "individual_business",
-    "93": "cooperative",
-    "12": "public_institution",
-}
-
-
 def _entity_checks_sql(ctx: _Context) -> str:
     today = _lit(ctx.today.isoformat())
     established = _date_sql("established_date_raw", _formats(ctx, "established_date"))
     recorded = _date_sql("recorded_date_raw", _formats(ctx, "recorded_date"))
     capital = _number_sql("registered_capital_raw", _scale(ctx, "registered_capital"))
-    code_type = " ".join(f"WHEN {_lit(k)} THEN {_lit(v)}" for k, v in _ENTITY_TYPE_OF_CODE.items())
+    market = "(" + ", ".join(_lit(t) for t in uscc.MARKET_ENTITY_TYPES) + ")"
     types = "[" + ", ".join(_lit(t) for t in ENTITY_TYPES) + "]"
     statuses = "[" + ", ".join(_lit(s) for s in ENTITY_STATUSES) + "]"
     provinces = "[" + ", ".join(_lit(f"{p:02d}") for p in sorted(uscc.PROVINCES)) + "]"
@@ -1555,8 +1547,7 @@ def _entity_checks_sql(ctx: _Context) -> str:
             {established} AS established_date,
             coalesce({recorded}, CASE WHEN recorded_date_raw IS NULL THEN DATE {today} END) AS recorded_date,
             {capital} AS registered_capital,
-            CASE WHEN uscc_ok THEN (CASE left(uscc, 2) {code_type}
-                ELSE CASE WHEN left(uscc, 1) = '5' THEN 'social_organisation' ELSE 'other' END END) END AS code_type,
+            CASE WHEN uscc_ok THEN {uscc.entity_type_sql("uscc")} END AS code_type,
             coalesce(region, CASE WHEN uscc_ok THEN substr(uscc, 3, 6) END) AS region_final,
             coalesce(status, 'active') AS status_final
         FROM mapped m
@@ -1572,7 +1563,11 @@ def _entity_checks_sql(ctx: _Context) -> str:
             WHEN industry IS NOT NULL AND NOT regexp_full_match(industry, '[A-T]([0-9]{{2,4}})?') THEN 'invalid_industry'
             WHEN NOT regexp_full_match(region_final, '[0-9]{{6}}') OR NOT list_contains({provinces}, left(region_final, 2)) THEN 'invalid_region'
             WHEN NOT list_contains({types}, coalesce(entity_type, code_type)) THEN 'invalid_entity_type'
-            WHEN entity_type IS NOT NULL AND code_type IN ('enterprise', 'individual_business', 'cooperative') AND entity_type <> code_type THEN 'invalid_entity_type'
+            WHEN entity_type IS NOT NULL AND code_type IN {market} AND entity_type <> code_type THEN 'invalid_entity_type'
+            -- only market regulation registers enterprises, individual businesses and cooperatives
+            -- (codes 91-93): another code declared one of them would be taken to file its annual
+            -- reports (`features.specs.FeatureSpec.applies_to`)
+            WHEN entity_type IN {market} AND code_type NOT IN {market} THEN 'invalid_entity_type'
             WHEN NOT list_contains({statuses}, status_final) THEN 'invalid_status'
         END AS reason
         FROM t

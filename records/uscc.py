@@ -71,6 +71,34 @@ ID_CHECK = "10X98765432"
 INDIVIDUAL_BUSINESS = "92"
 """Authority 9, category 2: individual businesses (个体工商户), whose owner is a natural person."""
 
+MARKET_ENTITY_TYPES = ("enterprise", "individual_business", "cooperative")
+"""Entity types (`records.schema.ENTITY_TYPES`) registered by market regulation (authority 9):
+only their codes start 91, 92, 93, and only they file annual reports with it."""
+
+ENTITY_TYPE_OF_CODE: dict[str, str] = {
+    "91": "enterprise", "92": "individual_business", "93": "cooperative",
+    "12": "public_institution",
+}  # fmt: skip
+"""The entity type the first two characters of a code say; other codes of authority 5 (civil
+affairs) are social organisations, all the rest `other` (`entity_type_of_code`)."""
+
+
+def entity_type_of_code(code: str) -> str:
+    """The entity type a (valid) code says, as ingestion defaults it."""
+    kind = ENTITY_TYPE_OF_CODE.get(code[:2])
+    if kind is not None:
+        return kind
+    return "social_organisation" if code[:1] == "5" else "other"
+
+
+def entity_type_sql(column: str) -> str:
+    """SQL: `entity_type_of_code` of the code in `column`."""
+    cases = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in ENTITY_TYPE_OF_CODE.items())
+    return (
+        f"CASE left({column}, 2) {cases} ELSE CASE WHEN left({column}, 1) = '5' "
+        "THEN 'social_organisation' ELSE 'other' END END"
+    )
+
 
 class InvalidUSCC(ValueError):
     """A code that is not a valid unified social credit code; `reason` is a stable machine code."""

@@ -70,12 +70,14 @@ from features.builder import (
     UNDONE_CTE,
     open_listings_sql,
 )
+from features.specs import ANNUAL_REPORT_FILERS
 from records import publicity, workdays
 from records.catalogue import Catalogue, default_catalogue
 from records.events import withdraw_left
 from records.ingest import ingest_table
 from records.schema import VERSION_ORDER
 from records.store import Store
+from records.uscc import entity_type_sql
 from records.workdays import china_today
 from serving import lifecycle
 from serving.db import lifecycle_log, list_entries
@@ -948,10 +950,12 @@ def candidates_sql(catalogue: Catalogue) -> str:
     `$open_entries` (a table of (uscc, list) with an open entry)."""
     lists = ", ".join(_lit(c) for c in LIST_CATEGORIES)
     penalty_types = "[" + ", ".join(_lit(t) for t in SERIOUS_PENALTY_TYPES) + "]"
+    filers = "(" + ", ".join(_lit(t) for t in ANNUAL_REPORT_FILERS) + ")"
     return f"""
     WITH {UNDONE_CTE},
     entity AS (
-        SELECT uscc, arg_max(status, {VERSION_ORDER}) AS status
+        SELECT uscc, arg_max(status, {VERSION_ORDER}) AS status,
+               coalesce(arg_max(entity_type, {VERSION_ORDER}), {entity_type_sql("uscc")}) AS kind
         FROM entities WHERE recorded_date <= $today GROUP BY uscc
     ),
     known AS (  -- records known on the day of listing and counting then
@@ -1058,6 +1062,8 @@ def candidates_sql(catalogue: Catalogue) -> str:
     SELECT p.uscc, p.list, p.source_records
     FROM proposed p JOIN entity e ON e.uscc = p.uscc
     WHERE e.status <> 'deregistered'
+      -- a missing annual report lists only those who must file one with market regulation
+      AND (p.list <> 'abnormal_operation_list' OR e.kind IN {filers})
       AND NOT EXISTS (SELECT 1 FROM open_listed o WHERE o.uscc = p.uscc AND o.list = p.list)
       AND NOT EXISTS (SELECT 1 FROM $open_entries x WHERE x.uscc = p.uscc AND x.list = p.list)
     ORDER BY p.list, p.uscc
@@ -1106,7 +1112,8 @@ def derive(
     """Propose the entries the records call for as of `as_of` (DOMAIN §8):
 
     - abnormal-operation list: the annual report last due (report year `report_year_due`) is
-      `missing` and not filed since: listed at once;
+      `missing` and not filed since: listed at once (only those who file annual reports with
+      market regulation, `features.specs.ANNUAL_REPORT_FILERS`);
     - serious dishonest list: a serious penalty of the last year that revoked a licence, closed
       the business or banned from the trade: `notified`, the company may object;
     - red list: the latest current tax credit grade is A and no negative record in 3 years

@@ -65,8 +65,10 @@ two. For BDCI the code is `records.uscc.derive(id)`: a stand-in kind "91" and re
 followed by a SHA-256 hash of the id, so these columns are constant and carry nothing of the id,
 but they are derived from it and are withheld anyway (set to missing where the model reads them;
 `region` is not a model column at all), so that no future change to the derivation (e.g. a region
-taken from the id) can reach the model. No other column reads the code; the code itself (`uscc`)
-and `as_of` are never model inputs.
+taken from the id) can reach the model. No other column reads the code but for whom a feature
+applies to (`FeatureSpec.applies_to`, by the entity type): every code here is of kind 91, an
+enterprise, to which every feature applies alike; the code itself (`uscc`) and `as_of` are never
+model inputs.
 """
 
 

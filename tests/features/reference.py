@@ -4,7 +4,7 @@ It reads plain lists of dicts (records, entity versions, record events, as in th
 follows the counting rules of `features.builder`'s docstring one record at a time, with loops
 and no cleverness, so that it can be checked by reading. Defaults follow the builder: counts and
 sums are 0 without matching records, latest values, days since and the breach share are None,
-flags are 0.
+flags are 0; a feature is None where it does not apply (`FeatureSpec.applies_to`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 
 from features.specs import SPECS, EntitySpec, FeatureSpec, FlagSpec, Spec
 from records import publicity
+from records import uscc as uscc_codes
 from records.catalogue import Catalogue, default_catalogue
 
 Row = dict[str, Any]
@@ -160,9 +161,18 @@ class Reference:
                 row[spec.name] = self.entity_fact(spec, uscc, as_of)
             elif isinstance(spec, FlagSpec):
                 row[spec.name] = self.objection_open(uscc, as_of)
+            elif spec.applies_to and self.entity_type(uscc, as_of) not in spec.applies_to:
+                row[spec.name] = None  # not applicable: null, whatever the records
             else:
                 row[spec.name] = self.record_feature(spec, counting, as_of)
         return row
+
+    def entity_type(self, uscc: str, as_of: date) -> str:
+        """The version's type in force, else the one the code says."""
+        v = self.entity_version(uscc, as_of)
+        if v is not None and v["entity_type"] is not None:
+            return str(v["entity_type"])
+        return uscc_codes.entity_type_of_code(uscc)
 
     def rows(self, points: Iterable[tuple[str, date]]) -> list[dict[str, Any]]:
         """One row per distinct point, ordered by company and date (as the builder orders)."""

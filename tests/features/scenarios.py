@@ -26,6 +26,10 @@ CATALOGUE = default_catalogue()
 LISTS = tuple(list_categories(CATALOGUE))
 CODES = tuple(uscc.generate_many(np.random.default_rng(2026), ["91"] * 4 + ["92"] * 3,
                                  ["410102"] * 4 + ["410105"] * 3))  # fmt: skip
+NON_FILERS = tuple(uscc.generate_many(np.random.default_rng(2027), ["51", "12", "11"],
+                                      ["410102"] * 3))  # fmt: skip
+"""A social group, a public institution and an organ: no annual reports with market regulation
+(`features.specs.ANNUAL_REPORT_FILERS`), so those features are null for them."""
 OUTSIDER = uscc.generate_many(np.random.default_rng(7), ["91"], ["410103"])[0]
 """A company that appears in no table: every feature at its default."""
 
@@ -161,7 +165,8 @@ def scenarios(draw: st.DrawFn, max_records: int = 40, entity_ties: bool = True) 
     """A random market. With `entity_ties`, the two entity batches may hold versions of one
     company recorded on the same day (the later batch_id wins, which is not always the later
     commit: only use them where both sides read the same store)."""
-    companies = draw(st.lists(st.sampled_from(CODES), min_size=1, max_size=4, unique=True))
+    companies = draw(st.lists(st.sampled_from(CODES + NON_FILERS), min_size=1, max_size=4,
+                              unique=True))  # fmt: skip
     s = Scenario(companies)
     extra = st.sampled_from([date(2022, 1, 1), date(2027, 6, 30)])
     s.as_of = sorted(

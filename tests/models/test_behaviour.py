@@ -22,7 +22,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features.builder import build_features
-from features.specs import SPECS, FeatureSpec, spec_version, validate_specs
+from features.specs import (
+    ANNUAL_REPORT_FILERS,
+    SPECS,
+    FeatureSpec,
+    spec_version,
+    validate_specs,
+)
 from models.bundle import GOOD_HISTORY_FEATURES, SpecMismatch, TierModel, has_history
 from models.risk import model_columns
 from models.tiers import TIERS, TierPolicy
@@ -220,6 +226,47 @@ def test_reasons_are_additive_to_the_raw_score(province: tuple[Path, Store, Tier
         for r in model_reasons:
             assert r["contribution"] == pytest.approx(row[names.index(r["code"])], abs=1e-4)
             assert r["zh"] and r["en"]
+
+
+ANNUAL_REPORT_FEATURES = [
+    s.name for s in SPECS if isinstance(s, FeatureSpec) and "annual_report" in s.categories
+]
+
+
+def test_annual_reports_are_never_reasons_of_those_who_file_none(
+    province: tuple[Path, Store, TierModel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Social organisations file no annual report with market regulation: their annual-report
+    features are missing (not 0) and never among their reasons, at any tier; the reasons of
+    enterprises, individual businesses and cooperatives are what they were without the rule."""
+    import models.reasons
+
+    _root, store, model = province
+    feats = build_features(store, END).to_pandas()
+    filer = feats["entity_type"].isin(ANNUAL_REPORT_FILERS).to_numpy()
+    assert (~filer).sum() >= 50 and (feats["entity_type"][~filer] == "social_organisation").all()
+    assert feats.loc[~filer, ANNUAL_REPORT_FEATURES].isna().all().all()
+    assert feats.loc[filer, ANNUAL_REPORT_FEATURES].notna().all().all()
+    assert (feats.loc[filer, "annual_reports_on_time_3y"] == 0).any()  # a real 0 stays 0
+    scored = model.score(feats, reasons=5)
+    for reasons, files in zip(scored["reasons"], filer, strict=True):
+        if not files:
+            assert not {r["code"] for r in reasons} & set(ANNUAL_REPORT_FEATURES), reasons
+    # where the model gives the missing value a positive contribution, the rule is what keeps
+    # it out: without it, every positive contribution of a non-filer's is a reason
+    contrib = model.risk.contributions(feats.loc[~filer])
+    columns = [model_columns().index(n) for n in ANNUAL_REPORT_FEATURES]
+    blamed = (contrib[:, columns] > 1e-4).any(axis=1)
+    positive = (contrib[:, columns] > 0).any(axis=1)
+    monkeypatch.setattr(models.reasons, "_without_not_applicable", lambda c, *_: c)
+    every = model.score(feats.loc[~filer], reasons=len(model_columns()))["reasons"]
+    shown = [bool({r["code"] for r in rs} & set(ANNUAL_REPORT_FEATURES)) for rs in every]
+    assert all(s for s, b in zip(shown, blamed, strict=True) if b)
+    assert not any(s for s, p in zip(shown, positive, strict=True) if not p)
+    unruled = model.score(feats, reasons=5)
+    for before, after in zip(unruled["reasons"][filer], scored["reasons"][filer], strict=True):
+        assert before == after
+    assert (unruled["tier"] == scored["tier"]).all()
 
 
 def test_a_model_of_another_spec_version_is_refused(

@@ -165,12 +165,41 @@ def test_categorical_reasons_name_the_category_in_both_languages() -> None:
     )  # fmt: skip
     contrib = np.array([[0.3, 0.2, 0.1, -1.0], [0.3, 0.2, 0.1, -1.0]])
     first, second = top_reasons(contrib, names, values, k=3)
-    assert [r["zh"] for r in first][:2] == ["主体类型社会组织", "行业H62（住宿和餐饮业）"]
+    assert [r["zh"] for r in first][:2] == [
+        "主体类型社会组织（同类主体的总体风险统计，非失信记录）",
+        "行业H62（住宿和餐饮业）",
+    ]
     assert [r["en"] for r in first][:2] == [
-        "entity type social organisation",
+        "entity type social organisation (the risk observed among entities of that type, not a "
+        "record of misconduct)",
         "industry H62 (accommodation and catering)",
     ]
-    assert [r["zh"] for r in second][:2] == ["主体类型其他", "行业Z99"]  # no name known: the code
+    assert [r["zh"] for r in second][:2] == [  # no name known: the code
+        "主体类型其他（同类主体的总体风险统计，非失信记录）",
+        "行业Z99",
+    ]
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])  # the partial selection (k < columns) and the full sort
+@pytest.mark.parametrize("as_dicts", [False, True])
+def test_a_feature_that_does_not_apply_is_never_a_reason(k: int, as_dicts: bool) -> None:
+    """A social organisation files no annual report with market regulation: its annual-report
+    features are null, and whatever the model's contribution for the missing value, it never
+    reads "0 annual reports filed on time" as a reason. An enterprise's 0 is a real one."""
+    from models.reasons import top_reasons
+
+    names = ["annual_reports_on_time_3y", "annual_reports_missing_3y", "penalties_3y", "industry"]
+    values = pd.DataFrame(
+        {"annual_reports_on_time_3y": [np.nan, 0.0], "annual_reports_missing_3y": [np.nan, 1.0],
+         "penalties_3y": [1.0, 1.0], "industry": ["S94", "S94"]}
+    )  # fmt: skip
+    contrib = np.array([[0.5, 0.4, 0.1, 0.05, -1.0], [0.5, 0.4, 0.1, 0.05, -1.0]])
+    social, enterprise = top_reasons(
+        contrib, names, values.to_dict("records") if as_dicts else values, k=k
+    )
+    assert [r["code"] for r in social] == ["penalties_3y", "industry"][:k]
+    assert [r["code"] for r in enterprise] == names[:k]
+    assert enterprise[0]["zh"] == "近3年按时报送年报0次"
 
 
 @pytest.mark.parametrize("k", [2, 3])  # the partial selection (k < columns) and the full sort

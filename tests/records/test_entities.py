@@ -54,6 +54,30 @@ def test_invalid_entities_are_quarantined(store: Store, tmp_path: Path) -> None:
     }  # fmt: skip
 
 
+def test_only_a_market_regulation_code_is_an_enterprise_business_or_cooperative(
+    store: Store, tmp_path: Path
+) -> None:
+    """Codes 91-93 alone belong to the entities market regulation registers, which file annual
+    reports with it (`features.specs.ANNUAL_REPORT_FILERS`): another code declared one of
+    them is refused, and may be declared any other type."""
+    social, institution, organ = uscc.generate_many(
+        np.random.default_rng(12), ["51", "12", "11"], ["410102"] * 3
+    )
+    rows = [
+        _row(social, entity_type="enterprise"),
+        _row(institution, entity_type="cooperative"),
+        _row(organ, entity_type="individual_business"),
+        _row(organ, entity_type="public_institution", recorded_date="2015-04-03"),
+        _row(social),
+    ]
+    result = ingest_file(
+        store, write_entities_csv(tmp_path / "e.csv", rows), "entities", "samr", today=TODAY
+    )
+    assert result.by_reason == {"invalid_entity_type": 3}
+    got = {r["uscc"]: r["entity_type"] for r in store.read("entities").to_pylist()}
+    assert got == {organ: "public_institution", social: "social_organisation"}
+
+
 def test_changes_become_new_versions_and_repeats_change_nothing(
     store: Store, tmp_path: Path
 ) -> None:

@@ -494,6 +494,16 @@ def test_derive_lists_missing_annual_reports_and_notifies_heavy_penalties(api: A
     })  # fmt: skip
     stored = ingest_table(world.store, grade, "records", "tax", today=date(2025, 4, 15))
     assert stored.stored == 1, stored.by_reason
+    # a social organisation files no annual report with market regulation: a "missing" one sent
+    # for it puts it on no abnormal-operation list
+    (social,) = _companies(world, 1, "social_organisation", known_by=date(2024, 1, 1))
+    report = pa.table({
+        "record_id": ["TEST-AR-SOCIAL"], "uscc": [social], "category": ["annual_report"],
+        "event_date": ["2025-07-01"], "recorded_date": ["2025-07-01"], "source_dept": ["samr"],
+        "severity": ["missing"], "amount": [None], "attributes": ['{"year": 2024}'],
+    })  # fmt: skip
+    stored = ingest_table(world.store, report, "records", "samr", today=date(2025, 7, 1))
+    assert stored.stored == 1, stored.by_reason
 
     derived = lists.derive(world.engine, world.store, DERIVE_DAY, today=DERIVE_DAY)
     counts = derived["proposed"]
@@ -529,6 +539,7 @@ def test_derive_lists_missing_annual_reports_and_notifies_heavy_penalties(api: A
         )  # fmt: skip
     abnormal = next(r for r in rows if r["list"] == "abnormal_operation_list")
     assert _flag(world, abnormal["uscc"], DERIVE_DAY, "on_abnormal_list") == 1
+    assert social not in {r["uscc"] for r in rows}
     assert _flag(world, clean, DERIVE_DAY, "on_red_list") == 1
 
     again = lists.derive(world.engine, world.store, DERIVE_DAY, today=DERIVE_DAY)
