@@ -1566,6 +1566,26 @@ def test_the_repeat_rule_is_a_parameter_of_the_plan(small: Loaded) -> None:
     made = json.loads(allowed.stdout)
     assert made["summary"]["repeat_rule"]["avoid_repeat_within_year"] is False
     assert _stored_params(small, made["plan_id"])["avoid_repeat_within_year"] is False
+    # the API: a field of the request; the notice counts what the rule kept out
+    settings = Settings(data_dir=small.data_dir, DATABASE_URL=small.url, duckdb_memory_limit="1GB")
+    key = create_key(small.engine, "regulator", None, "repeat rule test")
+    headers = {"X-API-Key": key, "X-Purpose": "repeat rule test"}
+    body = {"name": "api", "departments": ["samr"], "items": ["SC-SP-03"], "seed": 6,
+            "snapshot_date": SMALL_AS_OF.isoformat(), "start_date": "2027-06-14",
+            "department_yearly_cap": 4}  # fmt: skip
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        bad = client.post("/v1/spot-check-plans", headers=headers,
+                          json={**body, "avoid_repeat_within_year": "sometimes"})  # fmt: skip
+        assert bad.status_code == 422, bad.text
+        posted = client.post("/v1/spot-check-plans", headers=headers,
+                             json={**body, "avoid_repeat_within_year": False})  # fmt: skip
+        assert posted.status_code == 201, posted.text
+        assert posted.json()["summary"]["repeat_rule"]["avoid_repeat_within_year"] is False
+        cli_plan = json.loads(on.stdout)["plan_id"]
+        notice = client.get(f"/v1/spot-check-plans/{cli_plan}/notice", headers=headers).json()
+    assert notice["companies_kept_out_as_repeats"] == 36 and notice["items"][0][
+        "excluded_repeat"] == 36  # fmt: skip
+    assert _stored_params(small, posted.json()["plan_id"])["avoid_repeat_within_year"] is False
 
 
 def _checks_recorded(
