@@ -12,9 +12,10 @@ exempt: DOMAIN §7, "avoid repeated checks of a company within the year unless t
 triggered"), and minus triggered companies (which are taken with probability 1, whatever
 their earlier inspections; a triggered inspection earlier in the year blocks no random draw).
 Every eligible company is drawn with probability exactly its tier's ratio r, the
-`inclusion_prob` stored with it; the tiers of an item are rounded together (systematic sampling
-over its eligible companies in random order, `_draw_item`), so an item with an expected Σ rE
-companies draws ⌊Σ rE⌋ or ⌈Σ rE⌉ of them.
+`inclusion_prob` stored with it (given its eligibility, which the snapshot fixes: the companies
+left out are outside the frame, not drawn with a lower chance); the tiers of an item are
+rounded together (systematic sampling over its eligible companies in random order,
+`_draw_item`), so an item with an expected Σ rE companies draws ⌊Σ rE⌋ or ⌈Σ rE⌉ of them.
 Before the draw, a general item's ratios are scaled down so that at most ⌊max_ratio × E⌋ of its
 E eligible companies are expected to be drawn, and any item's ratios are scaled up (capped at 1)
 so that at least ⌈floor × E⌉ are; the expected count is then a whole number, which the
@@ -22,7 +23,8 @@ systematic sampling draws exactly, so the cap is never exceeded nor the floor un
 rounding (draw version 3; version 2 scaled to max_ratio × E and floor × E, which rounding could
 exceed or undercut by one, and is kept to replay the plans it drew).
 
-**Joint visits**: all items drawn for one company form one visit (进一次门、查多项事).
+**Joint visits**: all items drawn for one company form one visit (进一次门、查多项事), one
+inspection for the repeat rule of the plans that follow.
 
 **Inspectors**: each department of a visit sends a team of `inspectors_per_task` (≥ 2)
 distinct active inspectors of that department, whose area is a prefix of the company's
