@@ -112,7 +112,7 @@ CREATE_OPTIONS: dict[tuple[str | int, ...], str] = {
     ("ratio_preset",): "--preset", ("population", "regions"): "--regions",
     ("population", "industries"): "--industries", ("population", "tiers"): "--tiers",
     ("snapshot_date",): "--snapshot", ("start_date",): "--start", ("seed",): "--seed",
-    ("triggered",): "--triggered",
+    ("triggered",): "--triggered", ("avoid_repeat_within_year",): "--avoid-repeat/--allow-repeat",
 }  # fmt: skip
 """`plan create`'s options by the request field they set (what a refusal names)."""
 
@@ -166,7 +166,7 @@ def items_import(
 @items_app.command("list")
 def items_list(as_json: JsonOpt = False) -> None:
     """The check items in the database with their ratios, cap, floor and yearly cap, and the
-    list's own general-item cap and department yearly cap."""
+    list's own general-item cap, department yearly cap and repeat rule."""
     from serving.spotcheck.plans import list_settings, load_items
 
     engine = _engine()
@@ -182,6 +182,12 @@ def items_list(as_json: JsonOpt = False) -> None:
         f"list {settings['name'] or '(none)'}: general-item cap "
         f"{'none' if cap is None else f'{cap:.0%}'}, a department's inspections of a company a "
         f"year {yearly if yearly is not None else '2 (default)'}"
+    )
+    repeat = settings["avoid_repeat_within_year"]
+    out.print(
+        "a company inspected at random this year is "
+        f"{'not drawn again unless tier D' if repeat is not False else 'drawn like any other'}"
+        f"{' (default)' if repeat is None else ''}"
     )
     for i in items:
         r = i.ratios
@@ -344,6 +350,11 @@ def plan_create(
         "--allow-duplicate",
         help="Draw although a plan of the same name, start and departments exists.",
     )] = False,
+    avoid_repeat: Annotated[bool | None, typer.Option(
+        "--avoid-repeat/--allow-repeat",
+        help="Leave out of the random draw companies inspected at random earlier this year by "
+        "any department, tier D excepted (default: the check-item list's setting, else on).",
+    )] = None,
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
     """Draw a plan: companies by tier at random, inspectors at random, joint visits. The checks
@@ -360,6 +371,8 @@ def plan_create(
                 request = request.model_copy(update={"record_past": True})
             if allow_duplicate:
                 request = request.model_copy(update={"allow_duplicate": True})
+            if avoid_repeat is not None:
+                request = request.model_copy(update={"avoid_repeat_within_year": avoid_repeat})
         else:
             request = PlanRequest(
                 name=name, departments=_split(departments),
@@ -369,6 +382,7 @@ def plan_create(
                 snapshot_date=_as_of(snapshot, china_today()) if snapshot else None,
                 start_date=_as_of(start) if start else None, record_past=record_past,
                 seed=seed, triggered=_triggered(triggered), allow_duplicate=allow_duplicate,
+                avoid_repeat_within_year=avoid_repeat,
             )  # fmt: skip
         created = create_plan(_engine(), request, store=_store(_settings()))
     except ValidationError as exc:
@@ -386,7 +400,16 @@ def plan_create(
     out.print(f"  seed {created.seed}, list sha256 {created.list_sha256}")
     for s in created.summary["items"]:
         drawn = ", ".join(f"{t} {s['drawn'][t]}/{s['eligible'][t]}" for t in "ABCD")
-        out.print(f"  {s['item_id']:10} {drawn}  triggered {s['triggered']}")  # fmt: skip
+        out.print(f"  {s['item_id']:10} {drawn}  triggered {s['triggered']}, over a yearly "
+                  f"cap {s['excluded_over_cap']}, inspected this year {s['excluded_repeat']}"
+                  )  # fmt: skip
+    rule = created.summary["repeat_rule"]
+    out.print(
+        f"  {rule['companies_kept_out']} companies inspected at random earlier this year kept out "
+        "(tier D excepted)"
+        if rule["avoid_repeat_within_year"]
+        else "  repeat checks within the year allowed (--allow-repeat)"
+    )
 
 
 @plan_app.command("show")

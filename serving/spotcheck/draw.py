@@ -6,11 +6,16 @@ the identical list (`canonical_list` is what is hashed and compared).
 **Companies** (per item, in item-id order): the eligible companies of each tier are those in the
 plan's population that the item applies to, minus those over a yearly cap (the department has
 inspected them `department_yearly_cap` times this year, or the item `yearly_cap` times, tier D
-exempt from the latter) and minus triggered companies (which are taken with probability 1).
+exempt from the latter), minus, from draw version 4 with `avoid_repeat_within_year`, those
+already inspected at random this calendar year by any department (`random_checks`; tier D
+exempt: DOMAIN §7, "avoid repeated checks of a company within the year unless tier D or
+triggered"), and minus triggered companies (which are taken with probability 1, whatever
+their earlier inspections; a triggered inspection earlier in the year blocks no random draw).
 Every eligible company is drawn with probability exactly its tier's ratio r, the
-`inclusion_prob` stored with it; the tiers of an item are rounded together (systematic sampling
-over its eligible companies in random order, `_draw_item`), so an item with an expected Σ rE
-companies draws ⌊Σ rE⌋ or ⌈Σ rE⌉ of them.
+`inclusion_prob` stored with it (given its eligibility, which the snapshot fixes: the companies
+left out are outside the frame, not drawn with a lower chance); the tiers of an item are
+rounded together (systematic sampling over its eligible companies in random order,
+`_draw_item`), so an item with an expected Σ rE companies draws ⌊Σ rE⌋ or ⌈Σ rE⌉ of them.
 Before the draw, a general item's ratios are scaled down so that at most ⌊max_ratio × E⌋ of its
 E eligible companies are expected to be drawn, and any item's ratios are scaled up (capped at 1)
 so that at least ⌈floor × E⌉ are; the expected count is then a whole number, which the
@@ -18,7 +23,8 @@ systematic sampling draws exactly, so the cap is never exceeded nor the floor un
 rounding (draw version 3; version 2 scaled to max_ratio × E and floor × E, which rounding could
 exceed or undercut by one, and is kept to replay the plans it drew).
 
-**Joint visits**: all items drawn for one company form one visit (进一次门、查多项事).
+**Joint visits**: all items drawn for one company form one visit (进一次门、查多项事), one
+inspection for the repeat rule of the plans that follow.
 
 **Inspectors**: each department of a visit sends a team of `inspectors_per_task` (≥ 2)
 distinct active inspectors of that department, whose area is a prefix of the company's
@@ -47,16 +53,18 @@ import pyarrow.csv as pacsv
 
 from serving.spotcheck.items import TIERS, CheckItem
 
-DRAW_VERSION = 3
+DRAW_VERSION = 4
 """The sampling design's version, stored with every plan: a change to anything that alters the
 list drawn from the same (parameters, snapshot, seed) must increase it, so that a stored plan is
 never "verified" against another design. New plans are drawn by this version; a stored plan is
 replayed by the version that drew it (`DRAW_VERSIONS`)."""
 
-DRAW_VERSIONS = (2, 3)
+DRAW_VERSIONS = (2, 3, 4)
 """The versions this release replays: 2 scaled a capped or floored item to the exact share
 (max_ratio × E, floor × E), which the rounding could exceed or undercut by one company; 3
-scales it to the whole count ⌊max_ratio × E⌋ or ⌈floor × E⌉."""
+scales it to the whole count ⌊max_ratio × E⌋ or ⌈floor × E⌉; 4 also leaves out of the random
+draw a company inspected at random earlier in the year (`DrawParams.avoid_repeat_within_year`,
+unless tier D). Versions 2 and 3 never apply that rule, whatever their parameters say."""
 
 _EPS = 1e-9
 """Tolerance of the count arithmetic (0.29 × 100 is 28.999999999999996 in binary)."""
@@ -72,14 +80,21 @@ SNAPSHOT_TABLES: dict[str, tuple[str, ...]] = {
     "companies": ("uscc", "tier", "region", "industry", "entity_type"),
     "department_checks": ("uscc", "department", "n"),
     "item_checks": ("uscc", "item_id", "n"),
+    "random_checks": ("uscc", "n"),
     "inspectors": ("inspector_id", "department", "area", "items", "active"),
     "conflicts": ("inspector_id", "uscc"),
 }
 """What a draw reads. `department_checks`/`item_checks`: inspections in the plan's calendar year
 known when it was drawn (earlier plans' tasks and the departments' `spot_check` records in the
-store, each inspection once); `conflicts`: declared conflicts plus, per department, the
-inspectors of its previous inspection of each company; `inspectors.items`: qualified item ids
-joined by ';'."""
+store, each inspection once); `random_checks`: of those, the inspections drawn at random (not
+on a trigger), per company, whatever the department (a plan's visit once, a department's
+recorded visit once; plans drawn before version 4 stored none); `conflicts`: declared
+conflicts plus, per department, the inspectors of its previous inspection of each company;
+`inspectors.items`: qualified item ids joined by ';'."""
+
+POOL_TABLES = ("companies", "department_checks", "item_checks", "random_checks")
+"""The tables `Snapshot.pool_hash` covers. `random_checks` enters the hash only when it has
+rows, so a snapshot stored before it existed (none: the same content) keeps its hash."""
 
 
 class PlanError(ValueError):
@@ -114,6 +129,9 @@ class DrawParams:
     """Companies checked on a trigger for the named items only (code, item ids), p = 1."""
     draw_version: int = DRAW_VERSION
     """The sampling design that draws (or drew) the plan (`DRAW_VERSIONS`)."""
+    avoid_repeat_within_year: bool = True
+    """Leave out of the random draw a company inspected at random earlier in the plan's year by
+    any department (`random_checks`), unless tier D (DOMAIN §7). Draw version 4 and later."""
 
 
 @dataclass
@@ -154,7 +172,11 @@ class Snapshot:
 
     @property
     def pool_hash(self) -> str:
-        return self.digest("companies", "department_checks", "item_checks")
+        return self.digest(*(n for n in POOL_TABLES if n != "random_checks" or self.has(n)))
+
+    def has(self, name: str) -> bool:
+        """Whether the table has rows (an empty table is what a snapshot without it means)."""
+        return not self.tables[name].empty
 
     @property
     def inspector_hash(self) -> str:
@@ -187,6 +209,9 @@ class ItemSummary:
     drawn: dict[str, int]
     triggered: int
     excluded_over_cap: int
+    excluded_repeat: int = 0
+    """Companies the item applies to, within no yearly cap and not triggered, left out because
+    they were inspected at random earlier in the year (not tier D; version 4 and later)."""
 
 
 @dataclass
@@ -195,6 +220,8 @@ class Drawn:
     """One row per (company, item), columns `LIST_COLUMNS` (inspectors: ids joined by ';')."""
     items: list[ItemSummary] = field(default_factory=list)
     workload: dict[str, int] = field(default_factory=dict)
+    excluded_repeat: int = 0
+    """Distinct companies left out of at least one item's random draw as repeats."""
 
     def canonical_list(self) -> bytes:
         return canonical_list(self.tasks)
@@ -261,6 +288,8 @@ def draw_plan(params: DrawParams, snapshot: Snapshot, seed: int) -> Drawn:
     dept_capped = _over_cap(snapshot.tables["department_checks"], code_index, "department",
                             params.department_yearly_cap)  # fmt: skip
     item_counts = _counts(snapshot.tables["item_checks"], code_index, "item_id")
+    repeat = _repeats(params, snapshot, code_index, tier)
+    kept_out = np.zeros(n, bool)
     for k, item in enumerate(items):
         applies = in_population & _applies(columns, item)
         capped = dept_capped.get(item.department, np.zeros(n, bool)).copy()
@@ -268,7 +297,9 @@ def draw_plan(params: DrawParams, snapshot: Snapshot, seed: int) -> Drawn:
         if over_item is not None:
             capped |= (over_item >= item.yearly_cap) & (tier != 3)
         item_triggered = triggered | named_trigger.get(item.id, np.zeros(n, bool))
-        eligible = applies & ~capped & ~item_triggered
+        repeated = applies & repeat & ~capped & ~item_triggered
+        kept_out |= repeated
+        eligible = applies & ~capped & ~item_triggered & ~repeat
         base = np.array(item.ratios.as_tuple(), dtype=np.float64)
         if not item.samples_tier_a:
             base[0] = 0.0
@@ -294,6 +325,7 @@ def draw_plan(params: DrawParams, snapshot: Snapshot, seed: int) -> Drawn:
                 ratios={TIERS[t]: round(float(ratios[t]), 10) for t in range(4)},
                 scale=round(scale, 10), drawn=drawn, triggered=len(trig),
                 excluded_over_cap=int((applies & capped & ~item_triggered).sum()),
+                excluded_repeat=int(repeated.sum()),
             )
         )  # fmt: skip
     company = np.concatenate(chosen_company).astype(np.int64)
@@ -320,7 +352,23 @@ def draw_plan(params: DrawParams, snapshot: Snapshot, seed: int) -> Drawn:
         }
     )
     workload = {insp_ids[i]: int(c) for i, c in enumerate(load) if c}
-    return Drawn(tasks=tasks, items=summaries, workload=workload)
+    return Drawn(
+        tasks=tasks, items=summaries, workload=workload, excluded_repeat=int(kept_out.sum())
+    )
+
+
+def _repeats(params: DrawParams, snapshot: Snapshot, codes: _Codes, tier: np.ndarray) -> np.ndarray:
+    """Companies the repeat rule keeps out of the random draw: inspected at random earlier in
+    the year (any department), not tier D; none before draw version 4 or with the rule off."""
+    repeat = np.zeros(len(codes), bool)
+    if params.draw_version < 4 or not params.avoid_repeat_within_year:
+        return repeat
+    frame = snapshot.tables["random_checks"]
+    pos = codes.positions(frame["uscc"])
+    seen = pos[(pos >= 0) & (frame["n"].to_numpy() > 0)]
+    repeat[seen] = True
+    repeat &= tier != 3
+    return repeat
 
 
 def check_population(params: DrawParams, snapshot: Snapshot) -> None:

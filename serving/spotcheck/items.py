@@ -1,10 +1,12 @@
 """The check-item list (抽查事项清单) and the ratio presets, from versioned YAML files.
 
 A preset file holds the tier ratios, the provincial cap on general items, the department's
-yearly cap on inspections of one company and the check items. Items are loaded into the serving
-database (`credsup plan items import`, `PUT /v1/check-items/{id}`) with the list's own settings
-(`Preset.list_settings`: the yearly cap and the general-item cap, applied to every plan drawn
-from the list); a plan may name a preset to take its ratios from instead of each item's own.
+yearly cap on inspections of one company, whether a company inspected at random this year is
+left out of later random draws (`avoid_repeat_within_year`) and the check items. Items are
+loaded into the serving database (`credsup plan items import`, `PUT /v1/check-items/{id}`) with
+the list's own settings (`Preset.list_settings`: the yearly cap, the general-item cap and the
+repeat rule, applied to every plan drawn from the list); a plan may name a preset to take its
+ratios from instead of each item's own.
 """
 
 from __future__ import annotations
@@ -95,6 +97,9 @@ class Preset(BaseModel):
     general_item_cap: float | None = Field(default=None, gt=0, le=1)
     department_yearly_cap: int = Field(default=2, ge=1, le=12)
     """Inspections of one company by one department in a calendar year (DOMAIN §7: 2)."""
+    avoid_repeat_within_year: bool = True
+    """A company inspected at random this calendar year (by any department) is left out of the
+    later random draws of the year, unless tier D (DOMAIN §7); triggered checks always go."""
     items: tuple[CheckItem, ...] = ()
 
     def list_settings(self) -> dict[str, object]:
@@ -105,6 +110,9 @@ class Preset(BaseModel):
             "general_item_cap": self.general_item_cap,
             "department_yearly_cap": (
                 self.department_yearly_cap if "department_yearly_cap" in given else None
+            ),
+            "avoid_repeat_within_year": (
+                self.avoid_repeat_within_year if "avoid_repeat_within_year" in given else None
             ),
         }
 

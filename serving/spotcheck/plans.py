@@ -2,8 +2,9 @@
 results (→ `spot_check` records in the store) and deadlines.
 
 A plan is created in one transaction that first takes the plan counter's row lock, so plans are
-drawn one at a time: each sees every earlier plan's tasks (yearly caps, last inspectors), and
-the departments' `spot_check` records in the store known on the draw day (yearly caps), and
+drawn one at a time: each sees every earlier plan's tasks (yearly caps, the repeat rule, last
+inspectors), and the departments' `spot_check` records in the store known on the draw day
+(yearly caps, the repeat rule), and
 concurrent requests neither lose nor duplicate a task. The plan stores its seed, its resolved
 parameters, the pool and inspector snapshot (compressed Parquet) with their hashes, and the list
 (canonical CSV bytes) with its SHA-256; `verify_plan` replays the draw from those and compares.
@@ -178,6 +179,10 @@ class PlanRequest(BaseModel):
     item_ratios: dict[str, PartialRatios] = Field(default_factory=dict)
     general_item_cap: float | None = Field(default=None, gt=0, le=1)
     department_yearly_cap: int | None = Field(default=None, ge=1, le=12)
+    avoid_repeat_within_year: bool | None = None
+    """Leave out of the random draw the companies inspected at random earlier this calendar year
+    by any department, tier D excepted (DOMAIN §7; default: the check-item list's setting, else
+    the preset's, the stricter holding, else on). False draws them like the others."""
     inspectors_per_task: int = Field(default=2, ge=2, le=6)
     snapshot_date: date | None = None
     """Tiers as loaded for this day (default: the latest load on or before `start_date`)."""
@@ -303,13 +308,14 @@ def save_items(engine: Engine, items: list[CheckItem]) -> int:
     return len(rows)
 
 
-LIST_SETTINGS = ("name", "general_item_cap", "department_yearly_cap")
+LIST_SETTINGS = ("name", "general_item_cap", "department_yearly_cap", "avoid_repeat_within_year")
 """What the check-item list keeps besides its items (`check_list_settings`)."""
 
 
 def save_item_list(engine: Engine, chosen: Preset) -> int:
     """Insert or replace a list's items and keep its settings (`Preset.list_settings`): the
-    department's yearly cap and the general-item cap apply to every plan drawn from the list,
+    department's yearly cap, the general-item cap and the repeat rule apply to every plan
+    drawn from the list,
     until a list file that says otherwise is imported (a setting the file leaves out is
     cleared)."""
     n = save_items(engine, list(chosen.items))
@@ -646,6 +652,17 @@ def resolve(engine: Engine, request: PlanRequest) -> DrawParams:
     )  # fmt: skip
     yearly = [int(c) for c in yearly_given if c is not None]
     cap = request.department_yearly_cap or min(yearly, default=2)
+    # the repeat rule likewise: on if the list or the preset says so (or neither says), unless
+    # the request, for this plan, says otherwise
+    repeat_given = (
+        settings["avoid_repeat_within_year"], base.avoid_repeat_within_year if base else None
+    )  # fmt: skip
+    stated = [bool(v) for v in repeat_given if v is not None]
+    avoid_repeat = (
+        request.avoid_repeat_within_year
+        if request.avoid_repeat_within_year is not None
+        else any(stated) or not stated
+    )
     return DrawParams(
         items=tuple(sorted(items, key=lambda i: i.id)),
         population=PopulationFilter(
@@ -655,6 +672,7 @@ def resolve(engine: Engine, request: PlanRequest) -> DrawParams:
             tiers=tuple(request.population.tiers),
         ),
         department_yearly_cap=cap,
+        avoid_repeat_within_year=avoid_repeat,
         inspectors_per_task=request.inspectors_per_task,
         triggered=tuple(request.triggered_codes),
         triggered_items=_triggered_items(request, items),
@@ -703,6 +721,8 @@ def params_to_json(params: DrawParams) -> str:
     }
     if params.triggered_items:  # plans without them keep the parameters they always had
         doc["triggered_items"] = [[c, list(ids)] for c, ids in params.triggered_items]
+    if params.draw_version >= 4:  # the repeat rule's version on: earlier ones never apply it
+        doc["avoid_repeat_within_year"] = params.avoid_repeat_within_year
     return json.dumps(doc, ensure_ascii=False, sort_keys=True)
 
 
@@ -725,6 +745,8 @@ def params_from_json(text: str, for_replay: bool = True) -> DrawParams:
         triggered=tuple(doc["triggered"]),
         triggered_items=tuple((c, tuple(ids)) for c, ids in doc.get("triggered_items", [])),
         draw_version=int(version) if version in DRAW_VERSIONS else DRAW_VERSION,
+        # plans drawn before the rule (version 2, 3) say nothing: they were drawn without it
+        avoid_repeat_within_year=bool(doc.get("avoid_repeat_within_year", False)),
     )
 
 
@@ -776,7 +798,12 @@ def take_snapshot(
     January checks count in the new year) and the `recorded` inspections
     (`store_inspections`: the departments' `spot_check` records of that year known on the draw
     day), by the record's department and check item, less the results posted through a plan
-    of this database (already counted as its tasks). Last inspectors: for each company and
+    of this database (already counted as its tasks). Of those, the inspections drawn at random
+    (a task's `basis`; a record's `attributes.basis`, random when it has none, as training reads
+    it), per company whatever the department, are `random_checks` (the repeat rule): a plan's
+    tasks are one inspection, a department's records one per visit. A `not_inspected` result
+    counts, as for the caps (the department went); a cancelled task does not (no visit).
+    Last inspectors: for each company and
     department of the plan, the inspectors of that department's latest plan task at the
     company.
 
@@ -794,7 +821,7 @@ def take_snapshot(
     year_start, year_end = date(start_date.year, 1, 1), date(start_date.year, 12, 31)
     task = spot_check_tasks.c
     in_year = (
-        sa.select(task.uscc, task.department, task.item_id, task.plan_id)
+        sa.select(task.uscc, task.department, task.item_id, task.plan_id, task.basis)
         .join(spot_check_plans, spot_check_plans.c.id == task.plan_id)
         .where(task.cancelled_at.is_(None))  # a cancelled check is no inspection
         .where(sa.or_(
@@ -817,6 +844,14 @@ def take_snapshot(
             .group_by(in_year.c.uscc, in_year.c.item_id),
         ["uscc", "item_id", "n"],
     )  # fmt: skip
+    # the repeat rule's inspections: drawn at random, by any department, one per plan
+    random_checks = _frame(
+        con,
+            sa.select(in_year.c.uscc, sa.func.count(sa.distinct(in_year.c.plan_id)))
+            .where(in_year.c.basis == "random")
+            .group_by(in_year.c.uscc),
+        ["uscc", "n"],
+    )  # fmt: skip
     if recorded is not None:
         # a result posted through a plan here is its task: `attributes.plan_id` one of our
         # plans, or a record id `<plan id>-T<task id>` as `post_result` writes it
@@ -828,6 +863,14 @@ def take_snapshot(
         checked = recorded[recorded["item_id"].notna()]
         item_checks = _add_counts(
             item_checks, checked.drop_duplicates(["uscc", "item_id", "visit"]), ["uscc", "item_id"]
+        )
+        # a record without a `basis` is a random check, as training reads it
+        basis = (
+            recorded["basis"] if "basis" in recorded.columns else pd.Series(None, recorded.index)
+        )
+        drawn = recorded[basis.isna() | (basis == "random")]
+        random_checks = _add_counts(
+            random_checks, drawn.drop_duplicates(["uscc", "department", "visit"]), ["uscc"]
         )
     depts = sorted({i.department for i in params.items})
     pool = _frame(
@@ -870,6 +913,7 @@ def take_snapshot(
             "companies": frame.drop(columns=["name"]),
             "department_checks": dept_checks,
             "item_checks": item_checks,
+            "random_checks": random_checks,
             "inspectors": pool,
             "conflicts": conflicts,
         }
@@ -880,18 +924,20 @@ def take_snapshot(
 def store_inspections(store: Store, year: int, known_on: date) -> pd.DataFrame:
     """The inspections in the store: `spot_check` records checked in `year` and known on
     `known_on` (recorded by then, not withdrawn by then), as (record_id, uscc, department =
-    `source_dept`, item_id = `attributes.check_item`, plan_id = `attributes.plan_id`, visit).
+    `source_dept`, item_id = `attributes.check_item`, plan_id = `attributes.plan_id`, visit,
+    basis = `attributes.basis`: random, triggered or None).
     A visit is one inspection of the company by the department: its plan id, else its check day.
     Read before a plan's transaction (DuckDB over Parquet: not while holding the plan lock);
     `take_snapshot` leaves out the results posted through this database's plans."""
     first, last = date(year, 1, 1), date(year, 12, 31)
-    columns = ["record_id", "uscc", "department", "item_id", "plan_id", "visit"]
+    columns = ["record_id", "uscc", "department", "item_id", "plan_id", "visit", "basis"]
     with store.connect() as duck:
         found = duck.execute(
             """
             SELECT record_id, uscc, source_dept,
                    json_extract_string(attributes, '$.check_item'),
-                   json_extract_string(attributes, '$.plan_id'), CAST(event_date AS VARCHAR)
+                   json_extract_string(attributes, '$.plan_id'), CAST(event_date AS VARCHAR),
+                   json_extract_string(attributes, '$.basis')
             FROM records
             WHERE category = 'spot_check' AND event_date BETWEEN ? AND ?
               AND recorded_date <= ? AND source_dept IS NOT NULL
@@ -927,10 +973,13 @@ def snapshot_to_bytes(snapshot: Snapshot) -> bytes:
 
 
 def snapshot_from_bytes(data: bytes) -> Snapshot:
+    """A stored snapshot; a table it lacks (`random_checks` before draw version 4) is empty."""
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        stored = set(archive.namelist())
         tables = {
             name: pq.read_table(io.BytesIO(archive.read(f"{name}.parquet"))).to_pandas()
             for name in SNAPSHOT_TABLES
+            if f"{name}.parquet" in stored
         }
     return Snapshot(tables)
 
@@ -1017,10 +1066,16 @@ def create_plan(
         check_population(params, snapshot)
         drawn = draw_plan(params, snapshot, seed)
         listing = drawn.canonical_list()
-        plan_id = f"SJ-{start.year}-{seq:05d}"
+        plan_id = _next_plan_id(con, start.year)
         summary = {
             "items": [asdict(s) for s in drawn.items],
             "companies_in_pool": len(snapshot.tables["companies"]),
+            # DOMAIN §7: no repeat within the year unless tier D or triggered (per item:
+            # `excluded_repeat`; here the companies left out of at least one item's draw)
+            "repeat_rule": {
+                "avoid_repeat_within_year": params.avoid_repeat_within_year,
+                "companies_kept_out": drawn.excluded_repeat,
+            },
             "inspectors_in_pool": int(snapshot.tables["inspectors"]["active"].sum()),
             "workload": {
                 "inspectors": len(drawn.workload),
@@ -1058,6 +1113,18 @@ def create_plan(
         inspector_hash=snapshot.inspector_hash, list_sha256=list_sha256(listing),
         summary=summary, seconds=round(time.perf_counter() - started, 3),
     )  # fmt: skip
+
+
+def _next_plan_id(con: Connection, year: int) -> str:
+    """`SJ-<year>-<n>`, n numbering the plans of the start's year from 1 (called under the plan
+    lock). Ids were once numbered by one counter across years (`seq`, which still orders the
+    plans): n follows the year's highest number, so no id is taken twice."""
+    prefix = f"SJ-{year}-"
+    taken = con.execute(
+        sa.select(spot_check_plans.c.id).where(spot_check_plans.c.id.startswith(prefix))
+    ).scalars()  # fmt: skip
+    numbers = [int(i[len(prefix) :]) for i in taken if i[len(prefix) :].isdigit()]
+    return f"{prefix}{max(numbers, default=0) + 1:05d}"
 
 
 def _department_codes(engine: Engine, request: PlanRequest) -> PlanRequest:
@@ -1455,9 +1522,15 @@ def public_notice(engine: Engine, plan_id: str, today: date | None = None) -> di
                 "eligible": drawn[i.id]["eligible"],
                 "drawn": drawn[i.id]["drawn"],
                 "triggered": drawn[i.id]["triggered"],
+                # kept out of the random draw as inspected at random earlier this year
+                "excluded_repeat": drawn[i.id].get("excluded_repeat", 0),
             }
             for i in params.items
         ],
+        "avoid_repeat_within_year": params.avoid_repeat_within_year,
+        "companies_kept_out_as_repeats": (summary.get("repeat_rule") or {}).get(
+            "companies_kept_out", 0
+        ),
         "companies_in_pool": summary["companies_in_pool"],
         "visits": int(plan["visits"]),
         "tasks": int(plan["tasks"]),

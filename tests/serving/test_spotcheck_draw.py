@@ -651,6 +651,23 @@ def scenarios(draw: st.DrawFn) -> tuple[DrawParams, dict[str, pd.DataFrame], int
         ],
         columns=["uscc", "item_id", "n"],
     )
+    random_checks = pd.DataFrame(
+        [
+            {"uscc": codes[b % n], "n": c}
+            for b, c in (
+                draw(
+                    st.lists(
+                        st.tuples(st.integers(0, 10**6), st.integers(1, 2)),
+                        max_size=10,
+                        unique_by=lambda t: t[0] % n,
+                    )
+                )
+                if n
+                else []
+            )
+        ],
+        columns=["uscc", "n"],
+    )
     triggered = tuple(draw(st.lists(st.sampled_from(codes), max_size=4, unique=True))) if n else ()
     if draw(st.booleans()):
         triggered += ("91000000UNKNOWN000",)
@@ -672,6 +689,8 @@ def scenarios(draw: st.DrawFn) -> tuple[DrawParams, dict[str, pd.DataFrame], int
         department_yearly_cap=draw(st.integers(1, 3)),
         inspectors_per_task=draw(st.integers(2, 3)),
         triggered=triggered,
+        avoid_repeat_within_year=draw(st.booleans()),
+        draw_version=draw(st.sampled_from([3, 4, 4])),
     )
     tables = {
         "companies": companies,
@@ -679,6 +698,7 @@ def scenarios(draw: st.DrawFn) -> tuple[DrawParams, dict[str, pd.DataFrame], int
         "conflicts": conflicts,
         "department_checks": department_checks,
         "item_checks": item_checks,
+        "random_checks": random_checks,
     }
     return params, tables, draw(st.integers(0, 2**63 - 1))
 
@@ -745,6 +765,13 @@ def _check_plan(params: DrawParams, tables: dict[str, pd.DataFrame], drawn: Draw
             return True
         return item_n[(u, item.id)] >= item.yearly_cap and comp.at[u, "tier"] != "D"
 
+    # the repeat rule (version 4): inspected at random this year, any department, not tier D
+    seen = set(tables.get("random_checks", pd.DataFrame(columns=["uscc"]))["uscc"])
+    rule_on = params.draw_version >= 4 and params.avoid_repeat_within_year
+
+    def repeat(u: str) -> bool:
+        return rule_on and u in seen and comp.at[u, "tier"] != "D"
+
     # joint visits: one visit per company, one task per (company, item)
     assert not tasks.duplicated(["uscc", "item_id"]).any()
     assert (tasks.groupby("uscc")["visit_no"].nunique() == 1).all()
@@ -759,10 +786,17 @@ def _check_plan(params: DrawParams, tables: dict[str, pd.DataFrame], drawn: Draw
         assert s.department == item.department
         mine = tasks[tasks["item_id"] == item_id]
         app = applies(item)
-        elig = [u for u in comp.index[app] if u not in triggered and not over_cap(u, item)]
+        elig = [
+            u
+            for u in comp.index[app]
+            if u not in triggered and not over_cap(u, item) and not repeat(u)
+        ]
         assert s.eligible == {t: int((comp.loc[elig, "tier"] == t).sum()) for t in TIERS}
         assert s.excluded_over_cap == sum(
             1 for u in comp.index[app] if u not in triggered and over_cap(u, item)
+        )
+        assert s.excluded_repeat == sum(
+            1 for u in comp.index[app] if u not in triggered and not over_cap(u, item) and repeat(u)
         )
         # triggered companies: every applicable item, p = 1, whatever their tier or caps
         trig = mine[mine["basis"] == "triggered"]
@@ -1484,3 +1518,113 @@ def test_an_unknown_draw_version_is_refused() -> None:
     with pytest.raises(PlanError) as refused:
         draw_plan(DrawParams(items=(item,), draw_version=1), snapshot, 0)
     assert refused.value.code == "draw_version"
+
+
+# ---- the repeat rule (draw version 4) -------------------------------------------------------
+
+
+def _repeat_case() -> tuple[CheckItem, CheckItem, Snapshot]:
+    """Two departments' key items at ratio 1, eight companies: C0, C1, C4, C7 inspected at
+    random this year (C4 is tier D), C1 also twice by samr (over samr's cap), C6 triggered."""
+    ones = Ratios(A=1, B=1, C=1, D=1)
+    key = CheckItem(id="K1", department="samr", name_zh="测试", kind="key", ratios=ones)
+    other = CheckItem(id="K2", department="fire", name_zh="测试", kind="key", ratios=ones)
+    companies = pd.DataFrame(
+        {
+            "uscc": [f"C{i}" for i in range(8)],
+            "tier": ["B", "B", "B", "B", "D", "D", "C", "A"],
+            "region": REGION,
+            "industry": "C13",
+            "entity_type": "company",
+        }
+    )
+    snapshot = Snapshot(
+        {
+            "companies": companies,
+            "department_checks": pd.DataFrame({"uscc": ["C1"], "department": ["samr"], "n": [2]}),
+            "random_checks": pd.DataFrame({"uscc": ["C0", "C1", "C4", "C7"], "n": [1, 2, 1, 1]}),
+            "inspectors": _universal_inspectors([key, other]),
+        }
+    )
+    return key, other, snapshot
+
+
+def test_a_company_inspected_at_random_this_year_is_left_out_of_every_items_draw() -> None:
+    """DOMAIN §7: no repeated check of a company within the year unless tier D or triggered,
+    whatever department checked it; the items one plan draws for a company are one visit."""
+    key, other, snapshot = _repeat_case()
+    drawn = draw_plan(DrawParams(items=(key, other), triggered=("C6", "C7")), snapshot, 0)
+    got = drawn.tasks.groupby("item_id")["uscc"].apply(set).to_dict()
+    # K1: C1 over samr's cap, C0 a repeat; C4 tier D; C6 and C7 triggered (C7 a repeat too)
+    assert got["K1"] == {"C2", "C3", "C4", "C5", "C6", "C7"}
+    assert got["K2"] == {"C2", "C3", "C4", "C5", "C6", "C7"}  # C1 is a repeat for fire too
+    s = {x.item_id: x for x in drawn.items}
+    assert (s["K1"].excluded_over_cap, s["K1"].excluded_repeat) == (1, 1)  # the cap first
+    assert (s["K2"].excluded_over_cap, s["K2"].excluded_repeat) == (0, 2)
+    assert s["K1"].eligible == s["K2"].eligible == {"A": 0, "B": 2, "C": 0, "D": 2}
+    assert drawn.excluded_repeat == 2  # C0 and C1, kept out of at least one item
+    t = drawn.tasks.set_index(["uscc", "item_id"])
+    assert t.loc[("C7", "K1"), "basis"] == "triggered" and t.loc[("C4", "K1"), "basis"] == "random"
+    # both items of a company are one visit, not a repeat
+    assert (drawn.tasks.groupby("uscc")["visit_no"].nunique() == 1).all()
+    assert drawn.tasks.groupby("uscc").size().to_dict() == {f"C{i}": 2 for i in range(2, 8)}
+
+
+def test_the_repeat_rule_off_or_before_version_4_draws_as_before() -> None:
+    key, other, snapshot = _repeat_case()
+    on = draw_plan(DrawParams(items=(key, other)), snapshot, 7)
+    off = draw_plan(DrawParams(items=(key, other), avoid_repeat_within_year=False), snapshot, 7)
+    v3 = draw_plan(DrawParams(items=(key, other), draw_version=3), snapshot, 7)
+    assert set(off.tasks["uscc"]) == {f"C{i}" for i in range(8)}
+    assert {x.excluded_repeat for x in off.items} == {0} and off.excluded_repeat == 0
+    assert v3.canonical_list() == off.canonical_list()  # version 3 ignores random_checks
+    assert {x.excluded_repeat for x in v3.items} == {0}
+    assert on.canonical_list() != off.canonical_list()
+    assert not {"C0", "C1", "C7"} & set(on.tasks["uscc"])
+
+
+def test_the_inclusion_probability_is_the_ratio_among_the_eligible() -> None:
+    """Repeats are out of the frame, not drawn with a lower chance: every eligible company is
+    drawn with exactly its tier's ratio (the stored `inclusion_prob`), a repeat never."""
+    item = CheckItem(id="K1", department="samr", name_zh="测试", kind="key",
+                     ratios=Ratios(A=0.25, B=0.25, C=0.25, D=0.5))  # fmt: skip
+    companies = _companies({"B": 60, "D": 8}, seed=2)
+    repeats = companies.loc[companies["tier"] == "B", "uscc"].iloc[:20].tolist()
+    d_repeats = companies.loc[companies["tier"] == "D", "uscc"].iloc[:4].tolist()
+    snapshot = Snapshot(
+        {
+            "companies": companies,
+            "random_checks": pd.DataFrame({"uscc": repeats + d_repeats, "n": 1}),
+            "inspectors": _universal_inspectors([item]),
+        }
+    )
+    counts: Counter[str] = Counter()
+    for seed in range(SEEDS):
+        drawn = draw_plan(DrawParams(items=(item,)), snapshot, seed)
+        assert drawn.items[0].eligible == {"A": 0, "B": 40, "C": 0, "D": 8}
+        assert drawn.items[0].excluded_repeat == 20
+        tiers = drawn.tasks["tier"]
+        assert (drawn.tasks.loc[tiers == "B", "inclusion_prob"] == 0.25).all()
+        assert (drawn.tasks.loc[tiers == "D", "inclusion_prob"] == 0.5).all()
+        assert (tiers == "B").sum() == 10 and (tiers == "D").sum() == 4  # 0.25 × 40, 0.5 × 8
+        counts.update(drawn.tasks["uscc"])
+    assert not set(repeats) & set(counts)
+    eligible_b = set(companies.loc[companies["tier"] == "B", "uscc"]) - set(repeats)
+    observed = [counts[u] for u in sorted(eligible_b)]
+    # every eligible company equally likely: chi-square homogeneity around 0.25 × SEEDS each
+    assert stats.chisquare(observed).pvalue > ALPHA
+    assert abs(sum(observed) / (len(observed) * SEEDS) - 0.25) < 1e-12
+    assert sum(counts[u] for u in d_repeats) > 0  # tier D: drawn although inspected
+
+
+def test_the_pool_hash_covers_random_checks_only_when_there_are_some() -> None:
+    """A snapshot stored before the table existed (none) keeps its hash; one with repeats has
+    another hash than the same pool without them."""
+    *_, snapshot = _repeat_case()
+    tables = {k: v.copy() for k, v in snapshot.tables.items()}
+    without = Snapshot({k: v for k, v in tables.items() if k != "random_checks"})
+    empty = Snapshot({**tables, "random_checks": tables["random_checks"].iloc[:0]})
+    assert without.pool_hash == empty.pool_hash
+    assert without.digest("companies", "department_checks", "item_checks") == without.pool_hash
+    assert snapshot.pool_hash != without.pool_hash
+    assert snapshot.inspector_hash == without.inspector_hash

@@ -6,9 +6,11 @@ created concurrently through a real uvicorn process.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import threading
+import zipfile
 import zlib
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -43,16 +45,20 @@ from serving.db import (
     audit_log,
     companies,
     company_history,
+    plan_counter,
     spot_check_assignments,
     spot_check_plans,
     spot_check_tasks,
 )
+from serving.spotcheck import plans as plans_module
 from serving.spotcheck.demo import load_demo_inspectors
 from serving.spotcheck.draw import PlanError, Snapshot, canonical_list, draw_plan
 from serving.spotcheck.plans import (
     InspectorIn,
+    PlanCreated,
     PlanRequest,
     TaskResult,
+    cancel_tasks,
     create_plan,
     import_preset_items,
     params_from_json,
@@ -279,9 +285,12 @@ def test_yearly_caps_count_department_records_known_on_the_draw_day_once(world: 
     yearly caps like plan tasks, by the record's department and check item, if recorded by the
     draw day; a result posted through a plan counts once (as its task)."""
     day = date(2029, 3, 1)
+    # the caps alone (the repeat rule, which these records also feed, has its own test:
+    # test_department_records_feed_the_repeat_rule_by_their_basis)
     kw: dict[str, Any] = {
         "departments": ["samr"], "items": ["SC-CP-04"],
         "item_ratios": {"SC-CP-04": {"A": 1, "B": 1, "C": 1, "D": 1}}, "start_date": day,
+        "avoid_repeat_within_year": False,
     }  # fmt: skip
     by_tier = _manufacturers(world.engine)
     twice, item_done, later, last_year, other_body = (by_tier["B"] + by_tier["C"])[:5]
@@ -1037,8 +1046,19 @@ def test_a_december_plans_january_checks_count_in_the_new_year(small: Loaded) ->
     assert b_open not in march  # its task is still open and was due in 2027
     assert b_old in march  # checked in 2026: nothing in 2027 yet
     assert d in march  # tier D: no item cap; samr's second inspection of it in 2027
+    # the repeat rule counts the same years: in June the companies inspected at random in 2027
+    # (January, March) are kept out unless tier D, not those of 2026 alone
+    with small.engine.connect() as con:
+        params = resolve(small.engine, _small_request(items=["SC-SP-03"]))
+        snapshot, _ = take_snapshot(con, params, SMALL_AS_OF, date(2027, 6, 1))
+    repeats = set(snapshot.tables["random_checks"]["uscc"])
+    assert repeats == set(december.index)  # the open December tasks, and b_old in March 2027
+    kept = draw_plan(params, snapshot, 3).items[0]
+    assert kept.excluded_repeat == 36 and kept.excluded_over_cap == 4  # tier D: samr twice
     # another samr item in June: only the department cap (2 a year) can keep a company out
-    june = set(_small_plan(small, date(2027, 6, 1), seed=3, item="SC-SP-03")["uscc"])
+    # (with the repeat rule off: the caps' years are what this test is about)
+    june = set(_small_plan(small, date(2027, 6, 1), seed=3, item="SC-SP-03",
+                           avoid_repeat_within_year=False)["uscc"])  # fmt: skip
     assert d not in june  # 2 samr inspections in 2027 already (January, March)
     assert b_old in june  # 1 (March)
     assert b_new in june  # 1 (January)
@@ -1405,3 +1425,303 @@ def test_a_plan_may_not_start_before_the_day_it_is_drawn(
     made = json.loads(recorded.stdout)
     assert made["start_date"] == start.isoformat() and made["summary"]["back_dated"] is True
     assert made["summary"]["drawn_on"] in {now.isoformat(), china_today().isoformat()}
+
+
+# ---- the repeat rule: no repeated check of a company within the year (DOMAIN §7) -------------
+
+
+def _fire_inspectors(loaded: Loaded) -> None:
+    save_inspectors(loaded.engine, [
+        InspectorIn(inspector_id=f"fire-{k:02d}", department="fire", area="4101", items=["XF-01"])
+        for k in range(6)
+    ])  # fmt: skip
+
+
+def _small_tiers(loaded: Loaded) -> dict[str, list[str]]:
+    """The small world's companies by tier (10 A, 20 B, 6 C, 4 D)."""
+    with loaded.engine.connect() as con:
+        rows = con.execute(
+            sa.select(company_history.c.uscc, company_history.c.tier)
+            .where(company_history.c.as_of == SMALL_AS_OF).order_by(company_history.c.uscc)
+        ).all()  # fmt: skip
+    return {t: [c for c, tier in rows if tier == t] for t in "ABCD"}
+
+
+def _one_item_plan(
+    loaded: Loaded, start: date, department: str, item: str, ratios: dict[str, float],
+    seed: int = 1, **kw: Any,
+) -> PlanCreated:  # fmt: skip
+    """A plan of one item drawn on its start day (with the store)."""
+    request = PlanRequest.model_validate({
+        "name": f"{item} {start} {seed}", "departments": [department], "items": [item],
+        "seed": seed, "snapshot_date": SMALL_AS_OF, "start_date": start,
+        "item_ratios": {item: ratios}, **kw,
+    })  # fmt: skip
+    return create_plan(loaded.engine, request, store=loaded.store, today=start)
+
+
+def _stored_params(loaded: Loaded, plan_id: str) -> dict[str, Any]:
+    with loaded.engine.connect() as con:
+        text = con.execute(
+            sa.select(spot_check_plans.c.params).where(spot_check_plans.c.id == plan_id)
+        ).scalar_one()  # fmt: skip
+    return dict(json.loads(text))
+
+
+def test_a_company_inspected_at_random_this_year_is_not_drawn_again_by_any_department(
+    small: Loaded,
+) -> None:
+    """samr checks tiers B and D at random in March (two items: one joint visit) and an A and a
+    C company on a trigger; fire's June draw leaves out the B companies (inspected at random
+    this year, by another department), not tier D, not the companies only triggered in March,
+    and takes a B company triggered in June; in 2028 everyone is eligible again."""
+    _fire_inspectors(small)
+    by = _small_tiers(small)
+    a_trig, c_trig, b_trig = by["A"][0], by["C"][0], by["B"][0]
+    bd = {"A": 0, "B": 1, "C": 0, "D": 1}
+    request = PlanRequest.model_validate({
+        "name": "march", "departments": ["samr"], "items": ["SC-CP-04", "SC-SP-03"], "seed": 1,
+        "snapshot_date": SMALL_AS_OF, "start_date": date(2027, 3, 1),
+        "item_ratios": {"SC-CP-04": bd, "SC-SP-03": bd}, "triggered": [a_trig, c_trig],
+    })  # fmt: skip
+    march = create_plan(small.engine, request, store=small.store, today=date(2027, 3, 1))
+    t1 = _tasks(small.engine, march.plan_id)
+    assert set(t1.loc[t1["basis"] == "random", "uscc"]) == set(by["B"]) | set(by["D"])
+    assert set(t1.loc[t1["basis"] == "triggered", "uscc"]) == {a_trig, c_trig}
+    assert (t1.groupby("uscc")["item_id"].nunique() == 2).all()  # both items, one visit each
+    assert march.summary["repeat_rule"] == {"avoid_repeat_within_year": True,
+                                            "companies_kept_out": 0}  # fmt: skip
+
+    june = _one_item_plan(small, date(2027, 6, 1), "fire", "XF-01", ALL_OF_IT, seed=2,
+                          triggered=[b_trig])  # fmt: skip
+    t2 = _tasks(small.engine, june.plan_id)
+    random = set(t2.loc[t2["basis"] == "random", "uscc"])
+    assert random == set(by["A"]) | set(by["C"]) | set(by["D"])  # B kept out; D and triggers not
+    assert not random & set(by["B"])
+    assert set(t2.loc[t2["basis"] == "triggered", "uscc"]) == {b_trig}  # a trigger always goes
+    assert (t2.loc[t2["basis"] == "random", "inclusion_prob"] == 1.0).all()
+    item = june.summary["items"][0]
+    assert item["eligible"] == {"A": 10, "B": 0, "C": 6, "D": 4}
+    assert item["excluded_repeat"] == 19 and item["excluded_over_cap"] == 0
+    assert item["triggered"] == 1
+    assert june.summary["repeat_rule"] == {"avoid_repeat_within_year": True,
+                                           "companies_kept_out": 19}  # fmt: skip
+    notice = public_notice(small.engine, june.plan_id, today=date(2027, 6, 1))
+    assert notice["items"][0]["excluded_repeat"] == 19
+    assert notice["avoid_repeat_within_year"] is True
+    assert notice["companies_kept_out_as_repeats"] == 19
+    params = _stored_params(small, june.plan_id)
+    assert params["draw_version"] == 4 and params["avoid_repeat_within_year"] is True
+    # the snapshot keeps what the rule read: one random inspection per company (one visit of
+    # two items), triggered checks not counted
+    with small.engine.connect() as con:
+        blob = con.execute(sa.select(spot_check_plans.c.snapshot_blob)
+                           .where(spot_check_plans.c.id == june.plan_id)).scalar_one()  # fmt: skip
+    seen = snapshot_from_bytes(blob).tables["random_checks"]
+    assert set(seen["uscc"]) == set(by["B"]) | set(by["D"]) and (seen["n"] == 1).all()
+
+    # a random check in June (fire) keeps the A and C companies out of samr's September draw too
+    september = _one_item_plan(small, date(2027, 9, 1), "samr", "SC-TZ-05", ALL_OF_IT, seed=4)
+    t3 = _tasks(small.engine, september.plan_id)
+    assert set(t3["uscc"]) == set(by["D"]) and september.summary["items"][0][
+        "excluded_repeat"] == 36  # fmt: skip
+
+    # a new year: nobody has been inspected in it
+    next_year = _one_item_plan(small, date(2028, 3, 1), "fire", "XF-01", ALL_OF_IT, seed=3)
+    assert next_year.tasks == 40
+    assert next_year.summary["items"][0]["excluded_repeat"] == 0
+    for plan in (march, june, september, next_year):
+        assert verify_plan(small.engine, plan.plan_id).identical, plan.plan_id
+
+
+def test_the_repeat_rule_is_a_parameter_of_the_plan(small: Loaded) -> None:
+    """Off for one plan (`avoid_repeat_within_year: false`, `--allow-repeat`): the companies
+    inspected at random this year are drawn like the others; stored with the plan, replayed."""
+    _fire_inspectors(small)
+    _one_item_plan(small, date(2027, 3, 1), "samr", "SC-CP-04", ALL_OF_IT)
+    off = _one_item_plan(small, date(2027, 6, 1), "fire", "XF-01", ALL_OF_IT, seed=2,
+                         avoid_repeat_within_year=False)  # fmt: skip
+    assert off.tasks == 40 and off.summary["items"][0]["excluded_repeat"] == 0
+    assert off.summary["repeat_rule"] == {"avoid_repeat_within_year": False,
+                                          "companies_kept_out": 0}  # fmt: skip
+    assert _stored_params(small, off.plan_id)["avoid_repeat_within_year"] is False
+    assert verify_plan(small.engine, off.plan_id).identical
+    assert public_notice(small.engine, off.plan_id)["avoid_repeat_within_year"] is False
+    # the command line: on by default (samr's second inspection of the year is under its cap,
+    # so the rule alone keeps the 36 companies of tiers A-C out), off with --allow-repeat
+    args = ["plan", "create", "--departments", "samr", "--snapshot", SMALL_AS_OF.isoformat(),
+            "--start", "2027-06-07", "--seed", "5", "--json"]  # fmt: skip
+    on = _cli(small, *args, "--name", "cli on", "--items", "SC-SP-03")
+    assert on.exit_code == 0, on.stderr
+    made = json.loads(on.stdout)
+    assert made["summary"]["items"][0]["excluded_repeat"] == 36
+    assert made["summary"]["repeat_rule"] == {"avoid_repeat_within_year": True,
+                                              "companies_kept_out": 36}  # fmt: skip
+    text = _cli(small, *args[:-1], "--name", "cli text", "--items", "SC-TZ-05")
+    assert text.exit_code == 0, text.stderr
+    assert "inspected this year 36" in text.stdout
+    assert "36 companies inspected at random earlier this year kept out" in text.stdout
+    allowed = _cli(small, *args, "--name", "cli off", "--items", "SC-GS-01", "--allow-repeat")
+    assert allowed.exit_code == 0, allowed.stderr
+    made = json.loads(allowed.stdout)
+    assert made["summary"]["repeat_rule"]["avoid_repeat_within_year"] is False
+    assert _stored_params(small, made["plan_id"])["avoid_repeat_within_year"] is False
+    # the API: a field of the request; the notice counts what the rule kept out
+    settings = Settings(data_dir=small.data_dir, DATABASE_URL=small.url, duckdb_memory_limit="1GB")
+    key = create_key(small.engine, "regulator", None, "repeat rule test")
+    headers = {"X-API-Key": key, "X-Purpose": "repeat rule test"}
+    body = {"name": "api", "departments": ["samr"], "items": ["SC-SP-03"], "seed": 6,
+            "snapshot_date": SMALL_AS_OF.isoformat(), "start_date": "2027-06-14",
+            "department_yearly_cap": 4}  # fmt: skip
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        bad = client.post("/v1/spot-check-plans", headers=headers,
+                          json={**body, "avoid_repeat_within_year": "sometimes"})  # fmt: skip
+        assert bad.status_code == 422, bad.text
+        posted = client.post("/v1/spot-check-plans", headers=headers,
+                             json={**body, "avoid_repeat_within_year": False})  # fmt: skip
+        assert posted.status_code == 201, posted.text
+        assert posted.json()["summary"]["repeat_rule"]["avoid_repeat_within_year"] is False
+        cli_plan = json.loads(on.stdout)["plan_id"]
+        notice = client.get(f"/v1/spot-check-plans/{cli_plan}/notice", headers=headers).json()
+    assert notice["companies_kept_out_as_repeats"] == 36 and notice["items"][0][
+        "excluded_repeat"] == 36  # fmt: skip
+    assert _stored_params(small, posted.json()["plan_id"])["avoid_repeat_within_year"] is False
+
+
+def _checks_recorded(
+    store: Store, department: str, rows: list[tuple[str, str, str, dict[str, Any]]], today: date
+) -> None:
+    """Department-uploaded `spot_check` records: (record id, company, recorded, attributes),
+    checked on 2027-02-01 (item XF-01 unless the attributes say otherwise)."""
+    outcome = ingest_table(
+        store,
+        pa.table({
+            "record_id": [r[0] for r in rows], "uscc": [r[1] for r in rows],
+            "category": ["spot_check"] * len(rows), "event_date": ["2027-02-01"] * len(rows),
+            "recorded_date": [r[2] for r in rows], "source_dept": [department] * len(rows),
+            "severity": ["pass"] * len(rows), "amount": pa.array([None] * len(rows), pa.string()),
+            "attributes": [json.dumps({"check_item": "XF-01", **r[3]}) for r in rows],
+        }),
+        "records", department, today=today, history=True,
+    )  # fmt: skip
+    assert outcome.stored == len(rows), outcome.by_reason
+
+
+def test_department_records_feed_the_repeat_rule_by_their_basis(small: Loaded) -> None:
+    """A department's `spot_check` record known on the draw day is an inspection for the rule
+    when it was random (`basis` random, or none: as training reads it), not when triggered; a
+    `not_inspected` result counts (as for the caps: the department went), a cancelled task
+    does not (no visit)."""
+    by = _small_tiers(small)
+    plain, random, triggered, late = by["B"][:4]
+    d = by["D"][0]
+    _checks_recorded(small.store, "fire", [
+        ("FIRE-2027-01", plain, "2027-02-02", {}),
+        ("FIRE-2027-02", random, "2027-02-02", {"basis": "random"}),
+        ("FIRE-2027-03", triggered, "2027-02-02", {"basis": "triggered"}),
+        ("FIRE-2027-04", late, "2027-03-05", {"basis": "random"}),  # known after the draw
+        ("FIRE-2027-05", d, "2027-02-02", {"basis": "random"}),
+    ], today=date(2027, 3, 5))  # fmt: skip
+    march = _one_item_plan(small, date(2027, 3, 1), "samr", "SC-CP-04", ALL_OF_IT)
+    t1 = _tasks(small.engine, march.plan_id)
+    drawn = set(t1["uscc"])
+    assert plain not in drawn and random not in drawn
+    assert {triggered, late, d} <= drawn
+    assert march.summary["items"][0]["excluded_repeat"] == 2
+    assert len(drawn) == 38
+
+    # results: a check not made still counts; a cancelled check was no visit
+    not_made, called_off = sorted(set(t1.loc[t1["tier"] == "B", "uscc"]) - {triggered, late})[:2]
+    task_of = dict(zip(t1["uscc"], t1["id"].astype(int), strict=True))
+    post_result(small.engine, small.store, task_of[not_made],
+                TaskResult(result="not_inspected", check_date=date(2027, 3, 2),
+                           reason="unreachable"), today=date(2027, 3, 3))  # fmt: skip
+    cancel_tasks(small.engine, march.plan_id, "重复抽取", task_id=task_of[called_off])
+    june = _one_item_plan(small, date(2027, 6, 1), "samr", "SC-SP-03", ALL_OF_IT, seed=2)
+    t2 = set(_tasks(small.engine, june.plan_id)["uscc"])
+    assert t2 == set(by["D"]) | {called_off}
+    assert not_made not in t2
+    assert verify_plan(small.engine, march.plan_id).identical
+    assert verify_plan(small.engine, june.plan_id).identical
+
+
+def test_plans_drawn_before_the_repeat_rule_replay_with_their_own(
+    small: Loaded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version 3 did not know the rule: a plan it drew takes the companies inspected earlier in
+    the year, and replays so, from a snapshot stored without `random_checks` too (as that
+    release stored it); version 4 leaves them out."""
+    _fire_inspectors(small)
+    resolve_now = plans_module.resolve
+    monkeypatch.setattr(
+        plans_module, "resolve", lambda e, r: dataclasses.replace(resolve_now(e, r), draw_version=3)
+    )
+    first = _one_item_plan(small, date(2027, 3, 1), "samr", "SC-CP-04", ALL_OF_IT)
+    again = _one_item_plan(small, date(2027, 6, 1), "samr", "SC-SP-03", ALL_OF_IT, seed=2)
+    monkeypatch.undo()
+    assert first.tasks == again.tasks == 40  # version 3: inspected in March, drawn in June
+    for plan in (first, again):
+        params = _stored_params(small, plan.plan_id)
+        assert params["draw_version"] == 3 and "avoid_repeat_within_year" not in params
+    now = _one_item_plan(small, date(2027, 6, 1), "fire", "XF-01", ALL_OF_IT, seed=3)
+    assert now.tasks == 4 and now.summary["items"][0]["excluded_repeat"] == 36  # version 4
+    # the first plan as the release before stored it: no random_checks table, nor the rule's
+    # counts in its summary
+    with small.engine.begin() as con:
+        plan = (
+            con.execute(sa.select(spot_check_plans).where(spot_check_plans.c.id == first.plan_id))
+            .mappings()
+            .one()
+        )
+        source = zipfile.ZipFile(io.BytesIO(plan["snapshot_blob"]))
+        sink = io.BytesIO()
+        with zipfile.ZipFile(sink, "w") as old:
+            for name in source.namelist():
+                if name != "random_checks.parquet":
+                    old.writestr(name, source.read(name))
+        summary = json.loads(plan["summary"])
+        summary.pop("repeat_rule")
+        for item in summary["items"]:
+            item.pop("excluded_repeat")
+        con.execute(
+            spot_check_plans.update()
+            .where(spot_check_plans.c.id == first.plan_id)
+            .values(snapshot_blob=sink.getvalue(), summary=json.dumps(summary))
+        )
+    assert "random_checks.parquet" not in zipfile.ZipFile(io.BytesIO(sink.getvalue())).namelist()
+    for plan_id in (first.plan_id, again.plan_id, now.plan_id):
+        check = verify_plan(small.engine, plan_id)
+        assert check.identical and check.pool_hash_ok, plan_id
+    notice = public_notice(small.engine, first.plan_id)
+    assert notice["avoid_repeat_within_year"] is False and notice["items"][0][
+        "excluded_repeat"] == 0  # fmt: skip
+
+
+def test_plan_numbers_restart_each_year(small: Loaded) -> None:
+    """`SJ-<year>-<n>`: n counts the plans of the start's year (it counted every plan of every
+    year); a year holding an id of the old count goes on after its highest number."""
+    first = _one_item_plan(small, date(2026, 12, 7), "samr", "SC-GS-01", {"B": 0.1})
+    assert first.plan_id == "SJ-2026-00001"
+    assert _one_item_plan(small, date(2027, 3, 1), "samr", "SC-GS-01", {"B": 0.1}
+                          ).plan_id == "SJ-2027-00001"  # fmt: skip
+    assert _one_item_plan(small, date(2026, 12, 8), "samr", "SC-GS-01", {"B": 0.1}
+                          ).plan_id == "SJ-2026-00002"  # fmt: skip
+    # an id the one counter gave (the fifth plan of all, the first of 2028) is kept and followed;
+    # the order of the plans (`seq`) still counts across years
+    with small.engine.begin() as con:
+        row = dict(
+            con.execute(sa.select(spot_check_plans).where(spot_check_plans.c.id == first.plan_id))
+            .mappings()
+            .one()
+        )
+        con.execute(plan_counter.update().values(n=5))
+        con.execute(
+            spot_check_plans.insert().values({**row, "id": "SJ-2028-00005", "seq": 5, "tasks": 0})
+        )
+    later = _one_item_plan(small, date(2028, 3, 1), "samr", "SC-GS-01", {"B": 0.1})
+    assert later.plan_id == "SJ-2028-00006"
+    with small.engine.connect() as con:
+        seqs = dict(con.execute(sa.select(spot_check_plans.c.id, spot_check_plans.c.seq)).all())
+    assert seqs == {"SJ-2026-00001": 1, "SJ-2027-00001": 2, "SJ-2026-00002": 3,
+                    "SJ-2028-00005": 5, "SJ-2028-00006": 6}  # fmt: skip
+    assert verify_plan(small.engine, later.plan_id).identical

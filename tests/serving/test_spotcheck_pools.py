@@ -254,6 +254,7 @@ def test_plan_items_list_shows_caps_floors_and_the_lists_settings(
         "list national-default: general-item cap 5%, a department's inspections of a company "
         "a year 2"
     )
+    assert lines[1] == "a company inspected at random this year is not drawn again unless tier D"
     gs = next(line for line in lines if line.startswith("SC-GS-01"))
     assert "cap 5.0%, floor 3.0%, yearly 1" in gs
     xf = next(line for line in lines if line.startswith("XF-01"))
@@ -261,6 +262,7 @@ def test_plan_items_list_shows_caps_floors_and_the_lists_settings(
     as_json = json.loads(_cli(small, "plan", "items", "list", "--json").stdout)
     assert as_json["settings"] == {
         "name": "national-default", "general_item_cap": 0.05, "department_yearly_cap": 2,
+        "avoid_repeat_within_year": True,
     }  # fmt: skip
 
 

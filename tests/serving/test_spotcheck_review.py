@@ -62,7 +62,8 @@ def test_a_plan_drawn_by_version_2_still_verifies(
     small: Loaded, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Plans stored before the whole-count rule record draw_version 2 and replay with it; new
-    plans record 3. A capped item on 40 companies tells the two apart."""
+    plans record 4 (the whole-count rule and the repeat rule). A capped item on 40 companies
+    tells the two apart."""
     resolve = plans_module.resolve
     monkeypatch.setattr(
         plans_module, "resolve", lambda e, r: dataclasses.replace(resolve(e, r), draw_version=2)
@@ -81,7 +82,7 @@ def test_a_plan_drawn_by_version_2_still_verifies(
             pid: json.loads(p)["draw_version"]
             for pid, p in con.execute(sa.select(spot_check_plans.c.id, spot_check_plans.c.params))
         }
-    assert versions == {old.plan_id: 2, new.plan_id: 3}
+    assert versions == {old.plan_id: 2, new.plan_id: 4}
     assert verify_plan(small.engine, old.plan_id).identical
     assert verify_plan(small.engine, new.plan_id).identical
     # 40 eligible at 4.5 %: 1.8 expected under version 2 (1 or 2 drawn); ⌊0.045 E⌋ under 3
@@ -122,13 +123,14 @@ def test_an_item_files_yearly_cap_is_kept_with_the_list_and_applied(
     assert imported.exit_code == 0, imported.stderr
     assert json.loads(imported.stdout) == {
         "preset": "zz-city-2026", "items": 4, "general_item_cap": 0.06,
-        "department_yearly_cap": 1,
+        "department_yearly_cap": 1, "avoid_repeat_within_year": None,
     }  # fmt: skip
     with small.engine.connect() as con:
         assert list_settings(con) == {
             "name": "zz-city-2026",
             "general_item_cap": 0.06,
             "department_yearly_cap": 1,
+            "avoid_repeat_within_year": None,
         }
     caps = {i.id: i.max_ratio for i in load_items(small.engine) if i.id.startswith("ZZ")}
     assert caps == {"ZZ-GS-01": 0.06, "ZZ-JG-06": 0.04, "ZZ-LOOSE": 0.06, "ZZ-SP-03": None}
@@ -154,6 +156,57 @@ def test_an_item_files_yearly_cap_is_kept_with_the_list_and_applied(
     path.write_text(LIST_FILE.replace("department_yearly_cap: 1\n", ""), encoding="utf-8")
     assert _cli(small, "plan", "items", "import", "--file", str(path)).exit_code == 0
     assert resolve(small.engine, _request(items=["ZZ-SP-03"])).department_yearly_cap == 2
+
+
+def test_an_item_files_repeat_rule_is_kept_with_the_list_and_applied(
+    small: Loaded, tmp_path: Path
+) -> None:
+    """`avoid_repeat_within_year: false` in an item file is kept with the list and applies to
+    its plans; a preset that keeps the rule restores it (the stricter holds), a request decides
+    for its own plan, and a later file without the setting leaves the default, on."""
+    path = tmp_path / "items.yaml"
+    path.write_text(LIST_FILE + "avoid_repeat_within_year: false\n", encoding="utf-8")
+    _zz_inspectors(small)
+    imported = _cli(small, "plan", "items", "import", "--file", str(path), "--json")
+    assert imported.exit_code == 0, imported.stderr
+    assert json.loads(imported.stdout)["avoid_repeat_within_year"] is False
+    with small.engine.connect() as con:
+        assert list_settings(con)["avoid_repeat_within_year"] is False
+    listed = _cli(small, "plan", "items", "list").stdout.splitlines()
+    assert listed[1] == "a company inspected at random this year is drawn like any other"
+
+    def rule(**kw: Any) -> bool:
+        return resolve(small.engine, _request(items=["ZZ-SP-03"], **kw)).avoid_repeat_within_year
+
+    assert rule() is False
+    assert rule(ratio_preset="national-default") is True
+    assert rule(avoid_repeat_within_year=True) is True
+    assert rule(ratio_preset="national-default", avoid_repeat_within_year=False) is False
+    # applied: the July companies (SP-03 at ratio 1) are drawn again for another item in August
+    july = create_plan(small.engine, _request(items=["ZZ-SP-03"]), today=date(2026, 7, 6))
+    assert july.tasks == 40 and json.loads(_plan_params(small, july.plan_id))[
+        "avoid_repeat_within_year"] is False  # fmt: skip
+    august = create_plan(
+        small.engine,
+        _request(name="august", items=["ZZ-LOOSE"], start_date=date(2026, 8, 3),
+                 department_yearly_cap=2),
+        today=date(2026, 8, 3),
+    )  # fmt: skip
+    assert august.summary["items"][0]["excluded_repeat"] == 0
+    assert sum(august.summary["items"][0]["eligible"].values()) == 40
+    # a later file without the setting: the default, on
+    path.write_text(LIST_FILE, encoding="utf-8")
+    assert _cli(small, "plan", "items", "import", "--file", str(path)).exit_code == 0
+    assert rule() is True
+    september = create_plan(
+        small.engine,
+        _request(name="september", items=["ZZ-JG-06"], start_date=date(2026, 9, 7),
+                 department_yearly_cap=3),
+        today=date(2026, 9, 7),
+    )  # fmt: skip
+    assert september.summary["items"][0]["eligible"] == {"A": 0, "B": 0, "C": 0, "D": 4}
+    assert september.summary["items"][0]["excluded_repeat"] == 36  # all but tier D's 4
+    assert september.summary["items"][0]["excluded_over_cap"] == 0
 
 
 def _zz_inspectors(loaded: Loaded) -> None:
