@@ -40,8 +40,17 @@ USCC_REASONS = ("length", "charset", "region", "authority", "category", "org_che
                 "resident_id", "type")  # fmt: skip
 """The reasons of `records.uscc.InvalidUSCC`: the 422 code is `invalid_uscc:<reason>`."""
 
+KEY_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "`purpose_required`: an admin, regulator, analyst "
+          "or department key sent no `X-Purpose` where the route requires one; "
+          "`bad_request`: the request lacks what the route needs (the message says what)"},
+    401: {"model": ErrorBody, "description": "`unauthorized`: no valid `X-API-Key`"},
+}  # fmt: skip
+"""The answers about the key and the purpose, the same on every keyed route."""
+
 ERRORS: dict[int | str, dict[str, Any]] = {
-    **{s: {"model": ErrorBody} for s in (400, 401, 403, 404)},
+    **{s: {"model": ErrorBody} for s in (403, 404)},
+    **KEY_ERRORS,
     422: {
         "model": ErrorBody,
         "description": "A malformed request. `code`: `invalid` (a parameter or the body), "

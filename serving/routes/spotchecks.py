@@ -23,6 +23,7 @@ from serving.auth import Caller
 from serving.db import check_items
 from serving.deps import (
     CallerDep,
+    OptionalPurposeHeader,
     PurposeHeader,
     StateDep,
     purpose_of,
@@ -375,7 +376,7 @@ def post_task_result(
     body: TaskResult,
     state: StateDep,
     caller: CallerDep,
-    x_purpose: PurposeHeader = None,
+    x_purpose: OptionalPurposeHeader = None,
 ) -> ResultOut:
     """Record a check's result: it becomes a `spot_check` record and is published. The audit
     log gets a line for the company, with the caller's `X-Purpose` (optional here: a result is
