@@ -243,7 +243,8 @@ def test_plan_lists_show_corrected_results_and_open_objections(
         assert shown.exit_code == 0, shown.stderr
         assert shown.stdout_bytes == _list(client, reg, made.plan_id, fmt), fmt
     out = tmp_path / "list.xlsx"
-    shown = _cli(small, "plan", "show", made.plan_id, "--format", "xlsx", "--out", str(out))
+    shown = _cli(small, "plan", "show", made.plan_id, "--format", "xlsx", "--out", str(out),
+                 "--purpose", "t")  # fmt: skip
     assert shown.exit_code == 0 and out.read_bytes() == _list(client, reg, made.plan_id, "xlsx")
 
 
@@ -342,7 +343,9 @@ def test_cancelled_tasks_are_not_overdue_nor_counted_and_the_plan_verifies(
     done_id, one_id = int(tasks["id"].iloc[0]), int(tasks["id"].iloc[1])
     post_result(small.engine, small.store, done_id,
                 TaskResult(result="pass", check_date=start), today=today)  # fmt: skip
-    overdue = _cli(small, "plan", "overdue", "--plan-id", mistake.plan_id, "--json")
+    overdue = _cli(
+        small, "plan", "overdue", "--plan-id", mistake.plan_id, "--purpose", "t", "--json"
+    )
     assert len(json.loads(overdue.stdout)["tasks"]) == 39
     # one task by the API (a regulator), the rest by the command line
     one = client.post(f"/v1/spot-check-plans/{mistake.plan_id}/cancel", headers=reg,
@@ -358,7 +361,9 @@ def test_cancelled_tasks_are_not_overdue_nor_counted_and_the_plan_verifies(
     assert rest.exit_code == 0, rest.stderr
     assert json.loads(rest.stdout)["cancelled"] == 38 and json.loads(rest.stdout)["left_done"] == 1
     # not overdue, shown as cancelled, results refused, kept in the lifecycle log
-    overdue = _cli(small, "plan", "overdue", "--plan-id", mistake.plan_id, "--json")
+    overdue = _cli(
+        small, "plan", "overdue", "--plan-id", mistake.plan_id, "--purpose", "t", "--json"
+    )
     assert json.loads(overdue.stdout)["tasks"] == []
     body = json.loads(_list(client, reg, mistake.plan_id, "json"))
     status = {t["task_id"]: t["status"] for t in body["tasks"]}
