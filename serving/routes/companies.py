@@ -378,7 +378,10 @@ async def batch(
                               for u, full, public in rows})  # fmt: skip
                 disputed.update(disputed_on(con, part, today))
     lines = [(code, 200 if code in found else 404) for code in wanted]
-    state.audit.log_each(caller, "POST /v1/companies:batch", lines, purpose)  # all or none
+    # a malformed code is a probe, on record as a look-up of it is (422, the code as given);
+    # all the lines or none (at most the batch limit of probes)
+    probes = list(dict.fromkeys(i["uscc"] for i in invalid))
+    state.audit.log_each(caller, "POST /v1/companies:batch", lines, purpose, probes=probes)
     found = await _as_served(state, caller, found, disputed, on)
     docs = ",".join(found[u] for u in wanted if u in found)
     absent = [u for u in wanted if u not in found]

@@ -509,6 +509,36 @@ def test_a_malformed_code_is_on_record_as_given(api: Api) -> None:
     assert line["uscc"] is None and line["detail"] == f"uscc={long}"[:512]
 
 
+def test_a_batchs_malformed_codes_are_on_record_as_given(api: Api) -> None:
+    """A batch answered its malformed codes in `invalid` (200) and logged nothing of them,
+    where a look-up of one is a line without a company (422, the code as given): asking a batch
+    of made-up codes was an unrecorded way to probe. Each distinct malformed code is now such a
+    line, with the batch's other lines (queued together: all or none)."""
+    code = _clean_company(api)
+    unknown = "91110000600037341L"  # valid, not known here
+    long = "9" * 64  # the longest a batch takes
+    asked = [code, "nonsense", unknown, "91-BAD", "nonsense", long]
+    for role in ("regulator", "public"):
+        answer, rows = api.rows("POST", "/v1/companies:batch?on=" + AS_OF.isoformat(), role,
+                                json={"usccs": asked})  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        assert [i["uscc"] for i in answer.json()["invalid"]] == ["nonsense", "91-BAD", "nonsense",
+                                                                 long]  # fmt: skip
+        on = f"on={AS_OF.isoformat()}"
+        lines = sorted(((r["uscc"] or "", r["status"], r["detail"]) for r in rows), key=str)
+        assert lines == sorted([
+            (code, 200, on), (unknown, 404, on), ("", 422, f"uscc=nonsense&{on}"),
+            ("", 422, f"uscc=91-BAD&{on}"), ("", 422, f"uscc={long}&{on}"),
+        ], key=str), role  # fmt: skip
+        assert {(r["endpoint"], r["role"]) for r in rows} == {("POST /v1/companies:batch", role)}
+    # a batch of malformed codes alone: a line each, none for a company
+    answer, rows = api.rows("POST", "/v1/companies:batch", "regulator",
+                            json={"usccs": ["x1", "x2"]})  # fmt: skip
+    assert answer.status_code == 200 and answer.json()["companies"] == []
+    assert sorted((r["uscc"], r["status"], r["detail"]) for r in rows) == [
+        (None, 422, "uscc=x1"), (None, 422, "uscc=x2")]  # fmt: skip
+
+
 # ---- the command line ----------------------------------------------------------------------------
 
 
