@@ -559,6 +559,7 @@ def _records(
                 "publicity_end": end.isoformat() if end else None,
                 "objection_open": r["objection_open"],
                 "corrected": r["corrected"],
+                "supplemented": r["supplemented"],
                 "public": r["public"] if full else None,
                 "counts": r["counts"] if full else None,
             }

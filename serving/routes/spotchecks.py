@@ -469,6 +469,10 @@ class PublishedResult(BaseModel):
     not_inspected_reason: str | None = None
     """Why (a code: unreachable, deregistered, ceased_trading, other), for not_inspected."""
     corrected: bool = False
+    """Its result corrected (结果已更正): a correction in force changed it."""
+    supplemented: bool = False
+    """Information added to it by an objection decided supplemented (结果已补充); the result
+    itself is as posted unless also `corrected`."""
     check_date: date
     published_at: str | None
     """When the result was posted, China time with its offset (2026-12-05T18:29:06+08:00)."""
