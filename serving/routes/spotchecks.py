@@ -275,12 +275,13 @@ def get_plan_list(
     purpose = purpose_of(caller, x_purpose)
     department = _own_department(state, caller, department)
     inspector = _inspector(state, inspector)
+    why = f"{plan_id}: {purpose or ''}"[:256]
     with state.engine.connect() as con:
         try:
             plan, frame = plan_list(con, plan_id, department, inspector, store=state.store)
-        except LookupError as exc:
+        except LookupError as exc:  # the query is on record: a line without a company
+            state.audit.log(caller, "GET /v1/spot-check-plans/{plan_id}", None, why, 404)
             raise ApiError(404, "not_found", str(exc)) from None
-    why = f"{plan_id}: {purpose or ''}"[:256]
     state.audit.log_companies(caller, "GET /v1/spot-check-plans/{plan_id}", frame["uscc"], why)
     # the same bytes as `credsup plan show` (one export: serving.spotcheck.export)
     headers = (
@@ -444,7 +445,8 @@ def get_overdue(
         if plan_id is not None:
             try:
                 get_plan(con, plan_id)
-            except LookupError as exc:
+            except LookupError as exc:  # the query is on record: a line without a company
+                state.audit.log(caller, "GET /v1/spot-check-tasks/overdue", None, purpose, 404)
                 raise ApiError(404, "not_found", str(exc)) from None
         frame = overdue_tasks(con, day, department, plan_id, limit)
     state.audit.log_companies(caller, "GET /v1/spot-check-tasks/overdue", frame["uscc"], purpose)

@@ -627,6 +627,16 @@ def test_command_line_refusals_are_logged_with_the_status_the_api_answers(api: A
         (None, 404, "credsup plan show", None)]  # fmt: skip
     assert run("plan", "overdue", "--plan-id", "SJ-2099-99999", exit_code=2) == [
         (None, 404, "credsup plan overdue", "plan_id=SJ-2099-99999")]  # fmt: skip
+    # as the API logs them now (an unknown plan was not logged there either)
+    for path, endpoint, detail in (
+        ("/v1/spot-check-plans/SJ-2099-99999", "GET /v1/spot-check-plans/{plan_id}", None),
+        ("/v1/spot-check-tasks/overdue?plan_id=SJ-2099-99999", "GET /v1/spot-check-tasks/overdue",
+         "plan_id=SJ-2099-99999"),
+    ):  # fmt: skip
+        answer, rows = api.rows("GET", path, "regulator")
+        assert answer.status_code == 404, answer.text
+        assert [(r["uscc"], r["status"], r["endpoint"], r["detail"]) for r in rows] == [
+            (None, 404, endpoint, detail)]  # fmt: skip
     # a step the entry's state refuses: 409 under its company, as the API's line (it was 200)
     entry = lists.propose(world.engine, world.store, code, "serious_dishonest_list", "第十条",
                           "审计测试")  # fmt: skip
