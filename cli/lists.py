@@ -2,19 +2,32 @@
 
 The commands work on the serving database and the store directly (like `credsup plan`); a
 listing or removal re-scores the company with the champion model, as the service does.
-What shows an entry (`show`, `list`, `confirm`, `remove`) is logged in the audit log before it
-is shown or done, with the purpose every such command requires (`--purpose`, as the API
-requires X-Purpose) and the options that chose the entries.
+What shows an entry (`show`, `list`, `confirm`, `remove`) is logged in the audit log as the API
+logs it, with the purpose every such command requires (`--purpose`, as the API requires
+X-Purpose), the options that chose the entries and the status the API would answer: a read
+before it is shown, an unknown entry 404, a step with its outcome (409 for one its state
+refuses).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
-from cli.main import JsonOpt, _as_of, _emit_json, _required_purpose, _settings, _store, app, out
-from cli.plans import _engine, _fail, _log_read
+from cli.main import (
+    JsonOpt,
+    ReadPurposeOpt,
+    _as_of,
+    _emit_json,
+    _required_purpose,
+    _settings,
+    _store,
+    app,
+    out,
+)
+from cli.plans import _engine, _fail, _log_lines, _log_read
 from records.settings import Settings
 from records.workdays import china_today
 
@@ -27,23 +40,42 @@ app.add_typer(lists_app, name="lists")
 RescoreOpt = Annotated[
     bool, typer.Option("--rescore/--no-rescore", help="Re-score the company now (champion).")
 ]
-PurposeOpt = Annotated[
-    str | None,
-    typer.Option(help="Why this credit information is read (required; kept in the audit log)."),
-]
 
 
-def _entry_logged(engine: Any, command: str, entry_id: int, purpose: str) -> dict[str, Any]:
-    """The entry (exit 2 for none), its company logged as read before anything is shown or
-    done (a step that cannot be logged is not taken)."""
+def _entry_of(engine: Any, command: str, entry_id: int, purpose: str) -> dict[str, Any]:
+    """The entry; for none, the API's line (404, without a company), then exit 2."""
     from serving.lists import ListError, get
 
     try:
-        entry = get(engine, entry_id)
+        return get(engine, entry_id)
     except ListError as exc:
+        _log_read(engine, command, [], purpose, exc.status)
         _fail(exc.message, _exit_code(exc))
+
+
+def _entry_logged(engine: Any, command: str, entry_id: int, purpose: str) -> dict[str, Any]:
+    """The entry (exit 2 for none), its company logged as read before anything is shown."""
+    entry = _entry_of(engine, command, entry_id, purpose)
     _log_read(engine, command, [entry["uscc"]], purpose)
     return entry
+
+
+def _step(
+    engine: Any, command: str, entry_id: int, purpose: str, take: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """A step on an entry, logged as the API logs it: one line under its company with the
+    status answered, the refusal's (409 for a step its state refuses, exit 1) or 200 once
+    taken (a line the log then refuses is reported, the step stands)."""
+    from serving.lists import ListError
+
+    entry = _entry_of(engine, command, entry_id, purpose)
+    try:
+        done = take()
+    except ListError as exc:
+        _log_read(engine, command, [entry["uscc"]], purpose, exc.status)
+        _fail(exc.message, _exit_code(exc))
+    _log_lines(engine, command, [(entry["uscc"], 200)], purpose, done=True)
+    return done
 
 
 def _rescore(settings: Settings, engine: Any, entry: dict[str, Any]) -> dict[str, Any]:
@@ -135,7 +167,7 @@ def lists_derive(
 
 
 @lists_app.command("show")
-def lists_show(entry_id: int, purpose: PurposeOpt = None, as_json: JsonOpt = False) -> None:
+def lists_show(entry_id: int, purpose: ReadPurposeOpt = None, as_json: JsonOpt = False) -> None:
     """An entry with its steps."""
     why = _required_purpose(purpose)
     entry = _entry_logged(_engine(), "lists show", entry_id, why)
@@ -151,7 +183,7 @@ def lists_list(
     list_: Annotated[str | None, typer.Option("--list", help="One list, e.g. red_list.")] = None,
     status: Annotated[str | None, typer.Option(help="notified, listed, expired, …")] = None,
     limit: Annotated[int, typer.Option(min=1)] = 100,
-    purpose: PurposeOpt = None,
+    purpose: ReadPurposeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Entries, newest first."""
@@ -178,19 +210,19 @@ def lists_list(
 
 @lists_app.command("confirm")
 def lists_confirm(
-    entry_id: int, rescore: RescoreOpt = True, purpose: PurposeOpt = None, as_json: JsonOpt = False
+    entry_id: int,
+    rescore: RescoreOpt = True,
+    purpose: ReadPurposeOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """List a notified entry (after its objection period, or a dismissed objection)."""
-    from serving.lists import ListError, confirm
+    from serving.lists import confirm
 
     why = _required_purpose(purpose)
     settings = _settings()
     engine = _engine()
-    _entry_logged(engine, "lists confirm", entry_id, why)
-    try:
-        entry = confirm(engine, _store(settings), entry_id, None)
-    except ListError as exc:
-        _fail(exc.message, _exit_code(exc))
+    entry = _step(engine, "lists confirm", entry_id, why,
+                  lambda: confirm(engine, _store(settings), entry_id, None))  # fmt: skip
     if rescore:
         entry["rescored"] = _rescore(settings, engine, entry)
     if as_json:
@@ -204,20 +236,17 @@ def lists_remove(
     entry_id: int,
     reason: Annotated[str, typer.Option(help="Why it comes off the list.")],
     rescore: RescoreOpt = True,
-    purpose: PurposeOpt = None,
+    purpose: ReadPurposeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Take a listed entry off its list from today."""
-    from serving.lists import ListError, remove
+    from serving.lists import remove
 
     why = _required_purpose(purpose)
     settings = _settings()
     engine = _engine()
-    _entry_logged(engine, "lists remove", entry_id, why)
-    try:
-        entry = remove(engine, _store(settings), entry_id, reason, None)
-    except ListError as exc:
-        _fail(exc.message, _exit_code(exc))
+    entry = _step(engine, "lists remove", entry_id, why,
+                  lambda: remove(engine, _store(settings), entry_id, reason, None))  # fmt: skip
     if rescore:
         entry["rescored"] = _rescore(settings, engine, entry)
     if as_json:

@@ -50,6 +50,11 @@ PurposeOpt = Annotated[
     str | None,
     typer.Option(help="Why this credit information is read (kept in the audit log)."),
 ]
+ReadPurposeOpt = Annotated[
+    str | None,
+    typer.Option(help="Why this credit information is read (required; kept in the audit log)."),
+]
+"""The purpose of a read, required (`_required_purpose`: exit 2 without one)."""
 
 
 RestateOpt = Annotated[
@@ -576,32 +581,32 @@ def _required_purpose(purpose: str | None) -> str:
 def grade(
     uscc: Annotated[str, typer.Argument(help="Unified social credit code.")],
     on: Annotated[str, typer.Option(help="The day the grade is asked for, YYYY-MM-DD.")],
-    purpose: Annotated[
-        str | None,
-        typer.Option(help="Why this credit information is read (required; kept in the audit log)."),
-    ] = None,
+    purpose: ReadPurposeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """What was this company's score and grade on a given day (latest evaluation by then).
-    The read is logged in the audit log (with its purpose and day) before anything is shown."""
-    from cli.plans import _engine, _log_read
+    The read is logged in the audit log (with its purpose, day and the status the API would
+    answer: 404 without an evaluation, 422 for a malformed code) before anything is shown."""
+    from cli.plans import _engine, _log_lines, _log_read
     from features.results import Results
     from records.uscc import InvalidUSCC, validate
-    from serving.audit import asking
+    from serving.audit import asking, probe_detail
 
     why = _required_purpose(purpose)
     try:
         code = validate(uscc)
-    except InvalidUSCC as exc:
+    except InvalidUSCC as exc:  # a probe, as the API logs it: no company, the code as given
+        with asking([("on", on)]):
+            _log_lines(_engine(), "grade", [(None, 422)], why, detail=probe_detail(uscc))
         raise typer.BadParameter(exc.message) from None
     day = _as_of(on)
     today = china_today()
     if day > today:  # as the API's `future_day`: a grade of a day to come is not known
         raise typer.BadParameter(f"{day} is after today ({today}): no grade is known for it")
     settings = _settings()
-    with asking([("on", day.isoformat())]):  # the line's detail: the day, as the API's `on=`
-        _log_read(_engine(), "grade", [code], why)
     row = Results(settings.data_dir).score_on(code, day)
+    with asking([("on", day.isoformat())]):  # the line's detail: the day, as the API's `on=`
+        _log_read(_engine(), "grade", [code], why, 200 if row is not None else 404)
     if row is None:
         if as_json:
             _emit_json({"uscc": code, "on": on, "error": "no evaluation on or before that day"})

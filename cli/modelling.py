@@ -14,12 +14,13 @@ from rich.table import Table
 
 from cli.main import (
     JsonOpt,
-    PurposeOpt,
+    ReadPurposeOpt,
     RestateOpt,
     _as_of,
     _emit_json,
     _progress,
     _refuse_restatement,
+    _required_purpose,
     _settings,
     _store,
     app,
@@ -468,14 +469,16 @@ def predict(
     ] = None,
     model: ModelOpt = "champion",
     reasons: Annotated[int, typer.Option(min=0, max=10, help="Reasons per row.")] = 3,
-    purpose: PurposeOpt = None,
+    purpose: ReadPurposeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Score (uscc, as_of) pairs point in time (a backtest): probability, tier and reasons.
-    The companies scored are logged in the audit log (a line each)."""
-    from cli.plans import _engine, _log_read
+    The companies scored are logged in the audit log (a line each, with the purpose, required
+    as the API requires X-Purpose) before anything is written."""
+    from cli.plans import _engine, _log_lines
     from models.batch import BadPoints, predict_points
 
+    why = _required_purpose(purpose)
     settings = _settings()
     if not points.exists():
         raise typer.BadParameter(f"{points} does not exist")
@@ -487,8 +490,15 @@ def predict(
     except BadPoints as exc:
         err.print(f"{points}: {exc}")
         raise typer.Exit(2) from None
-    _log_read(_engine(), "predict", table.column("uscc").to_pylist(),
-              f"{purpose or 'backtest'}: {points.name}, model v{version}")  # fmt: skip
+    # a line per company: 404 where no point found it (unknown), as the API's batch logs them
+    known: dict[str, bool] = {}
+    for code, status in zip(table.column("uscc").to_pylist(), table.column("status").to_pylist(),
+                            strict=True):  # fmt: skip
+        known[code] = known.get(code, False) or status != "unknown"
+    lines = [(code, 200 if found else 404) for code, found in known.items()]
+    _log_lines(
+        _engine(), "predict", lines or [(None, 200)], f"{why}: {points.name}, model v{version}"
+    )
     target = output or points.with_name(points.stem + f".predicted-v{version}.csv")
     if target.suffix.lower() == ".parquet":
         pq.write_table(table, target)

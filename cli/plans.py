@@ -5,14 +5,26 @@ from __future__ import annotations
 import getpass
 import socket
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
 import typer
 from rich.markup import escape
 
-from cli.main import JsonOpt, PurposeOpt, _as_of, _emit_json, _settings, _store, app, err, out
+from cli.main import (
+    JsonOpt,
+    PurposeOpt,
+    ReadPurposeOpt,
+    _as_of,
+    _emit_json,
+    _required_purpose,
+    _settings,
+    _store,
+    app,
+    err,
+    out,
+)
 from records.workdays import china_today
 from serving.spotcheck.items import NotInspectedReason, Outcome
 
@@ -35,24 +47,47 @@ def _engine() -> Any:
     return make_engine(settings.serving_url)
 
 
-def _log_read(engine: Any, command: str, usccs: Iterable[str], purpose: str | None) -> None:
+def _log_read(
+    engine: Any, command: str, usccs: Iterable[str], purpose: str | None, status: int = 200
+) -> None:
     """A read of companies' credit information at the command line goes to the audit log like
     the API's: a line per company (one without a company when none was found), role
-    `operator`, the operating-system user and host in the purpose. Written before anything is
-    shown: a read that cannot be logged fails."""
+    `operator`, the operating-system user and host in the purpose, and the status the API
+    would have answered (404 for an unknown plan or entry, as its lines say). Written before
+    anything is shown: a read that cannot be logged fails."""
+    codes: list[str | None] = list(dict.fromkeys(usccs))
+    _log_lines(engine, command, [(code, status) for code in codes or [None]], purpose)
+
+
+def _log_lines(
+    engine: Any,
+    command: str,
+    lines: Sequence[tuple[str | None, int]],
+    purpose: str | None,
+    *,
+    detail: str | None = None,
+    done: bool = False,
+) -> None:
+    """The audit lines (company, status) of a command, as `_log_read` writes them. `done`: the
+    lines of a step already taken (as the API writes a step's line once it is answered): a line
+    the audit log refuses is reported on stderr and the step stands."""
     from serving.audit import AuditQuarantine, AuditWriter
     from serving.auth import Caller
 
     user = getpass.getuser()
     writer = AuditWriter(engine, quarantine=AuditQuarantine(_settings().audit_quarantine_dir))
-    writer.log_companies(
+    writer.log_each(
         Caller(key_id=0, role="operator", department=None, name=user),
         f"credsup {command}",
-        usccs,
+        lines,
         f"{purpose or 'command line'} (by {user} on {socket.gethostname()})",
+        detail=detail,
     )
     writer.flush()
-    if writer.refused:
+    if writer.refused and done:
+        err.print(f"[yellow]warning:[/yellow] done, but the audit log refused its line: "
+                  f"{escape(writer.refused[0][1])}", soft_wrap=True)  # fmt: skip
+    elif writer.refused:
         _fail(f"the audit log refused the read: {writer.refused[0][1]}", 1)
 
 
@@ -423,27 +458,39 @@ def plan_show(
         str | None, typer.Option(help="One department (code or Chinese name).")
     ] = None,
     inspector: Annotated[str | None, typer.Option(help="One inspector's tasks.")] = None,
-    purpose: PurposeOpt = None,
+    purpose: ReadPurposeOpt = None,
 ) -> None:
     """A plan's list, byte for byte as `GET /v1/spot-check-plans/{id}` gives it: JSON (the plan
     and its tasks), CSV (UTF-8 with a byte-order mark, Chinese headers) or Excel; optionally for
-    one department or inspector."""
+    one department or inspector. The companies listed are logged in the audit log (with the
+    purpose, required as the API requires X-Purpose) before anything is written."""
+    from serving.audit import asking
     from serving.spotcheck.export import plan_list_bytes
     from serving.spotcheck.plans import plan_list
 
+    why = _required_purpose(purpose)
     if format == "xlsx" and output is None:
         _fail("give --out for Excel (an .xlsx file is no text for the terminal)")
     from serving.spotcheck.plans import inspector_filter
 
     engine = _engine()
+    missing: str | None = None
     with engine.connect() as con:
         department = _department(con, department)
         try:
             inspector = inspector_filter(con, inspector) if inspector is not None else None
+        except LookupError as exc:  # the API's 422 unknown_inspector: nothing read
+            _fail(str(exc.args[0]))
+        try:
             plan, frame = plan_list(con, plan_id, department, inspector, store=_store(_settings()))
         except LookupError as exc:
-            _fail(str(exc.args[0]))
-    _log_read(engine, "plan show", frame["uscc"], f"{plan_id}: {purpose or 'plan list'}")
+            missing = str(exc.args[0])
+    chosen = {"department": department, "inspector": inspector}
+    with asking([(k, v) for k, v in chosen.items() if v is not None]):  # the line's detail
+        if missing is not None:  # an unknown plan: the API's 404, a line without a company
+            _log_read(engine, "plan show", [], f"{plan_id}: {why}", 404)
+            _fail(missing)
+        _log_read(engine, "plan show", frame["uscc"], f"{plan_id}: {why}")
     data = plan_list_bytes(plan, frame, format)
     if output is None:
         typer.echo(data, nl=False)  # the bytes as they are: the CSV keeps its byte-order mark
@@ -586,25 +633,32 @@ def plan_overdue(
     ] = None,
     plan_id: Annotated[str | None, typer.Option("--plan-id", help="One plan's tasks.")] = None,
     as_of: Annotated[str | None, typer.Option("--as-of")] = None,
-    purpose: PurposeOpt = None,
+    purpose: ReadPurposeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Tasks past their 20 working days without a result (with --json: what
-    `GET /v1/spot-check-tasks/overdue` answers)."""
+    `GET /v1/spot-check-tasks/overdue` answers). The companies listed are logged in the audit
+    log (with the purpose, required as the API requires X-Purpose) before they are shown."""
+    from serving.audit import asking
     from serving.routes.spotchecks import TaskOut, TaskPage
     from serving.spotcheck.plans import get_plan, overdue_tasks
 
+    why = _required_purpose(purpose)
     day = _as_of(as_of) if as_of else china_today()
     engine = _engine()
     with engine.connect() as con:
         department = _department(con, department, as_json)
+        chosen = {"department": department, "plan_id": plan_id, "as_of": as_of}
         if plan_id is not None:
             try:
                 get_plan(con, plan_id)
-            except LookupError as exc:
+            except LookupError as exc:  # the API's 404, a line without a company
+                with asking([(k, v) for k, v in chosen.items() if v is not None]):
+                    _log_read(engine, "plan overdue", [], why, 404)
                 _fail(str(exc.args[0]), as_json=as_json)
         frame = overdue_tasks(con, day, department, plan_id, limit=100_000)
-    _log_read(engine, "plan overdue", frame["uscc"], purpose)
+    with asking([(k, v) for k, v in chosen.items() if v is not None]):  # the line's detail
+        _log_read(engine, "plan overdue", frame["uscc"], why)
     if as_json:
         page = TaskPage(as_of=day, tasks=[TaskOut.model_validate({**r, "task_id": r["id"]})
                                           for r in frame.to_dict("records")])  # fmt: skip

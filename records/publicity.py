@@ -183,6 +183,43 @@ def corrected(
     return out
 
 
+SUPPLEMENTED = "supplemented"
+"""The outcome of an objection that added information to a record (DOMAIN §10): its correction
+event restates attributes only, and the record is shown `supplemented`, not `corrected`."""
+
+
+def supplements(events: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The ids of the correction events that only add information: those of an objection
+    decided `supplemented`, told by the decision's `objection_closed` event (its `outcome`),
+    stored in the same batch (a decision's events are appended in one)."""
+    events = list(events)
+    batches = {
+        e.get("batch_id") for e in events
+        if e["event_type"] == "objection_closed"
+        and _attributes(e.get("attributes")).get("outcome") == SUPPLEMENTED
+    }  # fmt: skip
+    batches.discard(None)
+    return {str(e.get("event_id")) for e in events
+            if e["event_type"] == "correction" and e.get("batch_id") in batches}  # fmt: skip
+
+
+def amended(
+    record: Mapping[str, Any], events: Iterable[Mapping[str, Any]], day: date
+) -> tuple[bool, bool]:
+    """(corrected, supplemented) on `day`, for a record whose form then differs from the one
+    recorded: whether a correction in force other than an objection's supplement is behind it,
+    and whether one of an objection decided `supplemented` is (`supplements`). A record
+    corrected and supplemented, in either order, is both. (Each correction stored restates the
+    ones before it, so the forms alone cannot tell which added what.)"""
+    events = list(events)
+    if corrected(record, events, day) == corrected(record, [], day):
+        return False, False
+    added = supplements(events)
+    fixes = [str(e.get("event_id")) for e in events
+             if e["event_type"] == "correction" and _in_force(e) <= day]  # fmt: skip
+    return any(f not in added for f in fixes), any(f in added for f in fixes)
+
+
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7396 JSON merge patch (as SQL `json_merge_patch`): objects merge key by key,
     recursively; null removes a key; anything else replaces."""
@@ -280,7 +317,8 @@ def records_on(
     now: date | None = None,
 ) -> list[dict[str, Any]]:
     """Every record of a company known on `day`, newest first, in the form it has that day,
-    with `public`, `counts`, `public_until`, `corrected` and `objection_open` by the rule.
+    with `public`, `counts`, `public_until`, `corrected`, `supplemented` and `objection_open`
+    by the rule (`corrected`: a correction in force, other than an objection's supplement).
 
     `now`: the day the view is made, for a view of the past made for the public. A record that
     is no longer public on `now` (repaired, expired, withdrawn, no longer published) is then not
@@ -317,8 +355,11 @@ def records_on(
         form = corrected(r, evs, day)
         form["original"] = r
         form["entity_type"] = entity_type
-        form["corrected"] = any(e["event_type"] == "correction" and _in_force(e) <= day
-                                for e in evs)  # fmt: skip
+        fixes = [str(e["event_id"]) for e in evs
+                 if e["event_type"] == "correction" and _in_force(e) <= day]  # fmt: skip
+        added = supplements(evs)
+        form["corrected"] = any(f not in added for f in fixes)  # shown in a corrected form
+        form["supplemented"] = any(f in added for f in fixes)  # information added (DOMAIN §10)
         form["public"] = public_on(r, evs, day, entity_type, cat) and (
             now is None or now <= day or public_on(r, later, now, entity_type, cat)
         )
@@ -420,7 +461,7 @@ def counting_end_sql(catalogue: Catalogue | None = None) -> str:
 
 
 __all__ = [
-    "CORRECTABLE", "STOPS_COUNTING", "STOPS_PUBLICITY", "Period", "corrected", "counting_end_sql",
-    "counts_on", "merge_patch", "period", "public_on", "public_until", "records_on",
-    "stopped_on", "stored_with_events",
+    "CORRECTABLE", "STOPS_COUNTING", "STOPS_PUBLICITY", "SUPPLEMENTED", "Period", "amended",
+    "corrected", "counting_end_sql", "counts_on", "merge_patch", "period", "public_on",
+    "public_until", "records_on", "stopped_on", "stored_with_events", "supplements",
 ]  # fmt: skip

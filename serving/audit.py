@@ -100,6 +100,10 @@ def asking(params: Iterable[tuple[str, str]]) -> Iterator[None]:
         _ASKED.reset(token)
 
 
+PROBE_STATUS = 422
+"""The status of a malformed code's line: what a look-up of it answers."""
+
+
 def probe_detail(given: str) -> str | None:
     """The detail of the line of a malformed code: the code as given, then the rest of what was
     asked (the code leaves the `uscc` column empty: it names no company)."""
@@ -304,6 +308,7 @@ class AuditWriter:
         *,
         detail: str | None = None,
         admitted: bool = False,
+        probes: Sequence[str] = (),
     ) -> None:
         """The lines (company, status) of one read, queued all or none: refused when they
         would take the backlog past its limit, so one large read cannot fill the queue for
@@ -311,18 +316,22 @@ class AuditWriter:
         queueing are one step for concurrent reads. `detail` defaults to what the request (or
         command) bound (`bind_asked`). `admitted`: the lines of a change already made, whose
         room was asked for before it was made (`ensure_room`): queued whatever the backlog,
-        since the change stands and its line must not be lost."""
+        since the change stands and its line must not be lost. `probes`: malformed codes the
+        read was asked for (a batch's `invalid`), each a line without a company, 422 (what a
+        look-up of it answers), the code as given in its detail (`probe_detail`)."""
         at = datetime.now(UTC)
         cleaned = clean_purpose(purpose)
         shown = _ASKED.get() if detail is None else _clean(detail, DETAIL_LENGTH)
+        rows = [(uscc, status, shown) for uscc, status in lines]
+        rows += [(None, PROBE_STATUS, probe_detail(given)) for given in probes]
         with self._admit:
             if not admitted:
-                self._check_room(len(lines))
-            for uscc, status in lines:
+                self._check_room(len(rows))
+            for uscc, status, said in rows:
                 self._queue.put({
                     "at": at, "key_id": caller.key_id, "role": caller.role,
                     "department": caller.department, "uscc": uscc, "endpoint": endpoint,
-                    "purpose": cleaned, "status": status, "detail": shown,
+                    "purpose": cleaned, "status": status, "detail": said,
                 })  # fmt: skip
 
     def ensure_room(self, lines: int = 1) -> None:

@@ -30,6 +30,7 @@ from serving.audit import AuditUnavailable, probe_detail
 from serving.auth import Caller
 from serving.deps import (
     CallerDep,
+    OptionalPurposeHeader,
     PurposeHeader,
     StateDep,
     purpose_of,
@@ -123,7 +124,7 @@ async def case_audit(
 
 
 async def public_audit(
-    request: Request, state: StateDep, caller: CallerDep, x_purpose: PurposeHeader = None
+    request: Request, state: StateDep, caller: CallerDep, x_purpose: OptionalPurposeHeader = None
 ) -> AsyncIterator[CaseAudit]:
     """A read of public information (the published lists), logged with the purpose when one
     is sent (none is required)."""

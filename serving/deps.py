@@ -6,7 +6,8 @@ import math
 from typing import Annotated
 from urllib.parse import unquote
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Security
+from fastapi.security import APIKeyHeader
 
 from records import uscc as codes
 from records.publicity import records_on
@@ -25,10 +26,20 @@ async def get_state(request: Request) -> ServiceState:
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
+API_KEY = APIKeyHeader(
+    name="X-API-Key", scheme_name="ApiKey", auto_error=False,
+    description="The caller's API key (`credsup keys create`): every `/v1` route needs one; "
+    "without a valid one the answer is 401 `unauthorized`.",
+)  # fmt: skip
+"""The key as the OpenAPI document declares it (a security scheme, so that Swagger UI's
+Authorize and generated clients send it). `auto_error=False`: a missing key reaches
+`get_caller`, which answers 401 `unauthorized` as before (FastAPI's own error would differ)."""
+
+
 async def get_caller(
     request: Request,
     state: StateDep,
-    x_api_key: Annotated[str | None, Header(description="API key")] = None,
+    x_api_key: Annotated[str | None, Security(API_KEY)],
 ) -> Caller:
     caller = state.keys.get(x_api_key)
     if caller is None:
@@ -129,8 +140,23 @@ def _utf8(header: str) -> str:
 
 
 PurposeHeader = Annotated[
-    str | None, Header(description="Why the credit information is read (non-public roles).")
+    str | None,
+    Header(
+        description="Why the credit information is read, as written (UTF-8, raw or "
+        "percent-encoded), kept in the audit log. Required of the admin, regulator, analyst "
+        "and department roles: without it they are answered 400 `purpose_required`; public "
+        "and company keys need not send one.",
+    ),
 ]
+"""The purpose of a route that requires it of non-public roles (`purpose_of`)."""
+OptionalPurposeHeader = Annotated[
+    str | None,
+    Header(
+        description="Why the information is read, kept in the audit log when sent (not "
+        "required here: what this route answers is public, or the route records a step).",
+    ),
+]
+"""The purpose of a route that logs one when sent, requiring none (`stated_purpose`)."""
 
 
 def valid_code(uscc: str) -> str:

@@ -10,7 +10,10 @@ Chinese working-day calendar). Outcomes, each closing the objection (`objection_
 - `corrected`: the record counts in its corrected form (`severity`, `amount`, `attributes`) from
   the decision day; `supplemented`: information is added (`attributes` only). The `correction`
   event carries the full correction relative to the original record, earlier corrections merged
-  in, so the latest correction in force is the whole truth about the record.
+  in, so the latest correction in force is the whole truth about the record. What serves the
+  record shows the two apart (`records.publicity.supplements`: the decision's closing event,
+  stored with the correction, names its outcome): `corrected` (结果已更正) for a correction,
+  `supplemented` (已补充) for information added.
 - `stop_publishing`: an `unpublish` event: the record stops being public but counts while its
   period runs.
 - `removed_from_list`: for a listing record only: a `withdrawal` event (it stops counting and

@@ -218,7 +218,11 @@ class RecordView(BaseModel):
     )
     objection_open: bool
     corrected: bool = False
-    """Shown in its corrected form (an objection's correction is in force)."""
+    """Shown in its corrected form (a correction is in force: an objection decided `corrected`,
+    or the department's own); not for information only added (`supplemented`)."""
+    supplemented: bool = False
+    """Information was added to it (an objection decided `supplemented`, 已补充): its
+    attributes carry it; severity and amount are as recorded unless also `corrected`."""
     public: bool | None = None
     """Public on the day (authorities' view; the public sees only public records)."""
     counts: bool | None = None

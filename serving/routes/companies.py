@@ -40,8 +40,17 @@ USCC_REASONS = ("length", "charset", "region", "authority", "category", "org_che
                 "resident_id", "type")  # fmt: skip
 """The reasons of `records.uscc.InvalidUSCC`: the 422 code is `invalid_uscc:<reason>`."""
 
+KEY_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "`purpose_required`: an admin, regulator, analyst "
+          "or department key sent no `X-Purpose` where the route requires one; "
+          "`bad_request`: the request lacks what the route needs (the message says what)"},
+    401: {"model": ErrorBody, "description": "`unauthorized`: no valid `X-API-Key`"},
+}  # fmt: skip
+"""The answers about the key and the purpose, the same on every keyed route."""
+
 ERRORS: dict[int | str, dict[str, Any]] = {
-    **{s: {"model": ErrorBody} for s in (400, 401, 403, 404)},
+    **{s: {"model": ErrorBody} for s in (403, 404)},
+    **KEY_ERRORS,
     422: {
         "model": ErrorBody,
         "description": "A malformed request. `code`: `invalid` (a parameter or the body), "
@@ -369,7 +378,10 @@ async def batch(
                               for u, full, public in rows})  # fmt: skip
                 disputed.update(disputed_on(con, part, today))
     lines = [(code, 200 if code in found else 404) for code in wanted]
-    state.audit.log_each(caller, "POST /v1/companies:batch", lines, purpose)  # all or none
+    # a malformed code is a probe, on record as a look-up of it is (422, the code as given);
+    # all the lines or none (at most the batch limit of probes)
+    probes = list(dict.fromkeys(i["uscc"] for i in invalid))
+    state.audit.log_each(caller, "POST /v1/companies:batch", lines, purpose, probes=probes)
     found = await _as_served(state, caller, found, disputed, on)
     docs = ",".join(found[u] for u in wanted if u in found)
     absent = [u for u in wanted if u not in found]
@@ -547,6 +559,7 @@ def _records(
                 "publicity_end": end.isoformat() if end else None,
                 "objection_open": r["objection_open"],
                 "corrected": r["corrected"],
+                "supplemented": r["supplemented"],
                 "public": r["public"] if full else None,
                 "counts": r["counts"] if full else None,
             }

@@ -28,6 +28,7 @@ from serving.deps import (
 )  # fmt: skip
 from serving.errors import ApiError, ErrorBody
 from serving.rescore import rescore_served
+from serving.routes.companies import KEY_ERRORS
 from serving.state import ServiceState
 
 router = APIRouter(prefix="/v1", tags=["lists"])
@@ -35,7 +36,8 @@ DECIDE = frozenset({"admin", "regulator"})
 READ = frozenset({"admin", "regulator", "department"})
 DERIVE = frozenset({"admin"})
 ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorBody} for s in (400, 401, 403, 404, 409, 422)
+    **{s: {"model": ErrorBody} for s in (403, 404, 409, 422)},
+    **KEY_ERRORS,
 }
 EntryId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 StatusName = Literal["notified", "objected", "rejected", "listed", "removed", "expired"]

@@ -44,7 +44,10 @@ class PublicRecord(BaseModel):
     amount: float | None
     attributes: dict[str, Any]
     public_until: date | None = Field(description="First day it is no longer public (null: open)")
-    corrected: bool
+    corrected: bool = Field(description="Shown in its corrected form (结果已更正)")
+    supplemented: bool = Field(
+        False, description="Information added to it by an objection decided supplemented (已补充)"
+    )
     objection_open: bool = Field(description="An objection to the record is being decided")
 
 
@@ -146,6 +149,7 @@ def public_company(
                 source_dept=r["source_dept"], severity=r["severity"], amount=r["amount"],
                 attributes=shown_attributes(r["category"], r["attributes"]),
                 public_until=r["public_until"], corrected=r["corrected"],
+                supplemented=r["supplemented"],
                 objection_open=r["objection_open"],
             )
             for r in shown

@@ -20,13 +20,15 @@ from serving.rescore import (
     UnknownCompany,
     rescore_company,
 )
+from serving.routes.companies import KEY_ERRORS
 
 router = APIRouter(prefix="/v1", tags=["companies"])
 
 RESCORE = frozenset({"admin", "regulator"})
 ENDPOINT = "POST /v1/companies/{uscc}:rescore"
 ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorBody} for s in (400, 401, 403, 404, 409, 422)
+    **{s: {"model": ErrorBody} for s in (403, 404, 409, 422)},
+    **KEY_ERRORS,
 }
 
 

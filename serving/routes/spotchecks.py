@@ -23,6 +23,7 @@ from serving.auth import Caller
 from serving.db import check_items
 from serving.deps import (
     CallerDep,
+    OptionalPurposeHeader,
     PurposeHeader,
     StateDep,
     purpose_of,
@@ -274,12 +275,13 @@ def get_plan_list(
     purpose = purpose_of(caller, x_purpose)
     department = _own_department(state, caller, department)
     inspector = _inspector(state, inspector)
+    why = f"{plan_id}: {purpose or ''}"[:256]
     with state.engine.connect() as con:
         try:
             plan, frame = plan_list(con, plan_id, department, inspector, store=state.store)
-        except LookupError as exc:
+        except LookupError as exc:  # the query is on record: a line without a company
+            state.audit.log(caller, "GET /v1/spot-check-plans/{plan_id}", None, why, 404)
             raise ApiError(404, "not_found", str(exc)) from None
-    why = f"{plan_id}: {purpose or ''}"[:256]
     state.audit.log_companies(caller, "GET /v1/spot-check-plans/{plan_id}", frame["uscc"], why)
     # the same bytes as `credsup plan show` (one export: serving.spotcheck.export)
     headers = (
@@ -375,7 +377,7 @@ def post_task_result(
     body: TaskResult,
     state: StateDep,
     caller: CallerDep,
-    x_purpose: PurposeHeader = None,
+    x_purpose: OptionalPurposeHeader = None,
 ) -> ResultOut:
     """Record a check's result: it becomes a `spot_check` record and is published. The audit
     log gets a line for the company, with the caller's `X-Purpose` (optional here: a result is
@@ -443,7 +445,8 @@ def get_overdue(
         if plan_id is not None:
             try:
                 get_plan(con, plan_id)
-            except LookupError as exc:
+            except LookupError as exc:  # the query is on record: a line without a company
+                state.audit.log(caller, "GET /v1/spot-check-tasks/overdue", None, purpose, 404)
                 raise ApiError(404, "not_found", str(exc)) from None
         frame = overdue_tasks(con, day, department, plan_id, limit)
     state.audit.log_companies(caller, "GET /v1/spot-check-tasks/overdue", frame["uscc"], purpose)
@@ -468,6 +471,10 @@ class PublishedResult(BaseModel):
     not_inspected_reason: str | None = None
     """Why (a code: unreachable, deregistered, ceased_trading, other), for not_inspected."""
     corrected: bool = False
+    """Its result corrected (结果已更正): a correction in force changed it."""
+    supplemented: bool = False
+    """Information added to it by an objection decided supplemented (结果已补充); the result
+    itself is as posted unless also `corrected`."""
     check_date: date
     published_at: str | None
     """When the result was posted, China time with its offset (2026-12-05T18:29:06+08:00)."""

@@ -47,6 +47,7 @@ COLUMN_NAMES: dict[str, str] = {
     "status": "状态",
     "result": "检查结果",
     "corrected": "结果已更正",
+    "supplemented": "结果已补充",
     "objection_open": "异议处理中",
     "check_date": "检查日期",
     "not_inspected_reason": "未能检查原因",
@@ -135,7 +136,7 @@ VALUE_NAMES: dict[str, dict[str, str]] = {
 }
 """Coded values shown in Chinese (per column); values not listed are shown as they are."""
 
-YES_NO_COLUMNS = frozenset({"corrected", "objection_open", "due_estimated"})
+YES_NO_COLUMNS = frozenset({"corrected", "supplemented", "objection_open", "due_estimated"})
 """Flags shown as 是/否 in CSV and Excel (JSON keeps true/false)."""
 
 TEXT_COLUMNS = frozenset(

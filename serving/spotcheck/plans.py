@@ -1311,11 +1311,12 @@ def plan_tasks(
 LIST_FIELDS = (
     "task_id", "plan_id", "visit_no", "uscc", "company_name", "region", "tier", "item_id",
     "item_name", "department", "inspectors", "inclusion_prob", "basis", "due_date",
-    "due_estimated", "status", "result", "corrected", "objection_open", "check_date",
-    "not_inspected_reason",
+    "due_estimated", "status", "result", "corrected", "supplemented", "objection_open",
+    "check_date", "not_inspected_reason",
 )  # fmt: skip
 """The columns of a plan's list as regulators fetch it: `result` as the published results show
-it (its corrected form once corrected, `corrected` true), and `objection_open` while an
+it (its corrected form once corrected, `corrected` true; `supplemented` true once an objection
+added information to it, which `corrected` does not say), and `objection_open` while an
 objection to it is being decided (DOMAIN §10: the flag is visible to every consumer);
 `status` done_late (逾期完成) for a check made after its deadline, and `due_estimated` when the
 deadline was counted past the published holiday calendar; `not_inspected_reason` why a check
@@ -1352,6 +1353,7 @@ def plan_list(
     # a deadline counted past the published holiday calendar (`due_estimated`) may move
     frame["due_estimated"] = bool(plan["due_estimated"])
     frame["corrected"] = False
+    frame["supplemented"] = False
     frame["objection_open"] = False
     if store is not None:
         _results_in_force(store, frame, today)
@@ -1363,7 +1365,7 @@ def plan_list(
 
 
 def _results_in_force(store: Store, frame: pd.DataFrame, today: date) -> None:
-    """Set `result`, `corrected` and `objection_open` of the tasks with a result as
+    """Set `result`, `corrected`, `supplemented` and `objection_open` of the tasks with a result as
     `published_results` shows them on `today` (one rule: `records.publicity`)."""
     ids = [str(r) for r in frame["record_id"].dropna().unique()]
     if not ids:
@@ -1371,6 +1373,7 @@ def _results_in_force(store: Store, frame: pd.DataFrame, today: date) -> None:
     records, events = publicity.stored_with_events(store, ids, today)
     result = frame["result"].astype(object).to_numpy().copy()
     fixed = np.zeros(len(frame), bool)
+    added = np.zeros(len(frame), bool)
     objected = np.zeros(len(frame), bool)
     for k, record_id in enumerate(frame["record_id"].tolist()):
         record = records.get(record_id) if isinstance(record_id, str) else None
@@ -1379,10 +1382,11 @@ def _results_in_force(store: Store, frame: pd.DataFrame, today: date) -> None:
         steps = events.get(record_id, [])
         form = publicity.corrected(record, steps, today)
         result[k] = form["severity"]
-        fixed[k] = form != publicity.corrected(record, [], today)
+        fixed[k], added[k] = publicity.amended(record, steps, today)
         objected[k] = publicity.objection_open(steps, today)
     frame["result"] = result
     frame["corrected"] = fixed
+    frame["supplemented"] = added
     frame["objection_open"] = objected
 
 
@@ -1895,6 +1899,7 @@ def _published(
     if not publicity.public_on(record, events, today, row["entity_type"]):
         return None
     form = publicity.corrected(record, events, today)
+    fixed, added = publicity.amended(record, events, today)
     person = row["entity_type"] == "individual_business"
     name_zh = json.loads(row["definition"])["name_zh"] if row["definition"] else row["item_id"]
     return {
@@ -1905,7 +1910,8 @@ def _published(
         "not_inspected_reason": (
             row["result_reason"] if form["severity"] == "not_inspected" else None
         ),
-        "corrected": form != publicity.corrected(record, [], today),
+        "corrected": fixed,
+        "supplemented": added,
         "check_date": row["check_date"].isoformat(),
         "published_at": _china_time(row["result_at"]),
         "published_late": bool(row["published_late"]),

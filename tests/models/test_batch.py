@@ -268,22 +268,22 @@ def test_an_unreadable_points_file_is_a_clear_error(cli_model: Path, province: S
     code = _codes(province, 1)[0]
     ragged = cli_model / "ragged.csv"
     ragged.write_text(f"uscc,as_of\n{code},2026-06-30\n{code},2026-06-30,extra\n")
-    status, _, err = _run("predict", "--points", str(ragged))
+    status, _, err = _run("predict", "--purpose", "test", "--points", str(ragged))
     assert status == 2, err
     assert "ragged.csv" in err and "row 2" in err and "3 fields" in err
     broken = cli_model / "broken.parquet"
     broken.write_bytes(b"uscc,as_of\nnot parquet at all\n")
-    status, _, err = _run("predict", "--points", str(broken))
+    status, _, err = _run("predict", "--purpose", "test", "--points", str(broken))
     assert status == 2 and "broken.parquet" in err and "cannot read" in err, err
     empty_date = cli_model / "empty.csv"
     empty_date.write_text(f"uscc,as_of\n{code},2026-06-30\n{code},\n")
-    status, _, err = _run("predict", "--points", str(empty_date))
+    status, _, err = _run("predict", "--purpose", "test", "--points", str(empty_date))
     assert status == 2 and "row 2: as_of is empty" in err, err
     null_date = cli_model / "null.parquet"
     pq.write_table(
         pa.table({"uscc": [code, code], "as_of": pa.array([END, None], pa.date32())}), null_date
     )
-    status, _, err = _run("predict", "--points", str(null_date))
+    status, _, err = _run("predict", "--purpose", "test", "--points", str(null_date))
     assert status == 2 and "row 2: as_of is empty" in err, err
 
 
@@ -291,9 +291,13 @@ def test_the_command_counts_inactive_points(cli_model: Path, closed: str) -> Non
     points = cli_model / "points.csv"
     points.write_text(f"uscc,as_of\n{closed},2026-02-28\n{closed},2026-06-30\n")
     target = cli_model / "out.parquet"
-    status, out, err = _run("predict", "--points", str(points), "--out", str(target), "--json")
+    status, out, err = _run(
+        "predict", "--purpose", "test", "--points", str(points), "--out", str(target), "--json"
+    )
     assert status == 0, err
     payload = json.loads(out)
     assert (payload["scored"], payload["inactive"], payload["unknown"]) == (1, 1, 0)
-    status, out, err = _run("predict", "--points", str(points), "--out", str(target))
+    status, out, err = _run(
+        "predict", "--purpose", "test", "--points", str(points), "--out", str(target)
+    )
     assert status == 0 and "1 inactive" in out and "inactive:" in err, (out, err)

@@ -601,7 +601,7 @@ def test_a_misspelt_setting_is_named_with_the_one_meant(
     from cli import main as cli_main
 
     cli_main._WARNED.clear()
-    res = CliRunner().invoke(app, ["plan", "overdue", "--json"], env=env)
+    res = CliRunner().invoke(app, ["plan", "overdue", "--purpose", "test", "--json"], env=env)
     assert res.exit_code == 0, res.output
     assert sum(line.startswith("warning:") for line in res.stderr.splitlines()) == 2
 

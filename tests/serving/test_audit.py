@@ -2,7 +2,8 @@
 company, why): every request of the case routes (repairs, objections, list entries) is one line
 per company it concerns, refusals included, with the caller's purpose and the status answered;
 lines keep the query parameters that chose what was read; malformed codes are on record as
-given; `credsup grade` and `credsup lists` require a purpose as the API does.
+given; the command line's reads (`credsup grade`, `lists`, `plan show`, `plan overdue`,
+`predict`) require a purpose as the API does, and log their refusals with the API's status.
 
 The service runs in-process (TestClient) on SQLite; the migration of the new column is tested on
 both databases.
@@ -28,7 +29,7 @@ from typer.testing import CliRunner
 from cli.main import app as cli
 from records.settings import Settings
 from records.workdays import china_today
-from serving import repairs
+from serving import lists, repairs
 from serving.app import create_app
 from serving.audit import AuditUnavailable, AuditWriter, bind_asked
 from serving.auth import Caller, create_key
@@ -508,12 +509,50 @@ def test_a_malformed_code_is_on_record_as_given(api: Api) -> None:
     assert line["uscc"] is None and line["detail"] == f"uscc={long}"[:512]
 
 
+def test_a_batchs_malformed_codes_are_on_record_as_given(api: Api) -> None:
+    """A batch answered its malformed codes in `invalid` (200) and logged nothing of them,
+    where a look-up of one is a line without a company (422, the code as given): asking a batch
+    of made-up codes was an unrecorded way to probe. Each distinct malformed code is now such a
+    line, with the batch's other lines (queued together: all or none)."""
+    code = _clean_company(api)
+    unknown = "91110000600037341L"  # valid, not known here
+    long = "9" * 64  # the longest a batch takes
+    asked = [code, "nonsense", unknown, "91-BAD", "nonsense", long]
+    for role in ("regulator", "public"):
+        answer, rows = api.rows("POST", "/v1/companies:batch?on=" + AS_OF.isoformat(), role,
+                                json={"usccs": asked})  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        assert [i["uscc"] for i in answer.json()["invalid"]] == ["nonsense", "91-BAD", "nonsense",
+                                                                 long]  # fmt: skip
+        on = f"on={AS_OF.isoformat()}"
+        lines = sorted(((r["uscc"] or "", r["status"], r["detail"]) for r in rows), key=str)
+        assert lines == sorted([
+            (code, 200, on), (unknown, 404, on), ("", 422, f"uscc=nonsense&{on}"),
+            ("", 422, f"uscc=91-BAD&{on}"), ("", 422, f"uscc={long}&{on}"),
+        ], key=str), role  # fmt: skip
+        assert {(r["endpoint"], r["role"]) for r in rows} == {("POST /v1/companies:batch", role)}
+    # a batch of malformed codes alone: a line each, none for a company
+    answer, rows = api.rows("POST", "/v1/companies:batch", "regulator",
+                            json={"usccs": ["x1", "x2"]})  # fmt: skip
+    assert answer.status_code == 200 and answer.json()["companies"] == []
+    assert sorted((r["uscc"], r["status"], r["detail"]) for r in rows) == [
+        (None, 422, "uscc=x1"), (None, 422, "uscc=x2")]  # fmt: skip
+
+
 # ---- the command line ----------------------------------------------------------------------------
+
+
+def max_id(world: Loaded) -> int:
+    with world.engine.connect() as con:
+        return int(
+            con.execute(sa.select(sa.func.coalesce(sa.func.max(audit_log.c.id), 0))).scalar_one()
+        )
 
 
 def test_the_command_line_requires_a_purpose_and_logs_the_day_read(world: Loaded) -> None:
     """`credsup grade` logged "command line (by root on vm)" without --purpose: an operator
-    reads any company, so the API's rule for the authorities holds here too."""
+    reads any company, so the API's rule for the authorities holds here too; so did `plan show`,
+    `plan overdue` and `predict`, which require it now as well."""
     env = {"CREDSUP_DATA_DIR": str(world.data_dir), "DATABASE_URL": world.url,
            "MLFLOW_TRACKING_URI": None}  # fmt: skip
     runner = CliRunner()
@@ -529,13 +568,12 @@ def test_the_command_line_requires_a_purpose_and_logs_the_day_read(world: Loaded
             ).all()  # fmt: skip
         return [tuple(r) for r in rows]
 
-    with world.engine.connect() as con:
-        mark = int(
-            con.execute(sa.select(sa.func.coalesce(sa.func.max(audit_log.c.id), 0))).scalar_one()
-        )
+    mark = max_id(world)
     for args in (["grade", code, "--on", day], ["grade", code, "--on", day, "--purpose", " "],
                  ["lists", "show", "1"], ["lists", "list"], ["lists", "confirm", "1"],
-                 ["lists", "remove", "1", "--reason", "x"]):  # fmt: skip
+                 ["lists", "remove", "1", "--reason", "x"], ["plan", "show", "SJ-2026-00001"],
+                 ["plan", "overdue"], ["plan", "overdue", "--purpose", ""],
+                 ["predict", "--points", "points.csv"]):  # fmt: skip
         refused = runner.invoke(cli, args, env=env)
         assert refused.exit_code == 2 and "--purpose" in refused.output, (args, refused.output)
     assert lines(mark) == []  # nothing read, nothing logged
@@ -550,3 +588,62 @@ def test_the_command_line_requires_a_purpose_and_logs_the_day_read(world: Loaded
                                 "--purpose", "名单核对"], env=env)  # fmt: skip
     assert shown.exit_code == 0, shown.output
     assert {r[4] for r in lines(mark)[1:]} == {"status=listed&limit=3"}
+    # `plan overdue` required no purpose either ("command line (by …)"): now as the others
+    mark = max_id(world)
+    late = runner.invoke(cli, ["plan", "overdue", "--as-of", day, "--purpose", "逾期核查",
+                               "--json"], env=env)  # fmt: skip
+    assert late.exit_code == 0, late.output
+    logged = lines(mark)
+    assert logged and {(r[1], r[2], r[4]) for r in logged} == {
+        ("operator", "credsup plan overdue", f"as_of={day}")}  # fmt: skip
+    assert all(r[3].startswith("逾期核查 (by ") for r in logged)
+
+
+def test_command_line_refusals_are_logged_with_the_status_the_api_answers(api: Api) -> None:
+    """A command-line read was logged 200 before it was known to find anything: a grade without
+    an evaluation, a step on an entry its state then refused; an unknown entry or plan, or a
+    malformed code, was not logged at all. Now each line has the status the API answers (and
+    logs) for the same request: 404, 409, 422 (the code as given in its detail, as a probe)."""
+    world = api.world
+    env = {"CREDSUP_DATA_DIR": str(world.data_dir), "DATABASE_URL": world.url,
+           "MLFLOW_TRACKING_URI": None}  # fmt: skip
+    runner = CliRunner()
+
+    def run(*args: str, exit_code: int) -> list[tuple[Any, ...]]:
+        mark = api.mark()
+        done = runner.invoke(cli, [*args, "--purpose", "复核"], env=env)
+        assert done.exit_code == exit_code, (args, done.output)
+        return [(r["uscc"], r["status"], r["endpoint"], r["detail"]) for r in api.since(mark)]
+
+    code = _clean_company(api)
+    assert run("grade", code, "--on", "2000-01-03", exit_code=1) == [
+        (code, 404, "credsup grade", "on=2000-01-03")]  # fmt: skip
+    assert run("grade", "91-BAD", "--on", "2026-01-05", exit_code=2) == [
+        (None, 422, "credsup grade", "uscc=91-BAD&on=2026-01-05")]  # fmt: skip
+    for args in (["lists", "show", "999999"], ["lists", "confirm", "999999", "--no-rescore"],
+                 ["lists", "remove", "999999", "--reason", "x", "--no-rescore"]):  # fmt: skip
+        assert run(*args, exit_code=2) == [(None, 404, f"credsup {' '.join(args[:2])}", None)]
+    assert run("plan", "show", "SJ-2099-99999", exit_code=2) == [
+        (None, 404, "credsup plan show", None)]  # fmt: skip
+    assert run("plan", "overdue", "--plan-id", "SJ-2099-99999", exit_code=2) == [
+        (None, 404, "credsup plan overdue", "plan_id=SJ-2099-99999")]  # fmt: skip
+    # as the API logs them now (an unknown plan was not logged there either)
+    for path, endpoint, detail in (
+        ("/v1/spot-check-plans/SJ-2099-99999", "GET /v1/spot-check-plans/{plan_id}", None),
+        ("/v1/spot-check-tasks/overdue?plan_id=SJ-2099-99999", "GET /v1/spot-check-tasks/overdue",
+         "plan_id=SJ-2099-99999"),
+    ):  # fmt: skip
+        answer, rows = api.rows("GET", path, "regulator")
+        assert answer.status_code == 404, answer.text
+        assert [(r["uscc"], r["status"], r["endpoint"], r["detail"]) for r in rows] == [
+            (None, 404, endpoint, detail)]  # fmt: skip
+    # a step the entry's state refuses: 409 under its company, as the API's line (it was 200)
+    entry = lists.propose(world.engine, world.store, code, "serious_dishonest_list", "第十条",
+                          "审计测试")  # fmt: skip
+    assert entry["status"] == "notified"
+    entry_id = str(entry["id"])
+    assert run("lists", "confirm", entry_id, "--no-rescore", exit_code=1) == [
+        (code, 409, "credsup lists confirm", None)]  # fmt: skip
+    assert run("lists", "remove", entry_id, "--reason", "x", "--no-rescore", exit_code=1) == [
+        (code, 409, "credsup lists remove", None)]  # fmt: skip
+    assert run("lists", "show", entry_id, exit_code=0) == [(code, 200, "credsup lists show", None)]

@@ -535,3 +535,55 @@ def test_a_batch_too_large_is_413_for_every_key(api: Api) -> None:
     assert len(at_limit["invalid"]) == 10_000
     empty = api.call("POST", "/v1/companies:batch", api.key("regulator"), json={"usccs": []})
     assert empty.status_code == 422 and empty.json()["code"] == "invalid"
+
+
+def test_the_schema_declares_the_api_key_and_the_purpose(api: Api) -> None:
+    """The key was a plain header parameter of every route and no security scheme, so Swagger
+    UI's Authorize did nothing and generated clients did not send it: the schema declares an
+    `apiKey` scheme (header `X-API-Key`) required by every keyed route, and none on the health
+    routes; where non-public roles must send `X-Purpose` the parameter and the 400 say so. What
+    the service answers without a key is unchanged (401 `unauthorized`, both look-up paths)."""
+    spec = api.client.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"] == {
+        "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                   "description": spec["components"]["securitySchemes"]["ApiKey"]["description"]},
+    }  # fmt: skip
+    keyed = 0
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            headers = {p["name"].lower(): p for p in operation.get("parameters", [])
+                       if p["in"] == "header"}  # fmt: skip
+            assert "x-api-key" not in headers, (method, path)  # the scheme sends it
+            if path.startswith("/v1/"):
+                keyed += 1
+                assert operation["security"] == [{"ApiKey": []}], (method, path)
+                assert "`unauthorized`" in operation["responses"]["401"]["description"]
+            else:
+                assert "security" not in operation, (method, path)
+    assert keyed == 43
+    required = {  # routes that answer 400 purpose_required to a non-public role without one
+        ("get", "/v1/companies/{uscc}"), ("post", "/v1/companies:batch"),
+        ("get", "/v1/companies/{uscc}/history"), ("get", "/v1/companies/{uscc}/records"),
+        ("get", "/v1/public/companies/{uscc}"), ("post", "/v1/companies/{uscc}:rescore"),
+        ("get", "/v1/objections"), ("post", "/v1/repairs"), ("get", "/v1/list-entries"),
+    }  # fmt: skip
+    for method, path in required:
+        operation = spec["paths"][path][method]
+        (purpose,) = [p for p in operation["parameters"] if p["name"] == "x-purpose"]
+        assert "400 `purpose_required`" in purpose["description"], (method, path)
+        assert "`purpose_required`" in operation["responses"]["400"]["description"]
+    for method, path in (("get", "/v1/public/lists"),
+                         ("post", "/v1/spot-check-tasks/{task_id}/result")):  # fmt: skip
+        (purpose,) = [p for p in spec["paths"][path][method]["parameters"]
+                      if p["name"] == "x-purpose"]  # fmt: skip
+        assert "not required" in purpose["description"], (method, path)
+    # the answers without a valid key are as they were, on the plain and the FastAPI path
+    uscc = api.pick(lambda old, new: True)
+    for path in (f"/v1/companies/{uscc}", f"/v1/companies/{uscc}?on={OLDER}",
+                 "/v1/tiers/summary", "/v1/objections"):  # fmt: skip
+        for headers in ({}, {"X-API-Key": ""}, {"X-API-Key": "cs_wrong"}):
+            got = api.client.get(path, headers=headers)
+            assert got.status_code == 401, (path, headers, got.text)
+            assert got.json() == {"code": "unauthorized",
+                                  "message": "a valid X-API-Key header is required"}  # fmt: skip
+    assert api.client.get("/healthz").status_code == 200

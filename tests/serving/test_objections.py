@@ -397,6 +397,19 @@ def test_a_correction_merges_with_earlier_ones_and_takes_effect_from_the_decisio
     assert supplemented.status_code == 200, supplemented.text
     assert supplemented.json()["correction"] == {"attributes": added}
 
+    def shown() -> tuple[bool, bool, str]:
+        """(corrected, supplemented, severity) of the record on the records page."""
+        page = service.call("GET", f"/v1/companies/{uscc}/records", "regulator").json()
+        (row,) = [r for r in page["records"] if r["record_id"] == record_id]
+        assert row["attributes"]["rectified"] is True  # what the supplement added stays
+        public = service.call("GET", f"/v1/public/companies/{uscc}", "other").json()
+        (seen,) = [r for r in public["records"] if r["record_id"] == record_id]
+        assert (seen["corrected"], seen["supplemented"]) == (row["corrected"], row["supplemented"])
+        return row["corrected"], row["supplemented"], row["severity"]
+
+    # information added is shown as such (已补充), not as a correction (it was `corrected`)
+    assert shown() == (False, True, "serious")
+
     assert _features(store, uscc, today)["objection_open"] == 0  # the first is decided
     # decided, the record is not objected to again until it changes: its department corrects it
     again = service.call("POST", "/v1/objections", f"company:{uscc}",
@@ -418,6 +431,7 @@ def test_a_correction_merges_with_earlier_ones_and_takes_effect_from_the_decisio
     merged = {"severity": "minor", "attributes": attributes}
     assert body["steps"][-1]["detail"]["in_force"] == merged
     assert "error" not in body["rescored"], body["rescored"]
+    assert shown() == (True, True, "minor")  # corrected since, and supplemented before
 
     events = _events(store, record_id)
     assert events[f"objection-{first}-correction"]["attributes"] == {"attributes": added}

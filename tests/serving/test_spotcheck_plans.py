@@ -1364,7 +1364,7 @@ def test_plan_show_writes_the_apis_bytes_in_every_format(
     csv = client.get(f"/v1/spot-check-plans/{created.plan_id}", headers=reg,
                      params={"format": "csv"}).content  # fmt: skip
     assert csv.startswith(b"\xef\xbb\xbf" + '"任务编号"'.encode())  # Excel reads UTF-8
-    no_file = _cli(world, "plan", "show", created.plan_id, "--format", "xlsx")
+    no_file = _cli(world, "plan", "show", created.plan_id, "--format", "xlsx", "--purpose", "t")
     assert "--out" in _one_line(no_file)
 
 

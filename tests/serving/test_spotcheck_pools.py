@@ -413,9 +413,9 @@ def test_unknown_filters_are_refused_and_department_names_accepted(
          "error: no spot-check plan SJ-2026-09999"),
     ]  # fmt: skip
     for args, said in refusals:
-        assert _one_line(_cli(small, *args)).startswith(said), args
+        assert _one_line(_cli(small, *args, "--purpose", "test")).startswith(said), args
     overdue = _cli(small, "plan", "overdue", "--department", "SAMR", "--plan-id", plan_id,
-                   "--json")  # fmt: skip
+                   "--purpose", "test", "--json")  # fmt: skip
     assert len(json.loads(overdue.stdout)["tasks"]) == len(frame)
     base = f"/v1/spot-check-plans/{plan_id}"
     for path, params, status, code in [

@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 from records.events import append_events
 from records.settings import Settings
 from records.workdays import china_today
+from serving import objections
 from serving.app import create_app
 from serving.auth import create_key
 from serving.db import company_history, lifecycle_log, spot_check_plans
@@ -296,8 +297,54 @@ def test_plan_lists_show_corrected_results_and_open_objections(
         assert shown.exit_code == 0, shown.stderr
         assert shown.stdout_bytes == _list(client, reg, made.plan_id, fmt), fmt
     out = tmp_path / "list.xlsx"
-    shown = _cli(small, "plan", "show", made.plan_id, "--format", "xlsx", "--out", str(out))
+    shown = _cli(small, "plan", "show", made.plan_id, "--format", "xlsx", "--out", str(out),
+                 "--purpose", "t")  # fmt: skip
     assert shown.exit_code == 0 and out.read_bytes() == _list(client, reg, made.plan_id, "xlsx")
+
+
+def test_a_supplemented_result_is_shown_supplemented_not_corrected(
+    small: Loaded, small_api: tuple[TestClient, dict[str, str]]
+) -> None:
+    """An objection decided "supplemented" (information added, DOMAIN §10) was shown as a
+    corrected result (`corrected` 结果已更正, `corrected` on the published results): it is
+    `supplemented` 结果已补充 now, the result itself unchanged; a result corrected later is
+    both."""
+    client, reg = small_api
+    today = china_today()
+    start = today - timedelta(days=10)
+    made = create_plan(small.engine, _request(
+        name="supplements", items=["SC-CP-04"], start_date=start, record_past=True,
+        item_ratios={"SC-CP-04": {"A": 1, "B": 1, "C": 1, "D": 1}},
+    ), today=today)  # fmt: skip
+    (task,) = [int(t) for t in _tasks(small.engine, made.plan_id).sort_values("id")["id"].head(1)]
+    problem = TaskResult(result="problem", check_date=start, findings={"minor": 1})
+    record_id = post_result(small.engine, small.store, task, problem, today=today)["record_id"]
+    case = objections.file_objection(small.engine, small.store, record_id, "已整改", None, None,
+                                     today=today)["id"]  # fmt: skip
+    added = {"attributes": {"rectification": "已提交整改报告"}}
+    objections.decide(small.engine, small.store, case, "supplemented", "材料补充", added, None,
+                      today=today)  # fmt: skip
+
+    def shown() -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[str, str, str]]:
+        published = client.get("/v1/spot-check-results", headers=reg,
+                               params={"plan_id": made.plan_id}).json()["results"]  # fmt: skip
+        (public,) = [(r["result"], r["corrected"], r["supplemented"]) for r in published
+                     if r["task_id"] == task]  # fmt: skip
+        body = json.loads(_list(client, reg, made.plan_id, "json"))
+        (listed,) = [(t["result"], t["corrected"], t["supplemented"]) for t in body["tasks"]
+                     if t["task_id"] == task]  # fmt: skip
+        text = _list(client, reg, made.plan_id, "csv").decode("utf-8-sig")
+        row = {r["任务编号"]: r for r in csv.DictReader(io.StringIO(text))}[str(task)]
+        return public, listed, (row["检查结果"], row["结果已更正"], row["结果已补充"])
+
+    assert shown() == (("problem", False, True), ("problem", False, True),
+                       ("发现问题", "否", "是"))  # fmt: skip
+    fixed = append_events(small.store, [
+        {"record_id": record_id, "event_type": "correction", "effective_date": today,
+         "attributes": {"severity": "pass", "attributes": {"findings_minor": 0}}},
+    ], today=today)  # fmt: skip
+    assert fixed.stored == 1 and not fixed.rejected
+    assert shown() == (("pass", True, True), ("pass", True, True), ("未发现问题", "是", "是"))
 
 
 # ---- 5: a preset never loosens an item's own stricter cap ------------------------------------
@@ -395,7 +442,9 @@ def test_cancelled_tasks_are_not_overdue_nor_counted_and_the_plan_verifies(
     done_id, one_id = int(tasks["id"].iloc[0]), int(tasks["id"].iloc[1])
     post_result(small.engine, small.store, done_id,
                 TaskResult(result="pass", check_date=start), today=today)  # fmt: skip
-    overdue = _cli(small, "plan", "overdue", "--plan-id", mistake.plan_id, "--json")
+    overdue = _cli(
+        small, "plan", "overdue", "--plan-id", mistake.plan_id, "--purpose", "t", "--json"
+    )
     assert len(json.loads(overdue.stdout)["tasks"]) == 39
     # one task by the API (a regulator), the rest by the command line
     one = client.post(f"/v1/spot-check-plans/{mistake.plan_id}/cancel", headers=reg,
@@ -411,7 +460,9 @@ def test_cancelled_tasks_are_not_overdue_nor_counted_and_the_plan_verifies(
     assert rest.exit_code == 0, rest.stderr
     assert json.loads(rest.stdout)["cancelled"] == 38 and json.loads(rest.stdout)["left_done"] == 1
     # not overdue, shown as cancelled, results refused, kept in the lifecycle log
-    overdue = _cli(small, "plan", "overdue", "--plan-id", mistake.plan_id, "--json")
+    overdue = _cli(
+        small, "plan", "overdue", "--plan-id", mistake.plan_id, "--purpose", "t", "--json"
+    )
     assert json.loads(overdue.stdout)["tasks"] == []
     body = json.loads(_list(client, reg, mistake.plan_id, "json"))
     status = {t["task_id"]: t["status"] for t in body["tasks"]}

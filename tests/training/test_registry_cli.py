@@ -221,7 +221,9 @@ def test_predict_is_point_in_time_and_matches_the_batch(data_dir: Path, trained:
     with points.open("a") as f:
         f.write("91110000600037341L,2025-06-30\n")  # a valid code the store has never seen
     target = data_dir / "predicted.parquet"
-    code, out, err = _run("predict", "--points", str(points), "--out", str(target), "--json")
+    code, out, err = _run(
+        "predict", "--purpose", "backtest", "--points", str(points), "--out", str(target), "--json"
+    )
     assert code == 0, err
     assert json.loads(out)["unknown"] == 1
     got = pq.read_table(target).to_pandas()
@@ -232,22 +234,28 @@ def test_predict_is_point_in_time_and_matches_the_batch(data_dir: Path, trained:
     # the companies scored are in the audit log, with the file and the model
     with make_engine(Settings().serving_url).connect() as con:
         logged = con.execute(
-            sa.select(audit_log.c.uscc, audit_log.c.role, audit_log.c.purpose)
+            sa.select(audit_log.c.uscc, audit_log.c.role, audit_log.c.purpose, audit_log.c.status)
             .where(audit_log.c.endpoint == "credsup predict")
         ).all()  # fmt: skip
-    assert {u for u, _, _ in logged} == {*batch["uscc"], "91110000600037341L"}
-    assert len(logged) == 31 and {r for _, r, _ in logged} == {"operator"}
-    assert all(p.startswith(f"backtest: points.csv, model v{version} (by ") for *_, p in logged)
+    assert {u for u, *_ in logged} == {*batch["uscc"], "91110000600037341L"}
+    assert len(logged) == 31 and {r for _, r, _, _ in logged} == {"operator"}
+    assert all(p.startswith(f"backtest: points.csv, model v{version} (by ") for *_, p, _ in logged)
+    # the unknown company is logged as the API's batch logs it, 404; the others 200
+    assert {(u, s) for u, _, _, s in logged if s != 200} == {("91110000600037341L", 404)}
 
     # a repeated point is scored once and said; points all unknown still give the columns
     with points.open("a") as f:
         f.write(f"{batch['uscc'].iloc[0]},2025-06-30\n")
-    code, out, err = _run("predict", "--points", str(points), "--out", str(target), "--json")
+    code, out, err = _run(
+        "predict", "--purpose", "test", "--points", str(points), "--out", str(target), "--json"
+    )
     assert code == 0 and json.loads(out)["duplicates"] == 1, err
     assert len(pq.read_table(target)) == 31
     unknown = data_dir / "unknown.csv"
     unknown.write_text("uscc,as_of\n91110000600037341L,2025-06-30\n")
-    code, out, err = _run("predict", "--points", str(unknown), "--out", str(target), "--json")
+    code, out, err = _run(
+        "predict", "--purpose", "test", "--points", str(unknown), "--out", str(target), "--json"
+    )
     assert code == 0 and json.loads(out)["unknown"] == 1, err
     got = pq.read_table(target).to_pandas()
     assert {"probability", "tier", "reasons"} <= set(got.columns) and got["tier"].isna().all()
@@ -267,11 +275,11 @@ def test_train_as_of_an_earlier_day(data_dir: Path, trained: dict) -> None:
 def test_bad_input_is_named(data_dir: Path, trained: dict) -> None:
     bad = data_dir / "bad.csv"
     bad.write_text("uscc,as_of\n91110000600037341X,2025-06-30\n")
-    code, _, err = _run("predict", "--points", str(bad))
+    code, _, err = _run("predict", "--purpose", "test", "--points", str(bad))
     assert code == 2 and "row 1" in err and "check character" in err
     empty = data_dir / "empty.csv"
     empty.write_text("uscc,as_of\n")
-    code, _, err = _run("predict", "--points", str(empty))
+    code, _, err = _run("predict", "--purpose", "test", "--points", str(empty))
     assert code == 2 and "no points" in err
     code, _, err = _run("tier", "--as-of", "1900-01-01")  # before any company
     assert code == 1 and "no company registered and active as of 1900-01-01" in err
@@ -309,7 +317,7 @@ def test_dates_after_today_are_refused(data_dir: Path, trained: dict) -> None:
     tiered = _run("tier", "--as-of", "2026-06-30", "--json")[1]
     first = pq.read_table(json.loads(tiered)["path"]).column("uscc")[0].as_py()
     points.write_text(f"uscc,as_of\n{first},2026-06-30\n{first},{tomorrow}\n")
-    code, _, err = _run("predict", "--points", str(points))
+    code, _, err = _run("predict", "--purpose", "test", "--points", str(points))
     text = " ".join(err.split())
     assert code == 2 and f"row 2: {tomorrow}" in text and "after today" in text, err
     assert not list(data_dir.glob("future.predicted-*"))
