@@ -277,6 +277,23 @@ def _withheld(reason: dict[str, Any], department: str | None) -> bool:
     return not (departments and department is not None and departments <= {department})
 
 
+@functools.cache
+def _withholding() -> tuple[str, ...]:
+    """`name"` of every feature resting on a category the catalogue does not share."""
+    return tuple(sorted(f'{n}"' for n, s in _specs().items()
+                        if isinstance(s, FeatureSpec) and not _shared_categories(s)))  # fmt: skip
+
+
+def may_withhold(text: str) -> bool:
+    """Whether `department_view` could change this stored (full) document: it names, as a
+    reason's code (`"name"`, `"veto:name"`) or a deduction's feature, a feature resting on
+    categories the catalogue does not share. A substring test per name (17 of them: 7 µs a
+    document; one regular expression of them all: 9 µs): the 31 % of documents that name none
+    (20,000 simulated companies) are served to a department as stored, not parsed and written
+    again. A name that merely ends another's only costs the parse."""
+    return any(name in text for name in _withholding())
+
+
 def department_view(docs: list[dict[str, Any]], department: str | None) -> None:
     """Withhold from a department what the reasons of these (full) documents say about records
     of categories the catalogue does not share with it (`_withheld`): such a reason keeps its

@@ -31,7 +31,13 @@ from serving.deps import (
 )
 from serving.errors import ApiError, ErrorBody
 from serving.load import mask_name, shown_attributes
-from serving.lookup import department_view, disputed_on, objection_flags, registered_entity
+from serving.lookup import (
+    department_view,
+    disputed_on,
+    may_withhold,
+    objection_flags,
+    registered_entity,
+)
 from serving.schemas import BatchRequest, BatchResponse, Company, History, Records
 from serving.state import ServiceState
 
@@ -291,10 +297,13 @@ async def _as_served(
     (`serving.lookup.objection_flags`: the records under objection now, or on `day` for a past
     point, that this caller's view includes), and for a department what the reasons say about
     records it may not see withheld (`serving.lookup.department_view`). A document that needs
-    neither is served as stored."""
+    neither is served as stored (for a department: one that names no feature whose records
+    could be withheld, `serving.lookup.may_withhold`)."""
     department = caller.role == "department"
-    work = [u for u, text in docs.items()
-            if department or disputed.get(u) or _STORED_OPEN in text]  # fmt: skip
+    work = [
+        u for u, text in docs.items()
+        if disputed.get(u) or _STORED_OPEN in text or (department and may_withhold(text))
+    ]  # fmt: skip
     if not work:
         return docs
     if not any(disputed.get(u) for u in work):  # no record to look up in the store: at once

@@ -33,7 +33,7 @@ from serving import objections
 from serving.app import create_app
 from serving.auth import create_key, list_keys
 from serving.db import companies, company_history, make_engine, upgrade
-from serving.lookup import plain_reason
+from serving.lookup import department_view, may_withhold, plain_reason
 from tests.serving.databases import BACKENDS, Loaded, loaded_copy
 from tests.serving.pipeline import AS_OF
 
@@ -141,6 +141,38 @@ def test_a_department_reads_no_evidence_of_records_it_may_not_see(served: Served
     for key in (tax, regulator, served.key("analyst"), served.key("admin"), company):
         assert served.get(f"/v1/companies/{uscc}", key)["tier"] == full["tier"]
         assert served.batch([uscc], key)["companies"][0]["tier"] == full["tier"]
+
+
+def test_a_department_is_served_as_stored_what_names_nothing_to_withhold(served: Served) -> None:
+    """A department's look-up parsed and wrote again every document (1.48x a regulator's cost);
+    now only those `may_withhold` finds a feature in. Never a document it would change: over
+    every stored document, for the department whose records they may be and another, one that
+    names none is left as it is by `department_view`, and is served byte for byte as stored."""
+    with served.world.engine.connect() as con:
+        rows = con.execute(sa.select(companies.c.uscc, companies.c.full_doc)
+                           .order_by(companies.c.uscc)).all()  # fmt: skip
+    plain, named = [], []
+    for uscc, text in rows:
+        (named if may_withhold(text) else plain).append((uscc, text))
+        if may_withhold(text):
+            continue
+        for department in ("tax", "ecology", "samr"):
+            doc = json.loads(text)
+            department_view([doc], department)
+            assert doc == json.loads(text), (uscc, department)
+    assert plain and named  # the province has both kinds
+    ecology = served.key("department", "ecology")
+    headers = {"X-API-Key": ecology, "X-Purpose": "view test"}
+    for uscc, text in plain[:5]:
+        if '"objection_open": true' in text:
+            continue
+        got = served.client.get(f"/v1/companies/{uscc}", headers=headers)
+        assert got.status_code == 200 and got.text == text
+    # a name that is only a reason's code, a veto's or a deduction's feature is found
+    for name in ("tax_nil_declarations_3y", "complaints_12m"):
+        for shown in (f'"code": "{name}"', f'"code": "veto:{name}"', f'"feature": "{name}"'):
+            assert may_withhold("{" + shown + "}")
+    assert not may_withhold('{"code": "penalties_3y", "feature": "days_since_penalty"}')
 
 
 def test_a_batch_withholds_per_company(served: Served) -> None:
