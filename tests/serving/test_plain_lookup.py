@@ -171,3 +171,38 @@ def test_the_plain_route_comes_first_and_takes_only_plain_gets(both: Both) -> No
     got = both.plain.get(f"/v1/companies/{uscc}", params={"on": day},
                          headers={"X-API-Key": regulator, "X-Purpose": "plain test"})  # fmt: skip
     assert got.status_code == 200 and got.json()["on"] == day
+
+
+def test_a_lookup_sees_each_commit_and_outlives_a_lost_connection(both: Both) -> None:
+    """On SQLite the look-ups read on a connection of their own, kept open: it must hold no
+    snapshot (a load committed since is served at once), and a connection lost under it costs
+    no request (it is opened again)."""
+    world = both.world
+    regulator = create_key(world.engine, "regulator", None, "plain: fresh")
+    headers = {"X-API-Key": regulator, "X-Purpose": "plain test"}
+    with world.engine.connect() as con:
+        uscc, text = con.execute(
+            sa.select(companies.c.uscc, companies.c.full_doc).order_by(companies.c.uscc.desc())
+            .limit(1)
+        ).one()  # fmt: skip
+    lookup = both.plain.app.state.service.lookup  # type: ignore[attr-defined]
+    try:
+        for marker in ("first load", "second load"):
+            with world.engine.begin() as con:
+                marked = text.replace(
+                    f'"uscc": "{uscc}"', f'"uscc": "{uscc}", "marker": "{marker}"'
+                )
+                con.execute(
+                    companies.update().where(companies.c.uscc == uscc).values(full_doc=marked)
+                )
+            got = both.plain.get(f"/v1/companies/{uscc}", headers=headers)
+            assert got.status_code == 200 and got.json()["marker"] == marker
+            if lookup._sqlite is not None:  # SQLite: the look-ups' own connection, no transaction
+                assert not lookup._sqlite.driver_connection.in_transaction
+        if world.engine.dialect.name == "sqlite":
+            lookup._sqlite.driver_connection.close()  # lost under it
+            got = both.plain.get(f"/v1/companies/{uscc}", headers=headers)
+            assert got.status_code == 200 and got.json()["marker"] == "second load"
+    finally:
+        with world.engine.begin() as con:
+            con.execute(companies.update().where(companies.c.uscc == uscc).values(full_doc=text))
