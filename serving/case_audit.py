@@ -20,8 +20,8 @@ routes; it leaves those of a request this dependency logged (`request.state.audi
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
@@ -57,6 +57,17 @@ class CaseAudit:
     def companies(self, usccs: Iterable[str]) -> None:
         for uscc in usccs:
             self.company(uscc)
+
+    def case(self, read: Callable[[], Mapping[str, Any]]) -> str:
+        """The company of the case `read` returns (an objection, a repair application), named
+        before a step is taken on it, so that a refusal of the step is on record under it; a
+        case it does not find (`LookupError`) is 404 `not_found`."""
+        try:
+            uscc = str(read()["uscc"])
+        except LookupError as exc:
+            raise ApiError(404, "not_found", str(exc)) from None
+        self.company(uscc)
+        return uscc
 
     def code(self, given: str) -> str:
         """A code given in a request's body, validated (422 as `valid_code`) and named; a

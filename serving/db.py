@@ -15,7 +15,8 @@ PostgreSQL. The schema is created and upgraded by Alembic only (`serving/migrati
   `spot_check_plans` (parameters, seed, hashes, the stored list and snapshot), `spot_check_tasks`
   (one per company and item, with its result; why a check could not be made, migration 0009)
   and `spot_check_assignments` (task → inspector);
-  `plan_counter` numbers plans and serialises their creation.
+  `plan_counter` gives each plan its `seq` (the order plans were drawn in) and serialises their
+  creation; plan ids number the plans of each year (`SJ-<year>-<n>`).
 - credit lifecycle: `credit_repairs` (applications, never deleted) and `lifecycle_log` (every step
   of their handling; append-only like the audit log); `objections` and `list_entries` (migration
   0004), whose steps go to the same log.

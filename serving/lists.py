@@ -830,18 +830,6 @@ def public_records(
     }  # fmt: skip
 
 
-def public_entries(
-    engine: Engine,
-    store: Store,
-    list_: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
-    today: date | None = None,
-) -> list[dict[str, Any]]:
-    """The page of `public_page`, without the count."""
-    return public_page(engine, store, list_, limit, offset, today)[0]
-
-
 def public_page(
     engine: Engine,
     store: Store,

@@ -27,7 +27,7 @@ from records.publicity import public_on, stored_with_events
 from records.schema import VERSION_ORDER
 from records.store import Store
 from records.workdays import china_today
-from serving.db import companies, company_history, objections
+from serving.db import company_history, objections
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +39,6 @@ _SQL = {
 """The document and the records under an open objection, in one round trip."""
 _SQLITE = {full: sql.replace("%s", "?") for full, sql in _SQL.items()}
 """The same in SQLite's parameter style."""
-FULL_DOC = sa.select(companies.c.full_doc).where(companies.c.uscc == sa.bindparam("u"))
-PUBLIC_DOC = sa.select(companies.c.public_doc).where(companies.c.uscc == sa.bindparam("u"))
 
 
 @dataclass(frozen=True)

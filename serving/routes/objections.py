@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from records.workdays import china_today
 from serving import objections
 from serving.auth import FULL_VIEW
-from serving.case_audit import CaseAudit, CaseAuditDep
+from serving.case_audit import CaseAuditDep
 from serving.deps import (
     CallerDep,
     StateDep,
@@ -33,7 +33,6 @@ from serving.deps import (
 from serving.errors import ApiError
 from serving.rescore import rescore_served
 from serving.routes.companies import ERRORS
-from serving.state import ServiceState
 
 router = APIRouter(prefix="/v1", tags=["objections"])
 DECIDE = frozenset({"admin", "regulator"})
@@ -149,17 +148,6 @@ def list_objections(
     return ObjectionPage(objections=[ObjectionOut.model_validate(c) for c in found])
 
 
-def _concerning(state: ServiceState, audit: CaseAudit, case_id: int) -> str:
-    """The company of the objection, named to the audit log before a step is taken on it (404
-    for none): a refusal of the step is on record under it."""
-    try:
-        uscc: str = objections.get(state.engine, case_id)["uscc"]
-    except objections.ObjectionNotFound as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
-    audit.company(uscc)
-    return uscc
-
-
 @router.get("/objections/overdue", response_model=ObjectionPage, responses=ERRORS)
 def overdue_objections(
     state: StateDep,
@@ -203,7 +191,7 @@ def post_extension(
 ) -> ObjectionOut:
     """Extend the deadline to 20 working days after filing, once; 409 if decided or extended."""
     require(caller, DECIDE, "extend objections")
-    _concerning(state, audit, case_id)
+    audit.case(lambda: objections.get(state.engine, case_id))
     try:
         case = objections.extend(state.engine, case_id, body.reason, caller.key_id)
     except objections.ObjectionNotFound as exc:
@@ -226,7 +214,7 @@ def post_decision(
     objection closes, the decision's events take effect today and the company is re-scored,
     unless the record is upheld: nothing then changes that a score reads."""
     require(caller, DECIDE, "decide objections")
-    _concerning(state, audit, case_id)
+    audit.case(lambda: objections.get(state.engine, case_id))
     correction = None if body.correction is None else body.correction.model_dump(
         exclude_unset=True
     )  # fmt: skip

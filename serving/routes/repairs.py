@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from records.workdays import china_today
 from serving import repairs
 from serving.auth import FULL_VIEW
-from serving.case_audit import CaseAudit, CaseAuditDep
+from serving.case_audit import CaseAuditDep
 from serving.deps import (
     CallerDep,
     StateDep,
@@ -28,7 +28,6 @@ from serving.deps import (
 from serving.errors import ApiError
 from serving.rescore import rescore_served
 from serving.routes.companies import ERRORS
-from serving.state import ServiceState
 
 router = APIRouter(prefix="/v1", tags=["credit repair"])
 DECIDE = frozenset({"admin", "regulator"})
@@ -135,17 +134,6 @@ def get_repair(
     return RepairOut.model_validate(case)
 
 
-def _concerning(state: ServiceState, audit: CaseAudit, case_id: int) -> str:
-    """The company of the application, named to the audit log before a step is taken on it (404
-    for none): a refusal of the step is on record under it."""
-    try:
-        uscc: str = repairs.get(state.engine, case_id)["uscc"]
-    except repairs.RepairNotFound as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
-    audit.company(uscc)
-    return uscc
-
-
 @router.get("/repairs", response_model=RepairPage, responses=ERRORS)
 def list_repairs(
     state: StateDep,
@@ -170,7 +158,7 @@ def post_decision(
     """Approve or refuse; on approval the record stops counting and being public from today
     and the company is re-scored at once."""
     require(caller, DECIDE, "decide repair applications")
-    _concerning(state, audit, case_id)
+    audit.case(lambda: repairs.get(state.engine, case_id))
     try:
         case = repairs.decide(state.engine, state.store, case_id, body.approve, body.reason,
                               caller.key_id)  # fmt: skip

@@ -701,7 +701,7 @@ def _last_id(world: Loaded) -> int:
 
 def _published(world: Loaded, uscc: str, today: date) -> list[str]:
     """The record ids of the company's listings on the public lists today."""
-    shown = lists.public_entries(world.engine, world.store, limit=10**7, today=today)
+    shown, _ = lists.public_page(world.engine, world.store, limit=10**7, today=today)
     return [e["record_id"] for e in shown if e["uscc"] == uscc]
 
 
