@@ -16,6 +16,15 @@ A batch becomes visible only when its log entry exists: data files are first wri
 the file list from the log, so a writer killed at any point leaves the store as it was; the next
 writer removes the orphaned files. One writer at a time (an exclusive ``flock``); readers need no
 lock because committed files never change.
+
+Compaction (`Store.compact`) rewrites a table's files sorted by company (records, entities) or
+by record (events), so that a look-up of one company reads the few row groups that hold it
+instead of every file. It is a batch like any other: its entry lists the new files and, under
+`replaces`, the files they take the place of, with the same rows to the bit (checked before the
+commit). Rows are copied as they are, `batch_id` included, so nothing a reader computes changes.
+A replaced file is no longer read by a new connection; it is deleted by a later writer once its
+replacement is `RETIRED_KEPT` old, so that a reader that listed it before (a long feature build)
+can finish.
 """
 
 from __future__ import annotations
@@ -25,11 +34,13 @@ import fcntl
 import json
 import os
 import shutil
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +60,25 @@ ADDED_IN: dict[tuple[str, str], tuple[int, str]] = {
 """Columns added after the first store format: the format that added them and their SQL type (an
 older store is read as it is, the column NULL)."""
 
+SORT_KEYS: dict[str, tuple[str, ...]] = {
+    "records": ("uscc", "event_date", "record_id"),
+    "entities": ("uscc", "recorded_date", "batch_id"),
+    "events": ("record_id", "recorded_date", "event_id"),
+}
+"""The tables `Store.compact` rewrites, and the order of their compacted files: a company's
+records and versions, a record's events, lie together (the quarantine is read whole, never per
+company, and is left as written)."""
+
+ROW_GROUP_ROWS = 16_384
+"""Rows per row group of a compacted file: a look-up of one company reads one or two groups
+(DuckDB skips the others by their min/max statistics)."""
+
+RETIRED_KEPT = timedelta(hours=24)
+"""How long a replaced file stays on disk after its compaction (see the module docstring)."""
+
+MAX_RUNS = 4
+"""A table's sorted runs (one per compaction) before the next compaction merges them all."""
+
 
 @dataclass
 class Batch:
@@ -61,6 +91,8 @@ class Batch:
     seq: int = 0
     files: dict[str, list[str]] = field(default_factory=dict)
     counter: int = 0
+    replaces: dict[str, list[str]] = field(default_factory=dict)
+    discard: bool = False
 
     @property
     def staging(self) -> Path:
@@ -101,6 +133,47 @@ class Batch:
             self.files.setdefault(table, []).append(rel)
         return count
 
+    def rewrite_sorted(self, table: str, inputs: list[Path], formats: dict[str, int]) -> int:
+        """Stage `inputs` (files of `table`) rewritten in `SORT_KEYS[table]` order; returns the
+        row count. Raises if the staged files do not hold exactly the same rows."""
+        schema = TABLES[table]
+        newest = max(formats.values())
+        columns = ", ".join(
+            f"CAST(NULL AS {ADDED_IN[table, c][1]}) AS {c}"
+            if ADDED_IN.get((table, c), (1, ""))[0] > newest
+            else c
+            for c in schema.names
+        )
+        listing = "[" + ", ".join(_quote(str(p)) for p in inputs) + "]"
+        source = f"SELECT {columns} FROM read_parquet({listing}, union_by_name=true)"
+        out = self.staging / "_sorted" / table
+        out.mkdir(parents=True)
+        # the order of the output is the point: insertion order kept, one thread writing
+        con = self.store._open(views=False, preserve_insertion_order=True)
+        try:
+            con.execute(
+                f"COPY ({source} ORDER BY {', '.join(SORT_KEYS[table])}) TO '{out}' "
+                f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS}, "
+                "ROW_GROUPS_PER_FILE 128, FILENAME_PATTERN 'part{i}')"
+            )
+            written = sorted(out.glob("*.parquet"), key=lambda p: int(p.stem[4:]))
+            check = "SELECT count(*), sum(hash(t)::HUGEINT) FROM ({}) t"
+            before = con.execute(check.format(source)).fetchone()
+            listing_out = "[" + ", ".join(_quote(str(p)) for p in written) + "]"
+            after = con.execute(
+                check.format(f"SELECT {', '.join(schema.names)} FROM read_parquet({listing_out})")
+            ).fetchone()
+        finally:
+            con.close()
+        if before != after:
+            raise RuntimeError(f"compaction of {table} would change its rows: {before} != {after}")
+        for path in written:
+            rel = self._next_name(table, "compacted" if table == "records" else "")
+            (self.staging / rel).parent.mkdir(parents=True, exist_ok=True)
+            path.rename(self.staging / rel)
+            self.files.setdefault(table, []).append(rel)
+        return int(before[0]) if before else 0
+
     def _next_name(self, table: str, subdir: str) -> str:
         self.counter += 1
         parts = [table, subdir] if subdir else [table]
@@ -114,6 +187,8 @@ class Store:
         self.root = Path(root)
         self.memory_limit = memory_limit
         self.threads = threads
+        self._shared: tuple[str, duckdb.DuckDBPyConnection] | None = None
+        self._shared_lock = threading.Lock()
 
     # ---- reading ------------------------------------------------------------------------------
 
@@ -130,14 +205,35 @@ class Store:
     def version(self) -> str:
         """The last committed batch (its log entry's name): it changes with every commit, so
         what is computed from the store can be kept until it does."""
-        log_dir = self.root / "_log"
-        return max((p.name for p in log_dir.glob("*.json")), default="") if log_dir.exists() else ""
+        try:
+            with os.scandir(self.root / "_log") as entries:
+                return max((e.name for e in entries if e.name.endswith(".json")), default="")
+        except FileNotFoundError:
+            return ""
 
     def files(self, table: str) -> list[Path]:
-        return [self.root / f for entry in self.log() for f in entry["files"].get(table, [])]
+        """The table's files a new connection reads (replaced ones left out)."""
+        return [self.root / f for f in _live(self.log(), table)]
 
     def connect(self) -> duckdb.DuckDBPyConnection:
-        """A DuckDB connection with views `records`, `entities`, `events`, `quarantine`."""
+        """A DuckDB connection with views `records`, `entities`, `events`, `quarantine`.
+
+        A cursor of one in-process database per store version: views, Parquet footers and
+        cached file blocks are shared by every connection until the next commit, so a look-up
+        pays neither for a new database (15 ms) nor for reading footers again. A connection's
+        temporary tables and registered data are its own."""
+        version = self.version()
+        with self._shared_lock:
+            if self._shared is None or self._shared[0] != version:
+                self._shared = (version, self._open())
+            con = self._shared[1].cursor()
+        # the bar writes to stdout, which --json owns; in Jupyter DuckDB refuses the setting
+        # without ipywidgets (and shows no bar there anyway)
+        with contextlib.suppress(duckdb.InvalidInputException):
+            con.execute("SET enable_progress_bar = false")
+        return con
+
+    def _open(self, views: bool = True, **config: Any) -> duckdb.DuckDBPyConnection:
         tmp = self.root / "_tmp"
         tmp.mkdir(parents=True, exist_ok=True)
         con = duckdb.connect(
@@ -146,23 +242,25 @@ class Store:
                 "threads": self.threads,
                 "temp_directory": str(tmp),
                 "preserve_insertion_order": False,
+                **config,
             }
         )
-        # the bar writes to stdout, which --json owns; in Jupyter DuckDB refuses the setting
-        # without ipywidgets (and shows no bar there anyway)
         with contextlib.suppress(duckdb.InvalidInputException):
             con.execute("SET enable_progress_bar = false")
-        self.attach_views(con)
+        con.execute("SET GLOBAL parquet_metadata_cache = true")  # committed files never change
+        if views:
+            self.attach_views(con)
         return con
 
     def attach_views(self, con: duckdb.DuckDBPyConnection) -> None:
         log = self.log()
         for table, schema in TABLES.items():
-            paths = [str(self.root / f) for e in log for f in e["files"].get(table, [])]
+            live = _live(log, table)
+            paths = [str(self.root / f) for f in live]
             if paths:
                 listing = "[" + ", ".join(_quote(p) for p in paths) + "]"
                 # a column added since: union_by_name fills it for older files, unless none has it
-                newest = max(e.get("format", 1) for e in log if e["files"].get(table))
+                newest = max(live.values())
                 columns = ", ".join(
                     f"CAST(NULL AS {ADDED_IN[table, c][1]}) AS {c}"
                     if ADDED_IN.get((table, c), (1, ""))[0] > newest
@@ -174,7 +272,11 @@ class Store:
                     f"{listing}, hive_partitioning=false, union_by_name=true)"
                 )
             else:
-                con.register(f"_empty_{table}", schema.empty_table())
+                # a table, not registered data: a connection's registered data is its own, and
+                # the view is read by cursors of this database
+                con.register("_empty_input", schema.empty_table())
+                con.execute(f"CREATE OR REPLACE TABLE _empty_{table} AS FROM _empty_input")
+                con.unregister("_empty_input")
                 con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _empty_{table}")
 
     def read(self, table: str) -> pa.Table:
@@ -200,7 +302,8 @@ class Store:
             batch.staging.mkdir(parents=True)
             try:
                 yield batch
-                self._commit(batch)
+                if not batch.discard:
+                    self._commit(batch)
             finally:
                 shutil.rmtree(batch.staging, ignore_errors=True)
 
@@ -221,6 +324,7 @@ class Store:
             "committed_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "format": STORE_FORMAT,
             "files": batch.files,
+            **({"replaces": batch.replaces} if batch.replaces else {}),
             **batch.info,
         }
         tmp = log_dir / f".{batch.batch_id}.tmp"
@@ -231,6 +335,84 @@ class Store:
         os.replace(tmp, log_dir / f"{seq:08d}-{batch.batch_id}.json")
         _fsync_dirs({log_dir})
 
+    # ---- compaction -------------------------------------------------------------------------
+
+    def compact(
+        self, tables: Sequence[str] = tuple(SORT_KEYS), *, full: bool = False
+    ) -> dict[str, Any]:
+        """Rewrite tables sorted by `SORT_KEYS` in one batch; returns what was done per table,
+        the batch (None when nothing was committed) and the time taken.
+
+        The files written since the last compaction become one sorted run; when the table would
+        then have more than `MAX_RUNS` runs (or `full`), all its files become one. Nothing to
+        do (no new files, at most one run): the table is left alone, and with no table to
+        rewrite nothing is committed. The new files hold exactly the rows of those they replace
+        (count and a hash of every row, checked before the commit)."""
+        unknown = [t for t in tables if t not in SORT_KEYS]
+        if unknown:
+            raise ValueError(f"cannot compact {', '.join(unknown)}: one of {', '.join(SORT_KEYS)}")
+        done: dict[str, dict[str, Any]] = {}
+        started = time.perf_counter()
+        with self.begin("compaction") as batch:
+            log = self.log()
+            for table in tables:
+                live = _live(log, table)
+                runs = _runs(log, table, live)
+                in_runs = {f for files in runs for f in files}
+                loose = [f for f in live if f not in in_runs]
+                if full:
+                    merge_all, go = True, bool(loose) or len(runs) > 1
+                else:
+                    merge_all, go = len(runs) + 1 > MAX_RUNS, bool(loose)
+                if not go:
+                    done[table] = {"rewritten": False, "runs": len(runs), "files": len(live)}
+                    continue
+                inputs = list(live) if merge_all else loose
+                t0 = time.perf_counter()
+                rows = batch.rewrite_sorted(table, [self.root / f for f in inputs],
+                                            {f: live[f] for f in inputs})  # fmt: skip
+                batch.replaces.setdefault(table, []).extend(inputs)
+                done[table] = {
+                    "rewritten": True,
+                    "merged": "all" if merge_all else "new",
+                    "rows": rows,
+                    "files_read": len(inputs),
+                    "files_written": len(batch.files.get(table, [])),
+                    "runs": 1 if merge_all else len(runs) + 1,
+                    "seconds": round(time.perf_counter() - t0, 3),
+                }
+            batch.info["compacted"] = sorted(t for t, d in done.items() if d["rewritten"])
+            batch.discard = not batch.replaces
+        return {
+            "tables": done,
+            "batch": None if batch.discard else batch.batch_id,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+
+    def purge_retired(self, kept: timedelta = RETIRED_KEPT) -> list[str]:
+        """Delete replaced files whose compaction is older than `kept` (a writer does this as it
+        begins); returns them."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / "_lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return self._purge_retired(self.log(), kept)
+
+    def _purge_retired(self, log: list[dict[str, Any]], kept: timedelta) -> list[str]:
+        now = datetime.now(UTC)
+        gone = []
+        for entry in log:
+            if not entry.get("replaces"):
+                continue
+            if now - datetime.fromisoformat(entry["committed_at"]) < kept:
+                continue
+            for rels in entry["replaces"].values():
+                for rel in rels:
+                    path = self.root / rel
+                    if path.exists():
+                        path.unlink()
+                        gone.append(rel)
+        return gone
+
     def _next_seq(self) -> int:
         log_dir = self.root / "_log"
         return len(list(log_dir.glob("*.json"))) + 1 if log_dir.exists() else 1
@@ -240,7 +422,9 @@ class Store:
         shutil.rmtree(self.root / "_staging", ignore_errors=True)
         for tmp in (self.root / "_log").glob(".*.tmp"):
             tmp.unlink()
-        committed = {f for e in self.log() for rels in e["files"].values() for f in rels}
+        log = self.log()
+        self._purge_retired(log, RETIRED_KEPT)
+        committed = {f for e in log for rels in e["files"].values() for f in rels}
         for table in TABLES:
             base = self.root / table
             if not base.exists():
@@ -248,6 +432,38 @@ class Store:
             for path in base.rglob("*.parquet"):
                 if str(path.relative_to(self.root)) not in committed:
                     path.unlink()
+
+
+def _live(log: list[dict[str, Any]], table: str) -> dict[str, int]:
+    """The table's files a reader reads, in commit order, with the store format each was
+    written in: every committed file no compaction has replaced."""
+    retired = {f for e in log for f in e.get("replaces", {}).get(table, [])}
+    return {
+        f: int(e.get("format", 1))
+        for e in log
+        for f in e["files"].get(table, [])
+        if f not in retired
+    }
+
+
+def _runs(log: list[dict[str, Any]], table: str, live: dict[str, int]) -> list[list[str]]:
+    """The table's sorted runs still read: per compaction, its files (each run is in order)."""
+    runs = []
+    for e in log:
+        if e.get("kind") == "compaction" and e["files"].get(table):
+            files = [f for f in e["files"][table] if f in live]
+            if files:
+                runs.append(files)
+    return runs
+
+
+def layout(log: list[dict[str, Any]], table: str) -> dict[str, int]:
+    """How a table's files lie: how many are read, in how many sorted runs, how many are not
+    sorted yet (written since the last compaction)."""
+    live = _live(log, table)
+    runs = _runs(log, table, live)
+    in_runs = sum(len(r) for r in runs)
+    return {"files": len(live), "sorted_runs": len(runs), "unsorted_files": len(live) - in_runs}
 
 
 def _quote(text: str) -> str:

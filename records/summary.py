@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from records.store import Store
+from records.store import SORT_KEYS, Store, layout
 
 
 def store_summary(store: Store) -> dict[str, Any]:
@@ -54,7 +54,9 @@ def store_summary(store: Store) -> dict[str, Any]:
         "events": events,
         "quarantined": sum(by_reason.values()),
         "quarantine_by_reason": by_reason,
-        "batches": len(log),
+        "batches": sum(1 for e in log if e.get("kind") != "compaction"),
+        "compactions": sum(1 for e in log if e.get("kind") == "compaction"),
+        "files": {table: layout(log, table) for table in SORT_KEYS},
         "late_by_department": {
             dept: {"records": n, "late": k, "median_days_late": med, "max_days_late": most}
             for dept, n, k, med, most in late
