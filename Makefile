@@ -21,6 +21,8 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 run: venv
 	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup simulate --companies $(COMPANIES) --years $(YEARS) --seed 7 --out $(DATA_DIR)/simulated --ingest
+	# sort the stored records by company: a look-up then reads one row group, not every file
+	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup compact
 	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup records
 	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup score --as-of $(AS_OF)
 	CREDSUP_DATA_DIR=$(DATA_DIR) $(BIN)/credsup train --truth $(DATA_DIR)/simulated/truth
