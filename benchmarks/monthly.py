@@ -6,7 +6,7 @@ process's, which starts as a copy of the benchmark's own, about 12 MiB):
 
 1. `simulate` N companies over `--years` years (the test province: not part of the job);
 2. `ingest` the entities and then the records (a first load: `--history`, dated the
-   simulation's last day);
+   simulation's last day), then `compact` them (sorted by company);
 3. `score`: the public credit evaluation of every company as of that day;
 4. `train` the risk model on the past spot checks (and register it), `promote` it;
 5. `tier` every active company with 3 reasons and the records behind them;
@@ -60,6 +60,7 @@ def stages(data: Path, companies: int, years: int) -> list[tuple[str, list[str]]
         ("ingest records", ["ingest", str(sim / "records.parquet"), "--kind", "records",
                             "--source", "simulator", "--history", "--today", AS_OF,
                             "--json"]),
+        ("compact", ["compact", "--json"]),
         ("score", ["score", "--as-of", AS_OF]),
         ("train", ["train", "--truth", str(sim / "truth"), "--no-plots"]),
         ("promote", ["promote", "latest"]),

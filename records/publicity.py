@@ -329,19 +329,20 @@ def records_on(
     with store.connect() as con:
         records = con.sql(
             "SELECT record_id, uscc, category, event_date, recorded_date, source_recorded_date, "
-            "source_dept, severity, amount, attributes FROM records WHERE uscc = ? "
+            f"source_dept, severity, amount, attributes FROM {store.scan('records', uscc)} "
+            "WHERE uscc = ? "
             "AND recorded_date <= ? AND event_date <= ? ORDER BY event_date DESC, record_id",
             params=[uscc, day, day],
         ).to_arrow_table().to_pylist()  # fmt: skip
         events = con.sql(
             "SELECT e.event_id, e.record_id, e.event_type, e.effective_date, e.recorded_date, "
             "e.attributes, e.batch_id FROM events e WHERE e.recorded_date <= ? AND e.record_id IN "
-            "(SELECT record_id FROM records WHERE uscc = ?)",
+            f"(SELECT record_id FROM {store.scan('records', uscc)} WHERE uscc = ?)",
             params=[known, uscc],
         ).to_arrow_table().to_pylist()  # fmt: skip
         kind = con.execute(
             f"SELECT arg_max(entity_type, {VERSION_ORDER}) "
-            "FROM entities WHERE uscc = ? AND recorded_date <= ?",
+            f"FROM {store.scan('entities', uscc)} WHERE uscc = ? AND recorded_date <= ?",
             [uscc, day],
         ).fetchone()  # fmt: skip
     entity_type = kind[0] if kind else None

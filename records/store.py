@@ -73,6 +73,10 @@ ROW_GROUP_ROWS = 16_384
 """Rows per row group of a compacted file: a look-up of one company reads one or two groups
 (DuckDB skips the others by their min/max statistics)."""
 
+ROW_GROUPS_PER_FILE = 32
+"""Row groups per compacted file (about 0.5 M rows): a read of one company opens the file whose
+range holds it (`Store.scan`) and looks at its groups' statistics, about 10 µs each."""
+
 RETIRED_KEPT = timedelta(hours=24)
 """How long a replaced file stays on disk after its compaction (see the module docstring)."""
 
@@ -133,40 +137,46 @@ class Batch:
             self.files.setdefault(table, []).append(rel)
         return count
 
-    def rewrite_sorted(self, table: str, inputs: list[Path], formats: dict[str, int]) -> int:
-        """Stage `inputs` (files of `table`) rewritten in `SORT_KEYS[table]` order; returns the
-        row count. Raises if the staged files do not hold exactly the same rows."""
+    def rewrite_sorted(self, table: str, inputs: dict[str, int]) -> int:
+        """Stage `inputs` (files of `table`, by path under the store, with their store format)
+        rewritten in `SORT_KEYS[table]` order; returns the row count. Raises if the staged files
+        do not hold exactly the same rows. Each file's range of the first key is kept in the
+        batch's entry (`ranges`), so that a read of one company lists only its files."""
         schema = TABLES[table]
-        newest = max(formats.values())
-        columns = ", ".join(
-            f"CAST(NULL AS {ADDED_IN[table, c][1]}) AS {c}"
-            if ADDED_IN.get((table, c), (1, ""))[0] > newest
-            else c
-            for c in schema.names
-        )
-        listing = "[" + ", ".join(_quote(str(p)) for p in inputs) + "]"
-        source = f"SELECT {columns} FROM read_parquet({listing}, union_by_name=true)"
+        source = _source(self.store.root, table, inputs)
         out = self.staging / "_sorted" / table
         out.mkdir(parents=True)
-        # the order of the output is the point: insertion order kept, one thread writing
+        # the order of the output is the point: insertion order kept
         con = self.store._open(views=False, preserve_insertion_order=True)
         try:
             con.execute(
                 f"COPY ({source} ORDER BY {', '.join(SORT_KEYS[table])}) TO '{out}' "
                 f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS}, "
-                "ROW_GROUPS_PER_FILE 128, FILENAME_PATTERN 'part{i}')"
+                f"ROW_GROUPS_PER_FILE {ROW_GROUPS_PER_FILE}, FILENAME_PATTERN 'part{{i}}')"
             )
             written = sorted(out.glob("*.parquet"), key=lambda p: int(p.stem[4:]))
             rows = _same_rows(con, source, written, schema.names)
+            first = SORT_KEYS[table][0]
+            bounds = [
+                con.execute(
+                    f"SELECT CAST(min({first}) AS VARCHAR), CAST(max({first}) AS VARCHAR) "
+                    f"FROM read_parquet({_quote(str(path))})"
+                ).fetchone()
+                for path in written
+            ]
         finally:
             con.close()
         if rows is None:
             raise RuntimeError(f"compaction of {table} would change its rows; nothing committed")
-        for path in written:
+        ranges = self.info.setdefault("ranges", {}).setdefault(table, {})
+        for path, bound in zip(written, bounds, strict=True):
+            assert bound is not None
+            low, high = bound
             rel = self._next_name(table, "compacted" if table == "records" else "")
             (self.staging / rel).parent.mkdir(parents=True, exist_ok=True)
             path.rename(self.staging / rel)
             self.files.setdefault(table, []).append(rel)
+            ranges[rel] = [low, high]
         return rows
 
     def _next_name(self, table: str, subdir: str) -> str:
@@ -184,6 +194,7 @@ class Store:
         self.threads = threads
         self._shared: tuple[str, duckdb.DuckDBPyConnection] | None = None
         self._shared_lock = threading.Lock()
+        self._log_cache: tuple[str, list[dict[str, Any]]] | None = None
 
     # ---- reading ------------------------------------------------------------------------------
 
@@ -196,6 +207,31 @@ class Store:
         for path in sorted(log_dir.glob("*.json")):
             entries.append(json.loads(path.read_text(encoding="utf-8")))
         return entries
+
+    def _current_log(self) -> list[dict[str, Any]]:
+        """`log()`, read again only when a batch was committed since."""
+        version = self.version()
+        cached = self._log_cache
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        log = self.log()
+        self._log_cache = (version, log)
+        return log
+
+    def scan(self, table: str, key: str) -> str:
+        """SQL for the table's rows, as its view gives them, from only the files that may hold
+        rows whose first sort key (`SORT_KEYS`: the company's code, a record's id) is `key`:
+        a compacted file whose range leaves it out is not opened. Use it in a FROM clause and
+        filter on the key as well. Reading one company from all of a large store's files costs
+        a look at every row group of every file (11 ms at 11 M records); from its own, 1.5 ms."""
+        log = self._current_log()
+        live = _live(log, table)
+        ranges = {f: r for e in log for f, r in e.get("ranges", {}).get(table, {}).items()}
+        wanted = {f: v for f, v in live.items()
+                  if f not in ranges or ranges[f][0] <= key <= ranges[f][1]}  # fmt: skip
+        if not wanted:
+            return f"(SELECT * FROM {table} WHERE false)"
+        return f"({_source(self.root, table, wanted)})"
 
     def version(self) -> str:
         """The last committed batch (its log entry's name): it changes with every commit, so
@@ -251,21 +287,8 @@ class Store:
         log = self.log()
         for table, schema in TABLES.items():
             live = _live(log, table)
-            paths = [str(self.root / f) for f in live]
-            if paths:
-                listing = "[" + ", ".join(_quote(p) for p in paths) + "]"
-                # a column added since: union_by_name fills it for older files, unless none has it
-                newest = max(live.values())
-                columns = ", ".join(
-                    f"CAST(NULL AS {ADDED_IN[table, c][1]}) AS {c}"
-                    if ADDED_IN.get((table, c), (1, ""))[0] > newest
-                    else c
-                    for c in schema.names
-                )
-                con.execute(
-                    f"CREATE OR REPLACE VIEW {table} AS SELECT {columns} FROM read_parquet("
-                    f"{listing}, hive_partitioning=false, union_by_name=true)"
-                )
+            if live:
+                con.execute(f"CREATE OR REPLACE VIEW {table} AS {_source(self.root, table, live)}")
             else:
                 # a table, not registered data: a connection's registered data is its own, and
                 # the view is read by cursors of this database
@@ -364,8 +387,7 @@ class Store:
                     continue
                 inputs = list(live) if merge_all else loose
                 t0 = time.perf_counter()
-                rows = batch.rewrite_sorted(table, [self.root / f for f in inputs],
-                                            {f: live[f] for f in inputs})  # fmt: skip
+                rows = batch.rewrite_sorted(table, {f: live[f] for f in inputs})
                 batch.replaces.setdefault(table, []).extend(inputs)
                 done[table] = {
                     "rewritten": True,
@@ -459,6 +481,24 @@ def layout(log: list[dict[str, Any]], table: str) -> dict[str, int]:
     runs = _runs(log, table, live)
     in_runs = sum(len(r) for r in runs)
     return {"files": len(live), "sorted_runs": len(runs), "unsorted_files": len(live) - in_runs}
+
+
+def _source(root: Path, table: str, files: dict[str, int]) -> str:
+    """SQL: the table's columns from these files (by path under `root`, with the store format
+    each was written in). A column added since: union_by_name fills it for older files, unless
+    none has it (then it is NULL)."""
+    newest = max(files.values())
+    columns = ", ".join(
+        f"CAST(NULL AS {ADDED_IN[table, c][1]}) AS {c}"
+        if ADDED_IN.get((table, c), (1, ""))[0] > newest
+        else c
+        for c in TABLES[table].names
+    )
+    listing = "[" + ", ".join(_quote(str(root / f)) for f in files) + "]"
+    return (
+        f"SELECT {columns} FROM read_parquet({listing}, hive_partitioning=false, "
+        "union_by_name=true)"
+    )
 
 
 def _same_rows(

@@ -344,7 +344,8 @@ def _entity(store: Store, uscc: str, day: date) -> dict[str, Any] | None:
             f"arg_max(name, {VERSION_ORDER}) AS name, "
             f"arg_max(entity_type, {VERSION_ORDER}) AS entity_type, "
             f"arg_max(status, {VERSION_ORDER}) AS status "
-            "FROM entities WHERE uscc = ? AND recorded_date <= ? GROUP BY uscc",
+            f"FROM {store.scan('entities', uscc)} WHERE uscc = ? AND recorded_date <= ? "
+            "GROUP BY uscc",
             [uscc, day],
         ).fetchall()
     if not rows:
@@ -359,7 +360,8 @@ def _check_sources(store: Store, uscc: str, record_ids: Sequence[str], day: date
     with store.connect() as con:
         found = {
             r for (r,) in con.execute(
-                "SELECT record_id FROM records WHERE uscc = ? AND recorded_date <= ? "
+                f"SELECT record_id FROM {store.scan('records', uscc)} "
+                "WHERE uscc = ? AND recorded_date <= ? "
                 "AND record_id IN (SELECT unnest(?))",
                 [uscc, day, list(record_ids)],
             ).fetchall()

@@ -206,7 +206,7 @@ def registered_entity(store: Store, code: str, day: date) -> dict[str, Any] | No
             f"arg_max(entity_type, {VERSION_ORDER}) AS entity_type, "
             f"arg_max(region, {VERSION_ORDER}) AS region, "
             "count(*) AS n "
-            "FROM entities WHERE uscc = ? AND recorded_date <= ?",
+            f"FROM {store.scan('entities', code)} WHERE uscc = ? AND recorded_date <= ?",
             params=[code, day],
         ).to_arrow_table().to_pylist()  # fmt: skip
     return rows[0] if rows and rows[0]["n"] else None

@@ -188,7 +188,8 @@ def later_negatives(store: Store, record: dict[str, Any], today: date) -> list[s
             f"""WITH {UNDONE_CTE}
             SELECT r.record_id, r.uscc, r.category, r.severity, r.event_date, r.recorded_date,
                    r.amount, r.attributes, u.undone_on
-            FROM records r LEFT JOIN undone u ON u.record_id = r.record_id
+            FROM {store.scan('records', record['uscc'])} r
+            LEFT JOIN undone u ON u.record_id = r.record_id
             WHERE r.uscc = ? AND r.category = ? AND r.event_date > ? AND r.recorded_date <= ?
               AND r.record_id <> ?
             ORDER BY r.record_id, r.batch_id""",

@@ -240,7 +240,8 @@ def _entity(store: Store, uscc: str, as_of: date) -> pd.DataFrame:
             f"arg_max(region, {VERSION_ORDER}) AS region, "
             f"arg_max(industry, {VERSION_ORDER}) AS industry, "
             f"arg_max(status, {VERSION_ORDER}) AS status "
-            "FROM entities WHERE uscc = ? AND recorded_date <= ? GROUP BY uscc",
+            f"FROM {store.scan('entities', uscc)} WHERE uscc = ? AND recorded_date <= ? "
+            "GROUP BY uscc",
             [uscc, as_of],
         ).df()
     if found.empty:

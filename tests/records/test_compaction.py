@@ -26,6 +26,7 @@ from records.publicity import records_on
 from records.simulate import SimulationConfig, simulate
 from records.store import MAX_RUNS, SORT_KEYS, Batch, Store, _same_rows
 from records.summary import store_summary
+from serving.lookup import registered_entity
 
 TODAY = date(2026, 6, 30)
 ORDER = {
@@ -70,6 +71,7 @@ def _views(store: Store, codes: list[str]) -> dict[str, Any]:
         out[f"features {day}"] = build_features(store, day).sort_by("uscc")
     for code in codes:
         out[code] = records_on(store, code, TODAY)
+        out[f"{code} entity"] = registered_entity(store, code, TODAY)
     return out
 
 
@@ -332,3 +334,40 @@ def test_compact_command(tmp_path: Path, province: Any) -> None:
     assert summary["files"]["records"]["unsorted_files"] == 0
     wrong = runner.invoke(app, ["compact", "--table", "quarantine"], env=env)
     assert wrong.exit_code == 2 and "cannot compact quarantine" in wrong.output
+
+
+def test_a_company_is_read_from_its_own_files(
+    tmp_path: Path, province: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # small files, so that the run has several and each company lies in one or two of them
+    monkeypatch.setattr("records.store.ROW_GROUP_ROWS", 2048)
+    monkeypatch.setattr("records.store.ROW_GROUPS_PER_FILE", 1)
+    store = Store(tmp_path / "store")
+    _fill(store, province)
+    store.compact()
+    extra = province.records.slice(0, 40).set_column(
+        0, "record_id", pa.array([f"LATE-{i}" for i in range(40)])
+    )
+    ingest_table(store, extra, "records", "samr", today=TODAY, history=True)  # a loose file
+    compacted = store.log()[-2]
+    ranges = compacted["ranges"]["records"]
+    assert len(ranges) >= 3 and set(ranges) == set(compacted["files"]["records"])
+    loose = list(store.log()[-1]["files"]["records"])
+    codes = sorted(set(province.records.column("uscc").to_pylist()))
+    with store.connect() as con:
+        for code in [*codes[:: max(1, len(codes) // 25)], "00000000000000000X", "ZZZ"]:
+            source = store.scan("records", code)
+            listed = {f for f in [*ranges, *loose] if str(store.root / f) in source}
+            assert set(loose) <= listed  # not sorted yet: always read
+            assert listed - set(loose) == {f for f, (lo, hi) in ranges.items() if lo <= code <= hi}
+            assert len(listed - set(loose)) <= 2
+            query = "SELECT * FROM {} WHERE uscc = ? ORDER BY record_id, batch_id"
+            got = con.sql(query.format(source), params=[code]).to_arrow_table()
+            assert got == con.sql(query.format("records"), params=[code]).to_arrow_table()
+        entity = store.scan("entities", codes[0])
+        found = con.execute(f"SELECT count(*) FROM {entity} WHERE uscc = ?", [codes[0]]).fetchone()
+        assert found is not None and found[0] >= 1
+        # a key outside every compacted range, no loose file: no file is read, no row found
+        assert con.execute(f"SELECT count(*) FROM {store.scan('events', 'X')}").fetchone() == (0,)
+        assert registered_entity(store, codes[0], TODAY) is not None
+        assert registered_entity(store, "ZZZ", TODAY) is None

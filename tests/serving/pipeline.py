@@ -1,7 +1,7 @@
 """A small simulated province run through the batch pipeline, for the serving tests.
 
-`build_province` runs `credsup simulate → score → train → promote → tier` in-process (CliRunner)
-with the environment pointing at its own data directory only (no DATABASE_URL, no
+`build_province` runs `credsup simulate → compact → score → train → promote → tier` in-process
+(CliRunner) with the environment pointing at its own data directory only (no DATABASE_URL, no
 MLFLOW_TRACKING_URI of the caller's), so the results, the MLflow store and the serving database
 all live under that directory.
 """
@@ -47,12 +47,16 @@ def credsup(data_dir: Path, *args: str, ok: tuple[int, ...] = (0,)) -> Any:
 
 
 def build_province(data_dir: Path, *older: date) -> dict[str, Any]:
-    """Simulate, ingest, score, train, promote and tier as of `AS_OF` (and score and tier as of
-    each `older` date with the same model); returns what the commands reported."""
+    """Simulate, ingest, compact, score, train, promote and tier as of `AS_OF` (and score and
+    tier as of each `older` date with the same model); returns what the commands reported."""
     sim = credsup(
         data_dir, "simulate", "--companies", str(COMPANIES), "--years", str(YEARS),
         "--seed", str(SEED), "--out", str(data_dir / "sim"), "--ingest",
     )  # fmt: skip
+    # sorted by company, as `make run` leaves it: the serving tests read a compacted store, and
+    # whatever they write lands beside it unsorted (both kinds of file read at once)
+    compacted = credsup(data_dir, "compact")
+    assert compacted["batch"] is not None, compacted
     trained = credsup(data_dir, "train", "--no-plots")
     promoted = credsup(data_dir, "promote", "latest")
     assert promoted["promoted"], promoted
