@@ -315,6 +315,7 @@ def records_on(
     day: date,
     catalogue: Catalogue | None = None,
     now: date | None = None,
+    entity: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Every record of a company known on `day`, newest first, in the form it has that day,
     with `public`, `counts`, `public_until`, `corrected`, `supplemented` and `objection_open`
@@ -323,7 +324,10 @@ def records_on(
     `now`: the day the view is made, for a view of the past made for the public. A record that
     is no longer public on `now` (repaired, expired, withdrawn, no longer published) is then not
     public on `day` either: after repair or expiry a record stops being published (DOMAIN §9),
-    also in views of the days it was."""
+    also in views of the days it was.
+
+    `entity`: the company's registration facts on `day` (`serving.lookup.registered_entity`),
+    when the caller has read them already; its entity type decides what is published."""
     cat = catalogue or default_catalogue()
     known = max(day, now) if now is not None else day
     with store.connect() as con:
@@ -334,18 +338,22 @@ def records_on(
             "AND recorded_date <= ? AND event_date <= ? ORDER BY event_date DESC, record_id",
             params=[uscc, day, day],
         ).to_arrow_table().to_pylist()  # fmt: skip
+        # the events of these records only (a later record's events are never looked at)
+        ids = [r["record_id"] for r in records]
         events = con.sql(
-            "SELECT e.event_id, e.record_id, e.event_type, e.effective_date, e.recorded_date, "
-            "e.attributes, e.batch_id FROM events e WHERE e.recorded_date <= ? AND e.record_id IN "
-            f"(SELECT record_id FROM {store.scan('records', uscc)} WHERE uscc = ?)",
-            params=[known, uscc],
-        ).to_arrow_table().to_pylist()  # fmt: skip
-        kind = con.execute(
-            f"SELECT arg_max(entity_type, {VERSION_ORDER}) "
-            f"FROM {store.scan('entities', uscc)} WHERE uscc = ? AND recorded_date <= ?",
-            [uscc, day],
-        ).fetchone()  # fmt: skip
-    entity_type = kind[0] if kind else None
+            "SELECT event_id, record_id, event_type, effective_date, recorded_date, attributes, "
+            "batch_id FROM events WHERE recorded_date <= ? AND record_id IN (SELECT unnest(?))",
+            params=[known, ids],
+        ).to_arrow_table().to_pylist() if ids else []  # fmt: skip
+        if entity is None:
+            kind = con.execute(
+                f"SELECT arg_max(entity_type, {VERSION_ORDER}) "
+                f"FROM {store.scan('entities', uscc)} WHERE uscc = ? AND recorded_date <= ?",
+                [uscc, day],
+            ).fetchone()  # fmt: skip
+            entity_type = kind[0] if kind else None
+        else:
+            entity_type = entity["entity_type"]
     by_record: dict[str, list[dict[str, Any]]] = {}
     for e in events:
         by_record.setdefault(e["record_id"], []).append(e)

@@ -126,7 +126,7 @@ def public_company(
     if entity is None:
         state.audit.log(caller, "GET /v1/public/companies/{uscc}", code, purpose, 404)
         raise ApiError(404, "not_found", f"no company {code} registered by {day}")
-    rows = records_on(state.store, code, day, now=china_today())
+    rows = records_on(state.store, code, day, now=china_today(), entity=entity)
     catalogue = default_catalogue()
     shown = [r for r in rows if r["public"]]
     with state.engine.connect() as con:
