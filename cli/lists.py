@@ -187,7 +187,8 @@ def lists_list(
     as_json: JsonOpt = False,
 ) -> None:
     """Entries, newest first."""
-    from serving.audit import asking
+    from records.uscc import InvalidUSCC, validate
+    from serving.audit import asking, probe_detail
     from serving.lists import LISTS, STATUSES, find
 
     why = _required_purpose(purpose)
@@ -196,6 +197,14 @@ def lists_list(
     if status is not None and status not in STATUSES:
         raise typer.BadParameter(f"--status must be one of {', '.join(STATUSES)}")
     engine = _engine()
+    if uscc is not None:
+        try:
+            uscc = validate(uscc)
+        except InvalidUSCC as exc:  # a probe, as the API logs it: no company, the code as given
+            rest = {"list": list_, "status": status, "limit": str(limit)}
+            with asking([(k, v) for k, v in rest.items() if v is not None]):
+                _log_lines(engine, "lists list", [(None, 422)], why, detail=probe_detail(uscc))
+            raise typer.BadParameter(exc.message, param_hint="--uscc") from None
     found = find(engine, uscc, list_, status, limit)
     chosen = {"uscc": uscc, "list": list_, "status": status, "limit": str(limit)}
     with asking([(k, v) for k, v in chosen.items() if v is not None]):  # the line's detail

@@ -620,6 +620,12 @@ def test_command_line_refusals_are_logged_with_the_status_the_api_answers(api: A
         (code, 404, "credsup grade", "on=2000-01-03")]  # fmt: skip
     assert run("grade", "91-BAD", "--on", "2026-01-05", exit_code=2) == [
         (None, 422, "credsup grade", "uscc=91-BAD&on=2026-01-05")]  # fmt: skip
+    # a malformed code asked of the list entries was logged 200 (found nothing): now a probe
+    assert run("lists", "list", "--uscc", "91-BAD", "--status", "listed", exit_code=2) == [
+        (None, 422, "credsup lists list", "uscc=91-BAD&status=listed&limit=100")]  # fmt: skip
+    answer, rows = api.rows("GET", "/v1/list-entries?uscc=91-BAD&status=listed", "regulator")
+    assert answer.status_code == 422, answer.text
+    assert [(r["uscc"], r["status"]) for r in rows] == [(None, 422)]
     for args in (["lists", "show", "999999"], ["lists", "confirm", "999999", "--no-rescore"],
                  ["lists", "remove", "999999", "--reason", "x", "--no-rescore"]):  # fmt: skip
         assert run(*args, exit_code=2) == [(None, 404, f"credsup {' '.join(args[:2])}", None)]
