@@ -169,7 +169,7 @@ def lists_derive(
 @lists_app.command("show")
 def lists_show(entry_id: int, purpose: ReadPurposeOpt = None, as_json: JsonOpt = False) -> None:
     """An entry with its steps."""
-    why = _required_purpose(purpose)
+    why = _required_purpose(purpose, "lists show")
     entry = _entry_logged(_engine(), "lists show", entry_id, why)
     if as_json:
         _emit_json(entry)
@@ -191,7 +191,7 @@ def lists_list(
     from serving.audit import asking, probe_detail
     from serving.lists import LISTS, STATUSES, find
 
-    why = _required_purpose(purpose)
+    why = _required_purpose(purpose, "lists list", uscc)
     if list_ is not None and list_ not in LISTS:
         raise typer.BadParameter(f"--list must be one of {', '.join(LISTS)}")
     if status is not None and status not in STATUSES:
@@ -227,7 +227,7 @@ def lists_confirm(
     """List a notified entry (after its objection period, or a dismissed objection)."""
     from serving.lists import confirm
 
-    why = _required_purpose(purpose)
+    why = _required_purpose(purpose, "lists confirm")
     settings = _settings()
     engine = _engine()
     entry = _step(engine, "lists confirm", entry_id, why,
@@ -251,7 +251,7 @@ def lists_remove(
     """Take a listed entry off its list from today."""
     from serving.lists import remove
 
-    why = _required_purpose(purpose)
+    why = _required_purpose(purpose, "lists remove")
     settings = _settings()
     engine = _engine()
     entry = _step(engine, "lists remove", entry_id, why,

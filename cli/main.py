@@ -6,6 +6,7 @@ progress goes to stderr, so scripts and schedulers can read stdout as it is.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -613,11 +614,21 @@ def scorecard(
     out.print(card.table(), markup=False)
 
 
-def _required_purpose(purpose: str | None) -> str:
+def _required_purpose(purpose: str | None, command: str, uscc: str | None = None) -> str:
     """The purpose of a read at the command line, required as the API requires `X-Purpose` of
     the authorities (DOMAIN §10: every query is logged with why): someone at the command line
-    reads any company, never only their own. Exit 2 without one, before anything is read."""
+    reads any company, never only their own. Exit 2 without one, before anything is read; the
+    refusal is logged as the API logs its 400 `purpose_required` (under the company `uscc`
+    names when it is a valid code, else without one)."""
     if purpose is None or not purpose.strip():
+        from cli.plans import _engine, _log_lines
+        from records.uscc import InvalidUSCC, validate
+
+        code = None
+        if uscc is not None:
+            with contextlib.suppress(InvalidUSCC):
+                code = validate(uscc)
+        _log_lines(_engine(), command, [(code, 400)], None)
         raise typer.BadParameter(
             "say why this credit information is read: the read is logged with its purpose, "
             "as the API logs X-Purpose",
@@ -641,7 +652,7 @@ def grade(
     from records.uscc import InvalidUSCC, validate
     from serving.audit import asking, probe_detail
 
-    why = _required_purpose(purpose)
+    why = _required_purpose(purpose, "grade", uscc)
     try:
         code = validate(uscc)
     except InvalidUSCC as exc:  # a probe, as the API logs it: no company, the code as given

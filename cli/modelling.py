@@ -478,7 +478,7 @@ def predict(
     from cli.plans import _engine, _log_lines
     from models.batch import BadPoints, predict_points
 
-    why = _required_purpose(purpose)
+    why = _required_purpose(purpose, "predict")
     settings = _settings()
     if not points.exists():
         raise typer.BadParameter(f"{points} does not exist")

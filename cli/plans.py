@@ -468,7 +468,7 @@ def plan_show(
     from serving.spotcheck.export import plan_list_bytes
     from serving.spotcheck.plans import plan_list
 
-    why = _required_purpose(purpose)
+    why = _required_purpose(purpose, "plan show")
     if format == "xlsx" and output is None:
         _fail("give --out for Excel (an .xlsx file is no text for the terminal)")
     from serving.spotcheck.plans import inspector_filter
@@ -643,7 +643,7 @@ def plan_overdue(
     from serving.routes.spotchecks import TaskOut, TaskPage
     from serving.spotcheck.plans import get_plan, overdue_tasks
 
-    why = _required_purpose(purpose)
+    why = _required_purpose(purpose, "plan overdue")
     day = _as_of(as_of) if as_of else china_today()
     engine = _engine()
     with engine.connect() as con:

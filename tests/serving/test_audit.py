@@ -552,7 +552,8 @@ def max_id(world: Loaded) -> int:
 def test_the_command_line_requires_a_purpose_and_logs_the_day_read(world: Loaded) -> None:
     """`credsup grade` logged "command line (by root on vm)" without --purpose: an operator
     reads any company, so the API's rule for the authorities holds here too; so did `plan show`,
-    `plan overdue` and `predict`, which require it now as well."""
+    `plan overdue` and `predict`, which require it now as well. A refusal is logged (400), as
+    the API logs one."""
     env = {"CREDSUP_DATA_DIR": str(world.data_dir), "DATABASE_URL": world.url,
            "MLFLOW_TRACKING_URI": None}  # fmt: skip
     runner = CliRunner()
@@ -576,7 +577,18 @@ def test_the_command_line_requires_a_purpose_and_logs_the_day_read(world: Loaded
                  ["predict", "--points", "points.csv"]):  # fmt: skip
         refused = runner.invoke(cli, args, env=env)
         assert refused.exit_code == 2 and "--purpose" in refused.output, (args, refused.output)
-    assert lines(mark) == []  # nothing read, nothing logged
+    # nothing read; each refusal logged, as the API logs its 400 purpose_required (under the
+    # company a valid code names, else without one)
+    refusals = lines(mark)
+    assert [(r[0], r[2]) for r in refusals] == [
+        (code, "credsup grade"), (code, "credsup grade"), (None, "credsup lists show"),
+        (None, "credsup lists list"), (None, "credsup lists confirm"),
+        (None, "credsup lists remove"), (None, "credsup plan show"),
+        (None, "credsup plan overdue"), (None, "credsup plan overdue"), (None, "credsup predict"),
+    ]  # fmt: skip
+    assert {(r[1], r[4]) for r in refusals} == {("operator", None)}
+    assert all(r[3].startswith("command line (by ") for r in refusals)
+    mark = max_id(world)
 
     graded = runner.invoke(cli, ["grade", code, "--on", day, "--purpose", "年报抽查", "--json"],
                            env=env)  # fmt: skip
@@ -626,6 +638,19 @@ def test_command_line_refusals_are_logged_with_the_status_the_api_answers(api: A
     answer, rows = api.rows("GET", "/v1/list-entries?uscc=91-BAD&status=listed", "regulator")
     assert answer.status_code == 422, answer.text
     assert [(r["uscc"], r["status"]) for r in rows] == [(None, 422)]
+    # no purpose: refused before anything is read, and logged as the API logs its 400
+    for args, company in ((["grade", code, "--on", "2026-01-05"], code),
+                          (["grade", "91-BAD", "--on", "2026-01-05"], None),
+                          (["lists", "list", "--uscc", code], code), (["lists", "show", "1"], None),
+                          (["plan", "show", "SJ-2099-99999"], None)):  # fmt: skip
+        mark = api.mark()
+        done = runner.invoke(cli, args, env=env)
+        assert done.exit_code == 2 and "say why" in done.output, (args, done.output)
+        command = "grade" if args[0] == "grade" else " ".join(args[:2])
+        assert [(r["uscc"], r["status"], r["endpoint"]) for r in api.since(mark)] == [
+            (company, 400, f"credsup {command}")]  # fmt: skip
+    answer, rows = api.rows("GET", f"/v1/companies/{code}", "regulator", purpose=None)
+    assert answer.status_code == 400 and [(r["uscc"], r["status"]) for r in rows] == [(code, 400)]
     for args in (["lists", "show", "999999"], ["lists", "confirm", "999999", "--no-rescore"],
                  ["lists", "remove", "999999", "--reason", "x", "--no-rescore"]):  # fmt: skip
         assert run(*args, exit_code=2) == [(None, 404, f"credsup {' '.join(args[:2])}", None)]
