@@ -69,6 +69,13 @@ SORT_KEYS: dict[str, tuple[str, ...]] = {
 records and versions, a record's events, lie together (the quarantine is read whole, never per
 company, and is left as written)."""
 
+CLUSTER_BY: dict[str, str] = {"records": "category"}
+"""Within each file's share of codes (a bucket of `ROW_GROUP_ROWS * ROW_GROUPS_PER_FILE` rows in
+code order), rows are ordered by this column first, then by `SORT_KEYS`. The feature build
+filters records by category and skips the row groups of the others: records sorted by code alone
+made it 38 % slower at 1 M companies (12.3 s against 8.9 s in ingestion order; this layout 9.1
+s), while a company's read still opens the one or few files whose range of codes holds it."""
+
 ROW_GROUP_ROWS = 16_384
 """Rows per row group of a compacted file: a look-up of one company reads one or two groups
 (DuckDB skips the others by their min/max statistics)."""
@@ -139,7 +146,8 @@ class Batch:
 
     def rewrite_sorted(self, table: str, inputs: dict[str, int]) -> int:
         """Stage `inputs` (files of `table`, by path under the store, with their store format)
-        rewritten in `SORT_KEYS[table]` order; returns the row count. Raises if the staged files
+        rewritten in `SORT_KEYS[table]` order (by `CLUSTER_BY` first within each file's share);
+        returns the row count. Raises if the staged files
         do not hold exactly the same rows. Each file's range of the first key is kept in the
         batch's entry (`ranges`), so that a read of one company lists only its files."""
         schema = TABLES[table]
@@ -149,8 +157,14 @@ class Batch:
         # the order of the output is the point: insertion order kept
         con = self.store._open(views=False, preserve_insertion_order=True)
         try:
+            order = ", ".join(SORT_KEYS[table])
+            query = f"{source} ORDER BY {order}"
+            if table in CLUSTER_BY:
+                share = _share_sql(con, table, source)
+                query = f"{source} ORDER BY {share + ', ' if share else ''}{CLUSTER_BY[table]}, "
+                query += order
             con.execute(
-                f"COPY ({source} ORDER BY {', '.join(SORT_KEYS[table])}) TO '{out}' "
+                f"COPY ({query}) TO '{out}' "
                 f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS}, "
                 f"ROW_GROUPS_PER_FILE {ROW_GROUPS_PER_FILE}, FILENAME_PATTERN 'part{{i}}')"
             )
@@ -481,6 +495,25 @@ def layout(log: list[dict[str, Any]], table: str) -> dict[str, int]:
     runs = _runs(log, table, live)
     in_runs = sum(len(r) for r in runs)
     return {"files": len(live), "sorted_runs": len(runs), "unsorted_files": len(live) - in_runs}
+
+
+def _share_sql(con: duckdb.DuckDBPyConnection, table: str, source: str) -> str | None:
+    """SQL: the share of codes a row of `source` falls in, numbered in code order, each share
+    about a file's rows (`ROW_GROUP_ROWS * ROW_GROUPS_PER_FILE`): bounds taken from the
+    quantiles of the first sort key (a sort of that one column, where numbering the rows in
+    order took a window over all of them: 5.9 GB against 3.4 at 11 M records). None: one share.
+    A company's rows are all in one share."""
+    first = SORT_KEYS[table][0]
+    (rows,) = con.execute(f"SELECT count(*) FROM ({source})").fetchone() or (0,)
+    shares = -(-int(rows) // (ROW_GROUP_ROWS * ROW_GROUPS_PER_FILE))
+    if shares <= 1:
+        return None
+    points = ", ".join(str(i / shares) for i in range(1, shares))
+    (bounds,) = con.execute(
+        f"SELECT quantile_disc({first}, [{points}]) FROM ({source})"
+    ).fetchone() or ([],)
+    listing = "[" + ", ".join(_quote(str(b)) for b in dict.fromkeys(bounds)) + "]"
+    return f"len(list_filter({listing}, lambda b: b <= {first}))"
 
 
 def _source(root: Path, table: str, files: dict[str, int]) -> str:

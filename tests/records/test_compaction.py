@@ -24,7 +24,7 @@ from records.events import append_events
 from records.ingest import ingest_table
 from records.publicity import records_on
 from records.simulate import SimulationConfig, simulate
-from records.store import MAX_RUNS, SORT_KEYS, Batch, Store, _same_rows
+from records.store import CLUSTER_BY, MAX_RUNS, SORT_KEYS, Batch, Store, _same_rows
 from records.summary import store_summary
 from serving.lookup import registered_entity
 
@@ -85,6 +85,7 @@ def test_compaction_keeps_every_row_and_every_view(
     tmp_path: Path, province: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("records.store.ROW_GROUP_ROWS", 2048)  # DuckDB's smallest: 3 groups
+    monkeypatch.setattr("records.store.ROW_GROUPS_PER_FILE", 1)  # and 3 files
     store = Store(tmp_path / "store")
     _fill(store, province)
     codes = _some_codes(province)
@@ -111,12 +112,20 @@ def test_compaction_keeps_every_row_and_every_view(
         assert summary["files"][table]["unsorted_files"] == 0
         assert summary["files"][table]["sorted_runs"] == 1
 
-    # the run is in order across its files, and one company lies in at most two row groups
+    # each file holds about a share of the codes (a company's rows are in one share), in order
+    # by category, then code, date and id
     keys = list(SORT_KEYS["records"])
     parts = [pq.read_table(p) for p in store.files("records")]
-    run = pa.concat_tables(parts)
-    assert run.num_rows == province.records.num_rows
-    assert run.select(keys) == run.select(keys).sort_by([(k, "ascending") for k in keys])
+    assert len(parts) >= 3
+    assert sum(part.num_rows for part in parts) == province.records.num_rows
+    for part in parts:
+        categories = part.column(CLUSTER_BY["records"]).to_pylist()
+        runs = [c for i, c in enumerate(categories) if i == 0 or categories[i - 1] != c]
+        assert len(runs) <= 2 * len(set(runs))  # one run per category and share in the file
+        for category in set(runs):
+            rows = part.filter(pc.equal(part.column("category"), category)).select(keys)
+            # ascending: a second share in the file holds higher codes than the first
+            assert rows == rows.sort_by([(k, "ascending") for k in keys]), category
     groups: dict[str, int] = {}
     for path in store.files("records"):
         meta = pq.ParquetFile(path).metadata
