@@ -18,8 +18,9 @@ writer removes the orphaned files. One writer at a time (an exclusive ``flock``)
 lock because committed files never change.
 
 Compaction (`Store.compact`) rewrites a table's files sorted by company (records, entities) or
-by record (events), so that a look-up of one company reads the few row groups that hold it
-instead of every file. It is a batch like any other: its entry lists the new files and, under
+by record (events), so that a look-up of one company reads the few files and row groups that
+hold it instead of every file (records: by category first within each file's share of codes,
+see `CLUSTER_BY`). It is a batch like any other: its entry lists the new files and, under
 `replaces`, the files they take the place of, with the same rows to the bit (checked before the
 commit). Rows are copied as they are, `batch_id` included, so nothing a reader computes changes.
 A replaced file is no longer read by a new connection; it is deleted by a later writer once its
