@@ -552,6 +552,74 @@ def plan_verify(plan_id: Annotated[str, typer.Argument()], as_json: JsonOpt = Fa
         raise typer.Exit(1)
 
 
+@plan_app.command("audit-package")
+def plan_audit_package(
+    plan_id: Annotated[str, typer.Argument()],
+    output: Annotated[Path, typer.Option("--out", help="The zip to write.")],
+    purpose: ReadPurposeOpt = None,
+) -> None:
+    """Export a draw's audit package, as `GET /v1/spot-check-plans/{id}/audit-package` gives
+    it: seed, pool and inspector snapshot, parameters, list, and the code and `verify.py` to
+    replay it offline (DOMAIN §7). The snapshot holds every pooled company's tier: each of them
+    is logged in the audit log (with the purpose, required) before the file is written."""
+    from serving.spotcheck.draw import PlanError
+    from serving.spotcheck.package import audit_package
+
+    why = _required_purpose(purpose, "plan audit-package")
+    engine = _engine()
+    try:
+        made = audit_package(engine, plan_id, exported_by=f"operator {getpass.getuser()}")
+    except LookupError as exc:  # the API's 404: a line without a company
+        _log_read(engine, "plan audit-package", [], f"{plan_id}: {why}", 404)
+        _fail(str(exc.args[0]))
+    except PlanError as exc:
+        _fail(str(exc))
+    _log_read(engine, "plan audit-package", made.companies, f"{plan_id}: {why}")
+    output.write_bytes(made.data)
+    err.print(f"{plan_id}: {made.manifest['tasks']} tasks, {len(made.companies)} companies in "
+              f"the pool → {escape(str(output))} ({len(made.data):,} bytes); check it with "
+              f"`credsup plan verify-package {escape(str(output))}`", soft_wrap=True)  # fmt: skip
+
+
+@plan_app.command("verify-package")
+def plan_verify_package(
+    package: Annotated[Path, typer.Argument(help="An audit package (zip) or its unpacked folder.")],
+    notice: Annotated[
+        Path | None, typer.Option(help="The plan's public notice (JSON) to compare hashes with.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replay a draw from its audit package alone, as an outside auditor would: the package's
+    own `verify.py` and copy of the sampling design run in a process of their own (nothing is
+    read from the service). Exit 0 identical, 1 a check failed, 2 the package cannot be read."""
+    import subprocess
+    import tempfile
+    import zipfile
+
+    with tempfile.TemporaryDirectory(prefix="credsup-audit-") as tmp:
+        root = package
+        if package.is_file():
+            try:
+                with zipfile.ZipFile(package) as archive:
+                    if any(Path(n).is_absolute() or ".." in Path(n).parts
+                           for n in archive.namelist()):  # fmt: skip
+                        _fail(f"{package}: a path in the zip leaves its folder", as_json=as_json)
+                    archive.extractall(tmp)
+            except zipfile.BadZipFile as exc:
+                _fail(f"{package}: {exc}", as_json=as_json)
+            tops = [p for p in Path(tmp).iterdir() if (p / "verify.py").is_file()]
+            root = tops[0] if len(tops) == 1 else Path(tmp)
+        if not (root / "verify.py").is_file():
+            _fail(f"{package}: no verify.py (not an audit package)", as_json=as_json)
+        command = [sys.executable, "-I", str(root / "verify.py"), str(root)]
+        command += ["--notice", str(notice.resolve())] if notice is not None else []
+        command += ["--json"] if as_json else []
+        done = subprocess.run(command, capture_output=True, text=True, cwd=tmp, check=False)
+    sys.stdout.write(done.stdout)
+    sys.stderr.write(done.stderr)
+    raise typer.Exit(done.returncode)
+
+
 FINDINGS_NEEDED: dict[str, str] = {
     "pass": "--result pass takes no findings: leave out --minor, --major and --serious",
     "problem": "--result problem needs --minor N or --major N (findings), and no --serious",

@@ -36,6 +36,7 @@ from serving.routes.companies import ERRORS
 from serving.spotcheck import export
 from serving.spotcheck.draw import PlanError
 from serving.spotcheck.items import CheckItem
+from serving.spotcheck.package import audit_package
 from serving.spotcheck.plans import (
     InspectorIn,
     InspectorsRefused,
@@ -350,6 +351,36 @@ def get_verification(plan_id: str, state: StateDep, caller: CallerDep) -> Verifi
         raise ApiError(404, "not_found", str(exc)) from None
     except PlanError as exc:
         raise _plan_error(exc) from None
+
+
+@router.get(
+    "/spot-check-plans/{plan_id}/audit-package", responses=ERRORS,
+    summary="A draw's audit package (zip): seed, snapshot, parameters, list and the code to "
+    "replay it offline",
+)  # fmt: skip
+def get_audit_package(
+    plan_id: str, state: StateDep, caller: CallerDep, x_purpose: PurposeHeader = None
+) -> Response:
+    """Everything an outside auditor needs to re-run the draw without the service
+    (`serving.spotcheck.package`). It holds the tier of every company in the plan's pool: for
+    those who manage plans, with a purpose; each of those companies is logged."""
+    require(caller, MANAGE, "export a draw's audit package")
+    purpose = purpose_of(caller, x_purpose)
+    why = f"{plan_id}: {purpose or ''}"[:256]
+    endpoint = "GET /v1/spot-check-plans/{plan_id}/audit-package"
+    try:
+        made = audit_package(state.engine, plan_id, exported_by=f"{caller.role} {caller.name}")
+    except LookupError as exc:
+        state.audit.log(caller, endpoint, None, why, 404)
+        raise ApiError(404, "not_found", str(exc)) from None
+    except PlanError as exc:
+        raise _plan_error(exc) from None
+    state.audit.log_companies(caller, endpoint, made.companies, why)
+    return Response(
+        made.data,
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{made.filename}"'},
+    )
 
 
 # ---- tasks and results ------------------------------------------------------------------------

@@ -42,8 +42,9 @@ from __future__ import annotations
 import hashlib
 import io
 import itertools
+import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -240,6 +241,55 @@ def canonical_list(tasks: pd.DataFrame) -> bytes:
 
 def list_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# ---- parameters as stored, and the seed's commitment ------------------------------------
+
+
+def params_to_json(params: DrawParams) -> str:
+    doc = {
+        "draw_version": params.draw_version,
+        "items": [i.model_dump(mode="json") for i in params.items],
+        "population": asdict(params.population),
+        "department_yearly_cap": params.department_yearly_cap,
+        "inspectors_per_task": params.inspectors_per_task,
+        "triggered": list(params.triggered),
+    }
+    if params.triggered_items:  # plans without them keep the parameters they always had
+        doc["triggered_items"] = [[c, list(ids)] for c, ids in params.triggered_items]
+    if params.draw_version >= 4:  # the repeat rule's version on: earlier ones never apply it
+        doc["avoid_repeat_within_year"] = params.avoid_repeat_within_year
+    return json.dumps(doc, ensure_ascii=False, sort_keys=True)
+
+
+def params_from_json(text: str, for_replay: bool = True) -> DrawParams:
+    doc = json.loads(text)
+    version = doc.get("draw_version")
+    if for_replay and version not in DRAW_VERSIONS:
+        raise PlanError(
+            "draw_version",
+            f"the plan was drawn by version {version} of the sampling design and this release "
+            f"replays versions {', '.join(map(str, DRAW_VERSIONS))}: replay it with the release "
+            "that drew it",
+        )
+    pop = doc["population"]
+    return DrawParams(
+        items=tuple(CheckItem.model_validate(i) for i in doc["items"]),
+        population=PopulationFilter(**{k: tuple(v) for k, v in pop.items()}),
+        department_yearly_cap=int(doc["department_yearly_cap"]),
+        inspectors_per_task=int(doc["inspectors_per_task"]),
+        triggered=tuple(doc["triggered"]),
+        triggered_items=tuple((c, tuple(ids)) for c, ids in doc.get("triggered_items", [])),
+        draw_version=int(version) if version in DRAW_VERSIONS else DRAW_VERSION,
+        # plans drawn before the rule (version 2, 3) say nothing: they were drawn without it
+        avoid_repeat_within_year=bool(doc.get("avoid_repeat_within_year", False)),
+    )
+
+
+def seed_commitment(seed: int | str, salt: str) -> str:
+    """What the notice shows of the seed until the checks are over: sha256 of "seed:salt" (the
+    salt, 128 random bits, keeps a small chosen seed from being guessed)."""
+    return hashlib.sha256(f"{seed}:{salt}".encode()).hexdigest()
 
 
 # ---- the draw ---------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ parameters, the pool and inspector snapshot (compressed Parquet) with their hash
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import secrets
@@ -55,8 +54,6 @@ from serving.db import (
 )
 from serving.load import mask_name
 from serving.spotcheck.draw import (
-    DRAW_VERSION,
-    DRAW_VERSIONS,
     SNAPSHOT_TABLES,
     DrawParams,
     PlanError,
@@ -66,6 +63,9 @@ from serving.spotcheck.draw import (
     check_population,
     draw_plan,
     list_sha256,
+    params_from_json,
+    params_to_json,
+    seed_commitment,
 )
 from serving.spotcheck.export import DEPARTMENT_NAMES, department_code, known_departments
 from serving.spotcheck.items import (
@@ -708,46 +708,6 @@ def _triggered_items(
                 )
         by_company.setdefault(entry.uscc, set()).update(chosen)
     return tuple((code, tuple(sorted(ids))) for code, ids in sorted(by_company.items()))
-
-
-def params_to_json(params: DrawParams) -> str:
-    doc = {
-        "draw_version": params.draw_version,
-        "items": [i.model_dump(mode="json") for i in params.items],
-        "population": asdict(params.population),
-        "department_yearly_cap": params.department_yearly_cap,
-        "inspectors_per_task": params.inspectors_per_task,
-        "triggered": list(params.triggered),
-    }
-    if params.triggered_items:  # plans without them keep the parameters they always had
-        doc["triggered_items"] = [[c, list(ids)] for c, ids in params.triggered_items]
-    if params.draw_version >= 4:  # the repeat rule's version on: earlier ones never apply it
-        doc["avoid_repeat_within_year"] = params.avoid_repeat_within_year
-    return json.dumps(doc, ensure_ascii=False, sort_keys=True)
-
-
-def params_from_json(text: str, for_replay: bool = True) -> DrawParams:
-    doc = json.loads(text)
-    version = doc.get("draw_version")
-    if for_replay and version not in DRAW_VERSIONS:
-        raise PlanError(
-            "draw_version",
-            f"the plan was drawn by version {version} of the sampling design and this release "
-            f"replays versions {', '.join(map(str, DRAW_VERSIONS))}: replay it with the release "
-            "that drew it",
-        )
-    pop = doc["population"]
-    return DrawParams(
-        items=tuple(CheckItem.model_validate(i) for i in doc["items"]),
-        population=PopulationFilter(**{k: tuple(v) for k, v in pop.items()}),
-        department_yearly_cap=int(doc["department_yearly_cap"]),
-        inspectors_per_task=int(doc["inspectors_per_task"]),
-        triggered=tuple(doc["triggered"]),
-        triggered_items=tuple((c, tuple(ids)) for c, ids in doc.get("triggered_items", [])),
-        draw_version=int(version) if version in DRAW_VERSIONS else DRAW_VERSION,
-        # plans drawn before the rule (version 2, 3) say nothing: they were drawn without it
-        avoid_repeat_within_year=bool(doc.get("avoid_repeat_within_year", False)),
-    )
 
 
 # ---- snapshots --------------------------------------------------------------------------------
@@ -1477,12 +1437,6 @@ def _assignments_match(tasks: pd.DataFrame, assigned: pd.DataFrame) -> bool:
         for f in (listed, assigned)
     ]
     return bool((both[0] == both[1]).all())
-
-
-def seed_commitment(seed: int | str, salt: str) -> str:
-    """What the notice shows of the seed until the checks are over: sha256 of "seed:salt" (the
-    salt, 128 random bits, keeps a small chosen seed from being guessed)."""
-    return hashlib.sha256(f"{seed}:{salt}".encode()).hexdigest()
 
 
 def public_notice(engine: Engine, plan_id: str, today: date | None = None) -> dict[str, Any]:
