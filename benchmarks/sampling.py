@@ -70,9 +70,11 @@ import random
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -103,6 +105,7 @@ from serving.spotcheck.draw import (  # noqa: E402
     list_sha256,
 )
 from serving.spotcheck.items import TIERS, CheckItem, preset  # noqa: E402
+from serving.spotcheck.package import audit_package  # noqa: E402
 
 GOAL_SECONDS = {1_000_000: 5.0, 10_000_000: 60.0}
 PRESET = "national-default"
@@ -666,6 +669,30 @@ def _load_database(engine: sa.Engine, pool: Pool) -> dict[str, float]:
     return laps
 
 
+def _audit_package(engine: Any, plan_id: str, work: Path) -> dict[str, Any]:
+    """The plan's audit package (`serving.spotcheck.package`), timed, and its `verify.py` run
+    as an auditor runs it (a process of its own, isolated mode), timed from unpacking on."""
+    gc.collect()
+    started = time.perf_counter()
+    made = audit_package(engine, plan_id, exported_by="benchmark")
+    export_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    folder = work / f"package-{plan_id}"
+    with zipfile.ZipFile(io.BytesIO(made.data)) as archive:
+        archive.extractall(folder)
+    root = folder / f"{plan_id}-audit"
+    done = subprocess.run([sys.executable, "-I", str(root / "verify.py"), "--json"],
+                          capture_output=True, text=True, cwd=work, check=False)  # fmt: skip
+    verify_seconds = time.perf_counter() - started
+    shutil.rmtree(folder, ignore_errors=True)
+    return {
+        "audit_package_seconds": round(export_seconds, 2),
+        "audit_package_bytes": len(made.data),
+        "package_verify_seconds": round(verify_seconds, 2),
+        "package_identical": done.returncode == 0 and json.loads(done.stdout)["identical"],
+    }
+
+
 def measure_database(n: int, plans_count: int, seed: int, say: Say) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="credsup-bench-sampling-"))
     try:
@@ -701,6 +728,7 @@ def measure_database(n: int, plans_count: int, seed: int, say: Say) -> dict[str,
             with _timed(verify_laps, VERIFY_STEPS):
                 verified = plans.verify_plan(engine, created.plan_id)
             verify_seconds = time.perf_counter() - started
+            package = _audit_package(engine, created.plan_id, work)
             with engine.connect() as con:
                 conflicts = con.execute(
                     sa.text(
@@ -728,6 +756,7 @@ def measure_database(n: int, plans_count: int, seed: int, say: Say) -> dict[str,
                 "pool_hash_ok": verified.pool_hash_ok,
                 "inspector_hash_ok": verified.inspector_hash_ok,
                 "previous_plan_assignments": int(conflicts),
+                **package,
             }
             out["plans"].append(figures)
             say(
@@ -737,7 +766,10 @@ def measure_database(n: int, plans_count: int, seed: int, say: Say) -> dict[str,
                                          figures["create_steps_seconds"].items())
                 + f"); verify_plan {verify_seconds:.1f} s (identical: {verified.identical}; "
                 + ", ".join(f"{s} {v:.1f}" for s, v in figures["verify_steps_seconds"].items())
-                + ")"
+                + f"); audit package {package['audit_package_seconds']:.1f} s, "
+                f"{package['audit_package_bytes'] / 2**20:.1f} MB, replayed offline in "
+                f"{package['package_verify_seconds']:.1f} s (identical: "
+                f"{package['package_identical']})"
             )  # fmt: skip
         out["database_bytes"] = (work / "serving.db").stat().st_size
         engine.dispose()
