@@ -368,7 +368,9 @@ def plan_create(
     start: Annotated[str | None, typer.Option(
         help="First day of checks: today (the default) or later, unless --record-past."
     )] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed (default: random, stored).")] = None,
+    seed: Annotated[int | None, typer.Option(
+        help="Seed (default: drawn by the service, stored); only where CREDSUP_CALLER_SEEDS=allow."
+    )] = None,
     triggered: Annotated[str | None, typer.Option(
         help="Codes checked on a trigger (every item), or CODE:ITEM[,ITEM] for some items "
         "only; entries separated by ',' or ';'.",
@@ -397,7 +399,7 @@ def plan_create(
     from pydantic import ValidationError
 
     from serving.spotcheck.draw import PlanError
-    from serving.spotcheck.plans import PlanRequest, create_plan
+    from serving.spotcheck.plans import PlanRequest, create_plan, refuse_caller_seed
 
     try:
         if request_file is not None:
@@ -419,6 +421,7 @@ def plan_create(
                 seed=seed, triggered=_triggered(triggered), allow_duplicate=allow_duplicate,
                 avoid_repeat_within_year=avoid_repeat,
             )  # fmt: skip
+        refuse_caller_seed(request, _settings().caller_seeds)
         created = create_plan(_engine(), request, store=_store(_settings()))
     except ValidationError as exc:
         options = CREATE_OPTIONS if request_file is None else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import duckdb
 from pydantic import AliasChoices, Field, field_validator
@@ -42,6 +43,12 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=2 * 2**20, ge=1024)
     """Largest request body the API reads (413 beyond it, before authentication): a batch of
     10,000 codes is about 220 kB."""
+
+    caller_seeds: Literal["refuse", "allow"] = "refuse"
+    """Whether whoever draws a spot-check plan may choose its seed (`seed`, `--seed`). refuse:
+    the service draws every seed, so nobody who can read the tiers can try seeds offline for a
+    list they like before drawing; allow: a province that draws its seed in public (a lottery
+    number, before a notary), or a rehearsal. The notice says whose seed it was either way."""
 
     @field_validator("duckdb_memory_limit")
     @classmethod

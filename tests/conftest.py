@@ -11,6 +11,12 @@ from records.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The tests draw plans with chosen seeds through the API and the command line, to replay and
+# compare them; a deployment refuses them by default (`Settings.caller_seeds`), which
+# tests/serving/test_spotcheck_package.py tests with the setting as it ships. Every process the
+# tests start inherits it.
+os.environ["CREDSUP_CALLER_SEEDS"] = "allow"
+
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:

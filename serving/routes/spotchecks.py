@@ -58,6 +58,7 @@ from serving.spotcheck.plans import (
     post_result,
     public_notice,
     published_results,
+    refuse_caller_seed,
     save_inspectors,
     save_items,
     verify_plan,
@@ -221,6 +222,7 @@ def post_plan(body: PlanRequest, state: StateDep, caller: CallerDep) -> PlanCrea
     the plan) unless `allow_duplicate`."""
     require(caller, MANAGE, "draw spot-check plans")
     try:
+        refuse_caller_seed(body, state.settings.caller_seeds)
         created = create_plan(state.engine, body, created_by=caller.key_id, store=state.store)
     except PlanError as exc:
         raise _plan_error(exc) from None
@@ -354,7 +356,9 @@ def get_verification(plan_id: str, state: StateDep, caller: CallerDep) -> Verifi
 
 
 @router.get(
-    "/spot-check-plans/{plan_id}/audit-package", responses=ERRORS,
+    "/spot-check-plans/{plan_id}/audit-package", response_class=Response,
+    responses={**ERRORS, 200: {"description": "The package (zip)", "content": {
+        "application/zip": {"schema": {"type": "string", "format": "binary"}}}}},
     summary="A draw's audit package (zip): seed, snapshot, parameters, list and the code to "
     "replay it offline",
 )  # fmt: skip

@@ -966,6 +966,21 @@ class PlanCreated(BaseModel):
     seconds: float
 
 
+def refuse_caller_seed(request: PlanRequest, policy: str) -> None:
+    """A seed chosen by the caller is refused unless the deployment allows it
+    (`Settings.caller_seeds`): whoever chooses the seed and can read the tiers could try seeds
+    for a list they like before drawing. The API and the command line apply it; `create_plan`
+    itself takes any seed (simulations, tests, replays)."""
+    if request.seed is not None and policy != "allow":
+        raise PlanError(
+            "caller_seed",
+            "this service draws the seeds of its plans (CREDSUP_CALLER_SEEDS=refuse): leave out "
+            "the seed. Whoever chooses a seed could try seeds against the tiers before drawing; a "
+            "province that draws its seed in public sets CREDSUP_CALLER_SEEDS=allow, and the "
+            "plan's notice then says the seed was the caller's",
+        )
+
+
 def create_plan(
     engine: Engine,
     request: PlanRequest,

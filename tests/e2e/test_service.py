@@ -190,7 +190,7 @@ def check_health_readiness_metrics_docs_and_openapi(
         "/v1/check-items", "/v1/check-items/{item_id}", "/v1/inspectors",
         "/v1/spot-check-plans", "/v1/spot-check-plans/{plan_id}",
         "/v1/spot-check-plans/{plan_id}/notice", "/v1/spot-check-plans/{plan_id}/verification",
-        "/v1/spot-check-plans/{plan_id}/cancel",
+        "/v1/spot-check-plans/{plan_id}/cancel", "/v1/spot-check-plans/{plan_id}/audit-package",
         "/v1/spot-check-tasks/{task_id}/result", "/v1/spot-check-tasks/overdue",
         "/v1/spot-check-results", "/v1/repairs", "/v1/repairs/overdue", "/v1/repairs/{case_id}",
         "/v1/repairs/{case_id}/decision", "/v1/companies/{uscc}:rescore",
@@ -512,7 +512,8 @@ def check_schemathesis_finds_no_server_errors_and_conforming_responses(
                 if failure:
                     failures.append(failure)
     assert not failures, "\n\n".join(failures)
-    assert len(statuses) == 46  # 44 + …/spot-check-plans/{plan_id}/cancel, /v1/repairs/overdue
+    # 44 + …/spot-check-plans/{plan_id}/cancel, /v1/repairs/overdue, …/{plan_id}/audit-package
+    assert len(statuses) == 47
     assert 200 in statuses["GET /v1/check-items"] and 200 in statuses["GET /v1/spot-check-plans"]
     assert all(401 not in s for s in statuses.values()), statuses  # the key was sent
     assert 200 in statuses["GET /v1/tiers/summary"] and 200 in statuses["GET /v1/admin/audit"]

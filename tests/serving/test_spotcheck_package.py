@@ -28,7 +28,7 @@ from cli.main import app
 from records.settings import Settings
 from serving.app import create_app
 from serving.auth import create_key
-from serving.db import audit_log
+from serving.db import audit_log, spot_check_plans
 from serving.spotcheck.demo import load_demo_inspectors
 from serving.spotcheck.package import audit_package
 from serving.spotcheck.plans import (
@@ -292,3 +292,55 @@ def test_the_command_line_exports_and_verifies_a_package(
     unknown = _cli(loaded, "plan", "audit-package", "SJ-2026-999", "--out", str(tmp_path / "x"),
                    "--purpose", "annual audit")  # fmt: skip
     assert unknown.exit_code == 2 and not (tmp_path / "x").exists()
+
+
+def test_a_deployment_draws_its_own_seeds_unless_it_allows_chosen_ones(
+    world: tuple[Loaded, PlanCreated], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As shipped (`Settings.caller_seeds` "refuse"), the API and the command line refuse a
+    chosen seed, naming the setting, and store nothing; without one the service draws it. With
+    "allow" a chosen seed is taken and the notice says it was the caller's."""
+    loaded, _ = world
+    monkeypatch.delenv("CREDSUP_CALLER_SEEDS")  # the tests' conftest allows them
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert Settings().caller_seeds == "refuse"
+
+    def plans_named(prefix: str) -> int:
+        with loaded.engine.connect() as con:
+            return int(con.execute(
+                sa.select(sa.func.count()).select_from(spot_check_plans)
+                .where(spot_check_plans.c.name.like(f"{prefix}%"))
+            ).scalar_one())  # fmt: skip
+
+    settings = Settings(data_dir=loaded.data_dir, DATABASE_URL=loaded.url,
+                        duckdb_memory_limit="1GB")  # fmt: skip
+    key = create_key(loaded.engine, "regulator", None, "seed policy")
+    body = {"departments": ["samr"], "items": ["SC-GS-01"], "snapshot_date": AS_OF.isoformat(),
+            "start_date": "2026-09-07", "record_past": True}  # fmt: skip
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        headers = {"X-API-Key": key}
+        chosen = client.post("/v1/spot-check-plans", headers=headers,
+                             json={**body, "name": "seed api chosen", "seed": 11})  # fmt: skip
+        assert chosen.status_code == 422, chosen.text
+        assert chosen.json()["code"] == "caller_seed"
+        assert "CREDSUP_CALLER_SEEDS" in chosen.json()["message"]
+        assert plans_named("seed api") == 0
+        drawn = client.post("/v1/spot-check-plans", headers=headers,
+                            json={**body, "name": "seed api service"})  # fmt: skip
+        assert drawn.status_code == 201, drawn.text
+        assert drawn.json()["summary"]["seed"]["source"] == "service"
+
+    args = ["plan", "create", "--departments", "samr", "--items", "SC-GS-01", "--snapshot",
+            AS_OF.isoformat(), "--start", "2026-09-14", "--record-past", "--seed", "11",
+            "--json"]  # fmt: skip
+    env = {**env_for(loaded.data_dir), "DATABASE_URL": loaded.url}
+    refused = CliRunner().invoke(app, [*args, "--name", "seed cli refused"],
+                                 env={**env, "CREDSUP_CALLER_SEEDS": None})  # fmt: skip
+    assert refused.exit_code == 2 and "CREDSUP_CALLER_SEEDS" in refused.stdout
+    assert plans_named("seed cli") == 0
+    allowed = CliRunner().invoke(app, [*args, "--name", "seed cli allowed"],
+                                 env={**env, "CREDSUP_CALLER_SEEDS": "allow"})  # fmt: skip
+    assert allowed.exit_code == 0, allowed.output
+    made = json.loads(allowed.stdout)
+    assert made["seed"] == "11" and made["summary"]["seed"]["source"] == "caller"
+    assert public_notice(loaded.engine, made["plan_id"])["seed_source"] == "caller"

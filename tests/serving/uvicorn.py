@@ -30,7 +30,9 @@ def start_server(
 ) -> tuple[subprocess.Popen[bytes], str] | None:
     """`credsup serve` on a free port; None if it exited before answering (port taken)."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CREDSUP_")}
+    # no CREDSUP_* setting of the caller's leaks in, except those tests/conftest.py sets
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("CREDSUP_") or k == "CREDSUP_CALLER_SEEDS"}  # fmt: skip
     for name in ("DATABASE_URL", "MLFLOW_TRACKING_URI"):
         env.pop(name, None)
     env["CREDSUP_DATA_DIR"] = str(data_dir)
