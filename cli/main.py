@@ -109,6 +109,13 @@ def _settings(as_json: bool = False) -> Settings:
                          f"{problems}", as_json)  # fmt: skip
         except (OSError, ValueError, yaml.YAMLError) as exc:
             _bad_setting(f"CREDSUP_CATALOGUE_PATH={str(settings.catalogue_path)!r}: {exc}", as_json)
+    if settings.holiday_schedule is not None:
+        from records.workdays import ScheduleError, load_schedule
+
+        try:
+            load_schedule(settings.holiday_schedule)
+        except ScheduleError as exc:
+            _bad_setting(f"CREDSUP_HOLIDAY_SCHEDULE: {exc}", as_json)
     return settings
 
 
@@ -695,7 +702,7 @@ def mappings() -> None:
         out.print(name)
 
 
-from cli import events, lists, modelling, plans, service  # noqa: E402, F401  (register their commands on `app`)
+from cli import deadlines, events, lists, modelling, plans, service  # noqa: E402, F401  (register their commands on `app`)
 
 EXIT_OUT_OF_MEMORY = 3
 

@@ -19,6 +19,10 @@ class Settings(BaseSettings):
     """Root of the embedded store (Parquet datasets, quarantine, ingestion log)."""
     catalogue_path: Path | None = None
     """A catalogue YAML to use instead of the packaged default."""
+    holiday_schedule: Path | None = None
+    """The State Council's holiday schedules not yet in the `holidays` package (YAML, see
+    `records.workdays.load_schedule`); every deadline counts with them. After setting or
+    changing it, `credsup deadlines redate` moves the running deadlines counted without."""
     late_grace_days: int = Field(default=0, ge=0, le=366)
     """Ingestion: a row whose file says it was recorded more than this many days before the day
     of ingestion arrived late and counts as known from the day of ingestion (`credsup ingest

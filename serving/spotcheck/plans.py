@@ -1058,6 +1058,9 @@ def create_plan(
                 "max": max(drawn.workload.values(), default=0),
             },
             "drawn_with": library_versions(),
+            # the count the deadline is made of: `credsup deadlines redate` counts it again
+            # once the holiday schedule of an estimated year is published
+            "working_days": request.working_days,
             # a back-filled plan (`record_past`) was drawn after its checks began: kept in sight
             "drawn_on": today.isoformat(),
             "back_dated": start < today,

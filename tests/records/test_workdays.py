@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from records import workdays
 from records.workdays import (
     PUBLICATION_WORKING_DAYS,
     add_working_days,
@@ -124,3 +126,77 @@ def test_count_then_add_lands_on_last_working_day(start: date, end: date) -> Non
 @given(day=DATES)
 def test_membership_matches_counting(day: date) -> None:
     assert working_days_between(day - timedelta(days=1), day) == int(is_working_day(day))
+
+
+# ---- a province's schedule file (CREDSUP_HOLIDAY_SCHEDULE) -------------------------------------
+
+
+def _schedule(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "holidays.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_schedule_file_replaces_the_package_for_its_years_and_reaches_next_door(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2027 (unknown to the package) from the file; 2026 replaced whole by the file's 2026 (here
+    without National Day: its weekdays work); a 2028 make-up Sunday in late 2027 applies to 2027."""
+    assert not workdays.schedule_published(2027)
+    assert not is_working_day(date(2026, 10, 1))  # National Day, as the package has it
+    path = _schedule(
+        tmp_path,
+        """
+2026:
+  days_off: [2026-01-01]
+  working_weekends: []
+2027:
+  days_off: ["2027-02-06..2027-02-12"]
+  working_weekends: [2027-02-20]
+2028:
+  days_off: []
+  working_weekends: [2027-12-26]
+""",
+    )
+    monkeypatch.setenv(workdays.SCHEDULE_SETTING, str(path))
+    assert workdays.schedule_published(2027) and workdays.schedule_published(2028)
+    assert is_working_day(date(2026, 10, 1)) and not is_working_day(date(2026, 1, 1))
+    assert not any(is_working_day(date(2027, 2, d)) for d in range(6, 13))
+    assert is_working_day(date(2027, 2, 20)) and is_working_day(date(2027, 12, 26))
+    assert not is_working_day(date(2027, 12, 25))  # a Saturday the file does not name
+    # Friday 5 February 2027 + 1 working day: the days off run to the 12th, the 13th is Saturday
+    assert add_working_days(date(2027, 2, 5), 1) == date(2027, 2, 15)
+    assert not workdays.deadline_estimated(date(2027, 2, 5), date(2027, 2, 15))
+    monkeypatch.delenv(workdays.SCHEDULE_SETTING)
+    assert not is_working_day(date(2026, 10, 1)) and not workdays.schedule_published(2027)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("2027:\n  working_weekends: [2027-01-06]\n", "2027-01-06 is a weekday"),
+        ("2027:\n  days_off: [2027-01-09]\n  working_weekends: [2027-01-09]\n",
+         "2027-01-09 is both a day off and a working weekend day"),
+        ("2027:\n  days_off: ['2027-02-12..2027-02-06']\n", "the range ends before it starts"),
+        ("2027:\n  days_off: [2025-05-01]\n", "2025-05-01 is neither in 2027 nor next to it"),
+        ("2027:\n  days_off: [2027-02-30]\n", "day is out of range for month"),
+        ("2027:\n  days_off: ['2027-13-01']\n", "days_off '2027-13-01'"),
+        ("2027:\n  days_off: 2027-01-01\n", "days_off must be a list of dates"),
+        ("2027:\n  holidays: [2027-01-01]\n", "give days_off and working_weekends only"),
+        ("next year:\n  days_off: []\n", "'next year' is no year"),
+        ("- 2027-01-01\n", "expected years as keys"),
+    ],
+)  # fmt: skip
+def test_a_schedule_file_that_cannot_be_right_is_refused_naming_what(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = _schedule(tmp_path, text)
+    with pytest.raises(workdays.ScheduleError) as refused:
+        workdays.load_schedule(path)
+    assert str(path) in str(refused.value) and message in str(refused.value)
+
+
+def test_a_missing_schedule_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(workdays.SCHEDULE_SETTING, str(tmp_path / "none.yaml"))
+    with pytest.raises(workdays.ScheduleError, match="CREDSUP_HOLIDAY_SCHEDULE="):
+        add_working_days(date(2026, 3, 2), 1)
