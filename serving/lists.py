@@ -730,6 +730,9 @@ def _ground(con: Connection, entry_id: int) -> str | None:
 def _out(row: dict[str, Any], steps: list[dict[str, Any]], today: date) -> dict[str, Any]:
     out = dict(row)
     out["status"] = status_on(row, today)
+    out["objection_due_estimated"] = row["objection_due"] is not None and (
+        workdays.deadline_estimated(row["proposed_on"], row["objection_due"])
+    )
     out["source_records"] = json.loads(row["source_records"] or "[]")
     proposed = next((s for s in steps if s["action"] == "proposed"), None)
     out["ground"] = proposed["detail"].get("ground") if proposed else None

@@ -595,6 +595,8 @@ def _documents(con: Connection, cases: list[RowMapping]) -> list[dict[str, Any]]
     for case in cases:
         doc = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in dict(case).items()}
         doc["extended"] = bool(doc["extended"])
+        # counted into a year whose holiday schedule is not published: `deadlines redate` moves it
+        doc["due_estimated"] = workdays.deadline_estimated(case["filed_on"], case["due_date"])
         doc["correction"] = json.loads(doc["correction"]) if doc["correction"] else None
         doc["steps"] = steps[int(case["id"])]
         out.append(doc)

@@ -380,6 +380,9 @@ def _documents(con: Connection, cases: list[RowMapping], today: date) -> list[di
             case["status"] == "pending" and case["due_date"] is not None
             and case["due_date"] < today
         )  # fmt: skip
+        doc["due_estimated"] = case["due_date"] is not None and workdays.deadline_estimated(
+            case["applied_on"], case["due_date"]
+        )
         doc["steps"] = steps[int(case["id"])]
         out.append(doc)
     return out

@@ -139,6 +139,11 @@ class EntryOut(BaseModel):
     source_records: list[str]
     proposed_on: date
     objection_due: date | None
+    objection_due_estimated: bool = Field(
+        default=False,
+        description="The objection window runs into a year whose holiday schedule is not "
+        "published yet",
+    )
     objection_reason: str | None
     objection_outcome: str | None = Field(
         description="upheld (the objection was accepted: the entry rejected) or dismissed; "
@@ -258,6 +263,7 @@ def _shared(caller: Caller, entry: dict[str, Any]) -> dict[str, Any]:
     if not _published_only(caller):
         return entry
     return {**entry, "reason": None, "source_records": [], "objection_due": None,
+            "objection_due_estimated": False,
             "objection_reason": None, "objection_outcome": None, "removal_reason": None,
             "steps": []}  # fmt: skip
 

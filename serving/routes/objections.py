@@ -91,6 +91,11 @@ class ObjectionOut(BaseModel):
     requested: str | None
     status: str = Field(description="open | decided")
     due_date: date
+    due_estimated: bool = Field(
+        default=False,
+        description="The deadline runs into a year whose holiday schedule is not published yet "
+        "(an estimate; `credsup deadlines redate` moves it once it is)",
+    )
     extended: bool
     outcome: str | None
     correction: dict[str, Any] | None

@@ -59,6 +59,10 @@ class RepairOut(BaseModel):
     applied_on: date
     status: str
     due_date: date | None
+    due_estimated: bool = Field(
+        default=False,
+        description="The deadline runs into a year whose holiday schedule is not published yet",
+    )
     decided_on: date | None
     refusal_code: str | None
     decision_reason: str | None

@@ -123,6 +123,14 @@ def _deadlines(world: Loaded, c: dict[str, Any]) -> dict[str, Any]:
     return {"plan": plan.due_date, "estimated": bool(plan.due_estimated), "tasks": tasks, **due}
 
 
+def _estimated(world: Loaded, c: dict[str, Any]) -> dict[str, bool]:
+    return {
+        "objection": objections.get(world.engine, c["objection"]["id"])["due_estimated"],
+        "repair": repairs.get(world.engine, c["repair"]["id"])["due_estimated"],
+        "entry": lists.get(world.engine, c["entry"]["id"])["objection_due_estimated"],
+    }
+
+
 def test_running_deadlines_move_to_the_published_schedule_once(
     world: Loaded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -130,8 +138,10 @@ def test_running_deadlines_move_to_the_published_schedule_once(
     before = _deadlines(world, c)
     day = c["day"]
     assert before["tasks"] == {before["plan"]} and before["estimated"]
-    # counted on the estimate: 2027's statutory holidays by rule, no make-up days
+    # counted on the estimate: 2027's statutory holidays by rule, no make-up days; the cases
+    # say so where they are read
     assert before["repair"] == workdays.add_working_days(day, 3)
+    assert _estimated(world, c) == {"objection": True, "repair": True, "entry": True}
 
     schedule = tmp_path / "holidays-2027.yaml"
     schedule.write_text(SCHEDULE_2027, encoding="utf-8")
@@ -159,6 +169,7 @@ def test_running_deadlines_move_to_the_published_schedule_once(
         assert after[k] == v, k
     assert after["tasks"] == {want["plan"]} and after["estimated"] is False
     assert after["closed"] == before["closed"]  # decided: its deadline stays
+    assert _estimated(world, c) == {"objection": False, "repair": False, "entry": False}
     assert done.still_estimated == 0 and not done.skipped
     by_case = {(m.case_type, m.case_id): m for m in done.moves}
     assert by_case[("plan", c["plan"].plan_id)].tasks == c["plan"].tasks
