@@ -560,12 +560,13 @@ def test_the_schema_declares_the_api_key_and_the_purpose(api: Api) -> None:
                 assert "`unauthorized`" in operation["responses"]["401"]["description"]
             else:
                 assert "security" not in operation, (method, path)
-    assert keyed == 43
+    assert keyed == 44  # 43 + GET /v1/spot-check-plans/{plan_id}/audit-package
     required = {  # routes that answer 400 purpose_required to a non-public role without one
         ("get", "/v1/companies/{uscc}"), ("post", "/v1/companies:batch"),
         ("get", "/v1/companies/{uscc}/history"), ("get", "/v1/companies/{uscc}/records"),
         ("get", "/v1/public/companies/{uscc}"), ("post", "/v1/companies/{uscc}:rescore"),
         ("get", "/v1/objections"), ("post", "/v1/repairs"), ("get", "/v1/list-entries"),
+        ("get", "/v1/spot-check-plans/{plan_id}/audit-package"),
     }  # fmt: skip
     for method, path in required:
         operation = spec["paths"][path][method]
