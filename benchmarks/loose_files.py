@@ -12,6 +12,9 @@ does that itself once a table has that many.
    median and p99 ms, on the compacted store (the baseline), then after each of `--steps` more
    single-row record batches written as a result is (`ingest_table` of one `spot_check` record,
    timed: the write's own latency), then after `Store.compact` of the loose files (timed).
+3. With `--auto N` (default 200): the store compacted whole again, the same writes with the
+   service's `AutoCompactor` at threshold N running in the process (as `credsup serve` runs it),
+   reads measured after each step once the compaction a write started has finished.
 
     .venv/bin/python benchmarks/loose_files.py --workdir /tmp/bench-loose   # ~3 min
     .venv/bin/python benchmarks/loose_files.py --companies 20000 --steps 100,400 --json
@@ -39,6 +42,7 @@ import pyarrow as pa  # noqa: E402
 from records.ingest import ingest_table  # noqa: E402
 from records.publicity import records_on  # noqa: E402
 from records.store import Store, layout  # noqa: E402
+from serving.compactor import AutoCompactor  # noqa: E402
 from serving.lookup import registered_entity  # noqa: E402
 
 Say = Callable[[str], None]
@@ -91,12 +95,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--sample", type=int, default=100)
     parser.add_argument("--steps", default="250,1000,3000",
                         help="loose files in all after each step (cumulative)")  # fmt: skip
+    parser.add_argument("--auto", type=int, default=200,
+                        help="then the same writes with the service's compactor at this "
+                        "threshold (0: not)")  # fmt: skip
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     say: Say = (lambda m: print(m, file=sys.stderr)) if args.json else print
     data = prepare(args.workdir, args.companies, args.seed, say)
     store = Store(data / "store", memory_limit="4GB", threads=2)
-    store.compact()  # a previous run's loose files sorted away
+    store.compact(full=True)  # a previous run's writes sorted away: one run
     with store.connect() as con:
         codes = [r[0] for r in con.sql("SELECT DISTINCT uscc FROM entities").fetchall()]
         template = con.sql(
@@ -107,15 +114,37 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     keep = [c for c in template.column_names if c not in ("batch_id",)]
     template = template.select(keep)
     read_page(store, sample[:10])  # warm
-    figures: dict[str, Any] = {"companies": args.companies, "sample": len(sample), "steps": []}
+    figures: dict[str, Any] = {"companies": args.companies, "sample": len(sample)}
     base = read_page(store, sample)
     figures["compacted"] = base
     say(f"compacted store: records page median {base['median_ms']} ms, p99 {base['p99_ms']} ms")
+    figures["no_auto"] = run_steps(store, template, codes, sample, base, args, rng, say, None)
+    figures["auto"] = None
+    if args.auto:
+        store.compact(["records"], full=True)
+        compactor = AutoCompactor(store, args.auto, period=3600)
+        compactor.start()
+        say(f"again with the service's compactor (threshold {args.auto} files):")
+        try:
+            figures["auto"] = run_steps(store, template, codes, sample, base, args, rng, say,
+                                        compactor)  # fmt: skip
+        finally:
+            compactor.stop()
+    if args.json:
+        print(json.dumps(figures, indent=1))
+    return figures
+
+
+def run_steps(store: Store, template: pa.Table, codes: list[str], sample: list[str],
+              base: dict[str, float], args: argparse.Namespace, rng: random.Random, say: Say,
+              compactor: AutoCompactor | None) -> dict[str, Any]:  # fmt: skip
+    figures: dict[str, Any] = {"steps": []}
     written, writes = 0, []
+    tag = "AUTO" if compactor is not None else "LOOSE"
     for target in [int(s) for s in args.steps.split(",")]:
         while written < target:
             row = template.to_pylist()[0]
-            row["record_id"] = f"BENCH-LOOSE-{written:06d}"
+            row["record_id"] = f"BENCH-{tag}-{rng.getrandbits(40):010x}-{written:06d}"
             row["uscc"] = rng.choice(codes)
             row["recorded_date"] = DAY
             row["event_date"] = DAY
@@ -124,15 +153,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                          "samr", today=DAY)  # fmt: skip
             writes.append((time.perf_counter() - t0) * 1000)
             written += 1
+        if compactor is not None:  # let a compaction the last write started finish
+            deadline = time.monotonic() + 60
+            while compactor.due() and time.monotonic() < deadline:
+                time.sleep(0.1)
         page = read_page(store, sample)
         shape = layout(store.log(), "records")
         step = {"loose_files": shape["unsorted_files"], **page,
                 "ratio_to_compacted": round(page["median_ms"] / base["median_ms"], 1),
-                "write_ms_median": round(statistics.median(writes), 1)}  # fmt: skip
+                "write_ms_median": round(statistics.median(writes), 1),
+                "write_ms_p99": round(sorted(writes)[int(len(writes) * 0.99)], 1),
+                "sorted_runs": shape["sorted_runs"],
+                "auto_compactions": compactor.compactions if compactor else 0}  # fmt: skip
         figures["steps"].append(step)
         say(f"{shape['unsorted_files']:,} loose files: records page median {page['median_ms']} ms "
             f"({step['ratio_to_compacted']}x), p99 {page['p99_ms']} ms; one write "
-            f"{step['write_ms_median']} ms (median)")  # fmt: skip
+            f"{step['write_ms_median']} ms (median), p99 {step['write_ms_p99']} ms; "
+            f"{shape['sorted_runs']} sorted runs")  # fmt: skip
     t0 = time.perf_counter()
     done = store.compact(["records"])
     seconds = time.perf_counter() - t0
@@ -141,8 +178,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                 "merged": done["tables"]["records"].get("merged")}  # fmt: skip
     say(f"compact ({done['tables']['records'].get('merged')}) {seconds:.1f} s: records page "
         f"median {after['median_ms']} ms, p99 {after['p99_ms']} ms")  # fmt: skip
-    if args.json:
-        print(json.dumps(figures, indent=1))
     return figures
 
 

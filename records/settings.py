@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     """Largest request body the API reads (413 beyond it, before authentication): a batch of
     10,000 codes is about 220 kB."""
 
+    auto_compact_files: int = Field(default=200, ge=0)
+    """The service sorts its own small writes (results, objection steps, repairs, listings) into
+    a run once a table has this many files not sorted yet (`serving.compactor`); 0: never (then
+    only `credsup compact`)."""
     caller_seeds: Literal["refuse", "allow"] = "refuse"
     """Whether whoever draws a spot-check plan may choose its seed (`seed`, `--seed`). refuse:
     the service draws every seed, so nobody who can read the tiers can try seeds offline for a

@@ -23,6 +23,7 @@ from records.store import Store
 from serving import errors
 from serving.audit import AuditQuarantine, AuditWriter
 from serving.auth import KeyCache
+from serving.compactor import AutoCompactor
 from serving.db import make_engine, upgrade
 from serving.limits import RateLimiter
 from serving.lookup import Lookup
@@ -192,9 +193,13 @@ def create_app(settings: Settings | None = None, *, plain_lookups: bool = True) 
         await lookup.open()
         rate = settings.public_requests_per_second
         limiter = RateLimiter(rate, max(1, round(5 * rate)), settings.rate_table)
+        store = Store(settings.store_dir, settings.duckdb_memory_limit, settings.duckdb_threads)
+        compactor = None
+        if settings.auto_compact_files:
+            compactor = AutoCompactor(store, settings.auto_compact_files)
+            compactor.start()
         app.state.service = ServiceState(
-            settings=settings, engine=engine,
-            store=Store(settings.store_dir, settings.duckdb_memory_limit, settings.duckdb_threads),
+            settings=settings, engine=engine, store=store, compactor=compactor,
             keys=KeyCache(engine), audit=audit, models=models, slot=slot, lookup=lookup,
             limiter=limiter,
         )  # fmt: skip
@@ -216,6 +221,8 @@ def create_app(settings: Settings | None = None, *, plain_lookups: bool = True) 
             if timer is not None:
                 timer.cancel()
             audit.stop()
+            if compactor is not None:
+                compactor.stop()
             limiter.close()
             await lookup.close()
             engine.dispose()

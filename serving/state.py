@@ -15,6 +15,7 @@ from records.settings import Settings
 from records.store import Store
 from serving.audit import AuditWriter
 from serving.auth import KeyCache
+from serving.compactor import AutoCompactor
 from serving.limits import RateLimiter
 from serving.lookup import Lookup
 
@@ -80,3 +81,5 @@ class ServiceState:
     slot: ModelSlot
     lookup: Lookup
     limiter: RateLimiter
+    compactor: AutoCompactor | None = None
+    """Sorts the service's own small writes into runs (`CREDSUP_AUTO_COMPACT_FILES`)."""

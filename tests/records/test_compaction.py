@@ -380,3 +380,42 @@ def test_a_company_is_read_from_its_own_files(
         assert con.execute(f"SELECT count(*) FROM {store.scan('events', 'X')}").fetchone() == (0,)
         assert registered_entity(store, codes[0], TODAY) is not None
         assert registered_entity(store, "ZZZ", TODAY) is None
+
+
+def test_the_services_compaction_keeps_the_largest_run_and_waits_for_enough_files(
+    tmp_path: Path, province: Any
+) -> None:
+    """`keep_largest` (the service's own compaction, `serving.compactor`): past `MAX_RUNS` runs
+    it merges the new files and the smaller runs and leaves the largest run's files as they are;
+    `min_loose` leaves a table with fewer new files alone. Every row stays."""
+    store = Store(tmp_path / "store", memory_limit="1GB", threads=2)
+    n = province.records.num_rows
+    big, small = n // 2, max(n // 40, 1)
+    ingest_table(store, province.records.slice(0, big), "records", "samr", today=TODAY,
+                 history=True)  # fmt: skip
+    store.compact(["records"])
+    largest = set(store.files("records"))
+    at = big
+    for _ in range(MAX_RUNS - 1):  # MAX_RUNS runs in all: the next compaction would merge all
+        ingest_table(store, province.records.slice(at, small), "records", "samr", today=TODAY,
+                     history=True)  # fmt: skip
+        at += small
+        store.compact(["records"])
+    before = _contents(store)["records"]
+    for _ in range(2):
+        ingest_table(store, province.records.slice(at, small), "records", "samr", today=TODAY,
+                     history=True)  # fmt: skip
+        at += small
+    assert not store.compact(["records"], keep_largest=True, min_loose=3)["tables"]["records"][
+        "rewritten"
+    ]  # two new files, three wanted
+    done = store.compact(["records"], keep_largest=True, min_loose=2)["tables"]["records"]
+    assert done["merged"] == "all but the largest run" and done["runs"] == 2
+    assert done["files_read"] == (MAX_RUNS - 1) + 2  # one file per small run, two new ones
+    assert largest <= set(store.files("records"))  # the largest run untouched
+    layout_now = store_summary(store)["files"]["records"]
+    assert layout_now["sorted_runs"] == 2 and layout_now["unsorted_files"] == 0
+    after = _contents(store)["records"]
+    assert after.num_rows == before.num_rows + 2 * small
+    with store.connect() as con:
+        assert con.sql("SELECT count(DISTINCT record_id) FROM records").fetchall() == [(at,)]
