@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     """Largest request body the API reads (413 beyond it, before authentication): a batch of
     10,000 codes is about 220 kB."""
 
-    auto_compact_files: int = Field(default=200, ge=0)
+    auto_compact_files: int = Field(default=64, ge=0)
     """The service sorts its own small writes (results, objection steps, repairs, listings) into
     a run once a table has this many files not sorted yet (`serving.compactor`); 0: never (then
     only `credsup compact`)."""

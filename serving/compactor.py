@@ -2,10 +2,11 @@
 
 Each spot-check result, objection step, repair or listing the service stores is a batch of a
 row or a few, one small Parquet file. A company's read looks at every file not sorted yet, and an
-ingestion checks its ids against every file: at 100,000 companies, 846 such files made a
-records page 3.7x slower (18 → 67 ms) and a result's write 3x slower (175 → 530 ms)
-(`benchmarks/loose_files.py`). `credsup compact` after the day's ingestion sorts them away; in
-between, a thread of the service does it once a table has `threshold` files not sorted yet:
+ingestion checks its ids against every file: at 100,000 companies, 1,200 such files made a
+records page 12x slower (21 → 255 ms) and a result's write 2x slower (216 → 450 ms);
+threshold 64 kept the page within 1.2x (`benchmarks/loose_files.py`). `credsup compact` after
+the day's ingestion sorts them away; in between, a thread of the service does it once a table
+has `threshold` files not sorted yet:
 `Store.compact(keep_largest=True)`, which merges them (and, past `MAX_RUNS` runs, the smaller
 runs) into one run and never rewrites the largest run, the daily compaction's. It wakes when
 the service commits a batch, and once a minute for what other processes (the command line)
