@@ -312,10 +312,13 @@ def test_a_store_written_before_the_column_reads_it_as_null(store: Store, tmp_pa
     for path in store.root.rglob("*.parquet"):
         table = pq.read_table(path)
         pq.write_table(table.drop_columns(["source_recorded_date"]), path)
+    # (each entry replaced whole, as every entry is written: a `Store` parses an entry file
+    # once, by name and inode, and never looks at one changed in place again)
     for path in (store.root / "_log").glob("*.json"):
         entry = json.loads(path.read_text(encoding="utf-8"))
         entry.pop("format")
-        path.write_text(json.dumps(entry), encoding="utf-8")
+        path.with_suffix(".tmp").write_text(json.dumps(entry), encoding="utf-8")
+        path.with_suffix(".tmp").replace(path)
     assert _stored(store)["P-1"]["source_recorded_date"] is None
     assert _stored(store, "entities")["名称"]["source_recorded_date"] is None
     # and a late row added now sits beside the old files
