@@ -90,6 +90,7 @@ class AutoCompactor:
             if self._stop.is_set():
                 return
             try:
+                self.store.repair_head()  # a HEAD a killed writer left behind the log
                 self.run_once()
                 self.last_error = None
             except Exception as exc:  # logged and shown; the next wake tries again

@@ -419,3 +419,32 @@ def test_the_services_compaction_keeps_the_largest_run_and_waits_for_enough_file
     assert after.num_rows == before.num_rows + 2 * small
     with store.connect() as con:
         assert con.sql("SELECT count(DISTINCT record_id) FROM records").fetchall() == [(at,)]
+
+
+def test_the_version_is_read_from_the_head_and_a_head_left_behind_is_repaired(
+    tmp_path: Path, province: Any
+) -> None:
+    """`Store.version` reads `_log/HEAD`, which each commit writes after its entry; without one
+    it lists the log; a HEAD a killed writer left behind is repaired by the next writer or by
+    `repair_head`."""
+    store = Store(tmp_path / "store", memory_limit="1GB", threads=2)
+    assert store.version() == "" and not store.repair_head()
+    log_dir = store.root / "_log"
+
+    def last_entry() -> str:
+        return max(p.name for p in log_dir.glob("*.json"))
+
+    _fill(store, province, parts=2)
+    head = log_dir / "HEAD"
+    assert head.read_text() == last_entry() == store.version()
+    assert not store.repair_head()
+    head.unlink()  # a store written before the HEAD: the log is listed
+    assert store.version() == last_entry()
+    behind = sorted(p.name for p in log_dir.glob("*.json"))[-2]
+    head.write_text(behind)  # a writer killed between its entry and the HEAD
+    assert store.version() == behind
+    assert store.repair_head() and store.version() == last_entry()
+    head.write_text(behind)
+    store.compact(["records"])  # the next writer repairs it, then commits its own
+    assert store.version() == last_entry() == head.read_text()
+    assert not list(log_dir.glob(".*.tmp"))
