@@ -307,16 +307,20 @@ class Store:
 
     def _repair_head(self) -> bool:
         """`repair_head` under the lock the caller holds."""
+        return self._repaired_head()[1]
+
+    def _repaired_head(self) -> tuple[str, bool]:
+        """The last entry's name, after making `_log/HEAD` name it; whether it had to."""
         listed = self._listed_version()
         if not listed:
-            return False
+            return "", False
         try:
             if (self.root / "_log" / HEAD).read_text(encoding="utf-8") >= listed:
-                return False
+                return listed, False
         except FileNotFoundError:
             pass
         _write_head(self.root / "_log", listed)
-        return True
+        return listed, True
 
     def files(self, table: str) -> list[Path]:
         """The table's files a new connection reads (replaced ones left out)."""
@@ -387,10 +391,10 @@ class Store:
         with open(self.root / "_lock", "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             self._collect_garbage()
-            self._repair_head()
+            last, _ = self._repaired_head()
             # the id sorts in commit order: the sequence number comes first, and the lock is held
             # from here to the commit (a killed batch's number is simply used again)
-            seq = self._next_seq()
+            seq = int(last[:8]) + 1 if last else 1  # entries are named "<seq:08d>-…"
             now = datetime.now(UTC)
             batch_id = f"{seq:08d}-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
             batch = Batch(self, batch_id, kind, dict(info), seq=seq)
@@ -531,10 +535,6 @@ class Store:
                         path.unlink()
                         gone.append(rel)
         return gone
-
-    def _next_seq(self) -> int:
-        log_dir = self.root / "_log"
-        return len(list(log_dir.glob("*.json"))) + 1 if log_dir.exists() else 1
 
     def _collect_garbage(self) -> None:
         """Remove what a killed writer left: staging directories and uncommitted data files."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any
 
 from prometheus_client import Counter
@@ -41,7 +40,6 @@ class AutoCompactor:
         self.threshold = threshold
         self.period = period
         self.compactions = 0
-        self.seconds = 0.0
         self.failures = 0
         self.last_error: str | None = None
         self._wake = threading.Event()
@@ -74,12 +72,10 @@ class AutoCompactor:
         tables = self.due()
         if not tables:
             return None
-        started = time.perf_counter()
         done = self.store.compact(tables, keep_largest=True, min_loose=self.threshold)
         if done["batch"] is not None:
             self.compactions += 1
             COMPACTIONS.inc()
-            self.seconds += time.perf_counter() - started
             log.info("compacted the service's small writes: %s", done["tables"])
         return done
 

@@ -16,13 +16,15 @@ A plan is counted again while it has a check without a result or its deadline is
 estimated; every task of a moved plan moves with it (a check made between the two deadlines is
 late by one and not by the other). Each move is a step in `lifecycle_log` (`deadline_redated`,
 from, to, what it was counted from and how many working days): a task's under `spot_check`, as
-its cancellation is. Closed cases keep their deadlines. Run it after a new schedule is in force;
-running it again moves nothing.
+its cancellation is. A plan whose deadline stays where the estimate put it only loses its
+`due_estimated` flag (`confirmed`). Closed cases keep their deadlines. Run it after a new
+schedule is in force; running it again moves nothing.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -46,6 +48,31 @@ from serving.objections import EXTENDED_WORKING_DAYS
 from serving.repairs import DECISION_WORKING_DAYS as REPAIR_DECISION_DAYS
 
 ACTION = "deadline_redated"
+
+
+@dataclass(frozen=True)
+class Case:
+    """A kind of case whose deadline runs: its table, what the count starts from, when it is
+    running, how many working days (from its row) and the column that holds the deadline."""
+
+    case_type: str
+    table: sa.Table
+    counted_from: str
+    running: Callable[[], sa.ColumnElement[bool]]
+    working_days: Callable[[Any], int]
+    due: str
+
+
+CASES = (
+    Case("objection", objections, "filed_on", lambda: objections.c.status == "open",
+         lambda row: EXTENDED_WORKING_DAYS if row.extended else OBJECTION_DECISION_DAYS,
+         "due_date"),
+    Case("repair", credit_repairs, "applied_on", lambda: credit_repairs.c.status == "pending",
+         lambda row: REPAIR_DECISION_DAYS, "due_date"),
+    Case("list", list_entries, "proposed_on", lambda: list_entries.c.status == "notified",
+         lambda row: OBJECTION_WORKING_DAYS, "objection_due"),
+)  # fmt: skip
+CASE_OF = {c.case_type: c for c in CASES}
 
 
 @dataclass
@@ -72,6 +99,9 @@ class Redated:
     """Cases counted again, by type."""
     skipped: list[str] = field(default_factory=list)
     """Plans whose count of working days was not kept (drawn before it was): left as they are."""
+    confirmed: list[str] = field(default_factory=list)
+    """Plans whose deadline stays where the estimate put it, now on a published calendar: only
+    their `due_estimated` flag is cleared (no step per task)."""
     still_estimated: int = 0
     """Deadlines counted again that are still estimates (a schedule not yet known)."""
     dry_run: bool = False
@@ -83,6 +113,7 @@ class Redated:
             "moved": {t: sum(1 for m in self.moves if m.case_type == t) for t in self.checked},
             "still_estimated": self.still_estimated,
             "skipped": self.skipped,
+            "confirmed": self.confirmed,
             "moves": [
                 {
                     **m.__dict__,
@@ -101,21 +132,16 @@ def redate(engine: Engine, *, dry_run: bool = False, actor: int | None = None) -
     out = Redated(dry_run=dry_run)
     with engine.begin() as con:
         _plans(con, out)
-        _cases(con, out, "objection", objections, objections.c.filed_on,
-               objections.c.status == "open",
-               lambda row: EXTENDED_WORKING_DAYS if row.extended else OBJECTION_DECISION_DAYS,
-               objections.c.due_date)  # fmt: skip
-        _cases(con, out, "repair", credit_repairs, credit_repairs.c.applied_on,
-               credit_repairs.c.status == "pending", lambda row: REPAIR_DECISION_DAYS,
-               credit_repairs.c.due_date)  # fmt: skip
-        _cases(con, out, "list", list_entries, list_entries.c.proposed_on,
-               list_entries.c.status == "notified", lambda row: OBJECTION_WORKING_DAYS,
-               list_entries.c.objection_due)  # fmt: skip
+        for case in CASES:
+            _cases(con, out, case)
         if dry_run:
             con.rollback()
             return out
         for move in out.moves:
             _apply(con, move, actor)
+        if out.confirmed:
+            con.execute(spot_check_plans.update().where(spot_check_plans.c.id.in_(out.confirmed))
+                        .values(due_estimated=False))  # fmt: skip
     return out
 
 
@@ -141,27 +167,30 @@ def _plans(con: Connection, out: Redated) -> None:
             out.skipped.append(row.id)
             continue
         new, estimated = _recount(out, row.start_date, int(n))
-        if new != row.due_date or estimated != bool(row.due_estimated):
-            tasks = con.execute(
-                sa.select(sa.func.count()).select_from(spot_check_tasks).where(t.plan_id == row.id)
-            ).scalar_one()
-            out.moves.append(Move("plan", row.id, None, row.start_date, int(n), row.due_date, new,
-                                  estimated, int(tasks)))  # fmt: skip
+        if new == row.due_date:
+            if row.due_estimated and not estimated:  # the estimate was right: no longer one
+                out.confirmed.append(row.id)
+            continue
+        tasks = con.execute(
+            sa.select(sa.func.count()).select_from(spot_check_tasks).where(t.plan_id == row.id)
+        ).scalar_one()
+        out.moves.append(Move("plan", row.id, None, row.start_date, int(n), row.due_date, new,
+                              estimated, int(tasks)))  # fmt: skip
 
 
-def _cases(
-    con: Connection, out: Redated, case_type: str, table: sa.Table, base: sa.Column[Any],
-    running: sa.ColumnElement[bool], days: Any, due: sa.Column[Any],
-) -> None:  # fmt: skip
-    rows = con.execute(sa.select(table).where(running).order_by(table.c.id)).all()
-    out.checked[case_type] = len(rows)
+def _cases(con: Connection, out: Redated, case: Case) -> None:
+    table = case.table
+    rows = con.execute(sa.select(table).where(case.running()).order_by(table.c.id)).all()
+    out.checked[case.case_type] = len(rows)
     for row in rows:
-        start, old, n = getattr(row, base.name), getattr(row, due.name), int(days(row))
+        start, old = getattr(row, case.counted_from), getattr(row, case.due)
         if old is None:
             continue
+        n = case.working_days(row)
         new, estimated = _recount(out, start, n)
         if new != old:
-            out.moves.append(Move(case_type, str(row.id), row.uscc, start, n, old, new, estimated))
+            out.moves.append(Move(case.case_type, str(row.id), row.uscc, start, n, old, new,
+                                  estimated))  # fmt: skip
 
 
 def _detail(move: Move) -> dict[str, Any]:
@@ -184,12 +213,8 @@ def _apply(con: Connection, move: Move, actor: int | None) -> None:
         for start in range(0, len(rows), 5000):
             con.execute(lifecycle_log.insert(), rows[start : start + 5000])
         return
-    table, column = {
-        "objection": (objections, "due_date"),
-        "repair": (credit_repairs, "due_date"),
-        "list": (list_entries, "objection_due"),
-    }[move.case_type]
-    con.execute(table.update().where(table.c.id == int(move.case_id))
-                .values({column: move.new}))  # fmt: skip
+    case = CASE_OF[move.case_type]
+    con.execute(case.table.update().where(case.table.c.id == int(move.case_id))
+                .values({case.due: move.new}))  # fmt: skip
     assert move.uscc is not None
     lifecycle.log(con, move.case_type, int(move.case_id), move.uscc, ACTION, actor, _detail(move))

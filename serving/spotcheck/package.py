@@ -110,7 +110,8 @@ def audit_package(engine: Engine, plan_id: str, exported_by: str) -> AuditPackag
     release does not replay)."""
     with engine.connect() as con:
         plan = get_plan(con, plan_id)
-    params_from_json(plan["params"])  # refuse a draw version this release's code cannot replay
+    # refuses a draw version this release's code cannot replay
+    draw_version = params_from_json(plan["params"]).draw_version
     summary = json.loads(plan["summary"])
     snapshot = snapshot_from_bytes(plan["snapshot_blob"])
     listing = zlib.decompress(plan["list_blob"])
@@ -140,7 +141,7 @@ def audit_package(engine: Engine, plan_id: str, exported_by: str) -> AuditPackag
         "due_date": _iso(plan["due_date"]),
         "tasks": int(plan["tasks"]),
         "companies_in_pool": len(snapshot.tables["companies"]),
-        "draw_version": json.loads(plan["params"]).get("draw_version"),
+        "draw_version": draw_version,
         "seed": {
             "value": str(plan["seed"]),
             "salt": committed.get("salt"),

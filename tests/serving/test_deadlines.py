@@ -84,6 +84,13 @@ def _cases(world: Loaded) -> dict[str, Any]:
         "snapshot_date": AS_OF, "start_date": start,
     }), today=start)  # fmt: skip
     assert plan.due_estimated
+    # due on Thursday 31 December 2026: estimated only because 2027's schedule might move work
+    # into late December; once it is known the date stays
+    december = create_plan(engine, PlanRequest.model_validate({
+        "name": "十二月抽查", "departments": ["samr"], "items": ["SC-GS-01"],
+        "snapshot_date": AS_OF, "start_date": date(2026, 12, 3),
+    }), today=date(2026, 12, 3))  # fmt: skip
+    assert december.due_date == date(2026, 12, 31) and december.due_estimated
     day = date(2026, 12, 30)
     candidates = _candidates(store, day, want=3)["eligible"]
     repair = repairs.apply(engine, store, candidates[0]["record_id"], "已整改", None, today=day)
@@ -101,7 +108,8 @@ def _cases(world: Loaded) -> dict[str, Any]:
     entry = lists.propose(engine, store, uscc, "serious_dishonest_list", SERIOUS_BASIS,
                           "吊销许可证", today=day)  # fmt: skip
     return {"plan": plan, "repair": repair, "objection": objection, "extended": extended,
-            "closed": closed, "entry": entry, "day": day, "start": start}  # fmt: skip
+            "closed": closed, "entry": entry, "day": day, "start": start,
+            "december": december}  # fmt: skip
 
 
 def _deadlines(world: Loaded, c: dict[str, Any]) -> dict[str, Any]:
@@ -171,6 +179,17 @@ def test_running_deadlines_move_to_the_published_schedule_once(
     assert after["closed"] == before["closed"]  # decided: its deadline stays
     assert _estimated(world, c) == {"objection": False, "repair": False, "entry": False}
     assert done.still_estimated == 0 and not done.skipped
+    # the December plan: the same day, no longer an estimate, and no step on its tasks
+    december = c["december"].plan_id
+    assert done.confirmed == [december] and ("plan", december) not in {
+        (m.case_type, m.case_id) for m in done.moves
+    }
+    with world.engine.connect() as con:
+        kept = con.execute(sa.select(spot_check_plans.c.due_date, spot_check_plans.c.due_estimated)
+                           .where(spot_check_plans.c.id == december)).one()  # fmt: skip
+        december_tasks = set(con.execute(sa.select(spot_check_tasks.c.id).where(
+            spot_check_tasks.c.plan_id == december)).scalars())  # fmt: skip
+    assert kept.due_date == date(2026, 12, 31) and kept.due_estimated is False
     by_case = {(m.case_type, m.case_id): m for m in done.moves}
     assert by_case[("plan", c["plan"].plan_id)].tasks == c["plan"].tasks
     assert ("objection", str(c["closed"]["id"])) not in by_case
@@ -185,6 +204,7 @@ def test_running_deadlines_move_to_the_published_schedule_once(
             spot_check_tasks.c.plan_id == c["plan"].plan_id)).scalars())  # fmt: skip
     logged = {(t, i) for t, i, _ in steps}
     assert {("spot_check", i) for i in task_ids} <= logged
+    assert not {("spot_check", i) for i in december_tasks} & logged
     for kind, key in (("repair", "repair"), ("objection", "objection"), ("list", "entry")):
         assert (kind, c[key]["id"]) in logged
     detail = next(json.loads(d) for t, i, d in steps if (t, i) == ("repair", c["repair"]["id"]))
